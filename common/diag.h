@@ -1,0 +1,45 @@
+/*
+ * diag — status codes and error messages shared by every module.
+ *
+ * Policy: a function that can fail on user input returns an llmsim_status and
+ * fills a caller-owned `diag` with one message that says where (file:line:col
+ * when known) and what to fix. LLMSIM_EINPUT is the user's fault and the CLI
+ * exits with 2; LLMSIM_EFAIL is ours or the system's and exits with 1. Broken
+ * invariants are asserts, not statuses.
+ */
+#ifndef LLMSIM_COMMON_DIAG_H
+#define LLMSIM_COMMON_DIAG_H
+
+#include <stddef.h>
+
+typedef enum llmsim_status {
+    LLMSIM_OK = 0,
+    LLMSIM_EFAIL = 1,  /* system or internal failure: exit status 1 */
+    LLMSIM_EINPUT = 2, /* bad input from the user: exit status 2 */
+} llmsim_status;
+
+typedef struct diag {
+    llmsim_status status; /* status of the first error recorded */
+    char msg[1024];       /* "file:line:col: what is wrong; what to do" */
+} diag;
+
+#if defined(__GNUC__)
+#define LLMSIM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define LLMSIM_PRINTF(a, b)
+#endif
+
+void diag_clear(diag *d);
+
+/* Record an error (first one wins); returns `status` so callers can
+ * `return diag_set(d, LLMSIM_EINPUT, ...)`. d may be NULL. */
+llmsim_status diag_set(diag *d, llmsim_status status, const char *fmt, ...) LLMSIM_PRINTF(3, 4);
+
+/* Same with a position: line and col are 1-based; col 0 omits the column. */
+llmsim_status diag_at(diag *d, llmsim_status status, const char *file, size_t line, size_t col,
+                      const char *fmt, ...) LLMSIM_PRINTF(6, 7);
+
+/* Prefix the stored message with "context: " (for example the file name). */
+void diag_prefix(diag *d, const char *context);
+
+#endif

@@ -1,0 +1,207 @@
+/* units — see units.h. */
+#include "common/units.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct unit_def {
+    const char *name;
+    double scale;
+} unit_def;
+
+static const unit_def byte_units[] = {
+    {"B", 1.0},         {"kB", 1e3},          {"KB", 1e3},          {"MB", 1e6},
+    {"GB", 1e9},        {"TB", 1e12},         {"PB", 1e15},         {"KiB", 1024.0},
+    {"MiB", 1048576.0}, {"GiB", 1073741824.0}, {"TiB", 1099511627776.0},
+    {"PiB", 1125899906842624.0},
+};
+static const unit_def flop_units[] = {
+    {"FLOP/s", 1.0},    {"kFLOP/s", 1e3},  {"MFLOP/s", 1e6},
+    {"GFLOP/s", 1e9},   {"TFLOP/s", 1e12}, {"PFLOP/s", 1e15},
+};
+static const unit_def time_units[] = {
+    {"s", 1.0}, {"ms", 1e-3}, {"us", 1e-6}, {"ns", 1e-9}, {"min", 60.0}, {"h", 3600.0},
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const char *units_kind_example(units_kind kind)
+{
+    switch (kind) {
+    case UNITS_BYTES: return "a size with a unit, such as '16 GiB' or '512 MB'";
+    case UNITS_BANDWIDTH: return "a bandwidth with a unit, such as '12.9 GB/s' or '25 GiB/s'";
+    case UNITS_FLOPS: return "a throughput with a unit, such as '21.2 TFLOP/s'";
+    case UNITS_TIME: return "a time with a unit, such as '35 us' or '1.5 ms'";
+    }
+    return "a quantity with a unit";
+}
+
+static bool lookup(const unit_def *defs, size_t n, const char *name, double *scale)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(defs[i].name, name) == 0) {
+            *scale = defs[i].scale;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool unit_scale(units_kind kind, const char *unit, double *scale)
+{
+    switch (kind) {
+    case UNITS_BYTES: return lookup(byte_units, COUNT(byte_units), unit, scale);
+    case UNITS_BANDWIDTH: {
+        size_t n = strlen(unit);
+        if (n < 3 || strcmp(unit + n - 2, "/s") != 0 || n - 2 >= 16)
+            return false;
+        char base[16];
+        memcpy(base, unit, n - 2);
+        base[n - 2] = '\0';
+        return lookup(byte_units, COUNT(byte_units), base, scale);
+    }
+    case UNITS_FLOPS: return lookup(flop_units, COUNT(flop_units), unit, scale);
+    case UNITS_TIME: return lookup(time_units, COUNT(time_units), unit, scale);
+    }
+    return false;
+}
+
+bool units_parse(const char *text, units_kind kind, double *out, char *why, size_t why_len)
+{
+    const char *p = text;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0') {
+        snprintf(why, why_len, "empty value; expected %s", units_kind_example(kind));
+        return false;
+    }
+    /* strtod accepts hex, inf and nan: allow only plain decimal numbers. */
+    for (const char *q = p; *q && !isalpha((unsigned char)*q) && *q != ' '; q++) {
+        if (!(isdigit((unsigned char)*q) || *q == '.' || *q == '-' || *q == '+')) {
+            snprintf(why, why_len, "'%s' is not a number followed by a unit; expected %s", text,
+                     units_kind_example(kind));
+            return false;
+        }
+    }
+    if (!(isdigit((unsigned char)*p) || *p == '.' || *p == '-' || *p == '+')) {
+        snprintf(why, why_len, "'%s' does not start with a number; expected %s", text,
+                 units_kind_example(kind));
+        return false;
+    }
+    errno = 0;
+    char *end = NULL;
+    double v = strtod(p, &end);
+    if (end == p) {
+        snprintf(why, why_len, "'%s' does not start with a number; expected %s", text,
+                 units_kind_example(kind));
+        return false;
+    }
+    /* exponents are allowed (1e9 B); strtod consumed them */
+    if (errno == ERANGE || !isfinite(v)) {
+        snprintf(why, why_len, "number in '%s' is out of range", text);
+        return false;
+    }
+    while (*end == ' ' || *end == '\t')
+        end++;
+    char unit[32];
+    size_t n = strlen(end);
+    while (n > 0 && (end[n - 1] == ' ' || end[n - 1] == '\t'))
+        n--;
+    if (n == 0) {
+        snprintf(why, why_len, "'%s' has no unit; expected %s", text, units_kind_example(kind));
+        return false;
+    }
+    if (n >= sizeof unit) {
+        snprintf(why, why_len, "unknown unit in '%s'; expected %s", text, units_kind_example(kind));
+        return false;
+    }
+    memcpy(unit, end, n);
+    unit[n] = '\0';
+    double scale;
+    if (!unit_scale(kind, unit, &scale)) {
+        snprintf(why, why_len, "unknown unit '%s'; expected %s", unit, units_kind_example(kind));
+        return false;
+    }
+    double r = v * scale;
+    if (!isfinite(r)) {
+        snprintf(why, why_len, "'%s' overflows", text);
+        return false;
+    }
+    *out = r;
+    return true;
+}
+
+/* Pick the display unit: binary for bytes and bandwidth, decimal for flops. */
+static const char *pick_unit(units_kind kind, double value, double *scale)
+{
+    double a = fabs(value);
+    switch (kind) {
+    case UNITS_BYTES:
+    case UNITS_BANDWIDTH: {
+        static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+        static const char *bw[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s", "PiB/s"};
+        int i = 0;
+        double s = 1.0;
+        while (i < 5 && a >= s * 1024.0) {
+            s *= 1024.0;
+            i++;
+        }
+        *scale = s;
+        return kind == UNITS_BYTES ? names[i] : bw[i];
+    }
+    case UNITS_FLOPS: {
+        static const char *names[] = {"FLOP/s", "kFLOP/s", "MFLOP/s", "GFLOP/s", "TFLOP/s", "PFLOP/s"};
+        int i = 0;
+        double s = 1.0;
+        while (i < 5 && a >= s * 1000.0) {
+            s *= 1000.0;
+            i++;
+        }
+        *scale = s;
+        return names[i];
+    }
+    case UNITS_TIME:
+        if (a == 0.0 || a >= 1.0) {
+            *scale = 1.0;
+            return "s";
+        }
+        if (a >= 1e-3) {
+            *scale = 1e-3;
+            return "ms";
+        }
+        if (a >= 1e-6) {
+            *scale = 1e-6;
+            return "us";
+        }
+        *scale = 1e-9;
+        return "ns";
+    }
+    *scale = 1.0;
+    return "";
+}
+
+void units_format(units_kind kind, double value, char *buf, size_t len)
+{
+    double scale;
+    const char *unit = pick_unit(kind, value, &scale);
+    snprintf(buf, len, "%.4g %s", value / scale, unit);
+}
+
+void units_format_exact(units_kind kind, double value, char *buf, size_t len)
+{
+    double scale;
+    const char *unit = pick_unit(kind, value, &scale);
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(buf, len, "%.*g %s", digits, value / scale, unit);
+        double back;
+        char why[8];
+        if (units_parse(buf, kind, &back, why, sizeof why) && back == value)
+            return;
+    }
+    static const char *base[] = {"B", "B/s", "FLOP/s", "s"};
+    snprintf(buf, len, "%.17g %s", value, base[kind]);
+}

@@ -1,0 +1,92 @@
+/*
+ * store — the SQLite store (ARCHITECTURE §10): inputs by content hash, runs
+ * with their metrics, stage and task timings.
+ *
+ * One file, WAL mode, foreign keys on, schema versioned by PRAGMA
+ * user_version with append-only migrations, each applied in one transaction.
+ * A run is written as: store_run_begin commits a row with status 'running',
+ * then opens a transaction; metrics, stages and tasks go inside it;
+ * store_run_commit sets the status and result and commits; store_run_abort
+ * rolls back and marks the row 'failed' or 'interrupted'. A process killed in
+ * between leaves a 'running' row whose pid is gone; store_open marks such rows
+ * 'interrupted'.
+ *
+ * Ownership: the store handle is the caller's, freed by store_close
+ * (accepts NULL). Strings in results are owned by the result and freed by
+ * the matching *_free function.
+ */
+#ifndef LLMSIM_DB_STORE_H
+#define LLMSIM_DB_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+typedef struct store store;
+
+/* Current schema version (PRAGMA user_version after migrations). */
+#define STORE_SCHEMA_VERSION 1
+
+llmsim_status store_open(const char *path, store **out, diag *e);
+void store_close(store *s);
+
+/* Record an input by the hash of its canonical text (kind: "model",
+ * "hwprofile", "policy", "workload"); idempotent. hash_out gets the hex hash.
+ * A different text under an existing hash is reported as a collision. */
+llmsim_status store_put_input(store *s, const char *kind, const char *name, const char *canonical,
+                              char hash_out[17], diag *e);
+
+typedef struct store_run_info {
+    const char *kind;          /* predict, simulate, measure, search, profile, validate */
+    const char *model_hash;    /* each may be NULL */
+    const char *hw_hash;
+    const char *policy_hash;
+    const char *workload_hash;
+    const char *model_name;
+    const char *hw_name;
+    const char *command;       /* the command line, for the record */
+} store_run_info;
+
+llmsim_status store_run_begin(store *s, const store_run_info *info, int64_t *run_id, diag *e);
+llmsim_status store_run_metric(store *s, int64_t run_id, const char *key, double value, diag *e);
+/* Per-step stage time: phase "prefill" or "decode", step index (0 = prefill,
+ * 1.. = decode steps, -1 = per-layer average of the phase), stage name. */
+llmsim_status store_run_stage(store *s, int64_t run_id, const char *phase, int step,
+                              const char *stage, double seconds, diag *e);
+/* status: "ok"; result_json: the command's JSON output (owned by caller). */
+llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
+                               diag *e);
+/* status: "failed" or "interrupted". */
+void store_run_abort(store *s, int64_t run_id, const char *status);
+
+/* ---- queries */
+typedef struct store_run_row {
+    int64_t id;
+    char *kind, *status, *model_name, *hw_name, *started_at, *finished_at, *tool_version, *command;
+    char *model_hash, *hw_hash, *policy_hash, *workload_hash;
+    char *result_json; /* NULL in lists; filled by store_run_get */
+    double throughput_tok_s; /* the metric of that name, NaN if absent */
+    double total_s;
+} store_run_row;
+
+typedef struct store_run_filter {
+    const char *model_name; /* NULL: any */
+    const char *hw_name;
+    const char *kind;
+    int limit;              /* 0: no limit */
+} store_run_filter;
+
+/* Newest first. *rows is an array of *n rows; free with store_rows_free. */
+llmsim_status store_runs_list(store *s, const store_run_filter *f, store_run_row **rows, int *n,
+                              diag *e);
+void store_rows_free(store_run_row *rows, int n);
+/* One run with its result; LLMSIM_EINPUT when no such run. */
+llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e);
+/* Metrics of a run as (key, value) pairs; free with store_metrics_free. */
+llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **values, int *n, diag *e);
+void store_metrics_free(char **keys, double *values, int n);
+/* Text of an input by hash (caller frees); NULL if absent. */
+char *store_input_body(store *s, const char *hash);
+
+#endif

@@ -1,0 +1,407 @@
+/*
+ * hwprofile — YAML load and save. See hwprofile.h for the fields and
+ * README.md ("Hardware profiles") for the file format.
+ */
+#include "hwprofiles/hwprofile.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/datadir.h"
+#include "common/units.h"
+#include "common/yamldoc.h"
+
+const char *const hw_link_names[HW_NLINKS] = {"h2d_pinned", "h2d_pageable", "d2h_pinned",
+                                              "d2h_pageable"};
+const char *const hw_source_names[3] = {"measured", "paper", "spec"};
+const char *const hwprofile_shipped_names[] = {
+    "t4-flexgen", "a100-40gb-pcie", "a100-80gb-sxm", "h100-80gb-sxm", "h100-pcie", "h200",
+    "l4",         "rtx4090",        "cpu-only",      NULL,
+};
+
+/* ---- loading */
+
+static llmsim_status load_points(yd_doc *d, yaml_node_t *seq, hw_link *l, diag *e)
+{
+    size_t n = yd_seq_len(seq);
+    if (n > HW_MAX_POINTS)
+        return yd_error(d, seq, e, "at most %d points per link", HW_MAX_POINTS);
+    for (size_t i = 0; i < n; i++) {
+        yd_map pm;
+        llmsim_status st = yd_map_open(&pm, d, yd_seq_at(d, seq, i), "a link point", e);
+        if (st)
+            return st;
+        hw_point *p = &l->points[i];
+        p->spread = 0;
+        if ((st = yd_field_qty(&pm, "size", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->bytes, e)) ||
+            (st = yd_field_qty(&pm, "time", YD_REQUIRED, UNITS_TIME, YD_POSITIVE, &p->time_s, e)) ||
+            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
+            yd_map_discard(&pm);
+            return st;
+        }
+        if ((st = yd_map_close(&pm, e)))
+            return st;
+    }
+    l->npoints = (int)n;
+    return LLMSIM_OK;
+}
+
+static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw_link *l, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(parent, key, need, &m, e);
+    if (st || !m.node)
+        return st;
+    l->present = true;
+    yaml_node_t *seq;
+    if ((st = yd_field_qty(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
+                           &l->bandwidth_Bps, e)) ||
+        (st = yd_field_qty(&m, "latency", YD_OPTIONAL, UNITS_TIME, YD_NONNEG, &l->latency_s, e)) ||
+        (st = yd_field_seq(&m, "points", YD_OPTIONAL, &seq, e)) ||
+        (seq && (st = load_points(m.doc, seq, l, e)))) {
+        yd_map_discard(&m);
+        return st;
+    }
+    return yd_map_close(&m, e);
+}
+
+static llmsim_status load_gemm(yd_map *parent, const char *key, hw_gemm_table *t, diag *e)
+{
+    yaml_node_t *seq;
+    llmsim_status st = yd_field_seq(parent, key, YD_REQUIRED, &seq, e);
+    if (st)
+        return st;
+    yd_doc *d = parent->doc;
+    size_t n = yd_seq_len(seq);
+    if (n == 0)
+        return yd_error(d, seq, e, "'%s' needs at least one point", key);
+    if (n > HW_MAX_POINTS)
+        return yd_error(d, seq, e, "'%s' has more than %d points", key, HW_MAX_POINTS);
+    for (size_t i = 0; i < n; i++) {
+        yd_map pm;
+        yaml_node_t *item = yd_seq_at(d, seq, i);
+        if ((st = yd_map_open(&pm, d, item, "a GEMM point", e)))
+            return st;
+        hw_gemm_point *p = &t->points[i];
+        long long m = 0, nn = 0, k = 0;
+        p->spread = 0;
+        if ((st = yd_field_int(&pm, "m", YD_REQUIRED, 1, 1LL << 40, &m, e)) ||
+            (st = yd_field_int(&pm, "n", YD_OPTIONAL, 1, 1LL << 40, &nn, e)) ||
+            (st = yd_field_int(&pm, "k", YD_OPTIONAL, 1, 1LL << 40, &k, e)) ||
+            (st = yd_field_qty(&pm, "throughput", YD_REQUIRED, UNITS_FLOPS, YD_POSITIVE, &p->flops,
+                               e)) ||
+            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
+            yd_map_discard(&pm);
+            return st;
+        }
+        if ((nn == 0) != (k == 0)) {
+            yd_map_discard(&pm);
+            return yd_error(d, item, e, "give both n and k for a GEMM point, or neither");
+        }
+        p->m = (double)m;
+        p->n = (double)nn;
+        p->k = (double)k;
+        if ((st = yd_map_close(&pm, e)))
+            return st;
+    }
+    t->npoints = (int)n;
+    return LLMSIM_OK;
+}
+
+static llmsim_status load_provenance(yd_map *root, hw_provenance *p, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(root, "provenance", YD_REQUIRED, &m, e);
+    if (st)
+        return st;
+    int src = 0;
+    if ((st = yd_field_enum(&m, "source", YD_REQUIRED, hw_source_names, 3, &src, e)) ||
+        (st = yd_field_str(&m, "description", YD_REQUIRED, p->description, sizeof p->description,
+                           e)) ||
+        (st = yd_field_str(&m, "host", YD_OPTIONAL, p->host, sizeof p->host, e)) ||
+        (st = yd_field_str(&m, "date", YD_OPTIONAL, p->date, sizeof p->date, e)) ||
+        (st = yd_field_str(&m, "tool", YD_OPTIONAL, p->tool, sizeof p->tool, e)) ||
+        (st = yd_field_str(&m, "command", YD_OPTIONAL, p->command, sizeof p->command, e)) ||
+        (st = yd_field_str(&m, "notes", YD_OPTIONAL, p->notes, sizeof p->notes, e))) {
+        yd_map_discard(&m);
+        return st;
+    }
+    p->source = (hw_source)src;
+    return yd_map_close(&m, e);
+}
+
+static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(root, "gpu", YD_OPTIONAL, &m, e);
+    if (st || !m.node)
+        return st;
+    hw_gpu *g = &hw->gpu;
+    g->present = true;
+    yd_map att;
+    memset(&att, 0, sizeof att);
+    if ((st = yd_field_str(&m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) ||
+        (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes, e)) ||
+        (st = yd_field_qty(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
+                           &g->memory_bandwidth_Bps, e)) ||
+        (st = load_gemm(&m, "gemm", &g->gemm, e)) ||
+        (st = yd_field_qty(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, YD_NONNEG,
+                           &g->launch_latency_s, e)) ||
+        (st = yd_field_map(&m, "attention", YD_REQUIRED, &att, e)) ||
+        (st = yd_field_qty(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, YD_POSITIVE,
+                           &g->attn_prefill_flops, e)) ||
+        (st = yd_field_qty(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
+                           &g->attn_decode_Bps, e))) {
+        yd_map_discard(&att);
+        yd_map_discard(&m);
+        return st;
+    }
+    if ((st = yd_map_close(&att, e))) {
+        yd_map_discard(&m);
+        return st;
+    }
+    return yd_map_close(&m, e);
+}
+
+static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(root, "cpu", YD_REQUIRED, &m, e);
+    if (st)
+        return st;
+    hw_cpu *c = &hw->cpu;
+    long long cores = 0;
+    if ((st = yd_field_str(&m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) ||
+        (st = yd_field_int(&m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) ||
+        (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes, e)) ||
+        (st = yd_field_qty(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
+                           &c->memory_bandwidth_Bps, e)) ||
+        (st = load_gemm(&m, "gemm", &c->gemm, e)) ||
+        (st = yd_field_qty(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE, &c->attn_Bps,
+                           e))) {
+        yd_map_discard(&m);
+        return st;
+    }
+    c->cores = (int)cores;
+    return yd_map_close(&m, e);
+}
+
+static llmsim_status load_disk(yd_map *root, hwprofile *hw, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(root, "disk", YD_OPTIONAL, &m, e);
+    if (st || !m.node)
+        return st;
+    hw->disk.present = true;
+    if ((st = yd_field_qty(&m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
+                           &hw->disk.capacity_bytes, e)) ||
+        (st = load_link(&m, "read", YD_REQUIRED, &hw->disk.read, e)) ||
+        (st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e))) {
+        yd_map_discard(&m);
+        return st;
+    }
+    return yd_map_close(&m, e);
+}
+
+static llmsim_status load_links(yd_map *root, hwprofile *hw, diag *e)
+{
+    yd_map m;
+    llmsim_status st = yd_field_map(root, "links", hw->gpu.present ? YD_REQUIRED : YD_OPTIONAL, &m, e);
+    if (st || !m.node)
+        return st;
+    if (!hw->gpu.present) {
+        st = yd_error(m.doc, m.node, e, "'links' describes host<->GPU copies, but the profile has "
+                      "no 'gpu' section; remove 'links' or add 'gpu'");
+        yd_map_discard(&m);
+        return st;
+    }
+    for (int i = 0; i < HW_NLINKS; i++) {
+        /* pinned links are required; pageable ones default to the pinned figures */
+        yd_need need = (i == HW_LINK_H2D_PINNED || i == HW_LINK_D2H_PINNED) ? YD_REQUIRED : YD_OPTIONAL;
+        if ((st = load_link(&m, hw_link_names[i], need, &hw->links[i], e))) {
+            yd_map_discard(&m);
+            return st;
+        }
+    }
+    if (!hw->links[HW_LINK_H2D_PAGEABLE].present) {
+        hw->links[HW_LINK_H2D_PAGEABLE] = hw->links[HW_LINK_H2D_PINNED];
+        hw->links[HW_LINK_H2D_PAGEABLE].present = false; /* not saved back */
+    }
+    if (!hw->links[HW_LINK_D2H_PAGEABLE].present) {
+        hw->links[HW_LINK_D2H_PAGEABLE] = hw->links[HW_LINK_D2H_PINNED];
+        hw->links[HW_LINK_D2H_PAGEABLE].present = false;
+    }
+    return yd_map_close(&m, e);
+}
+
+llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e)
+{
+    memset(hw, 0, sizeof *hw);
+    yd_doc doc;
+    llmsim_status st = yd_load_file(&doc, path, e);
+    if (st) {
+        yd_free(&doc);
+        return st;
+    }
+    yd_map root;
+    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the hardware profile", e))) {
+        yd_free(&doc);
+        return st;
+    }
+    if ((st = yd_check_format(&root, "hwprofile", 1, e)) ||
+        (st = yd_field_str(&root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
+        (st = load_provenance(&root, &hw->prov, e)) || (st = load_gpu(&root, hw, e)) ||
+        (st = load_cpu(&root, hw, e)) || (st = load_disk(&root, hw, e)) ||
+        (st = load_links(&root, hw, e))) {
+        yd_map_discard(&root);
+        yd_free(&doc);
+        return st;
+    }
+    st = yd_map_close(&root, e);
+    yd_free(&doc);
+    return st;
+}
+
+llmsim_status hwprofile_load(const char *spec, hwprofile *hw, diag *e)
+{
+    if (datadir_is_path(spec))
+        return hwprofile_load_yaml(spec, hw, e);
+    char path[1024];
+    if (datadir_find("hwprofiles", spec, ".yaml", path, sizeof path))
+        return hwprofile_load_yaml(path, hw, e);
+    strbuf names = {0};
+    for (int i = 0; hwprofile_shipped_names[i]; i++)
+        strbuf_printf(&names, "%s%s", i ? ", " : "", hwprofile_shipped_names[i]);
+    diag_set(e, LLMSIM_EINPUT, "--hardware '%s': not a shipped profile or a file; shipped profiles: %s",
+             spec, strbuf_str(&names));
+    strbuf_free(&names);
+    return LLMSIM_EINPUT;
+}
+
+/* ---- saving */
+
+static void put_str(strbuf *b, const char *s)
+{
+    strbuf_puts(b, "\"");
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            strbuf_printf(b, "\\%c", *p);
+        else if (*p == '\n')
+            strbuf_puts(b, "\\n");
+        else if ((unsigned char)*p < 0x20)
+            strbuf_printf(b, "\\x%02x", (unsigned char)*p);
+        else
+            strbuf_printf(b, "%c", *p);
+    }
+    strbuf_puts(b, "\"");
+}
+
+static void put_qty(strbuf *b, units_kind kind, double v)
+{
+    char buf[64];
+    units_format_exact(kind, v, buf, sizeof buf);
+    strbuf_puts(b, buf);
+}
+
+static void save_link(strbuf *b, const char *indent, const char *key, const hw_link *l)
+{
+    strbuf_printf(b, "%s%s:\n%s  bandwidth: ", indent, key, indent);
+    put_qty(b, UNITS_BANDWIDTH, l->bandwidth_Bps);
+    strbuf_printf(b, "\n%s  latency: ", indent);
+    put_qty(b, UNITS_TIME, l->latency_s);
+    strbuf_puts(b, "\n");
+    if (l->npoints) {
+        strbuf_printf(b, "%s  points:\n", indent);
+        for (int i = 0; i < l->npoints; i++) {
+            strbuf_printf(b, "%s    - {size: ", indent);
+            put_qty(b, UNITS_BYTES, l->points[i].bytes);
+            strbuf_puts(b, ", time: ");
+            put_qty(b, UNITS_TIME, l->points[i].time_s);
+            strbuf_printf(b, ", spread: %.17g}\n", l->points[i].spread);
+        }
+    }
+}
+
+static void save_gemm(strbuf *b, const char *indent, const hw_gemm_table *t)
+{
+    strbuf_printf(b, "%sgemm:\n", indent);
+    for (int i = 0; i < t->npoints; i++) {
+        const hw_gemm_point *p = &t->points[i];
+        strbuf_printf(b, "%s  - {m: %.0f, ", indent, p->m);
+        if (p->n > 0)
+            strbuf_printf(b, "n: %.0f, k: %.0f, ", p->n, p->k);
+        strbuf_puts(b, "throughput: ");
+        put_qty(b, UNITS_FLOPS, p->flops);
+        strbuf_printf(b, ", spread: %.17g}\n", p->spread);
+    }
+}
+
+void hwprofile_save(const hwprofile *hw, strbuf *b)
+{
+    strbuf_puts(b, "llmsim: hwprofile/1\nname: ");
+    put_str(b, hw->name);
+    strbuf_printf(b, "\nprovenance:\n  source: %s\n  description: ", hw_source_names[hw->prov.source]);
+    put_str(b, hw->prov.description);
+    const char *keys[] = {"host", "date", "tool", "command", "notes"};
+    const char *vals[] = {hw->prov.host, hw->prov.date, hw->prov.tool, hw->prov.command,
+                          hw->prov.notes};
+    for (int i = 0; i < 5; i++) {
+        if (vals[i][0]) {
+            strbuf_printf(b, "\n  %s: ", keys[i]);
+            put_str(b, vals[i]);
+        }
+    }
+    strbuf_puts(b, "\n");
+    if (hw->gpu.present) {
+        const hw_gpu *g = &hw->gpu;
+        strbuf_puts(b, "gpu:\n  name: ");
+        put_str(b, g->name);
+        strbuf_puts(b, "\n  memory: ");
+        put_qty(b, UNITS_BYTES, g->memory_bytes);
+        strbuf_puts(b, "\n  memory_bandwidth: ");
+        put_qty(b, UNITS_BANDWIDTH, g->memory_bandwidth_Bps);
+        strbuf_puts(b, "\n  launch_latency: ");
+        put_qty(b, UNITS_TIME, g->launch_latency_s);
+        strbuf_puts(b, "\n");
+        save_gemm(b, "  ", &g->gemm);
+        strbuf_puts(b, "  attention:\n    prefill: ");
+        put_qty(b, UNITS_FLOPS, g->attn_prefill_flops);
+        strbuf_puts(b, "\n    decode: ");
+        put_qty(b, UNITS_BANDWIDTH, g->attn_decode_Bps);
+        strbuf_puts(b, "\n");
+    }
+    const hw_cpu *c = &hw->cpu;
+    strbuf_puts(b, "cpu:\n  name: ");
+    put_str(b, c->name);
+    strbuf_printf(b, "\n  cores: %d\n  memory: ", c->cores);
+    put_qty(b, UNITS_BYTES, c->memory_bytes);
+    strbuf_puts(b, "\n  memory_bandwidth: ");
+    put_qty(b, UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
+    strbuf_puts(b, "\n");
+    save_gemm(b, "  ", &c->gemm);
+    strbuf_puts(b, "  attention: ");
+    put_qty(b, UNITS_BANDWIDTH, c->attn_Bps);
+    strbuf_puts(b, "\n");
+    if (hw->disk.present) {
+        strbuf_puts(b, "disk:\n  capacity: ");
+        put_qty(b, UNITS_BYTES, hw->disk.capacity_bytes);
+        strbuf_puts(b, "\n");
+        save_link(b, "  ", "read", &hw->disk.read);
+        save_link(b, "  ", "write", &hw->disk.write);
+    }
+    if (hw->gpu.present) {
+        strbuf_puts(b, "links:\n");
+        for (int i = 0; i < HW_NLINKS; i++)
+            if (hw->links[i].present)
+                save_link(b, "  ", hw_link_names[i], &hw->links[i]);
+    }
+}
+
+llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e)
+{
+    strbuf b = {0};
+    hwprofile_save(hw, &b);
+    llmsim_status st = strbuf_write_file(&b, path, e);
+    strbuf_free(&b);
+    return st;
+}

@@ -1,0 +1,118 @@
+/*
+ * hwprofile — what a machine can do: memory per tier, the bandwidth and
+ * latency of every link, GEMM and attention throughput per device, and where
+ * these numbers came from (provenance).
+ *
+ * Units: bytes, bytes/s, FLOP/s, seconds, in every field (names say which).
+ * A profile without a `gpu` section describes a CPU-only machine: compute
+ * runs on the CPU and the gpu tier is empty (ARCHITECTURE §4).
+ */
+#ifndef LLMSIM_HWPROFILES_HWPROFILE_H
+#define LLMSIM_HWPROFILES_HWPROFILE_H
+
+#include <stdbool.h>
+
+#include "common/diag.h"
+#include "common/strbuf.h"
+
+#define HW_MAX_POINTS 64
+
+/* One measured point: x = size in bytes, y = seconds; spread = (max-min)/median. */
+typedef struct hw_point {
+    double bytes;
+    double time_s;
+    double spread;
+} hw_point;
+
+/* A transfer path with a fitted latency + bandwidth (time = latency + bytes / bandwidth)
+ * and the points it was fitted on (may be empty for spec or paper profiles). */
+typedef struct hw_link {
+    bool present;
+    double bandwidth_Bps;
+    double latency_s;
+    int npoints;
+    hw_point points[HW_MAX_POINTS];
+} hw_link;
+
+/* GEMM throughput for an (m x k) @ (k x n) product; n == k == 0 means "any
+ * shape" (a single peak figure). */
+typedef struct hw_gemm_point {
+    double m, n, k;
+    double flops; /* FLOP/s achieved */
+    double spread;
+} hw_gemm_point;
+
+typedef struct hw_gemm_table {
+    int npoints;
+    hw_gemm_point points[HW_MAX_POINTS];
+} hw_gemm_table;
+
+typedef struct hw_gpu {
+    bool present;
+    char name[64];
+    double memory_bytes;         /* usable device memory */
+    double memory_bandwidth_Bps; /* HBM/GDDR bandwidth */
+    hw_gemm_table gemm;          /* fp16 dense GEMM */
+    double attn_prefill_flops;   /* batched matmul throughput over a prompt */
+    double attn_decode_Bps;      /* decode attention: bytes of K and V read per second */
+    double launch_latency_s;     /* per kernel */
+} hw_gpu;
+
+typedef struct hw_cpu {
+    char name[64];
+    int cores;
+    double memory_bytes;
+    double memory_bandwidth_Bps;
+    hw_gemm_table gemm;
+    double attn_Bps; /* CPU attention kernel: bytes of K and V read per second */
+} hw_cpu;
+
+typedef struct hw_disk {
+    bool present;
+    double capacity_bytes;
+    hw_link read;
+    hw_link write;
+} hw_disk;
+
+typedef enum hw_link_id {
+    HW_LINK_H2D_PINNED,
+    HW_LINK_H2D_PAGEABLE,
+    HW_LINK_D2H_PINNED,
+    HW_LINK_D2H_PAGEABLE,
+    HW_NLINKS
+} hw_link_id;
+extern const char *const hw_link_names[HW_NLINKS];
+
+typedef enum hw_source { HW_SOURCE_MEASURED, HW_SOURCE_PAPER, HW_SOURCE_SPEC } hw_source;
+extern const char *const hw_source_names[3];
+
+typedef struct hw_provenance {
+    hw_source source;
+    char description[512]; /* one line: what machine, from where */
+    char host[128];        /* measured: host name */
+    char date[64];         /* measured: ISO date */
+    char tool[64];         /* measured: llmsim version */
+    char command[512];     /* measured: the command line */
+    char notes[4096];      /* why each figure is what it is */
+} hw_provenance;
+
+typedef struct hwprofile {
+    char name[64];
+    hw_provenance prov;
+    hw_gpu gpu;
+    hw_cpu cpu;
+    hw_disk disk;
+    hw_link links[HW_NLINKS]; /* host<->device; all absent without a GPU */
+} hwprofile;
+
+/* Resolve `spec` (shipped name in hwprofiles/, or a path) and load it. */
+llmsim_status hwprofile_load(const char *spec, hwprofile *hw, diag *e);
+llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e);
+/* Canonical YAML: loads back to an identical struct (hwprofile_load_yaml). */
+void hwprofile_save(const hwprofile *hw, strbuf *out);
+llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e);
+
+/* Names of the shipped profiles, NULL-terminated. */
+extern const char *const hwprofile_shipped_names[];
+
+#endif

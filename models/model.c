@@ -1,0 +1,238 @@
+/*
+ * model — loading, validation and parameter counts. See model.h.
+ */
+#include "models/model.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common/datadir.h"
+#include "common/yamldoc.h"
+
+const char *const model_family_names[3] = {"opt", "llama", "mistral"};
+const char *const model_ffn_names[3] = {"relu", "gelu", "swiglu"};
+const char *const model_norm_names[2] = {"layernorm", "rmsnorm"};
+const char *const model_pos_names[2] = {"learned", "rotary"};
+const char *const model_dtype_names[3] = {"fp16", "bf16", "fp32"};
+
+const char *const model_shipped_names[] = {
+    "opt-125m",    "opt-1.3b",     "opt-6.7b",     "opt-13b",      "opt-30b",
+    "opt-66b",     "opt-175b",     "llama-2-7b",   "llama-2-13b",  "llama-2-70b",
+    "llama-3.1-8b", "llama-3.1-70b", "mistral-7b", NULL,
+};
+
+int model_dtype_bytes(model_dtype dt) { return dt == MODEL_DTYPE_FP32 ? 4 : 2; }
+
+/* ---- counts */
+
+int64_t model_kv_dim(const model *m) { return m->num_kv_heads * m->head_dim; }
+int64_t model_q_dim(const model *m) { return m->num_heads * m->head_dim; }
+
+void model_layer_params_get(const model *m, model_layer_params *p)
+{
+    int64_t h = m->hidden_size, q = model_q_dim(m), kv = model_kv_dim(m), f = m->ffn_size;
+    memset(p, 0, sizeof *p);
+    p->attn_weights = h * q + 2 * h * kv + q * h;
+    bool swiglu = m->ffn_kind == MODEL_FFN_SWIGLU;
+    p->mlp_weights = (swiglu ? 3 : 2) * h * f;
+    if (m->linear_bias) {
+        p->attn_bias = q + 2 * kv + h;
+        p->mlp_bias = (swiglu ? 2 * f : f) + h;
+    }
+    p->norm = (m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * 2 * h;
+}
+
+int64_t model_layer_param_count(const model *m)
+{
+    model_layer_params p;
+    model_layer_params_get(m, &p);
+    return p.attn_weights + p.attn_bias + p.mlp_weights + p.mlp_bias + p.norm;
+}
+
+int64_t model_embed_param_count(const model *m)
+{
+    int64_t h = m->hidden_size;
+    int64_t n = m->vocab_size * h;
+    if (m->position == MODEL_POS_LEARNED)
+        n += (m->max_context + (m->family == MODEL_FAMILY_OPT ? 2 : 0)) * h; /* OPT offsets by 2 */
+    n += (m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * h; /* final norm */
+    return n;
+}
+
+int64_t model_lm_head_param_count(const model *m)
+{
+    return m->tied_embeddings ? 0 : m->vocab_size * m->hidden_size;
+}
+
+int64_t model_param_count(const model *m)
+{
+    return model_embed_param_count(m) + m->num_layers * model_layer_param_count(m) +
+           model_lm_head_param_count(m);
+}
+
+/* ---- validation */
+
+llmsim_status model_validate(const model *m, const char *where, diag *e)
+{
+#define BAD(...) diag_set(e, LLMSIM_EINPUT, __VA_ARGS__)
+    if (m->num_layers <= 0 || m->hidden_size <= 0 || m->num_heads <= 0 || m->num_kv_heads <= 0 ||
+        m->head_dim <= 0 || m->ffn_size <= 0 || m->vocab_size <= 0 || m->max_context <= 0)
+        return BAD("%s: layers, sizes, heads and vocabulary must all be positive", where);
+    if (m->num_heads % m->num_kv_heads != 0)
+        return BAD("%s: heads (%lld) must be a multiple of kv_heads (%lld) for grouped-query "
+                   "attention", where, (long long)m->num_heads, (long long)m->num_kv_heads);
+    if (m->family == MODEL_FAMILY_OPT && m->num_kv_heads != m->num_heads)
+        return BAD("%s: OPT models have no grouped-query attention; kv_heads must equal heads", where);
+    if (m->position == MODEL_POS_ROTARY && m->head_dim % 2 != 0)
+        return BAD("%s: rotary positions need an even head_dim, got %lld", where,
+                   (long long)m->head_dim);
+    /* Keep every product we form well inside int64. */
+    const int64_t lim = (int64_t)1 << 24;
+    if (m->num_layers > 4096 || m->hidden_size > lim || m->ffn_size > lim * 4 ||
+        m->vocab_size > lim * 4 || m->max_context > lim * 4 || m->num_heads > 4096 ||
+        m->head_dim > 4096 || m->num_heads * m->head_dim > lim)
+        return BAD("%s: sizes are implausibly large (layers <= 4096, hidden_size <= %lld)", where,
+                   (long long)lim);
+#undef BAD
+    return LLMSIM_OK;
+}
+
+/* ---- YAML */
+
+llmsim_status model_load_yaml(const char *path, model *m, diag *e)
+{
+    yd_doc doc;
+    llmsim_status st = yd_load_file(&doc, path, e);
+    if (st) {
+        yd_free(&doc);
+        return st;
+    }
+    memset(m, 0, sizeof *m);
+    yd_map root;
+    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the model file", e))) {
+        yd_free(&doc);
+        return st;
+    }
+    long long v;
+    int iv;
+    bool have_kv = false, have_hd = false;
+    const int64_t big = (int64_t)1 << 40;
+    m->norm_eps = 1e-5;
+    m->rope_theta = 10000.0;
+    m->tied_embeddings = false;
+    if ((st = yd_check_format(&root, "model", 1, e)))
+        goto done;
+    if ((st = yd_field_str(&root, "name", YD_REQUIRED, m->name, sizeof m->name, e)))
+        goto done;
+    if ((st = yd_field_enum(&root, "family", YD_REQUIRED, model_family_names, 3, &iv, e)))
+        goto done;
+    m->family = (model_family)iv;
+#define INT_FIELD(key, need, dst, present)                                         \
+    do {                                                                            \
+        v = -1;                                                                     \
+        if ((st = yd_field_int(&root, key, need, 1, big, &v, e)))                   \
+            goto done;                                                              \
+        if (v > 0) {                                                                \
+            dst = (int64_t)v;                                                       \
+            present = true;                                                         \
+        }                                                                           \
+    } while (0)
+    bool have;
+    INT_FIELD("layers", YD_REQUIRED, m->num_layers, have);
+    INT_FIELD("hidden_size", YD_REQUIRED, m->hidden_size, have);
+    INT_FIELD("heads", YD_REQUIRED, m->num_heads, have);
+    INT_FIELD("kv_heads", YD_OPTIONAL, m->num_kv_heads, have_kv);
+    INT_FIELD("head_dim", YD_OPTIONAL, m->head_dim, have_hd);
+    INT_FIELD("ffn_size", YD_REQUIRED, m->ffn_size, have);
+    INT_FIELD("vocab_size", YD_REQUIRED, m->vocab_size, have);
+    INT_FIELD("max_context", YD_REQUIRED, m->max_context, have);
+#undef INT_FIELD
+    (void)have;
+    if ((st = yd_field_enum(&root, "ffn_kind", YD_REQUIRED, model_ffn_names, 3, &iv, e)))
+        goto done;
+    m->ffn_kind = (model_ffn)iv;
+    if ((st = yd_field_enum(&root, "norm", YD_REQUIRED, model_norm_names, 2, &iv, e)))
+        goto done;
+    m->norm = (model_norm)iv;
+    if ((st = yd_field_enum(&root, "position", YD_REQUIRED, model_pos_names, 2, &iv, e)))
+        goto done;
+    m->position = (model_pos)iv;
+    if ((st = yd_field_bool(&root, "tied_embeddings", YD_REQUIRED, &m->tied_embeddings, e)))
+        goto done;
+    m->linear_bias = m->family == MODEL_FAMILY_OPT; /* OPT has biases, LLaMA has none */
+    if ((st = yd_field_bool(&root, "linear_bias", YD_OPTIONAL, &m->linear_bias, e)))
+        goto done;
+    iv = MODEL_DTYPE_FP16;
+    if ((st = yd_field_enum(&root, "dtype", YD_OPTIONAL, model_dtype_names, 3, &iv, e)))
+        goto done;
+    m->dtype = (model_dtype)iv;
+    if ((st = yd_field_double(&root, "norm_eps", YD_OPTIONAL, 1e-12, 1.0, &m->norm_eps, e)))
+        goto done;
+    if ((st = yd_field_double(&root, "rope_theta", YD_OPTIONAL, 1.0, 1e12, &m->rope_theta, e)))
+        goto done;
+    if (!have_kv)
+        m->num_kv_heads = m->num_heads;
+    if (!have_hd) {
+        if (m->hidden_size % m->num_heads != 0) {
+            st = yd_error(&doc, root.node, e,
+                          "hidden_size (%lld) is not a multiple of heads (%lld); give head_dim",
+                          (long long)m->hidden_size, (long long)m->num_heads);
+            goto done;
+        }
+        m->head_dim = m->hidden_size / m->num_heads;
+    }
+    if ((st = yd_map_close(&root, e)))
+        goto out;
+    st = model_validate(m, path, e);
+    goto out;
+done:
+    yd_map_discard(&root);
+out:
+    yd_free(&doc);
+    return st;
+}
+
+/* ---- resolution */
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+llmsim_status model_load(const char *spec, model *m, diag *e)
+{
+    if (ends_with(spec, ".json"))
+        return model_load_hf_config(spec, m, e);
+    if (datadir_is_path(spec))
+        return model_load_yaml(spec, m, e);
+    char path[1024];
+    if (datadir_find("models/configs", spec, ".yaml", path, sizeof path))
+        return model_load_yaml(path, m, e);
+    strbuf names = {0};
+    for (int i = 0; model_shipped_names[i]; i++)
+        strbuf_printf(&names, "%s%s", i ? ", " : "", model_shipped_names[i]);
+    diag_set(e, LLMSIM_EINPUT,
+             "--model '%s': not a shipped model, a YAML file or a config.json; shipped models: %s",
+             spec, strbuf_str(&names));
+    strbuf_free(&names);
+    return LLMSIM_EINPUT;
+}
+
+/* ---- canonical form (also a valid model YAML file) */
+
+void model_canonical(const model *m, strbuf *out)
+{
+    strbuf_printf(out, "llmsim: model/1\nname: %s\nfamily: %s\nlayers: %lld\nhidden_size: %lld\n"
+                       "heads: %lld\nkv_heads: %lld\nhead_dim: %lld\nffn_size: %lld\nffn_kind: %s\n"
+                       "vocab_size: %lld\nmax_context: %lld\nnorm: %s\nposition: %s\n"
+                       "tied_embeddings: %s\nlinear_bias: %s\ndtype: %s\nnorm_eps: %.17g\n"
+                       "rope_theta: %.17g\n",
+                  m->name, model_family_names[m->family], (long long)m->num_layers,
+                  (long long)m->hidden_size, (long long)m->num_heads, (long long)m->num_kv_heads,
+                  (long long)m->head_dim, (long long)m->ffn_size, model_ffn_names[m->ffn_kind],
+                  (long long)m->vocab_size, (long long)m->max_context, model_norm_names[m->norm],
+                  model_pos_names[m->position], m->tied_embeddings ? "true" : "false",
+                  m->linear_bias ? "true" : "false", model_dtype_names[m->dtype], m->norm_eps,
+                  m->rope_theta);
+}

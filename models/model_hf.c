@@ -1,0 +1,232 @@
+/*
+ * model_hf — import a Hugging Face config.json (OPT, LLaMA and Mistral
+ * families) into a model. Keys are those of transformers' OPTConfig,
+ * LlamaConfig and MistralConfig; missing optional keys take those classes'
+ * defaults. JSON parsing is cJSON's.
+ */
+#include <cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "models/model.h"
+
+static char *read_all(const char *path, size_t *len, diag *e)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        diag_set(e, LLMSIM_EINPUT, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    const size_t max = 4u << 20;
+    char *buf = malloc(max + 1);
+    if (!buf) {
+        fclose(f);
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return NULL;
+    }
+    size_t n = fread(buf, 1, max + 1, f);
+    int err = ferror(f);
+    fclose(f);
+    if (err || n > max) {
+        free(buf);
+        diag_set(e, LLMSIM_EINPUT, "%s: %s", path,
+                 err ? "cannot read" : "larger than 4 MiB; this is not a config.json");
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* 1-based line and column of byte offset `off` in text. */
+static void position(const char *text, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off && text[i]; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
+typedef struct hf_ctx {
+    const char *path;
+    cJSON *root;
+    diag *e;
+} hf_ctx;
+
+/* Integer key: required, or default when absent. */
+static llmsim_status get_int(hf_ctx *c, const char *key, bool required, int64_t dflt, int64_t *out)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    if (!it || cJSON_IsNull(it)) {
+        if (required)
+            return diag_set(c->e, LLMSIM_EINPUT, "%s: missing required key \"%s\"", c->path, key);
+        *out = dflt;
+        return LLMSIM_OK;
+    }
+    if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 1 ||
+        it->valuedouble > 1e12)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: \"%s\" must be a positive whole number", c->path, key);
+    *out = (int64_t)it->valuedouble;
+    return LLMSIM_OK;
+}
+
+static double get_num(hf_ctx *c, const char *key, double dflt)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    return (it && cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble > 0)
+               ? it->valuedouble : dflt;
+}
+
+static const char *get_str(hf_ctx *c, const char *key)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    return cJSON_IsString(it) ? it->valuestring : NULL;
+}
+
+static bool get_bool(hf_ctx *c, const char *key, bool dflt)
+{
+    cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    return cJSON_IsBool(it) ? cJSON_IsTrue(it) : dflt;
+}
+
+static void name_from_path(const char *path, char *out, size_t len)
+{
+    /* ".../facebook/opt-30b/config.json" -> "opt-30b" */
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    char *slash = strrchr(tmp, '/');
+    if (slash && strcmp(slash + 1, "config.json") == 0) {
+        *slash = '\0';
+        slash = strrchr(tmp, '/');
+        snprintf(out, len, "%s", slash ? slash + 1 : tmp);
+        return;
+    }
+    const char *base = slash ? slash + 1 : tmp;
+    snprintf(out, len, "%s", base);
+    char *dot = strrchr(out, '.');
+    if (dot)
+        *dot = '\0';
+}
+
+llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
+{
+    size_t len;
+    char *text = read_all(path, &len, e);
+    if (!text)
+        return e->status;
+    const char *err_at = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &err_at, 1);
+    if (!root) {
+        size_t line, col;
+        position(text, err_at ? (size_t)(err_at - text) : 0, &line, &col);
+        free(text);
+        return diag_at(e, LLMSIM_EINPUT, path, line, col, "invalid JSON in config.json");
+    }
+    llmsim_status st = LLMSIM_OK;
+    hf_ctx c = {path, root, e};
+    memset(m, 0, sizeof *m);
+    if (!cJSON_IsObject(root)) {
+        st = diag_set(e, LLMSIM_EINPUT, "%s: a config.json must be a JSON object", path);
+        goto out;
+    }
+    const char *type = get_str(&c, "model_type");
+    if (!type) {
+        st = diag_set(e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports opt, llama and "
+                      "mistral configs", path);
+        goto out;
+    }
+    name_from_path(path, m->name, sizeof m->name);
+    m->norm_eps = 1e-5;
+    m->rope_theta = 10000.0;
+    const char *dt = get_str(&c, "torch_dtype");
+    if (!dt)
+        dt = get_str(&c, "dtype");
+    m->dtype = MODEL_DTYPE_FP16;
+    if (dt && strcmp(dt, "bfloat16") == 0)
+        m->dtype = MODEL_DTYPE_BF16;
+    else if (dt && strcmp(dt, "float32") == 0)
+        m->dtype = MODEL_DTYPE_FP32;
+
+    if (strcmp(type, "opt") == 0) {
+        m->family = MODEL_FAMILY_OPT;
+        if ((st = get_int(&c, "hidden_size", true, 0, &m->hidden_size)) ||
+            (st = get_int(&c, "num_attention_heads", true, 0, &m->num_heads)) ||
+            (st = get_int(&c, "num_hidden_layers", true, 0, &m->num_layers)) ||
+            (st = get_int(&c, "ffn_dim", true, 0, &m->ffn_size)) ||
+            (st = get_int(&c, "vocab_size", false, 50272, &m->vocab_size)) ||
+            (st = get_int(&c, "max_position_embeddings", false, 2048, &m->max_context)))
+            goto out;
+        int64_t proj;
+        if ((st = get_int(&c, "word_embed_proj_dim", false, m->hidden_size, &proj)))
+            goto out;
+        if (proj != m->hidden_size) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: word_embed_proj_dim != hidden_size (OPT-350M's "
+                          "projected embeddings) is not supported", path);
+            goto out;
+        }
+        if (!get_bool(&c, "do_layer_norm_before", true)) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: post-LayerNorm OPT (do_layer_norm_before=false) is "
+                          "not supported", path);
+            goto out;
+        }
+        const char *act = get_str(&c, "activation_function");
+        m->ffn_kind = (act && strncmp(act, "gelu", 4) == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
+        m->num_kv_heads = m->num_heads;
+        m->norm = MODEL_NORM_LAYERNORM;
+        m->position = MODEL_POS_LEARNED;
+        m->tied_embeddings = get_bool(&c, "tie_word_embeddings", true);
+        m->linear_bias = get_bool(&c, "enable_bias", true);
+    } else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0) {
+        m->family = strcmp(type, "llama") == 0 ? MODEL_FAMILY_LLAMA : MODEL_FAMILY_MISTRAL;
+        if ((st = get_int(&c, "hidden_size", true, 0, &m->hidden_size)) ||
+            (st = get_int(&c, "num_attention_heads", true, 0, &m->num_heads)) ||
+            (st = get_int(&c, "num_hidden_layers", true, 0, &m->num_layers)) ||
+            (st = get_int(&c, "intermediate_size", true, 0, &m->ffn_size)) ||
+            (st = get_int(&c, "vocab_size", false, 32000, &m->vocab_size)) ||
+            (st = get_int(&c, "max_position_embeddings", false, 2048, &m->max_context)) ||
+            (st = get_int(&c, "num_key_value_heads", false, m->num_heads, &m->num_kv_heads)))
+            goto out;
+        if (m->hidden_size % m->num_heads != 0 && !cJSON_GetObjectItemCaseSensitive(root, "head_dim")) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
+                          "num_attention_heads and no head_dim is given", path);
+            goto out;
+        }
+        if ((st = get_int(&c, "head_dim", false, m->hidden_size / m->num_heads, &m->head_dim)))
+            goto out;
+        const char *act = get_str(&c, "hidden_act");
+        if (act && strcmp(act, "silu") != 0) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (LLaMA-family "
+                          "models use silu)", path, act);
+            goto out;
+        }
+        m->ffn_kind = MODEL_FFN_SWIGLU;
+        m->norm = MODEL_NORM_RMSNORM;
+        m->position = MODEL_POS_ROTARY;
+        m->tied_embeddings = get_bool(&c, "tie_word_embeddings", false);
+        m->linear_bias = get_bool(&c, "attention_bias", false) || get_bool(&c, "mlp_bias", false);
+        if (m->linear_bias) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: attention_bias/mlp_bias are not supported", path);
+            goto out;
+        }
+        m->norm_eps = get_num(&c, "rms_norm_eps", 1e-6);
+        m->rope_theta = get_num(&c, "rope_theta", 10000.0);
+    } else {
+        st = diag_set(e, LLMSIM_EINPUT, "%s: model_type \"%s\" is not supported; llmsim imports opt, "
+                      "llama and mistral", path, type);
+        goto out;
+    }
+    st = model_validate(m, path, e);
+out:
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
