@@ -1,0 +1,478 @@
+/*
+ * cmd_runs — `llmsim runs` (list recorded runs) and `llmsim show RUN_ID` (one
+ * run with its metrics and stored result), read from the store.
+ *
+ * Both only read: they open the store with store_open_existing, so a missing
+ * file is reported (exit 2) and never created. Output is a table by default
+ * or one JSON object with --format json. Everything a command allocates is
+ * released at its single `done:` label.
+ */
+#include "cli/commands.h"
+
+#include <cJSON.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/store.h"
+
+#define CMD_DEFAULT_DB "./llmsim.db"
+
+// ---- shared helpers
+
+static int cmd_exit_status(llmsim_status st)
+{
+    return st == LLMSIM_OK ? 0 : st == LLMSIM_EINPUT ? 2 : 1;
+}
+
+static const char *cmd_default_db(void)
+{
+    const char *env = getenv("LLMSIM_DB");
+    return env && *env ? env : CMD_DEFAULT_DB;
+}
+
+/* --format: false (with a message) unless "table" or "json". */
+static bool cmd_parse_format(const char *cmd, const char *arg, bool *json)
+{
+    if (strcmp(arg, "table") == 0)
+        *json = false;
+    else if (strcmp(arg, "json") == 0)
+        *json = true;
+    else {
+        fprintf(stderr, "llmsim %s: --format must be table or json (got '%s')\n", cmd, arg);
+        return false;
+    }
+    return true;
+}
+
+/* A decimal integer in [lo, hi], the whole string. */
+static bool cmd_parse_int(const char *arg, long long lo, long long hi, long long *out)
+{
+    if (!arg || !*arg)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(arg, &end, 10);
+    if (errno || *end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Report an option getopt_long rejected (opterr is off; optstring starts with
+ * ':' so a missing argument returns ':'). */
+static void cmd_bad_option(const char *cmd, int c, char **argv)
+{
+    const char *arg = argv[optind - 1];
+    if (c == ':')
+        fprintf(stderr, "llmsim %s: option '%s' needs a value; see llmsim %s --help\n", cmd, arg,
+                cmd);
+    else
+        fprintf(stderr, "llmsim %s: unknown option '%s'; see llmsim %s --help\n", cmd, arg, cmd);
+}
+
+/* Add a string, or null for NULL; false on out of memory. */
+static bool json_add_str(cJSON *o, const char *key, const char *v)
+{
+    return (v ? cJSON_AddStringToObject(o, key, v) : cJSON_AddNullToObject(o, key)) != NULL;
+}
+
+/* Add a number, or null for NaN. */
+static bool json_add_num(cJSON *o, const char *key, double v)
+{
+    return (isnan(v) ? cJSON_AddNullToObject(o, key) : cJSON_AddNumberToObject(o, key, v)) != NULL;
+}
+
+/* The fields of one run as a JSON object (the result excepted); NULL on out of
+ * memory. `full` adds the input hashes. */
+static cJSON *cmd_run_json(const store_run_row *r, bool full)
+{
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL;
+    ok = ok && cJSON_AddNumberToObject(o, "id", (double)r->id);
+    ok = ok && json_add_str(o, "kind", r->kind);
+    ok = ok && json_add_str(o, "status", r->status);
+    ok = ok && json_add_str(o, "model_name", r->model_name);
+    ok = ok && json_add_str(o, "hw_name", r->hw_name);
+    ok = ok && json_add_num(o, "throughput_tok_s", r->throughput_tok_s);
+    ok = ok && json_add_num(o, "total_s", r->total_s);
+    ok = ok && json_add_str(o, "started_at", r->started_at);
+    ok = ok && json_add_str(o, "finished_at", r->finished_at);
+    ok = ok && json_add_str(o, "tool_version", r->tool_version);
+    ok = ok && json_add_str(o, "command", r->command);
+    if (full) {
+        ok = ok && json_add_str(o, "model_hash", r->model_hash);
+        ok = ok && json_add_str(o, "hw_hash", r->hw_hash);
+        ok = ok && json_add_str(o, "policy_hash", r->policy_hash);
+        ok = ok && json_add_str(o, "workload_hash", r->workload_hash);
+    }
+    if (!ok) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Print a JSON document on stdout; false on out of memory. */
+static bool cmd_print_json(const cJSON *doc)
+{
+    char *text = doc ? cJSON_Print(doc) : NULL;
+    if (!text)
+        return false;
+    puts(text);
+    cJSON_free(text);
+    return true;
+}
+
+/* "2024-05-01T12:34:56.789Z" -> "2024-05-01 12:34:56" for tables. */
+static const char *cmd_short_time(const char *iso, char *buf, size_t n)
+{
+    if (!iso)
+        return "-";
+    snprintf(buf, n, "%.19s", iso);
+    char *t = strchr(buf, 'T');
+    if (t)
+        *t = ' ';
+    return buf;
+}
+
+// ---- llmsim runs
+
+static void runs_usage(FILE *f)
+{
+    fputs("usage: llmsim runs [--db PATH] [--model NAME] [--hardware NAME] [--kind KIND]\n"
+          "                   [--limit N] [--format table|json] [--help]\n"
+          "\n"
+          "List the runs recorded in the store, newest first.\n"
+          "\n"
+          "  --db PATH         the store (default: $LLMSIM_DB, else ./llmsim.db)\n"
+          "  --model NAME      only runs of this model\n"
+          "  --hardware NAME   only runs on this hardware profile\n"
+          "  --kind KIND       only runs of this kind (predict, simulate, measure, search,\n"
+          "                    profile, validate, calibrate)\n"
+          "  --limit N         at most N runs (N >= 1)\n"
+          "  --format FORMAT   table (default) or json: {\"runs\": [...]}\n"
+          "  --help            print this help\n",
+          f);
+}
+
+enum { RUNS_COLS = 8 };
+
+/* Text of one table cell; numbers are formatted into buf. */
+static const char *runs_cell(const store_run_row *r, int col, char *buf, size_t n)
+{
+    switch (col) {
+    case 0:
+        snprintf(buf, n, "%" PRId64, r->id);
+        return buf;
+    case 1:
+        return r->kind ? r->kind : "-";
+    case 2:
+        return r->status ? r->status : "-";
+    case 3:
+        return r->model_name ? r->model_name : "-";
+    case 4:
+        return r->hw_name ? r->hw_name : "-";
+    case 5:
+        if (isnan(r->throughput_tok_s))
+            return "-";
+        snprintf(buf, n, "%.2f", r->throughput_tok_s);
+        return buf;
+    case 6:
+        if (isnan(r->total_s))
+            return "-";
+        snprintf(buf, n, "%.3f", r->total_s);
+        return buf;
+    default:
+        return cmd_short_time(r->started_at, buf, n);
+    }
+}
+
+static void runs_print_table(const store_run_row *rows, int n)
+{
+    static const char *const head[RUNS_COLS] = {
+        "id", "kind", "status", "model", "hardware", "throughput tok/s", "total s", "started",
+    };
+    static const bool right[RUNS_COLS] = {true, false, false, false, false, true, true, false};
+    int width[RUNS_COLS];
+    char buf[64];
+    for (int c = 0; c < RUNS_COLS; c++)
+        width[c] = (int)strlen(head[c]);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < RUNS_COLS; c++) {
+            int w = (int)strlen(runs_cell(&rows[i], c, buf, sizeof buf));
+            if (w > width[c])
+                width[c] = w;
+        }
+    for (int c = 0; c < RUNS_COLS; c++)
+        printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c], head[c]);
+    putchar('\n');
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < RUNS_COLS; c++)
+            printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c],
+                   runs_cell(&rows[i], c, buf, sizeof buf));
+        putchar('\n');
+    }
+}
+
+static bool runs_print_json(const store_run_row *rows, int n)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = doc ? cJSON_AddArrayToObject(doc, "runs") : NULL;
+    bool ok = list != NULL;
+    for (int i = 0; ok && i < n; i++) {
+        cJSON *o = cmd_run_json(&rows[i], false);
+        ok = o && cJSON_AddItemToArray(list, o);
+        if (!ok)
+            cJSON_Delete(o);
+    }
+    ok = ok && cmd_print_json(doc);
+    cJSON_Delete(doc);
+    return ok;
+}
+
+int cmd_runs(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},     {"model", required_argument, NULL, 'm'},
+        {"hardware", required_argument, NULL, 'w'}, {"kind", required_argument, NULL, 'k'},
+        {"limit", required_argument, NULL, 'n'},  {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *db = cmd_default_db();
+    store_run_filter filter = {0};
+    bool json = false;
+    long long limit = 0;
+
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'm':
+            filter.model_name = optarg;
+            break;
+        case 'w':
+            filter.hw_name = optarg;
+            break;
+        case 'k':
+            filter.kind = optarg;
+            break;
+        case 'n':
+            if (!cmd_parse_int(optarg, 1, INT_MAX, &limit)) {
+                fprintf(stderr, "llmsim runs: --limit must be a whole number >= 1 (got '%s')\n",
+                        optarg);
+                return 2;
+            }
+            filter.limit = (int)limit;
+            break;
+        case 'f':
+            if (!cmd_parse_format("runs", optarg, &json))
+                return 2;
+            break;
+        case 'h':
+            runs_usage(stdout);
+            return 0;
+        default:
+            cmd_bad_option("runs", c, argv);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "llmsim runs: unexpected argument '%s'; see llmsim runs --help\n",
+                argv[optind]);
+        return 2;
+    }
+
+    diag e;
+    diag_clear(&e);
+    store *s = NULL;
+    store_run_row *rows = NULL;
+    int n = 0;
+    llmsim_status st = store_open_existing(db, &s, &e);
+    if (st == LLMSIM_OK)
+        st = store_runs_list(s, &filter, &rows, &n, &e);
+    if (st != LLMSIM_OK) {
+        fprintf(stderr, "llmsim runs: %s\n", e.msg);
+        goto done;
+    }
+    if (json) {
+        if (!runs_print_json(rows, n))
+            st = diag_set(&e, LLMSIM_EFAIL, "out of memory printing JSON");
+    } else if (n == 0) {
+        if (filter.model_name || filter.hw_name || filter.kind)
+            printf("no runs match\n");
+        else
+            printf("no runs recorded in %s\n", db);
+    } else {
+        runs_print_table(rows, n);
+    }
+    if (st != LLMSIM_OK)
+        fprintf(stderr, "llmsim runs: %s\n", e.msg);
+done:
+    store_rows_free(rows, n);
+    store_close(s);
+    return cmd_exit_status(st);
+}
+
+// ---- llmsim show
+
+static void show_usage(FILE *f)
+{
+    fputs("usage: llmsim show RUN_ID [--db PATH] [--format table|json] [--help]\n"
+          "\n"
+          "Print one recorded run: its fields, its metrics and its stored result.\n"
+          "\n"
+          "  RUN_ID            the id printed by llmsim runs\n"
+          "  --db PATH         the store (default: $LLMSIM_DB, else ./llmsim.db)\n"
+          "  --format FORMAT   table (default) or json: {\"run\": ..., \"metrics\": ...,\n"
+          "                    \"result\": ...}\n"
+          "  --help            print this help\n",
+          f);
+}
+
+static void show_print_table(const store_run_row *r, char **keys, const double *values, int n)
+{
+    char buf[32], buf2[32];
+    printf("run %" PRId64 "\n", r->id);
+    printf("  %-14s %s\n", "kind", r->kind ? r->kind : "-");
+    printf("  %-14s %s\n", "status", r->status ? r->status : "-");
+    printf("  %-14s %s\n", "model", r->model_name ? r->model_name : "-");
+    printf("  %-14s %s\n", "hardware", r->hw_name ? r->hw_name : "-");
+    printf("  %-14s %s\n", "started", cmd_short_time(r->started_at, buf, sizeof buf));
+    printf("  %-14s %s\n", "finished", cmd_short_time(r->finished_at, buf2, sizeof buf2));
+    printf("  %-14s %s\n", "tool version", r->tool_version ? r->tool_version : "-");
+    printf("  %-14s %s\n", "command", r->command ? r->command : "-");
+    printf("  %-14s %s\n", "model hash", r->model_hash ? r->model_hash : "-");
+    printf("  %-14s %s\n", "hw hash", r->hw_hash ? r->hw_hash : "-");
+    printf("  %-14s %s\n", "policy hash", r->policy_hash ? r->policy_hash : "-");
+    printf("  %-14s %s\n", "workload hash", r->workload_hash ? r->workload_hash : "-");
+
+    printf("\nmetrics\n");
+    if (n == 0)
+        printf("  (none)\n");
+    int w = 0;
+    for (int i = 0; i < n; i++)
+        if ((int)strlen(keys[i]) > w)
+            w = (int)strlen(keys[i]);
+    for (int i = 0; i < n; i++) {
+        if (isnan(values[i]))
+            printf("  %-*s  -\n", w, keys[i]);
+        else
+            printf("  %-*s  %.6g\n", w, keys[i], values[i]);
+    }
+}
+
+int cmd_show(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = cmd_default_db();
+    bool json = false;
+
+    optind = 1;
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'f':
+            if (!cmd_parse_format("show", optarg, &json))
+                return 2;
+            break;
+        case 'h':
+            show_usage(stdout);
+            return 0;
+        default:
+            cmd_bad_option("show", c, argv);
+            return 2;
+        }
+    }
+    long long id = 0;
+    if (optind >= argc) {
+        fprintf(stderr, "llmsim show: give a RUN_ID (see llmsim runs); see llmsim show --help\n");
+        return 2;
+    }
+    if (optind + 1 < argc) {
+        fprintf(stderr, "llmsim show: unexpected argument '%s'; give one RUN_ID\n",
+                argv[optind + 1]);
+        return 2;
+    }
+    if (!cmd_parse_int(argv[optind], 1, INT64_MAX, &id)) {
+        fprintf(stderr, "llmsim show: RUN_ID must be a positive whole number (got '%s')\n",
+                argv[optind]);
+        return 2;
+    }
+
+    diag e;
+    diag_clear(&e);
+    store *s = NULL;
+    store_run_row row = {0};
+    char **keys = NULL;
+    double *values = NULL;
+    int n = 0;
+    cJSON *doc = NULL, *result = NULL;
+    llmsim_status st = store_open_existing(db, &s, &e);
+    if (st == LLMSIM_OK)
+        st = store_run_get(s, (int64_t)id, &row, &e);
+    if (st == LLMSIM_OK)
+        st = store_run_metrics(s, (int64_t)id, &keys, &values, &n, &e);
+    if (st != LLMSIM_OK)
+        goto done;
+
+    /* The stored result is our own JSON; an unreadable one is shown as text. */
+    result = row.result_json ? cJSON_Parse(row.result_json) : NULL;
+    if (!json) {
+        show_print_table(&row, keys, values, n);
+        printf("\nresult\n");
+        if (!row.result_json)
+            printf("  (none)\n");
+        else if (!result || !cmd_print_json(result))
+            puts(row.result_json);
+        goto done;
+    }
+
+    doc = cJSON_CreateObject();
+    cJSON *run = cmd_run_json(&row, true);
+    bool ok = doc && run && cJSON_AddItemToObject(doc, "run", run);
+    if (!ok)
+        cJSON_Delete(run);
+    cJSON *metrics = ok ? cJSON_AddObjectToObject(doc, "metrics") : NULL;
+    ok = metrics != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = json_add_num(metrics, keys[i], values[i]);
+    if (ok) {
+        cJSON *r = result ? result
+                   : row.result_json ? cJSON_CreateString(row.result_json)
+                                     : cJSON_CreateNull();
+        ok = r && cJSON_AddItemToObject(doc, "result", r);
+        if (ok && r == result)
+            result = NULL; /* now owned by doc */
+        else if (!ok && r != result)
+            cJSON_Delete(r);
+    }
+    ok = ok && cmd_print_json(doc);
+    if (!ok)
+        st = diag_set(&e, LLMSIM_EFAIL, "out of memory printing JSON");
+done:
+    if (st != LLMSIM_OK)
+        fprintf(stderr, "llmsim show: %s\n", e.msg);
+    cJSON_Delete(doc);
+    cJSON_Delete(result);
+    store_metrics_free(keys, values, n);
+    store_row_clear(&row);
+    store_close(s);
+    return cmd_exit_status(st);
+}

@@ -1,0 +1,210 @@
+/*
+ * output — JSON (cJSON) and table forms of results. The JSON keys named in
+ * ARCHITECTURE §11 are a contract: tests and scripts parse them.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/units.h"
+
+const char *cli_bytes(double v, char *buf, size_t len)
+{
+    units_format(UNITS_BYTES, v, buf, len);
+    return buf;
+}
+
+void cli_print_json(cJSON *obj)
+{
+    char *s = cJSON_Print(obj);
+    if (s) {
+        fputs(s, stdout);
+        fputc('\n', stdout);
+        free(s);
+    }
+    cJSON_Delete(obj);
+}
+
+static cJSON *placement_json(const placement *pl)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int t = 0; t < TIER_COUNT; t++)
+        cJSON_AddNumberToObject(o, tier_names[t], pl->f[t]);
+    return o;
+}
+
+static cJSON *quant_json(const quant *q)
+{
+    if (!q->bits)
+        return cJSON_CreateNull();
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "bits", q->bits);
+    cJSON_AddNumberToObject(o, "group_size", q->group_size);
+    return o;
+}
+
+cJSON *cli_policy_json(const policy *p)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "weights", placement_json(&p->weights));
+    cJSON_AddItemToObject(o, "kv_cache", placement_json(&p->kv_cache));
+    cJSON_AddItemToObject(o, "activations", placement_json(&p->activations));
+    cJSON_AddNumberToObject(o, "gpu_batch_size", p->gpu_batch_size);
+    cJSON_AddNumberToObject(o, "num_gpu_batches", p->num_gpu_batches);
+    cJSON_AddItemToObject(o, "weight_quant", quant_json(&p->weight_quant));
+    cJSON_AddItemToObject(o, "kv_quant", quant_json(&p->kv_quant));
+    cJSON_AddBoolToObject(o, "cpu_attention", p->cpu_attention);
+    cJSON_AddBoolToObject(o, "overlap", p->overlap);
+    cJSON_AddBoolToObject(o, "pin_weights", p->pin_weights);
+    return o;
+}
+
+static cJSON *tiers_json(const double v[TIER_COUNT])
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int t = 0; t < TIER_COUNT; t++)
+        cJSON_AddNumberToObject(o, tier_names[t], v[t]);
+    return o;
+}
+
+static cJSON *stages_json(const double s[CM_NSTAGES])
+{
+    cJSON *o = cJSON_CreateObject();
+    char key[64];
+    for (int k = 0; k < CM_NSTAGES; k++) {
+        snprintf(key, sizeof key, "%s_s", cm_stage_names[k]);
+        cJSON_AddNumberToObject(o, key, s[k]);
+    }
+    return o;
+}
+
+static cJSON *res_json(const double s[CM_NRES])
+{
+    cJSON *o = cJSON_CreateObject();
+    char key[64];
+    for (int k = 0; k < CM_NRES; k++) {
+        snprintf(key, sizeof key, "%s_s", cm_res_names[k]);
+        cJSON_AddNumberToObject(o, key, s[k]);
+    }
+    return o;
+}
+
+static const char *term_name(cm_term t)
+{
+    static const char *names[CM_NTERMS] = {"h2d", "d2h", "disk", "compute"};
+    return names[t];
+}
+
+cJSON *cli_prediction_json(const cli_job *job, const cm_result *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", job->model.name);
+    cJSON_AddStringToObject(o, "hardware", job->hw.name);
+    cJSON_AddBoolToObject(o, "feasible", r->feasible);
+    if (!r->feasible) {
+        cJSON *inf = cJSON_AddObjectToObject(o, "infeasible");
+        cJSON_AddStringToObject(inf, "tier", tier_names[r->overflow_tier]);
+        cJSON_AddNumberToObject(inf, "overflow_bytes", r->overflow_bytes);
+    }
+    cJSON_AddNumberToObject(o, "throughput_tok_s", r->throughput_tok_s);
+    cJSON_AddNumberToObject(o, "total_s", r->total_s);
+    cJSON_AddNumberToObject(o, "prefill_s", r->prefill_s);
+    cJSON_AddNumberToObject(o, "decode_s", r->decode_s);
+    cJSON_AddItemToObject(o, "peak_bytes", tiers_json(r->peak_bytes));
+    cJSON_AddItemToObject(o, "capacity_bytes", tiers_json(r->capacity_bytes));
+    /* per layer, one decode step, averaged over the steps (what FlexGen's
+     * per-layer timers report); prefill_stages: per layer, the prefill */
+    cJSON_AddItemToObject(o, "stages", stages_json(r->layer_stage_s));
+    cJSON_AddItemToObject(o, "prefill_stages", stages_json(r->prefill_stage_s));
+    cJSON *res = cJSON_AddObjectToObject(o, "resources");
+    cJSON_AddItemToObject(res, "prefill", res_json(r->prefill_res_s));
+    cJSON_AddItemToObject(res, "decode", res_json(r->decode_res_s));
+    cJSON *bn = cJSON_AddObjectToObject(o, "bottleneck");
+    cJSON_AddStringToObject(bn, "prefill", term_name(r->prefill_bottleneck));
+    cJSON_AddStringToObject(bn, "decode", r->nsteps ? term_name(r->decode_bottleneck) : "none");
+    cJSON_AddNumberToObject(o, "prefill_layer_s", r->prefill_layer_s);
+    cJSON_AddNumberToObject(o, "decode_layer_s", r->decode_layer_s);
+    cJSON *steps = cJSON_AddArrayToObject(o, "steps");
+    for (int j = 0; j <= r->nsteps; j++) {
+        cJSON *st = stages_json(r->steps[j].s);
+        cJSON_AddNumberToObject(st, "step", j);
+        cJSON_AddItemToArray(steps, st);
+    }
+    cJSON *wl = cJSON_AddObjectToObject(o, "workload");
+    cJSON_AddNumberToObject(wl, "prompt_len", (double)job->workload.prompt_len);
+    cJSON_AddNumberToObject(wl, "gen_len", (double)job->workload.gen_len);
+    cJSON_AddNumberToObject(wl, "num_prompts", r->num_prompts);
+    cJSON_AddNumberToObject(wl, "blocks", r->blocks);
+    cJSON_AddItemToObject(o, "policy", cli_policy_json(&job->policy));
+    /* what the engine places in whole tensors (costmodel/placement.h) */
+    cJSON *real = cJSON_AddObjectToObject(o, "realized");
+    static const char *names[3] = {"weights", "kv_cache", "activations"};
+    for (int i = 0; i < 3; i++)
+        cJSON_AddItemToObject(real, names[i], placement_json(&r->realized[i]));
+    cJSON_AddItemToObject(real, "head_weights", placement_json(&r->realized_head));
+    return o;
+}
+
+static void pct_line(FILE *out, const char *name, const placement *asked, const placement *pl)
+{
+    fprintf(out, "  %-12s gpu %5.1f%%  cpu %5.1f%%  disk %5.1f%%", name, 100 * pl->f[TIER_GPU],
+            100 * pl->f[TIER_CPU], 100 * pl->f[TIER_DISK]);
+    bool same = true;
+    for (int t = 0; t < TIER_COUNT; t++)
+        same = same && fabs(asked->f[t] - pl->f[t]) < 5e-4;
+    if (!same)
+        fprintf(out, "   (asked %.0f/%.0f/%.0f; whole tensors)", 100 * asked->f[TIER_GPU],
+                100 * asked->f[TIER_CPU], 100 * asked->f[TIER_DISK]);
+    fputc('\n', out);
+}
+
+static void fmt_time(double s, char *buf, size_t len) { units_format(UNITS_TIME, s, buf, len); }
+
+void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r)
+{
+    const policy *p = &job->policy;
+    char a[32], b[32], c[32];
+    fprintf(out, "model     %s (%s)\nhardware  %s\n", job->model.name,
+            model_family_names[job->model.family], job->hw.name);
+    fprintf(out, "workload  prompt %lld, generate %lld, %.0f prompts in %.0f block(s) of %d x %d\n",
+            job->workload.prompt_len, job->workload.gen_len, r->num_prompts, r->blocks,
+            p->gpu_batch_size, p->num_gpu_batches);
+    fprintf(out, "placement (realized)\n");
+    static const char *names[3] = {"weights", "kv_cache", "activations"};
+    for (int i = 0; i < 3; i++)
+        pct_line(out, names[i], &r->requested[i], &r->realized[i]);
+    fprintf(out, "  weight quant %s, kv quant %s, cpu attention %s, overlap %s\n",
+            p->weight_quant.bits ? (p->weight_quant.bits == 4 ? "4-bit" : "8-bit") : "none",
+            p->kv_quant.bits ? (p->kv_quant.bits == 4 ? "4-bit" : "8-bit") : "none",
+            p->cpu_attention ? "on" : "off", p->overlap ? "on" : "off");
+    fprintf(out, "\n");
+    if (!r->feasible)
+        fprintf(out, "INFEASIBLE: the %s tier overflows by %s (peak %s, capacity %s)\n\n",
+                tier_names[r->overflow_tier], cli_bytes(r->overflow_bytes, a, sizeof a),
+                cli_bytes(r->peak_bytes[r->overflow_tier], b, sizeof b),
+                cli_bytes(r->capacity_bytes[r->overflow_tier], c, sizeof c));
+    fmt_time(r->total_s, a, sizeof a);
+    fprintf(out, "throughput  %.4g tok/s\n", r->throughput_tok_s);
+    fprintf(out, "total       %s\n", a);
+    fmt_time(r->prefill_s, a, sizeof a);
+    fmt_time(r->decode_s, b, sizeof b);
+    fprintf(out, "prefill     %s\ndecode      %s\n\n", a, b);
+    fprintf(out, "per layer             prefill        decode (avg step)\n");
+    for (int k = 0; k < CM_NSTAGES; k++) {
+        fmt_time(r->prefill_stage_s[k], a, sizeof a);
+        fmt_time(r->layer_stage_s[k], b, sizeof b);
+        fprintf(out, "  %-18s %-14s %s\n", cm_stage_names[k], a, b);
+    }
+    fmt_time(r->prefill_layer_s, a, sizeof a);
+    fmt_time(r->decode_layer_s, b, sizeof b);
+    fprintf(out, "  %-18s %-14s %s\n", "layer time", a, b);
+    fprintf(out, "  %-18s %-14s %s\n\n", "bottleneck",
+            (const char *[]){"h2d", "d2h", "disk", "compute"}[r->prefill_bottleneck],
+            r->nsteps ? (const char *[]){"h2d", "d2h", "disk", "compute"}[r->decode_bottleneck]
+                      : "-");
+    fprintf(out, "peak memory           peak           capacity\n");
+    for (int t = 0; t < TIER_COUNT; t++)
+        fprintf(out, "  %-18s %-14s %s\n", tier_names[t], cli_bytes(r->peak_bytes[t], a, sizeof a),
+                cli_bytes(r->capacity_bytes[t], b, sizeof b));
+}

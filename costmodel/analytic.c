@@ -1,0 +1,547 @@
+/*
+ * analytic — the per-layer cost model and whole-run prediction. See
+ * analytic.h for the model; README.md ("How the cost model works") for the
+ * reasoning behind each term.
+ */
+#include "costmodel/analytic.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "costmodel/placement.h"
+#include "costmodel/primitives.h"
+
+const char *const cm_res_names[CM_NRES] = {"h2d", "d2h", "disk_read", "disk_write", "gpu", "cpu"};
+const char *const cm_stage_names[CM_NSTAGES] = {"load_weight",  "load_cache", "store_cache",
+                                                "compute",      "load_activation",
+                                                "store_activation"};
+
+/* Element passes per token of the non-GEMM work of a layer: two norms (read +
+ * write), two residual adds (read 2, write 1), bias adds folded into GEMMs;
+ * and the activation over the FFN width (read + write; SwiGLU also reads the
+ * gate). Memory bound. */
+#define CM_ELEMWISE_H_PASSES 10.0
+#define CM_ELEMWISE_F_PASSES 3.0
+/* Kernels launched per layer per GPU batch (GEMMs, norms, attention, adds). */
+#define CM_KERNELS_PER_LAYER 14.0
+/* Bytes of an fp16 value: compute, KV cache before quantization, activations. */
+#define CM_HALF 2.0
+
+/* ---- linear forms */
+
+double cm_lin_eval(const cm_lin *l, const double x[CM_NFRAC])
+{
+    double v = l->c0;
+    for (int i = 0; i < CM_NFRAC; i++)
+        v += l->c[i] * x[i];
+    return v;
+}
+
+void cm_policy_x(const policy *p, double x[CM_NFRAC])
+{
+    const placement *pl[3] = {&p->weights, &p->kv_cache, &p->activations};
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < TIER_COUNT; t++)
+            x[3 * i + t] = pl[i]->f[t];
+}
+
+/* l += coef * (x[a] + x[b]) ; b < 0 for a single fraction */
+static void lin_frac(cm_lin *l, int a, int b, double coef)
+{
+    l->c[a] += coef;
+    if (b >= 0)
+        l->c[b] += coef;
+}
+
+/* Add `coef * (fractions)` to a resource and to a stage at once. */
+typedef struct acc {
+    cm_layer_cost *c;
+} acc;
+
+static void put(cm_layer_cost *c, cm_res r, cm_stage s, int a, int b, double coef)
+{
+    if (coef == 0)
+        return;
+    if (a < 0) {
+        c->res[r].c0 += coef;
+        c->stage[s].c0 += coef;
+        return;
+    }
+    lin_frac(&c->res[r], a, b, coef);
+    lin_frac(&c->stage[s], a, b, coef);
+}
+
+static void finish_terms(cm_layer_cost *c)
+{
+    memset(c->term, 0, sizeof c->term);
+    memset(&c->sum, 0, sizeof c->sum);
+    for (int r = 0; r < CM_NRES; r++) {
+        cm_term t;
+        switch ((cm_res)r) {
+        case CM_RES_H2D: t = CM_TERM_H2D; break;
+        case CM_RES_D2H: t = CM_TERM_D2H; break;
+        case CM_RES_DISK_READ:
+        case CM_RES_DISK_WRITE: t = CM_TERM_DISK; break;
+        default: t = CM_TERM_COMPUTE; break;
+        }
+        c->term[t].c0 += c->res[r].c0;
+        c->sum.c0 += c->res[r].c0;
+        for (int i = 0; i < CM_NFRAC; i++) {
+            c->term[t].c[i] += c->res[r].c[i];
+            c->sum.c[i] += c->res[r].c[i];
+        }
+    }
+}
+
+/* ---- setup */
+
+static bool any_on(const policy *p, tier t)
+{
+    return p->weights.f[t] > 0 || p->kv_cache.f[t] > 0 || p->activations.f[t] > 0;
+}
+
+llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, const policy *p,
+                            const workload *w, diag *e)
+{
+    memset(s, 0, sizeof *s);
+    s->m = m;
+    s->hw = hw;
+    s->p = p;
+    s->w = *w;
+    s->has_gpu = hw->gpu.present;
+    if (!s->has_gpu && any_on(p, TIER_GPU))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "hardware '%s' has no GPU: the policy's gpu fractions must all be 0 (put "
+                        "weights, kv_cache and activations on cpu or disk)", hw->name);
+    if (!hw->disk.present && any_on(p, TIER_DISK))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "hardware '%s' has no disk: the policy's disk fractions must all be 0",
+                        hw->name);
+    int64_t kv = model_kv_dim(m), q = model_q_dim(m);
+    if (p->weight_quant.bits) {
+        int g = p->weight_quant.group_size;
+        if (m->hidden_size % g || q % g || m->ffn_size % g)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "weight_quant group_size %d must divide the rows of every weight "
+                            "(hidden %lld, attention %lld, ffn %lld)", g, (long long)m->hidden_size,
+                            (long long)q, (long long)m->ffn_size);
+    }
+    if (p->kv_quant.bits && kv % p->kv_quant.group_size)
+        return diag_set(e, LLMSIM_EINPUT, "kv_quant group_size %d must divide the KV width %lld "
+                        "(kv_heads x head_dim)", p->kv_quant.group_size, (long long)kv);
+    if (w->prompt_len + w->gen_len > m->max_context)
+        return diag_set(e, LLMSIM_EINPUT, "prompt %lld + generation %lld tokens exceed %s's "
+                        "context of %lld", w->prompt_len, w->gen_len, m->name,
+                        (long long)m->max_context);
+    s->bls = (double)p->gpu_batch_size * p->num_gpu_batches;
+    if (s->w.num_prompts == 0)
+        s->w.num_prompts = (long long)s->bls;
+
+    int db = model_dtype_bytes(m->dtype);
+    model_layer_params lp;
+    model_layer_params_get(m, &lp);
+    double mats = (double)(lp.attn_weights + lp.mlp_weights);
+    double small = (double)(lp.attn_bias + lp.mlp_bias + lp.norm);
+    s->w_layer_bytes = quant_bytes(&p->weight_quant, mats, db) + small * db;
+    s->w_layer_fp16_bytes = (mats + small) * db;
+    double head_mats = (double)(model_embed_param_count(m) + model_lm_head_param_count(m));
+    double final_norm = (double)(m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * m->hidden_size;
+    s->w_head_bytes = quant_bytes(&p->weight_quant, head_mats - final_norm, db) + final_norm * db;
+    bool swiglu = m->ffn_kind == MODEL_FFN_SWIGLU;
+    s->layer_tensors = 4 + (swiglu ? 3 : 2) + (m->linear_bias ? 4 + (swiglu ? 3 : 2) : 0) +
+                       (m->norm == MODEL_NORM_LAYERNORM ? 4 : 2);
+    return LLMSIM_OK;
+}
+
+/* KV bytes of `tokens` tokens for `seqs` sequences, one layer, as stored. */
+static double kv_bytes(const cm_setup *s, double seqs, double tokens)
+{
+    double values = 2.0 * seqs * tokens * (double)model_kv_dim(s->m);
+    return quant_bytes(&s->p->kv_quant, values, (int)CM_HALF);
+}
+
+static double kv_fp16_bytes(const cm_setup *s, double seqs, double tokens)
+{
+    return 2.0 * seqs * tokens * (double)model_kv_dim(s->m) * CM_HALF;
+}
+
+static const hw_link *weight_link(const cm_setup *s)
+{
+    return &s->hw->links[s->p->pin_weights ? HW_LINK_H2D_PINNED : HW_LINK_H2D_PAGEABLE];
+}
+
+/* ---- one decoder layer */
+
+void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
+{
+    memset(c, 0, sizeof *c);
+    const model *m = s->m;
+    const hwprofile *hw = s->hw;
+    const policy *p = s->p;
+    const hw_link *h2d = &hw->links[HW_LINK_H2D_PINNED], *d2h = &hw->links[HW_LINK_D2H_PINNED];
+    const hw_link *rd = &hw->disk.read, *wr = &hw->disk.write;
+    const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
+    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
+    const double gbs = p->gpu_batch_size, ngb = p->num_gpu_batches, bls = s->bls;
+    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
+    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
+    const double heads = (double)m->num_heads, kvh = (double)m->num_kv_heads;
+    const double hd = (double)m->head_dim;
+    const bool prefill = phase == CM_PHASE_PREFILL;
+    const double t = prefill ? ctx : 1.0; /* new tokens per sequence */
+    const double rows = gbs * t;          /* GEMM rows per GPU batch */
+    const double ntens = (double)s->layer_tensors;
+
+    /* Weights: what is not on the GPU crosses h2d every time the layer runs;
+     * the disk part crosses the disk first (through CPU staging). */
+    const double wl = s->w_layer_bytes;
+    if (s->has_gpu)
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
+            cm_stream_time(weight_link(s), wl) + ntens * weight_link(s)->latency_s);
+    if (hw->disk.present)
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
+            cm_stream_time(rd, wl) + ntens * rd->latency_s);
+    if (p->weight_quant.bits)
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
+            cm_memory_pass_time(hw, dev, wl, s->w_layer_fp16_bytes));
+
+    /* GEMMs of every GPU batch: QKV, output projection, MLP. */
+    double gemm = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
+                  cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
+    if (m->ffn_kind == MODEL_FFN_SWIGLU)
+        gemm += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    else
+        gemm += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    double elem = cm_memory_pass_time(hw, dev,
+                                      rows * (CM_ELEMWISE_H_PASSES * h + CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0);
+    double launch = s->has_gpu ? CM_KERNELS_PER_LAYER * hw->gpu.launch_latency_s : 0.0;
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (gemm + elem + launch));
+
+    /* KV cache. */
+    if (prefill) {
+        double kvp = kv_bytes(s, bls, ctx);
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
+            ngb * cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd));
+        if (p->kv_quant.bits)
+            put(c, comp, CM_STAGE_COMPUTE, -1, -1,
+                cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, bls, ctx), kvp));
+        if (s->has_gpu)
+            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+                cm_stream_time(d2h, kvp) + 2 * ngb * d2h->latency_s);
+        if (hw->disk.present)
+            put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
+                cm_stream_time(wr, kvp) + 2 * ngb * wr->latency_s);
+    } else {
+        const double old = ctx - 1; /* tokens in the cache before this step */
+        double kv_old = kv_bytes(s, bls, old), kv_new = kv_bytes(s, bls, 1);
+        double deq_dev = p->kv_quant.bits
+                             ? cm_memory_pass_time(hw, dev, kv_old, kv_fp16_bytes(s, bls, old)) : 0;
+        double quant_new = p->kv_quant.bits
+                               ? cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, bls, 1), kv_new) : 0;
+        double attn_dev = ngb * cm_attention_decode_time(hw, dev, gbs, ctx, heads, kvh, hd);
+        if (hw->disk.present) {
+            put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_CACHE, CM_CD, -1,
+                cm_stream_time(rd, kv_old) + 2 * ngb * rd->latency_s);
+            put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
+                cm_stream_time(wr, kv_new) + 2 * ngb * wr->latency_s);
+        }
+        if (!s->has_gpu) {
+            put(c, comp, CM_STAGE_COMPUTE, -1, -1, attn_dev + deq_dev + quant_new);
+        } else if (!p->cpu_attention) {
+            put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
+                cm_stream_time(h2d, kv_old) + 2 * ngb * h2d->latency_s);
+            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+                cm_stream_time(d2h, kv_new) + 2 * ngb * d2h->latency_s);
+            put(c, comp, CM_STAGE_COMPUTE, -1, -1, attn_dev + deq_dev + quant_new);
+        } else {
+            /* Delegation: the GPU attends over its share of the cache, the CPU
+             * over the rest; q, k, v cross to the CPU and the output back. */
+            double attn_cpu = ngb * cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd);
+            double deq_cpu = p->kv_quant.bits
+                                 ? cm_memory_pass_time(hw, CM_DEV_CPU, kv_old,
+                                                       kv_fp16_bytes(s, bls, old)) : 0;
+            double quant_cpu = p->kv_quant.bits
+                                   ? cm_memory_pass_time(hw, CM_DEV_CPU, kv_fp16_bytes(s, bls, 1), kv_new)
+                                   : 0;
+            put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, attn_dev + deq_dev + quant_new);
+            put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD, attn_cpu + deq_cpu + quant_cpu);
+            double q_bytes = bls * qd * CM_HALF, kv_bytes_new = bls * 2 * kvd * CM_HALF;
+            put(c, CM_RES_D2H, CM_STAGE_COMPUTE, CM_CC, CM_CD,
+                cm_stream_time(d2h, q_bytes) + ngb * d2h->latency_s);
+            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+                cm_stream_time(d2h, kv_bytes_new) + ngb * d2h->latency_s);
+            put(c, CM_RES_H2D, CM_STAGE_COMPUTE, CM_CC, CM_CD,
+                cm_stream_time(h2d, q_bytes) + ngb * h2d->latency_s);
+        }
+    }
+
+    /* Hidden states between layers: loaded from and stored to their tier. */
+    double act = bls * t * h * CM_HALF;
+    if (s->has_gpu) {
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD,
+            cm_stream_time(h2d, act) + ngb * h2d->latency_s);
+        put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD,
+            cm_stream_time(d2h, act) + ngb * d2h->latency_s);
+    }
+    if (hw->disk.present) {
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1,
+            cm_stream_time(rd, act) + ngb * rd->latency_s);
+        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
+            cm_stream_time(wr, act) + ngb * wr->latency_s);
+    }
+    finish_terms(c);
+}
+
+/* ---- embedding, final norm and LM head */
+
+void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)
+{
+    memset(c, 0, sizeof *c);
+    const model *m = s->m;
+    const hwprofile *hw = s->hw;
+    const policy *p = s->p;
+    const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
+    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
+    const double gbs = p->gpu_batch_size, ngb = p->num_gpu_batches, bls = s->bls;
+    const double h = (double)m->hidden_size, v = (double)m->vocab_size;
+    const double t = phase == CM_PHASE_PREFILL ? (double)s->w.prompt_len : 1.0;
+    const double wh = s->w_head_bytes;
+    if (s->has_gpu)
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
+            cm_stream_time(weight_link(s), wh) + 3 * weight_link(s)->latency_s);
+    if (hw->disk.present)
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
+            cm_stream_time(&hw->disk.read, wh) + 3 * hw->disk.read.latency_s);
+    if (p->weight_quant.bits)
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
+            cm_memory_pass_time(hw, dev, wh, (double)(model_embed_param_count(m) +
+                                                      model_lm_head_param_count(m)) * CM_HALF));
+    /* Embedding lookup and final norm over all tokens; logits for the last
+     * token of each sequence (greedy or sampled, one row per sequence). */
+    double lookup = cm_memory_pass_time(hw, dev, bls * t * h * CM_HALF, bls * t * h * CM_HALF);
+    double lm = ngb * cm_gemm_time(hw, dev, gbs, v, h, CM_HALF);
+    double launch = s->has_gpu ? 4 * ngb * hw->gpu.launch_latency_s : 0.0;
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, lookup + lm + launch);
+    finish_terms(c);
+}
+
+double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC])
+{
+    if (!s->p->overlap)
+        return cm_lin_eval(&c->sum, x);
+    double best = 0;
+    for (int i = 0; i < CM_NTERMS; i++) {
+        double v = cm_lin_eval(&c->term[i], x);
+        if (v > best)
+            best = v;
+    }
+    return best;
+}
+
+static cm_term bottleneck(const cm_layer_cost *c, const double x[CM_NFRAC])
+{
+    cm_term best = CM_TERM_COMPUTE;
+    double bv = -1;
+    for (int i = 0; i < CM_NTERMS; i++) {
+        double v = cm_lin_eval(&c->term[i], x);
+        if (v > bv) {
+            bv = v;
+            best = (cm_term)i;
+        }
+    }
+    return best;
+}
+
+/* ---- memory */
+
+double cm_tier_capacity(const cm_setup *s, tier t)
+{
+    switch (t) {
+    case TIER_GPU: return s->has_gpu ? s->hw->gpu.memory_bytes : 0.0;
+    case TIER_CPU: return s->hw->cpu.memory_bytes;
+    case TIER_DISK: return s->hw->disk.present ? s->hw->disk.capacity_bytes : 0.0;
+    default: return 0.0;
+    }
+}
+
+void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
+{
+    memset(peak, 0, sizeof(cm_lin) * TIER_COUNT);
+    const model *m = s->m;
+    const policy *p = s->p;
+    const double L = (double)m->num_layers, gbs = p->gpu_batch_size, bls = s->bls;
+    const double sl = (double)s->w.prompt_len, full = sl + (double)s->w.gen_len;
+    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
+    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
+    const double heads = (double)m->num_heads, v = (double)m->vocab_size;
+
+    const double w_total = L * s->w_layer_bytes + s->w_head_bytes;
+    const double kv_total = L * kv_bytes(s, bls, full);
+    const double act_block = bls * sl * h * CM_HALF; /* hidden states of the block, prefill */
+    const double act_batch = gbs * sl * h * CM_HALF;
+    const double kv_batch = kv_bytes(s, gbs, full); /* one layer, one GPU batch */
+    const double w_slot = fmax(s->w_layer_bytes, s->w_head_bytes);
+
+    /* Resident shares. */
+    for (int t = 0; t < TIER_COUNT; t++) {
+        peak[t].c[CM_WG + t] += w_total;
+        peak[t].c[CM_CG + t] += kv_total;
+        peak[t].c[CM_HG + t] += act_block;
+    }
+    /* The compute device's working set: one GPU batch's intermediate tensors
+     * in prefill (q, k, v, attention output, and the larger of the FFN
+     * intermediate and the attention scores), its input and output hidden
+     * states, and the logits of the LM head. */
+    double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
+    double work = gbs * sl * (qd + 2 * kvd + h + fmax(ffn_inter, heads * sl)) * CM_HALF +
+                  2 * act_batch + gbs * v * 4.0;
+    if (p->weight_quant.bits) /* dequantized copy of the layer being computed */
+        work += fmax(s->w_layer_fp16_bytes,
+                     (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) * CM_HALF);
+    if (p->kv_quant.bits) /* dequantized K and V of one batch */
+        work += kv_fp16_bytes(s, gbs, full);
+    tier dev = s->has_gpu ? TIER_GPU : TIER_CPU;
+    peak[dev].c0 += work;
+
+    if (s->has_gpu) {
+        /* Weights not resident: the layer computing and the next one loading. */
+        peak[TIER_GPU].c[CM_WC] += 2 * w_slot;
+        peak[TIER_GPU].c[CM_WD] += 2 * w_slot;
+        /* KV cache not resident and attended on the GPU: this batch's and the
+         * next batch's cache for one layer. */
+        if (!p->cpu_attention) {
+            peak[TIER_GPU].c[CM_CC] += 2 * kv_batch;
+            peak[TIER_GPU].c[CM_CD] += 2 * kv_batch;
+        } else {
+            /* scores of one batch on the CPU, fp32 */
+            peak[TIER_CPU].c[CM_CC] += gbs * heads * full * 4.0;
+            peak[TIER_CPU].c[CM_CD] += gbs * heads * full * 4.0;
+        }
+        /* Hidden states not resident: the next batch's input loads while this
+         * batch computes (its own input and output are in the working set). */
+        peak[TIER_GPU].c[CM_HC] += act_batch;
+        peak[TIER_GPU].c[CM_HD] += act_batch;
+    }
+    /* Disk data passes through CPU staging buffers, double-buffered. */
+    peak[TIER_CPU].c[CM_WD] += 2 * w_slot;
+    peak[TIER_CPU].c[CM_CD] += 2 * kv_batch;
+    peak[TIER_CPU].c[CM_HD] += 2 * act_batch;
+}
+
+/* ---- whole prediction */
+
+void cm_result_free(cm_result *r)
+{
+    if (!r)
+        return;
+    free(r->steps);
+    r->steps = NULL;
+}
+
+llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, const workload *w,
+                         cm_result *r, diag *e)
+{
+    memset(r, 0, sizeof *r);
+    cm_setup s;
+    llmsim_status st = cm_setup_init(&s, m, hw, p, w, e);
+    if (st)
+        return st;
+    /* The engine places whole tensors: predict what it will run. */
+    placement_realized pr;
+    placement_realize(m, p, &pr);
+    r->requested[0] = p->weights;
+    r->requested[1] = p->kv_cache;
+    r->requested[2] = p->activations;
+    r->realized[0] = pr.weights;
+    r->realized[1] = pr.kv_cache;
+    r->realized[2] = pr.activations;
+    r->realized_head = pr.head;
+    double x[CM_NFRAC], xh[CM_NFRAC];
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < TIER_COUNT; t++)
+            x[3 * i + t] = r->realized[i].f[t];
+    memcpy(xh, x, sizeof x);
+    for (int t = 0; t < TIER_COUNT; t++)
+        xh[CM_WG + t] = pr.head.f[t];
+    const double L = (double)m->num_layers;
+    const double sl = (double)w->prompt_len;
+    const int nsteps = (int)(w->gen_len - 1);
+    r->nsteps = nsteps;
+    r->steps = calloc((size_t)nsteps + 1, sizeof *r->steps);
+    if (!r->steps)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+
+    cm_layer_cost lc, hc;
+    /* prefill */
+    cm_layer_cost_get(&s, CM_PHASE_PREFILL, sl, &lc);
+    cm_head_cost_get(&s, CM_PHASE_PREFILL, &hc);
+    r->prefill_layer_s = cm_layer_time(&s, &lc, x);
+    double block_prefill = L * r->prefill_layer_s + cm_layer_time(&s, &hc, xh);
+    for (int k = 0; k < CM_NSTAGES; k++) {
+        r->prefill_stage_s[k] = cm_lin_eval(&lc.stage[k], x);
+        r->steps[0].s[k] = L * r->prefill_stage_s[k] + cm_lin_eval(&hc.stage[k], xh);
+    }
+    for (int k = 0; k < CM_NRES; k++)
+        r->prefill_res_s[k] = cm_lin_eval(&lc.res[k], x);
+    r->prefill_bottleneck = bottleneck(&lc, x);
+
+    /* decode: one step at a time, the context growing by one token */
+    cm_head_cost_get(&s, CM_PHASE_DECODE, &hc);
+    double head_decode = cm_layer_time(&s, &hc, xh);
+    double block_decode = 0, layer_sum = 0;
+    double term_sum[CM_NTERMS] = {0};
+    for (int j = 1; j <= nsteps; j++) {
+        cm_layer_cost_get(&s, CM_PHASE_DECODE, sl + j, &lc);
+        double tl = cm_layer_time(&s, &lc, x);
+        layer_sum += tl;
+        block_decode += L * tl + head_decode;
+        for (int k = 0; k < CM_NSTAGES; k++) {
+            double v = cm_lin_eval(&lc.stage[k], x);
+            r->layer_stage_s[k] += v;
+            r->steps[j].s[k] = L * v + cm_lin_eval(&hc.stage[k], xh);
+        }
+        for (int k = 0; k < CM_NRES; k++)
+            r->decode_res_s[k] += cm_lin_eval(&lc.res[k], x);
+        for (int k = 0; k < CM_NTERMS; k++)
+            term_sum[k] += cm_lin_eval(&lc.term[k], x);
+    }
+    if (nsteps > 0) {
+        r->decode_layer_s = layer_sum / nsteps;
+        for (int k = 0; k < CM_NSTAGES; k++)
+            r->layer_stage_s[k] /= nsteps;
+        for (int k = 0; k < CM_NRES; k++)
+            r->decode_res_s[k] /= nsteps;
+        int best = 0;
+        for (int k = 1; k < CM_NTERMS; k++)
+            if (term_sum[k] > term_sum[best])
+                best = k;
+        r->decode_bottleneck = (cm_term)best;
+    }
+
+    r->num_prompts = (double)s.w.num_prompts;
+    r->blocks = ceil(r->num_prompts / s.bls);
+    r->prefill_s = r->blocks * block_prefill;
+    r->decode_s = r->blocks * block_decode;
+    r->total_s = r->prefill_s + r->decode_s;
+    r->throughput_tok_s = r->num_prompts * (double)w->gen_len / r->total_s;
+
+    /* memory */
+    cm_lin peak[TIER_COUNT];
+    cm_peak_memory(&s, peak);
+    r->feasible = true;
+    double worst = 0;
+    for (int t = 0; t < TIER_COUNT; t++) {
+        /* the head's tensors sit where the rule put them, not at the layers' share */
+        r->peak_bytes[t] = cm_lin_eval(&peak[t], x) + (xh[CM_WG + t] - x[CM_WG + t]) * s.w_head_bytes;
+        r->capacity_bytes[t] = cm_tier_capacity(&s, (tier)t);
+        double over = r->peak_bytes[t] - r->capacity_bytes[t];
+        if (over > 0 && (r->feasible || over > worst)) {
+            r->feasible = false;
+            r->overflow_tier = (tier)t;
+            r->overflow_bytes = over;
+            worst = over;
+        }
+    }
+    return LLMSIM_OK;
+}

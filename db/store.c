@@ -1,0 +1,855 @@
+/*
+ * store — the SQLite store (see store.h and ARCHITECTURE §10).
+ *
+ * Policy:
+ * - Every sqlite3 call is checked. A failure records sqlite3_errmsg, the SQL
+ *   (or the C call) and file:line in the caller's diag as LLMSIM_EFAIL; a file
+ *   that is not a database, a locked database or a path that cannot be opened
+ *   or written is the user's to fix and reads as one clear LLMSIM_EINPUT line.
+ * - SQL text is constant; values always go through bound parameters.
+ * - Schema changes are append-only entries of store_migrations[]; entry i
+ *   takes user_version i to i + 1 inside one BEGIN IMMEDIATE transaction.
+ * - A handle is used by one thread at a time. Strings handed out are strdup'd
+ *   and owned by the result they are in; the matching *_free releases them.
+ * - Timestamps are ISO-8601 UTC with milliseconds, made by SQLite itself.
+ */
+#include "db/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/hash.h"
+
+#ifndef LLMSIM_VERSION
+#define LLMSIM_VERSION "unknown"
+#endif
+
+#define STORE_BUSY_TIMEOUT_MS 5000
+#define STORE_NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+
+struct store {
+    sqlite3 *db;
+    char *path;       /* as given, for messages */
+    char host[256];   /* gethostname(), recorded with each run */
+    int64_t run_open; /* run whose transaction is open; 0 when none */
+};
+
+// ---- schema
+
+/* Append-only: never edit an entry that has shipped; add a new one. */
+static const char *const store_migrations[] = {
+    /* 0 -> 1: inputs, runs, and per-run metrics, stage and task timings */
+    "CREATE TABLE inputs (\n"
+    "  hash TEXT PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('model', 'hwprofile', 'policy', 'workload')),\n"
+    "  name TEXT,\n"
+    "  body TEXT NOT NULL,\n"
+    "  created_at TEXT NOT NULL\n"
+    ");\n"
+    "CREATE TABLE runs (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
+    "                                     'validate', 'calibrate')),\n"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),\n"
+    "  model_hash TEXT REFERENCES inputs(hash),\n"
+    "  hw_hash TEXT REFERENCES inputs(hash),\n"
+    "  policy_hash TEXT REFERENCES inputs(hash),\n"
+    "  workload_hash TEXT REFERENCES inputs(hash),\n"
+    "  model_name TEXT,\n"
+    "  hw_name TEXT,\n"
+    "  tool_version TEXT NOT NULL,\n"
+    "  command TEXT,\n"
+    "  host TEXT,\n"
+    "  pid INTEGER,\n"
+    "  started_at TEXT NOT NULL,\n"
+    "  finished_at TEXT,\n"
+    "  result_json TEXT\n"
+    ");\n"
+    "CREATE INDEX runs_model_name ON runs(model_name);\n"
+    "CREATE INDEX runs_hw_name ON runs(hw_name);\n"
+    "CREATE INDEX runs_kind ON runs(kind);\n"
+    "CREATE TABLE run_metrics (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  key TEXT NOT NULL,\n"
+    "  value REAL,\n"
+    "  PRIMARY KEY (run_id, key)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE run_stages (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  phase TEXT NOT NULL CHECK (phase IN ('prefill', 'decode')),\n"
+    "  step INTEGER NOT NULL,\n"
+    "  stage TEXT NOT NULL,\n"
+    "  seconds REAL,\n"
+    "  PRIMARY KEY (run_id, phase, step, stage)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE run_tasks (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  task_id TEXT NOT NULL,\n"
+    "  resource TEXT,\n"
+    "  start_s REAL,\n"
+    "  end_s REAL,\n"
+    "  bytes REAL,\n"
+    "  flops REAL,\n"
+    "  PRIMARY KEY (run_id, task_id)\n"
+    ") WITHOUT ROWID;\n",
+};
+
+_Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
+               "one migration per schema version");
+
+// ---- error reporting
+
+/* Record a failed sqlite3 call in e and return its status. `what` is the SQL
+ * or the C call that failed. Must run before any other call on the handle,
+ * which would overwrite sqlite3_errmsg. */
+static llmsim_status store_fail(const store *s, diag *e, int rc, const char *what, const char *file,
+                                int line)
+{
+    const char *path = s && s->path ? s->path : "<store>";
+    const char *msg = s && s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_NOTADB:
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s: not an llmsim store (SQLite: %s); pass --db with another path", path,
+                        msg);
+    case SQLITE_CORRUPT:
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s: the store is damaged (SQLite: %s); restore it or use another --db",
+                        path, msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s: the store is locked by another process (waited %d s); retry when it "
+                        "finishes",
+                        path, STORE_BUSY_TIMEOUT_MS / 1000);
+    case SQLITE_CANTOPEN:
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s: cannot open the store (SQLite: %s); check that the directory exists "
+                        "and is writable",
+                        path, msg);
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s: cannot write the store (SQLite: %s); check its permissions", path, msg);
+    default:
+        return diag_set(e, LLMSIM_EFAIL, "%s: SQLite error %d: %s (in `%s`, %s:%d)", path, rc, msg,
+                        what, file, line);
+    }
+}
+
+/* The checks below expect a local `llmsim_status st` and a `fail:` label. */
+
+/* A call that returns SQLITE_OK on success (bind, exec, ...). */
+#define STORE_CHECK(s, e, call)                                                                 \
+    do {                                                                                        \
+        int rc_ = (call);                                                                       \
+        if (rc_ != SQLITE_OK) {                                                                 \
+            st = store_fail((s), (e), rc_, #call, __FILE__, __LINE__);                          \
+            goto fail;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Prepare `sql` into *stmt; a failure names the SQL. */
+#define STORE_PREPARE(s, e, stmt, sql)                                                          \
+    do {                                                                                        \
+        int rc_ = sqlite3_prepare_v2((s)->db, (sql), -1, &(stmt), NULL);                       \
+        if (rc_ != SQLITE_OK) {                                                                 \
+            st = store_fail((s), (e), rc_, (sql), __FILE__, __LINE__);                          \
+            goto fail;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Step a statement that returns no rows. */
+#define STORE_STEP_DONE(s, e, stmt)                                                             \
+    do {                                                                                        \
+        int rc_ = sqlite3_step(stmt);                                                           \
+        if (rc_ != SQLITE_DONE) {                                                               \
+            st = store_fail((s), (e), rc_, sqlite3_sql(stmt), __FILE__, __LINE__);              \
+            goto fail;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Step a statement that is expected to return a row (*has_row) or none. */
+#define STORE_STEP_ROW(s, e, stmt, has_row)                                                     \
+    do {                                                                                        \
+        int rc_ = sqlite3_step(stmt);                                                           \
+        if (rc_ != SQLITE_ROW && rc_ != SQLITE_DONE) {                                          \
+            st = store_fail((s), (e), rc_, sqlite3_sql(stmt), __FILE__, __LINE__);              \
+            goto fail;                                                                          \
+        }                                                                                       \
+        (has_row) = rc_ == SQLITE_ROW;                                                          \
+    } while (0)
+
+/* Run constant SQL without parameters (transaction control, DDL). */
+#define STORE_EXEC(s, e, sql)                                                                   \
+    do {                                                                                        \
+        int rc_ = sqlite3_exec((s)->db, (sql), NULL, NULL, NULL);                               \
+        if (rc_ != SQLITE_OK) {                                                                 \
+            st = store_fail((s), (e), rc_, (sql), __FILE__, __LINE__);                          \
+            goto fail;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Roll back an open transaction, if any, after a failure. Its own result is
+ * not reported: the first error is already in the diag, and SQLite rolls back
+ * by itself when the statement that failed has already ended it. */
+static void store_rollback(store *s)
+{
+    if (s && s->db && !sqlite3_get_autocommit(s->db))
+        (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static char *store_strdup(const char *t)
+{
+    if (!t)
+        return NULL;
+    size_t n = strlen(t) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, t, n);
+    return d;
+}
+
+// ---- opening, migrations, interrupted runs
+
+/* SQL function llmsim_pid_gone(host, pid): 1 when the run's process was on
+ * this host and no longer exists. Rows from other hosts are left alone. */
+static void store_sql_pid_gone(sqlite3_context *cx, int argc, sqlite3_value **argv)
+{
+    const store *s = sqlite3_user_data(cx);
+    const char *host = (const char *)sqlite3_value_text(argv[0]);
+    sqlite3_int64 pid = sqlite3_value_int64(argv[1]);
+    int gone = 0;
+    if (host && strcmp(host, s->host) == 0 && pid > 0 && pid <= INT_MAX)
+        gone = kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+    sqlite3_result_int(cx, gone);
+}
+
+static llmsim_status store_user_version(store *s, int *version, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    bool row = false;
+    STORE_PREPARE(s, e, q, "PRAGMA user_version");
+    STORE_STEP_ROW(s, e, q, row);
+    *version = row ? sqlite3_column_int(q, 0) : 0;
+fail:
+    sqlite3_finalize(q); /* its result repeats the step's, checked above */
+    return st;
+}
+
+static llmsim_status store_refuse_newer(const store *s, int version, diag *e)
+{
+    return diag_set(e, LLMSIM_EINPUT,
+                    "%s: store schema version %d is newer than this llmsim (%s) knows (%d); use a "
+                    "newer llmsim or another --db",
+                    s->path, version, LLMSIM_VERSION, STORE_SCHEMA_VERSION);
+}
+
+/* Apply the migrations this database lacks, each in its own transaction. The
+ * version is read inside the transaction, so two processes opening a new
+ * file at once apply each migration once. */
+static llmsim_status store_migrate(store *s, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    for (;;) {
+        STORE_EXEC(s, e, "BEGIN IMMEDIATE");
+        int version = 0;
+        st = store_user_version(s, &version, e);
+        if (st != LLMSIM_OK)
+            goto fail;
+        if (version > STORE_SCHEMA_VERSION) {
+            st = store_refuse_newer(s, version, e);
+            goto fail;
+        }
+        if (version == STORE_SCHEMA_VERSION) {
+            STORE_EXEC(s, e, "COMMIT");
+            return LLMSIM_OK;
+        }
+        if (version == 0) {
+            /* user_version 0 with tables in it: some other program's database */
+            bool row = false;
+            STORE_PREPARE(s, e, q, "SELECT count(*) FROM sqlite_master");
+            STORE_STEP_ROW(s, e, q, row);
+            int objects = row ? sqlite3_column_int(q, 0) : 0;
+            sqlite3_finalize(q);
+            q = NULL;
+            if (objects > 0) {
+                st = diag_set(e, LLMSIM_EINPUT,
+                              "%s: an SQLite database but not an llmsim store (it has tables and "
+                              "no llmsim schema version); pass --db with another path",
+                              s->path);
+                goto fail;
+            }
+        }
+        STORE_EXEC(s, e, store_migrations[version]);
+        char pragma[64];
+        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+        STORE_EXEC(s, e, pragma);
+        STORE_EXEC(s, e, "COMMIT");
+    }
+fail:
+    sqlite3_finalize(q);
+    store_rollback(s);
+    return st;
+}
+
+/* A PRAGMA that returns one text row, copied into out ("" when no row). */
+static llmsim_status store_pragma_text(store *s, const char *sql, char *out, size_t n, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    bool row = false;
+    out[0] = '\0';
+    STORE_PREPARE(s, e, q, sql);
+    STORE_STEP_ROW(s, e, q, row);
+    if (row && sqlite3_column_text(q, 0))
+        snprintf(out, n, "%s", (const char *)sqlite3_column_text(q, 0));
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+static llmsim_status store_open_flags(const char *path, int flags, store **out, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    *out = NULL;
+    store *s = calloc(1, sizeof *s);
+    if (!s || !(s->path = store_strdup(path))) {
+        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory opening the store", path);
+        goto fail;
+    }
+    if (gethostname(s->host, sizeof s->host) != 0)
+        snprintf(s->host, sizeof s->host, "unknown");
+    s->host[sizeof s->host - 1] = '\0';
+
+    /* sqlite3_open_v2 returns a handle (for sqlite3_errmsg) even on failure */
+    STORE_CHECK(s, e, sqlite3_open_v2(path, &s->db, flags, NULL));
+    STORE_CHECK(s, e, sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS));
+    STORE_CHECK(s, e, sqlite3_create_function_v2(s->db, "llmsim_pid_gone", 2,
+                                                 SQLITE_UTF8 | SQLITE_DIRECTONLY, s,
+                                                 store_sql_pid_gone, NULL, NULL, NULL));
+
+    /* Refuse a newer store before writing anything to it (this is also the
+     * first read, where a file that is not a database shows). */
+    int version = 0;
+    st = store_user_version(s, &version, e);
+    if (st != LLMSIM_OK)
+        goto fail;
+    if (version > STORE_SCHEMA_VERSION) {
+        st = store_refuse_newer(s, version, e);
+        goto fail;
+    }
+    /* Opening must not need the write lock when there is nothing to write:
+     * a run in progress holds it for as long as it runs, and `llmsim runs`
+     * has to work meanwhile. So WAL is set only when not already on (it
+     * persists in the file), migrations run only when the store is behind,
+     * and dead runs are looked for before any UPDATE. */
+    char mode[16];
+    st = store_pragma_text(s, "PRAGMA journal_mode", mode, sizeof mode, e);
+    if (st != LLMSIM_OK)
+        goto fail;
+    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
+        st = store_pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof mode, e);
+        if (st != LLMSIM_OK)
+            goto fail;
+        if (strcmp(mode, "wal") != 0) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: cannot switch the store to WAL mode (got '%s')",
+                          s->path, mode);
+            goto fail;
+        }
+    }
+    STORE_EXEC(s, e, "PRAGMA foreign_keys = ON");
+    char fk[8];
+    st = store_pragma_text(s, "PRAGMA foreign_keys", fk, sizeof fk, e);
+    if (st != LLMSIM_OK)
+        goto fail;
+    if (strcmp(fk, "1") != 0) {
+        st = diag_set(e, LLMSIM_EFAIL, "%s: this SQLite does not enforce foreign keys", s->path);
+        goto fail;
+    }
+    if (version < STORE_SCHEMA_VERSION) {
+        st = store_migrate(s, e);
+        if (st != LLMSIM_OK)
+            goto fail;
+    }
+
+    bool dead = false;
+    STORE_PREPARE(s, e, q,
+                  "SELECT 1 FROM runs WHERE status = 'running' AND llmsim_pid_gone(host, pid) "
+                  "LIMIT 1");
+    STORE_STEP_ROW(s, e, q, dead);
+    sqlite3_finalize(q);
+    q = NULL;
+    if (dead) {
+        STORE_PREPARE(s, e, q,
+                      "UPDATE runs SET status = 'interrupted', finished_at = " STORE_NOW
+                      " WHERE status = 'running' AND llmsim_pid_gone(host, pid)");
+        /* Busy: another process is writing; a later open marks these rows. */
+        int rc = sqlite3_step(q);
+        if (rc != SQLITE_DONE && (rc & 0xff) != SQLITE_BUSY) {
+            st = store_fail(s, e, rc, sqlite3_sql(q), __FILE__, __LINE__);
+            goto fail;
+        }
+        sqlite3_finalize(q);
+        q = NULL;
+    }
+    *out = s;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    store_close(s);
+    return st;
+}
+
+llmsim_status store_open(const char *path, store **out, diag *e)
+{
+    return store_open_flags(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, out, e);
+}
+
+llmsim_status store_open_existing(const char *path, store **out, diag *e)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT) {
+        *out = NULL;
+        return diag_set(e, LLMSIM_EINPUT, "no store at %s (run a command such as llmsim predict first)",
+                        path);
+    }
+    return store_open_flags(path, SQLITE_OPEN_READWRITE, out, e);
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    if (s->run_open)
+        store_run_abort(s, s->run_open, "interrupted");
+    /* close_v2 never fails for a valid handle: every statement here is
+     * finalized before its function returns. */
+    sqlite3_close_v2(s->db);
+    free(s->path);
+    free(s);
+}
+
+// ---- inputs
+
+llmsim_status store_put_input(store *s, const char *kind, const char *name, const char *canonical,
+                              char hash_out[17], diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    hash_hex(canonical, hash_out);
+    STORE_PREPARE(s, e, q,
+                  "INSERT OR IGNORE INTO inputs (hash, kind, name, body, created_at) "
+                  "VALUES (?1, ?2, ?3, ?4, " STORE_NOW ")");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, hash_out, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, canonical, -1, SQLITE_STATIC));
+    STORE_STEP_DONE(s, e, q);
+    sqlite3_finalize(q);
+    q = NULL;
+
+    bool row = false;
+    STORE_PREPARE(s, e, q, "SELECT body FROM inputs WHERE hash = ?1");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, hash_out, -1, SQLITE_STATIC));
+    STORE_STEP_ROW(s, e, q, row);
+    const char *body = row ? (const char *)sqlite3_column_text(q, 0) : NULL;
+    if (!body)
+        st = diag_set(e, LLMSIM_EFAIL, "%s: input %s vanished after insert (%s:%d)", s->path,
+                      hash_out, __FILE__, __LINE__);
+    else if (strcmp(body, canonical) != 0)
+        st = diag_set(e, LLMSIM_EFAIL,
+                      "%s: hash collision: %s '%s' hashes to %s, which the store holds for a "
+                      "different text",
+                      s->path, kind, name ? name : "(unnamed)", hash_out);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+char *store_input_body(store *s, const char *hash)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    char *body = NULL;
+    bool row = false;
+    diag *e = NULL; /* this query reports absence and failure alike as NULL */
+    STORE_PREPARE(s, e, q, "SELECT body FROM inputs WHERE hash = ?1");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, hash, -1, SQLITE_STATIC));
+    STORE_STEP_ROW(s, e, q, row);
+    if (row)
+        body = store_strdup((const char *)sqlite3_column_text(q, 0));
+fail:
+    (void)st;
+    sqlite3_finalize(q);
+    return body;
+}
+
+// ---- the run lifecycle
+
+/* Set the status of a run still marked 'running' (autocommit). */
+static llmsim_status store_run_mark(store *s, int64_t run_id, const char *status, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    STORE_PREPARE(s, e, q,
+                  "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
+                  " WHERE id = ?1 AND status = 'running'");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC));
+    STORE_STEP_DONE(s, e, q);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+static llmsim_status store_run_check_open(const store *s, int64_t run_id, diag *e)
+{
+    if (s->run_open == run_id && run_id != 0)
+        return LLMSIM_OK;
+    return diag_set(e, LLMSIM_EFAIL, "%s: run %lld is not the open run (%lld) (%s:%d)", s->path,
+                    (long long)run_id, (long long)s->run_open, __FILE__, __LINE__);
+}
+
+llmsim_status store_run_begin(store *s, const store_run_info *info, int64_t *run_id, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    int64_t id = 0;
+    *run_id = 0;
+    if (s->run_open)
+        return diag_set(e, LLMSIM_EFAIL,
+                        "%s: run %lld is still open; commit or abort it first (%s:%d)", s->path,
+                        (long long)s->run_open, __FILE__, __LINE__);
+    if (!sqlite3_get_autocommit(s->db))
+        return diag_set(e, LLMSIM_EFAIL, "%s: a transaction is open outside a run (%s:%d)",
+                        s->path, __FILE__, __LINE__);
+
+    /* 1. the 'running' row, committed on its own so it survives a crash */
+    STORE_PREPARE(s, e, q,
+                  "INSERT INTO runs (kind, status, model_hash, hw_hash, policy_hash, "
+                  "workload_hash, model_name, hw_name, tool_version, command, host, pid, "
+                  "started_at) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, " STORE_NOW
+                  ")");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, info->kind, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, info->model_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, info->hw_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, info->policy_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 5, info->workload_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 6, info->model_name, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 7, info->hw_name, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 8, LLMSIM_VERSION, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 9, info->command, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 10, s->host, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 11, (sqlite3_int64)getpid()));
+    STORE_STEP_DONE(s, e, q);
+    id = sqlite3_last_insert_rowid(s->db);
+    sqlite3_finalize(q);
+    q = NULL;
+
+    /* 2. the transaction that metrics, stages and tasks go into */
+    STORE_EXEC(s, e, "BEGIN");
+    s->run_open = id;
+    *run_id = id;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    if (id)
+        (void)store_run_mark(s, id, "failed", NULL); /* best effort; the first error stands */
+    return st;
+}
+
+llmsim_status store_run_metric(store *s, int64_t run_id, const char *key, double value, diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    sqlite3_stmt *q = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_PREPARE(s, e, q,
+                  "INSERT OR REPLACE INTO run_metrics (run_id, key, value) VALUES (?1, ?2, ?3)");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_double(q, 3, value)); /* NaN is stored as NULL */
+    STORE_STEP_DONE(s, e, q);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+llmsim_status store_run_stage(store *s, int64_t run_id, const char *phase, int step,
+                              const char *stage, double seconds, diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    sqlite3_stmt *q = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_PREPARE(s, e, q,
+                  "INSERT OR REPLACE INTO run_stages (run_id, phase, step, stage, seconds) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, phase, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_int(q, 3, step));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, stage, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_double(q, 5, seconds));
+    STORE_STEP_DONE(s, e, q);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
+                               diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    sqlite3_stmt *q = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_PREPARE(s, e, q,
+                  "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
+                  ", result_json = ?3 WHERE id = ?1");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, result_json, -1, SQLITE_STATIC));
+    STORE_STEP_DONE(s, e, q);
+    sqlite3_finalize(q);
+    q = NULL;
+    STORE_EXEC(s, e, "COMMIT");
+    s->run_open = 0;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    store_run_abort(s, run_id, "failed"); /* nothing half-written stays */
+    return st;
+}
+
+void store_run_abort(store *s, int64_t run_id, const char *status)
+{
+    if (!s || !run_id)
+        return;
+    if (s->run_open == run_id) {
+        store_rollback(s);
+        s->run_open = 0;
+    }
+    /* void by contract: a failure leaves 'running', which the next open
+     * after this process exits turns into 'interrupted' */
+    (void)store_run_mark(s, run_id, status, NULL);
+}
+
+// ---- queries
+
+/* Columns read by store_row_read, in this order. */
+#define STORE_RUN_COLUMNS                                                                       \
+    "r.id, r.kind, r.status, r.model_name, r.hw_name, r.started_at, r.finished_at, "            \
+    "r.tool_version, r.command, r.model_hash, r.hw_hash, r.policy_hash, r.workload_hash, "      \
+    "(SELECT value FROM run_metrics m WHERE m.run_id = r.id AND m.key = 'throughput_tok_s'), "  \
+    "(SELECT value FROM run_metrics m WHERE m.run_id = r.id AND m.key = 'total_s')"
+
+static double store_col_double(sqlite3_stmt *q, int i)
+{
+    return sqlite3_column_type(q, i) == SQLITE_NULL ? NAN : sqlite3_column_double(q, i);
+}
+
+/* Copy a text column; false when a non-NULL value could not be copied. */
+static bool store_col_dup(sqlite3_stmt *q, int i, char **out)
+{
+    const char *t = (const char *)sqlite3_column_text(q, i);
+    *out = store_strdup(t);
+    return !t || *out;
+}
+
+/* Fill r from the current row (STORE_RUN_COLUMNS, then result_json at column
+ * 15 when with_result). false on out of memory; r then holds what was copied. */
+static bool store_row_read(sqlite3_stmt *q, store_run_row *r, bool with_result)
+{
+    memset(r, 0, sizeof *r);
+    r->id = sqlite3_column_int64(q, 0);
+    bool ok = store_col_dup(q, 1, &r->kind);
+    ok &= store_col_dup(q, 2, &r->status);
+    ok &= store_col_dup(q, 3, &r->model_name);
+    ok &= store_col_dup(q, 4, &r->hw_name);
+    ok &= store_col_dup(q, 5, &r->started_at);
+    ok &= store_col_dup(q, 6, &r->finished_at);
+    ok &= store_col_dup(q, 7, &r->tool_version);
+    ok &= store_col_dup(q, 8, &r->command);
+    ok &= store_col_dup(q, 9, &r->model_hash);
+    ok &= store_col_dup(q, 10, &r->hw_hash);
+    ok &= store_col_dup(q, 11, &r->policy_hash);
+    ok &= store_col_dup(q, 12, &r->workload_hash);
+    r->throughput_tok_s = store_col_double(q, 13);
+    r->total_s = store_col_double(q, 14);
+    if (with_result)
+        ok &= store_col_dup(q, 15, &r->result_json);
+    return ok;
+}
+
+void store_row_clear(store_run_row *r)
+{
+    if (!r)
+        return;
+    free(r->kind);
+    free(r->status);
+    free(r->model_name);
+    free(r->hw_name);
+    free(r->started_at);
+    free(r->finished_at);
+    free(r->tool_version);
+    free(r->command);
+    free(r->model_hash);
+    free(r->hw_hash);
+    free(r->policy_hash);
+    free(r->workload_hash);
+    free(r->result_json);
+    memset(r, 0, sizeof *r);
+}
+
+void store_rows_free(store_run_row *rows, int n)
+{
+    if (!rows)
+        return;
+    for (int i = 0; i < n; i++)
+        store_row_clear(&rows[i]);
+    free(rows);
+}
+
+llmsim_status store_runs_list(store *s, const store_run_filter *f, store_run_row **rows, int *n,
+                              diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    store_run_row *out = NULL;
+    int count = 0, cap = 0;
+    *rows = NULL;
+    *n = 0;
+    STORE_PREPARE(s, e, q,
+                  "SELECT " STORE_RUN_COLUMNS " FROM runs r "
+                  "WHERE (?1 IS NULL OR r.model_name = ?1) AND (?2 IS NULL OR r.hw_name = ?2) "
+                  "AND (?3 IS NULL OR r.kind = ?3) ORDER BY r.id DESC LIMIT ?4");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, f ? f->model_name : NULL, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, f ? f->hw_name : NULL, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, f ? f->kind : NULL, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_int(q, 4, f && f->limit > 0 ? f->limit : -1));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (count == cap) {
+            int ncap = cap ? 2 * cap : 16;
+            store_run_row *grown = realloc(out, (size_t)ncap * sizeof *grown);
+            if (!grown) {
+                st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory listing runs", s->path);
+                goto fail;
+            }
+            out = grown;
+            cap = ncap;
+        }
+        bool ok = store_row_read(q, &out[count], false);
+        count++; /* counted even when partial, so store_rows_free releases it */
+        if (!ok) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory listing runs", s->path);
+            goto fail;
+        }
+    }
+    sqlite3_finalize(q);
+    *rows = out;
+    *n = count;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    store_rows_free(out, count);
+    return st;
+}
+
+llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    bool found = false;
+    memset(row, 0, sizeof *row);
+    STORE_PREPARE(s, e, q, "SELECT " STORE_RUN_COLUMNS ", r.result_json FROM runs r WHERE r.id = ?1");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    STORE_STEP_ROW(s, e, q, found);
+    if (!found) {
+        st = diag_set(e, LLMSIM_EINPUT, "%s: no run %lld; list the runs with llmsim runs", s->path,
+                      (long long)id);
+        goto fail;
+    }
+    if (!store_row_read(q, row, true)) {
+        store_row_clear(row);
+        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading run %lld", s->path,
+                      (long long)id);
+    }
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **values, int *n, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    char **k = NULL;
+    double *v = NULL;
+    int count = 0, cap = 0;
+    *keys = NULL;
+    *values = NULL;
+    *n = 0;
+    STORE_PREPARE(s, e, q, "SELECT key, value FROM run_metrics WHERE run_id = ?1 ORDER BY key");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (count == cap) {
+            int ncap = cap ? 2 * cap : 16;
+            char **gk = realloc(k, (size_t)ncap * sizeof *gk);
+            if (gk)
+                k = gk;
+            double *gv = gk ? realloc(v, (size_t)ncap * sizeof *gv) : NULL;
+            if (gv)
+                v = gv;
+            if (!gk || !gv) {
+                st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading metrics", s->path);
+                goto fail;
+            }
+            cap = ncap;
+        }
+        v[count] = store_col_double(q, 1);
+        bool ok = store_col_dup(q, 0, &k[count]);
+        count++;
+        if (!ok) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading metrics", s->path);
+            goto fail;
+        }
+    }
+    sqlite3_finalize(q);
+    *keys = k;
+    *values = v;
+    *n = count;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    store_metrics_free(k, v, count);
+    return st;
+}
+
+void store_metrics_free(char **keys, double *values, int n)
+{
+    if (keys)
+        for (int i = 0; i < n; i++)
+            free(keys[i]);
+    free(keys);
+    free(values);
+}

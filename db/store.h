@@ -28,17 +28,25 @@ typedef struct store store;
 /* Current schema version (PRAGMA user_version after migrations). */
 #define STORE_SCHEMA_VERSION 1
 
+/* Open (creating if needed) the store at `path` and migrate it to
+ * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store
+ * written by a newer llmsim, or a database locked by another process. */
 llmsim_status store_open(const char *path, store **out, diag *e);
+/* Same, but never creates the file: a missing file is LLMSIM_EINPUT with
+ * "no store at PATH (...)". For commands that only read (runs, show). */
+llmsim_status store_open_existing(const char *path, store **out, diag *e);
+/* Closes the handle; a run still open is aborted as 'interrupted'. */
 void store_close(store *s);
 
 /* Record an input by the hash of its canonical text (kind: "model",
  * "hwprofile", "policy", "workload"); idempotent. hash_out gets the hex hash.
- * A different text under an existing hash is reported as a collision. */
+ * A different text under an existing hash is reported as a collision.
+ * Record inputs before store_run_begin: runs reference them by foreign key. */
 llmsim_status store_put_input(store *s, const char *kind, const char *name, const char *canonical,
                               char hash_out[17], diag *e);
 
 typedef struct store_run_info {
-    const char *kind;          /* predict, simulate, measure, search, profile, validate */
+    const char *kind;          /* predict, simulate, measure, search, profile, validate, calibrate */
     const char *model_hash;    /* each may be NULL */
     const char *hw_hash;
     const char *policy_hash;
@@ -57,7 +65,10 @@ llmsim_status store_run_stage(store *s, int64_t run_id, const char *phase, int s
 /* status: "ok"; result_json: the command's JSON output (owned by caller). */
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e);
-/* status: "failed" or "interrupted". */
+/* status: "failed" or "interrupted". Rolls back the run's transaction and marks
+ * the row; does nothing to a run already committed. Where even marking fails,
+ * the row stays 'running' and the next store_open after this process exits
+ * marks it 'interrupted'. */
 void store_run_abort(store *s, int64_t run_id, const char *status);
 
 /* ---- queries */
@@ -81,7 +92,11 @@ typedef struct store_run_filter {
 llmsim_status store_runs_list(store *s, const store_run_filter *f, store_run_row **rows, int *n,
                               diag *e);
 void store_rows_free(store_run_row *rows, int n);
-/* One run with its result; LLMSIM_EINPUT when no such run. */
+/* Free the strings of one row (as filled by store_run_get) and zero it;
+ * accepts NULL. */
+void store_row_clear(store_run_row *row);
+/* One run with its result into a caller-owned row (free its strings with
+ * store_row_clear); LLMSIM_EINPUT when no such run. */
 llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e);
 /* Metrics of a run as (key, value) pairs; free with store_metrics_free. */
 llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **values, int *n, diag *e);

@@ -70,6 +70,81 @@ int64_t model_param_count(const model *m)
            model_lm_head_param_count(m);
 }
 
+/* ---- tensors */
+
+static void tensor(model_tensor *t, const char *name, int64_t rows, int64_t cols, bool matrix)
+{
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->rows = rows;
+    t->cols = cols;
+    t->matrix = matrix;
+}
+
+int model_layer_tensors(const model *m, model_tensor *out)
+{
+    int64_t h = m->hidden_size, q = model_q_dim(m), kv = model_kv_dim(m), f = m->ffn_size;
+    int n = 0;
+    bool opt = m->family == MODEL_FAMILY_OPT;
+    tensor(&out[n++], "self_attn.q_proj.weight", q, h, true);
+    tensor(&out[n++], "self_attn.k_proj.weight", kv, h, true);
+    tensor(&out[n++], "self_attn.v_proj.weight", kv, h, true);
+    tensor(&out[n++], opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight", h, q, true);
+    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+        tensor(&out[n++], "mlp.gate_proj.weight", f, h, true);
+        tensor(&out[n++], "mlp.up_proj.weight", f, h, true);
+        tensor(&out[n++], "mlp.down_proj.weight", h, f, true);
+    } else {
+        tensor(&out[n++], opt ? "fc1.weight" : "mlp.fc1.weight", f, h, true);
+        tensor(&out[n++], opt ? "fc2.weight" : "mlp.fc2.weight", h, f, true);
+    }
+    if (m->linear_bias) {
+        tensor(&out[n++], "self_attn.q_proj.bias", 1, q, false);
+        tensor(&out[n++], "self_attn.k_proj.bias", 1, kv, false);
+        tensor(&out[n++], "self_attn.v_proj.bias", 1, kv, false);
+        tensor(&out[n++], opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", 1, h, false);
+        if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+            tensor(&out[n++], "mlp.gate_proj.bias", 1, f, false);
+            tensor(&out[n++], "mlp.up_proj.bias", 1, f, false);
+            tensor(&out[n++], "mlp.down_proj.bias", 1, h, false);
+        } else {
+            tensor(&out[n++], opt ? "fc1.bias" : "mlp.fc1.bias", 1, f, false);
+            tensor(&out[n++], opt ? "fc2.bias" : "mlp.fc2.bias", 1, h, false);
+        }
+    }
+    if (m->norm == MODEL_NORM_LAYERNORM) {
+        tensor(&out[n++], "self_attn_layer_norm.weight", 1, h, false);
+        tensor(&out[n++], "self_attn_layer_norm.bias", 1, h, false);
+        tensor(&out[n++], "final_layer_norm.weight", 1, h, false);
+        tensor(&out[n++], "final_layer_norm.bias", 1, h, false);
+    } else {
+        tensor(&out[n++], "input_layernorm.weight", 1, h, false);
+        tensor(&out[n++], "post_attention_layernorm.weight", 1, h, false);
+    }
+    return n;
+}
+
+int model_head_tensors(const model *m, model_tensor *out)
+{
+    int64_t h = m->hidden_size;
+    int n = 0;
+    if (m->family == MODEL_FAMILY_OPT) {
+        tensor(&out[n++], "model.decoder.embed_tokens.weight", m->vocab_size, h, true);
+        tensor(&out[n++], "model.decoder.embed_positions.weight", m->max_context + 2, h, true);
+        tensor(&out[n++], "model.decoder.final_layer_norm.weight", 1, h, false);
+        tensor(&out[n++], "model.decoder.final_layer_norm.bias", 1, h, false);
+    } else {
+        tensor(&out[n++], "model.embed_tokens.weight", m->vocab_size, h, true);
+        if (m->position == MODEL_POS_LEARNED)
+            tensor(&out[n++], "model.embed_positions.weight", m->max_context, h, true);
+        tensor(&out[n++], "model.norm.weight", 1, h, false);
+        if (m->norm == MODEL_NORM_LAYERNORM)
+            tensor(&out[n++], "model.norm.bias", 1, h, false);
+    }
+    if (!m->tied_embeddings)
+        tensor(&out[n++], "lm_head.weight", m->vocab_size, h, true);
+    return n;
+}
+
 /* ---- validation */
 
 llmsim_status model_validate(const model *m, const char *where, diag *e)

@@ -79,6 +79,20 @@ int64_t model_kv_dim(const model *m);
 /* Width of Q per token: num_heads * head_dim. */
 int64_t model_q_dim(const model *m);
 
+/* ---- tensors, as stored in Hugging Face checkpoints */
+#define MODEL_MAX_TENSORS 16
+typedef struct model_tensor {
+    char name[48];  /* suffix after "model.decoder.layers.N." / "model.layers.N.", or full name */
+    int64_t rows;   /* output features (1 for vectors) */
+    int64_t cols;   /* input features (the length of a quantization row) */
+    bool matrix;    /* a 2-D weight: quantized when weights are */
+} model_tensor;
+
+/* The tensors of one decoder layer; returns the count (<= MODEL_MAX_TENSORS). */
+int model_layer_tensors(const model *m, model_tensor *out);
+/* Embeddings, final norm and (untied) LM head; returns the count. */
+int model_head_tensors(const model *m, model_tensor *out);
+
 /* Canonical text (for hashing and for the store) and YAML form. */
 void model_canonical(const model *m, strbuf *out);
 

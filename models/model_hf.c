@@ -180,7 +180,13 @@ llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
         }
         const char *act = get_str(&c, "activation_function");
         m->ffn_kind = (act && strncmp(act, "gelu", 4) == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
+        if (m->hidden_size % m->num_heads != 0) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
+                          "num_attention_heads", path);
+            goto out;
+        }
         m->num_kv_heads = m->num_heads;
+        m->head_dim = m->hidden_size / m->num_heads;
         m->norm = MODEL_NORM_LAYERNORM;
         m->position = MODEL_POS_LEARNED;
         m->tied_embeddings = get_bool(&c, "tie_word_embeddings", true);

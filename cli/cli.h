@@ -1,0 +1,66 @@
+/*
+ * cli — what the subcommands share: the job arguments (model, hardware,
+ * policy, workload) that predict, simulate and run all take, the output
+ * format, the store path, and the JSON form of a prediction.
+ *
+ * Every command returns its process exit status: 0 success, 2 bad input
+ * (a message on stderr that says what to fix), 1 any other failure.
+ */
+#ifndef LLMSIM_CLI_CLI_H
+#define LLMSIM_CLI_CLI_H
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "common/diag.h"
+#include "costmodel/analytic.h"
+#include "hwprofiles/hwprofile.h"
+#include "models/model.h"
+#include "plan/workload.h"
+#include "policies/policy.h"
+
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_FAIL 1
+#define CLI_EXIT_INPUT 2
+
+typedef enum cli_format { CLI_FORMAT_TABLE, CLI_FORMAT_JSON } cli_format;
+
+/* A resolved job: everything predict, simulate and run need. */
+typedef struct cli_job {
+    model model;
+    hwprofile hw;
+    policy policy;
+    workload workload;
+    cli_format format;
+    const char *db_path;     /* --db, $LLMSIM_DB, or ./llmsim.db */
+    const char *model_spec;  /* as given */
+    const char *hw_spec;
+    char command[1024];      /* the command line, for the store */
+} cli_job;
+
+/* Parse the job options of `cmd` (see cli_job_usage) from argv. On --help,
+ * prints usage and sets *help. Returns an exit status (0 on success). */
+int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *help);
+void cli_job_usage(FILE *out, const char *cmd, const char *summary);
+
+/* The store path from --db or the environment. */
+const char *cli_db_path(const char *opt);
+
+/* Print a diag as "llmsim CMD: message" on stderr and return the exit status. */
+int cli_fail(const char *cmd, const diag *e);
+int cli_exit_status(llmsim_status st);
+
+/* ---- output */
+cJSON *cli_policy_json(const policy *p);
+/* The §11 keys of a prediction, plus details. Caller owns the object. */
+cJSON *cli_prediction_json(const cli_job *job, const cm_result *r);
+void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);
+/* Print a JSON object on stdout followed by a newline; frees it. */
+void cli_print_json(cJSON *obj);
+/* A human size / time for tables. */
+const char *cli_bytes(double v, char *buf, size_t len);
+
+int cmd_predict(int argc, char **argv);
+
+#endif

@@ -1,0 +1,16 @@
+/*
+ * commands — the entry points of `llmsim <command>`, one per command; main.c
+ * dispatches to them. Each takes the arguments from the command name on
+ * (argv[0] is the command name), parses its own options, prints its output,
+ * and returns the process exit status: 0 ok, 2 bad input, 1 other failure
+ * (ARCHITECTURE §11).
+ */
+#ifndef LLMSIM_CLI_COMMANDS_H
+#define LLMSIM_CLI_COMMANDS_H
+
+/* llmsim runs: list recorded runs, newest first (cli/cmd_runs.c). */
+int cmd_runs(int argc, char **argv);
+/* llmsim show RUN_ID: one run with its metrics and result (cli/cmd_runs.c). */
+int cmd_show(int argc, char **argv);
+
+#endif

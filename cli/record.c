@@ -1,0 +1,87 @@
+/*
+ * record — write a job's inputs and a prediction into the store. Shared by
+ * the commands that compute a cm_result (predict; later search and validate).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "cli/record.h"
+#include "db/store.h"
+
+llmsim_status cli_record_inputs(store *db, const cli_job *job, cli_input_hashes *h, diag *e)
+{
+    strbuf b = {0};
+    llmsim_status st;
+    model_canonical(&job->model, &b);
+    st = store_put_input(db, "model", job->model.name, strbuf_str(&b), h->model, e);
+    strbuf_free(&b);
+    if (st)
+        return st;
+    hwprofile_save(&job->hw, &b);
+    st = store_put_input(db, "hwprofile", job->hw.name, strbuf_str(&b), h->hw, e);
+    strbuf_free(&b);
+    if (st)
+        return st;
+    policy_save(&job->policy, &b);
+    st = store_put_input(db, "policy", NULL, strbuf_str(&b), h->policy, e);
+    strbuf_free(&b);
+    if (st)
+        return st;
+    workload_save(&job->workload, &b);
+    st = store_put_input(db, "workload", NULL, strbuf_str(&b), h->workload, e);
+    strbuf_free(&b);
+    return st;
+}
+
+llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const cm_result *r,
+                                    const char *result_json, int64_t *run_id, diag *e)
+{
+    store *db = NULL;
+    llmsim_status st = store_open(job->db_path, &db, e);
+    if (st)
+        return st;
+    cli_input_hashes h;
+    if ((st = cli_record_inputs(db, job, &h, e))) {
+        store_close(db);
+        return st;
+    }
+    store_run_info info = {
+        .kind = kind, .model_hash = h.model, .hw_hash = h.hw, .policy_hash = h.policy,
+        .workload_hash = h.workload, .model_name = job->model.name, .hw_name = job->hw.name,
+        .command = job->command,
+    };
+    int64_t id = 0;
+    if ((st = store_run_begin(db, &info, &id, e))) {
+        store_close(db);
+        return st;
+    }
+    struct {
+        const char *key;
+        double v;
+    } metrics[] = {
+        {"throughput_tok_s", r->throughput_tok_s},
+        {"total_s", r->total_s},
+        {"prefill_s", r->prefill_s},
+        {"decode_s", r->decode_s},
+        {"feasible", r->feasible ? 1.0 : 0.0},
+        {"peak_gpu_bytes", r->peak_bytes[TIER_GPU]},
+        {"peak_cpu_bytes", r->peak_bytes[TIER_CPU]},
+        {"peak_disk_bytes", r->peak_bytes[TIER_DISK]},
+        {"prefill_layer_s", r->prefill_layer_s},
+        {"decode_layer_s", r->decode_layer_s},
+    };
+    for (size_t i = 0; i < sizeof metrics / sizeof metrics[0] && !st; i++)
+        st = store_run_metric(db, id, metrics[i].key, metrics[i].v, e);
+    for (int j = 0; j <= r->nsteps && !st; j++)
+        for (int k = 0; k < CM_NSTAGES && !st; k++)
+            st = store_run_stage(db, id, j == 0 ? "prefill" : "decode", j, cm_stage_names[k],
+                                 r->steps[j].s[k], e);
+    if (!st)
+        st = store_run_commit(db, id, "ok", result_json, e);
+    else
+        store_run_abort(db, id, "failed");
+    store_close(db);
+    if (!st && run_id)
+        *run_id = id;
+    return st;
+}

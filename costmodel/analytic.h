@@ -1,0 +1,143 @@
+/*
+ * analytic — the closed-form cost model of ARCHITECTURE §6, FlexGen style.
+ *
+ * For a block of bls = gpu_batch_size x num_gpu_batches sequences, per layer
+ * and per phase (prefill over the prompt; one decode step at a context
+ * length), it gives the busy time of every resource and the time of every
+ * stage as LINEAR forms in the nine placement fractions
+ *   x = (wg, wc, wd, cg, cc, cd, hg, hc, hd),
+ * for fixed discrete choices (batch shape, quantization, delegation). The
+ * same forms are the rows of the LP search (policies/search) and, evaluated
+ * at a policy's fractions, the prediction of `llmsim predict`.
+ *
+ * Layer time with overlap = max(h2d, d2h, disk read + disk write (one
+ * device), gpu + cpu (delegated attention is on its batch's critical path));
+ * without overlap, the sum of all resources. Peak memory per tier is also a
+ * linear form. Units: seconds and bytes.
+ */
+#ifndef LLMSIM_COSTMODEL_ANALYTIC_H
+#define LLMSIM_COSTMODEL_ANALYTIC_H
+
+#include <stdbool.h>
+
+#include "hwprofiles/hwprofile.h"
+#include "models/model.h"
+#include "plan/workload.h"
+#include "policies/policy.h"
+
+enum { CM_WG, CM_WC, CM_WD, CM_CG, CM_CC, CM_CD, CM_HG, CM_HC, CM_HD, CM_NFRAC };
+
+/* value = c0 + sum_i c[i] * x[i] */
+typedef struct cm_lin {
+    double c0;
+    double c[CM_NFRAC];
+} cm_lin;
+
+double cm_lin_eval(const cm_lin *l, const double x[CM_NFRAC]);
+/* The policy's fractions as x. */
+void cm_policy_x(const policy *p, double x[CM_NFRAC]);
+
+typedef enum cm_res {
+    CM_RES_H2D,        /* host -> device link */
+    CM_RES_D2H,        /* device -> host link */
+    CM_RES_DISK_READ,
+    CM_RES_DISK_WRITE,
+    CM_RES_GPU,
+    CM_RES_CPU,
+    CM_NRES
+} cm_res;
+extern const char *const cm_res_names[CM_NRES];
+
+typedef enum cm_stage {
+    CM_STAGE_LOAD_WEIGHT,  /* weights disk -> cpu -> gpu */
+    CM_STAGE_LOAD_CACHE,   /* KV cache into the attention device */
+    CM_STAGE_STORE_CACHE,  /* new KV entries out to their tier */
+    CM_STAGE_COMPUTE,      /* GPU and CPU compute (delegated attention included) */
+    CM_STAGE_LOAD_ACT,     /* hidden states in */
+    CM_STAGE_STORE_ACT,    /* hidden states out */
+    CM_NSTAGES
+} cm_stage;
+extern const char *const cm_stage_names[CM_NSTAGES];
+
+/* The terms that the max (overlap) or the sum (no overlap) runs over. */
+typedef enum cm_term { CM_TERM_H2D, CM_TERM_D2H, CM_TERM_DISK, CM_TERM_COMPUTE, CM_NTERMS } cm_term;
+
+typedef struct cm_layer_cost {
+    cm_lin res[CM_NRES];      /* busy seconds per resource, one layer, whole block */
+    cm_lin stage[CM_NSTAGES]; /* seconds per stage */
+    cm_lin term[CM_NTERMS];   /* res combined: disk = read + write, compute = gpu + cpu */
+    cm_lin sum;               /* all resources added (time without overlap) */
+} cm_layer_cost;
+
+/* Everything about a (model, hardware, policy's discrete choices, workload)
+ * that does not depend on the fractions: sizes, devices. */
+typedef struct cm_setup {
+    const model *m;
+    const hwprofile *hw;
+    const policy *p;     /* fractions ignored; discrete choices used */
+    workload w;
+    bool has_gpu;        /* false: compute on the CPU, gpu tier empty */
+    double bls;          /* sequences per block */
+    double w_layer_bytes;      /* one decoder layer's weights, as stored (quantized or not) */
+    double w_layer_fp16_bytes; /* the same, dequantized */
+    double w_head_bytes;       /* embeddings + final norm + LM head, as stored */
+    int64_t layer_tensors;     /* tensors per layer (copies per layer load) */
+} cm_setup;
+
+llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, const policy *p,
+                            const workload *w, diag *e);
+
+/* One decoder layer: prefill (ctx == prompt_len), or a decode step that
+ * attends over ctx tokens (the cache holds ctx - 1 before the step). */
+typedef enum cm_phase { CM_PHASE_PREFILL, CM_PHASE_DECODE } cm_phase;
+void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *out);
+/* Embedding, final norm and LM head for one step of the block. */
+void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *out);
+
+/* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
+double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC]);
+
+/* Peak bytes per tier as linear forms, and the capacities. */
+void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT]);
+double cm_tier_capacity(const cm_setup *s, tier t);
+
+/* ---- a whole prediction */
+typedef struct cm_step_stages {
+    double s[CM_NSTAGES]; /* seconds of each stage over all layers of one step */
+} cm_step_stages;
+
+typedef struct cm_result {
+    bool feasible;
+    tier overflow_tier;       /* valid when !feasible */
+    double overflow_bytes;    /* peak - capacity of that tier */
+    double peak_bytes[TIER_COUNT];
+    double capacity_bytes[TIER_COUNT];
+    double prefill_s;         /* whole workload */
+    double decode_s;
+    double total_s;
+    double throughput_tok_s;  /* generated tokens / total */
+    double blocks;            /* ceil(num_prompts / bls) */
+    double num_prompts;
+    double prefill_layer_s;   /* one layer, prefill */
+    double decode_layer_s;    /* one layer, decode, averaged over steps */
+    double layer_stage_s[CM_NSTAGES];  /* per layer, decode, averaged over steps */
+    double prefill_stage_s[CM_NSTAGES]; /* per layer, prefill */
+    double decode_res_s[CM_NRES];       /* per layer, decode, averaged */
+    double prefill_res_s[CM_NRES];      /* per layer, prefill */
+    cm_term decode_bottleneck;           /* term of the max, averaged decode */
+    cm_term prefill_bottleneck;
+    placement requested[3];    /* weights, kv_cache, activations as asked */
+    placement realized[3];     /* as placed in whole tensors (costmodel/placement.h) */
+    placement realized_head;   /* embedding / LM-head tensors */
+    int nsteps;                /* gen_len - 1 decode steps */
+    cm_step_stages *steps;     /* [nsteps + 1]: 0 = prefill, owned; cm_result_free */
+} cm_result;
+
+/* Predict a policy. Fails (LLMSIM_EINPUT) only when the inputs contradict
+ * each other (GPU fractions on a CPU-only profile, a group size that does not
+ * divide the hidden size, ...); an infeasible policy is a result. */
+llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, const workload *w,
+                         cm_result *r, diag *e);
+void cm_result_free(cm_result *r);
+
+#endif

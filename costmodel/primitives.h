@@ -1,0 +1,49 @@
+/*
+ * primitives — the time of one basic operation on modelled hardware. The
+ * analytic cost model, the LP search and the simulator all price work with
+ * these functions and nothing else, so a calibration of the profile reaches
+ * all three.
+ *
+ * Units: bytes, FLOPs, seconds. Sizes may be fractional (expected values).
+ */
+#ifndef LLMSIM_COSTMODEL_PRIMITIVES_H
+#define LLMSIM_COSTMODEL_PRIMITIVES_H
+
+#include "hwprofiles/hwprofile.h"
+
+typedef enum cm_device { CM_DEV_GPU, CM_DEV_CPU } cm_device;
+
+/* A copy of `bytes` over a link: latency + bytes / bandwidth; 0 for 0 bytes. */
+double cm_copy_time(const hw_link *link, double bytes);
+/* Bandwidth part only (bytes / bandwidth): what a stream of many copies that
+ * are pipelined costs per byte, latency hidden. */
+double cm_stream_time(const hw_link *link, double bytes);
+
+/* Achieved GEMM throughput (FLOP/s) from a table: interpolated linearly in
+ * log m, and between shape classes in log(n*k); clamped outside the table. */
+double cm_gemm_rate(const hw_gemm_table *t, double m, double n, double k);
+
+/* (m x k) @ (k x n) with elements of elem_bytes on `dev`: the larger of the
+ * compute time at the table's rate and the memory time of reading both
+ * operands and writing the result at the device's memory bandwidth. */
+double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
+                    double elem_bytes);
+
+/* Attention over a prompt: `batch` sequences of q_len tokens attending to
+ * themselves (QK^T and PV, 4 * batch * q_len^2 * heads * head_dim FLOPs). */
+double cm_attention_prefill_time(const hwprofile *hw, cm_device dev, double batch, double q_len,
+                                 double heads, double head_dim);
+
+/* One decode step of attention: `batch` queries, each over ctx tokens of K
+ * and V (kv_heads * head_dim wide, fp16 after any dequantization). Memory
+ * bound: bytes of K and V at the device's attention rate, or FLOPs at the
+ * prefill rate when grouped-query attention makes it compute bound. */
+double cm_attention_decode_time(const hwprofile *hw, cm_device dev, double batch, double ctx,
+                                double heads, double kv_heads, double head_dim);
+
+/* A memory-bound pass that reads `read_bytes` and writes `write_bytes` on
+ * the device (dequantization, norms, residual adds). */
+double cm_memory_pass_time(const hwprofile *hw, cm_device dev, double read_bytes,
+                           double write_bytes);
+
+#endif
