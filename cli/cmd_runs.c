@@ -209,12 +209,15 @@ static void runs_print_table(const store_run_row *rows, int n)
             if (w > width[c])
                 width[c] = w;
         }
+    /* the last column is left-aligned and not padded: no trailing blanks */
     for (int c = 0; c < RUNS_COLS; c++)
-        printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c], head[c]);
+        printf("%s%*s", c ? "  " : "", right[c] ? width[c] : c + 1 < RUNS_COLS ? -width[c] : 0,
+               head[c]);
     putchar('\n');
     for (int i = 0; i < n; i++) {
         for (int c = 0; c < RUNS_COLS; c++)
-            printf("%s%*s", c ? "  " : "", right[c] ? width[c] : -width[c],
+            printf("%s%*s", c ? "  " : "",
+                   right[c] ? width[c] : c + 1 < RUNS_COLS ? -width[c] : 0,
                    runs_cell(&rows[i], c, buf, sizeof buf));
         putchar('\n');
     }

@@ -266,13 +266,14 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
                                    : 0;
             put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, attn_dev + deq_dev + quant_new);
             put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD, attn_cpu + deq_cpu + quant_cpu);
-            double q_bytes = bls * qd * CM_HALF, kv_bytes_new = bls * 2 * kvd * CM_HALF;
-            put(c, CM_RES_D2H, CM_STAGE_COMPUTE, CM_CC, CM_CD,
-                cm_stream_time(d2h, q_bytes) + ngb * d2h->latency_s);
+            /* q and the new k, v go out with the cache store; the attention
+             * output comes back in the cache-load stage (stages follow the
+             * links, so the compute stage stays compute). */
+            double out_bytes = bls * qd * CM_HALF, qkv_bytes = bls * (qd + 2 * kvd) * CM_HALF;
             put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                cm_stream_time(d2h, kv_bytes_new) + ngb * d2h->latency_s);
-            put(c, CM_RES_H2D, CM_STAGE_COMPUTE, CM_CC, CM_CD,
-                cm_stream_time(h2d, q_bytes) + ngb * h2d->latency_s);
+                cm_stream_time(d2h, qkv_bytes) + 2 * ngb * d2h->latency_s);
+            put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
+                cm_stream_time(h2d, out_bytes) + ngb * h2d->latency_s);
         }
     }
 

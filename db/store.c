@@ -138,7 +138,8 @@ static llmsim_status store_fail(const store *s, diag *e, int rc, const char *wha
     case SQLITE_READONLY:
     case SQLITE_PERM:
         return diag_set(e, LLMSIM_EINPUT,
-                        "%s: cannot write the store (SQLite: %s); check its permissions", path, msg);
+                        "%s: cannot write the store (SQLite: %s); check its permissions", path,
+                        msg);
     default:
         return diag_set(e, LLMSIM_EFAIL, "%s: SQLite error %d: %s (in `%s`, %s:%d)", path, rc, msg,
                         what, file, line);
@@ -333,6 +334,11 @@ static llmsim_status store_open_flags(const char *path, int flags, store **out, 
         snprintf(s->host, sizeof s->host, "unknown");
     s->host[sizeof s->host - 1] = '\0';
 
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        st = diag_set(e, LLMSIM_EINPUT, "%s: is a directory; give the path of a store file", path);
+        goto fail;
+    }
     /* sqlite3_open_v2 returns a handle (for sqlite3_errmsg) even on failure */
     STORE_CHECK(s, e, sqlite3_open_v2(path, &s->db, flags, NULL));
     STORE_CHECK(s, e, sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS));
@@ -422,8 +428,8 @@ llmsim_status store_open_existing(const char *path, store **out, diag *e)
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT) {
         *out = NULL;
-        return diag_set(e, LLMSIM_EINPUT, "no store at %s (run a command such as llmsim predict first)",
-                        path);
+        return diag_set(e, LLMSIM_EINPUT,
+                        "no store at %s (run a command such as llmsim predict first)", path);
     }
     return store_open_flags(path, SQLITE_OPEN_READWRITE, out, e);
 }
@@ -540,8 +546,8 @@ llmsim_status store_run_begin(store *s, const store_run_info *info, int64_t *run
     STORE_PREPARE(s, e, q,
                   "INSERT INTO runs (kind, status, model_hash, hw_hash, policy_hash, "
                   "workload_hash, model_name, hw_name, tool_version, command, host, pid, "
-                  "started_at) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, " STORE_NOW
-                  ")");
+                  "started_at) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
+                  STORE_NOW ")");
     STORE_CHECK(s, e, sqlite3_bind_text(q, 1, info->kind, -1, SQLITE_STATIC));
     STORE_CHECK(s, e, sqlite3_bind_text(q, 2, info->model_hash, -1, SQLITE_STATIC));
     STORE_CHECK(s, e, sqlite3_bind_text(q, 3, info->hw_hash, -1, SQLITE_STATIC));
@@ -777,7 +783,8 @@ llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e)
     sqlite3_stmt *q = NULL;
     bool found = false;
     memset(row, 0, sizeof *row);
-    STORE_PREPARE(s, e, q, "SELECT " STORE_RUN_COLUMNS ", r.result_json FROM runs r WHERE r.id = ?1");
+    STORE_PREPARE(s, e, q,
+                  "SELECT " STORE_RUN_COLUMNS ", r.result_json FROM runs r WHERE r.id = ?1");
     STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
     STORE_STEP_ROW(s, e, q, found);
     if (!found) {

@@ -46,7 +46,8 @@ llmsim_status store_put_input(store *s, const char *kind, const char *name, cons
                               char hash_out[17], diag *e);
 
 typedef struct store_run_info {
-    const char *kind;          /* predict, simulate, measure, search, profile, validate, calibrate */
+    const char *kind;          /* predict, simulate, measure, search, profile, validate,
+                                  calibrate */
     const char *model_hash;    /* each may be NULL */
     const char *hw_hash;
     const char *policy_hash;
