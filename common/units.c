@@ -191,17 +191,48 @@ void units_format(units_kind kind, double value, char *buf, size_t len)
     snprintf(buf, len, "%.4g %s", value / scale, unit);
 }
 
-void units_format_exact(units_kind kind, double value, char *buf, size_t len)
+/* Decimal display unit for bytes and bandwidth (GB, GB/s), as spec sheets write them. */
+static const char *pick_decimal(units_kind kind, double value, double *scale)
 {
-    double scale;
-    const char *unit = pick_unit(kind, value, &scale);
-    for (int digits = 6; digits <= 17; digits++) {
+    static const char *names[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+    static const char *bw[] = {"B/s", "kB/s", "MB/s", "GB/s", "TB/s", "PB/s"};
+    double a = fabs(value), s = 1.0;
+    int i = 0;
+    while (i < 5 && a >= s * 1000.0) {
+        s *= 1000.0;
+        i++;
+    }
+    *scale = s;
+    return kind == UNITS_BYTES ? names[i] : bw[i];
+}
+
+static bool try_exact(units_kind kind, double value, double scale, const char *unit, char *buf,
+                      size_t len, int max_digits)
+{
+    for (int digits = 1; digits <= max_digits; digits++) {
         snprintf(buf, len, "%.*g %s", digits, value / scale, unit);
         double back;
         char why[8];
         if (units_parse(buf, kind, &back, why, sizeof why) && back == value)
+            return true;
+    }
+    return false;
+}
+
+void units_format_exact(units_kind kind, double value, char *buf, size_t len)
+{
+    double scale;
+    const char *unit;
+    /* the shortest exact form: a round decimal figure first (3.35 TB/s),
+     * then the binary units (12.89 GiB/s) */
+    if (kind == UNITS_BYTES || kind == UNITS_BANDWIDTH) {
+        unit = pick_decimal(kind, value, &scale);
+        if (try_exact(kind, value, scale, unit, buf, len, 8))
             return;
     }
+    unit = pick_unit(kind, value, &scale);
+    if (try_exact(kind, value, scale, unit, buf, len, 17))
+        return;
     static const char *base[] = {"B", "B/s", "FLOP/s", "s"};
     snprintf(buf, len, "%.17g %s", value, base[kind]);
 }

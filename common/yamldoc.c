@@ -319,6 +319,8 @@ llmsim_status yd_field_str(yd_map *m, const char *key, yd_need need, char *buf, 
         return st;
     if (n->data.scalar.length >= len)
         return yd_error(m->doc, n, e, "'%s' is too long (at most %zu characters)", key, len - 1);
+    if (strlen(yd_scalar(n)) != n->data.scalar.length)
+        return yd_error(m->doc, n, e, "'%s' contains a NUL character (\\0); remove it", key);
     memcpy(buf, yd_scalar(n), n->data.scalar.length + 1);
     return LLMSIM_OK;
 }

@@ -280,17 +280,30 @@ llmsim_status hwprofile_load(const char *spec, hwprofile *hw, diag *e)
 
 /* ---- saving */
 
+/* A double-quoted YAML scalar that reads back as `s`. Besides C0 controls,
+ * escape what libyaml would not read back verbatim: DEL and the C1 controls
+ * and U+FFFE/U+FFFF (rejected as "control characters"), and NEL, LS, PS
+ * (U+0085, U+2028, U+2029: line breaks, folded inside quotes). */
 static void put_str(strbuf *b, const char *s)
 {
     strbuf_puts(b, "\"");
-    for (const char *p = s; *p; p++) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p == '"' || *p == '\\')
             strbuf_printf(b, "\\%c", *p);
         else if (*p == '\n')
             strbuf_puts(b, "\\n");
-        else if ((unsigned char)*p < 0x20)
-            strbuf_printf(b, "\\x%02x", (unsigned char)*p);
-        else
+        else if (*p < 0x20 || *p == 0x7f)
+            strbuf_printf(b, "\\x%02x", *p);
+        else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) {
+            strbuf_printf(b, "\\u%04x", p[1]); /* U+0080..U+009F, NEL included */
+            p++;
+        } else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+            strbuf_printf(b, "\\u%04x", 0x2000 + (p[2] - 0x80)); /* LS, PS */
+            p += 2;
+        } else if (p[0] == 0xef && p[1] == 0xbf && (p[2] == 0xbe || p[2] == 0xbf)) {
+            strbuf_puts(b, p[2] == 0xbe ? "\\ufffe" : "\\uffff");
+            p += 2;
+        } else
             strbuf_printf(b, "%c", *p);
     }
     strbuf_puts(b, "\"");
