@@ -124,8 +124,15 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
                 fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC\n", cmd);
                 return CLI_EXIT_INPUT;
             }
-            for (int k = 0; k < 6; k++)
+            for (int k = 0; k < 6; k++) {
                 percent[k] = argv[i + 1 + k];
+                if (percent[k][0] == '-') { /* the next option, not a number */
+                    free(args);
+                    fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC "
+                            "(got '%s' as number %d)\n", cmd, percent[k], k + 1);
+                    return CLI_EXIT_INPUT;
+                }
+            }
             have_percent = true;
             i += 6;
             continue;
@@ -164,7 +171,7 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(nargs, args, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(nargs, args, ":", opts, NULL)) != -1) {
         switch (c) {
         case OPT_MODEL: job->model_spec = optarg; break;
         case OPT_HW: job->hw_spec = optarg; break;

@@ -100,7 +100,16 @@ bool units_parse(const char *text, units_kind kind, double *out, char *why, size
                  units_kind_example(kind));
         return false;
     }
-    /* exponents are allowed (1e9 B); strtod consumed them */
+    /* strtod also reads hex ("0x10") and hex floats: only decimal digits,
+     * a point, signs and an exponent may have been consumed */
+    for (const char *q = p; q < end; q++) {
+        if (!(isdigit((unsigned char)*q) || *q == '.' || *q == '-' || *q == '+' || *q == 'e' ||
+              *q == 'E')) {
+            snprintf(why, why_len, "'%s' is not a number followed by a unit; expected %s", text,
+                     units_kind_example(kind));
+            return false;
+        }
+    }
     if (errno == ERANGE || !isfinite(v)) {
         snprintf(why, why_len, "number in '%s' is out of range", text);
         return false;

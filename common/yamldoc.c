@@ -19,6 +19,21 @@ static char *dup_str(const char *s)
     return r;
 }
 
+/* 1-based line and column of byte `off` in text. */
+static void line_col(const char *text, size_t off, size_t *line, size_t *col)
+{
+    *line = 1;
+    *col = 1;
+    for (size_t i = 0; i < off; i++) {
+        if (text[i] == '\n') {
+            (*line)++;
+            *col = 1;
+        } else {
+            (*col)++;
+        }
+    }
+}
+
 llmsim_status yd_load_string(yd_doc *d, const char *name, const char *text, size_t len, diag *e)
 {
     memset(d, 0, sizeof *d);
@@ -34,9 +49,18 @@ llmsim_status yd_load_string(yd_doc *d, const char *name, const char *text, size
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     if (!yaml_parser_load(&parser, &d->doc)) {
         size_t line = parser.problem_mark.line + 1, col = parser.problem_mark.column + 1;
+        size_t at = parser.problem_mark.index;
+        if (parser.error == YAML_READER_ERROR) {
+            /* the reader reports a byte offset, not a mark: count the lines */
+            at = parser.problem_offset < len ? parser.problem_offset : len;
+            line_col(text, at, &line, &col);
+        }
         const char *problem = parser.problem ? parser.problem : "syntax error";
         const char *context = parser.context ? parser.context : NULL;
-        if (context)
+        if (at < len && text[at] == '\t')
+            diag_at(e, LLMSIM_EINPUT, name, line, col,
+                    "invalid YAML: a tab character; YAML indents with spaces only");
+        else if (context)
             diag_at(e, LLMSIM_EINPUT, name, line, col, "invalid YAML: %s %s", problem, context);
         else
             diag_at(e, LLMSIM_EINPUT, name, line, col, "invalid YAML: %s", problem);
@@ -47,15 +71,18 @@ llmsim_status yd_load_string(yd_doc *d, const char *name, const char *text, size
     if (!yaml_document_get_root_node(&d->doc)) {
         yaml_parser_delete(&parser);
         return diag_at(e, LLMSIM_EINPUT, name, 1, 1,
-                       "the file is empty; it must start with a line such as 'llmsim: model/1'");
+                       "the file is empty; an llmsim input starts with its format line, such as "
+                       "'llmsim: policy/1' (or model/1, hwprofile/1, workload/1)");
     }
     /* Exactly one document. */
     yaml_document_t extra;
     if (!yaml_parser_load(&parser, &extra)) {
         size_t line = parser.problem_mark.line + 1, col = parser.problem_mark.column + 1;
+        /* read before yaml_parser_delete, which zeroes the parser */
+        const char *problem = parser.problem ? parser.problem : "syntax error";
         yaml_parser_delete(&parser);
         return diag_at(e, LLMSIM_EINPUT, name, line, col, "invalid YAML after the first document: %s",
-                       parser.problem ? parser.problem : "syntax error");
+                       problem);
     }
     yaml_node_t *more = yaml_document_get_root_node(&extra);
     size_t more_line = more ? more->start_mark.line + 1 : 0;
@@ -296,10 +323,47 @@ llmsim_status yd_node_qty(yd_doc *d, yaml_node_t *n, const char *what, units_kin
 
 /* ---- fields */
 
+/* Levenshtein distance, capped at 3 (enough to spot a typo). */
+static int edit_distance(const char *a, const char *b)
+{
+    size_t n = strlen(a), k = strlen(b);
+    if (n > 63 || k > 63)
+        return 3;
+    int prev[64], cur[64];
+    for (size_t j = 0; j <= k; j++)
+        prev[j] = (int)j;
+    for (size_t i = 1; i <= n; i++) {
+        cur[0] = (int)i;
+        for (size_t j = 1; j <= k; j++) {
+            int sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            int del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, sizeof(int) * (k + 1));
+    }
+    return prev[k] < 3 ? prev[k] : 3;
+}
+
+/* A key of the map that nobody asked for and that looks like `key`. */
+static yaml_node_t *near_miss(yd_map *m, const char *key)
+{
+    yaml_node_pair_t *start = m->node->data.mapping.pairs.start;
+    for (size_t i = 0; i < m->npairs; i++) {
+        yaml_node_t *k = yaml_document_get_node(&m->doc->doc, start[i].key);
+        if (!m->used[i] && edit_distance(yd_scalar(k), key) <= 2)
+            return k;
+    }
+    return NULL;
+}
+
 llmsim_status yd_field_node(yd_map *m, const char *key, yd_need need, yaml_node_t **out, diag *e)
 {
     yaml_node_t *n = yd_map_get(m, key);
     if (!n) {
+        yaml_node_t *typo = need == YD_REQUIRED ? near_miss(m, key) : NULL;
+        if (typo)
+            return yd_error(m->doc, typo, e, "unknown key '%s' in %s; did you mean '%s'?",
+                            yd_scalar(typo), m->what, key);
         if (need == YD_REQUIRED)
             return yd_error(m->doc, m->node, e, "missing required key '%s' in %s", key, m->what);
         *out = NULL;

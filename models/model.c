@@ -147,29 +147,67 @@ int model_head_tensors(const model *m, model_tensor *out)
 
 /* ---- validation */
 
-llmsim_status model_validate(const model *m, const char *where, diag *e)
+/* The first broken cross-field rule: a message without location, and the
+ * key it concerns (so a YAML loader can point at that line). */
+static bool model_rule_broken(const model *m, const char **key, char *msg, size_t len)
 {
-#define BAD(...) diag_set(e, LLMSIM_EINPUT, __VA_ARGS__)
     if (m->num_layers <= 0 || m->hidden_size <= 0 || m->num_heads <= 0 || m->num_kv_heads <= 0 ||
-        m->head_dim <= 0 || m->ffn_size <= 0 || m->vocab_size <= 0 || m->max_context <= 0)
-        return BAD("%s: layers, sizes, heads and vocabulary must all be positive", where);
-    if (m->num_heads % m->num_kv_heads != 0)
-        return BAD("%s: heads (%lld) must be a multiple of kv_heads (%lld) for grouped-query "
-                   "attention", where, (long long)m->num_heads, (long long)m->num_kv_heads);
-    if (m->family == MODEL_FAMILY_OPT && m->num_kv_heads != m->num_heads)
-        return BAD("%s: OPT models have no grouped-query attention; kv_heads must equal heads", where);
-    if (m->position == MODEL_POS_ROTARY && m->head_dim % 2 != 0)
-        return BAD("%s: rotary positions need an even head_dim, got %lld", where,
-                   (long long)m->head_dim);
+        m->head_dim <= 0 || m->ffn_size <= 0 || m->vocab_size <= 0 || m->max_context <= 0) {
+        *key = "layers";
+        snprintf(msg, len, "layers, sizes, heads and vocabulary must all be positive");
+        return true;
+    }
+    if (m->num_heads % m->num_kv_heads != 0) {
+        *key = "kv_heads";
+        snprintf(msg, len, "heads (%lld) must be a multiple of kv_heads (%lld) for grouped-query "
+                 "attention", (long long)m->num_heads, (long long)m->num_kv_heads);
+        return true;
+    }
+    if (m->family == MODEL_FAMILY_OPT && m->num_kv_heads != m->num_heads) {
+        *key = "kv_heads";
+        snprintf(msg, len, "OPT models have no grouped-query attention; kv_heads must equal heads");
+        return true;
+    }
+    if (m->position == MODEL_POS_ROTARY && m->head_dim % 2 != 0) {
+        *key = "head_dim";
+        snprintf(msg, len, "rotary positions need an even head_dim, got %lld", (long long)m->head_dim);
+        return true;
+    }
     /* Keep every product we form well inside int64. */
     const int64_t lim = (int64_t)1 << 24;
-    if (m->num_layers > 4096 || m->hidden_size > lim || m->ffn_size > lim * 4 ||
-        m->vocab_size > lim * 4 || m->max_context > lim * 4 || m->num_heads > 4096 ||
-        m->head_dim > 4096 || m->num_heads * m->head_dim > lim)
-        return BAD("%s: sizes are implausibly large (layers <= 4096, hidden_size <= %lld)", where,
-                   (long long)lim);
-#undef BAD
-    return LLMSIM_OK;
+    struct {
+        const char *key;
+        int64_t v, max;
+    } limits[] = {
+        {"layers", m->num_layers, 4096},        {"hidden_size", m->hidden_size, lim},
+        {"ffn_size", m->ffn_size, lim * 4},     {"vocab_size", m->vocab_size, lim * 4},
+        {"max_context", m->max_context, lim * 4}, {"heads", m->num_heads, 4096},
+        {"head_dim", m->head_dim, 4096},
+    };
+    for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
+        if (limits[i].v > limits[i].max) {
+            *key = limits[i].key;
+            snprintf(msg, len, "%s = %lld is implausibly large (at most %lld)", limits[i].key,
+                     (long long)limits[i].v, (long long)limits[i].max);
+            return true;
+        }
+    }
+    if (m->num_heads * m->head_dim > lim) {
+        *key = "heads";
+        snprintf(msg, len, "heads x head_dim = %lld is implausibly large (at most %lld)",
+                 (long long)(m->num_heads * m->head_dim), (long long)lim);
+        return true;
+    }
+    return false;
+}
+
+llmsim_status model_validate(const model *m, const char *where, diag *e)
+{
+    const char *key;
+    char msg[512];
+    if (!model_rule_broken(m, &key, msg, sizeof msg))
+        return LLMSIM_OK;
+    return diag_set(e, LLMSIM_EINPUT, "%s: %s", where, msg);
 }
 
 /* ---- YAML */
@@ -249,16 +287,22 @@ llmsim_status model_load_yaml(const char *path, model *m, diag *e)
         m->num_kv_heads = m->num_heads;
     if (!have_hd) {
         if (m->hidden_size % m->num_heads != 0) {
-            st = yd_error(&doc, root.node, e,
+            yaml_node_t *hn = yd_map_get(&root, "hidden_size");
+            st = yd_error(&doc, hn ? hn : root.node, e,
                           "hidden_size (%lld) is not a multiple of heads (%lld); give head_dim",
                           (long long)m->hidden_size, (long long)m->num_heads);
             goto done;
         }
         m->head_dim = m->hidden_size / m->num_heads;
     }
-    if ((st = yd_map_close(&root, e)))
-        goto out;
-    st = model_validate(m, path, e);
+    const char *bad_key;
+    char msg[512];
+    if (model_rule_broken(m, &bad_key, msg, sizeof msg)) {
+        yaml_node_t *bn = yd_map_get(&root, bad_key);
+        st = yd_error(&doc, bn ? bn : root.node, e, "%s", msg);
+        goto done;
+    }
+    st = yd_map_close(&root, e);
     goto out;
 done:
     yd_map_discard(&root);

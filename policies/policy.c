@@ -41,47 +41,69 @@ double quant_bytes(const quant *q, double n_values, int dtype_bytes)
     return n_values * q->bits / 8.0 + ceil(n_values / q->group_size) * QUANT_META_BYTES;
 }
 
-static llmsim_status check_quant(const quant *q, const char *what, const char *where, diag *e)
-{
-    if (q->bits == 0)
-        return LLMSIM_OK;
-    if (q->bits != 4 && q->bits != 8)
-        return diag_set(e, LLMSIM_EINPUT, "%s: %s bits must be 4 or 8, got %d", where, what, q->bits);
-    if (q->group_size < 2 || q->group_size > 65536 || q->group_size % 2)
-        return diag_set(e, LLMSIM_EINPUT, "%s: %s group_size must be an even number from 2 to 65536, "
-                        "got %d", where, what, q->group_size);
-    return LLMSIM_OK;
-}
-
-llmsim_status policy_validate(const policy *p, const char *where, diag *e)
+/* The first broken rule: a message without location and the key it concerns. */
+static bool policy_rule_broken(const policy *p, const char **key, char *msg, size_t len)
 {
     const placement *pl[3] = {&p->weights, &p->kv_cache, &p->activations};
     const char *names[3] = {"weights", "kv_cache", "activations"};
     for (int i = 0; i < 3; i++) {
         double sum = 0;
+        *key = names[i];
         for (int t = 0; t < TIER_COUNT; t++) {
-            if (!(pl[i]->f[t] >= 0 && pl[i]->f[t] <= 1))
-                return diag_set(e, LLMSIM_EINPUT, "%s: %s.%s = %g must be between 0 and 1", where,
-                                names[i], tier_names[t], pl[i]->f[t]);
+            if (!(pl[i]->f[t] >= 0 && pl[i]->f[t] <= 1)) {
+                snprintf(msg, len, "%s.%s = %g must be between 0 and 1", names[i], tier_names[t],
+                         pl[i]->f[t]);
+                return true;
+            }
             sum += pl[i]->f[t];
         }
-        if (fabs(sum - 1.0) > FRACTION_SUM_TOLERANCE)
-            return diag_set(e, LLMSIM_EINPUT, "%s: the %s fractions sum to %g; gpu + cpu + disk must "
-                            "be 1", where, names[i], sum);
+        if (fabs(sum - 1.0) > FRACTION_SUM_TOLERANCE) {
+            snprintf(msg, len, "the %s fractions sum to %g; gpu + cpu + disk must be 1", names[i], sum);
+            return true;
+        }
     }
-    if (p->gpu_batch_size < 1 || p->num_gpu_batches < 1)
-        return diag_set(e, LLMSIM_EINPUT, "%s: gpu_batch_size and num_gpu_batches must be at least 1",
-                        where);
-    if ((long long)p->gpu_batch_size * p->num_gpu_batches > (1LL << 24))
-        return diag_set(e, LLMSIM_EINPUT, "%s: a block of %lld sequences is too large", where,
-                        (long long)p->gpu_batch_size * p->num_gpu_batches);
-    llmsim_status st;
-    if ((st = check_quant(&p->weight_quant, "weight_quant", where, e)) ||
-        (st = check_quant(&p->kv_quant, "kv_quant", where, e)))
-        return st;
-    if (p->kv_block_size < 1 || p->kv_block_size > 65536)
-        return diag_set(e, LLMSIM_EINPUT, "%s: kv_block_size must be 1..65536", where);
-    return LLMSIM_OK;
+    *key = "gpu_batch_size";
+    if (p->gpu_batch_size < 1 || p->num_gpu_batches < 1) {
+        snprintf(msg, len, "gpu_batch_size and num_gpu_batches must be at least 1");
+        return true;
+    }
+    if ((long long)p->gpu_batch_size * p->num_gpu_batches > (1LL << 24)) {
+        snprintf(msg, len, "a block of %d x %d = %lld sequences is too large (at most %lld)",
+                 p->gpu_batch_size, p->num_gpu_batches,
+                 (long long)p->gpu_batch_size * p->num_gpu_batches, 1LL << 24);
+        return true;
+    }
+    const quant *q[2] = {&p->weight_quant, &p->kv_quant};
+    const char *qn[2] = {"weight_quant", "kv_quant"};
+    for (int i = 0; i < 2; i++) {
+        *key = qn[i];
+        if (q[i]->bits == 0)
+            continue;
+        if (q[i]->bits != 4 && q[i]->bits != 8) {
+            snprintf(msg, len, "%s bits must be 4 or 8, got %d", qn[i], q[i]->bits);
+            return true;
+        }
+        if (q[i]->group_size < 2 || q[i]->group_size > 65536 || q[i]->group_size % 2) {
+            snprintf(msg, len, "%s group_size must be an even number from 2 to 65536, got %d", qn[i],
+                     q[i]->group_size);
+            return true;
+        }
+    }
+    *key = "serving";
+    if (p->kv_block_size < 1 || p->kv_block_size > 65536) {
+        snprintf(msg, len, "kv_block_size must be 1..65536");
+        return true;
+    }
+    return false;
+}
+
+llmsim_status policy_validate(const policy *p, const char *where, diag *e)
+{
+    const char *key;
+    char msg[512];
+    if (!policy_rule_broken(p, &key, msg, sizeof msg))
+        return LLMSIM_OK;
+    return diag_set(e, LLMSIM_EINPUT, "%s: %s", where, msg);
 }
 
 /* ---- YAML */
@@ -202,8 +224,15 @@ llmsim_status policy_load_yaml(const char *path, policy *p, diag *e)
     }
     p->gpu_batch_size = (int)gbs;
     p->num_gpu_batches = (int)ngb;
-    if ((st = yd_map_close(&root, e)) == LLMSIM_OK)
-        st = policy_validate(p, path, e);
+    const char *bad_key;
+    char msg[512];
+    if (policy_rule_broken(p, &bad_key, msg, sizeof msg)) {
+        yaml_node_t *bn = yd_map_get(&root, bad_key);
+        st = yd_error(&doc, bn ? bn : root.node, e, "%s", msg);
+        yd_map_discard(&root);
+    } else {
+        st = yd_map_close(&root, e);
+    }
     yd_free(&doc);
     return st;
 }
