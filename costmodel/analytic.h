@@ -74,7 +74,9 @@ typedef struct cm_layer_cost {
 typedef struct cm_setup {
     const model *m;
     const hwprofile *hw;
-    const policy *p;     /* fractions ignored; discrete choices used */
+    const policy *p;     /* fractions ignored; discrete choices used. Borrowed, not
+                          * copied: sizes below are derived from it at init, so the
+                          * policy must not change while the setup is in use */
     workload w;
     bool has_gpu;        /* false: compute on the CPU, gpu tier empty */
     double bls;          /* sequences per block */
