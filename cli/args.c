@@ -63,16 +63,6 @@ void cli_job_usage(FILE *out, const char *cmd, const char *summary)
             cmd, summary);
 }
 
-static bool parse_ll(const char *s, long long min, long long max, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno == ERANGE || v < min || v > max)
-        return false;
-    *out = v;
-    return true;
-}
 
 static bool parse_quant(const char *s, quant *q)
 {
@@ -83,10 +73,58 @@ static bool parse_quant(const char *s, quant *q)
     if (!slash)
         return false;
     *slash = '\0';
-    if (!parse_ll(tmp, 4, 8, &b) || (b != 4 && b != 8) || !parse_ll(slash + 1, 2, 65536, &g) || g % 2)
+    if (!cli_parse_ll(tmp, 4, 8, &b) || (b != 4 && b != 8) || !cli_parse_ll(slash + 1, 2, 65536, &g) || g % 2)
         return false;
     q->bits = (int)b;
     q->group_size = (int)g;
+    return true;
+}
+
+int cli_load_inputs(const char *cmd, cli_job *job)
+{
+    diag e;
+    diag_clear(&e);
+    if (!job->model_spec || !job->hw_spec) {
+        fprintf(stderr, "llmsim %s: --model and --hardware are required (see llmsim %s --help)\n",
+                cmd, cmd);
+        return CLI_EXIT_INPUT;
+    }
+    if (model_load(job->model_spec, &job->model, &e) || hwprofile_load(job->hw_spec, &job->hw, &e))
+        return cli_fail(cmd, &e);
+    return CLI_EXIT_OK;
+}
+
+int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long prompt,
+                      long long gen, long long nprompts)
+{
+    diag e;
+    diag_clear(&e);
+    if (file) {
+        if (workload_load_yaml(file, &job->workload, &e))
+            return cli_fail(cmd, &e);
+    } else if (prompt < 0 || gen < 0) {
+        fprintf(stderr, "llmsim %s: give --prompt-len and --gen-len, or --workload FILE\n", cmd);
+        return CLI_EXIT_INPUT;
+    }
+    if (prompt > 0)
+        job->workload.prompt_len = prompt;
+    if (gen > 0)
+        job->workload.gen_len = gen;
+    if (nprompts > 0)
+        job->workload.num_prompts = nprompts;
+    if (workload_validate(&job->workload, "the workload", &e))
+        return cli_fail(cmd, &e);
+    return CLI_EXIT_OK;
+}
+
+bool cli_parse_ll(const char *s, long long min, long long max, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno == ERANGE || v < min || v > max)
+        return false;
+    *out = v;
     return true;
 }
 
@@ -177,14 +215,14 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
         case OPT_HW: job->hw_spec = optarg; break;
         case OPT_POLICY: policy_file = optarg; break;
         case OPT_GBS:
-            if (!parse_ll(optarg, 1, 1 << 20, &gbs)) {
+            if (!cli_parse_ll(optarg, 1, 1 << 20, &gbs)) {
                 fprintf(stderr, "llmsim %s: --gpu-batch-size '%s' must be a whole number from 1 to %d\n",
                         cmd, optarg, 1 << 20);
                 goto out;
             }
             break;
         case OPT_NGB:
-            if (!parse_ll(optarg, 1, 1 << 20, &ngb)) {
+            if (!cli_parse_ll(optarg, 1, 1 << 20, &ngb)) {
                 fprintf(stderr, "llmsim %s: --num-gpu-batches '%s' must be a whole number from 1 to %d\n",
                         cmd, optarg, 1 << 20);
                 goto out;
@@ -208,7 +246,7 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
         case OPT_GEN:
         case OPT_NPROMPTS: {
             long long *dst = c == OPT_PROMPT ? &prompt : c == OPT_GEN ? &gen : &nprompts;
-            if (!parse_ll(optarg, 1, 1LL << 40, dst)) {
+            if (!cli_parse_ll(optarg, 1, 1LL << 40, dst)) {
                 fprintf(stderr, "llmsim %s: %s '%s' must be a positive whole number\n", cmd,
                         c == OPT_PROMPT ? "--prompt-len" : c == OPT_GEN ? "--gen-len" : "--num-prompts",
                         optarg);
@@ -244,21 +282,13 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
         goto out;
     }
     job->db_path = cli_db_path(db);
-    if (!job->model_spec || !job->hw_spec) {
-        fprintf(stderr, "llmsim %s: --model and --hardware are required (see llmsim %s --help)\n",
-                cmd, cmd);
-        goto out;
-    }
     if (policy_file && have_percent) {
         fprintf(stderr, "llmsim %s: give --policy FILE or --percent, not both\n", cmd);
         goto out;
     }
     llmsim_status st;
-    if ((st = model_load(job->model_spec, &job->model, &e)) ||
-        (st = hwprofile_load(job->hw_spec, &job->hw, &e))) {
-        status = cli_fail(cmd, &e);
+    if ((status = cli_load_inputs(cmd, job)))
         goto out;
-    }
     /* policy: file, then shorthand, then flags */
     if (policy_file) {
         if ((st = policy_load_yaml(policy_file, &job->policy, &e))) {
@@ -295,26 +325,8 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
         status = cli_fail(cmd, &e);
         goto out;
     }
-    /* workload: file, then flags */
-    if (workload_file) {
-        if ((st = workload_load_yaml(workload_file, &job->workload, &e))) {
-            status = cli_fail(cmd, &e);
-            goto out;
-        }
-    } else if (prompt < 0 || gen < 0) {
-        fprintf(stderr, "llmsim %s: give --prompt-len and --gen-len, or --workload FILE\n", cmd);
+    if ((status = cli_load_workload(cmd, job, workload_file, prompt, gen, nprompts)))
         goto out;
-    }
-    if (prompt > 0)
-        job->workload.prompt_len = prompt;
-    if (gen > 0)
-        job->workload.gen_len = gen;
-    if (nprompts > 0)
-        job->workload.num_prompts = nprompts;
-    if ((st = workload_validate(&job->workload, "the workload", &e))) {
-        status = cli_fail(cmd, &e);
-        goto out;
-    }
     status = CLI_EXIT_OK;
 out:
     free(args);

@@ -44,6 +44,14 @@ typedef struct cli_job {
 int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *help);
 void cli_job_usage(FILE *out, const char *cmd, const char *summary);
 
+/* Load job->model and job->hw from job->model_spec and job->hw_spec. */
+int cli_load_inputs(const char *cmd, cli_job *job);
+/* The workload from a file and/or the flags (negative: not given). */
+int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long prompt,
+                      long long gen, long long nprompts);
+/* A whole number in [min, max]. */
+bool cli_parse_ll(const char *s, long long min, long long max, long long *out);
+
 /* The store path from --db or the environment. */
 const char *cli_db_path(const char *opt);
 
@@ -62,5 +70,6 @@ void cli_print_json(cJSON *obj);
 const char *cli_bytes(double v, char *buf, size_t len);
 
 int cmd_predict(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 #endif

@@ -451,20 +451,33 @@ llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, c
     /* The engine places whole tensors: predict what it will run. */
     placement_realized pr;
     placement_realize(m, p, &pr);
-    r->requested[0] = p->weights;
-    r->requested[1] = p->kv_cache;
-    r->requested[2] = p->activations;
-    r->realized[0] = pr.weights;
-    r->realized[1] = pr.kv_cache;
-    r->realized[2] = pr.activations;
-    r->realized_head = pr.head;
     double x[CM_NFRAC], xh[CM_NFRAC];
+    const placement *real[3] = {&pr.weights, &pr.kv_cache, &pr.activations};
     for (int i = 0; i < 3; i++)
         for (int t = 0; t < TIER_COUNT; t++)
-            x[3 * i + t] = r->realized[i].f[t];
+            x[3 * i + t] = real[i]->f[t];
     memcpy(xh, x, sizeof x);
     for (int t = 0; t < TIER_COUNT; t++)
         xh[CM_WG + t] = pr.head.f[t];
+    return cm_evaluate(&s, x, xh, r, e);
+}
+
+llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const double xh[CM_NFRAC],
+                          cm_result *r, diag *e)
+{
+    const cm_setup s = *sp;
+    const model *m = s.m;
+    const policy *p = s.p;
+    const workload *w = &s.w;
+    memset(r, 0, sizeof *r);
+    r->requested[0] = p->weights;
+    r->requested[1] = p->kv_cache;
+    r->requested[2] = p->activations;
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < TIER_COUNT; t++)
+            r->realized[i].f[t] = x[3 * i + t];
+    for (int t = 0; t < TIER_COUNT; t++)
+        r->realized_head.f[t] = xh[CM_WG + t];
     const double L = (double)m->num_layers;
     const double sl = (double)w->prompt_len;
     const int nsteps = (int)(w->gen_len - 1);
@@ -497,6 +510,8 @@ llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, c
         double tl = cm_layer_time(&s, &lc, x);
         layer_sum += tl;
         block_decode += L * tl + head_decode;
+        if (L * tl + head_decode > r->max_step_s)
+            r->max_step_s = L * tl + head_decode;
         for (int k = 0; k < CM_NSTAGES; k++) {
             double v = cm_lin_eval(&lc.stage[k], x);
             r->layer_stage_s[k] += v;

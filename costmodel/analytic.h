@@ -122,6 +122,7 @@ typedef struct cm_result {
     double num_prompts;
     double prefill_layer_s;   /* one layer, prefill */
     double decode_layer_s;    /* one layer, decode, averaged over steps */
+    double max_step_s;        /* the longest decode step of the block (per-token latency) */
     double layer_stage_s[CM_NSTAGES];  /* per layer, decode, averaged over steps */
     double prefill_stage_s[CM_NSTAGES]; /* per layer, prefill */
     double decode_res_s[CM_NRES];       /* per layer, decode, averaged */
@@ -141,5 +142,11 @@ typedef struct cm_result {
 llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, const workload *w,
                          cm_result *r, diag *e);
 void cm_result_free(cm_result *r);
+
+/* The same at given fractions, without realizing them in whole tensors:
+ * x for the decoder layers, xh for the embedding / LM-head weights (the LP
+ * search passes its continuous solution for both). */
+llmsim_status cm_evaluate(const cm_setup *s, const double x[CM_NFRAC], const double xh[CM_NFRAC],
+                          cm_result *r, diag *e);
 
 #endif

@@ -1,0 +1,276 @@
+/*
+ * cmd_search — `llmsim search`: the best policy by one LP per discrete
+ * choice (policies/search.h), written as a policy YAML, shown with the top
+ * candidates, and recorded in the store.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/record.h"
+#include "common/units.h"
+#include "policies/search.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: llmsim search --model M --hardware H (--prompt-len S --gen-len N | --workload FILE)\n"
+            "                     [options]\n\n"
+            "Find the policy with the highest predicted throughput: one linear program (GLPK)\n"
+            "per GPU batch size, number of GPU batches, weight and KV-cache quantization and\n"
+            "CPU delegation; the best solutions are rounded to whole tensors and re-checked.\n\n"
+            "  --model M, --hardware H   as for llmsim predict\n"
+            "  --prompt-len S --gen-len N [--num-prompts P] | --workload FILE\n"
+            "  --max-latency SECONDS     bound on each decode step of the block\n"
+            "  --headroom F              keep this fraction of every tier free (default 0.05)\n"
+            "  --no-quant                only unquantized weights and cache\n"
+            "  --no-disk                 nothing on disk\n"
+            "  --max-gpu-batch B         largest GPU batch size tried (default 1024)\n"
+            "  --max-gpu-batches K       largest number of GPU batches tried (default 64)\n"
+            "  --top K                   candidates shown (default 10)\n"
+            "  -o FILE                   write the best policy as a policy YAML\n"
+            "  --format table|json       output (default table)\n"
+            "  --db PATH                 the store (default $LLMSIM_DB or ./llmsim.db)\n"
+            "  --help                    this text\n");
+}
+
+static const char *quant_name(const quant *q, char *buf, size_t len)
+{
+    if (!q->bits)
+        snprintf(buf, len, "none");
+    else
+        snprintf(buf, len, "%d/%d", q->bits, q->group_size);
+    return buf;
+}
+
+static cJSON *candidate_json(const search_candidate *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddItemToObject(o, "policy", cli_policy_json(&c->rounded));
+    cJSON_AddItemToObject(o, "lp_policy", cli_policy_json(&c->lp_policy));
+    cJSON_AddNumberToObject(o, "throughput_tok_s", c->throughput_tok_s);
+    cJSON_AddNumberToObject(o, "lp_throughput_tok_s", c->lp_throughput_tok_s);
+    cJSON_AddNumberToObject(o, "total_s", c->total_s);
+    cJSON_AddBoolToObject(o, "feasible", c->feasible);
+    cJSON_AddNumberToObject(o, "repairs", c->repairs);
+    cJSON *pk = cJSON_AddObjectToObject(o, "peak_bytes");
+    for (int t = 0; t < TIER_COUNT; t++)
+        cJSON_AddNumberToObject(pk, tier_names[t], c->peak_bytes[t]);
+    return o;
+}
+
+static void print_table(const cli_job *job, const search_result *r, const char *out_path)
+{
+    char a[32], b[32], wq[16], kq[16];
+    printf("search    %s on %s, prompt %lld, generate %lld\n", job->model.name, job->hw.name,
+           job->workload.prompt_len, job->workload.gen_len);
+    printf("          %ld LPs solved, %ld infeasible, %ld choices not applicable, %.3f s\n\n",
+           r->lps_solved, r->lps_infeasible, r->choices_skipped, r->search_s);
+    printf("  #  batch      wquant  kvquant  cpu-att  weights g/c/d      cache g/c/d        act g/c/d"
+           "          LP tok/s   tok/s      peak gpu   peak cpu\n");
+    for (int i = 0; i < r->ntop; i++) {
+        const search_candidate *c = &r->top[i];
+        const policy *p = &c->rounded;
+        char batch[24];
+        snprintf(batch, sizeof batch, "%dx%d", p->gpu_batch_size, p->num_gpu_batches);
+        printf("%3d  %-10s %-7s %-8s %-8s %4.0f/%4.0f/%4.0f     %4.0f/%4.0f/%4.0f     %4.0f/%4.0f/%4.0f"
+               "     %-10.4g %-10.4g %-10s %s%s\n",
+               i + 1, batch, quant_name(&p->weight_quant, wq, sizeof wq),
+               quant_name(&p->kv_quant, kq, sizeof kq), p->cpu_attention ? "on" : "off",
+               100 * p->weights.f[0], 100 * p->weights.f[1], 100 * p->weights.f[2],
+               100 * p->kv_cache.f[0], 100 * p->kv_cache.f[1], 100 * p->kv_cache.f[2],
+               100 * p->activations.f[0], 100 * p->activations.f[1], 100 * p->activations.f[2],
+               c->lp_throughput_tok_s, c->throughput_tok_s, cli_bytes(c->peak_bytes[TIER_GPU], a, sizeof a),
+               cli_bytes(c->peak_bytes[TIER_CPU], b, sizeof b), c->feasible ? "" : "  (does not fit)");
+    }
+    printf("\nbest      %.4g tok/s (rounded to whole tensors; the LP said %.4g)\n",
+           r->best.throughput_tok_s, r->best.lp_throughput_tok_s);
+    if (out_path)
+        printf("written   %s\n", out_path);
+}
+
+enum { O_MODEL = 256, O_HW, O_WORKLOAD, O_PROMPT, O_GEN, O_NPROMPTS, O_LAT, O_HEAD, O_NOQ, O_NOD,
+       O_MAXB, O_MAXK, O_TOP, O_FORMAT, O_DB, O_HELP };
+
+int cmd_search(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL},       {"hardware", required_argument, 0, O_HW},
+        {"workload", required_argument, 0, O_WORKLOAD}, {"prompt-len", required_argument, 0, O_PROMPT},
+        {"gen-len", required_argument, 0, O_GEN},       {"num-prompts", required_argument, 0, O_NPROMPTS},
+        {"max-latency", required_argument, 0, O_LAT},   {"headroom", required_argument, 0, O_HEAD},
+        {"no-quant", no_argument, 0, O_NOQ},            {"no-disk", no_argument, 0, O_NOD},
+        {"max-gpu-batch", required_argument, 0, O_MAXB}, {"max-gpu-batches", required_argument, 0, O_MAXK},
+        {"top", required_argument, 0, O_TOP},           {"format", required_argument, 0, O_FORMAT},
+        {"db", required_argument, 0, O_DB},             {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
+    };
+    cli_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        fprintf(stderr, "llmsim search: out of memory\n");
+        return CLI_EXIT_FAIL;
+    }
+    search_options so;
+    search_options_init(&so);
+    so.progress = true;
+    const char *workload_file = NULL, *out_path = NULL, *db = NULL;
+    long long prompt = -1, gen = -1, nprompts = -1, v;
+    int status = CLI_EXIT_INPUT;
+    size_t used = 0;
+    for (int i = 0; i < argc && used < sizeof job->command; i++)
+        used += (size_t)snprintf(job->command + used, sizeof job->command - used, "%s%s",
+                                 i ? " " : "llmsim ", argv[i]);
+    optind = 1;
+    opterr = 0;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: job->model_spec = optarg; break;
+        case O_HW: job->hw_spec = optarg; break;
+        case O_WORKLOAD: workload_file = optarg; break;
+        case O_PROMPT:
+        case O_GEN:
+        case O_NPROMPTS:
+            if (!cli_parse_ll(optarg, 1, 1LL << 40, &v)) {
+                fprintf(stderr, "llmsim search: %s '%s' must be a positive whole number\n",
+                        argv[optind - 1], optarg);
+                goto out;
+            }
+            *(c == O_PROMPT ? &prompt : c == O_GEN ? &gen : &nprompts) = v;
+            break;
+        case O_LAT:
+            so.max_latency_s = strtod(optarg, &end);
+            if (end == optarg || *end || !(so.max_latency_s > 0) || !isfinite(so.max_latency_s)) {
+                fprintf(stderr, "llmsim search: --max-latency '%s' must be a positive number of "
+                        "seconds\n", optarg);
+                goto out;
+            }
+            break;
+        case O_HEAD:
+            so.headroom = strtod(optarg, &end);
+            if (end == optarg || *end || !(so.headroom >= 0 && so.headroom < 1)) {
+                fprintf(stderr, "llmsim search: --headroom '%s' must be a fraction in [0, 1)\n", optarg);
+                goto out;
+            }
+            break;
+        case O_NOQ: so.no_quant = true; break;
+        case O_NOD: so.no_disk = true; break;
+        case O_MAXB:
+        case O_MAXK:
+        case O_TOP:
+            if (!cli_parse_ll(optarg, 1, 1 << 20, &v)) {
+                fprintf(stderr, "llmsim search: %s '%s' must be a whole number from 1 to %d\n",
+                        argv[optind - 1], optarg, 1 << 20);
+                goto out;
+            }
+            if (c == O_MAXB)
+                so.max_gpu_batch = (int)v;
+            else if (c == O_MAXK)
+                so.max_gpu_batches = (int)v;
+            else
+                so.top_k = (int)v;
+            break;
+        case 'o': out_path = optarg; break;
+        case O_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                job->format = CLI_FORMAT_JSON;
+            else if (strcmp(optarg, "table") == 0)
+                job->format = CLI_FORMAT_TABLE;
+            else {
+                fprintf(stderr, "llmsim search: --format must be table or json, not '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case O_DB: db = optarg; break;
+        case O_HELP:
+            usage(stdout);
+            status = CLI_EXIT_OK;
+            goto out;
+        case ':':
+            fprintf(stderr, "llmsim search: %s needs a value (see llmsim search --help)\n",
+                    argv[optind - 1]);
+            goto out;
+        default:
+            fprintf(stderr, "llmsim search: unknown option '%s' (see llmsim search --help)\n",
+                    argv[optind - 1]);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "llmsim search: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    job->db_path = cli_db_path(db);
+    if ((status = cli_load_inputs("search", job)) ||
+        (status = cli_load_workload("search", job, workload_file, prompt, gen, nprompts)))
+        goto out;
+
+    diag e;
+    diag_clear(&e);
+    search_result r;
+    if (search_run(&job->model, &job->hw, &job->workload, &so, &r, &e)) {
+        status = cli_fail("search", &e);
+        search_result_free(&r);
+        goto out;
+    }
+    /* the best policy: write it (atomically), predict it, record it */
+    job->policy = r.best.rounded;
+    if (out_path) {
+        strbuf b = {0};
+        strbuf_printf(&b, "# written by: %s\n# predicted %.6g tok/s on %s\n", job->command,
+                      r.best.throughput_tok_s, job->hw.name);
+        policy_save(&job->policy, &b);
+        llmsim_status ws = strbuf_write_file(&b, out_path, &e);
+        strbuf_free(&b);
+        if (ws) {
+            status = cli_fail("search", &e);
+            search_result_free(&r);
+            goto out;
+        }
+    }
+    cm_result pr;
+    if (cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &pr, &e)) {
+        status = cli_fail("search", &e);
+        search_result_free(&r);
+        goto out;
+    }
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddItemToObject(obj, "policy", cli_policy_json(&job->policy));
+    cJSON_AddNumberToObject(obj, "throughput_tok_s", r.best.throughput_tok_s);
+    cJSON_AddNumberToObject(obj, "lp_throughput_tok_s", r.best.lp_throughput_tok_s);
+    cJSON_AddNumberToObject(obj, "candidates_evaluated", (double)r.candidates_evaluated);
+    cJSON_AddNumberToObject(obj, "lps_solved", (double)r.lps_solved);
+    cJSON_AddNumberToObject(obj, "lps_infeasible", (double)r.lps_infeasible);
+    cJSON_AddNumberToObject(obj, "search_s", r.search_s);
+    cJSON_AddItemToObject(obj, "prediction", cli_prediction_json(job, &pr));
+    cJSON *top = cJSON_AddArrayToObject(obj, "top");
+    for (int i = 0; i < r.ntop; i++)
+        cJSON_AddItemToArray(top, candidate_json(&r.top[i]));
+    char *text = cJSON_PrintUnformatted(obj);
+    int64_t run_id = 0;
+    llmsim_status rs = cli_record_prediction(job, "search", &pr, text, &run_id, &e);
+    free(text);
+    cm_result_free(&pr);
+    if (rs) {
+        cJSON_Delete(obj);
+        status = cli_fail("search", &e);
+        search_result_free(&r);
+        goto out;
+    }
+    cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
+    if (job->format == CLI_FORMAT_JSON) {
+        cli_print_json(obj);
+    } else {
+        cJSON_Delete(obj);
+        print_table(job, &r, out_path);
+        printf("recorded  run %lld in %s\n", (long long)run_id, job->db_path);
+    }
+    search_result_free(&r);
+    status = CLI_EXIT_OK;
+out:
+    free(job);
+    return status;
+}
