@@ -523,3 +523,17 @@ llmsim_status yd_check_format(yd_map *root, const char *kind, int version, diag 
                         s, kind, version);
     return LLMSIM_OK;
 }
+
+llmsim_status yd_open_file(yd_doc *doc, yd_map *root, const char *path, const char *what,
+                           const char *kind, int version, diag *e)
+{
+    memset(root, 0, sizeof *root);
+    llmsim_status st = yd_load_file(doc, path, e);
+    if (!st && !(st = yd_map_open(root, doc, yd_root(doc), what, e))) {
+        if (!(st = yd_check_format(root, kind, version, e)))
+            return LLMSIM_OK;
+        yd_map_discard(root);
+    }
+    yd_free(doc);
+    return st;
+}

@@ -117,4 +117,10 @@ llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt
 /* Check the root's `llmsim: KIND/VERSION` key against kind and version;
  * names a different kind or version in the message. */
 llmsim_status yd_check_format(yd_map *root, const char *kind, int version, diag *e);
+
+/* Load `path`, open its root mapping (`what` names it in messages) and check
+ * its format line. On success the caller reads `root`, then calls
+ * yd_map_close (or yd_map_discard) and yd_free; on failure both are freed. */
+llmsim_status yd_open_file(yd_doc *doc, yd_map *root, const char *path, const char *what,
+                           const char *kind, int version, diag *e);
 #endif

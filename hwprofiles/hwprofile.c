@@ -238,18 +238,11 @@ llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e)
 {
     memset(hw, 0, sizeof *hw);
     yd_doc doc;
-    llmsim_status st = yd_load_file(&doc, path, e);
-    if (st) {
-        yd_free(&doc);
-        return st;
-    }
     yd_map root;
-    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the hardware profile", e))) {
-        yd_free(&doc);
+    llmsim_status st = yd_open_file(&doc, &root, path, "the hardware profile", "hwprofile", 1, e);
+    if (st)
         return st;
-    }
-    if ((st = yd_check_format(&root, "hwprofile", 1, e)) ||
-        (st = yd_field_str(&root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
+    if ((st = yd_field_str(&root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
         (st = load_provenance(&root, &hw->prov, e)) || (st = load_gpu(&root, hw, e)) ||
         (st = load_cpu(&root, hw, e)) || (st = load_disk(&root, hw, e)) ||
         (st = load_links(&root, hw, e))) {

@@ -215,17 +215,11 @@ llmsim_status model_validate(const model *m, const char *where, diag *e)
 llmsim_status model_load_yaml(const char *path, model *m, diag *e)
 {
     yd_doc doc;
-    llmsim_status st = yd_load_file(&doc, path, e);
-    if (st) {
-        yd_free(&doc);
-        return st;
-    }
     memset(m, 0, sizeof *m);
     yd_map root;
-    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the model file", e))) {
-        yd_free(&doc);
+    llmsim_status st = yd_open_file(&doc, &root, path, "the model file", "model", 1, e);
+    if (st)
         return st;
-    }
     long long v;
     int iv;
     bool have_kv = false, have_hd = false;
@@ -233,8 +227,6 @@ llmsim_status model_load_yaml(const char *path, model *m, diag *e)
     m->norm_eps = 1e-5;
     m->rope_theta = 10000.0;
     m->tied_embeddings = false;
-    if ((st = yd_check_format(&root, "model", 1, e)))
-        goto done;
     if ((st = yd_field_str(&root, "name", YD_REQUIRED, m->name, sizeof m->name, e)))
         goto done;
     if ((st = yd_field_enum(&root, "family", YD_REQUIRED, model_family_names, 3, &iv, e)))

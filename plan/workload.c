@@ -25,20 +25,13 @@ llmsim_status workload_load_yaml(const char *path, workload *w, diag *e)
 {
     memset(w, 0, sizeof *w);
     yd_doc doc;
-    llmsim_status st = yd_load_file(&doc, path, e);
-    if (st) {
-        yd_free(&doc);
-        return st;
-    }
     yd_map root;
-    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the workload", e))) {
-        yd_free(&doc);
+    llmsim_status st = yd_open_file(&doc, &root, path, "the workload", "workload", 1, e);
+    if (st)
         return st;
-    }
     static const char *const kinds[] = {"offline"};
     int kind = 0;
-    if ((st = yd_check_format(&root, "workload", 1, e)) ||
-        (st = yd_field_enum(&root, "kind", YD_REQUIRED, kinds, 1, &kind, e)) ||
+    if ((st = yd_field_enum(&root, "kind", YD_REQUIRED, kinds, 1, &kind, e)) ||
         (st = yd_field_int(&root, "prompt_len", YD_REQUIRED, 1, WORKLOAD_MAX_TOKENS, &w->prompt_len,
                            e)) ||
         (st = yd_field_int(&root, "gen_len", YD_REQUIRED, 1, WORKLOAD_MAX_TOKENS, &w->gen_len, e)) ||

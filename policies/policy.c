@@ -195,19 +195,12 @@ llmsim_status policy_load_yaml(const char *path, policy *p, diag *e)
 {
     policy_init(p);
     yd_doc doc;
-    llmsim_status st = yd_load_file(&doc, path, e);
-    if (st) {
-        yd_free(&doc);
-        return st;
-    }
     yd_map root;
-    if ((st = yd_map_open(&root, &doc, yd_root(&doc), "the policy", e))) {
-        yd_free(&doc);
+    llmsim_status st = yd_open_file(&doc, &root, path, "the policy", "policy", 1, e);
+    if (st)
         return st;
-    }
     long long gbs = 1, ngb = 1;
-    if ((st = yd_check_format(&root, "policy", 1, e)) ||
-        (st = load_placement(&root, "weights", &p->weights, e)) ||
+    if ((st = load_placement(&root, "weights", &p->weights, e)) ||
         (st = load_placement(&root, "kv_cache", &p->kv_cache, e)) ||
         (st = load_placement(&root, "activations", &p->activations, e)) ||
         (st = yd_field_int(&root, "gpu_batch_size", YD_REQUIRED, 1, 1 << 20, &gbs, e)) ||
