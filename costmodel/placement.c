@@ -72,6 +72,6 @@ void placement_realize(const model *m, const policy *p, placement_realized *out)
     for (int i = 0; i < n; i++)
         bytes[i] = placement_tensor_bytes(m, &t[i], &p->weight_quant);
     placement_assign(bytes, n, &p->weights, out->head_tiers, &out->head);
-    equal_parts(2 * p->num_gpu_batches, &p->kv_cache, &out->kv_cache);
+    equal_parts(p->num_gpu_batches, &p->kv_cache, &out->kv_cache);
     equal_parts(p->num_gpu_batches, &p->activations, &out->activations);
 }

@@ -10,9 +10,10 @@
  * fractions are the placed bytes over the total.
  *
  * The same rule places, for each decoder layer, its weight tensors; for the
- * KV cache, the K and V tensors of each GPU batch (2 x num_gpu_batches equal
- * tensors per layer); for activations, the hidden state of each GPU batch.
- * Every layer gets the same placement, so per-layer costs are identical.
+ * KV cache, the K and V of each GPU batch together (num_gpu_batches equal
+ * parts per layer: a batch's attention then reads its whole cache from one
+ * tier); for activations, the hidden state of each GPU batch. Every layer
+ * gets the same placement, so per-layer costs are identical.
  */
 #ifndef LLMSIM_COSTMODEL_PLACEMENT_H
 #define LLMSIM_COSTMODEL_PLACEMENT_H
