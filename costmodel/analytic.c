@@ -23,8 +23,12 @@ const char *const cm_stage_names[CM_NSTAGES] = {"load_weight",  "load_cache", "s
  * gate). Memory bound. */
 #define CM_ELEMWISE_H_PASSES 10.0
 #define CM_ELEMWISE_F_PASSES 3.0
-/* Kernels launched per layer per GPU batch (GEMMs, norms, attention, adds). */
+/* of which before attention: the first norm (read + write) */
+#define CM_ELEMWISE_PRE_H_PASSES 2.0
+/* Kernels launched per layer per GPU batch (GEMMs, norms, attention, adds),
+ * of which before attention (norm, QKV GEMM, rotary or bias). */
 #define CM_KERNELS_PER_LAYER 14.0
+#define CM_KERNELS_PRE_ATTENTION 3.0
 /* Bytes of an fp16 value: compute, KV cache before quantization, activations. */
 #define CM_HALF 2.0
 
@@ -171,125 +175,162 @@ static const hw_link *weight_link(const cm_setup *s)
     return &s->hw->links[s->p->pin_weights ? HW_LINK_H2D_PINNED : HW_LINK_H2D_PAGEABLE];
 }
 
-/* ---- one decoder layer */
+/* ---- one GPU batch of one decoder layer (shared with the plan) */
 
-void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
+void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_cost *b)
 {
-    memset(c, 0, sizeof *c);
+    memset(b, 0, sizeof *b);
     const model *m = s->m;
     const hwprofile *hw = s->hw;
     const policy *p = s->p;
-    const hw_link *h2d = &hw->links[HW_LINK_H2D_PINNED], *d2h = &hw->links[HW_LINK_D2H_PINNED];
-    const hw_link *rd = &hw->disk.read, *wr = &hw->disk.write;
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
-    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
-    const double gbs = p->gpu_batch_size, ngb = p->num_gpu_batches, bls = s->bls;
+    const double gbs = p->gpu_batch_size;
     const double h = (double)m->hidden_size, f = (double)m->ffn_size;
     const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
     const double heads = (double)m->num_heads, kvh = (double)m->num_kv_heads;
     const double hd = (double)m->head_dim;
     const bool prefill = phase == CM_PHASE_PREFILL;
     const double t = prefill ? ctx : 1.0; /* new tokens per sequence */
-    const double rows = gbs * t;          /* GEMM rows per GPU batch */
+    const double rows = gbs * t;          /* GEMM rows */
+    const double launch = s->has_gpu ? hw->gpu.launch_latency_s : 0.0;
+
+    /* before attention: the first norm and the QKV projection */
+    b->dense_pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
+                     cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
+                     CM_KERNELS_PRE_ATTENTION * launch;
+    /* after: output projection, MLP, the second norm, residual adds */
+    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
+    if (m->ffn_kind == MODEL_FFN_SWIGLU)
+        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    else
+        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    b->dense_post_s =
+        post +
+        cm_memory_pass_time(hw, dev,
+                            rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +
+                                    CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0) +
+        (CM_KERNELS_PER_LAYER - CM_KERNELS_PRE_ATTENTION) * launch;
+
+    b->act_bytes = rows * h * CM_HALF;
+    if (prefill) {
+        b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd);
+        b->kv_new_bytes = kv_bytes(s, gbs, ctx);
+        if (p->kv_quant.bits)
+            b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, ctx), b->kv_new_bytes);
+        return;
+    }
+    const double old = ctx - 1; /* tokens in the cache before this step */
+    b->kv_old_bytes = kv_bytes(s, gbs, old);
+    b->kv_new_bytes = kv_bytes(s, gbs, 1);
+    b->attn_dev_s = cm_attention_decode_time(hw, dev, gbs, ctx, heads, kvh, hd);
+    if (p->kv_quant.bits) {
+        b->kv_deq_dev_s = cm_memory_pass_time(hw, dev, b->kv_old_bytes, kv_fp16_bytes(s, gbs, old));
+        b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, 1), b->kv_new_bytes);
+    }
+    if (s->has_gpu && p->cpu_attention) {
+        b->attn_cpu_s = cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd);
+        if (p->kv_quant.bits) {
+            b->kv_deq_cpu_s = cm_memory_pass_time(hw, CM_DEV_CPU, b->kv_old_bytes,
+                                                  kv_fp16_bytes(s, gbs, old));
+            b->kv_quant_cpu_s = cm_memory_pass_time(hw, CM_DEV_CPU, kv_fp16_bytes(s, gbs, 1),
+                                                    b->kv_new_bytes);
+        }
+        b->qkv_bytes = gbs * (qd + 2 * kvd) * CM_HALF;
+        b->out_bytes = gbs * qd * CM_HALF;
+    }
+}
+
+double cm_copies_time(const hw_link *link, double bytes, double copies)
+{
+    return bytes > 0 ? copies * link->latency_s + bytes / link->bandwidth_Bps : 0.0;
+}
+
+double cm_weight_dequant_s(const cm_setup *s)
+{
+    if (!s->p->weight_quant.bits)
+        return 0.0;
+    return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_layer_bytes,
+                               s->w_layer_fp16_bytes);
+}
+
+const hw_link *cm_weight_link(const cm_setup *s) { return weight_link(s); }
+
+/* ---- one decoder layer: every GPU batch, as linear forms in the fractions */
+
+void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
+{
+    memset(c, 0, sizeof *c);
+    const hwprofile *hw = s->hw;
+    const policy *p = s->p;
+    const hw_link *h2d = &hw->links[HW_LINK_H2D_PINNED], *d2h = &hw->links[HW_LINK_D2H_PINNED];
+    const hw_link *rd = &hw->disk.read, *wr = &hw->disk.write;
+    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
+    const double ngb = p->num_gpu_batches;
     const double ntens = (double)s->layer_tensors;
+    cm_batch_cost b;
+    cm_batch_cost_get(s, phase, ctx, &b);
 
     /* Weights: what is not on the GPU crosses h2d every time the layer runs;
      * the disk part crosses the disk first (through CPU staging). */
     const double wl = s->w_layer_bytes;
     if (s->has_gpu)
         put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
-            cm_stream_time(weight_link(s), wl) + ntens * weight_link(s)->latency_s);
+            cm_copies_time(weight_link(s), wl, ntens));
     if (hw->disk.present)
-        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
-            cm_stream_time(rd, wl) + ntens * rd->latency_s);
-    if (p->weight_quant.bits)
-        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
-            cm_memory_pass_time(hw, dev, wl, s->w_layer_fp16_bytes));
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1, cm_copies_time(rd, wl, ntens));
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_weight_dequant_s(s));
 
-    /* GEMMs of every GPU batch: QKV, output projection, MLP. */
-    double gemm = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
-                  cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
-    if (m->ffn_kind == MODEL_FFN_SWIGLU)
-        gemm += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
-    else
-        gemm += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
-    double elem = cm_memory_pass_time(hw, dev,
-                                      rows * (CM_ELEMWISE_H_PASSES * h + CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0);
-    double launch = s->has_gpu ? CM_KERNELS_PER_LAYER * hw->gpu.launch_latency_s : 0.0;
-    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (gemm + elem + launch));
+    /* every GPU batch: dense work */
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.dense_pre_s + b.dense_post_s));
 
-    /* KV cache. */
-    if (prefill) {
-        double kvp = kv_bytes(s, bls, ctx);
-        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
-            ngb * cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd));
-        if (p->kv_quant.bits)
-            put(c, comp, CM_STAGE_COMPUTE, -1, -1,
-                cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, bls, ctx), kvp));
+    /* KV cache (all batches: ngb x one batch) */
+    if (phase == CM_PHASE_PREFILL) {
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.attn_dev_s + b.kv_quant_dev_s));
         if (s->has_gpu)
             put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                cm_stream_time(d2h, kvp) + 2 * ngb * d2h->latency_s);
+                ngb * cm_copies_time(d2h, b.kv_new_bytes, 2));
         if (hw->disk.present)
             put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-                cm_stream_time(wr, kvp) + 2 * ngb * wr->latency_s);
+                ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
     } else {
-        const double old = ctx - 1; /* tokens in the cache before this step */
-        double kv_old = kv_bytes(s, bls, old), kv_new = kv_bytes(s, bls, 1);
-        double deq_dev = p->kv_quant.bits
-                             ? cm_memory_pass_time(hw, dev, kv_old, kv_fp16_bytes(s, bls, old)) : 0;
-        double quant_new = p->kv_quant.bits
-                               ? cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, bls, 1), kv_new) : 0;
-        double attn_dev = ngb * cm_attention_decode_time(hw, dev, gbs, ctx, heads, kvh, hd);
+        double on_dev = ngb * (b.attn_dev_s + b.kv_deq_dev_s + b.kv_quant_dev_s);
         if (hw->disk.present) {
             put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_CACHE, CM_CD, -1,
-                cm_stream_time(rd, kv_old) + 2 * ngb * rd->latency_s);
+                ngb * cm_copies_time(rd, b.kv_old_bytes, 2));
             put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-                cm_stream_time(wr, kv_new) + 2 * ngb * wr->latency_s);
+                ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
         }
         if (!s->has_gpu) {
-            put(c, comp, CM_STAGE_COMPUTE, -1, -1, attn_dev + deq_dev + quant_new);
+            put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
         } else if (!p->cpu_attention) {
             put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
-                cm_stream_time(h2d, kv_old) + 2 * ngb * h2d->latency_s);
+                ngb * cm_copies_time(h2d, b.kv_old_bytes, 2));
             put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                cm_stream_time(d2h, kv_new) + 2 * ngb * d2h->latency_s);
-            put(c, comp, CM_STAGE_COMPUTE, -1, -1, attn_dev + deq_dev + quant_new);
+                ngb * cm_copies_time(d2h, b.kv_new_bytes, 2));
+            put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
         } else {
-            /* Delegation: the GPU attends over its share of the cache, the CPU
-             * over the rest; q, k, v cross to the CPU and the output back. */
-            double attn_cpu = ngb * cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd);
-            double deq_cpu = p->kv_quant.bits
-                                 ? cm_memory_pass_time(hw, CM_DEV_CPU, kv_old,
-                                                       kv_fp16_bytes(s, bls, old)) : 0;
-            double quant_cpu = p->kv_quant.bits
-                                   ? cm_memory_pass_time(hw, CM_DEV_CPU, kv_fp16_bytes(s, bls, 1), kv_new)
-                                   : 0;
-            put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, attn_dev + deq_dev + quant_new);
-            put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD, attn_cpu + deq_cpu + quant_cpu);
-            /* q and the new k, v go out with the cache store; the attention
-             * output comes back in the cache-load stage (stages follow the
-             * links, so the compute stage stays compute). */
-            double out_bytes = bls * qd * CM_HALF, qkv_bytes = bls * (qd + 2 * kvd) * CM_HALF;
+            /* Delegation: batches whose cache is on the GPU attend there, the
+             * others on the CPU; q, k, v cross to the CPU and the output back
+             * (with the cache store and load stages: stages follow the links,
+             * so the compute stage stays compute). */
+            put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, on_dev);
+            put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD,
+                ngb * (b.attn_cpu_s + b.kv_deq_cpu_s + b.kv_quant_cpu_s));
             put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                cm_stream_time(d2h, qkv_bytes) + 2 * ngb * d2h->latency_s);
+                ngb * cm_copies_time(d2h, b.qkv_bytes, 2));
             put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
-                cm_stream_time(h2d, out_bytes) + ngb * h2d->latency_s);
+                ngb * cm_copies_time(h2d, b.out_bytes, 1));
         }
     }
 
     /* Hidden states between layers: loaded from and stored to their tier. */
-    double act = bls * t * h * CM_HALF;
     if (s->has_gpu) {
-        put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD,
-            cm_stream_time(h2d, act) + ngb * h2d->latency_s);
-        put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD,
-            cm_stream_time(d2h, act) + ngb * d2h->latency_s);
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD, ngb * cm_copies_time(h2d, b.act_bytes, 1));
+        put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD, ngb * cm_copies_time(d2h, b.act_bytes, 1));
     }
     if (hw->disk.present) {
-        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1,
-            cm_stream_time(rd, act) + ngb * rd->latency_s);
-        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
-            cm_stream_time(wr, act) + ngb * wr->latency_s);
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1, ngb * cm_copies_time(rd, b.act_bytes, 1));
+        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1, ngb * cm_copies_time(wr, b.act_bytes, 1));
     }
     finish_terms(c);
 }

@@ -89,9 +89,37 @@ typedef struct cm_setup {
 llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, const policy *p,
                             const workload *w, diag *e);
 
+typedef enum cm_phase { CM_PHASE_PREFILL, CM_PHASE_DECODE } cm_phase;
+
+/* One GPU batch of one decoder layer: the pieces both the layer cost below
+ * (ngb x these, weighted by the fractions) and the plan's tasks are priced
+ * from, so that predict and simulate share every number. */
+typedef struct cm_batch_cost {
+    /* on the compute device (the GPU, or the CPU without one) */
+    double dense_pre_s;    /* first norm and QKV projection */
+    double dense_post_s;   /* output projection, MLP, second norm, residuals */
+    double attn_dev_s;     /* attention (over the prompt, or the context in decode) */
+    double kv_deq_dev_s;   /* decode, quantized cache: dequantize the batch's cache */
+    double kv_quant_dev_s; /* quantize the new entries */
+    /* on the CPU, when attention is delegated (decode) */
+    double attn_cpu_s, kv_deq_cpu_s, kv_quant_cpu_s;
+    /* bytes of the batch */
+    double kv_old_bytes;   /* decode: its cache before the step, as stored */
+    double kv_new_bytes;   /* new entries: the prompt's in prefill, one token's in decode */
+    double qkv_bytes;      /* delegated: q, k, v to the CPU */
+    double out_bytes;      /* delegated: the attention output back */
+    double act_bytes;      /* its hidden state (in, or out) */
+} cm_batch_cost;
+void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_cost *b);
+/* `copies` transfers of `bytes` in all over a link: copies x latency + bytes / bandwidth. */
+double cm_copies_time(const hw_link *link, double bytes, double copies);
+/* Dequantizing one layer's weights (0 without weight quantization). */
+double cm_weight_dequant_s(const cm_setup *s);
+/* The link CPU-resident weights cross (pinned or pageable). */
+const hw_link *cm_weight_link(const cm_setup *s);
+
 /* One decoder layer: prefill (ctx == prompt_len), or a decode step that
  * attends over ctx tokens (the cache holds ctx - 1 before the step). */
-typedef enum cm_phase { CM_PHASE_PREFILL, CM_PHASE_DECODE } cm_phase;
 void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *out);
 /* Embedding, final norm and LM head for one step of the block. */
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *out);
