@@ -71,5 +71,6 @@ const char *cli_bytes(double v, char *buf, size_t len);
 
 int cmd_predict(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 #endif

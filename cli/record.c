@@ -33,8 +33,7 @@ llmsim_status cli_record_inputs(store *db, const cli_job *job, cli_input_hashes 
     return st;
 }
 
-llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const cm_result *r,
-                                    const char *result_json, int64_t *run_id, diag *e)
+llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t *run_id, diag *e)
 {
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
@@ -46,7 +45,7 @@ llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const 
         return st;
     }
     store_run_info info = {
-        .kind = kind, .model_hash = h.model, .hw_hash = h.hw, .policy_hash = h.policy,
+        .kind = rec->kind, .model_hash = h.model, .hw_hash = h.hw, .policy_hash = h.policy,
         .workload_hash = h.workload, .model_name = job->model.name, .hw_name = job->hw.name,
         .command = job->command,
     };
@@ -55,10 +54,28 @@ llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const 
         store_close(db);
         return st;
     }
-    struct {
-        const char *key;
-        double v;
-    } metrics[] = {
+    for (int i = 0; i < rec->nmetrics && !st; i++)
+        st = store_run_metric(db, id, rec->metrics[i].key, rec->metrics[i].value, e);
+    for (int j = 0; j < rec->nsteps && !st; j++)
+        for (int k = 0; k < CM_NSTAGES && !st; k++)
+            st = store_run_stage(db, id, j == 0 ? "prefill" : "decode", j, cm_stage_names[k],
+                                 rec->steps[j].s[k], e);
+    if (!st && rec->ntasks)
+        st = store_run_tasks(db, id, rec->ntasks, rec->fill, rec->fill_ctx, e);
+    if (!st)
+        st = store_run_commit(db, id, "ok", rec->result_json, e);
+    else
+        store_run_abort(db, id, "failed");
+    store_close(db);
+    if (!st && run_id)
+        *run_id = id;
+    return st;
+}
+
+llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const cm_result *r,
+                                    const char *result_json, int64_t *run_id, diag *e)
+{
+    const cli_metric metrics[] = {
         {"throughput_tok_s", r->throughput_tok_s},
         {"total_s", r->total_s},
         {"prefill_s", r->prefill_s},
@@ -70,18 +87,9 @@ llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const 
         {"prefill_layer_s", r->prefill_layer_s},
         {"decode_layer_s", r->decode_layer_s},
     };
-    for (size_t i = 0; i < sizeof metrics / sizeof metrics[0] && !st; i++)
-        st = store_run_metric(db, id, metrics[i].key, metrics[i].v, e);
-    for (int j = 0; j <= r->nsteps && !st; j++)
-        for (int k = 0; k < CM_NSTAGES && !st; k++)
-            st = store_run_stage(db, id, j == 0 ? "prefill" : "decode", j, cm_stage_names[k],
-                                 r->steps[j].s[k], e);
-    if (!st)
-        st = store_run_commit(db, id, "ok", result_json, e);
-    else
-        store_run_abort(db, id, "failed");
-    store_close(db);
-    if (!st && run_id)
-        *run_id = id;
-    return st;
+    cli_record rec = {
+        .kind = kind, .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,
+    };
+    return cli_record_run(job, &rec, run_id, e);
 }

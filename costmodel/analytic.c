@@ -337,34 +337,49 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
 
 /* ---- embedding, final norm and LM head */
 
+/* Tensors the head's weights are loaded as (embeddings, final norm, LM head). */
+#define CM_HEAD_TENSORS 3.0
+
+double cm_head_dequant_s(const cm_setup *s)
+{
+    if (!s->p->weight_quant.bits)
+        return 0.0;
+    const model *m = s->m;
+    return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_head_bytes,
+                               (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) *
+                                   CM_HALF);
+}
+
+double cm_head_batch_s(const cm_setup *s, cm_phase phase)
+{
+    const model *m = s->m;
+    const hwprofile *hw = s->hw;
+    const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
+    const double gbs = s->p->gpu_batch_size;
+    const double h = (double)m->hidden_size, v = (double)m->vocab_size;
+    const double t = phase == CM_PHASE_PREFILL ? (double)s->w.prompt_len : 1.0;
+    /* Embedding lookup and final norm over the batch's tokens; logits for the
+     * last token of each sequence (one row per sequence). */
+    double lookup = cm_memory_pass_time(hw, dev, gbs * t * h * CM_HALF, gbs * t * h * CM_HALF);
+    double lm = cm_gemm_time(hw, dev, gbs, v, h, CM_HALF);
+    double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : 0.0;
+    return lookup + lm + launch;
+}
+
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)
 {
     memset(c, 0, sizeof *c);
-    const model *m = s->m;
     const hwprofile *hw = s->hw;
-    const policy *p = s->p;
-    const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
     const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
-    const double gbs = p->gpu_batch_size, ngb = p->num_gpu_batches, bls = s->bls;
-    const double h = (double)m->hidden_size, v = (double)m->vocab_size;
-    const double t = phase == CM_PHASE_PREFILL ? (double)s->w.prompt_len : 1.0;
     const double wh = s->w_head_bytes;
     if (s->has_gpu)
         put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
-            cm_stream_time(weight_link(s), wh) + 3 * weight_link(s)->latency_s);
+            cm_copies_time(weight_link(s), wh, CM_HEAD_TENSORS));
     if (hw->disk.present)
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
-            cm_stream_time(&hw->disk.read, wh) + 3 * hw->disk.read.latency_s);
-    if (p->weight_quant.bits)
-        put(c, comp, CM_STAGE_COMPUTE, -1, -1,
-            cm_memory_pass_time(hw, dev, wh, (double)(model_embed_param_count(m) +
-                                                      model_lm_head_param_count(m)) * CM_HALF));
-    /* Embedding lookup and final norm over all tokens; logits for the last
-     * token of each sequence (greedy or sampled, one row per sequence). */
-    double lookup = cm_memory_pass_time(hw, dev, bls * t * h * CM_HALF, bls * t * h * CM_HALF);
-    double lm = ngb * cm_gemm_time(hw, dev, gbs, v, h, CM_HALF);
-    double launch = s->has_gpu ? 4 * ngb * hw->gpu.launch_latency_s : 0.0;
-    put(c, comp, CM_STAGE_COMPUTE, -1, -1, lookup + lm + launch);
+            cm_copies_time(&hw->disk.read, wh, CM_HEAD_TENSORS));
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_head_dequant_s(s));
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, s->p->num_gpu_batches * cm_head_batch_s(s, phase));
     finish_terms(c);
 }
 
@@ -433,11 +448,11 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
     }
     /* The compute device's working set: one GPU batch's intermediate tensors
      * in prefill (q, k, v, attention output, and the larger of the FFN
-     * intermediate and the attention scores), its input and output hidden
-     * states, and the logits of the LM head. */
+     * intermediate and the attention scores) and the logits of the LM head.
+     * Hidden states in and out are the resident share or the slots below. */
     double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
     double work = gbs * sl * (qd + 2 * kvd + h + fmax(ffn_inter, heads * sl)) * CM_HALF +
-                  2 * act_batch + gbs * v * 4.0;
+                  gbs * v * 4.0;
     if (p->weight_quant.bits) /* dequantized copy of the layer being computed */
         work += fmax(s->w_layer_fp16_bytes,
                      (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) * CM_HALF);
@@ -452,6 +467,10 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
         peak[TIER_GPU].c[CM_WD] += 2 * w_slot;
         /* KV cache not resident and attended on the GPU: this batch's and the
          * next batch's cache for one layer. */
+        /* New KV entries of cache not on the GPU wait there until they are out
+         * (two slots; the prompt's in the prefill). */
+        peak[TIER_GPU].c[CM_CC] += 2 * kv_bytes(s, gbs, sl);
+        peak[TIER_GPU].c[CM_CD] += 2 * kv_bytes(s, gbs, sl);
         if (!p->cpu_attention) {
             peak[TIER_GPU].c[CM_CC] += 2 * kv_batch;
             peak[TIER_GPU].c[CM_CD] += 2 * kv_batch;
@@ -460,10 +479,11 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
             peak[TIER_CPU].c[CM_CC] += gbs * heads * full * 4.0;
             peak[TIER_CPU].c[CM_CD] += gbs * heads * full * 4.0;
         }
-        /* Hidden states not resident: the next batch's input loads while this
-         * batch computes (its own input and output are in the working set). */
-        peak[TIER_GPU].c[CM_HC] += act_batch;
-        peak[TIER_GPU].c[CM_HD] += act_batch;
+        /* Hidden states not resident: two slots in (this batch's and the
+         * next's) and two out (this batch's and the previous one's, still
+         * crossing to the host). */
+        peak[TIER_GPU].c[CM_HC] += 4 * act_batch;
+        peak[TIER_GPU].c[CM_HD] += 4 * act_batch;
     }
     /* Disk data passes through CPU staging buffers, double-buffered. */
     peak[TIER_CPU].c[CM_WD] += 2 * w_slot;

@@ -123,6 +123,9 @@ const hw_link *cm_weight_link(const cm_setup *s);
 void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *out);
 /* Embedding, final norm and LM head for one step of the block. */
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *out);
+/* Their compute for one GPU batch, and dequantizing the head's weights. */
+double cm_head_batch_s(const cm_setup *s, cm_phase phase);
+double cm_head_dequant_s(const cm_setup *s);
 
 /* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
 double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC]);

@@ -19,31 +19,39 @@ void placement_assign(const double *bytes, int n, const placement *target, tier 
     double total = 0;
     for (int i = 0; i < n; i++)
         total += bytes[i];
+    /* the tiers asked for something, and where each one's share ends */
+    double end_at[TIER_COUNT];
+    int last = -1, first = -1;
+    double cum = 0;
+    for (int t = 0; t < TIER_COUNT; t++) {
+        cum += target->f[t];
+        end_at[t] = cum;
+        if (target->f[t] > 0) {
+            last = t;
+            if (first < 0)
+                first = t;
+        }
+    }
     double placed[TIER_COUNT] = {0};
-    unsigned char done[256] = {0};
-    if (n > 256)
-        n = 256;
-    for (int step = 0; step < n; step++) {
-        /* the largest remaining tensor, first in order on ties */
-        int pick = -1;
-        for (int i = 0; i < n; i++)
-            if (!done[i] && (pick < 0 || bytes[i] > bytes[pick]))
-                pick = i;
-        done[pick] = 1;
-        int best = -1;
-        double best_deficit = 0;
+    double before = 0;
+    for (int i = 0; i < n; i++) {
+        /* the middle of the tensor, as a fraction of all the bytes */
+        double mid = total > 0 ? (before + bytes[i] / 2) / total : 0;
+        int pick = last;
         for (int t = 0; t < TIER_COUNT; t++) {
-            if (target->f[t] <= 0)
-                continue;
-            double deficit = target->f[t] * total - placed[t];
-            if (best < 0 || deficit > best_deficit) {
-                best = t;
-                best_deficit = deficit;
+            if (target->f[t] > 0 && mid < end_at[t]) {
+                pick = t;
+                break;
             }
         }
-        placed[best] += bytes[pick];
+        if (pick < 0)
+            pick = TIER_CPU; /* no target at all: cannot happen with a valid policy */
+        if (total <= 0 && first >= 0)
+            pick = first;
+        placed[pick] += bytes[i];
+        before += bytes[i];
         if (tiers)
-            tiers[pick] = (tier)best;
+            tiers[i] = (tier)pick;
     }
     for (int t = 0; t < TIER_COUNT; t++)
         realized->f[t] = total > 0 ? placed[t] / total : target->f[t];
@@ -59,15 +67,41 @@ static void equal_parts(int n, const placement *target, placement *realized)
     placement_assign(ones, n, target, NULL, realized);
 }
 
+/* FlexGen places the attention and the MLP of a layer as two groups; so do we. */
+static bool attention_group(const model_tensor *t)
+{
+    return strncmp(t->name, "self_attn", 9) == 0 || strcmp(t->name, "input_layernorm.weight") == 0;
+}
+
 void placement_realize(const model *m, const policy *p, placement_realized *out)
 {
     memset(out, 0, sizeof *out);
     model_tensor t[MODEL_MAX_TENSORS];
-    double bytes[MODEL_MAX_TENSORS];
+    double bytes[MODEL_MAX_TENSORS], gbytes[MODEL_MAX_TENSORS] = {0};
+    tier gtiers[MODEL_MAX_TENSORS];
+    int idx[MODEL_MAX_TENSORS];
     int n = model_layer_tensors(m, t);
+    double placed[TIER_COUNT] = {0}, total = 0;
     for (int i = 0; i < n; i++)
         bytes[i] = placement_tensor_bytes(m, &t[i], &p->weight_quant);
-    placement_assign(bytes, n, &p->weights, out->layer_tiers, &out->weights);
+    for (int g = 0; g < 2; g++) {
+        int k = 0;
+        for (int i = 0; i < n; i++) {
+            if (attention_group(&t[i]) == (g == 0)) {
+                idx[k] = i;
+                gbytes[k++] = bytes[i];
+            }
+        }
+        placement unused;
+        placement_assign(gbytes, k, &p->weights, gtiers, &unused);
+        for (int j = 0; j < k; j++) {
+            out->layer_tiers[idx[j]] = gtiers[j];
+            placed[gtiers[j]] += gbytes[j];
+            total += gbytes[j];
+        }
+    }
+    for (int k = 0; k < TIER_COUNT; k++)
+        out->weights.f[k] = total > 0 ? placed[k] / total : p->weights.f[k];
     n = model_head_tensors(m, t);
     for (int i = 0; i < n; i++)
         bytes[i] = placement_tensor_bytes(m, &t[i], &p->weight_quant);

@@ -2,12 +2,14 @@
  * placement — from the fractions a policy asks for to whole tensors on tiers,
  * the granularity the engine can execute.
  *
- * The rule (deterministic): tensors are taken largest first (ties by their
- * order), and each goes to the tier whose remaining share of the bytes
- * (target fraction x total - bytes already placed there) is largest, among
- * the tiers with a positive target; ties go to the faster tier (gpu, then
- * cpu, then disk). A tier asked for 0 never receives a tensor. The realized
- * fractions are the placed bytes over the total.
+ * The rule is FlexGen's, so that a FlexGen policy means here what it means
+ * there: tensors in their checkpoint order, each goes to the tier in whose
+ * share of the bytes (gpu first, then cpu, then disk, by the target
+ * fractions) its middle byte falls; a middle exactly on a boundary goes to the
+ * slower tier, and a tier asked for 0 never receives a tensor. A decoder
+ * layer is placed as two groups, its attention tensors and its MLP tensors
+ * (FlexGen's two "layers"): OPT-30B at 20% GPU puts only q_proj there (8.3%),
+ * as FlexGen did. The realized fractions are the placed bytes over the total.
  *
  * The same rule places, for each decoder layer, its weight tensors; for the
  * KV cache, the K and V of each GPU batch together (num_gpu_batches equal

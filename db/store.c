@@ -614,6 +614,35 @@ fail:
     return st;
 }
 
+llmsim_status store_run_tasks(store *s, int64_t run_id, size_t n, store_task_fill fill, void *ctx,
+                              diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    sqlite3_stmt *q = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_PREPARE(s, e, q,
+                  "INSERT OR REPLACE INTO run_tasks (run_id, task_id, resource, start_s, end_s, "
+                  "bytes, flops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    for (size_t i = 0; i < n; i++) {
+        store_task t;
+        char id[128];
+        fill(ctx, i, &t, id, sizeof id);
+        STORE_CHECK(s, e, sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC));
+        STORE_CHECK(s, e, sqlite3_bind_text(q, 3, t.resource, -1, SQLITE_STATIC));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 4, t.start_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 5, t.end_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 6, t.bytes));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 7, t.flops));
+        STORE_STEP_DONE(s, e, q);
+        STORE_CHECK(s, e, sqlite3_reset(q));
+    }
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e)
 {

@@ -63,6 +63,17 @@ llmsim_status store_run_metric(store *s, int64_t run_id, const char *key, double
  * 1.. = decode steps, -1 = per-layer average of the phase), stage name. */
 llmsim_status store_run_stage(store *s, int64_t run_id, const char *phase, int step,
                               const char *stage, double seconds, diag *e);
+/* Per-task timings (simulated or measured) of a run, inserted in the run's
+ * transaction with one prepared statement. fill(ctx, i, &task, id, id_len)
+ * describes task i: its stable plan id goes into id. */
+typedef struct store_task {
+    const char *resource; /* static string */
+    double start_s, end_s, bytes, flops;
+} store_task;
+typedef void (*store_task_fill)(void *ctx, size_t i, store_task *out, char *id, size_t id_len);
+llmsim_status store_run_tasks(store *s, int64_t run_id, size_t n, store_task_fill fill, void *ctx,
+                              diag *e);
+
 /* status: "ok"; result_json: the command's JSON output (owned by caller). */
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e);

@@ -1,9 +1,10 @@
 /*
  * test_placement — from requested fractions to whole tensors on tiers
- * (costmodel/placement.h): exact splits when they are achievable, a tier
- * asked for 0 never used, ties to the faster tier, the realized fractions of
- * OPT layers for FlexGen's policies, fractions that sum to 1, determinism,
- * and placement_realize's KV-cache and activation granularity.
+ * (costmodel/placement.h), FlexGen's midpoint rule: exact splits when they
+ * are achievable, a tier asked for 0 never used, boundaries to the slower
+ * tier, the realized fractions of OPT layers for FlexGen's policies (what
+ * FlexGen itself placed), fractions that sum to 1, determinism, and
+ * placement_realize's KV-cache and activation granularity.
  */
 #include <math.h>
 #include <stdio.h>
@@ -74,8 +75,9 @@ static void test_exact_splits(void)
         for (int t = 0; t < TIER_COUNT; t++)
             CHECK_REL(real.f[t], target.f[t], FRAC_TOL, "realized = target when achievable");
     }
-    /* empty tensors: every deficit is 0 (a tie), yet a tier asked for 0
-     * still gets nothing; with no bytes at all, realized = target */
+    /* empty tensors at the very end (their middle is at 100%) still go to a
+     * tier that was asked for something; with no bytes at all, realized =
+     * target */
     double zb[3] = {5, 0, 0};
     tier zt[3];
     placement zt_target, zt_real;
@@ -96,9 +98,9 @@ static void test_exact_splits(void)
           "NULL tiers: %g/%g/%g", real.f[0], real.f[1], real.f[2]);
 }
 
-/* Ties go to the faster tier (gpu, then cpu, then disk); tensors are placed
- * largest first, ties in size by their order. */
-static void test_ties(void)
+/* A tensor goes where its middle byte falls; a middle exactly on a boundary
+ * goes to the slower tier; order matters, size does not. */
+static void test_boundaries(void)
 {
     double b[2] = {1, 1};
     tier tiers[2];
@@ -111,28 +113,22 @@ static void test_ties(void)
     placement_assign(b, 2, &target, tiers, &real);
     CHECK(tiers[0] == TIER_CPU && tiers[1] == TIER_DISK, "50/50 cpu/disk: first to cpu (%d, %d)",
           (int)tiers[0], (int)tiers[1]);
-    set_pl(&target, 0.5, 0, 0.5);
-    placement_assign(b, 2, &target, tiers, &real);
-    CHECK(tiers[0] == TIER_GPU && tiers[1] == TIER_DISK, "50/50 gpu/disk: first to gpu (%d, %d)",
-          (int)tiers[0], (int)tiers[1]);
-    /* one tensor, an even split: the faster tier takes it */
+    /* one tensor, its middle on the 50% boundary: the slower tier */
     double one = 5;
     tier t1;
     set_pl(&target, 0, 0.5, 0.5);
     placement_assign(&one, 1, &target, &t1, &real);
-    CHECK(t1 == TIER_CPU && real.f[TIER_CPU] == 1.0, "single tensor 0/50/50 -> cpu");
+    CHECK(t1 == TIER_DISK && real.f[TIER_DISK] == 1.0, "single tensor 0/50/50 -> disk");
     set_pl(&target, 1.0 / 3, 1.0 / 3, 1.0 / 3);
     placement_assign(&one, 1, &target, &t1, &real);
-    CHECK(t1 == TIER_GPU, "single tensor thirds -> gpu");
-    /* largest first: the big tensor takes the bigger share's tier even when
-     * it comes last in order */
+    CHECK(t1 == TIER_CPU, "single tensor thirds -> cpu (its middle is in the second third)");
+    /* order, not size: {1, 1, 2} at 50/50 -> middles at 12.5%, 37.5%, 75% */
     double bs[3] = {1, 1, 2};
     tier ts[3];
     set_pl(&target, 0.5, 0.5, 0);
     placement_assign(bs, 3, &target, ts, &real);
-    CHECK(ts[2] == TIER_GPU && ts[0] == TIER_CPU && ts[1] == TIER_CPU,
-          "{1,1,2} at 50/50: the 2 first (gpu), then the 1s to cpu: %d %d %d", (int)ts[0], (int)ts[1],
-          (int)ts[2]);
+    CHECK(ts[0] == TIER_GPU && ts[1] == TIER_GPU && ts[2] == TIER_CPU,
+          "{1,1,2} at 50/50: gpu gpu cpu, got %d %d %d", (int)ts[0], (int)ts[1], (int)ts[2]);
     CHECK(real.f[TIER_GPU] == 0.5, "{1,1,2} 50/50 realized exactly");
 }
 
@@ -205,12 +201,13 @@ static bool load(const char *name, model *m)
     return true;
 }
 
-/* OPT-30B layer (q, k, v, out 4 x h^2; fc1, fc2 2 x 4h^2; biases and norms):
- * weights 20/80/0 put q and v on the GPU, 2 h^2 of the 12 h^2 of matrices
- * (16.7%) plus the small vectors (the GPU's deficit is still positive when
- * they come); 0/50/50 splits the matrices exactly 6 h^2 / 6 h^2 and the 13
- * vectors (13 h values, an odd count of h) 7 h / 6 h, so the realized split
- * is 50/50 to within h / (12 h^2 + 13 h) = 1.2e-5. */
+/* OPT-30B layer (attention: q, k, v, out, 4 x h^2, and MLP: fc1, fc2, 2 x
+ * 4h^2, placed as two groups, as FlexGen does): weights 20/80/0 put only
+ * q_proj on the GPU (its middle is at 12.5% of the attention group; fc1's at
+ * 25% of the MLP group), 1 h^2 of 12 h^2 = 8.3%, what FlexGen placed;
+ * 0/50/50 splits the matrices exactly 6 h^2 / 6 h^2 (q, k, fc1 on the CPU;
+ * v, out, fc2 on disk), and the 13 h-vectors, which come last in each group,
+ * go to disk, so the CPU realizes 6 h^2 / (12 h^2 + 13 h). */
 static void test_opt_layer(void)
 {
     model m;
@@ -225,27 +222,15 @@ static void test_opt_layer(void)
     set_pl(&p.weights, 0.2, 0.8, 0);
     placement_realized pr;
     placement_realize(&m, &p, &pr);
-    double on_gpu_mats = 0, vec = 0, total = 0;
+    double total = 0;
     for (int i = 0; i < n; i++) {
-        double b = placement_tensor_bytes(&m, &t[i], &p.weight_quant);
-        total += b;
-        if (!t[i].matrix) {
-            vec += b;
-            CHECK(pr.layer_tiers[i] == TIER_GPU, "20/80: vector %s on %s, want gpu", t[i].name,
-                  tier_names[pr.layer_tiers[i]]);
-        } else if (pr.layer_tiers[i] == TIER_GPU) {
-            on_gpu_mats += b;
-        }
-        bool want_gpu = strcmp(t[i].name, "self_attn.q_proj.weight") == 0 ||
-                        strcmp(t[i].name, "self_attn.v_proj.weight") == 0;
-        if (t[i].matrix)
-            CHECK((pr.layer_tiers[i] == TIER_GPU) == want_gpu, "20/80: %s on %s", t[i].name,
-                  tier_names[pr.layer_tiers[i]]);
+        total += placement_tensor_bytes(&m, &t[i], &p.weight_quant);
+        bool want_gpu = strcmp(t[i].name, "self_attn.q_proj.weight") == 0;
+        CHECK((pr.layer_tiers[i] == TIER_GPU) == want_gpu, "20/80: %s on %s", t[i].name,
+              tier_names[pr.layer_tiers[i]]);
     }
-    CHECK_REL(on_gpu_mats / (12 * h * h * 2), 2.0 / 12, FRAC_TOL, "20/80: 2 of 12 h^2 matrices on gpu");
-    CHECK_REL(pr.weights.f[TIER_GPU], (2 * h * h * 2 + vec) / total, FRAC_TOL,
-              "20/80: realized gpu = (q + v + vectors) / layer");
-    CHECK(fabs(pr.weights.f[TIER_GPU] - 1.0 / 6) < 1e-3, "20/80 realizes ~16.7%% on gpu: %g",
+    CHECK_REL(pr.weights.f[TIER_GPU], h * h * 2 / total, FRAC_TOL, "20/80: realized gpu = q_proj / layer");
+    CHECK(fabs(pr.weights.f[TIER_GPU] - 1.0 / 12) < 1e-3, "20/80 realizes ~8.3%% on gpu: %g",
           pr.weights.f[TIER_GPU]);
     CHECK(pr.weights.f[TIER_DISK] == 0, "20/80/0: nothing on disk");
     CHECK_REL(pr.weights.f[0] + pr.weights.f[1] + pr.weights.f[2], 1.0, FRAC_TOL, "sum to 1");
@@ -258,11 +243,13 @@ static void test_opt_layer(void)
         CHECK(pr.layer_tiers[i] != TIER_GPU, "0/50/50: %s on the gpu", t[i].name);
         if (t[i].matrix)
             *(pr.layer_tiers[i] == TIER_CPU ? &mat_cpu : &mat_disk) += b;
+        else
+            CHECK(pr.layer_tiers[i] == TIER_DISK, "0/50/50: vector %s not on disk", t[i].name);
     }
     CHECK(mat_cpu == mat_disk, "0/50/50: matrices split %g / %g", mat_cpu, mat_disk);
     CHECK(pr.weights.f[TIER_GPU] == 0, "0/50/50: nothing on gpu");
-    CHECK(fabs(pr.weights.f[TIER_CPU] - 0.5) <= h / (12 * h * h + 13 * h) + FRAC_TOL,
-          "0/50/50: cpu realized %.9g, not 50%% within one h-vector", pr.weights.f[TIER_CPU]);
+    CHECK_REL(pr.weights.f[TIER_CPU], 6 * h * h / (12 * h * h + 13 * h), FRAC_TOL,
+              "0/50/50: cpu realized = 6 h^2 / (12 h^2 + 13 h)");
     CHECK_REL(pr.weights.f[0] + pr.weights.f[1] + pr.weights.f[2], 1.0, FRAC_TOL, "sum to 1");
 
     /* the head tensors (embeddings, final norm) are placed by the same rule */
@@ -301,9 +288,10 @@ static void test_quantized_sizes(void)
 }
 
 /* The KV cache is placed per GPU batch (its K and V together), activations
- * likewise: FlexGen's 0/100 cache is exact, 50/50 over 3 batches is 2 of 3 on
- * the faster tier (it takes the ties), 50/50 activations over 3 batches is 2
- * of 3. */
+ * likewise: FlexGen's 0/100 cache is exact; 50/50 over 3 batches puts the
+ * first on the GPU (middle at 1/6) and the second, whose middle is on the
+ * boundary, with the third on the CPU; 0/50/50 activations over 3 batches
+ * likewise one on the CPU, two on disk. */
 static void test_kv_and_activations(void)
 {
     model m;
@@ -316,17 +304,17 @@ static void test_kv_and_activations(void)
     set_pl(&p.activations, 0, 0.5, 0.5);
     placement_realized pr;
     placement_realize(&m, &p, &pr);
-    CHECK_REL(pr.kv_cache.f[TIER_GPU], 2.0 / 3, FRAC_TOL, "KV 50/50 over 3 batches: gpu 2/3");
-    CHECK_REL(pr.kv_cache.f[TIER_CPU], 1.0 / 3, FRAC_TOL, "KV 50/50 over 3 batches: cpu 1/3");
-    CHECK_REL(pr.activations.f[TIER_CPU], 2.0 / 3, FRAC_TOL, "activations 0/50/50 over 3 batches: cpu 2/3");
-    CHECK_REL(pr.activations.f[TIER_DISK], 1.0 / 3, FRAC_TOL, "activations: disk 1/3");
+    CHECK_REL(pr.kv_cache.f[TIER_GPU], 1.0 / 3, FRAC_TOL, "KV 50/50 over 3 batches: gpu 1/3");
+    CHECK_REL(pr.kv_cache.f[TIER_CPU], 2.0 / 3, FRAC_TOL, "KV 50/50 over 3 batches: cpu 2/3");
+    CHECK_REL(pr.activations.f[TIER_CPU], 1.0 / 3, FRAC_TOL, "activations 0/50/50 over 3 batches: cpu 1/3");
+    CHECK_REL(pr.activations.f[TIER_DISK], 2.0 / 3, FRAC_TOL, "activations: disk 2/3");
     p.num_gpu_batches = 8;
     set_pl(&p.kv_cache, 0.25, 0.5, 0.25);
     placement_realize(&m, &p, &pr);
     CHECK(pr.kv_cache.f[TIER_GPU] == 0.25 && pr.kv_cache.f[TIER_CPU] == 0.5 &&
               pr.kv_cache.f[TIER_DISK] == 0.25,
           "KV 25/50/25 over 8 batches: %g/%g/%g", pr.kv_cache.f[0], pr.kv_cache.f[1], pr.kv_cache.f[2]);
-    /* a single GPU batch: one part, 30/70 -> all on the CPU (deficit 0.7 > 0.3) */
+    /* a single GPU batch: one part, 30/70 -> all on the CPU (its middle, 50%, is past 30%) */
     p.num_gpu_batches = 1;
     set_pl(&p.kv_cache, 0.3, 0.7, 0);
     placement_realize(&m, &p, &pr);
@@ -337,7 +325,7 @@ static void test_kv_and_activations(void)
 int main(void)
 {
     test_exact_splits();
-    test_ties();
+    test_boundaries();
     test_random_properties();
     test_opt_layer();
     test_quantized_sizes();

@@ -1,0 +1,64 @@
+/*
+ * sim — a discrete-event simulation of a plan on modelled resources
+ * (ARCHITECTURE §8).
+ *
+ * Each resource (GPU, CPU, host->device, device->host, disk) serves one task
+ * at a time; among the tasks whose dependencies are done it takes the one
+ * earliest in plan order (the order the engine issues them). A task's
+ * duration is the one the plan priced. Memory pools per tier track the
+ * plan's buffers: resident ones from the start, working ones from the start
+ * of the task that allocates them to the end of the task that releases them.
+ * An allocation beyond a tier's capacity is recorded (the task, the tier and
+ * the excess) and the run goes on, so that one run says both how long the
+ * plan takes and by how much it does not fit.
+ *
+ * Events are popped from a binary heap by (time, insertion sequence), so a
+ * plan always simulates to the same timeline.
+ */
+#ifndef LLMSIM_SIM_SIM_H
+#define LLMSIM_SIM_SIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "plan/plan.h"
+
+typedef struct sim_mem_sample {
+    double time_s;
+    double bytes; /* occupancy of the tier after the change */
+    uint8_t tier;
+} sim_mem_sample;
+
+typedef struct sim_result {
+    double makespan_s;             /* one block */
+    size_t ntasks;
+    double *start_s, *end_s;       /* per task; owned */
+    double busy_s[PLAN_NRES];      /* sum of task durations per resource */
+    double peak_bytes[TIER_COUNT];
+    double final_bytes[TIER_COUNT]; /* after the end: 0 when every buffer was released */
+    bool fits;
+    uint32_t overflow_task;        /* the first task whose allocation did not fit */
+    tier overflow_tier;
+    double overflow_bytes;         /* the largest excess seen on that tier */
+    int nsteps;
+    cm_step_stages *steps;         /* [nsteps] stage sums per step; owned */
+    double *step_end_s;            /* [nsteps] when the step's last task ended; owned */
+    long events;                   /* task starts and ends processed */
+    double wall_s;                 /* time the simulation took */
+    sim_mem_sample *mem;           /* memory counter samples (when asked); owned */
+    size_t nmem;
+} sim_result;
+
+/* Simulate one block of the plan. capacity: bytes per tier. record_memory:
+ * keep every change of occupancy (for the trace). */
+llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool record_memory,
+                      sim_result *r, diag *e);
+void sim_result_free(sim_result *r);
+
+/* Chrome Trace Event JSON (Perfetto, chrome://tracing): one track per
+ * resource, every task as a complete event, a counter per memory tier.
+ * Written to a temporary file and renamed: never half a file. */
+llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
+                              const char *path, diag *e);
+
+#endif
