@@ -69,6 +69,19 @@ void cli_print_json(cJSON *obj);
 /* A human size / time for tables. */
 const char *cli_bytes(double v, char *buf, size_t len);
 
+/* The whole workload's totals from one simulated block of a plan. */
+struct plan;
+struct sim_result;
+typedef struct cli_sim_totals {
+    double total_s, prefill_s, decode_s, throughput_tok_s;
+    double layer_stage_s[CM_NSTAGES];   /* per decoder layer, decode steps averaged */
+    double prefill_stage_s[CM_NSTAGES]; /* per decoder layer, prefill */
+} cli_sim_totals;
+void cli_sim_totals_get(const struct plan *pl, const struct sim_result *r, cli_sim_totals *t);
+/* The §11 keys of a simulation plus steps, utilization and simulation stats. */
+cJSON *cli_simulation_json(const cli_job *job, const struct plan *pl, const struct sim_result *r,
+                           const cli_sim_totals *t);
+
 int cmd_predict(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);

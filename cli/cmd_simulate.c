@@ -29,113 +29,8 @@ static void fill_task(void *ctx, size_t i, store_task *out, char *id, size_t id_
     out->flops = 0;
 }
 
-static cJSON *stage_obj(const double s[CM_NSTAGES])
-{
-    cJSON *o = cJSON_CreateObject();
-    char key[64];
-    for (int k = 0; k < CM_NSTAGES; k++) {
-        snprintf(key, sizeof key, "%s_s", cm_stage_names[k]);
-        cJSON_AddNumberToObject(o, key, s[k]);
-    }
-    return o;
-}
-
-static cJSON *placement_obj(const placement *pl)
-{
-    cJSON *o = cJSON_CreateObject();
-    for (int t = 0; t < TIER_COUNT; t++)
-        cJSON_AddNumberToObject(o, tier_names[t], pl->f[t]);
-    return o;
-}
-
-/* Totals of the whole workload from one simulated block. */
-typedef struct sim_totals {
-    double total_s, prefill_s, decode_s, throughput_tok_s;
-    double layer_stage_s[CM_NSTAGES]; /* per decoder layer, decode steps averaged */
-    double prefill_stage_s[CM_NSTAGES];
-} sim_totals;
-
-static void totals_get(const plan *pl, const sim_result *r, sim_totals *t)
-{
-    memset(t, 0, sizeof *t);
-    t->total_s = pl->blocks * r->makespan_s;
-    t->prefill_s = pl->blocks * r->step_end_s[0];
-    t->decode_s = t->total_s - t->prefill_s;
-    t->throughput_tok_s = pl->num_prompts * (double)pl->gen_len / t->total_s;
-    for (size_t i = 0; i < pl->ntasks; i++) {
-        const plan_task *k = &pl->tasks[i];
-        if (k->layer >= pl->nlayers)
-            continue;
-        if (k->step == 0)
-            t->prefill_stage_s[k->stage] += k->dur_s;
-        else
-            t->layer_stage_s[k->stage] += k->dur_s;
-    }
-    for (int s = 0; s < CM_NSTAGES; s++) {
-        t->prefill_stage_s[s] /= pl->nlayers;
-        if (pl->nsteps > 1)
-            t->layer_stage_s[s] /= (double)pl->nlayers * (pl->nsteps - 1);
-    }
-}
-
-static cJSON *result_json(const cli_job *job, const plan *pl, const sim_result *r,
-                          const sim_totals *t)
-{
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "model", job->model.name);
-    cJSON_AddStringToObject(o, "hardware", job->hw.name);
-    cJSON_AddBoolToObject(o, "feasible", r->fits);
-    if (!r->fits) {
-        cJSON *inf = cJSON_AddObjectToObject(o, "infeasible");
-        char id[96];
-        plan_task_id(pl, r->overflow_task, id, sizeof id);
-        cJSON_AddStringToObject(inf, "tier", tier_names[r->overflow_tier]);
-        cJSON_AddNumberToObject(inf, "overflow_bytes", r->overflow_bytes);
-        cJSON_AddStringToObject(inf, "task", id);
-    }
-    cJSON_AddNumberToObject(o, "throughput_tok_s", t->throughput_tok_s);
-    cJSON_AddNumberToObject(o, "total_s", t->total_s);
-    cJSON_AddNumberToObject(o, "prefill_s", t->prefill_s);
-    cJSON_AddNumberToObject(o, "decode_s", t->decode_s);
-    cJSON *pk = cJSON_AddObjectToObject(o, "peak_bytes");
-    for (int k = 0; k < TIER_COUNT; k++)
-        cJSON_AddNumberToObject(pk, tier_names[k], r->peak_bytes[k]);
-    cJSON_AddItemToObject(o, "stages", stage_obj(t->layer_stage_s));
-    cJSON_AddItemToObject(o, "prefill_stages", stage_obj(t->prefill_stage_s));
-    cJSON *steps = cJSON_AddArrayToObject(o, "steps");
-    for (int j = 0; j < r->nsteps; j++) {
-        cJSON *st = stage_obj(r->steps[j].s);
-        cJSON_AddNumberToObject(st, "step", j);
-        cJSON_AddNumberToObject(st, "end_s", r->step_end_s[j]);
-        cJSON_AddItemToArray(steps, st);
-    }
-    cJSON *ut = cJSON_AddObjectToObject(o, "utilization");
-    for (int k = 0; k < PLAN_NRES; k++)
-        cJSON_AddNumberToObject(ut, plan_res_names[k],
-                                r->makespan_s > 0 ? r->busy_s[k] / r->makespan_s : 0);
-    cJSON *sim = cJSON_AddObjectToObject(o, "simulation");
-    cJSON_AddNumberToObject(sim, "tasks", (double)pl->ntasks);
-    cJSON_AddNumberToObject(sim, "events", (double)r->events);
-    cJSON_AddNumberToObject(sim, "wall_s", r->wall_s);
-    cJSON_AddNumberToObject(sim, "events_per_s", r->wall_s > 0 ? r->events / r->wall_s : 0);
-    cJSON_AddNumberToObject(sim, "block_s", r->makespan_s);
-    cJSON_AddNumberToObject(sim, "blocks", pl->blocks);
-    cJSON *wl = cJSON_AddObjectToObject(o, "workload");
-    cJSON_AddNumberToObject(wl, "prompt_len", (double)job->workload.prompt_len);
-    cJSON_AddNumberToObject(wl, "gen_len", (double)job->workload.gen_len);
-    cJSON_AddNumberToObject(wl, "num_prompts", pl->num_prompts);
-    cJSON_AddNumberToObject(wl, "blocks", pl->blocks);
-    cJSON_AddItemToObject(o, "policy", cli_policy_json(&job->policy));
-    cJSON *real = cJSON_AddObjectToObject(o, "realized");
-    cJSON_AddItemToObject(real, "weights", placement_obj(&pl->realized.weights));
-    cJSON_AddItemToObject(real, "kv_cache", placement_obj(&pl->kv_realized));
-    cJSON_AddItemToObject(real, "activations", placement_obj(&pl->act_realized));
-    cJSON_AddItemToObject(real, "head_weights", placement_obj(&pl->realized.head));
-    return o;
-}
-
 static void print_table(const cli_job *job, const plan *pl, const sim_result *r,
-                        const sim_totals *t)
+                        const cli_sim_totals *t)
 {
     char a[32], b[32];
     printf("model     %s\nhardware  %s\n", job->model.name, job->hw.name);
@@ -250,9 +145,9 @@ int cmd_simulate(int argc, char **argv)
             goto done;
         }
     }
-    sim_totals t;
-    totals_get(&pl, &r, &t);
-    cJSON *obj = result_json(job, &pl, &r, &t);
+    cli_sim_totals t;
+    cli_sim_totals_get(&pl, &r, &t);
+    cJSON *obj = cli_simulation_json(job, &pl, &r, &t);
     char *text = cJSON_PrintUnformatted(obj);
     const cli_metric metrics[] = {
         {"throughput_tok_s", t.throughput_tok_s},

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/units.h"
+#include "sim/sim.h"
 
 const char *cli_bytes(double v, char *buf, size_t len)
 {
@@ -208,3 +209,85 @@ void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r)
         fprintf(out, "  %-18s %-14s %s\n", tier_names[t], cli_bytes(r->peak_bytes[t], a, sizeof a),
                 cli_bytes(r->capacity_bytes[t], b, sizeof b));
 }
+
+/* ---- simulation results */
+
+void cli_sim_totals_get(const plan *pl, const sim_result *r, cli_sim_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    t->total_s = pl->blocks * r->makespan_s;
+    t->prefill_s = pl->blocks * r->step_end_s[0];
+    t->decode_s = t->total_s - t->prefill_s;
+    t->throughput_tok_s = pl->num_prompts * (double)pl->gen_len / t->total_s;
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        const plan_task *k = &pl->tasks[i];
+        if (k->layer >= pl->nlayers)
+            continue;
+        if (k->step == 0)
+            t->prefill_stage_s[k->stage] += k->dur_s;
+        else
+            t->layer_stage_s[k->stage] += k->dur_s;
+    }
+    for (int s = 0; s < CM_NSTAGES; s++) {
+        t->prefill_stage_s[s] /= pl->nlayers;
+        if (pl->nsteps > 1)
+            t->layer_stage_s[s] /= (double)pl->nlayers * (pl->nsteps - 1);
+    }
+}
+
+cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result *r,
+                           const cli_sim_totals *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "model", job->model.name);
+    cJSON_AddStringToObject(o, "hardware", job->hw.name);
+    cJSON_AddBoolToObject(o, "feasible", r->fits);
+    if (!r->fits) {
+        cJSON *inf = cJSON_AddObjectToObject(o, "infeasible");
+        char id[96];
+        plan_task_id(pl, r->overflow_task, id, sizeof id);
+        cJSON_AddStringToObject(inf, "tier", tier_names[r->overflow_tier]);
+        cJSON_AddNumberToObject(inf, "overflow_bytes", r->overflow_bytes);
+        cJSON_AddStringToObject(inf, "task", id);
+    }
+    cJSON_AddNumberToObject(o, "throughput_tok_s", t->throughput_tok_s);
+    cJSON_AddNumberToObject(o, "total_s", t->total_s);
+    cJSON_AddNumberToObject(o, "prefill_s", t->prefill_s);
+    cJSON_AddNumberToObject(o, "decode_s", t->decode_s);
+    cJSON *pk = cJSON_AddObjectToObject(o, "peak_bytes");
+    for (int k = 0; k < TIER_COUNT; k++)
+        cJSON_AddNumberToObject(pk, tier_names[k], r->peak_bytes[k]);
+    cJSON_AddItemToObject(o, "stages", stages_json(t->layer_stage_s));
+    cJSON_AddItemToObject(o, "prefill_stages", stages_json(t->prefill_stage_s));
+    cJSON *steps = cJSON_AddArrayToObject(o, "steps");
+    for (int j = 0; j < r->nsteps; j++) {
+        cJSON *st = stages_json(r->steps[j].s);
+        cJSON_AddNumberToObject(st, "step", j);
+        cJSON_AddNumberToObject(st, "end_s", r->step_end_s[j]);
+        cJSON_AddItemToArray(steps, st);
+    }
+    cJSON *ut = cJSON_AddObjectToObject(o, "utilization");
+    for (int k = 0; k < PLAN_NRES; k++)
+        cJSON_AddNumberToObject(ut, plan_res_names[k],
+                                r->makespan_s > 0 ? r->busy_s[k] / r->makespan_s : 0);
+    cJSON *sim = cJSON_AddObjectToObject(o, "simulation");
+    cJSON_AddNumberToObject(sim, "tasks", (double)pl->ntasks);
+    cJSON_AddNumberToObject(sim, "events", (double)r->events);
+    cJSON_AddNumberToObject(sim, "wall_s", r->wall_s);
+    cJSON_AddNumberToObject(sim, "events_per_s", r->wall_s > 0 ? r->events / r->wall_s : 0);
+    cJSON_AddNumberToObject(sim, "block_s", r->makespan_s);
+    cJSON_AddNumberToObject(sim, "blocks", pl->blocks);
+    cJSON *wl = cJSON_AddObjectToObject(o, "workload");
+    cJSON_AddNumberToObject(wl, "prompt_len", (double)job->workload.prompt_len);
+    cJSON_AddNumberToObject(wl, "gen_len", (double)job->workload.gen_len);
+    cJSON_AddNumberToObject(wl, "num_prompts", pl->num_prompts);
+    cJSON_AddNumberToObject(wl, "blocks", pl->blocks);
+    cJSON_AddItemToObject(o, "policy", cli_policy_json(&job->policy));
+    cJSON *real = cJSON_AddObjectToObject(o, "realized");
+    cJSON_AddItemToObject(real, "weights", placement_json(&pl->realized.weights));
+    cJSON_AddItemToObject(real, "kv_cache", placement_json(&pl->kv_realized));
+    cJSON_AddItemToObject(real, "activations", placement_json(&pl->act_realized));
+    cJSON_AddItemToObject(real, "head_weights", placement_json(&pl->realized.head));
+    return o;
+}
+

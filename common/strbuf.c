@@ -1,12 +1,12 @@
 /* strbuf — see strbuf.h. */
 #include "common/strbuf.h"
 
-#include <errno.h>
+#include "common/atomicfile.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static bool reserve(strbuf *b, size_t extra)
 {
@@ -65,28 +65,10 @@ llmsim_status strbuf_write_file(const strbuf *b, const char *path, diag *e)
 {
     if (b->failed)
         return diag_set(e, LLMSIM_EFAIL, "out of memory while formatting %s", path);
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 16);
-    if (!tmp)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    snprintf(tmp, n + 16, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        llmsim_status st = diag_set(e, LLMSIM_EINPUT, "%s: cannot write: %s", path, strerror(errno));
-        free(tmp);
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "writing", e);
+    if (st)
         return st;
-    }
-    FILE *f = fdopen(fd, "w");
-    bool ok = f && fwrite(strbuf_str(b), 1, b->len, f) == b->len;
-    ok = (f && fclose(f) == 0) && ok;
-    if (!f)
-        close(fd);
-    if (!ok || rename(tmp, path) != 0) {
-        llmsim_status st = diag_set(e, LLMSIM_EINPUT, "%s: cannot write: %s", path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return LLMSIM_OK;
+    fwrite(strbuf_str(b), 1, b->len, a.f);
+    return atomicfile_commit(&a, "writing", e);
 }

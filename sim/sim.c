@@ -3,13 +3,12 @@
  */
 #include "sim/sim.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "common/atomicfile.h"
 #include "sim/eventq.h"
 
 /* ---- a min-heap of task indices: the ready queue of one resource */
@@ -295,25 +294,11 @@ out:
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e)
 {
-    size_t plen = strlen(path);
-    char *tmp = malloc(plen + 16);
-    if (!tmp)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    snprintf(tmp, plen + 16, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        llmsim_status st = diag_set(e, LLMSIM_EINPUT, "--trace %s: cannot write: %s", path,
-                                    strerror(errno));
-        free(tmp);
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--trace", e);
+    if (st)
         return st;
-    }
-    FILE *f = fdopen(fd, "w");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        free(tmp);
-        return diag_set(e, LLMSIM_EFAIL, "--trace %s: %s", path, strerror(errno));
-    }
+    FILE *f = a.f;
     fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
     fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
     for (const char *c = title; *c; c++)
@@ -337,15 +322,5 @@ llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *t
                    "{\"bytes\":%.0f}}", tier_names[r->mem[k].tier], 1e6 * r->mem[k].time_s,
                 r->mem[k].bytes);
     fprintf(f, "\n]}\n");
-    bool ok = !ferror(f);
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        llmsim_status st = diag_set(e, LLMSIM_EINPUT, "--trace %s: cannot write: %s", path,
-                                    strerror(errno));
-        unlink(tmp);
-        free(tmp);
-        return st;
-    }
-    free(tmp);
-    return LLMSIM_OK;
+    return atomicfile_commit(&a, "--trace", e);
 }

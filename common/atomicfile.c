@@ -1,0 +1,65 @@
+/* atomicfile — see atomicfile.h. */
+#include "common/atomicfile.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what, diag *e)
+{
+    memset(a, 0, sizeof *a);
+    a->path = path;
+    size_t n = strlen(path);
+    a->tmp = malloc(n + 16);
+    if (!a->tmp)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    snprintf(a->tmp, n + 16, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(a->tmp);
+    if (fd < 0) {
+        llmsim_status st = diag_set(e, LLMSIM_EINPUT, "%s %s: cannot write: %s", what, path,
+                                    strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
+        return st;
+    }
+    mode_t mask = umask(0);
+    umask(mask);
+    if (fchmod(fd, 0666 & ~mask) != 0 || !(a->f = fdopen(fd, "w"))) {
+        llmsim_status st = diag_set(e, LLMSIM_EFAIL, "%s %s: %s", what, path, strerror(errno));
+        close(fd);
+        unlink(a->tmp);
+        free(a->tmp);
+        a->tmp = NULL;
+        return st;
+    }
+    return LLMSIM_OK;
+}
+
+llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e)
+{
+    bool ok = !ferror(a->f);
+    ok = fclose(a->f) == 0 && ok;
+    a->f = NULL;
+    llmsim_status st = LLMSIM_OK;
+    if (!ok || rename(a->tmp, a->path) != 0) {
+        st = diag_set(e, LLMSIM_EINPUT, "%s %s: cannot write: %s", what, a->path, strerror(errno));
+        unlink(a->tmp);
+    }
+    free(a->tmp);
+    a->tmp = NULL;
+    return st;
+}
+
+void atomicfile_abort(atomicfile *a)
+{
+    if (a->f)
+        fclose(a->f);
+    if (a->tmp) {
+        unlink(a->tmp);
+        free(a->tmp);
+    }
+    memset(a, 0, sizeof *a);
+}

@@ -1,0 +1,26 @@
+/*
+ * atomicfile — write a file so that readers see the old one or the whole new
+ * one, never half of it: write to a temporary file beside it, then rename.
+ * The new file gets the usual permissions (0666 less the umask).
+ */
+#ifndef LLMSIM_COMMON_ATOMICFILE_H
+#define LLMSIM_COMMON_ATOMICFILE_H
+
+#include <stdio.h>
+
+#include "common/diag.h"
+
+typedef struct atomicfile {
+    FILE *f;     /* write here */
+    char *tmp;   /* the temporary path (owned) */
+    const char *path;
+} atomicfile;
+
+/* `what` names the file in messages ("--trace", "-o"). */
+llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what, diag *e);
+/* Close and rename into place; on any error the temporary file is removed. */
+llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e);
+/* Give up: close and remove the temporary file. */
+void atomicfile_abort(atomicfile *a);
+
+#endif
