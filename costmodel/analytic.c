@@ -323,14 +323,22 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
         }
     }
 
-    /* Hidden states between layers: loaded from and stored to their tier. */
+    /* Hidden states between layers: stored to their tier and loaded back,
+     * L - 1 times a step (the first layer's input is the embedding and the
+     * last layer's output goes to the head, both on the compute device), so
+     * each layer carries (L - 1) / L of a crossing. */
+    const double L = (double)s->m->num_layers, share = (L - 1) / L;
     if (s->has_gpu) {
-        put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD, ngb * cm_copies_time(h2d, b.act_bytes, 1));
-        put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD, ngb * cm_copies_time(d2h, b.act_bytes, 1));
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD,
+            share * ngb * cm_copies_time(h2d, b.act_bytes, 1));
+        put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD,
+            share * ngb * cm_copies_time(d2h, b.act_bytes, 1));
     }
     if (hw->disk.present) {
-        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1, ngb * cm_copies_time(rd, b.act_bytes, 1));
-        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1, ngb * cm_copies_time(wr, b.act_bytes, 1));
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1,
+            share * ngb * cm_copies_time(rd, b.act_bytes, 1));
+        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
+            share * ngb * cm_copies_time(wr, b.act_bytes, 1));
     }
     finish_terms(c);
 }

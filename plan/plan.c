@@ -362,7 +362,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, end_task, c_h2d != PLAN_NONE ? c_h2d : c_disk);
                     if (gpu && kt != TIER_GPU)
                         dep(&b, end_task, slot_wait(&kv_out));
-                    if (gpu && at != TIER_GPU)
+                    if (gpu && at != TIER_GPU && j < L - 1)
                         dep(&b, end_task, slot_wait(&act_out));
                     if (phase == CM_PHASE_DECODE && c_h2d == PLAN_NONE && c_disk == PLAN_NONE)
                         dep(&b, end_task, pbt->c_store); /* the cache it reads in place */
@@ -372,7 +372,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                             bc.dense_pre_s);
                     dep(&b, pre, weights_ready);
                     dep(&b, pre, input);
-                    if (at != TIER_GPU)
+                    if (at != TIER_GPU && j < L - 1)
                         dep(&b, pre, slot_wait(&act_out));
                     uint32_t qkv = add_task(&b, i, j, k, PLAN_QKV_D2H, PLAN_RES_D2H,
                                             CM_STAGE_STORE_CACHE, bc.qkv_bytes,
@@ -449,7 +449,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, c_w, bt->c_store);
                     bt->c_store = c_w;
                 }
-                if (!head) {
+                if (!head && j < L - 1) { /* the last layer's output goes to the head */
                     uint32_t a_d2h = PLAN_NONE;
                     bt->a_store = end_task;
                     if (gpu && at != TIER_GPU) {
