@@ -39,7 +39,10 @@ static void print_table(const cli_job *job, const plan *pl, const sim_result *r,
            r->events, r->wall_s, r->wall_s > 0 ? r->events / r->wall_s : 0);
     if (!r->fits) {
         char id[96];
-        plan_task_id(pl, r->overflow_task, id, sizeof id);
+        if (r->overflow_task == PLAN_NONE) /* the resident data alone does not fit */
+            snprintf(id, sizeof id, "resident (weights, KV cache, hidden states)");
+        else
+            plan_task_id(pl, r->overflow_task, id, sizeof id);
         printf("DOES NOT FIT: the %s tier overflows by %s (first at task %s)\n\n",
                tier_names[r->overflow_tier], cli_bytes(r->overflow_bytes, a, sizeof a), id);
     }

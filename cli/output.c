@@ -245,7 +245,10 @@ cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result 
     if (!r->fits) {
         cJSON *inf = cJSON_AddObjectToObject(o, "infeasible");
         char id[96];
-        plan_task_id(pl, r->overflow_task, id, sizeof id);
+        if (r->overflow_task == PLAN_NONE) /* the resident data alone does not fit */
+            snprintf(id, sizeof id, "resident (weights, KV cache, hidden states)");
+        else
+            plan_task_id(pl, r->overflow_task, id, sizeof id);
         cJSON_AddStringToObject(inf, "tier", tier_names[r->overflow_tier]);
         cJSON_AddNumberToObject(inf, "overflow_bytes", r->overflow_bytes);
         cJSON_AddStringToObject(inf, "task", id);
