@@ -14,9 +14,9 @@
 
 #include "cli/cli.h"
 #include "sim/sim.h"
+#include "golden.h"
 #include "tap.h"
 
-#define GOLDEN_REL_TOL 1e-9
 
 typedef struct golden_case {
     const char *name;
@@ -38,71 +38,8 @@ static const golden_case cases[] = {
       "--prompt-len", "48", "--gen-len", "4", NULL}},
 };
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    if (buf)
-        buf[n] = '\0';
-    fclose(f);
-    return buf;
-}
-
-static int compare(const cJSON *want, const cJSON *got, const char *path)
-{
-    char sub[512];
-    int diffs = 0;
-    if ((want->type & 0xff) != (got->type & 0xff)) {
-        CHECK(0, "%s: type differs", path);
-        return 1;
-    }
-    if (cJSON_IsNumber(want)) {
-        double a = want->valuedouble, b = got->valuedouble;
-        if (!(fabs(a - b) <= GOLDEN_REL_TOL * fmax(fabs(a), 1e-12))) {
-            CHECK(0, "%s: golden %.17g, now %.17g", path, a, b);
-            diffs++;
-        }
-    } else if (cJSON_IsString(want)) {
-        if (strcmp(want->valuestring, got->valuestring) != 0) {
-            CHECK(0, "%s: golden '%s', now '%s'", path, want->valuestring, got->valuestring);
-            diffs++;
-        }
-    } else if (cJSON_IsArray(want) || cJSON_IsObject(want)) {
-        CHECK(cJSON_GetArraySize(want) == cJSON_GetArraySize(got), "%s: entry count differs", path);
-        int i = 0;
-        for (const cJSON *w = want->child; w; w = w->next, i++) {
-            const cJSON *g = cJSON_IsArray(want) ? cJSON_GetArrayItem(got, i)
-                                                  : cJSON_GetObjectItemCaseSensitive(got, w->string);
-            if (cJSON_IsArray(want))
-                snprintf(sub, sizeof sub, "%s[%d]", path, i);
-            else
-                snprintf(sub, sizeof sub, "%s.%s", path, w->string);
-            if (!g) {
-                CHECK(0, "%s: missing now", sub);
-                diffs++;
-                continue;
-            }
-            diffs += compare(w, g, sub);
-        }
-    } else if (cJSON_IsBool(want) && cJSON_IsTrue(want) != cJSON_IsTrue(got)) {
-        CHECK(0, "%s: boolean differs", path);
-        diffs++;
-    }
-    return diffs;
-}
-
 int main(void)
 {
-    bool update = getenv("LLMSIM_GOLDEN_UPDATE") != NULL;
     printf("# no random seed: the simulation is deterministic by construction\n");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const golden_case *gc = &cases[i];
@@ -130,27 +67,7 @@ int main(void)
         cJSON *sim = cJSON_GetObjectItemCaseSensitive(got, "simulation");
         cJSON_DeleteItemFromObjectCaseSensitive(sim, "wall_s");
         cJSON_DeleteItemFromObjectCaseSensitive(sim, "events_per_s");
-        char path[1024];
-        snprintf(path, sizeof path, "%s/simulate/%s.json", getenv("LLMSIM_GOLDEN"), gc->name);
-        if (update) {
-            char *text = cJSON_Print(got);
-            FILE *f = fopen(path, "w");
-            CHECK(f != NULL, "cannot write %s", path);
-            if (f) {
-                fprintf(f, "%s\n", text);
-                fclose(f);
-            }
-            free(text);
-        } else {
-            char *text = read_file(path);
-            CHECK(text != NULL, "%s: no golden file %s (run with LLMSIM_GOLDEN_UPDATE=1)", gc->name,
-                  path);
-            cJSON *want = text ? cJSON_Parse(text) : NULL;
-            if (want)
-                CHECK(compare(want, got, gc->name) == 0, "%s differs from %s", gc->name, path);
-            cJSON_Delete(want);
-            free(text);
-        }
+        golden_check("simulate", gc->name, got);
         cJSON_Delete(got);
         sim_result_free(&r);
         plan_free(&pl);
