@@ -1,4 +1,5 @@
 /* atomicfile — see atomicfile.h. */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include "common/atomicfile.h"
 
 #include <errno.h>
@@ -11,6 +12,24 @@
 llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what, diag *e)
 {
     memset(a, 0, sizeof *a);
+    /* Replace a regular file, or the file a symbolic link points to; never
+     * a link itself, a device or a directory. */
+    struct stat sb;
+    if (lstat(path, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode)) {
+            a->resolved = realpath(path, NULL);
+            if (!a->resolved || stat(a->resolved, &sb) != 0)
+                return diag_set(e, LLMSIM_EINPUT, "%s %s: a symbolic link to nothing; give a file path",
+                                what, path);
+            path = a->resolved;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+            free(a->resolved);
+            a->resolved = NULL;
+            return diag_set(e, LLMSIM_EINPUT, "%s %s: not a regular file (a directory or a device); "
+                            "give a file path", what, path);
+        }
+    }
     a->path = path;
     size_t n = strlen(path);
     a->tmp = malloc(n + 16);
@@ -23,6 +42,8 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
                                     strerror(errno));
         free(a->tmp);
         a->tmp = NULL;
+        free(a->resolved);
+        a->resolved = NULL;
         return st;
     }
     mode_t mask = umask(0);
@@ -33,6 +54,8 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
         unlink(a->tmp);
         free(a->tmp);
         a->tmp = NULL;
+        free(a->resolved);
+        a->resolved = NULL;
         return st;
     }
     return LLMSIM_OK;
@@ -50,6 +73,8 @@ llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e)
     }
     free(a->tmp);
     a->tmp = NULL;
+    free(a->resolved);
+    a->resolved = NULL;
     return st;
 }
 
@@ -61,5 +86,6 @@ void atomicfile_abort(atomicfile *a)
         unlink(a->tmp);
         free(a->tmp);
     }
+    free(a->resolved);
     memset(a, 0, sizeof *a);
 }

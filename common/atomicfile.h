@@ -1,7 +1,9 @@
 /*
  * atomicfile — write a file so that readers see the old one or the whole new
  * one, never half of it: write to a temporary file beside it, then rename.
- * The new file gets the usual permissions (0666 less the umask).
+ * The new file gets the usual permissions (0666 less the umask). A symbolic
+ * link is followed (its target is replaced); a device, a directory or a
+ * dangling link is refused.
  */
 #ifndef LLMSIM_COMMON_ATOMICFILE_H
 #define LLMSIM_COMMON_ATOMICFILE_H
@@ -13,7 +15,8 @@
 typedef struct atomicfile {
     FILE *f;     /* write here */
     char *tmp;   /* the temporary path (owned) */
-    const char *path;
+    const char *path;  /* where the file goes (a link's target when given a link) */
+    char *resolved;    /* owned: the resolved target of a symbolic link */
 } atomicfile;
 
 /* `what` names the file in messages ("--trace", "-o"). */

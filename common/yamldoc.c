@@ -437,6 +437,27 @@ llmsim_status yd_field_qty(yd_map *m, const char *key, yd_need need, units_kind 
     return yd_node_qty(m->doc, n, key, kind, range, out, e);
 }
 
+llmsim_status yd_field_qty_in(yd_map *m, const char *key, yd_need need, units_kind kind, double lo,
+                              double hi, double *out, diag *e)
+{
+    yaml_node_t *n = NULL;
+    llmsim_status st = yd_field_node(m, key, need, &n, e);
+    if (st || !n)
+        return st;
+    double v;
+    if ((st = yd_node_qty(m->doc, n, key, kind, YD_NONNEG, &v, e)))
+        return st;
+    if (v < lo || v > hi) {
+        char a[48], b[48];
+        units_format_exact(kind, lo, a, sizeof a);
+        units_format_exact(kind, hi, b, sizeof b);
+        return yd_error(m->doc, n, e, "'%s' = '%s' is not plausible (between %s and %s); check the "
+                        "unit", key, yd_scalar(n), a, b);
+    }
+    *out = v;
+    return LLMSIM_OK;
+}
+
 llmsim_status yd_field_enum(yd_map *m, const char *key, yd_need need, const char *const *names,
                             int n_names, int *out, diag *e)
 {

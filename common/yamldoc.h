@@ -84,6 +84,11 @@ llmsim_status yd_field_double(yd_map *m, const char *key, yd_need need, double m
 llmsim_status yd_field_bool(yd_map *m, const char *key, yd_need need, bool *out, diag *e);
 llmsim_status yd_field_qty(yd_map *m, const char *key, yd_need need, units_kind kind, int range,
                            double *out, diag *e);
+/* A quantity that must lie in [lo, hi] to be plausible (a bandwidth of
+ * 12 KB/s is a wrong unit, not a slow link): outside it, an error that
+ * names the range and says to check the unit. */
+llmsim_status yd_field_qty_in(yd_map *m, const char *key, yd_need need, units_kind kind, double lo,
+                              double hi, double *out, diag *e);
 /* names[0..n) are the accepted words; *out is the index. */
 llmsim_status yd_field_enum(yd_map *m, const char *key, yd_need need, const char *const *names,
                             int n, int *out, diag *e);

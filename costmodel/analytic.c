@@ -437,8 +437,7 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
     const policy *p = s->p;
     const double L = (double)m->num_layers, gbs = p->gpu_batch_size, bls = s->bls;
     const double sl = (double)s->w.prompt_len, full = sl + (double)s->w.gen_len;
-    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
-    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
+    const double h = (double)m->hidden_size;
     const double heads = (double)m->num_heads, v = (double)m->vocab_size;
 
     const double w_total = L * s->w_layer_bytes + s->w_head_bytes;
@@ -458,9 +457,7 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
      * in prefill (q, k, v, attention output, and the larger of the FFN
      * intermediate and the attention scores) and the logits of the LM head.
      * Hidden states in and out are the resident share or the slots below. */
-    double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
-    double work = gbs * sl * (qd + 2 * kvd + h + fmax(ffn_inter, heads * sl)) * CM_HALF +
-                  gbs * v * 4.0;
+    double work = cm_batch_work_bytes(s, sl, sl) + gbs * v * 4.0;
     if (p->weight_quant.bits) /* dequantized copy of the layer being computed */
         work += fmax(s->w_layer_fp16_bytes,
                      (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) * CM_HALF);
@@ -497,6 +494,19 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
     peak[TIER_CPU].c[CM_WD] += 2 * w_slot;
     peak[TIER_CPU].c[CM_CD] += 2 * kv_batch;
     peak[TIER_CPU].c[CM_HD] += 2 * act_batch;
+}
+
+double cm_batch_work_bytes(const cm_setup *s, double new_tokens, double ctx)
+{
+    const model *m = s->m;
+    const double gbs = s->p->gpu_batch_size;
+    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
+    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
+    const double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
+    const double rows = gbs * new_tokens;
+    const double tile = new_tokens < CM_ATTN_QUERY_TILE ? new_tokens : CM_ATTN_QUERY_TILE;
+    double scores = gbs * (double)m->num_heads * tile * ctx * 4.0;
+    return rows * (qd + 2 * kvd + h) * CM_HALF + fmax(rows * ffn_inter * CM_HALF, scores);
 }
 
 /* ---- whole prediction */

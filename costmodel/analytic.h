@@ -130,6 +130,15 @@ double cm_head_dequant_s(const cm_setup *s);
 /* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
 double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC]);
 
+/* Queries per tile of the attention kernels: scores are held for one tile of
+ * queries at a time (fp32), never for the whole prompt x prompt. */
+#define CM_ATTN_QUERY_TILE 128.0
+/* Intermediate tensors of one GPU batch through one layer with new_tokens
+ * tokens per sequence over a context of ctx: q, k, v and the attention
+ * output, and the larger of the FFN intermediate and one query tile's
+ * scores. The plan allocates exactly this per compute task. */
+double cm_batch_work_bytes(const cm_setup *s, double new_tokens, double ctx);
+
 /* Peak bytes per tier as linear forms, and the capacities. */
 void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT]);
 double cm_tier_capacity(const cm_setup *s, tier t);

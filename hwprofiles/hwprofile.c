@@ -54,9 +54,10 @@ static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw
         return st;
     l->present = true;
     yaml_node_t *seq;
-    if ((st = yd_field_qty(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
-                           &l->bandwidth_Bps, e)) ||
-        (st = yd_field_qty(&m, "latency", YD_OPTIONAL, UNITS_TIME, YD_NONNEG, &l->latency_s, e)) ||
+    if ((st = yd_field_qty_in(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                              HW_MAX_BANDWIDTH, &l->bandwidth_Bps, e)) ||
+        (st = yd_field_qty_in(&m, "latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                              &l->latency_s, e)) ||
         (st = yd_field_seq(&m, "points", YD_OPTIONAL, &seq, e)) ||
         (seq && (st = load_points(m.doc, seq, l, e)))) {
         yd_map_discard(&m);
@@ -88,8 +89,8 @@ static llmsim_status load_gemm(yd_map *parent, const char *key, hw_gemm_table *t
         if ((st = yd_field_int(&pm, "m", YD_REQUIRED, 1, 1LL << 40, &m, e)) ||
             (st = yd_field_int(&pm, "n", YD_OPTIONAL, 1, 1LL << 40, &nn, e)) ||
             (st = yd_field_int(&pm, "k", YD_OPTIONAL, 1, 1LL << 40, &k, e)) ||
-            (st = yd_field_qty(&pm, "throughput", YD_REQUIRED, UNITS_FLOPS, YD_POSITIVE, &p->flops,
-                               e)) ||
+            (st = yd_field_qty_in(&pm, "throughput", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
+                                  HW_MAX_FLOPS, &p->flops, e)) ||
             (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
             yd_map_discard(&pm);
             return st;
@@ -142,16 +143,16 @@ static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
     memset(&att, 0, sizeof att);
     if ((st = yd_field_str(&m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) ||
         (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes, e)) ||
-        (st = yd_field_qty(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
-                           &g->memory_bandwidth_Bps, e)) ||
+        (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+                              HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &g->memory_bandwidth_Bps, e)) ||
         (st = load_gemm(&m, "gemm", &g->gemm, e)) ||
-        (st = yd_field_qty(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, YD_NONNEG,
-                           &g->launch_latency_s, e)) ||
+        (st = yd_field_qty_in(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                              &g->launch_latency_s, e)) ||
         (st = yd_field_map(&m, "attention", YD_REQUIRED, &att, e)) ||
-        (st = yd_field_qty(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, YD_POSITIVE,
-                           &g->attn_prefill_flops, e)) ||
-        (st = yd_field_qty(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
-                           &g->attn_decode_Bps, e))) {
+        (st = yd_field_qty_in(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS, HW_MAX_FLOPS,
+                              &g->attn_prefill_flops, e)) ||
+        (st = yd_field_qty_in(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                              HW_MAX_BANDWIDTH, &g->attn_decode_Bps, e))) {
         yd_map_discard(&att);
         yd_map_discard(&m);
         return st;
@@ -174,11 +175,11 @@ static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
     if ((st = yd_field_str(&m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) ||
         (st = yd_field_int(&m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) ||
         (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes, e)) ||
-        (st = yd_field_qty(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE,
-                           &c->memory_bandwidth_Bps, e)) ||
+        (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+                              HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) ||
         (st = load_gemm(&m, "gemm", &c->gemm, e)) ||
-        (st = yd_field_qty(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, YD_POSITIVE, &c->attn_Bps,
-                           e))) {
+        (st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                              HW_MAX_BANDWIDTH, &c->attn_Bps, e))) {
         yd_map_discard(&m);
         return st;
     }

@@ -17,6 +17,13 @@
 
 #define HW_MAX_POINTS 64
 
+/* What a profile may plausibly say: outside these, the unit is wrong. */
+#define HW_MIN_BANDWIDTH 1e6  /* 1 MB/s */
+#define HW_MAX_BANDWIDTH 1e15 /* 1 PB/s */
+#define HW_MAX_LATENCY 1.0    /* 1 s per copy or kernel launch */
+#define HW_MIN_FLOPS 1e6      /* 1 MFLOP/s */
+#define HW_MAX_FLOPS 1e18     /* 1 EFLOP/s */
+
 /* One measured point: x = size in bytes, y = seconds; spread = (max-min)/median. */
 typedef struct hw_point {
     double bytes;

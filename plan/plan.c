@@ -231,9 +231,6 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     slots act_in = {{PLAN_NONE, PLAN_NONE}, 0}, act_out = act_in, kv_in = act_in, kv_out = act_in;
     slots staging = act_in;
 
-    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
-    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
-    const double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
     uint32_t *last_head = malloc(sizeof(uint32_t) * (size_t)ngb);
     if (!last_head) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory");
@@ -338,12 +335,9 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 }
 
                 /* -- compute */
-                double work = gbs * t_new * (qd + 2 * kvd + h + (ffn_inter > m->num_heads * ctx
-                                                                     ? ffn_inter
-                                                                     : (double)m->num_heads * ctx)) *
-                                  PLAN_HALF;
+                double work = cm_batch_work_bytes(&s, t_new, ctx);
                 if (p->kv_quant.bits && !head)
-                    work += 2.0 * gbs * ctx * kvd * PLAN_HALF;
+                    work += 2.0 * gbs * ctx * (double)model_kv_dim(m) * PLAN_HALF;
                 uint32_t end_task;
                 if (head) {
                     end_task = add_task(&b, i, j, k, PLAN_HEAD, comp, CM_STAGE_COMPUTE, act,

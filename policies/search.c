@@ -21,6 +21,10 @@
 #define SEARCH_MAX_REPAIRS 3
 /* LP solutions rounded and priced before the best is chosen. */
 #define SEARCH_ROUND_POOL 32
+/* An LP of ~20 columns and ~50 rows solves in tens of iterations; one that
+ * needs thousands is numerically broken, and must fail, not hang. */
+#define SEARCH_LP_ITERATIONS 5000
+#define SEARCH_LP_TIME_MS 2000
 
 void search_options_init(search_options *o)
 {
@@ -29,6 +33,7 @@ void search_options_init(search_options *o)
     o->top_k = 10;
     o->max_gpu_batch = 1024;
     o->max_gpu_batches = 64;
+    o->lp_iteration_limit = SEARCH_LP_ITERATIONS;
 }
 
 /* ---- GLPK's terminal output goes here, not into ours */
@@ -250,12 +255,14 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
 
 typedef enum lp_outcome { LP_OPTIMAL, LP_INFEASIBLE, LP_FAILED } lp_outcome;
 
-static lp_outcome lp_solve(lp *l, double *block_s, double x[CM_NFRAC], diag *e)
+static lp_outcome lp_solve(lp *l, int it_lim, double *block_s, double x[CM_NFRAC], diag *e)
 {
     glp_smcp parm;
     glp_init_smcp(&parm);
-    parm.msg_lev = GLP_MSG_OFF;
+    parm.msg_lev = GLP_MSG_ERR; /* errors only, and those go to glpk_hook */
     parm.presolve = GLP_OFF;
+    parm.it_lim = it_lim;
+    parm.tm_lim = SEARCH_LP_TIME_MS;
     glpk_log_len = 0;
     glpk_log[0] = '\0';
     int ret = glp_simplex(l->P, &parm);
@@ -265,12 +272,14 @@ static lp_outcome lp_solve(lp *l, double *block_s, double x[CM_NFRAC], diag *e)
         ret = glp_simplex(l->P, &parm);
     }
     if (ret != 0) {
-        diag_set(e, LLMSIM_EFAIL, "GLPK: glp_simplex returned %d on an LP of %d rows%s%s", ret,
+        const char *why = ret == GLP_EITLIM ? " (iteration limit: the LP is numerically degenerate)"
+                          : ret == GLP_ETMLIM ? " (time limit)" : "";
+        diag_set(e, LLMSIM_EFAIL, "GLPK: glp_simplex returned %d%s on an LP of %d rows%s%s", ret, why,
                  lp_nrows(l), glpk_log_len ? "; GLPK said: " : "", glpk_log);
         return LP_FAILED;
     }
     int status = glp_get_status(l->P);
-    if (status == GLP_NOFEAS || status == GLP_INFEAS)
+    if (status == GLP_NOFEAS)
         return LP_INFEASIBLE;
     if (status != GLP_OPT) {
         diag_set(e, LLMSIM_EFAIL, "GLPK: the LP is %s (status %d); this is a bug in the search's "
@@ -370,7 +379,7 @@ llmsim_status search_solve_choice(const model *m, const hwprofile *hw, const wor
     }
     lp_fill(&l, &s, usable, o->no_disk, o->max_latency_s);
     double block_s, x[CM_NFRAC];
-    lp_outcome out = lp_solve(&l, &block_s, x, e);
+    lp_outcome out = lp_solve(&l, o->lp_iteration_limit, &block_s, x, e);
     glp_delete_prob(l.P);
     glp_term_hook(NULL, NULL);
     if (out == LP_FAILED)
@@ -551,7 +560,7 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
                         lp_fill(&l, &s, usable, o->no_disk, o->max_latency_s);
                         double block_s, x[CM_NFRAC];
                         r->candidates_evaluated++;
-                        lp_outcome out = lp_solve(&l, &block_s, x, e);
+                        lp_outcome out = lp_solve(&l, o->lp_iteration_limit, &block_s, x, e);
                         if (out == LP_FAILED) {
                             st = LLMSIM_EFAIL;
                             break;

@@ -42,6 +42,7 @@ typedef struct search_options {
     int max_gpu_batch;     /* largest GPU batch tried (power of 2) */
     int max_gpu_batches;   /* largest number of GPU batches tried */
     bool progress;         /* progress lines on stderr */
+    int lp_iteration_limit; /* simplex iterations per LP before it counts as failed */
 } search_options;
 
 void search_options_init(search_options *o);
