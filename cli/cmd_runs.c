@@ -265,9 +265,20 @@ int cmd_runs(int argc, char **argv)
         case 'w':
             filter.hw_name = optarg;
             break;
-        case 'k':
+        case 'k': {
+            static const char *const kinds[] = {"predict", "simulate", "measure", "search",
+                                                "profile", "validate", "calibrate"};
+            bool known = false;
+            for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+                known = known || strcmp(optarg, kinds[i]) == 0;
+            if (!known) {
+                fprintf(stderr, "llmsim runs: --kind '%s' is not a kind of run (predict, simulate, "
+                        "measure, search, profile, validate, calibrate)\n", optarg);
+                return 2;
+            }
             filter.kind = optarg;
             break;
+        }
         case 'n':
             if (!cmd_parse_int(optarg, 1, INT_MAX, &limit)) {
                 fprintf(stderr, "llmsim runs: --limit must be a whole number >= 1 (got '%s')\n",

@@ -23,7 +23,8 @@ static void usage(FILE *out)
             "CPU delegation; the best solutions are rounded to whole tensors and re-checked.\n\n"
             "  --model M, --hardware H   as for llmsim predict\n"
             "  --prompt-len S --gen-len N [--num-prompts P] | --workload FILE\n"
-            "  --max-latency SECONDS     bound on each decode step of the block\n"
+            "  --max-latency SECONDS     bound on each decode step of the block: the time\n"
+            "                            between two tokens of every sequence (gen-len >= 2)\n"
             "  --headroom F              keep this fraction of every tier free (default 0.05)\n"
             "  --no-quant                only unquantized weights and cache\n"
             "  --no-disk                 nothing on disk\n"
@@ -135,8 +136,8 @@ int cmd_search(int argc, char **argv)
         case O_GEN:
         case O_NPROMPTS:
             if (!cli_parse_ll(optarg, 1, 1LL << 40, &v)) {
-                fprintf(stderr, "llmsim search: %s '%s' must be a positive whole number\n",
-                        argv[optind - 1], optarg);
+                fprintf(stderr, "llmsim search: --%s '%s' must be a positive whole number\n",
+                        c == O_PROMPT ? "prompt-len" : c == O_GEN ? "gen-len" : "num-prompts", optarg);
                 goto out;
             }
             *(c == O_PROMPT ? &prompt : c == O_GEN ? &gen : &nprompts) = v;
@@ -162,8 +163,9 @@ int cmd_search(int argc, char **argv)
         case O_MAXK:
         case O_TOP:
             if (!cli_parse_ll(optarg, 1, 1 << 20, &v)) {
-                fprintf(stderr, "llmsim search: %s '%s' must be a whole number from 1 to %d\n",
-                        argv[optind - 1], optarg, 1 << 20);
+                fprintf(stderr, "llmsim search: --%s '%s' must be a whole number from 1 to %d\n",
+                        c == O_MAXB ? "max-gpu-batch" : c == O_MAXK ? "max-gpu-batches" : "top", optarg,
+                        1 << 20);
                 goto out;
             }
             if (c == O_MAXB)
@@ -207,6 +209,12 @@ int cmd_search(int argc, char **argv)
     if ((status = cli_load_inputs("search", job)) ||
         (status = cli_load_workload("search", job, workload_file, prompt, gen, nprompts)))
         goto out;
+    if (so.max_latency_s > 0 && job->workload.gen_len < 2) {
+        fprintf(stderr, "llmsim search: --max-latency bounds each decode step, and --gen-len 1 has "
+                "none; generate at least 2 tokens\n");
+        status = CLI_EXIT_INPUT;
+        goto out;
+    }
 
     diag e;
     diag_clear(&e);
@@ -246,6 +254,8 @@ int cmd_search(int argc, char **argv)
     cJSON_AddNumberToObject(obj, "lps_infeasible", (double)r.lps_infeasible);
     cJSON_AddNumberToObject(obj, "search_s", r.search_s);
     cJSON_AddItemToObject(obj, "prediction", cli_prediction_json(job, &pr));
+    pr.search_s = r.search_s; /* recorded with the run's metrics */
+    pr.candidates_evaluated = (double)r.candidates_evaluated;
     cJSON *top = cJSON_AddArrayToObject(obj, "top");
     for (int i = 0; i < r.ntop; i++)
         cJSON_AddItemToArray(top, candidate_json(&r.top[i]));

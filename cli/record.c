@@ -4,6 +4,7 @@
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/record.h"
 #include "db/store.h"
@@ -86,9 +87,14 @@ llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const 
         {"peak_disk_bytes", r->peak_bytes[TIER_DISK]},
         {"prefill_layer_s", r->prefill_layer_s},
         {"decode_layer_s", r->decode_layer_s},
+        {"search_s", r->search_s},
+        {"candidates_evaluated", r->candidates_evaluated},
     };
+    int nm = (int)(sizeof metrics / sizeof metrics[0]);
+    if (strcmp(kind, "search") != 0)
+        nm -= 2; /* the search's own figures */
     cli_record rec = {
-        .kind = kind, .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .kind = kind, .metrics = metrics, .nmetrics = nm,
         .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,
     };
     return cli_record_run(job, &rec, run_id, e);

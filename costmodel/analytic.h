@@ -173,6 +173,8 @@ typedef struct cm_result {
     placement realized[3];     /* as placed in whole tensors (costmodel/placement.h) */
     placement realized_head;   /* embedding / LM-head tensors */
     int nsteps;                /* gen_len - 1 decode steps */
+    double search_s;           /* set by search for its record: how long it took */
+    double candidates_evaluated; /* likewise: LPs built (0 for predict) */
     cm_step_stages *steps;     /* [nsteps + 1]: 0 = prefill, owned; cm_result_free */
 } cm_result;
 

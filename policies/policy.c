@@ -123,14 +123,15 @@ static llmsim_status load_placement(yd_map *root, const char *key, placement *pl
         }
         sum += pl->f[t];
     }
-    if (fabs(sum - 1.0) > FRACTION_SUM_TOLERANCE) {
-        st = yd_error(m.doc, m.node, e,
-                      "the %s fractions sum to %g; gpu + cpu + disk must be 1 (omitted tiers are 0)",
-                      key, sum);
-        yd_map_discard(&m);
+    /* an unknown key first: {gpu: 0.2, cpus: 0.8} is a typo, not a bad sum */
+    yaml_node_t *node = m.node;
+    if ((st = yd_map_close(&m, e)))
         return st;
-    }
-    return yd_map_close(&m, e);
+    if (fabs(sum - 1.0) > FRACTION_SUM_TOLERANCE)
+        return yd_error(m.doc, node, e,
+                        "the %s fractions sum to %g; gpu + cpu + disk must be 1 (omitted tiers are 0)",
+                        key, sum);
+    return LLMSIM_OK;
 }
 
 static llmsim_status load_quant(yd_map *root, const char *key, quant *q, diag *e)

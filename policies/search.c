@@ -25,6 +25,7 @@
  * needs thousands is numerically broken, and must fail, not hang. */
 #define SEARCH_LP_ITERATIONS 5000
 #define SEARCH_LP_TIME_MS 2000
+#define SEARCH_TIE_BREAK 1e-6
 
 void search_options_init(search_options *o)
 {
@@ -199,6 +200,10 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
     cm_layer_cost c;
     cm_layer_cost_get(s, CM_PHASE_PREFILL, sl, &c);
     lp_phase_rows(l, l->row_pre, l->col_tp, &c, s->p->overlap);
+    /* the scale of a layer's time, for the tie-break below */
+    double scale = c.sum.c0;
+    for (int i = 0; i < CM_NFRAC; i++)
+        scale += fabs(c.sum.c[i]);
     cm_head_cost_get(s, CM_PHASE_PREFILL, &c);
     lp_phase_rows(l, l->row_hpre, l->col_thp, &c, s->p->overlap);
     for (int k = 0; k < l->nseg; k++) {
@@ -251,6 +256,14 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
         hd += l->seg_len[k];
     }
     glp_set_obj_coef(l->P, l->col_thd, hd);
+    /* Among placements equally fast, prefer the faster tiers: a cost of
+     * SEARCH_TIE_BREAK of a layer's time per unit of fraction on the CPU
+     * (half) or the disk (whole) — parts per million, far below any real
+     * difference, but enough that idle data does not land on disk. */
+    for (int g = 0; g < 3; g++) {
+        glp_set_obj_coef(l->P, l->col_x + 3 * g + TIER_CPU, 0.5 * SEARCH_TIE_BREAK * scale);
+        glp_set_obj_coef(l->P, l->col_x + 3 * g + TIER_DISK, SEARCH_TIE_BREAK * scale);
+    }
 }
 
 typedef enum lp_outcome { LP_OPTIMAL, LP_INFEASIBLE, LP_FAILED } lp_outcome;
@@ -289,6 +302,7 @@ static lp_outcome lp_solve(lp *l, int it_lim, double *block_s, double x[CM_NFRAC
     *block_s = glp_get_obj_val(l->P);
     for (int i = 0; i < CM_NFRAC; i++) {
         double v = glp_get_col_prim(l->P, l->col_x + i);
+        *block_s -= glp_get_obj_coef(l->P, l->col_x + i) * v; /* the tie-break is not time */
         x[i] = v < 0 ? 0 : v > 1 ? 1 : v;
     }
     /* make each triple sum to exactly 1 (simplex tolerances) */
@@ -616,10 +630,11 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
                             o->no_disk ? " without disk" : "");
         return diag_set(e, LLMSIM_EINPUT,
                         "no policy fits %s on %s for prompt %lld + %lld generated tokens%s; "
-                        "try a shorter workload, less --headroom%s", m->name, hw->name,
+                        "try a shorter workload or less --headroom%s", m->name, hw->name,
                         w->prompt_len, w->gen_len,
                         o->max_latency_s > 0 ? " within --max-latency" : "",
-                        o->max_latency_s > 0 ? " or a looser --max-latency" : " or allowing disk");
+                        o->max_latency_s > 0 ? ", or a looser --max-latency"
+                        : o->no_disk ? ", or allow the disk" : "");
     }
     /* round the best LP solutions, best first, until top_k of them fit */
     qsort(sols, n, sizeof *sols, cmp_solution);
