@@ -66,6 +66,12 @@ cJSON *cli_prediction_json(const cli_job *job, const cm_result *r);
 void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);
 /* Print a JSON object on stdout followed by a newline; frees it. */
 void cli_print_json(cJSON *obj);
+/* Long generations: the per-step breakdown (JSON `steps`, the store's
+ * run_stages) keeps at most CLI_MAX_STEPS steps, evenly spaced, with the
+ * first and the last; each entry carries its step number. */
+#define CLI_MAX_STEPS 512
+bool cli_step_kept(int j, int n);
+
 /* A human size / time for tables. */
 const char *cli_bytes(double v, char *buf, size_t len);
 

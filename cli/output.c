@@ -10,6 +10,14 @@
 #include "common/units.h"
 #include "sim/sim.h"
 
+bool cli_step_kept(int j, int n)
+{
+    if (n <= CLI_MAX_STEPS)
+        return true;
+    int stride = (n + CLI_MAX_STEPS - 1) / CLI_MAX_STEPS;
+    return j == 0 || j == n - 1 || j % stride == 0;
+}
+
 const char *cli_bytes(double v, char *buf, size_t len)
 {
     units_format(UNITS_BYTES, v, buf, len);
@@ -128,6 +136,8 @@ cJSON *cli_prediction_json(const cli_job *job, const cm_result *r)
     cJSON_AddNumberToObject(o, "decode_layer_s", r->decode_layer_s);
     cJSON *steps = cJSON_AddArrayToObject(o, "steps");
     for (int j = 0; j <= r->nsteps; j++) {
+        if (!cli_step_kept(j, r->nsteps + 1))
+            continue;
         cJSON *st = stages_json(r->steps[j].s);
         cJSON_AddNumberToObject(st, "step", j);
         cJSON_AddItemToArray(steps, st);
@@ -264,6 +274,8 @@ cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result 
     cJSON_AddItemToObject(o, "prefill_stages", stages_json(t->prefill_stage_s));
     cJSON *steps = cJSON_AddArrayToObject(o, "steps");
     for (int j = 0; j < r->nsteps; j++) {
+        if (!cli_step_kept(j, r->nsteps))
+            continue;
         cJSON *st = stages_json(r->steps[j].s);
         cJSON_AddNumberToObject(st, "step", j);
         cJSON_AddNumberToObject(st, "end_s", r->step_end_s[j]);

@@ -57,10 +57,13 @@ llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t 
     }
     for (int i = 0; i < rec->nmetrics && !st; i++)
         st = store_run_metric(db, id, rec->metrics[i].key, rec->metrics[i].value, e);
-    for (int j = 0; j < rec->nsteps && !st; j++)
+    for (int j = 0; j < rec->nsteps && !st; j++) {
+        if (!cli_step_kept(j, rec->nsteps))
+            continue;
         for (int k = 0; k < CM_NSTAGES && !st; k++)
             st = store_run_stage(db, id, j == 0 ? "prefill" : "decode", j, cm_stage_names[k],
                                  rec->steps[j].s[k], e);
+    }
     if (!st && rec->ntasks)
         st = store_run_tasks(db, id, rec->ntasks, rec->fill, rec->fill_ctx, e);
     if (!st)

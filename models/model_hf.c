@@ -58,9 +58,33 @@ static void position(const char *text, size_t off, size_t *line, size_t *col)
 
 typedef struct hf_ctx {
     const char *path;
+    const char *text; /* the file, for positions: cJSON keeps none */
     cJSON *root;
     diag *e;
 } hf_ctx;
+
+/* Where "key" appears as an object key in the text (the nth time, from 1). */
+static bool key_position(const char *text, const char *key, int nth, size_t *line, size_t *col)
+{
+    char needle[128];
+    snprintf(needle, sizeof needle, "\"%s\"", key);
+    const char *p = text;
+    for (int i = 0; i < nth; i++) {
+        p = strstr(i ? p + 1 : p, needle);
+        if (!p)
+            return false;
+    }
+    position(text, (size_t)(p - text), line, col);
+    return true;
+}
+
+static llmsim_status key_error(hf_ctx *c, const char *key, const char *what)
+{
+    size_t line, col;
+    if (key_position(c->text, key, 1, &line, &col))
+        return diag_at(c->e, LLMSIM_EINPUT, c->path, line, col, "\"%s\" %s", key, what);
+    return diag_set(c->e, LLMSIM_EINPUT, "%s: \"%s\" %s", c->path, key, what);
+}
 
 /* Integer key: required, or default when absent. */
 static llmsim_status get_int(hf_ctx *c, const char *key, bool required, int64_t dflt, int64_t *out)
@@ -74,7 +98,7 @@ static llmsim_status get_int(hf_ctx *c, const char *key, bool required, int64_t 
     }
     if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 1 ||
         it->valuedouble > 1e12)
-        return diag_set(c->e, LLMSIM_EINPUT, "%s: \"%s\" must be a positive whole number", c->path, key);
+        return key_error(c, key, "must be a positive whole number");
     *out = (int64_t)it->valuedouble;
     return LLMSIM_OK;
 }
@@ -123,6 +147,10 @@ llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
     char *text = read_all(path, &len, e);
     if (!text)
         return e->status;
+    if (memchr(text, '\0', len)) {
+        free(text);
+        return diag_set(e, LLMSIM_EINPUT, "%s: contains NUL bytes; this is not a config.json", path);
+    }
     const char *err_at = NULL;
     cJSON *root = cJSON_ParseWithOpts(text, &err_at, 1);
     if (!root) {
@@ -132,11 +160,24 @@ llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
         return diag_at(e, LLMSIM_EINPUT, path, line, col, "invalid JSON in config.json");
     }
     llmsim_status st = LLMSIM_OK;
-    hf_ctx c = {path, root, e};
+    hf_ctx c = {path, text, root, e};
     memset(m, 0, sizeof *m);
     if (!cJSON_IsObject(root)) {
         st = diag_set(e, LLMSIM_EINPUT, "%s: a config.json must be a JSON object", path);
         goto out;
+    }
+    /* a key given twice is ambiguous (cJSON would take the first) */
+    for (cJSON *a = root->child; a; a = a->next) {
+        int seen = 1;
+        for (cJSON *b = root->child; b != a; b = b->next)
+            seen += strcmp(a->string, b->string) == 0;
+        if (seen > 1) {
+            size_t line = 0, col = 0;
+            key_position(text, a->string, seen, &line, &col);
+            st = diag_at(e, LLMSIM_EINPUT, path, line, col, "\"%s\" is given twice; keep one",
+                         a->string);
+            goto out;
+        }
     }
     const char *type = get_str(&c, "model_type");
     if (!type) {

@@ -258,6 +258,8 @@ cli_case hf-bad-json "$HF/bad-json.json:4:" \
     --model "$HF/bad-json.json" --hardware $HW "${P[@]}" "${W[@]}"
 cli_case hf-bad-float "\"hidden_size\" must be a positive whole number" \
     --model "$HF/bad-float.json" --hardware $HW "${P[@]}" "${W[@]}"
+cli_case hf-duplicate-key "bad-duplicate.json:7:3: \"hidden_size\" is given twice" \
+    --model "$HF/bad-duplicate.json" --hardware $HW "${P[@]}" "${W[@]}"
 cli_case hf-bad-negative "\"num_hidden_layers\" must be a positive whole number" \
     --model "$HF/bad-negative.json" --hardware $HW "${P[@]}" "${W[@]}"
 cli_case hf-bad-no-hidden "missing required key \"hidden_size\"" \
