@@ -60,6 +60,7 @@ static uint32_t add_task(builder *b, int step, int layer, int batch, plan_kind k
     t->dur_s = dur_s;
     t->dep_first = (uint32_t)pl->ndeps;
     t->ndeps = 0;
+    t->slot = t->slot2 = 0;
     b->last = (uint32_t)pl->ntasks;
     return (uint32_t)pl->ntasks++;
 }
@@ -229,7 +230,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     /* GPU slots for hidden states in and out, KV cache in and new KV out, and
      * CPU staging for what comes from or goes to disk */
     slots act_in = {{PLAN_NONE, PLAN_NONE}, 0}, act_out = act_in, kv_in = act_in, kv_out = act_in;
-    slots staging = act_in;
+    slots staging = act_in, act_staging = act_in;
 
     uint32_t *last_head = malloc(sizeof(uint32_t) * (size_t)ngb);
     if (!last_head) {
@@ -261,6 +262,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 ut->w_disk = add_task(&b, i, j, -1, PLAN_W_DISK, PLAN_RES_DISK, CM_STAGE_LOAD_WEIGHT,
                                       uw->bytes[TIER_DISK],
                                       cm_copies_time(rd, uw->bytes[TIER_DISK], uw->count[TIER_DISK]));
+                pl->tasks[ut->w_disk].slot = (uint8_t)(u & 1);
                 if (u2)
                     dep(&b, ut->w_disk, gpu ? u2->w_h2d : u2->last_compute);
             }
@@ -269,6 +271,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 ut->w_h2d = add_task(&b, i, j, -1, PLAN_W_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_WEIGHT, off,
                                      cm_copies_time(cm_weight_link(&s), off,
                                                     uw->count[TIER_CPU] + uw->count[TIER_DISK]));
+                pl->tasks[ut->w_h2d].slot = (uint8_t)(u & 1);
                 dep(&b, ut->w_h2d, ut->w_disk);
                 if (u2)
                     dep(&b, ut->w_h2d, u2->last_compute);
@@ -294,6 +297,9 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 const tier kt = kv_tier[k], at = act_tier[k];
                 const bool delegated = gpu && p->cpu_attention && phase == CM_PHASE_DECODE &&
                                        kt != TIER_GPU && !head;
+                /* outputs that leave the compute device's memory use out slots */
+                const bool kv_leaves = !head && !delegated && (gpu ? kt != TIER_GPU : kt == TIER_DISK);
+                const bool act_leaves = !head && j < L - 1 && (gpu ? at != TIER_GPU : at == TIER_DISK);
 
                 /* -- inputs: the hidden state */
                 uint32_t input = PLAN_NONE, a_disk = PLAN_NONE, a_h2d = PLAN_NONE;
@@ -306,7 +312,8 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     a_disk = add_task(&b, i, j, k, PLAN_A_DISK, PLAN_RES_DISK, CM_STAGE_LOAD_ACT, act,
                                       cm_copies_time(rd, act, 1));
                     dep(&b, a_disk, stored);
-                    dep(&b, a_disk, slot_wait(&staging));
+                    dep(&b, a_disk, slot_wait(&act_staging));
+                    pl->tasks[a_disk].slot = (uint8_t)act_staging.next;
                     input = a_disk;
                 }
                 if (gpu && !head && j > 0 && at != TIER_GPU) {
@@ -314,6 +321,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                      cm_copies_time(h2d, act, 1));
                     dep(&b, a_h2d, a_disk != PLAN_NONE ? a_disk : stored);
                     dep(&b, a_h2d, slot_wait(&act_in));
+                    pl->tasks[a_h2d].slot = (uint8_t)act_in.next;
                     input = a_h2d;
                 }
                 if (input == PLAN_NONE)
@@ -326,12 +334,14 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                       bc.kv_old_bytes, cm_copies_time(rd, bc.kv_old_bytes, 2));
                     dep(&b, c_disk, pbt->c_store);
                     dep(&b, c_disk, slot_wait(&staging));
+                    pl->tasks[c_disk].slot = (uint8_t)staging.next;
                 }
                 if (!head && gpu && !delegated && phase == CM_PHASE_DECODE && kt != TIER_GPU) {
                     c_h2d = add_task(&b, i, j, k, PLAN_C_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_CACHE,
                                      bc.kv_old_bytes, cm_copies_time(h2d, bc.kv_old_bytes, 2));
                     dep(&b, c_h2d, c_disk != PLAN_NONE ? c_disk : pbt->c_store);
                     dep(&b, c_h2d, slot_wait(&kv_in));
+                    pl->tasks[c_h2d].slot = (uint8_t)kv_in.next;
                 }
 
                 /* -- compute */
@@ -354,10 +364,15 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, end_task, weights_ready);
                     dep(&b, end_task, input);
                     dep(&b, end_task, c_h2d != PLAN_NONE ? c_h2d : c_disk);
-                    if (gpu && kt != TIER_GPU)
+                    /* its outputs go to out slots when they leave the device */
+                    if (kv_leaves) {
                         dep(&b, end_task, slot_wait(&kv_out));
-                    if (gpu && at != TIER_GPU && j < L - 1)
+                        pl->tasks[end_task].slot = (uint8_t)kv_out.next;
+                    }
+                    if (act_leaves) {
                         dep(&b, end_task, slot_wait(&act_out));
+                        pl->tasks[end_task].slot2 = (uint8_t)act_out.next;
+                    }
                     if (phase == CM_PHASE_DECODE && c_h2d == PLAN_NONE && c_disk == PLAN_NONE)
                         dep(&b, end_task, pbt->c_store); /* the cache it reads in place */
                     buffer(&b, dev_tier, work, end_task, end_task);
@@ -366,8 +381,10 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                             bc.dense_pre_s);
                     dep(&b, pre, weights_ready);
                     dep(&b, pre, input);
-                    if (at != TIER_GPU && j < L - 1)
+                    if (act_leaves) {
                         dep(&b, pre, slot_wait(&act_out));
+                        pl->tasks[pre].slot2 = (uint8_t)act_out.next;
+                    }
                     uint32_t qkv = add_task(&b, i, j, k, PLAN_QKV_D2H, PLAN_RES_D2H,
                                             CM_STAGE_STORE_CACHE, bc.qkv_bytes,
                                             cm_copies_time(d2h, bc.qkv_bytes, 2));
@@ -406,7 +423,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 if (a_disk != PLAN_NONE) {
                     uint32_t rel = a_h2d != PLAN_NONE ? a_h2d : end_task;
                     buffer(&b, TIER_CPU, act, a_disk, rel);
-                    slot_use(&staging, rel);
+                    slot_use(&act_staging, rel);
                 }
                 if (a_h2d != PLAN_NONE) {
                     buffer(&b, TIER_GPU, act, a_h2d, end_task);
@@ -434,6 +451,8 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                                 cm_copies_time(wr, bc.kv_new_bytes, 2));
                         dep(&b, c_w, c_d2h != PLAN_NONE ? c_d2h : end_task);
                         buffer(&b, TIER_CPU, bc.kv_new_bytes, c_d2h != PLAN_NONE ? c_d2h : end_task, c_w);
+                        if (!gpu)
+                            slot_use(&kv_out, c_w);
                         bt->c_store = c_w;
                     }
                 } else if (delegated && kt == TIER_DISK) {
@@ -459,6 +478,8 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                                 CM_STAGE_STORE_ACT, act, cm_copies_time(wr, act, 1));
                         dep(&b, a_w, a_d2h != PLAN_NONE ? a_d2h : end_task);
                         buffer(&b, TIER_CPU, act, a_d2h != PLAN_NONE ? a_d2h : end_task, a_w);
+                        if (!gpu)
+                            slot_use(&act_out, a_w);
                         bt->a_store = a_w;
                     }
                 }

@@ -20,6 +20,10 @@
  *    go out, the CPU attends, the output comes back, and the GPU finishes the
  *    layer (pre -> cpu_attention -> post), so the GPU can work on the next
  *    batch meanwhile;
+ *  - outputs that leave the compute device's memory (new KV entries and
+ *    hidden states whose home is elsewhere) go through two out slots each;
+ *    each double-buffered kind has its own pair, and every task records the
+ *    slot it fills, so the engine needs no bookkeeping of its own;
  *  - new KV entries go out to the batch's tier after its compute, hidden
  *    states to theirs; the next layer loads them.
  * Memory is explicit: buffers (resident ones from the start to the end, and
@@ -80,6 +84,10 @@ typedef struct plan_task {
     uint8_t kind;       /* plan_kind */
     uint8_t res;        /* plan_res */
     uint8_t stage;      /* cm_stage (for the per-step breakdown) */
+    uint8_t slot;       /* which of the two buffers of its kind the task fills: weights
+                         * (w_disk, w_h2d), staging (c_disk, a_disk), device slots
+                         * (c_h2d, a_h2d), or for a compute task the new-KV out slot */
+    uint8_t slot2;      /* compute tasks: the hidden-state out slot */
     double bytes;       /* bytes moved (copies) or tensor bytes read (compute) */
     double dur_s;       /* predicted duration */
     uint32_t dep_first; /* deps[dep_first .. dep_first + ndeps) */

@@ -1,0 +1,167 @@
+/* offload — see offload.h. */
+#define _GNU_SOURCE /* O_DIRECT */
+#include "exec/offload.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- the registry of live directories, for cleanup on a signal */
+
+#define OFFLOAD_REGISTRY 8
+static offload_dir *volatile registry[OFFLOAD_REGISTRY];
+
+static void registry_add(offload_dir *d)
+{
+    d->slot = -1;
+    for (int i = 0; i < OFFLOAD_REGISTRY; i++) {
+        if (!registry[i]) {
+            registry[i] = d;
+            d->slot = i;
+            return;
+        }
+    }
+}
+
+static void registry_remove(offload_dir *d)
+{
+    if (d->slot >= 0 && registry[d->slot] == d)
+        registry[d->slot] = NULL;
+    d->slot = -1;
+}
+
+void offload_remove_all_from_signal(void)
+{
+    for (int i = 0; i < OFFLOAD_REGISTRY; i++) {
+        offload_dir *d = registry[i];
+        if (!d)
+            continue;
+        for (int k = 0; k < d->nfiles; k++)
+            unlink(d->files[k].path); /* async-signal-safe */
+        rmdir(d->path);
+    }
+}
+
+void *offload_alloc(size_t bytes)
+{
+    size_t n = (size_t)offload_round(bytes ? bytes : 1);
+    void *p = NULL;
+    if (posix_memalign(&p, OFFLOAD_ALIGN, n) != 0)
+        return NULL;
+    memset(p, 0, n);
+    return p;
+}
+
+llmsim_status offload_dir_create(const char *parent, offload_dir *d, diag *e)
+{
+    memset(d, 0, sizeof *d);
+    d->slot = -1;
+    if (!parent || !parent[0]) {
+        parent = getenv("TMPDIR");
+        if (!parent || !parent[0])
+            parent = "/tmp";
+    }
+    struct stat st;
+    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
+        return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: not a directory", parent);
+    int n = snprintf(d->path, sizeof d->path, "%s/llmsim-offload-XXXXXX", parent);
+    if (n < 0 || (size_t)n >= sizeof d->path)
+        return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: path too long", parent);
+    if (!mkdtemp(d->path))
+        return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: cannot create a directory there: %s",
+                        parent, strerror(errno));
+    registry_add(d);
+    return LLMSIM_OK;
+}
+
+llmsim_status offload_file_create(offload_dir *d, const char *name, uint64_t size,
+                                  offload_file **out, diag *e)
+{
+    if (d->nfiles == OFFLOAD_MAX_FILES)
+        return diag_set(e, LLMSIM_EFAIL, "offload: too many files");
+    offload_file *f = &d->files[d->nfiles];
+    memset(f, 0, sizeof *f);
+    snprintf(f->path, sizeof f->path, "%s/%s", d->path, name);
+    f->fd = open(f->path, O_CREAT | O_EXCL | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
+    f->direct = f->fd >= 0;
+    if (f->fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT (tmpfs) */
+        f->fd = open(f->path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+    if (f->fd < 0)
+        return diag_set(e, LLMSIM_EINPUT, "offload file %s: %s", f->path, strerror(errno));
+    d->nfiles++;
+    f->size = offload_round(size);
+    if (f->size) {
+        int rc = posix_fallocate(f->fd, 0, (off_t)f->size);
+        if (rc != 0)
+            return diag_set(e, rc == ENOSPC ? LLMSIM_EINPUT : LLMSIM_EFAIL,
+                            "offload file %s: cannot reserve %.3g GB: %s", f->path, f->size / 1e9,
+                            strerror(rc));
+    }
+    *out = f;
+    return LLMSIM_OK;
+}
+
+static llmsim_status io_check(offload_file *f, size_t bytes, uint64_t off, const void *buf, diag *e)
+{
+    if (off % OFFLOAD_ALIGN || bytes % OFFLOAD_ALIGN || (uintptr_t)buf % OFFLOAD_ALIGN)
+        return diag_set(e, LLMSIM_EFAIL, "offload %s: unaligned transfer (a bug)", f->path);
+    if (off + bytes > f->size)
+        return diag_set(e, LLMSIM_EFAIL, "offload %s: transfer beyond the file (a bug)", f->path);
+    return LLMSIM_OK;
+}
+
+llmsim_status offload_read(offload_file *f, void *buf, size_t bytes, uint64_t off, diag *e)
+{
+    llmsim_status st = io_check(f, bytes, off, buf, e);
+    char *p = buf;
+    while (!st && bytes > 0) {
+        ssize_t n = pread(f->fd, p, bytes, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return diag_set(e, LLMSIM_EFAIL, "offload read %s: %s", f->path,
+                            n < 0 ? strerror(errno) : "unexpected end of file");
+        p += n;
+        off += (uint64_t)n;
+        bytes -= (size_t)n;
+    }
+    return st;
+}
+
+llmsim_status offload_write(offload_file *f, const void *buf, size_t bytes, uint64_t off, diag *e)
+{
+    llmsim_status st = io_check(f, bytes, off, buf, e);
+    const char *p = buf;
+    while (!st && bytes > 0) {
+        ssize_t n = pwrite(f->fd, p, bytes, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return diag_set(e, errno == ENOSPC ? LLMSIM_EINPUT : LLMSIM_EFAIL, "offload write %s: %s",
+                            f->path, n < 0 ? strerror(errno) : "nothing written");
+        p += n;
+        off += (uint64_t)n;
+        bytes -= (size_t)n;
+    }
+    return st;
+}
+
+void offload_dir_remove(offload_dir *d)
+{
+    if (!d->path[0])
+        return;
+    registry_remove(d);
+    for (int k = 0; k < d->nfiles; k++) {
+        if (d->files[k].fd >= 0)
+            close(d->files[k].fd);
+        unlink(d->files[k].path);
+    }
+    d->nfiles = 0;
+    rmdir(d->path);
+    d->path[0] = '\0';
+}

@@ -1,0 +1,62 @@
+/*
+ * offload — the disk tier: an offload directory of files read and written
+ * with O_DIRECT (so measured disk time is disk time, not page cache), from
+ * and into buffers aligned to OFFLOAD_ALIGN.
+ *
+ * The directory is created fresh (mkdtemp under the parent the user names,
+ * or $TMPDIR, or /tmp) and removed with everything in it by
+ * offload_dir_remove — also from a signal handler: the paths are kept in a
+ * registry whose cleanup uses only async-signal-safe calls. Where O_DIRECT
+ * is refused (tmpfs), files fall back to buffered I/O and say so.
+ */
+#ifndef LLMSIM_EXEC_OFFLOAD_H
+#define LLMSIM_EXEC_OFFLOAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+
+#define OFFLOAD_ALIGN 4096u
+#define OFFLOAD_MAX_FILES 16
+
+typedef struct offload_file {
+    int fd;
+    bool direct;     /* O_DIRECT in effect */
+    uint64_t size;   /* bytes reserved */
+    char path[1024];
+} offload_file;
+
+typedef struct offload_dir {
+    char path[1024];
+    offload_file files[OFFLOAD_MAX_FILES];
+    int nfiles;
+    int slot;        /* registry slot, -1 when not registered */
+} offload_dir;
+
+/* Round up to the alignment. */
+static inline uint64_t offload_round(uint64_t n)
+{
+    return (n + OFFLOAD_ALIGN - 1) / OFFLOAD_ALIGN * OFFLOAD_ALIGN;
+}
+
+/* A buffer aligned for O_DIRECT, of offload_round(bytes), zeroed; free(). */
+void *offload_alloc(size_t bytes);
+
+/* parent: NULL for $TMPDIR or /tmp. LLMSIM_EINPUT when the parent is missing
+ * or not writable. */
+llmsim_status offload_dir_create(const char *parent, offload_dir *d, diag *e);
+/* A new file of `size` bytes (space reserved with posix_fallocate: a full
+ * disk fails here, not halfway through a run). *out stays owned by d. */
+llmsim_status offload_file_create(offload_dir *d, const char *name, uint64_t size,
+                                  offload_file **out, diag *e);
+/* Whole transfers at aligned offsets and sizes (multiples of OFFLOAD_ALIGN). */
+llmsim_status offload_read(offload_file *f, void *buf, size_t bytes, uint64_t off, diag *e);
+llmsim_status offload_write(offload_file *f, const void *buf, size_t bytes, uint64_t off, diag *e);
+/* Close and unlink every file, remove the directory; safe to call twice. */
+void offload_dir_remove(offload_dir *d);
+/* From a signal handler: remove every registered directory (async-signal-safe). */
+void offload_remove_all_from_signal(void);
+
+#endif
