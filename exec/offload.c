@@ -86,7 +86,9 @@ llmsim_status offload_file_create(offload_dir *d, const char *name, uint64_t siz
         return diag_set(e, LLMSIM_EFAIL, "offload: too many files");
     offload_file *f = &d->files[d->nfiles];
     memset(f, 0, sizeof *f);
-    snprintf(f->path, sizeof f->path, "%s/%s", d->path, name);
+    char path[sizeof f->path];
+    snprintf(path, sizeof path, "%s/%s", d->path, name);
+    memcpy(f->path, path, sizeof path);
     f->fd = open(f->path, O_CREAT | O_EXCL | O_RDWR | O_DIRECT | O_CLOEXEC, 0600);
     f->direct = f->fd >= 0;
     if (f->fd < 0 && errno == EINVAL) /* a filesystem without O_DIRECT (tmpfs) */
