@@ -1,0 +1,724 @@
+/*
+ * kernels — see kernels.h. Sections: dispatch and BLAS setup; weight
+ * conversion; the fused decode kernel of k_linear (scalar twin, then AVX2);
+ * the sgemm path; norms; rotary; attention; element-wise ops; embedding.
+ *
+ * Determinism: every pool chunk covers whole output elements (rows of W,
+ * rows of x, heads), and the arithmetic of an element depends only on the
+ * shapes, never on the chunk it falls in.
+ */
+#include "exec/cpu/kernels.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "exec/cpu/f16.h"
+#include "models/model.h"
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define K_HAVE_AVX2 1
+#include <immintrin.h>
+#define K_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define K_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
+#else
+#define K_HAVE_AVX2 0
+#endif
+
+_Static_assert((int)K_WTYPE_F16 == (int)MODEL_DTYPE_FP16 &&
+                   (int)K_WTYPE_BF16 == (int)MODEL_DTYPE_BF16 &&
+                   (int)K_WTYPE_F32 == (int)MODEL_DTYPE_FP32,
+               "k_wtype mirrors model_dtype");
+
+/* Below this many element-operations a kernel runs on the caller: waking
+ * the pool costs more than it saves. */
+#define K_PAR_MIN_WORK 32768
+/* Rows of W per chunk of the fused decode kernel (its register block). */
+#define K_GEMV_ROW_BLOCK 4
+
+size_t k_wtype_bytes(k_wtype wt)
+{
+    switch (wt) {
+    case K_WTYPE_F16: return 2;
+    case K_WTYPE_BF16: return 2;
+    case K_WTYPE_F32: return 4;
+    }
+    return 0;
+}
+
+/* Run fn over [0, units) on the pool, or on the caller when the whole loop
+ * is less than K_PAR_MIN_WORK element-operations (work_per_unit each). */
+static void k_par(pool *p, size_t units, size_t work_per_unit,
+                  void (*fn)(void *ctx, size_t begin, size_t end), void *ctx)
+{
+    if (units == 0)
+        return;
+    if (units * work_per_unit < K_PAR_MIN_WORK)
+        fn(ctx, 0, units);
+    else
+        pool_for(p, units, fn, ctx);
+}
+
+// ---- dispatch and BLAS setup
+
+const char *const k_isa_names[2] = {"scalar", "avx2"};
+
+static atomic_int k_isa_cur = -1; /* -1: not yet detected */
+
+k_isa k_isa_detect(void)
+{
+#if K_HAVE_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c"))
+        return K_ISA_AVX2;
+#endif
+    return K_ISA_SCALAR;
+}
+
+k_isa k_isa_get(void)
+{
+    int cur = atomic_load_explicit(&k_isa_cur, memory_order_relaxed);
+    if (cur < 0) {
+        cur = (int)k_isa_detect();
+        atomic_store_explicit(&k_isa_cur, cur, memory_order_relaxed);
+    }
+    return (k_isa)cur;
+}
+
+k_isa k_isa_force(k_isa isa)
+{
+    k_isa best = k_isa_detect();
+    k_isa use = isa < best ? isa : best;
+    atomic_store_explicit(&k_isa_cur, (int)use, memory_order_relaxed);
+    return use;
+}
+
+static pthread_once_t k_blas_once = PTHREAD_ONCE_INIT;
+
+/* OpenBLAS runs single-threaded: we call it from inside pool chunks (pool.h). */
+static void k_blas_init(void)
+{
+    openblas_set_num_threads(1);
+}
+
+static void k_blas_ready(void)
+{
+    pthread_once(&k_blas_once, k_blas_init);
+}
+
+// ---- weight conversion (exact, so every ISA gives the same bits)
+
+static void k_convert_scalar(const void *src, k_wtype wt, size_t off, size_t count, float *dst)
+{
+    switch (wt) {
+    case K_WTYPE_F16: {
+        const uint16_t *s = (const uint16_t *)src + off;
+        for (size_t i = 0; i < count; i++)
+            dst[i] = k_f16_to_f32(s[i]);
+        break;
+    }
+    case K_WTYPE_BF16: {
+        const uint16_t *s = (const uint16_t *)src + off;
+        for (size_t i = 0; i < count; i++)
+            dst[i] = k_bf16_to_f32(s[i]);
+        break;
+    }
+    case K_WTYPE_F32: memcpy(dst, (const float *)src + off, count * sizeof *dst); break;
+    }
+}
+
+#if K_HAVE_AVX2
+/* 8 weights from element `idx` of w, as fp32. */
+K_AVX2_INLINE __m256 k_load8_avx2(const void *w, k_wtype wt, size_t idx)
+{
+    switch (wt) {
+    case K_WTYPE_F16:
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + idx)));
+    case K_WTYPE_BF16: {
+        __m256i u = _mm256_cvtepu16_epi32(
+            _mm_loadu_si128((const __m128i *)((const uint16_t *)w + idx)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+    }
+    case K_WTYPE_F32: break;
+    }
+    return _mm256_loadu_ps((const float *)w + idx);
+}
+
+K_AVX2_FN static void k_convert_avx2(const void *src, k_wtype wt, size_t off, size_t count,
+                                     float *dst)
+{
+    if (wt == K_WTYPE_F32) {
+        memcpy(dst, (const float *)src + off, count * sizeof *dst);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8)
+        _mm256_storeu_ps(dst + i, k_load8_avx2(src, wt, off + i));
+    k_convert_scalar(src, wt, off + i, count - i, dst + i);
+}
+#endif
+
+/* dst[0 .. count) = src[off .. off + count) as fp32. */
+static void k_convert(const void *src, k_wtype wt, size_t off, size_t count, float *dst)
+{
+#if K_HAVE_AVX2
+    if (k_isa_get() == K_ISA_AVX2) {
+        k_convert_avx2(src, wt, off, count, dst);
+        return;
+    }
+#endif
+    k_convert_scalar(src, wt, off, count, dst);
+}
+
+typedef struct k_convert_job {
+    const void *src;
+    k_wtype wt;
+    size_t count;
+    float *dst;
+} k_convert_job;
+
+#define K_CONVERT_CHUNK 16384 /* elements per pool unit */
+
+static void k_convert_chunks(void *ctx, size_t b, size_t e)
+{
+    const k_convert_job *j = ctx;
+    size_t lo = b * K_CONVERT_CHUNK, hi = e * K_CONVERT_CHUNK;
+    if (hi > j->count)
+        hi = j->count;
+    k_convert(j->src, j->wt, lo, hi - lo, j->dst + lo);
+}
+
+void k_convert_to_f32(pool *p, const void *src, k_wtype wt, size_t count, float *dst)
+{
+    k_convert_job j = {src, wt, count, dst};
+    k_par(p, (count + K_CONVERT_CHUNK - 1) / K_CONVERT_CHUNK, K_CONVERT_CHUNK, k_convert_chunks,
+          &j);
+}
+
+// ---- k_linear, fused decode path: each row of W streamed once for all m rows of x
+//
+// Per output element y[i][j]: eight lane sums over k in steps of 8, lane l
+// accumulating w[j][8q + l] * x[i][8q + l] by fused multiply-add; a ninth sum
+// for the k % 8 tail; then ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)) + tail +
+// bias. The scalar twin below does exactly this with fmaf.
+
+typedef struct k_linear_job {
+    const float *x; /* [m][k] */
+    size_t m, k;
+    const void *w;  /* [n][k] */
+    k_wtype wt;
+    const float *bias;
+    size_t n;
+    float *y;       /* [m][n] */
+    float *scratch; /* sgemm path: one panel */
+    size_t panel0;  /* sgemm path: first row of the panel */
+} k_linear_job;
+
+static inline float k_hsum8(const float a[8])
+{
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+static inline float k_wload(const void *w, k_wtype wt, size_t idx)
+{
+    switch (wt) {
+    case K_WTYPE_F16: return k_f16_to_f32(((const uint16_t *)w)[idx]);
+    case K_WTYPE_BF16: return k_bf16_to_f32(((const uint16_t *)w)[idx]);
+    case K_WTYPE_F32: break;
+    }
+    return ((const float *)w)[idx];
+}
+
+static void k_gemv_rows_scalar(void *ctx, size_t b, size_t e)
+{
+    const k_linear_job *J = ctx;
+    const size_t k = J->k, k8 = k & ~(size_t)7;
+    const size_t j1 = e * K_GEMV_ROW_BLOCK < J->n ? e * K_GEMV_ROW_BLOCK : J->n;
+    for (size_t j = b * K_GEMV_ROW_BLOCK; j < j1; j++) {
+        for (size_t i = 0; i < J->m; i++) {
+            const float *xi = J->x + i * k;
+            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+            for (size_t q = 0; q < k8; q += 8)
+                for (int l = 0; l < 8; l++)
+                    a[l] = fmaf(k_wload(J->w, J->wt, j * k + q + l), xi[q + l], a[l]);
+            for (size_t q = k8; q < k; q++)
+                tail = fmaf(k_wload(J->w, J->wt, j * k + q), xi[q], tail);
+            float s = k_hsum8(a) + tail;
+            if (J->bias)
+                s += J->bias[j];
+            J->y[i * J->n + j] = s;
+        }
+    }
+}
+
+#if K_HAVE_AVX2
+/* R rows of W from row j, against MB rows of x from row i0; R and MB are
+ * constants at every call, so the loops unroll into registers. */
+K_AVX2_INLINE void k_gemv_block_avx2(const k_linear_job *J, k_wtype wt, size_t j, size_t i0,
+                                     const int R, const int MB)
+{
+    const size_t k = J->k, k8 = k & ~(size_t)7;
+    __m256 acc[K_GEMV_ROW_BLOCK][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 2
+        for (int i = 0; i < MB; i++)
+            acc[r][i] = _mm256_setzero_ps();
+    for (size_t q = 0; q < k8; q += 8) {
+        __m256 wv[K_GEMV_ROW_BLOCK];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            wv[r] = k_load8_avx2(J->w, wt, (j + (size_t)r) * k + q);
+#pragma GCC unroll 2
+        for (int i = 0; i < MB; i++) {
+            __m256 xv = _mm256_loadu_ps(J->x + (i0 + (size_t)i) * k + q);
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                acc[r][i] = _mm256_fmadd_ps(wv[r], xv, acc[r][i]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) {
+#pragma GCC unroll 2
+        for (int i = 0; i < MB; i++) {
+            const float *xi = J->x + (i0 + (size_t)i) * k;
+            float a[8], tail = 0;
+            _mm256_storeu_ps(a, acc[r][i]);
+            for (size_t q = k8; q < k; q++)
+                tail = fmaf(k_wload(J->w, wt, (j + (size_t)r) * k + q), xi[q], tail);
+            float s = k_hsum8(a) + tail;
+            if (J->bias)
+                s += J->bias[j + (size_t)r];
+            J->y[(i0 + (size_t)i) * J->n + j + (size_t)r] = s;
+        }
+    }
+}
+
+K_AVX2_INLINE void k_gemv_rows_avx2_wt(const k_linear_job *J, k_wtype wt, size_t b, size_t e)
+{
+    const size_t j1 = e * K_GEMV_ROW_BLOCK < J->n ? e * K_GEMV_ROW_BLOCK : J->n;
+    for (size_t j = b * K_GEMV_ROW_BLOCK; j < j1;) {
+        size_t i = 0;
+        if (j + K_GEMV_ROW_BLOCK <= j1) {
+            for (; i + 2 <= J->m; i += 2)
+                k_gemv_block_avx2(J, wt, j, i, K_GEMV_ROW_BLOCK, 2);
+            if (i < J->m)
+                k_gemv_block_avx2(J, wt, j, i, K_GEMV_ROW_BLOCK, 1);
+            j += K_GEMV_ROW_BLOCK;
+        } else {
+            for (; i + 2 <= J->m; i += 2)
+                k_gemv_block_avx2(J, wt, j, i, 1, 2);
+            if (i < J->m)
+                k_gemv_block_avx2(J, wt, j, i, 1, 1);
+            j += 1;
+        }
+    }
+}
+
+K_AVX2_FN static void k_gemv_rows_avx2(void *ctx, size_t b, size_t e)
+{
+    const k_linear_job *J = ctx;
+    switch (J->wt) {
+    case K_WTYPE_F16: k_gemv_rows_avx2_wt(J, K_WTYPE_F16, b, e); break;
+    case K_WTYPE_BF16: k_gemv_rows_avx2_wt(J, K_WTYPE_BF16, b, e); break;
+    case K_WTYPE_F32: k_gemv_rows_avx2_wt(J, K_WTYPE_F32, b, e); break;
+    }
+}
+#endif
+
+// ---- k_linear, sgemm path: W converted tile by tile into scratch
+
+size_t k_linear_scratch_floats(size_t m, size_t n, size_t k)
+{
+    if (m <= K_GEMV_MAX_ROWS)
+        return 0;
+    return (n < K_SGEMM_PANEL_ROWS ? n : K_SGEMM_PANEL_ROWS) * k;
+}
+
+/* Units are tiles of K_SGEMM_TILE_ROWS rows of W within the current panel. */
+static void k_sgemm_tiles(void *ctx, size_t b, size_t e)
+{
+    const k_linear_job *J = ctx;
+    const size_t k = J->k, n = J->n;
+    for (size_t u = b; u < e; u++) {
+        const size_t j0 = J->panel0 + u * K_SGEMM_TILE_ROWS;
+        const size_t nt = n - j0 < K_SGEMM_TILE_ROWS ? n - j0 : K_SGEMM_TILE_ROWS;
+        const float *wf;
+        if (J->wt == K_WTYPE_F32) {
+            wf = (const float *)J->w + j0 * k;
+        } else {
+            float *dst = J->scratch + (j0 - J->panel0) * k;
+            k_convert(J->w, J->wt, j0 * k, nt * k, dst);
+            wf = dst;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)k, 1.0f,
+                    J->x, (int)k, wf, (int)k, 0.0f, J->y + j0, (int)n);
+        if (J->bias)
+            for (size_t i = 0; i < J->m; i++) {
+                float *yi = J->y + i * n + j0;
+                for (size_t c = 0; c < nt; c++)
+                    yi[c] += J->bias[j0 + c];
+            }
+    }
+}
+
+void k_linear(pool *p, const float *x, size_t m, size_t k, const void *w, k_wtype wt,
+              const float *bias, size_t n, float *y, float *scratch)
+{
+    if (m == 0 || n == 0)
+        return;
+    assert(x && w && y && k > 0);
+    k_linear_job J = {x, m, k, w, wt, bias, n, y, scratch, 0};
+    if (m <= K_GEMV_MAX_ROWS) {
+        void (*fn)(void *, size_t, size_t) = k_gemv_rows_scalar;
+#if K_HAVE_AVX2
+        if (k_isa_get() == K_ISA_AVX2)
+            fn = k_gemv_rows_avx2;
+#endif
+        k_par(p, (n + K_GEMV_ROW_BLOCK - 1) / K_GEMV_ROW_BLOCK, K_GEMV_ROW_BLOCK * k * m, fn, &J);
+        return;
+    }
+    assert(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX);
+    assert(wt == K_WTYPE_F32 || scratch);
+    k_blas_ready();
+    for (size_t p0 = 0; p0 < n; p0 += K_SGEMM_PANEL_ROWS) {
+        const size_t rows = n - p0 < K_SGEMM_PANEL_ROWS ? n - p0 : K_SGEMM_PANEL_ROWS;
+        J.panel0 = p0;
+        pool_for(p, (rows + K_SGEMM_TILE_ROWS - 1) / K_SGEMM_TILE_ROWS, k_sgemm_tiles, &J);
+    }
+}
+
+// ---- norms
+
+typedef struct k_norm_job {
+    const float *x; /* [m][h] */
+    size_t h;
+    const float *gamma, *beta;
+    float eps;
+    float *out;
+} k_norm_job;
+
+static void k_layernorm_rows(void *ctx, size_t b, size_t e)
+{
+    const k_norm_job *J = ctx;
+    const size_t h = J->h;
+    for (size_t r = b; r < e; r++) {
+        const float *x = J->x + r * h;
+        float *o = J->out + r * h;
+        double s = 0, ss = 0;
+        for (size_t i = 0; i < h; i++)
+            s += x[i];
+        const double mean = s / (double)h;
+        for (size_t i = 0; i < h; i++)
+            ss += (x[i] - mean) * (x[i] - mean);
+        const float mean_f = (float)mean;
+        const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
+        for (size_t i = 0; i < h; i++)
+            o[i] = (x[i] - mean_f) * inv * J->gamma[i] + J->beta[i];
+    }
+}
+
+void k_layernorm(pool *p, const float *x, size_t m, size_t h, const float *gamma,
+                 const float *beta, float eps, float *out)
+{
+    k_norm_job J = {x, h, gamma, beta, eps, out};
+    k_par(p, m, 4 * h, k_layernorm_rows, &J);
+}
+
+static void k_rmsnorm_rows(void *ctx, size_t b, size_t e)
+{
+    const k_norm_job *J = ctx;
+    const size_t h = J->h;
+    for (size_t r = b; r < e; r++) {
+        const float *x = J->x + r * h;
+        float *o = J->out + r * h;
+        double ss = 0;
+        for (size_t i = 0; i < h; i++)
+            ss += (double)x[i] * x[i];
+        const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
+        for (size_t i = 0; i < h; i++)
+            o[i] = x[i] * inv * J->gamma[i];
+    }
+}
+
+void k_rmsnorm(pool *p, const float *x, size_t m, size_t h, const float *gamma, float eps,
+               float *out)
+{
+    k_norm_job J = {x, h, gamma, NULL, eps, out};
+    k_par(p, m, 3 * h, k_rmsnorm_rows, &J);
+}
+
+// ---- rotary
+
+typedef struct k_rotary_job {
+    float *x; /* [tokens][heads][hd] */
+    const int64_t *pos;
+    size_t heads, hd;
+    double theta;
+} k_rotary_job;
+
+static void k_rotary_tokens(void *ctx, size_t b, size_t e)
+{
+    const k_rotary_job *J = ctx;
+    const size_t half = J->hd / 2;
+    for (size_t t = b; t < e; t++) {
+        float *xt = J->x + t * J->heads * J->hd;
+        for (size_t i = 0; i < half; i++) {
+            const double a = (double)J->pos[t] / pow(J->theta, (double)(2 * i) / (double)J->hd);
+            const float c = (float)cos(a), s = (float)sin(a);
+            for (size_t hh = 0; hh < J->heads; hh++) {
+                float *v = xt + hh * J->hd;
+                const float x0 = v[i], x1 = v[i + half];
+                v[i] = x0 * c - x1 * s;
+                v[i + half] = x1 * c + x0 * s;
+            }
+        }
+    }
+}
+
+void k_rotary(pool *p, float *x, const int64_t *positions, size_t tokens, size_t heads,
+              size_t head_dim, double theta)
+{
+    assert(head_dim % 2 == 0);
+    k_rotary_job J = {x, positions, heads, head_dim, theta};
+    k_par(p, tokens, heads * head_dim * 4, k_rotary_tokens, &J);
+}
+
+// ---- attention
+
+size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads)
+{
+    const size_t tile = t < K_ATTN_QUERY_TILE ? t : K_ATTN_QUERY_TILE;
+    return heads * tile * (start + t);
+}
+
+typedef struct k_attn_job {
+    const float *q; /* [t][heads][hd] */
+    size_t t, start;
+    const float *kc, *vc; /* [ctx][kv_heads][hd] */
+    size_t heads, kv_heads, hd;
+    float *out;     /* [t][heads][hd] */
+    float *scratch;
+    float scale;
+    size_t r0, r1;  /* sgemm path: the query tile */
+} k_attn_job;
+
+/* Dot product in 8 lanes (vectorizes without reassociation). */
+static inline float k_dot(const float *a, const float *b, size_t n)
+{
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    size_t n8 = n & ~(size_t)7;
+    for (size_t d = 0; d < n8; d += 8)
+        for (int i = 0; i < 8; i++)
+            l[i] += a[d + i] * b[d + i];
+    for (size_t d = n8; d < n; d++)
+        tail += a[d] * b[d];
+    return k_hsum8(l) + tail;
+}
+
+/* Softmax numerators of s[0 .. valid) in place (max subtracted); returns
+ * their sum. */
+static float k_softmax_row(float *s, size_t valid)
+{
+    float mx = s[0];
+    for (size_t j = 1; j < valid; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    float sum = 0;
+    for (size_t j = 0; j < valid; j++) {
+        s[j] = expf(s[j] - mx);
+        sum += s[j];
+    }
+    return sum;
+}
+
+/* Streaming path (t <= K_ATTN_STREAM_MAX_T): a unit is one KV head with the
+ * t * group query rows that read it; K and V are each read once. */
+static void k_attn_stream(void *ctx, size_t b, size_t e)
+{
+    const k_attn_job *J = ctx;
+    const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
+    const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
+    for (size_t kvh = b; kvh < e; kvh++) {
+        float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
+        /* row rr: token rr / g, head kvh * g + rr % g, keys < start + token + 1 */
+        for (size_t j = 0; j < ctxn; j++) {
+            const float *kj = J->kc + j * kv_stride + kvh * hd;
+            for (size_t rr = 0; rr < rows; rr++) {
+                const size_t tok = rr / g;
+                if (j > J->start + tok)
+                    continue;
+                const float *qr = J->q + (tok * J->heads + kvh * g + rr % g) * hd;
+                S[rr * ctxn + j] = k_dot(qr, kj, hd) * J->scale;
+            }
+        }
+        for (size_t rr = 0; rr < rows; rr++) { /* normalize P in place */
+            const size_t tok = rr / g, valid = J->start + tok + 1;
+            float *s = S + rr * ctxn;
+            const float inv = 1.0f / k_softmax_row(s, valid);
+            for (size_t j = 0; j < valid; j++)
+                s[j] *= inv;
+            float *o = J->out + (tok * J->heads + kvh * g + rr % g) * hd;
+            memset(o, 0, hd * sizeof *o);
+        }
+        for (size_t j = 0; j < ctxn; j++) {
+            const float *vj = J->vc + j * kv_stride + kvh * hd;
+            for (size_t rr = 0; rr < rows; rr++) {
+                const size_t tok = rr / g;
+                if (j > J->start + tok)
+                    continue;
+                float *o = J->out + (tok * J->heads + kvh * g + rr % g) * hd;
+                const float pj = S[rr * ctxn + j];
+                for (size_t d = 0; d < hd; d++)
+                    o[d] += pj * vj[d];
+            }
+        }
+    }
+}
+
+/* sgemm path: a unit is one query head over the tile [r0, r1):
+ * S = scale Q K^T over the keys the tile can see, causal softmax, O = P V. */
+static void k_attn_tile_heads(void *ctx, size_t b, size_t e)
+{
+    const k_attn_job *J = ctx;
+    const size_t g = J->heads / J->kv_heads, hd = J->hd;
+    const size_t rows = J->r1 - J->r0, keys = J->start + J->r1;
+    const size_t tile = J->t < K_ATTN_QUERY_TILE ? J->t : K_ATTN_QUERY_TILE;
+    const int q_ld = (int)(J->heads * hd), kv_ld = (int)(J->kv_heads * hd);
+    for (size_t h = b; h < e; h++) {
+        const size_t kvh = h / g;
+        float *S = J->scratch + h * tile * (J->start + J->t); /* [rows][keys] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, (int)hd,
+                    J->scale, J->q + (J->r0 * J->heads + h) * hd, q_ld, J->kc + kvh * hd, kv_ld,
+                    0.0f, S, (int)keys);
+        float inv[K_ATTN_QUERY_TILE];
+        for (size_t r = 0; r < rows; r++) {
+            const size_t valid = J->start + J->r0 + r + 1;
+            float *s = S + r * keys;
+            inv[r] = 1.0f / k_softmax_row(s, valid);
+            memset(s + valid, 0, (keys - valid) * sizeof *s);
+        }
+        float *o = J->out + (J->r0 * J->heads + h) * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)hd, (int)keys,
+                    1.0f, S, (int)keys, J->vc + kvh * hd, kv_ld, 0.0f, o, q_ld);
+        for (size_t r = 0; r < rows; r++)
+            for (size_t d = 0; d < hd; d++)
+                o[r * (size_t)q_ld + d] *= inv[r];
+    }
+}
+
+void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k_cache,
+                 const float *v_cache, size_t heads, size_t kv_heads, size_t hd, float *out,
+                 float *scratch)
+{
+    if (t == 0)
+        return;
+    assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch);
+    const size_t ctxn = start + t;
+    k_attn_job J = {q, t, start, k_cache, v_cache, heads, kv_heads, hd, out, scratch,
+                    (float)(1.0 / sqrt((double)hd)), 0, 0};
+    if (t <= K_ATTN_STREAM_MAX_T) {
+        k_par(p, kv_heads, (heads / kv_heads) * t * ctxn * hd * 2, k_attn_stream, &J);
+        return;
+    }
+    assert(heads * hd <= INT_MAX && ctxn <= INT_MAX);
+    k_blas_ready();
+    for (size_t r0 = 0; r0 < t; r0 += K_ATTN_QUERY_TILE) {
+        J.r0 = r0;
+        J.r1 = t - r0 < K_ATTN_QUERY_TILE ? t : r0 + K_ATTN_QUERY_TILE;
+        k_par(p, heads, (J.r1 - r0) * (start + J.r1) * hd * 2, k_attn_tile_heads, &J);
+    }
+}
+
+// ---- element-wise
+
+typedef struct k_elem_job {
+    const float *a, *b;
+    float *out;
+} k_elem_job;
+
+static void k_relu_range(void *ctx, size_t b, size_t e)
+{
+    const k_elem_job *J = ctx;
+    for (size_t i = b; i < e; i++)
+        J->out[i] = J->a[i] > 0 ? J->a[i] : 0;
+}
+
+void k_relu(pool *p, const float *x, size_t n, float *out)
+{
+    k_elem_job J = {x, NULL, out};
+    k_par(p, n, 1, k_relu_range, &J);
+}
+
+static void k_gelu_range(void *ctx, size_t b, size_t e)
+{
+    const k_elem_job *J = ctx;
+    for (size_t i = b; i < e; i++) {
+        const float v = J->a[i];
+        J->out[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    }
+}
+
+void k_gelu(pool *p, const float *x, size_t n, float *out)
+{
+    k_elem_job J = {x, NULL, out};
+    k_par(p, n, 16, k_gelu_range, &J);
+}
+
+static void k_silu_mul_range(void *ctx, size_t b, size_t e)
+{
+    const k_elem_job *J = ctx;
+    for (size_t i = b; i < e; i++) {
+        const float g = J->a[i];
+        J->out[i] = g / (1.0f + expf(-g)) * J->b[i];
+    }
+}
+
+void k_silu_mul(pool *p, const float *gate, const float *up, size_t n, float *out)
+{
+    k_elem_job J = {gate, up, out};
+    k_par(p, n, 16, k_silu_mul_range, &J);
+}
+
+static void k_add_range(void *ctx, size_t b, size_t e)
+{
+    const k_elem_job *J = ctx;
+    for (size_t i = b; i < e; i++)
+        J->out[i] = J->a[i] + J->b[i];
+}
+
+void k_add(pool *p, const float *a, const float *b, size_t n, float *out)
+{
+    k_elem_job J = {a, b, out};
+    k_par(p, n, 1, k_add_range, &J);
+}
+
+// ---- embedding
+
+typedef struct k_embed_job {
+    const int32_t *tokens;
+    const void *table;
+    k_wtype wt;
+    size_t vocab, h;
+    float *out;
+} k_embed_job;
+
+static void k_embed_rows(void *ctx, size_t b, size_t e)
+{
+    const k_embed_job *J = ctx;
+    for (size_t i = b; i < e; i++) {
+        assert(J->tokens[i] >= 0 && (size_t)J->tokens[i] < J->vocab);
+        k_convert(J->table, J->wt, (size_t)J->tokens[i] * J->h, J->h, J->out + i * J->h);
+    }
+}
+
+void k_embed(pool *p, const int32_t *tokens, size_t t, const void *table, k_wtype wt,
+             size_t vocab, size_t h, float *out)
+{
+    k_embed_job J = {tokens, table, wt, vocab, h, out};
+    k_par(p, t, h, k_embed_rows, &J);
+}

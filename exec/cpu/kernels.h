@@ -1,0 +1,162 @@
+/*
+ * kernels — the compute kernels of the CPU reference backend.
+ *
+ * Activations are fp32, row-major, contiguous. Weights are in Hugging Face
+ * layout W[out_features][in_features], stored fp16 or bf16 (uint16 bit
+ * patterns) or fp32; a linear layer computes y = x W^T + b. Small tensors
+ * (norm weights, biases) are fp32: the engine converts them once.
+ *
+ * Threading: every kernel takes a pool (NULL: run on the caller) and splits
+ * its work so that each output element is computed by one thread in an order
+ * fixed by the shapes alone: results are bit-identical for any number of
+ * threads. BLAS runs single-threaded inside our chunks (see pool.h).
+ *
+ * ISA: the decode path of k_linear and the weight conversions have an
+ * AVX2+FMA+F16C version chosen at run time and a portable scalar twin that
+ * is always compiled; the twin does the same fused multiply-adds in the same
+ * order (fmaf, 8 lanes), so both give the same bits (test_kernels checks).
+ *
+ * Buffers never alias unless a kernel says so. Kernels assert their
+ * invariants (shapes > 0 where needed, token ids < vocab): the engine
+ * validates user input before it gets here.
+ */
+#ifndef LLMSIM_EXEC_CPU_KERNELS_H
+#define LLMSIM_EXEC_CPU_KERNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "exec/cpu/pool.h"
+
+/* Storage type of a weight tensor; the values are those of model_dtype
+ * (checked in kernels.c), so a model_dtype converts by a cast. */
+typedef enum k_wtype { K_WTYPE_F16, K_WTYPE_BF16, K_WTYPE_F32 } k_wtype;
+
+/* Bytes per element of a weight type. */
+size_t k_wtype_bytes(k_wtype wt);
+
+/* ---- dispatch */
+
+typedef enum k_isa { K_ISA_SCALAR, K_ISA_AVX2 } k_isa;
+extern const char *const k_isa_names[2];
+
+/* The best the CPU supports (AVX2 needs avx2, fma and f16c). */
+k_isa k_isa_detect(void);
+/* The one in use: the detected one unless forced lower. */
+k_isa k_isa_get(void);
+/* Test hook: use `isa` (clamped to what the CPU supports); returns the one
+ * now in use. Not for use while kernels run on other threads. */
+k_isa k_isa_force(k_isa isa);
+
+/* ---- linear layers */
+
+/* Rows of x up to which k_linear streams W once through a fused kernel
+ * (decode); above, it converts W tile by tile to fp32 and calls sgemm. */
+#define K_GEMV_MAX_ROWS 16
+/* sgemm path: W rows per sgemm call (one pool chunk), and per panel (the
+ * rows converted between two barriers; scratch holds one panel). Tile
+ * boundaries fall at fixed multiples, whatever the thread count. */
+#define K_SGEMM_TILE_ROWS 128
+#define K_SGEMM_PANEL_ROWS 1024
+
+/* Floats of scratch k_linear needs for these shapes: 0 on the fused path
+ * (m <= K_GEMV_MAX_ROWS), else min(n, K_SGEMM_PANEL_ROWS) * k (fp32 copy
+ * of one panel of W; needed for F16 and BF16, allocated for F32 too). */
+size_t k_linear_scratch_floats(size_t m, size_t n, size_t k);
+
+/* y = x W^T + bias. y must not alias x. scratch: k_linear_scratch_floats
+ * floats (may be NULL when that is 0, or when wt is F32). */
+void k_linear(pool *p,
+              const float *x,    /* [m][k] */
+              size_t m, size_t k,
+              const void *w,     /* [n][k] of wt */
+              k_wtype wt,
+              const float *bias, /* [n] or NULL */
+              size_t n,
+              float *y,          /* [m][n] */
+              float *scratch);   /* [k_linear_scratch_floats(m, n, k)] */
+
+/* Convert `count` weights to fp32 (exact). */
+void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, size_t count,
+                      float *dst /* [count] */);
+
+/* ---- norms (in place allowed: out == x) */
+
+/* (x - mean) / sqrt(var + eps) * gamma + beta per row, var biased (OPT). */
+void k_layernorm(pool *p,
+                 const float *x,     /* [m][h] */
+                 size_t m, size_t h,
+                 const float *gamma, /* [h] */
+                 const float *beta,  /* [h] */
+                 float eps,
+                 float *out);        /* [m][h] */
+
+/* x / sqrt(mean(x^2) + eps) * gamma per row (LLaMA). */
+void k_rmsnorm(pool *p,
+               const float *x,     /* [m][h] */
+               size_t m, size_t h,
+               const float *gamma, /* [h] */
+               float eps,
+               float *out);        /* [m][h] */
+
+/* ---- positions */
+
+/* Rotary embedding in place, Hugging Face LLaMA convention (rotate_half):
+ * for i < head_dim/2, with a = pos * theta^(-2i/head_dim),
+ *   x'[i]       = x[i] cos a - x[i + head_dim/2] sin a
+ *   x'[i + d/2] = x[i + head_dim/2] cos a + x[i] sin a.
+ * Angles are computed in double (HF computes them in fp32). head_dim even. */
+void k_rotary(pool *p,
+              float *x,                 /* [tokens][heads][head_dim] */
+              const int64_t *positions, /* [tokens] */
+              size_t tokens, size_t heads, size_t head_dim,
+              double theta);
+
+/* ---- attention */
+
+/* Query rows per tile: scores exist for one tile of queries at a time. */
+#define K_ATTN_QUERY_TILE 128
+/* New tokens up to which attention streams K and V once with its own loops
+ * (decode); above, each (head, tile) goes through two sgemm calls. */
+#define K_ATTN_STREAM_MAX_T 4
+
+/* Floats of scratch k_attention needs: heads * min(t, K_ATTN_QUERY_TILE) *
+ * (start + t), the scores of one query tile for every head. */
+size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads);
+
+/* Causal attention of one sequence. The t new tokens sit at positions
+ * start .. start + t - 1 and the cache already holds them: ctx = start + t.
+ * Query head h reads KV head h / (heads / kv_heads) (grouped-query
+ * attention; kv_heads divides heads). Scores scaled by 1/sqrt(hd), softmax
+ * in fp32 after subtracting the row maximum. out must not alias q. */
+void k_attention(pool *p,
+                 const float *q,       /* [t][heads][hd] */
+                 size_t t, size_t start,
+                 const float *k_cache, /* [start + t][kv_heads][hd] */
+                 const float *v_cache, /* [start + t][kv_heads][hd] */
+                 size_t heads, size_t kv_heads, size_t hd,
+                 float *out,           /* [t][heads][hd] */
+                 float *scratch);      /* [k_attention_scratch_floats(t, start, heads)] */
+
+/* ---- element-wise (in place allowed: out may equal an input) */
+
+void k_relu(pool *p, const float *x /* [n] */, size_t n, float *out /* [n] */);
+/* Exact GELU: x/2 (1 + erf(x / sqrt 2)). */
+void k_gelu(pool *p, const float *x /* [n] */, size_t n, float *out /* [n] */);
+/* SwiGLU: silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
+void k_silu_mul(pool *p, const float *gate /* [n] */, const float *up /* [n] */, size_t n,
+                float *out /* [n] */);
+/* out = a + b (the residual). */
+void k_add(pool *p, const float *a /* [n] */, const float *b /* [n] */, size_t n,
+           float *out /* [n] */);
+
+/* out[i] = table[tokens[i]] in fp32; every token < vocab. */
+void k_embed(pool *p,
+             const int32_t *tokens, /* [t] */
+             size_t t,
+             const void *table,     /* [vocab][h] of wt */
+             k_wtype wt, size_t vocab, size_t h,
+             float *out);           /* [t][h] */
+
+#endif

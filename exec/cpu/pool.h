@@ -1,0 +1,48 @@
+/*
+ * pool — a persistent pthread pool for the data-parallel loops of the CPU
+ * kernels.
+ *
+ * pool_for(p, n, fn, ctx) cuts [0, n) into contiguous chunks and runs
+ * fn(ctx, begin, end) on each, on the pool's workers and on the calling
+ * thread, and returns when every chunk is done. Which thread runs which chunk
+ * is left to chance (threads take the next chunk from a shared counter), so
+ * a kernel must compute each output element inside one call of fn, in an
+ * order that depends only on the element: then its results do not depend on
+ * the number of threads (every kernel in kernels.h is written so, and
+ * test_kernels checks it with memcmp).
+ *
+ * Threading policy: OpenBLAS runs single-threaded. The kernels call BLAS
+ * from inside pool_for, one call per chunk and thread, so BLAS threads would
+ * only oversubscribe the cores; one thread per call also makes BLAS results
+ * independent of our thread count. kernels.c sets this once, on first use
+ * (openblas_set_num_threads(1)).
+ *
+ * Thread-safety: pool_for may be called from any thread; calls on one pool
+ * are serialized. A pool_for called from inside fn (nested) runs its loop on
+ * the calling thread. Idle workers spin briefly (K_POOL_SPIN) and then sleep
+ * on a condition variable, so a decode step's many small loops do not pay a
+ * wake-up each.
+ */
+#ifndef LLMSIM_EXEC_CPU_POOL_H
+#define LLMSIM_EXEC_CPU_POOL_H
+
+#include <stddef.h>
+
+typedef struct pool pool;
+
+/* Chunks per thread that pool_for aims at (load balance against overhead). */
+#define POOL_CHUNKS_PER_THREAD 4
+
+/* A pool of nthreads threads in all, the caller included (nthreads - 1
+ * workers are started); nthreads <= 0 means one per online CPU. NULL when out
+ * of memory or when a thread cannot be started. Free with pool_destroy. */
+pool *pool_create(int nthreads);
+/* Stop and join the workers; accepts NULL. */
+void pool_destroy(pool *p);
+/* Threads in all (1 for NULL). */
+int pool_nthreads(const pool *p);
+/* Run fn over [0, n) in chunks; p == NULL runs fn(ctx, 0, n) on the caller.
+ * n == 0 calls nothing. */
+void pool_for(pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
+
+#endif
