@@ -88,8 +88,20 @@ void cli_sim_totals_get(const struct plan *pl, const struct sim_result *r, cli_s
 cJSON *cli_simulation_json(const cli_job *job, const struct plan *pl, const struct sim_result *r,
                            const cli_sim_totals *t);
 
+/* The table of a simulated or measured timeline. */
+void cli_simulation_table(const cli_job *job, const struct plan *pl, const struct sim_result *r,
+                          const cli_sim_totals *t);
+/* Store rows of every task of a timeline (a store_task_fill). */
+typedef struct cli_task_rows {
+    const struct plan *pl;
+    const struct sim_result *r;
+} cli_task_rows;
+struct store_task;
+void cli_task_rows_fill(void *ctx, size_t i, struct store_task *out, char *id, size_t id_len);
+
 int cmd_predict(int argc, char **argv);
 int cmd_search(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 #endif

@@ -12,68 +12,6 @@
 #include "common/units.h"
 #include "sim/sim.h"
 
-typedef struct task_rows {
-    const plan *pl;
-    const sim_result *r;
-} task_rows;
-
-static void fill_task(void *ctx, size_t i, store_task *out, char *id, size_t id_len)
-{
-    const task_rows *tr = ctx;
-    const plan_task *t = &tr->pl->tasks[i];
-    plan_task_id(tr->pl, i, id, id_len);
-    out->resource = plan_res_names[t->res];
-    out->start_s = tr->r->start_s[i];
-    out->end_s = tr->r->end_s[i];
-    out->bytes = t->bytes;
-    out->flops = 0;
-}
-
-static void print_table(const cli_job *job, const plan *pl, const sim_result *r,
-                        const cli_sim_totals *t)
-{
-    char a[32], b[32];
-    printf("model     %s\nhardware  %s\n", job->model.name, job->hw.name);
-    printf("plan      %zu tasks, %d steps x %d layers + head x %d GPU batches; simulated %ld "
-           "events in %.3f s (%.3g events/s)\n\n", pl->ntasks, pl->nsteps, pl->nlayers, pl->ngb,
-           r->events, r->wall_s, r->wall_s > 0 ? r->events / r->wall_s : 0);
-    if (!r->fits) {
-        char id[96];
-        if (r->overflow_task == PLAN_NONE) /* the resident data alone does not fit */
-            snprintf(id, sizeof id, "resident (weights, KV cache, hidden states)");
-        else
-            plan_task_id(pl, r->overflow_task, id, sizeof id);
-        printf("DOES NOT FIT: the %s tier overflows by %s (first at task %s)\n\n",
-               tier_names[r->overflow_tier], cli_bytes(r->overflow_bytes, a, sizeof a), id);
-    }
-    units_format(UNITS_TIME, t->total_s, a, sizeof a);
-    printf("throughput  %.4g tok/s\ntotal       %s\n", t->throughput_tok_s, a);
-    units_format(UNITS_TIME, t->prefill_s, a, sizeof a);
-    units_format(UNITS_TIME, t->decode_s, b, sizeof b);
-    printf("prefill     %s\ndecode      %s\n\n", a, b);
-    printf("step   load_weight  load_cache   store_cache  compute      end\n");
-    for (int j = 0; j < r->nsteps; j++) {
-        if (r->nsteps > 12 && j > 4 && j < r->nsteps - 4) {
-            if (j == 5)
-                printf("...\n");
-            continue;
-        }
-        char c[4][32], d[32];
-        for (int k = 0; k < 4; k++)
-            units_format(UNITS_TIME, r->steps[j].s[k], c[k], sizeof c[k]);
-        units_format(UNITS_TIME, r->step_end_s[j], d, sizeof d);
-        printf("%-6d %-12s %-12s %-12s %-12s %s\n", j, c[0], c[1], c[2], c[3], d);
-    }
-    printf("\nutilization");
-    for (int k = 0; k < PLAN_NRES; k++)
-        printf("  %s %.0f%%", plan_res_names[k],
-               r->makespan_s > 0 ? 100 * r->busy_s[k] / r->makespan_s : 0);
-    printf("\npeak memory");
-    for (int k = 0; k < TIER_COUNT; k++)
-        printf("  %s %s", tier_names[k], cli_bytes(r->peak_bytes[k], a, sizeof a));
-    printf("\n");
-}
-
 int cmd_simulate(int argc, char **argv)
 {
     /* --trace FILE is simulate's own; the rest are predict's */
@@ -164,10 +102,10 @@ int cmd_simulate(int argc, char **argv)
         {"tasks", (double)pl.ntasks},
         {"events", (double)r.events},
     };
-    task_rows rows = {&pl, &r};
+    cli_task_rows rows = {&pl, &r};
     cli_record rec = {
         .kind = "simulate", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
-        .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = fill_task,
+        .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
         .fill_ctx = &rows, .result_json = text,
     };
     int64_t run_id = 0;
@@ -183,7 +121,7 @@ int cmd_simulate(int argc, char **argv)
         cli_print_json(obj);
     } else {
         cJSON_Delete(obj);
-        print_table(job, &pl, &r, &t);
+        cli_simulation_table(job, &pl, &r, &t);
         if (trace)
             printf("trace       %s (open in Perfetto or chrome://tracing)\n", trace);
         printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);

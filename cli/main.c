@@ -40,6 +40,7 @@ typedef struct command {
 static const command commands[] = {
     {"predict", cmd_predict, "predict throughput, latency and memory of a policy (cost model)"},
     {"simulate", cmd_simulate, "simulate the plan of a policy task by task (discrete events)"},
+    {"run", cmd_run, "run the plan for real on the CPU engine and time every task"},
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
     {"runs", cmd_runs, "list the runs recorded in the store"},
     {"show", cmd_show, "print one recorded run"},

@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "common/units.h"
+#include "db/store.h"
 #include "sim/sim.h"
 
 bool cli_step_kept(int j, int n)
@@ -304,5 +305,69 @@ cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result 
     cJSON_AddItemToObject(real, "activations", placement_json(&pl->act_realized));
     cJSON_AddItemToObject(real, "head_weights", placement_json(&pl->realized.head));
     return o;
+}
+
+
+/* ---- timelines as tables and store rows (simulate and run) */
+
+void cli_task_rows_fill(void *ctx, size_t i, struct store_task *out, char *id, size_t id_len)
+{
+    const cli_task_rows *tr = ctx;
+    const plan_task *t = &tr->pl->tasks[i];
+    plan_task_id(tr->pl, i, id, id_len);
+    out->resource = plan_res_names[t->res];
+    out->start_s = tr->r->start_s[i];
+    out->end_s = tr->r->end_s[i];
+    out->bytes = t->bytes;
+    out->flops = 0;
+}
+
+void cli_simulation_table(const cli_job *job, const plan *pl, const sim_result *r,
+                          const cli_sim_totals *t)
+{
+    char a[32], b[32];
+    printf("model     %s\nhardware  %s\n", job->model.name, job->hw.name);
+    if (r->wall_s > 0)
+        printf("plan      %zu tasks, %d steps x %d layers + head x %d GPU batches; simulated %ld "
+               "events in %.3f s (%.3g events/s)\n\n", pl->ntasks, pl->nsteps, pl->nlayers, pl->ngb,
+               r->events, r->wall_s, r->events / r->wall_s);
+    else
+        printf("plan      %zu tasks, %d steps x %d layers + head x %d GPU batches\n\n", pl->ntasks,
+               pl->nsteps, pl->nlayers, pl->ngb);
+    if (!r->fits) {
+        char id[96];
+        if (r->overflow_task == PLAN_NONE) /* the resident data alone does not fit */
+            snprintf(id, sizeof id, "resident (weights, KV cache, hidden states)");
+        else
+            plan_task_id(pl, r->overflow_task, id, sizeof id);
+        printf("DOES NOT FIT: the %s tier overflows by %s (first at task %s)\n\n",
+               tier_names[r->overflow_tier], cli_bytes(r->overflow_bytes, a, sizeof a), id);
+    }
+    units_format(UNITS_TIME, t->total_s, a, sizeof a);
+    printf("throughput  %.4g tok/s\ntotal       %s\n", t->throughput_tok_s, a);
+    units_format(UNITS_TIME, t->prefill_s, a, sizeof a);
+    units_format(UNITS_TIME, t->decode_s, b, sizeof b);
+    printf("prefill     %s\ndecode      %s\n\n", a, b);
+    printf("step   load_weight  load_cache   store_cache  compute      end\n");
+    for (int j = 0; j < r->nsteps; j++) {
+        if (r->nsteps > 12 && j > 4 && j < r->nsteps - 4) {
+            if (j == 5)
+                printf("...\n");
+            continue;
+        }
+        char c[4][32], d[32];
+        for (int k = 0; k < 4; k++)
+            units_format(UNITS_TIME, r->steps[j].s[k], c[k], sizeof c[k]);
+        units_format(UNITS_TIME, r->step_end_s[j], d, sizeof d);
+        printf("%-6d %-12s %-12s %-12s %-12s %s\n", j, c[0], c[1], c[2], c[3], d);
+    }
+    printf("\nutilization");
+    for (int k = 0; k < PLAN_NRES; k++)
+        printf("  %s %.0f%%", plan_res_names[k],
+               r->makespan_s > 0 ? 100 * r->busy_s[k] / r->makespan_s : 0);
+    printf("\npeak memory");
+    for (int k = 0; k < TIER_COUNT; k++)
+        printf("  %s %s", tier_names[k], cli_bytes(r->peak_bytes[k], a, sizeof a));
+    printf("\n");
 }
 

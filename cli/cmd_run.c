@@ -1,0 +1,405 @@
+/*
+ * cmd_run — `llmsim run`: execute the plan of a policy on the CPU engine,
+ * time every task, and print and record the same keys as simulate, so that a
+ * prediction, a simulation and a measurement line up task by task.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/record.h"
+#include "common/atomicfile.h"
+#include "common/units.h"
+#include "exec/engine.h"
+#include "exec/offload.h"
+#include "sim/sim.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (interrupted) { /* a second ^C: clean up now and go */
+        offload_remove_all_from_signal();
+        _exit(130);
+    }
+    interrupted = 1;
+}
+
+/* A measured timeline in the simulator's shape, so that output and store
+ * rows are shared with simulate. */
+static llmsim_status measured_timeline(const plan *pl, const engine_result *er, sim_result *r,
+                                       diag *e)
+{
+    memset(r, 0, sizeof *r);
+    r->ntasks = pl->ntasks;
+    r->nsteps = pl->nsteps;
+    r->fits = true;
+    r->overflow_task = PLAN_NONE;
+    r->start_s = malloc((pl->ntasks + 1) * sizeof *r->start_s);
+    r->end_s = malloc((pl->ntasks + 1) * sizeof *r->end_s);
+    r->steps = calloc((size_t)pl->nsteps + 1, sizeof *r->steps);
+    r->step_end_s = calloc((size_t)pl->nsteps + 1, sizeof *r->step_end_s);
+    if (!r->start_s || !r->end_s || !r->steps || !r->step_end_s)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    memcpy(r->start_s, er->start_s, pl->ntasks * sizeof *r->start_s);
+    memcpy(r->end_s, er->end_s, pl->ntasks * sizeof *r->end_s);
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        const plan_task *t = &pl->tasks[i];
+        double d = er->end_s[i] - er->start_s[i];
+        r->busy_s[t->res] += d;
+        r->steps[t->step].s[t->stage] += d;
+        if (er->end_s[i] > r->step_end_s[t->step])
+            r->step_end_s[t->step] = er->end_s[i];
+        if (er->end_s[i] > r->makespan_s)
+            r->makespan_s = er->end_s[i];
+        r->events += 2;
+    }
+    r->peak_bytes[TIER_CPU] = er->ram_bytes;
+    return LLMSIM_OK;
+}
+
+/* Prompts from a text file: one prompt a line, token ids separated by
+ * spaces; every line the same length. */
+static llmsim_status read_prompts(const char *path, long long vocab, int32_t **out, long long *nprompts,
+                                  long long *len, diag *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return diag_set(e, LLMSIM_EINPUT, "--prompt-tokens %s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1024, n = 0;
+    int32_t *toks = malloc(cap * sizeof *toks);
+    char line[1 << 16];
+    long long lines = 0, width = -1;
+    llmsim_status st = toks ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    size_t lineno = 0;
+    while (!st && fgets(line, sizeof line, f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) {
+            st = diag_at(e, LLMSIM_EINPUT, path, lineno, 0, "line longer than %zu characters",
+                         sizeof line - 1);
+            break;
+        }
+        char *p = line;
+        long long count = 0;
+        for (;;) {
+            while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+                p++;
+            if (!*p || *p == '#')
+                break;
+            char *end;
+            errno = 0;
+            long long v = strtoll(p, &end, 10);
+            if (end == p || errno == ERANGE || v < 0 || v >= vocab) {
+                st = diag_at(e, LLMSIM_EINPUT, path, lineno, (size_t)(p - line) + 1,
+                             "token ids must be whole numbers from 0 to %lld (the vocabulary)", vocab - 1);
+                break;
+            }
+            if (n == cap) {
+                int32_t *g = realloc(toks, 2 * cap * sizeof *toks);
+                if (!g) {
+                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                    break;
+                }
+                toks = g;
+                cap *= 2;
+            }
+            toks[n++] = (int32_t)v;
+            count++;
+            p = end;
+        }
+        if (st || count == 0)
+            continue;
+        if (width >= 0 && count != width) {
+            st = diag_at(e, LLMSIM_EINPUT, path, lineno, 0,
+                         "%lld tokens, but the first prompt has %lld; every prompt must be as long", count,
+                         width);
+            break;
+        }
+        width = count;
+        lines++;
+    }
+    fclose(f);
+    if (!st && lines == 0)
+        st = diag_set(e, LLMSIM_EINPUT, "--prompt-tokens %s: no prompts in the file", path);
+    if (st) {
+        free(toks);
+        return st;
+    }
+    *out = toks;
+    *nprompts = lines;
+    *len = width;
+    return LLMSIM_OK;
+}
+
+static llmsim_status write_tokens(const char *path, const engine_result *r, long long gen, diag *e)
+{
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--tokens-out", e);
+    if (st)
+        return st;
+    for (long long s = 0; s < r->num_prompts; s++) {
+        for (long long t = 0; t < gen; t++)
+            fprintf(a.f, "%s%d", t ? " " : "", r->tokens[s * gen + t]);
+        fputc('\n', a.f);
+    }
+    return atomicfile_commit(&a, "--tokens-out", e);
+}
+
+static bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v) || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static void usage_extra(void)
+{
+    printf("engine (llmsim run):\n"
+           "  --synthetic SEED       weights generated from SEED (the default, seed 1)\n"
+           "  --weights PATH         a Hugging Face safetensors file, index or directory\n"
+           "  --prompt-tokens FILE   prompts: token ids, one prompt a line (sets the prompt\n"
+           "                         length and the number of prompts)\n"
+           "  --prompt-seed N        seed of random prompts (default 1)\n"
+           "  --tokens-out FILE      write the generated tokens, one line a prompt\n"
+           "  --temperature T        sampling temperature (default 0: greedy)\n"
+           "  --top-p P              nucleus sampling (default 1)\n"
+           "  --seed N               sampling seed (default 1)\n"
+           "  --offload-dir DIR      where disk tensors go (default $TMPDIR or /tmp); removed at\n"
+           "                         exit, on error and on ^C\n"
+           "  --max-ram SIZE         refuse a plan that needs more RAM (default: the free RAM)\n"
+           "  --threads N            compute threads (default: every core)\n");
+}
+
+int cmd_run(int argc, char **argv)
+{
+    /* the engine's own options, lifted out; the rest are predict's */
+    engine_opts o;
+    memset(&o, 0, sizeof o);
+    o.synthetic_seed = 1;
+    o.prompt_seed = 1;
+    o.sample_seed = 1;
+    o.top_p = 1;
+    o.interrupt = &interrupted;
+    const char *prompt_file = NULL, *tokens_out = NULL;
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
+    cli_job *job = calloc(1, sizeof *job);
+    int status = CLI_EXIT_INPUT;
+    int32_t *prompts = NULL;
+    if (!args || !job) {
+        fprintf(stderr, "llmsim run: out of memory\n");
+        free(args);
+        free(job);
+        return CLI_EXIT_FAIL;
+    }
+    int nargs = 0;
+    long long pn = 0, plen = 0;
+    for (int i = 0; i < argc; i++) {
+        static const char *const valued[] = {"--synthetic", "--weights", "--prompt-tokens",
+                                             "--prompt-seed", "--tokens-out", "--temperature",
+                                             "--top-p", "--seed", "--offload-dir", "--max-ram",
+                                             "--threads"};
+        int which = -1;
+        for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
+            if (strcmp(argv[i], valued[k]) == 0)
+                which = k;
+        if (which < 0) {
+            args[nargs++] = argv[i];
+            continue;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "llmsim run: %s needs a value (see llmsim run --help)\n", argv[i]);
+            goto out;
+        }
+        const char *v = argv[++i];
+        long long n;
+        double d;
+        bool ok = true;
+        switch (which) {
+        case 0: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.synthetic_seed = (uint64_t)n; break;
+        case 1: o.weights_path = v; break;
+        case 2: prompt_file = v; break;
+        case 3: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.prompt_seed = (uint64_t)n; break;
+        case 4: tokens_out = v; break;
+        case 5: ok = parse_double(v, 0, 100, &o.temperature); break;
+        case 6: ok = parse_double(v, 1e-6, 1, &o.top_p); break;
+        case 7: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.sample_seed = (uint64_t)n; break;
+        case 8: o.offload_parent = v; break;
+        case 9: {
+            char why[128];
+            ok = units_parse(v, UNITS_BYTES, &d, why, sizeof why) && d > 0;
+            o.max_ram_bytes = d;
+            break;
+        }
+        case 10: ok = cli_parse_ll(v, 1, 4096, &n); o.threads = (int)n; break;
+        }
+        if (!ok) {
+            fprintf(stderr, "llmsim run: %s '%s' is not valid (see llmsim run --help)\n", argv[i - 1], v);
+            goto out;
+        }
+    }
+    args[nargs] = NULL;
+    /* prompts from a file set the workload's prompt length and count */
+    bool help = false;
+    if (prompt_file) {
+        /* the vocabulary is the model's: load it first through the job parser */
+        args[nargs++] = "--prompt-len";
+        args[nargs++] = "1";
+        args[nargs] = NULL;
+    }
+    status = cli_job_parse(nargs, args, "run", job, &help);
+    if (help) {
+        cli_job_usage(stdout, "run",
+                      "Run the policy's plan for real on the CPU engine (a profile without a GPU):\n"
+                      "weights, KV cache and hidden states in RAM or on disk (O_DIRECT), I/O\n"
+                      "overlapped with compute as the plan orders it; every task is timed under\n"
+                      "its plan id and recorded, with the same keys as simulate.");
+        usage_extra();
+        status = CLI_EXIT_OK;
+        goto out;
+    }
+    if (status)
+        goto out;
+    diag e;
+    diag_clear(&e);
+    if (prompt_file) {
+        if (read_prompts(prompt_file, job->model.vocab_size, &prompts, &pn, &plen, &e)) {
+            status = cli_fail("run", &e);
+            goto out;
+        }
+        job->workload.prompt_len = plen;
+        job->workload.num_prompts = pn;
+        o.prompts = prompts;
+        if (workload_validate(&job->workload, prompt_file, &e)) {
+            status = cli_fail("run", &e);
+            goto out;
+        }
+    }
+    plan pl;
+    if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e)) {
+        status = cli_fail("run", &e);
+        goto out;
+    }
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    engine_result er;
+    bool tty = isatty(2);
+    if (tty)
+        fprintf(stderr, "llmsim run: %s, %zu tasks, %lld prompts x %lld tokens ...\n", job->model.name,
+                pl.ntasks, job->workload.num_prompts ? job->workload.num_prompts
+                                                     : (long long)job->policy.gpu_batch_size *
+                                                           job->policy.num_gpu_batches,
+                job->workload.gen_len);
+    llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, &pl, &o, &er, &e);
+    sigaction(SIGINT, &old, NULL);
+    if (st) {
+        status = cli_fail("run", &e);
+        engine_result_free(&er);
+        plan_free(&pl);
+        goto out;
+    }
+    sim_result r;
+    if (measured_timeline(&pl, &er, &r, &e)) {
+        status = cli_fail("run", &e);
+        goto done;
+    }
+    cli_sim_totals t;
+    cli_sim_totals_get(&pl, &r, &t);
+    /* the whole workload as measured (every block), not one block scaled */
+    if (!er.interrupted) {
+        t.total_s = er.total_s;
+        t.prefill_s = er.prefill_s;
+        t.decode_s = er.total_s - er.prefill_s;
+        t.throughput_tok_s = (double)er.num_prompts * (double)job->workload.gen_len / er.total_s;
+    }
+    cJSON *obj = cli_simulation_json(job, &pl, &r, &t);
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, "simulation");
+    cJSON *meas = cJSON_AddObjectToObject(obj, "measurement");
+    cJSON_AddStringToObject(meas, "engine", "cpu");
+    cJSON_AddBoolToObject(meas, "direct_io", er.direct_io);
+    cJSON_AddNumberToObject(meas, "ram_bytes", er.ram_bytes);
+    cJSON_AddBoolToObject(meas, "interrupted", er.interrupted);
+    cJSON_AddStringToObject(meas, "weights", o.weights_path ? o.weights_path : "synthetic");
+    char *text = cJSON_PrintUnformatted(obj);
+    const cli_metric metrics[] = {
+        {"throughput_tok_s", t.throughput_tok_s}, {"total_s", t.total_s},
+        {"prefill_s", t.prefill_s},               {"decode_s", t.decode_s},
+        {"peak_cpu_bytes", er.ram_bytes},         {"tasks", (double)pl.ntasks},
+    };
+    cli_task_rows rows = {&pl, &r};
+    cli_record rec = {
+        .kind = "measure", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
+        .fill_ctx = &rows, .result_json = text,
+    };
+    int64_t run_id = 0;
+    llmsim_status rs;
+    if (er.interrupted) {
+        /* record what there is, marked as such */
+        store *db = NULL;
+        rs = store_open(job->db_path, &db, &e);
+        cli_input_hashes hh;
+        if (!rs && !(rs = cli_record_inputs(db, job, &hh, &e))) {
+            store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
+                                   .policy_hash = hh.policy, .workload_hash = hh.workload,
+                                   .model_name = job->model.name, .hw_name = job->hw.name,
+                                   .command = job->command};
+            if (!(rs = store_run_begin(db, &info, &run_id, &e)))
+                store_run_abort(db, run_id, "interrupted");
+        }
+        store_close(db);
+        free(text);
+        cJSON_Delete(obj);
+        fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
+                rs ? "" : ", the run is recorded as interrupted");
+        status = 130;
+        goto done;
+    }
+    rs = cli_record_run(job, &rec, &run_id, &e);
+    free(text);
+    if (rs) {
+        cJSON_Delete(obj);
+        status = cli_fail("run", &e);
+        goto done;
+    }
+    if (tokens_out && write_tokens(tokens_out, &er, job->workload.gen_len, &e)) {
+        cJSON_Delete(obj);
+        status = cli_fail("run", &e);
+        goto done;
+    }
+    cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
+    if (job->format == CLI_FORMAT_JSON) {
+        cli_print_json(obj);
+    } else {
+        cJSON_Delete(obj);
+        cli_simulation_table(job, &pl, &r, &t);
+        printf("measured    on the CPU engine (%s I/O), %s weights\n", er.direct_io ? "O_DIRECT" : "buffered",
+               o.weights_path ? o.weights_path : "synthetic");
+        if (tokens_out)
+            printf("tokens      %s\n", tokens_out);
+        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+    }
+    status = CLI_EXIT_OK;
+done:
+    sim_result_free(&r);
+    engine_result_free(&er);
+    plan_free(&pl);
+out:
+    free(prompts);
+    free(args);
+    free(job);
+    return status;
+}
