@@ -41,13 +41,14 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static uint64_t splitmix64(uint64_t *x)
+static uint64_t mix64(uint64_t z)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
+
+static uint64_t splitmix64(uint64_t *x) { return mix64(*x += 0x9e3779b97f4a7c15ull); }
 
 static double uniform01(uint64_t *x) { return (double)(splitmix64(x) >> 11) * 0x1.0p-53; }
 
@@ -135,16 +136,44 @@ static void *eng_alloc(eng *g, size_t bytes)
 /* Values of a synthetic tensor: matrices uniform with the variance of a
  * 1/sqrt(fan-in) initialization, norm weights near 1, biases near 0; the
  * same for every placement (each tensor has its own counter stream). */
+/* Value i of a synthetic tensor whose stream starts at st0: the i-th output
+ * of splitmix64 from st0, computed directly so that tensors fill in parallel. */
+static inline float synth_value(uint64_t st0, size_t i, bool norm_w, double a)
+{
+    uint64_t z = mix64(st0 + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
+    double u = 2 * ((double)(z >> 11) * 0x1.0p-53) - 1;
+    return (float)(norm_w ? 1.0 + 0.1 * u : a * u);
+}
+
+typedef struct synth_ctx {
+    uint64_t st0;
+    bool norm_w;
+    double a;
+    float *out;
+} synth_ctx;
+
+static void synth_chunk(void *ctx, size_t begin, size_t end)
+{
+    const synth_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = synth_value(c->st0, i, c->norm_w, c->a);
+}
+
+static void synth_fill(pool *p, uint64_t seed, int unit, const model_tensor *t, float *out)
+{
+    synth_ctx c = {seed ^ str_hash(t->name) ^ ((uint64_t)(unit + 1) * 0x9e37ull),
+                   !t->matrix && strstr(t->name, "norm") && strstr(t->name, "weight"),
+                   t->matrix ? sqrt(3.0 / (double)t->cols) : 0.02, out};
+    size_t n = (size_t)(t->rows * t->cols);
+    if (p)
+        pool_for(p, n, synth_chunk, &c);
+    else
+        synth_chunk(&c, 0, n);
+}
+
 void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, float *out)
 {
-    uint64_t st = seed ^ str_hash(t->name) ^ ((uint64_t)(unit + 1) * 0x9e37ull);
-    size_t n = (size_t)(t->rows * t->cols);
-    bool norm_w = !t->matrix && strstr(t->name, "norm") && strstr(t->name, "weight");
-    double a = t->matrix ? sqrt(3.0 / (double)t->cols) : 0.02;
-    for (size_t i = 0; i < n; i++) {
-        double u = 2 * uniform01(&st) - 1;
-        out[i] = (float)(norm_w ? 1.0 + 0.1 * u : a * u);
-    }
+    synth_fill(NULL, seed, unit, t, out);
 }
 
 /* Hugging Face name of a tensor of unit `unit`. */
@@ -163,7 +192,7 @@ static llmsim_status load_values(eng *g, st_checkpoint *ck, int unit, const mode
                                  float *out, diag *e)
 {
     if (!ck) {
-        engine_synthetic_values(g->o->synthetic_seed, unit, t, out);
+        synth_fill(g->pool, g->o->synthetic_seed, unit, t, out);
         return LLMSIM_OK;
     }
     char name[256];
@@ -186,6 +215,18 @@ static llmsim_status load_values(eng *g, st_checkpoint *ck, int unit, const mode
     return st_read_f32(ck, st, out, e);
 }
 
+typedef struct conv_ctx {
+    const float *v;
+    uint16_t *out;
+} conv_ctx;
+
+static void conv_chunk(void *ctx, size_t begin, size_t end)
+{
+    const conv_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = half_f32_to_f16(c->v[i]);
+}
+
 /* Store fp32 values as the tensor's stored form into dst. */
 static void store_values(const eng *g, const eng_tensor *t, const float *v, uint8_t *dst)
 {
@@ -201,10 +242,11 @@ static void store_values(const eng *g, const eng_tensor *t, const float *v, uint
         for (size_t i = 0; i < n; i++)
             ((uint16_t *)dst)[i] = half_f32_to_bf16(v[i]);
         break;
-    default:
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)dst)[i] = half_f32_to_f16(v[i]);
+    default: {
+        conv_ctx c = {v, (uint16_t *)dst};
+        pool_for(g->pool, n, conv_chunk, &c);
         break;
+    }
     }
 }
 

@@ -516,7 +516,8 @@ static int cmp_entry(const void *a, const void *b)
     return strcmp(((const st_index_entry *)a)->name, ((const st_index_entry *)b)->name);
 }
 
-/* A shard name is a relative path that stays in the index's directory. */
+/* A shard name is a relative path that stays in the index's directory and
+ * has one spelling: no empty, "." or ".." components. */
 static bool shard_name_ok(const char *s)
 {
     if (!*s || *s == '/')
@@ -524,7 +525,7 @@ static bool shard_name_ok(const char *s)
     for (const char *p = s; *p;) {
         const char *q = strchr(p, '/');
         size_t l = q ? (size_t)(q - p) : strlen(p);
-        if (l == 0 || (l == 2 && p[0] == '.' && p[1] == '.'))
+        if (l == 0 || (l == 1 && p[0] == '.') || (l == 2 && p[0] == '.' && p[1] == '.'))
             return false;
         p += l + (q != NULL);
         if (q && !*p)
@@ -581,7 +582,8 @@ llmsim_status st_index_parse(const char *text, size_t len, const char *name, st_
     for (const cJSON *c = wm->child; c; c = c->next) {
         if (!cJSON_IsString(c) || !shard_name_ok(c->valuestring)) {
             st = BAD(e, name, "weight_map: tensor '%s' must map to a shard file name relative to "
-                     "the index's directory (no \"..\", not absolute)", qname(q, c->string));
+                     "the index's directory (not absolute, no \"..\", \".\" or empty "
+                     "components)", qname(q, c->string));
             goto out;
         }
         n++;

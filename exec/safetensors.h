@@ -144,7 +144,8 @@ typedef struct st_index {
 } st_index;
 
 /* Parse the text of a model.safetensors.index.json. Shard names must be
- * relative paths without ".." components. On failure *out is zeroed. */
+ * relative paths without "..", "." or empty components. On failure *out is
+ * zeroed. */
 llmsim_status st_index_parse(const char *text, size_t len, const char *name, st_index *out,
                              diag *e);
 void st_index_free(st_index *x); /* accepts a zeroed index */

@@ -521,6 +521,17 @@ static inline float k_dot(const float *a, const float *b, size_t n)
     return k_hsum8(l) + tail;
 }
 
+/* o += a v, in 8 lanes. */
+static inline void k_axpy(float *restrict o, float a, const float *restrict v, size_t n)
+{
+    size_t n8 = n & ~(size_t)7;
+    for (size_t d = 0; d < n8; d += 8)
+        for (int i = 0; i < 8; i++)
+            o[d + i] += a * v[d + i];
+    for (size_t d = n8; d < n; d++)
+        o[d] += a * v[d];
+}
+
 /* Softmax numerators of s[0 .. valid) in place (max subtracted); returns
  * their sum. */
 static float k_softmax_row(float *s, size_t valid)
@@ -536,48 +547,66 @@ static float k_softmax_row(float *s, size_t valid)
     return sum;
 }
 
+/* The streaming path reads, per key, the K (V) rows of a chunk's heads: one
+ * segment of the cache row, a whole cache row (kv_heads * hd floats) apart
+ * from the next. Segments shorter than K_ATTN_PREFETCH_BYTES are prefetched
+ * K_ATTN_PREFETCH_ROWS keys ahead (the hardware prefetcher does not follow
+ * them across pages); longer ones it follows on its own, and software
+ * prefetches would only fill the line-fill buffers. */
+#define K_ATTN_PREFETCH_ROWS 4
+#define K_ATTN_PREFETCH_BYTES 4096
+
+static inline void k_prefetch(const float *p, size_t floats)
+{
+    for (size_t i = 0; i < floats; i += 64 / sizeof *p)
+        __builtin_prefetch(p + i);
+}
+
 /* Streaming path (t <= K_ATTN_STREAM_MAX_T): a unit is one KV head with the
- * t * group query rows that read it; K and V are each read once. */
+ * t * group query rows that read it (row rr: token rr / g, query head
+ * kvh * g + rr % g); a chunk walks the cache once, key by key, over all its
+ * heads, so K and V are each read once and in address order. */
 static void k_attn_stream(void *ctx, size_t b, size_t e)
 {
     const k_attn_job *J = ctx;
     const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
-    for (size_t kvh = b; kvh < e; kvh++) {
-        float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
-        /* row rr: token rr / g, head kvh * g + rr % g, keys < start + token + 1 */
-        for (size_t j = 0; j < ctxn; j++) {
-            const float *kj = J->kc + j * kv_stride + kvh * hd;
-            for (size_t rr = 0; rr < rows; rr++) {
-                const size_t tok = rr / g;
-                if (j > J->start + tok)
-                    continue;
-                const float *qr = J->q + (tok * J->heads + kvh * g + rr % g) * hd;
-                S[rr * ctxn + j] = k_dot(qr, kj, hd) * J->scale;
-            }
-        }
+#define K_ATTN_S(kvh) (J->scratch + (kvh) * rows * ctxn) /* [rows][ctxn] */
+#define K_ATTN_Q(kvh, rr) (J->q + (((rr) / g) * J->heads + (kvh) * g + (rr) % g) * hd)
+#define K_ATTN_O(kvh, rr) (J->out + (((rr) / g) * J->heads + (kvh) * g + (rr) % g) * hd)
+    const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
+    for (size_t j = 0; j < ctxn; j++) {
+        const float *kj = J->kc + j * kv_stride;
+        if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
+            k_prefetch(kj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
+        for (size_t kvh = b; kvh < e; kvh++)
+            for (size_t rr = 0; rr < rows; rr++)
+                if (j <= J->start + rr / g) /* causal */
+                    K_ATTN_S(kvh)[rr * ctxn + j] = k_dot(K_ATTN_Q(kvh, rr), kj + kvh * hd, hd) * J->scale;
+    }
+    for (size_t kvh = b; kvh < e; kvh++)
         for (size_t rr = 0; rr < rows; rr++) { /* normalize P in place */
-            const size_t tok = rr / g, valid = J->start + tok + 1;
-            float *s = S + rr * ctxn;
+            const size_t valid = J->start + rr / g + 1;
+            float *s = K_ATTN_S(kvh) + rr * ctxn;
             const float inv = 1.0f / k_softmax_row(s, valid);
             for (size_t j = 0; j < valid; j++)
                 s[j] *= inv;
-            float *o = J->out + (tok * J->heads + kvh * g + rr % g) * hd;
-            memset(o, 0, hd * sizeof *o);
+            memset(K_ATTN_O(kvh, rr), 0, hd * sizeof(float));
         }
-        for (size_t j = 0; j < ctxn; j++) {
-            const float *vj = J->vc + j * kv_stride + kvh * hd;
+    for (size_t j = 0; j < ctxn; j++) {
+        const float *vj = J->vc + j * kv_stride;
+        if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
+            k_prefetch(vj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
+        for (size_t kvh = b; kvh < e; kvh++)
             for (size_t rr = 0; rr < rows; rr++) {
-                const size_t tok = rr / g;
-                if (j > J->start + tok)
+                if (j > J->start + rr / g)
                     continue;
-                float *o = J->out + (tok * J->heads + kvh * g + rr % g) * hd;
-                const float pj = S[rr * ctxn + j];
-                for (size_t d = 0; d < hd; d++)
-                    o[d] += pj * vj[d];
+                k_axpy(K_ATTN_O(kvh, rr), K_ATTN_S(kvh)[rr * ctxn + j], vj + kvh * hd, hd);
             }
-        }
     }
+#undef K_ATTN_S
+#undef K_ATTN_Q
+#undef K_ATTN_O
 }
 
 /* sgemm path: a unit is one query head over the tile [r0, r1):
