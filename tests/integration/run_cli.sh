@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# llmsim run as a user runs it: the keys of simulate plus the measurement,
+# generated tokens out, the same tokens for every placement, prompt files,
+# bad input with exit 2, and ^C leaving no offload files and an interrupted
+# run in the store.
+set -u
+L=${LLMSIM:?set LLMSIM to the llmsim binary}
+T=${LLMSIM_TEST_DATA:?}
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+db=$tmp/store.db
+off=$tmp/offload
+mkdir -p "$off"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
+M=$T/models/tiny-llama.yaml
+common=(--model "$M" --hardware cpu-only --gpu-batch-size 2 --num-gpu-batches 2 --prompt-len 12
+        --gen-len 6 --db "$db" --offload-dir "$off" --threads 2)
+
+out=$("$L" run "${common[@]}" --percent 0 100 0 100 0 100 --format json --tokens-out "$tmp/ram.txt"); rc=$?
+check "run exits 0" '[ $rc -eq 0 ]'
+for key in feasible throughput_tok_s total_s prefill_s decode_s peak_bytes stages steps utilization \
+           measurement run_id policy; do
+  check "json has \"$key\"" 'grep -q "\"$key\":" <<<"$out"'
+done
+check "tokens written, one line per prompt" '[ $(wc -l < "$tmp/ram.txt") -eq 4 ]'
+check "6 tokens per line" '[ $(head -1 "$tmp/ram.txt" | wc -w) -eq 6 ]'
+"$L" run "${common[@]}" --percent 0 0 0 0 0 0 --tokens-out "$tmp/disk.txt" >/dev/null; rc=$?
+check "everything on disk runs" '[ $rc -eq 0 ]'
+check "the same tokens with everything on disk" 'cmp -s "$tmp/ram.txt" "$tmp/disk.txt"'
+check "the offload directory is removed after a run" '[ -z "$(ls -A "$off")" ]'
+check "the run is recorded as a measure run" '"$L" runs --db "$db" --kind measure | grep -q tiny-llama'
+
+printf '1 2 3 4 5\n6 7 8 9 10\n11 12 13 14 15\n' > "$tmp/prompts.txt"
+"$L" run --model "$M" --hardware cpu-only --gen-len 4 --prompt-tokens "$tmp/prompts.txt" \
+     --db "$db" --offload-dir "$off" --tokens-out "$tmp/p.txt" >/dev/null; rc=$?
+check "prompts from a file: one output line per prompt" '[ $rc -eq 0 ] && [ $(wc -l < "$tmp/p.txt") -eq 3 ]'
+printf '1 2 3\n4 5\n' > "$tmp/ragged.txt"
+"$L" run --model "$M" --hardware cpu-only --gen-len 4 --prompt-tokens "$tmp/ragged.txt" --db "$db" \
+     >/dev/null 2>"$tmp/err"; rc=$?
+check "ragged prompts exit 2 naming the line" '[ $rc -eq 2 ] && grep -q "ragged.txt:2" "$tmp/err"'
+printf '1 2 99999\n' > "$tmp/oov.txt"
+"$L" run --model "$M" --hardware cpu-only --gen-len 4 --prompt-tokens "$tmp/oov.txt" --db "$db" \
+     >/dev/null 2>"$tmp/err"; rc=$?
+check "a token beyond the vocabulary exits 2 with line and column" '[ $rc -eq 2 ] && grep -q "oov.txt:1:5" "$tmp/err"'
+"$L" run "${common[@]}" --max-ram 1KB >/dev/null 2>"$tmp/err"; rc=$?
+check "--max-ram too small refuses with exit 2" '[ $rc -eq 2 ] && grep -q "max-ram" "$tmp/err"'
+"$L" run --model "$M" --hardware t4-flexgen --prompt-len 4 --gen-len 2 --db "$db" >/dev/null 2>"$tmp/err"; rc=$?
+check "a GPU profile is refused by the CPU engine with exit 2" '[ $rc -eq 2 ] && grep -q "without a GPU" "$tmp/err"'
+"$L" run "${common[@]}" --offload-dir /nonexistent >/dev/null 2>"$tmp/err"; rc=$?
+check "a missing --offload-dir exits 2" '[ $rc -eq 2 ]'
+"$L" run "${common[@]}" --temperature 0.8 --top-p 0.9 --seed 3 --tokens-out "$tmp/s1.txt" >/dev/null
+"$L" run "${common[@]}" --temperature 0.8 --top-p 0.9 --seed 3 --percent 0 0 0 0 0 0 --tokens-out "$tmp/s2.txt" >/dev/null
+check "sampling is deterministic for a seed, whatever the placement" 'cmp -s "$tmp/s1.txt" "$tmp/s2.txt"'
+
+# ^C: a long run with everything on disk, interrupted
+"$L" run --model "$M" --hardware cpu-only --percent 0 0 0 0 0 0 --gpu-batch-size 1 --num-gpu-batches 1 \
+     --prompt-len 64 --gen-len 180 --num-prompts 64 --db "$db" --offload-dir "$off" >/dev/null 2>"$tmp/err" &
+pid=$!
+for i in $(seq 50); do [ -n "$(ls -A "$off" 2>/dev/null)" ] && break; sleep 0.1; done
+sleep 0.5
+kill -INT $pid
+wait $pid; rc=$?
+check "^C stops the run with exit 130" '[ $rc -eq 130 ]'
+check "^C leaves no offload files" '[ -z "$(ls -A "$off")" ]'
+check "^C marks the run interrupted in the store" '"$L" runs --db "$db" --kind measure | grep -q interrupted'
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
