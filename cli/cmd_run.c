@@ -152,6 +152,75 @@ static llmsim_status write_tokens(const char *path, const engine_result *r, long
     return atomicfile_commit(&a, "--tokens-out", e);
 }
 
+/* Every token id of a file (whitespace-separated, any number of lines). */
+static llmsim_status read_token_file(const char *path, long long vocab, int32_t **out, long long *n,
+                                     diag *e)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return diag_set(e, LLMSIM_EINPUT, "--eval-ppl %s: cannot open: %s", path, strerror(errno));
+    size_t cap = 4096, k = 0, line = 1, col = 1;
+    int32_t *t = malloc(cap * sizeof *t);
+    llmsim_status st = t ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    int c;
+    long long v = -1;
+    size_t vcol = 0;
+    while (!st && (c = fgetc(f)) != EOF) {
+        if (c >= '0' && c <= '9') {
+            if (v < 0) {
+                v = 0;
+                vcol = col;
+            }
+            v = v * 10 + (c - '0');
+            if (v >= vocab)
+                st = diag_at(e, LLMSIM_EINPUT, path, line, vcol, "token ids must be below %lld (the "
+                             "vocabulary)", vocab);
+        } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (v >= 0) {
+                if (k == cap) {
+                    int32_t *g = realloc(t, 2 * cap * sizeof *t);
+                    if (!g) {
+                        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                        break;
+                    }
+                    t = g;
+                    cap *= 2;
+                }
+                t[k++] = (int32_t)v;
+                v = -1;
+            }
+        } else {
+            st = diag_at(e, LLMSIM_EINPUT, path, line, col, "'%c' in a token file; token ids are whole "
+                         "numbers separated by spaces or new lines", c);
+        }
+        if (c == '\n') {
+            line++;
+            col = 1;
+        } else {
+            col++;
+        }
+    }
+    if (!st && v >= 0) {
+        if (k == cap) {
+            int32_t *g = realloc(t, (cap + 1) * sizeof *t);
+            if (g)
+                t = g;
+            else
+                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+        }
+        if (!st)
+            t[k++] = (int32_t)v;
+    }
+    fclose(f);
+    if (st) {
+        free(t);
+        return st;
+    }
+    *out = t;
+    *n = (long long)k;
+    return LLMSIM_OK;
+}
+
 static bool parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -178,7 +247,11 @@ static void usage_extra(void)
            "  --offload-dir DIR      where disk tensors go (default $TMPDIR or /tmp); removed at\n"
            "                         exit, on error and on ^C\n"
            "  --max-ram SIZE         refuse a plan that needs more RAM (default: the free RAM)\n"
-           "  --threads N            compute threads (default: every core)\n");
+           "  --threads N            compute threads (default: every core)\n"
+           "  --eval-ppl FILE        perplexity over the token ids of FILE with a sliding window\n"
+           "                         of --prompt-len tokens moving by half a window (each token\n"
+           "                         after the first window is scored once, with at least half a\n"
+           "                         window of context); the prompts are the windows\n");
 }
 
 int cmd_run(int argc, char **argv)
@@ -191,7 +264,9 @@ int cmd_run(int argc, char **argv)
     o.sample_seed = 1;
     o.top_p = 1;
     o.interrupt = &interrupted;
-    const char *prompt_file = NULL, *tokens_out = NULL;
+    const char *prompt_file = NULL, *tokens_out = NULL, *ppl_file = NULL;
+    int32_t *ppl_tokens = NULL;
+    long long *score_from = NULL;
     char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
     cli_job *job = calloc(1, sizeof *job);
     int status = CLI_EXIT_INPUT;
@@ -208,7 +283,7 @@ int cmd_run(int argc, char **argv)
         static const char *const valued[] = {"--synthetic", "--weights", "--prompt-tokens",
                                              "--prompt-seed", "--tokens-out", "--temperature",
                                              "--top-p", "--seed", "--offload-dir", "--max-ram",
-                                             "--threads"};
+                                             "--threads", "--eval-ppl"};
         int which = -1;
         for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
             if (strcmp(argv[i], valued[k]) == 0)
@@ -242,6 +317,7 @@ int cmd_run(int argc, char **argv)
             break;
         }
         case 10: ok = cli_parse_ll(v, 1, 4096, &n); o.threads = (int)n; break;
+        case 11: ppl_file = v; break;
         }
         if (!ok) {
             fprintf(stderr, "llmsim run: %s '%s' is not valid (see llmsim run --help)\n", argv[i - 1], v);
@@ -254,6 +330,11 @@ int cmd_run(int argc, char **argv)
     if (prompt_file) {
         /* the vocabulary is the model's: load it first through the job parser */
         args[nargs++] = "--prompt-len";
+        args[nargs++] = "1";
+        args[nargs] = NULL;
+    }
+    if (ppl_file) { /* the prefill of each window and one step: gen-len 1 */
+        args[nargs++] = "--gen-len";
         args[nargs++] = "1";
         args[nargs] = NULL;
     }
@@ -284,6 +365,40 @@ int cmd_run(int argc, char **argv)
             status = cli_fail("run", &e);
             goto out;
         }
+    }
+    if (ppl_file) {
+        long long ntok = 0, W = job->workload.prompt_len, S = W / 2 > 0 ? W / 2 : 1;
+        if (prompt_file) {
+            fprintf(stderr, "llmsim run: give --eval-ppl or --prompt-tokens, not both\n");
+            status = CLI_EXIT_INPUT;
+            goto out;
+        }
+        if (read_token_file(ppl_file, job->model.vocab_size, &ppl_tokens, &ntok, &e)) {
+            status = cli_fail("run", &e);
+            goto out;
+        }
+        if (ntok < W || W < 2) {
+            fprintf(stderr, "llmsim run: --eval-ppl %s has %lld tokens; a window of --prompt-len %lld "
+                    "needs at least that many (and at least 2)\n", ppl_file, ntok, W);
+            status = CLI_EXIT_INPUT;
+            goto out;
+        }
+        long long nw = (ntok - W) / S + 1;
+        prompts = malloc(sizeof(int32_t) * (size_t)(nw * W));
+        score_from = malloc(sizeof(long long) * (size_t)nw);
+        if (!prompts || !score_from) {
+            fprintf(stderr, "llmsim run: out of memory\n");
+            status = CLI_EXIT_FAIL;
+            goto out;
+        }
+        for (long long w = 0; w < nw; w++) {
+            memcpy(prompts + w * W, ppl_tokens + w * S, sizeof(int32_t) * (size_t)W);
+            score_from[w] = w == 0 ? 1 : W - S;
+        }
+        o.prompts = prompts;
+        o.score_from = score_from;
+        o.num_windows = nw;
+        job->workload.num_prompts = nw;
     }
     plan pl;
     if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e)) {
@@ -333,6 +448,11 @@ int cmd_run(int argc, char **argv)
     cJSON_AddNumberToObject(meas, "ram_bytes", er.ram_bytes);
     cJSON_AddBoolToObject(meas, "interrupted", er.interrupted);
     cJSON_AddStringToObject(meas, "weights", o.weights_path ? o.weights_path : "synthetic");
+    double ppl = er.nll_count ? exp(er.nll_sum / (double)er.nll_count) : NAN;
+    if (ppl_file) {
+        cJSON_AddNumberToObject(obj, "perplexity", ppl);
+        cJSON_AddNumberToObject(obj, "tokens_scored", (double)er.nll_count);
+    }
     char *text = cJSON_PrintUnformatted(obj);
     const cli_metric metrics[] = {
         {"throughput_tok_s", t.throughput_tok_s}, {"total_s", t.total_s},
@@ -390,6 +510,8 @@ int cmd_run(int argc, char **argv)
                o.weights_path ? o.weights_path : "synthetic");
         if (tokens_out)
             printf("tokens      %s\n", tokens_out);
+        if (ppl_file)
+            printf("perplexity  %.6g over %lld tokens of %s\n", ppl, er.nll_count, ppl_file);
         printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
     }
     status = CLI_EXIT_OK;
@@ -398,6 +520,8 @@ done:
     engine_result_free(&er);
     plan_free(&pl);
 out:
+    free(ppl_tokens);
+    free(score_from);
     free(prompts);
     free(args);
     free(job);

@@ -114,6 +114,10 @@ typedef struct eng {
     float **next_in;       /* [ngb] layer 0's input: the prompt's embeddings [gbs][prompt][h], then
                             * the head's embedding of each new token [gbs][h] */
     float *probs;          /* [vocab] sampling */
+    float **final_all;     /* eval_ppl: [ngb] the last layer's output for every prompt token */
+    long long block;       /* the block running */
+    double nll_sum;        /* eval_ppl: -log p of the scored tokens */
+    long long nll_count;
     int32_t *ids;          /* [prompt + 2] token and position ids */
     size_t wmax;           /* widest row: max(h, f, qd) */
     int32_t *tokens;       /* [bls][prompt + gen] prompt then generated tokens */
@@ -408,6 +412,12 @@ static llmsim_status state_init(eng *g, diag *e)
     for (int k = 0; k < ngb; k++) {
         if (g->act_tier[k] == TIER_CPU && !(g->act_ram[k] = eng_alloc(g, g->act_bytes)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory (hidden states)");
+        if (g->o->score_from && !g->final_all &&
+            !(g->final_all = calloc((size_t)ngb, sizeof *g->final_all)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        if (g->final_all &&
+            !(g->final_all[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory (perplexity)");
         if (!(g->last[k] = eng_alloc(g, (size_t)g->gbs * g->h * 4)) ||
             !(g->next_in[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory");
@@ -762,6 +772,40 @@ static int sample(eng *g, const float *logits, int seq, int step)
     return 0;
 }
 
+/* Perplexity: -log p(next token) at every scored position of the prompts of
+ * batch k, from the last layer's output of the prefill. */
+static void score_prompts(eng *g, int k, int wslot, const float *normg, const float *normb,
+                          const void *lmw, k_wtype lmt)
+{
+    const model *m = g->m;
+    const size_t h = g->h, V = g->vocab;
+    for (int s = 0; s < g->gbs; s++) {
+        long long seq = g->block * g->bls + (long long)k * g->gbs + s;
+        if (seq >= g->o->num_windows)
+            continue;
+        const int32_t *toks = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+        for (long long pos = g->o->score_from[seq] - 1; pos < g->prompt - 1; pos++) {
+            if (pos < 0)
+                continue;
+            float *x = g->tmp; /* not hn: the head's own batch input is there */
+            memcpy(x, g->final_all[k] + ((size_t)s * (size_t)g->prompt + (size_t)pos) * h, h * 4);
+            if (m->norm == MODEL_NORM_LAYERNORM)
+                k_layernorm(g->pool, x, 1, h, normg, normb, (float)m->norm_eps, x);
+            else
+                k_rmsnorm(g->pool, x, 1, h, normg, (float)m->norm_eps, x);
+            k_linear(g->pool, x, 1, h, lmw, lmt, NULL, V, g->logits, g->lin);
+            double mx = g->logits[0], sum = 0;
+            for (size_t v = 1; v < V; v++)
+                mx = g->logits[v] > mx ? g->logits[v] : mx;
+            for (size_t v = 0; v < V; v++)
+                sum += exp(g->logits[v] - mx);
+            g->nll_sum += -(g->logits[toks[pos + 1]] - mx - log(sum));
+            g->nll_count++;
+        }
+    }
+    (void)wslot;
+}
+
 static void head_forward(eng *g, int i, int k, int wslot)
 {
     const int L = g->L, gbs = g->gbs;
@@ -784,6 +828,10 @@ static void head_forward(eng *g, int i, int k, int wslot)
     int li = find_tensor(g, L, lm);
     k_wtype wt;
     const void *w = matrix(g, L, li, wslot, &wt);
+    if (g->final_all && i == 0) {
+        /* the norm's vectors are in v1, v2; score before the batch's logits reuse them */
+        score_prompts(g, k, wslot, v1, m->norm == MODEL_NORM_LAYERNORM ? v2 : NULL, w, wt);
+    }
     k_linear(g->pool, x, (size_t)gbs, g->h, w, wt, NULL, g->vocab, g->logits, g->lin);
     for (int s = 0; s < gbs; s++) {
         const float *lg = g->logits + (size_t)s * g->vocab;
@@ -882,6 +930,8 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
         }
         layer_forward(g, i, j, k, wslot, slots, stride, out, tnew);
         /* output: the last layer's to the head, the others to their home */
+        if (j == L - 1 && g->final_all && i == 0)
+            memcpy(g->final_all[k], g->x, rows * g->h * sizeof(float));
         if (j == L - 1) {
             for (int s = 0; s < g->gbs; s++)
                 memcpy(g->last[k] + (size_t)s * g->h, g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->h,
@@ -1128,6 +1178,10 @@ static void eng_free(eng *g)
         for (int k = 0; k < g->ngb; k++)
             free(g->next_in[k]);
     free(g->next_in);
+    if (g->final_all)
+        for (int k = 0; k < g->ngb; k++)
+            free(g->final_all[k]);
+    free(g->final_all);
     free(g->ids);
     float *bufs[] = {g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->kf, g->vf, g->lin, g->ascratch,
                      g->logits, g->vec, g->probs};
@@ -1246,6 +1300,7 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
     long long blocks = (np + g.bls - 1) / g.bls;
     double t0 = now_s();
     for (long long blk = 0; blk < blocks; blk++) {
+        g.block = blk;
         /* prompts of this block: given, or random from the seed */
         for (int s = 0; s < g.bls; s++) {
             long long seq = blk * g.bls + s;
@@ -1290,6 +1345,8 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
         }
     }
     r->total_s = now_s() - t0;
+    r->nll_sum = g.nll_sum;
+    r->nll_count = g.nll_count;
 out:
     eng_free(&g);
     return st;

@@ -37,6 +37,11 @@ typedef struct engine_opts {
     double top_p;              /* nucleus sampling, (0, 1] */
     uint64_t sample_seed;
     volatile sig_atomic_t *interrupt; /* set to stop at the next task */
+    /* perplexity: when non-NULL, prompts are windows of a token file and
+     * the next token after every position from score_from[window] - 1 on
+     * is scored (-log p) in the prefill; [num_windows] */
+    const long long *score_from;
+    long long num_windows;
     /* test hook: when non-NULL, the logits of every step of the first block,
      * [gen_len][bls][vocab] */
     float *logits_out;
@@ -52,6 +57,8 @@ typedef struct engine_result {
     double ram_bytes;          /* what the engine allocated */
     bool interrupted;
     bool direct_io;            /* the offload files use O_DIRECT */
+    double nll_sum;            /* perplexity: sum of -log p over the scored tokens */
+    long long nll_count;       /* tokens scored */
 } engine_result;
 
 llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, const workload *w,

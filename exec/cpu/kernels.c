@@ -263,10 +263,10 @@ K_AVX2_INLINE void k_gemv_block_avx2(const k_linear_job *J, k_wtype wt, size_t j
                                      const int R, const int MB)
 {
     const size_t k = J->k, k8 = k & ~(size_t)7;
-    __m256 acc[K_GEMV_ROW_BLOCK][2];
+    __m256 acc[K_GEMV_ROW_BLOCK][4];
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int i = 0; i < MB; i++)
             acc[r][i] = _mm256_setzero_ps();
     for (size_t q = 0; q < k8; q += 8) {
@@ -274,7 +274,7 @@ K_AVX2_INLINE void k_gemv_block_avx2(const k_linear_job *J, k_wtype wt, size_t j
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
             wv[r] = k_load8_avx2(J->w, wt, (j + (size_t)r) * k + q);
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int i = 0; i < MB; i++) {
             __m256 xv = _mm256_loadu_ps(J->x + (i0 + (size_t)i) * k + q);
 #pragma GCC unroll 4
@@ -284,7 +284,7 @@ K_AVX2_INLINE void k_gemv_block_avx2(const k_linear_job *J, k_wtype wt, size_t j
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) {
-#pragma GCC unroll 2
+#pragma GCC unroll 4
         for (int i = 0; i < MB; i++) {
             const float *xi = J->x + (i0 + (size_t)i) * k;
             float a[8], tail = 0;
@@ -305,6 +305,10 @@ K_AVX2_INLINE void k_gemv_rows_avx2_wt(const k_linear_job *J, k_wtype wt, size_t
     for (size_t j = b * K_GEMV_ROW_BLOCK; j < j1;) {
         size_t i = 0;
         if (j + K_GEMV_ROW_BLOCK <= j1) {
+            for (; i + 4 <= J->m; i += 4) {
+                k_gemv_block_avx2(J, wt, j, i, 2, 4);
+                k_gemv_block_avx2(J, wt, j + 2, i, 2, 4);
+            }
             for (; i + 2 <= J->m; i += 2)
                 k_gemv_block_avx2(J, wt, j, i, K_GEMV_ROW_BLOCK, 2);
             if (i < J->m)
@@ -565,8 +569,11 @@ static inline void k_prefetch(const float *p, size_t floats)
 /* Streaming path (t <= K_ATTN_STREAM_MAX_T): a unit is one KV head with the
  * t * group query rows that read it (row rr: token rr / g, query head
  * kvh * g + rr % g); a chunk walks the cache once, key by key, over all its
- * heads, so K and V are each read once and in address order. */
-static void k_attn_stream(void *ctx, size_t b, size_t e)
+ * heads, so K and V are each read once and in address order. The body is
+ * compiled twice, for the baseline and for AVX2 (no FMA: the same
+ * operations in the same order, so the same bits). */
+__attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, size_t b,
+                                                                     size_t e)
 {
     const k_attn_job *J = ctx;
     const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
@@ -608,6 +615,18 @@ static void k_attn_stream(void *ctx, size_t b, size_t e)
 #undef K_ATTN_Q
 #undef K_ATTN_O
 }
+
+static void k_attn_stream(void *ctx, size_t b, size_t e)
+{
+    k_attn_stream_body(ctx, b, e);
+}
+
+#if K_HAVE_AVX2
+__attribute__((target("avx2"))) static void k_attn_stream_avx2(void *ctx, size_t b, size_t e)
+{
+    k_attn_stream_body(ctx, b, e);
+}
+#endif
 
 /* sgemm path: a unit is one query head over the tile [r0, r1):
  * S = scale Q K^T over the keys the tile can see, causal softmax, O = P V. */
@@ -651,7 +670,12 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
     k_attn_job J = {q, t, start, k_cache, v_cache, heads, kv_heads, hd, out, scratch,
                     (float)(1.0 / sqrt((double)hd)), 0, 0};
     if (t <= K_ATTN_STREAM_MAX_T) {
-        k_par(p, kv_heads, (heads / kv_heads) * t * ctxn * hd * 2, k_attn_stream, &J);
+        void (*fn)(void *, size_t, size_t) = k_attn_stream;
+#if K_HAVE_AVX2
+        if (k_isa_get() == K_ISA_AVX2)
+            fn = k_attn_stream_avx2;
+#endif
+        k_par(p, kv_heads, (heads / kv_heads) * t * ctxn * hd * 2, fn, &J);
         return;
     }
     assert(heads * hd <= INT_MAX && ctxn <= INT_MAX);

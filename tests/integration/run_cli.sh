@@ -55,6 +55,18 @@ check "a missing --offload-dir exits 2" '[ $rc -eq 2 ]'
 "$L" run "${common[@]}" --temperature 0.8 --top-p 0.9 --seed 3 --percent 0 0 0 0 0 0 --tokens-out "$tmp/s2.txt" >/dev/null
 check "sampling is deterministic for a seed, whatever the placement" 'cmp -s "$tmp/s1.txt" "$tmp/s2.txt"'
 
+for i in $(seq 200); do printf '%d ' $(( (i * 37) % 250 )); done > "$tmp/ppl.txt"
+p1=$("$L" run --model "$M" --hardware cpu-only --prompt-len 32 --eval-ppl "$tmp/ppl.txt" --db "$db" \
+     --offload-dir "$off" --format json | sed -n 's/.*"perplexity":[[:space:]]*\([0-9.e+]*\).*/\1/p')
+p2=$("$L" run --model "$M" --hardware cpu-only --prompt-len 32 --eval-ppl "$tmp/ppl.txt" --db "$db" \
+     --offload-dir "$off" --percent 0 0 0 0 0 0 --format json | sed -n 's/.*"perplexity":[[:space:]]*\([0-9.e+]*\).*/\1/p')
+check "--eval-ppl gives a perplexity ($p1)" '[ -n "$p1" ] && awk -v p="$p1" "BEGIN{exit !(p > 1)}"'
+check "the same perplexity with everything on disk" '[ "$p1" = "$p2" ]'
+printf '1 2 x 4\n' > "$tmp/badppl.txt"
+"$L" run --model "$M" --hardware cpu-only --prompt-len 2 --eval-ppl "$tmp/badppl.txt" --db "$db" \
+     >/dev/null 2>"$tmp/err"; rc=$?
+check "a bad token file exits 2 with line and column" '[ $rc -eq 2 ] && grep -q "badppl.txt:1:5" "$tmp/err"'
+
 # ^C: a long run with everything on disk, interrupted
 "$L" run --model "$M" --hardware cpu-only --percent 0 0 0 0 0 0 --gpu-batch-size 1 --num-gpu-batches 1 \
      --prompt-len 64 --gen-len 180 --num-prompts 64 --db "$db" --offload-dir "$off" >/dev/null 2>"$tmp/err" &

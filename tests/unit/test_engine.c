@@ -166,13 +166,14 @@ static double kv_round(ref *r, double *row, int n)
     return 0;
 }
 
-/* Logits of one sequence at every step: tokens[PROMPT + GEN - 1]; out [GEN][V]. */
-static void ref_sequence(ref *r, const int32_t *tokens, double *out)
+/* Logits of one sequence after positions first .. npos-1 of tokens[npos];
+ * out [npos - first][V]. */
+static void ref_sequence(ref *r, const int32_t *tokens, int npos, int first, double *out)
 {
     const model *m = r->m;
     const int L = (int)m->num_layers, h = (int)m->hidden_size, heads = (int)m->num_heads;
     const int kvh = (int)m->num_kv_heads, hd = (int)m->head_dim, qd = heads * hd, kvd = kvh * hd;
-    const int f = (int)m->ffn_size, V = (int)m->vocab_size, T = PROMPT + GEN;
+    const int f = (int)m->ffn_size, V = (int)m->vocab_size, T = npos + 1;
     const bool opt = m->family == MODEL_FAMILY_OPT;
     double *K = calloc((size_t)L * T * kvd, sizeof(double)), *Vc = calloc((size_t)L * T * kvd, sizeof(double));
     double *x = malloc(sizeof(double) * h), *hn = malloc(sizeof(double) * h), *q = malloc(sizeof(double) * qd);
@@ -246,14 +247,14 @@ static void ref_sequence(ref *r, const int32_t *tokens, double *out)
                 for (int i = 0; i < h; i++)
                     x[i] = f16r(x[i]);
         }
-        if (pos >= PROMPT - 1) {
+        if (pos >= first) {
             norm(m, x, W(r, L, opt ? "model.decoder.final_layer_norm.weight" : "model.norm.weight"),
                  opt ? W(r, L, "model.decoder.final_layer_norm.bias") : NULL, h, hn);
             const double *lm = m->tied_embeddings
                                    ? W(r, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight")
                                    : W(r, L, "lm_head.weight");
             mv(lm, NULL, hn, V, h, lg);
-            memcpy(out + (size_t)(pos - (PROMPT - 1)) * V, lg, sizeof(double) * V);
+            memcpy(out + (size_t)(pos - first) * V, lg, sizeof(double) * V);
         }
     }
     free(K); free(Vc); free(x); free(hn); free(q); free(k); free(v); free(att); free(o);
@@ -322,7 +323,7 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
             }
             for (int a = 0; a < GEN; a++)
                 toks[PROMPT + a] = res.tokens[(size_t)s * GEN + a];
-            ref_sequence(&r, toks, want);
+            ref_sequence(&r, toks, PROMPT + GEN - 1, PROMPT - 1, want);
             for (int step = 0; step < GEN; step++)
                 for (size_t v = 0; v < V; v++) {
                     double d = fabs(logits[((size_t)step * BLS + s) * V + v] - want[(size_t)step * V + v]);
@@ -348,8 +349,76 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
     free(hw);
 }
 
+/* Perplexity: the NLL the engine sums in the prefill equals the reference's
+ * over every position of every prompt, on disk as in RAM. */
+static void test_perplexity(void)
+{
+    diag e = {0};
+    model m;
+    hwprofile *hw = calloc(1, sizeof *hw);
+    CHECK(model_load(tap_data("models/tiny-opt.yaml"), &m, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(hwprofile_load("cpu-only", hw, &e) == LLMSIM_OK, "%s", e.msg);
+    const quant none = {0, 0};
+    ref r;
+    ref_init(&r, &m, 11, none, none);
+    const size_t V = (size_t)m.vocab_size;
+    int32_t prompts[BLS * PROMPT];
+    long long from[BLS];
+    for (int s = 0; s < BLS; s++) {
+        from[s] = s == 0 ? 1 : 3; /* the first window from its second token, the others later */
+        for (int a = 0; a < PROMPT; a++)
+            prompts[s * PROMPT + a] = (int32_t)((s * 37 + a * 11) % (int)V);
+    }
+    double want = 0;
+    long long count = 0;
+    double *lg = malloc(sizeof(double) * PROMPT * V);
+    for (int s = 0; s < BLS; s++) {
+        ref_sequence(&r, prompts + s * PROMPT, PROMPT - 1, 0, lg);
+        for (int pos = (int)from[s] - 1; pos < PROMPT - 1; pos++) {
+            const double *l = lg + (size_t)pos * V;
+            double mx = l[0], sum = 0;
+            for (size_t v = 1; v < V; v++)
+                mx = l[v] > mx ? l[v] : mx;
+            for (size_t v = 0; v < V; v++)
+                sum += exp(l[v] - mx);
+            want += -(l[prompts[s * PROMPT + pos + 1]] - mx - log(sum));
+            count++;
+        }
+    }
+    free(lg);
+    const char *pcts[2][6] = {{"0", "100", "0", "100", "0", "100"}, {"0", "0", "0", "0", "0", "0"}};
+    for (int c = 0; c < 2; c++) {
+        policy p;
+        policy_init(&p);
+        policy_from_percent(pcts[c], &p, &e);
+        p.gpu_batch_size = GBS;
+        p.num_gpu_batches = NGB;
+        workload w = {PROMPT, 1, BLS};
+        plan pl;
+        CHECK(plan_build(&m, hw, &p, &w, &pl, &e) == LLMSIM_OK, "%s", e.msg);
+        engine_opts o = {0};
+        o.synthetic_seed = 11;
+        o.threads = 2;
+        o.prompts = prompts;
+        o.score_from = from;
+        o.num_windows = BLS;
+        engine_result res;
+        CHECK(engine_run(&m, hw, &p, &w, &pl, &o, &res, &e) == LLMSIM_OK, "%s", e.msg);
+        CHECK(res.nll_count == count, "scored %lld tokens, want %lld", res.nll_count, count);
+        CHECK_REL(res.nll_sum, want, 1e-4, "perplexity NLL vs the reference");
+        printf("# perplexity (%s): engine %.6g, reference %.6g over %lld tokens\n",
+               c ? "on disk" : "in RAM", exp(res.nll_sum / (double)res.nll_count),
+               exp(want / (double)count), count);
+        engine_result_free(&res);
+        plan_free(&pl);
+    }
+    ref_free(&r);
+    free(hw);
+}
+
 int main(void)
 {
+    test_perplexity();
     const quant none = {0, 0};
     run_model(tap_data("models/tiny-opt.yaml"), none, none, LOGIT_TOL);
     run_model(tap_data("models/tiny-llama.yaml"), none, none, LOGIT_TOL);

@@ -461,6 +461,8 @@ static void test_bad_index(void)
     expect_bad(idx, idx, "shard file name", "shard is a number");
     write_text(idx, "{\"weight_map\": {\"a\": \"../model-00001-of-00002.safetensors\"}}");
     expect_bad(idx, idx, "\"..\"", "shard outside the directory");
+    write_text(idx, "{\"weight_map\": {\"a\": \"./model-00001-of-00002.safetensors\"}}");
+    expect_bad(idx, idx, "\".\"", "shard with a . component");
     write_text(idx, "{\"weight_map\": {\"a\": \"/etc/passwd\"}}");
     expect_bad(idx, idx, "not absolute", "absolute shard");
     write_text(idx, "{\"weight_map\": {\"a\": \"model-00001-of-00002.safetensors\",,}}");
