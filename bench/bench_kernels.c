@@ -18,6 +18,7 @@
  *    V are 32 MiB, GB/s of K+V bytes) and a 512-token prefill (GFLOP/s).
  * All timings are the best of 5 with a monotonic clock.
  */
+#include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -115,8 +116,12 @@ int main(int argc, char **argv)
         return 1;
     }
     const int nt = pool_nthreads(p);
-    printf("bench_kernels: isa %s, %d threads, best of %d\n", k_isa_names[k_isa_get()], nt,
-           BENCH_REPEATS);
+    const char *hint = k_blas_coretype_hint();
+    printf("bench_kernels: isa %s, %d threads, best of %d, OpenBLAS core %s%s%s\n",
+           k_isa_names[k_isa_get()], nt, BENCH_REPEATS, openblas_get_corename(),
+           hint ? " (slow here: set OPENBLAS_CORETYPE=" : "", hint ? hint : "");
+    if (hint)
+        printf(")\n");
 
     const double mem_bps = bench_memcpy_bps();
     printf("memcpy 512 MiB: %.2f GB/s (bytes copied)\n\n", mem_bps / 1e9);

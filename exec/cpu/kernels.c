@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <strings.h>
 
 #include "exec/cpu/f16.h"
 #include "models/model.h"
@@ -109,6 +110,37 @@ static void k_blas_init(void)
 static void k_blas_ready(void)
 {
     pthread_once(&k_blas_once, k_blas_init);
+}
+
+/* True when OpenBLAS's core is one of names (NULL-terminated). */
+static bool k_blas_core_in(const char *core, const char *const *names)
+{
+    for (; *names; names++)
+        if (strcasecmp(core, *names) == 0)
+            return true;
+    return false;
+}
+
+const char *k_blas_coretype_hint(void)
+{
+    const char *core = openblas_get_corename();
+    if (!core)
+        return NULL;
+    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+                                       "SapphireRapids", NULL};
+#if K_HAVE_AVX2
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return k_blas_core_in(core, avx512) ? NULL : "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return k_blas_core_in(core, avx2) ? NULL : "Haswell";
+#else
+    (void)avx512;
+    (void)avx2;
+#endif
+    return NULL;
 }
 
 // ---- weight conversion (exact, so every ISA gives the same bits)

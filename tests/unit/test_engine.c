@@ -20,6 +20,8 @@
 #include "exec/engine.h"
 #include "exec/half.h"
 #include "exec/quant.h"
+#include "exec/safetensors.h"
+#include <unistd.h>
 #include "tap.h"
 
 /* fp32 arithmetic against fp64, same rounded inputs: logits of O(1). */
@@ -416,8 +418,114 @@ static void test_perplexity(void)
     free(hw);
 }
 
+/* A Hugging Face checkpoint (written here from the synthetic values, in two
+ * shards with an index, fp32) loads to the same model: the same logits, bit
+ * for bit, as --synthetic with the same seed. */
+static void test_checkpoint(const char *model_path)
+{
+    diag e = {0};
+    model m;
+    hwprofile *hw = calloc(1, sizeof *hw);
+    CHECK(model_load(model_path, &m, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(hwprofile_load("cpu-only", hw, &e) == LLMSIM_OK, "%s", e.msg);
+    char dir[] = "/tmp/llmsim-ckpt-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    const int L = (int)m.num_layers;
+    bool opt = m.family == MODEL_FAMILY_OPT;
+    /* shard 1: layers 0..L-2; shard 2: the last layer and the head */
+    st_write_tensor wt[2][256];
+    int nw[2] = {0, 0};
+    float *bufs[512];
+    int64_t shapes[512][2];
+    char names[512][128];
+    int nb = 0;
+    char index[16384];
+    size_t ip = (size_t)snprintf(index, sizeof index, "{\"metadata\": {}, \"weight_map\": {");
+    for (int u = 0; u <= L; u++) {
+        model_tensor t[MODEL_MAX_TENSORS];
+        int n = u == L ? model_head_tensors(&m, t) : model_layer_tensors(&m, t);
+        int shard = u < L - 1 ? 0 : 1;
+        for (int i = 0; i < n; i++, nb++) {
+            bufs[nb] = malloc(sizeof(float) * (size_t)(t[i].rows * t[i].cols));
+            engine_synthetic_values(11, u, &t[i], bufs[nb]);
+            if (u == L)
+                snprintf(names[nb], sizeof names[nb], "%s", t[i].name);
+            else
+                snprintf(names[nb], sizeof names[nb], "%s.%d.%s", opt ? "model.decoder.layers" : "model.layers",
+                         u, t[i].name);
+            bool vec = t[i].rows == 1;
+            shapes[nb][0] = vec ? t[i].cols : t[i].rows;
+            shapes[nb][1] = t[i].cols;
+            wt[shard][nw[shard]++] = (st_write_tensor){names[nb], ST_F32, vec ? 1 : 2, shapes[nb], bufs[nb]};
+            ip += (size_t)snprintf(index + ip, sizeof index - ip, "%s\"%s\": \"part-%d.safetensors\"",
+                                   nb ? ", " : "", names[nb], shard + 1);
+        }
+    }
+    snprintf(index + ip, sizeof index - ip, "}}");
+    char path[256];
+    for (int sh = 0; sh < 2; sh++) {
+        snprintf(path, sizeof path, "%s/part-%d.safetensors", dir, sh + 1);
+        CHECK(st_write(path, wt[sh], (size_t)nw[sh], &e) == LLMSIM_OK, "%s", e.msg);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    FILE *f = fopen(path, "w");
+    fputs(index, f);
+    fclose(f);
+
+    const size_t V = (size_t)m.vocab_size;
+    float *a = malloc(sizeof(float) * GEN * BLS * V), *b = malloc(sizeof(float) * GEN * BLS * V);
+    const char *pct[6] = {"0", "50", "0", "50", "0", "100"};
+    policy p;
+    policy_init(&p);
+    policy_from_percent(pct, &p, &e);
+    p.gpu_batch_size = GBS;
+    p.num_gpu_batches = NGB;
+    workload w = {PROMPT, GEN, 0};
+    plan pl;
+    CHECK(plan_build(&m, hw, &p, &w, &pl, &e) == LLMSIM_OK, "%s", e.msg);
+    for (int pass = 0; pass < 2; pass++) {
+        engine_opts o = {0};
+        o.synthetic_seed = 11;
+        o.prompt_seed = 5;
+        o.threads = 2;
+        o.logits_out = pass ? b : a;
+        o.weights_path = pass ? dir : NULL;
+        engine_result res;
+        CHECK(engine_run(&m, hw, &p, &w, &pl, &o, &res, &e) == LLMSIM_OK, "%s: %s", m.name, e.msg);
+        engine_result_free(&res);
+    }
+    CHECK(memcmp(a, b, sizeof(float) * GEN * BLS * V) == 0,
+          "%s: a checkpoint of the synthetic weights gives other logits", m.name);
+    /* a checkpoint that lacks a tensor says which */
+    snprintf(path, sizeof path, "%s/part-2.safetensors", dir);
+    CHECK(st_write(path, wt[1], (size_t)nw[1] - 1, &e) == LLMSIM_OK, "%s", e.msg);
+    engine_opts o = {0};
+    o.weights_path = dir;
+    o.threads = 1;
+    engine_result res;
+    diag_clear(&e);
+    CHECK(engine_run(&m, hw, &p, &w, &pl, &o, &res, &e) == LLMSIM_EINPUT, "a missing tensor is bad input");
+    CHECK(strstr(e.msg, "tensor") != NULL, "the message names the tensor: %s", e.msg);
+    engine_result_free(&res);
+    plan_free(&pl);
+    for (int i = 0; i < nb; i++)
+        free(bufs[i]);
+    free(a);
+    free(b);
+    for (int sh = 0; sh < 2; sh++) {
+        snprintf(path, sizeof path, "%s/part-%d.safetensors", dir, sh + 1);
+        unlink(path);
+    }
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
+    unlink(path);
+    rmdir(dir);
+    free(hw);
+}
+
 int main(void)
 {
+    test_checkpoint(tap_data("models/tiny-opt.yaml"));
+    test_checkpoint(tap_data("models/tiny-llama.yaml"));
     test_perplexity();
     const quant none = {0, 0};
     run_model(tap_data("models/tiny-opt.yaml"), none, none, LOGIT_TOL);
