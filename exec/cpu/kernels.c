@@ -24,7 +24,7 @@
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
 #define K_HAVE_AVX2 1
 #include <immintrin.h>
-#define K_AVX2_FN __attribute__((target("avx2,fma,f16c")))
+#define K_AVX2_FN     __attribute__((target("avx2,fma,f16c")))
 #define K_AVX2_INLINE __attribute__((target("avx2,fma,f16c"), always_inline)) static inline
 #else
 #define K_HAVE_AVX2 0
@@ -127,7 +127,7 @@ const char *k_blas_coretype_hint(void)
     if (!core)
         return NULL;
     static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-    static const char *const avx2[] = {"Haswell", "Zen", "SkylakeX", "Cooperlake",
+    static const char *const avx2[] = {"Haswell",        "Zen", "SkylakeX", "Cooperlake",
                                        "SapphireRapids", NULL};
 #if K_HAVE_AVX2
     __builtin_cpu_init();
@@ -172,8 +172,8 @@ K_AVX2_INLINE __m256 k_load8_avx2(const void *w, k_wtype wt, size_t idx)
     case K_WTYPE_F16:
         return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + idx)));
     case K_WTYPE_BF16: {
-        __m256i u = _mm256_cvtepu16_epi32(
-            _mm_loadu_si128((const __m128i *)((const uint16_t *)w + idx)));
+        __m256i u =
+            _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + idx)));
         return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
     }
     case K_WTYPE_F32: break;
@@ -242,7 +242,7 @@ void k_convert_to_f32(pool *p, const void *src, k_wtype wt, size_t count, float 
 typedef struct k_linear_job {
     const float *x; /* [m][k] */
     size_t m, k;
-    const void *w;  /* [n][k] */
+    const void *w; /* [n][k] */
     k_wtype wt;
     const float *bias;
     size_t n;
@@ -392,8 +392,8 @@ static void k_sgemm_tiles(void *ctx, size_t b, size_t e)
             k_convert(J->w, J->wt, j0 * k, nt * k, dst);
             wf = dst;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)k, 1.0f,
-                    J->x, (int)k, wf, (int)k, 0.0f, J->y + j0, (int)n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)k, 1.0f, J->x,
+                    (int)k, wf, (int)k, 0.0f, J->y + j0, (int)n);
         if (J->bias)
             for (size_t i = 0; i < J->m; i++) {
                 float *yi = J->y + i * n + j0;
@@ -459,8 +459,8 @@ static void k_layernorm_rows(void *ctx, size_t b, size_t e)
     }
 }
 
-void k_layernorm(pool *p, const float *x, size_t m, size_t h, const float *gamma,
-                 const float *beta, float eps, float *out)
+void k_layernorm(pool *p, const float *x, size_t m, size_t h, const float *gamma, const float *beta,
+                 float eps, float *out)
 {
     k_norm_job J = {x, h, gamma, beta, eps, out};
     k_par(p, m, 4 * h, k_layernorm_rows, &J);
@@ -538,10 +538,10 @@ typedef struct k_attn_job {
     size_t t, start;
     const float *kc, *vc; /* [ctx][kv_heads][hd] */
     size_t heads, kv_heads, hd;
-    float *out;     /* [t][heads][hd] */
+    float *out; /* [t][heads][hd] */
     float *scratch;
     float scale;
-    size_t r0, r1;  /* sgemm path: the query tile */
+    size_t r0, r1; /* sgemm path: the query tile */
 } k_attn_job;
 
 /* Dot product in 8 lanes (vectorizes without reassociation). */
@@ -568,19 +568,146 @@ static inline void k_axpy(float *restrict o, float a, const float *restrict v, s
         o[d] += a * v[d];
 }
 
-/* Softmax numerators of s[0 .. valid) in place (max subtracted); returns
- * their sum. */
-static float k_softmax_row(float *s, size_t valid)
+// ---- exp and softmax rows, scalar and AVX2 with the same bits
+//
+// exp(x) as in Cephes' expf: x = n ln2 + r, |r| <= ln2/2, a degree-5
+// polynomial for e^r, times 2^n built in the exponent bits; about 1 ulp on
+// [-87, 88], 0 below -87.7 (softmax only needs x <= 0). Every step is one
+// rounded operation (no fused multiply-add, one operation per statement),
+// and the AVX2 version does the same steps, so both give the same bits.
+
+#define K_EXP_HI    88.0f
+#define K_EXP_LO    -88.0f
+#define K_EXP_LOG2E 1.44269504088896341f
+#define K_EXP_C1    0.693359375f
+#define K_EXP_C2    -2.12194440e-4f
+#define K_EXP_P0    1.9875691500e-4f
+#define K_EXP_P1    1.3981999507e-3f
+#define K_EXP_P2    8.3334519073e-3f
+#define K_EXP_P3    4.1665795894e-2f
+#define K_EXP_P4    1.6666665459e-1f
+#define K_EXP_P5    5.0000001201e-1f
+
+static inline float k_exp_scalar(float x)
 {
+    x = x < K_EXP_HI ? x : K_EXP_HI;
+    x = x > K_EXP_LO ? x : K_EXP_LO;
+    float fx = x * K_EXP_LOG2E;
+    fx = fx + 0.5f;
+    fx = floorf(fx);
+    float t = fx * K_EXP_C1;
+    x = x - t;
+    t = fx * K_EXP_C2;
+    x = x - t;
+    const float z = x * x;
+    float y = K_EXP_P0 * x;
+    y = y + K_EXP_P1;
+    y = y * x;
+    y = y + K_EXP_P2;
+    y = y * x;
+    y = y + K_EXP_P3;
+    y = y * x;
+    y = y + K_EXP_P4;
+    y = y * x;
+    y = y + K_EXP_P5;
+    y = y * z;
+    y = y + x;
+    y = y + 1.0f;
+    const int32_t n = (int32_t)fx;
+    return y * k_bits_to_f32((uint32_t)(n + 127) << 23);
+}
+
+/* Softmax numerators of s[0 .. valid) in place (max subtracted); returns
+ * their sum (8 lanes, then k_hsum8). */
+static float k_softmax_row_scalar(float *s, size_t valid)
+{
+    const size_t v8 = valid & ~(size_t)7;
     float mx = s[0];
     for (size_t j = 1; j < valid; j++)
         mx = s[j] > mx ? s[j] : mx;
-    float sum = 0;
-    for (size_t j = 0; j < valid; j++) {
-        s[j] = expf(s[j] - mx);
-        sum += s[j];
+    float l[8] = {0, 0, 0, 0, 0, 0, 0, 0}, tail = 0;
+    for (size_t j = 0; j < v8; j += 8)
+        for (int i = 0; i < 8; i++) {
+            s[j + i] = k_exp_scalar(s[j + i] - mx);
+            l[i] += s[j + i];
+        }
+    for (size_t j = v8; j < valid; j++) {
+        s[j] = k_exp_scalar(s[j] - mx);
+        tail += s[j];
     }
-    return sum;
+    return k_hsum8(l) + tail;
+}
+
+#if K_HAVE_AVX2
+#define K_AVX2_NOFMA __attribute__((target("avx2")))
+
+K_AVX2_NOFMA static inline __m256 k_exp8_avx2(__m256 x)
+{
+    x = _mm256_min_ps(x, _mm256_set1_ps(K_EXP_HI));
+    x = _mm256_max_ps(x, _mm256_set1_ps(K_EXP_LO));
+    __m256 fx = _mm256_mul_ps(x, _mm256_set1_ps(K_EXP_LOG2E));
+    fx = _mm256_add_ps(fx, _mm256_set1_ps(0.5f));
+    fx = _mm256_floor_ps(fx);
+    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(K_EXP_C1)));
+    x = _mm256_sub_ps(x, _mm256_mul_ps(fx, _mm256_set1_ps(K_EXP_C2)));
+    const __m256 z = _mm256_mul_ps(x, x);
+    __m256 y = _mm256_mul_ps(_mm256_set1_ps(K_EXP_P0), x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(K_EXP_P1));
+    y = _mm256_mul_ps(y, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(K_EXP_P2));
+    y = _mm256_mul_ps(y, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(K_EXP_P3));
+    y = _mm256_mul_ps(y, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(K_EXP_P4));
+    y = _mm256_mul_ps(y, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(K_EXP_P5));
+    y = _mm256_mul_ps(y, z);
+    y = _mm256_add_ps(y, x);
+    y = _mm256_add_ps(y, _mm256_set1_ps(1.0f));
+    __m256i n = _mm256_cvttps_epi32(fx);
+    n = _mm256_slli_epi32(_mm256_add_epi32(n, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+
+K_AVX2_NOFMA static float k_softmax_row_avx2(float *s, size_t valid)
+{
+    const size_t v8 = valid & ~(size_t)7;
+    float mx = s[0]; /* the maximum is exact in any order */
+    if (v8) {
+        __m256 mv = _mm256_loadu_ps(s);
+        for (size_t j = 8; j < v8; j += 8)
+            mv = _mm256_max_ps(mv, _mm256_loadu_ps(s + j));
+        float l8[8];
+        _mm256_storeu_ps(l8, mv);
+        for (int i = 0; i < 8; i++)
+            mx = l8[i] > mx ? l8[i] : mx;
+    }
+    for (size_t j = v8; j < valid; j++)
+        mx = s[j] > mx ? s[j] : mx;
+    const __m256 m = _mm256_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t j = 0; j < v8; j += 8) {
+        __m256 e = k_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), m));
+        _mm256_storeu_ps(s + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float l[8], tail = 0;
+    _mm256_storeu_ps(l, acc);
+    for (size_t j = v8; j < valid; j++) {
+        s[j] = k_exp_scalar(s[j] - mx);
+        tail += s[j];
+    }
+    return k_hsum8(l) + tail;
+}
+#endif
+
+static float k_softmax_row(float *s, size_t valid)
+{
+#if K_HAVE_AVX2
+    if (k_isa_get() == K_ISA_AVX2)
+        return k_softmax_row_avx2(s, valid);
+#endif
+    return k_softmax_row_scalar(s, valid);
 }
 
 /* The streaming path reads, per key, the K (V) rows of a chunk's heads: one
@@ -589,7 +716,7 @@ static float k_softmax_row(float *s, size_t valid)
  * K_ATTN_PREFETCH_ROWS keys ahead (the hardware prefetcher does not follow
  * them across pages); longer ones it follows on its own, and software
  * prefetches would only fill the line-fill buffers. */
-#define K_ATTN_PREFETCH_ROWS 4
+#define K_ATTN_PREFETCH_ROWS  4
 #define K_ATTN_PREFETCH_BYTES 4096
 
 static inline void k_prefetch(const float *p, size_t floats)
@@ -604,15 +731,14 @@ static inline void k_prefetch(const float *p, size_t floats)
  * heads, so K and V are each read once and in address order. The body is
  * compiled twice, for the baseline and for AVX2 (no FMA: the same
  * operations in the same order, so the same bits). */
-__attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, size_t b,
-                                                                     size_t e)
+__attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, size_t b, size_t e)
 {
     const k_attn_job *J = ctx;
     const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
-#define K_ATTN_S(kvh) (J->scratch + (kvh) * rows * ctxn) /* [rows][ctxn] */
-#define K_ATTN_Q(kvh, rr) (J->q + (((rr) / g) * J->heads + (kvh) * g + (rr) % g) * hd)
-#define K_ATTN_O(kvh, rr) (J->out + (((rr) / g) * J->heads + (kvh) * g + (rr) % g) * hd)
+#define K_ATTN_S(kvh)     (J->scratch + (kvh)*rows * ctxn) /* [rows][ctxn] */
+#define K_ATTN_Q(kvh, rr) (J->q + (((rr) / g) * J->heads + (kvh)*g + (rr) % g) * hd)
+#define K_ATTN_O(kvh, rr) (J->out + (((rr) / g) * J->heads + (kvh)*g + (rr) % g) * hd)
     const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
     for (size_t j = 0; j < ctxn; j++) {
         const float *kj = J->kc + j * kv_stride;
@@ -621,7 +747,8 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
         for (size_t kvh = b; kvh < e; kvh++)
             for (size_t rr = 0; rr < rows; rr++)
                 if (j <= J->start + rr / g) /* causal */
-                    K_ATTN_S(kvh)[rr * ctxn + j] = k_dot(K_ATTN_Q(kvh, rr), kj + kvh * hd, hd) * J->scale;
+                    K_ATTN_S(kvh)
+                    [rr * ctxn + j] = k_dot(K_ATTN_Q(kvh, rr), kj + kvh * hd, hd) * J->scale;
     }
     for (size_t kvh = b; kvh < e; kvh++)
         for (size_t rr = 0; rr < rows; rr++) { /* normalize P in place */
@@ -683,8 +810,8 @@ static void k_attn_tile_heads(void *ctx, size_t b, size_t e)
             memset(s + valid, 0, (keys - valid) * sizeof *s);
         }
         float *o = J->out + (J->r0 * J->heads + h) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)hd, (int)keys,
-                    1.0f, S, (int)keys, J->vc + kvh * hd, kv_ld, 0.0f, o, q_ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)hd, (int)keys, 1.0f,
+                    S, (int)keys, J->vc + kvh * hd, kv_ld, 0.0f, o, q_ld);
         for (size_t r = 0; r < rows; r++)
             for (size_t d = 0; d < hd; d++)
                 o[r * (size_t)q_ld + d] *= inv[r];
@@ -699,8 +826,19 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
         return;
     assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch);
     const size_t ctxn = start + t;
-    k_attn_job J = {q, t, start, k_cache, v_cache, heads, kv_heads, hd, out, scratch,
-                    (float)(1.0 / sqrt((double)hd)), 0, 0};
+    k_attn_job J = {q,
+                    t,
+                    start,
+                    k_cache,
+                    v_cache,
+                    heads,
+                    kv_heads,
+                    hd,
+                    out,
+                    scratch,
+                    (float)(1.0 / sqrt((double)hd)),
+                    0,
+                    0};
     if (t <= K_ATTN_STREAM_MAX_T) {
         void (*fn)(void *, size_t, size_t) = k_attn_stream;
 #if K_HAVE_AVX2
@@ -801,8 +939,8 @@ static void k_embed_rows(void *ctx, size_t b, size_t e)
     }
 }
 
-void k_embed(pool *p, const int32_t *tokens, size_t t, const void *table, k_wtype wt,
-             size_t vocab, size_t h, float *out)
+void k_embed(pool *p, const int32_t *tokens, size_t t, const void *table, k_wtype wt, size_t vocab,
+             size_t h, float *out)
 {
     k_embed_job J = {tokens, table, wt, vocab, h, out};
     k_par(p, t, h, k_embed_rows, &J);

@@ -9,6 +9,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,31 +19,37 @@
 #define K_POOL_SPIN 2000
 
 struct pool {
-    int nthreads;              /* in all, the caller included */
-    pthread_t *workers;        /* [nthreads - 1] */
-    pthread_mutex_t call_mu;   /* serializes callers of pool_for */
-    pthread_mutex_t mu;        /* guards the sleeps below */
-    pthread_cond_t work_cv;    /* workers sleep here for a new generation */
-    pthread_cond_t done_cv;    /* the caller sleeps here for pending == 0 */
+    int nthreads;            /* in all, the caller included */
+    pthread_t *workers;      /* [nthreads - 1] */
+    pthread_mutex_t call_mu; /* serializes callers of pool_for */
+    pthread_mutex_t mu;      /* guards the sleeps below */
+    pthread_cond_t work_cv;  /* workers sleep here for a new generation */
+    pthread_cond_t done_cv;  /* the caller sleeps here for pending == 0 */
     /* the job, written by the caller before gen is bumped */
     void (*fn)(void *ctx, size_t begin, size_t end);
     void *ctx;
-    size_t n;                  /* loop length */
-    size_t chunk;              /* iterations per chunk */
-    atomic_size_t next;        /* first iteration not yet taken */
-    atomic_uint gen;           /* job generation */
-    atomic_int pending;        /* workers not yet done with this generation */
+    size_t n;           /* loop length */
+    size_t chunk;       /* iterations per chunk */
+    atomic_size_t next; /* first iteration not yet taken */
+    atomic_uint gen;    /* job generation */
+    atomic_int pending; /* workers not yet done with this generation */
     atomic_bool stop;
 };
 
 /* True on a pool worker, and on a caller while it runs a pool_for. */
 static _Thread_local bool pool_inside;
 
-static inline void pool_cpu_relax(void)
+/* One step of a spin: a pause, and every K_POOL_YIELD_EVERY steps a
+ * sched_yield, so that a pool larger than the free cores still moves. */
+#define K_POOL_YIELD_EVERY 64
+
+static inline void pool_cpu_relax(int i)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+    if (i % K_POOL_YIELD_EVERY == K_POOL_YIELD_EVERY - 1)
+        sched_yield();
 }
 
 static void pool_run_chunks(pool *p)
@@ -69,7 +76,7 @@ static void *pool_worker(void *arg)
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
             got = g != seen || atomic_load_explicit(&p->stop, memory_order_acquire);
             if (!got)
-                pool_cpu_relax();
+                pool_cpu_relax(i);
         }
         if (!got) {
             pthread_mutex_lock(&p->mu);
@@ -179,7 +186,7 @@ void pool_for(pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end)
     for (int i = 0; i < K_POOL_SPIN && !done; i++) {
         done = atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
         if (!done)
-            pool_cpu_relax();
+            pool_cpu_relax(i);
     }
     if (!done) {
         pthread_mutex_lock(&p->mu);

@@ -7,7 +7,7 @@
  *  - the pool runs each index of [0, n) exactly once, for any thread count,
  *    and a nested pool_for runs inline;
  *  - k_linear for fp16, bf16 and fp32 weights, on both paths (m = 1, 3, 8,
- *    16 fused; 17, 64 sgemm), shapes that are not multiples of 8, panels and
+ *    7, 8, 16 fused; 17, 64 sgemm), shapes that are not multiples of 8, panels and
  *    partial tiles, with and without bias; the error is bounded by
  *    K_TOL_LINEAR * k * FLT_EPSILON * sum |x w| (the worst case of any
  *    summation order); the scalar twin and the AVX2 path agree bit for bit;
@@ -17,7 +17,8 @@
  *    boundaries (t = 1, 127, 128, 129, 300); the causal mask (changing the
  *    future of the cache changes nothing); chunked prefill agrees with one
  *    pass; GQA equals MHA over a repeated cache;
- *  - determinism: 1, 2 and 3 threads give identical bytes (memcmp).
+ *  - determinism: 1, 2 and 3 threads give identical bytes (memcmp), and so
+ *    do the scalar and AVX2 versions of attention (its exp and softmax).
  *
  * Seed: every random input comes from test_rng seeded with a constant named
  * next to its use.
@@ -37,9 +38,9 @@
 /* k_linear: |y - ref| <= K_TOL_LINEAR * k * FLT_EPSILON * (sum_k |x w| + |b|) */
 #define K_TOL_LINEAR 1.0
 /* norms, rotary, element-wise: |y - ref| <= tol * (1 + |ref|) */
-#define K_TOL_NORM 1e-5
+#define K_TOL_NORM   1e-5
 #define K_TOL_ROTARY 1e-5
-#define K_TOL_ELEM 1e-6
+#define K_TOL_ELEM   1e-6
 /* attention (values of V in [-1, 1]): |out - ref| <= K_TOL_ATTN */
 #define K_TOL_ATTN 2e-5
 
@@ -76,14 +77,18 @@ static float *rand_floats(size_t n)
 static double ref_f16(uint16_t h)
 {
     const int e = (h >> 10) & 31, man = h & 1023;
-    double v = e == 0 ? ldexp(man, -24) : e == 31 ? (man ? NAN : INFINITY) : ldexp(1024 + man, e - 25);
+    double v = e == 0    ? ldexp(man, -24)
+               : e == 31 ? (man ? NAN : INFINITY)
+                         : ldexp(1024 + man, e - 25);
     return (h & 0x8000) ? -v : v;
 }
 
 static double ref_bf16(uint16_t h)
 {
     const int e = (h >> 7) & 255, man = h & 127;
-    double v = e == 0 ? ldexp(man, -133) : e == 255 ? (man ? NAN : INFINITY) : ldexp(128 + man, e - 134);
+    double v = e == 0     ? ldexp(man, -133)
+               : e == 255 ? (man ? NAN : INFINITY)
+                          : ldexp(128 + man, e - 134);
     return (h & 0x8000) ? -v : v;
 }
 
@@ -164,11 +169,10 @@ static void test_conversions(void)
               wt_names[wt], k_isa_names[k_isa_get()]);
         int bad = 0;
         for (uint32_t h = 0; h < 65536; h++)
-            bad += k_f32_to_bits(a[h]) !=
-                   k_f32_to_bits(wt == K_WTYPE_F16 ? k_f16_to_f32((uint16_t)h)
-                                                   : k_bf16_to_f32((uint16_t)h));
-        CHECK(bad == 0, "%s convert: %d patterns differ from the scalar helper", wt_names[wt],
-              bad);
+            bad += k_f32_to_bits(a[h]) != k_f32_to_bits(wt == K_WTYPE_F16
+                                                            ? k_f16_to_f32((uint16_t)h)
+                                                            : k_bf16_to_f32((uint16_t)h));
+        CHECK(bad == 0, "%s convert: %d patterns differ from the scalar helper", wt_names[wt], bad);
     }
     free(all);
     free(a);
@@ -253,7 +257,7 @@ static float *run_linear(pool *p, k_isa isa, const float *x, size_t m, size_t k,
 
 static void test_linear(pool *p2, pool *p3)
 {
-    const size_t ms[] = {1, 3, 8, 16, 17, 64};
+    const size_t ms[] = {1, 3, 7, 8, 16, 17, 64};
     const size_t shapes[][2] = {{67, 131}, {8, 1}, {1, 5}, {256, 40}, {96, 1300}, {2053, 9}};
     for (int wt = 0; wt < 3; wt++) {
         for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
@@ -289,15 +293,14 @@ static void test_linear(pool *p2, pool *p3)
                       wt_names[wt], m, k, n, bias ? " +bias" : "", bad);
                 if (have_avx2)
                     CHECK(memcmp(ys, yv, m * n * sizeof *ys) == 0,
-                          "linear %s m=%zu k=%zu n=%zu: scalar and avx2 bits differ",
-                          wt_names[wt], m, k, n);
+                          "linear %s m=%zu k=%zu n=%zu: scalar and avx2 bits differ", wt_names[wt],
+                          m, k, n);
                 /* determinism across thread counts, on the best ISA */
                 float *y2 = run_linear(p2, K_ISA_AVX2, x, m, k, w, (k_wtype)wt, bias, n);
                 float *y3 = run_linear(p3, K_ISA_AVX2, x, m, k, w, (k_wtype)wt, bias, n);
                 CHECK(memcmp(yv, y2, m * n * sizeof *yv) == 0 &&
                           memcmp(yv, y3, m * n * sizeof *yv) == 0,
-                      "linear %s m=%zu k=%zu n=%zu: 1, 2, 3 threads differ", wt_names[wt], m, k,
-                      n);
+                      "linear %s m=%zu k=%zu n=%zu: 1, 2, 3 threads differ", wt_names[wt], m, k, n);
                 free(y2);
                 free(y3);
                 free(ys);
@@ -428,7 +431,8 @@ static void test_rotary(pool *p3)
     int64_t pos[23];
     for (size_t t = 0; t < tokens; t++)
         pos[t] = (int64_t)(t * t * 7 + 3); /* up to 3391 */
-    float *a = malloc(tokens * heads * hd * sizeof *a), *b = malloc(tokens * heads * hd * sizeof *b);
+    float *a = malloc(tokens * heads * hd * sizeof *a),
+          *b = malloc(tokens * heads * hd * sizeof *b);
     memcpy(a, x, tokens * heads * hd * sizeof *x);
     memcpy(b, x, tokens * heads * hd * sizeof *x);
     k_rotary(NULL, a, pos, tokens, heads, hd, theta);
@@ -509,33 +513,41 @@ static double attn_error(const float *out, const float *q, size_t t, size_t star
 static void test_attention(pool *p2, pool *p3)
 {
     const attn_case cases[] = {
-        {1, 0, 4, 4, 16},    {1, 37, 8, 2, 64},  {1, 200, 32, 32, 64}, {3, 10, 6, 3, 24},
-        {4, 0, 4, 1, 8},     {5, 0, 4, 2, 32},   {127, 0, 4, 2, 16},   {128, 5, 2, 2, 16},
-        {129, 0, 4, 4, 12},  {300, 0, 2, 1, 16}, {300, 50, 4, 2, 8},   {130, 3, 8, 1, 64},
+        {1, 0, 4, 4, 16},   {1, 37, 8, 2, 64},  {1, 200, 32, 32, 64}, {3, 10, 6, 3, 24},
+        {4, 0, 4, 1, 8},    {5, 0, 4, 2, 32},   {127, 0, 4, 2, 16},   {128, 5, 2, 2, 16},
+        {129, 0, 4, 4, 12}, {300, 0, 2, 1, 16}, {300, 50, 4, 2, 8},   {130, 3, 8, 1, 64},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const attn_case A = cases[c];
         const size_t ctx = A.start + A.t;
         test_rng(300 + c); /* seed */
         float *q = rand_floats(A.t * A.heads * A.hd);
-        float *kc = rand_floats(ctx * A.kv_heads * A.hd), *vc = rand_floats(ctx * A.kv_heads * A.hd);
+        float *kc = rand_floats(ctx * A.kv_heads * A.hd),
+              *vc = rand_floats(ctx * A.kv_heads * A.hd);
         for (size_t i = 0; i < A.t * A.heads * A.hd; i++)
             q[i] *= 2; /* peakier softmax */
         float *o1 = run_attn(NULL, q, A.t, A.start, kc, vc, A.heads, A.kv_heads, A.hd);
         double err = attn_error(o1, q, A.t, A.start, kc, vc, A.heads, A.kv_heads, A.hd);
-        CHECK(err <= K_TOL_ATTN, "attention t=%zu start=%zu heads=%zu/%zu hd=%zu: error %.3g",
-              A.t, A.start, A.heads, A.kv_heads, A.hd, err);
+        CHECK(err <= K_TOL_ATTN, "attention t=%zu start=%zu heads=%zu/%zu hd=%zu: error %.3g", A.t,
+              A.start, A.heads, A.kv_heads, A.hd, err);
         float *o2 = run_attn(p2, q, A.t, A.start, kc, vc, A.heads, A.kv_heads, A.hd);
         float *o3 = run_attn(p3, q, A.t, A.start, kc, vc, A.heads, A.kv_heads, A.hd);
         const size_t bytes = A.t * A.heads * A.hd * sizeof *o1;
         CHECK(memcmp(o1, o2, bytes) == 0 && memcmp(o1, o3, bytes) == 0,
               "attention t=%zu start=%zu: 1, 2, 3 threads differ", A.t, A.start);
+        k_isa_force(K_ISA_SCALAR);
+        float *os = run_attn(p2, q, A.t, A.start, kc, vc, A.heads, A.kv_heads, A.hd);
+        k_isa_force(K_ISA_AVX2);
+        CHECK(memcmp(o1, os, bytes) == 0, "attention t=%zu start=%zu: scalar and avx2 differ", A.t,
+              A.start);
+        free(os);
 
         /* causal mask: rewrite the cache after the first half of the new
          * tokens; the outputs of that first half do not move */
         const size_t keep = A.t / 2;
         if (keep > 0) {
-            for (size_t i = (A.start + keep) * A.kv_heads * A.hd; i < ctx * A.kv_heads * A.hd; i++) {
+            for (size_t i = (A.start + keep) * A.kv_heads * A.hd; i < ctx * A.kv_heads * A.hd;
+                 i++) {
                 kc[i] = 100.0f;
                 vc[i] = -100.0f;
             }
@@ -608,7 +620,7 @@ static void test_attention(pool *p2, pool *p3)
 static void test_elementwise(pool *p3)
 {
     const size_t n = 100003; /* large enough to go parallel */
-    test_rng(11); /* seed */
+    test_rng(11);            /* seed */
     float *a = rand_floats(n), *b = rand_floats(n);
     for (size_t i = 0; i < n; i++)
         a[i] *= 8;
@@ -662,7 +674,8 @@ static void test_embed(pool *p3)
         size_t bad = 0;
         for (size_t i = 0; i < t; i++)
             for (size_t e = 0; e < h; e++)
-                bad += (double)o[i * h + e] != ref_weight(table, (k_wtype)wt, (size_t)tokens[i] * h + e);
+                bad += (double)o[i * h + e] !=
+                       ref_weight(table, (k_wtype)wt, (size_t)tokens[i] * h + e);
         CHECK(bad == 0, "embed %s: %zu wrong", wt_names[wt], bad);
         CHECK(memcmp(o, o3, t * h * sizeof *o) == 0, "embed %s: threads differ", wt_names[wt]);
         free(table);
