@@ -1,7 +1,9 @@
 /*
  * engine — execute a plan for real and time every task (ARCHITECTURE §9).
  *
- * The CPU engine runs the plans of a machine without a GPU: weights, KV cache
+ * The engine's scheduler is backend-neutral (exec/backend.h: a table of
+ * function pointers); the CPU backend (exec/cpu/backend.c) runs the plans of
+ * a machine without a GPU: weights, KV cache
  * and hidden states live in RAM or on disk, as the plan's whole-tensor
  * placement says; the disk is read and written with O_DIRECT into aligned
  * staging buffers by an I/O thread while a compute thread runs the layers

@@ -6,9 +6,9 @@
  *    bf16 round to nearest even; the AVX2 conversion gives the scalar's bits;
  *  - the pool runs each index of [0, n) exactly once, for any thread count,
  *    and a nested pool_for runs inline;
- *  - k_linear for fp16, bf16 and fp32 weights, on both paths (m = 1, 3, 8,
- *    7, 8, 16 fused; 17, 64 sgemm), shapes that are not multiples of 8, panels and
- *    partial tiles, with and without bias; the error is bounded by
+ *  - k_linear for fp16, bf16 and fp32 weights, on both paths (m = 1, 3, 7,
+ *    8, 16 fused; 17, 64 sgemm), shapes that are not multiples of 8, several
+ *    panels and partial tiles, with and without bias; the error is bounded by
  *    K_TOL_LINEAR * k * FLT_EPSILON * sum |x w| (the worst case of any
  *    summation order); the scalar twin and the AVX2 path agree bit for bit;
  *  - layernorm, rmsnorm, rotary (against explicit cos/sin, and the

@@ -1,0 +1,1111 @@
+/*
+ * backend — the CPU backend of the engine: its tiers (RAM and an O_DIRECT
+ * offload directory), the weights, and the work of every task kind of a
+ * plan for a machine without a GPU. The scheduler is exec/engine.c's; this
+ * is the table of exec/backend.h.
+ *
+ * Layouts (all token-major, so that one step's new entries are contiguous):
+ *  - weights of a unit (a decoder layer or the head): each tensor at its
+ *    home; the disk-resident ones of a unit packed in one region of the
+ *    weights file, each at an OFFLOAD_ALIGN-aligned offset, so one W_DISK
+ *    read stages the whole unit.
+ *  - KV cache of (layer, batch): slots of one token for the batch's
+ *    sequences, [ctx][seq][K row, V row], a row being kv_dim fp16 values or
+ *    one quantized row; on disk each slot is padded to OFFLOAD_ALIGN.
+ *  - hidden states of a batch: [seq][token][h] fp16.
+ * Ownership: everything the engine allocates lives in `eng` and is freed by
+ * eng_free, on every path.
+ */
+#include "exec/backend.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exec/cpu/kernels.h"
+#include "exec/half.h"
+#include "exec/offload.h"
+#include "exec/quant.h"
+#include "exec/quant_layout.h"
+#include "exec/safetensors.h"
+
+/* ---- small helpers */
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t splitmix64(uint64_t *x) { return mix64(*x += 0x9e3779b97f4a7c15ull); }
+
+static double uniform01(uint64_t *x) { return (double)(splitmix64(x) >> 11) * 0x1.0p-53; }
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* ---- weights */
+
+typedef struct eng_tensor {
+    model_tensor desc;   /* name suffix, rows x cols, matrix */
+    tier home;           /* cpu or disk (the CPU engine has no gpu tier) */
+    bool quantized;      /* stored in quant layout (matrices under weight_quant) */
+    size_t bytes;        /* as stored */
+    uint8_t *ram;        /* home cpu: the data */
+    uint64_t disk_rel;   /* home disk: offset within the unit's disk region */
+} eng_tensor;
+
+typedef struct eng_unit {
+    eng_tensor t[MODEL_MAX_TENSORS];
+    int n;
+    uint64_t disk_base;  /* of the unit's region in the weights file */
+    uint64_t disk_bytes; /* aligned */
+    size_t fp16_bytes;   /* dequantized copy of its quantized matrices */
+} eng_unit;
+
+typedef struct eng {
+    const model *m;
+    const policy *p;
+    const workload *w;
+    const plan *pl;
+    const engine_opts *o;
+    int L, ngb, gbs, bls;
+    long long prompt, gen, ctx_max;
+    size_t h, qd, kvd, f, vocab;
+    k_wtype wt;            /* the model's dtype */
+    pool *pool;
+    offload_dir dir;
+    offload_file *wfile, *kvfile, *actfile;
+    eng_unit *units;       /* [L + 1], units[L] the head */
+    /* staging */
+    uint8_t *wstage[2];    /* a unit's disk weights */
+    size_t wstage_bytes;
+    uint16_t *deq;         /* dequantized matrices of the unit computing (fp16) */
+    /* KV cache */
+    tier *kv_tier;         /* [ngb] */
+    size_t kv_row;         /* bytes of one K (or V) row of one sequence */
+    size_t kv_slot;        /* bytes of one token slot of a batch: gbs * 2 * kv_row */
+    size_t kv_dslot;       /* the same padded for the disk */
+    uint8_t **kv_ram;      /* [L * ngb]: home cpu, ctx_max slots */
+    uint8_t *kv_stage[2];  /* disk homes: ctx_max padded slots */
+    uint8_t *kv_out[2];    /* disk homes: the new entries of a step (prompt_len slots) */
+    /* hidden states */
+    tier *act_tier;        /* [ngb] */
+    size_t act_bytes;      /* one batch, prefill: gbs * prompt * h fp16 */
+    uint16_t **act_ram;    /* [ngb] home cpu */
+    uint16_t *act_stage[2], *act_out[2];
+    float **last;          /* [ngb] the last layer's output, last token of each sequence [gbs][h] */
+    float **next_in;       /* [ngb] layer 0's input: the prompt's embeddings [gbs][prompt][h], then
+                            * the head's embedding of each new token [gbs][h] */
+    float *probs;          /* [vocab] sampling */
+    float **final_all;     /* eval_ppl: [ngb] the last layer's output for every prompt token */
+    long long block;       /* the block running */
+    long long num_prompts; /* of the workload */
+    double nll_sum;        /* eval_ppl: -log p of the scored tokens */
+    long long nll_count;
+    int32_t *ids;          /* [prompt + 2] token and position ids */
+    size_t wmax;           /* widest row: max(h, f, qd) */
+    int32_t *tokens;       /* [bls][prompt + gen] prompt then generated tokens */
+    /* compute scratch (one compute thread) */
+    float *x, *hn, *qkv, *att, *ffn, *tmp, *kf, *vf, *lin, *ascratch, *logits, *vec;
+    size_t lin_floats;
+    uint64_t rng;
+    float *logits_out;
+    double ram_bytes;
+} eng;
+
+static void *eng_alloc(eng *g, size_t bytes)
+{
+    void *p = offload_alloc(bytes);
+    if (p)
+        g->ram_bytes += (double)offload_round(bytes);
+    return p;
+}
+
+/* Values of a synthetic tensor: matrices uniform with the variance of a
+ * 1/sqrt(fan-in) initialization, norm weights near 1, biases near 0; the
+ * same for every placement (each tensor has its own counter stream). */
+/* Value i of a synthetic tensor whose stream starts at st0: the i-th output
+ * of splitmix64 from st0, computed directly so that tensors fill in parallel. */
+static inline float synth_value(uint64_t st0, size_t i, bool norm_w, double a)
+{
+    uint64_t z = mix64(st0 + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
+    double u = 2 * ((double)(z >> 11) * 0x1.0p-53) - 1;
+    return (float)(norm_w ? 1.0 + 0.1 * u : a * u);
+}
+
+typedef struct synth_ctx {
+    uint64_t st0;
+    bool norm_w;
+    double a;
+    float *out;
+} synth_ctx;
+
+static void synth_chunk(void *ctx, size_t begin, size_t end)
+{
+    const synth_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = synth_value(c->st0, i, c->norm_w, c->a);
+}
+
+static void synth_fill(pool *p, uint64_t seed, int unit, const model_tensor *t, float *out)
+{
+    synth_ctx c = {seed ^ str_hash(t->name) ^ ((uint64_t)(unit + 1) * 0x9e37ull),
+                   !t->matrix && strstr(t->name, "norm") && strstr(t->name, "weight"),
+                   t->matrix ? sqrt(3.0 / (double)t->cols) : 0.02, out};
+    size_t n = (size_t)(t->rows * t->cols);
+    if (p)
+        pool_for(p, n, synth_chunk, &c);
+    else
+        synth_chunk(&c, 0, n);
+}
+
+void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, float *out)
+{
+    synth_fill(NULL, seed, unit, t, out);
+}
+
+/* Hugging Face name of a tensor of unit `unit`. */
+static void hf_name(const eng *g, int unit, const model_tensor *t, char *buf, size_t len, bool alt)
+{
+    if (unit == g->L) {
+        snprintf(buf, len, "%s", alt && strncmp(t->name, "model.", 6) == 0 ? t->name + 6 : t->name);
+        return;
+    }
+    const char *pre = g->m->family == MODEL_FAMILY_OPT ? (alt ? "decoder.layers" : "model.decoder.layers")
+                                                         : (alt ? "layers" : "model.layers");
+    snprintf(buf, len, "%s.%d.%s", pre, unit, t->name);
+}
+
+static llmsim_status load_values(eng *g, st_checkpoint *ck, int unit, const model_tensor *t,
+                                 float *out, diag *e)
+{
+    if (!ck) {
+        synth_fill(g->pool, g->o->synthetic_seed, unit, t, out);
+        return LLMSIM_OK;
+    }
+    char name[256];
+    hf_name(g, unit, t, name, sizeof name, false);
+    const st_tensor *st = st_find(ck, name);
+    if (!st) {
+        hf_name(g, unit, t, name, sizeof name, true);
+        st = st_find(ck, name);
+    }
+    if (!st && unit == g->L && strcmp(t->name, "lm_head.weight") == 0)
+        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor lm_head.weight (the model config says "
+                        "the embeddings are not tied)", g->o->weights_path);
+    if (!st)
+        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor %s (is this checkpoint the model %s?)",
+                        g->o->weights_path, name, g->m->name);
+    if ((int64_t)st_tensor_numel(st) != t->rows * t->cols)
+        return diag_set(e, LLMSIM_EINPUT, "%s: tensor %s has %llu values, the model needs %lld x %lld",
+                        g->o->weights_path, name, (unsigned long long)st_tensor_numel(st),
+                        (long long)t->rows, (long long)t->cols);
+    return st_read_f32(ck, st, out, e);
+}
+
+typedef struct conv_ctx {
+    const float *v;
+    uint16_t *out;
+} conv_ctx;
+
+static void conv_chunk(void *ctx, size_t begin, size_t end)
+{
+    const conv_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = half_f32_to_f16(c->v[i]);
+}
+
+/* Store fp32 values as the tensor's stored form into dst. */
+static void store_values(const eng *g, const eng_tensor *t, const float *v, uint8_t *dst)
+{
+    size_t n = (size_t)(t->desc.rows * t->desc.cols);
+    if (t->quantized) {
+        quant_quantize_rows(v, (size_t)t->desc.rows, (size_t)t->desc.cols, g->p->weight_quant.bits,
+                            g->p->weight_quant.group_size, dst);
+        return;
+    }
+    switch (g->wt) {
+    case K_WTYPE_F32: memcpy(dst, v, n * 4); break;
+    case K_WTYPE_BF16:
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)dst)[i] = half_f32_to_bf16(v[i]);
+        break;
+    default: {
+        conv_ctx c = {v, (uint16_t *)dst};
+        pool_for(g->pool, n, conv_chunk, &c);
+        break;
+    }
+    }
+}
+
+static llmsim_status weights_init(eng *g, diag *e)
+{
+    const plan *pl = g->pl;
+    const int L = g->L;
+    g->units = calloc((size_t)L + 1, sizeof *g->units);
+    if (!g->units)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    /* layout: every unit's disk region, and the largest for the staging */
+    uint64_t disk = 0;
+    size_t biggest = 1;
+    for (int u = 0; u <= L; u++) {
+        eng_unit *un = &g->units[u];
+        model_tensor d[MODEL_MAX_TENSORS];
+        un->n = u == L ? model_head_tensors(g->m, d) : model_layer_tensors(g->m, d);
+        const tier *tiers = u == L ? pl->realized.head_tiers : pl->realized.layer_tiers;
+        un->disk_base = disk;
+        for (int i = 0; i < un->n; i++) {
+            eng_tensor *t = &un->t[i];
+            t->desc = d[i];
+            t->home = tiers[i];
+            t->quantized = d[i].matrix && g->p->weight_quant.bits;
+            t->bytes = t->quantized ? quant_row_bytes((size_t)d[i].cols, g->p->weight_quant.bits,
+                                                      g->p->weight_quant.group_size) *
+                                          (size_t)d[i].rows
+                                    : (size_t)(d[i].rows * d[i].cols) * k_wtype_bytes(g->wt);
+            if (t->quantized)
+                un->fp16_bytes += (size_t)(d[i].rows * d[i].cols) * 2;
+            if (t->home == TIER_DISK) {
+                t->disk_rel = un->disk_bytes;
+                un->disk_bytes += offload_round(t->bytes);
+            }
+        }
+        disk += un->disk_bytes;
+        if (un->disk_bytes > biggest)
+            biggest = un->disk_bytes;
+    }
+    llmsim_status st;
+    if (disk && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e)))
+        return st;
+    if (disk) {
+        g->wstage_bytes = biggest;
+        for (int s = 0; s < 2; s++)
+            if (!(g->wstage[s] = eng_alloc(g, biggest)))
+                return diag_set(e, LLMSIM_EFAIL, "out of memory (weight staging)");
+    }
+    size_t deq = 0;
+    for (int u = 0; u <= L; u++)
+        deq = g->units[u].fp16_bytes > deq ? g->units[u].fp16_bytes : deq;
+    if (deq && !(g->deq = eng_alloc(g, deq)))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (dequantized weights)");
+
+    /* fill: generate or read every tensor, store it at its home */
+    st_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    if (g->o->weights_path && (st = st_open(g->o->weights_path, &ck, e)))
+        return st;
+    size_t maxn = 0;
+    for (int u = 0; u <= L; u++)
+        for (int i = 0; i < g->units[u].n; i++) {
+            size_t n = (size_t)(g->units[u].t[i].desc.rows * g->units[u].t[i].desc.cols);
+            maxn = n > maxn ? n : maxn;
+        }
+    float *vals = malloc(maxn * sizeof *vals);
+    uint8_t *tmp = offload_alloc(maxn * 4 + OFFLOAD_ALIGN);
+    st = vals && tmp ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory loading weights");
+    for (int u = 0; u <= L && !st; u++) {
+        eng_unit *un = &g->units[u];
+        for (int i = 0; i < un->n && !st; i++) {
+            eng_tensor *t = &un->t[i];
+            if ((st = load_values(g, g->o->weights_path ? &ck : NULL, u, &t->desc, vals, e)))
+                break;
+            if (t->home == TIER_DISK) {
+                memset(tmp, 0, offload_round(t->bytes));
+                store_values(g, t, vals, tmp);
+                st = offload_write(g->wfile, tmp, offload_round(t->bytes), un->disk_base + t->disk_rel, e);
+            } else {
+                if (!(t->ram = eng_alloc(g, t->bytes)))
+                    st = diag_set(e, LLMSIM_EFAIL, "out of memory (weights)");
+                else
+                    store_values(g, t, vals, t->ram);
+            }
+        }
+    }
+    free(vals);
+    free(tmp);
+    st_close(&ck);
+    return st;
+}
+
+/* The data of tensor i of unit u while it computes (staged if on disk). */
+static const uint8_t *tensor_data(const eng *g, int u, int i, int wslot)
+{
+    const eng_tensor *t = &g->units[u].t[i];
+    return t->home == TIER_DISK ? g->wstage[wslot] + t->disk_rel : t->ram;
+}
+
+/* ---- KV cache and hidden states */
+
+static llmsim_status state_init(eng *g, diag *e)
+{
+    const int L = g->L, ngb = g->ngb;
+    const quant *kq = &g->p->kv_quant;
+    g->kv_row = kq->bits ? quant_row_bytes(g->kvd, kq->bits, kq->group_size) : g->kvd * 2;
+    g->kv_slot = (size_t)g->gbs * 2 * g->kv_row;
+    g->kv_dslot = (size_t)offload_round(g->kv_slot);
+    g->kv_tier = malloc(sizeof(tier) * (size_t)ngb);
+    g->act_tier = malloc(sizeof(tier) * (size_t)ngb);
+    g->kv_ram = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_ram);
+    g->act_ram = calloc((size_t)ngb, sizeof *g->act_ram);
+    g->last = calloc((size_t)ngb, sizeof *g->last);
+    g->next_in = calloc((size_t)ngb, sizeof *g->next_in);
+    if (!g->kv_tier || !g->act_tier || !g->kv_ram || !g->act_ram || !g->last || !g->next_in)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    /* the plan's per-batch tiers, by the same rule */
+    double *unit = malloc(sizeof(double) * (size_t)ngb);
+    if (!unit)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    for (int k = 0; k < ngb; k++)
+        unit[k] = 1;
+    placement r;
+    placement_assign(unit, ngb, &g->p->kv_cache, g->kv_tier, &r);
+    placement_assign(unit, ngb, &g->p->activations, g->act_tier, &r);
+    free(unit);
+    int kv_disk = 0, act_disk = 0;
+    for (int k = 0; k < ngb; k++) {
+        kv_disk += g->kv_tier[k] == TIER_DISK;
+        act_disk += g->act_tier[k] == TIER_DISK;
+        if (g->kv_tier[k] == TIER_GPU || g->act_tier[k] == TIER_GPU)
+            return diag_set(e, LLMSIM_EINPUT, "the CPU engine has no GPU tier");
+    }
+    g->act_bytes = (size_t)g->gbs * (size_t)g->prompt * g->h * 2;
+    llmsim_status st;
+    if (kv_disk) {
+        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)g->ctx_max * g->kv_dslot;
+        if ((st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
+            return st;
+        for (int s = 0; s < 2; s++)
+            if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->ctx_max * g->kv_dslot)) ||
+                !(g->kv_out[s] = eng_alloc(g, (size_t)g->prompt * g->kv_dslot)))
+                return diag_set(e, LLMSIM_EFAIL, "out of memory (KV staging)");
+    }
+    for (int j = 0; j < L; j++)
+        for (int k = 0; k < ngb; k++)
+            if (g->kv_tier[k] == TIER_CPU &&
+                !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->ctx_max * g->kv_slot)))
+                return diag_set(e, LLMSIM_EFAIL, "out of memory (KV cache)");
+    if (act_disk) {
+        if ((st = offload_file_create(&g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->act_bytes),
+                                      &g->actfile, e)))
+            return st;
+        for (int s = 0; s < 2; s++)
+            if (!(g->act_stage[s] = eng_alloc(g, g->act_bytes)) ||
+                !(g->act_out[s] = eng_alloc(g, g->act_bytes)))
+                return diag_set(e, LLMSIM_EFAIL, "out of memory (hidden-state staging)");
+    }
+    for (int k = 0; k < ngb; k++) {
+        if (g->act_tier[k] == TIER_CPU && !(g->act_ram[k] = eng_alloc(g, g->act_bytes)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory (hidden states)");
+        if (g->o->score_from && !g->final_all &&
+            !(g->final_all = calloc((size_t)ngb, sizeof *g->final_all)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        if (g->final_all &&
+            !(g->final_all[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory (perplexity)");
+        if (!(g->last[k] = eng_alloc(g, (size_t)g->gbs * g->h * 4)) ||
+            !(g->next_in[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    return LLMSIM_OK;
+}
+
+/* Index of a batch among those whose KV (or hidden state) is on disk. */
+static int disk_index(const tier *tiers, int k)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        n += tiers[i] == TIER_DISK;
+    return n;
+}
+
+static uint64_t kv_disk_off(const eng *g, int layer, int k, long long slot)
+{
+    int kd = disk_index(g->kv_tier, k);
+    int nd = disk_index(g->kv_tier, g->ngb);
+    return (((uint64_t)layer * (uint64_t)nd + (uint64_t)kd) * (uint64_t)g->ctx_max + (uint64_t)slot) *
+           g->kv_dslot;
+}
+
+static uint64_t act_disk_off(const eng *g, int k)
+{
+    return (uint64_t)disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+}
+
+/* ---- compute scratch */
+
+static llmsim_status scratch_init(eng *g, diag *e)
+{
+    const size_t rows = (size_t)g->gbs * (size_t)g->prompt;
+    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->f;
+    g->wmax = g->h > g->f ? g->h : g->f;
+    g->wmax = g->qd > g->wmax ? g->qd : g->wmax;
+    size_t lin = 0;
+    size_t shapes[][2] = {{g->qd + 2 * g->kvd, g->h}, {g->h, g->qd}, {g->f, g->h}, {g->h, g->f},
+                          {g->vocab, g->h}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        size_t s = k_linear_scratch_floats(rows, shapes[i][0], shapes[i][1]);
+        lin = s > lin ? s : lin;
+    }
+    g->lin_floats = lin;
+    size_t ctx = (size_t)g->ctx_max;
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&g->x, rows * g->h},
+        {&g->hn, rows * (g->h > g->qd ? g->h : g->qd)},
+        {&g->qkv, rows * (g->qd + 2 * g->kvd)},
+        {&g->att, rows * g->qd},
+        {&g->ffn, rows * ffn},
+        {&g->tmp, rows * g->h},
+        {&g->kf, ctx * g->kvd},
+        {&g->vf, ctx * g->kvd},
+        {&g->lin, lin ? lin : 1},
+        {&g->ascratch, k_attention_scratch_floats((size_t)g->prompt, 0, (size_t)g->m->num_heads) +
+                           k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads)},
+        {&g->logits, (size_t)g->gbs * g->vocab},
+        {&g->vec, 5 * g->wmax},
+        {&g->probs, g->vocab},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = eng_alloc(g, bufs[i].n * sizeof(float))))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
+    if (!(g->ids = eng_alloc(g, ((size_t)g->prompt + 2) * sizeof(int32_t))))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
+    return LLMSIM_OK;
+}
+
+/* ---- the layer math */
+
+/* fp32 copy of a small vector tensor (norm or bias) into out. */
+static const float *vec_f32(eng *g, int u, int i, int wslot, float *out)
+{
+    const eng_tensor *t = &g->units[u].t[i];
+    k_convert_to_f32(NULL, tensor_data(g, u, i, wslot), g->wt, (size_t)(t->desc.rows * t->desc.cols), out);
+    return out;
+}
+
+static int find_tensor(const eng *g, int u, const char *name)
+{
+    const eng_unit *un = &g->units[u];
+    for (int i = 0; i < un->n; i++)
+        if (strcmp(un->t[i].desc.name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* A matrix of unit u as k_linear wants it: stored form, or its dequantized
+ * fp16 copy (written by the unit's W_DEQUANT task). */
+static const void *matrix(eng *g, int u, int i, int wslot, k_wtype *wt)
+{
+    const eng_tensor *t = &g->units[u].t[i];
+    if (!t->quantized) {
+        *wt = g->wt;
+        return tensor_data(g, u, i, wslot);
+    }
+    size_t off = 0;
+    for (int k = 0; k < i; k++)
+        if (g->units[u].t[k].quantized)
+            off += (size_t)(g->units[u].t[k].desc.rows * g->units[u].t[k].desc.cols);
+    *wt = K_WTYPE_F16;
+    return g->deq + off;
+}
+
+static void linear(eng *g, int u, const char *name, const char *bias, int wslot, const float *x,
+                   size_t m, float *y)
+{
+    int i = find_tensor(g, u, name);
+    const eng_tensor *t = &g->units[u].t[i];
+    k_wtype wt;
+    const void *w = matrix(g, u, i, wslot, &wt);
+    const float *b = NULL;
+    if (bias && g->m->linear_bias) {
+        int bi = find_tensor(g, u, bias);
+        b = vec_f32(g, u, bi, wslot, g->vec + 2 * g->wmax);
+    }
+    k_linear(g->pool, x, m, (size_t)t->desc.cols, w, wt, b, (size_t)t->desc.rows, y, g->lin);
+}
+
+static void dequant_unit(eng *g, int u, int wslot)
+{
+    size_t off = 0;
+    for (int i = 0; i < g->units[u].n; i++) {
+        const eng_tensor *t = &g->units[u].t[i];
+        if (!t->quantized)
+            continue;
+        size_t rows = (size_t)t->desc.rows, cols = (size_t)t->desc.cols;
+        size_t rb = quant_row_bytes(cols, g->p->weight_quant.bits, g->p->weight_quant.group_size);
+        const uint8_t *q = tensor_data(g, u, i, wslot);
+        float *row = g->vec + 3 * g->wmax; /* wmax floats: the widest row */
+        for (size_t r = 0; r < rows; r++) {
+            quant_dequantize_row(q + r * rb, cols, g->p->weight_quant.bits,
+                                 g->p->weight_quant.group_size, row);
+            for (size_t c = 0; c < cols; c++)
+                g->deq[off + r * cols + c] = half_f32_to_f16(row[c]);
+        }
+        off += rows * cols;
+    }
+}
+
+/* The KV slot array of (layer, batch) in use this step: its RAM home, or the
+ * staging slot it was read into. For disk homes, new entries go to out. */
+static uint8_t *kv_base(eng *g, int layer, int k, int stage_slot)
+{
+    if (g->kv_tier[k] == TIER_CPU)
+        return g->kv_ram[layer * g->ngb + k];
+    return g->kv_stage[stage_slot];
+}
+
+static size_t kv_stride(const eng *g, int k) { return g->kv_tier[k] == TIER_DISK ? g->kv_dslot : g->kv_slot; }
+
+/* Write the new K and V of sequence s, token position pos, into slot array. */
+static void kv_put(eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
+                   const float *vx)
+{
+    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * g->kv_row;
+    const quant *kq = &g->p->kv_quant;
+    for (int kv = 0; kv < 2; kv++) {
+        const float *src = kv ? vx : kx;
+        uint8_t *dst = row + (size_t)kv * g->kv_row;
+        if (kq->bits)
+            quant_quantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
+        else
+            for (size_t i = 0; i < g->kvd; i++)
+                ((uint16_t *)dst)[i] = half_f32_to_f16(src[i]);
+    }
+}
+
+/* fp32 K and V of sequence s for positions [0, ctx). */
+static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long ctx)
+{
+    const quant *kq = &g->p->kv_quant;
+    for (long long c = 0; c < ctx; c++) {
+        const uint8_t *row = slots + (size_t)c * stride + (size_t)s * 2 * g->kv_row;
+        for (int kv = 0; kv < 2; kv++) {
+            float *dst = (kv ? g->vf : g->kf) + (size_t)c * g->kvd;
+            const uint8_t *src = row + (size_t)kv * g->kv_row;
+            if (kq->bits)
+                quant_dequantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
+            else
+                k_convert_to_f32(NULL, src, K_WTYPE_F16, g->kvd, dst);
+        }
+    }
+}
+
+/* One GPU batch through decoder layer j at step i (t tokens per sequence).
+ * x holds the input [gbs][t][h] in fp32 and receives the output. */
+static void layer_forward(eng *g, int i, int j, int k, int wslot, uint8_t *kv_slots, size_t stride,
+                          uint8_t *kv_out, long long t)
+{
+    const model *m = g->m;
+    const int gbs = g->gbs;
+    const size_t h = g->h, qd = g->qd, kvd = g->kvd, rows = (size_t)gbs * (size_t)t;
+    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    const bool opt = m->family == MODEL_FAMILY_OPT;
+    float *v1 = g->vec, *v2 = g->vec + g->wmax;
+    /* attention block */
+    if (opt)
+        k_layernorm(g->pool, g->x, rows, h, vec_f32(g, j, find_tensor(g, j, "self_attn_layer_norm.weight"), wslot, v1),
+                    vec_f32(g, j, find_tensor(g, j, "self_attn_layer_norm.bias"), wslot, v2),
+                    (float)m->norm_eps, g->hn);
+    else
+        k_rmsnorm(g->pool, g->x, rows, h, vec_f32(g, j, find_tensor(g, j, "input_layernorm.weight"), wslot, v1),
+                  (float)m->norm_eps, g->hn);
+    float *q = g->qkv, *kk = g->qkv + rows * qd, *vv = kk + rows * kvd;
+    linear(g, j, "self_attn.q_proj.weight", "self_attn.q_proj.bias", wslot, g->hn, rows, q);
+    linear(g, j, "self_attn.k_proj.weight", "self_attn.k_proj.bias", wslot, g->hn, rows, kk);
+    linear(g, j, "self_attn.v_proj.weight", "self_attn.v_proj.bias", wslot, g->hn, rows, vv);
+    if (m->position == MODEL_POS_ROTARY) {
+        int64_t *pos = (int64_t *)(void *)g->tmp;
+        for (int s = 0; s < gbs; s++) {
+            for (long long a = 0; a < t; a++)
+                pos[a] = start + a;
+            k_rotary(g->pool, q + (size_t)s * (size_t)t * qd, pos, (size_t)t, (size_t)m->num_heads,
+                     (size_t)m->head_dim, m->rope_theta);
+            k_rotary(g->pool, kk + (size_t)s * (size_t)t * kvd, pos, (size_t)t, (size_t)m->num_kv_heads,
+                     (size_t)m->head_dim, m->rope_theta);
+        }
+    }
+    for (int s = 0; s < gbs; s++) {
+        /* the new entries: in place for a RAM home (and the staged copy of a
+         * disk home), and into the out slot that C_WRITE sends to disk */
+        for (long long a = 0; a < t; a++) {
+            const float *kr = kk + ((size_t)s * (size_t)t + (size_t)a) * kvd;
+            const float *vr = vv + ((size_t)s * (size_t)t + (size_t)a) * kvd;
+            kv_put(g, kv_slots, stride, s, start + a, kr, vr);
+            if (kv_out)
+                kv_put(g, kv_out, g->kv_dslot, s, a, kr, vr);
+        }
+        kv_gather(g, kv_slots, stride, s, start + t);
+        k_attention(g->pool, q + (size_t)s * (size_t)t * qd, (size_t)t, (size_t)start, g->kf, g->vf,
+                    (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim,
+                    g->att + (size_t)s * (size_t)t * qd, g->ascratch);
+    }
+    linear(g, j, opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight",
+           opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", wslot, g->att, rows, g->tmp);
+    k_add(g->pool, g->x, g->tmp, rows * h, g->x);
+    /* MLP block */
+    if (opt)
+        k_layernorm(g->pool, g->x, rows, h, vec_f32(g, j, find_tensor(g, j, "final_layer_norm.weight"), wslot, v1),
+                    vec_f32(g, j, find_tensor(g, j, "final_layer_norm.bias"), wslot, v2),
+                    (float)m->norm_eps, g->hn);
+    else
+        k_rmsnorm(g->pool, g->x, rows, h, vec_f32(g, j, find_tensor(g, j, "post_attention_layernorm.weight"), wslot, v1),
+                  (float)m->norm_eps, g->hn);
+    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+        float *gate = g->ffn, *up = g->ffn + rows * g->f;
+        linear(g, j, "mlp.gate_proj.weight", NULL, wslot, g->hn, rows, gate);
+        linear(g, j, "mlp.up_proj.weight", NULL, wslot, g->hn, rows, up);
+        k_silu_mul(g->pool, gate, up, rows * g->f, gate);
+        linear(g, j, "mlp.down_proj.weight", NULL, wslot, gate, rows, g->tmp);
+    } else {
+        linear(g, j, opt ? "fc1.weight" : "mlp.fc1.weight", opt ? "fc1.bias" : "mlp.fc1.bias", wslot,
+               g->hn, rows, g->ffn);
+        if (m->ffn_kind == MODEL_FFN_GELU)
+            k_gelu(g->pool, g->ffn, rows * g->f, g->ffn);
+        else
+            k_relu(g->pool, g->ffn, rows * g->f, g->ffn);
+        linear(g, j, opt ? "fc2.weight" : "mlp.fc2.weight", opt ? "fc2.bias" : "mlp.fc2.bias", wslot,
+               g->ffn, rows, g->tmp);
+    }
+    k_add(g->pool, g->x, g->tmp, rows * h, g->x);
+}
+
+/* Embeddings of t tokens of each sequence of batch k, from position start
+ * (+ OPT's learned positions, offset by 2), into out [gbs][t][h]. The head's
+ * tensors must be at hand (resident or staged in wslot). */
+static void embed(eng *g, int k, long long start, long long t, int wslot, float *out)
+{
+    const int L = g->L;
+    const bool opt = g->m->family == MODEL_FAMILY_OPT;
+    int ti = find_tensor(g, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
+    int32_t *ids = g->ids;
+    k_wtype wt;
+    const void *table = matrix(g, L, ti, wslot, &wt);
+    for (int s = 0; s < g->gbs; s++) {
+        const int32_t *seq = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+        for (long long a = 0; a < t; a++)
+            ids[a] = seq[start + a];
+        k_embed(g->pool, ids, (size_t)t, table, wt, g->vocab, g->h, out + (size_t)s * (size_t)t * g->h);
+    }
+    if (g->m->position == MODEL_POS_LEARNED) {
+        int pi = find_tensor(g, L, opt ? "model.decoder.embed_positions.weight" : "model.embed_positions.weight");
+        const void *pt = matrix(g, L, pi, wslot, &wt);
+        int off = opt ? 2 : 0;
+        for (long long a = 0; a < t; a++)
+            ids[a] = (int32_t)(start + a + off);
+        float *pos = g->tmp; /* [t][h] */
+        k_embed(g->pool, ids, (size_t)t, pt, wt, (size_t)g->units[L].t[pi].desc.rows, g->h, pos);
+        for (int s = 0; s < g->gbs; s++)
+            k_add(g->pool, out + (size_t)s * (size_t)t * g->h, pos, (size_t)t * g->h,
+                  out + (size_t)s * (size_t)t * g->h);
+    }
+}
+
+/* Before the plan runs: the prompts' embeddings, layer 0's input in the
+ * prefill (the head's weights are read here once if they live on disk). */
+static llmsim_status embed_prompts(eng *g, diag *e)
+{
+    const eng_unit *head = &g->units[g->L];
+    if (head->disk_bytes) {
+        llmsim_status st = offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e);
+        if (st)
+            return st;
+    }
+    if (head->fp16_bytes)
+        dequant_unit(g, g->L, 0);
+    for (int k = 0; k < g->ngb; k++)
+        embed(g, k, 0, g->prompt, 0, g->next_in[k]);
+    return LLMSIM_OK;
+}
+
+static int sample(eng *g, const float *logits, int seq, int step)
+{
+    const size_t V = g->vocab;
+    if (g->o->temperature <= 0) {
+        size_t best = 0;
+        for (size_t v = 1; v < V; v++)
+            if (logits[v] > logits[best])
+                best = v;
+        return (int)best;
+    }
+    /* temperature + nucleus: probabilities, sorted descending by selection */
+    float mx = logits[0];
+    for (size_t v = 1; v < V; v++)
+        mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    float *pr = g->probs;
+    for (size_t v = 0; v < V; v++) {
+        pr[v] = (float)exp((logits[v] - mx) / g->o->temperature);
+        sum += pr[v];
+    }
+    uint64_t st = g->o->sample_seed ^ ((uint64_t)seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)step << 32);
+    double r = uniform01(&st) * (g->o->top_p > 0 && g->o->top_p < 1 ? g->o->top_p : 1.0) * sum;
+    /* walk tokens by decreasing probability (selection over the small nucleus) */
+    double acc = 0;
+    for (size_t n = 0; n < V; n++) {
+        size_t best = V;
+        for (size_t v = 0; v < V; v++)
+            if (pr[v] >= 0 && (best == V || pr[v] > pr[best]))
+                best = v;
+        acc += pr[best];
+        if (acc >= r || n + 1 == V)
+            return (int)best;
+        pr[best] = -1;
+    }
+    return 0;
+}
+
+/* Perplexity: -log p(next token) at every scored position of the prompts of
+ * batch k, from the last layer's output of the prefill. */
+static void score_prompts(eng *g, int k, int wslot, const float *normg, const float *normb,
+                          const void *lmw, k_wtype lmt)
+{
+    const model *m = g->m;
+    const size_t h = g->h, V = g->vocab;
+    for (int s = 0; s < g->gbs; s++) {
+        long long seq = g->block * g->bls + (long long)k * g->gbs + s;
+        if (seq >= g->o->num_windows)
+            continue;
+        const int32_t *toks = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+        for (long long pos = g->o->score_from[seq] - 1; pos < g->prompt - 1; pos++) {
+            if (pos < 0)
+                continue;
+            float *x = g->tmp; /* not hn: the head's own batch input is there */
+            memcpy(x, g->final_all[k] + ((size_t)s * (size_t)g->prompt + (size_t)pos) * h, h * 4);
+            if (m->norm == MODEL_NORM_LAYERNORM)
+                k_layernorm(g->pool, x, 1, h, normg, normb, (float)m->norm_eps, x);
+            else
+                k_rmsnorm(g->pool, x, 1, h, normg, (float)m->norm_eps, x);
+            k_linear(g->pool, x, 1, h, lmw, lmt, NULL, V, g->logits, g->lin);
+            double mx = g->logits[0], sum = 0;
+            for (size_t v = 1; v < V; v++)
+                mx = g->logits[v] > mx ? g->logits[v] : mx;
+            for (size_t v = 0; v < V; v++)
+                sum += exp(g->logits[v] - mx);
+            g->nll_sum += -(g->logits[toks[pos + 1]] - mx - log(sum));
+            g->nll_count++;
+        }
+    }
+    (void)wslot;
+}
+
+static void head_forward(eng *g, int i, int k, int wslot)
+{
+    const int L = g->L, gbs = g->gbs;
+    const model *m = g->m;
+    float *v1 = g->vec, *v2 = g->vec + g->wmax;
+    float *x = g->hn;
+    memcpy(x, g->last[k], (size_t)gbs * g->h * 4);
+    if (m->norm == MODEL_NORM_LAYERNORM) {
+        const char *wn = m->family == MODEL_FAMILY_OPT ? "model.decoder.final_layer_norm.weight" : "model.norm.weight";
+        const char *bn = m->family == MODEL_FAMILY_OPT ? "model.decoder.final_layer_norm.bias" : "model.norm.bias";
+        k_layernorm(g->pool, x, (size_t)gbs, g->h, vec_f32(g, L, find_tensor(g, L, wn), wslot, v1),
+                    vec_f32(g, L, find_tensor(g, L, bn), wslot, v2), (float)m->norm_eps, x);
+    } else {
+        k_rmsnorm(g->pool, x, (size_t)gbs, g->h, vec_f32(g, L, find_tensor(g, L, "model.norm.weight"), wslot, v1),
+                  (float)m->norm_eps, x);
+    }
+    const char *lm = m->tied_embeddings ? (m->family == MODEL_FAMILY_OPT ? "model.decoder.embed_tokens.weight"
+                                                                         : "model.embed_tokens.weight")
+                                        : "lm_head.weight";
+    int li = find_tensor(g, L, lm);
+    k_wtype wt;
+    const void *w = matrix(g, L, li, wslot, &wt);
+    if (g->final_all && i == 0) {
+        /* the norm's vectors are in v1, v2; score before the batch's logits reuse them */
+        score_prompts(g, k, wslot, v1, m->norm == MODEL_NORM_LAYERNORM ? v2 : NULL, w, wt);
+    }
+    k_linear(g->pool, x, (size_t)gbs, g->h, w, wt, NULL, g->vocab, g->logits, g->lin);
+    for (int s = 0; s < gbs; s++) {
+        const float *lg = g->logits + (size_t)s * g->vocab;
+        int seq = k * gbs + s;
+        if (g->logits_out)
+            memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
+        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
+        toks[g->prompt + i] = sample(g, lg, seq, i);
+    }
+    /* the next step's input: the embeddings of the new tokens */
+    if (i + 1 < g->gen)
+        embed(g, k, g->prompt + i, 1, wslot, g->next_in[k]);
+}
+
+/* ---- running one task */
+
+typedef struct run_ctx {
+    eng *g;
+    const uint32_t *idx; /* (step, layer, batch, kind) -> task, for finding slots */
+} run_ctx;
+
+/* The task of `kind` of the same (step, layer, batch) as task `near`: the
+ * plan issues a batch's tasks of a layer next to each other. */
+static uint32_t find(const eng *g, uint32_t near, plan_kind kind)
+{
+    const plan *pl = g->pl;
+    const plan_task *n = &pl->tasks[near];
+    size_t lo = near > 16 ? near - 16 : 0, hi = near + 16 < pl->ntasks ? near + 16 : pl->ntasks;
+    for (size_t t = lo; t < hi; t++) {
+        const plan_task *k = &pl->tasks[t];
+        if (k->step == n->step && k->layer == n->layer && k->batch == n->batch && k->kind == kind)
+            return (uint32_t)t;
+    }
+    return PLAN_NONE;
+}
+
+static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
+{
+    const plan *pl = g->pl;
+    const plan_task *t = &pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch, L = g->L;
+    const long long tnew = i == 0 ? g->prompt : 1;
+    const size_t u = (size_t)i * (size_t)(L + 1) + (size_t)j;
+    const int wslot = (int)(u & 1);
+    switch ((plan_kind)t->kind) {
+    case PLAN_W_DISK: {
+        const eng_unit *un = &g->units[j];
+        return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
+    }
+    case PLAN_W_DEQUANT:
+        dequant_unit(g, j, wslot);
+        return LLMSIM_OK;
+    case PLAN_C_DISK: {
+        size_t n = (size_t)(g->prompt + i - 1) * g->kv_dslot;
+        return offload_read(g->kvfile, g->kv_stage[t->slot], n, kv_disk_off(g, j, k, 0), e);
+    }
+    case PLAN_A_DISK: {
+        size_t n = (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2);
+        return offload_read(g->actfile, g->act_stage[t->slot], n, act_disk_off(g, k), e);
+    }
+    case PLAN_C_WRITE: {
+        uint32_t c = find(g, ti, PLAN_COMPUTE);
+        size_t n = (size_t)tnew * g->kv_dslot;
+        long long first = i == 0 ? 0 : g->prompt + i - 1;
+        return offload_write(g->kvfile, g->kv_out[pl->tasks[c].slot], n, kv_disk_off(g, j, k, first), e);
+    }
+    case PLAN_A_WRITE: {
+        uint32_t c = find(g, ti, PLAN_COMPUTE);
+        size_t n = (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2);
+        return offload_write(g->actfile, g->act_out[pl->tasks[c].slot2], n, act_disk_off(g, k), e);
+    }
+    case PLAN_COMPUTE: {
+        const size_t rows = (size_t)g->gbs * (size_t)tnew;
+        /* input */
+        if (j == 0) {
+            memcpy(g->x, g->next_in[k], rows * g->h * sizeof(float));
+        } else {
+            const uint16_t *src;
+            if (g->act_tier[k] == TIER_DISK)
+                src = g->act_stage[pl->tasks[find(g, ti, PLAN_A_DISK)].slot];
+            else
+                src = g->act_ram[k];
+            k_convert_to_f32(g->pool, src, K_WTYPE_F16, rows * g->h, g->x);
+        }
+        /* KV: the RAM home, or the staged copy; new entries of a disk home
+         * also go to the out slot (in the prefill, only there) */
+        uint8_t *slots, *out = NULL;
+        size_t stride = kv_stride(g, k);
+        if (g->kv_tier[k] == TIER_DISK && i == 0) {
+            slots = g->kv_out[t->slot];
+        } else if (g->kv_tier[k] == TIER_DISK) {
+            slots = g->kv_stage[pl->tasks[find(g, ti, PLAN_C_DISK)].slot];
+            out = g->kv_out[t->slot];
+        } else {
+            slots = kv_base(g, j, k, 0);
+        }
+        layer_forward(g, i, j, k, wslot, slots, stride, out, tnew);
+        /* output: the last layer's to the head, the others to their home */
+        if (j == L - 1 && g->final_all && i == 0)
+            memcpy(g->final_all[k], g->x, rows * g->h * sizeof(float));
+        if (j == L - 1) {
+            for (int s = 0; s < g->gbs; s++)
+                memcpy(g->last[k] + (size_t)s * g->h, g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->h,
+                       g->h * 4);
+        } else {
+            uint16_t *dst = g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k];
+            for (size_t a = 0; a < rows * g->h; a++)
+                dst[a] = half_f32_to_f16(g->x[a]);
+        }
+        return LLMSIM_OK;
+    }
+    case PLAN_HEAD:
+        head_forward(g, i, k, wslot);
+        return LLMSIM_OK;
+    default:
+        return diag_set(e, LLMSIM_EFAIL, "the CPU engine cannot run task kind %s (a plan for a GPU)",
+                        plan_kind_names[t->kind]);
+    }
+}
+
+/* ---- setup and teardown */
+
+static void eng_free(eng *g)
+{
+    if (g->units) {
+        for (int u = 0; u <= g->L; u++)
+            for (int i = 0; i < g->units[u].n; i++)
+                free(g->units[u].t[i].ram);
+        free(g->units);
+    }
+    for (int s = 0; s < 2; s++) {
+        free(g->wstage[s]);
+        free(g->kv_stage[s]);
+        free(g->kv_out[s]);
+        free(g->act_stage[s]);
+        free(g->act_out[s]);
+    }
+    free(g->deq);
+    if (g->kv_ram)
+        for (int i = 0; i < g->L * g->ngb; i++)
+            free(g->kv_ram[i]);
+    free(g->kv_ram);
+    if (g->act_ram)
+        for (int k = 0; k < g->ngb; k++)
+            free(g->act_ram[k]);
+    free(g->act_ram);
+    if (g->last)
+        for (int k = 0; k < g->ngb; k++)
+            free(g->last[k]);
+    free(g->last);
+    free(g->kv_tier);
+    free(g->act_tier);
+    if (g->next_in)
+        for (int k = 0; k < g->ngb; k++)
+            free(g->next_in[k]);
+    free(g->next_in);
+    if (g->final_all)
+        for (int k = 0; k < g->ngb; k++)
+            free(g->final_all[k]);
+    free(g->final_all);
+    free(g->ids);
+    float *bufs[] = {g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->kf, g->vf, g->lin, g->ascratch,
+                     g->logits, g->vec, g->probs};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
+    free(g->tokens);
+    pool_destroy(g->pool);
+    offload_dir_remove(&g->dir);
+}
+
+/* ---- the backend table */
+
+static bool cpu_accepts(const hwprofile *hw) { return !hw->gpu.present; }
+
+static llmsim_status cpu_prepare(void **state, const exec_ctx *c, diag *e)
+{
+    eng *g = calloc(1, sizeof *g);
+    *state = g;
+    if (!g)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    const model *m = c->m;
+    const policy *p = c->p;
+    const workload *w = c->w;
+    const engine_opts *o = c->o;
+    g->m = m;
+    g->p = p;
+    g->w = w;
+    g->pl = c->pl;
+    g->o = o;
+    g->L = (int)m->num_layers;
+    g->ngb = p->num_gpu_batches;
+    g->gbs = p->gpu_batch_size;
+    g->bls = g->ngb * g->gbs;
+    g->prompt = w->prompt_len;
+    g->gen = w->gen_len;
+    g->ctx_max = w->prompt_len + w->gen_len;
+    g->h = (size_t)m->hidden_size;
+    g->qd = (size_t)model_q_dim(m);
+    g->kvd = (size_t)model_kv_dim(m);
+    g->f = (size_t)m->ffn_size;
+    g->vocab = (size_t)m->vocab_size;
+    g->wt = (k_wtype)m->dtype;
+    g->logits_out = o->logits_out;
+    g->dir.slot = -1;
+    g->num_prompts = w->num_prompts ? w->num_prompts : g->bls;
+    if (!(g->pool = pool_create(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
+        return diag_set(e, LLMSIM_EFAIL, "cannot start the compute threads");
+    llmsim_status st;
+    if ((st = offload_dir_create(o->offload_parent, &g->dir, e)) || (st = weights_init(g, e)) ||
+        (st = state_init(g, e)) || (st = scratch_init(g, e)))
+        return st;
+    g->tokens = calloc((size_t)g->bls * (size_t)(g->prompt + g->gen), sizeof *g->tokens);
+    if (!g->tokens)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    return LLMSIM_OK;
+}
+
+static llmsim_status cpu_begin_block(void *state, long long blk, diag *e)
+{
+    eng *g = state;
+    const engine_opts *o = g->o;
+    g->block = blk;
+    /* prompts of this block: given, or random from the seed */
+    for (int s = 0; s < g->bls; s++) {
+        long long seq = blk * g->bls + s;
+        int32_t *dst = g->tokens + (size_t)s * (size_t)(g->prompt + g->gen);
+        for (long long a = 0; a < g->prompt; a++) {
+            if (o->prompts && seq < g->num_prompts) {
+                dst[a] = o->prompts[(size_t)seq * (size_t)g->prompt + (size_t)a];
+            } else {
+                uint64_t x = o->prompt_seed ^ ((uint64_t)seq << 32) ^ (uint64_t)a;
+                dst[a] = (int32_t)(splitmix64(&x) % g->vocab);
+            }
+        }
+    }
+    if (blk > 0)
+        g->logits_out = NULL;
+    return embed_prompts(g, e);
+}
+
+static llmsim_status cpu_run_task(void *state, uint32_t task, diag *e) { return run_task(state, task, e); }
+
+static void cpu_end_block(void *state, long long blk, engine_result *r)
+{
+    eng *g = state;
+    for (int s = 0; s < g->bls; s++) {
+        long long seq = blk * g->bls + s;
+        if (seq >= g->num_prompts)
+            break;
+        memcpy(r->tokens + (size_t)seq * (size_t)g->gen,
+               g->tokens + (size_t)s * (size_t)(g->prompt + g->gen) + g->prompt,
+               (size_t)g->gen * sizeof(int32_t));
+    }
+}
+
+static void cpu_finish(void *state, engine_result *r)
+{
+    eng *g = state;
+    r->direct_io = true;
+    for (int i = 0; i < g->dir.nfiles; i++)
+        r->direct_io = r->direct_io && g->dir.files[i].direct;
+    r->ram_bytes = g->ram_bytes;
+    r->nll_sum = g->nll_sum;
+    r->nll_count = g->nll_count;
+}
+
+static void cpu_release(void *state)
+{
+    if (!state)
+        return;
+    eng_free(state);
+    free(state);
+}
+
+const exec_backend_ops exec_cpu_backend = {
+    .name = "cpu",
+    .accepts = cpu_accepts,
+    .prepare = cpu_prepare,
+    .begin_block = cpu_begin_block,
+    .run_task = cpu_run_task,
+    .end_block = cpu_end_block,
+    .finish = cpu_finish,
+    .release = cpu_release,
+};
