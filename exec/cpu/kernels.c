@@ -725,6 +725,13 @@ static inline void k_prefetch(const float *p, size_t floats)
         __builtin_prefetch(p + i);
 }
 
+/* Offset in q and out of streaming row rr of KV head kvh: token rr / g,
+ * query head kvh * g + rr % g. */
+static inline size_t k_attn_row(const k_attn_job *J, size_t g, size_t kvh, size_t rr)
+{
+    return ((rr / g) * J->heads + kvh * g + rr % g) * J->hd;
+}
+
 /* Streaming path (t <= K_ATTN_STREAM_MAX_T): a unit is one KV head with the
  * t * group query rows that read it (row rr: token rr / g, query head
  * kvh * g + rr % g); a chunk walks the cache once, key by key, over all its
@@ -736,43 +743,41 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
     const k_attn_job *J = ctx;
     const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
-#define K_ATTN_S(kvh)     (J->scratch + (kvh)*rows * ctxn) /* [rows][ctxn] */
-#define K_ATTN_Q(kvh, rr) (J->q + (((rr) / g) * J->heads + (kvh)*g + (rr) % g) * hd)
-#define K_ATTN_O(kvh, rr) (J->out + (((rr) / g) * J->heads + (kvh)*g + (rr) % g) * hd)
     const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
     for (size_t j = 0; j < ctxn; j++) {
         const float *kj = J->kc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
             k_prefetch(kj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
-        for (size_t kvh = b; kvh < e; kvh++)
+        for (size_t kvh = b; kvh < e; kvh++) {
+            float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
             for (size_t rr = 0; rr < rows; rr++)
                 if (j <= J->start + rr / g) /* causal */
-                    K_ATTN_S(kvh)
-                    [rr * ctxn + j] = k_dot(K_ATTN_Q(kvh, rr), kj + kvh * hd, hd) * J->scale;
+                    S[rr * ctxn + j] =
+                        k_dot(J->q + k_attn_row(J, g, kvh, rr), kj + kvh * hd, hd) * J->scale;
+        }
     }
-    for (size_t kvh = b; kvh < e; kvh++)
+    for (size_t kvh = b; kvh < e; kvh++) {
+        float *S = J->scratch + kvh * rows * ctxn;
         for (size_t rr = 0; rr < rows; rr++) { /* normalize P in place */
             const size_t valid = J->start + rr / g + 1;
-            float *s = K_ATTN_S(kvh) + rr * ctxn;
+            float *s = S + rr * ctxn;
             const float inv = 1.0f / k_softmax_row(s, valid);
             for (size_t j = 0; j < valid; j++)
                 s[j] *= inv;
-            memset(K_ATTN_O(kvh, rr), 0, hd * sizeof(float));
+            memset(J->out + k_attn_row(J, g, kvh, rr), 0, hd * sizeof(float));
         }
+    }
     for (size_t j = 0; j < ctxn; j++) {
         const float *vj = J->vc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
             k_prefetch(vj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
-        for (size_t kvh = b; kvh < e; kvh++)
-            for (size_t rr = 0; rr < rows; rr++) {
-                if (j > J->start + rr / g)
-                    continue;
-                k_axpy(K_ATTN_O(kvh, rr), K_ATTN_S(kvh)[rr * ctxn + j], vj + kvh * hd, hd);
-            }
+        for (size_t kvh = b; kvh < e; kvh++) {
+            const float *S = J->scratch + kvh * rows * ctxn;
+            for (size_t rr = 0; rr < rows; rr++)
+                if (j <= J->start + rr / g)
+                    k_axpy(J->out + k_attn_row(J, g, kvh, rr), S[rr * ctxn + j], vj + kvh * hd, hd);
+        }
     }
-#undef K_ATTN_S
-#undef K_ATTN_Q
-#undef K_ATTN_O
 }
 
 static void k_attn_stream(void *ctx, size_t b, size_t e)
@@ -826,19 +831,17 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
         return;
     assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch);
     const size_t ctxn = start + t;
-    k_attn_job J = {q,
-                    t,
-                    start,
-                    k_cache,
-                    v_cache,
-                    heads,
-                    kv_heads,
-                    hd,
-                    out,
-                    scratch,
-                    (float)(1.0 / sqrt((double)hd)),
-                    0,
-                    0};
+    k_attn_job J = {.q = q,
+                    .t = t,
+                    .start = start,
+                    .kc = k_cache,
+                    .vc = v_cache,
+                    .heads = heads,
+                    .kv_heads = kv_heads,
+                    .hd = hd,
+                    .out = out,
+                    .scratch = scratch,
+                    .scale = (float)(1.0 / sqrt((double)hd))};
     if (t <= K_ATTN_STREAM_MAX_T) {
         void (*fn)(void *, size_t, size_t) = k_attn_stream;
 #if K_HAVE_AVX2

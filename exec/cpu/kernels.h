@@ -11,10 +11,14 @@
  * fixed by the shapes alone: results are bit-identical for any number of
  * threads. BLAS runs single-threaded inside our chunks (see pool.h).
  *
- * ISA: the decode path of k_linear and the weight conversions have an
- * AVX2+FMA+F16C version chosen at run time and a portable scalar twin that
- * is always compiled; the twin does the same fused multiply-adds in the same
- * order (fmaf, 8 lanes), so both give the same bits (test_kernels checks).
+ * ISA: the decode path of k_linear, the weight conversions and the
+ * streaming attention and softmax have an AVX2 (+FMA+F16C) version chosen
+ * at run time and a portable scalar twin that is always compiled; each twin
+ * does the same operations in the same order (fmaf in 8 lanes for k_linear,
+ * the same exp polynomial for softmax), so both give the same bits
+ * (test_kernels checks with memcmp). What goes through sgemm (k_linear with
+ * m > K_GEMV_MAX_ROWS, attention with t > K_ATTN_STREAM_MAX_T) also depends
+ * on the kernels OpenBLAS picked for the CPU, never on the thread count.
  *
  * Buffers never alias unless a kernel says so. Kernels assert their
  * invariants (shapes > 0 where needed, token ids < vocab): the engine
@@ -75,11 +79,10 @@ size_t k_linear_scratch_floats(size_t m, size_t n, size_t k);
 
 /* y = x W^T + bias. y must not alias x. scratch: k_linear_scratch_floats
  * floats (may be NULL when that is 0, or when wt is F32). */
-void k_linear(pool *p, const float *x,           /* [m][k] */
-              size_t m, size_t k, const void *w, /* [n][k] of wt */
-              k_wtype wt, const float *bias,     /* [n] or NULL */
-              size_t n, float *y,                /* [m][n] */
-              float *scratch);                   /* [k_linear_scratch_floats(m, n, k)] */
+void k_linear(pool *p, const float *x /* [m][k] */, size_t m, size_t k,
+              const void *w /* [n][k] of wt */, k_wtype wt, const float *bias /* [n] or NULL */,
+              size_t n, float *y /* [m][n] */,
+              float *scratch /* [k_linear_scratch_floats(m, n, k)] */);
 
 /* Convert `count` weights to fp32 (exact). */
 void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, size_t count,
@@ -88,15 +91,13 @@ void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, 
 /* ---- norms (in place allowed: out == x) */
 
 /* (x - mean) / sqrt(var + eps) * gamma + beta per row, var biased (OPT). */
-void k_layernorm(pool *p, const float *x,                /* [m][h] */
-                 size_t m, size_t h, const float *gamma, /* [h] */
-                 const float *beta,                      /* [h] */
-                 float eps, float *out);                 /* [m][h] */
+void k_layernorm(pool *p, const float *x /* [m][h] */, size_t m, size_t h,
+                 const float *gamma /* [h] */, const float *beta /* [h] */, float eps,
+                 float *out /* [m][h] */);
 
 /* x / sqrt(mean(x^2) + eps) * gamma per row (LLaMA). */
-void k_rmsnorm(pool *p, const float *x,                /* [m][h] */
-               size_t m, size_t h, const float *gamma, /* [h] */
-               float eps, float *out);                 /* [m][h] */
+void k_rmsnorm(pool *p, const float *x /* [m][h] */, size_t m, size_t h,
+               const float *gamma /* [h] */, float eps, float *out /* [m][h] */);
 
 /* ---- positions */
 
@@ -105,9 +106,9 @@ void k_rmsnorm(pool *p, const float *x,                /* [m][h] */
  *   x'[i]       = x[i] cos a - x[i + head_dim/2] sin a
  *   x'[i + d/2] = x[i + head_dim/2] cos a + x[i] sin a.
  * Angles are computed in double (HF computes them in fp32). head_dim even. */
-void k_rotary(pool *p, float *x,        /* [tokens][heads][head_dim] */
-              const int64_t *positions, /* [tokens] */
-              size_t tokens, size_t heads, size_t head_dim, double theta);
+void k_rotary(pool *p, float *x /* [tokens][heads][head_dim] */,
+              const int64_t *positions /* [tokens] */, size_t tokens, size_t heads, size_t head_dim,
+              double theta);
 
 /* ---- attention */
 
@@ -126,11 +127,11 @@ size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads);
  * Query head h reads KV head h / (heads / kv_heads) (grouped-query
  * attention; kv_heads divides heads). Scores scaled by 1/sqrt(hd), softmax
  * in fp32 after subtracting the row maximum. out must not alias q. */
-void k_attention(pool *p, const float *q,                      /* [t][heads][hd] */
-                 size_t t, size_t start, const float *k_cache, /* [start + t][kv_heads][hd] */
-                 const float *v_cache,                         /* [start + t][kv_heads][hd] */
-                 size_t heads, size_t kv_heads, size_t hd, float *out, /* [t][heads][hd] */
-                 float *scratch); /* [k_attention_scratch_floats(t, start, heads)] */
+void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
+                 const float *k_cache /* [start + t][kv_heads][hd] */,
+                 const float *v_cache /* [start + t][kv_heads][hd] */, size_t heads,
+                 size_t kv_heads, size_t hd, float *out /* [t][heads][hd] */,
+                 float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
 
 /* ---- element-wise (in place allowed: out may equal an input) */
 
@@ -145,8 +146,8 @@ void k_add(pool *p, const float *a /* [n] */, const float *b /* [n] */, size_t n
            float *out /* [n] */);
 
 /* out[i] = table[tokens[i]] in fp32; every token < vocab. */
-void k_embed(pool *p, const int32_t *tokens,                  /* [t] */
-             size_t t, const void *table,                     /* [vocab][h] of wt */
-             k_wtype wt, size_t vocab, size_t h, float *out); /* [t][h] */
+void k_embed(pool *p, const int32_t *tokens /* [t] */, size_t t,
+             const void *table /* [vocab][h] of wt */, k_wtype wt, size_t vocab, size_t h,
+             float *out /* [t][h] */);
 
 #endif

@@ -7,7 +7,6 @@
  */
 #include "exec/cpu/pool.h"
 
-#include <assert.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -15,8 +14,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-/* Iterations of the spin before a waiting thread sleeps (about 50 us). */
-#define K_POOL_SPIN 2000
+/* Steps of the spin before a waiting thread sleeps (tens of microseconds). */
+#define POOL_SPIN 2000
 
 struct pool {
     int nthreads;            /* in all, the caller included */
@@ -39,16 +38,16 @@ struct pool {
 /* True on a pool worker, and on a caller while it runs a pool_for. */
 static _Thread_local bool pool_inside;
 
-/* One step of a spin: a pause, and every K_POOL_YIELD_EVERY steps a
+/* One step of a spin: a pause, and every POOL_YIELD_EVERY steps a
  * sched_yield, so that a pool larger than the free cores still moves. */
-#define K_POOL_YIELD_EVERY 64
+#define POOL_YIELD_EVERY 64
 
 static inline void pool_cpu_relax(int i)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
-    if (i % K_POOL_YIELD_EVERY == K_POOL_YIELD_EVERY - 1)
+    if (i % POOL_YIELD_EVERY == POOL_YIELD_EVERY - 1)
         sched_yield();
 }
 
@@ -72,7 +71,7 @@ static void *pool_worker(void *arg)
     for (;;) {
         unsigned g = 0;
         bool got = false;
-        for (int i = 0; i < K_POOL_SPIN && !got; i++) {
+        for (int i = 0; i < POOL_SPIN && !got; i++) {
             g = atomic_load_explicit(&p->gen, memory_order_acquire);
             got = g != seen || atomic_load_explicit(&p->stop, memory_order_acquire);
             if (!got)
@@ -183,7 +182,7 @@ void pool_for(pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end)
     pool_run_chunks(p);
 
     bool done = false;
-    for (int i = 0; i < K_POOL_SPIN && !done; i++) {
+    for (int i = 0; i < POOL_SPIN && !done; i++) {
         done = atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
         if (!done)
             pool_cpu_relax(i);

@@ -23,6 +23,7 @@
  * Seed: every random input comes from test_rng seeded with a constant named
  * next to its use.
  */
+#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -687,8 +688,11 @@ static void test_embed(pool *p3)
 int main(void)
 {
     have_avx2 = k_isa_detect() == K_ISA_AVX2;
-    printf("# kernels: cpu supports %s%s\n", k_isa_names[k_isa_detect()],
-           have_avx2 ? "" : " (scalar-vs-avx2 comparisons are trivial here)");
+    const char *hint = k_blas_coretype_hint();
+    printf("# kernels: cpu supports %s%s; OpenBLAS core %s%s%s\n", k_isa_names[k_isa_detect()],
+           have_avx2 ? "" : " (scalar-vs-avx2 comparisons are trivial here)",
+           openblas_get_corename(), hint ? ", would be faster with OPENBLAS_CORETYPE=" : "",
+           hint ? hint : "");
     pool *p2 = pool_create(2), *p3 = pool_create(3);
     CHECK(p2 && p3, "pools");
     test_conversions();
