@@ -16,6 +16,7 @@
 #include "cli/record.h"
 #include "common/atomicfile.h"
 #include "common/units.h"
+#include "exec/cpu/kernels.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
 #include "sim/sim.h"
@@ -412,6 +413,10 @@ int cmd_run(int argc, char **argv)
     sigaction(SIGINT, &sa, &old);
     engine_result er;
     bool tty = isatty(2);
+    const char *core = k_blas_coretype_hint();
+    if (core && tty)
+        fprintf(stderr, "llmsim run: OpenBLAS does not recognise this CPU and uses slow generic "
+                "kernels; for the prefill's GEMMs, export OPENBLAS_CORETYPE=%s before running\n", core);
     if (tty)
         fprintf(stderr, "llmsim run: %s, %zu tasks, %lld prompts x %lld tokens ...\n", job->model.name,
                 pl.ntasks, job->workload.num_prompts ? job->workload.num_prompts
@@ -427,6 +432,28 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     sim_result r;
+    memset(&r, 0, sizeof r);
+    if (er.interrupted) {
+        int64_t run_id = 0;
+        llmsim_status rs;
+        /* record what there is, marked as such */
+        store *db = NULL;
+        rs = store_open(job->db_path, &db, &e);
+        cli_input_hashes hh;
+        if (!rs && !(rs = cli_record_inputs(db, job, &hh, &e))) {
+            store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
+                                   .policy_hash = hh.policy, .workload_hash = hh.workload,
+                                   .model_name = job->model.name, .hw_name = job->hw.name,
+                                   .command = job->command};
+            if (!(rs = store_run_begin(db, &info, &run_id, &e)))
+                store_run_abort(db, run_id, "interrupted");
+        }
+        store_close(db);
+        fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
+                rs ? "" : ", the run is recorded as interrupted");
+        status = 130;
+        goto done;
+    }
     if (measured_timeline(&pl, &er, &r, &e)) {
         status = cli_fail("run", &e);
         goto done;
@@ -467,27 +494,6 @@ int cmd_run(int argc, char **argv)
     };
     int64_t run_id = 0;
     llmsim_status rs;
-    if (er.interrupted) {
-        /* record what there is, marked as such */
-        store *db = NULL;
-        rs = store_open(job->db_path, &db, &e);
-        cli_input_hashes hh;
-        if (!rs && !(rs = cli_record_inputs(db, job, &hh, &e))) {
-            store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
-                                   .policy_hash = hh.policy, .workload_hash = hh.workload,
-                                   .model_name = job->model.name, .hw_name = job->hw.name,
-                                   .command = job->command};
-            if (!(rs = store_run_begin(db, &info, &run_id, &e)))
-                store_run_abort(db, run_id, "interrupted");
-        }
-        store_close(db);
-        free(text);
-        cJSON_Delete(obj);
-        fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
-                rs ? "" : ", the run is recorded as interrupted");
-        status = 130;
-        goto done;
-    }
     rs = cli_record_run(job, &rec, &run_id, &e);
     free(text);
     if (rs) {

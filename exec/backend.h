@@ -28,6 +28,9 @@ typedef struct exec_backend_ops {
     const char *name;
     /* Whether this backend runs plans for this hardware. */
     bool (*accepts)(const hwprofile *hw);
+    /* The RAM a run will allocate (weights, cache and hidden states in RAM,
+     * staging, scratch), computed without allocating it. */
+    llmsim_status (*ram_bytes)(const exec_ctx *ctx, double *bytes, diag *e);
     /* Allocate the tiers, place and load the weights; *state owned by the
      * backend until release (called also when prepare fails). */
     llmsim_status (*prepare)(void **state, const exec_ctx *ctx, diag *e);

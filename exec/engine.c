@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/units.h"
 #include "exec/backend.h"
 #include "sim/sim.h"
 
@@ -274,18 +275,30 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
     const long long bls = (long long)p->gpu_batch_size * p->num_gpu_batches;
     const long long np = w->num_prompts ? w->num_prompts : bls;
     r->num_prompts = np;
-    /* refuse before allocating anything */
-    double limit = o->max_ram_bytes > 0 ? o->max_ram_bytes : free_ram_bytes();
-    double need = engine_ram_bytes(m, p, w, pl);
-    if (limit > 0 && need > limit)
-        return diag_set(e, LLMSIM_EINPUT, "the plan needs %.3g GB of RAM, more than %s %.3g GB; put "
-                        "more of the weights or the KV cache on disk", need / 1e9,
-                        o->max_ram_bytes > 0 ? "--max-ram" : "the free RAM", limit / 1e9);
+    /* refuse before allocating anything: the backend adds up what it will
+     * allocate, by the code that allocates it */
     exec_ctx ctx = {m, hw, p, w, pl, o};
+    double limit = o->max_ram_bytes > 0 ? o->max_ram_bytes : free_ram_bytes();
+    double need = 0;
+    llmsim_status st = ops->ram_bytes(&ctx, &need, e);
+    if (st)
+        return st;
+    if (limit > 0 && need > limit) {
+        char a[32], b[32];
+        units_format(UNITS_BYTES, need, a, sizeof a);
+        units_format(UNITS_BYTES, limit, b, sizeof b);
+        return diag_set(e, LLMSIM_EINPUT, "the run needs %s of RAM, more than %s %s; put more of "
+                        "the weights or the KV cache on disk", a,
+                        o->max_ram_bytes > 0 ? "--max-ram" : "the free RAM", b);
+    }
     void *state = NULL;
-    llmsim_status st = ops->prepare(&state, &ctx, e);
+    st = ops->prepare(&state, &ctx, e);
     if (st)
         goto out;
+    if (o->interrupt && *o->interrupt) { /* ^C while the weights were loading */
+        r->interrupted = true;
+        goto out;
+    }
     r->ntasks = pl->ntasks;
     r->start_s = calloc(pl->ntasks + 1, sizeof *r->start_s);
     r->end_s = calloc(pl->ntasks + 1, sizeof *r->end_s);

@@ -109,6 +109,8 @@ typedef struct eng {
     float **final_all;     /* eval_ppl: [ngb] the last layer's output for every prompt token */
     long long block;       /* the block running */
     long long num_prompts; /* of the workload */
+    bool dry;              /* count the RAM of a run, allocate and load nothing */
+    int32_t *sort_idx;     /* [vocab] sampling order */
     double nll_sum;        /* eval_ppl: -log p of the scored tokens */
     long long nll_count;
     int32_t *ids;          /* [prompt + 2] token and position ids */
@@ -122,9 +124,11 @@ typedef struct eng {
     double ram_bytes;
 } eng;
 
+/* Every buffer of the backend comes from here, so that a dry run (g->dry)
+ * adds up exactly what a real one allocates, without allocating it. */
 static void *eng_alloc(eng *g, size_t bytes)
 {
-    void *p = offload_alloc(bytes);
+    void *p = g->dry ? malloc(1) : offload_alloc(bytes);
     if (p)
         g->ram_bytes += (double)offload_round(bytes);
     return p;
@@ -284,8 +288,14 @@ static llmsim_status weights_init(eng *g, diag *e)
             biggest = un->disk_bytes;
     }
     llmsim_status st;
-    if (disk && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e)))
+    if (g->dry) {
+        for (int u = 0; u <= L; u++)
+            for (int i = 0; i < g->units[u].n; i++)
+                if (g->units[u].t[i].home != TIER_DISK)
+                    g->ram_bytes += (double)offload_round(g->units[u].t[i].bytes);
+    } else if (disk && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e))) {
         return st;
+    }
     if (disk) {
         g->wstage_bytes = biggest;
         for (int s = 0; s < 2; s++)
@@ -298,6 +308,8 @@ static llmsim_status weights_init(eng *g, diag *e)
     if (deq && !(g->deq = eng_alloc(g, deq)))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (dequantized weights)");
 
+    if (g->dry)
+        return LLMSIM_OK;
     /* fill: generate or read every tensor, store it at its home */
     st_checkpoint ck;
     memset(&ck, 0, sizeof ck);
@@ -316,6 +328,8 @@ static llmsim_status weights_init(eng *g, diag *e)
         eng_unit *un = &g->units[u];
         for (int i = 0; i < un->n && !st; i++) {
             eng_tensor *t = &un->t[i];
+            if (g->o->interrupt && *g->o->interrupt)
+                break; /* ^C while loading: the engine sees the flag and stops */
             if ((st = load_values(g, g->o->weights_path ? &ck : NULL, u, &t->desc, vals, e)))
                 break;
             if (t->home == TIER_DISK) {
@@ -381,7 +395,7 @@ static llmsim_status state_init(eng *g, diag *e)
     llmsim_status st;
     if (kv_disk) {
         uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)g->ctx_max * g->kv_dslot;
-        if ((st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
+        if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
             if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->ctx_max * g->kv_dslot)) ||
@@ -394,7 +408,8 @@ static llmsim_status state_init(eng *g, diag *e)
                 !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->ctx_max * g->kv_slot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV cache)");
     if (act_disk) {
-        if ((st = offload_file_create(&g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->act_bytes),
+        if (!g->dry &&
+            (st = offload_file_create(&g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->act_bytes),
                                       &g->actfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
@@ -475,6 +490,7 @@ static llmsim_status scratch_init(eng *g, diag *e)
         {&g->logits, (size_t)g->gbs * g->vocab},
         {&g->vec, 5 * g->wmax},
         {&g->probs, g->vocab},
+        {(float **)&g->sort_idx, g->vocab},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = eng_alloc(g, bufs[i].n * sizeof(float))))
@@ -728,7 +744,21 @@ static llmsim_status embed_prompts(eng *g, diag *e)
     return LLMSIM_OK;
 }
 
-static int sample(eng *g, const float *logits, int seq, int step)
+static const float *sort_probs;
+
+static int cmp_prob_desc(const void *a, const void *b)
+{
+    float x = sort_probs[*(const int32_t *)a], y = sort_probs[*(const int32_t *)b];
+    if (x != y)
+        return x < y ? 1 : -1;
+    return (*(const int32_t *)a > *(const int32_t *)b) - (*(const int32_t *)a < *(const int32_t *)b);
+}
+
+/* The next token of a sequence: the argmax (temperature 0), or a draw from
+ * softmax(logits / T) restricted to the nucleus (the most likely tokens
+ * whose mass reaches top_p), renormalized. The draw depends only on the
+ * seed, the sequence's number in the workload and the step. */
+static int sample(eng *g, const float *logits, long long seq, int step)
 {
     const size_t V = g->vocab;
     if (g->o->temperature <= 0) {
@@ -738,7 +768,6 @@ static int sample(eng *g, const float *logits, int seq, int step)
                 best = v;
         return (int)best;
     }
-    /* temperature + nucleus: probabilities, sorted descending by selection */
     float mx = logits[0];
     for (size_t v = 1; v < V; v++)
         mx = logits[v] > mx ? logits[v] : mx;
@@ -748,21 +777,31 @@ static int sample(eng *g, const float *logits, int seq, int step)
         pr[v] = (float)exp((logits[v] - mx) / g->o->temperature);
         sum += pr[v];
     }
-    uint64_t st = g->o->sample_seed ^ ((uint64_t)seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)step << 32);
-    double r = uniform01(&st) * (g->o->top_p > 0 && g->o->top_p < 1 ? g->o->top_p : 1.0) * sum;
-    /* walk tokens by decreasing probability (selection over the small nucleus) */
-    double acc = 0;
-    for (size_t n = 0; n < V; n++) {
-        size_t best = V;
+    uint64_t st = g->o->sample_seed ^ ((uint64_t)seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)step << 40);
+    double u = uniform01(&st);
+    double top_p = g->o->top_p > 0 && g->o->top_p < 1 ? g->o->top_p : 1.0;
+    if (top_p >= 1.0) { /* the whole distribution: any order will do */
+        double r = u * sum, acc = 0;
         for (size_t v = 0; v < V; v++)
-            if (pr[v] >= 0 && (best == V || pr[v] > pr[best]))
-                best = v;
-        acc += pr[best];
-        if (acc >= r || n + 1 == V)
-            return (int)best;
-        pr[best] = -1;
+            if ((acc += pr[v]) > r)
+                return (int)v;
+        return (int)(V - 1);
     }
-    return 0;
+    /* the nucleus: tokens by decreasing probability (ties by id) */
+    int32_t *idx = g->sort_idx;
+    for (size_t v = 0; v < V; v++)
+        idx[v] = (int32_t)v;
+    sort_probs = pr; /* the compute thread is the only caller */
+    qsort(idx, V, sizeof *idx, cmp_prob_desc);
+    double mass = 0;
+    size_t n = 0;
+    while (n < V && mass < top_p * sum)
+        mass += pr[idx[n++]];
+    double r = u * mass, acc = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((acc += pr[idx[i]]) > r)
+            return idx[i];
+    return idx[n - 1];
 }
 
 /* Perplexity: -log p(next token) at every scored position of the prompts of
@@ -829,10 +868,11 @@ static void head_forward(eng *g, int i, int k, int wslot)
     for (int s = 0; s < gbs; s++) {
         const float *lg = g->logits + (size_t)s * g->vocab;
         int seq = k * gbs + s;
+        long long global = g->block * g->bls + seq; /* the sequence's number in the workload */
         if (g->logits_out)
             memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
         int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
-        toks[g->prompt + i] = sample(g, lg, seq, i);
+        toks[g->prompt + i] = sample(g, lg, global, i);
     }
     /* the next step's input: the embeddings of the new tokens */
     if (i + 1 < g->gen)
@@ -987,7 +1027,7 @@ static void eng_free(eng *g)
     free(g->final_all);
     free(g->ids);
     float *bufs[] = {g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->kf, g->vf, g->lin, g->ascratch,
-                     g->logits, g->vec, g->probs};
+                     g->logits, g->vec, g->probs, (float *)g->sort_idx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(g->tokens);
@@ -999,12 +1039,13 @@ static void eng_free(eng *g)
 
 static bool cpu_accepts(const hwprofile *hw) { return !hw->gpu.present; }
 
-static llmsim_status cpu_prepare(void **state, const exec_ctx *c, diag *e)
+static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *e)
 {
     eng *g = calloc(1, sizeof *g);
     *state = g;
     if (!g)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    g->dry = dry;
     const model *m = c->m;
     const policy *p = c->p;
     const workload *w = c->w;
@@ -1033,13 +1074,29 @@ static llmsim_status cpu_prepare(void **state, const exec_ctx *c, diag *e)
     if (!(g->pool = pool_create(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
         return diag_set(e, LLMSIM_EFAIL, "cannot start the compute threads");
     llmsim_status st;
-    if ((st = offload_dir_create(o->offload_parent, &g->dir, e)) || (st = weights_init(g, e)) ||
-        (st = state_init(g, e)) || (st = scratch_init(g, e)))
+    if ((!dry && (st = offload_dir_create(o->offload_parent, &g->dir, e))) ||
+        (st = weights_init(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
     g->tokens = calloc((size_t)g->bls * (size_t)(g->prompt + g->gen), sizeof *g->tokens);
     if (!g->tokens)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     return LLMSIM_OK;
+}
+
+static llmsim_status cpu_prepare(void **state, const exec_ctx *c, diag *e)
+{
+    return cpu_setup(state, c, false, e);
+}
+
+static void cpu_release(void *state);
+
+static llmsim_status cpu_ram_bytes(const exec_ctx *c, double *bytes, diag *e)
+{
+    void *state = NULL;
+    llmsim_status st = cpu_setup(&state, c, true, e);
+    *bytes = state ? ((eng *)state)->ram_bytes : 0;
+    cpu_release(state);
+    return st;
 }
 
 static llmsim_status cpu_begin_block(void *state, long long blk, diag *e)
@@ -1102,6 +1159,7 @@ static void cpu_release(void *state)
 const exec_backend_ops exec_cpu_backend = {
     .name = "cpu",
     .accepts = cpu_accepts,
+    .ram_bytes = cpu_ram_bytes,
     .prepare = cpu_prepare,
     .begin_block = cpu_begin_block,
     .run_task = cpu_run_task,
