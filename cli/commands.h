@@ -13,4 +13,8 @@ int cmd_runs(int argc, char **argv);
 /* llmsim show RUN_ID: one run with its metrics and result (cli/cmd_runs.c). */
 int cmd_show(int argc, char **argv);
 
+/* llmsim profile: measure this machine into a hardware profile; --compare A B
+ * puts two profiles side by side (cli/cmd_profile.c). */
+int cmd_profile(int argc, char **argv);
+
 #endif

@@ -42,6 +42,7 @@ static const command commands[] = {
     {"simulate", cmd_simulate, "simulate the plan of a policy task by task (discrete events)"},
     {"run", cmd_run, "run the plan for real on the CPU engine and time every task"},
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
+    {"profile", cmd_profile, "measure this machine (CPU, memory, disk, GPU) into a hardware profile"},
     {"runs", cmd_runs, "list the runs recorded in the store"},
     {"show", cmd_show, "print one recorded run"},
     {"models", cmd_models, "list the shipped models"},

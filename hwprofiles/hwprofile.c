@@ -66,11 +66,15 @@ static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw
     return yd_map_close(&m, e);
 }
 
-static llmsim_status load_gemm(yd_map *parent, const char *key, hw_gemm_table *t, diag *e)
+/* A GEMM table under `key`; with YD_OPTIONAL an absent key leaves t->npoints 0
+ * (a present key still needs at least one point). */
+static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw_gemm_table *t,
+                               diag *e)
 {
-    yaml_node_t *seq;
-    llmsim_status st = yd_field_seq(parent, key, YD_REQUIRED, &seq, e);
-    if (st)
+    yaml_node_t *seq = NULL;
+    llmsim_status st = yd_field_seq(parent, key, need, &seq, e);
+    t->npoints = 0;
+    if (st || !seq)
         return st;
     yd_doc *d = parent->doc;
     size_t n = yd_seq_len(seq);
@@ -145,7 +149,8 @@ static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
         (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes, e)) ||
         (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &g->memory_bandwidth_Bps, e)) ||
-        (st = load_gemm(&m, "gemm", &g->gemm, e)) ||
+        (st = load_gemm(&m, "gemm", YD_REQUIRED, &g->gemm, e)) ||
+        (st = load_gemm(&m, "gemm_bf16", YD_OPTIONAL, &g->gemm_bf16, e)) ||
         (st = yd_field_qty_in(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                               &g->launch_latency_s, e)) ||
         (st = yd_field_map(&m, "attention", YD_REQUIRED, &att, e)) ||
@@ -177,7 +182,7 @@ static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
         (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes, e)) ||
         (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) ||
-        (st = load_gemm(&m, "gemm", &c->gemm, e)) ||
+        (st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) ||
         (st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                               HW_MAX_BANDWIDTH, &c->attn_Bps, e))) {
         yd_map_discard(&m);
@@ -329,9 +334,9 @@ static void save_link(strbuf *b, const char *indent, const char *key, const hw_l
     }
 }
 
-static void save_gemm(strbuf *b, const char *indent, const hw_gemm_table *t)
+static void save_gemm(strbuf *b, const char *indent, const char *key, const hw_gemm_table *t)
 {
-    strbuf_printf(b, "%sgemm:\n", indent);
+    strbuf_printf(b, "%s%s:\n", indent, key);
     for (int i = 0; i < t->npoints; i++) {
         const hw_gemm_point *p = &t->points[i];
         strbuf_printf(b, "%s  - {m: %.0f, ", indent, p->m);
@@ -370,7 +375,9 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
         strbuf_puts(b, "\n  launch_latency: ");
         put_qty(b, UNITS_TIME, g->launch_latency_s);
         strbuf_puts(b, "\n");
-        save_gemm(b, "  ", &g->gemm);
+        save_gemm(b, "  ", "gemm", &g->gemm);
+        if (g->gemm_bf16.npoints > 0) /* optional: absent unless measured */
+            save_gemm(b, "  ", "gemm_bf16", &g->gemm_bf16);
         strbuf_puts(b, "  attention:\n    prefill: ");
         put_qty(b, UNITS_FLOPS, g->attn_prefill_flops);
         strbuf_puts(b, "\n    decode: ");
@@ -385,7 +392,7 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
     strbuf_puts(b, "\n  memory_bandwidth: ");
     put_qty(b, UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
     strbuf_puts(b, "\n");
-    save_gemm(b, "  ", &c->gemm);
+    save_gemm(b, "  ", "gemm", &c->gemm);
     strbuf_puts(b, "  attention: ");
     put_qty(b, UNITS_BANDWIDTH, c->attn_Bps);
     strbuf_puts(b, "\n");

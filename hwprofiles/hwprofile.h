@@ -60,6 +60,10 @@ typedef struct hw_gpu {
     double memory_bytes;         /* usable device memory */
     double memory_bandwidth_Bps; /* HBM/GDDR bandwidth */
     hw_gemm_table gemm;          /* fp16 dense GEMM */
+    /* bf16 dense GEMM, measured by `llmsim profile` (same shapes and method
+     * as `gemm`); npoints 0 when unknown: the shipped spec-sheet profiles
+     * leave it empty, and it is saved only when it has points. */
+    hw_gemm_table gemm_bf16;
     double attn_prefill_flops;   /* batched matmul throughput over a prompt */
     double attn_decode_Bps;      /* decode attention: bytes of K and V read per second */
     double launch_latency_s;     /* per kernel */

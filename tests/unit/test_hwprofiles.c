@@ -119,6 +119,7 @@ static void same_profile(const char *ctx, const hwprofile *a, const hwprofile *b
     SAME_NUM(ctx, "gpu.memory", a->gpu.memory_bytes, b->gpu.memory_bytes);
     SAME_NUM(ctx, "gpu.memory_bandwidth", a->gpu.memory_bandwidth_Bps, b->gpu.memory_bandwidth_Bps);
     same_gemm(ctx, "gpu.gemm", &a->gpu.gemm, &b->gpu.gemm);
+    same_gemm(ctx, "gpu.gemm_bf16", &a->gpu.gemm_bf16, &b->gpu.gemm_bf16);
     SAME_NUM(ctx, "gpu.attention.prefill", a->gpu.attn_prefill_flops, b->gpu.attn_prefill_flops);
     SAME_NUM(ctx, "gpu.attention.decode", a->gpu.attn_decode_Bps, b->gpu.attn_decode_Bps);
     SAME_NUM(ctx, "gpu.launch_latency", a->gpu.launch_latency_s, b->gpu.launch_latency_s);
@@ -337,8 +338,9 @@ static void check_sanity(const char *name, const hwprofile *hw)
 
 /* A profile that uses every optional field the shipped ones leave out: a
  * measured provenance with host/date/tool/command, text that needs escaping,
- * GEMM points with n and k and spreads, link points, a link without latency,
- * pageable links, and figures that are awkward to print exactly. */
+ * GEMM points with n and k and spreads, a bf16 GEMM table, link points, a
+ * link without latency, pageable links, and figures that are awkward to print
+ * exactly. */
 static const char synthetic_yaml[] =
     "llmsim: hwprofile/1\n"
     "name: synthetic-measured\n"
@@ -363,6 +365,10 @@ static const char synthetic_yaml[] =
     "    - {m: 4096, n: 4096, k: 4096, throughput: 21.24 TFLOP/s, spread: 0.1}\n"
     "    - {m: 48, n: 12288, k: 3072, throughput: 4.3 TFLOP/s}\n"
     "    - {m: 1099511627776, throughput: 0.3333333333333333 TFLOP/s, spread: 1000000}\n"
+    "  gemm_bf16:\n"
+    "    - {m: 1, n: 1024, k: 1024, throughput: 0.7 TFLOP/s, spread: 0.25}\n"
+    "    - {m: 4096, n: 8192, k: 8192, throughput: 20.1 TFLOP/s}\n"
+    "    - {m: 16, throughput: 3.3333333333333333 TFLOP/s, spread: 0.04}\n"
     "  attention: {prefill: 9.97 TFLOP/s, decode: 79 GB/s}\n"
     "cpu:\n"
     "  name: Test CPU\n"
@@ -422,6 +428,10 @@ static void check_synthetic(void)
             CHECK(hw->gpu.gemm.npoints == 4 && hw->gpu.gemm.points[2].n == 12288 &&
                       hw->gpu.gemm.points[2].k == 3072,
                   "synthetic: GEMM n/k not loaded");
+            CHECK(hw->gpu.gemm_bf16.npoints == 3 && hw->gpu.gemm_bf16.points[1].n == 8192 &&
+                      hw->gpu.gemm_bf16.points[1].flops == 20.1e12 &&
+                      hw->gpu.gemm_bf16.points[0].spread == 0.25,
+                  "synthetic: gemm_bf16 not loaded (%d points)", hw->gpu.gemm_bf16.npoints);
             CHECK(hw->disk.read.npoints == 3 && hw->links[HW_LINK_H2D_PINNED].npoints == 2,
                   "synthetic: link points not loaded");
             /* an absent pageable link takes the pinned figures but stays unsaved */
@@ -430,10 +440,55 @@ static void check_synthetic(void)
                           hw->links[HW_LINK_H2D_PINNED].bandwidth_Bps,
                   "synthetic: h2d_pageable default");
             check_roundtrip("synthetic", hw);
+            strbuf s = {0};
+            hwprofile_save(hw, &s);
+            CHECK(strstr(strbuf_str(&s), "\n  gemm_bf16:\n") != NULL,
+                  "synthetic: saved text has no gemm_bf16 table:\n%s", strbuf_str(&s));
+            strbuf_free(&s);
         }
         free(hw);
     }
     unlink(path);
+}
+
+/* gemm_bf16 is optional: a profile without it (npoints 0) saves no key, and
+ * one given a table in code (as `llmsim profile` fills it) round-trips. */
+static void check_gemm_bf16(void)
+{
+    hwprofile *hw = calloc(1, sizeof *hw);
+    if (!hw) {
+        CHECK(false, "gemm_bf16: out of memory");
+        return;
+    }
+    diag e = {0};
+    llmsim_status st = hwprofile_load("h100-80gb-sxm", hw, &e);
+    CHECK(st == LLMSIM_OK, "gemm_bf16: loading h100-80gb-sxm failed: %s", e.msg);
+    if (st == LLMSIM_OK) {
+        strbuf s = {0};
+        CHECK(hw->gpu.present && hw->gpu.gemm_bf16.npoints == 0,
+              "gemm_bf16: shipped profile has %d bf16 points", hw->gpu.gemm_bf16.npoints);
+        hwprofile_save(hw, &s);
+        CHECK(strstr(strbuf_str(&s), "gemm_bf16") == NULL,
+              "gemm_bf16: a profile without the table saves the key:\n%s", strbuf_str(&s));
+        strbuf_free(&s);
+
+        static const int ms[] = {1, 16, 256, 4096}, nks[] = {1024, 4096, 8192};
+        hw_gemm_table *t = &hw->gpu.gemm_bf16;
+        for (int j = 0; j < 3; j++)
+            for (int i = 0; i < 4; i++) {
+                hw_gemm_point *p = &t->points[t->npoints++];
+                p->m = ms[i];
+                p->n = p->k = nks[j];
+                p->flops = 1e12 / 3.0 * (1 + i + 4 * j); /* not exact in decimal */
+                p->spread = 0.01 * (i + j) + 1.0 / 7.0;
+            }
+        check_roundtrip("h100-80gb-sxm + gemm_bf16", hw);
+        hwprofile_save(hw, &s);
+        CHECK(strstr(strbuf_str(&s), "\n  gemm_bf16:\n") != NULL,
+              "gemm_bf16: a profile with the table saves no key:\n%s", strbuf_str(&s));
+        strbuf_free(&s);
+    }
+    free(hw);
 }
 
 int main(void)
@@ -452,6 +507,9 @@ int main(void)
         if (st == LLMSIM_OK) {
             check_sanity(name, hw);
             check_roundtrip(name, hw);
+            /* spec-sheet and paper profiles have no measured bf16 table */
+            CHECK(hw->gpu.gemm_bf16.npoints == 0, "%s: gpu.gemm_bf16 has %d points", name,
+                  hw->gpu.gemm_bf16.npoints);
         }
         free(hw);
     }
@@ -460,6 +518,7 @@ int main(void)
           (int)(sizeof expects / sizeof expects[0]));
 
     check_synthetic();
+    check_gemm_bf16();
 
     /* by path, as a file under hwprofiles/ */
     hwprofile *hw = calloc(1, sizeof *hw);

@@ -1,0 +1,267 @@
+/*
+ * cmd_profile — `llmsim profile`: measure this machine into a hardware
+ * profile (hwprofiles/profiler.h), write it, record it in the store; and
+ * `llmsim profile --compare A B`: two profiles side by side with ratios.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/record.h"
+#include "common/units.h"
+#include "costmodel/primitives.h"
+#include "db/store.h"
+#include "exec/offload.h"
+#include "hwprofiles/profiler.h"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (interrupted) {
+        offload_remove_all_from_signal();
+        _exit(130);
+    }
+    interrupted = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: llmsim profile [-o FILE] [--disk-dir DIR] [--quick] [--name NAME]\n"
+            "                      [--format table|json] [--db PATH]\n"
+            "       llmsim profile --compare A B\n\n"
+            "Measure this machine: memory copy bandwidth with 1..N threads, the engine's GEMM\n"
+            "over fp16 weights as a table by shape, its decode attention, O_DIRECT disk reads and\n"
+            "writes by block size and queue depth, and the GPU when one is present. Every figure\n"
+            "is the median of repeated runs after a warm-up, with its spread; a spread over 10%%\n"
+            "is flagged. The profile is written as YAML (-o) that every command accepts with\n"
+            "--hardware FILE, and recorded in the store by content hash.\n\n"
+            "  -o FILE           write the profile here\n"
+            "  --disk-dir DIR    where the disk test file goes (default $TMPDIR or /tmp); it is\n"
+            "                    removed afterwards, also on error and on ^C\n"
+            "  --quick           a coarser profile in under 15 s (fewer sizes and repeats)\n"
+            "  --name NAME       the profile's name (default measured-<host>)\n"
+            "  --compare A B     print two profiles (names or files) side by side with B / A\n"
+            "  --format table|json, --db PATH, --help\n");
+}
+
+/* ---- --compare */
+
+static void row(const char *what, double a, double b, units_kind kind)
+{
+    char x[32], y[32];
+    units_format(kind, a, x, sizeof x);
+    units_format(kind, b, y, sizeof y);
+    if (a > 0 && b > 0)
+        printf("  %-34s %-16s %-16s %6.2fx\n", what, x, y, b / a);
+    else
+        printf("  %-34s %-16s %-16s %7s\n", what, a > 0 ? x : "-", b > 0 ? y : "-", "-");
+}
+
+static int compare(const char *sa, const char *sb)
+{
+    hwprofile *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+    diag e;
+    diag_clear(&e);
+    int status = CLI_EXIT_OK;
+    if (!a || !b || hwprofile_load(sa, a, &e) || hwprofile_load(sb, b, &e)) {
+        status = !a || !b ? CLI_EXIT_FAIL : cli_fail("profile", &e);
+        goto out;
+    }
+    printf("  %-34s %-16s %-16s %7s\n", "", a->name, b->name, "B / A");
+    printf("CPU\n");
+    row("memory", a->cpu.memory_bytes, b->cpu.memory_bytes, UNITS_BYTES);
+    row("memory bandwidth", a->cpu.memory_bandwidth_Bps, b->cpu.memory_bandwidth_Bps, UNITS_BANDWIDTH);
+    row("attention (K+V per second)", a->cpu.attn_Bps, b->cpu.attn_Bps, UNITS_BANDWIDTH);
+    static const double shapes[][2] = {{1, 4096}, {16, 4096}, {256, 4096}, {1024, 4096}};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "GEMM m=%.0f n=k=%.0f", shapes[i][0], shapes[i][1]);
+        row(what, cm_gemm_rate(&a->cpu.gemm, shapes[i][0], shapes[i][1], shapes[i][1]),
+            cm_gemm_rate(&b->cpu.gemm, shapes[i][0], shapes[i][1], shapes[i][1]), UNITS_FLOPS);
+    }
+    printf("disk\n");
+    row("capacity (free)", a->disk.capacity_bytes, b->disk.capacity_bytes, UNITS_BYTES);
+    row("read bandwidth", a->disk.read.bandwidth_Bps, b->disk.read.bandwidth_Bps, UNITS_BANDWIDTH);
+    row("read latency", a->disk.read.latency_s, b->disk.read.latency_s, UNITS_TIME);
+    row("write bandwidth", a->disk.write.bandwidth_Bps, b->disk.write.bandwidth_Bps, UNITS_BANDWIDTH);
+    row("write latency", a->disk.write.latency_s, b->disk.write.latency_s, UNITS_TIME);
+    printf("GPU %s / %s\n", a->gpu.present ? a->gpu.name : "none", b->gpu.present ? b->gpu.name : "none");
+    row("memory", a->gpu.memory_bytes, b->gpu.memory_bytes, UNITS_BYTES);
+    row("memory bandwidth", a->gpu.memory_bandwidth_Bps, b->gpu.memory_bandwidth_Bps, UNITS_BANDWIDTH);
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "GEMM m=%.0f n=k=%.0f", shapes[i][0], shapes[i][1]);
+        row(what, a->gpu.present ? cm_gemm_rate(&a->gpu.gemm, shapes[i][0], shapes[i][1], shapes[i][1]) : 0,
+            b->gpu.present ? cm_gemm_rate(&b->gpu.gemm, shapes[i][0], shapes[i][1], shapes[i][1]) : 0,
+            UNITS_FLOPS);
+    }
+    row("attention prefill", a->gpu.attn_prefill_flops, b->gpu.attn_prefill_flops, UNITS_FLOPS);
+    row("attention decode", a->gpu.attn_decode_Bps, b->gpu.attn_decode_Bps, UNITS_BANDWIDTH);
+    row("launch latency", a->gpu.launch_latency_s, b->gpu.launch_latency_s, UNITS_TIME);
+    for (int i = 0; i < HW_NLINKS; i++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s bandwidth", hw_link_names[i]);
+        row(what, a->links[i].present ? a->links[i].bandwidth_Bps : 0,
+            b->links[i].present ? b->links[i].bandwidth_Bps : 0, UNITS_BANDWIDTH);
+    }
+out:
+    free(a);
+    free(b);
+    return status;
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    enum { O_DISK = 256, O_QUICK, O_NAME, O_COMPARE, O_FORMAT, O_DB, O_HELP };
+    static const struct option opts[] = {
+        {"disk-dir", required_argument, 0, O_DISK}, {"quick", no_argument, 0, O_QUICK},
+        {"name", required_argument, 0, O_NAME},     {"compare", no_argument, 0, O_COMPARE},
+        {"format", required_argument, 0, O_FORMAT}, {"db", required_argument, 0, O_DB},
+        {"help", no_argument, 0, O_HELP},           {0, 0, 0, 0},
+    };
+    profile_opts po;
+    memset(&po, 0, sizeof po);
+    const char *out_path = NULL, *db = NULL;
+    bool cmp = false, json = false;
+    char command[1024];
+    size_t used = 0;
+    for (int i = 0; i < argc && used < sizeof command; i++)
+        used += (size_t)snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "llmsim ", argv[i]);
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out_path = optarg; break;
+        case O_DISK: po.disk_dir = optarg; break;
+        case O_QUICK: po.quick = true; break;
+        case O_NAME: po.name = optarg; break;
+        case O_COMPARE: cmp = true; break;
+        case O_FORMAT:
+            if (strcmp(optarg, "json") == 0)
+                json = true;
+            else if (strcmp(optarg, "table") != 0) {
+                fprintf(stderr, "llmsim profile: --format must be table or json, not '%s'\n", optarg);
+                return CLI_EXIT_INPUT;
+            }
+            break;
+        case O_DB: db = optarg; break;
+        case O_HELP: usage(stdout); return CLI_EXIT_OK;
+        case ':':
+            fprintf(stderr, "llmsim profile: %s needs a value (see llmsim profile --help)\n", argv[optind - 1]);
+            return CLI_EXIT_INPUT;
+        default:
+            fprintf(stderr, "llmsim profile: unknown option '%s' (see llmsim profile --help)\n",
+                    argv[optind - 1]);
+            return CLI_EXIT_INPUT;
+        }
+    }
+    if (cmp) {
+        if (argc - optind != 2) {
+            fprintf(stderr, "llmsim profile: --compare takes two profiles, A and B\n");
+            return CLI_EXIT_INPUT;
+        }
+        return compare(argv[optind], argv[optind + 1]);
+    }
+    if (optind < argc) {
+        fprintf(stderr, "llmsim profile: unexpected argument '%s'\n", argv[optind]);
+        return CLI_EXIT_INPUT;
+    }
+    po.command = command;
+    po.progress = isatty(2);
+    po.interrupt = &interrupted;
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old);
+    hwprofile *hw = calloc(1, sizeof *hw);
+    strbuf summary = {0};
+    diag e;
+    diag_clear(&e);
+    int status = CLI_EXIT_OK;
+    if (!hw) {
+        fprintf(stderr, "llmsim profile: out of memory\n");
+        return CLI_EXIT_FAIL;
+    }
+    llmsim_status st = profile_run(&po, hw, &summary, &e);
+    sigaction(SIGINT, &old, NULL);
+    if (interrupted) {
+        fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
+        status = 130;
+        goto out;
+    }
+    if (st) {
+        status = cli_fail("profile", &e);
+        goto out;
+    }
+    if (out_path && (st = hwprofile_write(hw, out_path, &e))) {
+        status = cli_fail("profile", &e);
+        goto out;
+    }
+    /* the store: the profile by content hash, and a run with its figures */
+    strbuf body = {0};
+    hwprofile_save(hw, &body);
+    store *s = NULL;
+    char hash[17];
+    int64_t run_id = 0;
+    st = store_open(cli_db_path(db), &s, &e);
+    if (!st)
+        st = store_put_input(s, "hwprofile", hw->name, strbuf_str(&body), hash, &e);
+    if (!st) {
+        store_run_info info = {.kind = "profile", .hw_hash = hash, .hw_name = hw->name, .command = command};
+        st = store_run_begin(s, &info, &run_id, &e);
+        const struct {
+            const char *k;
+            double v;
+        } m[] = {{"memory_bandwidth_Bps", hw->cpu.memory_bandwidth_Bps},
+                 {"cpu_attention_Bps", hw->cpu.attn_Bps},
+                 {"disk_read_Bps", hw->disk.read.bandwidth_Bps},
+                 {"disk_write_Bps", hw->disk.write.bandwidth_Bps},
+                 {"disk_read_latency_s", hw->disk.read.latency_s},
+                 {"gpu_present", hw->gpu.present}};
+        for (size_t i = 0; i < sizeof m / sizeof m[0] && !st; i++)
+            st = store_run_metric(s, run_id, m[i].k, m[i].v, &e);
+        if (!st)
+            st = store_run_commit(s, run_id, "ok", strbuf_str(&body), &e);
+        else
+            store_run_abort(s, run_id, "failed");
+    }
+    store_close(s);
+    if (st) {
+        strbuf_free(&body);
+        status = cli_fail("profile", &e);
+        goto out;
+    }
+    if (json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "name", hw->name);
+        cJSON_AddStringToObject(o, "profile", strbuf_str(&body));
+        cJSON_AddStringToObject(o, "hash", hash);
+        cJSON_AddNumberToObject(o, "run_id", (double)run_id);
+        if (out_path)
+            cJSON_AddStringToObject(o, "written", out_path);
+        cli_print_json(o);
+    } else {
+        fputs(strbuf_str(&summary), stdout);
+        if (out_path)
+            printf("written   %s (use it as --hardware %s)\n", out_path, out_path);
+        else
+            printf("not written: give -o FILE to keep the profile as a file\n");
+        printf("recorded  run %lld in %s, profile %s\n", (long long)run_id, cli_db_path(db), hash);
+    }
+    strbuf_free(&body);
+out:
+    strbuf_free(&summary);
+    free(hw);
+    return status;
+}

@@ -1,0 +1,489 @@
+/*
+ * profiler — the probes of `llmsim profile`. See profiler.h for the method.
+ */
+#define _GNU_SOURCE /* O_DIRECT via exec/offload, gethostname */
+#include "hwprofiles/profiler.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/units.h"
+#include "exec/cpu/kernels.h"
+#include "exec/cuda/profile_gpu.h"
+#include "exec/half.h"
+#include "exec/offload.h"
+
+#ifndef LLMSIM_VERSION
+#define LLMSIM_VERSION "unknown"
+#endif
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+typedef struct prof {
+    const profile_opts *o;
+    strbuf *summary;
+    strbuf notes;
+    int flagged;
+} prof;
+
+static bool stopped(const prof *P) { return P->o->interrupt && *P->o->interrupt; }
+
+static void progress(prof *P, const char *what)
+{
+    if (P->o->progress)
+        fprintf(stderr, "\rprofile: %-60s", what);
+}
+
+static void flag(prof *P, const char *what, double spread)
+{
+    if (spread <= PROFILE_SPREAD_FLAG)
+        return;
+    P->flagged++;
+    strbuf_printf(&P->notes, " FLAGGED: %s varied by %.0f%% between runs.", what, 100 * spread);
+}
+
+/* ---- memory copy bandwidth */
+
+typedef struct copy_ctx {
+    char *dst;
+    const char *src;
+} copy_ctx;
+
+/* STREAM's Copy kernel, c[i] = a[i] over doubles, as compiled code moves data
+ * (regular stores; memcpy's non-temporal stores would skip the write-allocate
+ * read that the engine's kernels pay). */
+static void copy_chunk(void *ctx, size_t begin, size_t end)
+{
+    copy_ctx *c = ctx;
+    double *restrict dst = (double *)(void *)c->dst;
+    const double *restrict src = (const double *)(const void *)c->src;
+    for (size_t i = begin / sizeof(double); i < end / sizeof(double); i++)
+        dst[i] = src[i];
+}
+
+static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
+{
+    const size_t bytes = (P->o->quick ? (size_t)128 : (size_t)512) << 20;
+    const int reps = P->o->quick ? 3 : 5;
+    char *a = malloc(bytes), *b = malloc(bytes);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (memory probe)");
+    }
+    memset(a, 1, bytes);
+    memset(b, 2, bytes);
+    int cores = hw->cpu.cores;
+    double best = 0;
+    strbuf_puts(&P->notes, " Memory copy (STREAM convention, read + write):");
+    for (int t = 1; t <= cores && !stopped(P); t++) {
+        pool *pl = pool_create(t);
+        if (!pl)
+            break;
+        copy_ctx c = {b, a};
+        double times[8];
+        pool_for(pl, bytes, copy_chunk, &c); /* warm-up */
+        for (int r = 0; r < reps; r++) {
+            double t0 = now_s();
+            pool_for(pl, bytes, copy_chunk, &c);
+            times[r] = now_s() - t0;
+        }
+        pool_destroy(pl);
+        double spread, med = profile_gpu_median(times, reps, &spread);
+        double bw = 2.0 * (double)bytes / med;
+        char what[64];
+        snprintf(what, sizeof what, "memory copy with %d thread%s", t, t > 1 ? "s" : "");
+        flag(P, what, spread);
+        strbuf_printf(&P->notes, " %d thread%s %.2f GB/s (spread %.0f%%);", t, t > 1 ? "s" : "", bw / 1e9,
+                      100 * spread);
+        strbuf_printf(P->summary, "memory copy, %2d thread%s  %8.2f GB/s   spread %4.1f%%%s\n", t,
+                      t > 1 ? "s" : " ", bw / 1e9, 100 * spread, spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+        best = bw > best ? bw : best;
+    }
+    free(a);
+    free(b);
+    hw->cpu.memory_bandwidth_Bps = best;
+    return LLMSIM_OK;
+}
+
+/* ---- the engine's GEMM and attention */
+
+static void fill_random(float *x, size_t n, uint64_t seed)
+{
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        x[i] = (float)((double)(seed >> 11) * 0x1.0p-53 - 0.5);
+    }
+}
+
+/* Time fn() repeatedly: each sample is the mean over enough calls to last
+ * at least min_s. */
+typedef void (*probe_fn)(void *ctx);
+static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double *spread)
+{
+    double times[16];
+    fn(ctx); /* warm-up */
+    for (int r = 0; r < reps; r++) {
+        int calls = 0;
+        double t0 = now_s(), t;
+        do {
+            fn(ctx);
+            calls++;
+            t = now_s() - t0;
+        } while (t < min_s);
+        times[r] = t / calls;
+    }
+    return profile_gpu_median(times, reps, spread);
+}
+
+typedef struct gemm_ctx {
+    pool *pl;
+    const float *x;
+    const uint16_t *w;
+    size_t m, n, k;
+    float *y, *scratch;
+} gemm_ctx;
+
+static void gemm_call(void *ctx)
+{
+    gemm_ctx *g = ctx;
+    k_linear(g->pl, g->x, g->m, g->k, g->w, K_WTYPE_F16, NULL, g->n, g->y, g->scratch);
+}
+
+static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    static const size_t ms_full[] = {1, 4, 16, 64, 256, 1024}, ms_quick[] = {1, 16, 256};
+    static const size_t hs_full[] = {1024, 2048, 4096}, hs_quick[] = {1024, 2048};
+    const size_t *ms = P->o->quick ? ms_quick : ms_full, *hs = P->o->quick ? hs_quick : hs_full;
+    size_t nm = P->o->quick ? 3 : 6, nh = P->o->quick ? 2 : 3;
+    size_t hmax = hs[nh - 1], mmax = ms[nm - 1];
+    float *x = malloc(sizeof(float) * mmax * hmax), *y = malloc(sizeof(float) * mmax * hmax);
+    uint16_t *w = malloc(sizeof(uint16_t) * hmax * hmax);
+    float *scratch = malloc(sizeof(float) * (k_linear_scratch_floats(mmax, hmax, hmax) + 1));
+    float *tmp = malloc(sizeof(float) * hmax * hmax);
+    llmsim_status st = x && y && w && scratch && tmp ? LLMSIM_OK
+                                                      : diag_set(e, LLMSIM_EFAIL, "out of memory (GEMM probe)");
+    if (!st) {
+        fill_random(x, mmax * hmax, 1);
+        fill_random(tmp, hmax * hmax, 2);
+        for (size_t i = 0; i < hmax * hmax; i++)
+            w[i] = half_f32_to_f16(tmp[i]);
+    }
+    hw_gemm_table *t = &hw->cpu.gemm;
+    t->npoints = 0;
+    for (size_t hi = 0; hi < nh && !st && !stopped(P); hi++) {
+        for (size_t mi = 0; mi < nm && !stopped(P); mi++) {
+            char what[96];
+            snprintf(what, sizeof what, "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi], hs[hi]);
+            progress(P, what);
+            gemm_ctx c = {pl, x, w, ms[mi], hs[hi], hs[hi], y, scratch};
+            double spread, med = time_probe(gemm_call, &c, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03,
+                                            &spread);
+            double flops = 2.0 * (double)ms[mi] * (double)hs[hi] * (double)hs[hi] / med;
+            hw_gemm_point *p = &t->points[t->npoints++];
+            *p = (hw_gemm_point){(double)ms[mi], (double)hs[hi], (double)hs[hi], flops, spread};
+            flag(P, what, spread);
+            strbuf_printf(P->summary, "CPU GEMM m=%-5zu n=k=%-5zu  %8.2f GFLOP/s spread %4.1f%%%s\n",
+                          ms[mi], hs[hi], flops / 1e9, 100 * spread,
+                          spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+        }
+    }
+    free(x);
+    free(y);
+    free(w);
+    free(scratch);
+    free(tmp);
+    return st;
+}
+
+typedef struct attn_ctx {
+    pool *pl;
+    const uint16_t *k16, *v16;
+    float *k, *v, *q, *out, *scratch;
+    size_t ctx, heads, hd;
+} attn_ctx;
+
+/* What the engine does per sequence in decode: the cache to fp32, then attention. */
+static void attn_call(void *ctx)
+{
+    attn_ctx *a = ctx;
+    size_t n = a->ctx * a->heads * a->hd;
+    k_convert_to_f32(a->pl, a->k16, K_WTYPE_F16, n, a->k);
+    k_convert_to_f32(a->pl, a->v16, K_WTYPE_F16, n, a->v);
+    k_attention(a->pl, a->q, 1, a->ctx - 1, a->k, a->v, a->heads, a->heads, a->hd, a->out, a->scratch);
+}
+
+static llmsim_status probe_attention(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    const size_t heads = 32, hd = 128, ctx = P->o->quick ? 2048 : 4096, n = ctx * heads * hd;
+    attn_ctx a = {pl, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ctx, heads, hd};
+    uint16_t *k16 = malloc(n * 2), *v16 = malloc(n * 2);
+    a.k = malloc(n * 4);
+    a.v = malloc(n * 4);
+    a.q = malloc(heads * hd * 4);
+    a.out = malloc(heads * hd * 4);
+    a.scratch = malloc(k_attention_scratch_floats(1, ctx - 1, heads) * 4 + 4);
+    llmsim_status st = LLMSIM_OK;
+    if (!k16 || !v16 || !a.k || !a.v || !a.q || !a.out || !a.scratch) {
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory (attention probe)");
+    } else {
+        fill_random(a.k, n, 3);
+        fill_random(a.q, heads * hd, 4);
+        for (size_t i = 0; i < n; i++) {
+            k16[i] = half_f32_to_f16(a.k[i]);
+            v16[i] = half_f32_to_f16(a.k[n - 1 - i]);
+        }
+        a.k16 = k16;
+        a.v16 = v16;
+        progress(P, "CPU attention (decode)");
+        double spread, med = time_probe(attn_call, &a, P->o->quick ? 3 : 5, 0.02, &spread);
+        hw->cpu.attn_Bps = 2.0 * (double)n * 2 / med; /* fp16 K and V */
+        flag(P, "CPU decode attention", spread);
+        strbuf_printf(P->summary, "CPU attention (decode)     %8.2f GB/s of K+V spread %4.1f%%%s\n",
+                      hw->cpu.attn_Bps / 1e9, 100 * spread, spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+    }
+    free(k16);
+    free(v16);
+    free(a.k);
+    free(a.v);
+    free(a.q);
+    free(a.out);
+    free(a.scratch);
+    return st;
+}
+
+/* ---- disk */
+
+typedef struct io_job {
+    offload_file *f;
+    char *buf;
+    size_t block;
+    uint64_t from, to; /* byte range of this thread */
+    bool write;
+    llmsim_status st;
+    diag e;
+} io_job;
+
+static void *io_thread(void *arg)
+{
+    io_job *j = arg;
+    diag_clear(&j->e);
+    for (uint64_t off = j->from; off < j->to && !j->st; off += j->block)
+        j->st = j->write ? offload_write(j->f, j->buf, j->block, off, &j->e)
+                         : offload_read(j->f, j->buf, j->block, off, &j->e);
+    return NULL;
+}
+
+/* One pass over the file with qd threads in flight; seconds. */
+static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, int qd, bool write,
+                               char **bufs, double *secs, diag *e)
+{
+    io_job jobs[4];
+    pthread_t th[4];
+    uint64_t blocks = bytes / block, per = (blocks + (uint64_t)qd - 1) / (uint64_t)qd;
+    double t0 = now_s();
+    int started = 0;
+    for (int q = 0; q < qd; q++) {
+        uint64_t from = (uint64_t)q * per * block, to = from + per * block;
+        if (to > blocks * block)
+            to = blocks * block;
+        jobs[q] = (io_job){f, bufs[q], block, from, to, write, LLMSIM_OK, {0}};
+        if (pthread_create(&th[q], NULL, io_thread, &jobs[q]) != 0)
+            break;
+        started++;
+    }
+    for (int q = 0; q < started; q++)
+        pthread_join(th[q], NULL);
+    *secs = now_s() - t0;
+    if (started < qd)
+        return diag_set(e, LLMSIM_EFAIL, "cannot start the disk probe's threads");
+    for (int q = 0; q < qd; q++)
+        if (jobs[q].st) {
+            *e = jobs[q].e;
+            return jobs[q].st;
+        }
+    return LLMSIM_OK;
+}
+
+static llmsim_status probe_disk(prof *P, hwprofile *hw, diag *e)
+{
+    static const size_t blocks_full[] = {256u << 10, 1u << 20, 4u << 20, 16u << 20, 64u << 20};
+    static const size_t blocks_quick[] = {1u << 20, 16u << 20};
+    static const int qds_full[] = {1, 2, 4}, qds_quick[] = {1, 4};
+    const size_t *bs = P->o->quick ? blocks_quick : blocks_full;
+    const int *qds = P->o->quick ? qds_quick : qds_full;
+    const int nb = P->o->quick ? 2 : 5, nq = P->o->quick ? 2 : 3, reps = P->o->quick ? 2 : 3;
+    const uint64_t bytes = (P->o->quick ? (uint64_t)256 : (uint64_t)1024) << 20;
+    offload_dir d;
+    llmsim_status st = offload_dir_create(P->o->disk_dir, &d, e);
+    if (st) {
+        diag_clear(e);
+        return diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: cannot create a directory there (missing, "
+                        "read-only or not a directory)", P->o->disk_dir ? P->o->disk_dir : "(default)");
+    }
+    struct statvfs vfs;
+    if (statvfs(d.path, &vfs) == 0)
+        hw->disk.capacity_bytes = (double)vfs.f_bavail * (double)vfs.f_frsize;
+    offload_file *f = NULL;
+    char *bufs[4] = {0};
+    if ((st = offload_file_create(&d, "probe.bin", bytes, &f, e))) {
+        if (st == LLMSIM_EINPUT || hw->disk.capacity_bytes < (double)bytes) {
+            diag_clear(e);
+            st = diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: no room for the %.0f MiB test file "
+                          "(%.0f MiB free)", P->o->disk_dir ? P->o->disk_dir : "(default)",
+                          (double)bytes / 1048576, hw->disk.capacity_bytes / 1048576);
+        }
+        goto out;
+    }
+    for (int q = 0; q < 4; q++)
+        if (!(bufs[q] = offload_alloc(bs[nb - 1]))) {
+            st = diag_set(e, LLMSIM_EFAIL, "out of memory (disk probe)");
+            goto out;
+        }
+    for (int q = 0; q < 4; q++)
+        memset(bufs[q], 0x5a, bs[nb - 1]);
+    hw->disk.present = true;
+    strbuf_printf(&P->notes, " Disk (O_DIRECT%s, %s):", f->direct ? "" : " refused: buffered",
+                  P->o->disk_dir ? P->o->disk_dir : "the default offload directory");
+    /* warm-up: one untimed write pass that also allocates the whole file, so the
+     * timed writes measure the disk rather than the file system's block
+     * allocation (and the reads find the file written) */
+    progress(P, "disk warm-up");
+    double warm;
+    st = disk_pass(f, bytes, bs[nb - 1], 1, true, bufs, &warm, e);
+    for (int w = 0; w < 2 && !st; w++) { /* writes first */
+        hw_link *l = w == 0 ? &hw->disk.write : &hw->disk.read;
+        l->npoints = 0;
+        for (int bi = 0; bi < nb && !st && !stopped(P); bi++) {
+            for (int qi = 0; qi < nq && !st && !stopped(P); qi++) {
+                char what[96];
+                snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d",
+                         w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi]);
+                progress(P, what);
+                double times[4], secs;
+                for (int r = 0; r < reps && !st; r++) {
+                    st = disk_pass(f, bytes, bs[bi], qds[qi], w == 0, bufs, &secs, e);
+                    times[r] = secs;
+                }
+                if (st)
+                    break;
+                double spread, med = profile_gpu_median(times, reps, &spread);
+                double bw = (double)(bytes / bs[bi] * bs[bi]) / med;
+                flag(P, what, spread);
+                strbuf_printf(&P->notes, " %s %zu KiB QD%d %.0f MB/s;", w == 0 ? "write" : "read",
+                              bs[bi] >> 10, qds[qi], bw / 1e6);
+                strbuf_printf(P->summary, "disk %-5s %6zu KiB QD%d   %8.1f MB/s   spread %4.1f%%%s\n",
+                              w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi], bw / 1e6, 100 * spread,
+                              spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+                if (qds[qi] == 1) /* the link: one transfer at a time, as the engine's I/O thread */
+                    l->points[l->npoints++] = (hw_point){(double)bs[bi], med * (double)bs[bi] /
+                                                                             (double)(bytes / bs[bi] * bs[bi]),
+                                                         spread};
+            }
+        }
+        if (!st && l->npoints) {
+            l->present = true;
+            st = profile_gpu_fit_link(l, e);
+        }
+    }
+out:
+    for (int q = 0; q < 4; q++)
+        free(bufs[q]);
+    offload_dir_remove(&d);
+    return st;
+}
+
+/* ---- the system */
+
+static void system_info(hwprofile *hw)
+{
+    hw->cpu.cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    hw->cpu.memory_bytes = (double)sysconf(_SC_PHYS_PAGES) * (double)sysconf(_SC_PAGESIZE);
+    snprintf(hw->cpu.name, sizeof hw->cpu.name, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f)) {
+            if (strncmp(line, "model name", 10) == 0) {
+                char *c = strchr(line, ':');
+                if (c) {
+                    c++;
+                    while (*c == ' ')
+                        c++;
+                    c[strcspn(c, "\n")] = '\0';
+                    snprintf(hw->cpu.name, sizeof hw->cpu.name, "%s", c);
+                }
+                break;
+            }
+        }
+        fclose(f);
+    }
+}
+
+static void gpu_progress(const char *what, void *ctx) { progress(ctx, what); }
+
+llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary, diag *e)
+{
+    memset(hw, 0, sizeof *hw);
+    prof P = {o, summary, {0}, 0};
+    double t0 = now_s();
+    system_info(hw);
+    char host[128] = "unknown";
+    gethostname(host, sizeof host - 1);
+    snprintf(hw->name, sizeof hw->name, "%s", o->name ? o->name : "");
+    if (!o->name)
+        snprintf(hw->name, sizeof hw->name, "measured-%.50s", host);
+    hw->prov.source = HW_SOURCE_MEASURED;
+    snprintf(hw->prov.host, sizeof hw->prov.host, "%s", host);
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    strftime(hw->prov.date, sizeof hw->prov.date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    snprintf(hw->prov.tool, sizeof hw->prov.tool, "llmsim %s", LLMSIM_VERSION);
+    snprintf(hw->prov.command, sizeof hw->prov.command, "%s", o->command ? o->command : "llmsim profile");
+    snprintf(hw->prov.description, sizeof hw->prov.description, "measured by llmsim profile%s on %s (%s, "
+             "%d cores)", o->quick ? " --quick" : "", host, hw->cpu.name, hw->cpu.cores);
+    strbuf_printf(summary, "host %s: %s, %d cores, %.1f GiB RAM\n", host, hw->cpu.name, hw->cpu.cores,
+                  hw->cpu.memory_bytes / 1073741824.0);
+    llmsim_status st;
+    pool *pl = pool_create(hw->cpu.cores);
+    if (!pl)
+        return diag_set(e, LLMSIM_EFAIL, "cannot start threads");
+    progress(&P, "memory copy bandwidth");
+    if ((st = probe_memory(&P, hw, e)) || (st = probe_gemm(&P, hw, pl, e)) ||
+        (st = probe_attention(&P, hw, pl, e)) || (st = probe_disk(&P, hw, e)))
+        goto out;
+    char note[256] = "";
+    profile_gpu_opts go = {o->quick, gpu_progress, &P};
+    if ((st = profile_gpu(hw, &go, note, sizeof note, e)))
+        goto out;
+    if (note[0]) {
+        strbuf_printf(summary, "GPU: %s\n", note);
+        strbuf_printf(&P.notes, " GPU: %s.", note);
+    }
+    if (stopped(&P)) {
+        st = diag_set(e, LLMSIM_EFAIL, "interrupted");
+        goto out;
+    }
+    strbuf_printf(summary, "%d measurement%s flagged (spread over %.0f%%); %.1f s\n", P.flagged,
+                  P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, now_s() - t0);
+    snprintf(hw->prov.notes, sizeof hw->prov.notes, "Median of repeated runs after a warm-up; spread "
+             "= (max - min) / median.%s", strbuf_str(&P.notes));
+out:
+    if (o->progress)
+        fprintf(stderr, "\r%80s\r", "");
+    pool_destroy(pl);
+    strbuf_free(&P.notes);
+    return st;
+}

@@ -1,0 +1,47 @@
+/*
+ * profiler — measure the machine llmsim runs on and describe it as a
+ * hardware profile (`llmsim profile`).
+ *
+ * Method, for every figure: a warm-up, then repeated timed runs with the
+ * monotonic clock; the median is reported with its spread, (max - min) /
+ * median; a measurement whose spread exceeds PROFILE_SPREAD_FLAG is flagged
+ * (listed in the profile's notes and the summary). What is measured:
+ *  - CPU: memory copy bandwidth with 1 .. N threads (STREAM's convention:
+ *    bytes read + bytes written per second); the engine's GEMM (exec/cpu
+ *    k_linear over fp16 weights) as a table of rows m x square shapes n = k;
+ *    the engine's decode attention (fp16 K and V converted and attended) in
+ *    bytes of K and V per second; cores and memory from the system.
+ *  - Disk: sequential O_DIRECT reads and writes of block sizes from 256 KiB to
+ *    64 MiB at queue depths 1 to 4 (that many threads in flight), in a fresh
+ *    directory under --disk-dir that is removed afterwards, also on error and
+ *    on ^C; free space from statvfs. The link keeps the queue-depth-1 points
+ *    and a latency + bandwidth fitted to them (what the engine's single I/O
+ *    thread does).
+ *  - GPU, when one is present: exec/cuda/profile_gpu.h.
+ */
+#ifndef LLMSIM_HWPROFILES_PROFILER_H
+#define LLMSIM_HWPROFILES_PROFILER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "common/strbuf.h"
+#include "hwprofiles/hwprofile.h"
+
+#define PROFILE_SPREAD_FLAG 0.10
+
+typedef struct profile_opts {
+    const char *disk_dir;  /* NULL: $TMPDIR or /tmp */
+    bool quick;            /* a fast, coarser profile (tests): under 15 s */
+    bool progress;         /* progress lines on stderr */
+    const char *name;      /* profile name; NULL: "measured-<host>" */
+    const char *command;   /* recorded in the provenance */
+    volatile sig_atomic_t *interrupt;
+} profile_opts;
+
+/* Measure and fill hw. The summary (one line per figure, flagged ones
+ * marked) goes to `summary`. LLMSIM_EINPUT for a bad --disk-dir (missing,
+ * read-only, full): nothing is left behind. */
+llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary, diag *e);
+
+#endif
