@@ -351,8 +351,17 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, diag *e)
             st = diag_set(e, LLMSIM_EFAIL, "out of memory (disk probe)");
             goto out;
         }
-    for (int q = 0; q < 4; q++)
-        memset(bufs[q], 0x5a, bs[nb - 1]);
+    /* incompressible data, as weights and caches are: a virtual disk that
+     * compresses or deduplicates would make a constant pattern look fast */
+    for (int q = 0; q < 4; q++) {
+        uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(q + 1);
+        for (size_t i = 0; i + 8 <= bs[nb - 1]; i += 8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            memcpy(bufs[q] + i, &x, 8);
+        }
+    }
     hw->disk.present = true;
     strbuf_printf(&P->notes, " Disk (O_DIRECT%s, %s):", f->direct ? "" : " refused: buffered",
                   P->o->disk_dir ? P->o->disk_dir : "the default offload directory");
