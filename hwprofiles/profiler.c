@@ -271,6 +271,7 @@ typedef struct io_job {
     size_t block;
     uint64_t from, to; /* byte range of this thread */
     bool write;
+    uint64_t nonce; /* differs between passes */
     llmsim_status st;
     diag e;
 } io_job;
@@ -279,9 +280,16 @@ static void *io_thread(void *arg)
 {
     io_job *j = arg;
     diag_clear(&j->e);
-    for (uint64_t off = j->from; off < j->to && !j->st; off += j->block)
+    for (uint64_t off = j->from; off < j->to && !j->st; off += j->block) {
+        if (j->write) /* every 4 KiB sector unique, as fio's scramble_buffers: a virtual
+                       * disk that deduplicates must not see the same block twice */
+            for (size_t s = 0; s + 8 <= j->block; s += 4096) {
+                uint64_t stamp = (off + s) ^ j->nonce;
+                memcpy(j->buf + s, &stamp, 8);
+            }
         j->st = j->write ? offload_write(j->f, j->buf, j->block, off, &j->e)
                          : offload_read(j->f, j->buf, j->block, off, &j->e);
+    }
     return NULL;
 }
 
@@ -298,7 +306,7 @@ static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, in
         uint64_t from = (uint64_t)q * per * block, to = from + per * block;
         if (to > blocks * block)
             to = blocks * block;
-        jobs[q] = (io_job){f, bufs[q], block, from, to, write, LLMSIM_OK, {0}};
+        jobs[q] = (io_job){f, bufs[q], block, from, to, write, (uint64_t)(now_s() * 1e9), LLMSIM_OK, {0}};
         if (pthread_create(&th[q], NULL, io_thread, &jobs[q]) != 0)
             break;
         started++;
