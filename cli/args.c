@@ -10,6 +10,14 @@
 
 #include "cli/cli.h"
 
+void cli_command_line(int argc, char **argv, char *out, size_t len)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (int i = 0; i < argc && used < len; i++)
+        used += (size_t)snprintf(out + used, len - used, "%s%s", i ? " " : "llmsim ", argv[i]);
+}
+
 const char *cli_db_path(const char *opt)
 {
     if (opt && opt[0])
@@ -141,11 +149,7 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
     *help = false;
     diag e;
     diag_clear(&e);
-    /* the command line, for the record */
-    size_t used = 0;
-    for (int i = 0; i < argc && used < sizeof job->command; i++)
-        used += (size_t)snprintf(job->command + used, sizeof job->command - used, "%s%s",
-                                 i ? " " : "llmsim ", argv[i]);
+    cli_command_line(argc, argv, job->command, sizeof job->command);
 
     /* Lift --percent and its six values out of argv. */
     const char *percent[6] = {0};

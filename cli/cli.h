@@ -52,6 +52,9 @@ int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long
 /* A whole number in [min, max]. */
 bool cli_parse_ll(const char *s, long long min, long long max, long long *out);
 
+/* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
+void cli_command_line(int argc, char **argv, char *out, size_t len);
+
 /* The store path from --db or the environment. */
 const char *cli_db_path(const char *opt);
 

@@ -133,9 +133,7 @@ int cmd_profile(int argc, char **argv)
     const char *out_path = NULL, *db = NULL;
     bool cmp = false, json = false;
     char command[1024];
-    size_t used = 0;
-    for (int i = 0; i < argc && used < sizeof command; i++)
-        used += (size_t)snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "llmsim ", argv[i]);
+    cli_command_line(argc, argv, command, sizeof command);
     optind = 1;
     opterr = 0;
     int c;

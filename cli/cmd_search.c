@@ -119,10 +119,7 @@ int cmd_search(int argc, char **argv)
     const char *workload_file = NULL, *out_path = NULL, *db = NULL;
     long long prompt = -1, gen = -1, nprompts = -1, v;
     int status = CLI_EXIT_INPUT;
-    size_t used = 0;
-    for (int i = 0; i < argc && used < sizeof job->command; i++)
-        used += (size_t)snprintf(job->command + used, sizeof job->command - used, "%s%s",
-                                 i ? " " : "llmsim ", argv[i]);
+    cli_command_line(argc, argv, job->command, sizeof job->command);
     optind = 1;
     opterr = 0;
     int c;

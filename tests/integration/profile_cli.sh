@@ -93,5 +93,15 @@ fi
 "$LLMSIM" profile --compare "$TMP/p.yaml" "$TMP/nothing.yaml" >/dev/null 2>"$TMP/err"; rc=$?
 [ $rc -eq 2 ] && ok "--compare a missing file" || fail "--compare a missing file" "exit $rc: $(cat "$TMP/err")"
 
+"$LLMSIM" profile --quick --format xml >/dev/null 2>"$TMP/err"; rc=$?
+[ $rc -eq 2 ] && grep -q 'table or json' "$TMP/err" && ok "bad --format" || fail "bad --format" "exit $rc: $(cat "$TMP/err")"
+sed 's/^cpu:/cpux:/' "$TMP/p.yaml" >"$TMP/broken.yaml"
+"$LLMSIM" profile --compare "$TMP/p.yaml" "$TMP/broken.yaml" >"$TMP/out" 2>"$TMP/err"; rc=$?
+if [ $rc -eq 2 ] && grep -q "broken.yaml:[0-9]*:" "$TMP/err" && [ ! -s "$TMP/out" ]; then
+    ok "--compare a malformed profile names file and line"
+else
+    fail "--compare a malformed profile" "exit $rc: $(cat "$TMP/err")"
+fi
+
 printf '%d passed, %d failed\n' "$passed" "$failed"
 [ "$failed" -eq 0 ]
