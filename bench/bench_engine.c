@@ -18,13 +18,7 @@
 
 #include "exec/engine.h"
 #include "exec/offload.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/clock.h"
 
 static int cmp(const void *a, const void *b)
 {
@@ -40,9 +34,9 @@ static double memcpy_bw(void)
     memset(b, 2, n);
     double best = 1e30;
     for (int i = 0; i < 5; i++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         memcpy(b, a, n);
-        double t = now_s() - t0;
+        double t = llmsim_now_s() - t0;
         best = t < best ? t : best;
     }
     free(a);
@@ -65,10 +59,10 @@ static double disk_bw(void)
         for (size_t off = 0; off < total; off += chunk)
             offload_write(f, buf, chunk, off, &e);
         for (int i = 0; i < 3; i++) {
-            double t0 = now_s();
+            double t0 = llmsim_now_s();
             for (size_t off = 0; off < total; off += chunk)
                 offload_read(f, buf, chunk, off, &e);
-            double t = now_s() - t0;
+            double t = llmsim_now_s() - t0;
             best = t < best ? t : best;
         }
     }

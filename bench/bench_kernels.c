@@ -33,17 +33,11 @@
 #include "exec/cpu/f16.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cpu/pool.h"
+#include "common/clock.h"
 
 #define BENCH_REPEATS      5
 #define BENCH_MEMCPY_BYTES ((size_t)512 << 20)
 #define BENCH_STREAM_BYTES ((size_t)1 << 30) /* weights streamed per decode pass */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void *xmalloc(size_t bytes)
 {
@@ -70,9 +64,9 @@ static double bench_memcpy_bps(void)
     memset(b, 2, BENCH_MEMCPY_BYTES);
     double best = 1e30;
     for (int r = 0; r < BENCH_REPEATS; r++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         memcpy(b, a, BENCH_MEMCPY_BYTES);
-        double dt = now_s() - t0;
+        double dt = llmsim_now_s() - t0;
         best = dt < best ? dt : best;
     }
     volatile char sink = b[12345];
@@ -88,10 +82,10 @@ static double bench_decode_bps(pool *p, const uint16_t *w, size_t copies, size_t
 {
     double best = 1e30;
     for (int r = 0; r < BENCH_REPEATS; r++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         for (size_t c = 0; c < copies; c++)
             k_linear(p, x, m, k, w + c * n * k, K_WTYPE_F16, bias, n, y, NULL);
-        double dt = now_s() - t0;
+        double dt = llmsim_now_s() - t0;
         best = dt < best ? dt : best;
     }
     return (double)(copies * n * k * 2) / best;
@@ -102,9 +96,9 @@ static double bench_sgemm_flops(pool *p, const uint16_t *w, size_t n, size_t k, 
 {
     double best = 1e30;
     for (int r = 0; r < BENCH_REPEATS; r++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         k_linear(p, x, m, k, w, K_WTYPE_F16, bias, n, y, scratch);
-        double dt = now_s() - t0;
+        double dt = llmsim_now_s() - t0;
         best = dt < best ? dt : best;
     }
     return 2.0 * (double)m * (double)n * (double)k / best;
@@ -205,11 +199,11 @@ int main(int argc, char **argv)
         float *as = xmalloc(k_attention_scratch_floats(tp, 0, heads) * sizeof *as);
         double best = 1e30;
         for (int r = 0; r < BENCH_REPEATS; r++) {
-            double t0 = now_s();
+            double t0 = llmsim_now_s();
             for (size_t c = 0; c < ncache; c++)
                 k_attention(p, x, 1, ctx - 1, kc + c * cache, vc + c * cache, heads, heads, hd, y,
                             as);
-            double dt = (now_s() - t0) / (double)ncache;
+            double dt = (llmsim_now_s() - t0) / (double)ncache;
             best = dt < best ? dt : best;
         }
         const double kv_bytes = 2.0 * (double)cache * 4;
@@ -219,9 +213,9 @@ int main(int argc, char **argv)
                kv_bytes / best / mem_bps);
         best = 1e30;
         for (int r = 0; r < BENCH_REPEATS; r++) {
-            double t0 = now_s();
+            double t0 = llmsim_now_s();
             k_attention(p, x, tp, 0, kc, vc, heads, heads, hd, y, as);
-            double dt = now_s() - t0;
+            double dt = llmsim_now_s() - t0;
             best = dt < best ? dt : best;
         }
         /* causal: about half of the t x t scores; two products of 2 t t hd / 2 flops each */

@@ -14,13 +14,7 @@
 #include <time.h>
 
 #include "costmodel/analytic.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/clock.h"
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -55,12 +49,12 @@ int main(int argc, char **argv)
     cm_result r;
     double tput = 0;
     for (int i = 0; i < repeats; i++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         if (cm_predict(&m, hw, &p, &w, &r, &e)) {
             fprintf(stderr, "bench_predict: %s\n", e.msg);
             return 1;
         }
-        t[i] = now_s() - t0;
+        t[i] = llmsim_now_s() - t0;
         tput = r.throughput_tok_s;
         cm_result_free(&r);
     }

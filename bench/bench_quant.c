@@ -23,16 +23,10 @@
 #include <time.h>
 
 #include "exec/quant.h"
+#include "common/clock.h"
 
 #define COLS 4096
 #define REPEATS 5
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng = 1;
 static float rng_weight(void) /* roughly N(0, 0.02^2) from a sum of uniforms */
@@ -56,9 +50,9 @@ static double bench_memcpy(size_t bytes)
     memset(b, 2, bytes);
     double best = 1e30;
     for (int r = 0; r < REPEATS; r++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         memcpy(b, a, bytes);
-        double t = now_s() - t0;
+        double t = llmsim_now_s() - t0;
         best = t < best ? t : best;
     }
     volatile char sink = b[bytes / 2];
@@ -82,14 +76,14 @@ static double bench_read(size_t bytes)
     double best = 1e30;
     uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
     for (int r = 0; r < REPEATS; r++) {
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         for (size_t i = 0; i + 4 <= n; i += 4) {
             s0 += a[i];
             s1 += a[i + 1];
             s2 += a[i + 2];
             s3 += a[i + 3];
         }
-        double t = now_s() - t0;
+        double t = llmsim_now_s() - t0;
         best = t < best ? t : best;
     }
     volatile uint64_t sink = s0 + s1 + s2 + s3;
@@ -129,16 +123,16 @@ static void run(int bits, int group, size_t packed_bytes)
         double tq = 1e30, td = 1e30, tdot = 1e30;
         float sink = 0;
         for (int r = 0; r < REPEATS; r++) {
-            double t0 = now_s();
+            double t0 = llmsim_now_s();
             for (size_t i = 0; i < rows; i++)
                 paths[p].quantize(y + i * COLS, COLS, bits, group, q + i * rb);
-            double t1 = now_s();
+            double t1 = llmsim_now_s();
             for (size_t i = 0; i < rows; i++)
                 paths[p].dequantize(q + i * rb, COLS, bits, group, y + i * COLS);
-            double t2 = now_s();
+            double t2 = llmsim_now_s();
             for (size_t i = 0; i < rows; i++)
                 sink += paths[p].dot(q + i * rb, x, COLS, bits, group);
-            double t3 = now_s();
+            double t3 = llmsim_now_s();
             tq = t1 - t0 < tq ? t1 - t0 : tq;
             td = t2 - t1 < td ? t2 - t1 : td;
             tdot = t3 - t2 < tdot ? t3 - t2 : tdot;

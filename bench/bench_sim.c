@@ -15,13 +15,7 @@
 #include <time.h>
 
 #include "sim/sim.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/clock.h"
 
 static int run(const char *mname, int gbs, int ngb, long long gen, int repeats)
 {
@@ -46,18 +40,18 @@ static int run(const char *mname, int gbs, int ngb, long long gen, int repeats)
     for (int i = 0; i < repeats; i++) {
         plan pl;
         sim_result r;
-        double t0 = now_s();
+        double t0 = llmsim_now_s();
         if (plan_build(&m, hw, &p, &w, &pl, &e)) {
             fprintf(stderr, "bench_sim: %s\n", e.msg);
             return 1;
         }
-        double t1 = now_s();
+        double t1 = llmsim_now_s();
         double cap[TIER_COUNT] = {hw->gpu.memory_bytes, hw->cpu.memory_bytes, hw->disk.capacity_bytes};
         if (sim_run(&pl, cap, false, &r, &e)) {
             fprintf(stderr, "bench_sim: %s\n", e.msg);
             return 1;
         }
-        double t2 = now_s();
+        double t2 = llmsim_now_s();
         best_build = t1 - t0 < best_build ? t1 - t0 : best_build;
         best_sim = t2 - t1 < best_sim ? t2 - t1 : best_sim;
         tasks = pl.ntasks;

@@ -15,13 +15,7 @@
 #include "common/units.h"
 #include "exec/backend.h"
 #include "sim/sim.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/clock.h"
 
 /* ---- the scheduler: one thread per resource, tasks in plan order as they
  * become ready (the simulator's rule) */
@@ -101,9 +95,9 @@ static void *worker_main(void *arg)
         pthread_mutex_unlock(&s->mu);
         diag e;
         diag_clear(&e);
-        double a = now_s();
+        double a = llmsim_now_s();
         llmsim_status st = s->ops->run_task(s->state, ti, &e);
-        double b = now_s();
+        double b = llmsim_now_s();
         pthread_mutex_lock(&s->mu);
         if (s->start_s) {
             s->start_s[ti] = a - s->t0;
@@ -183,7 +177,7 @@ static llmsim_status run_plan(const exec_ctx *c, const exec_backend_ops *ops, vo
     pthread_mutex_init(&s.mu, NULL);
     pthread_cond_init(&s.cv, NULL);
     diag_clear(&s.err);
-    s.t0 = now_s();
+    s.t0 = llmsim_now_s();
     pthread_t th[PLAN_NRES];
     worker wk[PLAN_NRES];
     int started = 0;
@@ -308,7 +302,7 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
         goto out;
     }
     const long long blocks = (np + bls - 1) / bls;
-    double t0 = now_s();
+    double t0 = llmsim_now_s();
     for (long long blk = 0; blk < blocks; blk++) {
         if ((st = ops->begin_block(state, blk, e)))
             goto out;
@@ -330,7 +324,7 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
         }
         ops->end_block(state, blk, r);
     }
-    r->total_s = now_s() - t0;
+    r->total_s = llmsim_now_s() - t0;
     ops->finish(state, r);
 out:
     ops->release(state);

@@ -18,17 +18,11 @@
 #include "exec/cuda/profile_gpu.h"
 #include "exec/half.h"
 #include "exec/offload.h"
+#include "common/clock.h"
 
 #ifndef LLMSIM_VERSION
 #define LLMSIM_VERSION "unknown"
 #endif
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 typedef struct prof {
     const profile_opts *o;
@@ -95,9 +89,9 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
         double times[8];
         pool_for(pl, bytes, copy_chunk, &c); /* warm-up */
         for (int r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = llmsim_now_s();
             pool_for(pl, bytes, copy_chunk, &c);
-            times[r] = now_s() - t0;
+            times[r] = llmsim_now_s() - t0;
         }
         pool_destroy(pl);
         double spread, med = profile_gpu_median(times, reps, &spread);
@@ -136,11 +130,11 @@ static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double 
     fn(ctx); /* warm-up */
     for (int r = 0; r < reps; r++) {
         int calls = 0;
-        double t0 = now_s(), t;
+        double t0 = llmsim_now_s(), t;
         do {
             fn(ctx);
             calls++;
-            t = now_s() - t0;
+            t = llmsim_now_s() - t0;
         } while (t < min_s);
         times[r] = t / calls;
     }
@@ -300,20 +294,20 @@ static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, in
     io_job jobs[4];
     pthread_t th[4];
     uint64_t blocks = bytes / block, per = (blocks + (uint64_t)qd - 1) / (uint64_t)qd;
-    double t0 = now_s();
+    double t0 = llmsim_now_s();
     int started = 0;
     for (int q = 0; q < qd; q++) {
         uint64_t from = (uint64_t)q * per * block, to = from + per * block;
         if (to > blocks * block)
             to = blocks * block;
-        jobs[q] = (io_job){f, bufs[q], block, from, to, write, (uint64_t)(now_s() * 1e9), LLMSIM_OK, {0}};
+        jobs[q] = (io_job){f, bufs[q], block, from, to, write, (uint64_t)(llmsim_now_s() * 1e9), LLMSIM_OK, {0}};
         if (pthread_create(&th[q], NULL, io_thread, &jobs[q]) != 0)
             break;
         started++;
     }
     for (int q = 0; q < started; q++)
         pthread_join(th[q], NULL);
-    *secs = now_s() - t0;
+    *secs = llmsim_now_s() - t0;
     if (started < qd)
         return diag_set(e, LLMSIM_EFAIL, "cannot start the disk probe's threads");
     for (int q = 0; q < qd; q++)
@@ -454,7 +448,7 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
 {
     memset(hw, 0, sizeof *hw);
     prof P = {o, summary, {0}, 0};
-    double t0 = now_s();
+    double t0 = llmsim_now_s();
     system_info(hw);
     char host[128] = "unknown";
     gethostname(host, sizeof host - 1);
@@ -494,7 +488,7 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
         goto out;
     }
     strbuf_printf(summary, "%d measurement%s flagged (spread over %.0f%%); %.1f s\n", P.flagged,
-                  P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, now_s() - t0);
+                  P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, llmsim_now_s() - t0);
     snprintf(hw->prov.notes, sizeof hw->prov.notes, "Median of repeated runs after a warm-up; spread "
              "= (max - min) / median.%s", strbuf_str(&P.notes));
 out:

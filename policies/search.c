@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "common/clock.h"
 
 /* Memory rows are written in GB so that their coefficients are of the same
  * order as the time rows (seconds). */
@@ -406,13 +407,6 @@ llmsim_status search_solve_choice(const model *m, const hwprofile *hw, const wor
     return LLMSIM_OK;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Round a solution to whole tensors and price it; repair memory overflows by
  * re-solving with the overflowing tier tightened. */
 static llmsim_status round_candidate(const model *m, const hwprofile *hw, const workload *w,
@@ -509,7 +503,7 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
                          const search_options *o, search_result *r, diag *e)
 {
     memset(r, 0, sizeof *r);
-    double t0 = now_s();
+    double t0 = llmsim_now_s();
     policy base;
     template_policy(&base);
     cm_setup s;
@@ -542,10 +536,10 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
     for (int d = 0; d < ndeleg && !st; d++) {
         for (int wi = 0; wi < nq && !st; wi++) {
             for (int ki = 0; ki < nq && !st; ki++, done++) {
-                if (tty && now_s() - last_print > 0.2) {
+                if (tty && llmsim_now_s() - last_print > 0.2) {
                     fprintf(stderr, "\rsearch: %ld/%ld quantization and delegation choices, %ld LPs "
                             "solved", done, total, r->lps_solved);
-                    last_print = now_s();
+                    last_print = llmsim_now_s();
                 }
                 for (int ngb = 1; ngb <= o->max_gpu_batches && !st; ngb = next_size(ngb)) {
                     bool any = false;
@@ -666,7 +660,7 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
     r->found = r->ntop > 0 && r->top[0].feasible;
     if (r->found)
         r->best = r->top[0];
-    r->search_s = now_s() - t0;
+    r->search_s = llmsim_now_s() - t0;
     if (!r->found)
         return diag_set(e, LLMSIM_EINPUT, "the LP found policies, but none fits after rounding to "
                         "whole tensors%s; give rounding room with a larger --headroom",

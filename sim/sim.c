@@ -10,6 +10,7 @@
 
 #include "common/atomicfile.h"
 #include "sim/eventq.h"
+#include "common/clock.h"
 
 /* ---- a min-heap of task indices: the ready queue of one resource */
 
@@ -58,13 +59,6 @@ static uint32_t idx_pop(idxheap *h)
     if (h->n > 0)
         h->a[i] = last;
     return top;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 void sim_result_free(sim_result *r)
@@ -158,7 +152,7 @@ static bool index_buffers(const plan *pl, bool by_alloc, uint32_t **off_out, uin
 llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool record_memory,
                       sim_result *r, diag *e)
 {
-    double t0 = now_s();
+    double t0 = llmsim_now_s();
     memset(r, 0, sizeof *r);
     r->fits = true;
     r->overflow_task = PLAN_NONE;
@@ -285,7 +279,7 @@ out:
     for (int i = 0; i < PLAN_NRES; i++)
         free(ready[i].a);
     eventq_free(&q);
-    r->wall_s = now_s() - t0;
+    r->wall_s = llmsim_now_s() - t0;
     return st;
 }
 
