@@ -100,6 +100,17 @@ static const char *const store_migrations[] = {
     "  flops REAL,\n"
     "  PRIMARY KEY (run_id, task_id)\n"
     ") WITHOUT ROWID;\n",
+    /* 1 -> 2: memory per tier over time (simulated, or rebuilt from measured
+     * task times), for report's plots */
+    "CREATE TABLE run_memory (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  seq INTEGER NOT NULL,\n"
+    "  time_s REAL NOT NULL,\n"
+    "  tier TEXT NOT NULL,\n"
+    "  bytes REAL NOT NULL,\n"
+    "  PRIMARY KEY (run_id, seq)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
@@ -643,6 +654,30 @@ fail:
     return st;
 }
 
+llmsim_status store_run_memory(store *s, int64_t run_id, size_t n, const store_mem_sample *m,
+                               diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    sqlite3_stmt *q = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_PREPARE(s, e, q,
+                  "INSERT OR REPLACE INTO run_memory (run_id, seq, time_s, tier, bytes) "
+                  "VALUES (?1, ?2, ?3, ?4, ?5)");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    for (size_t i = 0; i < n; i++) {
+        STORE_CHECK(s, e, sqlite3_bind_int64(q, 2, (sqlite3_int64)i));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 3, m[i].time_s));
+        STORE_CHECK(s, e, sqlite3_bind_text(q, 4, m[i].tier, -1, SQLITE_STATIC));
+        STORE_CHECK(s, e, sqlite3_bind_double(q, 5, m[i].bytes));
+        STORE_STEP_DONE(s, e, q);
+        STORE_CHECK(s, e, sqlite3_reset(q));
+    }
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e)
 {
@@ -878,6 +913,162 @@ llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **val
 fail:
     sqlite3_finalize(q);
     store_metrics_free(k, v, count);
+    return st;
+}
+
+llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
+                             const char *policy_hash, const char *workload_hash, int64_t *id,
+                             diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    *id = 0;
+    STORE_PREPARE(s, e, q,
+                  "SELECT id FROM runs WHERE kind = ?1 AND status = 'ok' AND host IS ?6 "
+                  "AND model_hash IS ?2 AND hw_hash IS ?3 AND policy_hash IS ?4 "
+                  "AND workload_hash IS ?5 ORDER BY id DESC LIMIT 1");
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, model_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, hw_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, policy_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 5, workload_hash, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 6, s->host, -1, SQLITE_STATIC));
+    bool row = false;
+    STORE_STEP_ROW(s, e, q, row);
+    if (row)
+        *id = sqlite3_column_int64(q, 0);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* Grow *arr (elements of size sz) to hold one more than *n; false on out of memory. */
+static bool store_grow(void **arr, size_t *cap, size_t n, size_t sz)
+{
+    if (n < *cap)
+        return true;
+    size_t ncap = *cap ? 2 * *cap : 64;
+    void *g = realloc(*arr, ncap * sz);
+    if (!g)
+        return false;
+    *arr = g;
+    *cap = ncap;
+    return true;
+}
+
+static void store_col_copy(sqlite3_stmt *q, int i, char *out, size_t len)
+{
+    const char *t = (const char *)sqlite3_column_text(q, i);
+    snprintf(out, len, "%s", t ? t : "");
+}
+
+llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    store_task_row *r = NULL;
+    size_t count = 0, cap = 0;
+    STORE_PREPARE(s, e, q,
+                  "SELECT task_id, resource, start_s, end_s, bytes, flops FROM run_tasks "
+                  "WHERE run_id = ?1");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading task timings", s->path);
+            goto fail;
+        }
+        store_task_row *t = &r[count++];
+        store_col_copy(q, 0, t->task_id, sizeof t->task_id);
+        store_col_copy(q, 1, t->resource, sizeof t->resource);
+        t->start_s = store_col_double(q, 2);
+        t->end_s = store_col_double(q, 3);
+        t->bytes = store_col_double(q, 4);
+        t->flops = store_col_double(q, 5);
+    }
+    sqlite3_finalize(q);
+    *rows = r;
+    *n = count;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    free(r);
+    return st;
+}
+
+llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows, size_t *n, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    store_stage_row *r = NULL;
+    size_t count = 0, cap = 0;
+    STORE_PREPARE(s, e, q,
+                  "SELECT phase, step, stage, seconds FROM run_stages WHERE run_id = ?1 "
+                  "ORDER BY step, stage");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading stage timings", s->path);
+            goto fail;
+        }
+        store_stage_row *t = &r[count++];
+        store_col_copy(q, 0, t->phase, sizeof t->phase);
+        t->step = sqlite3_column_int(q, 1);
+        store_col_copy(q, 2, t->stage, sizeof t->stage);
+        t->seconds = store_col_double(q, 3);
+    }
+    sqlite3_finalize(q);
+    *rows = r;
+    *n = count;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    free(r);
+    return st;
+}
+
+llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e)
+{
+    static const char *const tiers[] = {"gpu", "cpu", "disk"};
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    store_mem_sample *r = NULL;
+    size_t count = 0, cap = 0;
+    STORE_PREPARE(s, e, q,
+                  "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 ORDER BY seq");
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading memory samples", s->path);
+            goto fail;
+        }
+        store_mem_sample *t = &r[count++];
+        const char *tier = (const char *)sqlite3_column_text(q, 1);
+        t->tier = "?";
+        for (size_t k = 0; tier && k < sizeof tiers / sizeof tiers[0]; k++)
+            if (strcmp(tier, tiers[k]) == 0)
+                t->tier = tiers[k];
+        t->time_s = store_col_double(q, 0);
+        t->bytes = store_col_double(q, 2);
+    }
+    sqlite3_finalize(q);
+    *rows = r;
+    *n = count;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    free(r);
     return st;
 }
 

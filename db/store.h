@@ -26,7 +26,7 @@
 typedef struct store store;
 
 /* Current schema version (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 
 /* Open (creating if needed) the store at `path` and migrate it to
  * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store
@@ -74,6 +74,15 @@ typedef void (*store_task_fill)(void *ctx, size_t i, store_task *out, char *id, 
 llmsim_status store_run_tasks(store *s, int64_t run_id, size_t n, store_task_fill fill, void *ctx,
                               diag *e);
 
+/* Memory occupancy per tier over time: n samples, in time order. */
+typedef struct store_mem_sample {
+    double time_s;
+    const char *tier; /* "gpu", "cpu", "disk" (static strings when written) */
+    double bytes;     /* occupancy of the tier after the change */
+} store_mem_sample;
+llmsim_status store_run_memory(store *s, int64_t run_id, size_t n, const store_mem_sample *m,
+                               diag *e);
+
 /* status: "ok"; result_json: the command's JSON output (owned by caller). */
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e);
@@ -113,6 +122,34 @@ llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e);
 /* Metrics of a run as (key, value) pairs; free with store_metrics_free. */
 llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **values, int *n, diag *e);
 void store_metrics_free(char **keys, double *values, int n);
+/* The newest 'ok' run of `kind` on this host with exactly these inputs
+ * (NULL hash: the column is NULL); *id = 0 when there is none. */
+llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
+                             const char *policy_hash, const char *workload_hash, int64_t *id,
+                             diag *e);
+
+/* Task timings of a run, in task_id order (not plan order: callers match
+ * by id). Free with free(). */
+typedef struct store_task_row {
+    char task_id[64];
+    char resource[16];
+    double start_s, end_s, bytes, flops;
+} store_task_row;
+llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e);
+
+/* Stage rows of a run, by phase, step and stage. Free with free(). */
+typedef struct store_stage_row {
+    char phase[16];
+    int step;
+    char stage[32];
+    double seconds;
+} store_stage_row;
+llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows, size_t *n, diag *e);
+
+/* Memory samples of a run, in order; tier strings are static ("gpu", "cpu",
+ * "disk", or "?" for an unknown name). Free with free(). */
+llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e);
+
 /* Text of an input by hash (caller frees); NULL if absent. */
 char *store_input_body(store *s, const char *hash);
 

@@ -94,7 +94,7 @@ static void test_open_schema(void)
     char mode[32];
     raw_text(path, "PRAGMA journal_mode", mode, sizeof mode);
     CHECK(strcmp(mode, "wal") == 0, "journal_mode is '%s'", mode);
-    const char *tables[] = {"inputs", "runs", "run_metrics", "run_stages", "run_tasks"};
+    const char *tables[] = {"inputs", "runs", "run_metrics", "run_stages", "run_tasks", "run_memory"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         char sql[128];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
@@ -456,6 +456,74 @@ static void test_refuse(void)
     CHECK(store_open(nodir, &s, &e) == LLMSIM_EINPUT && s == NULL, "no directory: %s", e.msg);
 }
 
+static void fill_two_tasks(void *ctx, size_t i, store_task *out, char *id, size_t len)
+{
+    (void)ctx;
+    *out = (store_task){i ? "disk" : "cpu", 0.5 * (double)i, 0.5 * (double)i + 0.25, 100.0 * (double)i,
+                        0};
+    snprintf(id, len, "s1.l%zu.compute", i);
+}
+
+/* Timings read back: tasks, stages, memory; find_run by inputs. */
+static void test_timings(void)
+{
+    const char *path = tmp_path("timings.db");
+    store *s = NULL;
+    diag e;
+    diag_clear(&e);
+    CHECK(store_open(path, &s, &e) == LLMSIM_OK, "open: %s", e.msg);
+    char mh[17], ph[17];
+    CHECK(store_put_input(s, "model", "m", "model body", mh, &e) == LLMSIM_OK, "put: %s", e.msg);
+    CHECK(store_put_input(s, "policy", NULL, "policy body", ph, &e) == LLMSIM_OK, "put: %s", e.msg);
+    int64_t found = -1;
+    CHECK(store_find_run(s, "measure", mh, NULL, ph, NULL, &found, &e) == LLMSIM_OK && found == 0,
+          "no run yet: %lld", (long long)found);
+    store_run_info info = {.kind = "measure", .model_hash = mh, .policy_hash = ph, .model_name = "m"};
+    int64_t id = 0;
+    CHECK(store_run_begin(s, &info, &id, &e) == LLMSIM_OK, "begin: %s", e.msg);
+    CHECK(store_run_tasks(s, id, 2, fill_two_tasks, NULL, &e) == LLMSIM_OK, "tasks: %s", e.msg);
+    CHECK(store_run_stage(s, id, "decode", 1, "compute", 0.75, &e) == LLMSIM_OK, "stage: %s", e.msg);
+    const store_mem_sample mem[] = {{0.0, "cpu", 10}, {0.5, "disk", 20}, {1.0, "cpu", 5}};
+    CHECK(store_run_memory(s, id, 3, mem, &e) == LLMSIM_OK, "memory: %s", e.msg);
+    CHECK(store_find_run(s, "measure", mh, NULL, ph, NULL, &found, &e) == LLMSIM_OK && found == 0,
+          "a running run is not found");
+    CHECK(store_run_commit(s, id, "ok", "{}", &e) == LLMSIM_OK, "commit: %s", e.msg);
+    CHECK(store_find_run(s, "measure", mh, NULL, ph, NULL, &found, &e) == LLMSIM_OK && found == id,
+          "found the run: %lld", (long long)found);
+    CHECK(store_find_run(s, "simulate", mh, NULL, ph, NULL, &found, &e) == LLMSIM_OK && found == 0,
+          "another kind is not found");
+    CHECK(store_find_run(s, "measure", mh, NULL, NULL, NULL, &found, &e) == LLMSIM_OK && found == 0,
+          "another policy (none) is not found");
+
+    store_task_row *tr = NULL;
+    size_t nt = 0;
+    CHECK(store_run_tasks_get(s, id, &tr, &nt, &e) == LLMSIM_OK && nt == 2, "two tasks: %zu", nt);
+    if (nt == 2) {
+        CHECK(strcmp(tr[1].task_id, "s1.l1.compute") == 0 && strcmp(tr[1].resource, "disk") == 0,
+              "task 1: %s %s", tr[1].task_id, tr[1].resource);
+        CHECK(tr[1].start_s == 0.5 && tr[1].end_s == 0.75 && tr[1].bytes == 100, "task 1 times");
+    }
+    free(tr);
+    store_stage_row *sr = NULL;
+    size_t ns = 0;
+    CHECK(store_run_stages_get(s, id, &sr, &ns, &e) == LLMSIM_OK && ns == 1, "one stage: %zu", ns);
+    if (ns == 1)
+        CHECK(strcmp(sr[0].phase, "decode") == 0 && sr[0].step == 1 &&
+                  strcmp(sr[0].stage, "compute") == 0 && sr[0].seconds == 0.75,
+              "stage row");
+    free(sr);
+    store_mem_sample *mr = NULL;
+    size_t nm = 0;
+    CHECK(store_run_memory_get(s, id, &mr, &nm, &e) == LLMSIM_OK && nm == 3, "three samples: %zu", nm);
+    if (nm == 3)
+        CHECK(strcmp(mr[1].tier, "disk") == 0 && mr[1].bytes == 20 && mr[2].time_s == 1.0,
+              "samples in order");
+    free(mr);
+    CHECK(store_run_tasks_get(s, id + 100, &tr, &nt, &e) == LLMSIM_OK && nt == 0, "no such run: none");
+    free(tr);
+    store_close(s);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-store-XXXXXX",
@@ -469,6 +537,7 @@ int main(void)
     test_lifecycle();
     test_dead_process();
     test_list();
+    test_timings();
     test_refuse();
     cleanup();
     return tap_done();
