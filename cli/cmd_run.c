@@ -14,6 +14,7 @@
 
 #include "cli/cli.h"
 #include "cli/record.h"
+#include "cli/timeline.h"
 #include "common/atomicfile.h"
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
@@ -31,39 +32,6 @@ static void on_sigint(int sig)
         _exit(130);
     }
     interrupted = 1;
-}
-
-/* A measured timeline in the simulator's shape, so that output and store
- * rows are shared with simulate. */
-static llmsim_status measured_timeline(const plan *pl, const engine_result *er, sim_result *r,
-                                       diag *e)
-{
-    memset(r, 0, sizeof *r);
-    r->ntasks = pl->ntasks;
-    r->nsteps = pl->nsteps;
-    r->fits = true;
-    r->overflow_task = PLAN_NONE;
-    r->start_s = malloc((pl->ntasks + 1) * sizeof *r->start_s);
-    r->end_s = malloc((pl->ntasks + 1) * sizeof *r->end_s);
-    r->steps = calloc((size_t)pl->nsteps + 1, sizeof *r->steps);
-    r->step_end_s = calloc((size_t)pl->nsteps + 1, sizeof *r->step_end_s);
-    if (!r->start_s || !r->end_s || !r->steps || !r->step_end_s)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    memcpy(r->start_s, er->start_s, pl->ntasks * sizeof *r->start_s);
-    memcpy(r->end_s, er->end_s, pl->ntasks * sizeof *r->end_s);
-    for (size_t i = 0; i < pl->ntasks; i++) {
-        const plan_task *t = &pl->tasks[i];
-        double d = er->end_s[i] - er->start_s[i];
-        r->busy_s[t->res] += d;
-        r->steps[t->step].s[t->stage] += d;
-        if (er->end_s[i] > r->step_end_s[t->step])
-            r->step_end_s[t->step] = er->end_s[i];
-        if (er->end_s[i] > r->makespan_s)
-            r->makespan_s = er->end_s[i];
-        r->events += 2;
-    }
-    r->peak_bytes[TIER_CPU] = er->ram_bytes;
-    return LLMSIM_OK;
 }
 
 /* Prompts from a text file: one prompt a line, token ids separated by
@@ -454,7 +422,7 @@ int cmd_run(int argc, char **argv)
         status = 130;
         goto done;
     }
-    if (measured_timeline(&pl, &er, &r, &e)) {
+    if (cli_measured_timeline(&pl, &er, &r, &e)) {
         status = cli_fail("run", &e);
         goto done;
     }
@@ -486,8 +454,17 @@ int cmd_run(int argc, char **argv)
         {"prefill_s", t.prefill_s},               {"decode_s", t.decode_s},
         {"peak_cpu_bytes", er.ram_bytes},         {"tasks", (double)pl.ntasks},
     };
+    store_mem_sample *mem = NULL;
+    size_t nmem = 0;
+    if (cli_memory_timeline(&pl, r.start_s, r.end_s, &mem, &nmem, &e)) {
+        cJSON_Delete(obj);
+        free(text);
+        status = cli_fail("run", &e);
+        goto done;
+    }
     cli_task_rows rows = {&pl, &r};
     cli_record rec = {
+        .mem = mem, .nmem = nmem,
         .kind = "measure", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
         .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
         .fill_ctx = &rows, .result_json = text,
@@ -496,6 +473,7 @@ int cmd_run(int argc, char **argv)
     llmsim_status rs;
     rs = cli_record_run(job, &rec, &run_id, &e);
     free(text);
+    free(mem);
     if (rs) {
         cJSON_Delete(obj);
         status = cli_fail("run", &e);

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "cli/record.h"
+#include "cli/timeline.h"
 #include "common/units.h"
 #include "sim/sim.h"
 
@@ -102,8 +103,17 @@ int cmd_simulate(int argc, char **argv)
         {"tasks", (double)pl.ntasks},
         {"events", (double)r.events},
     };
+    store_mem_sample *mem = NULL;
+    size_t nmem = 0;
+    if (cli_memory_timeline(&pl, r.start_s, r.end_s, &mem, &nmem, &e)) {
+        cJSON_Delete(obj);
+        free(text);
+        status = cli_fail("simulate", &e);
+        goto done;
+    }
     cli_task_rows rows = {&pl, &r};
     cli_record rec = {
+        .mem = mem, .nmem = nmem,
         .kind = "simulate", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
         .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
         .fill_ctx = &rows, .result_json = text,
@@ -111,6 +121,7 @@ int cmd_simulate(int argc, char **argv)
     int64_t run_id = 0;
     llmsim_status rs = cli_record_run(job, &rec, &run_id, &e);
     free(text);
+    free(mem);
     if (rs) {
         cJSON_Delete(obj);
         status = cli_fail("simulate", &e);

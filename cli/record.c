@@ -66,6 +66,8 @@ llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t 
     }
     if (!st && rec->ntasks)
         st = store_run_tasks(db, id, rec->ntasks, rec->fill, rec->fill_ctx, e);
+    if (!st && rec->nmem)
+        st = store_run_memory(db, id, rec->nmem, rec->mem, e);
     if (!st)
         st = store_run_commit(db, id, "ok", rec->result_json, e);
     else

@@ -29,6 +29,8 @@ typedef struct cli_record {
     store_task_fill fill;
     void *fill_ctx;
     const char *result_json;    /* the command's JSON output */
+    const store_mem_sample *mem; /* memory per tier over time, or NULL */
+    size_t nmem;
 } cli_record;
 
 llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t *run_id, diag *e);

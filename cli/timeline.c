@@ -1,0 +1,101 @@
+/* timeline — see timeline.h. */
+#include "cli/timeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+llmsim_status cli_measured_timeline(const plan *pl, const engine_result *er, sim_result *r, diag *e)
+{
+    memset(r, 0, sizeof *r);
+    r->ntasks = pl->ntasks;
+    r->nsteps = pl->nsteps;
+    r->fits = true;
+    r->overflow_task = PLAN_NONE;
+    r->start_s = malloc((pl->ntasks + 1) * sizeof *r->start_s);
+    r->end_s = malloc((pl->ntasks + 1) * sizeof *r->end_s);
+    r->steps = calloc((size_t)pl->nsteps + 1, sizeof *r->steps);
+    r->step_end_s = calloc((size_t)pl->nsteps + 1, sizeof *r->step_end_s);
+    if (!r->start_s || !r->end_s || !r->steps || !r->step_end_s)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    memcpy(r->start_s, er->start_s, pl->ntasks * sizeof *r->start_s);
+    memcpy(r->end_s, er->end_s, pl->ntasks * sizeof *r->end_s);
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        const plan_task *t = &pl->tasks[i];
+        double d = er->end_s[i] - er->start_s[i];
+        r->busy_s[t->res] += d;
+        r->steps[t->step].s[t->stage] += d;
+        if (er->end_s[i] > r->step_end_s[t->step])
+            r->step_end_s[t->step] = er->end_s[i];
+        if (er->end_s[i] > r->makespan_s)
+            r->makespan_s = er->end_s[i];
+        r->events += 2;
+    }
+    r->peak_bytes[TIER_CPU] = er->ram_bytes;
+    return LLMSIM_OK;
+}
+
+typedef struct mem_event {
+    double time_s;
+    double delta;
+    int tier;
+} mem_event;
+
+static int event_cmp(const void *a, const void *b)
+{
+    const mem_event *x = a, *y = b;
+    if (x->time_s != y->time_s)
+        return x->time_s < y->time_s ? -1 : 1;
+    /* at one instant, releases before allocations: the task that frees a
+     * buffer ends before the one that allocates starts, as in the simulator */
+    return (x->delta > y->delta) - (x->delta < y->delta);
+}
+
+llmsim_status cli_memory_timeline(const plan *pl, const double *start, const double *end,
+                                  store_mem_sample **out, size_t *n, diag *e)
+{
+    
+    *out = NULL;
+    *n = 0;
+    double last = 0;
+    for (size_t i = 0; i < pl->ntasks; i++)
+        if (end[i] > last)
+            last = end[i];
+    mem_event *ev = malloc((2 * pl->nbuffers + 1) * sizeof *ev);
+    store_mem_sample *s = malloc((2 * pl->nbuffers + 1) * sizeof *s);
+    if (!ev || !s) {
+        free(ev);
+        free(s);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (memory timeline)");
+    }
+    size_t ne = 0;
+    for (size_t i = 0; i < pl->nbuffers; i++) {
+        const plan_buffer *b = &pl->buffers[i];
+        if (b->bytes <= 0 || b->tier >= TIER_COUNT)
+            continue;
+        double from = b->alloc_task == PLAN_NONE ? 0.0 : start[b->alloc_task];
+        double to = b->free_task == PLAN_NONE ? last : end[b->free_task];
+        ev[ne++] = (mem_event){from, b->bytes, b->tier};
+        ev[ne++] = (mem_event){to, -b->bytes, b->tier};
+    }
+    qsort(ev, ne, sizeof *ev, event_cmp);
+    double occ[TIER_COUNT] = {0};
+    size_t ns = 0;
+    for (size_t i = 0; i < ne; i++) {
+        occ[ev[i].tier] += ev[i].delta;
+        if (occ[ev[i].tier] < 0 && occ[ev[i].tier] > -1.0)
+            occ[ev[i].tier] = 0; /* rounding of the sums */
+        store_mem_sample smp = {ev[i].time_s, tier_names[ev[i].tier], occ[ev[i].tier]};
+        /* coalesce: the same tier at the same instant keeps its last value */
+        size_t k = ns;
+        while (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier != smp.tier)
+            k--;
+        if (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier == smp.tier)
+            s[k - 1].bytes = smp.bytes;
+        else
+            s[ns++] = smp;
+    }
+    free(ev);
+    *out = s;
+    *n = ns;
+    return LLMSIM_OK;
+}

@@ -1,0 +1,27 @@
+/*
+ * timeline — what simulate, run and validate share about a timeline: a
+ * measured one in the simulator's shape (so that output and store rows are
+ * the same code), and the memory per tier over time that a timeline implies
+ * for the plan's buffers.
+ */
+#ifndef LLMSIM_CLI_TIMELINE_H
+#define LLMSIM_CLI_TIMELINE_H
+
+#include "db/store.h"
+#include "exec/engine.h"
+#include "sim/sim.h"
+
+/* The engine's first-block task times as a sim_result (per-step stage sums,
+ * busy time per resource, makespan; peak CPU memory = what the engine
+ * allocated). Free with sim_result_free. */
+llmsim_status cli_measured_timeline(const plan *pl, const engine_result *er, sim_result *r, diag *e);
+
+/* Occupancy of each tier over time: every plan buffer held from the start of
+ * the task that allocates it (resident: from 0) to the end of the task that
+ * releases it (resident: to the end of the last task), at the times of
+ * start[]/end[] (simulated or measured). Samples in time order, one per
+ * change, equal times of a tier coalesced; *out is malloc'd. */
+llmsim_status cli_memory_timeline(const plan *pl, const double *start, const double *end,
+                                  store_mem_sample **out, size_t *n, diag *e);
+
+#endif
