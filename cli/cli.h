@@ -64,6 +64,8 @@ int cli_exit_status(llmsim_status st);
 
 /* ---- output */
 cJSON *cli_policy_json(const policy *p);
+/* {"load_weight_s": .., "load_cache_s": .., ...}: one number per stage. */
+cJSON *cli_stages_json(const double s[CM_NSTAGES]);
 /* The §11 keys of a prediction, plus details. Caller owns the object. */
 cJSON *cli_prediction_json(const cli_job *job, const cm_result *r);
 void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);

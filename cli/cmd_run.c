@@ -422,69 +422,19 @@ int cmd_run(int argc, char **argv)
         status = 130;
         goto done;
     }
-    if (cli_measured_timeline(&pl, &er, &r, &e)) {
-        status = cli_fail("run", &e);
-        goto done;
-    }
     cli_sim_totals t;
-    cli_sim_totals_get(&pl, &r, &t);
-    /* the whole workload as measured (every block), not one block scaled */
-    if (!er.interrupted) {
-        t.total_s = er.total_s;
-        t.prefill_s = er.prefill_s;
-        t.decode_s = er.total_s - er.prefill_s;
-        t.throughput_tok_s = (double)er.num_prompts * (double)job->workload.gen_len / er.total_s;
-    }
-    cJSON *obj = cli_simulation_json(job, &pl, &r, &t);
-    cJSON_DeleteItemFromObjectCaseSensitive(obj, "simulation");
-    cJSON *meas = cJSON_AddObjectToObject(obj, "measurement");
-    cJSON_AddStringToObject(meas, "engine", "cpu");
-    cJSON_AddBoolToObject(meas, "direct_io", er.direct_io);
-    cJSON_AddNumberToObject(meas, "ram_bytes", er.ram_bytes);
-    cJSON_AddBoolToObject(meas, "interrupted", er.interrupted);
-    cJSON_AddStringToObject(meas, "weights", o.weights_path ? o.weights_path : "synthetic");
-    double ppl = er.nll_count ? exp(er.nll_sum / (double)er.nll_count) : NAN;
-    if (ppl_file) {
-        cJSON_AddNumberToObject(obj, "perplexity", ppl);
-        cJSON_AddNumberToObject(obj, "tokens_scored", (double)er.nll_count);
-    }
-    char *text = cJSON_PrintUnformatted(obj);
-    const cli_metric metrics[] = {
-        {"throughput_tok_s", t.throughput_tok_s}, {"total_s", t.total_s},
-        {"prefill_s", t.prefill_s},               {"decode_s", t.decode_s},
-        {"peak_cpu_bytes", er.ram_bytes},         {"tasks", (double)pl.ntasks},
-    };
-    store_mem_sample *mem = NULL;
-    size_t nmem = 0;
-    if (cli_memory_timeline(&pl, r.start_s, r.end_s, &mem, &nmem, &e)) {
-        cJSON_Delete(obj);
-        free(text);
-        status = cli_fail("run", &e);
-        goto done;
-    }
-    cli_task_rows rows = {&pl, &r};
-    cli_record rec = {
-        .mem = mem, .nmem = nmem,
-        .kind = "measure", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
-        .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
-        .fill_ctx = &rows, .result_json = text,
-    };
+    cJSON *obj = NULL;
     int64_t run_id = 0;
-    llmsim_status rs;
-    rs = cli_record_run(job, &rec, &run_id, &e);
-    free(text);
-    free(mem);
-    if (rs) {
-        cJSON_Delete(obj);
+    if (cli_measurement_record(job, &pl, &er, &o, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("run", &e);
         goto done;
     }
+    double ppl = er.nll_count ? exp(er.nll_sum / (double)er.nll_count) : NAN;
     if (tokens_out && write_tokens(tokens_out, &er, job->workload.gen_len, &e)) {
         cJSON_Delete(obj);
         status = cli_fail("run", &e);
         goto done;
     }
-    cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
     if (job->format == CLI_FORMAT_JSON) {
         cli_print_json(obj);
     } else {

@@ -88,46 +88,12 @@ int cmd_simulate(int argc, char **argv)
         }
     }
     cli_sim_totals t;
-    cli_sim_totals_get(&pl, &r, &t);
-    cJSON *obj = cli_simulation_json(job, &pl, &r, &t);
-    char *text = cJSON_PrintUnformatted(obj);
-    const cli_metric metrics[] = {
-        {"throughput_tok_s", t.throughput_tok_s},
-        {"total_s", t.total_s},
-        {"prefill_s", t.prefill_s},
-        {"decode_s", t.decode_s},
-        {"feasible", r.fits ? 1.0 : 0.0},
-        {"peak_gpu_bytes", r.peak_bytes[TIER_GPU]},
-        {"peak_cpu_bytes", r.peak_bytes[TIER_CPU]},
-        {"peak_disk_bytes", r.peak_bytes[TIER_DISK]},
-        {"tasks", (double)pl.ntasks},
-        {"events", (double)r.events},
-    };
-    store_mem_sample *mem = NULL;
-    size_t nmem = 0;
-    if (cli_memory_timeline(&pl, r.start_s, r.end_s, &mem, &nmem, &e)) {
-        cJSON_Delete(obj);
-        free(text);
-        status = cli_fail("simulate", &e);
-        goto done;
-    }
-    cli_task_rows rows = {&pl, &r};
-    cli_record rec = {
-        .mem = mem, .nmem = nmem,
-        .kind = "simulate", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
-        .steps = r.steps, .nsteps = r.nsteps, .ntasks = pl.ntasks, .fill = cli_task_rows_fill,
-        .fill_ctx = &rows, .result_json = text,
-    };
+    cJSON *obj = NULL;
     int64_t run_id = 0;
-    llmsim_status rs = cli_record_run(job, &rec, &run_id, &e);
-    free(text);
-    free(mem);
-    if (rs) {
-        cJSON_Delete(obj);
+    if (cli_simulation_record(job, &pl, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("simulate", &e);
         goto done;
     }
-    cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
     if (job->format == CLI_FORMAT_JSON) {
         cli_print_json(obj);
     } else {

@@ -17,4 +17,7 @@ int cmd_show(int argc, char **argv);
  * puts two profiles side by side (cli/cmd_profile.c). */
 int cmd_profile(int argc, char **argv);
 
+/* llmsim validate: predict, simulate and run policies and compare (cli/cmd_validate.c). */
+int cmd_validate(int argc, char **argv);
+
 #endif

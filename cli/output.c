@@ -78,7 +78,7 @@ static cJSON *tiers_json(const double v[TIER_COUNT])
     return o;
 }
 
-static cJSON *stages_json(const double s[CM_NSTAGES])
+cJSON *cli_stages_json(const double s[CM_NSTAGES])
 {
     cJSON *o = cJSON_CreateObject();
     char key[64];
@@ -125,8 +125,8 @@ cJSON *cli_prediction_json(const cli_job *job, const cm_result *r)
     cJSON_AddItemToObject(o, "capacity_bytes", tiers_json(r->capacity_bytes));
     /* per layer, one decode step, averaged over the steps (what FlexGen's
      * per-layer timers report); prefill_stages: per layer, the prefill */
-    cJSON_AddItemToObject(o, "stages", stages_json(r->layer_stage_s));
-    cJSON_AddItemToObject(o, "prefill_stages", stages_json(r->prefill_stage_s));
+    cJSON_AddItemToObject(o, "stages", cli_stages_json(r->layer_stage_s));
+    cJSON_AddItemToObject(o, "prefill_stages", cli_stages_json(r->prefill_stage_s));
     cJSON *res = cJSON_AddObjectToObject(o, "resources");
     cJSON_AddItemToObject(res, "prefill", res_json(r->prefill_res_s));
     cJSON_AddItemToObject(res, "decode", res_json(r->decode_res_s));
@@ -139,7 +139,7 @@ cJSON *cli_prediction_json(const cli_job *job, const cm_result *r)
     for (int j = 0; j <= r->nsteps; j++) {
         if (!cli_step_kept(j, r->nsteps + 1))
             continue;
-        cJSON *st = stages_json(r->steps[j].s);
+        cJSON *st = cli_stages_json(r->steps[j].s);
         cJSON_AddNumberToObject(st, "step", j);
         cJSON_AddItemToArray(steps, st);
     }
@@ -271,13 +271,13 @@ cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result 
     cJSON *pk = cJSON_AddObjectToObject(o, "peak_bytes");
     for (int k = 0; k < TIER_COUNT; k++)
         cJSON_AddNumberToObject(pk, tier_names[k], r->peak_bytes[k]);
-    cJSON_AddItemToObject(o, "stages", stages_json(t->layer_stage_s));
-    cJSON_AddItemToObject(o, "prefill_stages", stages_json(t->prefill_stage_s));
+    cJSON_AddItemToObject(o, "stages", cli_stages_json(t->layer_stage_s));
+    cJSON_AddItemToObject(o, "prefill_stages", cli_stages_json(t->prefill_stage_s));
     cJSON *steps = cJSON_AddArrayToObject(o, "steps");
     for (int j = 0; j < r->nsteps; j++) {
         if (!cli_step_kept(j, r->nsteps))
             continue;
-        cJSON *st = stages_json(r->steps[j].s);
+        cJSON *st = cli_stages_json(r->steps[j].s);
         cJSON_AddNumberToObject(st, "step", j);
         cJSON_AddNumberToObject(st, "end_s", r->step_end_s[j]);
         cJSON_AddItemToArray(steps, st);

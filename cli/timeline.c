@@ -1,6 +1,9 @@
 /* timeline — see timeline.h. */
 #include "cli/timeline.h"
 
+#include "cli/record.h"
+
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,4 +101,100 @@ llmsim_status cli_memory_timeline(const plan *pl, const double *start, const dou
     *out = s;
     *n = ns;
     return LLMSIM_OK;
+}
+
+/* Memory timeline, then one run with every task. */
+static llmsim_status record_timeline(const cli_job *job, const char *kind, const plan *pl,
+                                     const sim_result *r, const cli_metric *metrics, int nmetrics,
+                                     cJSON *obj, int64_t *run_id, diag *e)
+{
+    store_mem_sample *mem = NULL;
+    size_t nmem = 0;
+    llmsim_status st = cli_memory_timeline(pl, r->start_s, r->end_s, &mem, &nmem, e);
+    if (st)
+        return st;
+    char *text = cJSON_PrintUnformatted(obj);
+    if (!text) {
+        free(mem);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    cli_task_rows rows = {pl, r};
+    cli_record rec = {
+        .kind = kind, .metrics = metrics, .nmetrics = nmetrics, .steps = r->steps,
+        .nsteps = r->nsteps, .ntasks = pl->ntasks, .fill = cli_task_rows_fill, .fill_ctx = &rows,
+        .result_json = text, .mem = mem, .nmem = nmem,
+    };
+    st = cli_record_run(job, &rec, run_id, e);
+    free(text);
+    free(mem);
+    if (!st)
+        cJSON_AddNumberToObject(obj, "run_id", (double)*run_id);
+    return st;
+}
+
+llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const sim_result *r,
+                                    cli_sim_totals *t, cJSON **obj, int64_t *run_id, diag *e)
+{
+    cli_sim_totals_get(pl, r, t);
+    *obj = cli_simulation_json(job, pl, r, t);
+    const cli_metric metrics[] = {
+        {"throughput_tok_s", t->throughput_tok_s},
+        {"total_s", t->total_s},
+        {"prefill_s", t->prefill_s},
+        {"decode_s", t->decode_s},
+        {"feasible", r->fits ? 1.0 : 0.0},
+        {"peak_gpu_bytes", r->peak_bytes[TIER_GPU]},
+        {"peak_cpu_bytes", r->peak_bytes[TIER_CPU]},
+        {"peak_disk_bytes", r->peak_bytes[TIER_DISK]},
+        {"tasks", (double)pl->ntasks},
+        {"events", (double)r->events},
+    };
+    llmsim_status st = record_timeline(job, "simulate", pl, r, metrics,
+                                       (int)(sizeof metrics / sizeof metrics[0]), *obj, run_id, e);
+    if (st) {
+        cJSON_Delete(*obj);
+        *obj = NULL;
+    }
+    return st;
+}
+
+llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const engine_result *er,
+                                     const engine_opts *o, sim_result *r, cli_sim_totals *t,
+                                     cJSON **obj, int64_t *run_id, diag *e)
+{
+    *obj = NULL;
+    llmsim_status st = cli_measured_timeline(pl, er, r, e);
+    if (st)
+        return st;
+    cli_sim_totals_get(pl, r, t);
+    /* the whole workload as measured (every block), not one block scaled */
+    t->total_s = er->total_s;
+    t->prefill_s = er->prefill_s;
+    t->decode_s = er->total_s - er->prefill_s;
+    t->throughput_tok_s = (double)er->num_prompts * (double)job->workload.gen_len / er->total_s;
+    *obj = cli_simulation_json(job, pl, r, t);
+    cJSON_DeleteItemFromObjectCaseSensitive(*obj, "simulation");
+    cJSON *meas = cJSON_AddObjectToObject(*obj, "measurement");
+    cJSON_AddStringToObject(meas, "engine", "cpu");
+    cJSON_AddBoolToObject(meas, "direct_io", er->direct_io);
+    cJSON_AddNumberToObject(meas, "ram_bytes", er->ram_bytes);
+    cJSON_AddBoolToObject(meas, "interrupted", er->interrupted);
+    cJSON_AddStringToObject(meas, "weights", o->weights_path ? o->weights_path : "synthetic");
+    if (o->score_from) {
+        double ppl = er->nll_count ? exp(er->nll_sum / (double)er->nll_count) : NAN;
+        cJSON_AddNumberToObject(*obj, "perplexity", ppl);
+        cJSON_AddNumberToObject(*obj, "tokens_scored", (double)er->nll_count);
+    }
+    const cli_metric metrics[] = {
+        {"throughput_tok_s", t->throughput_tok_s}, {"total_s", t->total_s},
+        {"prefill_s", t->prefill_s},               {"decode_s", t->decode_s},
+        {"peak_cpu_bytes", er->ram_bytes},         {"tasks", (double)pl->ntasks},
+    };
+    st = record_timeline(job, "measure", pl, r, metrics, (int)(sizeof metrics / sizeof metrics[0]), *obj,
+                         run_id, e);
+    if (st) {
+        cJSON_Delete(*obj);
+        *obj = NULL;
+    }
+    return st;
 }

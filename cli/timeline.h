@@ -7,6 +7,7 @@
 #ifndef LLMSIM_CLI_TIMELINE_H
 #define LLMSIM_CLI_TIMELINE_H
 
+#include "cli/cli.h"
 #include "db/store.h"
 #include "exec/engine.h"
 #include "sim/sim.h"
@@ -23,5 +24,19 @@ llmsim_status cli_measured_timeline(const plan *pl, const engine_result *er, sim
  * change, equal times of a tier coalesced; *out is malloc'd. */
 llmsim_status cli_memory_timeline(const plan *pl, const double *start, const double *end,
                                   store_mem_sample **out, size_t *n, diag *e);
+
+/* Record a simulated timeline of job's plan as a 'simulate' run (metrics,
+ * stages, every task, memory over time): *obj gets the command's JSON object
+ * (caller owns; run_id added), *t the totals. */
+struct cJSON;
+llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const sim_result *r,
+                                    cli_sim_totals *t, struct cJSON **obj, int64_t *run_id, diag *e);
+
+/* The same for a finished engine run: r gets the measured timeline (free it
+ * with sim_result_free, also on failure), t the whole workload's measured
+ * totals, obj the JSON with its "measurement" object. */
+llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const engine_result *er,
+                                     const engine_opts *o, sim_result *r, cli_sim_totals *t,
+                                     struct cJSON **obj, int64_t *run_id, diag *e);
 
 #endif
