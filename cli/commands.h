@@ -20,4 +20,7 @@ int cmd_profile(int argc, char **argv);
 /* llmsim validate: predict, simulate and run policies and compare (cli/cmd_validate.c). */
 int cmd_validate(int argc, char **argv);
 
+/* llmsim report [RUN...] -o DIR: plots and index.html (cli/cmd_report.c). */
+int cmd_report(int argc, char **argv);
+
 #endif

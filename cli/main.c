@@ -44,6 +44,7 @@ static const command commands[] = {
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
     {"profile", cmd_profile, "measure this machine (CPU, memory, disk, GPU) into a hardware profile"},
     {"validate", cmd_validate, "predict, simulate and run policies; compare them task by task"},
+    {"report", cmd_report, "plot recorded runs (gnuplot) into an HTML page"},
     {"runs", cmd_runs, "list the runs recorded in the store"},
     {"show", cmd_show, "print one recorded run"},
     {"models", cmd_models, "list the shipped models"},

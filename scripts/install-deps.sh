@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
 # Install what llmsim needs to build and test, from Debian/Ubuntu packages.
 # The CUDA Toolkit is optional and not installed here: when nvcc is found,
-# the CUDA backend is built too.
+# the CUDA backend is built too. gnuplot-nox draws the plots of `llmsim
+# report`. Chromium is optional, a test tool only: tests/integration/
+# report_render.sh loads the report page in it and skips where it is absent,
+# so a failure to install it (Ubuntu ships it as a snap) is not an error.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config
-      libyaml-dev libglpk-dev libsqlite3-dev libopenblas-dev libcjson-dev)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -eq 0 ]; then
+      libyaml-dev libglpk-dev libsqlite3-dev libopenblas-dev libcjson-dev
+      gnuplot-nox)
+optional=(chromium)
+missing() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+mapfile -t need < <(missing "${pkgs[@]}")
+mapfile -t want < <(missing "${optional[@]}")
+if [ ${#need[@]} -eq 0 ] && [ ${#want[@]} -eq 0 ]; then
   echo "install-deps: everything is installed"
   exit 0
 fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
-echo "install-deps: installing ${missing[*]}"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+if [ ${#need[@]} -gt 0 ]; then
+  echo "install-deps: installing ${need[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if [ ${#want[@]} -gt 0 ]; then
+  echo "install-deps: installing ${want[*]} (optional)"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${want[@]}" ||
+    echo "install-deps: ${want[*]} not installed; the tests that need it skip"
+fi

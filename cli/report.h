@@ -1,0 +1,162 @@
+/*
+ * report — the parts of `llmsim report` and what they share:
+ *
+ *   cmd_report.c   options, reading runs from the store, the expansion of a
+ *                  validate run into its policies and their runs
+ *   report_fig.c   the figures: each one is a table of numbers (written as
+ *                  NAME.dat and shown in the page) and a gnuplot script (NAME.gp)
+ *   report_html.c  index.html: the figures with their tables
+ *   report_out.c   the temporary directory, gnuplot, the rename into place
+ *
+ * Ownership: a `report` owns every run, policy, group, figure and section in
+ * it and is released by report_free. Groups point at runs held by the report.
+ * Units: times in seconds and sizes in bytes as read from the store; a
+ * figure scales its columns to one unit chosen for it (named in the header).
+ */
+#ifndef LLMSIM_CLI_REPORT_H
+#define LLMSIM_CLI_REPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/diag.h"
+#include "common/strbuf.h"
+#include "costmodel/analytic.h"
+#include "db/store.h"
+
+#define REPORT_MAX_COLS   24  /* step + 3 panels x CM_NSTAGES stages */
+#define REPORT_MAX_PANELS 3   /* runs of one job side by side: predict, simulate, measure */
+
+// ---- what is read from the store
+
+/* Stage times of one decode step of a run. */
+typedef struct report_step {
+    int step;              /* 1.. (0 is the prefill, not plotted) */
+    double s[CM_NSTAGES];  /* seconds per stage (cm_stage order), NaN where not recorded */
+} report_step;
+
+/* One run: the fields report plots. */
+typedef struct report_run {
+    store_run_row row;       /* owned strings (store_row_clear), result_json included */
+    report_step *steps;      /* [nsteps] decode steps, ascending */
+    size_t nsteps;
+    store_mem_sample *mem;   /* [nmem] occupancy per tier in time order; static tier names */
+    size_t nmem;
+} report_run;
+
+/* One policy of a validate run (its result_json `runs[i]`). */
+typedef struct report_policy {
+    char *name;
+    double predicted_s, simulated_s, measured_s; /* whole workload, seconds */
+    double error_pct;           /* simulated against measured, signed percent */
+    double predicted_error_pct; /* cost model against measured */
+} report_policy;
+
+/* A validate run expanded. */
+typedef struct report_validate {
+    int64_t id;
+    char *model, *hw;              /* NULL when the result does not name them */
+    double mape, mape_predicted;   /* percent; NaN when absent */
+    report_policy *pol;            /* [npol] the policies that could be read */
+    size_t npol;
+    char **notes;                  /* [nnotes] policies skipped and why */
+    size_t nnotes;
+} report_validate;
+
+/* Runs of one job (same model, hardware, policy and workload) drawn side by
+ * side: one panel each, predicted, simulated, measured in that order. */
+typedef struct report_group {
+    char *title;
+    int64_t validate_id;  /* the validate run whose policy this is; 0 for runs given directly */
+    const report_run *panel[REPORT_MAX_PANELS];
+    int npanels;
+    char **notes;   /* [nnotes] runs of the job that could not be drawn */
+    size_t nnotes;
+} report_group;
+
+// ---- what is written
+
+/* A row of a figure's table: an optional text label, then numbers. */
+typedef struct report_row {
+    char *label;                  /* owned; NULL when the table has no label column */
+    int block;                    /* rows of one block are one gnuplot `index` */
+    double v[REPORT_MAX_COLS];    /* NaN: missing ('?' in .dat, '-' in the page) */
+} report_row;
+
+/* The numbers a figure plots: written to NAME.dat and shown in the page. */
+typedef struct report_table {
+    char *label_head;             /* heading of the label column, NULL for none */
+    int ncols;
+    char *head[REPORT_MAX_COLS];  /* column headings with their unit */
+    report_row *rows;
+    size_t nrows, cap;
+} report_table;
+
+typedef struct report_fig {
+    char name[48];     /* file stem: NAME.png, NAME.svg, NAME.dat, NAME.gp */
+    char *title;       /* caption in the page and alt text */
+    report_table table;
+    strbuf gp;         /* the gnuplot script */
+} report_fig;
+
+/* A heading of the page with its notes and figures. */
+typedef struct report_section {
+    char *heading;
+    strbuf text;        /* plain-text lines shown under the heading ('\n' separated) */
+    strbuf tail;        /* the same, shown after the figures */
+    size_t first_fig;   /* figures [first_fig, first_fig + nfigs) of the report */
+    size_t nfigs;
+} report_section;
+
+typedef struct report {
+    const char *db;              /* the store path, for the page */
+    report_run **runs;           /* every run read, each once (pointers stay valid) */
+    size_t nruns;
+    report_validate *vals;
+    size_t nvals;
+    report_group *groups;
+    size_t ngroups;
+    report_fig *figs;
+    size_t nfigs;
+    report_section *sections;
+    size_t nsections;
+} report;
+
+void report_free(report *r);
+
+/* Grow *arr (of *cap elements of `size` bytes) to hold n + 1; false on out of
+ * memory. New elements are zeroed. */
+bool report_grow(void **arr, size_t *cap, size_t n, size_t size);
+/* strdup that fails cleanly: NULL only when s is NULL or memory is out. */
+char *report_strdup(const char *s);
+/* A message "llmsim report: warning: ..." on stderr. */
+void report_warn(const char *fmt, ...) LLMSIM_PRINTF(1, 2);
+
+// ---- report_fig.c: build the figures and sections of a loaded report
+
+/* Adds the sections and figures for every validate run and group. */
+llmsim_status report_figs_build(report *r, diag *e);
+/* NAME.dat of a figure. */
+void report_table_dat(const report_fig *f, strbuf *out);
+
+// ---- report_html.c
+
+/* index.html of a report whose figures are drawn. */
+void report_html(const report *r, strbuf *out);
+
+// ---- report_out.c
+
+/* Strip trailing slashes from dir in place; EINPUT when DIR is unusable:
+ * not a directory, a symbolic link, non-empty without `force`, or with
+ * `force` not an earlier report (no index.html). */
+llmsim_status report_dir_check(char *dir, bool force, diag *e);
+/* Whether `gnuplot` is an executable on $PATH. */
+bool report_gnuplot_found(void);
+/* Build the whole report in DIR.tmpXXXXXX and rename it to DIR. ^C or
+ * SIGTERM meanwhile stops it (EFAIL) with nothing written. */
+llmsim_status report_write(const report *r, const char *dir, bool force, diag *e);
+/* Whether report_write stopped on a signal (the command exits 130). */
+bool report_interrupted(void);
+
+#endif

@@ -1,0 +1,713 @@
+/*
+ * report_fig — the figures of `llmsim report`. Each figure is first a table
+ * (the numbers it plots, scaled to one unit chosen for the figure); that
+ * table becomes NAME.dat and the table in the page, so the page shows
+ * exactly what is drawn. The gnuplot script NAME.gp reads NAME.dat and
+ * draws NAME.png and NAME.svg; it runs in the report directory and names
+ * only files there, so a user can edit it and run it again.
+ *
+ * Figures: per validate run, total time per policy (bars) and simulated
+ * against measured (scatter with y = x); per group of runs, the time of each
+ * stage per decode step and the memory per tier over time, one panel per run.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/report.h"
+
+#define FIG_MARGIN 1.08 /* axes reach this far past the largest value */
+#define FIG_MAX_INT_TICKS 16 /* up to this many decode steps, one tick per step */
+#define FIG_LABEL_ROOM 1.12 /* room in the scatter for the policy names beside points */
+#define FIG_LOG_SPAN   100  /* a scatter whose times span more than this is log-log */
+#define FIG_LOG_PAD    2.0  /* log axes reach this factor past the extreme times */
+
+// ---- units
+
+typedef struct fig_unit {
+    const char *name;
+    double per; /* a value in this unit is v / per */
+} fig_unit;
+
+static fig_unit fig_time_unit(double max_s)
+{
+    if (max_s >= 1)
+        return (fig_unit){"s", 1};
+    if (max_s >= 1e-3)
+        return (fig_unit){"ms", 1e-3};
+    return (fig_unit){"us", 1e-6};
+}
+
+static fig_unit fig_bytes_unit(double max_bytes)
+{
+    if (max_bytes >= 1024.0 * 1024 * 1024)
+        return (fig_unit){"GiB", 1024.0 * 1024 * 1024};
+    if (max_bytes >= 1024.0 * 1024)
+        return (fig_unit){"MiB", 1024.0 * 1024};
+    if (max_bytes >= 1024)
+        return (fig_unit){"KiB", 1024};
+    return (fig_unit){"bytes", 1};
+}
+
+static double fig_max(double a, double b) { return isfinite(b) && b > a ? b : a; }
+
+/* The upper end of an axis from 0 that shows `max`. */
+static double fig_axis_top(double max) { return max > 0 ? max * FIG_MARGIN : 1; }
+
+// ---- tables
+
+static bool fig_head(report_table *t, const char *fmt, ...) LLMSIM_PRINTF(2, 3);
+static bool fig_head(report_table *t, const char *fmt, ...)
+{
+    char buf[128];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (t->ncols >= REPORT_MAX_COLS) /* the figures below stay within it */
+        return false;
+    return (t->head[t->ncols++] = report_strdup(buf)) != NULL;
+}
+
+/* A new row with every value missing; NULL on out of memory. */
+static report_row *fig_row(report_table *t, const char *label, int block)
+{
+    if (!report_grow((void **)&t->rows, &t->cap, t->nrows, sizeof *t->rows))
+        return NULL;
+    report_row *row = &t->rows[t->nrows];
+    if (label && !(row->label = report_strdup(label)))
+        return NULL;
+    t->nrows++;
+    row->block = block;
+    for (int c = 0; c < REPORT_MAX_COLS; c++)
+        row->v[c] = NAN;
+    return row;
+}
+
+/* A data file string: gnuplot reads "..." as one column, a double quote
+ * cannot be escaped in it and a control character ends the line. */
+static void fig_dat_str(strbuf *b, const char *s)
+{
+    strbuf_puts(b, "\"");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if (*p == '\\')
+            strbuf_puts(b, "\\\\"); /* gnuplot reads \\ as one backslash */
+        else
+            strbuf_printf(b, "%c", *p == '"' ? '\'' : *p < 0x20 || *p == 0x7f ? ' ' : *p);
+    strbuf_puts(b, "\"");
+}
+
+void report_table_dat(const report_fig *f, strbuf *b)
+{
+    const report_table *t = &f->table;
+    strbuf_printf(b, "# %s.dat: ", f->name);
+    for (const unsigned char *p = (const unsigned char *)f->title; *p; p++)
+        strbuf_printf(b, "%c", *p < 0x20 || *p == 0x7f ? ' ' : *p); /* one comment line */
+    strbuf_printf(b, "\n# written by llmsim report, read by %s.gp; '?' is missing\n#", f->name);
+    if (t->label_head)
+        strbuf_printf(b, " \"%s\"", t->label_head);
+    for (int c = 0; c < t->ncols; c++)
+        strbuf_printf(b, " \"%s\"", t->head[c]);
+    strbuf_puts(b, "\n");
+    for (size_t i = 0; i < t->nrows; i++) {
+        const report_row *row = &t->rows[i];
+        if (i > 0 && row->block != t->rows[i - 1].block)
+            strbuf_puts(b, "\n\n"); /* a new gnuplot index */
+        if (t->label_head)
+            fig_dat_str(b, row->label ? row->label : "");
+        for (int c = 0; c < t->ncols; c++) {
+            const char *sep = c || t->label_head ? " " : "";
+            if (isfinite(row->v[c]))
+                strbuf_printf(b, "%s%.9g", sep, row->v[c]);
+            else
+                strbuf_printf(b, "%s?", sep);
+        }
+        strbuf_puts(b, "\n");
+    }
+}
+
+// ---- gnuplot scripts
+
+/* A gnuplot single-quoted string: no escapes but '' for '. */
+static void gp_str(strbuf *b, const char *s)
+{
+    strbuf_puts(b, "'");
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '\'')
+            strbuf_puts(b, "''");
+        else
+            strbuf_printf(b, "%c", *p < 0x20 || *p == 0x7f ? ' ' : *p);
+    }
+    strbuf_puts(b, "'");
+}
+
+/* One command with a quoted argument: `<indent>cmd 'arg'`. */
+static void gp_set(strbuf *b, const char *cmd, const char *arg)
+{
+    strbuf_printf(b, "    %s ", cmd);
+    gp_str(b, arg);
+    strbuf_puts(b, "\n");
+}
+
+/* The head of a script: the data settings, then a loop that draws the
+ * figure twice, PNG (pngcairo where gnuplot has it, else the libgd png
+ * terminal) and SVG. Underscores in stage names stay literal (noenhanced). */
+static void gp_begin(report_fig *f, const char *about, int width, int height)
+{
+    strbuf *b = &f->gp;
+    strbuf_printf(b, "# %s.gp: %s\n", f->name, about);
+    strbuf_printf(b, "# Written by llmsim report. Run `gnuplot %s.gp` in this directory to draw\n"
+                     "# %s.png and %s.svg again from %s.dat.\n",
+                  f->name, f->name, f->name, f->name);
+    strbuf_puts(b, "set datafile missing '?'\n"
+                   "do for [fmt in \"png svg\"] {\n"
+                   "    if (fmt eq \"png\") {\n"
+                   "        if (strstrt(GPVAL_TERMINALS, \" pngcairo \") > 0) {\n");
+    strbuf_printf(b, "            set terminal pngcairo noenhanced size %d,%d font \",10\"\n"
+                     "        } else {\n"
+                     "            set terminal png noenhanced size %d,%d\n"
+                     "        }\n"
+                     "    } else {\n"
+                     "        set terminal svg noenhanced size %d,%d\n"
+                     "    }\n",
+                  width, height, width, height, width, height);
+    strbuf_printf(b, "    set output '%s.'.fmt\n", f->name);
+}
+
+/* The start of a clause of a plot command over the figure's data file:
+ * `plot 'NAME.dat'` first, then `''` (the same file) on continued lines. */
+static void gp_plot_clause(strbuf *b, const report_fig *f, bool first)
+{
+    if (first)
+        strbuf_printf(b, "    plot '%s.dat'", f->name);
+    else
+        strbuf_puts(b, "         ''");
+}
+
+static void gp_end(report_fig *f, bool multiplot)
+{
+    if (multiplot)
+        strbuf_puts(&f->gp, "    unset multiplot\n");
+    strbuf_puts(&f->gp, "    set output\n}\n");
+}
+
+// ---- figures and sections
+
+static report_fig *fig_new(report *r, const char *title, diag *e, const char *fmt, ...)
+    LLMSIM_PRINTF(4, 5);
+static report_fig *fig_new(report *r, const char *title, diag *e, const char *fmt, ...)
+{
+    report_fig *f = realloc(r->figs, (r->nfigs + 1) * sizeof *f);
+    if (!f) {
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return NULL;
+    }
+    r->figs = f;
+    f = &r->figs[r->nfigs];
+    memset(f, 0, sizeof *f);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(f->name, sizeof f->name, fmt, ap);
+    va_end(ap);
+    if (!(f->title = report_strdup(title))) {
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return NULL;
+    }
+    r->nfigs++;
+    r->sections[r->nsections - 1].nfigs++; /* figures follow their section */
+    return f;
+}
+
+static report_section *section_new(report *r, const char *heading, diag *e)
+{
+    report_section *s = realloc(r->sections, (r->nsections + 1) * sizeof *s);
+    if (!s) {
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return NULL;
+    }
+    r->sections = s;
+    s = &r->sections[r->nsections];
+    memset(s, 0, sizeof *s);
+    if (!(s->heading = report_strdup(heading))) {
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return NULL;
+    }
+    s->first_fig = r->nfigs;
+    r->nsections++;
+    return s;
+}
+
+static llmsim_status fig_oom(diag *e) { return diag_set(e, LLMSIM_EFAIL, "out of memory"); }
+
+/* What a panel shows: "simulated (run 12)". */
+static const char *fig_kind_label(const char *kind)
+{
+    if (!kind)
+        return "run";
+    if (strcmp(kind, "predict") == 0 || strcmp(kind, "search") == 0)
+        return "predicted";
+    if (strcmp(kind, "simulate") == 0)
+        return "simulated";
+    if (strcmp(kind, "measure") == 0)
+        return "measured";
+    return kind;
+}
+
+/* Width in pixels of a figure with np panels side by side. */
+static int fig_panels_width(int np) { return np < 2 ? 700 : np * 600; }
+
+static void fig_panel_title(const report_run *run, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s (run %lld)", fig_kind_label(run->row.kind), (long long)run->row.id);
+}
+
+// ---- validate: total time per policy
+
+static llmsim_status fig_totals(report *r, const report_validate *v, const char *what, diag *e)
+{
+    char title[256];
+    snprintf(title, sizeof title, "Total time per policy, %s", what);
+    report_fig *f = fig_new(r, title, e, "totals_%lld", (long long)v->id);
+    if (!f)
+        return e->status;
+    double max = 0;
+    for (size_t i = 0; i < v->npol; i++)
+        max = fig_max(fig_max(fig_max(max, v->pol[i].predicted_s), v->pol[i].simulated_s),
+                      v->pol[i].measured_s);
+    fig_unit u = fig_time_unit(max);
+    report_table *t = &f->table;
+    bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "predicted (%s)", u.name) &&
+              fig_head(t, "simulated (%s)", u.name) && fig_head(t, "measured (%s)", u.name);
+    for (size_t i = 0; ok && i < v->npol; i++) {
+        report_row *row = fig_row(t, v->pol[i].name, 0);
+        if (!(ok = row != NULL))
+            break;
+        row->v[0] = v->pol[i].predicted_s / u.per;
+        row->v[1] = v->pol[i].simulated_s / u.per;
+        row->v[2] = v->pol[i].measured_s / u.per;
+    }
+    if (!ok)
+        return fig_oom(e);
+    int width = (int)v->npol * 110 + 200;
+    width = width < 640 ? 640 : width > 1400 ? 1400 : width;
+    gp_begin(f, "total time per policy: predicted (cost model), simulated, measured", width, 460);
+    strbuf *b = &f->gp;
+    gp_set(b, "set title", title);
+    strbuf_printf(b, "    set style data histograms\n"
+                     "    set style histogram clustered gap 1\n"
+                     "    set style fill solid 0.85 border -1\n"
+                     "    set boxwidth 0.9\n"
+                     "    set grid ytics\n"
+                     "    set key below\n"
+                     "    set yrange [0:%.9g]\n"
+                     "    set ylabel 'total time (%s)'\n"
+                     "    set xtics %s\n",
+                  fig_axis_top(max / u.per), u.name,
+                  v->npol > 4 ? "rotate by -25" : "norotate");
+    strbuf_printf(b, "    plot '%s.dat' using 2:xtic(1) title 'predicted (cost model)', \\\n"
+                     "         '' using 3 title 'simulated', \\\n"
+                     "         '' using 4 title 'measured'\n", f->name);
+    gp_end(f, false);
+    return LLMSIM_OK;
+}
+
+// ---- validate: simulated against measured
+
+/* The smallest positive time of a validation, for a log scale. */
+static double fig_min_positive(const report_validate *v)
+{
+    double min = INFINITY;
+    for (size_t i = 0; i < v->npol; i++) {
+        const double t[3] = {v->pol[i].predicted_s, v->pol[i].simulated_s, v->pol[i].measured_s};
+        for (int k = 0; k < 3; k++)
+            if (t[k] > 0 && t[k] < min)
+                min = t[k];
+    }
+    return min;
+}
+
+/* Equal axes from 0 for the scatter; logarithmic ones where the times span
+ * orders of magnitude, which linear axes would squeeze into a corner. */
+static void gp_accuracy_axes(strbuf *b, double min, double max, fig_unit u)
+{
+    if (isfinite(min) && max / min > FIG_LOG_SPAN) {
+        double lo = min / u.per / FIG_LOG_PAD, hi = max / u.per * FIG_LOG_PAD;
+        strbuf_printf(b, "    set logscale xy\n    set xrange [%.9g:%.9g]\n"
+                         "    set yrange [%.9g:%.9g]\n", lo, hi, lo, hi);
+        return;
+    }
+    double top = fig_axis_top(max / u.per) * FIG_LABEL_ROOM;
+    strbuf_printf(b, "    set xrange [0:%.9g]\n    set yrange [0:%.9g]\n", top, top);
+}
+
+static llmsim_status fig_accuracy(report *r, const report_validate *v, const char *what, diag *e)
+{
+    char title[256];
+    snprintf(title, sizeof title, "Simulated and predicted against measured, %s", what);
+    report_fig *f = fig_new(r, title, e, "accuracy_%lld", (long long)v->id);
+    if (!f)
+        return e->status;
+    double max = 0;
+    for (size_t i = 0; i < v->npol; i++)
+        max = fig_max(fig_max(fig_max(max, v->pol[i].predicted_s), v->pol[i].simulated_s),
+                      v->pol[i].measured_s);
+    fig_unit u = fig_time_unit(max);
+    report_table *t = &f->table;
+    bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "measured (%s)", u.name) &&
+              fig_head(t, "simulated (%s)", u.name) && fig_head(t, "predicted (%s)", u.name) &&
+              fig_head(t, "simulation error (%%)") && fig_head(t, "prediction error (%%)");
+    for (size_t i = 0; ok && i < v->npol; i++) {
+        const report_policy *p = &v->pol[i];
+        report_row *row = fig_row(t, p->name, 0);
+        if (!(ok = row != NULL))
+            break;
+        row->v[0] = p->measured_s / u.per;
+        row->v[1] = p->simulated_s / u.per;
+        row->v[2] = p->predicted_s / u.per;
+        row->v[3] = p->error_pct;
+        row->v[4] = p->predicted_error_pct;
+    }
+    if (!ok)
+        return fig_oom(e);
+    gp_begin(f, "simulated and predicted total time against measured, with y = x", 640, 600);
+    strbuf *b = &f->gp;
+    gp_set(b, "set title", title);
+    strbuf_printf(b, "    set size square\n"
+                     "    set grid\n"
+                     "    set key top left\n"
+                     "    set xlabel 'measured (%s)'\n"
+                     "    set ylabel 'simulated, predicted (%s)'\n",
+                  u.name, u.name);
+    gp_accuracy_axes(b, fig_min_positive(v), max, u);
+    strbuf_printf(b, "    plot x with lines dashtype 2 linecolor rgb 'gray40' title 'y = x', \\\n"
+                     "         '%s.dat' using 2:3 with points pointtype 7 pointsize 1.3 title "
+                     "'simulated', \\\n"
+                     "         '' using 2:4 with points pointtype 6 pointsize 1.3 title "
+                     "'predicted (cost model)', \\\n"
+                     "         '' using 2:3:1 with labels left offset char 1,0.6 notitle\n",
+                  f->name);
+    gp_end(f, false);
+    return LLMSIM_OK;
+}
+
+// ---- stage time per decode step
+
+/* Stages drawn: the four of the offloading breakdown always, the
+ * activation stages only where some run spent time in them. */
+static int fig_stages_shown(const report_group *g, int shown[CM_NSTAGES])
+{
+    int n = 0;
+    for (int k = 0; k < CM_NSTAGES; k++) {
+        bool any = k <= CM_STAGE_COMPUTE;
+        for (int p = 0; !any && p < g->npanels; p++)
+            for (size_t i = 0; !any && i < g->panel[p]->nsteps; i++)
+                any = isfinite(g->panel[p]->steps[i].s[k]) && g->panel[p]->steps[i].s[k] != 0;
+        if (any)
+            shown[n++] = k;
+    }
+    return n;
+}
+
+static int fig_int_cmp(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The decode steps of every panel, ascending, each once; NULL on out of
+ * memory (or when there are none: *n = 0). */
+static int *fig_step_union(const report_run *const *panels, int np, size_t *n)
+{
+    size_t total = 0;
+    for (int p = 0; p < np; p++)
+        total += panels[p]->nsteps;
+    int *steps = total ? malloc(total * sizeof *steps) : NULL;
+    *n = 0;
+    if (!steps)
+        return NULL;
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < panels[p]->nsteps; i++)
+            steps[(*n)++] = panels[p]->steps[i].step;
+    qsort(steps, *n, sizeof *steps, fig_int_cmp);
+    size_t u = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (u == 0 || steps[u - 1] != steps[i])
+            steps[u++] = steps[i];
+    *n = u;
+    return steps;
+}
+
+static const report_step *fig_step_find(const report_run *run, int step)
+{
+    const report_step key = {.step = step};
+    return bsearch(&key, run->steps, run->nsteps, sizeof key, fig_int_cmp); /* step is first */
+}
+
+/* The table: step, then per panel the shown stages. */
+static bool fig_stages_table(report_table *t, const report_run *const *panels, int np,
+                             const int *shown, int ns, fig_unit u, double *max)
+{
+    size_t nsteps = 0;
+    int *steps = fig_step_union(panels, np, &nsteps);
+    bool ok = steps && fig_head(t, "decode step");
+    for (int p = 0; ok && p < np; p++)
+        for (int k = 0; ok && k < ns; k++)
+            ok = fig_head(t, "%s %s (%s)", fig_kind_label(panels[p]->row.kind),
+                          cm_stage_names[shown[k]], u.name);
+    for (size_t i = 0; ok && i < nsteps; i++) {
+        report_row *row = fig_row(t, NULL, 0);
+        if (!(ok = row != NULL))
+            break;
+        row->v[0] = steps[i];
+        for (int p = 0; p < np; p++) {
+            const report_step *st = fig_step_find(panels[p], steps[i]);
+            for (int k = 0; st && k < ns; k++) {
+                row->v[1 + p * ns + k] = st->s[shown[k]] / u.per;
+                *max = fig_max(*max, row->v[1 + p * ns + k]);
+            }
+        }
+    }
+    free(steps);
+    return ok;
+}
+
+/* x axis of a step plot: one tick per step while they are few. */
+static void gp_step_axis(strbuf *b, const report_table *t)
+{
+    double lo = t->rows[0].v[0], hi = t->rows[t->nrows - 1].v[0];
+    if (lo == hi) {
+        lo -= 1;
+        hi += 1;
+    }
+    strbuf_printf(b, "    set xrange [%.9g:%.9g]\n    set xtics %s\n", lo, hi,
+                  t->nrows <= FIG_MAX_INT_TICKS ? "1" : "autofreq");
+}
+
+static llmsim_status fig_stages(report *r, const report_group *g, size_t gi, diag *e)
+{
+    const report_run *panels[REPORT_MAX_PANELS];
+    int np = 0;
+    double max_s = 0;
+    for (int p = 0; p < g->npanels; p++)
+        if (g->panel[p]->nsteps > 0) {
+            panels[np++] = g->panel[p];
+            for (size_t i = 0; i < g->panel[p]->nsteps; i++)
+                for (int k = 0; k < CM_NSTAGES; k++)
+                    max_s = fig_max(max_s, g->panel[p]->steps[i].s[k]);
+        }
+    if (np == 0)
+        return LLMSIM_OK;
+    int shown[CM_NSTAGES];
+    int ns = fig_stages_shown(g, shown);
+    fig_unit u = fig_time_unit(max_s);
+    char title[400];
+    snprintf(title, sizeof title, "Stage time per decode step, %s", g->title);
+    report_fig *f = fig_new(r, title, e, "stages_%zu", gi + 1);
+    if (!f)
+        return e->status;
+    double max = 0;
+    if (!fig_stages_table(&f->table, panels, np, shown, ns, u, &max))
+        return fig_oom(e);
+    strbuf *b = &f->gp;
+    gp_begin(f, "time of each stage per decode step, one panel per run", fig_panels_width(np),
+             480);
+    strbuf_printf(b, "    set multiplot layout 1,%d title ", np);
+    gp_str(b, title);
+    strbuf_printf(b, "\n    set grid\n    set key below\n    set yrange [0:%.9g]\n"
+                     "    set xlabel 'decode step'\n    set ylabel 'time per step (%s)'\n",
+                  fig_axis_top(max), u.name);
+    gp_step_axis(b, &f->table);
+    for (int p = 0; p < np; p++) {
+        char pt[128];
+        fig_panel_title(panels[p], pt, sizeof pt);
+        gp_set(b, "set title", pt);
+        for (int k = 0; k < ns; k++) {
+            gp_plot_clause(b, f, k == 0);
+            strbuf_printf(b, " using 1:%d with linespoints linetype %d title '%s'%s\n",
+                          2 + p * ns + k, shown[k] + 1, cm_stage_names[shown[k]],
+                          k + 1 < ns ? ", \\" : "");
+        }
+    }
+    gp_end(f, true);
+    return LLMSIM_OK;
+}
+
+// ---- memory per tier over time
+
+static const char *const fig_tiers[] = {"gpu", "cpu", "disk"};
+enum { FIG_NTIERS = 3 };
+
+static bool fig_has_tier(const report_run *run, const char *name)
+{
+    for (size_t i = 0; i < run->nmem; i++)
+        if (strcmp(run->mem[i].tier, name) == 0)
+            return true;
+    return false;
+}
+
+/* Rows of one (run, tier) block. */
+static bool fig_memory_block(report_table *t, const report_run *run, int ti, int block,
+                             fig_unit tu, fig_unit bu)
+{
+    char label[64];
+    snprintf(label, sizeof label, "%s %s", fig_kind_label(run->row.kind), fig_tiers[ti]);
+    for (size_t i = 0; i < run->nmem; i++) {
+        if (strcmp(run->mem[i].tier, fig_tiers[ti]) != 0)
+            continue;
+        report_row *row = fig_row(t, label, block);
+        if (!row)
+            return false;
+        row->v[0] = run->mem[i].time_s / tu.per;
+        row->v[1] = run->mem[i].bytes / bu.per;
+    }
+    return true;
+}
+
+/* One panel's plot command: a `with steps` line per tier it has. */
+static void gp_memory_panel(strbuf *b, const report_fig *f, const report_run *run, int *block)
+{
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    gp_set(b, "set title", pt);
+    int n = 0;
+    for (int k = 0; k < FIG_NTIERS; k++)
+        if (fig_has_tier(run, fig_tiers[k]))
+            n++;
+    for (int k = 0, i = 0; k < FIG_NTIERS; k++) {
+        if (!fig_has_tier(run, fig_tiers[k]))
+            continue;
+        gp_plot_clause(b, f, i == 0);
+        strbuf_printf(b, " index %d using 2:3 with steps linewidth 2 linetype %d title '%s'%s\n",
+                      (*block)++, k + 1, fig_tiers[k], i + 1 < n ? ", \\" : "");
+        i++;
+    }
+}
+
+static llmsim_status fig_memory(report *r, const report_group *g, size_t gi, report_section *sec,
+                                diag *e)
+{
+    const report_run *panels[REPORT_MAX_PANELS];
+    int np = 0;
+    double max_t = 0, max_b = 0;
+    for (int p = 0; p < g->npanels; p++) {
+        const report_run *run = g->panel[p];
+        bool any = false;
+        for (int k = 0; k < FIG_NTIERS; k++)
+            any = any || fig_has_tier(run, fig_tiers[k]);
+        if (!any) {
+            char pt[128];
+            fig_panel_title(run, pt, sizeof pt);
+            strbuf_printf(&sec->tail, "%s: no memory timeline recorded\n", pt);
+            continue;
+        }
+        panels[np++] = run;
+        for (size_t i = 0; i < run->nmem; i++) {
+            max_t = fig_max(max_t, run->mem[i].time_s);
+            max_b = fig_max(max_b, run->mem[i].bytes);
+        }
+    }
+    if (np == 0)
+        return LLMSIM_OK;
+    fig_unit tu = fig_time_unit(max_t), bu = fig_bytes_unit(max_b);
+    char title[400];
+    snprintf(title, sizeof title, "Memory per tier over time, %s", g->title);
+    report_fig *f = fig_new(r, title, e, "memory_%zu", gi + 1);
+    if (!f)
+        return e->status;
+    report_table *t = &f->table;
+    bool ok = (t->label_head = report_strdup("series")) && fig_head(t, "time (%s)", tu.name) &&
+              fig_head(t, "occupancy (%s)", bu.name);
+    int block = 0;
+    for (int p = 0; ok && p < np; p++)
+        for (int k = 0; ok && k < FIG_NTIERS; k++)
+            if (fig_has_tier(panels[p], fig_tiers[k]))
+                ok = fig_memory_block(t, panels[p], k, block++, tu, bu);
+    if (!ok)
+        return fig_oom(e);
+    strbuf *b = &f->gp;
+    gp_begin(f, "occupancy of each memory tier over time, one panel per run",
+             fig_panels_width(np), 480);
+    strbuf_printf(b, "    set multiplot layout 1,%d title ", np);
+    gp_str(b, title);
+    strbuf_printf(b, "\n    set grid\n    set key below\n    set yrange [0:%.9g]\n"
+                     "    set autoscale xfix\n    set xlabel 'time (%s)'\n"
+                     "    set ylabel 'occupancy (%s)'\n",
+                  fig_axis_top(max_b / bu.per), tu.name, bu.name);
+    block = 0;
+    for (int p = 0; p < np; p++)
+        gp_memory_panel(b, f, panels[p], &block);
+    gp_end(f, true);
+    return LLMSIM_OK;
+}
+
+// ---- sections
+
+static void section_notes(report_section *s, char *const *notes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        strbuf_printf(&s->text, "%s\n", notes[i]);
+}
+
+static llmsim_status section_group(report *r, size_t gi, diag *e)
+{
+    const report_group *g = &r->groups[gi];
+    report_section *s = section_new(r, g->title, e);
+    if (!s)
+        return e->status;
+    section_notes(s, g->notes, g->nnotes);
+    if (g->npanels == 0)
+        strbuf_puts(&s->text, "nothing to plot for this policy\n");
+    llmsim_status st = fig_stages(r, g, gi, e);
+    s = &r->sections[r->nsections - 1]; /* fig_new does not move sections, but stay safe */
+    if (st == LLMSIM_OK)
+        st = fig_memory(r, g, gi, s, e);
+    return st;
+}
+
+static llmsim_status section_validate(report *r, const report_validate *v, diag *e)
+{
+    char what[256], heading[320];
+    if (v->model && v->hw)
+        snprintf(what, sizeof what, "%s on %s (validate run %lld)", v->model, v->hw,
+                 (long long)v->id);
+    else
+        snprintf(what, sizeof what, "validate run %lld", (long long)v->id);
+    snprintf(heading, sizeof heading, "Validation: %s", what);
+    report_section *s = section_new(r, heading, e);
+    if (!s)
+        return e->status;
+    if (isfinite(v->mape))
+        strbuf_printf(&s->text, "mean absolute percentage error of the simulation: %.2f %%\n",
+                      v->mape);
+    if (isfinite(v->mape_predicted))
+        strbuf_printf(&s->text, "mean absolute percentage error of the cost model: %.2f %%\n",
+                      v->mape_predicted);
+    section_notes(s, v->notes, v->nnotes);
+    llmsim_status st = fig_totals(r, v, what, e);
+    if (st == LLMSIM_OK)
+        st = fig_accuracy(r, v, what, e);
+    return st;
+}
+
+llmsim_status report_figs_build(report *r, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    for (size_t i = 0; i < r->nvals && st == LLMSIM_OK; i++) {
+        st = section_validate(r, &r->vals[i], e);
+        for (size_t g = 0; g < r->ngroups && st == LLMSIM_OK; g++)
+            if (r->groups[g].validate_id == r->vals[i].id)
+                st = section_group(r, g, e);
+    }
+    for (size_t g = 0; g < r->ngroups && st == LLMSIM_OK; g++)
+        if (r->groups[g].validate_id == 0)
+            st = section_group(r, g, e);
+    for (size_t i = 0; i < r->nsections && st == LLMSIM_OK; i++)
+        if (r->sections[i].text.failed || r->sections[i].tail.failed)
+            st = fig_oom(e);
+    for (size_t i = 0; i < r->nfigs && st == LLMSIM_OK; i++)
+        if (r->figs[i].gp.failed)
+            st = fig_oom(e);
+    return st;
+}
