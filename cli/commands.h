@@ -16,10 +16,10 @@ int cmd_show(int argc, char **argv);
 /* llmsim profile: measure this machine into a hardware profile; --compare A B
  * puts two profiles side by side (cli/cmd_profile.c). */
 int cmd_profile(int argc, char **argv);
-
 /* llmsim validate: predict, simulate and run policies and compare (cli/cmd_validate.c). */
 int cmd_validate(int argc, char **argv);
-
+/* llmsim calibrate: fit a profile to measured runs (cli/cmd_calibrate.c). */
+int cmd_calibrate(int argc, char **argv);
 /* llmsim report [RUN...] -o DIR: plots and index.html (cli/cmd_report.c). */
 int cmd_report(int argc, char **argv);
 

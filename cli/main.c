@@ -43,10 +43,11 @@ static const command commands[] = {
     {"run", cmd_run, "run the plan for real on the CPU engine and time every task"},
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
     {"profile", cmd_profile, "measure this machine (CPU, memory, disk, GPU) into a hardware profile"},
-    {"validate", cmd_validate, "predict, simulate and run policies; compare them task by task"},
-    {"report", cmd_report, "plot recorded runs (gnuplot) into an HTML page"},
     {"runs", cmd_runs, "list the runs recorded in the store"},
     {"show", cmd_show, "print one recorded run"},
+    {"validate", cmd_validate, "predict, simulate and run policies; compare them task by task"},
+    {"calibrate", cmd_calibrate, "fit a hardware profile to measured task times (least squares)"},
+    {"report", cmd_report, "plot recorded runs (gnuplot) into an HTML page"},
     {"models", cmd_models, "list the shipped models"},
     {"hardware", cmd_hardware, "list the shipped hardware profiles"},
 };

@@ -548,8 +548,14 @@ llmsim_status yd_check_format(yd_map *root, const char *kind, int version, diag 
 llmsim_status yd_open_file(yd_doc *doc, yd_map *root, const char *path, const char *what,
                            const char *kind, int version, diag *e)
 {
+    return yd_open_text(doc, root, path, NULL, what, kind, version, e);
+}
+
+llmsim_status yd_open_text(yd_doc *doc, yd_map *root, const char *name, const char *text,
+                           const char *what, const char *kind, int version, diag *e)
+{
     memset(root, 0, sizeof *root);
-    llmsim_status st = yd_load_file(doc, path, e);
+    llmsim_status st = text ? yd_load_string(doc, name, text, strlen(text), e) : yd_load_file(doc, name, e);
     if (!st && !(st = yd_map_open(root, doc, yd_root(doc), what, e))) {
         if (!(st = yd_check_format(root, kind, version, e)))
             return LLMSIM_OK;

@@ -128,4 +128,8 @@ llmsim_status yd_check_format(yd_map *root, const char *kind, int version, diag 
  * yd_map_close (or yd_map_discard) and yd_free; on failure both are freed. */
 llmsim_status yd_open_file(yd_doc *doc, yd_map *root, const char *path, const char *what,
                            const char *kind, int version, diag *e);
+/* The same over text in memory (text NULL: the file `name`); name is what
+ * messages call it. */
+llmsim_status yd_open_text(yd_doc *doc, yd_map *root, const char *name, const char *text,
+                           const char *what, const char *kind, int version, diag *e);
 #endif

@@ -193,11 +193,13 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const double t = prefill ? ctx : 1.0; /* new tokens per sequence */
     const double rows = gbs * t;          /* GEMM rows */
     const double launch = s->has_gpu ? hw->gpu.launch_latency_s : 0.0;
+    /* without a GPU, each batch's pass through a layer is one CPU task */
+    const double task = s->has_gpu ? 0.0 : hw->cpu.task_overhead_s;
 
     /* before attention: the first norm and the QKV projection */
     b->dense_pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
                      cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
-                     CM_KERNELS_PRE_ATTENTION * launch;
+                     CM_KERNELS_PRE_ATTENTION * launch + task;
     /* after: output projection, MLP, the second norm, residual adds */
     double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
     if (m->ffn_kind == MODEL_FFN_SWIGLU)
@@ -228,7 +230,8 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
         b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, 1), b->kv_new_bytes);
     }
     if (s->has_gpu && p->cpu_attention) {
-        b->attn_cpu_s = cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd);
+        b->attn_cpu_s = cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd) +
+                        hw->cpu.task_overhead_s;
         if (p->kv_quant.bits) {
             b->kv_deq_cpu_s = cm_memory_pass_time(hw, CM_DEV_CPU, b->kv_old_bytes,
                                                   kv_fp16_bytes(s, gbs, old));
@@ -250,7 +253,8 @@ double cm_weight_dequant_s(const cm_setup *s)
     if (!s->p->weight_quant.bits)
         return 0.0;
     return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_layer_bytes,
-                               s->w_layer_fp16_bytes);
+                               s->w_layer_fp16_bytes) +
+           (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 
 const hw_link *cm_weight_link(const cm_setup *s) { return weight_link(s); }
@@ -355,7 +359,8 @@ double cm_head_dequant_s(const cm_setup *s)
     const model *m = s->m;
     return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_head_bytes,
                                (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) *
-                                   CM_HALF);
+                                   CM_HALF) +
+           (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 
 double cm_head_batch_s(const cm_setup *s, cm_phase phase)
@@ -370,7 +375,7 @@ double cm_head_batch_s(const cm_setup *s, cm_phase phase)
      * last token of each sequence (one row per sequence). */
     double lookup = cm_memory_pass_time(hw, dev, gbs * t * h * CM_HALF, gbs * t * h * CM_HALF);
     double lm = cm_gemm_time(hw, dev, gbs, v, h, CM_HALF);
-    double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : 0.0;
+    double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : hw->cpu.task_overhead_s;
     return lookup + lm + launch;
 }
 

@@ -184,7 +184,9 @@ static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) ||
         (st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) ||
         (st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
-                              HW_MAX_BANDWIDTH, &c->attn_Bps, e))) {
+                              HW_MAX_BANDWIDTH, &c->attn_Bps, e)) ||
+        (st = yd_field_qty_in(&m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                              &c->task_overhead_s, e))) {
         yd_map_discard(&m);
         return st;
     }
@@ -240,12 +242,12 @@ static llmsim_status load_links(yd_map *root, hwprofile *hw, diag *e)
     return yd_map_close(&m, e);
 }
 
-llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e)
+static llmsim_status hwprofile_load_yaml_doc(const char *path, const char *text, hwprofile *hw, diag *e)
 {
     memset(hw, 0, sizeof *hw);
     yd_doc doc;
     yd_map root;
-    llmsim_status st = yd_open_file(&doc, &root, path, "the hardware profile", "hwprofile", 1, e);
+    llmsim_status st = yd_open_text(&doc, &root, path, text, "the hardware profile", "hwprofile", 1, e);
     if (st)
         return st;
     if ((st = yd_field_str(&root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
@@ -396,6 +398,11 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
     strbuf_puts(b, "  attention: ");
     put_qty(b, UNITS_BANDWIDTH, c->attn_Bps);
     strbuf_puts(b, "\n");
+    if (c->task_overhead_s > 0) {
+        strbuf_puts(b, "  task_overhead: ");
+        put_qty(b, UNITS_TIME, c->task_overhead_s);
+        strbuf_puts(b, "\n");
+    }
     if (hw->disk.present) {
         strbuf_puts(b, "disk:\n  capacity: ");
         put_qty(b, UNITS_BYTES, hw->disk.capacity_bytes);
@@ -418,4 +425,14 @@ llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e)
     llmsim_status st = strbuf_write_file(&b, path, e);
     strbuf_free(&b);
     return st;
+}
+
+llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e)
+{
+    return hwprofile_load_yaml_doc(path, NULL, hw, e);
+}
+
+llmsim_status hwprofile_load_yaml_text(const char *name, const char *text, hwprofile *hw, diag *e)
+{
+    return hwprofile_load_yaml_doc(name, text, hw, e);
 }

@@ -76,6 +76,9 @@ typedef struct hw_cpu {
     double memory_bandwidth_Bps;
     hw_gemm_table gemm;
     double attn_Bps; /* CPU attention kernel: bytes of K and V read per second */
+    /* fixed cost of each compute task the CPU runs (dispatch to the threads,
+     * the small kernels around the GEMMs); 0 unless calibrated */
+    double task_overhead_s;
 } hw_cpu;
 
 typedef struct hw_disk {
@@ -119,6 +122,9 @@ typedef struct hwprofile {
 /* Resolve `spec` (shipped name in hwprofiles/, or a path) and load it. */
 llmsim_status hwprofile_load(const char *spec, hwprofile *hw, diag *e);
 llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e);
+/* The same over YAML text in memory (the store keeps inputs as text); name
+ * stands for the file in messages. */
+llmsim_status hwprofile_load_yaml_text(const char *name, const char *text, hwprofile *hw, diag *e);
 /* Canonical YAML: loads back to an identical struct (hwprofile_load_yaml). */
 void hwprofile_save(const hwprofile *hw, strbuf *out);
 llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e);

@@ -212,12 +212,12 @@ llmsim_status model_validate(const model *m, const char *where, diag *e)
 
 /* ---- YAML */
 
-llmsim_status model_load_yaml(const char *path, model *m, diag *e)
+static llmsim_status model_load_yaml_doc(const char *path, const char *text, model *m, diag *e)
 {
     yd_doc doc;
     memset(m, 0, sizeof *m);
     yd_map root;
-    llmsim_status st = yd_open_file(&doc, &root, path, "the model file", "model", 1, e);
+    llmsim_status st = yd_open_text(&doc, &root, path, text, "the model file", "model", 1, e);
     if (st)
         return st;
     long long v;
@@ -346,4 +346,14 @@ void model_canonical(const model *m, strbuf *out)
                   model_pos_names[m->position], m->tied_embeddings ? "true" : "false",
                   m->linear_bias ? "true" : "false", model_dtype_names[m->dtype], m->norm_eps,
                   m->rope_theta);
+}
+
+llmsim_status model_load_yaml(const char *path, model *m, diag *e)
+{
+    return model_load_yaml_doc(path, NULL, m, e);
+}
+
+llmsim_status model_load_yaml_text(const char *name, const char *text, model *m, diag *e)
+{
+    return model_load_yaml_doc(name, text, m, e);
 }

@@ -54,6 +54,9 @@ int model_dtype_bytes(model_dtype dt);
 /* Resolve `spec` (shipped name, YAML path, or config.json path) and load it. */
 llmsim_status model_load(const char *spec, model *m, diag *e);
 llmsim_status model_load_yaml(const char *path, model *m, diag *e);
+/* The same over YAML text in memory (the store keeps inputs as text); name
+ * stands for the file in messages. */
+llmsim_status model_load_yaml_text(const char *name, const char *text, model *m, diag *e);
 llmsim_status model_load_hf_config(const char *path, model *m, diag *e);
 /* Check the cross-field rules (heads divide, GQA groups, ...); `where` names
  * the source in messages. */

@@ -21,12 +21,12 @@ llmsim_status workload_validate(const workload *w, const char *where, diag *e)
     return LLMSIM_OK;
 }
 
-llmsim_status workload_load_yaml(const char *path, workload *w, diag *e)
+static llmsim_status workload_load_yaml_doc(const char *path, const char *text, workload *w, diag *e)
 {
     memset(w, 0, sizeof *w);
     yd_doc doc;
     yd_map root;
-    llmsim_status st = yd_open_file(&doc, &root, path, "the workload", "workload", 1, e);
+    llmsim_status st = yd_open_text(&doc, &root, path, text, "the workload", "workload", 1, e);
     if (st)
         return st;
     static const char *const kinds[] = {"offline"};
@@ -51,4 +51,14 @@ void workload_save(const workload *w, strbuf *b)
                   w->prompt_len, w->gen_len);
     if (w->num_prompts)
         strbuf_printf(b, "num_prompts: %lld\n", w->num_prompts);
+}
+
+llmsim_status workload_load_yaml(const char *path, workload *w, diag *e)
+{
+    return workload_load_yaml_doc(path, NULL, w, e);
+}
+
+llmsim_status workload_load_yaml_text(const char *name, const char *text, workload *w, diag *e)
+{
+    return workload_load_yaml_doc(name, text, w, e);
 }

@@ -16,6 +16,9 @@ typedef struct workload {
 } workload;
 
 llmsim_status workload_load_yaml(const char *path, workload *w, diag *e);
+/* The same over YAML text in memory (the store keeps inputs as text); name
+ * stands for the file in messages. */
+llmsim_status workload_load_yaml_text(const char *name, const char *text, workload *w, diag *e);
 llmsim_status workload_validate(const workload *w, const char *where, diag *e);
 void workload_save(const workload *w, strbuf *out);
 

@@ -192,12 +192,12 @@ static llmsim_status load_serving(yd_map *root, policy *p, diag *e)
     return yd_map_close(&m, e);
 }
 
-llmsim_status policy_load_yaml(const char *path, policy *p, diag *e)
+static llmsim_status policy_load_yaml_doc(const char *path, const char *text, policy *p, diag *e)
 {
     policy_init(p);
     yd_doc doc;
     yd_map root;
-    llmsim_status st = yd_open_file(&doc, &root, path, "the policy", "policy", 1, e);
+    llmsim_status st = yd_open_text(&doc, &root, path, text, "the policy", "policy", 1, e);
     if (st)
         return st;
     long long gbs = 1, ngb = 1;
@@ -286,4 +286,14 @@ void policy_save(const policy *p, strbuf *b)
                   p->pin_weights ? "true" : "false");
     strbuf_printf(b, "serving:\n  preemption: %s\n  scheduler: %s\n  kv_block_size: %d\n",
                   preemption_names[p->preempt], scheduler_names[p->sched], p->kv_block_size);
+}
+
+llmsim_status policy_load_yaml(const char *path, policy *p, diag *e)
+{
+    return policy_load_yaml_doc(path, NULL, p, e);
+}
+
+llmsim_status policy_load_yaml_text(const char *name, const char *text, policy *p, diag *e)
+{
+    return policy_load_yaml_doc(name, text, p, e);
 }

@@ -55,6 +55,9 @@ typedef struct policy {
 void policy_init(policy *p);
 
 llmsim_status policy_load_yaml(const char *path, policy *p, diag *e);
+/* The same over YAML text in memory (the store keeps inputs as text); name
+ * stands for the file in messages. */
+llmsim_status policy_load_yaml_text(const char *name, const char *text, policy *p, diag *e);
 
 /* FlexGen's shorthand: wg wc cg cc hg hc in percent; the rest of each goes
  * to disk. `args` are the six strings from the command line. */
