@@ -90,14 +90,14 @@ static placement grid_placement(const double f[3], bool has_gpu)
     return p;
 }
 
-static void grid_policy(const grid_entry *g, const policy *base, bool has_gpu, policy *p)
+static void grid_policy(const grid_entry *g, const policy *base, bool has_gpu, int group, policy *p)
 {
     *p = *base;
     p->weights = grid_placement(g->w, has_gpu);
     p->kv_cache = grid_placement(g->c, has_gpu);
     p->activations = grid_placement(g->a, has_gpu);
-    p->weight_quant = (quant){g->wq, g->wq ? 64 : 0};
-    p->kv_quant = (quant){g->kq, g->kq ? 64 : 0};
+    p->weight_quant = (quant){g->wq, g->wq ? group : 0};
+    p->kv_quant = (quant){g->kq, g->kq ? group : 0};
     p->overlap = !g->no_overlap;
     p->cpu_attention = has_gpu && g->cpu_attention;
     if (g->batch_mul > 1) {
@@ -186,7 +186,7 @@ static int load_policy_dir(const char *dir, v_policy **out, int *n)
 
 /* The grid entries that fit: the cost model's peak memory within every
  * tier, and the engine's RAM within what is free. */
-static int make_grid(const cli_job *job, v_policy **out, int *n, bool tty)
+static int make_grid(const cli_job *job, v_policy **out, int *n)
 {
     const bool has_gpu = job->hw.gpu.present;
     int total = (int)(sizeof grid / sizeof grid[0]);
@@ -203,14 +203,22 @@ static int make_grid(const cli_job *job, v_policy **out, int *n, bool tty)
         if (!job->hw.disk.present && (g->w[2] > 0 || g->c[2] > 0 || g->a[2] > 0))
             continue;
         policy p;
-        grid_policy(g, &job->policy, has_gpu, &p);
         diag e;
         diag_clear(&e);
         cm_result r;
         memset(&r, 0, sizeof r);
-        llmsim_status st = policy_validate(&p, g->name, &e);
-        if (!st)
-            st = cm_predict(&job->model, &job->hw, &p, &job->workload, &r, &e);
+        llmsim_status st = LLMSIM_OK;
+        /* group 64 (FlexGen's), or the largest smaller one that divides the model's rows */
+        for (int group = 64; group >= 8; group /= 2) {
+            grid_policy(g, &job->policy, has_gpu, group, &p);
+            cm_result_free(&r);
+            memset(&r, 0, sizeof r);
+            st = policy_validate(&p, g->name, &e);
+            if (!st)
+                st = cm_predict(&job->model, &job->hw, &p, &job->workload, &r, &e);
+            if (st != LLMSIM_EINPUT || (!g->wq && !g->kq))
+                break;
+        }
         bool fits = !st && r.feasible;
         cm_result_free(&r);
         if (fits) {
@@ -224,8 +232,7 @@ static int make_grid(const cli_job *job, v_policy **out, int *n, bool tty)
             }
         }
         if (!fits) {
-            if (tty)
-                fprintf(stderr, "llmsim validate: grid: %s does not fit this machine%s%s; skipped\n", g->name,
+            fprintf(stderr, "llmsim validate: grid: %s does not fit this machine%s%s; skipped\n", g->name,
                         st ? ": " : "", st ? e.msg : "");
             continue;
         }
@@ -373,7 +380,8 @@ static void usage(void)
            "                         llmsim profile -o FILE)\n"
            "  --policies DIR         every policy YAML (*.yaml) of DIR, by file name\n"
            "  --grid                 a spread of policies over every tier and quantization\n"
-           "                         setting (4 and 8 bits, group 64) that fits the machine\n"
+           "                         setting (4 and 8 bits, group 64 or the largest smaller\n"
+           "                         power of 2 that divides the rows) that fits the machine\n"
            "  --gpu-batch-size B     the grid's GPU batch (default 2)\n"
            "  --num-gpu-batches K    the grid's GPU batches per block (default 2)\n"
            "  --prompt-len S         prompt tokens (default 16)\n"
@@ -497,7 +505,7 @@ int cmd_validate(int argc, char **argv)
     if ((status = cli_job_parse(nargs, args, "validate", job, &help)))
         goto out;
     cli_command_line(argc, argv, job->command, sizeof job->command);
-    status = policies_dir ? load_policy_dir(policies_dir, &ps, &nps) : make_grid(job, &ps, &nps, o.tty);
+    status = policies_dir ? load_policy_dir(policies_dir, &ps, &nps) : make_grid(job, &ps, &nps);
     if (status)
         goto out;
 
