@@ -18,7 +18,7 @@ const char *const model_dtype_names[3] = {"fp16", "bf16", "fp32"};
 const char *const model_shipped_names[] = {
     "opt-125m",    "opt-1.3b",     "opt-6.7b",     "opt-13b",      "opt-30b",
     "opt-66b",     "opt-175b",     "llama-2-7b",   "llama-2-13b",  "llama-2-70b",
-    "llama-3.1-8b", "llama-3.1-70b", "mistral-7b", NULL,
+    "llama-3.1-8b", "llama-3.1-70b", "mistral-7b", "tinyllama-1.1b", NULL,
 };
 
 int model_dtype_bytes(model_dtype dt) { return dt == MODEL_DTYPE_FP32 ? 4 : 2; }

@@ -43,6 +43,7 @@ static const published_count published[] = {
     {"llama-3.1-8b", 8030261248LL, true},
     {"llama-3.1-70b", 70553706496LL, true},
     {"mistral-7b", 7241732096LL, true},
+    {"tinyllama-1.1b", 1100048384LL, true},
 };
 #define N_PUBLISHED (sizeof published / sizeof published[0])
 
