@@ -326,6 +326,86 @@ void quant_dequantize_row_portable(const uint8_t *in, size_t n, int bits, int gr
     }
 }
 
+/*
+ * Dequantization straight to fp16: f16(x') with x' = q*s + m as above and
+ * f16 quant_f32_to_f16_bits (round to nearest even, the same function as
+ * half_f32_to_f16), without branches so that it vectorizes: per lane every
+ * case of quant_f32_to_f16_bits is computed and the right one selected.
+ *  - normal (|x| >= 2^-14): rebias and round the 13 dropped bits, as
+ *    (a - 0x38000000 + 0xfff + odd) >> 13 (a carry is a round up);
+ *  - subnormal: |x| + 0.5f rounds |x| to a multiple of 2^-24 (the ulp of
+ *    0.5), half to even, in the FPU's default rounding mode; the low bits of
+ *    the sum are the fp16 subnormal (0 below 2^-25, 0x400 for the smallest
+ *    normal);
+ *  - >= 65520: infinity; NaN: quiet, top payload bits kept.
+ */
+typedef uint32_t quant_v4u __attribute__((vector_size(16)));
+typedef uint16_t quant_v4h __attribute__((vector_size(8)));
+
+/* in_range: the caller knows |f| <= 65504 in every lane (no infinity, no NaN). */
+QUANT_INLINE quant_v4u quant_v4_f32_to_f16(quant_v4f f, int in_range)
+{
+    quant_v4u x, sub;
+    memcpy(&x, &f, sizeof x);
+    quant_v4u a = x & 0x7fffffffu, sign = (x >> 16) & 0x8000u;
+    quant_v4f af, sf;
+    memcpy(&af, &a, sizeof af);
+    sf = af + 0.5f;
+    memcpy(&sub, &sf, sizeof sub);
+    sub -= 0x3f000000u;
+    quant_v4u nrm = (a - 0x38000000u + 0xfffu + ((a >> 13) & 1u)) >> 13;
+    /* masks: all ones where the comparison holds (a < 2^31: signed compares are right) */
+    quant_v4u is_nrm = (quant_v4u)((quant_v4i)a >= 0x38800000);
+    quant_v4u h = (is_nrm & nrm) | (~is_nrm & sub);
+    if (!in_range) {
+        quant_v4u is_inf = (quant_v4u)((quant_v4i)a >= 0x477ff000), is_nan = (quant_v4u)((quant_v4i)a > 0x7f800000);
+        h = (is_inf & 0x7c00u) | (~is_inf & h);
+        h = (is_nan & (0x7e00u | ((a >> 13) & 0x3ffu))) | (~is_nan & h);
+    }
+    return h | sign;
+}
+
+QUANT_INLINE void quant_v4h_store(uint16_t *p, quant_v4u v)
+{
+    quant_v4h h = __builtin_convertvector(v, quant_v4h);
+    memcpy(p, &h, sizeof h);
+}
+
+/* The whole 16-value chunks of a block: o[j..] = f16(q*s + m) (q*s exact: == fmaf). */
+QUANT_INLINE void quant_block_deq16_f16(const uint8_t *c, int bits, size_t g16, float s, float m, uint16_t *o,
+                                        int in_range)
+{
+    for (size_t j = 0; j < g16; j += 16) {
+        quant_v4f q0, q1, q2, q3;
+        quant_v4_codes16(c, bits, j, &q0, &q1, &q2, &q3);
+        quant_v4h_store(o + j, quant_v4_f32_to_f16(q0 * s + m, in_range));
+        quant_v4h_store(o + j + 4, quant_v4_f32_to_f16(q1 * s + m, in_range));
+        quant_v4h_store(o + j + 8, quant_v4_f32_to_f16(q2 * s + m, in_range));
+        quant_v4h_store(o + j + 12, quant_v4_f32_to_f16(q3 * s + m, in_range));
+    }
+}
+
+void quant_dequantize_row_f16_portable(const uint8_t *in, size_t n, int bits, int group, uint16_t *out)
+{
+    assert(quant_args_ok(n, bits, group));
+    size_t g = (size_t)group, bb = quant_block_bytes(bits, group), g16 = g / 16 * 16;
+    for (size_t b = 0; b < n / g; b++) {
+        const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
+        uint16_t *o = out + b * g;
+        float s = quant_f16_bits_to_f32(quant_block_scale_bits(blk));
+        float m = quant_f16_bits_to_f32(quant_block_min_bits(blk));
+        /* |q*s + m| <= L|s| + |m| (exact in double): below 65504, the block
+         * has no infinity or NaN to convert (the common case, the fast loop) */
+        double bound = (double)((1 << bits) - 1) * fabs((double)s) + fabs((double)m);
+        if (bound <= (double)QUANT_F16_MAX)
+            quant_block_deq16_f16(c, bits, g16, s, m, o, 1);
+        else
+            quant_block_deq16_f16(c, bits, g16, s, m, o, 0);
+        for (size_t j = g16; j < g; j++)
+            o[j] = quant_f32_to_f16_bits((float)quant_code_get(c, bits, j) * s + m);
+    }
+}
+
 /* Pairwise sum of 8 lanes. */
 QUANT_INLINE float quant_sum8(const float a[8])
 {
@@ -469,6 +549,66 @@ QUANT_TARGET_AVX2 void quant_dequantize_row_avx2(const uint8_t *in, size_t n, in
     }
 }
 
+/* 8 codes (bytes, low 8 of v) -> their 8 fp16 values f16(q*s + m), stored at o. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_deq8_f16(__m128i v, __m256 s, __m256 m, uint16_t *o)
+{
+    __m128i h = _mm256_cvtps_ph(quant_avx2_deq8(v, s, m), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128((__m128i *)o, h);
+}
+
+/* F16C narrows with the rounding asked for (to nearest even), gives
+ * subnormals (MXCSR.FTZ does not apply to VCVTPS2PH), infinity from 65520
+ * up, and quiet NaNs with the top payload bits: quant_f32_to_f16_bits. */
+QUANT_TARGET_AVX2 void quant_dequantize_row_f16_avx2(const uint8_t *in, size_t n, int bits, int group,
+                                                     uint16_t *out)
+{
+    assert(quant_args_ok(n, bits, group));
+    size_t g = (size_t)group, bb = quant_block_bytes(bits, group);
+    const __m128i nib = _mm_set1_epi8(0x0f);
+    for (size_t b = 0; b < n / g; b++) {
+        const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
+        uint16_t *o = out + b * g;
+        float s = _cvtsh_ss(quant_block_scale_bits(blk));
+        float m = _cvtsh_ss(quant_block_min_bits(blk));
+        __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
+        size_t j = 0;
+        if (bits == 4) {
+            for (; j + 32 <= g; j += 32) {
+                __m128i v0, v1;
+                quant_avx2_unpack4(c + j / 2, &v0, &v1);
+                quant_avx2_deq8_f16(v0, vs, vm, o + j);
+                quant_avx2_deq8_f16(_mm_srli_si128(v0, 8), vs, vm, o + j + 8);
+                quant_avx2_deq8_f16(v1, vs, vm, o + j + 16);
+                quant_avx2_deq8_f16(_mm_srli_si128(v1, 8), vs, vm, o + j + 24);
+            }
+            for (; j + 8 <= g; j += 8) { /* 4 bytes: 8 codes */
+                uint32_t w;
+                memcpy(&w, c + j / 2, 4);
+                __m128i b4 = _mm_cvtsi32_si128((int)w);
+                __m128i lo = _mm_and_si128(b4, nib), hi = _mm_and_si128(_mm_srli_epi16(b4, 4), nib);
+                quant_avx2_deq8_f16(_mm_unpacklo_epi8(lo, hi), vs, vm, o + j);
+            }
+            for (; j < g; j += 2) {
+                o[j] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] & 0xfu), s, m), _MM_FROUND_TO_NEAREST_INT);
+                o[j + 1] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] >> 4), s, m), _MM_FROUND_TO_NEAREST_INT);
+            }
+        } else {
+            for (; j + 32 <= g; j += 32) {
+                __m128i v0 = _mm_loadu_si128((const __m128i *)(c + j));
+                __m128i v1 = _mm_loadu_si128((const __m128i *)(c + j + 16));
+                quant_avx2_deq8_f16(v0, vs, vm, o + j);
+                quant_avx2_deq8_f16(_mm_srli_si128(v0, 8), vs, vm, o + j + 8);
+                quant_avx2_deq8_f16(v1, vs, vm, o + j + 16);
+                quant_avx2_deq8_f16(_mm_srli_si128(v1, 8), vs, vm, o + j + 24);
+            }
+            for (; j + 8 <= g; j += 8)
+                quant_avx2_deq8_f16(_mm_loadl_epi64((const __m128i *)(c + j)), vs, vm, o + j);
+            for (; j < g; j++)
+                o[j] = (uint16_t)_cvtss_sh(fmaf((float)c[j], s, m), _MM_FROUND_TO_NEAREST_INT);
+        }
+    }
+}
+
 /* Horizontal pairwise sum of 8 lanes. */
 QUANT_TARGET_AVX2 static inline float quant_avx2_hsum(__m256 v)
 {
@@ -552,6 +692,12 @@ void quant_dequantize_row_avx2(const uint8_t *in, size_t n, int bits, int group,
     quant_dequantize_row_portable(in, n, bits, group, out);
 }
 
+void quant_dequantize_row_f16_avx2(const uint8_t *in, size_t n, int bits, int group, uint16_t *out)
+{
+    assert(!"quant_dequantize_row_f16_avx2: not built for this target");
+    quant_dequantize_row_f16_portable(in, n, bits, group, out);
+}
+
 float quant_dot_row_avx2(const uint8_t *qrow, const float *x, size_t n, int bits, int group)
 {
     assert(!"quant_dot_row_avx2: not built for this target");
@@ -578,6 +724,14 @@ void quant_dequantize_row(const uint8_t *in, size_t n, int bits, int group, floa
         quant_dequantize_row_portable(in, n, bits, group, out);
 }
 
+void quant_dequantize_row_f16(const uint8_t *in, size_t n, int bits, int group, uint16_t *out)
+{
+    if (quant_have_avx2())
+        quant_dequantize_row_f16_avx2(in, n, bits, group, out);
+    else
+        quant_dequantize_row_f16_portable(in, n, bits, group, out);
+}
+
 float quant_dot_row(const uint8_t *qrow, const float *x, size_t n, int bits, int group)
 {
     if (quant_have_avx2())
@@ -597,6 +751,14 @@ void quant_dequantize_rows(const uint8_t *in, size_t rows, size_t cols, int bits
     size_t rb = quant_row_bytes(cols, bits, group);
     for (size_t r = 0; r < rows; r++)
         quant_dequantize_row(in + r * rb, cols, bits, group, out + r * cols);
+}
+
+void quant_dequantize_rows_f16(const uint8_t *in, size_t rows, size_t cols, int bits, int group,
+                               uint16_t *out)
+{
+    size_t rb = quant_row_bytes(cols, bits, group);
+    for (size_t r = 0; r < rows; r++)
+        quant_dequantize_row_f16(in + r * rb, cols, bits, group, out + r * cols);
 }
 
 double quant_dot_tol(size_t n, int group)

@@ -41,6 +41,19 @@ void quant_dequantize_row_ref(const uint8_t *in, size_t n, int bits, int group, 
 void quant_quantize_row(const float *x, size_t n, int bits, int group, uint8_t *out);
 void quant_dequantize_row(const uint8_t *in, size_t n, int bits, int group, float *out);
 
+/*
+ * Dequantize straight to fp16 (bit patterns): out[i] is the fp16 of the fp32
+ * value quant_dequantize_row gives, rounded to nearest even, exactly what
+ * half_f32_to_f16 (exec/half.h) and quant_f32_to_f16_bits return for it,
+ * without the fp32 row in memory (tests/unit/test_quant_f16.c checks every
+ * path against that two-step route). The portable path rounds subnormal
+ * results with an fp32 addition: it assumes the default rounding mode and no
+ * flush-to-zero, as the whole program does.
+ */
+void quant_dequantize_row_f16(const uint8_t *in, size_t n, int bits, int group, uint16_t *out);
+void quant_dequantize_rows_f16(const uint8_t *in, size_t rows, size_t cols, int bits, int group,
+                               uint16_t *out);
+
 /* A [rows][cols] tensor, row by row along cols: in/out row r at r * quant_row_bytes(cols). */
 void quant_quantize_rows(const float *x, size_t rows, size_t cols, int bits, int group, uint8_t *out);
 void quant_dequantize_rows(const uint8_t *in, size_t rows, size_t cols, int bits, int group,
@@ -68,6 +81,7 @@ double quant_dot_tol(size_t n, int group);
 
 void quant_quantize_row_portable(const float *x, size_t n, int bits, int group, uint8_t *out);
 void quant_dequantize_row_portable(const uint8_t *in, size_t n, int bits, int group, float *out);
+void quant_dequantize_row_f16_portable(const uint8_t *in, size_t n, int bits, int group, uint16_t *out);
 float quant_dot_row_portable(const uint8_t *qrow, const float *x, size_t n, int bits, int group);
 
 /* 1 when this build has the AVX2+FMA+F16C variants and the CPU runs them; the
@@ -75,6 +89,7 @@ float quant_dot_row_portable(const uint8_t *qrow, const float *x, size_t n, int 
 int quant_have_avx2(void);
 void quant_quantize_row_avx2(const float *x, size_t n, int bits, int group, uint8_t *out);
 void quant_dequantize_row_avx2(const uint8_t *in, size_t n, int bits, int group, float *out);
+void quant_dequantize_row_f16_avx2(const uint8_t *in, size_t n, int bits, int group, uint16_t *out);
 float quant_dot_row_avx2(const uint8_t *qrow, const float *x, size_t n, int bits, int group);
 
 #endif

@@ -233,8 +233,8 @@ static void store_values(const eng *g, const eng_tensor *t, const float *v, uint
 {
     size_t n = (size_t)(t->desc.rows * t->desc.cols);
     if (t->quantized) {
-        quant_quantize_rows(v, (size_t)t->desc.rows, (size_t)t->desc.cols, g->p->weight_quant.bits,
-                            g->p->weight_quant.group_size, dst);
+        k_quantize(g->pool, v, (size_t)t->desc.rows, (size_t)t->desc.cols, g->p->weight_quant.bits,
+                   g->p->weight_quant.group_size, dst);
         return;
     }
     switch (g->wt) {
@@ -559,15 +559,9 @@ static void dequant_unit(eng *g, int u, int wslot)
         if (!t->quantized)
             continue;
         size_t rows = (size_t)t->desc.rows, cols = (size_t)t->desc.cols;
-        size_t rb = quant_row_bytes(cols, g->p->weight_quant.bits, g->p->weight_quant.group_size);
-        const uint8_t *q = tensor_data(g, u, i, wslot);
-        float *row = g->vec + 3 * g->wmax; /* wmax floats: the widest row */
-        for (size_t r = 0; r < rows; r++) {
-            quant_dequantize_row(q + r * rb, cols, g->p->weight_quant.bits,
-                                 g->p->weight_quant.group_size, row);
-            for (size_t c = 0; c < cols; c++)
-                g->deq[off + r * cols + c] = half_f32_to_f16(row[c]);
-        }
+        /* fused to fp16, rows over the pool (the same bits as f16 of quant_dequantize_row) */
+        k_dequantize_f16(g->pool, tensor_data(g, u, i, wslot), rows, cols, g->p->weight_quant.bits,
+                         g->p->weight_quant.group_size, g->deq + off);
         off += rows * cols;
     }
 }
@@ -584,7 +578,7 @@ static uint8_t *kv_base(eng *g, int layer, int k, int stage_slot)
 static size_t kv_stride(const eng *g, int k) { return g->kv_tier[k] == TIER_DISK ? g->kv_dslot : g->kv_slot; }
 
 /* Write the new K and V of sequence s, token position pos, into slot array. */
-static void kv_put(eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
+static void kv_put(const eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
                    const float *vx)
 {
     uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * g->kv_row;
@@ -600,14 +594,66 @@ static void kv_put(eng *g, uint8_t *slots, size_t stride, int s, long long pos, 
     }
 }
 
-/* fp32 K and V of sequence s for positions [0, ctx). */
-static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long ctx)
+/* Loops over fewer values than this (KV rows, hidden states) run on the
+ * compute thread alone (waking the pool costs more than it saves). */
+#define ENG_PAR_MIN_VALUES 32768
+
+/* Run fn over [0, units) of `values` values in all: on the pool, or on the
+ * caller when that is small. Every unit writes its own rows. */
+static void eng_par(eng *g, size_t units, size_t values, void (*fn)(void *, size_t, size_t), void *ctx)
 {
+    if (values < ENG_PAR_MIN_VALUES)
+        fn(ctx, 0, units);
+    else
+        pool_for(g->pool, units, fn, ctx);
+}
+
+typedef struct kv_job {
+    const eng *g;
+    uint8_t *slots;        /* put: slot array */
+    uint8_t *out;          /* put: the out slots of a disk home, or NULL */
+    const uint8_t *src;    /* gather: slot array */
+    size_t stride;         /* of slots / src */
+    long long start, t;    /* put: positions start .. start + t - 1 of every sequence */
+    const float *kk, *vv;  /* put: the new K and V rows [gbs][t][kvd] */
+    int s;                 /* gather: the sequence */
+} kv_job;
+
+/* Units are (sequence, new token) pairs u = s * t + a. */
+static void kv_put_chunk(void *ctx, size_t b, size_t e)
+{
+    const kv_job *J = ctx;
+    const eng *g = J->g;
+    for (size_t u = b; u < e; u++) {
+        int s = (int)(u / (size_t)J->t);
+        long long a = (long long)(u % (size_t)J->t);
+        const float *kr = J->kk + u * g->kvd, *vr = J->vv + u * g->kvd;
+        kv_put(g, J->slots, J->stride, s, J->start + a, kr, vr);
+        if (J->out)
+            kv_put(g, J->out, g->kv_dslot, s, a, kr, vr);
+    }
+}
+
+/* The new K and V of every sequence of the batch (t tokens each, from
+ * position start) into slots, and into out for a disk home (out slot a). */
+static void kv_put_batch(eng *g, uint8_t *slots, size_t stride, uint8_t *out, long long start, long long t,
+                         const float *kk, const float *vv)
+{
+    kv_job J = {.g = g, .slots = slots, .out = out, .stride = stride, .start = start, .t = t, .kk = kk, .vv = vv};
+    size_t units = (size_t)g->gbs * (size_t)t;
+    eng_par(g, units, units * 2 * g->kvd * (out ? 2 : 1), kv_put_chunk, &J);
+}
+
+/* Units are positions: both rows of one position. */
+static void kv_gather_chunk(void *ctx, size_t b, size_t e)
+{
+    const kv_job *J = ctx;
+    const eng *g = J->g;
     const quant *kq = &g->p->kv_quant;
-    for (long long c = 0; c < ctx; c++) {
-        const uint8_t *row = slots + (size_t)c * stride + (size_t)s * 2 * g->kv_row;
+    for (size_t c = b; c < e; c++) {
+        const uint8_t *row = J->src + c * J->stride + (size_t)J->s * 2 * g->kv_row;
         for (int kv = 0; kv < 2; kv++) {
-            float *dst = (kv ? g->vf : g->kf) + (size_t)c * g->kvd;
+            float *dst = (kv ? g->vf : g->kf) + c * g->kvd;
             const uint8_t *src = row + (size_t)kv * g->kv_row;
             if (kq->bits)
                 quant_dequantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
@@ -615,6 +661,13 @@ static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long l
                 k_convert_to_f32(NULL, src, K_WTYPE_F16, g->kvd, dst);
         }
     }
+}
+
+/* fp32 K and V of sequence s for positions [0, ctx), positions over the pool. */
+static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long ctx)
+{
+    kv_job J = {.g = g, .src = slots, .stride = stride, .s = s};
+    eng_par(g, (size_t)ctx, (size_t)ctx * 2 * g->kvd, kv_gather_chunk, &J);
 }
 
 /* One GPU batch through decoder layer j at step i (t tokens per sequence).
@@ -651,16 +704,10 @@ static void layer_forward(eng *g, int i, int j, int k, int wslot, uint8_t *kv_sl
                      (size_t)m->head_dim, m->rope_theta);
         }
     }
+    /* the new entries: in place for a RAM home (and the staged copy of a
+     * disk home), and into the out slot that C_WRITE sends to disk */
+    kv_put_batch(g, kv_slots, stride, kv_out, start, t, kk, vv);
     for (int s = 0; s < gbs; s++) {
-        /* the new entries: in place for a RAM home (and the staged copy of a
-         * disk home), and into the out slot that C_WRITE sends to disk */
-        for (long long a = 0; a < t; a++) {
-            const float *kr = kk + ((size_t)s * (size_t)t + (size_t)a) * kvd;
-            const float *vr = vv + ((size_t)s * (size_t)t + (size_t)a) * kvd;
-            kv_put(g, kv_slots, stride, s, start + a, kr, vr);
-            if (kv_out)
-                kv_put(g, kv_out, g->kv_dslot, s, a, kr, vr);
-        }
         kv_gather(g, kv_slots, stride, s, start + t);
         k_attention(g->pool, q + (size_t)s * (size_t)t * qd, (size_t)t, (size_t)start, g->kf, g->vf,
                     (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim,
@@ -970,9 +1017,8 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
                 memcpy(g->last[k] + (size_t)s * g->h, g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->h,
                        g->h * 4);
         } else {
-            uint16_t *dst = g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k];
-            for (size_t a = 0; a < rows * g->h; a++)
-                dst[a] = half_f32_to_f16(g->x[a]);
+            conv_ctx c = {g->x, g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k]};
+            eng_par(g, rows * g->h, rows * g->h, conv_chunk, &c);
         }
         return LLMSIM_OK;
     }

@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "exec/cpu/f16.h"
+#include "exec/quant.h"
 #include "models/model.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -230,6 +231,54 @@ void k_convert_to_f32(pool *p, const void *src, k_wtype wt, size_t count, float 
     k_convert_job j = {src, wt, count, dst};
     k_par(p, (count + K_CONVERT_CHUNK - 1) / K_CONVERT_CHUNK, K_CONVERT_CHUNK, k_convert_chunks,
           &j);
+}
+
+// ---- group-quantized weights and KV rows (exec/quant.h), rows over the pool
+
+typedef struct k_dequant_job {
+    const uint8_t *q;
+    size_t cols, rb;
+    int bits, group;
+    uint16_t *out16;
+    float *out32;
+    const float *x;  /* k_quantize: the input */
+    uint8_t *qout;   /* k_quantize: the output */
+} k_dequant_job;
+
+static void k_dequant_rows(void *ctx, size_t b, size_t e)
+{
+    const k_dequant_job *j = ctx;
+    if (j->out16)
+        quant_dequantize_rows_f16(j->q + b * j->rb, e - b, j->cols, j->bits, j->group, j->out16 + b * j->cols);
+    else
+        quant_dequantize_rows(j->q + b * j->rb, e - b, j->cols, j->bits, j->group, j->out32 + b * j->cols);
+}
+
+static void k_quant_rows(void *ctx, size_t b, size_t e)
+{
+    const k_dequant_job *j = ctx;
+    quant_quantize_rows(j->x + b * j->cols, e - b, j->cols, j->bits, j->group, j->qout + b * j->rb);
+}
+
+void k_quantize(pool *p, const float *x, size_t rows, size_t cols, int bits, int group, uint8_t *out)
+{
+    k_dequant_job j = {.cols = cols, .rb = quant_row_bytes(cols, bits, group), .bits = bits, .group = group,
+                       .x = x, .qout = out};
+    k_par(p, rows, 4 * cols, k_quant_rows, &j);
+}
+
+void k_dequantize_f16(pool *p, const uint8_t *q, size_t rows, size_t cols, int bits, int group, uint16_t *out)
+{
+    k_dequant_job j = {.q = q, .cols = cols, .rb = quant_row_bytes(cols, bits, group), .bits = bits, .group = group,
+                       .out16 = out};
+    k_par(p, rows, cols, k_dequant_rows, &j);
+}
+
+void k_dequantize_f32(pool *p, const uint8_t *q, size_t rows, size_t cols, int bits, int group, float *out)
+{
+    k_dequant_job j = {.q = q, .cols = cols, .rb = quant_row_bytes(cols, bits, group), .bits = bits, .group = group,
+                       .out32 = out};
+    k_par(p, rows, cols, k_dequant_rows, &j);
 }
 
 // ---- k_linear, fused decode path: each row of W streamed once for all m rows of x

@@ -88,6 +88,21 @@ void k_linear(pool *p, const float *x /* [m][k] */, size_t m, size_t k,
 void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, size_t count,
                       float *dst /* [count] */);
 
+/* ---- group-quantized rows (exec/quant.h) */
+/* (Each row is one thread's work: the results do not depend on the pool.) */
+
+/* Dequantize a [rows][cols] tensor quantized row by row (row r at
+ * r * quant_row_bytes(cols)) into fp16 bit patterns or fp32, rows split over
+ * the pool: the bits of quant_dequantize_row_f16 / quant_dequantize_row. */
+void k_dequantize_f16(pool *p, const uint8_t *q, size_t rows, size_t cols, int bits, int group,
+                      uint16_t *out /* [rows][cols] */);
+void k_dequantize_f32(pool *p, const uint8_t *q, size_t rows, size_t cols, int bits, int group,
+                      float *out /* [rows][cols] */);
+/* Quantize a [rows][cols] tensor row by row, rows split over the pool: the
+ * bytes of quant_quantize_rows. */
+void k_quantize(pool *p, const float *x /* [rows][cols] */, size_t rows, size_t cols, int bits, int group,
+                uint8_t *out /* [rows][quant_row_bytes(cols)] */);
+
 /* ---- norms (in place allowed: out == x) */
 
 /* (x - mean) / sqrt(var + eps) * gamma + beta per row, var biased (OPT). */
