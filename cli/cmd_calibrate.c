@@ -462,6 +462,8 @@ int cmd_calibrate(int argc, char **argv)
     cJSON_AddStringToObject(obj, "from", S->base.name);
     cJSON_AddNumberToObject(obj, "tasks", (double)cr.tasks);
     cJSON_AddNumberToObject(obj, "iterations", cr.iterations);
+    cJSON_AddNumberToObject(obj, "sse_before", cr.sse_before);
+    cJSON_AddNumberToObject(obj, "sse_after", cr.sse_after);
     cJSON *params = cJSON_AddArrayToObject(obj, "parameters");
     for (int j = 0; j < cr.nparams; j++) {
         if (!cr.params[j].fitted)
