@@ -157,10 +157,13 @@ static void gemm_call(void *ctx)
 
 static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
 {
-    static const size_t ms_full[] = {1, 4, 16, 64, 256, 1024}, ms_quick[] = {1, 16, 256};
+    /* m on both sides of the engine's switch from its fused GEMV (m <= K_GEMV_MAX_ROWS)
+     * to OpenBLAS sgemm: interpolating across the switch would be wrong by the jump */
+    static const size_t ms_full[] = {1, 4, K_GEMV_MAX_ROWS, K_GEMV_MAX_ROWS + 1, 32, 64, 256, 1024},
+                        ms_quick[] = {1, K_GEMV_MAX_ROWS, K_GEMV_MAX_ROWS + 1, 256};
     static const size_t hs_full[] = {1024, 2048, 4096}, hs_quick[] = {1024, 2048};
     const size_t *ms = P->o->quick ? ms_quick : ms_full, *hs = P->o->quick ? hs_quick : hs_full;
-    size_t nm = P->o->quick ? 3 : 6, nh = P->o->quick ? 2 : 3;
+    size_t nm = P->o->quick ? 4 : 8, nh = P->o->quick ? 2 : 3;
     size_t hmax = hs[nh - 1], mmax = ms[nm - 1];
     float *x = malloc(sizeof(float) * mmax * hmax), *y = malloc(sizeof(float) * mmax * hmax);
     uint16_t *w = malloc(sizeof(uint16_t) * hmax * hmax);

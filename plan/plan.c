@@ -38,8 +38,11 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 typedef struct builder {
     plan *pl;
     bool oom;
+    bool serial;   /* no overlap: every task waits for the one issued before it */
     uint32_t last; /* the task deps are being added to */
 } builder;
+
+static void dep(builder *b, uint32_t task, uint32_t on);
 
 static uint32_t add_task(builder *b, int step, int layer, int batch, plan_kind kind, plan_res res,
                          cm_stage stage, double bytes, double dur_s)
@@ -62,7 +65,10 @@ static uint32_t add_task(builder *b, int step, int layer, int batch, plan_kind k
     t->ndeps = 0;
     t->slot = t->slot2 = 0;
     b->last = (uint32_t)pl->ntasks;
-    return (uint32_t)pl->ntasks++;
+    uint32_t id = (uint32_t)pl->ntasks++;
+    if (b->serial && id > 0) /* the policy's overlap: false */
+        dep(b, id, id - 1);
+    return id;
 }
 
 /* A dependency of the task just added (deps of a task are contiguous). */
@@ -214,7 +220,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     unit_weights_get(m, p, false, pl->realized.layer_tiers, &lw);
     unit_weights_get(m, p, true, pl->realized.head_tiers, &hwt);
 
-    builder b = {pl, false, PLAN_NONE};
+    builder b = {pl, false, !p->overlap, PLAN_NONE};
     /* resident buffers: weights, the KV cache of the block at full length,
      * the block's hidden states */
     for (int t = 0; t < TIER_COUNT; t++)

@@ -26,6 +26,8 @@
  *    slot it fills, so the engine needs no bookkeeping of its own;
  *  - new KV entries go out to the batch's tier after its compute, hidden
  *    states to theirs; the next layer loads them.
+ *  - without overlap (policy overlap: false) every task also waits for the
+ *    one issued before it: I/O and compute take turns, in plan order;
  * Memory is explicit: buffers (resident ones from the start to the end, and
  * working ones allocated when a task starts and released when another ends).
  *

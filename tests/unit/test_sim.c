@@ -419,6 +419,41 @@ static void test_overflow_and_trace(void)
     free(hw);
 }
 
+static void test_no_overlap(void)
+{
+    /* overlap: false lowers to a chain: the simulated time is the sum of
+     * every task, and above the overlapped plan's */
+    model m = load_model("opt-1.3b");
+    hwprofile *hw = load_hw("cpu-only");
+    policy p;
+    policy_init(&p);
+    p.weights = (placement){{0, 0.5, 0.5}};
+    p.kv_cache = (placement){{0, 0, 1}};
+    p.activations = (placement){{0, 1, 0}};
+    p.gpu_batch_size = 2;
+    p.num_gpu_batches = 2;
+    workload w = {16, 4, 0};
+    double over = 0;
+    for (int serial = 0; serial < 2; serial++) {
+        p.overlap = !serial;
+        double s, pr;
+        sim_result r;
+        both(&m, hw, &p, &w, &s, &pr, &r);
+        double busy = 0;
+        for (int k = 0; k < PLAN_NRES; k++)
+            busy += r.busy_s[k];
+        if (serial) {
+            CHECK_REL(r.makespan_s, busy, 1e-9, "serial plan: makespan is the sum of the tasks");
+            CHECK(r.makespan_s > 1.05 * over, "serial %.6g s above overlapped %.6g s", r.makespan_s, over);
+        } else {
+            over = r.makespan_s;
+            CHECK(over < 0.95 * busy, "overlapped plan below the sum of its tasks");
+        }
+        sim_result_free(&r);
+    }
+    free(hw);
+}
+
 int main(void)
 {
     test_eventq();
@@ -426,6 +461,7 @@ int main(void)
         check_invariants(&cases[i]);
     test_agreement();
     test_delegation_overlap();
+    test_no_overlap();
     test_load_cache_grows();
     test_overflow_and_trace();
     return tap_done();
