@@ -10,6 +10,10 @@
 
 #include "cli/cli.h"
 
+#include <unistd.h>
+
+#include "exec/offload.h"
+
 void cli_command_line(int argc, char **argv, char *out, size_t len)
 {
     size_t used = 0;
@@ -17,6 +21,29 @@ void cli_command_line(int argc, char **argv, char *out, size_t len)
     for (int i = 0; i < argc && used < len; i++)
         used += (size_t)snprintf(out + used, len - used, "%s%s", i ? " " : "llmsim ", argv[i]);
 }
+
+volatile sig_atomic_t cli_interrupted;
+
+static void cli_on_sigint(int sig)
+{
+    (void)sig;
+    if (cli_interrupted) { /* a second ^C: clean up now and go */
+        offload_remove_all_from_signal();
+        _exit(130);
+    }
+    cli_interrupted = 1;
+}
+
+void cli_sigint_catch(struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cli_on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, old);
+}
+
+void cli_sigint_release(const struct sigaction *old) { sigaction(SIGINT, old, NULL); }
 
 const char *cli_db_path(const char *opt)
 {

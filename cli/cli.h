@@ -10,6 +10,7 @@
 #define LLMSIM_CLI_CLI_H
 
 #include <cJSON.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -54,6 +55,15 @@ bool cli_parse_ll(const char *s, long long min, long long max, long long *out);
 
 /* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
 void cli_command_line(int argc, char **argv, char *out, size_t len);
+
+/* ^C during long work (run, validate, profile): the first sets
+ * cli_interrupted (the engine and the profiler stop at their next step and
+ * clean up); a second removes the offload files from the handler and exits
+ * 130 at once. cli_sigint_catch installs the handler and saves the old one in
+ * *old; cli_sigint_release puts it back. */
+extern volatile sig_atomic_t cli_interrupted;
+void cli_sigint_catch(struct sigaction *old);
+void cli_sigint_release(const struct sigaction *old);
 
 /* The store path from --db or the environment. */
 const char *cli_db_path(const char *opt);

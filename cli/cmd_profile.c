@@ -20,18 +20,6 @@
 #include "exec/offload.h"
 #include "hwprofiles/profiler.h"
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (interrupted) {
-        offload_remove_all_from_signal();
-        _exit(130);
-    }
-    interrupted = 1;
-}
-
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -176,12 +164,9 @@ int cmd_profile(int argc, char **argv)
     }
     po.command = command;
     po.progress = isatty(2);
-    po.interrupt = &interrupted;
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    po.interrupt = &cli_interrupted;
+    struct sigaction old;
+    cli_sigint_catch(&old);
     hwprofile *hw = calloc(1, sizeof *hw);
     strbuf summary = {0};
     diag e;
@@ -192,8 +177,8 @@ int cmd_profile(int argc, char **argv)
         return CLI_EXIT_FAIL;
     }
     llmsim_status st = profile_run(&po, hw, &summary, &e);
-    sigaction(SIGINT, &old, NULL);
-    if (interrupted) {
+    cli_sigint_release(&old);
+    if (cli_interrupted) {
         fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
         status = 130;
         goto out;

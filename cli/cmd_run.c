@@ -22,18 +22,6 @@
 #include "exec/offload.h"
 #include "sim/sim.h"
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (interrupted) { /* a second ^C: clean up now and go */
-        offload_remove_all_from_signal();
-        _exit(130);
-    }
-    interrupted = 1;
-}
-
 /* Prompts from a text file: one prompt a line, token ids separated by
  * spaces; every line the same length. */
 static llmsim_status read_prompts(const char *path, long long vocab, int32_t **out, long long *nprompts,
@@ -232,7 +220,7 @@ int cmd_run(int argc, char **argv)
     o.prompt_seed = 1;
     o.sample_seed = 1;
     o.top_p = 1;
-    o.interrupt = &interrupted;
+    o.interrupt = &cli_interrupted;
     const char *prompt_file = NULL, *tokens_out = NULL, *ppl_file = NULL;
     int32_t *ppl_tokens = NULL;
     long long *score_from = NULL;
@@ -374,11 +362,8 @@ int cmd_run(int argc, char **argv)
         status = cli_fail("run", &e);
         goto out;
     }
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    cli_sigint_catch(&old);
     engine_result er;
     bool tty = isatty(2);
     const char *core = k_blas_coretype_hint();
@@ -392,7 +377,7 @@ int cmd_run(int argc, char **argv)
                                                            job->policy.num_gpu_batches,
                 job->workload.gen_len);
     llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, &pl, &o, &er, &e);
-    sigaction(SIGINT, &old, NULL);
+    cli_sigint_release(&old);
     if (st) {
         status = cli_fail("run", &e);
         engine_result_free(&er);

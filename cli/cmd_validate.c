@@ -29,18 +29,6 @@
 #include "exec/offload.h"
 #include "sim/sim.h"
 
-static volatile sig_atomic_t interrupted;
-
-static void on_sigint(int sig)
-{
-    (void)sig;
-    if (interrupted) { /* a second ^C: clean up now and go */
-        offload_remove_all_from_signal();
-        _exit(130);
-    }
-    interrupted = 1;
-}
-
 /* ---- the policies */
 
 /* The grid: a spread over the tiers and quantization settings. Fractions
@@ -408,7 +396,7 @@ int cmd_validate(int argc, char **argv)
     o.engine.prompt_seed = 1;
     o.engine.sample_seed = 1;
     o.engine.top_p = 1;
-    o.engine.interrupt = &interrupted;
+    o.engine.interrupt = &cli_interrupted;
     o.tty = isatty(2);
     const char *policies_dir = NULL;
     bool use_grid = false, have_prompt = false, have_gen = false, have_workload = false, have_gbs = false,
@@ -509,24 +497,21 @@ int cmd_validate(int argc, char **argv)
     if (status)
         goto out;
 
-    struct sigaction sa, old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old);
+    struct sigaction old;
+    cli_sigint_catch(&old);
     diag e;
     diag_clear(&e);
     for (int i = 0; i < nps && !status; i++) {
-        if (interrupted)
+        if (cli_interrupted)
             break;
         llmsim_status st = validate_one(job, &ps[i], &o, i, nps, &e);
-        if (st && !interrupted) {
+        if (st && !cli_interrupted) {
             fprintf(stderr, "llmsim validate: policy %s: %s\n", ps[i].name, e.msg);
             status = cli_exit_status(st);
         }
     }
-    sigaction(SIGINT, &old, NULL);
-    if (interrupted) {
+    cli_sigint_release(&old);
+    if (cli_interrupted) {
         fprintf(stderr, "llmsim validate: interrupted; the runs finished so far are in the store and "
                 "will be reused\n");
         status = 130;
