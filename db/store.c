@@ -962,32 +962,32 @@ static void store_col_copy(sqlite3_stmt *q, int i, char *out, size_t len)
     snprintf(out, len, "%s", t ? t : "");
 }
 
-llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
+/* Fill one element from the current row. */
+typedef void (*store_row_fill)(sqlite3_stmt *q, void *elem);
+
+/* Every row of `sql` (one parameter: the run id) into a malloc'd array of
+ * `size`-byte elements. */
+static llmsim_status store_collect(store *s, int64_t id, const char *sql, size_t size, store_row_fill fill,
+                                   const char *what, void **rows, size_t *n, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
-    store_task_row *r = NULL;
+    char *r = NULL;
     size_t count = 0, cap = 0;
-    STORE_PREPARE(s, e, q,
-                  "SELECT task_id, resource, start_s, end_s, bytes, flops FROM run_tasks "
-                  "WHERE run_id = ?1");
+    *rows = NULL;
+    *n = 0;
+    STORE_PREPARE(s, e, q, sql);
     STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
     for (;;) {
         bool row = false;
         STORE_STEP_ROW(s, e, q, row);
         if (!row)
             break;
-        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading task timings", s->path);
+        if (!store_grow((void **)&r, &cap, count, size)) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading %s", s->path, what);
             goto fail;
         }
-        store_task_row *t = &r[count++];
-        store_col_copy(q, 0, t->task_id, sizeof t->task_id);
-        store_col_copy(q, 1, t->resource, sizeof t->resource);
-        t->start_s = store_col_double(q, 2);
-        t->end_s = store_col_double(q, 3);
-        t->bytes = store_col_double(q, 4);
-        t->flops = store_col_double(q, 5);
+        fill(q, r + count++ * size);
     }
     sqlite3_finalize(q);
     *rows = r;
@@ -997,79 +997,61 @@ fail:
     sqlite3_finalize(q);
     free(r);
     return st;
+}
+
+static void fill_task(sqlite3_stmt *q, void *elem)
+{
+    store_task_row *t = elem;
+    store_col_copy(q, 0, t->task_id, sizeof t->task_id);
+    store_col_copy(q, 1, t->resource, sizeof t->resource);
+    t->start_s = store_col_double(q, 2);
+    t->end_s = store_col_double(q, 3);
+    t->bytes = store_col_double(q, 4);
+    t->flops = store_col_double(q, 5);
+}
+
+llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
+{
+    return store_collect(s, id,
+                         "SELECT task_id, resource, start_s, end_s, bytes, flops FROM run_tasks "
+                         "WHERE run_id = ?1",
+                         sizeof **rows, fill_task, "task timings", (void **)rows, n, e);
+}
+
+static void fill_stage(sqlite3_stmt *q, void *elem)
+{
+    store_stage_row *t = elem;
+    store_col_copy(q, 0, t->phase, sizeof t->phase);
+    t->step = sqlite3_column_int(q, 1);
+    store_col_copy(q, 2, t->stage, sizeof t->stage);
+    t->seconds = store_col_double(q, 3);
 }
 
 llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows, size_t *n, diag *e)
 {
-    llmsim_status st = LLMSIM_OK;
-    sqlite3_stmt *q = NULL;
-    store_stage_row *r = NULL;
-    size_t count = 0, cap = 0;
-    STORE_PREPARE(s, e, q,
-                  "SELECT phase, step, stage, seconds FROM run_stages WHERE run_id = ?1 "
-                  "ORDER BY step, stage");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
-    for (;;) {
-        bool row = false;
-        STORE_STEP_ROW(s, e, q, row);
-        if (!row)
-            break;
-        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading stage timings", s->path);
-            goto fail;
-        }
-        store_stage_row *t = &r[count++];
-        store_col_copy(q, 0, t->phase, sizeof t->phase);
-        t->step = sqlite3_column_int(q, 1);
-        store_col_copy(q, 2, t->stage, sizeof t->stage);
-        t->seconds = store_col_double(q, 3);
-    }
-    sqlite3_finalize(q);
-    *rows = r;
-    *n = count;
-    return LLMSIM_OK;
-fail:
-    sqlite3_finalize(q);
-    free(r);
-    return st;
+    return store_collect(s, id,
+                         "SELECT phase, step, stage, seconds FROM run_stages WHERE run_id = ?1 "
+                         "ORDER BY step, stage",
+                         sizeof **rows, fill_stage, "stage timings", (void **)rows, n, e);
+}
+
+static void fill_memory(sqlite3_stmt *q, void *elem)
+{
+    static const char *const tiers[] = {"gpu", "cpu", "disk"};
+    store_mem_sample *t = elem;
+    const char *tier = (const char *)sqlite3_column_text(q, 1);
+    t->tier = "?";
+    for (size_t k = 0; tier && k < sizeof tiers / sizeof tiers[0]; k++)
+        if (strcmp(tier, tiers[k]) == 0)
+            t->tier = tiers[k];
+    t->time_s = store_col_double(q, 0);
+    t->bytes = store_col_double(q, 2);
 }
 
 llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e)
 {
-    static const char *const tiers[] = {"gpu", "cpu", "disk"};
-    llmsim_status st = LLMSIM_OK;
-    sqlite3_stmt *q = NULL;
-    store_mem_sample *r = NULL;
-    size_t count = 0, cap = 0;
-    STORE_PREPARE(s, e, q,
-                  "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 ORDER BY seq");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
-    for (;;) {
-        bool row = false;
-        STORE_STEP_ROW(s, e, q, row);
-        if (!row)
-            break;
-        if (!store_grow((void **)&r, &cap, count, sizeof *r)) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading memory samples", s->path);
-            goto fail;
-        }
-        store_mem_sample *t = &r[count++];
-        const char *tier = (const char *)sqlite3_column_text(q, 1);
-        t->tier = "?";
-        for (size_t k = 0; tier && k < sizeof tiers / sizeof tiers[0]; k++)
-            if (strcmp(tier, tiers[k]) == 0)
-                t->tier = tiers[k];
-        t->time_s = store_col_double(q, 0);
-        t->bytes = store_col_double(q, 2);
-    }
-    sqlite3_finalize(q);
-    *rows = r;
-    *n = count;
-    return LLMSIM_OK;
-fail:
-    sqlite3_finalize(q);
-    free(r);
-    return st;
+    return store_collect(s, id, "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 ORDER BY seq",
+                         sizeof **rows, fill_memory, "memory samples", (void **)rows, n, e);
 }
 
 void store_metrics_free(char **keys, double *values, int n)
