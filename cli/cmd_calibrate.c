@@ -202,6 +202,8 @@ static llmsim_status load_run(c_state *S, store *db, c_run *r, diag *e)
     if (st)
         return st;
     r->measured_s = v_run_metric(db, r->id, "total_s", e, &st);
+    if (!st && !(r->measured_s > 0))
+        st = diag_set(e, LLMSIM_EINPUT, "run %lld has no measured total", (long long)r->id);
     if (st)
         return st;
     plan pl;

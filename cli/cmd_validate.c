@@ -173,7 +173,7 @@ static int load_policy_dir(const char *dir, v_policy **out, int *n)
 }
 
 /* The grid entries that fit: the cost model's peak memory within every
- * tier, and the engine's RAM within what is free. */
+ * tier, and the engine's RAM within the profile's and what is free here. */
 static int make_grid(const cli_job *job, v_policy **out, int *n)
 {
     const bool has_gpu = job->hw.gpu.present;
@@ -215,7 +215,8 @@ static int make_grid(const cli_job *job, v_policy **out, int *n)
                 fits = false;
             } else {
                 double ram = engine_ram_bytes(&job->model, &p, &job->workload, &pl);
-                fits = ram <= job->hw.cpu.memory_bytes;
+                double avail = engine_free_ram_bytes(); /* what the engine will allow */
+                fits = ram <= job->hw.cpu.memory_bytes && (avail <= 0 || ram <= avail);
                 plan_free(&pl);
             }
         }
@@ -247,10 +248,12 @@ typedef struct v_opts {
     bool tty;
 } v_opts;
 
-static llmsim_status find(const cli_job *job, const char *kind, bool rerun, int64_t *id, diag *e)
+/* The newest run of kind with the job's inputs; a measurement also with the
+ * same engine settings (threads, synthetic seed, real weights: never reused). */
+static llmsim_status find(const cli_job *job, const char *kind, const v_opts *o, int64_t *id, diag *e)
 {
     *id = 0;
-    if (rerun)
+    if (o->rerun)
         return LLMSIM_OK;
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
@@ -259,6 +262,12 @@ static llmsim_status find(const cli_job *job, const char *kind, bool rerun, int6
         st = cli_record_inputs(db, job, &h, e);
     if (!st)
         st = store_find_run(db, kind, h.model, h.hw, h.policy, h.workload, id, e);
+    if (!st && *id && strcmp(kind, "measure") == 0) {
+        double threads = v_run_metric(db, *id, "engine_threads", e, &st);
+        double seed = st ? NAN : v_run_metric(db, *id, "synthetic_seed", e, &st);
+        if (!st && !(threads == (double)o->engine.threads && seed == (double)o->engine.synthetic_seed))
+            *id = 0;
+    }
     store_close(db);
     return st;
 }
@@ -333,7 +342,7 @@ static llmsim_status validate_one(cli_job *job, v_policy *vp, const v_opts *o, i
     int64_t *ids[3] = {&vp->id_pred, &vp->id_sim, &vp->id_meas};
     static const char *const kinds[3] = {"predict", "simulate", "measure"};
     for (int k = 0; k < 3 && !st; k++) {
-        if ((st = find(job, kinds[k], o->rerun, ids[k], e)))
+        if ((st = find(job, kinds[k], o, ids[k], e)))
             break;
         vp->reused[k] = *ids[k] != 0;
         if (vp->reused[k])

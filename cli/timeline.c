@@ -189,6 +189,8 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
         {"throughput_tok_s", t->throughput_tok_s}, {"total_s", t->total_s},
         {"prefill_s", t->prefill_s},               {"decode_s", t->decode_s},
         {"peak_cpu_bytes", er->ram_bytes},         {"tasks", (double)pl->ntasks},
+        /* what else decides a measurement: validate reuses only a match */
+        {"engine_threads", (double)o->threads},    {"synthetic_seed", (double)o->synthetic_seed},
     };
     st = record_timeline(job, "measure", pl, r, metrics, (int)(sizeof metrics / sizeof metrics[0]), *obj,
                          run_id, e);

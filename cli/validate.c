@@ -39,6 +39,8 @@ llmsim_status v_tasks_sorted(store *db, int64_t id, store_task_row **rows, size_
 const store_task_row *v_task_find(const store_task_row *rows, size_t n, const char *id)
 {
     store_task_row key;
+    if (strlen(id) >= sizeof key.task_id) /* cut, it could match another id */
+        return NULL;
     snprintf(key.task_id, sizeof key.task_id, "%s", id);
     return n ? bsearch(&key, rows, n, sizeof *rows, task_row_cmp) : NULL;
 }
@@ -105,6 +107,14 @@ typedef struct v_row {
 } v_row;
 
 static double pct(double x, double ref) { return ref > 0 ? 100.0 * (x - ref) / ref : NAN; }
+
+/* The four stages the table shows, summed: the reference of "a stage too
+ * small to have a relative error" (the same rows as the stages, so that a
+ * long generation, whose stored steps are a sample, compares like with like). */
+static double stage_total(const double s[CM_NSTAGES])
+{
+    return s[CM_STAGE_COMPUTE] + s[CM_STAGE_LOAD_WEIGHT] + s[CM_STAGE_LOAD_CACHE] + s[CM_STAGE_STORE_CACHE];
+}
 
 static llmsim_status stage_sums(store *db, int64_t id, double out[CM_NSTAGES], diag *e)
 {
@@ -205,7 +215,11 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
                ps[i].reused[2] ? "  (from the store)" : "");
     printf("%-26s %35s %9.1f%% %9.1f%%\n\n", "MAPE", "", mape_pred, mape_sim);
 
-    printf("stages per block, simulated / measured (s) and the simulation's error:\n");
+    if (job->workload.gen_len > CLI_MAX_STEPS)
+        printf("stages per block over the %d steps the store keeps of %lld (evenly spaced), simulated /\n"
+               "measured (s) and the simulation's error:\n", CLI_MAX_STEPS, job->workload.gen_len);
+    else
+        printf("stages per block, simulated / measured (s) and the simulation's error:\n");
     static const int shown[] = {CM_STAGE_LOAD_WEIGHT, CM_STAGE_LOAD_CACHE, CM_STAGE_STORE_CACHE,
                                 CM_STAGE_COMPUTE};
     printf("%-26s", "policy");
@@ -217,7 +231,7 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
         for (int k = 0; k < 4; k++) {
             double s = rows[i].stage[1][shown[k]], m = rows[i].stage[2][shown[k]];
             char cell[64];
-            if (m > 0.01 * rows[i].total[2])
+            if (m > 0.01 * stage_total(rows[i].stage[2]))
                 snprintf(cell, sizeof cell, "%.3f/%.3f %+.0f%%", s, m, pct(s, m));
             else
                 snprintf(cell, sizeof cell, "%.3f/%.3f", s, m);
@@ -303,11 +317,8 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         cJSON_AddItemToObject(stg, "predicted", cli_stages_json(rows[i].stage[0]));
         cJSON_AddItemToObject(stg, "simulated", cli_stages_json(rows[i].stage[1]));
         cJSON_AddItemToObject(stg, "measured", cli_stages_json(rows[i].stage[2]));
-        cJSON_AddItemToObject(r, "stage_error", stage_errors_json(rows[i].stage[1], rows[i].stage[2],
-                                                                  rows[i].stage[2][CM_STAGE_COMPUTE] +
-                                                                      rows[i].stage[2][CM_STAGE_LOAD_WEIGHT] +
-                                                                      rows[i].stage[2][CM_STAGE_LOAD_CACHE] +
-                                                                      rows[i].stage[2][CM_STAGE_STORE_CACHE]));
+        cJSON_AddItemToObject(r, "stage_error",
+                              stage_errors_json(rows[i].stage[1], rows[i].stage[2], stage_total(rows[i].stage[2])));
         cJSON *ids = cJSON_AddObjectToObject(r, "run_ids");
         cJSON_AddNumberToObject(ids, "predict", (double)ps[i].id_pred);
         cJSON_AddNumberToObject(ids, "simulate", (double)ps[i].id_sim);

@@ -242,8 +242,7 @@ double engine_ram_bytes(const model *m, const policy *p, const workload *w, cons
     return peak;
 }
 
-/* MemAvailable from /proc/meminfo, bytes; 0 when unknown. */
-static double free_ram_bytes(void)
+double engine_free_ram_bytes(void)
 {
     FILE *f = fopen("/proc/meminfo", "r");
     if (!f)
@@ -272,7 +271,7 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
     /* refuse before allocating anything: the backend adds up what it will
      * allocate, by the code that allocates it */
     exec_ctx ctx = {m, hw, p, w, pl, o};
-    double limit = o->max_ram_bytes > 0 ? o->max_ram_bytes : free_ram_bytes();
+    double limit = o->max_ram_bytes > 0 ? o->max_ram_bytes : engine_free_ram_bytes();
     double need = 0;
     llmsim_status st = ops->ram_bytes(&ctx, &need, e);
     if (st)

@@ -76,4 +76,8 @@ void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, flo
  * and working buffers), without allocating it. */
 double engine_ram_bytes(const model *m, const policy *p, const workload *w, const plan *pl);
 
+/* The RAM the engine may use by default: MemAvailable from /proc/meminfo,
+ * bytes; 0 when unknown. */
+double engine_free_ram_bytes(void);
+
 #endif

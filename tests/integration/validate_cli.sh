@@ -49,6 +49,9 @@ check "the same measure runs" \
 if command -v sqlite3 >/dev/null; then
   check "no new measure run" '[ "$(sqlite3 "$db" "select count(*) from runs where kind='"'"'measure'"'"'")" = "$measures" ]'
 fi
+out4=$("$L" validate "${common[@]}" --threads 1 --grid --format json 2>/dev/null); rc=$?
+check "other engine threads: measured again, not reused" \
+  '[ $rc -eq 0 ] && [ "$(json "any(r[\"reused\"] for r in d[\"runs\"])" <<<"$out4")" = False ]'
 out3=$("$L" validate "${common[@]}" --grid --rerun --format json 2>/dev/null); rc=$?
 check "--rerun measures again" '[ $rc -eq 0 ] && [ "$(json "any(r[\"reused\"] for r in d[\"runs\"])" <<<"$out3")" = False ]'
 
