@@ -240,8 +240,8 @@ static llmsim_status simulated_total(const hwprofile *hw, const c_run *r, double
     llmsim_status st = plan_build(&r->m, hw, &r->p, &r->w, &pl, e);
     if (st)
         return st;
-    double cap[TIER_COUNT] = {hw->gpu.present ? hw->gpu.memory_bytes : 0, hw->cpu.memory_bytes,
-                              hw->disk.present ? hw->disk.capacity_bytes : 0};
+    double cap[TIER_COUNT];
+    cm_hw_capacities(hw, cap);
     sim_result sr;
     if (!(st = sim_run(&pl, cap, false, &sr, e))) {
         cli_sim_totals t;

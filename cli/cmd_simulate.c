@@ -69,11 +69,8 @@ int cmd_simulate(int argc, char **argv)
         free(job);
         return status;
     }
-    double cap[TIER_COUNT] = {
-        job->hw.gpu.present ? job->hw.gpu.memory_bytes : 0,
-        job->hw.cpu.memory_bytes,
-        job->hw.disk.present ? job->hw.disk.capacity_bytes : 0,
-    };
+    double cap[TIER_COUNT];
+    cm_hw_capacities(&job->hw, cap);
     sim_result r;
     if (sim_run(&pl, cap, trace != NULL, &r, &e)) {
         status = cli_fail("simulate", &e);

@@ -288,18 +288,10 @@ static llmsim_status do_predict(const cli_job *job, int64_t *id, diag *e)
     return st;
 }
 
-static double tier_capacity(const hwprofile *hw, tier t)
-{
-    return t == TIER_GPU ? (hw->gpu.present ? hw->gpu.memory_bytes : 0)
-           : t == TIER_CPU ? hw->cpu.memory_bytes
-                           : (hw->disk.present ? hw->disk.capacity_bytes : 0);
-}
-
 static llmsim_status do_simulate(const cli_job *job, const plan *pl, int64_t *id, diag *e)
 {
     double cap[TIER_COUNT];
-    for (int t = 0; t < TIER_COUNT; t++)
-        cap[t] = tier_capacity(&job->hw, (tier)t);
+    cm_hw_capacities(&job->hw, cap);
     sim_result r;
     llmsim_status st = sim_run(pl, cap, false, &r, e);
     if (!st) {

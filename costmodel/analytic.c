@@ -425,15 +425,23 @@ static cm_term bottleneck(const cm_layer_cost *c, const double x[CM_NFRAC])
 
 /* ---- memory */
 
-double cm_tier_capacity(const cm_setup *s, tier t)
+double cm_hw_tier_capacity(const hwprofile *hw, tier t)
 {
     switch (t) {
-    case TIER_GPU: return s->has_gpu ? s->hw->gpu.memory_bytes : 0.0;
-    case TIER_CPU: return s->hw->cpu.memory_bytes;
-    case TIER_DISK: return s->hw->disk.present ? s->hw->disk.capacity_bytes : 0.0;
+    case TIER_GPU: return hw->gpu.present ? hw->gpu.memory_bytes : 0.0;
+    case TIER_CPU: return hw->cpu.memory_bytes;
+    case TIER_DISK: return hw->disk.present ? hw->disk.capacity_bytes : 0.0;
     default: return 0.0;
     }
 }
+
+void cm_hw_capacities(const hwprofile *hw, double cap[TIER_COUNT])
+{
+    for (int t = 0; t < TIER_COUNT; t++)
+        cap[t] = cm_hw_tier_capacity(hw, (tier)t);
+}
+
+double cm_tier_capacity(const cm_setup *s, tier t) { return cm_hw_tier_capacity(s->hw, t); }
 
 void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
 {

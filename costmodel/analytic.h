@@ -142,6 +142,10 @@ double cm_batch_work_bytes(const cm_setup *s, double new_tokens, double ctx);
 /* Peak bytes per tier as linear forms, and the capacities. */
 void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT]);
 double cm_tier_capacity(const cm_setup *s, tier t);
+/* The same from the profile alone (0 for a tier the machine lacks), and all
+ * three at once, as the simulator's pools take them. */
+double cm_hw_tier_capacity(const hwprofile *hw, tier t);
+void cm_hw_capacities(const hwprofile *hw, double cap[TIER_COUNT]);
 
 /* ---- a whole prediction */
 typedef struct cm_step_stages {
