@@ -253,8 +253,6 @@ static llmsim_status simulated_total(const hwprofile *hw, const c_run *r, double
     return st;
 }
 
-static double pct(double x, double ref) { return 100.0 * (x - ref) / ref; }
-
 /* Provenance: where the numbers came from, and every change. */
 static void provenance(hwprofile *hw, const c_state *S, const calib_result *cr, const char *command,
                        int nfit, int nheld)
@@ -294,8 +292,8 @@ static cJSON *run_json(const c_run *r)
     cJSON_AddNumberToObject(o, "measured_s", r->measured_s);
     cJSON_AddNumberToObject(o, "simulated_before_s", r->before_s);
     cJSON_AddNumberToObject(o, "simulated_after_s", r->after_s);
-    cJSON_AddNumberToObject(o, "error_before", pct(r->before_s, r->measured_s));
-    cJSON_AddNumberToObject(o, "error_after", pct(r->after_s, r->measured_s));
+    cJSON_AddNumberToObject(o, "error_before", v_pct(r->before_s, r->measured_s));
+    cJSON_AddNumberToObject(o, "error_after", v_pct(r->after_s, r->measured_s));
     return o;
 }
 
@@ -443,8 +441,8 @@ int cmd_calibrate(int argc, char **argv)
         c_run *r = &S->runs[i];
         if (!(st = simulated_total(&S->base, r, &r->before_s, &e)))
             st = simulated_total(&cr.hw, r, &r->after_s, &e);
-        mape[r->held_out][0] += fabs(pct(r->before_s, r->measured_s));
-        mape[r->held_out][1] += fabs(pct(r->after_s, r->measured_s));
+        mape[r->held_out][0] += fabs(v_pct(r->before_s, r->measured_s));
+        mape[r->held_out][1] += fabs(v_pct(r->after_s, r->measured_s));
     }
     for (int k = 0; k < 2; k++) {
         mape[0][k] /= nfit;
@@ -534,14 +532,14 @@ int cmd_calibrate(int argc, char **argv)
                 continue;
             char ch[16] = "";
             if (p->before > 0)
-                snprintf(ch, sizeof ch, "%+.1f%%", pct(p->after, p->before));
+                snprintf(ch, sizeof ch, "%+.1f%%", v_pct(p->after, p->before));
             printf("%-40s %10.4g %-3s %10.4g %-3s %8s\n", p->name, p->before, p->unit, p->after, p->unit, ch);
         }
         printf("\n%-28s %9s %12s %8s %12s %8s\n", "run", "measured", "sim before", "error", "sim after", "error");
         for (int i = 0; i < S->nruns; i++) {
             const c_run *r = &S->runs[i];
             printf("%-28.28s %7.3f s %10.3f s %+7.1f%% %10.3f s %+7.1f%%%s\n", r->name, r->measured_s, r->before_s,
-                   pct(r->before_s, r->measured_s), r->after_s, pct(r->after_s, r->measured_s),
+                   v_pct(r->before_s, r->measured_s), r->after_s, v_pct(r->after_s, r->measured_s),
                    r->held_out ? "  held out" : "");
         }
         printf("\nMAPE on the runs of the fit   %6.1f%% -> %5.1f%%\n", mape[0][0], mape[0][1]);

@@ -45,17 +45,11 @@ const store_task_row *v_task_find(const store_task_row *rows, size_t n, const ch
     return n ? bsearch(&key, rows, n, sizeof *rows, task_row_cmp) : NULL;
 }
 
-/* 3 significant digits: copies of one tensor differ by rounding only. */
-static void size_text(double bytes, char *out, size_t len)
-{
-    units_format(UNITS_BYTES, bytes, out, len);
-}
-
 void v_primitive_key(const plan *pl, size_t i, long long prompt_len, char *out, size_t len)
 {
     const plan_task *t = &pl->tasks[i];
     char sz[32];
-    size_text(t->bytes, sz, sizeof sz);
+    units_format(UNITS_BYTES, t->bytes, sz, sizeof sz); /* copies of one tensor: one key */
     const char *phase = t->step == 0 ? "prefill" : "decode";
     long long ctx = prompt_len + t->step;
     long long lo = 1;
@@ -106,7 +100,7 @@ typedef struct v_row {
     double stage[3][CM_NSTAGES]; /* per block, summed over the steps */
 } v_row;
 
-static double pct(double x, double ref) { return ref > 0 ? 100.0 * (x - ref) / ref : NAN; }
+double v_pct(double x, double ref) { return ref > 0 ? 100.0 * (x - ref) / ref : NAN; }
 
 /* The four stages the table shows, summed: the reference of "a stage too
  * small to have a relative error" (the same rows as the stages, so that a
@@ -195,7 +189,7 @@ static cJSON *stage_errors_json(const double sim[CM_NSTAGES], const double meas[
         char key[64];
         snprintf(key, sizeof key, "%s_s", cm_stage_names[k]);
         /* a stage under 1% of the run has no meaningful relative error */
-        double err = meas[k] > 0.01 * total ? pct(sim[k], meas[k]) : NAN;
+        double err = meas[k] > 0.01 * total ? v_pct(sim[k], meas[k]) : NAN;
         cJSON_AddItemToObject(o, key, num_or_null(err));
     }
     return o;
@@ -210,8 +204,8 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
            "err sim");
     for (int i = 0; i < n; i++)
         printf("%-26s %9.3f s %9.3f s %9.3f s %+9.1f%% %+9.1f%%%s\n", ps[i].name, rows[i].total[0],
-               rows[i].total[1], rows[i].total[2], pct(rows[i].total[0], rows[i].total[2]),
-               pct(rows[i].total[1], rows[i].total[2]),
+               rows[i].total[1], rows[i].total[2], v_pct(rows[i].total[0], rows[i].total[2]),
+               v_pct(rows[i].total[1], rows[i].total[2]),
                ps[i].reused[2] ? "  (from the store)" : "");
     printf("%-26s %35s %9.1f%% %9.1f%%\n\n", "MAPE", "", mape_pred, mape_sim);
 
@@ -232,7 +226,7 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
             double s = rows[i].stage[1][shown[k]], m = rows[i].stage[2][shown[k]];
             char cell[64];
             if (m > 0.01 * stage_total(rows[i].stage[2]))
-                snprintf(cell, sizeof cell, "%.3f/%.3f %+.0f%%", s, m, pct(s, m));
+                snprintf(cell, sizeof cell, "%.3f/%.3f %+.0f%%", s, m, v_pct(s, m));
             else
                 snprintf(cell, sizeof cell, "%.3f/%.3f", s, m);
             printf(" %24s", cell);
@@ -243,7 +237,7 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
     printf("%-50s %7s %11s %11s %8s\n", "primitive", "tasks", "simulated", "measured", "error");
     for (size_t g = 0; g < ngroups && (int)g < top; g++)
         printf("%-50s %7ld %9.4f s %9.4f s %+7.1f%%\n", groups[g].key, groups[g].tasks, groups[g].sim_s,
-               groups[g].meas_s, pct(groups[g].sim_s, groups[g].meas_s));
+               groups[g].meas_s, v_pct(groups[g].sim_s, groups[g].meas_s));
     printf("\nrecorded as run %lld in %s (llmsim report %lld -o DIR plots it)\n", (long long)run_id,
            job->db_path, (long long)run_id);
 }
@@ -283,8 +277,8 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
                           ps[i].name);
         if (!st)
             st = group_tasks(db, job, &ps[i], &groups, &ngroups, &gcap, &e);
-        sum_sim += fabs(pct(rows[i].total[1], rows[i].total[2]));
-        sum_pred += fabs(pct(rows[i].total[0], rows[i].total[2]));
+        sum_sim += fabs(v_pct(rows[i].total[1], rows[i].total[2]));
+        sum_pred += fabs(v_pct(rows[i].total[0], rows[i].total[2]));
     }
     store_close(db);
     if (st) {
@@ -311,8 +305,8 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         cJSON_AddNumberToObject(r, "predicted_s", rows[i].total[0]);
         cJSON_AddNumberToObject(r, "simulated_s", rows[i].total[1]);
         cJSON_AddNumberToObject(r, "measured_s", rows[i].total[2]);
-        cJSON_AddNumberToObject(r, "error", pct(rows[i].total[1], rows[i].total[2]));
-        cJSON_AddNumberToObject(r, "predicted_error", pct(rows[i].total[0], rows[i].total[2]));
+        cJSON_AddNumberToObject(r, "error", v_pct(rows[i].total[1], rows[i].total[2]));
+        cJSON_AddNumberToObject(r, "predicted_error", v_pct(rows[i].total[0], rows[i].total[2]));
         cJSON *stg = cJSON_AddObjectToObject(r, "stages");
         cJSON_AddItemToObject(stg, "predicted", cli_stages_json(rows[i].stage[0]));
         cJSON_AddItemToObject(stg, "simulated", cli_stages_json(rows[i].stage[1]));
@@ -336,7 +330,7 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         cJSON_AddNumberToObject(p, "simulated_s", groups[g].sim_s);
         cJSON_AddNumberToObject(p, "measured_s", groups[g].meas_s);
         cJSON_AddNumberToObject(p, "abs_error_s", groups[g].abs_err_s);
-        cJSON_AddItemToObject(p, "error", num_or_null(pct(groups[g].sim_s, groups[g].meas_s)));
+        cJSON_AddItemToObject(p, "error", num_or_null(v_pct(groups[g].sim_s, groups[g].meas_s)));
         cJSON_AddItemToArray(prims, p);
     }
     char *text = cJSON_PrintUnformatted(obj);

@@ -27,6 +27,9 @@ typedef struct v_policy {
  * 'validate' run. Returns the exit status. */
 int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top);
 
+/* The signed error of x against ref in percent; NaN unless ref > 0. */
+double v_pct(double x, double ref);
+
 /* A run's metric by key (NaN when absent). */
 double v_run_metric(store *db, int64_t id, const char *key, diag *e, llmsim_status *st);
 
