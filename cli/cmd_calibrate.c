@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -18,10 +17,6 @@
 #include "cli/validate.h"
 #include "hwprofiles/calibrate.h"
 #include "sim/sim.h"
-
-#ifndef LLMSIM_VERSION
-#define LLMSIM_VERSION "unknown"
-#endif
 
 #define MAX_RUNS 1024
 
@@ -257,16 +252,7 @@ static llmsim_status simulated_total(const hwprofile *hw, const c_run *r, double
 static void provenance(hwprofile *hw, const c_state *S, const calib_result *cr, const char *command,
                        int nfit, int nheld)
 {
-    char host[128] = "unknown";
-    gethostname(host, sizeof host - 1);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    hw->prov.source = HW_SOURCE_MEASURED;
-    snprintf(hw->prov.host, sizeof hw->prov.host, "%s", host);
-    strftime(hw->prov.date, sizeof hw->prov.date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    snprintf(hw->prov.tool, sizeof hw->prov.tool, "llmsim %s", LLMSIM_VERSION);
-    snprintf(hw->prov.command, sizeof hw->prov.command, "%s", command);
+    hwprofile_stamp(&hw->prov, command);
     snprintf(hw->prov.description, sizeof hw->prov.description,
              "calibrated by llmsim calibrate from '%s' on the task times of %d measured runs (%d held out)",
              S->base.name, nfit, nheld);

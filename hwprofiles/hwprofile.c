@@ -6,6 +6,8 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/datadir.h"
 #include "common/units.h"
@@ -435,4 +437,24 @@ llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e)
 llmsim_status hwprofile_load_yaml_text(const char *name, const char *text, hwprofile *hw, diag *e)
 {
     return hwprofile_load_yaml_doc(name, text, hw, e);
+}
+
+#ifndef LLMSIM_VERSION
+#define LLMSIM_VERSION "unknown"
+#endif
+
+void hwprofile_stamp(hw_provenance *prov, const char *command)
+{
+    char host[128] = "unknown";
+    if (gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "unknown");
+    host[sizeof host - 1] = '\0';
+    time_t now = time(NULL);
+    struct tm tmv;
+    gmtime_r(&now, &tmv);
+    prov->source = HW_SOURCE_MEASURED;
+    snprintf(prov->host, sizeof prov->host, "%s", host);
+    strftime(prov->date, sizeof prov->date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    snprintf(prov->tool, sizeof prov->tool, "llmsim %s", LLMSIM_VERSION);
+    snprintf(prov->command, sizeof prov->command, "%s", command);
 }

@@ -125,6 +125,9 @@ llmsim_status hwprofile_load_yaml(const char *path, hwprofile *hw, diag *e);
 /* The same over YAML text in memory (the store keeps inputs as text); name
  * stands for the file in messages. */
 llmsim_status hwprofile_load_yaml_text(const char *name, const char *text, hwprofile *hw, diag *e);
+/* A measured profile's provenance: source measured, this host, the date
+ * now (UTC), this llmsim's version, and the command line given. */
+void hwprofile_stamp(hw_provenance *prov, const char *command);
 /* Canonical YAML: loads back to an identical struct (hwprofile_load_yaml). */
 void hwprofile_save(const hwprofile *hw, strbuf *out);
 llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e);

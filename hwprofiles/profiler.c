@@ -20,9 +20,6 @@
 #include "exec/offload.h"
 #include "common/clock.h"
 
-#ifndef LLMSIM_VERSION
-#define LLMSIM_VERSION "unknown"
-#endif
 
 typedef struct prof {
     const profile_opts *o;
@@ -453,19 +450,11 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     prof P = {o, summary, {0}, 0};
     double t0 = llmsim_now_s();
     system_info(hw);
-    char host[128] = "unknown";
-    gethostname(host, sizeof host - 1);
+    hwprofile_stamp(&hw->prov, o->command ? o->command : "llmsim profile");
+    const char *host = hw->prov.host;
     snprintf(hw->name, sizeof hw->name, "%s", o->name ? o->name : "");
     if (!o->name)
         snprintf(hw->name, sizeof hw->name, "measured-%.50s", host);
-    hw->prov.source = HW_SOURCE_MEASURED;
-    snprintf(hw->prov.host, sizeof hw->prov.host, "%s", host);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(hw->prov.date, sizeof hw->prov.date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    snprintf(hw->prov.tool, sizeof hw->prov.tool, "llmsim %s", LLMSIM_VERSION);
-    snprintf(hw->prov.command, sizeof hw->prov.command, "%s", o->command ? o->command : "llmsim profile");
     snprintf(hw->prov.description, sizeof hw->prov.description, "measured by llmsim profile%s on %s (%s, "
              "%d cores)", o->quick ? " --quick" : "", host, hw->cpu.name, hw->cpu.cores);
     strbuf_printf(summary, "host %s: %s, %d cores, %.1f GiB RAM\n", host, hw->cpu.name, hw->cpu.cores,
