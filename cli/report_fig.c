@@ -265,6 +265,16 @@ static void fig_panel_title(const report_run *run, char *buf, size_t len)
 
 // ---- validate: total time per policy
 
+/* The longest of the predicted, simulated and measured totals. */
+static double validate_max_s(const report_validate *v)
+{
+    double max = 0;
+    for (size_t i = 0; i < v->npol; i++)
+        max = fig_max(fig_max(fig_max(max, v->pol[i].predicted_s), v->pol[i].simulated_s),
+                      v->pol[i].measured_s);
+    return max;
+}
+
 static llmsim_status fig_totals(report *r, const report_validate *v, const char *what, diag *e)
 {
     char title[256];
@@ -272,10 +282,7 @@ static llmsim_status fig_totals(report *r, const report_validate *v, const char 
     report_fig *f = fig_new(r, title, e, "totals_%lld", (long long)v->id);
     if (!f)
         return e->status;
-    double max = 0;
-    for (size_t i = 0; i < v->npol; i++)
-        max = fig_max(fig_max(fig_max(max, v->pol[i].predicted_s), v->pol[i].simulated_s),
-                      v->pol[i].measured_s);
+    double max = validate_max_s(v);
     fig_unit u = fig_time_unit(max);
     report_table *t = &f->table;
     bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "predicted (%s)", u.name) &&
@@ -349,10 +356,7 @@ static llmsim_status fig_accuracy(report *r, const report_validate *v, const cha
     report_fig *f = fig_new(r, title, e, "accuracy_%lld", (long long)v->id);
     if (!f)
         return e->status;
-    double max = 0;
-    for (size_t i = 0; i < v->npol; i++)
-        max = fig_max(fig_max(fig_max(max, v->pol[i].predicted_s), v->pol[i].simulated_s),
-                      v->pol[i].measured_s);
+    double max = validate_max_s(v);
     fig_unit u = fig_time_unit(max);
     report_table *t = &f->table;
     bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "measured (%s)", u.name) &&
