@@ -103,6 +103,12 @@ first=$(json 'd["runs"][0]["run_ids"]["predict"]' <<<"$out")
 check "a predict run: exit 2" '[ $rc -eq 2 ] && [ ! -e "$tmp/x.yaml" ]'
 "$L" calibrate --hardware cpu-only --runs "$vid" --holdout 999999 -o "$tmp/x.yaml" --db "$db" >/dev/null 2>&1; rc=$?
 check "a holdout that is not among the runs: exit 2" '[ $rc -eq 2 ] && [ ! -e "$tmp/x.yaml" ]'
+"$L" calibrate --hardware cpu-only --runs 12x -o "$tmp/x.yaml" --db "$db" >/dev/null 2>"$tmp/err"; rc=$?
+check "a malformed --runs: exit 2, named, no file" '[ $rc -eq 2 ] && grep -q -- "--runs" "$tmp/err" && [ ! -e "$tmp/x.yaml" ]'
+"$L" calibrate --hardware cpu-only --runs "$vid" --holdout-every 1 -o "$tmp/x.yaml" --db "$db" >/dev/null 2>&1; rc=$?
+check "--holdout-every 1 (all held out): exit 2, no file" '[ $rc -eq 2 ] && [ ! -e "$tmp/x.yaml" ]'
+"$L" calibrate --hardware "$tmp/nope.yaml" --runs "$vid" -o "$tmp/x.yaml" --db "$db" >/dev/null 2>&1; rc=$?
+check "a missing profile: exit 2, no file" '[ $rc -eq 2 ] && [ ! -e "$tmp/x.yaml" ]'
 "$L" calibrate --hardware cpu-only --runs "$vid" --db "$db" >/dev/null 2>&1; rc=$?
 check "no -o: exit 2" '[ $rc -eq 2 ]'
 "$L" calibrate --hardware cpu-only --runs "$vid" -o "$tmp/x.yaml" --db "$tmp/none.db" >/dev/null 2>&1; rc=$?
