@@ -170,12 +170,50 @@ static double kv_fp16_bytes(const cm_setup *s, double seqs, double tokens)
     return 2.0 * seqs * tokens * (double)model_kv_dim(s->m) * CM_HALF;
 }
 
+double cm_kv_layer_bytes(const cm_setup *s, double seqs, double tokens)
+{
+    return kv_bytes(s, seqs, tokens);
+}
+
+double cm_kv_layer_fp16_bytes(const cm_setup *s, double seqs, double tokens)
+{
+    return kv_fp16_bytes(s, seqs, tokens);
+}
+
 static const hw_link *weight_link(const cm_setup *s)
 {
     return &s->hw->links[s->p->pin_weights ? HW_LINK_H2D_PINNED : HW_LINK_H2D_PAGEABLE];
 }
 
 /* ---- one GPU batch of one decoder layer (shared with the plan) */
+
+void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post_s)
+{
+    const model *m = s->m;
+    const hwprofile *hw = s->hw;
+    const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
+    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
+    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
+    const double launch = s->has_gpu ? hw->gpu.launch_latency_s : 0.0;
+    /* without a GPU, each batch's pass through a layer is one CPU task */
+    const double task = s->has_gpu ? 0.0 : hw->cpu.task_overhead_s;
+
+    /* before attention: the first norm and the QKV projection */
+    *pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
+             cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
+             CM_KERNELS_PRE_ATTENTION * launch + task;
+    /* after: output projection, MLP, the second norm, residual adds */
+    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
+    if (m->ffn_kind == MODEL_FFN_SWIGLU)
+        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    else
+        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+    *post_s = post +
+              cm_memory_pass_time(hw, dev,
+                                  rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +
+                                          CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0) +
+              (CM_KERNELS_PER_LAYER - CM_KERNELS_PRE_ATTENTION) * launch;
+}
 
 void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_cost *b)
 {
@@ -185,34 +223,15 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const policy *p = s->p;
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
     const double gbs = p->gpu_batch_size;
-    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
+    const double h = (double)m->hidden_size;
     const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
     const double heads = (double)m->num_heads, kvh = (double)m->num_kv_heads;
     const double hd = (double)m->head_dim;
     const bool prefill = phase == CM_PHASE_PREFILL;
     const double t = prefill ? ctx : 1.0; /* new tokens per sequence */
     const double rows = gbs * t;          /* GEMM rows */
-    const double launch = s->has_gpu ? hw->gpu.launch_latency_s : 0.0;
-    /* without a GPU, each batch's pass through a layer is one CPU task */
-    const double task = s->has_gpu ? 0.0 : hw->cpu.task_overhead_s;
 
-    /* before attention: the first norm and the QKV projection */
-    b->dense_pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
-                     cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
-                     CM_KERNELS_PRE_ATTENTION * launch + task;
-    /* after: output projection, MLP, the second norm, residual adds */
-    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
-    if (m->ffn_kind == MODEL_FFN_SWIGLU)
-        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
-    else
-        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
-    b->dense_post_s =
-        post +
-        cm_memory_pass_time(hw, dev,
-                            rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +
-                                    CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0) +
-        (CM_KERNELS_PER_LAYER - CM_KERNELS_PRE_ATTENTION) * launch;
-
+    cm_dense_rows_s(s, rows, &b->dense_pre_s, &b->dense_post_s);
     b->act_bytes = rows * h * CM_HALF;
     if (prefill) {
         b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd);
@@ -363,20 +382,25 @@ double cm_head_dequant_s(const cm_setup *s)
            (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 
-double cm_head_batch_s(const cm_setup *s, cm_phase phase)
+double cm_head_rows_s(const cm_setup *s, double token_rows, double logit_rows)
 {
     const model *m = s->m;
     const hwprofile *hw = s->hw;
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
-    const double gbs = s->p->gpu_batch_size;
     const double h = (double)m->hidden_size, v = (double)m->vocab_size;
+    double lookup = cm_memory_pass_time(hw, dev, token_rows * h * CM_HALF, token_rows * h * CM_HALF);
+    double lm = cm_gemm_time(hw, dev, logit_rows, v, h, CM_HALF);
+    double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : hw->cpu.task_overhead_s;
+    return lookup + lm + launch;
+}
+
+double cm_head_batch_s(const cm_setup *s, cm_phase phase)
+{
+    const double gbs = s->p->gpu_batch_size;
     const double t = phase == CM_PHASE_PREFILL ? (double)s->w.prompt_len : 1.0;
     /* Embedding lookup and final norm over the batch's tokens; logits for the
      * last token of each sequence (one row per sequence). */
-    double lookup = cm_memory_pass_time(hw, dev, gbs * t * h * CM_HALF, gbs * t * h * CM_HALF);
-    double lm = cm_gemm_time(hw, dev, gbs, v, h, CM_HALF);
-    double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : hw->cpu.task_overhead_s;
-    return lookup + lm + launch;
+    return cm_head_rows_s(s, gbs * t, gbs);
 }
 
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)

@@ -111,6 +111,15 @@ typedef struct cm_batch_cost {
     double act_bytes;      /* its hidden state (in, or out) */
 } cm_batch_cost;
 void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_cost *b);
+/* The dense work of one layer over `rows` token rows on the compute device,
+ * whatever sequences they come from (the serving simulator's mixed batches):
+ * before attention (first norm, QKV projection) and after it (output
+ * projection, MLP, second norm, residual adds), launches included. */
+void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post_s);
+/* K and V of `tokens` tokens of `seqs` sequences in one layer: as stored
+ * (quantized with its metadata, or fp16), and dequantized (fp16). */
+double cm_kv_layer_bytes(const cm_setup *s, double seqs, double tokens);
+double cm_kv_layer_fp16_bytes(const cm_setup *s, double seqs, double tokens);
 /* `copies` transfers of `bytes` in all over a link: copies x latency + bytes / bandwidth. */
 double cm_copies_time(const hw_link *link, double bytes, double copies);
 /* Dequantizing one layer's weights (0 without weight quantization). */
@@ -125,6 +134,8 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *out);
 /* Their compute for one GPU batch, and dequantizing the head's weights. */
 double cm_head_batch_s(const cm_setup *s, cm_phase phase);
+/* The same for token_rows tokens looked up and logit_rows rows of logits. */
+double cm_head_rows_s(const cm_setup *s, double token_rows, double logit_rows);
 double cm_head_dequant_s(const cm_setup *s);
 
 /* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
