@@ -111,6 +111,37 @@ static const char *const store_migrations[] = {
     "  PRIMARY KEY (run_id, seq)\n"
     ") WITHOUT ROWID;\n"
     "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
+    /* 2 -> 3: runs of kind 'serve' (the serving simulator). SQLite cannot
+     * alter a CHECK constraint: the table is rebuilt (the store runs
+     * migrations with foreign keys off, so the children's rows stay). */
+    "CREATE TABLE runs_new (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
+    "                                     'validate', 'calibrate', 'serve')),\n"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),\n"
+    "  model_hash TEXT REFERENCES inputs(hash),\n"
+    "  hw_hash TEXT REFERENCES inputs(hash),\n"
+    "  policy_hash TEXT REFERENCES inputs(hash),\n"
+    "  workload_hash TEXT REFERENCES inputs(hash),\n"
+    "  model_name TEXT,\n"
+    "  hw_name TEXT,\n"
+    "  tool_version TEXT NOT NULL,\n"
+    "  command TEXT,\n"
+    "  host TEXT,\n"
+    "  pid INTEGER,\n"
+    "  started_at TEXT NOT NULL,\n"
+    "  finished_at TEXT,\n"
+    "  result_json TEXT\n"
+    ");\n"
+    "INSERT INTO runs_new SELECT id, kind, status, model_hash, hw_hash, policy_hash, workload_hash,\n"
+    "  model_name, hw_name, tool_version, command, host, pid, started_at, finished_at, result_json\n"
+    "  FROM runs;\n"
+    "DROP TABLE runs;\n"
+    "ALTER TABLE runs_new RENAME TO runs;\n"
+    "CREATE INDEX runs_model_name ON runs(model_name);\n"
+    "CREATE INDEX runs_hw_name ON runs(hw_name);\n"
+    "CREATE INDEX runs_kind ON runs(kind);\n"
+    "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
@@ -273,6 +304,10 @@ static llmsim_status store_migrate(store *s, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
+    /* SQLite's procedure for schema changes that rebuild a table: foreign
+     * keys off (a no-op inside a transaction, so here), checked before each
+     * commit, and on again after. */
+    STORE_EXEC(s, e, "PRAGMA foreign_keys = OFF");
     for (;;) {
         STORE_EXEC(s, e, "BEGIN IMMEDIATE");
         int version = 0;
@@ -285,6 +320,7 @@ static llmsim_status store_migrate(store *s, diag *e)
         }
         if (version == STORE_SCHEMA_VERSION) {
             STORE_EXEC(s, e, "COMMIT");
+            STORE_EXEC(s, e, "PRAGMA foreign_keys = ON");
             return LLMSIM_OK;
         }
         if (version == 0) {
@@ -307,11 +343,23 @@ static llmsim_status store_migrate(store *s, diag *e)
         char pragma[64];
         snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
         STORE_EXEC(s, e, pragma);
+        bool bad = false;
+        STORE_PREPARE(s, e, q, "PRAGMA foreign_key_check");
+        STORE_STEP_ROW(s, e, q, bad);
+        sqlite3_finalize(q);
+        q = NULL;
+        if (bad) {
+            st = diag_set(e, LLMSIM_EFAIL,
+                          "%s: migrating the store to version %d would break its references; "
+                          "it is left at version %d", s->path, version + 1, version);
+            goto fail;
+        }
         STORE_EXEC(s, e, "COMMIT");
     }
 fail:
     sqlite3_finalize(q);
     store_rollback(s);
+    sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
     return st;
 }
 

@@ -26,7 +26,7 @@
 typedef struct store store;
 
 /* Current schema version (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 /* Open (creating if needed) the store at `path` and migrate it to
  * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store
@@ -47,7 +47,7 @@ llmsim_status store_put_input(store *s, const char *kind, const char *name, cons
 
 typedef struct store_run_info {
     const char *kind;          /* predict, simulate, measure, search, profile, validate,
-                                  calibrate */
+                                  calibrate, serve */
     const char *model_hash;    /* each may be NULL */
     const char *hw_hash;
     const char *policy_hash;

@@ -524,6 +524,67 @@ static void test_timings(void)
     store_close(s);
 }
 
+/* A store written by llmsim with schema version 2 (tests/data/store/v2.db: a
+ * predict and a simulate run) migrates to the current version keeping every
+ * row, accepts the kinds added since, and still enforces foreign keys. */
+static void test_migrate_v2(void)
+{
+    const char *path = tmp_path("v2.db");
+    FILE *in = fopen(tap_data("store/v2.db"), "rb"), *out = fopen(path, "wb");
+    CHECK(in && out, "copy the version-2 fixture");
+    if (!in || !out) {
+        if (in)
+            fclose(in);
+        if (out)
+            fclose(out);
+        return;
+    }
+    char buf[4096];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, in)) > 0)
+        fwrite(buf, 1, k, out);
+    fclose(in);
+    fclose(out);
+    CHECK(raw_int(path, "PRAGMA user_version") == 2, "fixture at version 2");
+    long long runs = raw_int(path, "SELECT count(*) FROM runs");
+    long long tasks = raw_int(path, "SELECT count(*) FROM run_tasks");
+    long long mem = raw_int(path, "SELECT count(*) FROM run_memory");
+    long long metrics = raw_int(path, "SELECT count(*) FROM run_metrics");
+    CHECK(runs == 2 && tasks > 0 && mem > 0 && metrics > 0, "fixture has rows");
+
+    diag e;
+    diag_clear(&e);
+    store *s = NULL;
+    CHECK(store_open(path, &s, &e) == LLMSIM_OK, "open v2: %s", e.msg);
+    if (!s)
+        return;
+    CHECK(raw_int(path, "PRAGMA user_version") == STORE_SCHEMA_VERSION, "migrated");
+    CHECK(raw_int(path, "SELECT count(*) FROM runs") == runs, "runs kept");
+    CHECK(raw_int(path, "SELECT count(*) FROM run_tasks") == tasks, "tasks kept");
+    CHECK(raw_int(path, "SELECT count(*) FROM run_memory") == mem, "memory kept");
+    CHECK(raw_int(path, "SELECT count(*) FROM run_metrics") == metrics, "metrics kept");
+    CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+                        "name IN ('runs_kind', 'runs_inputs', 'runs_model_name', 'runs_hw_name')") == 4,
+          "indexes rebuilt");
+    CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name = 'runs_new'") == 0,
+          "no leftover table");
+
+    int64_t id = begin_run(s, "serve", "llama-2-7b", "a100", NULL);
+    CHECK(id > 0, "a 'serve' run after the migration");
+    CHECK(store_run_metric(s, id, "throughput_tok_s", 1.0, &e) == LLMSIM_OK, "metric: %s", e.msg);
+    CHECK(store_run_commit(s, id, "ok", "{}", &e) == LLMSIM_OK, "commit: %s", e.msg);
+    /* deleting a run still cascades to its children: foreign keys are on */
+    CHECK(raw_int(path, "SELECT count(*) FROM run_metrics WHERE run_id = 1") > 0, "run 1 metrics");
+    store_close(s);
+    sqlite3 *db = NULL;
+    if (sqlite3_open(path, &db) == SQLITE_OK) {
+        sqlite3_exec(db, "PRAGMA foreign_keys = ON; DELETE FROM runs WHERE id = 1", NULL, NULL, NULL);
+        sqlite3_close(db);
+    }
+    CHECK(raw_int(path, "SELECT count(*) FROM run_metrics WHERE run_id = 1") == 0,
+          "children follow the rebuilt runs table");
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-store-XXXXXX",
@@ -538,6 +599,7 @@ int main(void)
     test_dead_process();
     test_list();
     test_timings();
+    test_migrate_v2();
     test_refuse();
     cleanup();
     return tap_done();
