@@ -1,0 +1,805 @@
+/* requests — see requests.h. */
+#include "sim/requests.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <float.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/rng.h"
+
+/* Lengths above 2^31 tokens are typos, not workloads; the bound also keeps
+ * every length exact in a double and far from int64 overflow. */
+#define LEN_MAX          2147483648.0
+#define HIST_MAX_BINS    1024
+#define GEN_MAX_REQUESTS 100000000LL
+/* Normal samples below the minimum are redrawn; with the mean at or above the
+ * minimum each draw succeeds with probability >= 1/2, so the bound only
+ * guarantees termination. */
+#define NORMAL_TRIES 1000
+
+#define TRACE_HEADER "arrival_s,prompt_len,output_len,weight"
+#define DIST_SYNTAX                                                                                \
+    "N, uniform:A,B, normal:MEAN,SD or hist:BIN=W,... (BIN a value V or a range LO-HI, W its "     \
+    "relative frequency; e.g. hist:1-64=0.5,64-512=0.4,2048=0.1)"
+
+const char *const serve_arrival_names[2] = {"poisson", "gamma"};
+
+void serve_requests_free(serve_requests *q)
+{
+    if (!q)
+        return;
+    free(q->r);
+    q->r = NULL;
+    q->n = 0;
+}
+
+static bool is_space(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+static void trim(const char **s, size_t *n)
+{
+    while (*n > 0 && is_space(**s)) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n > 0 && is_space((*s)[*n - 1]))
+        (*n)--;
+}
+
+/* A plain decimal number spanning exactly s[0..n). strtod alone would also
+ * take hex, "inf" and "nan" and stop quietly at the first bad character, so
+ * only decimal characters are let through, and all of them must be consumed. */
+static bool parse_number(const char *s, size_t n, double *out)
+{
+    char buf[128];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || c == '.' || c == '+' || c == '-' || c == 'e' || c == 'E'))
+            return false;
+    }
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(buf, &end);
+    /* overflow comes back as HUGE_VAL and fails isfinite; underflow to a tiny
+     * or zero value is left to the range checks of the caller */
+    if (end != buf + n || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ---- trace files ---- */
+
+typedef struct field {
+    const char *s; /* trimmed */
+    size_t n;
+    size_t col; /* 1-based column of the trimmed text */
+} field;
+
+static const char *const trace_cols[4] = {"arrival_s", "prompt_len", "output_len", "weight"};
+
+/* Field texts in messages are cut, so one absurd field cannot crowd out the
+ * advice after it. */
+#define SHOWN(f) (int)((f).n > 40 ? 40 : (f).n), (f).s, ((f).n > 40 ? "..." : "")
+
+/* Split line[0..n) at commas; fills up to 4 fields and returns the count. */
+static size_t split_fields(const char *line, size_t n, field f[4])
+{
+    size_t nf = 0, start = 0;
+    for (;;) {
+        size_t end = start;
+        while (end < n && line[end] != ',')
+            end++;
+        field x = {line + start, end - start, 0};
+        trim(&x.s, &x.n);
+        x.col = (size_t)(x.s - line) + 1;
+        if (nf < 4)
+            f[nf] = x;
+        nf++;
+        if (end == n)
+            return nf;
+        start = end + 1;
+    }
+}
+
+static llmsim_status check_header(const char *name, size_t lineno, const field f[4], size_t nf,
+                                  diag *e)
+{
+    double v;
+    if (parse_number(f[0].s, f[0].n, &v))
+        return diag_at(
+            e, LLMSIM_EINPUT, name, lineno, 1,
+            "this looks like a request, but the first line must be the header '" TRACE_HEADER
+            "'; add the header above the requests");
+    if (nf != 4)
+        return diag_at(e, LLMSIM_EINPUT, name, lineno, 1,
+                       "the header has %zu fields; it must be exactly '" TRACE_HEADER "'", nf);
+    for (int k = 0; k < 4; k++) {
+        if (f[k].n != strlen(trace_cols[k]) || memcmp(f[k].s, trace_cols[k], f[k].n) != 0)
+            return diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col,
+                           "header field %d is '%.*s%s' but must be '%s'; the header must be "
+                           "exactly '" TRACE_HEADER "'",
+                           k + 1, SHOWN(f[k]), trace_cols[k]);
+    }
+    return LLMSIM_OK;
+}
+
+static llmsim_status check_length(const char *name, size_t lineno, const field *f, int k, double v,
+                                  diag *e)
+{
+    if (v < 1)
+        return diag_at(e, LLMSIM_EINPUT, name, lineno, f->col,
+                       "%s %.*s%s is below 1; a length counts tokens, at least one", trace_cols[k],
+                       SHOWN(*f));
+    if (v != floor(v))
+        return diag_at(e, LLMSIM_EINPUT, name, lineno, f->col,
+                       "%s %.*s%s is not a whole number; write a whole number of tokens",
+                       trace_cols[k], SHOWN(*f));
+    if (v > LEN_MAX)
+        return diag_at(e, LLMSIM_EINPUT, name, lineno, f->col,
+                       "%s %.*s%s is above 2^31 (2147483648) tokens; is it a typo?", trace_cols[k],
+                       SHOWN(*f));
+    return LLMSIM_OK;
+}
+
+llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, serve_requests *out,
+                                diag *e)
+{
+    out->r = NULL;
+    out->n = 0;
+    static const char *const hint[4] = {
+        "write the arrival time in seconds, a number >= 0",
+        "write a whole number of tokens >= 1",
+        "write a whole number of tokens >= 1",
+        "write a number > 0",
+    };
+    serve_request *r = NULL;
+    size_t n = 0, cap = 0, pos = 0, lineno = 0;
+    bool have_header = false;
+    size_t header_line = 0;
+    field prev_arrival = {NULL, 0, 0}; /* as written, for the ordering message */
+    size_t prev_line = 0;
+    llmsim_status st = LLMSIM_OK;
+
+    if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
+        pos = 3; /* a UTF-8 byte order mark, as some spreadsheets write */
+    while (pos < len) {
+        const char *line = text + pos;
+        const char *nl = memchr(line, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - line) : len - pos;
+        pos += ll + (nl ? 1 : 0);
+        lineno++;
+        if (ll > 0 && line[ll - 1] == '\r')
+            ll--;
+        size_t i = 0;
+        while (i < ll && is_space(line[i]))
+            i++;
+        if (i == ll || line[i] == '#')
+            continue;
+
+        field f[4];
+        size_t nf = split_fields(line, ll, f);
+        if (!have_header) {
+            if ((st = check_header(name, lineno, f, nf, e)))
+                goto fail;
+            have_header = true;
+            header_line = lineno;
+            continue;
+        }
+        if (nf != 4) {
+            st = diag_at(e, LLMSIM_EINPUT, name, lineno, 0,
+                         "%zu fields where 4 are expected (" TRACE_HEADER ")", nf);
+            goto fail;
+        }
+        double v[4];
+        for (int k = 0; k < 4; k++) {
+            if (f[k].n == 0) {
+                st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col, "%s is empty; %s",
+                             trace_cols[k], hint[k]);
+                goto fail;
+            }
+            if (!parse_number(f[k].s, f[k].n, &v[k])) {
+                st =
+                    diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col,
+                            "%s '%.*s%s' is not a number; %s", trace_cols[k], SHOWN(f[k]), hint[k]);
+                goto fail;
+            }
+        }
+        if (v[0] < 0) {
+            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[0].col,
+                         "arrival_s %.*s%s is negative; %s", SHOWN(f[0]), hint[0]);
+            goto fail;
+        }
+        v[0] += 0.0; /* -0 reads as +0, so the saved trace never prints "-0" */
+        if (n > 0 && v[0] < r[n - 1].arrival_s) {
+            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[0].col,
+                         "arrival_s %.*s%s is before the previous request's %.*s%s (line %zu); "
+                         "list the requests in non-decreasing order of arrival",
+                         SHOWN(f[0]), SHOWN(prev_arrival), prev_line);
+            goto fail;
+        }
+        for (int k = 1; k <= 2; k++)
+            if ((st = check_length(name, lineno, &f[k], k, v[k], e)))
+                goto fail;
+        if (!(v[3] > 0)) {
+            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[3].col,
+                         "weight %.*s%s is not > 0; the fair scheduler weighs turnaround by it",
+                         SHOWN(f[3]));
+            goto fail;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? 2 * cap : 1024;
+            serve_request *p = ncap > SIZE_MAX / sizeof *p ? NULL : realloc(r, ncap * sizeof *p);
+            if (!p) {
+                st = diag_at(e, LLMSIM_EFAIL, name, lineno, 0, "out of memory after %zu requests",
+                             n);
+                goto fail;
+            }
+            r = p;
+            cap = ncap;
+        }
+        r[n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3]};
+        prev_arrival = f[0];
+        prev_line = lineno;
+    }
+    if (!have_header) {
+        st = diag_at(e, LLMSIM_EINPUT, name, 0, 0,
+                     "no requests and no header (the file is empty or all comments); a trace is "
+                     "the header line '" TRACE_HEADER "' then one request per line");
+        goto fail;
+    }
+    if (n == 0) {
+        st = diag_at(
+            e, LLMSIM_EINPUT, name, 0, 0,
+            "no requests after the header (line %zu); add one request per line: " TRACE_HEADER,
+            header_line);
+        goto fail;
+    }
+    out->r = r;
+    out->n = n;
+    return LLMSIM_OK;
+fail:
+    free(r);
+    return st;
+}
+
+llmsim_status serve_trace_load(const char *path, serve_requests *out, diag *e)
+{
+    out->r = NULL;
+    out->n = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return diag_set(e, LLMSIM_EINPUT, "%s: cannot open the trace: %s", path, strerror(errno));
+    size_t cap = 1u << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        fclose(f);
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", path);
+    }
+    for (;;) {
+        if (n == cap) {
+            char *p = cap > SIZE_MAX / 2 ? NULL : realloc(buf, 2 * cap);
+            if (!p) {
+                free(buf);
+                fclose(f);
+                return diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading %zu bytes", path, n);
+            }
+            buf = p;
+            cap *= 2;
+        }
+        errno = 0;
+        size_t got = fread(buf + n, 1, cap - n, f);
+        n += got;
+        if (got == 0 || ferror(f) || feof(f))
+            break;
+    }
+    if (ferror(f)) {
+        int err = errno;
+        free(buf);
+        fclose(f);
+        return diag_set(e, LLMSIM_EINPUT, "%s: cannot read the trace: %s", path,
+                        err ? strerror(err) : "read error");
+    }
+    fclose(f);
+    llmsim_status st = serve_trace_parse(path, buf, n, out, e);
+    free(buf);
+    return st;
+}
+
+void serve_trace_save(const serve_requests *q, strbuf *out)
+{
+    strbuf_puts(out, TRACE_HEADER "\n");
+    for (size_t i = 0; i < q->n; i++)
+        strbuf_printf(out, "%.17g,%lld,%lld,%.17g\n", q->r[i].arrival_s,
+                      (long long)q->r[i].prompt_len, (long long)q->r[i].output_len, q->r[i].weight);
+}
+
+/* ---- distributions ---- */
+
+/* The spec as shown in messages, cut so the syntax advice after it fits. */
+static void shown_spec(const char *spec, char out[128])
+{
+    size_t n = strlen(spec);
+    if (n < 100)
+        snprintf(out, 128, "%s", spec);
+    else
+        snprintf(out, 128, "%.96s...", spec);
+}
+
+/* One value of the distribution (a constant, a bound, a bin edge): lengths
+ * are whole numbers of tokens in [1, 2^31], weights numbers > 0. */
+static llmsim_status check_value(double v, bool integer, const char *role, const char *what,
+                                 const char *spec, diag *e)
+{
+    if (integer && (v < 1 || v != floor(v) || v > LEN_MAX))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': %s %.15g must be a whole number of tokens from 1 to 2^31", what,
+                        spec, role, v);
+    if (!integer && !(v > 0))
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': %s %.15g must be > 0", what, spec, role, v);
+    return LLMSIM_OK;
+}
+
+/* The comma-separated numbers of s[0..n) into v[0..want). */
+static llmsim_status parse_params(const char *s, size_t n, double *v, int want, const char *kind,
+                                  const char *syntax, const char *what, const char *spec, diag *e)
+{
+    int got = 0;
+    size_t start = 0;
+    for (;;) {
+        size_t end = start;
+        while (end < n && s[end] != ',')
+            end++;
+        const char *p = s + start;
+        size_t pn = end - start;
+        trim(&p, &pn);
+        if (got < want && !parse_number(p, pn, &v[got]))
+            return diag_set(e, LLMSIM_EINPUT, "%s '%s': '%.*s' is not a number; write %s", what,
+                            spec, (int)(pn > 40 ? 40 : pn), p, syntax);
+        got++;
+        if (end == n)
+            break;
+        start = end + 1;
+    }
+    if (got != want)
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': %s takes %d numbers, %s; got %d", what, spec,
+                        kind, want, syntax, got);
+    return LLMSIM_OK;
+}
+
+#define CUM_OK       (-1)
+#define CUM_OVERFLOW (-2)
+
+/* Raw weights c[0..n) into cumulative weights normalized to 1, in place;
+ * the one place this arithmetic is done, so serve_dist_format can check that
+ * its text parses back to the same bits. Returns CUM_OK, CUM_OVERFLOW when
+ * the total is not finite, or the index of a bin whose weight does not raise
+ * the normalized sum. */
+static int cumulate(double *c, int n)
+{
+    double total = 0;
+    for (int b = 0; b < n; b++) {
+        total += c[b];
+        c[b] = total;
+    }
+    if (!isfinite(total))
+        return CUM_OVERFLOW;
+    for (int b = 0; b < n; b++) {
+        double x = c[b] / total;
+        if (!(x > (b > 0 ? c[b - 1] : 0)))
+            return b;
+        c[b] = x;
+    }
+    c[n - 1] = 1; /* exactly, so the search always finds a bin */
+    return CUM_OK;
+}
+
+/* The bins of a histogram, s[0..n) = "BIN=W,...", into d (lo, hi and the raw
+ * weights in cum, normalized after). */
+static llmsim_status parse_hist(const char *s, size_t n, serve_dist *d, const char *what,
+                                const char *spec, diag *e)
+{
+    const char *syntax = "hist:BIN=W,... (BIN a value V or a range LO-HI, W > 0)";
+    size_t nb = 1;
+    for (size_t i = 0; i < n; i++)
+        nb += s[i] == ',';
+    const char *t = s;
+    size_t tn = n;
+    trim(&t, &tn);
+    if (tn == 0)
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': empty histogram; write %s", what, spec, syntax);
+    if (nb > HIST_MAX_BINS)
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': %zu bins; a histogram has at most %d", what,
+                        spec, nb, HIST_MAX_BINS);
+    d->lo = malloc(nb * sizeof *d->lo);
+    d->hi = malloc(nb * sizeof *d->hi);
+    d->cum = malloc(nb * sizeof *d->cum);
+    if (!d->lo || !d->hi || !d->cum)
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", what);
+
+    size_t start = 0;
+    for (size_t b = 0; b < nb; b++) {
+        size_t end = start;
+        while (end < n && s[end] != ',')
+            end++;
+        const char *p = s + start;
+        size_t pn = end - start;
+        trim(&p, &pn);
+        start = end + 1;
+        int shown = (int)(pn > 40 ? 40 : pn);
+        if (pn == 0)
+            return diag_set(e, LLMSIM_EINPUT, "%s '%s': bin %zu is empty; write %s", what, spec,
+                            b + 1, syntax);
+        const char *eq = memchr(p, '=', pn);
+        if (!eq)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s': bin '%.*s' has no '=W' weight; write BIN=W, e.g. 64-512=0.4",
+                            what, spec, shown, p);
+        const char *bin = p, *w = eq + 1;
+        size_t binn = (size_t)(eq - p), wn = pn - binn - 1;
+        trim(&bin, &binn);
+        trim(&w, &wn);
+        /* LO-HI: the separator is a '-' that neither starts the text nor
+         * belongs to an exponent ("1e-3-2e-3") */
+        size_t sep = 0;
+        for (size_t i = 1; i < binn; i++) {
+            if (bin[i] == '-' && bin[i - 1] != 'e' && bin[i - 1] != 'E') {
+                sep = i;
+                break;
+            }
+        }
+        double lo, hi, wt;
+        const char *hs = sep ? bin + sep + 1 : bin;
+        size_t hn = sep ? binn - sep - 1 : binn;
+        size_t ln = sep ? sep : binn;
+        trim(&hs, &hn);
+        const char *ls = bin;
+        trim(&ls, &ln);
+        if (!parse_number(ls, ln, &lo) || !parse_number(hs, hn, &hi))
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s': bin '%.*s' is not a value V or a range LO-HI; write %s", what,
+                            spec, shown, p, syntax);
+        if (!parse_number(w, wn, &wt))
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s': the weight of bin '%.*s' is not a number; write %s", what,
+                            spec, shown, p, syntax);
+        llmsim_status st;
+        if ((st = check_value(lo, d->integer, sep ? "bin low end" : "bin value", what, spec, e)) ||
+            (st = check_value(hi, d->integer, "bin high end", what, spec, e)))
+            return st;
+        if (lo > hi)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s': bin '%.*s' has LO %.15g above HI %.15g; write LO-HI with "
+                            "LO <= HI",
+                            what, spec, shown, p, lo, hi);
+        if (!(wt > 0))
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s': bin '%.*s' has weight %.15g; a weight is a relative "
+                            "frequency > 0 (drop the bin instead)",
+                            what, spec, shown, p, wt);
+        d->lo[b] = lo;
+        d->hi[b] = hi;
+        d->cum[b] = wt;
+        d->nbins = (int)b + 1;
+    }
+    int bad = cumulate(d->cum, d->nbins);
+    if (bad == CUM_OVERFLOW)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': the weights add up past the range of a double; scale them down",
+                        what, spec);
+    /* a weight too small against the total to move the cumulative sum would
+     * never be drawn, and would format as 0 */
+    if (bad >= 0)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': bin %d's weight is too small beside the others ever to be "
+                        "drawn; drop it or raise it",
+                        what, spec, bad + 1);
+    return LLMSIM_OK;
+}
+
+static bool is_word(const char *s, size_t n, const char *word)
+{
+    return n == strlen(word) && memcmp(s, word, n) == 0;
+}
+
+llmsim_status serve_dist_parse(const char *spec, const char *what, bool integer, serve_dist *d,
+                               diag *e)
+{
+    memset(d, 0, sizeof *d);
+    d->integer = integer;
+    char shown[128];
+    shown_spec(spec, shown);
+    const char *s = spec;
+    size_t n = strlen(spec);
+    trim(&s, &n);
+    llmsim_status st = LLMSIM_OK;
+    if (n == 0)
+        return diag_set(e, LLMSIM_EINPUT, "%s: empty distribution; expected %s", what, DIST_SYNTAX);
+    const char *colon = memchr(s, ':', n);
+    if (!colon) {
+        double v;
+        if (!parse_number(s, n, &v)) {
+            if (is_word(s, n, "uniform") || is_word(s, n, "normal") || is_word(s, n, "hist"))
+                return diag_set(e, LLMSIM_EINPUT,
+                                "%s '%s': %s needs parameters after a ':'; expected %s", what,
+                                shown, shown, DIST_SYNTAX);
+            return diag_set(e, LLMSIM_EINPUT,
+                            "%s '%s' is neither a number nor a distribution; expected %s", what,
+                            shown, DIST_SYNTAX);
+        }
+        if ((st = check_value(v, integer, "the value", what, shown, e)))
+            goto fail;
+        d->kind = SERVE_DIST_CONST;
+        d->a = v;
+        return LLMSIM_OK;
+    }
+    const char *kind = s, *p = colon + 1;
+    size_t kn = (size_t)(colon - s), pn = n - kn - 1;
+    trim(&kind, &kn);
+    if (is_word(kind, kn, "uniform")) {
+        double v[2];
+        if ((st = parse_params(p, pn, v, 2, "uniform", "uniform:A,B", what, shown, e)) ||
+            (st = check_value(v[0], integer, "A", what, shown, e)) ||
+            (st = check_value(v[1], integer, "B", what, shown, e)))
+            goto fail;
+        if (v[0] > v[1]) {
+            st = diag_set(e, LLMSIM_EINPUT,
+                          "%s '%s': A %.15g is above B %.15g; write uniform:A,B with A <= B", what,
+                          shown, v[0], v[1]);
+            goto fail;
+        }
+        d->kind = SERVE_DIST_UNIFORM;
+        d->a = v[0];
+        d->b = v[1];
+    } else if (is_word(kind, kn, "normal")) {
+        double v[2];
+        if ((st = parse_params(p, pn, v, 2, "normal", "normal:MEAN,SD", what, shown, e)))
+            goto fail;
+        /* the mean may be fractional, but at or above the minimum, or nearly
+         * every draw would be resampled */
+        if (integer ? !(v[0] >= 1 && v[0] <= LEN_MAX) : !(v[0] > 0)) {
+            st = diag_set(e, LLMSIM_EINPUT, "%s '%s': MEAN %.15g must be %s", what, shown, v[0],
+                          integer ? "from 1 to 2^31 tokens" : "> 0");
+            goto fail;
+        }
+        if (v[1] < 0) {
+            st = diag_set(e, LLMSIM_EINPUT,
+                          "%s '%s': SD %.15g is negative; a standard deviation is >= 0", what,
+                          shown, v[1]);
+            goto fail;
+        }
+        d->kind = SERVE_DIST_NORMAL;
+        d->a = v[0];
+        d->b = v[1] + 0.0;
+    } else if (is_word(kind, kn, "hist")) {
+        d->kind = SERVE_DIST_HIST;
+        if ((st = parse_hist(p, pn, d, what, shown, e)))
+            goto fail;
+    } else {
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': unknown distribution '%.*s'; expected %s", what,
+                        shown, (int)(kn > 40 ? 40 : kn), kind, DIST_SYNTAX);
+    }
+    return LLMSIM_OK;
+fail:
+    serve_dist_free(d);
+    d->integer = integer;
+    return st;
+}
+
+void serve_dist_free(serve_dist *d)
+{
+    if (!d)
+        return;
+    free(d->lo);
+    free(d->hi);
+    free(d->cum);
+    memset(d, 0, sizeof *d);
+}
+
+/* The shortest of %.15g, %.16g and %.17g that reads back as v: canonical text
+ * stays readable ("0.1", not "0.10000000000000001") and still exact. */
+static void put_num(strbuf *out, double v)
+{
+    char buf[40];
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    strbuf_puts(out, buf);
+}
+
+/* How many digits the histogram's weights are printed with: the weights are
+ * the steps of the normalized cumulative sums, which carry rounding (1 - 0.9
+ * is 0.09999999999999998), so take the fewest digits, 15 to 17, whose text
+ * parses back to the very same cumulative sums; 17 digits print each step
+ * exactly, and their sums give back the same bits in all but contrived cases. */
+static int weight_digits(const serve_dist *d)
+{
+    double *c = malloc((size_t)(d->nbins > 0 ? d->nbins : 1) * sizeof *c);
+    if (!c)
+        return 17;
+    int prec = 15;
+    for (; prec < 17; prec++) {
+        char buf[40];
+        for (int i = 0; i < d->nbins; i++) {
+            snprintf(buf, sizeof buf, "%.*g", prec, d->cum[i] - (i ? d->cum[i - 1] : 0));
+            c[i] = strtod(buf, NULL);
+        }
+        if (d->nbins > 0 && cumulate(c, d->nbins) == CUM_OK &&
+            memcmp(c, d->cum, (size_t)d->nbins * sizeof *c) == 0)
+            break;
+    }
+    free(c);
+    return prec;
+}
+
+void serve_dist_format(const serve_dist *d, strbuf *out)
+{
+    switch (d->kind) {
+    case SERVE_DIST_CONST: put_num(out, d->a); return;
+    case SERVE_DIST_UNIFORM:
+    case SERVE_DIST_NORMAL:
+        strbuf_puts(out, d->kind == SERVE_DIST_UNIFORM ? "uniform:" : "normal:");
+        put_num(out, d->a);
+        strbuf_puts(out, ",");
+        put_num(out, d->b);
+        return;
+    case SERVE_DIST_HIST: {
+        int prec = weight_digits(d);
+        strbuf_puts(out, "hist:");
+        for (int i = 0; i < d->nbins; i++) {
+            if (i)
+                strbuf_puts(out, ",");
+            put_num(out, d->lo[i]);
+            if (d->hi[i] != d->lo[i]) {
+                strbuf_puts(out, "-");
+                put_num(out, d->hi[i]);
+            }
+            strbuf_printf(out, "=%.*g", prec, d->cum[i] - (i ? d->cum[i - 1] : 0));
+        }
+        return;
+    }
+    }
+}
+
+double serve_dist_mean(const serve_dist *d)
+{
+    switch (d->kind) {
+    case SERVE_DIST_CONST: return d->a;
+    case SERVE_DIST_UNIFORM: return 0.5 * (d->a + d->b);
+    case SERVE_DIST_NORMAL: return d->a;
+    case SERVE_DIST_HIST: {
+        double m = 0;
+        for (int i = 0; i < d->nbins; i++)
+            m += (d->cum[i] - (i ? d->cum[i - 1] : 0)) * 0.5 * (d->lo[i] + d->hi[i]);
+        return m;
+    }
+    }
+    return 0;
+}
+
+/* Uniform on [a, b]: whole numbers inclusive for lengths. A single value
+ * draws nothing (the stream stays a function of the seed either way). */
+static double uniform_in(bool integer, double a, double b, rng_state *r)
+{
+    if (a == b)
+        return a;
+    if (integer)
+        return a + (double)rng_below(r, (uint64_t)(b - a) + 1);
+    return a + (b - a) * rng_u01(r);
+}
+
+static double dist_sample(const serve_dist *d, rng_state *r)
+{
+    switch (d->kind) {
+    case SERVE_DIST_CONST: return d->a;
+    case SERVE_DIST_UNIFORM: return uniform_in(d->integer, d->a, d->b, r);
+    case SERVE_DIST_NORMAL:
+        for (int t = 0; t < NORMAL_TRIES; t++) {
+            double x = d->a + d->b * rng_normal(r);
+            if (d->integer) {
+                x = round(x);
+                if (x >= 1)
+                    return x > LEN_MAX ? LEN_MAX : x;
+            } else if (x > 0 && isfinite(x)) {
+                return x;
+            }
+        }
+        return d->integer ? 1 : DBL_MIN;
+    case SERVE_DIST_HIST: {
+        double u = rng_u01(r);
+        int lo = 0, hi = d->nbins - 1; /* the first bin whose cumulative weight exceeds u */
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (u < d->cum[mid])
+                hi = mid;
+            else
+                lo = mid + 1;
+        }
+        return uniform_in(d->integer, d->lo[lo], d->hi[lo], r);
+    }
+    }
+    return d->a;
+}
+
+/* ---- the generator ---- */
+
+llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
+{
+    out->r = NULL;
+    out->n = 0;
+    assert(g->arrival == SERVE_ARRIVAL_POISSON || g->arrival == SERVE_ARRIVAL_GAMMA);
+    assert(g->prompt_len.integer && g->output_len.integer);
+    if (g->num_requests < 1 || g->num_requests > GEN_MAX_REQUESTS)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "num_requests %lld is out of range; generate from 1 to %lld requests",
+                        g->num_requests, GEN_MAX_REQUESTS);
+    if (!(g->rate > 0) || !isfinite(g->rate))
+        return diag_set(e, LLMSIM_EINPUT, "rate %g is not a number of requests per second > 0",
+                        g->rate);
+    bool gamma = g->arrival == SERVE_ARRIVAL_GAMMA;
+    if (gamma && (!(g->cv > 0) || !isfinite(g->cv)))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "cv %g must be > 0: the coefficient of variation of inter-arrival times "
+                        "(1 is as bursty as Poisson, above 1 burstier)",
+                        g->cv);
+    size_t n = (size_t)g->num_requests;
+    serve_request *r = malloc(n * sizeof *r);
+    if (!r)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
+
+    rng_state rs;
+    rng_seed(&rs, g->seed);
+    /* gamma inter-arrivals with mean 1/rate and the given cv: shape k = 1/cv^2
+     * (cv = 1/sqrt(k)), scale = mean/k = cv^2/rate */
+    double shape = gamma ? 1 / (g->cv * g->cv) : 1, scale = gamma ? g->cv * g->cv / g->rate : 0;
+    double t = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* one fixed order of draws per request: gap, prompt, output, weight */
+        t += gamma ? rng_gamma(&rs, shape, scale) : rng_exponential(&rs, g->rate);
+        r[i].arrival_s = t;
+        r[i].prompt_len = (int64_t)dist_sample(&g->prompt_len, &rs);
+        r[i].output_len = (int64_t)dist_sample(&g->output_len, &rs);
+        r[i].weight = dist_sample(&g->weight, &rs);
+    }
+    if (!isfinite(t)) {
+        free(r);
+        return diag_set(e, LLMSIM_EINPUT,
+                        "arrival times overflow at rate %g; use a rate that spaces %zu requests "
+                        "within the range of a double",
+                        g->rate, n);
+    }
+    out->r = r;
+    out->n = n;
+    return LLMSIM_OK;
+}
+
+void serve_gen_describe(const serve_gen *g, strbuf *out)
+{
+    bool gamma = g->arrival == SERVE_ARRIVAL_GAMMA;
+    strbuf_printf(out, "arrival: %s\nrate: ", serve_arrival_names[gamma]);
+    put_num(out, g->rate);
+    if (gamma) {
+        strbuf_puts(out, "\ncv: ");
+        put_num(out, g->cv);
+    }
+    strbuf_printf(out, "\nnum_requests: %lld\nprompt_len: ", g->num_requests);
+    serve_dist_format(&g->prompt_len, out);
+    strbuf_puts(out, "\noutput_len: ");
+    serve_dist_format(&g->output_len, out);
+    strbuf_puts(out, "\nweight: ");
+    serve_dist_format(&g->weight, out);
+    strbuf_printf(out, "\nseed: %" PRIu64 "\n", g->seed);
+}
