@@ -38,6 +38,8 @@ typedef struct cli_job {
     const char *model_spec;  /* as given */
     const char *hw_spec;
     char command[1024];      /* the command line, for the store */
+    const char *workload_text; /* recorded instead of `workload` when set (serve-sim's
+                                * requests) */
 } cli_job;
 
 /* Parse the job options of `cmd` (see cli_job_usage) from argv. On --help,

@@ -20,6 +20,8 @@ int cmd_profile(int argc, char **argv);
 int cmd_validate(int argc, char **argv);
 /* llmsim calibrate: fit a profile to measured runs (cli/cmd_calibrate.c). */
 int cmd_calibrate(int argc, char **argv);
+/* llmsim serve-sim: simulate online serving (cli/cmd_serve_sim.c). */
+int cmd_serve_sim(int argc, char **argv);
 /* llmsim report [RUN...] -o DIR: plots and index.html (cli/cmd_report.c). */
 int cmd_report(int argc, char **argv);
 

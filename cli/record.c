@@ -28,7 +28,10 @@ llmsim_status cli_record_inputs(store *db, const cli_job *job, cli_input_hashes 
     strbuf_free(&b);
     if (st)
         return st;
-    workload_save(&job->workload, &b);
+    if (job->workload_text)
+        strbuf_puts(&b, job->workload_text);
+    else
+        workload_save(&job->workload, &b);
     st = store_put_input(db, "workload", NULL, strbuf_str(&b), h->workload, e);
     strbuf_free(&b);
     return st;

@@ -1,0 +1,602 @@
+/*
+ * cmd_serve_sim — `llmsim serve-sim`: simulate online serving (sim/serve.h)
+ * of a trace file or of generated requests, print throughput, latency
+ * percentiles, weighted turnaround, preemptions and KV use, optionally write
+ * a Chrome trace and a per-request CSV, and record the run in the store.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/record.h"
+#include "common/atomicfile.h"
+#include "common/clock.h"
+#include "common/units.h"
+#include "sim/serve.h"
+
+/* Samples of KV use kept in the JSON and in the store. */
+#define SERVE_MAX_SERIES 512
+#define SERVE_MAX_STORED 2000
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: llmsim serve-sim --model M --hardware H [policy] (--trace-in FILE | generator)\n"
+            "                        [serving] [options]\n"
+            "\n"
+            "Simulate online serving: requests arrive over time and are served by continuous\n"
+            "(iteration-level) batching over a paged KV cache, with preemption by swap or\n"
+            "recompute when the cache runs out. Prints throughput, time to first token, time\n"
+            "per output token, end-to-end latency (mean, p50, p90, p99), weighted turnaround,\n"
+            "preemptions and KV use, and records the run in the store.\n"
+            "\n"
+            "  --model M              shipped model name, a model YAML, or a config.json\n"
+            "  --hardware H           shipped hardware profile name or a profile YAML\n"
+            "policy (weight placement and quantization; its serving section; flags below win):\n"
+            "  --policy FILE          a policy YAML (llmsim: policy/1)\n"
+            "  --percent WG WC CG CC HG HC, --weight-quant B/G, --kv-quant B/G, --no-overlap,\n"
+            "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n"
+            "requests: a trace file ...\n"
+            "  --trace-in FILE        CSV with the header arrival_s,prompt_len,output_len,weight\n"
+            "... or the generator:\n"
+            "  --num-requests N       requests to generate (default 1000)\n"
+            "  --rate R               mean arrivals per second (default 1)\n"
+            "  --arrival KIND         poisson (default) or gamma\n"
+            "  --cv C                 gamma: coefficient of variation of the gaps (default 2;\n"
+            "                         above 1 is burstier than Poisson)\n"
+            "  --prompt-len DIST      prompt tokens (default uniform:64,1024)\n"
+            "  --output-len DIST      output tokens, the first included (default uniform:16,512)\n"
+            "  --weight DIST          request weights for the fair scheduler (default 1)\n"
+            "                         DIST: N | uniform:A,B | normal:MEAN,SD | hist:BIN=W,...\n"
+            "                         with BIN a value or LO-HI (e.g. hist:1-64=0.5,2048=0.1)\n"
+            "  --seed S               generator seed (default 1)\n"
+            "serving (defaults are vLLM's):\n"
+            "  --preemption P         swap (default), recompute or adaptive\n"
+            "  --scheduler S          fcfs (default) or fair\n"
+            "  --fair-alpha A         fair: seconds of waiting one second of weighted remaining\n"
+            "                         work is worth (default 10; 0 is fcfs)\n"
+            "  --block-size N         tokens per KV block (default 16, or the policy's)\n"
+            "  --max-batch N          sequences per iteration (default 256)\n"
+            "  --token-budget N       tokens per iteration, prefill chunks included (default 2048)\n"
+            "  --swap-space SIZE      CPU swap space for KV blocks (default 4 GiB; disk without a GPU)\n"
+            "  --kv-memory SIZE       device memory for KV blocks (default: what --mem-util of\n"
+            "                         the device leaves after weights and workspace)\n"
+            "  --mem-util F           fraction of device memory the server uses (default 0.9)\n"
+            "output:\n"
+            "  --trace FILE           Chrome trace: a track per request, KV blocks in use\n"
+            "  --requests-out FILE    one CSV row per request with its timings\n"
+            "  --format table|json    human table (default) or one JSON object\n"
+            "  --db PATH              the store (default $LLMSIM_DB or ./llmsim.db)\n"
+            "  --help                 this text\n");
+}
+
+typedef struct serve_opts {
+    const char *trace_in, *trace_out, *requests_out;
+    const char *prompt_spec, *output_spec, *weight_spec;
+    serve_gen gen;
+    bool gen_given;       /* any generator option */
+    serve_config cfg;
+    bool given_preempt, given_sched, given_block, given_cv;
+} serve_opts;
+
+/* The option names serve-sim takes itself; everything else goes to the job
+ * parser. Each takes a value. */
+static const char *const own_opts[] = {
+    "--trace-in", "--num-requests", "--rate", "--arrival", "--cv", "--prompt-len", "--output-len",
+    "--weight", "--seed", "--preemption", "--scheduler", "--fair-alpha", "--block-size",
+    "--max-batch", "--token-budget", "--swap-space", "--kv-memory", "--mem-util", "--trace",
+    "--requests-out", NULL,
+};
+
+static int bad(const char *opt, const char *val, const char *what)
+{
+    fprintf(stderr, "llmsim serve-sim: %s '%s' %s\n", opt, val, what);
+    return CLI_EXIT_INPUT;
+}
+
+static bool parse_real(const char *s, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v))
+        return false;
+    *out = v;
+    return true;
+}
+
+static int enum_of(const char *v, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int take_opt(serve_opts *o, const char *opt, const char *val)
+{
+    long long ll;
+    double d;
+    char why[160];
+    if (!strcmp(opt, "--trace-in")) {
+        o->trace_in = val;
+    } else if (!strcmp(opt, "--trace")) {
+        o->trace_out = val;
+    } else if (!strcmp(opt, "--requests-out")) {
+        o->requests_out = val;
+    } else if (!strcmp(opt, "--num-requests")) {
+        if (!cli_parse_ll(val, 1, 100000000, &ll))
+            return bad(opt, val, "must be a whole number from 1 to 100000000");
+        o->gen.num_requests = ll;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--rate")) {
+        if (!parse_real(val, &d) || !(d > 0))
+            return bad(opt, val, "must be a positive number of requests per second");
+        o->gen.rate = d;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--arrival")) {
+        int k = enum_of(val, serve_arrival_names, 2);
+        if (k < 0)
+            return bad(opt, val, "must be poisson or gamma");
+        o->gen.arrival = (serve_arrival)k;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--cv")) {
+        if (!parse_real(val, &d) || !(d > 0))
+            return bad(opt, val, "must be a positive number (1 is Poisson-like, above 1 bursty)");
+        o->gen.cv = d;
+        o->given_cv = true;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--prompt-len") || !strcmp(opt, "--output-len") ||
+               !strcmp(opt, "--weight")) {
+        const char **dst = opt[2] == 'p' ? &o->prompt_spec : opt[2] == 'o' ? &o->output_spec
+                                                                           : &o->weight_spec;
+        *dst = val;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--seed")) {
+        char *end;
+        unsigned long long s = strtoull(val, &end, 10);
+        if (end == val || *end || val[0] == '-')
+            return bad(opt, val, "must be a whole number >= 0");
+        o->gen.seed = s;
+        o->gen_given = true;
+    } else if (!strcmp(opt, "--preemption")) {
+        int k = enum_of(val, preemption_names, 3);
+        if (k < 0)
+            return bad(opt, val, "must be swap, recompute or adaptive");
+        o->cfg.preempt = (preemption)k;
+        o->given_preempt = true;
+    } else if (!strcmp(opt, "--scheduler")) {
+        int k = enum_of(val, scheduler_names, 2);
+        if (k < 0)
+            return bad(opt, val, "must be fcfs or fair");
+        o->cfg.sched = (scheduler)k;
+        o->given_sched = true;
+    } else if (!strcmp(opt, "--fair-alpha")) {
+        if (!parse_real(val, &d) || !(d >= 0))
+            return bad(opt, val, "must be a number >= 0");
+        o->cfg.fair_alpha = d;
+    } else if (!strcmp(opt, "--block-size")) {
+        if (!cli_parse_ll(val, 1, 65536, &ll))
+            return bad(opt, val, "must be a whole number of tokens from 1 to 65536");
+        o->cfg.block_size = (int)ll;
+        o->given_block = true;
+    } else if (!strcmp(opt, "--max-batch")) {
+        if (!cli_parse_ll(val, 1, 1 << 20, &ll))
+            return bad(opt, val, "must be a whole number of sequences from 1 to 1048576");
+        o->cfg.max_batch = (int)ll;
+    } else if (!strcmp(opt, "--token-budget")) {
+        if (!cli_parse_ll(val, 1, 1 << 24, &ll))
+            return bad(opt, val, "must be a whole number of tokens from 1 to 16777216");
+        o->cfg.token_budget = ll;
+    } else if (!strcmp(opt, "--swap-space") || !strcmp(opt, "--kv-memory")) {
+        if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why) || d < 0) {
+            fprintf(stderr, "llmsim serve-sim: %s '%s': %s (a size such as '4 GiB')\n", opt, val,
+                    d < 0 ? "must not be negative" : why);
+            return CLI_EXIT_INPUT;
+        }
+        if (opt[2] == 's')
+            o->cfg.swap_bytes = d;
+        else if (d <= 0)
+            return bad(opt, val, "must be a positive size");
+        else
+            o->cfg.kv_bytes = d;
+    } else if (!strcmp(opt, "--mem-util")) {
+        if (!parse_real(val, &d) || !(d > 0 && d <= 1))
+            return bad(opt, val, "must be a fraction in (0, 1]");
+        o->cfg.mem_util = d;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* Split argv into serve-sim's options (taken) and the job's (returned in
+ * args). Returns an exit status. */
+static int split_args(int argc, char **argv, serve_opts *o, char **args, int *nargs)
+{
+    static const char *const offline[] = {"--gen-len", "--num-prompts", "--workload",
+                                          "--gpu-batch-size", "--num-gpu-batches",
+                                          "--cpu-attention", NULL};
+    *nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *eq = strchr(a, '=');
+        size_t len = eq && a[0] == '-' ? (size_t)(eq - a) : strlen(a);
+        bool own = false;
+        for (int k = 0; own_opts[k] && !own; k++)
+            if (strlen(own_opts[k]) == len && strncmp(a, own_opts[k], len) == 0)
+                own = true;
+        for (int k = 0; offline[k] && i > 0; k++)
+            if (strlen(offline[k]) == len && strncmp(a, offline[k], len) == 0) {
+                fprintf(stderr, "llmsim serve-sim: %.*s is an offline option; serving takes "
+                        "--trace-in, or --num-requests, --rate, --prompt-len and --output-len, "
+                        "and --max-batch and --token-budget\n", (int)len, a);
+                return CLI_EXIT_INPUT;
+            }
+        if (!own || i == 0) {
+            args[(*nargs)++] = argv[i];
+            continue;
+        }
+        const char *val;
+        char opt[32];
+        snprintf(opt, sizeof opt, "%.*s", (int)len, a);
+        if (eq) {
+            val = eq + 1;
+        } else {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "llmsim serve-sim: %s needs a value\n", opt);
+                return CLI_EXIT_INPUT;
+            }
+            val = argv[++i];
+        }
+        int st = take_opt(o, opt, val);
+        if (st)
+            return st;
+    }
+    args[*nargs] = NULL;
+    return CLI_EXIT_OK;
+}
+
+static void on_progress(double frac, void *ctx)
+{
+    (void)ctx;
+    fprintf(stderr, "\rllmsim serve-sim: %3.0f%% of the requests done", 100 * frac);
+    if (frac >= 1)
+        fputc('\n', stderr);
+}
+
+static cJSON *stat_json(const serve_stat *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "mean", s->mean);
+    cJSON_AddNumberToObject(o, "p50", s->p50);
+    cJSON_AddNumberToObject(o, "p90", s->p90);
+    cJSON_AddNumberToObject(o, "p99", s->p99);
+    cJSON_AddNumberToObject(o, "max", s->max);
+    return o;
+}
+
+static cJSON *result_json(const cli_job *job, const serve_opts *o, const serve_setup *s,
+                          const serve_requests *q, const serve_result *r, double wall_s)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", job->model.name);
+    cJSON_AddStringToObject(root, "hardware", job->hw.name);
+    cJSON_AddNumberToObject(root, "requests", (double)q->n);
+    cJSON *src = cJSON_AddObjectToObject(root, "source");
+    if (o->trace_in) {
+        cJSON_AddStringToObject(src, "trace", o->trace_in);
+    } else {
+        strbuf b = {0};
+        serve_gen_describe(&o->gen, &b);
+        cJSON_AddStringToObject(src, "generator", strbuf_str(&b));
+        strbuf_free(&b);
+    }
+    cJSON *sv = cJSON_AddObjectToObject(root, "serving");
+    cJSON_AddStringToObject(sv, "preemption", preemption_names[s->cfg.preempt]);
+    cJSON_AddStringToObject(sv, "scheduler", scheduler_names[s->cfg.sched]);
+    cJSON_AddNumberToObject(sv, "fair_alpha", s->cfg.fair_alpha);
+    cJSON_AddNumberToObject(sv, "kv_block_size", s->cfg.block_size);
+    cJSON_AddNumberToObject(sv, "max_batch", s->cfg.max_batch);
+    cJSON_AddNumberToObject(sv, "token_budget", (double)s->cfg.token_budget);
+    cJSON_AddNumberToObject(sv, "kv_memory_bytes", s->kv_bytes);
+    cJSON_AddNumberToObject(sv, "kv_blocks", (double)s->total_blocks);
+    cJSON_AddNumberToObject(sv, "block_bytes", s->block_bytes);
+    cJSON_AddNumberToObject(sv, "swap_space_bytes", s->cfg.swap_bytes);
+    cJSON_AddNumberToObject(sv, "swap_blocks", (double)s->swap_blocks);
+    cJSON_AddNumberToObject(sv, "weights_device_bytes", s->weights_dev_bytes);
+    cJSON_AddNumberToObject(sv, "workspace_bytes", s->workspace_bytes);
+    cJSON_AddItemToObject(root, "policy", cli_policy_json(&s->pol));
+
+    cJSON_AddNumberToObject(root, "throughput_tok_s", r->throughput_tok_s);
+    cJSON_AddNumberToObject(root, "request_rate", r->request_rate);
+    cJSON_AddNumberToObject(root, "makespan_s", r->makespan_s);
+    cJSON_AddNumberToObject(root, "output_tokens", r->output_tokens);
+    cJSON_AddNumberToObject(root, "prompt_tokens", r->prompt_tokens);
+    cJSON_AddItemToObject(root, "ttft_s", stat_json(&r->ttft));
+    cJSON_AddItemToObject(root, "tpot_s", stat_json(&r->tpot));
+    cJSON_AddItemToObject(root, "e2e_s", stat_json(&r->e2e));
+    cJSON_AddNumberToObject(root, "weighted_turnaround_s", r->weighted_turnaround_s);
+    cJSON *pre = cJSON_AddObjectToObject(root, "preemptions");
+    cJSON_AddNumberToObject(pre, "swap", (double)r->preempt_swap);
+    cJSON_AddNumberToObject(pre, "recompute", (double)r->preempt_recompute);
+    cJSON_AddNumberToObject(pre, "swap_full", (double)r->swap_full);
+    cJSON_AddNumberToObject(root, "swapped_out_bytes", r->swap_out_bytes);
+    cJSON_AddNumberToObject(root, "swapped_in_bytes", r->swap_in_bytes);
+    cJSON_AddNumberToObject(root, "swap_s", r->swap_s);
+    cJSON_AddNumberToObject(root, "recomputed_tokens", r->recomputed_tokens);
+    cJSON *kv = cJSON_AddObjectToObject(root, "kv_utilization");
+    cJSON_AddNumberToObject(kv, "mean", r->kv_util_mean);
+    cJSON_AddNumberToObject(kv, "peak", r->kv_util_peak);
+    /* [time_s, device blocks, swap blocks], at most SERVE_MAX_SERIES evenly spaced */
+    cJSON *series = cJSON_AddArrayToObject(kv, "series");
+    size_t step = r->nkv > SERVE_MAX_SERIES ? (r->nkv + SERVE_MAX_SERIES - 1) / SERVE_MAX_SERIES : 1;
+    for (size_t i = 0; i < r->nkv; i += step) {
+        cJSON *pt = cJSON_CreateArray();
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(r->kv[i].time_s));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].dev_blocks));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].swap_blocks));
+        cJSON_AddItemToArray(series, pt);
+    }
+    cJSON_AddNumberToObject(root, "iterations", (double)r->iterations);
+    cJSON_AddNumberToObject(root, "events", (double)r->events);
+    cJSON_AddNumberToObject(root, "sim_wall_s", wall_s);
+    cJSON_AddNumberToObject(root, "events_per_s", wall_s > 0 ? (double)r->events / wall_s : 0);
+    return root;
+}
+
+static void table(const cli_job *job, const serve_opts *o, const serve_setup *s,
+                  const serve_requests *q, const serve_result *r, double wall_s)
+{
+    char b1[32], b2[32];
+    printf("serve-sim   %s on %s: %zu requests (%s)\n", job->model.name, job->hw.name, q->n,
+           o->trace_in ? o->trace_in : "generated");
+    printf("serving     %s, %s, %d-token blocks, max batch %d, %lld tokens per iteration\n",
+           preemption_names[s->cfg.preempt], scheduler_names[s->cfg.sched], s->cfg.block_size,
+           s->cfg.max_batch, (long long)s->cfg.token_budget);
+    printf("KV cache    %lld blocks (%s on %s), swap %lld blocks (%s on %s)\n",
+           (long long)s->total_blocks, cli_bytes(s->kv_bytes, b1, sizeof b1),
+           tier_names[s->dev_tier], (long long)s->swap_blocks,
+           cli_bytes(s->cfg.swap_bytes, b2, sizeof b2), tier_names[s->swap_tier]);
+    printf("\nthroughput  %.1f tok/s, %.3f requests/s over %.1f s\n", r->throughput_tok_s,
+           r->request_rate, r->makespan_s);
+    printf("%-22s %10s %10s %10s %10s\n", "latency (s)", "mean", "p50", "p90", "p99");
+    const serve_stat *st[3] = {&r->ttft, &r->tpot, &r->e2e};
+    const char *names[3] = {"time to first token", "time per output token", "end to end"};
+    for (int i = 0; i < 3; i++)
+        printf("%-22s %10.4g %10.4g %10.4g %10.4g\n", names[i], st[i]->mean, st[i]->p50,
+               st[i]->p90, st[i]->p99);
+    printf("weighted turnaround    %.4g s (mean, weighted)\n", r->weighted_turnaround_s);
+    printf("preemptions            %lld by swap, %lld by recompute", r->preempt_swap,
+           r->preempt_recompute);
+    if (r->swap_full)
+        printf(" (%lld swaps fell back to recompute: swap space full)", r->swap_full);
+    printf("\nswapped                %s out, %s in, %.3g s of transfers\n",
+           cli_bytes(r->swap_out_bytes, b1, sizeof b1), cli_bytes(r->swap_in_bytes, b2, sizeof b2),
+           r->swap_s);
+    printf("recomputed             %.0f tokens\n", r->recomputed_tokens);
+    printf("KV blocks in use       mean %.1f%%, peak %.1f%%\n", 100 * r->kv_util_mean,
+           100 * r->kv_util_peak);
+    printf("simulated              %lld iterations, %lld events in %.3f s (%.3g events/s)\n",
+           r->iterations, r->events, wall_s, wall_s > 0 ? (double)r->events / wall_s : 0);
+}
+
+static llmsim_status write_requests(const char *path, const serve_requests *q, const serve_result *r,
+                                    diag *e)
+{
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--requests-out", e);
+    if (st)
+        return st;
+    fprintf(a.f, "id,arrival_s,prompt_len,output_len,weight,first_token_s,finish_s,ttft_s,tpot_s,"
+                 "e2e_s,swaps,recomputes\n");
+    for (size_t i = 0; i < q->n; i++) {
+        const serve_request *rq = &q->r[i];
+        const serve_req_result *rr = &r->req[i];
+        double tpot = rq->output_len > 1
+                          ? (rr->finish_s - rr->first_token_s) / (double)(rq->output_len - 1)
+                          : 0;
+        fprintf(a.f, "%zu,%.9g,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%d,%d\n", i + 1,
+                rq->arrival_s, (long long)rq->prompt_len, (long long)rq->output_len, rq->weight,
+                rr->first_token_s, rr->finish_s, rr->first_token_s - rq->arrival_s, tpot,
+                rr->finish_s - rq->arrival_s, rr->swaps, rr->recomputes);
+    }
+    return atomicfile_commit(&a, "--requests-out", e);
+}
+
+static llmsim_status record(cli_job *job, const serve_setup *s, const serve_result *r,
+                            const char *json, double wall_s, int64_t *run_id, diag *e)
+{
+    const cli_metric metrics[] = {
+        {"throughput_tok_s", r->throughput_tok_s},
+        {"request_rate", r->request_rate},
+        {"makespan_s", r->makespan_s},
+        {"requests", (double)r->n},
+        {"ttft_mean_s", r->ttft.mean}, {"ttft_p50_s", r->ttft.p50},
+        {"ttft_p90_s", r->ttft.p90}, {"ttft_p99_s", r->ttft.p99},
+        {"tpot_mean_s", r->tpot.mean}, {"tpot_p50_s", r->tpot.p50},
+        {"tpot_p90_s", r->tpot.p90}, {"tpot_p99_s", r->tpot.p99},
+        {"e2e_mean_s", r->e2e.mean}, {"e2e_p50_s", r->e2e.p50},
+        {"e2e_p90_s", r->e2e.p90}, {"e2e_p99_s", r->e2e.p99},
+        {"weighted_turnaround_s", r->weighted_turnaround_s},
+        {"preempt_swap", (double)r->preempt_swap},
+        {"preempt_recompute", (double)r->preempt_recompute},
+        {"swapped_out_bytes", r->swap_out_bytes},
+        {"swapped_in_bytes", r->swap_in_bytes},
+        {"recomputed_tokens", r->recomputed_tokens},
+        {"kv_util_mean", r->kv_util_mean},
+        {"kv_util_peak", r->kv_util_peak},
+        {"kv_blocks", (double)s->total_blocks},
+        {"iterations", (double)r->iterations},
+        {"events", (double)r->events},
+        {"sim_wall_s", wall_s},
+    };
+    /* KV bytes per tier over time, at most SERVE_MAX_STORED samples a tier */
+    size_t step = r->nkv > SERVE_MAX_STORED ? (r->nkv + SERVE_MAX_STORED - 1) / SERVE_MAX_STORED : 1;
+    size_t nmem = 0;
+    store_mem_sample *mem = malloc((2 * (r->nkv / step + 1) + 2) * sizeof *mem);
+    if (!mem)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    for (size_t i = 0; i < r->nkv; i += step) {
+        mem[nmem++] = (store_mem_sample){r->kv[i].time_s, tier_names[s->dev_tier],
+                                         (double)r->kv[i].dev_blocks * s->block_bytes};
+        mem[nmem++] = (store_mem_sample){r->kv[i].time_s, tier_names[s->swap_tier],
+                                         (double)r->kv[i].swap_blocks * s->block_bytes};
+    }
+    mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->dev_tier], 0};
+    mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->swap_tier], 0};
+    job->policy = s->pol; /* recorded with the serving settings in effect */
+    cli_record rec = {
+        .kind = "serve", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .result_json = json, .mem = mem, .nmem = nmem,
+    };
+    llmsim_status st = cli_record_run(job, &rec, run_id, e);
+    free(mem);
+    return st;
+}
+
+int cmd_serve_sim(int argc, char **argv)
+{
+    serve_opts o;
+    memset(&o, 0, sizeof o);
+    serve_config_init(&o.cfg);
+    o.gen.arrival = SERVE_ARRIVAL_POISSON;
+    o.gen.rate = 1.0;
+    o.gen.cv = 2.0;
+    o.gen.num_requests = 1000;
+    o.gen.seed = 1;
+    o.prompt_spec = "uniform:64,1024";
+    o.output_spec = "uniform:16,512";
+    o.weight_spec = "1";
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
+    cli_job *job = calloc(1, sizeof *job);
+    int status = CLI_EXIT_FAIL;
+    serve_requests q = {0};
+    serve_result r = {0};
+    serve_setup *s = calloc(1, sizeof *s);
+    strbuf wtext = {0};
+    cJSON *obj = NULL;
+    char *json = NULL;
+    diag e;
+    diag_clear(&e);
+    if (!args || !job || !s) {
+        fprintf(stderr, "llmsim serve-sim: out of memory\n");
+        goto out;
+    }
+    int nargs;
+    if ((status = split_args(argc, argv, &o, args, &nargs)))
+        goto out;
+    /* The job parser wants an offline workload; serving has its requests
+     * instead (recorded as job->workload_text), so give it a placeholder. */
+    static char wl_p[] = "--prompt-len=1", wl_g[] = "--gen-len=1";
+    args[nargs++] = wl_p;
+    args[nargs++] = wl_g;
+    args[nargs] = NULL;
+    bool help;
+    if ((status = cli_job_parse(nargs, args, "serve-sim", job, &help)))
+        goto out;
+    cli_command_line(argc, argv, job->command, sizeof job->command);
+    if (o.trace_in && o.gen_given) {
+        fprintf(stderr, "llmsim serve-sim: --trace-in gives the requests; drop the generator "
+                        "options (--num-requests, --rate, --arrival, --cv, --prompt-len, "
+                        "--output-len, --weight, --seed)\n");
+        status = CLI_EXIT_INPUT;
+        goto out;
+    }
+    if (o.gen.arrival != SERVE_ARRIVAL_GAMMA && o.given_cv) {
+        fprintf(stderr, "llmsim serve-sim: --cv applies to --arrival gamma only\n");
+        status = CLI_EXIT_INPUT;
+        goto out;
+    }
+    /* the policy's serving section, unless a flag says otherwise */
+    if (!o.given_preempt)
+        o.cfg.preempt = job->policy.preempt;
+    if (!o.given_sched)
+        o.cfg.sched = job->policy.sched;
+    if (!o.given_block)
+        o.cfg.block_size = job->policy.kv_block_size;
+
+    if (o.trace_in) {
+        if (serve_trace_load(o.trace_in, &q, &e)) {
+            status = cli_fail("serve-sim", &e);
+            goto out;
+        }
+        serve_trace_save(&q, &wtext);
+    } else {
+        if (serve_dist_parse(o.prompt_spec, "--prompt-len", true, &o.gen.prompt_len, &e) ||
+            serve_dist_parse(o.output_spec, "--output-len", true, &o.gen.output_len, &e) ||
+            serve_dist_parse(o.weight_spec, "--weight", false, &o.gen.weight, &e) ||
+            serve_generate(&o.gen, &q, &e)) {
+            status = cli_fail("serve-sim", &e);
+            goto out;
+        }
+        strbuf_puts(&wtext, "llmsim: serving-generator/1\n");
+        serve_gen_describe(&o.gen, &wtext);
+    }
+    job->workload_text = strbuf_str(&wtext);
+    if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o.cfg, &e)) {
+        status = cli_fail("serve-sim", &e);
+        goto out;
+    }
+    s->cfg.keep_spans = o.trace_out != NULL;
+    double t0 = llmsim_now_s();
+    bool tty = isatty(2);
+    if (serve_run(s, &q, &r, tty ? on_progress : NULL, NULL, &e)) {
+        status = cli_fail("serve-sim", &e);
+        goto out;
+    }
+    double wall = llmsim_now_s() - t0;
+    if (o.trace_out) {
+        char title[256];
+        snprintf(title, sizeof title, "llmsim serve-sim: %s on %s", job->model.name, job->hw.name);
+        if (serve_trace_write(s, &r, title, o.trace_out, &e)) {
+            status = cli_fail("serve-sim", &e);
+            goto out;
+        }
+    }
+    if (o.requests_out && write_requests(o.requests_out, &q, &r, &e)) {
+        status = cli_fail("serve-sim", &e);
+        goto out;
+    }
+    obj = result_json(job, &o, s, &q, &r, wall);
+    json = cJSON_PrintUnformatted(obj);
+    int64_t run_id = 0;
+    if (!json || record(job, s, &r, json, wall, &run_id, &e)) {
+        if (!json)
+            diag_set(&e, LLMSIM_EFAIL, "out of memory");
+        status = cli_fail("serve-sim", &e);
+        goto out;
+    }
+    if (job->format == CLI_FORMAT_JSON) {
+        cli_print_json(obj);
+        obj = NULL;
+    } else {
+        table(job, &o, s, &q, &r, wall);
+        if (o.trace_out)
+            printf("trace                  %s (open in Perfetto or chrome://tracing)\n", o.trace_out);
+        if (o.requests_out)
+            printf("requests               %s\n", o.requests_out);
+        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+    }
+    status = CLI_EXIT_OK;
+out:
+    cJSON_Delete(obj);
+    free(json);
+    serve_result_free(&r);
+    serve_requests_free(&q);
+    serve_dist_free(&o.gen.prompt_len);
+    serve_dist_free(&o.gen.output_len);
+    serve_dist_free(&o.gen.weight);
+    strbuf_free(&wtext);
+    free(s);
+    free(job);
+    free(args);
+    return status;
+}

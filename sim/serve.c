@@ -1,0 +1,841 @@
+/*
+ * serve — the serving simulation; the model is described in serve.h.
+ *
+ * The loop is iteration-level: at each iteration start the scheduler decides
+ * the batch (and any preemptions, swaps and admissions), the iteration's time
+ * is priced, and the clock moves to its end, where tokens are emitted and
+ * finished requests free their blocks. Between iterations with nothing to do
+ * the clock jumps to the next arrival. Queues are binary heaps keyed by
+ * (priority key, request index), so a run is a function of its inputs alone.
+ */
+#include "sim/serve.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/atomicfile.h"
+#include "costmodel/primitives.h"
+
+const char *const serve_state_names[3] = {"waiting", "running", "swapped"};
+
+/* Admissions keep this fraction of the device blocks free when something is
+ * running, so that running requests can grow without preempting at once
+ * (vLLM's watermark). */
+#define SERVE_WATERMARK 0.01
+
+void serve_config_init(serve_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->max_batch = 256;
+    c->token_budget = 2048;
+    c->block_size = 16;
+    c->preempt = PREEMPT_SWAP;
+    c->sched = SCHED_FCFS;
+    c->fair_alpha = 10.0;
+    c->kv_bytes = 0.0;
+    c->mem_util = 0.9;
+    c->swap_bytes = 4.0 * 1024 * 1024 * 1024;
+}
+
+/* ---- setup */
+
+static double gib(double b) { return b / (1024.0 * 1024 * 1024); }
+
+llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *hw,
+                               const policy *p, const serve_config *c, diag *e)
+{
+    memset(s, 0, sizeof *s);
+    if (c->max_batch < 1 || c->max_batch > (1 << 20))
+        return diag_set(e, LLMSIM_EINPUT, "the maximum batch must be 1..%d sequences", 1 << 20);
+    if (c->token_budget < c->max_batch || c->token_budget > (1 << 24))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "the token budget (%lld) must be at least the maximum batch (%d), so that "
+                        "every running sequence can decode in one iteration, and at most %d",
+                        (long long)c->token_budget, c->max_batch, 1 << 24);
+    if (c->block_size < 1 || c->block_size > 65536)
+        return diag_set(e, LLMSIM_EINPUT, "the KV block size must be 1..65536 tokens");
+    if (!(c->mem_util > 0 && c->mem_util <= 1))
+        return diag_set(e, LLMSIM_EINPUT, "the memory fraction must be in (0, 1]");
+    if (!(c->swap_bytes >= 0) || !(c->kv_bytes >= 0) || !(c->fair_alpha >= 0) ||
+        !isfinite(c->fair_alpha))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "swap space, KV memory and the fair scheduler's alpha must be >= 0");
+    s->cfg = *c;
+    s->pol = *p;
+    s->pol.kv_block_size = c->block_size;
+    s->pol.preempt = c->preempt;
+    s->pol.sched = c->sched;
+    /* the offline batch shape does not apply: every price is per token row */
+    s->pol.gpu_batch_size = 1;
+    s->pol.num_gpu_batches = 1;
+    s->wl = (workload){.prompt_len = 1, .gen_len = 1, .num_prompts = 1};
+    llmsim_status st = cm_setup_init(&s->cm, m, hw, &s->pol, &s->wl, e);
+    if (st)
+        return st;
+    s->has_gpu = hw->gpu.present;
+    s->dev_tier = s->has_gpu ? TIER_GPU : TIER_CPU;
+    s->swap_tier = s->has_gpu ? TIER_CPU : TIER_DISK;
+    s->swap_out = s->has_gpu ? &hw->links[HW_LINK_D2H_PINNED] : &hw->disk.write;
+    s->swap_in = s->has_gpu ? &hw->links[HW_LINK_H2D_PINNED] : &hw->disk.read;
+    s->max_context = m->max_context;
+
+    const double L = (double)m->num_layers;
+    const double wbytes = L * s->cm.w_layer_bytes + s->cm.w_head_bytes;
+    const placement *wp = &s->pol.weights;
+    s->weights_dev_bytes = wp->f[s->dev_tier] * wbytes;
+    /* What is not resident streams in once per iteration: over the host link
+     * (from CPU memory, or staged from disk), and from the disk. */
+    const double copies = L * (double)s->cm.layer_tensors;
+    double off_dev = s->has_gpu ? wp->f[TIER_CPU] + wp->f[TIER_DISK] : 0.0;
+    s->stream_dev_s[0] = cm_copies_time(cm_weight_link(&s->cm), off_dev * wbytes, copies);
+    s->stream_dev_s[1] = hw->disk.present
+                             ? cm_copies_time(&hw->disk.read, wp->f[TIER_DISK] * wbytes, copies)
+                             : 0.0;
+
+    /* Workspace: one iteration's intermediates at the full token budget, the
+     * logits (fp32) of a full batch, a dequantized layer, two streaming slots
+     * for non-resident weights, and one sequence's dequantized K and V. */
+    double work = cm_batch_work_bytes(&s->cm, (double)c->token_budget, (double)c->token_budget) +
+                  (double)c->max_batch * (double)m->vocab_size * 4.0;
+    if (s->pol.weight_quant.bits)
+        work += s->cm.w_layer_fp16_bytes;
+    if (wp->f[s->dev_tier] < 1.0)
+        work += 2.0 * s->cm.w_layer_bytes;
+    if (s->pol.kv_quant.bits)
+        work += cm_kv_layer_fp16_bytes(&s->cm, 1, (double)m->max_context);
+    s->workspace_bytes = work;
+
+    const double cap = cm_hw_tier_capacity(hw, s->dev_tier);
+    const double room = cap - s->weights_dev_bytes - work;
+    const char *devname = s->has_gpu ? "GPU" : "CPU";
+    if (c->kv_bytes > 0) {
+        if (c->kv_bytes > room)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "a KV cache of %.2f GiB does not fit: the %s's %.2f GiB less %.2f GiB of "
+                            "weights and %.2f GiB of workspace leave %.2f GiB",
+                            gib(c->kv_bytes), devname, gib(cap), gib(s->weights_dev_bytes),
+                            gib(work), gib(room));
+        s->kv_bytes = c->kv_bytes;
+    } else {
+        s->kv_bytes = c->mem_util * cap - s->weights_dev_bytes - work;
+    }
+    s->block_bytes = L * cm_kv_layer_bytes(&s->cm, 1, (double)c->block_size);
+    s->total_blocks = s->kv_bytes > 0 ? (int64_t)floor(s->kv_bytes / s->block_bytes) : 0;
+    if (s->total_blocks < 1)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "no room for the KV cache: %.0f%% of the %s's %.2f GiB less %.2f GiB of "
+                        "weights and %.2f GiB of workspace leaves less than one %d-token block "
+                        "(%.1f KiB); put weights off the %s, quantize them, or lower the token "
+                        "budget", 100 * c->mem_util, devname, gib(cap), gib(s->weights_dev_bytes),
+                        gib(work), c->block_size, s->block_bytes / 1024, devname);
+
+    double swap_cap = cm_hw_tier_capacity(hw, s->swap_tier);
+    if (s->swap_tier == TIER_CPU)
+        swap_cap -= wp->f[TIER_CPU] * wbytes;
+    if (c->swap_bytes > 0 && swap_cap <= 0)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "hardware '%s' has no %s for swap space: set the swap space to 0 (then "
+                        "every preemption recomputes)", hw->name, tier_names[s->swap_tier]);
+    if (c->swap_bytes > swap_cap)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "swap space of %.2f GiB does not fit in the %s tier (%.2f GiB free after "
+                        "weights)", gib(c->swap_bytes), tier_names[s->swap_tier], gib(swap_cap));
+    s->swap_blocks = (int64_t)floor(c->swap_bytes / s->block_bytes);
+    return LLMSIM_OK;
+}
+
+/* ---- pricing */
+
+/* The work of one iteration, summed over its chunks. */
+typedef struct iter_work {
+    int64_t tokens;        /* new tokens (GEMM rows) */
+    int64_t emits;         /* sequences that emit a token (logit rows) */
+    int64_t decodes;       /* single-token chunks */
+    int64_t decode_ctx;    /* their contexts after the step, summed */
+    int64_t cached;        /* tokens already cached that the chunks attend to */
+    double prefill_attn_s; /* multi-token chunks' causal attention, one layer */
+} iter_work;
+
+/* Prices that depend on one integer only, filled on first use. */
+typedef struct price_cache {
+    double *dense;      /* [token_budget + 1]: one layer's dense work over T rows */
+    double *head;       /* [max_batch + 1]: the head with e logit rows, no lookup */
+    double lookup_per_token;
+} price_cache;
+
+static cm_device dev_of(const serve_setup *s) { return s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU; }
+
+static double dense_s(const serve_setup *s, price_cache *pc, int64_t rows)
+{
+    if (pc && rows <= s->cfg.token_budget && pc->dense[rows] >= 0)
+        return pc->dense[rows];
+    double pre, post;
+    cm_dense_rows_s(&s->cm, (double)rows, &pre, &post);
+    double v = rows > 0 ? pre + post : 0.0;
+    if (pc && rows <= s->cfg.token_budget)
+        pc->dense[rows] = v;
+    return v;
+}
+
+static double head_s(const serve_setup *s, price_cache *pc, int64_t emits)
+{
+    if (pc && emits <= s->cfg.max_batch && pc->head[emits] >= 0)
+        return pc->head[emits];
+    double v = cm_head_rows_s(&s->cm, 0, (double)emits);
+    if (pc && emits <= s->cfg.max_batch)
+        pc->head[emits] = v;
+    return v;
+}
+
+/* Causal attention of `tokens` queries after `ctx` cached tokens: the part
+ * of the whole prompt's attention that the chunk computes. */
+static double chunk_attn_s(const serve_setup *s, int64_t ctx, int64_t tokens)
+{
+    const model *m = s->cm.m;
+    double hi = cm_attention_prefill_time(s->cm.hw, dev_of(s), 1, (double)(ctx + tokens),
+                                          (double)m->num_heads, (double)m->head_dim);
+    double lo = ctx > 0 ? cm_attention_prefill_time(s->cm.hw, dev_of(s), 1, (double)ctx,
+                                                    (double)m->num_heads, (double)m->head_dim)
+                        : 0.0;
+    return hi > lo ? hi - lo : 0.0;
+}
+
+static void work_add(const serve_setup *s, iter_work *w, int64_t ctx, int64_t tokens, bool emits)
+{
+    w->tokens += tokens;
+    w->emits += emits;
+    w->cached += ctx;
+    if (tokens == 1) {
+        w->decodes++;
+        w->decode_ctx += ctx + 1;
+    } else {
+        w->prefill_attn_s += chunk_attn_s(s, ctx, tokens);
+    }
+}
+
+static double work_s(const serve_setup *s, price_cache *pc, const iter_work *w, int64_t out_blocks,
+                     int64_t in_blocks)
+{
+    double swap = serve_swap_s(s, out_blocks, true) + serve_swap_s(s, in_blocks, false);
+    if (w->tokens == 0)
+        return swap;
+    const model *m = s->cm.m;
+    const hwprofile *hw = s->cm.hw;
+    const cm_device dev = dev_of(s);
+    double layer = dense_s(s, pc, w->tokens) + w->prefill_attn_s + cm_weight_dequant_s(&s->cm);
+    if (w->decodes)
+        layer += cm_attention_decode_time(hw, dev, (double)w->decodes,
+                                          (double)w->decode_ctx / (double)w->decodes,
+                                          (double)m->num_heads, (double)m->num_kv_heads,
+                                          (double)m->head_dim);
+    if (s->pol.kv_quant.bits) {
+        /* dequantize the cached K and V attended to, quantize the new entries */
+        layer += cm_memory_pass_time(hw, dev, cm_kv_layer_bytes(&s->cm, 1, (double)w->cached),
+                                     cm_kv_layer_fp16_bytes(&s->cm, 1, (double)w->cached)) +
+                 cm_memory_pass_time(hw, dev, cm_kv_layer_fp16_bytes(&s->cm, 1, (double)w->tokens),
+                                     cm_kv_layer_bytes(&s->cm, 1, (double)w->tokens));
+    }
+    double lookup = pc ? pc->lookup_per_token
+                       : cm_head_rows_s(&s->cm, 1, 0) - cm_head_rows_s(&s->cm, 0, 0);
+    double compute = (double)m->num_layers * layer + head_s(s, pc, w->emits) +
+                     lookup * (double)w->tokens + cm_head_dequant_s(&s->cm);
+    double body = s->pol.overlap
+                      ? fmax(compute, fmax(s->stream_dev_s[0], s->stream_dev_s[1]))
+                      : compute + s->stream_dev_s[0] + s->stream_dev_s[1];
+    return body + swap;
+}
+
+double serve_swap_s(const serve_setup *s, int64_t blocks, bool out)
+{
+    if (blocks <= 0)
+        return 0.0;
+    double copies = (double)blocks * (double)s->cm.m->num_layers * 2.0;
+    return cm_copies_time(out ? s->swap_out : s->swap_in, (double)blocks * s->block_bytes, copies);
+}
+
+double serve_iteration_s(const serve_setup *s, const serve_chunk *ch, int n, int64_t swap_out_blocks,
+                         int64_t swap_in_blocks)
+{
+    iter_work w = {0};
+    for (int i = 0; i < n; i++)
+        work_add(s, &w, ch[i].ctx, ch[i].tokens, ch[i].emits);
+    return work_s(s, NULL, &w, swap_out_blocks, swap_in_blocks);
+}
+
+static double recompute_s(const serve_setup *s, price_cache *pc, int64_t tokens, int64_t decodes,
+                          int64_t decode_ctx)
+{
+    iter_work base = {.tokens = decodes, .emits = decodes, .decodes = decodes,
+                      .decode_ctx = decode_ctx, .cached = decode_ctx - decodes};
+    double t0 = work_s(s, pc, &base, 0, 0);
+    int64_t room = s->cfg.token_budget - decodes;
+    if (room < 1)
+        room = 1;
+    double cost = 0;
+    for (int64_t done = 0; done < tokens;) {
+        int64_t c = tokens - done < room ? tokens - done : room;
+        iter_work w = base;
+        work_add(s, &w, done, c, done + c == tokens);
+        cost += work_s(s, pc, &w, 0, 0) - t0;
+        done += c;
+    }
+    return cost;
+}
+
+double serve_recompute_s(const serve_setup *s, int64_t tokens, int decodes, int64_t decode_ctx)
+{
+    return recompute_s(s, NULL, tokens, decodes, decode_ctx);
+}
+
+/* ---- the run */
+
+enum { ST_PENDING = 3, ST_DONE = 4 };
+
+typedef struct rq {
+    int64_t prompt, output; /* as asked */
+    int64_t gen;            /* tokens emitted */
+    int64_t ctx;            /* tokens whose K and V are cached (device or swap) */
+    int64_t blocks;         /* blocks held, on the device or in swap space */
+    double arrival, weight, key;
+    double since;           /* when it entered its state */
+    uint8_t state;
+} rq;
+
+/* A min-heap of request indices by (key, index). */
+typedef struct rheap {
+    uint32_t *a;
+    size_t n;
+} rheap;
+
+static bool before(const rq *R, uint32_t x, uint32_t y)
+{
+    return R[x].key < R[y].key || (R[x].key == R[y].key && x < y);
+}
+
+static void heap_push(rheap *h, const rq *R, uint32_t id)
+{
+    size_t i = h->n++;
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!before(R, id, h->a[p]))
+            break;
+        h->a[i] = h->a[p];
+        i = p;
+    }
+    h->a[i] = id;
+}
+
+static uint32_t heap_pop(rheap *h, const rq *R)
+{
+    uint32_t top = h->a[0], last = h->a[--h->n];
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        uint32_t mv = last;
+        if (l < h->n && before(R, h->a[l], mv)) {
+            m = l;
+            mv = h->a[l];
+        }
+        if (r < h->n && before(R, h->a[r], mv))
+            m = r;
+        if (m == i)
+            break;
+        h->a[i] = h->a[m];
+        i = m;
+    }
+    if (h->n)
+        h->a[i] = last;
+    return top;
+}
+
+typedef struct run_state {
+    const serve_setup *s;
+    rq *R;
+    size_t n;
+    price_cache pc;
+    rheap waiting, swapped;
+    uint32_t *run;          /* running, sorted by (key, index) */
+    int nrun;
+    int64_t free_blocks, swap_free;
+    serve_result *res;
+    size_t spans_cap, kv_cap;
+    bool oom;
+} run_state;
+
+static int64_t blocks_for(const serve_setup *s, int64_t tokens)
+{
+    return (tokens + s->cfg.block_size - 1) / s->cfg.block_size;
+}
+
+static void span(run_state *rs, uint32_t id, double now)
+{
+    rq *r = &rs->R[id];
+    if (rs->s->cfg.keep_spans && r->state <= SERVE_SWAPPED && now > r->since) {
+        serve_result *res = rs->res;
+        if (res->nspans == rs->spans_cap) {
+            size_t cap = rs->spans_cap ? 2 * rs->spans_cap : 1024;
+            serve_span *p = realloc(res->spans, cap * sizeof *p);
+            if (!p) {
+                rs->oom = true;
+                return;
+            }
+            res->spans = p;
+            rs->spans_cap = cap;
+        }
+        res->spans[res->nspans++] = (serve_span){id, r->state, r->since, now};
+    }
+}
+
+static void set_state(run_state *rs, uint32_t id, uint8_t state, double now)
+{
+    span(rs, id, now);
+    rs->R[id].state = state;
+    rs->R[id].since = now;
+}
+
+static void run_insert(run_state *rs, uint32_t id)
+{
+    int lo = 0, hi = rs->nrun;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (before(rs->R, rs->run[mid], id))
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    memmove(rs->run + lo + 1, rs->run + lo, (size_t)(rs->nrun - lo) * sizeof *rs->run);
+    rs->run[lo] = id;
+    rs->nrun++;
+}
+
+/* The request's time alone on the machine from its arrival: its prompt in
+ * chunks of the budget, then a decode step per further token at its mean
+ * context. */
+static double alone_s(run_state *rs, const rq *r)
+{
+    const serve_setup *s = rs->s;
+    double t = 0;
+    for (int64_t done = 0; done < r->prompt;) {
+        int64_t c = r->prompt - done < s->cfg.token_budget ? r->prompt - done : s->cfg.token_budget;
+        iter_work w = {0};
+        work_add(s, &w, done, c, done + c == r->prompt);
+        t += work_s(s, &rs->pc, &w, 0, 0);
+        done += c;
+    }
+    if (r->output > 1) {
+        iter_work w = {0};
+        work_add(s, &w, r->prompt + r->output / 2, 1, true);
+        t += (double)(r->output - 1) * work_s(s, &rs->pc, &w, 0, 0);
+    }
+    return t;
+}
+
+/* Preempt the last running request (the lowest priority) at time now;
+ * *out_blocks collects the blocks swapped out in this iteration. */
+static void preempt_last(run_state *rs, double now, int64_t *out_blocks)
+{
+    const serve_setup *s = rs->s;
+    serve_result *res = rs->res;
+    uint32_t id = rs->run[--rs->nrun];
+    rq *r = &rs->R[id];
+    preemption how = s->cfg.preempt;
+    if (how == PREEMPT_ADAPTIVE) {
+        int64_t dec = 0, dctx = 0;
+        for (int i = 0; i < rs->nrun; i++) {
+            const rq *o = &rs->R[rs->run[i]];
+            if (o->prompt + o->gen - o->ctx == 1) {
+                dec++;
+                dctx += o->ctx + 1;
+            }
+        }
+        double swap = serve_swap_s(s, r->blocks, true) + serve_swap_s(s, r->blocks, false);
+        double recompute = recompute_s(s, &rs->pc, r->ctx, dec, dctx);
+        how = swap <= recompute ? PREEMPT_SWAP : PREEMPT_RECOMPUTE;
+    }
+    if (how == PREEMPT_SWAP && r->blocks > rs->swap_free) {
+        res->swap_full++;
+        how = PREEMPT_RECOMPUTE;
+    }
+    rs->free_blocks += r->blocks;
+    res->events++;
+    if (how == PREEMPT_SWAP) {
+        rs->swap_free -= r->blocks;
+        *out_blocks += r->blocks;
+        res->swap_out_bytes += (double)r->blocks * s->block_bytes;
+        res->preempt_swap++;
+        res->req[id].swaps++;
+        set_state(rs, id, SERVE_SWAPPED, now);
+        heap_push(&rs->swapped, rs->R, id);
+    } else {
+        res->recomputed_tokens += (double)r->ctx;
+        r->ctx = 0;
+        r->blocks = 0;
+        res->preempt_recompute++;
+        res->req[id].recomputes++;
+        set_state(rs, id, SERVE_WAITING, now);
+        heap_push(&rs->waiting, rs->R, id);
+    }
+}
+
+static bool kv_sample(run_state *rs, double t0, double dt)
+{
+    serve_result *res = rs->res;
+    if (res->nkv == rs->kv_cap) {
+        size_t cap = rs->kv_cap ? 2 * rs->kv_cap : 4096;
+        serve_kv_sample *p = realloc(res->kv, cap * sizeof *p);
+        if (!p)
+            return false;
+        res->kv = p;
+        rs->kv_cap = cap;
+    }
+    res->kv[res->nkv++] = (serve_kv_sample){t0, dt, rs->s->total_blocks - rs->free_blocks,
+                                            rs->s->swap_blocks - rs->swap_free};
+    return true;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Mean and nearest-rank percentiles; sorts v. */
+static serve_stat stat_of(double *v, size_t n)
+{
+    serve_stat st = {0};
+    if (!n)
+        return st;
+    qsort(v, n, sizeof *v, cmp_double);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += v[i];
+    st.mean = sum / (double)n;
+    const double ps[3] = {0.50, 0.90, 0.99};
+    double *out[3] = {&st.p50, &st.p90, &st.p99};
+    for (int k = 0; k < 3; k++) {
+        size_t idx = (size_t)ceil(ps[k] * (double)n);
+        *out[k] = v[idx ? idx - 1 : 0];
+    }
+    st.max = v[n - 1];
+    return st;
+}
+
+static llmsim_status aggregate(const serve_setup *s, const serve_requests *q, serve_result *r,
+                               diag *e)
+{
+    size_t n = q->n;
+    double *v = malloc(n * sizeof *v);
+    if (!v)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    double first = q->r[0].arrival_s, wsum = 0, wt = 0;
+    for (size_t i = 0; i < n; i++) {
+        wsum += q->r[i].weight;
+        wt += q->r[i].weight * (r->req[i].finish_s - q->r[i].arrival_s);
+    }
+    r->makespan_s = r->end_s - first;
+    r->weighted_turnaround_s = wt / wsum;
+    r->throughput_tok_s = r->makespan_s > 0 ? r->output_tokens / r->makespan_s : 0;
+    r->request_rate = r->makespan_s > 0 ? (double)n / r->makespan_s : 0;
+    for (size_t i = 0; i < n; i++)
+        v[i] = r->req[i].first_token_s - q->r[i].arrival_s;
+    r->ttft = stat_of(v, n);
+    for (size_t i = 0; i < n; i++)
+        v[i] = r->req[i].finish_s - q->r[i].arrival_s;
+    r->e2e = stat_of(v, n);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (q->r[i].output_len > 1)
+            v[k++] = (r->req[i].finish_s - r->req[i].first_token_s) / (double)(q->r[i].output_len - 1);
+    r->tpot = stat_of(v, k);
+    free(v);
+    double used = 0;
+    int64_t peak = 0;
+    for (size_t i = 0; i < r->nkv; i++) {
+        used += (double)r->kv[i].dev_blocks * r->kv[i].dur_s;
+        if (r->kv[i].dev_blocks > peak)
+            peak = r->kv[i].dev_blocks;
+    }
+    r->kv_util_mean = r->makespan_s > 0 ? used / ((double)s->total_blocks * r->makespan_s) : 0;
+    r->kv_util_peak = (double)peak / (double)s->total_blocks;
+    return LLMSIM_OK;
+}
+
+static llmsim_status check_requests(const serve_setup *s, const serve_requests *q, diag *e)
+{
+    if (!q->n)
+        return diag_set(e, LLMSIM_EINPUT, "no requests to serve");
+    if (q->n > UINT32_MAX / 2)
+        return diag_set(e, LLMSIM_EINPUT, "too many requests (%zu)", q->n);
+    for (size_t i = 0; i < q->n; i++) {
+        const serve_request *r = &q->r[i];
+        if (r->prompt_len < 1 || r->output_len < 1 || !(r->weight > 0) || !(r->arrival_s >= 0) ||
+            (i && r->arrival_s < q->r[i - 1].arrival_s))
+            return diag_set(e, LLMSIM_EINPUT,
+                            "request %zu (trace line %zu): lengths must be >= 1, the weight > 0 "
+                            "and arrivals in order", i + 1, i + 2);
+        if (r->prompt_len + r->output_len > s->max_context)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "request %zu (trace line %zu): prompt_len + output_len = %lld exceeds "
+                            "the model's context of %lld tokens", i + 1, i + 2,
+                            (long long)(r->prompt_len + r->output_len), (long long)s->max_context);
+        int64_t need = blocks_for(s, r->prompt_len + r->output_len - 1);
+        if (need > s->total_blocks)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "request %zu (trace line %zu) needs %lld KV blocks but the cache holds "
+                            "%lld: give the KV cache more memory or shorten the request", i + 1,
+                            i + 2, (long long)need, (long long)s->total_blocks);
+    }
+    return LLMSIM_OK;
+}
+
+/* Every request finished once with its output, every block came back, and
+ * what went out to swap came back in. A failure is a bug in this file. */
+static llmsim_status check_conservation(const run_state *rs, diag *e)
+{
+    const serve_result *res = rs->res;
+    for (size_t i = 0; i < rs->n; i++)
+        if (rs->R[i].state != ST_DONE || rs->R[i].gen != rs->R[i].output || rs->R[i].blocks)
+            return diag_set(e, LLMSIM_EFAIL, "internal error: request %zu did not finish cleanly",
+                            i + 1);
+    if (rs->free_blocks != rs->s->total_blocks || rs->swap_free != rs->s->swap_blocks ||
+        res->swap_out_bytes != res->swap_in_bytes || rs->nrun || rs->waiting.n || rs->swapped.n)
+        return diag_set(e, LLMSIM_EFAIL, "internal error: KV blocks or swap bytes not conserved");
+    return LLMSIM_OK;
+}
+
+static void run_free(run_state *rs)
+{
+    free(rs->R);
+    free(rs->pc.dense);
+    free(rs->pc.head);
+    free(rs->waiting.a);
+    free(rs->swapped.a);
+    free(rs->run);
+}
+
+llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_result *res,
+                        void (*progress)(double frac, void *ctx), void *progress_ctx, diag *e)
+{
+    memset(res, 0, sizeof *res);
+    llmsim_status st = check_requests(s, q, e);
+    if (st)
+        return st;
+    const size_t n = q->n;
+    const serve_config *c = &s->cfg;
+    run_state rs = {.s = s, .n = n, .res = res};
+    rs.R = calloc(n, sizeof *rs.R);
+    rs.pc.dense = malloc(((size_t)c->token_budget + 1) * sizeof(double));
+    rs.pc.head = malloc(((size_t)c->max_batch + 1) * sizeof(double));
+    rs.waiting.a = malloc(n * sizeof(uint32_t));
+    rs.swapped.a = malloc(n * sizeof(uint32_t));
+    rs.run = malloc((size_t)c->max_batch * sizeof(uint32_t));
+    res->req = calloc(n, sizeof *res->req);
+    /* the iteration's chunks, by running index */
+    serve_chunk *ch = malloc((size_t)c->max_batch * sizeof *ch);
+    uint32_t *chid = malloc((size_t)c->max_batch * sizeof *chid);
+    if (!rs.R || !rs.pc.dense || !rs.pc.head || !rs.waiting.a || !rs.swapped.a || !rs.run ||
+        !res->req || !ch || !chid) {
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
+        goto out;
+    }
+    for (int64_t i = 0; i <= c->token_budget; i++)
+        rs.pc.dense[i] = -1;
+    for (int i = 0; i <= c->max_batch; i++)
+        rs.pc.head[i] = -1;
+    rs.pc.lookup_per_token = cm_head_rows_s(&s->cm, 1, 0) - cm_head_rows_s(&s->cm, 0, 0);
+    rs.free_blocks = s->total_blocks;
+    rs.swap_free = s->swap_blocks;
+    for (size_t i = 0; i < n; i++) {
+        rq *r = &rs.R[i];
+        r->prompt = q->r[i].prompt_len;
+        r->output = q->r[i].output_len;
+        r->arrival = q->r[i].arrival_s;
+        r->weight = q->r[i].weight;
+        r->state = ST_PENDING;
+        res->prompt_tokens += (double)r->prompt;
+        res->output_tokens += (double)r->output;
+    }
+    const int64_t watermark = (int64_t)floor(SERVE_WATERMARK * (double)s->total_blocks);
+    double t = 0;
+    size_t next = 0, done = 0;
+    int last_pct = -1;
+    while (done < n) {
+        while (next < n && rs.R[next].arrival <= t) {
+            rq *r = &rs.R[next];
+            r->key = c->sched == SCHED_FAIR ? r->arrival + c->fair_alpha * alone_s(&rs, r) / r->weight
+                                            : r->arrival;
+            set_state(&rs, (uint32_t)next, SERVE_WAITING, r->arrival);
+            heap_push(&rs.waiting, rs.R, (uint32_t)next);
+            res->events++;
+            next++;
+        }
+        if (!rs.nrun && !rs.waiting.n && !rs.swapped.n) {
+            t = rs.R[next].arrival; /* idle until the next arrival */
+            continue;
+        }
+
+        /* running requests, in priority order */
+        int64_t budget = c->token_budget, out_blocks = 0, in_blocks = 0;
+        int nch = 0;
+        bool preempted = false;
+        for (int i = 0; i < rs.nrun && budget > 0;) {
+            uint32_t id = rs.run[i];
+            rq *r = &rs.R[id];
+            int64_t pending = r->prompt + r->gen - r->ctx;
+            int64_t tok = pending < budget ? pending : budget;
+            int64_t need = blocks_for(s, r->ctx + tok) - r->blocks;
+            bool self = false;
+            while (need > rs.free_blocks) {
+                self = rs.run[rs.nrun - 1] == id;
+                preempt_last(&rs, t, &out_blocks);
+                preempted = true;
+                if (self)
+                    break;
+            }
+            if (self)
+                continue;
+            rs.free_blocks -= need;
+            r->blocks += need;
+            ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
+            chid[nch++] = id;
+            budget -= tok;
+            i++;
+        }
+        /* then, unless memory ran short, the swapped and the waiting */
+        for (int from = 0; from < 2 && !preempted; from++) {
+            rheap *h = from == 0 ? &rs.swapped : &rs.waiting;
+            while (h->n && rs.nrun < c->max_batch && budget > 0) {
+                uint32_t id = h->a[0];
+                rq *r = &rs.R[id];
+                int64_t pending = r->prompt + r->gen - r->ctx;
+                int64_t tok = pending < budget ? pending : budget;
+                int64_t need = blocks_for(s, r->ctx + tok);
+                if (need > rs.free_blocks || (rs.nrun && rs.free_blocks - need < watermark))
+                    break;
+                heap_pop(h, rs.R);
+                if (from == 0) {
+                    in_blocks += r->blocks;
+                    rs.swap_free += r->blocks;
+                    res->swap_in_bytes += (double)r->blocks * s->block_bytes;
+                    res->events++;
+                }
+                rs.free_blocks -= need;
+                r->blocks = need;
+                set_state(&rs, id, SERVE_RUNNING, t);
+                run_insert(&rs, id);
+                ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
+                chid[nch++] = id;
+                budget -= tok;
+            }
+        }
+        if (!nch) {
+            st = diag_set(e, LLMSIM_EFAIL, "internal error: an iteration with nothing to do");
+            goto out;
+        }
+
+        iter_work w = {0};
+        for (int k = 0; k < nch; k++)
+            work_add(s, &w, ch[k].ctx, ch[k].tokens, ch[k].emits);
+        double dt = work_s(s, &rs.pc, &w, out_blocks, in_blocks);
+        res->swap_s += serve_swap_s(s, out_blocks, true) + serve_swap_s(s, in_blocks, false);
+        if (!kv_sample(&rs, t, dt)) {
+            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+            goto out;
+        }
+        t += dt;
+        res->iterations++;
+        res->events++;
+
+        bool finished = false;
+        for (int k = 0; k < nch; k++) {
+            uint32_t id = chid[k];
+            rq *r = &rs.R[id];
+            r->ctx += ch[k].tokens;
+            if (!ch[k].emits)
+                continue;
+            if (r->gen++ == 0)
+                res->req[id].first_token_s = t;
+            if (r->gen == r->output) {
+                rs.free_blocks += r->blocks;
+                r->blocks = 0;
+                res->req[id].finish_s = t;
+                set_state(&rs, id, ST_DONE, t);
+                res->events++;
+                done++;
+                finished = true;
+            }
+        }
+        if (finished) {
+            int j = 0;
+            for (int i = 0; i < rs.nrun; i++)
+                if (rs.R[rs.run[i]].state != ST_DONE)
+                    rs.run[j++] = rs.run[i];
+            rs.nrun = j;
+            int pct = (int)(100.0 * (double)done / (double)n);
+            if (progress && pct != last_pct) {
+                progress((double)done / (double)n, progress_ctx);
+                last_pct = pct;
+            }
+        }
+        if (rs.oom) {
+            st = diag_set(e, LLMSIM_EFAIL, "out of memory for the trace spans");
+            goto out;
+        }
+    }
+    res->n = n;
+    res->end_s = t;
+    if ((st = check_conservation(&rs, e)) || (st = aggregate(s, q, res, e)))
+        goto out;
+out:
+    free(ch);
+    free(chid);
+    run_free(&rs);
+    if (st)
+        serve_result_free(res);
+    return st;
+}
+
+void serve_result_free(serve_result *r)
+{
+    free(r->req);
+    free(r->kv);
+    free(r->spans);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- Chrome trace */
+
+llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, const char *title,
+                                const char *path, diag *e)
+{
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--trace", e);
+    if (st)
+        return st;
+    FILE *f = a.f;
+    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+    fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
+    for (const char *c = title; *c; c++)
+        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
+            fputc(*c, f);
+    fprintf(f, "\"}}");
+    for (size_t i = 0; i < r->n; i++)
+        fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%zu,\"args\":"
+                   "{\"name\":\"request %zu\"}}", i + 1, i + 1);
+    for (size_t k = 0; k < r->nspans; k++) {
+        const serve_span *sp = &r->spans[k];
+        fprintf(f, ",\n{\"name\":\"%s\",\"cat\":\"request\",\"ph\":\"X\",\"pid\":1,\"tid\":%u,"
+                   "\"ts\":%.3f,\"dur\":%.3f}", serve_state_names[sp->state], sp->req + 1,
+                1e6 * sp->start_s, 1e6 * (sp->end_s - sp->start_s));
+    }
+    for (size_t k = 0; k < r->nkv; k++)
+        fprintf(f, ",\n{\"name\":\"kv blocks\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
+                   "{\"%s\":%lld,\"swap\":%lld}}", 1e6 * r->kv[k].time_s,
+                tier_names[s->dev_tier], (long long)r->kv[k].dev_blocks,
+                (long long)r->kv[k].swap_blocks);
+    fprintf(f, ",\n{\"name\":\"kv blocks\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
+               "{\"%s\":0,\"swap\":0}}", 1e6 * r->end_s, tier_names[s->dev_tier]);
+    fprintf(f, "\n]}\n");
+    return atomicfile_commit(&a, "--trace", e);
+}
