@@ -154,7 +154,7 @@ static void runs_usage(FILE *f)
           "  --model NAME      only runs of this model\n"
           "  --hardware NAME   only runs on this hardware profile\n"
           "  --kind KIND       only runs of this kind (predict, simulate, measure, search,\n"
-          "                    profile, validate, calibrate)\n"
+          "                    profile, validate, calibrate, serve)\n"
           "  --limit N         at most N runs (N >= 1)\n"
           "  --format FORMAT   table (default) or json: {\"runs\": [...]}\n"
           "  --help            print this help\n",
@@ -267,13 +267,13 @@ int cmd_runs(int argc, char **argv)
             break;
         case 'k': {
             static const char *const kinds[] = {"predict", "simulate", "measure", "search",
-                                                "profile", "validate", "calibrate"};
+                                                "profile", "validate", "calibrate", "serve"};
             bool known = false;
             for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
                 known = known || strcmp(optarg, kinds[i]) == 0;
             if (!known) {
                 fprintf(stderr, "llmsim runs: --kind '%s' is not a kind of run (predict, simulate, "
-                        "measure, search, profile, validate, calibrate)\n", optarg);
+                        "measure, search, profile, validate, calibrate, serve)\n", optarg);
                 return 2;
             }
             filter.kind = optarg;

@@ -192,7 +192,9 @@ static int take_opt(serve_opts *o, const char *opt, const char *val)
             return bad(opt, val, "must be a whole number of tokens from 1 to 16777216");
         o->cfg.token_budget = ll;
     } else if (!strcmp(opt, "--swap-space") || !strcmp(opt, "--kv-memory")) {
-        if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why) || d < 0) {
+        if (!strcmp(val, "0")) /* nothing needs no unit */
+            d = 0;
+        else if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why) || d < 0) {
             fprintf(stderr, "llmsim serve-sim: %s '%s': %s (a size such as '4 GiB')\n", opt, val,
                     d < 0 ? "must not be negative" : why);
             return CLI_EXIT_INPUT;

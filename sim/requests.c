@@ -34,7 +34,9 @@ void serve_requests_free(serve_requests *q)
     if (!q)
         return;
     free(q->r);
+    free(q->source);
     q->r = NULL;
+    q->source = NULL;
     q->n = 0;
 }
 
@@ -158,6 +160,7 @@ llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, 
 {
     out->r = NULL;
     out->n = 0;
+    out->source = NULL;
     static const char *const hint[4] = {
         "write the arrival time in seconds, a number >= 0",
         "write a whole number of tokens >= 1",
@@ -249,7 +252,7 @@ llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, 
             r = p;
             cap = ncap;
         }
-        r[n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3]};
+        r[n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)lineno};
         prev_arrival = f[0];
         prev_line = lineno;
     }
@@ -266,6 +269,11 @@ llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, 
             header_line);
         goto fail;
     }
+    out->source = strdup(name);
+    if (!out->source) {
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+        goto fail;
+    }
     out->r = r;
     out->n = n;
     return LLMSIM_OK;
@@ -278,6 +286,7 @@ llmsim_status serve_trace_load(const char *path, serve_requests *out, diag *e)
 {
     out->r = NULL;
     out->n = 0;
+    out->source = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
         return diag_set(e, LLMSIM_EINPUT, "%s: cannot open the trace: %s", path, strerror(errno));
@@ -740,6 +749,7 @@ llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
 {
     out->r = NULL;
     out->n = 0;
+    out->source = NULL;
     assert(g->arrival == SERVE_ARRIVAL_POISSON || g->arrival == SERVE_ARRIVAL_GAMMA);
     assert(g->prompt_len.integer && g->output_len.integer);
     if (g->num_requests < 1 || g->num_requests > GEN_MAX_REQUESTS)

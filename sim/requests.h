@@ -42,11 +42,13 @@ typedef struct serve_request {
     int64_t prompt_len;
     int64_t output_len;
     double weight;
+    int64_t line;       /* its line in the trace file; 0 when generated */
 } serve_request;
 
 typedef struct serve_requests {
     serve_request *r; /* sorted by arrival_s (non-decreasing); owned */
     size_t n;
+    char *source;     /* the trace file's name for messages, or NULL; owned */
 } serve_requests;
 
 void serve_requests_free(serve_requests *q);

@@ -561,8 +561,18 @@ static llmsim_status aggregate(const serve_setup *s, const serve_requests *q, se
     return LLMSIM_OK;
 }
 
+/* "FILE:LINE: request N" for a trace, "request N" for generated ones. */
+static llmsim_status bad_request(diag *e, const serve_requests *q, size_t i, const char *what)
+{
+    if (q->source && q->r[i].line > 0)
+        return diag_at(e, LLMSIM_EINPUT, q->source, (size_t)q->r[i].line, 0, "request %zu %s", i + 1,
+                       what);
+    return diag_set(e, LLMSIM_EINPUT, "request %zu %s", i + 1, what);
+}
+
 static llmsim_status check_requests(const serve_setup *s, const serve_requests *q, diag *e)
 {
+    char what[320];
     if (!q->n)
         return diag_set(e, LLMSIM_EINPUT, "no requests to serve");
     if (q->n > UINT32_MAX / 2)
@@ -571,20 +581,23 @@ static llmsim_status check_requests(const serve_setup *s, const serve_requests *
         const serve_request *r = &q->r[i];
         if (r->prompt_len < 1 || r->output_len < 1 || !(r->weight > 0) || !(r->arrival_s >= 0) ||
             (i && r->arrival_s < q->r[i - 1].arrival_s))
-            return diag_set(e, LLMSIM_EINPUT,
-                            "request %zu (trace line %zu): lengths must be >= 1, the weight > 0 "
-                            "and arrivals in order", i + 1, i + 2);
-        if (r->prompt_len + r->output_len > s->max_context)
-            return diag_set(e, LLMSIM_EINPUT,
-                            "request %zu (trace line %zu): prompt_len + output_len = %lld exceeds "
-                            "the model's context of %lld tokens", i + 1, i + 2,
-                            (long long)(r->prompt_len + r->output_len), (long long)s->max_context);
+            return bad_request(e, q, i,
+                               "is malformed: lengths must be >= 1, the weight > 0 and arrivals "
+                               "in order");
+        if (r->prompt_len + r->output_len > s->max_context) {
+            snprintf(what, sizeof what,
+                     "has prompt_len + output_len = %lld, more than the model's context of %lld "
+                     "tokens; shorten it", (long long)(r->prompt_len + r->output_len),
+                     (long long)s->max_context);
+            return bad_request(e, q, i, what);
+        }
         int64_t need = blocks_for(s, r->prompt_len + r->output_len - 1);
-        if (need > s->total_blocks)
-            return diag_set(e, LLMSIM_EINPUT,
-                            "request %zu (trace line %zu) needs %lld KV blocks but the cache holds "
-                            "%lld: give the KV cache more memory or shorten the request", i + 1,
-                            i + 2, (long long)need, (long long)s->total_blocks);
+        if (need > s->total_blocks) {
+            snprintf(what, sizeof what,
+                     "needs %lld KV blocks but the cache holds %lld: give the KV cache more "
+                     "memory or shorten the request", (long long)need, (long long)s->total_blocks);
+            return bad_request(e, q, i, what);
+        }
     }
     return LLMSIM_OK;
 }

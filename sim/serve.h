@@ -160,7 +160,7 @@ typedef struct serve_result {
 
 /* Simulate the requests to the end. Fails with LLMSIM_EINPUT when a request
  * can never fit (its prompt and output exceed the model's context or the KV
- * cache); the message names the request (its line in a trace is index + 2).
+ * cache); the message names the request, and its file and line for a trace.
  * `progress`, when not NULL, is called now and then with the fraction done. */
 llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_result *r,
                         void (*progress)(double frac, void *ctx), void *progress_ctx, diag *e);

@@ -142,7 +142,7 @@ static llmsim_status parse_copy(const char *text, size_t len, serve_requests *q,
 
 static void trace_bad_(const char *text, size_t len, const char *prefix, const char *want, int line)
 {
-    serve_requests q = {(serve_request *)&q, 99}; /* must come back emptied */
+    serve_requests q = {(serve_request *)&q, 99, NULL}; /* must come back emptied */
     diag e = {0};
     llmsim_status st = parse_copy(text, len, &q, &e);
     tap_check(st == LLMSIM_EINPUT, __FILE__, line, "status %d, want EINPUT (%s)", (int)st, e.msg);
@@ -294,18 +294,20 @@ static void test_trace_roundtrip(void)
 {
     /* awkward doubles: shortest forms of 17 digits, subnormals, huge ones */
     serve_request hand[] = {
-        {0, 1, 1, 0.1},
-        {0.1, 2147483648LL, 3, 1.0 / 3},
-        {0.30000000000000004, 5, 5, 5e-324},
-        {1e300, 7, 11, 1.7976931348623157e308},
+        {0, 1, 1, 0.1, 0},
+        {0.1, 2147483648LL, 3, 1.0 / 3, 0},
+        {0.30000000000000004, 5, 5, 5e-324, 0},
+        {1e300, 7, 11, 1.7976931348623157e308, 0},
     };
-    serve_requests a = {hand, sizeof hand / sizeof hand[0]};
+    serve_requests a = {hand, sizeof hand / sizeof hand[0], NULL};
     strbuf s = {0};
     serve_trace_save(&a, &s);
     serve_requests b = {0};
     diag e = {0};
     CHECK(parse_copy(strbuf_str(&s), s.len, &b, &e) == LLMSIM_OK, "hand-made reparse: %s", e.msg);
     CHECK(same_requests(&a, &b), "hand-made round trip");
+    CHECK(b.r[0].line == 2 && b.r[3].line == 5 && b.source && strcmp(b.source, "t.csv") == 0,
+          "parsed requests keep their lines and the file's name");
     serve_requests_free(&b);
     strbuf_free(&s);
 
@@ -338,7 +340,7 @@ static void test_trace_load_errors(void)
 {
     char path[512];
     snprintf(path, sizeof path, "%s/missing.csv", tmpdir);
-    serve_requests q = {(serve_request *)&q, 3};
+    serve_requests q = {(serve_request *)&q, 3, NULL};
     diag e = {0};
     CHECK(serve_trace_load(path, &q, &e) == LLMSIM_EINPUT, "missing file");
     CHECK(strstr(e.msg, path) && strstr(e.msg, "No such file"), "names the path and why: %s",
@@ -815,7 +817,7 @@ static void test_generate_errors(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         serve_gen g;
         gen_init(&g, bad[i].arrival, bad[i].rate, bad[i].cv, bad[i].n, "1", "1", "1", 1);
-        serve_requests q = {(serve_request *)&q, 7};
+        serve_requests q = {(serve_request *)&q, 7, NULL};
         diag e = {0};
         CHECK(serve_generate(&g, &q, &e) == LLMSIM_EINPUT, "case %zu accepted", i);
         CHECK(strstr(e.msg, bad[i].want) != NULL, "case %zu: '%s' does not say '%s'", i, e.msg,

@@ -143,7 +143,7 @@ static void test_prices(void)
 
 static serve_requests trace_of(const serve_request *r, size_t n)
 {
-    serve_requests q = {malloc(n * sizeof *r), n};
+    serve_requests q = {malloc(n * sizeof *r), n, NULL};
     memcpy(q.r, r, n * sizeof *r);
     return q;
 }
@@ -156,7 +156,7 @@ static void test_alone(void)
     serve_setup *s = setup(&M7, &A100, &c);
     if (!s)
         return;
-    serve_request r = {2.5, 700, 5, 1};
+    serve_request r = {2.5, 700, 5, 1, 0};
     serve_requests q = trace_of(&r, 1);
     serve_result res;
     diag e = {0};
@@ -187,7 +187,7 @@ static void test_alone(void)
 static serve_requests random_trace(size_t n, double rate, int plo, int phi, int olo, int ohi,
                                    uint64_t seed)
 {
-    serve_requests q = {malloc(n * sizeof(serve_request)), n};
+    serve_requests q = {malloc(n * sizeof(serve_request)), n, NULL};
     uint64_t x = seed;
     double t = 0;
     for (size_t i = 0; i < n; i++) {
@@ -199,7 +199,7 @@ static serve_requests random_trace(size_t n, double rate, int plo, int phi, int 
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         int o = olo + (int)((x >> 33) % (uint64_t)(ohi - olo + 1));
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        q.r[i] = (serve_request){t, p, o, 1 + (double)((x >> 33) % 4)};
+        q.r[i] = (serve_request){t, p, o, 1 + (double)((x >> 33) % 4), 0};
     }
     return q;
 }
@@ -285,14 +285,21 @@ static void test_bad_requests(void)
     serve_setup *s = setup(&M7, &A100, &c);
     if (!s)
         return;
-    serve_request r[2] = {{0, 10, 10, 1}, {1, 120, 10, 1}};
+    serve_request r[2] = {{0, 10, 10, 1, 0}, {1, 120, 10, 1, 0}};
     serve_requests q = trace_of(r, 2);
     serve_result res;
     diag e = {0};
     CHECK(serve_run(s, &q, &res, NULL, NULL, &e) == LLMSIM_EINPUT && strstr(e.msg, "request 2") &&
-              strstr(e.msg, "line 3") && strstr(e.msg, "KV blocks"),
+              strstr(e.msg, "KV blocks"),
           "a request larger than the cache is named: %s", e.msg);
-    q.r[1] = (serve_request){1, 4000, 200, 1};
+    /* from a trace: its file and line */
+    q.source = strdup("trace.csv");
+    q.r[1].line = 9;
+    diag_clear(&e);
+    CHECK(serve_run(s, &q, &res, NULL, NULL, &e) == LLMSIM_EINPUT &&
+              strncmp(e.msg, "trace.csv:9: request 2", 22) == 0,
+          "a trace's request is named by file and line: %s", e.msg);
+    q.r[1] = (serve_request){1, 4000, 200, 1, 0};
     diag_clear(&e);
     CHECK(serve_run(s, &q, &res, NULL, NULL, &e) == LLMSIM_EINPUT && strstr(e.msg, "context"),
           "beyond the model's context: %s", e.msg);
@@ -317,11 +324,11 @@ static void test_adaptive(void)
           "long: swap cheaper");
     free(s);
 
-    serve_requests q = {malloc(300 * sizeof(serve_request)), 300};
+    serve_requests q = {malloc(300 * sizeof(serve_request)), 300, NULL};
     for (size_t i = 0; i < q.n; i++) {
         bool lng = i % 4 == 0;
         q.r[i] = (serve_request){0.01 * (double)i, lng ? 900 + (int64_t)(i % 7) * 50 : 8,
-                                 lng ? 150 : 120 + (int64_t)(i % 5) * 10, 1};
+                                 lng ? 150 : 120 + (int64_t)(i % 5) * 10, 1, 0};
     }
     double makespan[3], e2e[3];
     long long pre[3][2];
@@ -404,14 +411,14 @@ static void test_fair(void)
     /* starvation: one long light request in a stream of short heavy ones that
      * keeps the server full for far longer than the long one's service */
     size_t n = 3000;
-    serve_requests st = {malloc(n * sizeof(serve_request)), n};
+    serve_requests st = {malloc(n * sizeof(serve_request)), n, NULL};
     /* 25 short heavy arrivals a second, more than 8 sequences serve: a
      * backlog that grows for the whole stream; the long light one comes
      * once it has formed */
     for (size_t i = 0; i < n; i++)
-        st.r[i] = (serve_request){0.04 * (double)i, 64, 64, 10};
+        st.r[i] = (serve_request){0.04 * (double)i, 64, 64, 10, 0};
     const size_t L = 26;
-    st.r[L] = (serve_request){0.04 * (double)L, 1000, 400, 1};
+    st.r[L] = (serve_request){0.04 * (double)L, 1000, 400, 1, 0};
     double finish[2];
     const double alphas[2] = {10, 1e12};
     for (int k = 0; k < 2; k++) {
