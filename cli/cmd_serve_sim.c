@@ -55,7 +55,7 @@ static void usage(FILE *out)
             "                         with BIN a value or LO-HI (e.g. hist:1-64=0.5,2048=0.1)\n"
             "  --seed S               generator seed (default 1)\n"
             "serving (defaults are vLLM's):\n"
-            "  --preemption P         swap (default), recompute or adaptive\n"
+            "  --preemption P         recompute (default), swap or adaptive\n"
             "  --scheduler S          fcfs (default) or fair\n"
             "  --fair-alpha A         fair: seconds of waiting one second of weighted remaining\n"
             "                         work is worth (default 10; 0 is fcfs)\n"
@@ -119,8 +119,8 @@ static int enum_of(const char *v, const char *const *names, int n)
 static int take_opt(serve_opts *o, const char *opt, const char *val)
 {
     long long ll;
-    double d;
-    char why[160];
+    double d = 0;
+    char why[160] = "";
     if (!strcmp(opt, "--trace-in")) {
         o->trace_in = val;
     } else if (!strcmp(opt, "--trace")) {
@@ -144,8 +144,8 @@ static int take_opt(serve_opts *o, const char *opt, const char *val)
         o->gen.arrival = (serve_arrival)k;
         o->gen_given = true;
     } else if (!strcmp(opt, "--cv")) {
-        if (!parse_real(val, &d) || !(d > 0))
-            return bad(opt, val, "must be a positive number (1 is Poisson-like, above 1 bursty)");
+        if (!parse_real(val, &d) || !(d >= 0.01 && d <= 100))
+            return bad(opt, val, "must be from 0.01 to 100 (1 is Poisson-like, above 1 bursty)");
         o->gen.cv = d;
         o->given_cv = true;
         o->gen_given = true;
@@ -194,10 +194,12 @@ static int take_opt(serve_opts *o, const char *opt, const char *val)
     } else if (!strcmp(opt, "--swap-space") || !strcmp(opt, "--kv-memory")) {
         if (!strcmp(val, "0")) /* nothing needs no unit */
             d = 0;
-        else if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why) || d < 0) {
+        else if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why)) {
             fprintf(stderr, "llmsim serve-sim: %s '%s': %s (a size such as '4 GiB')\n", opt, val,
-                    d < 0 ? "must not be negative" : why);
+                    why);
             return CLI_EXIT_INPUT;
+        } else if (d < 0) {
+            return bad(opt, val, "must not be negative");
         }
         if (opt[2] == 's')
             o->cfg.swap_bytes = d;

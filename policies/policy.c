@@ -29,7 +29,7 @@ void policy_init(policy *p)
     p->num_gpu_batches = 1;
     p->overlap = true;
     p->pin_weights = true;
-    p->preempt = PREEMPT_SWAP;
+    p->preempt = PREEMPT_RECOMPUTE;
     p->sched = SCHED_FCFS;
     p->kv_block_size = 16;
 }

@@ -51,7 +51,7 @@ typedef struct policy {
 } policy;
 
 /* Defaults: everything on the GPU, batch 1 x 1, no quantization, overlap on,
- * pinned weights, swap, fcfs, 16-token blocks. */
+ * pinned weights, recompute (vLLM's default), fcfs, 16-token blocks. */
 void policy_init(policy *p);
 
 llmsim_status policy_load_yaml(const char *path, policy *p, diag *e);

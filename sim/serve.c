@@ -30,7 +30,7 @@ void serve_config_init(serve_config *c)
     c->max_batch = 256;
     c->token_budget = 2048;
     c->block_size = 16;
-    c->preempt = PREEMPT_SWAP;
+    c->preempt = PREEMPT_RECOMPUTE;
     c->sched = SCHED_FCFS;
     c->fair_alpha = 10.0;
     c->kv_bytes = 0.0;
@@ -95,32 +95,45 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
 
     /* Workspace: one iteration's intermediates at the full token budget, the
      * logits (fp32) of a full batch, a dequantized layer, two streaming slots
-     * for non-resident weights, and one sequence's dequantized K and V. */
+     * for non-resident weights. */
     double work = cm_batch_work_bytes(&s->cm, (double)c->token_budget, (double)c->token_budget) +
                   (double)c->max_batch * (double)m->vocab_size * 4.0;
     if (s->pol.weight_quant.bits)
         work += s->cm.w_layer_fp16_bytes;
     if (wp->f[s->dev_tier] < 1.0)
         work += 2.0 * s->cm.w_layer_bytes;
-    if (s->pol.kv_quant.bits)
-        work += cm_kv_layer_fp16_bytes(&s->cm, 1, (double)m->max_context);
-    s->workspace_bytes = work;
+    /* A quantized cache is attended to through a dequantized copy of one
+     * layer's K and V (as the iteration prices it): per cached byte, the
+     * fp16 bytes of one layer of it. */
+    const double deq = s->pol.kv_quant.bits ? cm_kv_layer_fp16_bytes(&s->cm, 1, 1) /
+                                                  (L * cm_kv_layer_bytes(&s->cm, 1, 1))
+                                            : 0.0;
 
     const double cap = cm_hw_tier_capacity(hw, s->dev_tier);
     const double room = cap - s->weights_dev_bytes - work;
     const char *devname = s->has_gpu ? "GPU" : "CPU";
+    s->block_bytes = L * cm_kv_layer_bytes(&s->cm, 1, (double)c->block_size);
+    if (c->block_size > m->max_context)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "a KV block of %d tokens is longer than the model's context (%lld tokens)",
+                        c->block_size, (long long)m->max_context);
     if (c->kv_bytes > 0) {
-        if (c->kv_bytes > room)
+        if (c->kv_bytes * (1 + deq) > room)
             return diag_set(e, LLMSIM_EINPUT,
                             "a KV cache of %.2f GiB does not fit: the %s's %.2f GiB less %.2f GiB of "
-                            "weights and %.2f GiB of workspace leave %.2f GiB",
+                            "weights and %.2f GiB of workspace leave %.2f GiB%s",
                             gib(c->kv_bytes), devname, gib(cap), gib(s->weights_dev_bytes),
-                            gib(work), gib(room));
+                            gib(work), gib(room),
+                            deq > 0 ? " (with the dequantized copy of one layer of it)" : "");
         s->kv_bytes = c->kv_bytes;
+        if (c->kv_bytes < s->block_bytes)
+            return diag_set(e, LLMSIM_EINPUT,
+                            "a KV cache of %.0f bytes holds no %d-token block (%.1f KiB); give it "
+                            "more memory", c->kv_bytes, c->block_size, s->block_bytes / 1024);
     } else {
-        s->kv_bytes = c->mem_util * cap - s->weights_dev_bytes - work;
+        s->kv_bytes = (c->mem_util * cap - s->weights_dev_bytes - work) / (1 + deq);
     }
-    s->block_bytes = L * cm_kv_layer_bytes(&s->cm, 1, (double)c->block_size);
+    s->workspace_bytes = work + deq * fmax(s->kv_bytes, 0.0);
     s->total_blocks = s->kv_bytes > 0 ? (int64_t)floor(s->kv_bytes / s->block_bytes) : 0;
     if (s->total_blocks < 1)
         return diag_set(e, LLMSIM_EINPUT,
@@ -299,6 +312,8 @@ typedef struct rq {
     int64_t blocks;         /* blocks held, on the device or in swap space */
     double arrival, weight, key;
     double since;           /* when it entered its state */
+    double pf_s, dec_s;     /* fair: alone, a prompt token's share and a decode step */
+    long long stamp;        /* the iteration that last scheduled it */
     uint8_t state;
 } rq;
 
@@ -409,10 +424,10 @@ static void run_insert(run_state *rs, uint32_t id)
     rs->nrun++;
 }
 
-/* The request's time alone on the machine from its arrival: its prompt in
- * chunks of the budget, then a decode step per further token at its mean
- * context. */
-static double alone_s(run_state *rs, const rq *r)
+/* Fair: what the request costs alone on the machine, per prompt token (its
+ * prompt in chunks of the budget, amortized) and per decode step (at its mean
+ * context); set when it arrives. */
+static void alone_rates(run_state *rs, rq *r)
 {
     const serve_setup *s = rs->s;
     double t = 0;
@@ -423,21 +438,53 @@ static double alone_s(run_state *rs, const rq *r)
         t += work_s(s, &rs->pc, &w, 0, 0);
         done += c;
     }
-    if (r->output > 1) {
-        iter_work w = {0};
-        work_add(s, &w, r->prompt + r->output / 2, 1, true);
-        t += (double)(r->output - 1) * work_s(s, &rs->pc, &w, 0, 0);
-    }
-    return t;
+    r->pf_s = t / (double)r->prompt;
+    iter_work w = {0};
+    work_add(s, &w, r->prompt + r->output / 2, 1, true);
+    r->dec_s = work_s(s, &rs->pc, &w, 0, 0);
 }
 
-/* Preempt the last running request (the lowest priority) at time now;
- * *out_blocks collects the blocks swapped out in this iteration. */
-static void preempt_last(run_state *rs, double now, int64_t *out_blocks)
+/* The priority key (smaller first): the arrival for fcfs; for fair the
+ * virtual deadline arrival + alpha * remaining work / weight, the remaining
+ * work being the prompt tokens still to prefill and the tokens still to emit
+ * at the request's rates alone. */
+static double key_of(const run_state *rs, const rq *r)
+{
+    if (rs->s->cfg.sched != SCHED_FAIR)
+        return r->arrival;
+    int64_t pending = r->prompt + r->gen - r->ctx; /* >= 1: the last one emits */
+    double work = (double)(pending - 1) * r->pf_s + (double)(r->output - r->gen) * r->dec_s;
+    return r->arrival + rs->s->cfg.fair_alpha * work / r->weight;
+}
+
+/* Fair: the running requests' keys fall as they progress; re-rank them
+ * (insertion sort: the order barely changes between iterations). */
+static void rerank_running(run_state *rs)
+{
+    for (int i = 0; i < rs->nrun; i++)
+        rs->R[rs->run[i]].key = key_of(rs, &rs->R[rs->run[i]]);
+    for (int i = 1; i < rs->nrun; i++) {
+        uint32_t id = rs->run[i];
+        int j = i;
+        for (; j > 0 && before(rs->R, id, rs->run[j - 1]); j--)
+            rs->run[j] = rs->run[j - 1];
+        rs->run[j] = id;
+    }
+}
+
+/* Preempt the lowest-priority running request that this iteration has not
+ * scheduled, at time now; returns it. *out_blocks collects the blocks swapped
+ * out in this iteration. */
+static uint32_t preempt_one(run_state *rs, long long stamp, double now, int64_t *out_blocks)
 {
     const serve_setup *s = rs->s;
     serve_result *res = rs->res;
-    uint32_t id = rs->run[--rs->nrun];
+    int pos = rs->nrun - 1;
+    while (pos > 0 && rs->R[rs->run[pos]].stamp == stamp)
+        pos--;
+    uint32_t id = rs->run[pos];
+    memmove(rs->run + pos, rs->run + pos + 1, (size_t)(rs->nrun - pos - 1) * sizeof *rs->run);
+    rs->nrun--;
     rq *r = &rs->R[id];
     preemption how = s->cfg.preempt;
     if (how == PREEMPT_ADAPTIVE) {
@@ -466,6 +513,7 @@ static void preempt_last(run_state *rs, double now, int64_t *out_blocks)
         res->preempt_swap++;
         res->req[id].swaps++;
         set_state(rs, id, SERVE_SWAPPED, now);
+        r->key = key_of(rs, r);
         heap_push(&rs->swapped, rs->R, id);
     } else {
         res->recomputed_tokens += (double)r->ctx;
@@ -474,13 +522,24 @@ static void preempt_last(run_state *rs, double now, int64_t *out_blocks)
         res->preempt_recompute++;
         res->req[id].recomputes++;
         set_state(rs, id, SERVE_WAITING, now);
+        r->key = key_of(rs, r);
         heap_push(&rs->waiting, rs->R, id);
     }
+    return id;
 }
 
 static bool kv_sample(run_state *rs, double t0, double dt)
 {
     serve_result *res = rs->res;
+    int64_t dev = rs->s->total_blocks - rs->free_blocks, swp = rs->s->swap_blocks - rs->swap_free;
+    if (res->nkv) {
+        serve_kv_sample *last = &res->kv[res->nkv - 1];
+        if (last->dev_blocks == dev && last->swap_blocks == swp &&
+            fabs(last->time_s + last->dur_s - t0) <= 1e-12 * fmax(1.0, t0)) {
+            last->dur_s += dt; /* the same use, one sample */
+            return true;
+        }
+    }
     if (res->nkv == rs->kv_cap) {
         size_t cap = rs->kv_cap ? 2 * rs->kv_cap : 4096;
         serve_kv_sample *p = realloc(res->kv, cap * sizeof *p);
@@ -489,8 +548,7 @@ static bool kv_sample(run_state *rs, double t0, double dt)
         res->kv = p;
         rs->kv_cap = cap;
     }
-    res->kv[res->nkv++] = (serve_kv_sample){t0, dt, rs->s->total_blocks - rs->free_blocks,
-                                            rs->s->swap_blocks - rs->swap_free};
+    res->kv[res->nkv++] = (serve_kv_sample){t0, dt, dev, swp};
     return true;
 }
 
@@ -647,8 +705,9 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
     /* the iteration's chunks, by running index */
     serve_chunk *ch = malloc((size_t)c->max_batch * sizeof *ch);
     uint32_t *chid = malloc((size_t)c->max_batch * sizeof *chid);
+    uint32_t *order = malloc((size_t)c->max_batch * sizeof *order);
     if (!rs.R || !rs.pc.dense || !rs.pc.head || !rs.waiting.a || !rs.swapped.a || !rs.run ||
-        !res->req || !ch || !chid) {
+        !res->req || !ch || !chid || !order) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
         goto out;
     }
@@ -673,35 +732,56 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
     double t = 0;
     size_t next = 0, done = 0;
     int last_pct = -1;
+    long long stamp = 0;
     while (done < n) {
         while (next < n && rs.R[next].arrival <= t) {
             rq *r = &rs.R[next];
-            r->key = c->sched == SCHED_FAIR ? r->arrival + c->fair_alpha * alone_s(&rs, r) / r->weight
-                                            : r->arrival;
+            if (c->sched == SCHED_FAIR)
+                alone_rates(&rs, r);
+            r->key = key_of(&rs, r);
             set_state(&rs, (uint32_t)next, SERVE_WAITING, r->arrival);
             heap_push(&rs.waiting, rs.R, (uint32_t)next);
             res->events++;
             next++;
         }
         if (!rs.nrun && !rs.waiting.n && !rs.swapped.n) {
-            t = rs.R[next].arrival; /* idle until the next arrival */
+            /* idle until the next arrival; the KV use stays what it is */
+            if (res->nkv && !kv_sample(&rs, t, rs.R[next].arrival - t)) {
+                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                goto out;
+            }
+            t = rs.R[next].arrival;
             continue;
         }
+        if (c->sched == SCHED_FAIR)
+            rerank_running(&rs);
+        stamp++;
 
-        /* running requests, in priority order */
+        /* Running requests: the decoding first, then those in their prefill,
+         * each in priority order; the budget (>= max batch) always covers the
+         * decodes, so a long prefill chunk never stalls them. */
         int64_t budget = c->token_budget, out_blocks = 0, in_blocks = 0;
-        int nch = 0;
+        int nch = 0, norder = 0;
         bool preempted = false;
-        for (int i = 0; i < rs.nrun && budget > 0;) {
-            uint32_t id = rs.run[i];
+        for (int pass = 0; pass < 2; pass++)
+            for (int i = 0; i < rs.nrun; i++) {
+                const rq *r = &rs.R[rs.run[i]];
+                if ((r->prompt + r->gen - r->ctx == 1) == (pass == 0))
+                    order[norder++] = rs.run[i];
+            }
+        for (int k = 0; k < norder && budget > 0; k++) {
+            uint32_t id = order[k];
             rq *r = &rs.R[id];
+            if (r->state != SERVE_RUNNING)
+                continue; /* preempted earlier in this iteration */
             int64_t pending = r->prompt + r->gen - r->ctx;
             int64_t tok = pending < budget ? pending : budget;
             int64_t need = blocks_for(s, r->ctx + tok) - r->blocks;
+            if (need < 0)
+                need = 0; /* blocks reserved at admission */
             bool self = false;
             while (need > rs.free_blocks) {
-                self = rs.run[rs.nrun - 1] == id;
-                preempt_last(&rs, t, &out_blocks);
+                self = preempt_one(&rs, stamp, t, &out_blocks) == id;
                 preempted = true;
                 if (self)
                     break;
@@ -710,37 +790,46 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
                 continue;
             rs.free_blocks -= need;
             r->blocks += need;
+            r->stamp = stamp;
             ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
             chid[nch++] = id;
             budget -= tok;
-            i++;
         }
-        /* then, unless memory ran short, the swapped and the waiting */
-        for (int from = 0; from < 2 && !preempted; from++) {
-            rheap *h = from == 0 ? &rs.swapped : &rs.waiting;
-            while (h->n && rs.nrun < c->max_batch && budget > 0) {
-                uint32_t id = h->a[0];
-                rq *r = &rs.R[id];
-                int64_t pending = r->prompt + r->gen - r->ctx;
-                int64_t tok = pending < budget ? pending : budget;
-                int64_t need = blocks_for(s, r->ctx + tok);
-                if (need > rs.free_blocks || (rs.nrun && rs.free_blocks - need < watermark))
-                    break;
-                heap_pop(h, rs.R);
-                if (from == 0) {
-                    in_blocks += r->blocks;
-                    rs.swap_free += r->blocks;
-                    res->swap_in_bytes += (double)r->blocks * s->block_bytes;
-                    res->events++;
-                }
-                rs.free_blocks -= need;
-                r->blocks = need;
-                set_state(&rs, id, SERVE_RUNNING, t);
-                run_insert(&rs, id);
-                ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
-                chid[nch++] = id;
-                budget -= tok;
+        /* Then, unless memory ran short, the swapped and the waiting, merged
+         * in priority order; admission stops at the first that does not fit.
+         * A waiting request reserves the blocks of its whole prefill (its
+         * prompt and what it had generated before a recompute), as vLLM's
+         * can_allocate does, so that it cannot be preempted in mid-prefill by
+         * the growth of the others. */
+        while (!preempted && rs.nrun < c->max_batch && budget > 0 &&
+               (rs.swapped.n || rs.waiting.n)) {
+            bool from_swap = rs.swapped.n && (!rs.waiting.n ||
+                                              before(rs.R, rs.swapped.a[0], rs.waiting.a[0]));
+            rheap *h = from_swap ? &rs.swapped : &rs.waiting;
+            uint32_t id = h->a[0];
+            rq *r = &rs.R[id];
+            int64_t pending = r->prompt + r->gen - r->ctx;
+            int64_t tok = pending < budget ? pending : budget;
+            int64_t need = from_swap ? blocks_for(s, r->ctx + tok) : blocks_for(s, r->prompt + r->gen);
+            if (need < r->blocks)
+                need = r->blocks;
+            if (need > rs.free_blocks || (rs.nrun && rs.free_blocks - need < watermark))
+                break;
+            heap_pop(h, rs.R);
+            if (from_swap) {
+                in_blocks += r->blocks;
+                rs.swap_free += r->blocks;
+                res->swap_in_bytes += (double)r->blocks * s->block_bytes;
+                res->events++;
             }
+            rs.free_blocks -= need;
+            r->blocks = need;
+            r->stamp = stamp;
+            set_state(&rs, id, SERVE_RUNNING, t);
+            run_insert(&rs, id);
+            ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
+            chid[nch++] = id;
+            budget -= tok;
         }
         if (!nch) {
             st = diag_set(e, LLMSIM_EFAIL, "internal error: an iteration with nothing to do");
@@ -803,6 +892,7 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
 out:
     free(ch);
     free(chid);
+    free(order);
     run_free(&rs);
     if (st)
         serve_result_free(res);

@@ -12,15 +12,18 @@
  * and activation fractions, batch shape and CPU delegation are offline
  * choices and are not used here.
  *
- * An iteration. Running requests first, in priority order: each takes one
- * token if it is decoding, or a chunk of its prompt up to the token budget
- * left (chunked prefill), and the blocks that its new tokens need. When no
- * block is free, the lowest-priority running request that has not been
- * scheduled in this iteration is preempted (possibly the one asking); then,
- * unless something was preempted, swapped requests come back and waiting
- * requests are admitted in priority order while a batch slot, budget and
- * blocks (above a 1% watermark) are left; admission stops at the first that
- * does not fit. The iteration's time is priced from the cost model's
+ * An iteration. Running requests first: the decoding ones, then those in
+ * their prefill, each group in priority order; each takes one token if it is
+ * decoding, or a chunk of its prompt up to the token budget left (chunked
+ * prefill), and the blocks that its new tokens need. When no block is free,
+ * the lowest-priority running request that has not been scheduled in this
+ * iteration is preempted (possibly the one asking). Then, unless something
+ * was preempted, swapped and waiting requests are taken in one priority order
+ * while a batch slot, budget and blocks (above a 1% watermark) are left; a
+ * waiting request reserves the blocks of its whole prefill; admission stops
+ * at the first that does not fit. (vLLM V0's chunked-prefill scheduler does
+ * the same, decodes first, whole-prefill reservation, swap and watermark;
+ * V1 has no swap.) The iteration's time is priced from the cost model's
  * primitives: dense layer work over all its tokens, attention per sequence
  * (decode over its context; a prefill chunk over its causal part), KV
  * (de)quantization, the head for every sequence that emits a token, weight
@@ -38,13 +41,16 @@
  *
  * Priority. `fcfs`: by arrival. `fair`: by a virtual deadline
  *     key = arrival + alpha * work / weight,
- * work being the request's remaining service time alone on the machine
- * (predicted when it arrives); the smallest key goes first and the largest
- * is the victim. alpha -> infinity is Smith's rule (most weight per unit of
- * work first, which minimizes weighted turnaround); alpha = 0 is fcfs. Every
- * queued request's key is fixed while later arrivals' keys are at least their
- * arrival time, so a request waits behind finitely many others: nothing
- * starves.
+ * work being the request's remaining service time alone on the machine: its
+ * prompt tokens still to prefill and tokens still to emit, each at its rate
+ * alone (predicted when it arrives). The key is set on arrival and after a
+ * preemption, and running requests are re-ranked every iteration as their
+ * work shrinks; the smallest key goes first and the largest is the victim.
+ * alpha -> infinity is Smith's rule (most weight per unit of work first,
+ * which minimizes weighted turnaround); alpha = 0 is fcfs. A request's key
+ * never exceeds arrival + alpha * (its whole work) / weight while later
+ * arrivals' keys are at least their arrival time, so a request waits behind
+ * finitely many others: nothing starves.
  */
 #ifndef LLMSIM_SIM_SERVE_H
 #define LLMSIM_SIM_SERVE_H
@@ -69,8 +75,9 @@ typedef struct serve_config {
     bool keep_spans;       /* record each request's states for the Chrome trace */
 } serve_config;
 
-/* vLLM's defaults: 256 sequences, 2048 tokens, swap, fcfs, 16-token blocks,
- * 90% of device memory, 4 GiB of swap space; fair alpha 10. */
+/* vLLM's defaults: 256 sequences, 2048 tokens, recompute (vLLM preempts a
+ * single-sequence request by recompute), fcfs, 16-token blocks, 90% of
+ * device memory, 4 GiB of swap space; fair alpha 10. */
 void serve_config_init(serve_config *c);
 
 /* Everything fixed for a (model, hardware, policy, config). */
