@@ -16,6 +16,7 @@
 
 #include "common/atomicfile.h"
 #include "costmodel/primitives.h"
+#include "sim/sim.h"
 
 const char *const serve_state_names[3] = {"waiting", "running", "swapped"};
 
@@ -917,12 +918,7 @@ llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, con
     if (st)
         return st;
     FILE *f = a.f;
-    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
-    fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
-    for (const char *c = title; *c; c++)
-        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
-            fputc(*c, f);
-    fprintf(f, "\"}}");
+    sim_trace_begin(f, title);
     for (size_t i = 0; i < r->n; i++)
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%zu,\"args\":"
                    "{\"name\":\"request %zu\"}}", i + 1, i + 1);

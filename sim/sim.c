@@ -285,6 +285,16 @@ out:
 
 /* ---- Chrome Trace Event JSON */
 
+void sim_trace_begin(FILE *f, const char *title)
+{
+    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+    fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
+    for (const char *c = title; *c; c++)
+        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
+            fputc(*c, f);
+    fprintf(f, "\"}}");
+}
+
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e)
 {
@@ -293,12 +303,7 @@ llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *t
     if (st)
         return st;
     FILE *f = a.f;
-    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
-    fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
-    for (const char *c = title; *c; c++)
-        if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
-            fputc(*c, f);
-    fprintf(f, "\"}}");
+    sim_trace_begin(f, title);
     for (int res = 0; res < PLAN_NRES; res++)
         fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":"
                    "\"%s\"}}", res + 1, plan_res_names[res]);

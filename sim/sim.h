@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "plan/plan.h"
 
@@ -58,6 +59,10 @@ void sim_result_free(sim_result *r);
 /* Chrome Trace Event JSON (Perfetto, chrome://tracing): one track per
  * resource, every task as a complete event, a counter per memory tier.
  * Written to a temporary file and renamed: never half a file. */
+/* The start of a Chrome Trace Event file: the array's opening and process 1
+ * named `title` (quotes and control characters dropped); events follow, each
+ * written as ",\n{...}", and the file ends with "\n]}\n". */
+void sim_trace_begin(FILE *f, const char *title);
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e);
 
