@@ -3,6 +3,8 @@
 
 #include <stdlib.h>
 
+#include "common/grow.h"
+
 static bool before(const sim_event *a, const sim_event *b)
 {
     return a->time_s < b->time_s || (a->time_s == b->time_s && a->seq < b->seq);
@@ -10,14 +12,10 @@ static bool before(const sim_event *a, const sim_event *b)
 
 bool eventq_push(eventq *q, double time_s, uint32_t task)
 {
-    if (q->n == q->cap) {
-        size_t cap = q->cap ? 2 * q->cap : 1024;
-        sim_event *h = realloc(q->heap, cap * sizeof *h);
-        if (!h)
-            return false;
-        q->heap = h;
-        q->cap = cap;
-    }
+    sim_event *h = llmsim_grow(q->heap, q->n, &q->cap, sizeof *h, 1024);
+    if (!h)
+        return false;
+    q->heap = h;
     sim_event ev = {time_s, q->next_seq++, task};
     size_t i = q->n++;
     while (i > 0) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "common/rng.h"
 
 /* Lengths above 2^31 tokens are typos, not workloads; the bound also keeps
@@ -241,17 +242,12 @@ llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, 
                          SHOWN(f[3]));
             goto fail;
         }
-        if (n == cap) {
-            size_t ncap = cap ? 2 * cap : 1024;
-            serve_request *p = ncap > SIZE_MAX / sizeof *p ? NULL : realloc(r, ncap * sizeof *p);
-            if (!p) {
-                st = diag_at(e, LLMSIM_EFAIL, name, lineno, 0, "out of memory after %zu requests",
-                             n);
-                goto fail;
-            }
-            r = p;
-            cap = ncap;
+        serve_request *p = llmsim_grow(r, n, &cap, sizeof *p, 1024);
+        if (!p) {
+            st = diag_at(e, LLMSIM_EFAIL, name, lineno, 0, "out of memory after %zu requests", n);
+            goto fail;
         }
+        r = p;
         r[n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)lineno};
         prev_arrival = f[0];
         prev_line = lineno;

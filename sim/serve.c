@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/atomicfile.h"
+#include "common/grow.h"
 #include "costmodel/primitives.h"
 #include "sim/sim.h"
 
@@ -389,16 +390,12 @@ static void span(run_state *rs, uint32_t id, double now)
     rq *r = &rs->R[id];
     if (rs->s->cfg.keep_spans && r->state <= SERVE_SWAPPED && now > r->since) {
         serve_result *res = rs->res;
-        if (res->nspans == rs->spans_cap) {
-            size_t cap = rs->spans_cap ? 2 * rs->spans_cap : 1024;
-            serve_span *p = realloc(res->spans, cap * sizeof *p);
-            if (!p) {
-                rs->oom = true;
-                return;
-            }
-            res->spans = p;
-            rs->spans_cap = cap;
+        serve_span *p = llmsim_grow(res->spans, res->nspans, &rs->spans_cap, sizeof *p, 1024);
+        if (!p) {
+            rs->oom = true;
+            return;
         }
+        res->spans = p;
         res->spans[res->nspans++] = (serve_span){id, r->state, r->since, now};
     }
 }
@@ -431,15 +428,8 @@ static void run_insert(run_state *rs, uint32_t id)
 static void alone_rates(run_state *rs, rq *r)
 {
     const serve_setup *s = rs->s;
-    double t = 0;
-    for (int64_t done = 0; done < r->prompt;) {
-        int64_t c = r->prompt - done < s->cfg.token_budget ? r->prompt - done : s->cfg.token_budget;
-        iter_work w = {0};
-        work_add(s, &w, done, c, done + c == r->prompt);
-        t += work_s(s, &rs->pc, &w, 0, 0);
-        done += c;
-    }
-    r->pf_s = t / (double)r->prompt;
+    /* the prompt's chunks next to no decodes: what recomputing it would cost */
+    r->pf_s = recompute_s(s, &rs->pc, r->prompt, 0, 0) / (double)r->prompt;
     iter_work w = {0};
     work_add(s, &w, r->prompt + r->output / 2, 1, true);
     r->dec_s = work_s(s, &rs->pc, &w, 0, 0);
@@ -541,14 +531,10 @@ static bool kv_sample(run_state *rs, double t0, double dt)
             return true;
         }
     }
-    if (res->nkv == rs->kv_cap) {
-        size_t cap = rs->kv_cap ? 2 * rs->kv_cap : 4096;
-        serve_kv_sample *p = realloc(res->kv, cap * sizeof *p);
-        if (!p)
-            return false;
-        res->kv = p;
-        rs->kv_cap = cap;
-    }
+    serve_kv_sample *p = llmsim_grow(res->kv, res->nkv, &rs->kv_cap, sizeof *p, 4096);
+    if (!p)
+        return false;
+    res->kv = p;
     res->kv[res->nkv++] = (serve_kv_sample){t0, dt, dev, swp};
     return true;
 }

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "common/atomicfile.h"
+#include "common/grow.h"
 #include "sim/eventq.h"
 #include "common/clock.h"
 
@@ -21,14 +22,10 @@ typedef struct idxheap {
 
 static bool idx_push(idxheap *h, uint32_t v)
 {
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? 2 * h->cap : 256;
-        uint32_t *a = realloc(h->a, cap * sizeof *a);
-        if (!a)
-            return false;
-        h->a = a;
-        h->cap = cap;
-    }
+    uint32_t *a = llmsim_grow(h->a, h->n, &h->cap, sizeof *a, 256);
+    if (!a)
+        return false;
+    h->a = a;
     size_t i = h->n++;
     while (i > 0 && h->a[(i - 1) / 2] > v) {
         h->a[i] = h->a[(i - 1) / 2];
@@ -101,16 +98,12 @@ static void mem_change(sim_state *s, tier t, double delta, double time_s, uint32
     }
     if (!s->record)
         return;
-    if (r->nmem == s->mem_cap) {
-        size_t cap = s->mem_cap ? 2 * s->mem_cap : 4096;
-        sim_mem_sample *m = realloc(r->mem, cap * sizeof *m);
-        if (!m) {
-            s->oom = true;
-            return;
-        }
-        r->mem = m;
-        s->mem_cap = cap;
+    sim_mem_sample *m = llmsim_grow(r->mem, r->nmem, &s->mem_cap, sizeof *m, 4096);
+    if (!m) {
+        s->oom = true;
+        return;
     }
+    r->mem = m;
     r->mem[r->nmem++] = (sim_mem_sample){time_s, s->used[t], (uint8_t)t};
 }
 
