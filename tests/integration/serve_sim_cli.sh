@@ -381,6 +381,15 @@ bad_case token-budget-below-max-batch "token budget (32)|maximum batch (64)" \
 bad_case cv-without-gamma "--cv applies to --arrival gamma" "${M[@]}" --num-requests 50 --cv 3
 bad_case kv-memory-too-small "needs|KV blocks|give the KV cache more memory" \
     --model llama-2-7b --hardware a100-80gb-sxm --num-requests 50 --kv-memory 64MiB
+bad_case swap-space-no-unit "--swap-space 'abc'|a size such as '4 GiB'" \
+    "${M[@]}" --num-requests 50 --swap-space abc
+bad_case mem-util-above-one "--mem-util '1.5'|(0, 1]" "${M[@]}" --num-requests 50 --mem-util 1.5
+bad_case cv-out-of-range "--cv '1000'|from 0.01 to 100" \
+    "${M[@]}" --num-requests 50 --arrival gamma --cv 1000
+bad_case block-longer-than-context "block of 4096 tokens|context (2048 tokens)" \
+    "${M[@]}" --num-requests 50 --block-size 4096
+bad_case kv-memory-not-fitting "does not fit|GiB of weights" \
+    "${M[@]}" --num-requests 50 --kv-memory 200GiB
 
 # ---- 9. the policy's serving section, and flags over it
 cat >"$tmp/policy.yaml" <<'EOF'
