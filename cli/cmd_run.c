@@ -1,5 +1,5 @@
 /*
- * cmd_run — `llmsim run`: execute the plan of a policy on the CPU engine,
+ * cmd_run — `llmsim run`: execute the plan of a policy on the GPU or CPU engine,
  * time every task, and print and record the same keys as simulate, so that a
  * prediction, a simulation and a measurement line up task by task.
  */
@@ -205,6 +205,9 @@ static void usage_extra(void)
            "                         exit, on error and on ^C\n"
            "  --max-ram SIZE         refuse a plan that needs more RAM (default: the free RAM)\n"
            "  --threads N            compute threads (default: every core)\n"
+           "  --emulate-gpu          run a plan for a GPU on the host emulation of the device\n"
+           "                         (the GPU engine's code, host memory and CPU kernels; for\n"
+           "                         checking a GPU plan where no GPU is, not for its timings)\n"
            "  --eval-ppl FILE        perplexity over the token ids of FILE with a sliding window\n"
            "                         of --prompt-len tokens moving by half a window (each token\n"
            "                         after the first window is scored once, with at least half a\n"
@@ -245,6 +248,10 @@ int cmd_run(int argc, char **argv)
         for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
             if (strcmp(argv[i], valued[k]) == 0)
                 which = k;
+        if (strcmp(argv[i], "--emulate-gpu") == 0) {
+            o.gpu_emulated = true;
+            continue;
+        }
         if (which < 0) {
             args[nargs++] = argv[i];
             continue;
@@ -298,10 +305,12 @@ int cmd_run(int argc, char **argv)
     status = cli_job_parse(nargs, args, "run", job, &help);
     if (help) {
         cli_job_usage(stdout, "run",
-                      "Run the policy's plan for real on the CPU engine (a profile without a GPU):\n"
-                      "weights, KV cache and hidden states in RAM or on disk (O_DIRECT), I/O\n"
-                      "overlapped with compute as the plan orders it; every task is timed under\n"
-                      "its plan id and recorded, with the same keys as simulate.");
+                      "Run the policy's plan for real: on the GPU engine (CUDA) for a profile with\n"
+                      "a GPU, on the CPU engine for one without. Weights, KV cache and hidden\n"
+                      "states on the GPU, in (pinned) RAM or on disk (O_DIRECT), I/O overlapped\n"
+                      "with compute as the plan orders it (CUDA streams and events on the GPU);\n"
+                      "every task is timed under its plan id (CUDA events, or the clock) and\n"
+                      "recorded, with the same keys as simulate.");
         usage_extra();
         status = CLI_EXIT_OK;
         goto out;
@@ -425,8 +434,17 @@ int cmd_run(int argc, char **argv)
     } else {
         cJSON_Delete(obj);
         cli_simulation_table(job, &pl, &r, &t);
-        printf("measured    on the CPU engine (%s I/O), %s weights\n", er.direct_io ? "O_DIRECT" : "buffered",
-               o.weights_path ? o.weights_path : "synthetic");
+        if (pl.has_gpu) {
+            char a[32], b[32];
+            units_format(UNITS_BYTES, er.gpu_bytes, a, sizeof a);
+            units_format(UNITS_BYTES, cli_plan_gpu_peak(&pl), b, sizeof b);
+            printf("measured    on the GPU engine, %s (%s I/O), %s weights\n", er.device,
+                   er.direct_io ? "O_DIRECT" : "buffered", o.weights_path ? o.weights_path : "synthetic");
+            printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);
+        } else {
+            printf("measured    on the CPU engine (%s I/O), %s weights\n", er.direct_io ? "O_DIRECT" : "buffered",
+                   o.weights_path ? o.weights_path : "synthetic");
+        }
         if (tokens_out)
             printf("tokens      %s\n", tokens_out);
         if (ppl_file)

@@ -40,7 +40,7 @@ typedef struct command {
 static const command commands[] = {
     {"predict", cmd_predict, "predict throughput, latency and memory of a policy (cost model)"},
     {"simulate", cmd_simulate, "simulate the plan of a policy task by task (discrete events)"},
-    {"run", cmd_run, "run the plan for real on the CPU engine and time every task"},
+    {"run", cmd_run, "run the plan for real (GPU or CPU engine) and time every task"},
     {"serve-sim", cmd_serve_sim, "simulate online serving: continuous batching, paged KV, preemption"},
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
     {"profile", cmd_profile, "measure this machine (CPU, memory, disk, GPU) into a hardware profile"},

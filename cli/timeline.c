@@ -34,6 +34,7 @@ llmsim_status cli_measured_timeline(const plan *pl, const engine_result *er, sim
         r->events += 2;
     }
     r->peak_bytes[TIER_CPU] = er->ram_bytes;
+    r->peak_bytes[TIER_GPU] = er->gpu_bytes;
     return LLMSIM_OK;
 }
 
@@ -158,6 +159,19 @@ llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const si
     return st;
 }
 
+double cli_plan_gpu_peak(const plan *pl)
+{
+    double inf[TIER_COUNT] = {1e300, 1e300, 1e300};
+    sim_result r;
+    diag e;
+    diag_clear(&e);
+    if (sim_run(pl, inf, false, &r, &e))
+        return 0;
+    double peak = r.peak_bytes[TIER_GPU];
+    sim_result_free(&r);
+    return peak;
+}
+
 llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const engine_result *er,
                                      const engine_opts *o, sim_result *r, cli_sim_totals *t,
                                      cJSON **obj, int64_t *run_id, diag *e)
@@ -175,7 +189,12 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
     *obj = cli_simulation_json(job, pl, r, t);
     cJSON_DeleteItemFromObjectCaseSensitive(*obj, "simulation");
     cJSON *meas = cJSON_AddObjectToObject(*obj, "measurement");
-    cJSON_AddStringToObject(meas, "engine", "cpu");
+    cJSON_AddStringToObject(meas, "engine", pl->has_gpu ? "gpu" : "cpu");
+    if (pl->has_gpu) {
+        cJSON_AddStringToObject(meas, "device", er->device);
+        cJSON_AddNumberToObject(meas, "gpu_peak_bytes", er->gpu_bytes);
+        cJSON_AddNumberToObject(meas, "gpu_peak_predicted_bytes", cli_plan_gpu_peak(pl));
+    }
     cJSON_AddBoolToObject(meas, "direct_io", er->direct_io);
     cJSON_AddNumberToObject(meas, "ram_bytes", er->ram_bytes);
     cJSON_AddBoolToObject(meas, "interrupted", er->interrupted);
@@ -188,7 +207,8 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
     const cli_metric metrics[] = {
         {"throughput_tok_s", t->throughput_tok_s}, {"total_s", t->total_s},
         {"prefill_s", t->prefill_s},               {"decode_s", t->decode_s},
-        {"peak_cpu_bytes", er->ram_bytes},         {"tasks", (double)pl->ntasks},
+        {"peak_cpu_bytes", er->ram_bytes},         {"peak_gpu_bytes", er->gpu_bytes},
+        {"tasks", (double)pl->ntasks},
         /* what else decides a measurement: validate reuses only a match */
         {"engine_threads", (double)o->threads},    {"synthetic_seed", (double)o->synthetic_seed},
     };

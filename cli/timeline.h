@@ -39,4 +39,8 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
                                      const engine_opts *o, sim_result *r, cli_sim_totals *t,
                                      struct cJSON **obj, int64_t *run_id, diag *e);
 
+/* The plan's predicted peak of GPU memory (its buffers simulated with no
+ * capacity limit), bytes; 0 when the plan has no GPU. */
+double cli_plan_gpu_peak(const plan *pl);
+
 #endif

@@ -40,8 +40,15 @@ typedef struct exec_backend_ops {
     /* One task of the plan; called from the thread of the task's resource,
      * one task per resource at a time, dependencies complete. */
     llmsim_status (*run_task)(void *state, uint32_t task, diag *e);
-    /* After a block: its generated tokens into r->tokens. */
-    void (*end_block)(void *state, long long block, engine_result *r);
+    /* After a block's tasks were all run (or issued: a device backend
+     * waits here for them to complete): its generated tokens into
+     * r->tokens. */
+    llmsim_status (*end_block)(void *state, long long block, engine_result *r, diag *e);
+    /* After block 0's end_block, when the backend times tasks itself (a
+     * device's events): every task's start and end, seconds from one origin
+     * taken when the block began. NULL: the engine's clock around run_task
+     * is the task's time. */
+    llmsim_status (*task_times)(void *state, double *start_s, double *end_s, diag *e);
     /* After the run: what the backend measured of itself (RAM, I/O mode,
      * perplexity sums). */
     void (*finish)(void *state, engine_result *r);
@@ -49,5 +56,8 @@ typedef struct exec_backend_ops {
 } exec_backend_ops;
 
 extern const exec_backend_ops exec_cpu_backend;
+/* exec/cuda/backend.c: plans of a machine with a GPU, on a CUDA device or
+ * (engine_opts.gpu_emulated) on the host emulation of one. */
+extern const exec_backend_ops exec_gpu_backend;
 
 #endif

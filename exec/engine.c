@@ -260,11 +260,10 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
                          const plan *pl, const engine_opts *o, engine_result *r, diag *e)
 {
     memset(r, 0, sizeof *r);
-    const exec_backend_ops *ops = &exec_cpu_backend;
+    /* the backend: the GPU engine for a machine with a GPU, else the CPU engine */
+    const exec_backend_ops *ops = hw->gpu.present ? &exec_gpu_backend : &exec_cpu_backend;
     if (!ops->accepts(hw))
-        return diag_set(e, LLMSIM_EINPUT, "the CPU engine runs plans for a machine without a GPU; "
-                        "profile '%s' has one (use a CPU profile, e.g. one measured by llmsim "
-                        "profile, or the CUDA engine)", hw->name);
+        return diag_set(e, LLMSIM_EFAIL, "the %s engine does not run plans for profile '%s'", ops->name, hw->name);
     const long long bls = (long long)p->gpu_batch_size * p->num_gpu_batches;
     const long long np = w->num_prompts ? w->num_prompts : bls;
     r->num_prompts = np;
@@ -314,6 +313,10 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
             r->interrupted = true;
             break;
         }
+        if ((st = ops->end_block(state, blk, r, e)))
+            goto out;
+        if (blk == 0 && ops->task_times && (st = ops->task_times(state, r->start_s, r->end_s, e)))
+            goto out;
         if (blk == 0) { /* the prefill: until the last task of step 0 ended */
             double pre = 0;
             for (size_t t = 0; t < pl->ntasks; t++)
@@ -321,7 +324,6 @@ llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, c
                     pre = r->end_s[t];
             r->prefill_s = pre * (double)blocks;
         }
-        ops->end_block(state, blk, r);
     }
     r->total_s = llmsim_now_s() - t0;
     ops->finish(state, r);

@@ -44,6 +44,9 @@ typedef struct engine_opts {
      * is scored (-log p) in the prefill; [num_windows] */
     const long long *score_from;
     long long num_windows;
+    /* a plan for a GPU runs on the host emulation of a device
+     * (exec/cuda/dev.h GDEV_HOST) instead of CUDA: tests and CI */
+    bool gpu_emulated;
     /* test hook: when non-NULL, the logits of every step of the first block,
      * [gen_len][bls][vocab] */
     float *logits_out;
@@ -59,6 +62,8 @@ typedef struct engine_result {
     double ram_bytes;          /* what the engine allocated */
     bool interrupted;
     bool direct_io;            /* the offload files use O_DIRECT */
+    double gpu_bytes;          /* the GPU engine: the most device memory allocated at once */
+    char device[128];          /* the GPU engine: the device it ran on */
     double nll_sum;            /* perplexity: sum of -log p over the scored tokens */
     long long nll_count;       /* tokens scored */
 } engine_result;

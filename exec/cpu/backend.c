@@ -26,31 +26,11 @@
 
 #include "exec/cpu/kernels.h"
 #include "exec/half.h"
+#include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
 #include "exec/quant_layout.h"
 #include "exec/safetensors.h"
-
-/* ---- small helpers */
-
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t splitmix64(uint64_t *x) { return mix64(*x += 0x9e3779b97f4a7c15ull); }
-
-static double uniform01(uint64_t *x) { return (double)(splitmix64(x) >> 11) * 0x1.0p-53; }
-
-static uint64_t str_hash(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
-    return h;
-}
 
 /* ---- weights */
 
@@ -134,88 +114,6 @@ static void *eng_alloc(eng *g, size_t bytes)
     return p;
 }
 
-/* Values of a synthetic tensor: matrices uniform with the variance of a
- * 1/sqrt(fan-in) initialization, norm weights near 1, biases near 0; the
- * same for every placement (each tensor has its own counter stream). */
-/* Value i of a synthetic tensor whose stream starts at st0: the i-th output
- * of splitmix64 from st0, computed directly so that tensors fill in parallel. */
-static inline float synth_value(uint64_t st0, size_t i, bool norm_w, double a)
-{
-    uint64_t z = mix64(st0 + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
-    double u = 2 * ((double)(z >> 11) * 0x1.0p-53) - 1;
-    return (float)(norm_w ? 1.0 + 0.1 * u : a * u);
-}
-
-typedef struct synth_ctx {
-    uint64_t st0;
-    bool norm_w;
-    double a;
-    float *out;
-} synth_ctx;
-
-static void synth_chunk(void *ctx, size_t begin, size_t end)
-{
-    const synth_ctx *c = ctx;
-    for (size_t i = begin; i < end; i++)
-        c->out[i] = synth_value(c->st0, i, c->norm_w, c->a);
-}
-
-static void synth_fill(pool *p, uint64_t seed, int unit, const model_tensor *t, float *out)
-{
-    synth_ctx c = {seed ^ str_hash(t->name) ^ ((uint64_t)(unit + 1) * 0x9e37ull),
-                   !t->matrix && strstr(t->name, "norm") && strstr(t->name, "weight"),
-                   t->matrix ? sqrt(3.0 / (double)t->cols) : 0.02, out};
-    size_t n = (size_t)(t->rows * t->cols);
-    if (p)
-        pool_for(p, n, synth_chunk, &c);
-    else
-        synth_chunk(&c, 0, n);
-}
-
-void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, float *out)
-{
-    synth_fill(NULL, seed, unit, t, out);
-}
-
-/* Hugging Face name of a tensor of unit `unit`. */
-static void hf_name(const eng *g, int unit, const model_tensor *t, char *buf, size_t len, bool alt)
-{
-    if (unit == g->L) {
-        snprintf(buf, len, "%s", alt && strncmp(t->name, "model.", 6) == 0 ? t->name + 6 : t->name);
-        return;
-    }
-    const char *pre = g->m->family == MODEL_FAMILY_OPT ? (alt ? "decoder.layers" : "model.decoder.layers")
-                                                         : (alt ? "layers" : "model.layers");
-    snprintf(buf, len, "%s.%d.%s", pre, unit, t->name);
-}
-
-static llmsim_status load_values(eng *g, st_checkpoint *ck, int unit, const model_tensor *t,
-                                 float *out, diag *e)
-{
-    if (!ck) {
-        synth_fill(g->pool, g->o->synthetic_seed, unit, t, out);
-        return LLMSIM_OK;
-    }
-    char name[256];
-    hf_name(g, unit, t, name, sizeof name, false);
-    const st_tensor *st = st_find(ck, name);
-    if (!st) {
-        hf_name(g, unit, t, name, sizeof name, true);
-        st = st_find(ck, name);
-    }
-    if (!st && unit == g->L && strcmp(t->name, "lm_head.weight") == 0)
-        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor lm_head.weight (the model config says "
-                        "the embeddings are not tied)", g->o->weights_path);
-    if (!st)
-        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor %s (is this checkpoint the model %s?)",
-                        g->o->weights_path, name, g->m->name);
-    if ((int64_t)st_tensor_numel(st) != t->rows * t->cols)
-        return diag_set(e, LLMSIM_EINPUT, "%s: tensor %s has %llu values, the model needs %lld x %lld",
-                        g->o->weights_path, name, (unsigned long long)st_tensor_numel(st),
-                        (long long)t->rows, (long long)t->cols);
-    return st_read_f32(ck, st, out, e);
-}
-
 typedef struct conv_ctx {
     const float *v;
     uint16_t *out;
@@ -231,24 +129,8 @@ static void conv_chunk(void *ctx, size_t begin, size_t end)
 /* Store fp32 values as the tensor's stored form into dst. */
 static void store_values(const eng *g, const eng_tensor *t, const float *v, uint8_t *dst)
 {
-    size_t n = (size_t)(t->desc.rows * t->desc.cols);
-    if (t->quantized) {
-        k_quantize(g->pool, v, (size_t)t->desc.rows, (size_t)t->desc.cols, g->p->weight_quant.bits,
-                   g->p->weight_quant.group_size, dst);
-        return;
-    }
-    switch (g->wt) {
-    case K_WTYPE_F32: memcpy(dst, v, n * 4); break;
-    case K_WTYPE_BF16:
-        for (size_t i = 0; i < n; i++)
-            ((uint16_t *)dst)[i] = half_f32_to_bf16(v[i]);
-        break;
-    default: {
-        conv_ctx c = {v, (uint16_t *)dst};
-        pool_for(g->pool, n, conv_chunk, &c);
-        break;
-    }
-    }
+    mio_store_values(g->pool, v, (size_t)t->desc.rows, (size_t)t->desc.cols, g->wt,
+                     t->quantized ? &g->p->weight_quant : NULL, dst);
 }
 
 static llmsim_status weights_init(eng *g, diag *e)
@@ -330,7 +212,8 @@ static llmsim_status weights_init(eng *g, diag *e)
             eng_tensor *t = &un->t[i];
             if (g->o->interrupt && *g->o->interrupt)
                 break; /* ^C while loading: the engine sees the flag and stops */
-            if ((st = load_values(g, g->o->weights_path ? &ck : NULL, u, &t->desc, vals, e)))
+            if ((st = mio_load_values(g->m, g->o, g->o->weights_path ? &ck : NULL, g->pool, u, &t->desc,
+                                       vals, e)))
                 break;
             if (t->home == TIER_DISK) {
                 memset(tmp, 0, offload_round(t->bytes));
@@ -791,66 +674,6 @@ static llmsim_status embed_prompts(eng *g, diag *e)
     return LLMSIM_OK;
 }
 
-static const float *sort_probs;
-
-static int cmp_prob_desc(const void *a, const void *b)
-{
-    float x = sort_probs[*(const int32_t *)a], y = sort_probs[*(const int32_t *)b];
-    if (x != y)
-        return x < y ? 1 : -1;
-    return (*(const int32_t *)a > *(const int32_t *)b) - (*(const int32_t *)a < *(const int32_t *)b);
-}
-
-/* The next token of a sequence: the argmax (temperature 0), or a draw from
- * softmax(logits / T) restricted to the nucleus (the most likely tokens
- * whose mass reaches top_p), renormalized. The draw depends only on the
- * seed, the sequence's number in the workload and the step. */
-static int sample(eng *g, const float *logits, long long seq, int step)
-{
-    const size_t V = g->vocab;
-    if (g->o->temperature <= 0) {
-        size_t best = 0;
-        for (size_t v = 1; v < V; v++)
-            if (logits[v] > logits[best])
-                best = v;
-        return (int)best;
-    }
-    float mx = logits[0];
-    for (size_t v = 1; v < V; v++)
-        mx = logits[v] > mx ? logits[v] : mx;
-    double sum = 0;
-    float *pr = g->probs;
-    for (size_t v = 0; v < V; v++) {
-        pr[v] = (float)exp((logits[v] - mx) / g->o->temperature);
-        sum += pr[v];
-    }
-    uint64_t st = g->o->sample_seed ^ ((uint64_t)seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)step << 40);
-    double u = uniform01(&st);
-    double top_p = g->o->top_p > 0 && g->o->top_p < 1 ? g->o->top_p : 1.0;
-    if (top_p >= 1.0) { /* the whole distribution: any order will do */
-        double r = u * sum, acc = 0;
-        for (size_t v = 0; v < V; v++)
-            if ((acc += pr[v]) > r)
-                return (int)v;
-        return (int)(V - 1);
-    }
-    /* the nucleus: tokens by decreasing probability (ties by id) */
-    int32_t *idx = g->sort_idx;
-    for (size_t v = 0; v < V; v++)
-        idx[v] = (int32_t)v;
-    sort_probs = pr; /* the compute thread is the only caller */
-    qsort(idx, V, sizeof *idx, cmp_prob_desc);
-    double mass = 0;
-    size_t n = 0;
-    while (n < V && mass < top_p * sum)
-        mass += pr[idx[n++]];
-    double r = u * mass, acc = 0;
-    for (size_t i = 0; i < n; i++)
-        if ((acc += pr[idx[i]]) > r)
-            return idx[i];
-    return idx[n - 1];
-}
-
 /* Perplexity: -log p(next token) at every scored position of the prompts of
  * batch k, from the last layer's output of the prefill. */
 static void score_prompts(eng *g, int k, int wslot, const float *normg, const float *normb,
@@ -919,7 +742,7 @@ static void head_forward(eng *g, int i, int k, int wslot)
         if (g->logits_out)
             memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
         int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
-        toks[g->prompt + i] = sample(g, lg, global, i);
+        toks[g->prompt + i] = mio_sample(g->o, lg, g->vocab, global, i, g->probs, g->sort_idx);
     }
     /* the next step's input: the embeddings of the new tokens */
     if (i + 1 < g->gen)
@@ -1151,18 +974,9 @@ static llmsim_status cpu_begin_block(void *state, long long blk, diag *e)
     const engine_opts *o = g->o;
     g->block = blk;
     /* prompts of this block: given, or random from the seed */
-    for (int s = 0; s < g->bls; s++) {
-        long long seq = blk * g->bls + s;
-        int32_t *dst = g->tokens + (size_t)s * (size_t)(g->prompt + g->gen);
-        for (long long a = 0; a < g->prompt; a++) {
-            if (o->prompts && seq < g->num_prompts) {
-                dst[a] = o->prompts[(size_t)seq * (size_t)g->prompt + (size_t)a];
-            } else {
-                uint64_t x = o->prompt_seed ^ ((uint64_t)seq << 32) ^ (uint64_t)a;
-                dst[a] = (int32_t)(splitmix64(&x) % g->vocab);
-            }
-        }
-    }
+    for (int s = 0; s < g->bls; s++)
+        mio_prompt(o, blk * g->bls + s, g->num_prompts, g->prompt, g->vocab,
+                   g->tokens + (size_t)s * (size_t)(g->prompt + g->gen));
     if (blk > 0)
         g->logits_out = NULL;
     return embed_prompts(g, e);
@@ -1170,8 +984,9 @@ static llmsim_status cpu_begin_block(void *state, long long blk, diag *e)
 
 static llmsim_status cpu_run_task(void *state, uint32_t task, diag *e) { return run_task(state, task, e); }
 
-static void cpu_end_block(void *state, long long blk, engine_result *r)
+static llmsim_status cpu_end_block(void *state, long long blk, engine_result *r, diag *e)
 {
+    (void)e;
     eng *g = state;
     for (int s = 0; s < g->bls; s++) {
         long long seq = blk * g->bls + s;
@@ -1181,6 +996,7 @@ static void cpu_end_block(void *state, long long blk, engine_result *r)
                g->tokens + (size_t)s * (size_t)(g->prompt + g->gen) + g->prompt,
                (size_t)g->gen * sizeof(int32_t));
     }
+    return LLMSIM_OK;
 }
 
 static void cpu_finish(void *state, engine_result *r)
@@ -1210,6 +1026,7 @@ const exec_backend_ops exec_cpu_backend = {
     .begin_block = cpu_begin_block,
     .run_task = cpu_run_task,
     .end_block = cpu_end_block,
+    .task_times = NULL,
     .finish = cpu_finish,
     .release = cpu_release,
 };

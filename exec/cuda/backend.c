@@ -1,0 +1,1426 @@
+/*
+ * backend — the GPU backend of the engine (ARCHITECTURE §9): the table of
+ * exec/backend.h for plans of a machine with a GPU, over the device of
+ * exec/cuda/dev.h (a CUDA GPU, or the host emulation that CI runs it on).
+ *
+ * Tiers, as the plan's whole-tensor placement says: device memory, pinned
+ * host memory, and the disk (an O_DIRECT offload directory, staged through
+ * pinned buffers by the disk thread).
+ *
+ * How a plan runs. exec/engine.c gives each resource a host thread that
+ * takes the resource's tasks in plan order as their dependencies complete.
+ * Here a device task (GPU compute, host->device and device->host copies)
+ * does not run on its thread: the thread issues it on its stream (compute;
+ * weight loads; cache and hidden-state loads; stores), makes the stream wait
+ * first for the end events of its dependencies on other streams, brackets
+ * it with two events and returns. So the device orders the work exactly by
+ * the plan's dependencies, and the host threads run ahead, issuing. A host
+ * task (disk reads and writes, CPU attention) waits on the end events of its
+ * device dependencies, then runs. Every task is timed: device tasks by their
+ * events, host tasks by the clock, both from one origin taken when the block
+ * starts (engine task_times).
+ *
+ * Layouts are the CPU backend's (exec/cpu/backend.c), so that data moves
+ * between tiers as bytes:
+ *  - weights of a unit (a decoder layer, or the head): each tensor at its
+ *    home; the ones not on the GPU are copied, per tensor, into one of two
+ *    GPU weight slots (packed, 256-byte aligned) by the unit's W_H2D; the
+ *    disk ones are first read, as one region, into one of two pinned staging
+ *    buffers by W_DISK. Quantized matrices are dequantized into one fp16
+ *    working copy by W_DEQUANT.
+ *  - KV cache of (layer, batch): slots of one position for the batch's
+ *    sequences, [ctx][seq][K row, V row], a row kvd fp16 values or one
+ *    quantized row; on disk each slot padded to OFFLOAD_ALIGN (2-D copies
+ *    pad and unpad). Off the GPU, a decode step copies the cache into one of
+ *    two GPU cache slots (C_H2D), the compute appends the new entries there
+ *    and into one of two GPU out slots, and C_D2H sends those home.
+ *  - hidden states of a batch: [seq][token][h] fp16, in and out slots the
+ *    same way.
+ *  - with CPU attention (delegated decode over a cache off the GPU): PRE
+ *    (norm, QKV projection, rotary) on the GPU, q, k, v to pinned memory,
+ *    the CPU appends k, v to the cache where it lives and attends with the
+ *    CPU backend's kernel, the output goes back, POST finishes the layer.
+ * Host buffers that a device->host copy fills for a disk write (new KV
+ * entries, hidden states) come from a small ring: the copy takes a free
+ * buffer (waiting if none is), the write gives it back.
+ *
+ * Compute: fp32 activations, GEMMs through gdev_linear (x rounded to the
+ * weights' fp16/bf16, fp32 accumulation), KV cache and hidden states stored
+ * fp16 or quantized, as the cost model counts them.
+ * Ownership: everything lives in `geng` and is freed by g_free on every path.
+ */
+#include "exec/backend.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/units.h"
+#include "exec/cpu/kernels.h"
+#include "exec/cuda/dev.h"
+#include "exec/half.h"
+#include "exec/model_io.h"
+#include "exec/offload.h"
+#include "exec/quant.h"
+#include "exec/quant_layout.h"
+#include "exec/safetensors.h"
+
+#define G_ALIGN 256u /* offsets within a GPU weight slot */
+#define G_RING 4     /* host out buffers for device -> host -> disk */
+
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        llmsim_status st_ = (x);                                                                   \
+        if (st_)                                                                                   \
+            return st_;                                                                            \
+    } while (0)
+
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+/* ---- state */
+
+typedef struct g_tensor {
+    model_tensor desc;
+    tier home;
+    bool quantized;    /* stored in quant layout (matrices under weight_quant) */
+    size_t bytes;      /* as stored */
+    void *dev;         /* home gpu */
+    uint8_t *host;     /* home cpu (pinned) */
+    uint64_t disk_rel; /* home disk: offset within the unit's disk region and its staging */
+    size_t slot_off;   /* home cpu or disk: offset within the unit's GPU weight slot */
+    size_t deq_off;    /* quantized: offset (fp16 values) within the dequantized copy */
+} g_tensor;
+
+typedef struct g_unit {
+    g_tensor t[MODEL_MAX_TENSORS];
+    int n;
+    uint64_t disk_base, disk_bytes; /* the unit's region of the weights file (aligned) */
+    size_t slot_bytes;              /* its tensors off the GPU, packed */
+    size_t fp16_values;             /* of its quantized matrices */
+} g_unit;
+
+/* A ring of host buffers: taken by the producer of a disk write, given back
+ * by the write. */
+typedef struct g_ring {
+    uint8_t *buf[G_RING];
+    bool busy[G_RING];
+    size_t bytes;
+} g_ring;
+
+typedef struct geng {
+    const model *m;
+    const policy *p;
+    const workload *w;
+    const plan *pl;
+    const engine_opts *o;
+    bool dry;              /* count the memory of a run; allocate and load nothing */
+    double host_bytes;     /* pinned host memory allocated (or counted) */
+    double dev_bytes;      /* device memory allocated (or counted) */
+    gdev *dev;
+    gdev_kind kind;
+    pool *pool;            /* CPU attention and weight preparation */
+    int L, ngb, gbs, bls;
+    long long prompt, gen, ctx_max;
+    size_t h, qd, kvd, f, vocab, wmax;
+    gdev_dtype wt;
+    offload_dir dir;
+    offload_file *wfile, *kvfile, *actfile;
+    g_unit *units;         /* [L + 1] */
+    uint8_t *wstage[2];    /* pinned: a unit's disk weights */
+    void *wslot[2];        /* device: a unit's off-GPU weights */
+    size_t wslot_bytes;
+    uint16_t *deq;         /* device: dequantized matrices of the unit computing */
+    /* KV cache */
+    tier *kv_tier;         /* [ngb] */
+    size_t kv_row, kv_slot, kv_dslot;
+    uint8_t **kv_dev;      /* [L * ngb] home gpu: ctx_max slots */
+    uint8_t **kv_host;     /* [L * ngb] home cpu: ctx_max slots, pinned */
+    uint8_t *kv_in[2];     /* device: a batch's cache copied in, ctx_max slots */
+    uint8_t *kv_out[2];    /* device: new entries of a step, prompt slots */
+    uint8_t *kv_stage[2];  /* pinned: disk homes, ctx_max padded slots */
+    g_ring kv_ring;        /* pinned: new entries going to disk, prompt padded slots */
+    uint16_t *kv_f16;      /* device: quantized KV dequantized for attention, ctx_max slots */
+    /* hidden states */
+    tier *act_tier;        /* [ngb] */
+    size_t act_bytes;      /* one batch, prefill: gbs * prompt * h fp16 */
+    uint16_t **act_dev;    /* [ngb] home gpu */
+    uint16_t **act_host;   /* [ngb] home cpu, pinned */
+    uint16_t *act_in[2], *act_out[2]; /* device slots */
+    uint8_t *act_stage[2]; /* pinned: read from disk */
+    g_ring act_ring;       /* pinned: going to disk */
+    pthread_mutex_t ring_mu;
+    pthread_cond_t ring_cv;
+    bool ring_init;
+    uint8_t *ring_of;      /* [ntasks]: the ring buffer a producer task filled */
+    float **next_in;       /* [ngb] device: layer 0's input [gbs][prompt][h] */
+    float **last;          /* [ngb] device: the last layer's output, last token [gbs][h] */
+    /* CPU attention (delegated) */
+    float **dx;            /* [ngb] device: the residual from PRE to POST [gbs][h] */
+    float **dqkv;          /* [ngb] device: q, k, v [gbs][qd + 2 kvd] */
+    float **hqkv;          /* [ngb] pinned: the same on the host */
+    float **hatt;          /* [ngb] pinned: the attention output [gbs][qd] */
+    float **datt;          /* [ngb] device: the same on the GPU */
+    float *ckf, *cvf, *cscr; /* host: gathered K, V and the attention's scratch */
+    /* compute scratch (device) */
+    float *x, *hn, *qkv, *att, *ffn, *tmp, *vec, *logits;
+    void *lin;
+    int32_t *ids_dev;      /* [max(prompt, gbs) + 2] */
+    /* host */
+    int32_t *ids_host;     /* pinned [bls * prompt + 2] */
+    float *logits_host;    /* pinned [gbs * vocab] */
+    float *probs;
+    int32_t *sort_idx;
+    int32_t *tokens;       /* [bls][prompt + gen] */
+    long long block, num_prompts;
+    float *logits_out;
+    /* events and timing */
+    gdev_event **ev_start, **ev_end; /* [ntasks], device tasks only */
+    gdev_event *ev_base;
+    double host_base;
+    double *host_start, *host_end; /* [ntasks] host tasks, block 0 */
+} geng;
+
+static bool is_dev_task(const plan_task *t) { return t->res != PLAN_RES_CPU && t->res != PLAN_RES_DISK; }
+
+static gdev_stream stream_of(const plan_task *t)
+{
+    switch ((plan_kind)t->kind) {
+    case PLAN_W_H2D: return GDEV_S_LOAD_W;
+    case PLAN_C_H2D:
+    case PLAN_A_H2D:
+    case PLAN_OUT_H2D: return GDEV_S_LOAD_C;
+    case PLAN_C_D2H:
+    case PLAN_A_D2H:
+    case PLAN_QKV_D2H: return GDEV_S_STORE;
+    default: return GDEV_S_COMPUTE;
+    }
+}
+
+/* ---- memory: every buffer comes from here, so that a dry run adds up what
+ * a real one allocates */
+
+static void *g_dalloc(geng *g, size_t bytes, const char *what, diag *e)
+{
+    g->dev_bytes += (double)bytes;
+    if (g->dry)
+        return malloc(1);
+    void *p = gdev_malloc(g->dev, bytes);
+    if (!p) {
+        double total = 0, avail = 0;
+        gdev_mem_info(g->dev, &total, &avail);
+        char a[32], b[32], c[32];
+        units_format(UNITS_BYTES, (double)bytes, a, sizeof a);
+        units_format(UNITS_BYTES, (double)gdev_allocated_bytes(g->dev), b, sizeof b);
+        units_format(UNITS_BYTES, avail, c, sizeof c);
+        diag_set(e, LLMSIM_EINPUT, "out of GPU memory allocating %s (%s) with %s allocated and %s free; "
+                 "put more of the weights or the KV cache in CPU memory or on disk, or use smaller batches",
+                 what, a, b, c);
+    }
+    return p;
+}
+
+static void g_dfree(geng *g, void *p)
+{
+    if (g->dry)
+        free(p);
+    else
+        gdev_free(g->dev, p);
+}
+
+static void *g_halloc(geng *g, size_t bytes, const char *what, diag *e)
+{
+    bytes = (size_t)offload_round(bytes); /* whole pages: O_DIRECT transfers use them */
+    g->host_bytes += (double)bytes;
+    if (g->dry)
+        return malloc(1);
+    void *p = gdev_host_malloc(g->dev, bytes);
+    if (!p)
+        diag_set(e, LLMSIM_EFAIL, "out of pinned host memory allocating %s (%zu bytes)", what, bytes);
+    return p;
+}
+
+static void g_hfree(geng *g, void *p)
+{
+    if (g->dry)
+        free(p);
+    else
+        gdev_host_free(g->dev, p);
+}
+
+/* ---- weights */
+
+static int find_tensor(const geng *g, int u, const char *name)
+{
+    const g_unit *un = &g->units[u];
+    for (int i = 0; i < un->n; i++)
+        if (strcmp(un->t[i].desc.name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Where tensor i of unit u is while the unit computes in weight slot ws. */
+static const void *tensor_dev(const geng *g, int u, int i, int ws)
+{
+    const g_tensor *t = &g->units[u].t[i];
+    return t->home == TIER_GPU ? t->dev : (const uint8_t *)g->wslot[ws] + t->slot_off;
+}
+
+/* A matrix as gdev_linear takes it: its stored form, or its dequantized copy. */
+static const void *matrix(const geng *g, int u, int i, int ws, gdev_dtype *dt)
+{
+    const g_tensor *t = &g->units[u].t[i];
+    if (t->quantized) {
+        *dt = GDEV_F16;
+        return g->deq + t->deq_off;
+    }
+    *dt = g->wt;
+    return tensor_dev(g, u, i, ws);
+}
+
+/* A vector tensor (norm weight, bias) in fp32 on the device, in out. */
+static llmsim_status vec_f32(geng *g, int u, const char *name, int ws, float *out, const float **res, diag *e)
+{
+    int i = find_tensor(g, u, name);
+    if (i < 0)
+        return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
+    const g_tensor *t = &g->units[u].t[i];
+    TRY(gdev_to_f32(g->dev, tensor_dev(g, u, i, ws), g->wt, (size_t)(t->desc.rows * t->desc.cols), out, e));
+    *res = out;
+    return LLMSIM_OK;
+}
+
+static llmsim_status linear(geng *g, int u, const char *name, const char *bias, int ws, const float *x,
+                            size_t m, float *y, diag *e)
+{
+    int i = find_tensor(g, u, name);
+    if (i < 0)
+        return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
+    const g_tensor *t = &g->units[u].t[i];
+    gdev_dtype dt;
+    const void *w = matrix(g, u, i, ws, &dt);
+    const float *b = NULL;
+    if (bias && g->m->linear_bias)
+        TRY(vec_f32(g, u, bias, ws, g->vec + 2 * g->wmax, &b, e));
+    return gdev_linear(g->dev, x, m, (size_t)t->desc.cols, w, dt, b, (size_t)t->desc.rows, y, g->lin, e);
+}
+
+static llmsim_status weights_layout(geng *g, diag *e)
+{
+    const plan *pl = g->pl;
+    const int L = g->L;
+    const quant *wq = &g->p->weight_quant;
+    g->units = calloc((size_t)L + 1, sizeof *g->units);
+    if (!g->units)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    uint64_t disk = 0, stage = 0;
+    size_t slot = 0, deq = 0;
+    for (int u = 0; u <= L; u++) {
+        g_unit *un = &g->units[u];
+        model_tensor d[MODEL_MAX_TENSORS];
+        un->n = u == L ? model_head_tensors(g->m, d) : model_layer_tensors(g->m, d);
+        const tier *tiers = u == L ? pl->realized.head_tiers : pl->realized.layer_tiers;
+        un->disk_base = disk;
+        for (int i = 0; i < un->n; i++) {
+            g_tensor *t = &un->t[i];
+            t->desc = d[i];
+            t->home = tiers[i];
+            t->quantized = d[i].matrix && wq->bits;
+            size_t rows = (size_t)d[i].rows, cols = (size_t)d[i].cols;
+            t->bytes = t->quantized ? quant_row_bytes(cols, wq->bits, wq->group_size) * rows
+                                    : rows * cols * k_wtype_bytes((k_wtype)g->wt);
+            if (t->quantized) {
+                t->deq_off = un->fp16_values;
+                un->fp16_values += rows * cols;
+            }
+            if (t->home != TIER_GPU) {
+                t->slot_off = un->slot_bytes;
+                un->slot_bytes += round_up(t->bytes, G_ALIGN);
+            }
+            if (t->home == TIER_DISK) {
+                t->disk_rel = un->disk_bytes;
+                un->disk_bytes += offload_round(t->bytes);
+            }
+        }
+        disk += un->disk_bytes;
+        stage = un->disk_bytes > stage ? un->disk_bytes : stage;
+        slot = un->slot_bytes > slot ? un->slot_bytes : slot;
+        deq = un->fp16_values > deq ? un->fp16_values : deq;
+    }
+    llmsim_status st;
+    if (disk && !g->dry && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e)))
+        return st;
+    for (int s = 0; s < 2; s++) {
+        if (stage && !(g->wstage[s] = g_halloc(g, stage, "the weight staging", e)))
+            return e->status;
+        if (slot && !(g->wslot[s] = g_dalloc(g, slot, "a GPU weight slot", e)))
+            return e->status;
+    }
+    g->wslot_bytes = slot;
+    if (deq && !(g->deq = g_dalloc(g, deq * 2, "the dequantized weights", e)))
+        return e->status;
+    /* the resident ones */
+    for (int u = 0; u <= L; u++)
+        for (int i = 0; i < g->units[u].n; i++) {
+            g_tensor *t = &g->units[u].t[i];
+            if (t->home == TIER_GPU && !(t->dev = g_dalloc(g, t->bytes, "the weights", e)))
+                return e->status;
+            if (t->home == TIER_CPU && !(t->host = g_halloc(g, t->bytes, "the weights in CPU memory", e)))
+                return e->status;
+        }
+    return LLMSIM_OK;
+}
+
+/* Generate or read every tensor and store it at its home. */
+static llmsim_status weights_load(geng *g, diag *e)
+{
+    const int L = g->L;
+    st_checkpoint ck;
+    memset(&ck, 0, sizeof ck);
+    llmsim_status st;
+    if (g->o->weights_path && (st = st_open(g->o->weights_path, &ck, e)))
+        return st;
+    size_t maxn = 0;
+    for (int u = 0; u <= L; u++)
+        for (int i = 0; i < g->units[u].n; i++) {
+            size_t n = (size_t)(g->units[u].t[i].desc.rows * g->units[u].t[i].desc.cols);
+            maxn = n > maxn ? n : maxn;
+        }
+    float *vals = malloc(maxn * sizeof *vals);
+    uint8_t *tmp = gdev_host_malloc(g->dev, (size_t)offload_round(maxn * 4 + OFFLOAD_ALIGN));
+    st = vals && tmp ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory loading weights");
+    for (int u = 0; u <= L && !st; u++) {
+        g_unit *un = &g->units[u];
+        for (int i = 0; i < un->n && !st; i++) {
+            g_tensor *t = &un->t[i];
+            if (g->o->interrupt && *g->o->interrupt)
+                break; /* ^C while loading: the engine sees the flag and stops */
+            if ((st = mio_load_values(g->m, g->o, g->o->weights_path ? &ck : NULL, g->pool, u, &t->desc, vals, e)))
+                break;
+            const quant *wq = t->quantized ? &g->p->weight_quant : NULL;
+            size_t rows = (size_t)t->desc.rows, cols = (size_t)t->desc.cols;
+            if (t->home == TIER_CPU) {
+                mio_store_values(g->pool, vals, rows, cols, (k_wtype)g->wt, wq, t->host);
+                continue;
+            }
+            memset(tmp, 0, offload_round(t->bytes));
+            mio_store_values(g->pool, vals, rows, cols, (k_wtype)g->wt, wq, tmp);
+            if (t->home == TIER_DISK) {
+                st = offload_write(g->wfile, tmp, offload_round(t->bytes), un->disk_base + t->disk_rel, e);
+            } else if (!(st = gdev_copy(g->dev, GDEV_S_LOAD_W, GDEV_H2D, t->dev, tmp, t->bytes, e))) {
+                st = gdev_stream_sync(g->dev, GDEV_S_LOAD_W, e); /* tmp is reused */
+            }
+        }
+    }
+    free(vals);
+    gdev_host_free(g->dev, tmp);
+    st_close(&ck);
+    return st;
+}
+
+/* ---- KV cache, hidden states, scratch */
+
+static int disk_index(const tier *tiers, int k)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        n += tiers[i] == TIER_DISK;
+    return n;
+}
+
+static uint64_t kv_disk_off(const geng *g, int layer, int k, long long slot)
+{
+    int kd = disk_index(g->kv_tier, k), nd = disk_index(g->kv_tier, g->ngb);
+    return (((uint64_t)layer * (uint64_t)nd + (uint64_t)kd) * (uint64_t)g->ctx_max + (uint64_t)slot) * g->kv_dslot;
+}
+
+static uint64_t act_disk_off(const geng *g, int k)
+{
+    return (uint64_t)disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+}
+
+static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *what, diag *e)
+{
+    r->bytes = bytes;
+    for (int i = 0; i < G_RING; i++)
+        if (!(r->buf[i] = g_halloc(g, bytes, what, e)))
+            return e->status;
+    return LLMSIM_OK;
+}
+
+/* A free buffer of the ring (waits for one); its index. */
+static int ring_take(geng *g, g_ring *r)
+{
+    pthread_mutex_lock(&g->ring_mu);
+    int i;
+    for (;;) {
+        for (i = 0; i < G_RING && r->busy[i]; i++)
+            ;
+        if (i < G_RING)
+            break;
+        pthread_cond_wait(&g->ring_cv, &g->ring_mu);
+    }
+    r->busy[i] = true;
+    pthread_mutex_unlock(&g->ring_mu);
+    return i;
+}
+
+static void ring_give(geng *g, g_ring *r, int i)
+{
+    pthread_mutex_lock(&g->ring_mu);
+    r->busy[i] = false;
+    pthread_cond_broadcast(&g->ring_cv);
+    pthread_mutex_unlock(&g->ring_mu);
+}
+
+static llmsim_status state_init(geng *g, diag *e)
+{
+    const int L = g->L, ngb = g->ngb;
+    const quant *kq = &g->p->kv_quant;
+    g->kv_row = kq->bits ? quant_row_bytes(g->kvd, kq->bits, kq->group_size) : g->kvd * 2;
+    g->kv_slot = (size_t)g->gbs * 2 * g->kv_row;
+    g->kv_dslot = (size_t)offload_round(g->kv_slot);
+    g->act_bytes = (size_t)g->gbs * (size_t)g->prompt * g->h * 2;
+    g->kv_tier = malloc(sizeof(tier) * (size_t)ngb);
+    g->act_tier = malloc(sizeof(tier) * (size_t)ngb);
+    g->kv_dev = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_dev);
+    g->kv_host = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_host);
+    g->act_dev = calloc((size_t)ngb, sizeof *g->act_dev);
+    g->act_host = calloc((size_t)ngb, sizeof *g->act_host);
+    g->next_in = calloc((size_t)ngb, sizeof *g->next_in);
+    g->last = calloc((size_t)ngb, sizeof *g->last);
+    g->dx = calloc((size_t)ngb, sizeof *g->dx);
+    g->dqkv = calloc((size_t)ngb, sizeof *g->dqkv);
+    g->hqkv = calloc((size_t)ngb, sizeof *g->hqkv);
+    g->hatt = calloc((size_t)ngb, sizeof *g->hatt);
+    g->datt = calloc((size_t)ngb, sizeof *g->datt);
+    g->ring_of = calloc(g->pl->ntasks + 1, 1);
+    double *ones = malloc(sizeof(double) * (size_t)ngb);
+    if (!g->kv_tier || !g->act_tier || !g->kv_dev || !g->kv_host || !g->act_dev || !g->act_host ||
+        !g->next_in || !g->last || !g->dx || !g->dqkv || !g->hqkv || !g->hatt || !g->datt || !g->ring_of ||
+        !ones) {
+        free(ones);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    /* the plan's per-batch tiers, by the same rule */
+    for (int k = 0; k < ngb; k++)
+        ones[k] = 1;
+    placement r;
+    placement_assign(ones, ngb, &g->p->kv_cache, g->kv_tier, &r);
+    placement_assign(ones, ngb, &g->p->activations, g->act_tier, &r);
+    free(ones);
+    int kv_off = 0, kv_disk = 0, act_off = 0, act_disk = 0;
+    for (int k = 0; k < ngb; k++) {
+        kv_off += g->kv_tier[k] != TIER_GPU;
+        kv_disk += g->kv_tier[k] == TIER_DISK;
+        act_off += g->act_tier[k] != TIER_GPU;
+        act_disk += g->act_tier[k] == TIER_DISK;
+    }
+    const size_t ctx = (size_t)g->ctx_max, pr = (size_t)g->prompt;
+    llmsim_status st;
+    /* KV homes */
+    for (int j = 0; j < L; j++)
+        for (int k = 0; k < ngb; k++) {
+            size_t n = ctx * g->kv_slot;
+            if (g->kv_tier[k] == TIER_GPU && !(g->kv_dev[j * ngb + k] = g_dalloc(g, n, "the KV cache", e)))
+                return e->status;
+            if (g->kv_tier[k] == TIER_CPU &&
+                !(g->kv_host[j * ngb + k] = g_halloc(g, n, "the KV cache in CPU memory", e)))
+                return e->status;
+        }
+    if (kv_off)
+        for (int s = 0; s < 2; s++)
+            if (!(g->kv_in[s] = g_dalloc(g, ctx * g->kv_slot, "a GPU cache slot", e)) ||
+                !(g->kv_out[s] = g_dalloc(g, pr * g->kv_slot, "a GPU cache out slot", e)))
+                return e->status;
+    if (kv_disk) {
+        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)ctx * g->kv_dslot;
+        if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
+            return st;
+        for (int s = 0; s < 2; s++)
+            if (!(g->kv_stage[s] = g_halloc(g, ctx * g->kv_dslot, "the KV staging", e)))
+                return e->status;
+        TRY(ring_init(g, &g->kv_ring, pr * g->kv_dslot, "the KV write buffers", e));
+    }
+    if (kq->bits && !(g->kv_f16 = g_dalloc(g, ctx * (size_t)g->gbs * 2 * g->kvd * 2, "the dequantized KV", e)))
+        return e->status;
+    /* hidden states */
+    for (int k = 0; k < ngb; k++) {
+        if (g->act_tier[k] == TIER_GPU && !(g->act_dev[k] = g_dalloc(g, g->act_bytes, "the hidden states", e)))
+            return e->status;
+        if (g->act_tier[k] == TIER_CPU &&
+            !(g->act_host[k] = g_halloc(g, g->act_bytes, "the hidden states in CPU memory", e)))
+            return e->status;
+    }
+    if (act_off)
+        for (int s = 0; s < 2; s++)
+            if (!(g->act_in[s] = g_dalloc(g, g->act_bytes, "a hidden-state slot", e)) ||
+                !(g->act_out[s] = g_dalloc(g, g->act_bytes, "a hidden-state slot", e)))
+                return e->status;
+    if (act_disk) {
+        if (!g->dry && (st = offload_file_create(&g->dir, "act.bin",
+                                                 (uint64_t)act_disk * offload_round(g->act_bytes), &g->actfile, e)))
+            return st;
+        for (int s = 0; s < 2; s++)
+            if (!(g->act_stage[s] = g_halloc(g, g->act_bytes, "the hidden-state staging", e)))
+                return e->status;
+        TRY(ring_init(g, &g->act_ring, g->act_bytes, "the hidden-state write buffers", e));
+    }
+    /* per batch: layer 0's input, the head's input, and CPU attention's buffers */
+    const bool delegate = g->p->cpu_attention && kv_off && g->gen > 1;
+    const size_t qkvw = g->qd + 2 * g->kvd;
+    for (int k = 0; k < ngb; k++) {
+        if (!(g->next_in[k] = g_dalloc(g, (size_t)g->gbs * pr * g->h * 4, "the embeddings", e)) ||
+            !(g->last[k] = g_dalloc(g, (size_t)g->gbs * g->h * 4, "the head's input", e)))
+            return e->status;
+        if (delegate && g->kv_tier[k] != TIER_GPU &&
+            (!(g->dx[k] = g_dalloc(g, (size_t)g->gbs * g->h * 4, "CPU attention's buffers", e)) ||
+             !(g->dqkv[k] = g_dalloc(g, (size_t)g->gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+             !(g->datt[k] = g_dalloc(g, (size_t)g->gbs * g->qd * 4, "CPU attention's buffers", e)) ||
+             !(g->hqkv[k] = g_halloc(g, (size_t)g->gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+             !(g->hatt[k] = g_halloc(g, (size_t)g->gbs * g->qd * 4, "CPU attention's buffers", e))))
+            return e->status;
+    }
+    if (delegate) {
+        size_t sc = k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads);
+        if (!(g->ckf = g_halloc(g, ctx * g->kvd * 4, "CPU attention's scratch", e)) ||
+            !(g->cvf = g_halloc(g, ctx * g->kvd * 4, "CPU attention's scratch", e)) ||
+            !(g->cscr = g_halloc(g, sc * 4, "CPU attention's scratch", e)))
+            return e->status;
+    }
+    return LLMSIM_OK;
+}
+
+static llmsim_status scratch_init(geng *g, diag *e)
+{
+    const size_t rows = (size_t)g->gbs * (size_t)g->prompt;
+    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->f;
+    g->wmax = g->h > g->f ? g->h : g->f;
+    g->wmax = g->qd > g->wmax ? g->qd : g->wmax;
+    size_t kmax = g->wmax; /* the widest input of a linear layer */
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&g->x, rows * g->h},
+        {&g->hn, rows * (g->h > g->qd ? g->h : g->qd)},
+        {&g->qkv, rows * (g->qd + 2 * g->kvd)},
+        {&g->att, rows * g->qd},
+        {&g->ffn, rows * ffn},
+        {&g->tmp, rows * g->h},
+        {&g->vec, 5 * g->wmax},
+        {&g->logits, (size_t)g->gbs * g->vocab},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = g_dalloc(g, bufs[i].n * sizeof(float), "the compute scratch", e)))
+            return e->status;
+    /* token ids of a batch's prompts, then their positions (learned positions) */
+    size_t idn = ((size_t)g->gbs + 1) * (size_t)g->prompt + 2;
+    if (!(g->lin = g_dalloc(g, gdev_linear_scratch_bytes(rows, kmax), "the compute scratch", e)) ||
+        !(g->ids_dev = g_dalloc(g, idn * 4, "the compute scratch", e)) ||
+        !(g->ids_host = g_halloc(g, idn * 4, "the token ids", e)) ||
+        !(g->logits_host = g_halloc(g, (size_t)g->gbs * g->vocab * 4, "the logits", e)))
+        return e->status;
+    return LLMSIM_OK;
+}
+
+/* ---- the layer math (on the compute stream) */
+
+/* KV rows of a slot array as the kernels take them. */
+static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
+{
+    gdev_kv d = {base, stride, g->kv_row, g->kvd, g->p->kv_quant.bits, g->p->kv_quant.group_size};
+    return d;
+}
+
+/* The first norm, q, k, v and rotary of a batch: x [rows][h] -> q, k, v. */
+static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, long long t, float *q, float *kk,
+                              float *vv, diag *e)
+{
+    const model *m = g->m;
+    const size_t rows = (size_t)g->gbs * (size_t)t;
+    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    const bool opt = m->family == MODEL_FAMILY_OPT;
+    const float *v1, *v2;
+    if (opt) {
+        TRY(vec_f32(g, j, "self_attn_layer_norm.weight", ws, g->vec, &v1, e));
+        TRY(vec_f32(g, j, "self_attn_layer_norm.bias", ws, g->vec + g->wmax, &v2, e));
+        TRY(gdev_layernorm(g->dev, x, rows, g->h, v1, v2, (float)m->norm_eps, g->hn, e));
+    } else {
+        TRY(vec_f32(g, j, "input_layernorm.weight", ws, g->vec, &v1, e));
+        TRY(gdev_rmsnorm(g->dev, x, rows, g->h, v1, (float)m->norm_eps, g->hn, e));
+    }
+    TRY(linear(g, j, "self_attn.q_proj.weight", "self_attn.q_proj.bias", ws, g->hn, rows, q, e));
+    TRY(linear(g, j, "self_attn.k_proj.weight", "self_attn.k_proj.bias", ws, g->hn, rows, kk, e));
+    TRY(linear(g, j, "self_attn.v_proj.weight", "self_attn.v_proj.bias", ws, g->hn, rows, vv, e));
+    if (m->position == MODEL_POS_ROTARY) {
+        TRY(gdev_rotary(g->dev, q, (size_t)g->gbs, (size_t)t, start, (size_t)m->num_heads, (size_t)m->head_dim,
+                        m->rope_theta, e));
+        TRY(gdev_rotary(g->dev, kk, (size_t)g->gbs, (size_t)t, start, (size_t)m->num_kv_heads,
+                        (size_t)m->head_dim, m->rope_theta, e));
+    }
+    return LLMSIM_OK;
+}
+
+/* The output projection, the residual and the MLP: x += o(att); x += mlp(x). */
+static llmsim_status attn_post(geng *g, int j, int ws, float *x, const float *att, size_t rows, diag *e)
+{
+    const model *m = g->m;
+    const bool opt = m->family == MODEL_FAMILY_OPT;
+    const size_t h = g->h;
+    TRY(linear(g, j, opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight",
+               opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", ws, att, rows, g->tmp, e));
+    TRY(gdev_add(g->dev, x, g->tmp, rows * h, x, e));
+    const float *v1, *v2;
+    if (opt) {
+        TRY(vec_f32(g, j, "final_layer_norm.weight", ws, g->vec, &v1, e));
+        TRY(vec_f32(g, j, "final_layer_norm.bias", ws, g->vec + g->wmax, &v2, e));
+        TRY(gdev_layernorm(g->dev, x, rows, h, v1, v2, (float)m->norm_eps, g->hn, e));
+    } else {
+        TRY(vec_f32(g, j, "post_attention_layernorm.weight", ws, g->vec, &v1, e));
+        TRY(gdev_rmsnorm(g->dev, x, rows, h, v1, (float)m->norm_eps, g->hn, e));
+    }
+    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+        float *gate = g->ffn, *up = g->ffn + rows * g->f;
+        TRY(linear(g, j, "mlp.gate_proj.weight", NULL, ws, g->hn, rows, gate, e));
+        TRY(linear(g, j, "mlp.up_proj.weight", NULL, ws, g->hn, rows, up, e));
+        TRY(gdev_silu_mul(g->dev, gate, up, rows * g->f, gate, e));
+        TRY(linear(g, j, "mlp.down_proj.weight", NULL, ws, gate, rows, g->tmp, e));
+    } else {
+        TRY(linear(g, j, opt ? "fc1.weight" : "mlp.fc1.weight", opt ? "fc1.bias" : "mlp.fc1.bias", ws, g->hn, rows,
+                   g->ffn, e));
+        if (m->ffn_kind == MODEL_FFN_GELU)
+            TRY(gdev_gelu(g->dev, g->ffn, rows * g->f, g->ffn, e));
+        else
+            TRY(gdev_relu(g->dev, g->ffn, rows * g->f, g->ffn, e));
+        TRY(linear(g, j, opt ? "fc2.weight" : "mlp.fc2.weight", opt ? "fc2.bias" : "mlp.fc2.bias", ws, g->ffn,
+                   rows, g->tmp, e));
+    }
+    return gdev_add(g->dev, x, g->tmp, rows * h, x, e);
+}
+
+/* One batch through decoder layer j at step i on the GPU: g->x holds the
+ * input [gbs][t][h] and receives the output. The new entries go into kv at
+ * their positions (and into out, slot 0 on, when it is not NULL). */
+static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, const gdev_kv *out, long long t,
+                                   diag *e)
+{
+    const model *m = g->m;
+    const size_t rows = (size_t)g->gbs * (size_t)t, qd = g->qd, kvd = g->kvd;
+    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    float *q = g->qkv, *kk = g->qkv + rows * qd, *vv = kk + rows * kvd;
+    TRY(attn_pre(g, i, j, ws, g->x, t, q, kk, vv, e));
+    TRY(gdev_kv_put(g->dev, &kv, kk, vv, (size_t)g->gbs, (size_t)t, start, e));
+    if (out)
+        TRY(gdev_kv_put(g->dev, out, kk, vv, (size_t)g->gbs, (size_t)t, 0, e));
+    gdev_kv att_kv = kv;
+    if (kv.bits) { /* attention reads fp16: the cache so far, dequantized */
+        att_kv = (gdev_kv){(uint8_t *)g->kv_f16, (size_t)g->gbs * 2 * kvd * 2, kvd * 2, kvd, 0, 0};
+        TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->gbs, start + t, e));
+    }
+    TRY(gdev_attention(g->dev, q, (size_t)g->gbs, (size_t)t, start, &att_kv, (size_t)m->num_heads,
+                       (size_t)m->num_kv_heads, (size_t)m->head_dim, g->att, e));
+    return attn_post(g, j, ws, g->x, g->att, rows, e);
+}
+
+/* Embeddings of t tokens of every sequence of batch k from position start
+ * (+ OPT's learned positions, offset by 2) into out [gbs][t][h]; the
+ * head's tensors in weight slot ws. Token ids go up through ids_host. */
+static llmsim_status embed(geng *g, int k, long long start, long long t, int ws, float *out, diag *e)
+{
+    const int L = g->L;
+    const bool opt = g->m->family == MODEL_FAMILY_OPT;
+    const size_t n = (size_t)g->gbs * (size_t)t;
+    int32_t *ids = g->ids_host;
+    /* the previous use of ids_host must be done before it is rewritten */
+    TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
+    for (int s = 0; s < g->gbs; s++) {
+        const int32_t *seq = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+        for (long long a = 0; a < t; a++)
+            ids[(size_t)s * (size_t)t + (size_t)a] = seq[start + a];
+    }
+    if (g->m->position == MODEL_POS_LEARNED)
+        for (long long a = 0; a < t; a++)
+            ids[n + (size_t)a] = (int32_t)(start + a + (opt ? 2 : 0));
+    size_t nid = n + (g->m->position == MODEL_POS_LEARNED ? (size_t)t : 0);
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_H2D, g->ids_dev, ids, nid * 4, e));
+    int ti = find_tensor(g, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
+    gdev_dtype dt;
+    const void *table = matrix(g, L, ti, ws, &dt);
+    TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->vocab, g->h, out, e));
+    if (g->m->position == MODEL_POS_LEARNED) {
+        int pi = find_tensor(g, L, opt ? "model.decoder.embed_positions.weight" : "model.embed_positions.weight");
+        const void *pt = matrix(g, L, pi, ws, &dt);
+        TRY(gdev_embed(g->dev, g->ids_dev + n, (size_t)t, pt, dt, (size_t)g->units[L].t[pi].desc.rows, g->h,
+                       g->tmp, e));
+        TRY(gdev_add_rows(g->dev, out, n, g->h, g->tmp, (size_t)t, out, e));
+    }
+    return LLMSIM_OK;
+}
+
+/* Dequantize unit u's matrices (in weight slot ws) into the working copy. */
+static llmsim_status dequant_unit(geng *g, int u, int ws, diag *e)
+{
+    for (int i = 0; i < g->units[u].n; i++) {
+        const g_tensor *t = &g->units[u].t[i];
+        if (t->quantized)
+            TRY(gdev_dequant_f16(g->dev, tensor_dev(g, u, i, ws), (size_t)t->desc.rows, (size_t)t->desc.cols,
+                                 g->p->weight_quant.bits, g->p->weight_quant.group_size, g->deq + t->deq_off, e));
+    }
+    return LLMSIM_OK;
+}
+
+/* Copy unit u's tensors that are off the GPU into weight slot ws (from
+ * pinned memory, or from the staging its W_DISK filled), on `s`. */
+static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
+{
+    const g_unit *un = &g->units[u];
+    for (int i = 0; i < un->n; i++) {
+        const g_tensor *t = &un->t[i];
+        if (t->home == TIER_GPU)
+            continue;
+        const void *src = t->home == TIER_CPU ? (const void *)t->host : (const void *)(g->wstage[ws] + t->disk_rel);
+        TRY(gdev_copy(g->dev, s, GDEV_H2D, (uint8_t *)g->wslot[ws] + t->slot_off, src, t->bytes, e));
+    }
+    return LLMSIM_OK;
+}
+
+/* Before the plan runs: the prompts' embeddings (the head's weights are
+ * brought to weight slot 0 for this, and dequantized, synchronously). */
+static llmsim_status embed_prompts(geng *g, diag *e)
+{
+    const int L = g->L;
+    const g_unit *head = &g->units[L];
+    if (head->disk_bytes)
+        TRY(offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e));
+    TRY(load_unit(g, L, 0, GDEV_S_COMPUTE, e));
+    if (head->fp16_values)
+        TRY(dequant_unit(g, L, 0, e));
+    for (int k = 0; k < g->ngb; k++)
+        TRY(embed(g, k, 0, g->prompt, 0, g->next_in[k], e));
+    return gdev_sync(g->dev, e);
+}
+
+static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
+{
+    const int L = g->L, gbs = g->gbs;
+    const model *m = g->m;
+    float *x = g->hn;
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->last[k], (size_t)gbs * g->h * 4, e));
+    const float *v1, *v2;
+    if (m->norm == MODEL_NORM_LAYERNORM) {
+        bool opt = m->family == MODEL_FAMILY_OPT;
+        TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.weight" : "model.norm.weight", ws, g->vec, &v1, e));
+        TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.bias" : "model.norm.bias", ws, g->vec + g->wmax,
+                    &v2, e));
+        TRY(gdev_layernorm(g->dev, x, (size_t)gbs, g->h, v1, v2, (float)m->norm_eps, x, e));
+    } else {
+        TRY(vec_f32(g, L, "model.norm.weight", ws, g->vec, &v1, e));
+        TRY(gdev_rmsnorm(g->dev, x, (size_t)gbs, g->h, v1, (float)m->norm_eps, x, e));
+    }
+    const char *lm = m->tied_embeddings ? (m->family == MODEL_FAMILY_OPT ? "model.decoder.embed_tokens.weight"
+                                                                         : "model.embed_tokens.weight")
+                                        : "lm_head.weight";
+    int li = find_tensor(g, L, lm);
+    gdev_dtype dt;
+    const void *w = matrix(g, L, li, ws, &dt);
+    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->h, w, dt, NULL, g->vocab, g->logits, g->lin, e));
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->logits, (size_t)gbs * g->vocab * 4, e));
+    TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
+    for (int s = 0; s < gbs; s++) {
+        const float *lg = g->logits_host + (size_t)s * g->vocab;
+        int seq = k * gbs + s;
+        long long global = g->block * g->bls + seq; /* the sequence's number in the workload */
+        if (g->logits_out)
+            memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
+        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
+        toks[g->prompt + i] = mio_sample(g->o, lg, g->vocab, global, i, g->probs, g->sort_idx);
+    }
+    if (i + 1 < g->gen)
+        TRY(embed(g, k, g->prompt + i, 1, ws, g->next_in[k], e));
+    return LLMSIM_OK;
+}
+
+/* ---- the tasks */
+
+/* The task of `kind` of the same (step, layer, batch) as task `near`: the
+ * plan issues a batch's tasks of a layer next to each other. */
+static uint32_t find(const geng *g, uint32_t near, plan_kind kind)
+{
+    const plan *pl = g->pl;
+    const plan_task *n = &pl->tasks[near];
+    size_t lo = near > 16 ? near - 16 : 0, hi = near + 16 < pl->ntasks ? near + 16 : pl->ntasks;
+    for (size_t t = lo; t < hi; t++) {
+        const plan_task *k = &pl->tasks[t];
+        if (k->step == n->step && k->layer == n->layer && k->batch == n->batch && k->kind == kind)
+            return (uint32_t)t;
+    }
+    return PLAN_NONE;
+}
+
+static llmsim_status need(uint32_t t, const char *what, diag *e)
+{
+    return t == PLAN_NONE ? diag_set(e, LLMSIM_EFAIL, "the plan has no %s task where the GPU engine needs one", what)
+                          : LLMSIM_OK;
+}
+
+/* The layer's input into g->x (fp32): the embeddings for layer 0, else the
+ * hidden state at home on the GPU or in the slot its A_H2D filled. */
+static llmsim_status load_input(geng *g, uint32_t ti, float *x, size_t rows, diag *e)
+{
+    const plan_task *t = &g->pl->tasks[ti];
+    const int k = t->batch;
+    if (t->layer == 0)
+        return gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->next_in[k], rows * g->h * 4, e);
+    const uint16_t *src = g->act_dev[k];
+    if (g->act_tier[k] != TIER_GPU) {
+        uint32_t a = find(g, ti, PLAN_A_H2D);
+        TRY(need(a, "a_h2d", e));
+        src = g->act_in[g->pl->tasks[a].slot];
+    }
+    return gdev_to_f32(g->dev, src, GDEV_F16, rows * g->h, x, e);
+}
+
+/* The layer's output from x: the last layer's last tokens to the head, the
+ * others as fp16 to their home on the GPU or to out slot `slot2`. */
+static llmsim_status store_output(geng *g, int j, int k, int slot2, const float *x, long long t, diag *e)
+{
+    const size_t rows = (size_t)g->gbs * (size_t)t;
+    if (j == g->L - 1)
+        return gdev_copy2d(g->dev, GDEV_S_COMPUTE, GDEV_D2D, g->last[k], g->h * 4,
+                           x + (size_t)(t - 1) * g->h, (size_t)t * g->h * 4, g->h * 4, (size_t)g->gbs, e);
+    uint16_t *dst = g->act_tier[k] == TIER_GPU ? g->act_dev[k] : g->act_out[slot2];
+    return gdev_to_f16(g->dev, x, rows * g->h, dst, e);
+}
+
+static llmsim_status task_compute(geng *g, uint32_t ti, int ws, diag *e)
+{
+    const plan_task *t = &g->pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch;
+    const long long tnew = i == 0 ? g->prompt : 1;
+    const size_t rows = (size_t)g->gbs * (size_t)tnew;
+    TRY(load_input(g, ti, g->x, rows, e));
+    gdev_kv kv, out, *outp = NULL;
+    if (g->kv_tier[k] == TIER_GPU) {
+        kv = kv_desc(g, g->kv_dev[j * g->ngb + k], g->kv_slot);
+    } else if (i == 0) { /* the prompt's entries: only in the out slot */
+        kv = kv_desc(g, g->kv_out[t->slot], g->kv_slot);
+    } else {
+        uint32_t c = find(g, ti, PLAN_C_H2D);
+        TRY(need(c, "c_h2d", e));
+        kv = kv_desc(g, g->kv_in[g->pl->tasks[c].slot], g->kv_slot);
+        out = kv_desc(g, g->kv_out[t->slot], g->kv_slot);
+        outp = &out;
+    }
+    TRY(layer_forward(g, i, j, ws, kv, outp, tnew, e));
+    return store_output(g, j, k, t->slot2, g->x, tnew, e);
+}
+
+/* Delegated attention, GPU side before: the input to dx[k], q, k, v to dqkv[k]. */
+static llmsim_status task_pre(geng *g, uint32_t ti, int ws, diag *e)
+{
+    const plan_task *t = &g->pl->tasks[ti];
+    const int k = t->batch;
+    const size_t rows = (size_t)g->gbs;
+    TRY(load_input(g, ti, g->dx[k], rows, e));
+    float *q = g->dqkv[k], *kk = q + rows * g->qd, *vv = kk + rows * g->kvd;
+    return attn_pre(g, t->step, t->layer, ws, g->dx[k], 1, q, kk, vv, e);
+}
+
+static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
+{
+    const plan_task *t = &g->pl->tasks[ti];
+    const int k = t->batch;
+    uint32_t pre = find(g, ti, PLAN_PRE);
+    TRY(need(pre, "pre", e));
+    TRY(attn_post(g, t->layer, ws, g->dx[k], g->datt[k], (size_t)g->gbs, e));
+    return store_output(g, t->layer, k, g->pl->tasks[pre].slot2, g->dx[k], 1, e);
+}
+
+/* Write the new K and V rows of sequence s at position pos into a host slot array. */
+static void host_kv_put(const geng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
+                        const float *vx)
+{
+    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * g->kv_row;
+    const quant *kq = &g->p->kv_quant;
+    for (int kv = 0; kv < 2; kv++) {
+        const float *src = kv ? vx : kx;
+        uint8_t *dst = row + (size_t)kv * g->kv_row;
+        if (kq->bits)
+            quant_quantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
+        else
+            for (size_t a = 0; a < g->kvd; a++)
+                ((uint16_t *)(void *)dst)[a] = half_f32_to_f16(src[a]);
+    }
+}
+
+/* Delegated attention on the CPU: append k, v to the cache where it lives
+ * (and to a ring buffer for the disk), attend, output to hatt[k]. */
+static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
+{
+    const plan_task *t = &g->pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch, gbs = g->gbs;
+    const long long start = g->prompt + i - 1;
+    const size_t qd = g->qd, kvd = g->kvd;
+    const float *q = g->hqkv[k], *kk = q + (size_t)gbs * qd, *vv = kk + (size_t)gbs * kvd;
+    uint8_t *slots, *out = NULL;
+    size_t stride;
+    if (g->kv_tier[k] == TIER_DISK) {
+        uint32_t c = find(g, ti, PLAN_C_DISK);
+        TRY(need(c, "c_disk", e));
+        slots = g->kv_stage[g->pl->tasks[c].slot];
+        stride = g->kv_dslot;
+        int r = ring_take(g, &g->kv_ring);
+        g->ring_of[ti] = (uint8_t)r;
+        out = g->kv_ring.buf[r];
+    } else {
+        slots = g->kv_host[j * g->ngb + k];
+        stride = g->kv_slot;
+    }
+    const quant *kq = &g->p->kv_quant;
+    const long long ctx = start + 1;
+    for (int s = 0; s < gbs; s++) {
+        host_kv_put(g, slots, stride, s, start, kk + (size_t)s * kvd, vv + (size_t)s * kvd);
+        if (out)
+            host_kv_put(g, out, g->kv_dslot, s, 0, kk + (size_t)s * kvd, vv + (size_t)s * kvd);
+        for (long long c = 0; c < ctx; c++) {
+            const uint8_t *row = slots + (size_t)c * stride + (size_t)s * 2 * g->kv_row;
+            for (int kv = 0; kv < 2; kv++) {
+                float *dst = (kv ? g->cvf : g->ckf) + (size_t)c * kvd;
+                const uint8_t *src = row + (size_t)kv * g->kv_row;
+                if (kq->bits)
+                    quant_dequantize_row(src, kvd, kq->bits, kq->group_size, dst);
+                else
+                    k_convert_to_f32(NULL, src, K_WTYPE_F16, kvd, dst);
+            }
+        }
+        k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf, (size_t)g->m->num_heads,
+                    (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim, g->hatt[k] + (size_t)s * qd, g->cscr);
+    }
+    return LLMSIM_OK;
+}
+
+/* The device work of task ti, issued on stream s. */
+static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
+{
+    const plan *pl = g->pl;
+    const plan_task *t = &pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch, L = g->L;
+    const long long tnew = i == 0 ? g->prompt : 1;
+    const int ws = (int)(((size_t)i * (size_t)(L + 1) + (size_t)j) & 1);
+    switch ((plan_kind)t->kind) {
+    case PLAN_W_H2D: return load_unit(g, j, t->slot, s, e);
+    case PLAN_W_DEQUANT: return dequant_unit(g, j, ws, e);
+    case PLAN_C_H2D: {
+        size_t n = (size_t)(g->prompt + i - 1);
+        uint8_t *dst = g->kv_in[t->slot];
+        if (g->kv_tier[k] == TIER_CPU)
+            return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->ngb + k], n * g->kv_slot, e);
+        uint32_t c = find(g, ti, PLAN_C_DISK);
+        TRY(need(c, "c_disk", e));
+        return gdev_copy2d(g->dev, s, GDEV_H2D, dst, g->kv_slot, g->kv_stage[pl->tasks[c].slot], g->kv_dslot,
+                           g->kv_slot, n, e);
+    }
+    case PLAN_A_H2D: {
+        size_t n = (size_t)g->gbs * (size_t)tnew * g->h * 2;
+        const void *src = g->act_host[k];
+        if (g->act_tier[k] == TIER_DISK) {
+            uint32_t a = find(g, ti, PLAN_A_DISK);
+            TRY(need(a, "a_disk", e));
+            src = g->act_stage[pl->tasks[a].slot];
+        }
+        return gdev_copy(g->dev, s, GDEV_H2D, g->act_in[t->slot], src, n, e);
+    }
+    case PLAN_C_D2H: {
+        uint32_t c = find(g, ti, PLAN_COMPUTE);
+        TRY(need(c, "compute", e));
+        const uint8_t *src = g->kv_out[pl->tasks[c].slot];
+        long long first = i == 0 ? 0 : g->prompt + i - 1;
+        if (g->kv_tier[k] == TIER_CPU)
+            return gdev_copy(g->dev, s, GDEV_D2H, g->kv_host[j * g->ngb + k] + (size_t)first * g->kv_slot, src,
+                             (size_t)tnew * g->kv_slot, e);
+        int r = ring_take(g, &g->kv_ring);
+        g->ring_of[ti] = (uint8_t)r;
+        return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[r], g->kv_dslot, src, g->kv_slot, g->kv_slot,
+                           (size_t)tnew, e);
+    }
+    case PLAN_A_D2H: {
+        uint32_t c = find(g, ti, PLAN_COMPUTE);
+        if (c == PLAN_NONE)
+            c = find(g, ti, PLAN_PRE); /* delegated: PRE holds the out slot POST fills */
+        TRY(need(c, "compute", e));
+        const uint16_t *src = g->act_out[pl->tasks[c].slot2];
+        size_t n = (size_t)g->gbs * (size_t)tnew * g->h * 2;
+        if (g->act_tier[k] == TIER_CPU)
+            return gdev_copy(g->dev, s, GDEV_D2H, g->act_host[k], src, n, e);
+        int r = ring_take(g, &g->act_ring);
+        g->ring_of[ti] = (uint8_t)r;
+        return gdev_copy(g->dev, s, GDEV_D2H, g->act_ring.buf[r], src, n, e);
+    }
+    case PLAN_QKV_D2H:
+        return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k], (size_t)g->gbs * (g->qd + 2 * g->kvd) * 4, e);
+    case PLAN_OUT_H2D:
+        return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k], (size_t)g->gbs * g->qd * 4, e);
+    case PLAN_COMPUTE: return task_compute(g, ti, ws, e);
+    case PLAN_PRE: return task_pre(g, ti, ws, e);
+    case PLAN_POST: return task_post(g, ti, ws, e);
+    case PLAN_HEAD: return head_forward(g, i, k, ws, e);
+    default:
+        return diag_set(e, LLMSIM_EFAIL, "the GPU engine cannot issue task kind %s on the device",
+                        plan_kind_names[t->kind]);
+    }
+}
+
+/* The host work of task ti (disk transfers, CPU attention). */
+static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
+{
+    const plan *pl = g->pl;
+    const plan_task *t = &pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch;
+    const long long tnew = i == 0 ? g->prompt : 1;
+    switch ((plan_kind)t->kind) {
+    case PLAN_W_DISK: {
+        const g_unit *un = &g->units[j];
+        return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
+    }
+    case PLAN_C_DISK:
+        return offload_read(g->kvfile, g->kv_stage[t->slot], (size_t)(g->prompt + i - 1) * g->kv_dslot,
+                            kv_disk_off(g, j, k, 0), e);
+    case PLAN_A_DISK:
+        return offload_read(g->actfile, g->act_stage[t->slot],
+                            (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2), act_disk_off(g, k), e);
+    case PLAN_C_WRITE: {
+        uint32_t p = find(g, ti, PLAN_C_D2H);
+        if (p == PLAN_NONE)
+            p = find(g, ti, PLAN_CPU_ATTN);
+        TRY(need(p, "c_d2h", e));
+        int r = g->ring_of[p];
+        long long first = i == 0 ? 0 : g->prompt + i - 1;
+        llmsim_status st = offload_write(g->kvfile, g->kv_ring.buf[r], (size_t)tnew * g->kv_dslot,
+                                         kv_disk_off(g, j, k, first), e);
+        ring_give(g, &g->kv_ring, r);
+        return st;
+    }
+    case PLAN_A_WRITE: {
+        uint32_t p = find(g, ti, PLAN_A_D2H);
+        TRY(need(p, "a_d2h", e));
+        int r = g->ring_of[p];
+        llmsim_status st = offload_write(g->actfile, g->act_ring.buf[r],
+                                         (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2),
+                                         act_disk_off(g, k), e);
+        ring_give(g, &g->act_ring, r);
+        return st;
+    }
+    case PLAN_CPU_ATTN: return task_cpu_attn(g, ti, e);
+    default:
+        return diag_set(e, LLMSIM_EFAIL, "the GPU engine cannot run task kind %s on the host",
+                        plan_kind_names[t->kind]);
+    }
+}
+
+static llmsim_status g_run_task(void *state, uint32_t ti, diag *e)
+{
+    geng *g = state;
+    const plan *pl = g->pl;
+    const plan_task *t = &pl->tasks[ti];
+    if (is_dev_task(t)) {
+        gdev_stream s = stream_of(t);
+        for (uint32_t d = 0; d < t->ndeps; d++) {
+            const plan_task *dt = &pl->tasks[pl->deps[t->dep_first + d]];
+            if (is_dev_task(dt) && stream_of(dt) != s)
+                TRY(gdev_stream_wait(g->dev, s, g->ev_end[pl->deps[t->dep_first + d]], e));
+        }
+        TRY(gdev_record(g->dev, s, g->ev_start[ti], e));
+        TRY(issue_dev(g, ti, s, e));
+        return gdev_record(g->dev, s, g->ev_end[ti], e);
+    }
+    for (uint32_t d = 0; d < t->ndeps; d++) {
+        uint32_t di = pl->deps[t->dep_first + d];
+        if (is_dev_task(&pl->tasks[di]))
+            TRY(gdev_event_wait(g->dev, g->ev_end[di], e));
+    }
+    double a = llmsim_now_s();
+    llmsim_status st = run_host(g, ti, e);
+    if (g->block == 0) {
+        g->host_start[ti] = a - g->host_base;
+        g->host_end[ti] = llmsim_now_s() - g->host_base;
+    }
+    return st;
+}
+
+/* ---- setup and teardown */
+
+static void free_ptrs(geng *g, void **a, size_t n, bool dev)
+{
+    if (!a)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (a[i])
+            dev ? g_dfree(g, a[i]) : g_hfree(g, a[i]);
+    free(a);
+}
+
+static void g_free(geng *g)
+{
+    if (g->dev && !g->dry) {
+        diag e;
+        diag_clear(&e);
+        (void)gdev_sync(g->dev, &e); /* nothing in flight touches what is freed below */
+    }
+    if (g->units) {
+        for (int u = 0; u <= g->L; u++)
+            for (int i = 0; i < g->units[u].n; i++) {
+                if (g->units[u].t[i].dev)
+                    g_dfree(g, g->units[u].t[i].dev);
+                if (g->units[u].t[i].host)
+                    g_hfree(g, g->units[u].t[i].host);
+            }
+        free(g->units);
+    }
+    for (int s = 0; s < 2; s++) {
+        void *d[] = {g->wslot[s], g->kv_in[s], g->kv_out[s], g->act_in[s], g->act_out[s]};
+        void *h[] = {g->wstage[s], g->kv_stage[s], g->act_stage[s]};
+        for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+            if (d[i])
+                g_dfree(g, d[i]);
+        for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
+            if (h[i])
+                g_hfree(g, h[i]);
+    }
+    for (int r = 0; r < G_RING; r++) {
+        if (g->kv_ring.buf[r])
+            g_hfree(g, g->kv_ring.buf[r]);
+        if (g->act_ring.buf[r])
+            g_hfree(g, g->act_ring.buf[r]);
+    }
+    size_t lk = (size_t)g->L * (size_t)g->ngb, nk = (size_t)g->ngb;
+    free_ptrs(g, (void **)g->kv_dev, lk, true);
+    free_ptrs(g, (void **)g->kv_host, lk, false);
+    free_ptrs(g, (void **)g->act_dev, nk, true);
+    free_ptrs(g, (void **)g->act_host, nk, false);
+    free_ptrs(g, (void **)g->next_in, nk, true);
+    free_ptrs(g, (void **)g->last, nk, true);
+    free_ptrs(g, (void **)g->dx, nk, true);
+    free_ptrs(g, (void **)g->dqkv, nk, true);
+    free_ptrs(g, (void **)g->datt, nk, true);
+    free_ptrs(g, (void **)g->hqkv, nk, false);
+    free_ptrs(g, (void **)g->hatt, nk, false);
+    void *d[] = {g->deq, g->kv_f16, g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->vec, g->logits, g->lin,
+                 g->ids_dev};
+    void *h[] = {g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
+    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
+        if (d[i])
+            g_dfree(g, d[i]);
+    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
+        if (h[i])
+            g_hfree(g, h[i]);
+    if (g->ev_start)
+        for (size_t i = 0; i < g->pl->ntasks; i++) {
+            gdev_event_free(g->dev, g->ev_start[i]);
+            gdev_event_free(g->dev, g->ev_end[i]);
+        }
+    free(g->ev_start);
+    free(g->ev_end);
+    if (g->ev_base)
+        gdev_event_free(g->dev, g->ev_base);
+    free(g->host_start);
+    free(g->host_end);
+    free(g->kv_tier);
+    free(g->act_tier);
+    free(g->ring_of);
+    free(g->probs);
+    free(g->sort_idx);
+    free(g->tokens);
+    if (g->ring_init) {
+        pthread_mutex_destroy(&g->ring_mu);
+        pthread_cond_destroy(&g->ring_cv);
+    }
+    pool_destroy(g->pool);
+    offload_dir_remove(&g->dir);
+    gdev_close(g->dev);
+}
+
+static bool g_accepts(const hwprofile *hw) { return hw->gpu.present; }
+
+static llmsim_status events_init(geng *g, diag *e)
+{
+    const plan *pl = g->pl;
+    g->ev_start = calloc(pl->ntasks + 1, sizeof *g->ev_start);
+    g->ev_end = calloc(pl->ntasks + 1, sizeof *g->ev_end);
+    g->host_start = calloc(pl->ntasks + 1, sizeof *g->host_start);
+    g->host_end = calloc(pl->ntasks + 1, sizeof *g->host_end);
+    if (!g->ev_start || !g->ev_end || !g->host_start || !g->host_end)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    TRY(gdev_event_new(g->dev, &g->ev_base, e));
+    for (size_t i = 0; i < pl->ntasks; i++)
+        if (is_dev_task(&pl->tasks[i])) {
+            TRY(gdev_event_new(g->dev, &g->ev_start[i], e));
+            TRY(gdev_event_new(g->dev, &g->ev_end[i], e));
+        }
+    return LLMSIM_OK;
+}
+
+static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
+{
+    geng *g = calloc(1, sizeof *g);
+    *state = g;
+    if (!g)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    const model *m = c->m;
+    const policy *p = c->p;
+    const workload *w = c->w;
+    const engine_opts *o = c->o;
+    g->dry = dry;
+    g->m = m;
+    g->p = p;
+    g->w = w;
+    g->pl = c->pl;
+    g->o = o;
+    g->L = (int)m->num_layers;
+    g->ngb = p->num_gpu_batches;
+    g->gbs = p->gpu_batch_size;
+    g->bls = g->ngb * g->gbs;
+    g->prompt = w->prompt_len;
+    g->gen = w->gen_len;
+    g->ctx_max = w->prompt_len + w->gen_len;
+    g->h = (size_t)m->hidden_size;
+    g->qd = (size_t)model_q_dim(m);
+    g->kvd = (size_t)model_kv_dim(m);
+    g->f = (size_t)m->ffn_size;
+    g->vocab = (size_t)m->vocab_size;
+    g->wt = (gdev_dtype)m->dtype;
+    g->logits_out = o->logits_out;
+    g->dir.slot = -1;
+    g->num_prompts = w->num_prompts ? w->num_prompts : g->bls;
+    g->kind = o->gpu_emulated ? GDEV_HOST : GDEV_CUDA;
+    if (o->score_from)
+        return diag_set(e, LLMSIM_EINPUT, "perplexity runs on the CPU engine; give a profile without a GPU");
+    if (!c->pl->has_gpu)
+        return diag_set(e, LLMSIM_EINPUT, "the GPU engine runs plans for a machine with a GPU");
+    llmsim_status st;
+    if (pthread_mutex_init(&g->ring_mu, NULL) || pthread_cond_init(&g->ring_cv, NULL))
+        return diag_set(e, LLMSIM_EFAIL, "cannot create a mutex");
+    g->ring_init = true;
+    int threads = o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (!dry) {
+        if ((st = gdev_open(g->kind, threads, &g->dev, e))) {
+            if (st == LLMSIM_EINPUT) {
+                char why[sizeof e->msg];
+                snprintf(why, sizeof why, "%s", e->msg);
+                diag_clear(e);
+                diag_set(e, st, "%s; llmsim run --emulate-gpu runs the GPU engine on the host, to check a plan",
+                         why);
+            }
+            return st;
+        }
+        if (!(g->pool = pool_create(threads)))
+            return diag_set(e, LLMSIM_EFAIL, "cannot start the CPU threads");
+        if ((st = offload_dir_create(o->offload_parent, &g->dir, e)))
+            return st;
+    }
+    if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
+        return st;
+    g->tokens = calloc((size_t)g->bls * (size_t)(g->prompt + g->gen), sizeof *g->tokens);
+    g->probs = malloc(g->vocab * sizeof *g->probs);
+    g->sort_idx = malloc(g->vocab * sizeof *g->sort_idx);
+    if (!g->tokens || !g->probs || !g->sort_idx)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    if (dry)
+        return LLMSIM_OK;
+    if ((st = events_init(g, e)) || (st = weights_load(g, e)))
+        return st;
+    return gdev_sync(g->dev, e);
+}
+
+static void g_release(void *state)
+{
+    if (!state)
+        return;
+    g_free(state);
+    free(state);
+}
+
+static llmsim_status g_prepare(void **state, const exec_ctx *c, diag *e) { return g_setup(state, c, false, e); }
+
+static llmsim_status g_ram_bytes(const exec_ctx *c, double *bytes, diag *e)
+{
+    void *state = NULL;
+    llmsim_status st = g_setup(&state, c, true, e);
+    *bytes = state ? ((geng *)state)->host_bytes : 0;
+    g_release(state);
+    return st;
+}
+
+static llmsim_status g_begin_block(void *state, long long blk, diag *e)
+{
+    geng *g = state;
+    g->block = blk;
+    for (int s = 0; s < g->bls; s++)
+        mio_prompt(g->o, blk * g->bls + s, g->num_prompts, g->prompt, g->vocab,
+                   g->tokens + (size_t)s * (size_t)(g->prompt + g->gen));
+    if (blk > 0)
+        g->logits_out = NULL;
+    TRY(embed_prompts(g, e));
+    /* the origin of the block's task times: the device is idle here */
+    TRY(gdev_record(g->dev, GDEV_S_COMPUTE, g->ev_base, e));
+    TRY(gdev_event_wait(g->dev, g->ev_base, e));
+    g->host_base = llmsim_now_s();
+    return LLMSIM_OK;
+}
+
+static llmsim_status g_end_block(void *state, long long blk, engine_result *r, diag *e)
+{
+    geng *g = state;
+    TRY(gdev_sync(g->dev, e));
+    for (int s = 0; s < g->bls; s++) {
+        long long seq = blk * g->bls + s;
+        if (seq >= g->num_prompts)
+            break;
+        memcpy(r->tokens + (size_t)seq * (size_t)g->gen, g->tokens + (size_t)s * (size_t)(g->prompt + g->gen) + g->prompt,
+               (size_t)g->gen * sizeof(int32_t));
+    }
+    return LLMSIM_OK;
+}
+
+static llmsim_status g_task_times(void *state, double *start_s, double *end_s, diag *e)
+{
+    geng *g = state;
+    const plan *pl = g->pl;
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        if (!is_dev_task(&pl->tasks[i])) {
+            start_s[i] = g->host_start[i];
+            end_s[i] = g->host_end[i];
+            continue;
+        }
+        TRY(gdev_event_elapsed_s(g->dev, g->ev_base, g->ev_start[i], &start_s[i], e));
+        TRY(gdev_event_elapsed_s(g->dev, g->ev_base, g->ev_end[i], &end_s[i], e));
+    }
+    return LLMSIM_OK;
+}
+
+static void g_finish(void *state, engine_result *r)
+{
+    geng *g = state;
+    r->direct_io = true;
+    for (int i = 0; i < g->dir.nfiles; i++)
+        r->direct_io = r->direct_io && g->dir.files[i].direct;
+    r->ram_bytes = g->host_bytes;
+    r->gpu_bytes = (double)gdev_peak_bytes(g->dev);
+    gdev_describe(g->dev, r->device, sizeof r->device);
+}
+
+const exec_backend_ops exec_gpu_backend = {
+    .name = "gpu",
+    .accepts = g_accepts,
+    .ram_bytes = g_ram_bytes,
+    .prepare = g_prepare,
+    .begin_block = g_begin_block,
+    .run_task = g_run_task,
+    .end_block = g_end_block,
+    .task_times = g_task_times,
+    .finish = g_finish,
+    .release = g_release,
+};

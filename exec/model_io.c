@@ -1,0 +1,224 @@
+/*
+ * model_io — weights, prompts and sampling shared by the engine's backends
+ * (model_io.h).
+ */
+#include "exec/model_io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/half.h"
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t splitmix64(uint64_t *x) { return mix64(*x += 0x9e3779b97f4a7c15ull); }
+
+static double uniform01(uint64_t *x) { return (double)(splitmix64(x) >> 11) * 0x1.0p-53; }
+
+static uint64_t str_hash(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h;
+}
+
+/* Values of a synthetic tensor: matrices uniform with the variance of a
+ * 1/sqrt(fan-in) initialization, norm weights near 1, biases near 0; the
+ * same for every placement (each tensor has its own counter stream). */
+/* Value i of a synthetic tensor whose stream starts at st0: the i-th output
+ * of splitmix64 from st0, computed directly so that tensors fill in parallel. */
+static inline float synth_value(uint64_t st0, size_t i, bool norm_w, double a)
+{
+    uint64_t z = mix64(st0 + (uint64_t)(i + 1) * 0x9e3779b97f4a7c15ull);
+    double u = 2 * ((double)(z >> 11) * 0x1.0p-53) - 1;
+    return (float)(norm_w ? 1.0 + 0.1 * u : a * u);
+}
+
+typedef struct synth_ctx {
+    uint64_t st0;
+    bool norm_w;
+    double a;
+    float *out;
+} synth_ctx;
+
+static void synth_chunk(void *ctx, size_t begin, size_t end)
+{
+    const synth_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = synth_value(c->st0, i, c->norm_w, c->a);
+}
+
+static void synth_fill(pool *p, uint64_t seed, int unit, const model_tensor *t, float *out)
+{
+    synth_ctx c = {seed ^ str_hash(t->name) ^ ((uint64_t)(unit + 1) * 0x9e37ull),
+                   !t->matrix && strstr(t->name, "norm") && strstr(t->name, "weight"),
+                   t->matrix ? sqrt(3.0 / (double)t->cols) : 0.02, out};
+    size_t n = (size_t)(t->rows * t->cols);
+    if (p)
+        pool_for(p, n, synth_chunk, &c);
+    else
+        synth_chunk(&c, 0, n);
+}
+
+void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, float *out)
+{
+    synth_fill(NULL, seed, unit, t, out);
+}
+
+/* Hugging Face name of a tensor of unit `unit`. */
+static void hf_name(const model *m, int unit, const model_tensor *t, char *buf, size_t len, bool alt)
+{
+    if (unit == (int)m->num_layers) {
+        snprintf(buf, len, "%s", alt && strncmp(t->name, "model.", 6) == 0 ? t->name + 6 : t->name);
+        return;
+    }
+    const char *pre = m->family == MODEL_FAMILY_OPT ? (alt ? "decoder.layers" : "model.decoder.layers")
+                                                         : (alt ? "layers" : "model.layers");
+    snprintf(buf, len, "%s.%d.%s", pre, unit, t->name);
+}
+
+llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoint *ck, pool *p, int unit,
+                              const model_tensor *t, float *out, diag *e)
+{
+    if (!ck) {
+        synth_fill(p, o->synthetic_seed, unit, t, out);
+        return LLMSIM_OK;
+    }
+    char name[256];
+    hf_name(m, unit, t, name, sizeof name, false);
+    const st_tensor *st = st_find(ck, name);
+    if (!st) {
+        hf_name(m, unit, t, name, sizeof name, true);
+        st = st_find(ck, name);
+    }
+    if (!st && unit == (int)m->num_layers && strcmp(t->name, "lm_head.weight") == 0)
+        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor lm_head.weight (the model config says "
+                        "the embeddings are not tied)", o->weights_path);
+    if (!st)
+        return diag_set(e, LLMSIM_EINPUT, "%s: no tensor %s (is this checkpoint the model %s?)",
+                        o->weights_path, name, m->name);
+    if ((int64_t)st_tensor_numel(st) != t->rows * t->cols)
+        return diag_set(e, LLMSIM_EINPUT, "%s: tensor %s has %llu values, the model needs %lld x %lld",
+                        o->weights_path, name, (unsigned long long)st_tensor_numel(st),
+                        (long long)t->rows, (long long)t->cols);
+    return st_read_f32(ck, st, out, e);
+}
+
+typedef struct conv_ctx {
+    const float *v;
+    uint16_t *out;
+} conv_ctx;
+
+static void conv_chunk(void *ctx, size_t begin, size_t end)
+{
+    const conv_ctx *c = ctx;
+    for (size_t i = begin; i < end; i++)
+        c->out[i] = half_f32_to_f16(c->v[i]);
+}
+
+void mio_store_values(pool *p, const float *v, size_t rows, size_t cols, k_wtype wt, const quant *wq,
+                      uint8_t *dst)
+{
+    size_t n = rows * cols;
+    if (wq && wq->bits) {
+        k_quantize(p, v, rows, cols, wq->bits, wq->group_size, dst);
+        return;
+    }
+    switch (wt) {
+    case K_WTYPE_F32: memcpy(dst, v, n * 4); break;
+    case K_WTYPE_BF16:
+        for (size_t i = 0; i < n; i++)
+            ((uint16_t *)(void *)dst)[i] = half_f32_to_bf16(v[i]);
+        break;
+    default: {
+        conv_ctx c = {v, (uint16_t *)(void *)dst};
+        if (p)
+            pool_for(p, n, conv_chunk, &c);
+        else
+            conv_chunk(&c, 0, n);
+        break;
+    }
+    }
+}
+
+void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long long prompt_len, size_t vocab,
+                int32_t *dst)
+{
+    for (long long a = 0; a < prompt_len; a++) {
+        if (o->prompts && seq < num_prompts) {
+            dst[a] = o->prompts[(size_t)seq * (size_t)prompt_len + (size_t)a];
+        } else {
+            uint64_t x = o->prompt_seed ^ ((uint64_t)seq << 32) ^ (uint64_t)a;
+            dst[a] = (int32_t)(splitmix64(&x) % vocab);
+        }
+    }
+}
+
+static const float *sort_probs;
+
+static int cmp_prob_desc(const void *a, const void *b)
+{
+    float x = sort_probs[*(const int32_t *)a], y = sort_probs[*(const int32_t *)b];
+    if (x != y)
+        return x < y ? 1 : -1;
+    return (*(const int32_t *)a > *(const int32_t *)b) - (*(const int32_t *)a < *(const int32_t *)b);
+}
+
+/* The next token of a sequence: the argmax (temperature 0), or a draw from
+ * softmax(logits / T) restricted to the nucleus (the most likely tokens
+ * whose mass reaches top_p), renormalized. The draw depends only on the
+ * seed, the sequence's number in the workload and the step. */
+int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long long seq, int step, float *probs,
+               int32_t *idx)
+{
+    const size_t V = vocab;
+    if (o->temperature <= 0) {
+        size_t best = 0;
+        for (size_t v = 1; v < V; v++)
+            if (logits[v] > logits[best])
+                best = v;
+        return (int)best;
+    }
+    float mx = logits[0];
+    for (size_t v = 1; v < V; v++)
+        mx = logits[v] > mx ? logits[v] : mx;
+    double sum = 0;
+    float *pr = probs;
+    for (size_t v = 0; v < V; v++) {
+        pr[v] = (float)exp((logits[v] - mx) / o->temperature);
+        sum += pr[v];
+    }
+    uint64_t st = o->sample_seed ^ ((uint64_t)seq * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)step << 40);
+    double u = uniform01(&st);
+    double top_p = o->top_p > 0 && o->top_p < 1 ? o->top_p : 1.0;
+    if (top_p >= 1.0) { /* the whole distribution: any order will do */
+        double r = u * sum, acc = 0;
+        for (size_t v = 0; v < V; v++)
+            if ((acc += pr[v]) > r)
+                return (int)v;
+        return (int)(V - 1);
+    }
+    /* the nucleus: tokens by decreasing probability (ties by id) */
+    for (size_t v = 0; v < V; v++)
+        idx[v] = (int32_t)v;
+    sort_probs = pr; /* the compute thread is the only caller */
+    qsort(idx, V, sizeof *idx, cmp_prob_desc);
+    double mass = 0;
+    size_t n = 0;
+    while (n < V && mass < top_p * sum)
+        mass += pr[idx[n++]];
+    double r = u * mass, acc = 0;
+    for (size_t i = 0; i < n; i++)
+        if ((acc += pr[idx[i]]) > r)
+            return idx[i];
+    return idx[n - 1];
+}
+
