@@ -238,6 +238,9 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     slots act_in = {{PLAN_NONE, PLAN_NONE}, 0}, act_out = act_in, kv_in = act_in, kv_out = act_in;
     slots staging = act_in, act_staging = act_in;
 
+    /* with a GPU, the last w_h2d that read each CPU staging slot (the unit
+     * two back may have nothing on disk, or nothing off the GPU) */
+    uint32_t wstage_reader[2] = {PLAN_NONE, PLAN_NONE};
     uint32_t *last_head = malloc(sizeof(uint32_t) * (size_t)ngb);
     if (!last_head) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory");
@@ -269,8 +272,10 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                                       uw->bytes[TIER_DISK],
                                       cm_copies_time(rd, uw->bytes[TIER_DISK], uw->count[TIER_DISK]));
                 pl->tasks[ut->w_disk].slot = (uint8_t)(u & 1);
-                if (u2)
-                    dep(&b, ut->w_disk, gpu ? u2->w_h2d : u2->last_compute);
+                if (gpu)
+                    dep(&b, ut->w_disk, wstage_reader[u & 1]);
+                else if (u2)
+                    dep(&b, ut->w_disk, u2->last_compute);
             }
             double off = uw->bytes[TIER_CPU] + uw->bytes[TIER_DISK];
             if (gpu && off > 0) {
@@ -281,6 +286,8 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 dep(&b, ut->w_h2d, ut->w_disk);
                 if (u2)
                     dep(&b, ut->w_h2d, u2->last_compute);
+                if (ut->w_disk != PLAN_NONE)
+                    wstage_reader[u & 1] = ut->w_h2d;
             }
             double deq = head ? cm_head_dequant_s(&s) : cm_weight_dequant_s(&s);
             if (p->weight_quant.bits) {

@@ -120,6 +120,9 @@ static const cuda_dev *cdev_c(const gdev *d)
 
 static llmsim_status cuda_fail(diag *e, const char *op, const char *call, cudaError_t err)
 {
+    // A failed call is also this thread's last error: clear it, or the next
+    // launch check would report it as its own. (A sticky error stays anyway.)
+    (void)cudaGetLastError();
     return diag_set(e, LLMSIM_EFAIL, "%s: %s failed: %s (%s)", op, call, cudaGetErrorString(err),
                     cudaGetErrorName(err));
 }

@@ -52,6 +52,9 @@ static const gpu_case cases[] = {
     {"all on the GPU", {"100", "0", "100", "0", "100", "0"}, false},
     {"weights in CPU memory", {"0", "100", "100", "0", "100", "0"}, false},
     {"weights on disk", {"0", "0", "100", "0", "100", "0"}, false},
+    /* the head on the GPU, the layers' tail on disk: a unit with nothing to
+     * stage between two that share a staging slot */
+    {"weights 80% on the GPU, the rest on disk", {"80", "0", "100", "0", "100", "0"}, false},
     {"KV cache in CPU memory", {"100", "0", "0", "100", "100", "0"}, false},
     {"KV cache in CPU memory, CPU attention", {"100", "0", "0", "100", "100", "0"}, true},
     {"KV cache on disk", {"100", "0", "0", "0", "100", "0"}, false},
@@ -164,6 +167,7 @@ int main(int argc, char **argv)
     const quant none = {0, 0};
     run_model(tap_data("models/tiny-opt.yaml"), none, none, LOGIT_TOL);
     run_model(tap_data("models/tiny-llama.yaml"), none, none, LOGIT_TOL);
+    run_model(tap_data("models/tiny-llama-4l.yaml"), none, none, LOGIT_TOL);
     run_model(tap_data("models/tiny-opt.yaml"), (quant){4, 32}, (quant){8, 32}, QUANT_LOGIT_TOL);
     run_model(tap_data("models/tiny-llama.yaml"), (quant){8, 64}, (quant){4, 16}, QUANT_LOGIT_TOL);
     return tap_done();
