@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -155,6 +156,7 @@ typedef struct geng {
     pthread_mutex_t ring_mu;
     pthread_cond_t ring_cv;
     bool ring_init;
+    bool ring_stop;        /* a task failed: no buffer will come back */
     uint8_t *ring_of;      /* [ntasks]: the ring buffer a producer task filled */
     float **next_in;       /* [ngb] device: layer 0's input [gbs][prompt][h] */
     float **last;          /* [ngb] device: the last layer's output, last token [gbs][h] */
@@ -206,8 +208,12 @@ static gdev_stream stream_of(const plan_task *t)
 static void *g_dalloc(geng *g, size_t bytes, const char *what, diag *e)
 {
     g->dev_bytes += (double)bytes;
-    if (g->dry)
-        return malloc(1);
+    if (g->dry) {
+        void *p = malloc(1);
+        if (!p)
+            diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return p;
+    }
     void *p = gdev_malloc(g->dev, bytes);
     if (!p) {
         double total = 0, avail = 0;
@@ -235,8 +241,12 @@ static void *g_halloc(geng *g, size_t bytes, const char *what, diag *e)
 {
     bytes = (size_t)offload_round(bytes); /* whole pages: O_DIRECT transfers use them */
     g->host_bytes += (double)bytes;
-    if (g->dry)
-        return malloc(1);
+    if (g->dry) {
+        void *p = malloc(1);
+        if (!p)
+            diag_set(e, LLMSIM_EFAIL, "out of memory");
+        return p;
+    }
     void *p = gdev_host_malloc(g->dev, bytes);
     if (!p)
         diag_set(e, LLMSIM_EFAIL, "out of pinned host memory allocating %s (%zu bytes)", what, bytes);
@@ -451,21 +461,45 @@ static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *wha
     return LLMSIM_OK;
 }
 
-/* A free buffer of the ring (waits for one); its index. */
+/* A free buffer of the ring (waits for one); its index, or -1 when the run
+ * is stopping (a task failed, or ^C) and none will come back. */
 static int ring_take(geng *g, g_ring *r)
 {
+    volatile sig_atomic_t *intr = g->o->interrupt;
     pthread_mutex_lock(&g->ring_mu);
-    int i;
+    int i = -1;
     for (;;) {
+        if (g->ring_stop || (intr && *intr)) {
+            i = -1;
+            break;
+        }
         for (i = 0; i < G_RING && r->busy[i]; i++)
             ;
-        if (i < G_RING)
+        if (i < G_RING) {
+            r->busy[i] = true;
             break;
-        pthread_cond_wait(&g->ring_cv, &g->ring_mu);
+        }
+        /* a timed wait: ^C sets a flag, it does not signal */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000 * 1000;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&g->ring_cv, &g->ring_mu, &ts);
     }
-    r->busy[i] = true;
     pthread_mutex_unlock(&g->ring_mu);
     return i;
+}
+
+/* A task failed: wake every thread waiting for a ring buffer. */
+static void ring_stop(geng *g)
+{
+    pthread_mutex_lock(&g->ring_mu);
+    g->ring_stop = true;
+    pthread_cond_broadcast(&g->ring_cv);
+    pthread_mutex_unlock(&g->ring_mu);
 }
 
 static void ring_give(geng *g, g_ring *r, int i)
@@ -531,11 +565,11 @@ static llmsim_status state_init(geng *g, diag *e)
                 !(g->kv_host[j * ngb + k] = g_halloc(g, n, "the KV cache in CPU memory", e)))
                 return e->status;
         }
-    if (kv_off)
-        for (int s = 0; s < 2; s++)
-            if (!(g->kv_in[s] = g_dalloc(g, ctx * g->kv_slot, "a GPU cache slot", e)) ||
-                !(g->kv_out[s] = g_dalloc(g, pr * g->kv_slot, "a GPU cache out slot", e)))
-                return e->status;
+    const bool copies_in = kv_off && g->gen > 1 && !g->p->cpu_attention; /* c_h2d tasks */
+    for (int s = 0; s < 2 && kv_off; s++)
+        if ((copies_in && !(g->kv_in[s] = g_dalloc(g, ctx * g->kv_slot, "a GPU cache slot", e))) ||
+            !(g->kv_out[s] = g_dalloc(g, pr * g->kv_slot, "a GPU cache out slot", e)))
+            return e->status;
     if (kv_disk) {
         uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)ctx * g->kv_dslot;
         if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
@@ -974,6 +1008,8 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
         slots = g->kv_stage[g->pl->tasks[c].slot];
         stride = g->kv_dslot;
         int r = ring_take(g, &g->kv_ring);
+        if (r < 0) /* stopping: ^C (the engine stops too) or another task's failure */
+            return g->ring_stop ? diag_set(e, LLMSIM_EFAIL, "the run stopped") : LLMSIM_OK;
         g->ring_of[ti] = (uint8_t)r;
         out = g->kv_ring.buf[r];
     } else {
@@ -1003,7 +1039,18 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     return LLMSIM_OK;
 }
 
-/* The device work of task ti, issued on stream s. */
+/* The ring a device task fills for a disk write (a store to a disk home), or NULL. */
+static g_ring *store_ring(geng *g, const plan_task *t)
+{
+    if (t->kind == PLAN_C_D2H && g->kv_tier[t->batch] == TIER_DISK)
+        return &g->kv_ring;
+    if (t->kind == PLAN_A_D2H && g->act_tier[t->batch] == TIER_DISK)
+        return &g->act_ring;
+    return NULL;
+}
+
+/* The device work of task ti, issued on stream s (its ring buffer, if it
+ * needs one, already taken: ring_of[ti]). */
 static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
 {
     const plan *pl = g->pl;
@@ -1042,8 +1089,7 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
         if (g->kv_tier[k] == TIER_CPU)
             return gdev_copy(g->dev, s, GDEV_D2H, g->kv_host[j * g->ngb + k] + (size_t)first * g->kv_slot, src,
                              (size_t)tnew * g->kv_slot, e);
-        int r = ring_take(g, &g->kv_ring);
-        g->ring_of[ti] = (uint8_t)r;
+        int r = g->ring_of[ti];
         return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[r], g->kv_dslot, src, g->kv_slot, g->kv_slot,
                            (size_t)tnew, e);
     }
@@ -1056,9 +1102,7 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
         size_t n = (size_t)g->gbs * (size_t)tnew * g->h * 2;
         if (g->act_tier[k] == TIER_CPU)
             return gdev_copy(g->dev, s, GDEV_D2H, g->act_host[k], src, n, e);
-        int r = ring_take(g, &g->act_ring);
-        g->ring_of[ti] = (uint8_t)r;
-        return gdev_copy(g->dev, s, GDEV_D2H, g->act_ring.buf[r], src, n, e);
+        return gdev_copy(g->dev, s, GDEV_D2H, g->act_ring.buf[g->ring_of[ti]], src, n, e);
     }
     case PLAN_QKV_D2H:
         return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k], (size_t)g->gbs * (g->qd + 2 * g->kvd) * 4, e);
@@ -1121,13 +1165,19 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
     }
 }
 
-static llmsim_status g_run_task(void *state, uint32_t ti, diag *e)
+static llmsim_status run_task(geng *g, uint32_t ti, diag *e)
 {
-    geng *g = state;
     const plan *pl = g->pl;
     const plan_task *t = &pl->tasks[ti];
     if (is_dev_task(t)) {
         gdev_stream s = stream_of(t);
+        g_ring *ring = store_ring(g, t);
+        if (ring) { /* before the start event: waiting for a buffer is not the copy's time */
+            int r = ring_take(g, ring);
+            if (r < 0)
+                return g->ring_stop ? diag_set(e, LLMSIM_EFAIL, "the run stopped") : LLMSIM_OK;
+            g->ring_of[ti] = (uint8_t)r;
+        }
         for (uint32_t d = 0; d < t->ndeps; d++) {
             const plan_task *dt = &pl->tasks[pl->deps[t->dep_first + d]];
             if (is_dev_task(dt) && stream_of(dt) != s)
@@ -1148,6 +1198,15 @@ static llmsim_status g_run_task(void *state, uint32_t ti, diag *e)
         g->host_start[ti] = a - g->host_base;
         g->host_end[ti] = llmsim_now_s() - g->host_base;
     }
+    return st;
+}
+
+static llmsim_status g_run_task(void *state, uint32_t ti, diag *e)
+{
+    geng *g = state;
+    llmsim_status st = run_task(g, ti, e);
+    if (st) /* the engine stops: nobody will give a ring buffer back */
+        ring_stop(g);
     return st;
 }
 
@@ -1358,6 +1417,7 @@ static llmsim_status g_begin_block(void *state, long long blk, diag *e)
 {
     geng *g = state;
     g->block = blk;
+    g->ring_stop = false;
     for (int s = 0; s < g->bls; s++)
         mio_prompt(g->o, blk * g->bls + s, g->num_prompts, g->prompt, g->vocab,
                    g->tokens + (size_t)s * (size_t)(g->prompt + g->gen));
