@@ -159,18 +159,7 @@ llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const si
     return st;
 }
 
-double cli_plan_gpu_peak(const plan *pl)
-{
-    double inf[TIER_COUNT] = {1e300, 1e300, 1e300};
-    sim_result r;
-    diag e;
-    diag_clear(&e);
-    if (sim_run(pl, inf, false, &r, &e))
-        return 0;
-    double peak = r.peak_bytes[TIER_GPU];
-    sim_result_free(&r);
-    return peak;
-}
+double cli_plan_gpu_peak(const plan *pl) { return sim_plan_peak(pl, TIER_GPU); }
 
 llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const engine_result *er,
                                      const engine_opts *o, sim_result *r, cli_sim_totals *t,

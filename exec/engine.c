@@ -231,15 +231,7 @@ double engine_ram_bytes(const model *m, const policy *p, const workload *w, cons
     (void)w;
     /* the plan's buffers on the CPU tier at their peak: resident data,
      * staging and, without a GPU, the compute's working set */
-    double inf[TIER_COUNT] = {1e300, 1e300, 1e300};
-    sim_result r;
-    diag e;
-    diag_clear(&e);
-    if (sim_run(pl, inf, false, &r, &e))
-        return 0;
-    double peak = r.peak_bytes[TIER_CPU];
-    sim_result_free(&r);
-    return peak;
+    return sim_plan_peak(pl, TIER_CPU);
 }
 
 double engine_free_ram_bytes(void)

@@ -526,6 +526,18 @@ out:
     return st;
 }
 
+uint32_t plan_sibling(const plan *pl, uint32_t near, plan_kind kind)
+{
+    const plan_task *n = &pl->tasks[near];
+    size_t lo = near > 16 ? near - 16 : 0, hi = near + 16 < pl->ntasks ? near + 16 : pl->ntasks;
+    for (size_t t = lo; t < hi; t++) {
+        const plan_task *k = &pl->tasks[t];
+        if (k->step == n->step && k->layer == n->layer && k->batch == n->batch && k->kind == kind)
+            return (uint32_t)t;
+    }
+    return PLAN_NONE;
+}
+
 llmsim_status plan_validate(const plan *pl, diag *e)
 {
     for (size_t i = 0; i < pl->ntasks; i++) {

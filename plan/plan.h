@@ -133,6 +133,11 @@ void plan_free(plan *pl);
 /* The stable id of task i: "s3.l12.b1.c_h2d", "s0.head.b0.head", "s2.l0.w_h2d". */
 void plan_task_id(const plan *pl, size_t i, char *buf, size_t len);
 
+/* The task of `kind` of the same (step, layer, batch) as task `near`, or
+ * PLAN_NONE: plan_build issues a batch's tasks of a layer next to each other
+ * (within 16 places), so the engines find a task's siblings this way. */
+uint32_t plan_sibling(const plan *pl, uint32_t near, plan_kind kind);
+
 /* Structural checks: deps point backwards, every working buffer is released
  * once, after it is allocated, by a task that depends on its allocator. */
 llmsim_status plan_validate(const plan *pl, diag *e);

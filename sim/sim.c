@@ -316,3 +316,16 @@ llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *t
     fprintf(f, "\n]}\n");
     return atomicfile_commit(&a, "--trace", e);
 }
+
+double sim_plan_peak(const plan *pl, tier t)
+{
+    double inf[TIER_COUNT] = {1e300, 1e300, 1e300};
+    sim_result r;
+    diag e;
+    diag_clear(&e);
+    if (sim_run(pl, inf, false, &r, &e))
+        return 0;
+    double peak = r.peak_bytes[t];
+    sim_result_free(&r);
+    return peak;
+}

@@ -52,6 +52,10 @@ typedef struct sim_result {
 
 /* Simulate one block of the plan. capacity: bytes per tier. record_memory:
  * keep every change of occupancy (for the trace). */
+/* The plan's peak of tier t's memory, its buffers simulated with no
+ * capacity limit; 0 when the simulation fails (out of memory). */
+double sim_plan_peak(const plan *pl, tier t);
+
 llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool record_memory,
                       sim_result *r, diag *e);
 void sim_result_free(sim_result *r);

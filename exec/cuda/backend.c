@@ -880,20 +880,7 @@ static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
 
 /* ---- the tasks */
 
-/* The task of `kind` of the same (step, layer, batch) as task `near`: the
- * plan issues a batch's tasks of a layer next to each other. */
-static uint32_t find(const geng *g, uint32_t near, plan_kind kind)
-{
-    const plan *pl = g->pl;
-    const plan_task *n = &pl->tasks[near];
-    size_t lo = near > 16 ? near - 16 : 0, hi = near + 16 < pl->ntasks ? near + 16 : pl->ntasks;
-    for (size_t t = lo; t < hi; t++) {
-        const plan_task *k = &pl->tasks[t];
-        if (k->step == n->step && k->layer == n->layer && k->batch == n->batch && k->kind == kind)
-            return (uint32_t)t;
-    }
-    return PLAN_NONE;
-}
+static uint32_t find(const geng *g, uint32_t near, plan_kind kind) { return plan_sibling(g->pl, near, kind); }
 
 static llmsim_status need(uint32_t t, const char *what, diag *e)
 {

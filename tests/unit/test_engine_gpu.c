@@ -140,11 +140,7 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
         /* the allocator's peak against the plan's: both count the same
          * tensors, the engine holds its two weight, cache and hidden-state
          * slots and its scratch for the whole run */
-        double inf[TIER_COUNT] = {1e300, 1e300, 1e300};
-        sim_result sr;
-        CHECK(sim_run(&pl, inf, false, &sr, &e) == LLMSIM_OK, "%s", e.msg);
-        double pred = sr.peak_bytes[TIER_GPU];
-        sim_result_free(&sr);
+        double pred = sim_plan_peak(&pl, TIER_GPU);
         CHECK(res.gpu_bytes > 0 && res.gpu_bytes >= 0.5 * pred, "%s, %s: GPU peak %.0f bytes, plan %.0f", m.name,
               cases[c].name, res.gpu_bytes, pred);
         CHECK(res.direct_io || c == 0, "%s: O_DIRECT not in effect on the offload files", cases[c].name);
