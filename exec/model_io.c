@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "exec/half.h"
+#include "exec/quant.h"
 
 static uint64_t mix64(uint64_t z)
 {
@@ -222,3 +223,47 @@ int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long lon
     return idx[n - 1];
 }
 
+
+void mio_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s, long long pos,
+                const float *kx, const float *vx)
+{
+    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
+    for (int kv = 0; kv < 2; kv++) {
+        const float *src = kv ? vx : kx;
+        uint8_t *dst = row + (size_t)kv * kv_row;
+        if (kq->bits)
+            quant_quantize_row(src, kvd, kq->bits, kq->group_size, dst);
+        else
+            for (size_t i = 0; i < kvd; i++)
+                ((uint16_t *)(void *)dst)[i] = half_f32_to_f16(src[i]);
+    }
+}
+
+void mio_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slots, size_t stride, int s,
+                long long pos, float *kx, float *vx)
+{
+    const uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
+    for (int kv = 0; kv < 2; kv++) {
+        float *dst = kv ? vx : kx;
+        const uint8_t *src = row + (size_t)kv * kv_row;
+        if (kq->bits)
+            quant_dequantize_row(src, kvd, kq->bits, kq->group_size, dst);
+        else
+            k_convert_to_f32(NULL, src, K_WTYPE_F16, kvd, dst);
+    }
+}
+
+int mio_disk_index(const tier *tiers, int k)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        n += tiers[i] == TIER_DISK;
+    return n;
+}
+
+uint64_t mio_kv_disk_off(const tier *kv_tier, int ngb, int layer, int k, long long ctx_max, long long slot,
+                         size_t dslot)
+{
+    uint64_t kd = (uint64_t)mio_disk_index(kv_tier, k), nd = (uint64_t)mio_disk_index(kv_tier, ngb);
+    return (((uint64_t)layer * nd + kd) * (uint64_t)ctx_max + (uint64_t)slot) * dslot;
+}

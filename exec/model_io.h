@@ -43,4 +43,24 @@ void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long
 int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long long seq, int step, float *probs,
                int32_t *idx);
 
+/* ---- the KV cache's host layout, both engines': slot arrays of one
+ * position for a batch's sequences, [pos][seq][K row, V row] with `stride`
+ * bytes per position; a row is kvd fp16 values, or one quantized row when
+ * kq->bits (kv_row bytes either way). */
+
+/* Store sequence s's new K and V rows (fp32 [kvd] each) at position pos. */
+void mio_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s, long long pos,
+                const float *kx, const float *vx);
+/* Load sequence s's K and V rows at position pos into fp32 kx, vx [kvd]. */
+void mio_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slots, size_t stride, int s,
+                long long pos, float *kx, float *vx);
+
+/* Index of batch k among those of tiers[] (one per batch) that are on disk:
+ * the batch's place in the KV and hidden-state files. */
+int mio_disk_index(const tier *tiers, int k);
+/* Offset in the KV file of position `slot` of (layer, batch k): the file
+ * holds, per layer, each disk batch's ctx_max padded slots of dslot bytes. */
+uint64_t mio_kv_disk_off(const tier *kv_tier, int ngb, int layer, int k, long long ctx_max, long long slot,
+                         size_t dslot);
+
 #endif

@@ -316,26 +316,14 @@ static llmsim_status state_init(eng *g, diag *e)
     return LLMSIM_OK;
 }
 
-/* Index of a batch among those whose KV (or hidden state) is on disk. */
-static int disk_index(const tier *tiers, int k)
-{
-    int n = 0;
-    for (int i = 0; i < k; i++)
-        n += tiers[i] == TIER_DISK;
-    return n;
-}
-
 static uint64_t kv_disk_off(const eng *g, int layer, int k, long long slot)
 {
-    int kd = disk_index(g->kv_tier, k);
-    int nd = disk_index(g->kv_tier, g->ngb);
-    return (((uint64_t)layer * (uint64_t)nd + (uint64_t)kd) * (uint64_t)g->ctx_max + (uint64_t)slot) *
-           g->kv_dslot;
+    return mio_kv_disk_off(g->kv_tier, g->ngb, layer, k, g->ctx_max, slot, g->kv_dslot);
 }
 
 static uint64_t act_disk_off(const eng *g, int k)
 {
-    return (uint64_t)disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+    return (uint64_t)mio_disk_index(g->act_tier, k) * offload_round(g->act_bytes);
 }
 
 /* ---- compute scratch */
@@ -464,17 +452,7 @@ static size_t kv_stride(const eng *g, int k) { return g->kv_tier[k] == TIER_DISK
 static void kv_put(const eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
                    const float *vx)
 {
-    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * g->kv_row;
-    const quant *kq = &g->p->kv_quant;
-    for (int kv = 0; kv < 2; kv++) {
-        const float *src = kv ? vx : kx;
-        uint8_t *dst = row + (size_t)kv * g->kv_row;
-        if (kq->bits)
-            quant_quantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
-        else
-            for (size_t i = 0; i < g->kvd; i++)
-                ((uint16_t *)dst)[i] = half_f32_to_f16(src[i]);
-    }
+    mio_kv_put(&g->p->kv_quant, g->kvd, g->kv_row, slots, stride, s, pos, kx, vx);
 }
 
 /* Loops over fewer values than this (KV rows, hidden states) run on the
@@ -532,18 +510,9 @@ static void kv_gather_chunk(void *ctx, size_t b, size_t e)
 {
     const kv_job *J = ctx;
     const eng *g = J->g;
-    const quant *kq = &g->p->kv_quant;
-    for (size_t c = b; c < e; c++) {
-        const uint8_t *row = J->src + c * J->stride + (size_t)J->s * 2 * g->kv_row;
-        for (int kv = 0; kv < 2; kv++) {
-            float *dst = (kv ? g->vf : g->kf) + c * g->kvd;
-            const uint8_t *src = row + (size_t)kv * g->kv_row;
-            if (kq->bits)
-                quant_dequantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
-            else
-                k_convert_to_f32(NULL, src, K_WTYPE_F16, g->kvd, dst);
-        }
-    }
+    for (size_t c = b; c < e; c++)
+        mio_kv_get(&g->p->kv_quant, g->kvd, g->kv_row, J->src, J->stride, J->s, (long long)c, g->kf + c * g->kvd,
+                   g->vf + c * g->kvd);
 }
 
 /* fp32 K and V of sequence s for positions [0, ctx), positions over the pool. */

@@ -433,23 +433,14 @@ static llmsim_status weights_load(geng *g, diag *e)
 
 /* ---- KV cache, hidden states, scratch */
 
-static int disk_index(const tier *tiers, int k)
-{
-    int n = 0;
-    for (int i = 0; i < k; i++)
-        n += tiers[i] == TIER_DISK;
-    return n;
-}
-
 static uint64_t kv_disk_off(const geng *g, int layer, int k, long long slot)
 {
-    int kd = disk_index(g->kv_tier, k), nd = disk_index(g->kv_tier, g->ngb);
-    return (((uint64_t)layer * (uint64_t)nd + (uint64_t)kd) * (uint64_t)g->ctx_max + (uint64_t)slot) * g->kv_dslot;
+    return mio_kv_disk_off(g->kv_tier, g->ngb, layer, k, g->ctx_max, slot, g->kv_dslot);
 }
 
 static uint64_t act_disk_off(const geng *g, int k)
 {
-    return (uint64_t)disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+    return (uint64_t)mio_disk_index(g->act_tier, k) * offload_round(g->act_bytes);
 }
 
 static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *what, diag *e)
@@ -491,6 +482,19 @@ static int ring_take(geng *g, g_ring *r)
     }
     pthread_mutex_unlock(&g->ring_mu);
     return i;
+}
+
+/* Take a buffer of ring r for producer task ti (ring_of[ti]); *skip when
+ * the run is stopping on ^C and the task should do nothing (the engine
+ * stops too), an error when another task failed. */
+static llmsim_status take_for(geng *g, g_ring *r, uint32_t ti, bool *skip, diag *e)
+{
+    int i = ring_take(g, r);
+    *skip = i < 0;
+    if (i < 0)
+        return g->ring_stop ? diag_set(e, LLMSIM_EFAIL, "the run stopped") : LLMSIM_OK;
+    g->ring_of[ti] = (uint8_t)i;
+    return LLMSIM_OK;
 }
 
 /* A task failed: wake every thread waiting for a ring buffer. */
@@ -961,23 +965,6 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
     return store_output(g, t->layer, k, g->pl->tasks[pre].slot2, g->dx[k], 1, e);
 }
 
-/* Write the new K and V rows of sequence s at position pos into a host slot array. */
-static void host_kv_put(const geng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
-                        const float *vx)
-{
-    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * g->kv_row;
-    const quant *kq = &g->p->kv_quant;
-    for (int kv = 0; kv < 2; kv++) {
-        const float *src = kv ? vx : kx;
-        uint8_t *dst = row + (size_t)kv * g->kv_row;
-        if (kq->bits)
-            quant_quantize_row(src, g->kvd, kq->bits, kq->group_size, dst);
-        else
-            for (size_t a = 0; a < g->kvd; a++)
-                ((uint16_t *)(void *)dst)[a] = half_f32_to_f16(src[a]);
-    }
-}
-
 /* Delegated attention on the CPU: append k, v to the cache where it lives
  * (and to a ring buffer for the disk), attend, output to hatt[k]. */
 static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
@@ -994,11 +981,11 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
         TRY(need(c, "c_disk", e));
         slots = g->kv_stage[g->pl->tasks[c].slot];
         stride = g->kv_dslot;
-        int r = ring_take(g, &g->kv_ring);
-        if (r < 0) /* stopping: ^C (the engine stops too) or another task's failure */
-            return g->ring_stop ? diag_set(e, LLMSIM_EFAIL, "the run stopped") : LLMSIM_OK;
-        g->ring_of[ti] = (uint8_t)r;
-        out = g->kv_ring.buf[r];
+        bool skip;
+        TRY(take_for(g, &g->kv_ring, ti, &skip, e));
+        if (skip)
+            return LLMSIM_OK;
+        out = g->kv_ring.buf[g->ring_of[ti]];
     } else {
         slots = g->kv_host[j * g->ngb + k];
         stride = g->kv_slot;
@@ -1006,20 +993,12 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     const quant *kq = &g->p->kv_quant;
     const long long ctx = start + 1;
     for (int s = 0; s < gbs; s++) {
-        host_kv_put(g, slots, stride, s, start, kk + (size_t)s * kvd, vv + (size_t)s * kvd);
+        const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
+        mio_kv_put(kq, kvd, g->kv_row, slots, stride, s, start, kx, vx);
         if (out)
-            host_kv_put(g, out, g->kv_dslot, s, 0, kk + (size_t)s * kvd, vv + (size_t)s * kvd);
-        for (long long c = 0; c < ctx; c++) {
-            const uint8_t *row = slots + (size_t)c * stride + (size_t)s * 2 * g->kv_row;
-            for (int kv = 0; kv < 2; kv++) {
-                float *dst = (kv ? g->cvf : g->ckf) + (size_t)c * kvd;
-                const uint8_t *src = row + (size_t)kv * g->kv_row;
-                if (kq->bits)
-                    quant_dequantize_row(src, kvd, kq->bits, kq->group_size, dst);
-                else
-                    k_convert_to_f32(NULL, src, K_WTYPE_F16, kvd, dst);
-            }
-        }
+            mio_kv_put(kq, kvd, g->kv_row, out, g->kv_dslot, s, 0, kx, vx);
+        for (long long c = 0; c < ctx; c++)
+            mio_kv_get(kq, kvd, g->kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd, g->cvf + (size_t)c * kvd);
         k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf, (size_t)g->m->num_heads,
                     (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim, g->hatt[k] + (size_t)s * qd, g->cscr);
     }
@@ -1160,10 +1139,10 @@ static llmsim_status run_task(geng *g, uint32_t ti, diag *e)
         gdev_stream s = stream_of(t);
         g_ring *ring = store_ring(g, t);
         if (ring) { /* before the start event: waiting for a buffer is not the copy's time */
-            int r = ring_take(g, ring);
-            if (r < 0)
-                return g->ring_stop ? diag_set(e, LLMSIM_EFAIL, "the run stopped") : LLMSIM_OK;
-            g->ring_of[ti] = (uint8_t)r;
+            bool skip;
+            TRY(take_for(g, ring, ti, &skip, e));
+            if (skip)
+                return LLMSIM_OK;
         }
         for (uint32_t d = 0; d < t->ndeps; d++) {
             const plan_task *dt = &pl->tasks[pl->deps[t->dep_first + d]];
