@@ -244,3 +244,28 @@ int32_t ref_prompt_token(uint64_t prompt_seed, long long seq, long long a, uint6
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return (int32_t)((z ^ (z >> 31)) % vocab);
 }
+
+double ref_max_logit_error(ref *r, const float *logits, const int32_t *tokens, uint64_t prompt_seed, int bls,
+                           int prompt, int gen)
+{
+    const size_t V = (size_t)r->m->vocab_size;
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(prompt + gen));
+    double *want = malloc(sizeof(double) * (size_t)gen * V);
+    double worst = 0;
+    for (int s = 0; s < bls; s++) {
+        /* the reference follows the engine's tokens: prompt, then generated */
+        for (int a = 0; a < prompt; a++)
+            toks[a] = ref_prompt_token(prompt_seed, s, a, V);
+        for (int a = 0; a < gen; a++)
+            toks[prompt + a] = tokens[(size_t)s * (size_t)gen + (size_t)a];
+        ref_sequence(r, toks, prompt + gen - 1, prompt - 1, want);
+        for (int step = 0; step < gen; step++)
+            for (size_t v = 0; v < V; v++) {
+                double d = fabs(logits[((size_t)step * (size_t)bls + (size_t)s) * V + v] - want[(size_t)step * V + v]);
+                worst = d > worst || d != d ? d : worst;
+            }
+    }
+    free(toks);
+    free(want);
+    return worst;
+}

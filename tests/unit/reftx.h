@@ -30,6 +30,12 @@ void ref_free(ref *r);
 /* Logits of one sequence after positions first .. npos-1 of tokens[npos];
  * out [npos - first][V]. */
 void ref_sequence(ref *r, const int32_t *tokens, int npos, int first, double *out);
+/* The largest |logit - reference| (NaN if any logit is NaN) over a run of
+ * bls sequences with random prompts from prompt_seed: logits
+ * [gen][bls][vocab] as engine_opts.logits_out has them, tokens [bls][gen]
+ * the generated ones, which the reference follows. */
+double ref_max_logit_error(ref *r, const float *logits, const int32_t *tokens, uint64_t prompt_seed, int bls,
+                           int prompt, int gen);
 /* Token a of the random prompt of sequence seq (the engines' mio_prompt). */
 int32_t ref_prompt_token(uint64_t prompt_seed, long long seq, long long a, uint64_t vocab);
 

@@ -81,7 +81,6 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
     int32_t first_tokens[BLS * GEN];
     const size_t V = (size_t)m.vocab_size;
     float *logits = malloc(sizeof(float) * GEN * BLS * V);
-    double *want = malloc(sizeof(double) * GEN * V);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         policy p;
         policy_init(&p);
@@ -106,20 +105,7 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
             plan_free(&pl);
             continue;
         }
-        double worst = 0;
-        for (int s = 0; s < BLS; s++) {
-            int32_t toks[PROMPT + GEN];
-            for (int a = 0; a < PROMPT; a++)
-                toks[a] = ref_prompt_token(o.prompt_seed, s, a, V);
-            for (int a = 0; a < GEN; a++)
-                toks[PROMPT + a] = res.tokens[(size_t)s * GEN + a];
-            ref_sequence(&r, toks, PROMPT + GEN - 1, PROMPT - 1, want);
-            for (int step = 0; step < GEN; step++)
-                for (size_t v = 0; v < V; v++) {
-                    double d = fabs(logits[((size_t)step * BLS + s) * V + v] - want[(size_t)step * V + v]);
-                    worst = d > worst || d != d ? d : worst;
-                }
-        }
+        double worst = ref_max_logit_error(&r, logits, res.tokens, o.prompt_seed, BLS, PROMPT, GEN);
         CHECK(worst <= tol, "%s, %s: logits differ from the reference by %.3g (> %.3g)", m.name, cases[c].name,
               worst, tol);
         /* emulated: the same arithmetic for every placement, but CPU
@@ -150,7 +136,6 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
         plan_free(&pl);
     }
     free(logits);
-    free(want);
     ref_free(&r);
     free(hw);
 }
