@@ -73,6 +73,10 @@ p2=$("$L" run --model "$M" --hardware cpu-only --prompt-len 32 --eval-ppl "$tmp/
      --offload-dir "$off" --percent 0 0 0 0 0 0 --format json | sed -n 's/.*"perplexity":[[:space:]]*\([0-9.e+]*\).*/\1/p')
 check "--eval-ppl gives a perplexity ($p1)" '[ -n "$p1" ] && awk -v p="$p1" "BEGIN{exit !(p > 1)}"'
 check "the same perplexity with everything on disk" '[ "$p1" = "$p2" ]'
+"$L" run --model "$M" --hardware t4-flexgen --emulate-gpu --prompt-len 32 --eval-ppl "$tmp/ppl.txt" --db "$db" \
+     --offload-dir "$off" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "--eval-ppl on the GPU engine exits 2 naming the CPU engine, nothing on stdout" \
+  '[ $rc -eq 2 ] && grep -q "CPU engine" "$tmp/err" && [ ! -s "$tmp/out" ]'
 printf '1 2 x 4\n' > "$tmp/badppl.txt"
 "$L" run --model "$M" --hardware cpu-only --prompt-len 2 --eval-ppl "$tmp/badppl.txt" --db "$db" \
      >/dev/null 2>"$tmp/err"; rc=$?
