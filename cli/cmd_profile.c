@@ -68,6 +68,10 @@ static int compare(const char *sa, const char *sb)
     printf("CPU\n");
     row("memory", a->cpu.memory_bytes, b->cpu.memory_bytes, UNITS_BYTES);
     row("memory bandwidth", a->cpu.memory_bandwidth_Bps, b->cpu.memory_bandwidth_Bps, UNITS_BANDWIDTH);
+    row("weight reads, 32 MiB working set", cm_cpu_read_Bps(a, 32.0 * (1 << 20)),
+        cm_cpu_read_Bps(b, 32.0 * (1 << 20)), UNITS_BANDWIDTH);
+    row("weight reads, 4 GiB working set", cm_cpu_read_Bps(a, 4.0 * (1 << 30)),
+        cm_cpu_read_Bps(b, 4.0 * (1 << 30)), UNITS_BANDWIDTH);
     row("attention (K+V per second)", a->cpu.attn_Bps, b->cpu.attn_Bps, UNITS_BANDWIDTH);
     static const double shapes[][2] = {{1, 4096}, {16, 4096}, {256, 4096}, {1024, 4096}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {

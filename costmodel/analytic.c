@@ -152,6 +152,9 @@ llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, co
     double head_mats = (double)(model_embed_param_count(m) + model_lm_head_param_count(m));
     double final_norm = (double)(m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * m->hidden_size;
     s->w_head_bytes = quant_bytes(&p->weight_quant, head_mats - final_norm, db) + final_norm * db;
+    s->w_pass_ws_bytes = (double)m->num_layers * s->w_layer_bytes + head_mats * db +
+                         (p->weight_quant.bits ? s->w_layer_fp16_bytes : 0.0);
+    s->w_layer_ws_bytes = p->weight_quant.bits ? s->w_layer_fp16_bytes : s->w_pass_ws_bytes;
     bool swiglu = m->ffn_kind == MODEL_FFN_SWIGLU;
     s->layer_tensors = 4 + (swiglu ? 3 : 2) + (m->linear_bias ? 4 + (swiglu ? 3 : 2) : 0) +
                        (m->norm == MODEL_NORM_LAYERNORM ? 4 : 2);
@@ -197,17 +200,19 @@ void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post
     const double launch = s->has_gpu ? hw->gpu.launch_latency_s : 0.0;
     /* without a GPU, each batch's pass through a layer is one CPU task */
     const double task = s->has_gpu ? 0.0 : hw->cpu.task_overhead_s;
+    const double ws = s->w_layer_ws_bytes;
 
     /* before attention: the first norm and the QKV projection */
-    *pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF) +
+    *pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF, ws) +
              cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
              CM_KERNELS_PRE_ATTENTION * launch + task;
     /* after: output projection, MLP, the second norm, residual adds */
-    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF);
+    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF, ws);
     if (m->ffn_kind == MODEL_FFN_SWIGLU)
-        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) +
+                cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
     else
-        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF);
+        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
     *post_s = post +
               cm_memory_pass_time(hw, dev,
                                   rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +
@@ -389,7 +394,7 @@ double cm_head_rows_s(const cm_setup *s, double token_rows, double logit_rows)
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
     const double h = (double)m->hidden_size, v = (double)m->vocab_size;
     double lookup = cm_memory_pass_time(hw, dev, token_rows * h * CM_HALF, token_rows * h * CM_HALF);
-    double lm = cm_gemm_time(hw, dev, logit_rows, v, h, CM_HALF);
+    double lm = cm_gemm_time(hw, dev, logit_rows, v, h, CM_HALF, s->w_pass_ws_bytes);
     double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : hw->cpu.task_overhead_s;
     return lookup + lm + launch;
 }

@@ -83,6 +83,11 @@ typedef struct cm_setup {
     double w_layer_bytes;      /* one decoder layer's weights, as stored (quantized or not) */
     double w_layer_fp16_bytes; /* the same, dequantized */
     double w_head_bytes;       /* embeddings + final norm + LM head, as stored */
+    /* The working sets the CPU's GEMMs read weights from (cm_gemm_time):
+     * every weight a pass over the model reads (each once), and a layer's:
+     * its dequantized working copy with quantized weights, else the pass's. */
+    double w_pass_ws_bytes;
+    double w_layer_ws_bytes;
     int64_t layer_tensors;     /* tensors per layer (copies per layer load) */
 } cm_setup;
 

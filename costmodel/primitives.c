@@ -70,15 +70,34 @@ static double dev_bandwidth(const hwprofile *hw, cm_device dev)
     return dev == CM_DEV_GPU ? hw->gpu.memory_bandwidth_Bps : hw->cpu.memory_bandwidth_Bps;
 }
 
+double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes)
+{
+    const hw_read_table *t = &hw->cpu.read;
+    if (t->npoints == 0 || ws_bytes <= 0)
+        return hw->cpu.memory_bandwidth_Bps;
+    if (ws_bytes <= t->points[0].ws_bytes)
+        return t->points[0].Bps;
+    for (int i = 1; i < t->npoints; i++) {
+        const hw_read_point *a = &t->points[i - 1], *b = &t->points[i];
+        if (ws_bytes <= b->ws_bytes) {
+            double w = (log(ws_bytes) - log(a->ws_bytes)) / (log(b->ws_bytes) - log(a->ws_bytes));
+            return a->Bps + w * (b->Bps - a->Bps);
+        }
+    }
+    return t->points[t->npoints - 1].Bps;
+}
+
 double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
-                    double elem_bytes)
+                    double elem_bytes, double ws_bytes)
 {
     if (m <= 0 || n <= 0 || k <= 0)
         return 0.0;
     const hw_gemm_table *t = dev == CM_DEV_GPU ? &hw->gpu.gemm : &hw->cpu.gemm;
     double flops = 2.0 * m * n * k;
     double compute = flops / cm_gemm_rate(t, m, n, k);
-    double memory = (m * k + k * n + m * n) * elem_bytes / dev_bandwidth(hw, dev);
+    double bw = dev_bandwidth(hw, dev);
+    double weights_bw = dev == CM_DEV_CPU ? cm_cpu_read_Bps(hw, ws_bytes) : bw;
+    double memory = k * n * elem_bytes / weights_bw + (m * k + m * n) * elem_bytes / bw;
     return fmax(compute, memory);
 }
 

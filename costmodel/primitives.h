@@ -23,11 +23,20 @@ double cm_stream_time(const hw_link *link, double bytes);
  * log m, and between shape classes in log(n*k); clamped outside the table. */
 double cm_gemm_rate(const hw_gemm_table *t, double m, double n, double k);
 
+/* Bytes/s at which the CPU reads weights out of a working set of ws_bytes:
+ * the profile's read_bandwidth points interpolated in log(ws), clamped at
+ * the ends; the memory bandwidth when the profile has none or ws_bytes <= 0. */
+double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes);
+
 /* (m x k) @ (k x n) with elements of elem_bytes on `dev`: the larger of the
  * compute time at the table's rate and the memory time of reading both
- * operands and writing the result at the device's memory bandwidth. */
+ * operands and writing the result. The (k x n) operand is the weights: on
+ * the CPU they are read at cm_cpu_read_Bps(ws_bytes), ws_bytes being the
+ * working set they are read from (the layer's working copy, or every
+ * weight of the model when each is read once per pass; 0: unknown); the
+ * rest moves at the device's memory bandwidth. */
 double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
-                    double elem_bytes);
+                    double elem_bytes, double ws_bytes);
 
 /* Attention over a prompt: `batch` sequences of q_len tokens attending to
  * themselves (QK^T and PV, 4 * batch * q_len^2 * heads * head_dim FLOPs). */

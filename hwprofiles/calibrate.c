@@ -22,7 +22,7 @@ typedef struct pdesc {
     double base;
 } pdesc;
 
-#define MAX_PARAMS (16 + 2 * HW_MAX_POINTS + 2 * HW_NLINKS)
+#define MAX_PARAMS (16 + 3 * HW_MAX_POINTS + 2 * HW_NLINKS)
 #define LOG_LIMIT 3.0       /* a rate moves by at most e^3 = 20x */
 #define FD_LOG 1e-3         /* finite-difference steps */
 #define FD_ABS 1e-5
@@ -72,6 +72,15 @@ static int describe(const hwprofile *hw, pdesc *ps)
         add_link(ps, &n, hw, "disk write", offsetof(hwprofile, disk.write));
     }
     add(ps, &n, hw, "CPU memory bandwidth", "B/s", offsetof(hwprofile, cpu.memory_bandwidth_Bps), PM_LOG);
+    for (int j = 0; j < hw->cpu.read.npoints; j++) {
+        char name[80];
+        snprintf(name, sizeof name, "CPU weight reads, working set %.0f MiB",
+                 hw->cpu.read.points[j].ws_bytes / (1 << 20));
+        add(ps, &n, hw, name, "B/s",
+            offsetof(hwprofile, cpu.read.points) + (size_t)j * sizeof(hw_read_point) +
+                offsetof(hw_read_point, Bps),
+            PM_LOG);
+    }
     add(ps, &n, hw, "CPU attention throughput", "B/s", offsetof(hwprofile, cpu.attn_Bps), PM_LOG);
     add(ps, &n, hw, "CPU overhead per compute task", "s", offsetof(hwprofile, cpu.task_overhead_s), PM_ABS);
     add_gemm(ps, &n, hw, "CPU", offsetof(hwprofile, cpu.gemm), &hw->cpu.gemm);

@@ -115,6 +115,47 @@ static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw
     return LLMSIM_OK;
 }
 
+/* cpu.read_bandwidth: points of strictly increasing working set. */
+static llmsim_status load_read(yd_map *parent, hw_read_table *t, diag *e)
+{
+    yaml_node_t *seq = NULL;
+    llmsim_status st = yd_field_seq(parent, "read_bandwidth", YD_OPTIONAL, &seq, e);
+    t->npoints = 0;
+    if (st || !seq)
+        return st;
+    yd_doc *d = parent->doc;
+    size_t n = yd_seq_len(seq);
+    if (n == 0)
+        return yd_error(d, seq, e, "'read_bandwidth' needs at least one point");
+    if (n > HW_MAX_POINTS)
+        return yd_error(d, seq, e, "'read_bandwidth' has more than %d points", HW_MAX_POINTS);
+    for (size_t i = 0; i < n; i++) {
+        yd_map pm;
+        yaml_node_t *item = yd_seq_at(d, seq, i);
+        if ((st = yd_map_open(&pm, d, item, "a read_bandwidth point", e)))
+            return st;
+        hw_read_point *p = &t->points[i];
+        p->spread = 0;
+        if ((st = yd_field_qty(&pm, "working_set", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->ws_bytes,
+                               e)) ||
+            (st = yd_field_qty_in(&pm, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                                  HW_MAX_BANDWIDTH, &p->Bps, e)) ||
+            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
+            yd_map_discard(&pm);
+            return st;
+        }
+        if (i > 0 && p->ws_bytes <= t->points[i - 1].ws_bytes) {
+            yd_map_discard(&pm);
+            return yd_error(d, item, e, "read_bandwidth points must be in increasing working_set; "
+                            "this one is not larger than the one before");
+        }
+        if ((st = yd_map_close(&pm, e)))
+            return st;
+    }
+    t->npoints = (int)n;
+    return LLMSIM_OK;
+}
+
 static llmsim_status load_provenance(yd_map *root, hw_provenance *p, diag *e)
 {
     yd_map m;
@@ -184,6 +225,7 @@ static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
         (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes, e)) ||
         (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) ||
+        (st = load_read(&m, &c->read, e)) ||
         (st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) ||
         (st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                               HW_MAX_BANDWIDTH, &c->attn_Bps, e)) ||
@@ -396,6 +438,16 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
     strbuf_puts(b, "\n  memory_bandwidth: ");
     put_qty(b, UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
     strbuf_puts(b, "\n");
+    if (c->read.npoints > 0) { /* optional: absent unless measured */
+        strbuf_puts(b, "  read_bandwidth:\n");
+        for (int i = 0; i < c->read.npoints; i++) {
+            strbuf_puts(b, "    - {working_set: ");
+            put_qty(b, UNITS_BYTES, c->read.points[i].ws_bytes);
+            strbuf_puts(b, ", bandwidth: ");
+            put_qty(b, UNITS_BANDWIDTH, c->read.points[i].Bps);
+            strbuf_printf(b, ", spread: %.17g}\n", c->read.points[i].spread);
+        }
+    }
     save_gemm(b, "  ", "gemm", &c->gemm);
     strbuf_puts(b, "  attention: ");
     put_qty(b, UNITS_BANDWIDTH, c->attn_Bps);

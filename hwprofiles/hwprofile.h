@@ -54,6 +54,20 @@ typedef struct hw_gemm_table {
     hw_gemm_point points[HW_MAX_POINTS];
 } hw_gemm_table;
 
+/* How fast the CPU reads weights (the engine's fp16 GEMV at m = 1) when a
+ * working set of ws_bytes is read over and over: from the caches while it
+ * fits in them, from DRAM beyond. */
+typedef struct hw_read_point {
+    double ws_bytes;
+    double Bps; /* bytes of weights read per second */
+    double spread;
+} hw_read_point;
+
+typedef struct hw_read_table {
+    int npoints; /* 0: unknown (reads at memory_bandwidth) */
+    hw_read_point points[HW_MAX_POINTS];
+} hw_read_table;
+
 typedef struct hw_gpu {
     bool present;
     char name[64];
@@ -74,6 +88,9 @@ typedef struct hw_cpu {
     int cores;
     double memory_bytes;
     double memory_bandwidth_Bps;
+    /* weight reads by working set, measured by `llmsim profile`; optional
+     * (spec-sheet profiles leave it empty, and it is saved only when set) */
+    hw_read_table read;
     hw_gemm_table gemm;
     double attn_Bps; /* CPU attention kernel: bytes of K and V read per second */
     /* fixed cost of each compute task the CPU runs (dispatch to the threads,

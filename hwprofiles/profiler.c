@@ -138,6 +138,58 @@ static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double 
     return profile_gpu_median(times, reps, spread);
 }
 
+/* Time n probes (fn over ctxs[i], ctx_size bytes apart) in interleaved
+ * rounds: probe 0 to n-1, then again, `rounds` times. Each sample is the
+ * mean over enough calls to last min_s; a probe's figure is the mean time
+ * of its samples, taken at moments spread over the whole series, the way a
+ * long run averages the fast and slow phases of a machine whose speed
+ * drifts over seconds (a shared or virtual one); the spread of its samples
+ * says how much it drifted. */
+typedef char probe_label[96];
+static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const probe_label *what, int n,
+                        int rounds, double min_s, double *mean, double *spread)
+{
+    enum { MAX_ROUNDS = 16 };
+    double(*t)[MAX_ROUNDS] = calloc((size_t)n, sizeof *t);
+    if (!t) { /* out of memory: one sample each */
+        for (int i = 0; i < n; i++)
+            mean[i] = time_probe(fn, (char *)ctxs + (size_t)i * ctx_size, 1, min_s, &spread[i]);
+        return;
+    }
+    if (rounds > MAX_ROUNDS)
+        rounds = MAX_ROUNDS;
+    for (int i = 0; i < n && !stopped(P); i++)
+        fn((char *)ctxs + (size_t)i * ctx_size); /* warm-up */
+    int done = 0;
+    for (int r = 0; r < rounds && !stopped(P); r++, done++) {
+        for (int i = 0; i < n; i++) {
+            char line[128];
+            snprintf(line, sizeof line, "%s, round %d/%d", what[i], r + 1, rounds);
+            progress(P, line);
+            void *c = (char *)ctxs + (size_t)i * ctx_size;
+            int calls = 0;
+            double t0 = llmsim_now_s(), dt;
+            do {
+                fn(c);
+                calls++;
+                dt = llmsim_now_s() - t0;
+            } while (dt < min_s);
+            t[i][r] = dt / calls;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        double sum = 0;
+        for (int r = 0; r < done; r++)
+            sum += t[i][r];
+        mean[i] = done ? sum / done : 0;
+        if (done)
+            profile_gpu_median(t[i], done, &spread[i]);
+        else
+            spread[i] = 0;
+    }
+    free(t);
+}
+
 typedef struct gemm_ctx {
     pool *pl;
     const float *x;
@@ -176,27 +228,109 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
     }
     hw_gemm_table *t = &hw->cpu.gemm;
     t->npoints = 0;
-    for (size_t hi = 0; hi < nh && !st && !stopped(P); hi++) {
-        for (size_t mi = 0; mi < nm && !stopped(P); mi++) {
-            char what[96];
-            snprintf(what, sizeof what, "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi], hs[hi]);
-            progress(P, what);
-            gemm_ctx c = {pl, x, w, ms[mi], hs[hi], hs[hi], y, scratch};
-            double spread, med = time_probe(gemm_call, &c, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03,
-                                            &spread);
-            double flops = 2.0 * (double)ms[mi] * (double)hs[hi] * (double)hs[hi] / med;
-            hw_gemm_point *p = &t->points[t->npoints++];
-            *p = (hw_gemm_point){(double)ms[mi], (double)hs[hi], (double)hs[hi], flops, spread};
-            flag(P, what, spread);
-            strbuf_printf(P->summary, "CPU GEMM m=%-5zu n=k=%-5zu  %8.2f GFLOP/s spread %4.1f%%%s\n",
-                          ms[mi], hs[hi], flops / 1e9, 100 * spread,
-                          spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+    int n = (int)(nh * nm);
+    gemm_ctx c[HW_MAX_POINTS];
+    probe_label what[HW_MAX_POINTS];
+    double mean[HW_MAX_POINTS], spread[HW_MAX_POINTS];
+    for (size_t hi = 0; hi < nh; hi++)
+        for (size_t mi = 0; mi < nm; mi++) {
+            size_t i = hi * nm + mi;
+            c[i] = (gemm_ctx){pl, x, w, ms[mi], hs[hi], hs[hi], y, scratch};
+            snprintf(what[i], sizeof what[i], "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi], hs[hi]);
         }
+    if (!st)
+        time_rounds(P, gemm_call, c, sizeof c[0], what, n, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03,
+                    mean, spread);
+    for (int i = 0; i < n && !st && !stopped(P); i++) {
+        double flops = 2.0 * (double)c[i].m * (double)c[i].n * (double)c[i].k / mean[i];
+        t->points[t->npoints++] = (hw_gemm_point){(double)c[i].m, (double)c[i].n, (double)c[i].k, flops,
+                                                  spread[i]};
+        flag(P, what[i], spread[i]);
+        strbuf_printf(P->summary, "CPU GEMM m=%-5zu n=k=%-5zu  %8.2f GFLOP/s spread %4.1f%%%s\n", c[i].m,
+                      c[i].n, flops / 1e9, 100 * spread[i], spread[i] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
     }
     free(x);
     free(y);
     free(w);
     free(scratch);
+    free(tmp);
+    return st;
+}
+
+/* ---- weight reads by working set */
+
+typedef struct read_ctx {
+    pool *pl;
+    const float *x;
+    const uint16_t *w;
+    size_t h, count; /* count matrices of h x h, one after the other */
+    float *y;
+} read_ctx;
+
+/* One pass over the working set: the engine's decode GEMV (m = 1) over
+ * each matrix in turn, the way a decode step reads the layers' weights. */
+static void read_pass(void *ctx)
+{
+    read_ctx *r = ctx;
+    for (size_t i = 0; i < r->count; i++)
+        k_linear(r->pl, r->x, 1, r->h, r->w + i * r->h * r->h, K_WTYPE_F16, NULL, r->h, r->y, NULL);
+}
+
+/* The largest working set: far beyond the last-level cache (4x its size,
+ * at least 1 GiB), and at most an eighth of RAM. */
+static size_t read_ws_max(const hwprofile *hw, bool quick)
+{
+    size_t ws = (size_t)(quick ? 256 : 1024) << 20;
+    long llc = sysconf(_SC_LEVEL3_CACHE_SIZE);
+    if (!quick && llc > 0 && (size_t)llc * 4 > ws)
+        ws = (size_t)llc * 4;
+    while (ws > (size_t)(64 << 20) && (double)ws > hw->cpu.memory_bytes / 8)
+        ws /= 2;
+    return ws;
+}
+
+static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    const size_t h = 2048, mat = h * h; /* 8 MiB of fp16 per matrix */
+    const size_t ws_min = (size_t)8 << 20, ws_max = read_ws_max(hw, P->o->quick);
+    size_t nmax = ws_max / (mat * sizeof(uint16_t));
+    uint16_t *w = malloc(nmax * mat * sizeof(uint16_t));
+    float *x = malloc(h * sizeof(float)), *y = malloc(h * sizeof(float)), *tmp = malloc(mat * sizeof(float));
+    llmsim_status st = w && x && y && tmp ? LLMSIM_OK
+                                          : diag_set(e, LLMSIM_EFAIL, "out of memory (read probe)");
+    if (!st) {
+        fill_random(x, h, 3);
+        fill_random(tmp, mat, 4);
+        for (size_t i = 0; i < mat; i++)
+            w[i] = half_f32_to_f16(tmp[i]);
+        for (size_t c = 1; c < nmax; c++)
+            memcpy(w + c * mat, w, mat * sizeof(uint16_t));
+    }
+    hw_read_table *t = &hw->cpu.read;
+    t->npoints = 0;
+    /* working sets doubling from 8 MiB (quick: quadrupling) up to ws_max */
+    read_ctx c[HW_MAX_POINTS];
+    probe_label what[HW_MAX_POINTS];
+    double mean[HW_MAX_POINTS], spread[HW_MAX_POINTS];
+    int n = 0;
+    for (size_t ws = ws_min; ws <= ws_max && n < HW_MAX_POINTS; ws *= P->o->quick ? 4 : 2, n++) {
+        c[n] = (read_ctx){pl, x, w, h, ws / (mat * sizeof(uint16_t)), y};
+        snprintf(what[n], sizeof what[n], "CPU weight reads, working set %zu MiB", ws >> 20);
+    }
+    if (!st)
+        time_rounds(P, read_pass, c, sizeof c[0], what, n, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03, mean,
+                    spread);
+    for (int i = 0; i < n && !st && !stopped(P); i++) {
+        double bytes = (double)(c[i].count * mat * sizeof(uint16_t)), bps = bytes / mean[i];
+        t->points[t->npoints++] = (hw_read_point){bytes, bps, spread[i]};
+        flag(P, what[i], spread[i]);
+        strbuf_printf(P->summary, "CPU weight reads, working set %5.0f MiB  %8.2f GB/s spread %4.1f%%%s\n",
+                      bytes / 1048576, bps / 1e9, 100 * spread[i],
+                      spread[i] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+    }
+    free(w);
+    free(x);
+    free(y);
     free(tmp);
     return st;
 }
@@ -465,6 +599,7 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
         return diag_set(e, LLMSIM_EFAIL, "cannot start threads");
     progress(&P, "memory copy bandwidth");
     if ((st = probe_memory(&P, hw, e)) || (st = probe_gemm(&P, hw, pl, e)) ||
+        (st = probe_read(&P, hw, pl, e)) ||
         (st = probe_attention(&P, hw, pl, e)) || (st = probe_disk(&P, hw, e)))
         goto out;
     char note[256] = "";
@@ -481,8 +616,8 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     }
     strbuf_printf(summary, "%d measurement%s flagged (spread over %.0f%%); %.1f s\n", P.flagged,
                   P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, llmsim_now_s() - t0);
-    snprintf(hw->prov.notes, sizeof hw->prov.notes, "Median of repeated runs after a warm-up; spread "
-             "= (max - min) / median.%s", strbuf_str(&P.notes));
+    snprintf(hw->prov.notes, sizeof hw->prov.notes, "Median of repeated runs after a warm-up (CPU GEMM "
+             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median.%s", strbuf_str(&P.notes));
 out:
     if (o->progress)
         fprintf(stderr, "\r%80s\r", "");

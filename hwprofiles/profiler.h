@@ -5,10 +5,18 @@
  * Method, for every figure: a warm-up, then repeated timed runs with the
  * monotonic clock; the median is reported with its spread, (max - min) /
  * median; a measurement whose spread exceeds PROFILE_SPREAD_FLAG is flagged
- * (listed in the profile's notes and the summary). What is measured:
+ * (listed in the profile's notes and the summary). The CPU's GEMM table and
+ * weight reads are timed instead in interleaved rounds (every shape once,
+ * then again) and report the mean: a virtual machine's speed drifts by 20%
+ * and more over seconds, and a figure taken in one burst is that moment's.
+ * What is measured:
  *  - CPU: memory copy bandwidth with 1 .. N threads (STREAM's convention:
  *    bytes read + bytes written per second); the engine's GEMM (exec/cpu
  *    k_linear over fp16 weights) as a table of rows m x square shapes n = k;
+ *    the rate at which the engine's decode GEMV (m = 1) reads fp16 weights
+ *    out of working sets from 8 MiB (in the caches) to 4x the last-level
+ *    cache, at least 1 GiB (from DRAM) -- what a decode step over weights
+ *    resident in RAM, or over a layer just dequantized, reads at;
  *    the engine's decode attention (fp16 K and V converted and attended) in
  *    bytes of K and V per second; cores and memory from the system.
  *  - Disk: sequential O_DIRECT reads and writes of block sizes from 256 KiB to

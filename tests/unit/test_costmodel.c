@@ -291,19 +291,55 @@ static void test_gemm_time(void)
     double mem1 = (1 * k + k * n + 1 * n) * eb / 100e9;
     double comp1 = 2.0 * 1 * n * k / 10e12;
     CHECK(mem1 > 50 * comp1, "fixture: m=1 should be memory bound by far");
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 1, n, k, eb), mem1, EXACT_TOL, "m=1 GEMM (memory)");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 1, n, k, eb, 0), mem1, EXACT_TOL, "m=1 GEMM (memory)");
     CHECK_REL(mem1, 3.35708160e-4, 1e-8, "m=1 GEMM hand figure");
     /* m = 8192: compute 2*8192*4096^2 / 1e13 = 0.02748779 s; memory
      * (2*8192*4096 + 4096^2) * 2 / 1e11 = 1.6777e-3 s -> compute bound */
     double comp2 = 2.0 * 8192 * n * k / 10e12;
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 8192, n, k, eb), comp2, EXACT_TOL, "m=8192 GEMM (compute)");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 8192, n, k, eb, 0), comp2, EXACT_TOL, "m=8192 GEMM (compute)");
     CHECK_REL(comp2, 0.0274877907, 1e-8, "m=8192 GEMM hand figure");
     /* the CPU side uses the CPU's table and bandwidth (1 TFLOP/s, 50 GB/s) */
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb), (k + k * n + n) * eb / 50e9, EXACT_TOL,
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 0), (k + k * n + n) * eb / 50e9, EXACT_TOL,
               "m=1 GEMM on the CPU");
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb), 2.0 * 8192 * n * k / 1e12, EXACT_TOL,
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 0), 2.0 * 8192 * n * k / 1e12, EXACT_TOL,
               "m=8192 GEMM on the CPU");
-    CHECK(cm_gemm_time(&hw, CM_DEV_GPU, 0, n, k, eb) == 0.0, "empty GEMM costs 0");
+    CHECK(cm_gemm_time(&hw, CM_DEV_GPU, 0, n, k, eb, 0) == 0.0, "empty GEMM costs 0");
+    /* a working set is ignored without read_bandwidth points, and on the GPU */
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 1e6), (k + k * n + n) * eb / 50e9, EXACT_TOL,
+              "no read table: memory bandwidth");
+    hw.cpu.read.npoints = 2;
+    hw.cpu.read.points[0] = (hw_read_point){.ws_bytes = 16e6, .Bps = 200e9};
+    hw.cpu.read.points[1] = (hw_read_point){.ws_bytes = 1.6e9, .Bps = 40e9};
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 1, n, k, eb, 1e6), mem1, EXACT_TOL, "GPU: no working set");
+    /* the weights (k x n) at the read rate of their working set, the rest at 50 GB/s */
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 2e9), k * n * eb / 40e9 + (k + n) * eb / 50e9,
+              EXACT_TOL, "m=1 GEMM streamed from DRAM");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 8e6), k * n * eb / 200e9 + (k + n) * eb / 50e9,
+              EXACT_TOL, "m=1 GEMM from the cache");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 0), (k + k * n + n) * eb / 50e9, EXACT_TOL,
+              "unknown working set: memory bandwidth");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 8e6), 2.0 * 8192 * n * k / 1e12, EXACT_TOL,
+              "compute bound whatever the working set");
+}
+
+/* Read bandwidth by working set: interpolated in log(ws) between points,
+ * clamped outside them, the memory bandwidth without points. */
+static void test_read_bandwidth(void)
+{
+    hwprofile hw;
+    lab_profile(&hw);
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e8), 50e9, EXACT_TOL, "no points: memory bandwidth");
+    hw.cpu.read.npoints = 3;
+    hw.cpu.read.points[0] = (hw_read_point){.ws_bytes = 1e6, .Bps = 100e9};
+    hw.cpu.read.points[1] = (hw_read_point){.ws_bytes = 1e8, .Bps = 60e9};
+    hw.cpu.read.points[2] = (hw_read_point){.ws_bytes = 1e9, .Bps = 20e9};
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e3), 100e9, EXACT_TOL, "below the table: the first point");
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e6), 100e9, EXACT_TOL, "at the first point");
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e7), 80e9, EXACT_TOL, "halfway in log(ws)");
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e8), 60e9, EXACT_TOL, "at a middle point");
+    CHECK_REL(cm_cpu_read_Bps(&hw, sqrt(1e17)), 40e9, EXACT_TOL, "halfway to the last point");
+    CHECK_REL(cm_cpu_read_Bps(&hw, 1e12), 20e9, EXACT_TOL, "beyond the table: the last point");
+    CHECK_REL(cm_cpu_read_Bps(&hw, 0), 50e9, EXACT_TOL, "unknown working set: memory bandwidth");
 }
 
 /* Decode attention: memory bound for MHA (time = bytes of fp16 K and V /
@@ -1033,6 +1069,54 @@ static void test_cpu_only(void)
     cm_result_free(&r);
 }
 
+/* The working sets weight reads are priced at on the CPU: every weight of a
+ * pass for weights read where they live, the layer's dequantized copy for
+ * quantized ones; with a read table that has the cache faster than DRAM, a
+ * decode layer over a quantized layer's copy reads faster than one over fp16
+ * weights streamed from RAM, and a GPU setup ignores the table. */
+static void test_cpu_read_working_set(void)
+{
+    model m;
+    hwprofile hw;
+    tiny_gqa(&m);
+    lab_cpu_only_profile(&hw);
+    workload w = {.prompt_len = 32, .gen_len = 8};
+    policy p, q;
+    policy_init(&p);
+    set_pl(&p.weights, 0, 1, 0);
+    set_pl(&p.kv_cache, 0, 1, 0);
+    set_pl(&p.activations, 0, 1, 0);
+    q = p;
+    q.weight_quant = (quant){4, 64};
+    cm_setup sp, sq;
+    diag e = {0};
+    if (cm_setup_init(&sp, &m, &hw, &p, &w, &e) || cm_setup_init(&sq, &m, &hw, &q, &w, &e)) {
+        CHECK(false, "setup: %s", e.msg);
+        return;
+    }
+    double head_fp16 = (double)(model_embed_param_count(&m) + model_lm_head_param_count(&m)) * 2;
+    CHECK_REL(sp.w_pass_ws_bytes, m.num_layers * sp.w_layer_bytes + head_fp16, EXACT_TOL, "fp16 pass");
+    CHECK_REL(sp.w_layer_ws_bytes, sp.w_pass_ws_bytes, EXACT_TOL, "fp16 layer reads: the whole pass");
+    CHECK_REL(sq.w_layer_ws_bytes, sq.w_layer_fp16_bytes, EXACT_TOL, "quantized: the layer's copy");
+    CHECK_REL(sq.w_pass_ws_bytes, m.num_layers * sq.w_layer_bytes + head_fp16 + sq.w_layer_fp16_bytes,
+              EXACT_TOL, "quantized pass: stored layers, the head's copy and one layer's copy");
+    /* cache at 10x DRAM, the boundary between the two working sets */
+    double lo = sq.w_layer_ws_bytes, hi = sp.w_layer_ws_bytes;
+    CHECK(lo < hi / 2, "fixture: the layer copy is much smaller than the pass (%g, %g)", lo, hi);
+    hw.cpu.read.npoints = 2;
+    hw.cpu.read.points[0] = (hw_read_point){.ws_bytes = lo, .Bps = 10 * hw.cpu.memory_bandwidth_Bps};
+    hw.cpu.read.points[1] = (hw_read_point){.ws_bytes = hi, .Bps = hw.cpu.memory_bandwidth_Bps};
+    double pre_p, post_p, pre_q, post_q;
+    cm_dense_rows_s(&sp, 1, &pre_p, &post_p);
+    cm_dense_rows_s(&sq, 1, &pre_q, &post_q);
+    CHECK(pre_q + post_q < 0.5 * (pre_p + post_p), "decode over the cached copy: %g s vs %g s",
+          pre_q + post_q, pre_p + post_p);
+    hw.cpu.read.npoints = 0;
+    double pre_0, post_0;
+    cm_dense_rows_s(&sq, 1, &pre_0, &post_0);
+    CHECK_REL(pre_0 + post_0, pre_p + post_p, 1e-9, "no read table: the working set changes nothing");
+}
+
 /* Inputs that contradict each other are LLMSIM_EINPUT: a quantization group
  * that does not divide the rows, and prompt + generation beyond the model's
  * context. Exactly at the limit is fine. */
@@ -1220,6 +1304,7 @@ int main(void)
     test_gemm_rate_in_m();
     test_gemm_rate_shapes();
     test_gemm_time();
+    test_read_bandwidth();
     test_attention();
     test_quant_bytes();
     test_linearity();
@@ -1232,6 +1317,7 @@ int main(void)
     test_decode_growth();
     test_infeasible();
     test_cpu_only();
+    test_cpu_read_working_set();
     test_input_errors();
     test_throughput_blocks();
     test_flexgen_published();

@@ -129,6 +129,16 @@ static void same_profile(const char *ctx, const hwprofile *a, const hwprofile *b
     SAME_NUM(ctx, "cpu.memory", a->cpu.memory_bytes, b->cpu.memory_bytes);
     SAME_NUM(ctx, "cpu.memory_bandwidth", a->cpu.memory_bandwidth_Bps, b->cpu.memory_bandwidth_Bps);
     same_gemm(ctx, "cpu.gemm", &a->cpu.gemm, &b->cpu.gemm);
+    SAME_NUM(ctx, "cpu.read_bandwidth.npoints", a->cpu.read.npoints, b->cpu.read.npoints);
+    for (int i = 0; i < a->cpu.read.npoints && i < b->cpu.read.npoints && i < HW_MAX_POINTS; i++) {
+        char f[64];
+        snprintf(f, sizeof f, "cpu.read_bandwidth[%d].working_set", i);
+        SAME_NUM(ctx, f, a->cpu.read.points[i].ws_bytes, b->cpu.read.points[i].ws_bytes);
+        snprintf(f, sizeof f, "cpu.read_bandwidth[%d].bandwidth", i);
+        SAME_NUM(ctx, f, a->cpu.read.points[i].Bps, b->cpu.read.points[i].Bps);
+        snprintf(f, sizeof f, "cpu.read_bandwidth[%d].spread", i);
+        SAME_NUM(ctx, f, a->cpu.read.points[i].spread, b->cpu.read.points[i].spread);
+    }
     SAME_NUM(ctx, "cpu.attention", a->cpu.attn_Bps, b->cpu.attn_Bps);
 
     SAME_NUM(ctx, "disk.present", a->disk.present, b->disk.present);
@@ -375,6 +385,10 @@ static const char synthetic_yaml[] =
     "  cores: 1\n"
     "  memory: 208 GB\n"
     "  memory_bandwidth: 60 GB/s\n"
+    "  read_bandwidth:\n"
+    "    - {working_set: 8 MiB, bandwidth: 150 GB/s, spread: 0.02}\n"
+    "    - {working_set: 96 MiB, bandwidth: 0.3333333333333333 TB/s}\n"
+    "    - {working_set: 1 GiB, bandwidth: 41.7 GiB/s, spread: 0.125}\n"
     "  gemm:\n"
     "    - {m: 1024, throughput: 1 TFLOP/s}\n"
     "  attention: 12.3 GB/s\n"
@@ -432,6 +446,10 @@ static void check_synthetic(void)
                       hw->gpu.gemm_bf16.points[1].flops == 20.1e12 &&
                       hw->gpu.gemm_bf16.points[0].spread == 0.25,
                   "synthetic: gemm_bf16 not loaded (%d points)", hw->gpu.gemm_bf16.npoints);
+            CHECK(hw->cpu.read.npoints == 3 && hw->cpu.read.points[1].ws_bytes == 96.0 * 1048576 &&
+                      hw->cpu.read.points[2].Bps == 41.7 * 1073741824.0 &&
+                      hw->cpu.read.points[2].spread == 0.125,
+                  "synthetic: read_bandwidth not loaded (%d points)", hw->cpu.read.npoints);
             CHECK(hw->disk.read.npoints == 3 && hw->links[HW_LINK_H2D_PINNED].npoints == 2,
                   "synthetic: link points not loaded");
             /* an absent pageable link takes the pinned figures but stays unsaved */
@@ -510,6 +528,8 @@ int main(void)
             /* spec-sheet and paper profiles have no measured bf16 table */
             CHECK(hw->gpu.gemm_bf16.npoints == 0, "%s: gpu.gemm_bf16 has %d points", name,
                   hw->gpu.gemm_bf16.npoints);
+            CHECK(hw->cpu.read.npoints == 0, "%s: cpu.read_bandwidth has %d points", name,
+                  hw->cpu.read.npoints);
         }
         free(hw);
     }
