@@ -68,22 +68,34 @@ static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw
     return yd_map_close(&m, e);
 }
 
+/* The sequence of points under `key` (NULL when absent and optional): at
+ * least one point, at most HW_MAX_POINTS. */
+static llmsim_status point_seq(yd_map *parent, const char *key, yd_need need, yaml_node_t **seq, size_t *n,
+                               diag *e)
+{
+    llmsim_status st = yd_field_seq(parent, key, need, seq, e);
+    if (st || !*seq)
+        return st;
+    *n = yd_seq_len(*seq);
+    if (*n == 0)
+        return yd_error(parent->doc, *seq, e, "'%s' needs at least one point", key);
+    if (*n > HW_MAX_POINTS)
+        return yd_error(parent->doc, *seq, e, "'%s' has more than %d points", key, HW_MAX_POINTS);
+    return LLMSIM_OK;
+}
+
 /* A GEMM table under `key`; with YD_OPTIONAL an absent key leaves t->npoints 0
  * (a present key still needs at least one point). */
 static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw_gemm_table *t,
                                diag *e)
 {
     yaml_node_t *seq = NULL;
-    llmsim_status st = yd_field_seq(parent, key, need, &seq, e);
+    size_t n = 0;
     t->npoints = 0;
+    llmsim_status st = point_seq(parent, key, need, &seq, &n, e);
     if (st || !seq)
         return st;
     yd_doc *d = parent->doc;
-    size_t n = yd_seq_len(seq);
-    if (n == 0)
-        return yd_error(d, seq, e, "'%s' needs at least one point", key);
-    if (n > HW_MAX_POINTS)
-        return yd_error(d, seq, e, "'%s' has more than %d points", key, HW_MAX_POINTS);
     for (size_t i = 0; i < n; i++) {
         yd_map pm;
         yaml_node_t *item = yd_seq_at(d, seq, i);
@@ -119,16 +131,12 @@ static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw
 static llmsim_status load_read(yd_map *parent, hw_read_table *t, diag *e)
 {
     yaml_node_t *seq = NULL;
-    llmsim_status st = yd_field_seq(parent, "read_bandwidth", YD_OPTIONAL, &seq, e);
+    size_t n = 0;
     t->npoints = 0;
+    llmsim_status st = point_seq(parent, "read_bandwidth", YD_OPTIONAL, &seq, &n, e);
     if (st || !seq)
         return st;
     yd_doc *d = parent->doc;
-    size_t n = yd_seq_len(seq);
-    if (n == 0)
-        return yd_error(d, seq, e, "'read_bandwidth' needs at least one point");
-    if (n > HW_MAX_POINTS)
-        return yd_error(d, seq, e, "'read_bandwidth' has more than %d points", HW_MAX_POINTS);
     for (size_t i = 0; i < n; i++) {
         yd_map pm;
         yaml_node_t *item = yd_seq_at(d, seq, i);

@@ -121,20 +121,24 @@ static void fill_random(float *x, size_t n, uint64_t seed)
 /* Time fn() repeatedly: each sample is the mean over enough calls to last
  * at least min_s. */
 typedef void (*probe_fn)(void *ctx);
+static double sample(probe_fn fn, void *ctx, double min_s)
+{
+    int calls = 0;
+    double t0 = llmsim_now_s(), t;
+    do {
+        fn(ctx);
+        calls++;
+        t = llmsim_now_s() - t0;
+    } while (t < min_s);
+    return t / calls;
+}
+
 static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double *spread)
 {
     double times[16];
     fn(ctx); /* warm-up */
-    for (int r = 0; r < reps; r++) {
-        int calls = 0;
-        double t0 = llmsim_now_s(), t;
-        do {
-            fn(ctx);
-            calls++;
-            t = llmsim_now_s() - t0;
-        } while (t < min_s);
-        times[r] = t / calls;
-    }
+    for (int r = 0; r < reps; r++)
+        times[r] = sample(fn, ctx, min_s);
     return profile_gpu_median(times, reps, spread);
 }
 
@@ -146,35 +150,24 @@ static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double 
  * drifts over seconds (a shared or virtual one); the spread of its samples
  * says how much it drifted. */
 typedef char probe_label[96];
+#define PROBE_MAX_ROUNDS 8
 static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const probe_label *what, int n,
                         int rounds, double min_s, double *mean, double *spread)
 {
-    enum { MAX_ROUNDS = 16 };
-    double(*t)[MAX_ROUNDS] = calloc((size_t)n, sizeof *t);
-    if (!t) { /* out of memory: one sample each */
-        for (int i = 0; i < n; i++)
-            mean[i] = time_probe(fn, (char *)ctxs + (size_t)i * ctx_size, 1, min_s, &spread[i]);
-        return;
-    }
-    if (rounds > MAX_ROUNDS)
-        rounds = MAX_ROUNDS;
+    double t[HW_MAX_POINTS][PROBE_MAX_ROUNDS];
+    if (n > HW_MAX_POINTS)
+        n = HW_MAX_POINTS;
+    if (rounds > PROBE_MAX_ROUNDS)
+        rounds = PROBE_MAX_ROUNDS;
     for (int i = 0; i < n && !stopped(P); i++)
         fn((char *)ctxs + (size_t)i * ctx_size); /* warm-up */
     int done = 0;
-    for (int r = 0; r < rounds && !stopped(P); r++, done++) {
+    for (; done < rounds && !stopped(P); done++) {
         for (int i = 0; i < n; i++) {
             char line[128];
-            snprintf(line, sizeof line, "%s, round %d/%d", what[i], r + 1, rounds);
+            snprintf(line, sizeof line, "%s, round %d/%d", what[i], done + 1, rounds);
             progress(P, line);
-            void *c = (char *)ctxs + (size_t)i * ctx_size;
-            int calls = 0;
-            double t0 = llmsim_now_s(), dt;
-            do {
-                fn(c);
-                calls++;
-                dt = llmsim_now_s() - t0;
-            } while (dt < min_s);
-            t[i][r] = dt / calls;
+            t[i][done] = sample(fn, (char *)ctxs + (size_t)i * ctx_size, min_s);
         }
     }
     for (int i = 0; i < n; i++) {
@@ -182,12 +175,10 @@ static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const
         for (int r = 0; r < done; r++)
             sum += t[i][r];
         mean[i] = done ? sum / done : 0;
+        spread[i] = 0;
         if (done)
             profile_gpu_median(t[i], done, &spread[i]);
-        else
-            spread[i] = 0;
     }
-    free(t);
 }
 
 typedef struct gemm_ctx {
