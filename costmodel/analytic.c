@@ -212,7 +212,8 @@ void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post
         post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) +
                 cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
     else
-        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) + cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
+        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) +
+                cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
     *post_s = post +
               cm_memory_pass_time(hw, dev,
                                   rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +

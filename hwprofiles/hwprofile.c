@@ -70,8 +70,8 @@ static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw
 
 /* The sequence of points under `key` (NULL when absent and optional): at
  * least one point, at most HW_MAX_POINTS. */
-static llmsim_status point_seq(yd_map *parent, const char *key, yd_need need, yaml_node_t **seq, size_t *n,
-                               diag *e)
+static llmsim_status point_seq(yd_map *parent, const char *key, yd_need need, yaml_node_t **seq,
+                               size_t *n, diag *e)
 {
     llmsim_status st = yd_field_seq(parent, key, need, seq, e);
     if (st || !*seq)
@@ -144,8 +144,8 @@ static llmsim_status load_read(yd_map *parent, hw_read_table *t, diag *e)
             return st;
         hw_read_point *p = &t->points[i];
         p->spread = 0;
-        if ((st = yd_field_qty(&pm, "working_set", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->ws_bytes,
-                               e)) ||
+        if ((st = yd_field_qty(&pm, "working_set", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
+                               &p->ws_bytes, e)) ||
             (st = yd_field_qty_in(&pm, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                                   HW_MAX_BANDWIDTH, &p->Bps, e)) ||
             (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
@@ -154,7 +154,8 @@ static llmsim_status load_read(yd_map *parent, hw_read_table *t, diag *e)
         }
         if (i > 0 && p->ws_bytes <= t->points[i - 1].ws_bytes) {
             yd_map_discard(&pm);
-            return yd_error(d, item, e, "read_bandwidth points must be in increasing working_set; "
+            return yd_error(d, item, e,
+                            "read_bandwidth points must be in increasing working_set; "
                             "this one is not larger than the one before");
         }
         if ((st = yd_map_close(&pm, e)))

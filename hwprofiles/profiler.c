@@ -151,8 +151,8 @@ static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double 
  * says how much it drifted. */
 typedef char probe_label[96];
 #define PROBE_MAX_ROUNDS 8
-static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const probe_label *what, int n,
-                        int rounds, double min_s, double *mean, double *spread)
+static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const probe_label *what,
+                        int n, int rounds, double min_s, double *mean, double *spread)
 {
     double t[HW_MAX_POINTS][PROBE_MAX_ROUNDS];
     if (n > HW_MAX_POINTS)
@@ -227,18 +227,20 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
         for (size_t mi = 0; mi < nm; mi++) {
             size_t i = hi * nm + mi;
             c[i] = (gemm_ctx){pl, x, w, ms[mi], hs[hi], hs[hi], y, scratch};
-            snprintf(what[i], sizeof what[i], "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi], hs[hi]);
+            snprintf(what[i], sizeof what[i], "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi],
+                     hs[hi]);
         }
     if (!st)
-        time_rounds(P, gemm_call, c, sizeof c[0], what, n, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03,
-                    mean, spread);
+        time_rounds(P, gemm_call, c, sizeof c[0], what, n, P->o->quick ? 3 : 5,
+                    P->o->quick ? 0.01 : 0.03, mean, spread);
     for (int i = 0; i < n && !st && !stopped(P); i++) {
         double flops = 2.0 * (double)c[i].m * (double)c[i].n * (double)c[i].k / mean[i];
-        t->points[t->npoints++] = (hw_gemm_point){(double)c[i].m, (double)c[i].n, (double)c[i].k, flops,
-                                                  spread[i]};
+        t->points[t->npoints++] =
+            (hw_gemm_point){(double)c[i].m, (double)c[i].n, (double)c[i].k, flops, spread[i]};
         flag(P, what[i], spread[i]);
-        strbuf_printf(P->summary, "CPU GEMM m=%-5zu n=k=%-5zu  %8.2f GFLOP/s spread %4.1f%%%s\n", c[i].m,
-                      c[i].n, flops / 1e9, 100 * spread[i], spread[i] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+        strbuf_printf(P->summary, "CPU GEMM m=%-5zu n=k=%-5zu  %8.2f GFLOP/s spread %4.1f%%%s\n",
+                      c[i].m, c[i].n, flops / 1e9, 100 * spread[i],
+                      spread[i] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
     }
     free(x);
     free(y);
@@ -286,9 +288,10 @@ static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
     const size_t ws_min = (size_t)8 << 20, ws_max = read_ws_max(hw, P->o->quick);
     size_t nmax = ws_max / (mat * sizeof(uint16_t));
     uint16_t *w = malloc(nmax * mat * sizeof(uint16_t));
-    float *x = malloc(h * sizeof(float)), *y = malloc(h * sizeof(float)), *tmp = malloc(mat * sizeof(float));
-    llmsim_status st = w && x && y && tmp ? LLMSIM_OK
-                                          : diag_set(e, LLMSIM_EFAIL, "out of memory (read probe)");
+    float *x = malloc(h * sizeof(float)), *y = malloc(h * sizeof(float)),
+          *tmp = malloc(mat * sizeof(float));
+    llmsim_status st =
+        w && x && y && tmp ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (read probe)");
     if (!st) {
         fill_random(x, h, 3);
         fill_random(tmp, mat, 4);
@@ -309,13 +312,14 @@ static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
         snprintf(what[n], sizeof what[n], "CPU weight reads, working set %zu MiB", ws >> 20);
     }
     if (!st)
-        time_rounds(P, read_pass, c, sizeof c[0], what, n, P->o->quick ? 3 : 5, P->o->quick ? 0.01 : 0.03, mean,
-                    spread);
+        time_rounds(P, read_pass, c, sizeof c[0], what, n, P->o->quick ? 3 : 5,
+                    P->o->quick ? 0.01 : 0.03, mean, spread);
     for (int i = 0; i < n && !st && !stopped(P); i++) {
         double bytes = (double)(c[i].count * mat * sizeof(uint16_t)), bps = bytes / mean[i];
         t->points[t->npoints++] = (hw_read_point){bytes, bps, spread[i]};
         flag(P, what[i], spread[i]);
-        strbuf_printf(P->summary, "CPU weight reads, working set %5.0f MiB  %8.2f GB/s spread %4.1f%%%s\n",
+        strbuf_printf(P->summary,
+                      "CPU weight reads, working set %5.0f MiB  %8.2f GB/s spread %4.1f%%%s\n",
                       bytes / 1048576, bps / 1e9, 100 * spread[i],
                       spread[i] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
     }
@@ -590,8 +594,8 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
         return diag_set(e, LLMSIM_EFAIL, "cannot start threads");
     progress(&P, "memory copy bandwidth");
     if ((st = probe_memory(&P, hw, e)) || (st = probe_gemm(&P, hw, pl, e)) ||
-        (st = probe_read(&P, hw, pl, e)) ||
-        (st = probe_attention(&P, hw, pl, e)) || (st = probe_disk(&P, hw, e)))
+        (st = probe_read(&P, hw, pl, e)) || (st = probe_attention(&P, hw, pl, e)) ||
+        (st = probe_disk(&P, hw, e)))
         goto out;
     char note[256] = "";
     profile_gpu_opts go = {o->quick, gpu_progress, &P};
@@ -607,8 +611,10 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     }
     strbuf_printf(summary, "%d measurement%s flagged (spread over %.0f%%); %.1f s\n", P.flagged,
                   P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, llmsim_now_s() - t0);
-    snprintf(hw->prov.notes, sizeof hw->prov.notes, "Median of repeated runs after a warm-up (CPU GEMM "
-             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median.%s", strbuf_str(&P.notes));
+    snprintf(hw->prov.notes, sizeof hw->prov.notes,
+             "Median of repeated runs after a warm-up (CPU GEMM "
+             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median.%s",
+             strbuf_str(&P.notes));
 out:
     if (o->progress)
         fprintf(stderr, "\r%80s\r", "");

@@ -296,30 +296,32 @@ static void test_gemm_time(void)
     /* m = 8192: compute 2*8192*4096^2 / 1e13 = 0.02748779 s; memory
      * (2*8192*4096 + 4096^2) * 2 / 1e11 = 1.6777e-3 s -> compute bound */
     double comp2 = 2.0 * 8192 * n * k / 10e12;
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 8192, n, k, eb, 0), comp2, EXACT_TOL, "m=8192 GEMM (compute)");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 8192, n, k, eb, 0), comp2, EXACT_TOL,
+              "m=8192 GEMM (compute)");
     CHECK_REL(comp2, 0.0274877907, 1e-8, "m=8192 GEMM hand figure");
     /* the CPU side uses the CPU's table and bandwidth (1 TFLOP/s, 50 GB/s) */
     CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 0), (k + k * n + n) * eb / 50e9, EXACT_TOL,
               "m=1 GEMM on the CPU");
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 0), 2.0 * 8192 * n * k / 1e12, EXACT_TOL,
-              "m=8192 GEMM on the CPU");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 0), 2.0 * 8192 * n * k / 1e12,
+              EXACT_TOL, "m=8192 GEMM on the CPU");
     CHECK(cm_gemm_time(&hw, CM_DEV_GPU, 0, n, k, eb, 0) == 0.0, "empty GEMM costs 0");
     /* a working set is ignored without read_bandwidth points, and on the GPU */
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 1e6), (k + k * n + n) * eb / 50e9, EXACT_TOL,
-              "no read table: memory bandwidth");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 1e6), (k + k * n + n) * eb / 50e9,
+              EXACT_TOL, "no read table: memory bandwidth");
     hw.cpu.read.npoints = 2;
     hw.cpu.read.points[0] = (hw_read_point){.ws_bytes = 16e6, .Bps = 200e9};
     hw.cpu.read.points[1] = (hw_read_point){.ws_bytes = 1.6e9, .Bps = 40e9};
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 1, n, k, eb, 1e6), mem1, EXACT_TOL, "GPU: no working set");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_GPU, 1, n, k, eb, 1e6), mem1, EXACT_TOL,
+              "GPU: no working set");
     /* the weights (k x n) at the read rate of their working set, the rest at 50 GB/s */
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 2e9), k * n * eb / 40e9 + (k + n) * eb / 50e9,
-              EXACT_TOL, "m=1 GEMM streamed from DRAM");
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 8e6), k * n * eb / 200e9 + (k + n) * eb / 50e9,
-              EXACT_TOL, "m=1 GEMM from the cache");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 2e9),
+              k * n * eb / 40e9 + (k + n) * eb / 50e9, EXACT_TOL, "m=1 GEMM streamed from DRAM");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 8e6),
+              k * n * eb / 200e9 + (k + n) * eb / 50e9, EXACT_TOL, "m=1 GEMM from the cache");
     CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 1, n, k, eb, 0), (k + k * n + n) * eb / 50e9, EXACT_TOL,
               "unknown working set: memory bandwidth");
-    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 8e6), 2.0 * 8192 * n * k / 1e12, EXACT_TOL,
-              "compute bound whatever the working set");
+    CHECK_REL(cm_gemm_time(&hw, CM_DEV_CPU, 8192, n, k, eb, 8e6), 2.0 * 8192 * n * k / 1e12,
+              EXACT_TOL, "compute bound whatever the working set");
 }
 
 /* Read bandwidth by working set: interpolated in log(ws) between points,
@@ -1095,16 +1097,20 @@ static void test_cpu_read_working_set(void)
         return;
     }
     double head_fp16 = (double)(model_embed_param_count(&m) + model_lm_head_param_count(&m)) * 2;
-    CHECK_REL(sp.w_pass_ws_bytes, m.num_layers * sp.w_layer_bytes + head_fp16, EXACT_TOL, "fp16 pass");
-    CHECK_REL(sp.w_layer_ws_bytes, sp.w_pass_ws_bytes, EXACT_TOL, "fp16 layer reads: the whole pass");
+    CHECK_REL(sp.w_pass_ws_bytes, m.num_layers * sp.w_layer_bytes + head_fp16, EXACT_TOL,
+              "fp16 pass");
+    CHECK_REL(sp.w_layer_ws_bytes, sp.w_pass_ws_bytes, EXACT_TOL,
+              "fp16 layer reads: the whole pass");
     CHECK_REL(sq.w_layer_ws_bytes, sq.w_layer_fp16_bytes, EXACT_TOL, "quantized: the layer's copy");
-    CHECK_REL(sq.w_pass_ws_bytes, m.num_layers * sq.w_layer_bytes + head_fp16 + sq.w_layer_fp16_bytes,
-              EXACT_TOL, "quantized pass: stored layers, the head's copy and one layer's copy");
+    CHECK_REL(sq.w_pass_ws_bytes,
+              m.num_layers * sq.w_layer_bytes + head_fp16 + sq.w_layer_fp16_bytes, EXACT_TOL,
+              "quantized pass: stored layers, the head's copy and one layer's copy");
     /* cache at 10x DRAM, the boundary between the two working sets */
     double lo = sq.w_layer_ws_bytes, hi = sp.w_layer_ws_bytes;
     CHECK(lo < hi / 2, "fixture: the layer copy is much smaller than the pass (%g, %g)", lo, hi);
     hw.cpu.read.npoints = 2;
-    hw.cpu.read.points[0] = (hw_read_point){.ws_bytes = lo, .Bps = 10 * hw.cpu.memory_bandwidth_Bps};
+    hw.cpu.read.points[0] =
+        (hw_read_point){.ws_bytes = lo, .Bps = 10 * hw.cpu.memory_bandwidth_Bps};
     hw.cpu.read.points[1] = (hw_read_point){.ws_bytes = hi, .Bps = hw.cpu.memory_bandwidth_Bps};
     double pre_p, post_p, pre_q, post_q;
     cm_dense_rows_s(&sp, 1, &pre_p, &post_p);
@@ -1114,7 +1120,8 @@ static void test_cpu_read_working_set(void)
     hw.cpu.read.npoints = 0;
     double pre_0, post_0;
     cm_dense_rows_s(&sq, 1, &pre_0, &post_0);
-    CHECK_REL(pre_0 + post_0, pre_p + post_p, 1e-9, "no read table: the working set changes nothing");
+    CHECK_REL(pre_0 + post_0, pre_p + post_p, 1e-9,
+              "no read table: the working set changes nothing");
 }
 
 /* Inputs that contradict each other are LLMSIM_EINPUT: a quantization group

@@ -39,8 +39,8 @@ static void check_profile(const hwprofile *hw)
               "GEMM point %d: %g FLOP/s", i, hw->cpu.gemm.points[i].flops);
     /* weight reads by working set: 8 MiB upward, in increasing order (the loader's rule) */
     CHECK(hw->cpu.read.npoints >= 2, "a read_bandwidth table (%d points)", hw->cpu.read.npoints);
-    CHECK(hw->cpu.read.npoints == 0 || hw->cpu.read.points[0].ws_bytes == 8 << 20, "first working set %g",
-          hw->cpu.read.npoints ? hw->cpu.read.points[0].ws_bytes : 0);
+    CHECK(hw->cpu.read.npoints == 0 || hw->cpu.read.points[0].ws_bytes == 8 << 20,
+          "first working set %g", hw->cpu.read.npoints ? hw->cpu.read.points[0].ws_bytes : 0);
     for (int i = 0; i < hw->cpu.read.npoints; i++) {
         CHECK(hw->cpu.read.points[i].Bps > 1e8 && hw->cpu.read.points[i].Bps < 1e13, "reads %g B/s",
               hw->cpu.read.points[i].Bps);
