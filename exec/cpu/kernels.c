@@ -425,7 +425,10 @@ size_t k_linear_scratch_floats(size_t m, size_t n, size_t k)
     return (n < K_SGEMM_PANEL_ROWS ? n : K_SGEMM_PANEL_ROWS) * k;
 }
 
-/* Units are tiles of K_SGEMM_TILE_ROWS rows of W within the current panel. */
+/* Units are tiles of K_SGEMM_TILE_ROWS rows of W within the current panel.
+ * A tile goes through k in blocks of K_SGEMM_K_BLOCK: each block of W is
+ * converted and at once multiplied (beta 1 after the first), so what sgemm
+ * reads is in the core's L2 whatever k is (fc2's k = 4h would not be). */
 static void k_sgemm_tiles(void *ctx, size_t b, size_t e)
 {
     const k_linear_job *J = ctx;
@@ -433,16 +436,23 @@ static void k_sgemm_tiles(void *ctx, size_t b, size_t e)
     for (size_t u = b; u < e; u++) {
         const size_t j0 = J->panel0 + u * K_SGEMM_TILE_ROWS;
         const size_t nt = n - j0 < K_SGEMM_TILE_ROWS ? n - j0 : K_SGEMM_TILE_ROWS;
-        const float *wf;
-        if (J->wt == K_WTYPE_F32) {
-            wf = (const float *)J->w + j0 * k;
-        } else {
-            float *dst = J->scratch + (j0 - J->panel0) * k;
-            k_convert(J->w, J->wt, j0 * k, nt * k, dst);
-            wf = dst;
+        for (size_t k0 = 0; k0 < k; k0 += K_SGEMM_K_BLOCK) {
+            const size_t kb = k - k0 < K_SGEMM_K_BLOCK ? k - k0 : K_SGEMM_K_BLOCK;
+            const float *wf;
+            size_t ldw;
+            if (J->wt == K_WTYPE_F32) {
+                wf = (const float *)J->w + j0 * k + k0;
+                ldw = k;
+            } else {
+                float *dst = J->scratch + (j0 - J->panel0) * k;
+                for (size_t r = 0; r < nt; r++)
+                    k_convert(J->w, J->wt, (j0 + r) * k + k0, kb, dst + r * kb);
+                wf = dst;
+                ldw = kb;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)kb, 1.0f,
+                        J->x + k0, (int)k, wf, (int)ldw, k0 ? 1.0f : 0.0f, J->y + j0, (int)n);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)k, 1.0f, J->x,
-                    (int)k, wf, (int)k, 0.0f, J->y + j0, (int)n);
         if (J->bias)
             for (size_t i = 0; i < J->m; i++) {
                 float *yi = J->y + i * n + j0;

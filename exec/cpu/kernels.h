@@ -71,6 +71,9 @@ const char *k_blas_coretype_hint(void);
  * boundaries fall at fixed multiples, whatever the thread count. */
 #define K_SGEMM_TILE_ROWS  128
 #define K_SGEMM_PANEL_ROWS 1024
+/* sgemm path: the k extent of one converted block of a tile (128 x 2048
+ * fp32 is 1 MiB, which stays in a core's L2 between conversion and sgemm) */
+#define K_SGEMM_K_BLOCK 2048
 
 /* Floats of scratch k_linear needs for these shapes: 0 on the fused path
  * (m <= K_GEMV_MAX_ROWS), else min(n, K_SGEMM_PANEL_ROWS) * k (fp32 copy
