@@ -442,7 +442,8 @@ int cmd_run(int argc, char **argv)
                    er.direct_io ? "O_DIRECT" : "buffered", o.weights_path ? o.weights_path : "synthetic");
             printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);
         } else {
-            printf("measured    on the CPU engine (%s I/O), %s weights\n", er.direct_io ? "O_DIRECT" : "buffered",
+            printf("measured    on the CPU engine (%s I/O, OpenBLAS %s kernels), %s weights\n",
+                   er.direct_io ? "O_DIRECT" : "buffered", k_blas_core_name(),
                    o.weights_path ? o.weights_path : "synthetic");
         }
         if (tokens_out)

@@ -2,6 +2,7 @@
 #include "cli/timeline.h"
 
 #include "cli/record.h"
+#include "exec/cpu/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -183,6 +184,8 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
         cJSON_AddStringToObject(meas, "device", er->device);
         cJSON_AddNumberToObject(meas, "gpu_peak_bytes", er->gpu_bytes);
         cJSON_AddNumberToObject(meas, "gpu_peak_predicted_bytes", cli_plan_gpu_peak(pl));
+    } else {
+        cJSON_AddStringToObject(meas, "blas_kernels", k_blas_core_name());
     }
     cJSON_AddBoolToObject(meas, "direct_io", er->direct_io);
     cJSON_AddNumberToObject(meas, "ram_bytes", er->ram_bytes);

@@ -613,8 +613,9 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
                   P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, llmsim_now_s() - t0);
     snprintf(hw->prov.notes, sizeof hw->prov.notes,
              "Median of repeated runs after a warm-up (CPU GEMM "
-             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median.%s",
-             strbuf_str(&P.notes));
+             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median. "
+             "CPU GEMMs through OpenBLAS's %s kernels.%s",
+             k_blas_core_name(), strbuf_str(&P.notes));
 out:
     if (o->progress)
         fprintf(stderr, "\r%80s\r", "");

@@ -122,6 +122,12 @@ static bool k_blas_core_in(const char *core, const char *const *names)
     return false;
 }
 
+const char *k_blas_core_name(void)
+{
+    const char *core = openblas_get_corename();
+    return core ? core : "unknown";
+}
+
 const char *k_blas_coretype_hint(void)
 {
     const char *core = openblas_get_corename();

@@ -61,6 +61,9 @@ k_isa k_isa_force(k_isa isa);
  * program may set it and re-exec itself). */
 const char *k_blas_coretype_hint(void);
 
+/* The name of the kernels OpenBLAS runs ("SkylakeX", "Prescott", ...). */
+const char *k_blas_core_name(void);
+
 /* ---- linear layers */
 
 /* Rows of x up to which k_linear streams W once through a fused kernel
