@@ -97,7 +97,12 @@ double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, doub
     double compute = flops / cm_gemm_rate(t, m, n, k);
     double bw = dev_bandwidth(hw, dev);
     double weights_bw = dev == CM_DEV_CPU ? cm_cpu_read_Bps(hw, ws_bytes) : bw;
-    double memory = k * n * elem_bytes / weights_bw + (m * k + m * n) * elem_bytes / bw;
+    const double w_bytes = k * n * elem_bytes;
+    if (dev == CM_DEV_CPU && hw->cpu.read.npoints > 0) {
+        double extra = w_bytes / weights_bw - w_bytes / cm_cpu_read_Bps(hw, w_bytes);
+        return compute + fmax(extra, 0.0);
+    }
+    double memory = w_bytes / weights_bw + (m * k + m * n) * elem_bytes / bw;
     return fmax(compute, memory);
 }
 

@@ -28,13 +28,20 @@ double cm_gemm_rate(const hw_gemm_table *t, double m, double n, double k);
  * the ends; the memory bandwidth when the profile has none or ws_bytes <= 0. */
 double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes);
 
-/* (m x k) @ (k x n) with elements of elem_bytes on `dev`: the larger of the
- * compute time at the table's rate and the memory time of reading both
- * operands and writing the result. The (k x n) operand is the weights: on
- * the CPU they are read at cm_cpu_read_Bps(ws_bytes), ws_bytes being the
- * working set they are read from (the layer's working copy, or every
- * weight of the model when each is read once per pass; 0: unknown); the
- * rest moves at the device's memory bandwidth. */
+/* (m x k) @ (k x n) with elements of elem_bytes on `dev`. The (k x n)
+ * operand is the weights, read from a working set of ws_bytes (the layer's
+ * working copy, or every weight of the model when each is read once per
+ * pass; 0: unknown).
+ * GPU, or a CPU profile without read_bandwidth: the larger of the compute
+ * time at the table's rate and the memory time of reading both operands and
+ * writing the result at the memory bandwidth.
+ * CPU with read_bandwidth: the table's time plus the extra time of reading
+ * W from ws_bytes rather than from cache. The table was measured with W in
+ * cache (a working set of its own n k elem_bytes), and the engine's kernels
+ * do not hide the slower reads under the arithmetic: the sgemm path converts
+ * a tile and then multiplies it, and the fused GEMV with a few rows is as
+ * much compute as memory (this VM, OPT-1.3B from a 2.6 GB working set: the
+ * max of the two was 10% low at m = 2 and 33% low at m = 4). */
 double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
                     double elem_bytes, double ws_bytes);
 
