@@ -113,18 +113,6 @@ llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoin
     return st_read_f32(ck, st, out, e);
 }
 
-typedef struct conv_ctx {
-    const float *v;
-    uint16_t *out;
-} conv_ctx;
-
-static void conv_chunk(void *ctx, size_t begin, size_t end)
-{
-    const conv_ctx *c = ctx;
-    for (size_t i = begin; i < end; i++)
-        c->out[i] = half_f32_to_f16(c->v[i]);
-}
-
 void mio_store_values(pool *p, const float *v, size_t rows, size_t cols, k_wtype wt, const quant *wq,
                       uint8_t *dst)
 {
@@ -139,14 +127,7 @@ void mio_store_values(pool *p, const float *v, size_t rows, size_t cols, k_wtype
         for (size_t i = 0; i < n; i++)
             ((uint16_t *)(void *)dst)[i] = half_f32_to_bf16(v[i]);
         break;
-    default: {
-        conv_ctx c = {v, (uint16_t *)(void *)dst};
-        if (p)
-            pool_for(p, n, conv_chunk, &c);
-        else
-            conv_chunk(&c, 0, n);
-        break;
-    }
+    default: k_convert_f32_to_f16(p, v, n, (uint16_t *)(void *)dst); break;
     }
 }
 

@@ -114,18 +114,6 @@ static void *eng_alloc(eng *g, size_t bytes)
     return p;
 }
 
-typedef struct conv_ctx {
-    const float *v;
-    uint16_t *out;
-} conv_ctx;
-
-static void conv_chunk(void *ctx, size_t begin, size_t end)
-{
-    const conv_ctx *c = ctx;
-    for (size_t i = begin; i < end; i++)
-        c->out[i] = half_f32_to_f16(c->v[i]);
-}
-
 /* Store fp32 values as the tensor's stored form into dst. */
 static void store_values(const eng *g, const eng_tensor *t, const float *v, uint8_t *dst)
 {
@@ -796,8 +784,8 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
                 memcpy(g->last[k] + (size_t)s * g->h, g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->h,
                        g->h * 4);
         } else {
-            conv_ctx c = {g->x, g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k]};
-            eng_par(g, rows * g->h, rows * g->h, conv_chunk, &c);
+            k_convert_f32_to_f16(g->pool, g->x, rows * g->h,
+                                 g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k]);
         }
         return LLMSIM_OK;
     }

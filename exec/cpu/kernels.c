@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "exec/cpu/f16.h"
+#include "exec/half.h"
 #include "exec/quant.h"
 #include "models/model.h"
 
@@ -237,6 +238,24 @@ void k_convert_to_f32(pool *p, const void *src, k_wtype wt, size_t count, float 
     k_convert_job j = {src, wt, count, dst};
     k_par(p, (count + K_CONVERT_CHUNK - 1) / K_CONVERT_CHUNK, K_CONVERT_CHUNK, k_convert_chunks,
           &j);
+}
+
+typedef struct k_f16_job {
+    const float *src;
+    uint16_t *dst;
+} k_f16_job;
+
+static void k_to_f16_range(void *ctx, size_t b, size_t e)
+{
+    const k_f16_job *J = ctx;
+    for (size_t i = b; i < e; i++)
+        J->dst[i] = half_f32_to_f16(J->src[i]);
+}
+
+void k_convert_f32_to_f16(pool *p, const float *src, size_t count, uint16_t *dst)
+{
+    k_f16_job J = {src, dst};
+    k_par(p, count, 1, k_to_f16_range, &J);
 }
 
 // ---- group-quantized weights and KV rows (exec/quant.h), rows over the pool

@@ -94,6 +94,11 @@ void k_linear(pool *p, const float *x /* [m][k] */, size_t m, size_t k,
 void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, size_t count,
                       float *dst /* [count] */);
 
+/* Round `count` fp32 values to fp16 (half_f32_to_f16 of exec/half.h: to
+ * nearest even), over the pool when there are many. */
+void k_convert_f32_to_f16(pool *p, const float *src /* [count] */, size_t count,
+                          uint16_t *dst /* [count] */);
+
 /* ---- group-quantized rows (exec/quant.h) */
 /* (Each row is one thread's work: the results do not depend on the pool.) */
 

@@ -324,23 +324,10 @@ static llmsim_status host_to_f32(gdev *d, const void *src, gdev_dtype dt, size_t
     return LLMSIM_OK;
 }
 
-typedef struct f16_job {
-    const float *src;
-    uint16_t *dst;
-} f16_job;
-
-static void f16_range(void *ctx, size_t b, size_t e)
-{
-    const f16_job *J = ctx;
-    for (size_t i = b; i < e; i++)
-        J->dst[i] = half_f32_to_f16(J->src[i]);
-}
-
 static llmsim_status host_to_f16(gdev *d, const float *src, size_t n, uint16_t *dst, diag *e)
 {
     (void)e;
-    f16_job J = {src, dst};
-    pool_for(host_of(d)->pool, n, f16_range, &J);
+    k_convert_f32_to_f16(host_of(d)->pool, src, n, dst);
     return LLMSIM_OK;
 }
 

@@ -34,6 +34,7 @@
 #include "exec/cpu/f16.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cpu/pool.h"
+#include "exec/half.h"
 #include "tap.h"
 
 /* k_linear: |y - ref| <= K_TOL_LINEAR * k * FLT_EPSILON * (sum_k |x w| + |b|) */
@@ -626,7 +627,7 @@ static void test_elementwise(pool *p3)
     for (size_t i = 0; i < n; i++)
         a[i] *= 8;
     float *o = malloc(n * sizeof *o), *o3 = malloc(n * sizeof *o3);
-    size_t bad[4] = {0};
+    size_t bad[5] = {0};
     k_relu(NULL, a, n, o);
     k_relu(p3, a, n, o3);
     for (size_t i = 0; i < n; i++)
@@ -648,10 +649,23 @@ static void test_elementwise(pool *p3)
     k_add(p3, o3, b, n, o3); /* in place */
     for (size_t i = 0; i < n; i++)
         bad[3] += o[i] != a[i] + b[i] || o3[i] != o[i];
+    /* to fp16, with values that overflow and that become subnormal */
+    a[0] = 1e6f;
+    a[1] = -3e-6f;
+    uint16_t *h = malloc(n * sizeof *h), *h3 = malloc(n * sizeof *h3);
+    k_convert_f32_to_f16(NULL, a, n, h);
+    k_convert_f32_to_f16(p3, a, n, h3);
+    for (size_t i = 0; i < n; i++)
+        bad[4] += h[i] != half_f32_to_f16(a[i]) || h3[i] != h[i];
+    CHECK(h[0] == 0x7c00 && (h[1] & 0x7c00) == 0 && h[1] != 0x8000, "fp16 of 1e6 and -3e-6: %04x %04x",
+          h[0], h[1]);
+    free(h);
+    free(h3);
     CHECK(bad[0] == 0, "relu: %zu wrong", bad[0]);
     CHECK(bad[1] == 0, "gelu: %zu out of tolerance or thread-dependent", bad[1]);
     CHECK(bad[2] == 0, "silu_mul: %zu out of tolerance or thread-dependent", bad[2]);
     CHECK(bad[3] == 0, "add: %zu wrong", bad[3]);
+    CHECK(bad[4] == 0, "f32 to f16: %zu differ from half_f32_to_f16 or by thread count", bad[4]);
     free(a);
     free(b);
     free(o);
