@@ -723,6 +723,8 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
     const long long tnew = i == 0 ? g->prompt : 1;
     const size_t u = (size_t)i * (size_t)(L + 1) + (size_t)j;
     const int wslot = (int)(u & 1);
+    if (t->res == PLAN_RES_CPU)
+        pool_pin_caller(g->pool); /* the compute thread, on the CPU the workers leave free */
     switch ((plan_kind)t->kind) {
     case PLAN_W_DISK: {
         const eng_unit *un = &g->units[j];
@@ -886,6 +888,8 @@ static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *
     g->num_prompts = w->num_prompts ? w->num_prompts : g->bls;
     if (!(g->pool = pool_create(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
         return diag_set(e, LLMSIM_EFAIL, "cannot start the compute threads");
+    if (!dry)
+        pool_pin(g->pool); /* best effort: unpinned is slower, not wrong */
     llmsim_status st;
     if ((!dry && (st = offload_dir_create(o->offload_parent, &g->dir, e))) ||
         (st = weights_init(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))

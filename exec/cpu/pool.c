@@ -5,6 +5,7 @@
  * worker then checks out (pending), and the caller returns when all have.
  * Waiting is a short spin, then a condition variable.
  */
+#define _GNU_SOURCE /* pthread_setaffinity_np, sched_getaffinity, CPU_SET */
 #include "exec/cpu/pool.h"
 
 #include <pthread.h>
@@ -33,6 +34,7 @@ struct pool {
     atomic_uint gen;    /* job generation */
     atomic_int pending; /* workers not yet done with this generation */
     atomic_bool stop;
+    int caller_cpu; /* the CPU kept for callers by pool_pin, or -1 */
 };
 
 /* True on a pool worker, and on a caller while it runs a pool_for. */
@@ -107,6 +109,7 @@ pool *pool_create(int nthreads)
     if (!p)
         return NULL;
     p->nthreads = nthreads;
+    p->caller_cpu = -1;
     pthread_mutex_init(&p->call_mu, NULL);
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->work_cv, NULL);
@@ -154,6 +157,46 @@ void pool_destroy(pool *p)
 int pool_nthreads(const pool *p)
 {
     return p ? p->nthreads : 1;
+}
+
+static int pin_thread(pthread_t t, int cpu)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu, &one);
+    return pthread_setaffinity_np(t, sizeof one, &one) == 0 ? 0 : -1;
+}
+
+int pool_pin(pool *p)
+{
+    if (!p || p->nthreads < 2)
+        return 0;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return -1;
+    if (CPU_COUNT(&set) < p->nthreads)
+        return 0;
+    int cpus[CPU_SETSIZE], n = 0;
+    for (int c = 0; c < CPU_SETSIZE && n < p->nthreads; c++)
+        if (CPU_ISSET(c, &set))
+            cpus[n++] = c;
+    for (int i = 0; i < p->nthreads - 1; i++)
+        if (pin_thread(p->workers[i], cpus[i + 1]))
+            return -1;
+    p->caller_cpu = cpus[0];
+    return 1;
+}
+
+/* The pool the calling thread has pinned itself for. */
+static _Thread_local const pool *pool_pinned_for;
+
+void pool_pin_caller(pool *p)
+{
+    if (!p || p->caller_cpu < 0 || pool_pinned_for == p)
+        return;
+    if (pin_thread(pthread_self(), p->caller_cpu) == 0)
+        pool_pinned_for = p;
 }
 
 void pool_for(pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx)

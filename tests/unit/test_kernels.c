@@ -5,7 +5,9 @@
  *  - fp16/bf16 decoding of all 65536 patterns against ldexp; fp32 -> fp16 and
  *    bf16 round to nearest even; the AVX2 conversion gives the scalar's bits;
  *  - the pool runs each index of [0, n) exactly once, for any thread count,
- *    and a nested pool_for runs inline;
+ *    and a nested pool_for runs inline; pool_pin puts each worker and the
+ *    caller on a CPU of its own where there are enough CPUs, and nowhere
+ *    where there are not;
  *  - k_linear for fp16, bf16 and fp32 weights, on both paths (m = 1, 3, 7,
  *    8, 16 fused; 17, 64 sgemm), shapes that are not multiples of 8, several
  *    panels and partial tiles, with and without bias; the error is bounded by
@@ -23,9 +25,12 @@
  * Seed: every random input comes from test_rng seeded with a constant named
  * next to its use.
  */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
 #include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +243,63 @@ static void test_pool(void)
     pool *p = pool_create(0);
     CHECK(p && pool_nthreads(p) >= 1, "pool_create(0) uses the online CPUs");
     pool_destroy(p);
+}
+
+/* The one CPU of the calling thread's affinity set, or -1 when it has more. */
+static int only_cpu(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || CPU_COUNT(&set) != 1)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set))
+            return c;
+    return -1;
+}
+
+/* On its own thread, so that the main thread keeps its affinity. */
+static void *pin_thread_main(void *arg)
+{
+    (void)arg;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CHECK(sched_getaffinity(0, sizeof set, &set) == 0, "sched_getaffinity");
+    const int allowed = CPU_COUNT(&set);
+    int first = 0;
+    while (first < CPU_SETSIZE && !CPU_ISSET(first, &set))
+        first++;
+    /* more threads than CPUs: not pinned, and the caller stays free */
+    pool *p = pool_create(allowed + 1);
+    CHECK(p && pool_pin(p) == 0, "a pool of %d threads on %d CPUs is not pinned", allowed + 1,
+          allowed);
+    pool_pin_caller(p);
+    CHECK(allowed == 1 || only_cpu() == -1, "the caller stays unpinned");
+    pool_destroy(p);
+    CHECK(pool_pin(NULL) == 0, "pool_pin(NULL)");
+    if (allowed < 2)
+        return NULL;
+    p = pool_create(2);
+    CHECK(p && pool_pin(p) == 1, "a pool of 2 threads on %d CPUs is pinned", allowed);
+    pool_pin_caller(p);
+    CHECK(only_cpu() == first, "the caller is on the first CPU of the set (%d), not %d", first,
+          only_cpu());
+    unsigned hits[1000] = {0};
+    count_ctx c = {hits, p};
+    pool_for(p, 999, count_fn, &c);
+    size_t bad = 0;
+    for (size_t i = 0; i < 999; i++)
+        bad += hits[i] != 1;
+    CHECK(bad == 0 && hits[999] == 0, "pinned pool: %zu indices not run once", bad);
+    pool_destroy(p);
+    return NULL;
+}
+
+static void test_pool_pin(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, pin_thread_main, NULL) == 0, "start the pinning thread");
+    pthread_join(t, NULL);
 }
 
 // ---- k_linear
@@ -711,6 +773,7 @@ int main(void)
     CHECK(p2 && p3, "pools");
     test_conversions();
     test_pool();
+    test_pool_pin();
     test_linear(p2, p3);
     test_linear_big(p2, p3);
     test_norms(p3);
