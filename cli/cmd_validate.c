@@ -27,6 +27,7 @@
 #include "common/units.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
+#include "hwprofiles/profiler.h"
 #include "sim/sim.h"
 
 /* ---- the policies */
@@ -246,6 +247,7 @@ typedef struct v_opts {
     engine_opts engine;
     bool rerun;
     bool tty;
+    bool check_disk; /* measure the disk around each run that uses it */
 } v_opts;
 
 /* The newest run of kind with the job's inputs; a measurement also with the
@@ -304,10 +306,41 @@ static llmsim_status do_simulate(const cli_job *job, const plan *pl, int64_t *id
     return st;
 }
 
+static bool plan_uses_disk(const plan *pl)
+{
+    for (size_t i = 0; i < pl->ntasks; i++)
+        if (pl->tasks[i].res == PLAN_RES_DISK)
+            return true;
+    return false;
+}
+
+/* --check-disk: the disk's rates before and after a run, combined as the
+ * rate that moves the same bytes in the mean of the two times. */
+static llmsim_status disk_check(const v_opts *o, const char *when, double rate[2], double prev[2], diag *e)
+{
+    llmsim_status st = profile_disk_now(o->engine.offload_parent, &rate[0], &rate[1], e);
+    if (st)
+        return st;
+    if (o->tty)
+        fprintf(stderr, "llmsim validate: the disk %s the run: read %.2f GB/s, write %.2f GB/s\n", when,
+                rate[0] / 1e9, rate[1] / 1e9);
+    if (prev)
+        for (int k = 0; k < 2; k++)
+            rate[k] = 2 / (1 / rate[k] + 1 / prev[k]);
+    return LLMSIM_OK;
+}
+
 static llmsim_status do_measure(const cli_job *job, const plan *pl, const v_opts *o, int64_t *id, diag *e)
 {
     engine_result er;
-    llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, pl, &o->engine, &er, e);
+    double before[2] = {0, 0}, now[2] = {0, 0};
+    const bool check = o->check_disk && plan_uses_disk(pl);
+    llmsim_status st = check ? disk_check(o, "before", before, NULL, e) : LLMSIM_OK;
+    if (st)
+        return st;
+    st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, pl, &o->engine, &er, e);
+    if (!st && check && !er.interrupted && !(st = disk_check(o, "after", now, before, e)))
+        memcpy(er.disk_now_Bps, now, sizeof now);
     if (!st && er.interrupted)
         st = diag_set(e, LLMSIM_EFAIL, "interrupted");
     if (!st) {
@@ -378,6 +411,10 @@ static void usage(void)
            "  --num-prompts P        prompts (default: one block of each policy)\n"
            "  --workload FILE        a workload YAML instead of the three above\n"
            "  --rerun                predict, simulate and run again even when the store has it\n"
+           "  --check-disk           measure the disk (256 MiB written and read, 16 MiB blocks)\n"
+           "                         before and after each run that uses it, and predict those\n"
+           "                         runs again with the profile's disk links moved to that\n"
+           "                         rate: the error left is the model's, not the disk's drift\n"
            "  --top N                primitives with the largest errors to list (default 8)\n"
            "  --synthetic SEED       seed of the engine's synthetic weights (default 1)\n"
            "  --offload-dir DIR      where the engine's disk tensors go (default $TMPDIR or /tmp)\n"
@@ -427,6 +464,10 @@ int cmd_validate(int argc, char **argv)
         }
         if (strcmp(a, "--rerun") == 0) {
             o.rerun = true;
+            continue;
+        }
+        if (strcmp(a, "--check-disk") == 0) {
+            o.check_disk = true;
             continue;
         }
         if (strcmp(a, "--policy") == 0 || strcmp(a, "--percent") == 0) {

@@ -203,9 +203,11 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
         {"tasks", (double)pl->ntasks},
         /* what else decides a measurement: validate reuses only a match */
         {"engine_threads", (double)o->threads},    {"synthetic_seed", (double)o->synthetic_seed},
+        /* last: only where measured */
+        {"disk_read_now_Bps", er->disk_now_Bps[0]}, {"disk_write_now_Bps", er->disk_now_Bps[1]},
     };
-    st = record_timeline(job, "measure", pl, r, metrics, (int)(sizeof metrics / sizeof metrics[0]), *obj,
-                         run_id, e);
+    int nmetrics = (int)(sizeof metrics / sizeof metrics[0]) - (er->disk_now_Bps[0] > 0 ? 0 : 2);
+    st = record_timeline(job, "measure", pl, r, metrics, nmetrics, *obj, run_id, e);
     if (st) {
         cJSON_Delete(*obj);
         *obj = NULL;

@@ -8,6 +8,9 @@
 
 #include "cli/record.h"
 #include "common/units.h"
+#include "costmodel/primitives.h"
+#include "hwprofiles/profiler.h"
+#include "sim/sim.h"
 
 double v_run_metric(store *db, int64_t id, const char *key, diag *e, llmsim_status *st)
 {
@@ -98,6 +101,8 @@ typedef struct v_group {
 typedef struct v_row {
     double total[3];             /* predicted, simulated, measured (s) */
     double stage[3][CM_NSTAGES]; /* per block, summed over the steps */
+    double disk_now[2];          /* --check-disk: read, write rate around the run / the profile's */
+    double now[2];               /* predicted, simulated with the disk at that rate; NaN without */
 } v_row;
 
 double v_pct(double x, double ref) { return ref > 0 ? 100.0 * (x - ref) / ref : NAN; }
@@ -196,7 +201,8 @@ static cJSON *stage_errors_json(const double sim[CM_NSTAGES], const double meas[
 }
 
 static void print_table(const cli_job *job, const v_policy *ps, const v_row *rows, int n, double mape_sim,
-                        double mape_pred, const v_group *groups, size_t ngroups, int top, int64_t run_id)
+                        double mape_pred, const double mape_now[2], const v_group *groups, size_t ngroups,
+                        int top, int64_t run_id)
 {
     printf("model     %s\nhardware  %s\nworkload  prompt %lld, generate %lld\n\n", job->model.name,
            job->hw.name, job->workload.prompt_len, job->workload.gen_len);
@@ -208,6 +214,19 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
                v_pct(rows[i].total[1], rows[i].total[2]),
                ps[i].reused[2] ? "  (from the store)" : "");
     printf("%-26s %35s %9.1f%% %9.1f%%\n\n", "MAPE", "", mape_pred, mape_sim);
+    if (!isnan(mape_now[1])) {
+        printf("with the disk as measured around each run that uses it (--check-disk): its rate\n"
+               "against the profile's (read, write) and the predictions again with it:\n");
+        printf("%-26s %15s %11s %11s %10s %10s\n", "policy", "disk now", "predicted", "simulated", "err pred",
+               "err sim");
+        for (int i = 0; i < n; i++)
+            if (!isnan(rows[i].now[1]))
+                printf("%-26s %6.2fx %6.2fx %9.3f s %9.3f s %+9.1f%% %+9.1f%%\n", ps[i].name, rows[i].disk_now[0],
+                       rows[i].disk_now[1], rows[i].now[0], rows[i].now[1], v_pct(rows[i].now[0], rows[i].total[2]),
+                       v_pct(rows[i].now[1], rows[i].total[2]));
+        printf("%-26s %39s %9.1f%% %9.1f%%  (every policy; the others as above)\n\n", "MAPE", "", mape_now[0],
+               mape_now[1]);
+    }
 
     if (job->workload.gen_len > CLI_MAX_STEPS)
         printf("stages per block over the %d steps the store keeps of %lld (evenly spaced), simulated /\n"
@@ -253,6 +272,49 @@ static llmsim_status record_validate(const cli_job *job, const char *json, doubl
     return cli_record_run(&copy, &rec, run_id, e);
 }
 
+/* A link moved to the rate measured now at the disk check's block size: the
+ * bandwidth such that the link's time for that block is the measured one
+ * (the latency kept); the ratio now / profile of the rates is returned. */
+static double link_now(hw_link *l, double rate_Bps)
+{
+    const double b = (double)PROFILE_DISK_NOW_BLOCK, t_prof = cm_copy_time(l, b), t_now = b / rate_Bps;
+    if (t_now > 2 * l->latency_s)
+        l->bandwidth_Bps = b / (t_now - l->latency_s);
+    else
+        l->bandwidth_Bps *= t_prof / t_now;
+    return t_prof / t_now;
+}
+
+/* Predicted and simulated totals of policy p with the disk links of the
+ * job's profile moved to the rates a --check-disk measured around the run. */
+static llmsim_status predict_disk_now(const cli_job *job, const policy *p, const double rate[2], v_row *row,
+                                      diag *e)
+{
+    hwprofile hw = job->hw; /* a shallow copy: only the disk links change */
+    row->disk_now[0] = link_now(&hw.disk.read, rate[0]);
+    row->disk_now[1] = link_now(&hw.disk.write, rate[1]);
+    cm_result r;
+    llmsim_status st = cm_predict(&job->model, &hw, p, &job->workload, &r, e);
+    if (st)
+        return st;
+    row->now[0] = r.total_s;
+    cm_result_free(&r);
+    plan pl;
+    if ((st = plan_build(&job->model, &hw, p, &job->workload, &pl, e)))
+        return st;
+    double cap[TIER_COUNT];
+    cm_hw_capacities(&hw, cap);
+    sim_result sr;
+    if (!(st = sim_run(&pl, cap, false, &sr, e))) {
+        cli_sim_totals t;
+        cli_sim_totals_get(&pl, &sr, &t);
+        row->now[1] = t.total_s;
+        sim_result_free(&sr);
+    }
+    plan_free(&pl);
+    return st;
+}
+
 int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
 {
     diag e;
@@ -264,7 +326,8 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
     size_t ngroups = 0, gcap = 0;
     if (!st && !rows)
         st = diag_set(&e, LLMSIM_EFAIL, "out of memory");
-    double sum_sim = 0, sum_pred = 0;
+    double sum_sim = 0, sum_pred = 0, sum_sim_now = 0, sum_pred_now = 0;
+    int nnow = 0; /* policies with a --check-disk */
     for (int i = 0; i < n && !st; i++) {
         const int64_t ids[3] = {ps[i].id_pred, ps[i].id_sim, ps[i].id_meas};
         for (int k = 0; k < 3 && !st; k++) {
@@ -279,6 +342,17 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
             st = group_tasks(db, job, &ps[i], &groups, &ngroups, &gcap, &e);
         sum_sim += fabs(v_pct(rows[i].total[1], rows[i].total[2]));
         sum_pred += fabs(v_pct(rows[i].total[0], rows[i].total[2]));
+        double rate[2] = {NAN, NAN};
+        for (int k = 0; k < 2 && !st; k++)
+            rate[k] = v_run_metric(db, ids[2], k ? "disk_write_now_Bps" : "disk_read_now_Bps", &e, &st);
+        rows[i].now[0] = rows[i].now[1] = rows[i].disk_now[0] = rows[i].disk_now[1] = NAN;
+        if (!st && rate[0] > 0 && rate[1] > 0) {
+            st = predict_disk_now(job, &ps[i].p, rate, &rows[i], &e);
+            nnow++;
+        }
+        /* the MAPE with the disk as measured: the same set, the other runs as they are */
+        sum_sim_now += fabs(v_pct(isnan(rows[i].now[1]) ? rows[i].total[1] : rows[i].now[1], rows[i].total[2]));
+        sum_pred_now += fabs(v_pct(isnan(rows[i].now[0]) ? rows[i].total[0] : rows[i].now[0], rows[i].total[2]));
     }
     store_close(db);
     if (st) {
@@ -287,6 +361,7 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         return cli_fail("validate", &e);
     }
     double mape_sim = sum_sim / n, mape_pred = sum_pred / n;
+    double mape_now[2] = {nnow ? sum_pred_now / n : NAN, nnow ? sum_sim_now / n : NAN};
     if (ngroups)
         qsort(groups, ngroups, sizeof *groups, group_cmp);
 
@@ -318,10 +393,23 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         cJSON_AddNumberToObject(ids, "simulate", (double)ps[i].id_sim);
         cJSON_AddNumberToObject(ids, "measure", (double)ps[i].id_meas);
         cJSON_AddBoolToObject(r, "reused", ps[i].reused[2]);
+        if (!isnan(rows[i].now[1])) {
+            cJSON *dn = cJSON_AddObjectToObject(r, "disk_now");
+            cJSON_AddNumberToObject(dn, "read_ratio", rows[i].disk_now[0]);
+            cJSON_AddNumberToObject(dn, "write_ratio", rows[i].disk_now[1]);
+            cJSON_AddNumberToObject(dn, "predicted_s", rows[i].now[0]);
+            cJSON_AddNumberToObject(dn, "simulated_s", rows[i].now[1]);
+            cJSON_AddNumberToObject(dn, "error", v_pct(rows[i].now[1], rows[i].total[2]));
+            cJSON_AddNumberToObject(dn, "predicted_error", v_pct(rows[i].now[0], rows[i].total[2]));
+        }
         cJSON_AddItemToArray(arr, r);
     }
     cJSON_AddNumberToObject(obj, "mape", mape_sim);
     cJSON_AddNumberToObject(obj, "mape_predicted", mape_pred);
+    if (nnow) {
+        cJSON_AddNumberToObject(obj, "mape_disk_now", mape_now[1]);
+        cJSON_AddNumberToObject(obj, "mape_predicted_disk_now", mape_now[0]);
+    }
     cJSON *prims = cJSON_AddArrayToObject(obj, "primitives");
     for (size_t g = 0; g < ngroups && (int)g < top; g++) {
         cJSON *p = cJSON_CreateObject();
@@ -347,7 +435,7 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
         cli_print_json(obj);
     } else {
         cJSON_Delete(obj);
-        print_table(job, ps, rows, n, mape_sim, mape_pred, groups, ngroups, top, run_id);
+        print_table(job, ps, rows, n, mape_sim, mape_pred, mape_now, groups, ngroups, top, run_id);
     }
     free(rows);
     free(groups);

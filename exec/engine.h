@@ -66,6 +66,10 @@ typedef struct engine_result {
     char device[128];          /* the GPU engine: the device it ran on */
     double nll_sum;            /* perplexity: sum of -log p over the scored tokens */
     long long nll_count;       /* tokens scored */
+    /* the disk's read and write rates (B/s) just before and after the run,
+     * by profile_disk_now: filled by the caller (llmsim validate
+     * --check-disk), 0 when not measured */
+    double disk_now_Bps[2];
 } engine_result;
 
 llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, const workload *w,

@@ -544,6 +544,35 @@ out:
     return st;
 }
 
+/* See profiler.h. */
+llmsim_status profile_disk_now(const char *dir, double *read_Bps, double *write_Bps, diag *e)
+{
+    *read_Bps = *write_Bps = NAN;
+    offload_dir d;
+    llmsim_status st = offload_dir_create(dir, &d, e);
+    if (st)
+        return st;
+    offload_file *f = NULL;
+    char *buf = offload_alloc(PROFILE_DISK_NOW_BLOCK);
+    if (!buf)
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory (disk check)");
+    if (!st)
+        st = offload_file_create(&d, "check.bin", PROFILE_DISK_NOW_BYTES, &f, e);
+    char *bufs[4] = {buf, buf, buf, buf};
+    double w = 0, r = 0;
+    if (!st) /* the write pass also gives the read pass its data */
+        st = disk_pass(f, PROFILE_DISK_NOW_BYTES, PROFILE_DISK_NOW_BLOCK, 1, true, bufs, &w, e);
+    if (!st)
+        st = disk_pass(f, PROFILE_DISK_NOW_BYTES, PROFILE_DISK_NOW_BLOCK, 1, false, bufs, &r, e);
+    if (!st) {
+        *write_Bps = (double)PROFILE_DISK_NOW_BYTES / w;
+        *read_Bps = (double)PROFILE_DISK_NOW_BYTES / r;
+    }
+    free(buf);
+    offload_dir_remove(&d);
+    return st;
+}
+
 /* ---- the system */
 
 static void system_info(hwprofile *hw)

@@ -52,4 +52,15 @@ typedef struct profile_opts {
  * read-only, full): nothing is left behind. */
 llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary, diag *e);
 
+/* The disk as it is now: one write pass and then one read pass over a
+ * PROFILE_DISK_NOW_BYTES file, in PROFILE_DISK_NOW_BLOCK blocks at queue
+ * depth 1 with O_DIRECT (as the profile's link points), in a fresh directory
+ * under dir (NULL: $TMPDIR or /tmp) that is removed afterwards. About 0.5 s.
+ * `llmsim validate --check-disk` runs it around each run that uses the disk:
+ * a virtual disk's rate can move by 2x between minutes, and a prediction
+ * made with the profile's rate is then wrong by that much whatever the model. */
+#define PROFILE_DISK_NOW_BLOCK ((size_t)16 << 20)
+#define PROFILE_DISK_NOW_BYTES ((uint64_t)256 << 20)
+llmsim_status profile_disk_now(const char *dir, double *read_Bps, double *write_Bps, diag *e);
+
 #endif

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # llmsim validate and calibrate as a user runs them: a grid of policies on a
 # tiny model, predicted, simulated and measured; the §11 keys; the store
-# reused on a second run and not with --rerun; a directory of policies; bad
+# reused on a second run and not with --rerun; a directory of policies;
+# --check-disk (the disk's rate around a run, and the predictions with it); bad
 # input with exit 2; calibrate from the validate run writes a profile that
 # every command accepts, with provenance, and reports held-out errors.
 set -u
@@ -64,6 +65,22 @@ check "--policies DIR exits 0" '[ $rc -eq 0 ]'
 check "the table lists the policies by file name, in order" \
   '[ "$(grep -E "^(a-w8|b-half-disk) " <<<"$table" | head -2 | cut -d" " -f1 | tr "\n" " ")" = "a-w8 b-half-disk " ]'
 check "the table has the MAPE and the primitives" 'grep -q "^MAPE" <<<"$table" && grep -q "^primitives" <<<"$table"'
+
+# --check-disk: the disk measured around the run that uses it, predicted again
+cd_out=$("$L" validate "${common[@]}" --policies "$tmp/pol" --check-disk --rerun --format json 2>/dev/null); rc=$?
+check "--check-disk exits 0" '[ $rc -eq 0 ]'
+check "the disk policy has its disk rates and predictions with them; the in-RAM one has none" \
+  '[ "$(json "[(\"disk_now\" in r) for r in d[\"runs\"]]" <<<"$cd_out")" = "[False, True]" ]'
+check "the rates are ratios to the profile's, positive" \
+  '[ "$(json "all(r[\"disk_now\"][k] > 0 for r in d[\"runs\"][1:] for k in (\"read_ratio\",\"write_ratio\"))" <<<"$cd_out")" = True ]'
+check "a slower disk predicts a longer run, a faster one a shorter" \
+  '[ "$(json "all((r[\"disk_now\"][\"predicted_s\"] - r[\"predicted_s\"]) * (1 - r[\"disk_now\"][\"read_ratio\"]) >= 0 for r in d[\"runs\"][1:])" <<<"$cd_out")" = True ]'
+check "mape_disk_now is the mean over every policy, the disk one with its new error" \
+  '[ "$(json "abs(d[\"mape_disk_now\"] - sum(abs(r[\"disk_now\"][\"error\"] if \"disk_now\" in r else r[\"error\"]) for r in d[\"runs\"])/len(d[\"runs\"])) < 1e-6" <<<"$cd_out")" = True ]'
+check "the check leaves nothing in the offload directory" '[ -z "$(ls -A "$off")" ]'
+cd_table=$("$L" validate "${common[@]}" --policies "$tmp/pol" --check-disk 2>/dev/null); rc=$?
+check "reused from the store, the table shows the disk check" \
+  '[ $rc -eq 0 ] && grep -q "^b-half-disk .*x .*x" <<<"$cd_table" && grep -q "(--check-disk)" <<<"$cd_table"'
 
 # bad input
 "$L" validate "${common[@]}" >/dev/null 2>"$tmp/err"; rc=$?
