@@ -188,15 +188,15 @@ int pool_pin(pool *p)
     return 1;
 }
 
-/* The pool the calling thread has pinned itself for. */
-static _Thread_local const pool *pool_pinned_for;
+/* The CPU the calling thread has pinned itself to, -1 for none yet. */
+static _Thread_local int pool_caller_pinned = -1;
 
 void pool_pin_caller(pool *p)
 {
-    if (!p || p->caller_cpu < 0 || pool_pinned_for == p)
+    if (!p || p->caller_cpu < 0 || pool_caller_pinned == p->caller_cpu)
         return;
     if (pin_thread(pthread_self(), p->caller_cpu) == 0)
-        pool_pinned_for = p;
+        pool_caller_pinned = p->caller_cpu;
 }
 
 void pool_for(pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx)
