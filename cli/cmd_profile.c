@@ -28,10 +28,12 @@ static void usage(FILE *out)
             "       llmsim profile --compare A B\n\n"
             "Measure this machine: memory copy bandwidth with 1..N threads, the engine's GEMM\n"
             "over fp16 weights as a table by shape, its decode attention, O_DIRECT disk reads and\n"
-            "writes by block size and queue depth, and the GPU when one is present. Every figure\n"
-            "is the median of repeated runs after a warm-up, with its spread; a spread over 10%%\n"
-            "is flagged. The profile is written as YAML (-o) that every command accepts with\n"
-            "--hardware FILE, and recorded in the store by content hash.\n\n"
+            "writes by block size and queue depth, the compute they take beside them, and the GPU\n"
+            "when one is present. Every figure is the median of repeated runs after a warm-up\n"
+            "(the CPU's: the trimmed mean of interleaved rounds), with its spread; a figure that\n"
+            "spreads over 10%% is measured again, and flagged if it still does. The profile is\n"
+            "written as YAML (-o) that every command accepts with --hardware FILE, and recorded\n"
+            "in the store by content hash.\n\n"
             "  -o FILE           write the profile here\n"
             "  --disk-dir DIR    where the disk test file goes (default $TMPDIR or /tmp); it is\n"
             "                    removed afterwards, also on error and on ^C\n"
@@ -86,6 +88,10 @@ static int compare(const char *sa, const char *sb)
     row("read latency", a->disk.read.latency_s, b->disk.read.latency_s, UNITS_TIME);
     row("write bandwidth", a->disk.write.bandwidth_Bps, b->disk.write.bandwidth_Bps, UNITS_BANDWIDTH);
     row("write latency", a->disk.write.latency_s, b->disk.write.latency_s, UNITS_TIME);
+    row("compute lost per GB read", a->disk.read_loss_s_per_GB, b->disk.read_loss_s_per_GB,
+        UNITS_TIME);
+    row("compute lost per GB written", a->disk.write_loss_s_per_GB, b->disk.write_loss_s_per_GB,
+        UNITS_TIME);
     printf("GPU %s / %s\n", a->gpu.present ? a->gpu.name : "none", b->gpu.present ? b->gpu.name : "none");
     row("memory", a->gpu.memory_bytes, b->gpu.memory_bytes, UNITS_BYTES);
     row("memory bandwidth", a->gpu.memory_bandwidth_Bps, b->gpu.memory_bandwidth_Bps, UNITS_BANDWIDTH);
@@ -215,6 +221,7 @@ int cmd_profile(int argc, char **argv)
                  {"disk_read_Bps", hw->disk.read.bandwidth_Bps},
                  {"disk_write_Bps", hw->disk.write.bandwidth_Bps},
                  {"disk_read_latency_s", hw->disk.read.latency_s},
+                 {"disk_read_compute_loss_s_per_GB", hw->disk.read_loss_s_per_GB},
                  {"gpu_present", hw->gpu.present}};
         for (size_t i = 0; i < sizeof m / sizeof m[0] && !st; i++)
             st = store_run_metric(s, run_id, m[i].k, m[i].v, &e);

@@ -284,6 +284,22 @@ double cm_weight_dequant_s(const cm_setup *s)
 
 const hw_link *cm_weight_link(const cm_setup *s) { return weight_link(s); }
 
+double cm_io_loss_s(const cm_setup *s, double read_B, double write_B)
+{
+    const hw_disk *d = &s->hw->disk;
+    if (s->has_gpu || !s->p->overlap || !d->present)
+        return 0.0;
+    return (read_B * d->read_loss_s_per_GB + write_B * d->write_loss_s_per_GB) / 1e9;
+}
+
+double cm_io_loss_cap_s(const cm_setup *s, double dur_s)
+{
+    const hw_disk *d = &s->hw->disk;
+    double r = d->read.bandwidth_Bps * d->read_loss_s_per_GB,
+           w = d->write.bandwidth_Bps * d->write_loss_s_per_GB;
+    return dur_s * (r > w ? r : w) / 1e9;
+}
+
 /* ---- one decoder layer: every GPU batch, as linear forms in the fractions */
 
 void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
@@ -307,6 +323,9 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
             cm_copies_time(weight_link(s), wl, ntens));
     if (hw->disk.present)
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1, cm_copies_time(rd, wl, ntens));
+    /* without a GPU, transfers beside the compute slow it (cm_io_loss_s);
+     * linear in the bytes, as when the compute is the bottleneck */
+    put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, wl, 0));
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_weight_dequant_s(s));
 
     /* every GPU batch: dense work */
@@ -321,6 +340,7 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
         if (hw->disk.present)
             put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
                 ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
+        put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1, ngb * cm_io_loss_s(s, 0, b.kv_new_bytes));
     } else {
         double on_dev = ngb * (b.attn_dev_s + b.kv_deq_dev_s + b.kv_quant_dev_s);
         if (hw->disk.present) {
@@ -329,6 +349,8 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
             put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
                 ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
         }
+        put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1,
+            ngb * cm_io_loss_s(s, b.kv_old_bytes, b.kv_new_bytes));
         if (!s->has_gpu) {
             put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
         } else if (!p->cpu_attention) {
@@ -369,6 +391,8 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
         put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
             share * ngb * cm_copies_time(wr, b.act_bytes, 1));
     }
+    put(c, comp, CM_STAGE_COMPUTE, CM_HD, -1,
+        share * ngb * cm_io_loss_s(s, b.act_bytes, b.act_bytes));
     finish_terms(c);
 }
 
@@ -421,6 +445,7 @@ void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)
     if (hw->disk.present)
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
             cm_copies_time(&hw->disk.read, wh, CM_HEAD_TENSORS));
+    put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, wh, 0));
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_head_dequant_s(s));
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, s->p->num_gpu_batches * cm_head_batch_s(s, phase));
     finish_terms(c);

@@ -127,6 +127,14 @@ double cm_kv_layer_bytes(const cm_setup *s, double seqs, double tokens);
 double cm_kv_layer_fp16_bytes(const cm_setup *s, double seqs, double tokens);
 /* `copies` transfers of `bytes` in all over a link: copies x latency + bytes / bandwidth. */
 double cm_copies_time(const hw_link *link, double bytes, double copies);
+/* Compute time lost to read_B bytes read from and write_B bytes written to
+ * disk beside the compute (the profile's disk.*_compute_loss_per_gb): only
+ * without a GPU (the compute shares the CPUs and memory with the transfers)
+ * and with overlap (without it nothing runs beside a transfer); else 0. */
+double cm_io_loss_s(const cm_setup *s, double read_B, double write_B);
+/* The most compute a task of dur_s can lose that way: the loss while the
+ * disk streams the whole time at its bandwidth. */
+double cm_io_loss_cap_s(const cm_setup *s, double dur_s);
 /* Dequantizing one layer's weights (0 without weight quantization). */
 double cm_weight_dequant_s(const cm_setup *s);
 /* The link CPU-resident weights cross (pinned or pageable). */

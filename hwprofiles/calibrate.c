@@ -10,7 +10,8 @@
 #include "plan/plan.h"
 
 typedef enum pmode {
-    PM_LOG, /* a rate: value = base * exp(-x), so x is the log of the time multiplier */
+    PM_LOG, /* value = base * exp(-x): for a rate, x is the log of the time multiplier (a
+             * cost per byte moves the other way); a base of 0 stays 0 */
     PM_ABS, /* seconds: value = max(0, base + x) */
 } pmode;
 
@@ -70,6 +71,12 @@ static int describe(const hwprofile *hw, pdesc *ps)
     if (hw->disk.present) {
         add_link(ps, &n, hw, "disk read", offsetof(hwprofile, disk.read));
         add_link(ps, &n, hw, "disk write", offsetof(hwprofile, disk.write));
+        /* multipliers (PM_LOG), bounded like the rates: a few bytes moved
+         * must not send them anywhere */
+        add(ps, &n, hw, "compute lost per GB read from disk", "s",
+            offsetof(hwprofile, disk.read_loss_s_per_GB), PM_LOG);
+        add(ps, &n, hw, "compute lost per GB written to disk", "s",
+            offsetof(hwprofile, disk.write_loss_s_per_GB), PM_LOG);
     }
     add(ps, &n, hw, "CPU memory bandwidth", "B/s", offsetof(hwprofile, cpu.memory_bandwidth_Bps), PM_LOG);
     for (int j = 0; j < hw->cpu.read.npoints; j++) {

@@ -257,7 +257,11 @@ static llmsim_status load_disk(yd_map *root, hwprofile *hw, diag *e)
     if ((st = yd_field_qty(&m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
                            &hw->disk.capacity_bytes, e)) ||
         (st = load_link(&m, "read", YD_REQUIRED, &hw->disk.read, e)) ||
-        (st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e))) {
+        (st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e)) ||
+        (st = yd_field_qty_in(&m, "read_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                              HW_MAX_LATENCY, &hw->disk.read_loss_s_per_GB, e)) ||
+        (st = yd_field_qty_in(&m, "write_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                              HW_MAX_LATENCY, &hw->disk.write_loss_s_per_GB, e))) {
         yd_map_discard(&m);
         return st;
     }
@@ -472,6 +476,16 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
         strbuf_puts(b, "\n");
         save_link(b, "  ", "read", &hw->disk.read);
         save_link(b, "  ", "write", &hw->disk.write);
+        if (hw->disk.read_loss_s_per_GB > 0) { /* optional: absent unless measured */
+            strbuf_puts(b, "  read_compute_loss_per_gb: ");
+            put_qty(b, UNITS_TIME, hw->disk.read_loss_s_per_GB);
+            strbuf_puts(b, "\n");
+        }
+        if (hw->disk.write_loss_s_per_GB > 0) {
+            strbuf_puts(b, "  write_compute_loss_per_gb: ");
+            put_qty(b, UNITS_TIME, hw->disk.write_loss_s_per_GB);
+            strbuf_puts(b, "\n");
+        }
     }
     if (hw->gpu.present) {
         strbuf_puts(b, "links:\n");

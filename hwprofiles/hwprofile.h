@@ -103,6 +103,15 @@ typedef struct hw_disk {
     double capacity_bytes;
     hw_link read;
     hw_link write;
+    /* Compute time lost per GB (1e9 bytes) read or written with O_DIRECT
+     * while the CPU computes: the kernel's CPU time for the transfer, and the
+     * memory traffic of the DMA (and, on a virtual machine, of the copies
+     * through bounce buffers) against a decode pass that reads its weights
+     * from DRAM. Measured by `llmsim profile`; optional, 0 when unknown.
+     * Without a GPU, the cost model and the plan add it to the compute that
+     * overlaps the transfer. */
+    double read_loss_s_per_GB;
+    double write_loss_s_per_GB;
 } hw_disk;
 
 typedef enum hw_link_id {

@@ -6,6 +6,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,15 +84,19 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
         if (!pl)
             break;
         copy_ctx c = {b, a};
-        double times[8];
+        double times[16], sorted[16], spread = 0, med = 0;
+        int done = 0;
         pool_for(pl, bytes, copy_chunk, &c); /* warm-up */
-        for (int r = 0; r < reps; r++) {
-            double t0 = llmsim_now_s();
-            pool_for(pl, bytes, copy_chunk, &c);
-            times[r] = llmsim_now_s() - t0;
+        for (int pass = 0; pass < 2 && (pass == 0 || spread > PROFILE_SPREAD_FLAG); pass++) {
+            for (int r = 0; r < reps; r++) { /* measured again if it varied */
+                double t0 = llmsim_now_s();
+                pool_for(pl, bytes, copy_chunk, &c);
+                times[done++] = llmsim_now_s() - t0;
+            }
+            memcpy(sorted, times, sizeof(double) * (size_t)done);
+            med = profile_gpu_median(sorted, done, &spread);
         }
         pool_destroy(pl);
-        double spread, med = profile_gpu_median(times, reps, &spread);
         double bw = 2.0 * (double)bytes / med;
         char what[64];
         snprintf(what, sizeof what, "memory copy with %d thread%s", t, t > 1 ? "s" : "");
@@ -133,51 +138,64 @@ static double sample(probe_fn fn, void *ctx, double min_s)
     return t / calls;
 }
 
-static double time_probe(probe_fn fn, void *ctx, int reps, double min_s, double *spread)
+/* The mean of v[0..n) without its fastest and slowest value when n >= 5
+ * (one disturbed sample, or one lucky one, cannot move the figure); sorts v.
+ * *spread gets (max - min) / median over the values kept. */
+static double trimmed_mean(double *v, int n, double *spread)
 {
-    double times[16];
-    fn(ctx); /* warm-up */
-    for (int r = 0; r < reps; r++)
-        times[r] = sample(fn, ctx, min_s);
-    return profile_gpu_median(times, reps, spread);
+    profile_gpu_median(v, n, NULL); /* sorts */
+    int lo = n >= 5, hi = n - (n >= 5);
+    double sum = 0;
+    for (int i = lo; i < hi; i++)
+        sum += v[i];
+    profile_gpu_median(v + lo, hi - lo, spread);
+    return hi > lo ? sum / (hi - lo) : 0;
 }
 
 /* Time n probes (fn over ctxs[i], ctx_size bytes apart) in interleaved
  * rounds: probe 0 to n-1, then again, `rounds` times. Each sample is the
- * mean over enough calls to last min_s; a probe's figure is the mean time
- * of its samples, taken at moments spread over the whole series, the way a
- * long run averages the fast and slow phases of a machine whose speed
- * drifts over seconds (a shared or virtual one); the spread of its samples
- * says how much it drifted. */
+ * mean over enough calls to last min_s. A probe whose samples spread by more
+ * than PROFILE_SPREAD_FLAG is measured again, in as many rounds again
+ * interleaved among the probes so flagged: a machine that was disturbed for
+ * a moment gets a second chance, and the figure gets twice the samples.
+ * A probe's figure is the trimmed mean time of all its samples, taken at
+ * moments spread over the whole series, the way a long run averages the fast
+ * and slow phases of a machine whose speed drifts over seconds (a shared or
+ * virtual one); the spread of the samples kept says how much it drifted. */
 typedef char probe_label[96];
-#define PROBE_MAX_ROUNDS 8
+#define PROBE_MAX_ROUNDS 16
 static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const probe_label *what,
                         int n, int rounds, double min_s, double *mean, double *spread)
 {
     double t[HW_MAX_POINTS][PROBE_MAX_ROUNDS];
+    int done[HW_MAX_POINTS] = {0};
+    bool again[HW_MAX_POINTS];
     if (n > HW_MAX_POINTS)
         n = HW_MAX_POINTS;
-    if (rounds > PROBE_MAX_ROUNDS)
-        rounds = PROBE_MAX_ROUNDS;
-    for (int i = 0; i < n && !stopped(P); i++)
+    if (rounds > PROBE_MAX_ROUNDS / 2)
+        rounds = PROBE_MAX_ROUNDS / 2;
+    for (int i = 0; i < n && !stopped(P); i++) {
         fn((char *)ctxs + (size_t)i * ctx_size); /* warm-up */
-    int done = 0;
-    for (; done < rounds && !stopped(P); done++) {
-        for (int i = 0; i < n; i++) {
-            char line[128];
-            snprintf(line, sizeof line, "%s, round %d/%d", what[i], done + 1, rounds);
-            progress(P, line);
-            t[i][done] = sample(fn, (char *)ctxs + (size_t)i * ctx_size, min_s);
-        }
+        again[i] = true;
     }
-    for (int i = 0; i < n; i++) {
-        double sum = 0;
-        for (int r = 0; r < done; r++)
-            sum += t[i][r];
-        mean[i] = done ? sum / done : 0;
-        spread[i] = 0;
-        if (done)
-            profile_gpu_median(t[i], done, &spread[i]);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int r = 0; r < rounds && !stopped(P); r++)
+            for (int i = 0; i < n && !stopped(P); i++) {
+                if (!again[i])
+                    continue;
+                char line[160];
+                snprintf(line, sizeof line, "%s, round %d/%d%s", what[i], r + 1, rounds,
+                         pass ? " (again: it varied)" : "");
+                progress(P, line);
+                t[i][done[i]++] = sample(fn, (char *)ctxs + (size_t)i * ctx_size, min_s);
+            }
+        for (int i = 0; i < n; i++) {
+            double v[PROBE_MAX_ROUNDS];
+            memcpy(v, t[i], sizeof(double) * (size_t)done[i]);
+            spread[i] = 0;
+            mean[i] = done[i] ? trimmed_mean(v, done[i], &spread[i]) : 0;
+            again[i] = spread[i] > PROFILE_SPREAD_FLAG;
+        }
     }
 }
 
@@ -369,9 +387,11 @@ static llmsim_status probe_attention(prof *P, hwprofile *hw, pool *pl, diag *e)
         }
         a.k16 = k16;
         a.v16 = v16;
-        progress(P, "CPU attention (decode)");
-        double spread, med = time_probe(attn_call, &a, P->o->quick ? 3 : 5, 0.02, &spread);
-        hw->cpu.attn_Bps = 2.0 * (double)n * 2 / med; /* fp16 K and V */
+        probe_label what = "CPU attention (decode)";
+        double spread, mean;
+        time_rounds(P, attn_call, &a, sizeof a, &what, 1, P->o->quick ? 3 : 5, 0.02, &mean,
+                    &spread);
+        hw->cpu.attn_Bps = 2.0 * (double)n * 2 / mean; /* fp16 K and V */
         flag(P, "CPU decode attention", spread);
         strbuf_printf(P->summary, "CPU attention (decode)     %8.2f GB/s of K+V spread %4.1f%%%s\n",
                       hw->cpu.attn_Bps / 1e9, 100 * spread, spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
@@ -447,7 +467,117 @@ static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, in
     return LLMSIM_OK;
 }
 
-static llmsim_status probe_disk(prof *P, hwprofile *hw, diag *e)
+/* ---- compute lost to concurrent disk transfers */
+
+typedef struct io_stream {
+    offload_file *f;
+    char *buf;
+    size_t block;
+    uint64_t bytes; /* of the file */
+    bool write;
+    atomic_bool stop;
+    atomic_ullong blocks; /* transferred */
+    llmsim_status st;
+    diag e;
+} io_stream;
+
+/* Transfer the file block by block, round and round, until told to stop:
+ * one transfer at a time, as the engine's I/O thread. */
+static void *io_stream_thread(void *arg)
+{
+    io_stream *s = arg;
+    diag_clear(&s->e);
+    uint64_t off = 0;
+    while (!atomic_load(&s->stop) && !s->st) {
+        if (off + s->block > s->bytes)
+            off = 0;
+        if (s->write)
+            for (size_t k = 0; k + 8 <= s->block; k += 4096) {
+                uint64_t stamp = (off + k) ^ (uint64_t)(atomic_load(&s->blocks) + 1);
+                memcpy(s->buf + k, &stamp, 8);
+            }
+        s->st = s->write ? offload_write(s->f, s->buf, s->block, off, &s->e)
+                         : offload_read(s->f, s->buf, s->block, off, &s->e);
+        if (!s->st)
+            atomic_fetch_add(&s->blocks, 1);
+        off += s->block;
+    }
+    return NULL;
+}
+
+/* The compute time lost per GB transferred while the CPU computes: the
+ * engine's decode pass over weights in DRAM (the read probe's largest
+ * working set) is timed alone and with one disk stream running beside it,
+ * in alternating phases; the loss is the time the passes took beyond their
+ * time alone, over the bytes the stream moved meanwhile. */
+static llmsim_status probe_io_loss(prof *P, hwprofile *hw, pool *pl, offload_file *f,
+                                   uint64_t file_bytes, size_t block, char *buf, bool write,
+                                   diag *e)
+{
+    const size_t h = 2048, mat = h * h;
+    const size_t count = read_ws_max(hw, P->o->quick) / (mat * sizeof(uint16_t));
+    const int rounds = P->o->quick ? 2 : 3, passes = P->o->quick ? 4 : 8;
+    uint16_t *w = malloc(count * mat * sizeof(uint16_t));
+    float *x = calloc(h, sizeof(float)), *y = malloc(h * sizeof(float));
+    llmsim_status st =
+        w && x && y ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (disk loss probe)");
+    read_ctx rc = {pl, x, w, h, count, y};
+    double alone = 0, lost = 0, moved = 0;
+    int nalone = 0;
+    if (!st) {
+        for (size_t i = 0; i < count * mat; i++)
+            w[i] = half_f32_to_f16((float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f);
+        read_pass(&rc); /* warm-up */
+    }
+    char what[96];
+    snprintf(what, sizeof what, "compute beside disk %s", write ? "writes" : "reads");
+    for (int r = 0; r < rounds && !st && !stopped(P); r++) {
+        progress(P, what);
+        double t0 = llmsim_now_s();
+        for (int k = 0; k < passes; k++)
+            read_pass(&rc);
+        alone += llmsim_now_s() - t0;
+        nalone += passes;
+        io_stream s = {f, buf, block, file_bytes, write, false, 0, LLMSIM_OK, {0}};
+        atomic_init(&s.stop, false);
+        atomic_init(&s.blocks, 0);
+        pthread_t th;
+        if (pthread_create(&th, NULL, io_stream_thread, &s) != 0) {
+            st = diag_set(e, LLMSIM_EFAIL, "cannot start the disk loss probe's thread");
+            break;
+        }
+        t0 = llmsim_now_s();
+        for (int k = 0; k < passes; k++)
+            read_pass(&rc);
+        double with = llmsim_now_s() - t0;
+        double moved0 = (double)atomic_load(&s.blocks) * (double)block; /* while the passes ran */
+        atomic_store(&s.stop, true);
+        pthread_join(th, NULL);
+        if (s.st) {
+            *e = s.e;
+            st = s.st;
+            break;
+        }
+        lost += with - passes * (alone / nalone);
+        moved += moved0;
+    }
+    if (!st && !stopped(P) && moved > 0) {
+        double per_GB = lost > 0 ? lost / moved * 1e9 : 0;
+        *(write ? &hw->disk.write_loss_s_per_GB : &hw->disk.read_loss_s_per_GB) = per_GB;
+        strbuf_printf(&P->notes,
+                      " A decode pass over weights in DRAM lost %.0f ms per GB %s beside "
+                      "it (%.1f GB moved).",
+                      1e3 * per_GB, write ? "written" : "read", moved / 1e9);
+        strbuf_printf(P->summary, "disk %-5s compute lost       %8.1f ms per GB\n",
+                      write ? "write" : "read", 1e3 * per_GB);
+    }
+    free(w);
+    free(x);
+    free(y);
+    return st;
+}
+
+static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
 {
     static const size_t blocks_full[] = {256u << 10, 1u << 20, 4u << 20, 16u << 20, 64u << 20};
     static const size_t blocks_quick[] = {1u << 20, 16u << 20};
@@ -511,14 +641,21 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, diag *e)
                 snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d",
                          w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi]);
                 progress(P, what);
-                double times[4], secs;
-                for (int r = 0; r < reps && !st; r++) {
-                    st = disk_pass(f, bytes, bs[bi], qds[qi], w == 0, bufs, &secs, e);
-                    times[r] = secs;
+                /* a figure that varied is measured again, and the median
+                 * taken over all its passes */
+                double times[8], sorted[8], secs, spread = 0, med = 0;
+                int done = 0;
+                for (int pass = 0; pass < 2 && !st && (pass == 0 || spread > PROFILE_SPREAD_FLAG);
+                     pass++) {
+                    for (int r = 0; r < reps && !st; r++) {
+                        st = disk_pass(f, bytes, bs[bi], qds[qi], w == 0, bufs, &secs, e);
+                        times[done++] = secs;
+                    }
+                    memcpy(sorted, times, sizeof(double) * (size_t)done);
+                    med = profile_gpu_median(sorted, done, &spread);
                 }
                 if (st)
                     break;
-                double spread, med = profile_gpu_median(times, reps, &spread);
                 double bw = (double)(bytes / bs[bi] * bs[bi]) / med;
                 flag(P, what, spread);
                 strbuf_printf(&P->notes, " %s %zu KiB QD%d %.0f MB/s;", w == 0 ? "write" : "read",
@@ -537,6 +674,8 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, diag *e)
             st = profile_gpu_fit_link(l, e);
         }
     }
+    for (int w = 0; w < 2 && !st && !stopped(P); w++)
+        st = probe_io_loss(P, hw, pl, f, bytes, bs[nb - 1], bufs[0], w == 1, e);
 out:
     for (int q = 0; q < 4; q++)
         free(bufs[q]);
@@ -624,7 +763,7 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     progress(&P, "memory copy bandwidth");
     if ((st = probe_memory(&P, hw, e)) || (st = probe_gemm(&P, hw, pl, e)) ||
         (st = probe_read(&P, hw, pl, e)) || (st = probe_attention(&P, hw, pl, e)) ||
-        (st = probe_disk(&P, hw, e)))
+        (st = probe_disk(&P, hw, pl, e)))
         goto out;
     char note[256] = "";
     profile_gpu_opts go = {o->quick, gpu_progress, &P};
@@ -641,10 +780,12 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     strbuf_printf(summary, "%d measurement%s flagged (spread over %.0f%%); %.1f s\n", P.flagged,
                   P.flagged == 1 ? "" : "s", 100 * PROFILE_SPREAD_FLAG, llmsim_now_s() - t0);
     snprintf(hw->prov.notes, sizeof hw->prov.notes,
-             "Median of repeated runs after a warm-up (CPU GEMM "
-             "and weight reads: the mean of interleaved rounds); spread = (max - min) / median. "
+             "Median of repeated runs after a warm-up (CPU GEMM, weight reads and attention: "
+             "the mean of interleaved rounds without the fastest and slowest); spread = "
+             "(max - min) / median; a figure that spread over %.0f%% was measured again, as "
+             "many times again, and taken over all its runs. "
              "CPU GEMMs through OpenBLAS's %s kernels.%s",
-             k_blas_core_name(), strbuf_str(&P.notes));
+             100 * PROFILE_SPREAD_FLAG, k_blas_core_name(), strbuf_str(&P.notes));
 out:
     if (o->progress)
         fprintf(stderr, "\r%80s\r", "");

@@ -314,6 +314,10 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 const bool kv_leaves = !head && !delegated && (gpu ? kt != TIER_GPU : kt == TIER_DISK);
                 const bool act_leaves = !head && j < L - 1 && (gpu ? at != TIER_GPU : at == TIER_DISK);
 
+                /* bytes this batch moves to and from disk (its share of the
+                 * unit's weights): what the compute loses beside them */
+                double io_r = uw->bytes[TIER_DISK] / ngb, io_w = 0;
+
                 /* -- inputs: the hidden state */
                 uint32_t input = PLAN_NONE, a_disk = PLAN_NONE, a_h2d = PLAN_NONE;
                 /* producer of the input: the previous layer of this step, or
@@ -328,6 +332,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, a_disk, slot_wait(&act_staging));
                     pl->tasks[a_disk].slot = (uint8_t)act_staging.next;
                     input = a_disk;
+                    io_r += act;
                 }
                 if (gpu && !head && j > 0 && at != TIER_GPU) {
                     a_h2d = add_task(&b, i, j, k, PLAN_A_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_ACT, act,
@@ -348,6 +353,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, c_disk, pbt->c_store);
                     dep(&b, c_disk, slot_wait(&staging));
                     pl->tasks[c_disk].slot = (uint8_t)staging.next;
+                    io_r += bc.kv_old_bytes;
                 }
                 if (!head && gpu && !delegated && phase == CM_PHASE_DECODE && kt != TIER_GPU) {
                     c_h2d = add_task(&b, i, j, k, PLAN_C_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_CACHE,
@@ -467,6 +473,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                         if (!gpu)
                             slot_use(&kv_out, c_w);
                         bt->c_store = c_w;
+                        io_w += bc.kv_new_bytes;
                     }
                 } else if (delegated && kt == TIER_DISK) {
                     uint32_t c_w = add_task(&b, i, j, k, PLAN_C_WRITE, PLAN_RES_DISK,
@@ -494,7 +501,14 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                         if (!gpu)
                             slot_use(&act_out, a_w);
                         bt->a_store = a_w;
+                        io_w += act;
                     }
+                }
+                if (!gpu && end_task != PLAN_NONE) { /* cm_io_loss_s, at most its cap */
+                    plan_task *ct = &pl->tasks[end_task];
+                    double lost = cm_io_loss_s(&s, io_r, io_w),
+                           cap = cm_io_loss_cap_s(&s, ct->dur_s);
+                    ct->dur_s += lost < cap ? lost : cap;
                 }
                 ut->last_compute = end_task;
             }

@@ -1311,6 +1311,55 @@ static void test_peak_memory(void)
     cm_result_free(&r);
 }
 
+/* cm_io_loss_s: bytes x the profile's loss per GB, only without a GPU and
+ * with overlap; its cap is the loss of a disk streaming for the whole task;
+ * a layer with its weights on disk carries the loss in its CPU term, in the
+ * weights' disk fraction. */
+static void test_io_loss(void)
+{
+    model m;
+    hwprofile hw;
+    tiny_gqa(&m);
+    lab_cpu_only_profile(&hw);
+    hw.disk.read_loss_s_per_GB = 0.1;
+    hw.disk.write_loss_s_per_GB = 0.3;
+    workload w = {.prompt_len = 32, .gen_len = 8};
+    policy p;
+    policy_init(&p);
+    set_pl(&p.weights, 0, 0.5, 0.5);
+    set_pl(&p.kv_cache, 0, 1, 0);
+    set_pl(&p.activations, 0, 1, 0);
+    cm_setup s;
+    diag e = {0};
+    if (cm_setup_init(&s, &m, &hw, &p, &w, &e)) {
+        CHECK(false, "setup: %s", e.msg);
+        return;
+    }
+    CHECK_REL(cm_io_loss_s(&s, 2e9, 1e9), 0.1 * 2 + 0.3, EXACT_TOL, "2 GB read, 1 GB written");
+    /* the lab disk: 2 GB/s read, 1 GB/s write: streaming costs 0.2 and 0.3 of the time */
+    CHECK_REL(cm_io_loss_cap_s(&s, 2.0), 2.0 * 0.3, EXACT_TOL, "cap: the costlier stream");
+    cm_layer_cost with, without;
+    cm_layer_cost_get(&s, CM_PHASE_DECODE, 33, &with);
+    hw.disk.read_loss_s_per_GB = hw.disk.write_loss_s_per_GB = 0;
+    cm_layer_cost_get(&s, CM_PHASE_DECODE, 33, &without);
+    CHECK_REL(with.res[CM_RES_CPU].c[CM_WD] - without.res[CM_RES_CPU].c[CM_WD],
+              s.w_layer_bytes * 0.1 / 1e9, 1e-9, "the weights' disk fraction carries the loss");
+    CHECK_REL(with.res[CM_RES_CPU].c0, without.res[CM_RES_CPU].c0, 1e-12,
+              "nothing in RAM is charged");
+    hw.disk.read_loss_s_per_GB = 0.1;
+    p.overlap = false;
+    CHECK(cm_io_loss_s(&s, 1e9, 1e9) == 0, "no overlap: no loss");
+    p.overlap = true;
+    hwprofile gpu;
+    lab_profile(&gpu);
+    gpu.disk.read_loss_s_per_GB = 0.1;
+    cm_setup sg;
+    if (cm_setup_init(&sg, &m, &gpu, &p, &w, &e) == LLMSIM_OK)
+        CHECK(cm_io_loss_s(&sg, 1e9, 1e9) == 0, "with a GPU the compute is not on the CPUs");
+    else
+        CHECK(false, "setup with a GPU: %s", e.msg);
+}
+
 int main(void)
 {
     test_copy_time();
@@ -1331,6 +1380,7 @@ int main(void)
     test_infeasible();
     test_cpu_only();
     test_cpu_read_working_set();
+    test_io_loss();
     test_input_errors();
     test_throughput_blocks();
     test_flexgen_published();

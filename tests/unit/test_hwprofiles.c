@@ -145,6 +145,10 @@ static void same_profile(const char *ctx, const hwprofile *a, const hwprofile *b
     SAME_NUM(ctx, "disk.capacity", a->disk.capacity_bytes, b->disk.capacity_bytes);
     same_link(ctx, "disk.read", &a->disk.read, &b->disk.read);
     same_link(ctx, "disk.write", &a->disk.write, &b->disk.write);
+    SAME_NUM(ctx, "disk.read_compute_loss_per_gb", a->disk.read_loss_s_per_GB,
+             b->disk.read_loss_s_per_GB);
+    SAME_NUM(ctx, "disk.write_compute_loss_per_gb", a->disk.write_loss_s_per_GB,
+             b->disk.write_loss_s_per_GB);
 
     for (int i = 0; i < HW_NLINKS; i++) {
         char f[64];
@@ -402,6 +406,8 @@ static const char synthetic_yaml[] =
     "      - {size: 64 MiB, time: 25.3 ms}\n"
     "      - {size: 1e9 B, time: 0.377 s, spread: 0.015}\n"
     "  write: {bandwidth: 1.4 GB/s}\n"
+    "  read_compute_loss_per_gb: 144.3 ms\n"
+    "  write_compute_loss_per_gb: 0.0195 s\n"
     "links:\n"
     "  h2d_pinned:\n"
     "    bandwidth: 12.89 GiB/s\n"
@@ -452,6 +458,9 @@ static void check_synthetic(void)
                   "synthetic: read_bandwidth not loaded (%d points)", hw->cpu.read.npoints);
             CHECK(hw->disk.read.npoints == 3 && hw->links[HW_LINK_H2D_PINNED].npoints == 2,
                   "synthetic: link points not loaded");
+            CHECK(hw->disk.read_loss_s_per_GB == 0.1443 && hw->disk.write_loss_s_per_GB == 0.0195,
+                  "synthetic: disk compute loss not loaded (%g, %g)", hw->disk.read_loss_s_per_GB,
+                  hw->disk.write_loss_s_per_GB);
             /* an absent pageable link takes the pinned figures but stays unsaved */
             CHECK(!hw->links[HW_LINK_H2D_PAGEABLE].present &&
                       hw->links[HW_LINK_H2D_PAGEABLE].bandwidth_Bps ==

@@ -59,6 +59,14 @@ static void check_profile(const hwprofile *hw)
             CHECK(l[i]->points[p].bytes >= 256 * 1024 && l[i]->points[p].time_s > 0,
                   "disk point %d: %g B in %g s", p, l[i]->points[p].bytes, l[i]->points[p].time_s);
     }
+    /* the compute lost beside transfers: measured (0 where the noise hid it), and far
+     * below a second per GB (the loader's bound) */
+    CHECK(hw->disk.read_loss_s_per_GB >= 0 && hw->disk.read_loss_s_per_GB < 1 &&
+              hw->disk.write_loss_s_per_GB >= 0 && hw->disk.write_loss_s_per_GB < 1,
+          "compute lost per GB: read %g s, write %g s", hw->disk.read_loss_s_per_GB,
+          hw->disk.write_loss_s_per_GB);
+    CHECK(strstr(hw->prov.notes, "lost") != NULL,
+          "the notes give the compute lost beside the disk");
     CHECK(strcmp(hw->name, "unit-machine") == 0, "name '%s'", hw->name);
     CHECK(strstr(hw->prov.command, "test_profiler") != NULL, "command recorded: '%s'",
           hw->prov.command);
@@ -94,6 +102,9 @@ static void test_quick(const char *dir)
                   back->disk.read.npoints == hw->disk.read.npoints,
               "the tables and points survive");
         CHECK_REL(back->disk.read.bandwidth_Bps, hw->disk.read.bandwidth_Bps, 1e-12, "read bandwidth");
+        CHECK(back->disk.read_loss_s_per_GB == hw->disk.read_loss_s_per_GB &&
+                  back->disk.write_loss_s_per_GB == hw->disk.write_loss_s_per_GB,
+              "the compute lost per GB survives");
         CHECK_REL(back->cpu.memory_bandwidth_Bps, hw->cpu.memory_bandwidth_Bps, 1e-12, "memory bandwidth");
         unlink(path);
     }

@@ -454,6 +454,91 @@ static void test_no_overlap(void)
     free(hw);
 }
 
+/* Without a GPU, transfers beside the compute slow it: each compute task
+ * grows by the loss of its share of the disk bytes, at most the loss of a
+ * disk streaming for the whole task; nothing without overlap. The cost
+ * model adds the same loss, linear in the bytes, so where the compute is
+ * the bottleneck both grow alike. */
+static void test_io_loss(void)
+{
+    model m = load_model("opt-1.3b");
+    hwprofile *hw = load_hw("cpu-only");
+    policy p;
+    policy_init(&p);
+    /* weights and cache in RAM, hidden states on disk: few bytes cross, the
+     * compute is the bottleneck */
+    p.weights = (placement){{0, 1, 0}};
+    p.kv_cache = (placement){{0, 1, 0}};
+    p.activations = (placement){{0, 0, 1}};
+    p.gpu_batch_size = 4;
+    workload w = {16, 4, 0};
+    const double lr = 0.1, lw = 0.2; /* s per GB */
+    for (int overlap = 0; overlap < 2; overlap++) {
+        p.overlap = overlap;
+        plan a, b;
+        diag e = {0};
+        hw->disk.read_loss_s_per_GB = hw->disk.write_loss_s_per_GB = 0;
+        if (plan_build(&m, hw, &p, &w, &a, &e) != LLMSIM_OK) {
+            CHECK(false, "plan_build: %s", e.msg);
+            break;
+        }
+        hw->disk.read_loss_s_per_GB = lr;
+        hw->disk.write_loss_s_per_GB = lw;
+        if (plan_build(&m, hw, &p, &w, &b, &e) != LLMSIM_OK) {
+            CHECK(false, "plan_build: %s", e.msg);
+            plan_free(&a);
+            break;
+        }
+        CHECK(a.ntasks == b.ntasks, "the loss changes no task");
+        double grown = 0, rd = 0, wr = 0, capmax = 0;
+        bool within = true;
+        for (size_t i = 0; i < a.ntasks && a.ntasks == b.ntasks; i++) {
+            const plan_task *t = &b.tasks[i];
+            double d = t->dur_s - a.tasks[i].dur_s;
+            if (t->res == PLAN_RES_DISK && t->kind == PLAN_W_DISK)
+                rd += t->bytes;
+            else if (t->kind == PLAN_C_DISK || t->kind == PLAN_A_DISK)
+                rd += t->bytes;
+            else if (t->kind == PLAN_C_WRITE || t->kind == PLAN_A_WRITE)
+                wr += t->bytes;
+            double cap = a.tasks[i].dur_s *
+                         fmax(hw->disk.read.bandwidth_Bps * lr, hw->disk.write.bandwidth_Bps * lw) /
+                         1e9;
+            within &= d >= 0 && d <= cap * (1 + 1e-9) + 1e-15;
+            within &= d == 0 || t->kind == PLAN_COMPUTE || t->kind == PLAN_HEAD;
+            capmax = fmax(capmax, cap);
+            grown += d;
+        }
+        CHECK(within, "overlap %d: a task grew beyond its cap, or a task that is not compute grew",
+              overlap);
+        if (!overlap) {
+            CHECK(grown == 0, "no overlap: nothing runs beside a transfer, nothing lost (%g s)",
+                  grown);
+        } else {
+            CHECK(rd > 0 && wr > 0, "fixture: reads and writes on disk (%g, %g B)", rd, wr);
+            CHECK_REL(grown, (rd * lr + wr * lw) / 1e9, 1e-6,
+                      "compute-bound: every byte's loss is charged once");
+        }
+        plan_free(&a);
+        plan_free(&b);
+        /* the cost model grows by the same */
+        double s0, p0, s1, p1;
+        hw->disk.read_loss_s_per_GB = hw->disk.write_loss_s_per_GB = 0;
+        both(&m, hw, &p, &w, &s0, &p0, NULL);
+        hw->disk.read_loss_s_per_GB = lr;
+        hw->disk.write_loss_s_per_GB = lw;
+        both(&m, hw, &p, &w, &s1, &p1, NULL);
+        if (!overlap) {
+            CHECK(s1 == s0 && p1 == p0, "no overlap: simulated and predicted unchanged");
+        } else {
+            CHECK(s1 > s0 && p1 > p0, "the loss slows the block (sim %g -> %g, model %g -> %g)", s0,
+                  s1, p0, p1);
+            CHECK_REL(p1 - p0, s1 - s0, 0.05, "the cost model's loss matches the simulator's");
+        }
+    }
+    free(hw);
+}
+
 int main(void)
 {
     test_eventq();
@@ -462,6 +547,7 @@ int main(void)
     test_agreement();
     test_delegation_overlap();
     test_no_overlap();
+    test_io_loss();
     test_load_cache_grows();
     test_overflow_and_trace();
     return tap_done();
