@@ -5,10 +5,12 @@
  * Method, for every figure: a warm-up, then repeated timed runs with the
  * monotonic clock; the median is reported with its spread, (max - min) /
  * median; a measurement whose spread exceeds PROFILE_SPREAD_FLAG is flagged
- * (listed in the profile's notes and the summary). The CPU's GEMM table and
- * weight reads are timed instead in interleaved rounds (every shape once,
- * then again) and report the mean: a virtual machine's speed drifts by 20%
- * and more over seconds, and a figure taken in one burst is that moment's.
+ * (listed in the profile's notes and the summary) after it has been measured
+ * again, as many times again, and taken over all its samples. The CPU's GEMM
+ * table, weight reads and attention are timed instead in interleaved rounds
+ * (every shape once, then again) and report the mean without the fastest and
+ * slowest sample: a virtual machine's speed drifts by 20% and more over
+ * seconds, and a figure taken in one burst is that moment's.
  * What is measured:
  *  - CPU: memory copy bandwidth with 1 .. N threads (STREAM's convention:
  *    bytes read + bytes written per second); the engine's GEMM (exec/cpu
@@ -24,7 +26,10 @@
  *    directory under --disk-dir that is removed afterwards, also on error and
  *    on ^C; free space from statvfs. The link keeps the queue-depth-1 points
  *    and a latency + bandwidth fitted to them (what the engine's single I/O
- *    thread does).
+ *    thread does). Then the compute a transfer takes beside it: the decode
+ *    GEMV over the largest working set timed alone and beside one O_DIRECT
+ *    stream (reads, then writes), in alternating phases; the time lost per GB
+ *    moved (disk.read_loss_s_per_GB, write_loss_s_per_GB).
  *  - GPU, when one is present: exec/cuda/profile_gpu.h.
  */
 #ifndef LLMSIM_HWPROFILES_PROFILER_H
