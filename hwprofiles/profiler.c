@@ -169,7 +169,7 @@ static void time_rounds(prof *P, probe_fn fn, void *ctxs, size_t ctx_size, const
 {
     double t[HW_MAX_POINTS][PROBE_MAX_ROUNDS];
     int done[HW_MAX_POINTS] = {0};
-    bool again[HW_MAX_POINTS];
+    bool again[HW_MAX_POINTS] = {false};
     if (n > HW_MAX_POINTS)
         n = HW_MAX_POINTS;
     if (rounds > PROBE_MAX_ROUNDS / 2)
@@ -419,20 +419,27 @@ typedef struct io_job {
     diag e;
 } io_job;
 
+/* One block read or written at off. A block written has every 4 KiB sector
+ * unique, as fio's scramble_buffers: a virtual disk that deduplicates must
+ * not see the same block twice (nonce differs between passes). */
+static llmsim_status io_block(offload_file *f, char *buf, size_t block, uint64_t off, bool write,
+                              uint64_t nonce, diag *e)
+{
+    if (!write)
+        return offload_read(f, buf, block, off, e);
+    for (size_t s = 0; s + 8 <= block; s += 4096) {
+        uint64_t stamp = (off + s) ^ nonce;
+        memcpy(buf + s, &stamp, 8);
+    }
+    return offload_write(f, buf, block, off, e);
+}
+
 static void *io_thread(void *arg)
 {
     io_job *j = arg;
     diag_clear(&j->e);
-    for (uint64_t off = j->from; off < j->to && !j->st; off += j->block) {
-        if (j->write) /* every 4 KiB sector unique, as fio's scramble_buffers: a virtual
-                       * disk that deduplicates must not see the same block twice */
-            for (size_t s = 0; s + 8 <= j->block; s += 4096) {
-                uint64_t stamp = (off + s) ^ j->nonce;
-                memcpy(j->buf + s, &stamp, 8);
-            }
-        j->st = j->write ? offload_write(j->f, j->buf, j->block, off, &j->e)
-                         : offload_read(j->f, j->buf, j->block, off, &j->e);
-    }
+    for (uint64_t off = j->from; off < j->to && !j->st; off += j->block)
+        j->st = io_block(j->f, j->buf, j->block, off, j->write, j->nonce, &j->e);
     return NULL;
 }
 
@@ -491,13 +498,8 @@ static void *io_stream_thread(void *arg)
     while (!atomic_load(&s->stop) && !s->st) {
         if (off + s->block > s->bytes)
             off = 0;
-        if (s->write)
-            for (size_t k = 0; k + 8 <= s->block; k += 4096) {
-                uint64_t stamp = (off + k) ^ (uint64_t)(atomic_load(&s->blocks) + 1);
-                memcpy(s->buf + k, &stamp, 8);
-            }
-        s->st = s->write ? offload_write(s->f, s->buf, s->block, off, &s->e)
-                         : offload_read(s->f, s->buf, s->block, off, &s->e);
+        s->st = io_block(s->f, s->buf, s->block, off, s->write,
+                         (uint64_t)atomic_load(&s->blocks) + 1, &s->e);
         if (!s->st)
             atomic_fetch_add(&s->blocks, 1);
         off += s->block;
