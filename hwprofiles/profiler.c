@@ -45,6 +45,30 @@ static void flag(prof *P, const char *what, double spread)
     strbuf_printf(&P->notes, " FLAGGED: %s varied by %.0f%% between runs.", what, 100 * spread);
 }
 
+/* The median of `reps` timed runs of fn (seconds each), with its spread;
+ * when that spread exceeds PROFILE_SPREAD_FLAG, `reps` runs more and the
+ * median over all of them. Stops at fn's first error. */
+typedef llmsim_status (*timed_fn)(void *ctx, double *secs, diag *e);
+#define REPS_MAX 8
+static llmsim_status median_again(timed_fn fn, void *ctx, int reps, double *med, double *spread,
+                                  diag *e)
+{
+    double times[2 * REPS_MAX], sorted[2 * REPS_MAX];
+    int done = 0;
+    llmsim_status st = LLMSIM_OK;
+    if (reps > REPS_MAX)
+        reps = REPS_MAX;
+    *spread = 0;
+    for (int pass = 0; pass < 2 && (pass == 0 || *spread > PROFILE_SPREAD_FLAG); pass++) {
+        for (int r = 0; r < reps; r++)
+            if ((st = fn(ctx, &times[done++], e)))
+                return st;
+        memcpy(sorted, times, sizeof(double) * (size_t)done);
+        *med = profile_gpu_median(sorted, done, spread);
+    }
+    return st;
+}
+
 /* ---- memory copy bandwidth */
 
 typedef struct copy_ctx {
@@ -62,6 +86,22 @@ static void copy_chunk(void *ctx, size_t begin, size_t end)
     const double *restrict src = (const double *)(const void *)c->src;
     for (size_t i = begin / sizeof(double); i < end / sizeof(double); i++)
         dst[i] = src[i];
+}
+
+typedef struct copy_run {
+    pool *pl;
+    size_t bytes;
+    copy_ctx c;
+} copy_run;
+
+static llmsim_status copy_timed(void *ctx, double *secs, diag *e)
+{
+    (void)e;
+    copy_run *r = ctx;
+    double t0 = llmsim_now_s();
+    pool_for(r->pl, r->bytes, copy_chunk, &r->c);
+    *secs = llmsim_now_s() - t0;
+    return LLMSIM_OK;
 }
 
 static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
@@ -83,19 +123,10 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
         pool *pl = pool_create(t);
         if (!pl)
             break;
-        copy_ctx c = {b, a};
-        double times[16], sorted[16], spread = 0, med = 0;
-        int done = 0;
-        pool_for(pl, bytes, copy_chunk, &c); /* warm-up */
-        for (int pass = 0; pass < 2 && (pass == 0 || spread > PROFILE_SPREAD_FLAG); pass++) {
-            for (int r = 0; r < reps; r++) { /* measured again if it varied */
-                double t0 = llmsim_now_s();
-                pool_for(pl, bytes, copy_chunk, &c);
-                times[done++] = llmsim_now_s() - t0;
-            }
-            memcpy(sorted, times, sizeof(double) * (size_t)done);
-            med = profile_gpu_median(sorted, done, &spread);
-        }
+        copy_run cr = {pl, bytes, {b, a}};
+        double spread = 0, med = 0;
+        pool_for(pl, bytes, copy_chunk, &cr.c);                /* warm-up */
+        median_again(copy_timed, &cr, reps, &med, &spread, e); /* cannot fail */
         pool_destroy(pl);
         double bw = 2.0 * (double)bytes / med;
         char what[64];
@@ -300,24 +331,40 @@ static size_t read_ws_max(const hwprofile *hw, bool quick)
     return ws;
 }
 
-static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
+/* count fp16 matrices of h x h, one after the other: one random matrix,
+ * copied; NULL when out of memory. */
+static uint16_t *weight_set(size_t h, size_t count)
 {
-    const size_t h = 2048, mat = h * h; /* 8 MiB of fp16 per matrix */
-    const size_t ws_min = (size_t)8 << 20, ws_max = read_ws_max(hw, P->o->quick);
-    size_t nmax = ws_max / (mat * sizeof(uint16_t));
-    uint16_t *w = malloc(nmax * mat * sizeof(uint16_t));
-    float *x = malloc(h * sizeof(float)), *y = malloc(h * sizeof(float)),
-          *tmp = malloc(mat * sizeof(float));
-    llmsim_status st =
-        w && x && y && tmp ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (read probe)");
-    if (!st) {
-        fill_random(x, h, 3);
+    const size_t mat = h * h;
+    uint16_t *w = malloc(count * mat * sizeof(uint16_t));
+    float *tmp = malloc(mat * sizeof(float));
+    if (w && tmp) {
         fill_random(tmp, mat, 4);
         for (size_t i = 0; i < mat; i++)
             w[i] = half_f32_to_f16(tmp[i]);
-        for (size_t c = 1; c < nmax; c++)
+        for (size_t c = 1; c < count; c++)
             memcpy(w + c * mat, w, mat * sizeof(uint16_t));
+    } else {
+        free(w);
+        w = NULL;
     }
+    free(tmp);
+    return w;
+}
+
+#define READ_H 2048 /* the read probes' matrices: 8 MiB of fp16 each */
+
+static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    const size_t h = READ_H, mat = h * h;
+    const size_t ws_min = (size_t)8 << 20, ws_max = read_ws_max(hw, P->o->quick);
+    size_t nmax = ws_max / (mat * sizeof(uint16_t));
+    uint16_t *w = weight_set(h, nmax);
+    float *x = malloc(h * sizeof(float)), *y = malloc(h * sizeof(float));
+    llmsim_status st =
+        w && x && y ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (read probe)");
+    if (!st)
+        fill_random(x, h, 3);
     hw_read_table *t = &hw->cpu.read;
     t->npoints = 0;
     /* working sets doubling from 8 MiB (quick: quadrupling) up to ws_max */
@@ -344,7 +391,6 @@ static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
     free(w);
     free(x);
     free(y);
-    free(tmp);
     return st;
 }
 
@@ -474,6 +520,22 @@ static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, in
     return LLMSIM_OK;
 }
 
+/* One pass over the file (disk_pass) as a timed_fn. */
+typedef struct disk_run {
+    offload_file *f;
+    uint64_t bytes;
+    size_t block;
+    int qd;
+    bool write;
+    char **bufs;
+} disk_run;
+
+static llmsim_status disk_timed(void *ctx, double *secs, diag *e)
+{
+    disk_run *r = ctx;
+    return disk_pass(r->f, r->bytes, r->block, r->qd, r->write, r->bufs, secs, e);
+}
+
 /* ---- compute lost to concurrent disk transfers */
 
 typedef struct io_stream {
@@ -507,71 +569,77 @@ static void *io_stream_thread(void *arg)
     return NULL;
 }
 
-/* The compute time lost per GB transferred while the CPU computes: the
- * engine's decode pass over weights in DRAM (the read probe's largest
- * working set) is timed alone and with one disk stream running beside it,
- * in alternating phases; the loss is the time the passes took beyond their
- * time alone, over the bytes the stream moved meanwhile. */
-static llmsim_status probe_io_loss(prof *P, hwprofile *hw, pool *pl, offload_file *f,
-                                   uint64_t file_bytes, size_t block, char *buf, bool write,
-                                   diag *e)
+/* One direction of probe_io_loss: rounds of passes alone, then beside a
+ * stream; the time lost and the bytes moved are added to *lost, *moved. */
+static llmsim_status io_loss_rounds(prof *P, read_ctx *rc, offload_file *f, uint64_t file_bytes,
+                                    size_t block, char *buf, bool write, double *lost,
+                                    double *moved, diag *e)
 {
-    const size_t h = 2048, mat = h * h;
-    const size_t count = read_ws_max(hw, P->o->quick) / (mat * sizeof(uint16_t));
     const int rounds = P->o->quick ? 2 : 3, passes = P->o->quick ? 4 : 8;
-    uint16_t *w = malloc(count * mat * sizeof(uint16_t));
-    float *x = calloc(h, sizeof(float)), *y = malloc(h * sizeof(float));
-    llmsim_status st =
-        w && x && y ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (disk loss probe)");
-    read_ctx rc = {pl, x, w, h, count, y};
-    double alone = 0, lost = 0, moved = 0;
+    double alone = 0;
     int nalone = 0;
-    if (!st) {
-        for (size_t i = 0; i < count * mat; i++)
-            w[i] = half_f32_to_f16((float)((i * 2654435761u) % 1000) * 1e-3f - 0.5f);
-        read_pass(&rc); /* warm-up */
-    }
     char what[96];
     snprintf(what, sizeof what, "compute beside disk %s", write ? "writes" : "reads");
-    for (int r = 0; r < rounds && !st && !stopped(P); r++) {
+    for (int r = 0; r < rounds && !stopped(P); r++) {
         progress(P, what);
         double t0 = llmsim_now_s();
         for (int k = 0; k < passes; k++)
-            read_pass(&rc);
+            read_pass(rc);
         alone += llmsim_now_s() - t0;
         nalone += passes;
         io_stream s = {f, buf, block, file_bytes, write, false, 0, LLMSIM_OK, {0}};
         atomic_init(&s.stop, false);
         atomic_init(&s.blocks, 0);
         pthread_t th;
-        if (pthread_create(&th, NULL, io_stream_thread, &s) != 0) {
-            st = diag_set(e, LLMSIM_EFAIL, "cannot start the disk loss probe's thread");
-            break;
-        }
+        if (pthread_create(&th, NULL, io_stream_thread, &s) != 0)
+            return diag_set(e, LLMSIM_EFAIL, "cannot start the disk loss probe's thread");
         t0 = llmsim_now_s();
         for (int k = 0; k < passes; k++)
-            read_pass(&rc);
+            read_pass(rc);
         double with = llmsim_now_s() - t0;
         double moved0 = (double)atomic_load(&s.blocks) * (double)block; /* while the passes ran */
         atomic_store(&s.stop, true);
         pthread_join(th, NULL);
         if (s.st) {
             *e = s.e;
-            st = s.st;
-            break;
+            return s.st;
         }
-        lost += with - passes * (alone / nalone);
-        moved += moved0;
+        *lost += with - passes * (alone / nalone);
+        *moved += moved0;
     }
-    if (!st && !stopped(P) && moved > 0) {
+    return LLMSIM_OK;
+}
+
+/* The compute time lost per GB transferred while the CPU computes, for
+ * reads and then writes: the engine's decode pass over weights in DRAM (the
+ * read probe's largest working set) is timed alone and with one disk stream
+ * running beside it, in alternating phases; the loss is the time the passes
+ * took beyond their time alone, over the bytes the stream moved meanwhile. */
+static llmsim_status probe_io_loss(prof *P, hwprofile *hw, pool *pl, offload_file *f,
+                                   uint64_t file_bytes, size_t block, char *buf, diag *e)
+{
+    const size_t h = READ_H;
+    const size_t count = read_ws_max(hw, P->o->quick) / (h * h * sizeof(uint16_t));
+    uint16_t *w = weight_set(h, count);
+    float *x = calloc(h, sizeof(float)), *y = malloc(h * sizeof(float));
+    llmsim_status st =
+        w && x && y ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory (disk loss probe)");
+    read_ctx rc = {pl, x, w, h, count, y};
+    if (!st)
+        read_pass(&rc); /* warm-up */
+    for (int wr = 0; wr < 2 && !st && !stopped(P); wr++) {
+        double lost = 0, moved = 0;
+        st = io_loss_rounds(P, &rc, f, file_bytes, block, buf, wr == 1, &lost, &moved, e);
+        if (st || stopped(P) || !(moved > 0))
+            continue;
         double per_GB = lost > 0 ? lost / moved * 1e9 : 0;
-        *(write ? &hw->disk.write_loss_s_per_GB : &hw->disk.read_loss_s_per_GB) = per_GB;
+        *(wr ? &hw->disk.write_loss_s_per_GB : &hw->disk.read_loss_s_per_GB) = per_GB;
         strbuf_printf(&P->notes,
                       " A decode pass over weights in DRAM lost %.0f ms per GB %s beside "
                       "it (%.1f GB moved).",
-                      1e3 * per_GB, write ? "written" : "read", moved / 1e9);
+                      1e3 * per_GB, wr ? "written" : "read", moved / 1e9);
         strbuf_printf(P->summary, "disk %-5s compute lost       %8.1f ms per GB\n",
-                      write ? "write" : "read", 1e3 * per_GB);
+                      wr ? "write" : "read", 1e3 * per_GB);
     }
     free(w);
     free(x);
@@ -643,19 +711,9 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
                 snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d",
                          w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi]);
                 progress(P, what);
-                /* a figure that varied is measured again, and the median
-                 * taken over all its passes */
-                double times[8], sorted[8], secs, spread = 0, med = 0;
-                int done = 0;
-                for (int pass = 0; pass < 2 && !st && (pass == 0 || spread > PROFILE_SPREAD_FLAG);
-                     pass++) {
-                    for (int r = 0; r < reps && !st; r++) {
-                        st = disk_pass(f, bytes, bs[bi], qds[qi], w == 0, bufs, &secs, e);
-                        times[done++] = secs;
-                    }
-                    memcpy(sorted, times, sizeof(double) * (size_t)done);
-                    med = profile_gpu_median(sorted, done, &spread);
-                }
+                double spread = 0, med = 0;
+                disk_run dr = {f, bytes, bs[bi], qds[qi], w == 0, bufs};
+                st = median_again(disk_timed, &dr, reps, &med, &spread, e);
                 if (st)
                     break;
                 double bw = (double)(bytes / bs[bi] * bs[bi]) / med;
@@ -676,8 +734,8 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
             st = profile_gpu_fit_link(l, e);
         }
     }
-    for (int w = 0; w < 2 && !st && !stopped(P); w++)
-        st = probe_io_loss(P, hw, pl, f, bytes, bs[nb - 1], bufs[0], w == 1, e);
+    if (!st && !stopped(P))
+        st = probe_io_loss(P, hw, pl, f, bytes, bs[nb - 1], bufs[0], e);
 out:
     for (int q = 0; q < 4; q++)
         free(bufs[q]);
