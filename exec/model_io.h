@@ -43,6 +43,30 @@ void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long
 int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long long seq, int step, float *probs,
                int32_t *idx);
 
+/* ---- the shape of a run, both engines': what the model, policy and workload
+ * fix, and where each GPU batch keeps its KV cache and hidden states. */
+typedef struct mio_shape {
+    int L;             /* decoder layers */
+    int ngb, gbs, bls; /* GPU batches, their size, the sequences of a block */
+    long long prompt, gen, ctx_max, num_prompts;
+    size_t h, qd, kvd, f, vocab;
+    size_t kv_row;         /* bytes of one K (or V) row of one sequence */
+    size_t kv_slot;        /* bytes of one token slot of a batch: gbs * 2 * kv_row */
+    size_t kv_dslot;       /* the same padded for the disk */
+    size_t act_bytes;      /* one batch's hidden states in prefill: gbs * prompt * h fp16 */
+    tier *kv_tier;         /* [ngb] each batch's KV home, by the plan's rule */
+    tier *act_tier;        /* [ngb] each batch's hidden-state home */
+    int kv_off, kv_disk;   /* batches whose KV cache is off the GPU, on disk */
+    int act_off, act_disk; /* the same for the hidden states */
+} mio_shape;
+
+/* Fill s for model m, policy p and workload w (num_prompts 0: a block's
+ * sequences). The tiers come from placement_assign over equal batches, the
+ * rule the plan uses. Free with mio_shape_free. */
+llmsim_status mio_shape_init(mio_shape *s, const model *m, const policy *p, const workload *w,
+                             diag *e);
+void mio_shape_free(mio_shape *s);
+
 /* ---- the KV cache's host layout, both engines': slot arrays of one
  * position for a batch's sequences, [pos][seq][K row, V row] with `stride`
  * bytes per position; a row is kvd fp16 values, or one quantized row when

@@ -57,9 +57,7 @@ typedef struct eng {
     const workload *w;
     const plan *pl;
     const engine_opts *o;
-    int L, ngb, gbs, bls;
-    long long prompt, gen, ctx_max;
-    size_t h, qd, kvd, f, vocab;
+    mio_shape sh;
     k_wtype wt;            /* the model's dtype */
     pool *pool;
     offload_dir dir;
@@ -70,16 +68,10 @@ typedef struct eng {
     size_t wstage_bytes;
     uint16_t *deq;         /* dequantized matrices of the unit computing (fp16) */
     /* KV cache */
-    tier *kv_tier;         /* [ngb] */
-    size_t kv_row;         /* bytes of one K (or V) row of one sequence */
-    size_t kv_slot;        /* bytes of one token slot of a batch: gbs * 2 * kv_row */
-    size_t kv_dslot;       /* the same padded for the disk */
     uint8_t **kv_ram;      /* [L * ngb]: home cpu, ctx_max slots */
     uint8_t *kv_stage[2];  /* disk homes: ctx_max padded slots */
     uint8_t *kv_out[2];    /* disk homes: the new entries of a step (prompt_len slots) */
     /* hidden states */
-    tier *act_tier;        /* [ngb] */
-    size_t act_bytes;      /* one batch, prefill: gbs * prompt * h fp16 */
     uint16_t **act_ram;    /* [ngb] home cpu */
     uint16_t *act_stage[2], *act_out[2];
     float **last;          /* [ngb] the last layer's output, last token of each sequence [gbs][h] */
@@ -88,7 +80,6 @@ typedef struct eng {
     float *probs;          /* [vocab] sampling */
     float **final_all;     /* eval_ppl: [ngb] the last layer's output for every prompt token */
     long long block;       /* the block running */
-    long long num_prompts; /* of the workload */
     bool dry;              /* count the RAM of a run, allocate and load nothing */
     int32_t *sort_idx;     /* [vocab] sampling order */
     double nll_sum;        /* eval_ppl: -log p of the scored tokens */
@@ -124,7 +115,7 @@ static void store_values(const eng *g, const eng_tensor *t, const float *v, uint
 static llmsim_status weights_init(eng *g, diag *e)
 {
     const plan *pl = g->pl;
-    const int L = g->L;
+    const int L = g->sh.L;
     g->units = calloc((size_t)L + 1, sizeof *g->units);
     if (!g->units)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
@@ -232,73 +223,52 @@ static const uint8_t *tensor_data(const eng *g, int u, int i, int wslot)
 
 static llmsim_status state_init(eng *g, diag *e)
 {
-    const int L = g->L, ngb = g->ngb;
-    const quant *kq = &g->p->kv_quant;
-    g->kv_row = kq->bits ? quant_row_bytes(g->kvd, kq->bits, kq->group_size) : g->kvd * 2;
-    g->kv_slot = (size_t)g->gbs * 2 * g->kv_row;
-    g->kv_dslot = (size_t)offload_round(g->kv_slot);
-    g->kv_tier = malloc(sizeof(tier) * (size_t)ngb);
-    g->act_tier = malloc(sizeof(tier) * (size_t)ngb);
+    const int L = g->sh.L, ngb = g->sh.ngb, kv_disk = g->sh.kv_disk, act_disk = g->sh.act_disk;
     g->kv_ram = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_ram);
     g->act_ram = calloc((size_t)ngb, sizeof *g->act_ram);
     g->last = calloc((size_t)ngb, sizeof *g->last);
     g->next_in = calloc((size_t)ngb, sizeof *g->next_in);
-    if (!g->kv_tier || !g->act_tier || !g->kv_ram || !g->act_ram || !g->last || !g->next_in)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    /* the plan's per-batch tiers, by the same rule */
-    double *unit = malloc(sizeof(double) * (size_t)ngb);
-    if (!unit)
+    if (!g->kv_ram || !g->act_ram || !g->last || !g->next_in)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     for (int k = 0; k < ngb; k++)
-        unit[k] = 1;
-    placement r;
-    placement_assign(unit, ngb, &g->p->kv_cache, g->kv_tier, &r);
-    placement_assign(unit, ngb, &g->p->activations, g->act_tier, &r);
-    free(unit);
-    int kv_disk = 0, act_disk = 0;
-    for (int k = 0; k < ngb; k++) {
-        kv_disk += g->kv_tier[k] == TIER_DISK;
-        act_disk += g->act_tier[k] == TIER_DISK;
-        if (g->kv_tier[k] == TIER_GPU || g->act_tier[k] == TIER_GPU)
+        if (g->sh.kv_tier[k] == TIER_GPU || g->sh.act_tier[k] == TIER_GPU)
             return diag_set(e, LLMSIM_EINPUT, "the CPU engine has no GPU tier");
-    }
-    g->act_bytes = (size_t)g->gbs * (size_t)g->prompt * g->h * 2;
     llmsim_status st;
     if (kv_disk) {
-        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)g->ctx_max * g->kv_dslot;
+        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)g->sh.ctx_max * g->sh.kv_dslot;
         if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
-            if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->ctx_max * g->kv_dslot)) ||
-                !(g->kv_out[s] = eng_alloc(g, (size_t)g->prompt * g->kv_dslot)))
+            if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->sh.ctx_max * g->sh.kv_dslot)) ||
+                !(g->kv_out[s] = eng_alloc(g, (size_t)g->sh.prompt * g->sh.kv_dslot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV staging)");
     }
     for (int j = 0; j < L; j++)
         for (int k = 0; k < ngb; k++)
-            if (g->kv_tier[k] == TIER_CPU &&
-                !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->ctx_max * g->kv_slot)))
+            if (g->sh.kv_tier[k] == TIER_CPU &&
+                !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->sh.ctx_max * g->sh.kv_slot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV cache)");
     if (act_disk) {
-        if (!g->dry &&
-            (st = offload_file_create(&g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->act_bytes),
-                                      &g->actfile, e)))
+        if (!g->dry && (st = offload_file_create(
+                            &g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->sh.act_bytes),
+                            &g->actfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
-            if (!(g->act_stage[s] = eng_alloc(g, g->act_bytes)) ||
-                !(g->act_out[s] = eng_alloc(g, g->act_bytes)))
+            if (!(g->act_stage[s] = eng_alloc(g, g->sh.act_bytes)) ||
+                !(g->act_out[s] = eng_alloc(g, g->sh.act_bytes)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (hidden-state staging)");
     }
     for (int k = 0; k < ngb; k++) {
-        if (g->act_tier[k] == TIER_CPU && !(g->act_ram[k] = eng_alloc(g, g->act_bytes)))
+        if (g->sh.act_tier[k] == TIER_CPU && !(g->act_ram[k] = eng_alloc(g, g->sh.act_bytes)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory (hidden states)");
         if (g->o->score_from && !g->final_all &&
             !(g->final_all = calloc((size_t)ngb, sizeof *g->final_all)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory");
-        if (g->final_all &&
-            !(g->final_all[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
+        if (g->final_all && !(g->final_all[k] = eng_alloc(
+                                  g, (size_t)g->sh.gbs * (size_t)g->sh.prompt * g->sh.h * 4)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory (perplexity)");
-        if (!(g->last[k] = eng_alloc(g, (size_t)g->gbs * g->h * 4)) ||
-            !(g->next_in[k] = eng_alloc(g, (size_t)g->gbs * (size_t)g->prompt * g->h * 4)))
+        if (!(g->last[k] = eng_alloc(g, (size_t)g->sh.gbs * g->sh.h * 4)) ||
+            !(g->next_in[k] = eng_alloc(g, (size_t)g->sh.gbs * (size_t)g->sh.prompt * g->sh.h * 4)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory");
     }
     return LLMSIM_OK;
@@ -306,55 +276,59 @@ static llmsim_status state_init(eng *g, diag *e)
 
 static uint64_t kv_disk_off(const eng *g, int layer, int k, long long slot)
 {
-    return mio_kv_disk_off(g->kv_tier, g->ngb, layer, k, g->ctx_max, slot, g->kv_dslot);
+    return mio_kv_disk_off(g->sh.kv_tier, g->sh.ngb, layer, k, g->sh.ctx_max, slot, g->sh.kv_dslot);
 }
 
 static uint64_t act_disk_off(const eng *g, int k)
 {
-    return (uint64_t)mio_disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+    return (uint64_t)mio_disk_index(g->sh.act_tier, k) * offload_round(g->sh.act_bytes);
 }
 
 /* ---- compute scratch */
 
 static llmsim_status scratch_init(eng *g, diag *e)
 {
-    const size_t rows = (size_t)g->gbs * (size_t)g->prompt;
-    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->f;
-    g->wmax = g->h > g->f ? g->h : g->f;
-    g->wmax = g->qd > g->wmax ? g->qd : g->wmax;
+    const size_t rows = (size_t)g->sh.gbs * (size_t)g->sh.prompt;
+    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->sh.f;
+    g->wmax = g->sh.h > g->sh.f ? g->sh.h : g->sh.f;
+    g->wmax = g->sh.qd > g->wmax ? g->sh.qd : g->wmax;
     size_t lin = 0;
-    size_t shapes[][2] = {{g->qd + 2 * g->kvd, g->h}, {g->h, g->qd}, {g->f, g->h}, {g->h, g->f},
-                          {g->vocab, g->h}};
+    size_t shapes[][2] = {{g->sh.qd + 2 * g->sh.kvd, g->sh.h},
+                          {g->sh.h, g->sh.qd},
+                          {g->sh.f, g->sh.h},
+                          {g->sh.h, g->sh.f},
+                          {g->sh.vocab, g->sh.h}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         size_t s = k_linear_scratch_floats(rows, shapes[i][0], shapes[i][1]);
         lin = s > lin ? s : lin;
     }
     g->lin_floats = lin;
-    size_t ctx = (size_t)g->ctx_max;
+    size_t ctx = (size_t)g->sh.ctx_max;
     struct {
         float **p;
         size_t n;
     } bufs[] = {
-        {&g->x, rows * g->h},
-        {&g->hn, rows * (g->h > g->qd ? g->h : g->qd)},
-        {&g->qkv, rows * (g->qd + 2 * g->kvd)},
-        {&g->att, rows * g->qd},
+        {&g->x, rows * g->sh.h},
+        {&g->hn, rows * (g->sh.h > g->sh.qd ? g->sh.h : g->sh.qd)},
+        {&g->qkv, rows * (g->sh.qd + 2 * g->sh.kvd)},
+        {&g->att, rows * g->sh.qd},
         {&g->ffn, rows * ffn},
-        {&g->tmp, rows * g->h},
-        {&g->kf, ctx * g->kvd},
-        {&g->vf, ctx * g->kvd},
+        {&g->tmp, rows * g->sh.h},
+        {&g->kf, ctx * g->sh.kvd},
+        {&g->vf, ctx * g->sh.kvd},
         {&g->lin, lin ? lin : 1},
-        {&g->ascratch, k_attention_scratch_floats((size_t)g->prompt, 0, (size_t)g->m->num_heads) +
-                           k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads)},
-        {&g->logits, (size_t)g->gbs * g->vocab},
+        {&g->ascratch,
+         k_attention_scratch_floats((size_t)g->sh.prompt, 0, (size_t)g->m->num_heads) +
+             k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads)},
+        {&g->logits, (size_t)g->sh.gbs * g->sh.vocab},
         {&g->vec, 5 * g->wmax},
-        {&g->probs, g->vocab},
-        {(float **)&g->sort_idx, g->vocab},
+        {&g->probs, g->sh.vocab},
+        {(float **)&g->sort_idx, g->sh.vocab},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = eng_alloc(g, bufs[i].n * sizeof(float))))
             return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
-    if (!(g->ids = eng_alloc(g, ((size_t)g->prompt + 2) * sizeof(int32_t))))
+    if (!(g->ids = eng_alloc(g, ((size_t)g->sh.prompt + 2) * sizeof(int32_t))))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
     return LLMSIM_OK;
 }
@@ -429,18 +403,21 @@ static void dequant_unit(eng *g, int u, int wslot)
  * staging slot it was read into. For disk homes, new entries go to out. */
 static uint8_t *kv_base(eng *g, int layer, int k, int stage_slot)
 {
-    if (g->kv_tier[k] == TIER_CPU)
-        return g->kv_ram[layer * g->ngb + k];
+    if (g->sh.kv_tier[k] == TIER_CPU)
+        return g->kv_ram[layer * g->sh.ngb + k];
     return g->kv_stage[stage_slot];
 }
 
-static size_t kv_stride(const eng *g, int k) { return g->kv_tier[k] == TIER_DISK ? g->kv_dslot : g->kv_slot; }
+static size_t kv_stride(const eng *g, int k)
+{
+    return g->sh.kv_tier[k] == TIER_DISK ? g->sh.kv_dslot : g->sh.kv_slot;
+}
 
 /* Write the new K and V of sequence s, token position pos, into slot array. */
 static void kv_put(const eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
                    const float *vx)
 {
-    mio_kv_put(&g->p->kv_quant, g->kvd, g->kv_row, slots, stride, s, pos, kx, vx);
+    mio_kv_put(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, slots, stride, s, pos, kx, vx);
 }
 
 /* Loops over fewer values than this (KV rows, hidden states) run on the
@@ -476,10 +453,10 @@ static void kv_put_chunk(void *ctx, size_t b, size_t e)
     for (size_t u = b; u < e; u++) {
         int s = (int)(u / (size_t)J->t);
         long long a = (long long)(u % (size_t)J->t);
-        const float *kr = J->kk + u * g->kvd, *vr = J->vv + u * g->kvd;
+        const float *kr = J->kk + u * g->sh.kvd, *vr = J->vv + u * g->sh.kvd;
         kv_put(g, J->slots, J->stride, s, J->start + a, kr, vr);
         if (J->out)
-            kv_put(g, J->out, g->kv_dslot, s, a, kr, vr);
+            kv_put(g, J->out, g->sh.kv_dslot, s, a, kr, vr);
     }
 }
 
@@ -489,8 +466,8 @@ static void kv_put_batch(eng *g, uint8_t *slots, size_t stride, uint8_t *out, lo
                          const float *kk, const float *vv)
 {
     kv_job J = {.g = g, .slots = slots, .out = out, .stride = stride, .start = start, .t = t, .kk = kk, .vv = vv};
-    size_t units = (size_t)g->gbs * (size_t)t;
-    eng_par(g, units, units * 2 * g->kvd * (out ? 2 : 1), kv_put_chunk, &J);
+    size_t units = (size_t)g->sh.gbs * (size_t)t;
+    eng_par(g, units, units * 2 * g->sh.kvd * (out ? 2 : 1), kv_put_chunk, &J);
 }
 
 /* Units are positions: both rows of one position. */
@@ -499,15 +476,15 @@ static void kv_gather_chunk(void *ctx, size_t b, size_t e)
     const kv_job *J = ctx;
     const eng *g = J->g;
     for (size_t c = b; c < e; c++)
-        mio_kv_get(&g->p->kv_quant, g->kvd, g->kv_row, J->src, J->stride, J->s, (long long)c, g->kf + c * g->kvd,
-                   g->vf + c * g->kvd);
+        mio_kv_get(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, J->src, J->stride, J->s, (long long)c,
+                   g->kf + c * g->sh.kvd, g->vf + c * g->sh.kvd);
 }
 
 /* fp32 K and V of sequence s for positions [0, ctx), positions over the pool. */
 static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long ctx)
 {
     kv_job J = {.g = g, .src = slots, .stride = stride, .s = s};
-    eng_par(g, (size_t)ctx, (size_t)ctx * 2 * g->kvd, kv_gather_chunk, &J);
+    eng_par(g, (size_t)ctx, (size_t)ctx * 2 * g->sh.kvd, kv_gather_chunk, &J);
 }
 
 /* One GPU batch through decoder layer j at step i (t tokens per sequence).
@@ -516,9 +493,9 @@ static void layer_forward(eng *g, int i, int j, int k, int wslot, uint8_t *kv_sl
                           uint8_t *kv_out, long long t)
 {
     const model *m = g->m;
-    const int gbs = g->gbs;
-    const size_t h = g->h, qd = g->qd, kvd = g->kvd, rows = (size_t)gbs * (size_t)t;
-    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    const int gbs = g->sh.gbs;
+    const size_t h = g->sh.h, qd = g->sh.qd, kvd = g->sh.kvd, rows = (size_t)gbs * (size_t)t;
+    const long long start = i == 0 ? 0 : g->sh.prompt + i - 1;
     const bool opt = m->family == MODEL_FAMILY_OPT;
     float *v1 = g->vec, *v2 = g->vec + g->wmax;
     /* attention block */
@@ -565,18 +542,18 @@ static void layer_forward(eng *g, int i, int j, int k, int wslot, uint8_t *kv_sl
         k_rmsnorm(g->pool, g->x, rows, h, vec_f32(g, j, find_tensor(g, j, "post_attention_layernorm.weight"), wslot, v1),
                   (float)m->norm_eps, g->hn);
     if (m->ffn_kind == MODEL_FFN_SWIGLU) {
-        float *gate = g->ffn, *up = g->ffn + rows * g->f;
+        float *gate = g->ffn, *up = g->ffn + rows * g->sh.f;
         linear(g, j, "mlp.gate_proj.weight", NULL, wslot, g->hn, rows, gate);
         linear(g, j, "mlp.up_proj.weight", NULL, wslot, g->hn, rows, up);
-        k_silu_mul(g->pool, gate, up, rows * g->f, gate);
+        k_silu_mul(g->pool, gate, up, rows * g->sh.f, gate);
         linear(g, j, "mlp.down_proj.weight", NULL, wslot, gate, rows, g->tmp);
     } else {
         linear(g, j, opt ? "fc1.weight" : "mlp.fc1.weight", opt ? "fc1.bias" : "mlp.fc1.bias", wslot,
                g->hn, rows, g->ffn);
         if (m->ffn_kind == MODEL_FFN_GELU)
-            k_gelu(g->pool, g->ffn, rows * g->f, g->ffn);
+            k_gelu(g->pool, g->ffn, rows * g->sh.f, g->ffn);
         else
-            k_relu(g->pool, g->ffn, rows * g->f, g->ffn);
+            k_relu(g->pool, g->ffn, rows * g->sh.f, g->ffn);
         linear(g, j, opt ? "fc2.weight" : "mlp.fc2.weight", opt ? "fc2.bias" : "mlp.fc2.bias", wslot,
                g->ffn, rows, g->tmp);
     }
@@ -588,17 +565,19 @@ static void layer_forward(eng *g, int i, int j, int k, int wslot, uint8_t *kv_sl
  * tensors must be at hand (resident or staged in wslot). */
 static void embed(eng *g, int k, long long start, long long t, int wslot, float *out)
 {
-    const int L = g->L;
+    const int L = g->sh.L;
     const bool opt = g->m->family == MODEL_FAMILY_OPT;
     int ti = find_tensor(g, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
     int32_t *ids = g->ids;
     k_wtype wt;
     const void *table = matrix(g, L, ti, wslot, &wt);
-    for (int s = 0; s < g->gbs; s++) {
-        const int32_t *seq = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+    for (int s = 0; s < g->sh.gbs; s++) {
+        const int32_t *seq =
+            g->tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
         for (long long a = 0; a < t; a++)
             ids[a] = seq[start + a];
-        k_embed(g->pool, ids, (size_t)t, table, wt, g->vocab, g->h, out + (size_t)s * (size_t)t * g->h);
+        k_embed(g->pool, ids, (size_t)t, table, wt, g->sh.vocab, g->sh.h,
+                out + (size_t)s * (size_t)t * g->sh.h);
     }
     if (g->m->position == MODEL_POS_LEARNED) {
         int pi = find_tensor(g, L, opt ? "model.decoder.embed_positions.weight" : "model.embed_positions.weight");
@@ -607,10 +586,10 @@ static void embed(eng *g, int k, long long start, long long t, int wslot, float 
         for (long long a = 0; a < t; a++)
             ids[a] = (int32_t)(start + a + off);
         float *pos = g->tmp; /* [t][h] */
-        k_embed(g->pool, ids, (size_t)t, pt, wt, (size_t)g->units[L].t[pi].desc.rows, g->h, pos);
-        for (int s = 0; s < g->gbs; s++)
-            k_add(g->pool, out + (size_t)s * (size_t)t * g->h, pos, (size_t)t * g->h,
-                  out + (size_t)s * (size_t)t * g->h);
+        k_embed(g->pool, ids, (size_t)t, pt, wt, (size_t)g->units[L].t[pi].desc.rows, g->sh.h, pos);
+        for (int s = 0; s < g->sh.gbs; s++)
+            k_add(g->pool, out + (size_t)s * (size_t)t * g->sh.h, pos, (size_t)t * g->sh.h,
+                  out + (size_t)s * (size_t)t * g->sh.h);
     }
 }
 
@@ -618,16 +597,16 @@ static void embed(eng *g, int k, long long start, long long t, int wslot, float 
  * prefill (the head's weights are read here once if they live on disk). */
 static llmsim_status embed_prompts(eng *g, diag *e)
 {
-    const eng_unit *head = &g->units[g->L];
+    const eng_unit *head = &g->units[g->sh.L];
     if (head->disk_bytes) {
         llmsim_status st = offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e);
         if (st)
             return st;
     }
     if (head->fp16_bytes)
-        dequant_unit(g, g->L, 0);
-    for (int k = 0; k < g->ngb; k++)
-        embed(g, k, 0, g->prompt, 0, g->next_in[k]);
+        dequant_unit(g, g->sh.L, 0);
+    for (int k = 0; k < g->sh.ngb; k++)
+        embed(g, k, 0, g->sh.prompt, 0, g->next_in[k]);
     return LLMSIM_OK;
 }
 
@@ -637,17 +616,19 @@ static void score_prompts(eng *g, int k, int wslot, const float *normg, const fl
                           const void *lmw, k_wtype lmt)
 {
     const model *m = g->m;
-    const size_t h = g->h, V = g->vocab;
-    for (int s = 0; s < g->gbs; s++) {
-        long long seq = g->block * g->bls + (long long)k * g->gbs + s;
+    const size_t h = g->sh.h, V = g->sh.vocab;
+    for (int s = 0; s < g->sh.gbs; s++) {
+        long long seq = g->block * g->sh.bls + (long long)k * g->sh.gbs + s;
         if (seq >= g->o->num_windows)
             continue;
-        const int32_t *toks = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
-        for (long long pos = g->o->score_from[seq] - 1; pos < g->prompt - 1; pos++) {
+        const int32_t *toks =
+            g->tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
+        for (long long pos = g->o->score_from[seq] - 1; pos < g->sh.prompt - 1; pos++) {
             if (pos < 0)
                 continue;
             float *x = g->tmp; /* not hn: the head's own batch input is there */
-            memcpy(x, g->final_all[k] + ((size_t)s * (size_t)g->prompt + (size_t)pos) * h, h * 4);
+            memcpy(x, g->final_all[k] + ((size_t)s * (size_t)g->sh.prompt + (size_t)pos) * h,
+                   h * 4);
             if (m->norm == MODEL_NORM_LAYERNORM)
                 k_layernorm(g->pool, x, 1, h, normg, normb, (float)m->norm_eps, x);
             else
@@ -667,18 +648,20 @@ static void score_prompts(eng *g, int k, int wslot, const float *normg, const fl
 
 static void head_forward(eng *g, int i, int k, int wslot)
 {
-    const int L = g->L, gbs = g->gbs;
+    const int L = g->sh.L, gbs = g->sh.gbs;
     const model *m = g->m;
     float *v1 = g->vec, *v2 = g->vec + g->wmax;
     float *x = g->hn;
-    memcpy(x, g->last[k], (size_t)gbs * g->h * 4);
+    memcpy(x, g->last[k], (size_t)gbs * g->sh.h * 4);
     if (m->norm == MODEL_NORM_LAYERNORM) {
         const char *wn = m->family == MODEL_FAMILY_OPT ? "model.decoder.final_layer_norm.weight" : "model.norm.weight";
         const char *bn = m->family == MODEL_FAMILY_OPT ? "model.decoder.final_layer_norm.bias" : "model.norm.bias";
-        k_layernorm(g->pool, x, (size_t)gbs, g->h, vec_f32(g, L, find_tensor(g, L, wn), wslot, v1),
+        k_layernorm(g->pool, x, (size_t)gbs, g->sh.h,
+                    vec_f32(g, L, find_tensor(g, L, wn), wslot, v1),
                     vec_f32(g, L, find_tensor(g, L, bn), wslot, v2), (float)m->norm_eps, x);
     } else {
-        k_rmsnorm(g->pool, x, (size_t)gbs, g->h, vec_f32(g, L, find_tensor(g, L, "model.norm.weight"), wslot, v1),
+        k_rmsnorm(g->pool, x, (size_t)gbs, g->sh.h,
+                  vec_f32(g, L, find_tensor(g, L, "model.norm.weight"), wslot, v1),
                   (float)m->norm_eps, x);
     }
     const char *lm = m->tied_embeddings ? (m->family == MODEL_FAMILY_OPT ? "model.decoder.embed_tokens.weight"
@@ -691,19 +674,21 @@ static void head_forward(eng *g, int i, int k, int wslot)
         /* the norm's vectors are in v1, v2; score before the batch's logits reuse them */
         score_prompts(g, k, wslot, v1, m->norm == MODEL_NORM_LAYERNORM ? v2 : NULL, w, wt);
     }
-    k_linear(g->pool, x, (size_t)gbs, g->h, w, wt, NULL, g->vocab, g->logits, g->lin);
+    k_linear(g->pool, x, (size_t)gbs, g->sh.h, w, wt, NULL, g->sh.vocab, g->logits, g->lin);
     for (int s = 0; s < gbs; s++) {
-        const float *lg = g->logits + (size_t)s * g->vocab;
+        const float *lg = g->logits + (size_t)s * g->sh.vocab;
         int seq = k * gbs + s;
-        long long global = g->block * g->bls + seq; /* the sequence's number in the workload */
+        long long global = g->block * g->sh.bls + seq; /* the sequence's number in the workload */
         if (g->logits_out)
-            memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
-        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
-        toks[g->prompt + i] = mio_sample(g->o, lg, g->vocab, global, i, g->probs, g->sort_idx);
+            memcpy(g->logits_out + ((size_t)i * (size_t)g->sh.bls + (size_t)seq) * g->sh.vocab, lg,
+                   g->sh.vocab * 4);
+        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->sh.prompt + g->sh.gen);
+        toks[g->sh.prompt + i] =
+            mio_sample(g->o, lg, g->sh.vocab, global, i, g->probs, g->sort_idx);
     }
     /* the next step's input: the embeddings of the new tokens */
-    if (i + 1 < g->gen)
-        embed(g, k, g->prompt + i, 1, wslot, g->next_in[k]);
+    if (i + 1 < g->sh.gen)
+        embed(g, k, g->sh.prompt + i, 1, wslot, g->next_in[k]);
 }
 
 /* ---- running one task */
@@ -719,8 +704,8 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
 {
     const plan *pl = g->pl;
     const plan_task *t = &pl->tasks[ti];
-    const int i = t->step, j = t->layer, k = t->batch, L = g->L;
-    const long long tnew = i == 0 ? g->prompt : 1;
+    const int i = t->step, j = t->layer, k = t->batch, L = g->sh.L;
+    const long long tnew = i == 0 ? g->sh.prompt : 1;
     const size_t u = (size_t)i * (size_t)(L + 1) + (size_t)j;
     const int wslot = (int)(u & 1);
     if (t->res == PLAN_RES_CPU)
@@ -734,44 +719,44 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
         dequant_unit(g, j, wslot);
         return LLMSIM_OK;
     case PLAN_C_DISK: {
-        size_t n = (size_t)(g->prompt + i - 1) * g->kv_dslot;
+        size_t n = (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot;
         return offload_read(g->kvfile, g->kv_stage[t->slot], n, kv_disk_off(g, j, k, 0), e);
     }
     case PLAN_A_DISK: {
-        size_t n = (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2);
+        size_t n = (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2);
         return offload_read(g->actfile, g->act_stage[t->slot], n, act_disk_off(g, k), e);
     }
     case PLAN_C_WRITE: {
         uint32_t c = find(g, ti, PLAN_COMPUTE);
-        size_t n = (size_t)tnew * g->kv_dslot;
-        long long first = i == 0 ? 0 : g->prompt + i - 1;
+        size_t n = (size_t)tnew * g->sh.kv_dslot;
+        long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
         return offload_write(g->kvfile, g->kv_out[pl->tasks[c].slot], n, kv_disk_off(g, j, k, first), e);
     }
     case PLAN_A_WRITE: {
         uint32_t c = find(g, ti, PLAN_COMPUTE);
-        size_t n = (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2);
+        size_t n = (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2);
         return offload_write(g->actfile, g->act_out[pl->tasks[c].slot2], n, act_disk_off(g, k), e);
     }
     case PLAN_COMPUTE: {
-        const size_t rows = (size_t)g->gbs * (size_t)tnew;
+        const size_t rows = (size_t)g->sh.gbs * (size_t)tnew;
         /* input */
         if (j == 0) {
-            memcpy(g->x, g->next_in[k], rows * g->h * sizeof(float));
+            memcpy(g->x, g->next_in[k], rows * g->sh.h * sizeof(float));
         } else {
             const uint16_t *src;
-            if (g->act_tier[k] == TIER_DISK)
+            if (g->sh.act_tier[k] == TIER_DISK)
                 src = g->act_stage[pl->tasks[find(g, ti, PLAN_A_DISK)].slot];
             else
                 src = g->act_ram[k];
-            k_convert_to_f32(g->pool, src, K_WTYPE_F16, rows * g->h, g->x);
+            k_convert_to_f32(g->pool, src, K_WTYPE_F16, rows * g->sh.h, g->x);
         }
         /* KV: the RAM home, or the staged copy; new entries of a disk home
          * also go to the out slot (in the prefill, only there) */
         uint8_t *slots, *out = NULL;
         size_t stride = kv_stride(g, k);
-        if (g->kv_tier[k] == TIER_DISK && i == 0) {
+        if (g->sh.kv_tier[k] == TIER_DISK && i == 0) {
             slots = g->kv_out[t->slot];
-        } else if (g->kv_tier[k] == TIER_DISK) {
+        } else if (g->sh.kv_tier[k] == TIER_DISK) {
             slots = g->kv_stage[pl->tasks[find(g, ti, PLAN_C_DISK)].slot];
             out = g->kv_out[t->slot];
         } else {
@@ -780,14 +765,15 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
         layer_forward(g, i, j, k, wslot, slots, stride, out, tnew);
         /* output: the last layer's to the head, the others to their home */
         if (j == L - 1 && g->final_all && i == 0)
-            memcpy(g->final_all[k], g->x, rows * g->h * sizeof(float));
+            memcpy(g->final_all[k], g->x, rows * g->sh.h * sizeof(float));
         if (j == L - 1) {
-            for (int s = 0; s < g->gbs; s++)
-                memcpy(g->last[k] + (size_t)s * g->h, g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->h,
-                       g->h * 4);
+            for (int s = 0; s < g->sh.gbs; s++)
+                memcpy(g->last[k] + (size_t)s * g->sh.h,
+                       g->x + ((size_t)s * (size_t)tnew + (size_t)tnew - 1) * g->sh.h, g->sh.h * 4);
         } else {
-            k_convert_f32_to_f16(g->pool, g->x, rows * g->h,
-                                 g->act_tier[k] == TIER_DISK ? g->act_out[t->slot2] : g->act_ram[k]);
+            k_convert_f32_to_f16(g->pool, g->x, rows * g->sh.h,
+                                 g->sh.act_tier[k] == TIER_DISK ? g->act_out[t->slot2]
+                                                                : g->act_ram[k]);
         }
         return LLMSIM_OK;
     }
@@ -805,7 +791,7 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
 static void eng_free(eng *g)
 {
     if (g->units) {
-        for (int u = 0; u <= g->L; u++)
+        for (int u = 0; u <= g->sh.L; u++)
             for (int i = 0; i < g->units[u].n; i++)
                 free(g->units[u].t[i].ram);
         free(g->units);
@@ -819,25 +805,24 @@ static void eng_free(eng *g)
     }
     free(g->deq);
     if (g->kv_ram)
-        for (int i = 0; i < g->L * g->ngb; i++)
+        for (int i = 0; i < g->sh.L * g->sh.ngb; i++)
             free(g->kv_ram[i]);
     free(g->kv_ram);
     if (g->act_ram)
-        for (int k = 0; k < g->ngb; k++)
+        for (int k = 0; k < g->sh.ngb; k++)
             free(g->act_ram[k]);
     free(g->act_ram);
     if (g->last)
-        for (int k = 0; k < g->ngb; k++)
+        for (int k = 0; k < g->sh.ngb; k++)
             free(g->last[k]);
     free(g->last);
-    free(g->kv_tier);
-    free(g->act_tier);
+    mio_shape_free(&g->sh);
     if (g->next_in)
-        for (int k = 0; k < g->ngb; k++)
+        for (int k = 0; k < g->sh.ngb; k++)
             free(g->next_in[k]);
     free(g->next_in);
     if (g->final_all)
-        for (int k = 0; k < g->ngb; k++)
+        for (int k = 0; k < g->sh.ngb; k++)
             free(g->final_all[k]);
     free(g->final_all);
     free(g->ids);
@@ -870,31 +855,20 @@ static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *
     g->w = w;
     g->pl = c->pl;
     g->o = o;
-    g->L = (int)m->num_layers;
-    g->ngb = p->num_gpu_batches;
-    g->gbs = p->gpu_batch_size;
-    g->bls = g->ngb * g->gbs;
-    g->prompt = w->prompt_len;
-    g->gen = w->gen_len;
-    g->ctx_max = w->prompt_len + w->gen_len;
-    g->h = (size_t)m->hidden_size;
-    g->qd = (size_t)model_q_dim(m);
-    g->kvd = (size_t)model_kv_dim(m);
-    g->f = (size_t)m->ffn_size;
-    g->vocab = (size_t)m->vocab_size;
     g->wt = (k_wtype)m->dtype;
     g->logits_out = o->logits_out;
     g->dir.slot = -1;
-    g->num_prompts = w->num_prompts ? w->num_prompts : g->bls;
+    llmsim_status st = mio_shape_init(&g->sh, m, p, w, e);
+    if (st)
+        return st;
     if (!(g->pool = pool_create(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
         return diag_set(e, LLMSIM_EFAIL, "cannot start the compute threads");
     if (!dry)
         pool_pin(g->pool); /* best effort: unpinned is slower, not wrong */
-    llmsim_status st;
     if ((!dry && (st = offload_dir_create(o->offload_parent, &g->dir, e))) ||
         (st = weights_init(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
-    g->tokens = calloc((size_t)g->bls * (size_t)(g->prompt + g->gen), sizeof *g->tokens);
+    g->tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tokens);
     if (!g->tokens)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     return LLMSIM_OK;
@@ -922,9 +896,9 @@ static llmsim_status cpu_begin_block(void *state, long long blk, diag *e)
     const engine_opts *o = g->o;
     g->block = blk;
     /* prompts of this block: given, or random from the seed */
-    for (int s = 0; s < g->bls; s++)
-        mio_prompt(o, blk * g->bls + s, g->num_prompts, g->prompt, g->vocab,
-                   g->tokens + (size_t)s * (size_t)(g->prompt + g->gen));
+    for (int s = 0; s < g->sh.bls; s++)
+        mio_prompt(o, blk * g->sh.bls + s, g->sh.num_prompts, g->sh.prompt, g->sh.vocab,
+                   g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen));
     if (blk > 0)
         g->logits_out = NULL;
     return embed_prompts(g, e);
@@ -936,13 +910,13 @@ static llmsim_status cpu_end_block(void *state, long long blk, engine_result *r,
 {
     (void)e;
     eng *g = state;
-    for (int s = 0; s < g->bls; s++) {
-        long long seq = blk * g->bls + s;
-        if (seq >= g->num_prompts)
+    for (int s = 0; s < g->sh.bls; s++) {
+        long long seq = blk * g->sh.bls + s;
+        if (seq >= g->sh.num_prompts)
             break;
-        memcpy(r->tokens + (size_t)seq * (size_t)g->gen,
-               g->tokens + (size_t)s * (size_t)(g->prompt + g->gen) + g->prompt,
-               (size_t)g->gen * sizeof(int32_t));
+        memcpy(r->tokens + (size_t)seq * (size_t)g->sh.gen,
+               g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen) + g->sh.prompt,
+               (size_t)g->sh.gen * sizeof(int32_t));
     }
     return LLMSIM_OK;
 }

@@ -124,9 +124,8 @@ typedef struct geng {
     gdev *dev;
     gdev_kind kind;
     pool *pool;            /* CPU attention and weight preparation */
-    int L, ngb, gbs, bls;
-    long long prompt, gen, ctx_max;
-    size_t h, qd, kvd, f, vocab, wmax;
+    mio_shape sh;
+    size_t wmax;
     gdev_dtype wt;
     offload_dir dir;
     offload_file *wfile, *kvfile, *actfile;
@@ -136,8 +135,6 @@ typedef struct geng {
     size_t wslot_bytes;
     uint16_t *deq;         /* device: dequantized matrices of the unit computing */
     /* KV cache */
-    tier *kv_tier;         /* [ngb] */
-    size_t kv_row, kv_slot, kv_dslot;
     uint8_t **kv_dev;      /* [L * ngb] home gpu: ctx_max slots */
     uint8_t **kv_host;     /* [L * ngb] home cpu: ctx_max slots, pinned */
     uint8_t *kv_in[2];     /* device: a batch's cache copied in, ctx_max slots */
@@ -146,8 +143,6 @@ typedef struct geng {
     g_ring kv_ring;        /* pinned: new entries going to disk, prompt padded slots */
     uint16_t *kv_f16;      /* device: quantized KV dequantized for attention, ctx_max slots */
     /* hidden states */
-    tier *act_tier;        /* [ngb] */
-    size_t act_bytes;      /* one batch, prefill: gbs * prompt * h fp16 */
     uint16_t **act_dev;    /* [ngb] home gpu */
     uint16_t **act_host;   /* [ngb] home cpu, pinned */
     uint16_t *act_in[2], *act_out[2]; /* device slots */
@@ -177,7 +172,7 @@ typedef struct geng {
     float *probs;
     int32_t *sort_idx;
     int32_t *tokens;       /* [bls][prompt + gen] */
-    long long block, num_prompts;
+    long long block;
     float *logits_out;
     /* events and timing */
     gdev_event **ev_start, **ev_end; /* [ntasks], device tasks only */
@@ -321,7 +316,7 @@ static llmsim_status linear(geng *g, int u, const char *name, const char *bias, 
 static llmsim_status weights_layout(geng *g, diag *e)
 {
     const plan *pl = g->pl;
-    const int L = g->L;
+    const int L = g->sh.L;
     const quant *wq = &g->p->weight_quant;
     g->units = calloc((size_t)L + 1, sizeof *g->units);
     if (!g->units)
@@ -387,7 +382,7 @@ static llmsim_status weights_layout(geng *g, diag *e)
 /* Generate or read every tensor and store it at its home. */
 static llmsim_status weights_load(geng *g, diag *e)
 {
-    const int L = g->L;
+    const int L = g->sh.L;
     st_checkpoint ck;
     memset(&ck, 0, sizeof ck);
     llmsim_status st;
@@ -435,12 +430,12 @@ static llmsim_status weights_load(geng *g, diag *e)
 
 static uint64_t kv_disk_off(const geng *g, int layer, int k, long long slot)
 {
-    return mio_kv_disk_off(g->kv_tier, g->ngb, layer, k, g->ctx_max, slot, g->kv_dslot);
+    return mio_kv_disk_off(g->sh.kv_tier, g->sh.ngb, layer, k, g->sh.ctx_max, slot, g->sh.kv_dslot);
 }
 
 static uint64_t act_disk_off(const geng *g, int k)
 {
-    return (uint64_t)mio_disk_index(g->act_tier, k) * offload_round(g->act_bytes);
+    return (uint64_t)mio_disk_index(g->sh.act_tier, k) * offload_round(g->sh.act_bytes);
 }
 
 static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *what, diag *e)
@@ -516,14 +511,10 @@ static void ring_give(geng *g, g_ring *r, int i)
 
 static llmsim_status state_init(geng *g, diag *e)
 {
-    const int L = g->L, ngb = g->ngb;
+    const int L = g->sh.L, ngb = g->sh.ngb;
+    const int kv_off = g->sh.kv_off, kv_disk = g->sh.kv_disk, act_off = g->sh.act_off,
+              act_disk = g->sh.act_disk;
     const quant *kq = &g->p->kv_quant;
-    g->kv_row = kq->bits ? quant_row_bytes(g->kvd, kq->bits, kq->group_size) : g->kvd * 2;
-    g->kv_slot = (size_t)g->gbs * 2 * g->kv_row;
-    g->kv_dslot = (size_t)offload_round(g->kv_slot);
-    g->act_bytes = (size_t)g->gbs * (size_t)g->prompt * g->h * 2;
-    g->kv_tier = malloc(sizeof(tier) * (size_t)ngb);
-    g->act_tier = malloc(sizeof(tier) * (size_t)ngb);
     g->kv_dev = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_dev);
     g->kv_host = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_host);
     g->act_dev = calloc((size_t)ngb, sizeof *g->act_dev);
@@ -536,96 +527,89 @@ static llmsim_status state_init(geng *g, diag *e)
     g->hatt = calloc((size_t)ngb, sizeof *g->hatt);
     g->datt = calloc((size_t)ngb, sizeof *g->datt);
     g->ring_of = calloc(g->pl->ntasks + 1, 1);
-    double *ones = malloc(sizeof(double) * (size_t)ngb);
-    if (!g->kv_tier || !g->act_tier || !g->kv_dev || !g->kv_host || !g->act_dev || !g->act_host ||
-        !g->next_in || !g->last || !g->dx || !g->dqkv || !g->hqkv || !g->hatt || !g->datt || !g->ring_of ||
-        !ones) {
-        free(ones);
+    if (!g->kv_dev || !g->kv_host || !g->act_dev || !g->act_host || !g->next_in || !g->last ||
+        !g->dx || !g->dqkv || !g->hqkv || !g->hatt || !g->datt || !g->ring_of)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    }
-    /* the plan's per-batch tiers, by the same rule */
-    for (int k = 0; k < ngb; k++)
-        ones[k] = 1;
-    placement r;
-    placement_assign(ones, ngb, &g->p->kv_cache, g->kv_tier, &r);
-    placement_assign(ones, ngb, &g->p->activations, g->act_tier, &r);
-    free(ones);
-    int kv_off = 0, kv_disk = 0, act_off = 0, act_disk = 0;
-    for (int k = 0; k < ngb; k++) {
-        kv_off += g->kv_tier[k] != TIER_GPU;
-        kv_disk += g->kv_tier[k] == TIER_DISK;
-        act_off += g->act_tier[k] != TIER_GPU;
-        act_disk += g->act_tier[k] == TIER_DISK;
-    }
-    const size_t ctx = (size_t)g->ctx_max, pr = (size_t)g->prompt;
+    const size_t ctx = (size_t)g->sh.ctx_max, pr = (size_t)g->sh.prompt;
     llmsim_status st;
     /* KV homes */
     for (int j = 0; j < L; j++)
         for (int k = 0; k < ngb; k++) {
-            size_t n = ctx * g->kv_slot;
-            if (g->kv_tier[k] == TIER_GPU && !(g->kv_dev[j * ngb + k] = g_dalloc(g, n, "the KV cache", e)))
+            size_t n = ctx * g->sh.kv_slot;
+            if (g->sh.kv_tier[k] == TIER_GPU &&
+                !(g->kv_dev[j * ngb + k] = g_dalloc(g, n, "the KV cache", e)))
                 return e->status;
-            if (g->kv_tier[k] == TIER_CPU &&
+            if (g->sh.kv_tier[k] == TIER_CPU &&
                 !(g->kv_host[j * ngb + k] = g_halloc(g, n, "the KV cache in CPU memory", e)))
                 return e->status;
         }
-    const bool copies_in = kv_off && g->gen > 1 && !g->p->cpu_attention; /* c_h2d tasks */
+    const bool copies_in = kv_off && g->sh.gen > 1 && !g->p->cpu_attention; /* c_h2d tasks */
     for (int s = 0; s < 2 && kv_off; s++)
-        if ((copies_in && !(g->kv_in[s] = g_dalloc(g, ctx * g->kv_slot, "a GPU cache slot", e))) ||
-            !(g->kv_out[s] = g_dalloc(g, pr * g->kv_slot, "a GPU cache out slot", e)))
+        if ((copies_in &&
+             !(g->kv_in[s] = g_dalloc(g, ctx * g->sh.kv_slot, "a GPU cache slot", e))) ||
+            !(g->kv_out[s] = g_dalloc(g, pr * g->sh.kv_slot, "a GPU cache out slot", e)))
             return e->status;
     if (kv_disk) {
-        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)ctx * g->kv_dslot;
+        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)ctx * g->sh.kv_dslot;
         if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
-            if (!(g->kv_stage[s] = g_halloc(g, ctx * g->kv_dslot, "the KV staging", e)))
+            if (!(g->kv_stage[s] = g_halloc(g, ctx * g->sh.kv_dslot, "the KV staging", e)))
                 return e->status;
-        TRY(ring_init(g, &g->kv_ring, pr * g->kv_dslot, "the KV write buffers", e));
+        TRY(ring_init(g, &g->kv_ring, pr * g->sh.kv_dslot, "the KV write buffers", e));
     }
-    if (kq->bits && !(g->kv_f16 = g_dalloc(g, ctx * (size_t)g->gbs * 2 * g->kvd * 2, "the dequantized KV", e)))
+    if (kq->bits && !(g->kv_f16 = g_dalloc(g, ctx * (size_t)g->sh.gbs * 2 * g->sh.kvd * 2,
+                                           "the dequantized KV", e)))
         return e->status;
     /* hidden states */
     for (int k = 0; k < ngb; k++) {
-        if (g->act_tier[k] == TIER_GPU && !(g->act_dev[k] = g_dalloc(g, g->act_bytes, "the hidden states", e)))
+        if (g->sh.act_tier[k] == TIER_GPU &&
+            !(g->act_dev[k] = g_dalloc(g, g->sh.act_bytes, "the hidden states", e)))
             return e->status;
-        if (g->act_tier[k] == TIER_CPU &&
-            !(g->act_host[k] = g_halloc(g, g->act_bytes, "the hidden states in CPU memory", e)))
+        if (g->sh.act_tier[k] == TIER_CPU &&
+            !(g->act_host[k] = g_halloc(g, g->sh.act_bytes, "the hidden states in CPU memory", e)))
             return e->status;
     }
     if (act_off)
         for (int s = 0; s < 2; s++)
-            if (!(g->act_in[s] = g_dalloc(g, g->act_bytes, "a hidden-state slot", e)) ||
-                !(g->act_out[s] = g_dalloc(g, g->act_bytes, "a hidden-state slot", e)))
+            if (!(g->act_in[s] = g_dalloc(g, g->sh.act_bytes, "a hidden-state slot", e)) ||
+                !(g->act_out[s] = g_dalloc(g, g->sh.act_bytes, "a hidden-state slot", e)))
                 return e->status;
     if (act_disk) {
-        if (!g->dry && (st = offload_file_create(&g->dir, "act.bin",
-                                                 (uint64_t)act_disk * offload_round(g->act_bytes), &g->actfile, e)))
+        if (!g->dry && (st = offload_file_create(
+                            &g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->sh.act_bytes),
+                            &g->actfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
-            if (!(g->act_stage[s] = g_halloc(g, g->act_bytes, "the hidden-state staging", e)))
+            if (!(g->act_stage[s] = g_halloc(g, g->sh.act_bytes, "the hidden-state staging", e)))
                 return e->status;
-        TRY(ring_init(g, &g->act_ring, g->act_bytes, "the hidden-state write buffers", e));
+        TRY(ring_init(g, &g->act_ring, g->sh.act_bytes, "the hidden-state write buffers", e));
     }
     /* per batch: layer 0's input, the head's input, and CPU attention's buffers */
-    const bool delegate = g->p->cpu_attention && kv_off && g->gen > 1;
-    const size_t qkvw = g->qd + 2 * g->kvd;
+    const bool delegate = g->p->cpu_attention && kv_off && g->sh.gen > 1;
+    const size_t qkvw = g->sh.qd + 2 * g->sh.kvd;
     for (int k = 0; k < ngb; k++) {
-        if (!(g->next_in[k] = g_dalloc(g, (size_t)g->gbs * pr * g->h * 4, "the embeddings", e)) ||
-            !(g->last[k] = g_dalloc(g, (size_t)g->gbs * g->h * 4, "the head's input", e)))
+        if (!(g->next_in[k] =
+                  g_dalloc(g, (size_t)g->sh.gbs * pr * g->sh.h * 4, "the embeddings", e)) ||
+            !(g->last[k] = g_dalloc(g, (size_t)g->sh.gbs * g->sh.h * 4, "the head's input", e)))
             return e->status;
-        if (delegate && g->kv_tier[k] != TIER_GPU &&
-            (!(g->dx[k] = g_dalloc(g, (size_t)g->gbs * g->h * 4, "CPU attention's buffers", e)) ||
-             !(g->dqkv[k] = g_dalloc(g, (size_t)g->gbs * qkvw * 4, "CPU attention's buffers", e)) ||
-             !(g->datt[k] = g_dalloc(g, (size_t)g->gbs * g->qd * 4, "CPU attention's buffers", e)) ||
-             !(g->hqkv[k] = g_halloc(g, (size_t)g->gbs * qkvw * 4, "CPU attention's buffers", e)) ||
-             !(g->hatt[k] = g_halloc(g, (size_t)g->gbs * g->qd * 4, "CPU attention's buffers", e))))
+        if (delegate && g->sh.kv_tier[k] != TIER_GPU &&
+            (!(g->dx[k] =
+                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.h * 4, "CPU attention's buffers", e)) ||
+             !(g->dqkv[k] =
+                   g_dalloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+             !(g->datt[k] =
+                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's buffers", e)) ||
+             !(g->hqkv[k] =
+                   g_halloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+             !(g->hatt[k] =
+                   g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's buffers", e))))
             return e->status;
     }
     if (delegate) {
         size_t sc = k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads);
-        if (!(g->ckf = g_halloc(g, ctx * g->kvd * 4, "CPU attention's scratch", e)) ||
-            !(g->cvf = g_halloc(g, ctx * g->kvd * 4, "CPU attention's scratch", e)) ||
+        if (!(g->ckf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
+            !(g->cvf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
             !(g->cscr = g_halloc(g, sc * 4, "CPU attention's scratch", e)))
             return e->status;
     }
@@ -634,33 +618,33 @@ static llmsim_status state_init(geng *g, diag *e)
 
 static llmsim_status scratch_init(geng *g, diag *e)
 {
-    const size_t rows = (size_t)g->gbs * (size_t)g->prompt;
-    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->f;
-    g->wmax = g->h > g->f ? g->h : g->f;
-    g->wmax = g->qd > g->wmax ? g->qd : g->wmax;
+    const size_t rows = (size_t)g->sh.gbs * (size_t)g->sh.prompt;
+    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->sh.f;
+    g->wmax = g->sh.h > g->sh.f ? g->sh.h : g->sh.f;
+    g->wmax = g->sh.qd > g->wmax ? g->sh.qd : g->wmax;
     size_t kmax = g->wmax; /* the widest input of a linear layer */
     struct {
         float **p;
         size_t n;
     } bufs[] = {
-        {&g->x, rows * g->h},
-        {&g->hn, rows * (g->h > g->qd ? g->h : g->qd)},
-        {&g->qkv, rows * (g->qd + 2 * g->kvd)},
-        {&g->att, rows * g->qd},
+        {&g->x, rows * g->sh.h},
+        {&g->hn, rows * (g->sh.h > g->sh.qd ? g->sh.h : g->sh.qd)},
+        {&g->qkv, rows * (g->sh.qd + 2 * g->sh.kvd)},
+        {&g->att, rows * g->sh.qd},
         {&g->ffn, rows * ffn},
-        {&g->tmp, rows * g->h},
+        {&g->tmp, rows * g->sh.h},
         {&g->vec, 5 * g->wmax},
-        {&g->logits, (size_t)g->gbs * g->vocab},
+        {&g->logits, (size_t)g->sh.gbs * g->sh.vocab},
     };
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = g_dalloc(g, bufs[i].n * sizeof(float), "the compute scratch", e)))
             return e->status;
     /* token ids of a batch's prompts, then their positions (learned positions) */
-    size_t idn = ((size_t)g->gbs + 1) * (size_t)g->prompt + 2;
+    size_t idn = ((size_t)g->sh.gbs + 1) * (size_t)g->sh.prompt + 2;
     if (!(g->lin = g_dalloc(g, gdev_linear_scratch_bytes(rows, kmax), "the compute scratch", e)) ||
         !(g->ids_dev = g_dalloc(g, idn * 4, "the compute scratch", e)) ||
         !(g->ids_host = g_halloc(g, idn * 4, "the token ids", e)) ||
-        !(g->logits_host = g_halloc(g, (size_t)g->gbs * g->vocab * 4, "the logits", e)))
+        !(g->logits_host = g_halloc(g, (size_t)g->sh.gbs * g->sh.vocab * 4, "the logits", e)))
         return e->status;
     return LLMSIM_OK;
 }
@@ -670,7 +654,8 @@ static llmsim_status scratch_init(geng *g, diag *e)
 /* KV rows of a slot array as the kernels take them. */
 static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
 {
-    gdev_kv d = {base, stride, g->kv_row, g->kvd, g->p->kv_quant.bits, g->p->kv_quant.group_size};
+    gdev_kv d = {
+        base, stride, g->sh.kv_row, g->sh.kvd, g->p->kv_quant.bits, g->p->kv_quant.group_size};
     return d;
 }
 
@@ -679,25 +664,25 @@ static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, lon
                               float *vv, diag *e)
 {
     const model *m = g->m;
-    const size_t rows = (size_t)g->gbs * (size_t)t;
-    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    const size_t rows = (size_t)g->sh.gbs * (size_t)t;
+    const long long start = i == 0 ? 0 : g->sh.prompt + i - 1;
     const bool opt = m->family == MODEL_FAMILY_OPT;
     const float *v1, *v2;
     if (opt) {
         TRY(vec_f32(g, j, "self_attn_layer_norm.weight", ws, g->vec, &v1, e));
         TRY(vec_f32(g, j, "self_attn_layer_norm.bias", ws, g->vec + g->wmax, &v2, e));
-        TRY(gdev_layernorm(g->dev, x, rows, g->h, v1, v2, (float)m->norm_eps, g->hn, e));
+        TRY(gdev_layernorm(g->dev, x, rows, g->sh.h, v1, v2, (float)m->norm_eps, g->hn, e));
     } else {
         TRY(vec_f32(g, j, "input_layernorm.weight", ws, g->vec, &v1, e));
-        TRY(gdev_rmsnorm(g->dev, x, rows, g->h, v1, (float)m->norm_eps, g->hn, e));
+        TRY(gdev_rmsnorm(g->dev, x, rows, g->sh.h, v1, (float)m->norm_eps, g->hn, e));
     }
     TRY(linear(g, j, "self_attn.q_proj.weight", "self_attn.q_proj.bias", ws, g->hn, rows, q, e));
     TRY(linear(g, j, "self_attn.k_proj.weight", "self_attn.k_proj.bias", ws, g->hn, rows, kk, e));
     TRY(linear(g, j, "self_attn.v_proj.weight", "self_attn.v_proj.bias", ws, g->hn, rows, vv, e));
     if (m->position == MODEL_POS_ROTARY) {
-        TRY(gdev_rotary(g->dev, q, (size_t)g->gbs, (size_t)t, start, (size_t)m->num_heads, (size_t)m->head_dim,
-                        m->rope_theta, e));
-        TRY(gdev_rotary(g->dev, kk, (size_t)g->gbs, (size_t)t, start, (size_t)m->num_kv_heads,
+        TRY(gdev_rotary(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_heads,
+                        (size_t)m->head_dim, m->rope_theta, e));
+        TRY(gdev_rotary(g->dev, kk, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_kv_heads,
                         (size_t)m->head_dim, m->rope_theta, e));
     }
     return LLMSIM_OK;
@@ -708,7 +693,7 @@ static llmsim_status attn_post(geng *g, int j, int ws, float *x, const float *at
 {
     const model *m = g->m;
     const bool opt = m->family == MODEL_FAMILY_OPT;
-    const size_t h = g->h;
+    const size_t h = g->sh.h;
     TRY(linear(g, j, opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight",
                opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", ws, att, rows, g->tmp, e));
     TRY(gdev_add(g->dev, x, g->tmp, rows * h, x, e));
@@ -722,18 +707,18 @@ static llmsim_status attn_post(geng *g, int j, int ws, float *x, const float *at
         TRY(gdev_rmsnorm(g->dev, x, rows, h, v1, (float)m->norm_eps, g->hn, e));
     }
     if (m->ffn_kind == MODEL_FFN_SWIGLU) {
-        float *gate = g->ffn, *up = g->ffn + rows * g->f;
+        float *gate = g->ffn, *up = g->ffn + rows * g->sh.f;
         TRY(linear(g, j, "mlp.gate_proj.weight", NULL, ws, g->hn, rows, gate, e));
         TRY(linear(g, j, "mlp.up_proj.weight", NULL, ws, g->hn, rows, up, e));
-        TRY(gdev_silu_mul(g->dev, gate, up, rows * g->f, gate, e));
+        TRY(gdev_silu_mul(g->dev, gate, up, rows * g->sh.f, gate, e));
         TRY(linear(g, j, "mlp.down_proj.weight", NULL, ws, gate, rows, g->tmp, e));
     } else {
         TRY(linear(g, j, opt ? "fc1.weight" : "mlp.fc1.weight", opt ? "fc1.bias" : "mlp.fc1.bias", ws, g->hn, rows,
                    g->ffn, e));
         if (m->ffn_kind == MODEL_FFN_GELU)
-            TRY(gdev_gelu(g->dev, g->ffn, rows * g->f, g->ffn, e));
+            TRY(gdev_gelu(g->dev, g->ffn, rows * g->sh.f, g->ffn, e));
         else
-            TRY(gdev_relu(g->dev, g->ffn, rows * g->f, g->ffn, e));
+            TRY(gdev_relu(g->dev, g->ffn, rows * g->sh.f, g->ffn, e));
         TRY(linear(g, j, opt ? "fc2.weight" : "mlp.fc2.weight", opt ? "fc2.bias" : "mlp.fc2.bias", ws, g->ffn,
                    rows, g->tmp, e));
     }
@@ -747,20 +732,22 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
                                    diag *e)
 {
     const model *m = g->m;
-    const size_t rows = (size_t)g->gbs * (size_t)t, qd = g->qd, kvd = g->kvd;
-    const long long start = i == 0 ? 0 : g->prompt + i - 1;
+    const size_t rows = (size_t)g->sh.gbs * (size_t)t, qd = g->sh.qd, kvd = g->sh.kvd;
+    const long long start = i == 0 ? 0 : g->sh.prompt + i - 1;
     float *q = g->qkv, *kk = g->qkv + rows * qd, *vv = kk + rows * kvd;
     TRY(attn_pre(g, i, j, ws, g->x, t, q, kk, vv, e));
-    TRY(gdev_kv_put(g->dev, &kv, kk, vv, (size_t)g->gbs, (size_t)t, start, e));
+    TRY(gdev_kv_put(g->dev, &kv, kk, vv, (size_t)g->sh.gbs, (size_t)t, start, e));
     if (out)
-        TRY(gdev_kv_put(g->dev, out, kk, vv, (size_t)g->gbs, (size_t)t, 0, e));
+        TRY(gdev_kv_put(g->dev, out, kk, vv, (size_t)g->sh.gbs, (size_t)t, 0, e));
     gdev_kv att_kv = kv;
     if (kv.bits) { /* attention reads fp16: the cache so far, dequantized */
-        att_kv = (gdev_kv){(uint8_t *)g->kv_f16, (size_t)g->gbs * 2 * kvd * 2, kvd * 2, kvd, 0, 0};
-        TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->gbs, start + t, e));
+        att_kv =
+            (gdev_kv){(uint8_t *)g->kv_f16, (size_t)g->sh.gbs * 2 * kvd * 2, kvd * 2, kvd, 0, 0};
+        TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->sh.gbs, start + t, e));
     }
-    TRY(gdev_attention(g->dev, q, (size_t)g->gbs, (size_t)t, start, &att_kv, (size_t)m->num_heads,
-                       (size_t)m->num_kv_heads, (size_t)m->head_dim, g->att, e));
+    TRY(gdev_attention(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, &att_kv,
+                       (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim, g->att,
+                       e));
     return attn_post(g, j, ws, g->x, g->att, rows, e);
 }
 
@@ -769,14 +756,15 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
  * head's tensors in weight slot ws. Token ids go up through ids_host. */
 static llmsim_status embed(geng *g, int k, long long start, long long t, int ws, float *out, diag *e)
 {
-    const int L = g->L;
+    const int L = g->sh.L;
     const bool opt = g->m->family == MODEL_FAMILY_OPT;
-    const size_t n = (size_t)g->gbs * (size_t)t;
+    const size_t n = (size_t)g->sh.gbs * (size_t)t;
     int32_t *ids = g->ids_host;
     /* the previous use of ids_host must be done before it is rewritten */
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
-    for (int s = 0; s < g->gbs; s++) {
-        const int32_t *seq = g->tokens + (size_t)(k * g->gbs + s) * (size_t)(g->prompt + g->gen);
+    for (int s = 0; s < g->sh.gbs; s++) {
+        const int32_t *seq =
+            g->tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
         for (long long a = 0; a < t; a++)
             ids[(size_t)s * (size_t)t + (size_t)a] = seq[start + a];
     }
@@ -788,13 +776,13 @@ static llmsim_status embed(geng *g, int k, long long start, long long t, int ws,
     int ti = find_tensor(g, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
     gdev_dtype dt;
     const void *table = matrix(g, L, ti, ws, &dt);
-    TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->vocab, g->h, out, e));
+    TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->sh.vocab, g->sh.h, out, e));
     if (g->m->position == MODEL_POS_LEARNED) {
         int pi = find_tensor(g, L, opt ? "model.decoder.embed_positions.weight" : "model.embed_positions.weight");
         const void *pt = matrix(g, L, pi, ws, &dt);
-        TRY(gdev_embed(g->dev, g->ids_dev + n, (size_t)t, pt, dt, (size_t)g->units[L].t[pi].desc.rows, g->h,
-                       g->tmp, e));
-        TRY(gdev_add_rows(g->dev, out, n, g->h, g->tmp, (size_t)t, out, e));
+        TRY(gdev_embed(g->dev, g->ids_dev + n, (size_t)t, pt, dt,
+                       (size_t)g->units[L].t[pi].desc.rows, g->sh.h, g->tmp, e));
+        TRY(gdev_add_rows(g->dev, out, n, g->sh.h, g->tmp, (size_t)t, out, e));
     }
     return LLMSIM_OK;
 }
@@ -830,34 +818,34 @@ static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
  * brought to weight slot 0 for this, and dequantized, synchronously). */
 static llmsim_status embed_prompts(geng *g, diag *e)
 {
-    const int L = g->L;
+    const int L = g->sh.L;
     const g_unit *head = &g->units[L];
     if (head->disk_bytes)
         TRY(offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e));
     TRY(load_unit(g, L, 0, GDEV_S_COMPUTE, e));
     if (head->fp16_values)
         TRY(dequant_unit(g, L, 0, e));
-    for (int k = 0; k < g->ngb; k++)
-        TRY(embed(g, k, 0, g->prompt, 0, g->next_in[k], e));
+    for (int k = 0; k < g->sh.ngb; k++)
+        TRY(embed(g, k, 0, g->sh.prompt, 0, g->next_in[k], e));
     return gdev_sync(g->dev, e);
 }
 
 static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
 {
-    const int L = g->L, gbs = g->gbs;
+    const int L = g->sh.L, gbs = g->sh.gbs;
     const model *m = g->m;
     float *x = g->hn;
-    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->last[k], (size_t)gbs * g->h * 4, e));
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->last[k], (size_t)gbs * g->sh.h * 4, e));
     const float *v1, *v2;
     if (m->norm == MODEL_NORM_LAYERNORM) {
         bool opt = m->family == MODEL_FAMILY_OPT;
         TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.weight" : "model.norm.weight", ws, g->vec, &v1, e));
         TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.bias" : "model.norm.bias", ws, g->vec + g->wmax,
                     &v2, e));
-        TRY(gdev_layernorm(g->dev, x, (size_t)gbs, g->h, v1, v2, (float)m->norm_eps, x, e));
+        TRY(gdev_layernorm(g->dev, x, (size_t)gbs, g->sh.h, v1, v2, (float)m->norm_eps, x, e));
     } else {
         TRY(vec_f32(g, L, "model.norm.weight", ws, g->vec, &v1, e));
-        TRY(gdev_rmsnorm(g->dev, x, (size_t)gbs, g->h, v1, (float)m->norm_eps, x, e));
+        TRY(gdev_rmsnorm(g->dev, x, (size_t)gbs, g->sh.h, v1, (float)m->norm_eps, x, e));
     }
     const char *lm = m->tied_embeddings ? (m->family == MODEL_FAMILY_OPT ? "model.decoder.embed_tokens.weight"
                                                                          : "model.embed_tokens.weight")
@@ -865,20 +853,24 @@ static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
     int li = find_tensor(g, L, lm);
     gdev_dtype dt;
     const void *w = matrix(g, L, li, ws, &dt);
-    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->h, w, dt, NULL, g->vocab, g->logits, g->lin, e));
-    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->logits, (size_t)gbs * g->vocab * 4, e));
+    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->sh.h, w, dt, NULL, g->sh.vocab, g->logits, g->lin,
+                    e));
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->logits,
+                  (size_t)gbs * g->sh.vocab * 4, e));
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
     for (int s = 0; s < gbs; s++) {
-        const float *lg = g->logits_host + (size_t)s * g->vocab;
+        const float *lg = g->logits_host + (size_t)s * g->sh.vocab;
         int seq = k * gbs + s;
-        long long global = g->block * g->bls + seq; /* the sequence's number in the workload */
+        long long global = g->block * g->sh.bls + seq; /* the sequence's number in the workload */
         if (g->logits_out)
-            memcpy(g->logits_out + ((size_t)i * (size_t)g->bls + (size_t)seq) * g->vocab, lg, g->vocab * 4);
-        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->prompt + g->gen);
-        toks[g->prompt + i] = mio_sample(g->o, lg, g->vocab, global, i, g->probs, g->sort_idx);
+            memcpy(g->logits_out + ((size_t)i * (size_t)g->sh.bls + (size_t)seq) * g->sh.vocab, lg,
+                   g->sh.vocab * 4);
+        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->sh.prompt + g->sh.gen);
+        toks[g->sh.prompt + i] =
+            mio_sample(g->o, lg, g->sh.vocab, global, i, g->probs, g->sort_idx);
     }
-    if (i + 1 < g->gen)
-        TRY(embed(g, k, g->prompt + i, 1, ws, g->next_in[k], e));
+    if (i + 1 < g->sh.gen)
+        TRY(embed(g, k, g->sh.prompt + i, 1, ws, g->next_in[k], e));
     return LLMSIM_OK;
 }
 
@@ -899,45 +891,46 @@ static llmsim_status load_input(geng *g, uint32_t ti, float *x, size_t rows, dia
     const plan_task *t = &g->pl->tasks[ti];
     const int k = t->batch;
     if (t->layer == 0)
-        return gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->next_in[k], rows * g->h * 4, e);
+        return gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->next_in[k], rows * g->sh.h * 4, e);
     const uint16_t *src = g->act_dev[k];
-    if (g->act_tier[k] != TIER_GPU) {
+    if (g->sh.act_tier[k] != TIER_GPU) {
         uint32_t a = find(g, ti, PLAN_A_H2D);
         TRY(need(a, "a_h2d", e));
         src = g->act_in[g->pl->tasks[a].slot];
     }
-    return gdev_to_f32(g->dev, src, GDEV_F16, rows * g->h, x, e);
+    return gdev_to_f32(g->dev, src, GDEV_F16, rows * g->sh.h, x, e);
 }
 
 /* The layer's output from x: the last layer's last tokens to the head, the
  * others as fp16 to their home on the GPU or to out slot `slot2`. */
 static llmsim_status store_output(geng *g, int j, int k, int slot2, const float *x, long long t, diag *e)
 {
-    const size_t rows = (size_t)g->gbs * (size_t)t;
-    if (j == g->L - 1)
-        return gdev_copy2d(g->dev, GDEV_S_COMPUTE, GDEV_D2D, g->last[k], g->h * 4,
-                           x + (size_t)(t - 1) * g->h, (size_t)t * g->h * 4, g->h * 4, (size_t)g->gbs, e);
-    uint16_t *dst = g->act_tier[k] == TIER_GPU ? g->act_dev[k] : g->act_out[slot2];
-    return gdev_to_f16(g->dev, x, rows * g->h, dst, e);
+    const size_t rows = (size_t)g->sh.gbs * (size_t)t;
+    if (j == g->sh.L - 1)
+        return gdev_copy2d(g->dev, GDEV_S_COMPUTE, GDEV_D2D, g->last[k], g->sh.h * 4,
+                           x + (size_t)(t - 1) * g->sh.h, (size_t)t * g->sh.h * 4, g->sh.h * 4,
+                           (size_t)g->sh.gbs, e);
+    uint16_t *dst = g->sh.act_tier[k] == TIER_GPU ? g->act_dev[k] : g->act_out[slot2];
+    return gdev_to_f16(g->dev, x, rows * g->sh.h, dst, e);
 }
 
 static llmsim_status task_compute(geng *g, uint32_t ti, int ws, diag *e)
 {
     const plan_task *t = &g->pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch;
-    const long long tnew = i == 0 ? g->prompt : 1;
-    const size_t rows = (size_t)g->gbs * (size_t)tnew;
+    const long long tnew = i == 0 ? g->sh.prompt : 1;
+    const size_t rows = (size_t)g->sh.gbs * (size_t)tnew;
     TRY(load_input(g, ti, g->x, rows, e));
     gdev_kv kv, out, *outp = NULL;
-    if (g->kv_tier[k] == TIER_GPU) {
-        kv = kv_desc(g, g->kv_dev[j * g->ngb + k], g->kv_slot);
+    if (g->sh.kv_tier[k] == TIER_GPU) {
+        kv = kv_desc(g, g->kv_dev[j * g->sh.ngb + k], g->sh.kv_slot);
     } else if (i == 0) { /* the prompt's entries: only in the out slot */
-        kv = kv_desc(g, g->kv_out[t->slot], g->kv_slot);
+        kv = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot);
     } else {
         uint32_t c = find(g, ti, PLAN_C_H2D);
         TRY(need(c, "c_h2d", e));
-        kv = kv_desc(g, g->kv_in[g->pl->tasks[c].slot], g->kv_slot);
-        out = kv_desc(g, g->kv_out[t->slot], g->kv_slot);
+        kv = kv_desc(g, g->kv_in[g->pl->tasks[c].slot], g->sh.kv_slot);
+        out = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot);
         outp = &out;
     }
     TRY(layer_forward(g, i, j, ws, kv, outp, tnew, e));
@@ -949,9 +942,9 @@ static llmsim_status task_pre(geng *g, uint32_t ti, int ws, diag *e)
 {
     const plan_task *t = &g->pl->tasks[ti];
     const int k = t->batch;
-    const size_t rows = (size_t)g->gbs;
+    const size_t rows = (size_t)g->sh.gbs;
     TRY(load_input(g, ti, g->dx[k], rows, e));
-    float *q = g->dqkv[k], *kk = q + rows * g->qd, *vv = kk + rows * g->kvd;
+    float *q = g->dqkv[k], *kk = q + rows * g->sh.qd, *vv = kk + rows * g->sh.kvd;
     return attn_pre(g, t->step, t->layer, ws, g->dx[k], 1, q, kk, vv, e);
 }
 
@@ -961,7 +954,7 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
     const int k = t->batch;
     uint32_t pre = find(g, ti, PLAN_PRE);
     TRY(need(pre, "pre", e));
-    TRY(attn_post(g, t->layer, ws, g->dx[k], g->datt[k], (size_t)g->gbs, e));
+    TRY(attn_post(g, t->layer, ws, g->dx[k], g->datt[k], (size_t)g->sh.gbs, e));
     return store_output(g, t->layer, k, g->pl->tasks[pre].slot2, g->dx[k], 1, e);
 }
 
@@ -970,35 +963,36 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
 static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
 {
     const plan_task *t = &g->pl->tasks[ti];
-    const int i = t->step, j = t->layer, k = t->batch, gbs = g->gbs;
-    const long long start = g->prompt + i - 1;
-    const size_t qd = g->qd, kvd = g->kvd;
+    const int i = t->step, j = t->layer, k = t->batch, gbs = g->sh.gbs;
+    const long long start = g->sh.prompt + i - 1;
+    const size_t qd = g->sh.qd, kvd = g->sh.kvd;
     const float *q = g->hqkv[k], *kk = q + (size_t)gbs * qd, *vv = kk + (size_t)gbs * kvd;
     uint8_t *slots, *out = NULL;
     size_t stride;
-    if (g->kv_tier[k] == TIER_DISK) {
+    if (g->sh.kv_tier[k] == TIER_DISK) {
         uint32_t c = find(g, ti, PLAN_C_DISK);
         TRY(need(c, "c_disk", e));
         slots = g->kv_stage[g->pl->tasks[c].slot];
-        stride = g->kv_dslot;
+        stride = g->sh.kv_dslot;
         bool skip;
         TRY(take_for(g, &g->kv_ring, ti, &skip, e));
         if (skip)
             return LLMSIM_OK;
         out = g->kv_ring.buf[g->ring_of[ti]];
     } else {
-        slots = g->kv_host[j * g->ngb + k];
-        stride = g->kv_slot;
+        slots = g->kv_host[j * g->sh.ngb + k];
+        stride = g->sh.kv_slot;
     }
     const quant *kq = &g->p->kv_quant;
     const long long ctx = start + 1;
     for (int s = 0; s < gbs; s++) {
         const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
-        mio_kv_put(kq, kvd, g->kv_row, slots, stride, s, start, kx, vx);
+        mio_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
         if (out)
-            mio_kv_put(kq, kvd, g->kv_row, out, g->kv_dslot, s, 0, kx, vx);
+            mio_kv_put(kq, kvd, g->sh.kv_row, out, g->sh.kv_dslot, s, 0, kx, vx);
         for (long long c = 0; c < ctx; c++)
-            mio_kv_get(kq, kvd, g->kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd, g->cvf + (size_t)c * kvd);
+            mio_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
+                       g->cvf + (size_t)c * kvd);
         k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf, (size_t)g->m->num_heads,
                     (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim, g->hatt[k] + (size_t)s * qd, g->cscr);
     }
@@ -1008,9 +1002,9 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
 /* The ring a device task fills for a disk write (a store to a disk home), or NULL. */
 static g_ring *store_ring(geng *g, const plan_task *t)
 {
-    if (t->kind == PLAN_C_D2H && g->kv_tier[t->batch] == TIER_DISK)
+    if (t->kind == PLAN_C_D2H && g->sh.kv_tier[t->batch] == TIER_DISK)
         return &g->kv_ring;
-    if (t->kind == PLAN_A_D2H && g->act_tier[t->batch] == TIER_DISK)
+    if (t->kind == PLAN_A_D2H && g->sh.act_tier[t->batch] == TIER_DISK)
         return &g->act_ring;
     return NULL;
 }
@@ -1021,26 +1015,27 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
 {
     const plan *pl = g->pl;
     const plan_task *t = &pl->tasks[ti];
-    const int i = t->step, j = t->layer, k = t->batch, L = g->L;
-    const long long tnew = i == 0 ? g->prompt : 1;
+    const int i = t->step, j = t->layer, k = t->batch, L = g->sh.L;
+    const long long tnew = i == 0 ? g->sh.prompt : 1;
     const int ws = (int)(((size_t)i * (size_t)(L + 1) + (size_t)j) & 1);
     switch ((plan_kind)t->kind) {
     case PLAN_W_H2D: return load_unit(g, j, t->slot, s, e);
     case PLAN_W_DEQUANT: return dequant_unit(g, j, ws, e);
     case PLAN_C_H2D: {
-        size_t n = (size_t)(g->prompt + i - 1);
+        size_t n = (size_t)(g->sh.prompt + i - 1);
         uint8_t *dst = g->kv_in[t->slot];
-        if (g->kv_tier[k] == TIER_CPU)
-            return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->ngb + k], n * g->kv_slot, e);
+        if (g->sh.kv_tier[k] == TIER_CPU)
+            return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->sh.ngb + k],
+                             n * g->sh.kv_slot, e);
         uint32_t c = find(g, ti, PLAN_C_DISK);
         TRY(need(c, "c_disk", e));
-        return gdev_copy2d(g->dev, s, GDEV_H2D, dst, g->kv_slot, g->kv_stage[pl->tasks[c].slot], g->kv_dslot,
-                           g->kv_slot, n, e);
+        return gdev_copy2d(g->dev, s, GDEV_H2D, dst, g->sh.kv_slot, g->kv_stage[pl->tasks[c].slot],
+                           g->sh.kv_dslot, g->sh.kv_slot, n, e);
     }
     case PLAN_A_H2D: {
-        size_t n = (size_t)g->gbs * (size_t)tnew * g->h * 2;
+        size_t n = (size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2;
         const void *src = g->act_host[k];
-        if (g->act_tier[k] == TIER_DISK) {
+        if (g->sh.act_tier[k] == TIER_DISK) {
             uint32_t a = find(g, ti, PLAN_A_DISK);
             TRY(need(a, "a_disk", e));
             src = g->act_stage[pl->tasks[a].slot];
@@ -1051,13 +1046,14 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
         uint32_t c = find(g, ti, PLAN_COMPUTE);
         TRY(need(c, "compute", e));
         const uint8_t *src = g->kv_out[pl->tasks[c].slot];
-        long long first = i == 0 ? 0 : g->prompt + i - 1;
-        if (g->kv_tier[k] == TIER_CPU)
-            return gdev_copy(g->dev, s, GDEV_D2H, g->kv_host[j * g->ngb + k] + (size_t)first * g->kv_slot, src,
-                             (size_t)tnew * g->kv_slot, e);
+        long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
+        if (g->sh.kv_tier[k] == TIER_CPU)
+            return gdev_copy(g->dev, s, GDEV_D2H,
+                             g->kv_host[j * g->sh.ngb + k] + (size_t)first * g->sh.kv_slot, src,
+                             (size_t)tnew * g->sh.kv_slot, e);
         int r = g->ring_of[ti];
-        return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[r], g->kv_dslot, src, g->kv_slot, g->kv_slot,
-                           (size_t)tnew, e);
+        return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[r], g->sh.kv_dslot, src,
+                           g->sh.kv_slot, g->sh.kv_slot, (size_t)tnew, e);
     }
     case PLAN_A_D2H: {
         uint32_t c = find(g, ti, PLAN_COMPUTE);
@@ -1065,15 +1061,17 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
             c = find(g, ti, PLAN_PRE); /* delegated: PRE holds the out slot POST fills */
         TRY(need(c, "compute", e));
         const uint16_t *src = g->act_out[pl->tasks[c].slot2];
-        size_t n = (size_t)g->gbs * (size_t)tnew * g->h * 2;
-        if (g->act_tier[k] == TIER_CPU)
+        size_t n = (size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2;
+        if (g->sh.act_tier[k] == TIER_CPU)
             return gdev_copy(g->dev, s, GDEV_D2H, g->act_host[k], src, n, e);
         return gdev_copy(g->dev, s, GDEV_D2H, g->act_ring.buf[g->ring_of[ti]], src, n, e);
     }
     case PLAN_QKV_D2H:
-        return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k], (size_t)g->gbs * (g->qd + 2 * g->kvd) * 4, e);
+        return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k],
+                         (size_t)g->sh.gbs * (g->sh.qd + 2 * g->sh.kvd) * 4, e);
     case PLAN_OUT_H2D:
-        return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k], (size_t)g->gbs * g->qd * 4, e);
+        return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k],
+                         (size_t)g->sh.gbs * g->sh.qd * 4, e);
     case PLAN_COMPUTE: return task_compute(g, ti, ws, e);
     case PLAN_PRE: return task_pre(g, ti, ws, e);
     case PLAN_POST: return task_post(g, ti, ws, e);
@@ -1090,27 +1088,30 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
     const plan *pl = g->pl;
     const plan_task *t = &pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch;
-    const long long tnew = i == 0 ? g->prompt : 1;
+    const long long tnew = i == 0 ? g->sh.prompt : 1;
     switch ((plan_kind)t->kind) {
     case PLAN_W_DISK: {
         const g_unit *un = &g->units[j];
         return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
     }
     case PLAN_C_DISK:
-        return offload_read(g->kvfile, g->kv_stage[t->slot], (size_t)(g->prompt + i - 1) * g->kv_dslot,
+        return offload_read(g->kvfile, g->kv_stage[t->slot],
+                            (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
                             kv_disk_off(g, j, k, 0), e);
     case PLAN_A_DISK:
         return offload_read(g->actfile, g->act_stage[t->slot],
-                            (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2), act_disk_off(g, k), e);
+                            (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
+                            act_disk_off(g, k), e);
     case PLAN_C_WRITE: {
         uint32_t p = find(g, ti, PLAN_C_D2H);
         if (p == PLAN_NONE)
             p = find(g, ti, PLAN_CPU_ATTN);
         TRY(need(p, "c_d2h", e));
         int r = g->ring_of[p];
-        long long first = i == 0 ? 0 : g->prompt + i - 1;
-        llmsim_status st = offload_write(g->kvfile, g->kv_ring.buf[r], (size_t)tnew * g->kv_dslot,
-                                         kv_disk_off(g, j, k, first), e);
+        long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
+        llmsim_status st =
+            offload_write(g->kvfile, g->kv_ring.buf[r], (size_t)tnew * g->sh.kv_dslot,
+                          kv_disk_off(g, j, k, first), e);
         ring_give(g, &g->kv_ring, r);
         return st;
     }
@@ -1118,9 +1119,10 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
         uint32_t p = find(g, ti, PLAN_A_D2H);
         TRY(need(p, "a_d2h", e));
         int r = g->ring_of[p];
-        llmsim_status st = offload_write(g->actfile, g->act_ring.buf[r],
-                                         (size_t)offload_round((size_t)g->gbs * (size_t)tnew * g->h * 2),
-                                         act_disk_off(g, k), e);
+        llmsim_status st =
+            offload_write(g->actfile, g->act_ring.buf[r],
+                          (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
+                          act_disk_off(g, k), e);
         ring_give(g, &g->act_ring, r);
         return st;
     }
@@ -1196,7 +1198,7 @@ static void g_free(geng *g)
         (void)gdev_sync(g->dev, &e); /* nothing in flight touches what is freed below */
     }
     if (g->units) {
-        for (int u = 0; u <= g->L; u++)
+        for (int u = 0; u <= g->sh.L; u++)
             for (int i = 0; i < g->units[u].n; i++) {
                 if (g->units[u].t[i].dev)
                     g_dfree(g, g->units[u].t[i].dev);
@@ -1221,7 +1223,7 @@ static void g_free(geng *g)
         if (g->act_ring.buf[r])
             g_hfree(g, g->act_ring.buf[r]);
     }
-    size_t lk = (size_t)g->L * (size_t)g->ngb, nk = (size_t)g->ngb;
+    size_t lk = (size_t)g->sh.L * (size_t)g->sh.ngb, nk = (size_t)g->sh.ngb;
     free_ptrs(g, (void **)g->kv_dev, lk, true);
     free_ptrs(g, (void **)g->kv_host, lk, false);
     free_ptrs(g, (void **)g->act_dev, nk, true);
@@ -1253,8 +1255,7 @@ static void g_free(geng *g)
         gdev_event_free(g->dev, g->ev_base);
     free(g->host_start);
     free(g->host_end);
-    free(g->kv_tier);
-    free(g->act_tier);
+    mio_shape_free(&g->sh);
     free(g->ring_of);
     free(g->probs);
     free(g->sort_idx);
@@ -1304,28 +1305,17 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     g->w = w;
     g->pl = c->pl;
     g->o = o;
-    g->L = (int)m->num_layers;
-    g->ngb = p->num_gpu_batches;
-    g->gbs = p->gpu_batch_size;
-    g->bls = g->ngb * g->gbs;
-    g->prompt = w->prompt_len;
-    g->gen = w->gen_len;
-    g->ctx_max = w->prompt_len + w->gen_len;
-    g->h = (size_t)m->hidden_size;
-    g->qd = (size_t)model_q_dim(m);
-    g->kvd = (size_t)model_kv_dim(m);
-    g->f = (size_t)m->ffn_size;
-    g->vocab = (size_t)m->vocab_size;
     g->wt = (gdev_dtype)m->dtype;
     g->logits_out = o->logits_out;
     g->dir.slot = -1;
-    g->num_prompts = w->num_prompts ? w->num_prompts : g->bls;
     g->kind = o->gpu_emulated ? GDEV_HOST : GDEV_CUDA;
     if (o->score_from)
         return diag_set(e, LLMSIM_EINPUT, "perplexity runs on the CPU engine; give a profile without a GPU");
     if (!c->pl->has_gpu)
         return diag_set(e, LLMSIM_EINPUT, "the GPU engine runs plans for a machine with a GPU");
-    llmsim_status st;
+    llmsim_status st = mio_shape_init(&g->sh, m, p, w, e);
+    if (st)
+        return st;
     if (pthread_mutex_init(&g->ring_mu, NULL) || pthread_cond_init(&g->ring_cv, NULL))
         return diag_set(e, LLMSIM_EFAIL, "cannot create a mutex");
     g->ring_init = true;
@@ -1348,9 +1338,9 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     }
     if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
-    g->tokens = calloc((size_t)g->bls * (size_t)(g->prompt + g->gen), sizeof *g->tokens);
-    g->probs = malloc(g->vocab * sizeof *g->probs);
-    g->sort_idx = malloc(g->vocab * sizeof *g->sort_idx);
+    g->tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tokens);
+    g->probs = malloc(g->sh.vocab * sizeof *g->probs);
+    g->sort_idx = malloc(g->sh.vocab * sizeof *g->sort_idx);
     if (!g->tokens || !g->probs || !g->sort_idx)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     if (dry)
@@ -1384,9 +1374,9 @@ static llmsim_status g_begin_block(void *state, long long blk, diag *e)
     geng *g = state;
     g->block = blk;
     g->ring_stop = false;
-    for (int s = 0; s < g->bls; s++)
-        mio_prompt(g->o, blk * g->bls + s, g->num_prompts, g->prompt, g->vocab,
-                   g->tokens + (size_t)s * (size_t)(g->prompt + g->gen));
+    for (int s = 0; s < g->sh.bls; s++)
+        mio_prompt(g->o, blk * g->sh.bls + s, g->sh.num_prompts, g->sh.prompt, g->sh.vocab,
+                   g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen));
     if (blk > 0)
         g->logits_out = NULL;
     TRY(embed_prompts(g, e));
@@ -1401,12 +1391,13 @@ static llmsim_status g_end_block(void *state, long long blk, engine_result *r, d
 {
     geng *g = state;
     TRY(gdev_sync(g->dev, e));
-    for (int s = 0; s < g->bls; s++) {
-        long long seq = blk * g->bls + s;
-        if (seq >= g->num_prompts)
+    for (int s = 0; s < g->sh.bls; s++) {
+        long long seq = blk * g->sh.bls + s;
+        if (seq >= g->sh.num_prompts)
             break;
-        memcpy(r->tokens + (size_t)seq * (size_t)g->gen, g->tokens + (size_t)s * (size_t)(g->prompt + g->gen) + g->prompt,
-               (size_t)g->gen * sizeof(int32_t));
+        memcpy(r->tokens + (size_t)seq * (size_t)g->sh.gen,
+               g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen) + g->sh.prompt,
+               (size_t)g->sh.gen * sizeof(int32_t));
     }
     return LLMSIM_OK;
 }
