@@ -301,3 +301,19 @@ void mio_shape_free(mio_shape *s)
     free(s->act_tier);
     s->kv_tier = s->act_tier = NULL;
 }
+
+void mio_next_tokens(const mio_shape *sh, const engine_opts *o, const float *logits, int i, int k,
+                     long long block, float *logits_out, int32_t *tokens, float *probs,
+                     int32_t *idx)
+{
+    for (int s = 0; s < sh->gbs; s++) {
+        const float *lg = logits + (size_t)s * sh->vocab;
+        int seq = k * sh->gbs + s;
+        long long global = block * sh->bls + seq; /* the sequence's number in the workload */
+        if (logits_out)
+            memcpy(logits_out + ((size_t)i * (size_t)sh->bls + (size_t)seq) * sh->vocab, lg,
+                   sh->vocab * 4);
+        int32_t *toks = tokens + (size_t)seq * (size_t)(sh->prompt + sh->gen);
+        toks[sh->prompt + i] = mio_sample(o, lg, sh->vocab, global, i, probs, idx);
+    }
+}

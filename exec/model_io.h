@@ -67,6 +67,14 @@ llmsim_status mio_shape_init(mio_shape *s, const model *m, const policy *p, cons
                              diag *e);
 void mio_shape_free(mio_shape *s);
 
+/* Step i's next tokens of batch k of block `block` from the batch's logits
+ * [gbs][vocab]: sampled (mio_sample) into tokens ([bls][prompt + gen], the
+ * block's sequences), and the logits copied to logits_out [gen][bls][vocab]
+ * when it is not NULL. probs and idx: [vocab] scratch. */
+void mio_next_tokens(const mio_shape *sh, const engine_opts *o, const float *logits, int i, int k,
+                     long long block, float *logits_out, int32_t *tokens, float *probs,
+                     int32_t *idx);
+
 /* ---- the KV cache's host layout, both engines': slot arrays of one
  * position for a batch's sequences, [pos][seq][K row, V row] with `stride`
  * bytes per position; a row is kvd fp16 values, or one quantized row when

@@ -675,17 +675,8 @@ static void head_forward(eng *g, int i, int k, int wslot)
         score_prompts(g, k, wslot, v1, m->norm == MODEL_NORM_LAYERNORM ? v2 : NULL, w, wt);
     }
     k_linear(g->pool, x, (size_t)gbs, g->sh.h, w, wt, NULL, g->sh.vocab, g->logits, g->lin);
-    for (int s = 0; s < gbs; s++) {
-        const float *lg = g->logits + (size_t)s * g->sh.vocab;
-        int seq = k * gbs + s;
-        long long global = g->block * g->sh.bls + seq; /* the sequence's number in the workload */
-        if (g->logits_out)
-            memcpy(g->logits_out + ((size_t)i * (size_t)g->sh.bls + (size_t)seq) * g->sh.vocab, lg,
-                   g->sh.vocab * 4);
-        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->sh.prompt + g->sh.gen);
-        toks[g->sh.prompt + i] =
-            mio_sample(g->o, lg, g->sh.vocab, global, i, g->probs, g->sort_idx);
-    }
+    mio_next_tokens(&g->sh, g->o, g->logits, i, k, g->block, g->logits_out, g->tokens, g->probs,
+                    g->sort_idx);
     /* the next step's input: the embeddings of the new tokens */
     if (i + 1 < g->sh.gen)
         embed(g, k, g->sh.prompt + i, 1, wslot, g->next_in[k]);

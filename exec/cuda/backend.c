@@ -858,17 +858,8 @@ static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->logits,
                   (size_t)gbs * g->sh.vocab * 4, e));
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
-    for (int s = 0; s < gbs; s++) {
-        const float *lg = g->logits_host + (size_t)s * g->sh.vocab;
-        int seq = k * gbs + s;
-        long long global = g->block * g->sh.bls + seq; /* the sequence's number in the workload */
-        if (g->logits_out)
-            memcpy(g->logits_out + ((size_t)i * (size_t)g->sh.bls + (size_t)seq) * g->sh.vocab, lg,
-                   g->sh.vocab * 4);
-        int32_t *toks = g->tokens + (size_t)seq * (size_t)(g->sh.prompt + g->sh.gen);
-        toks[g->sh.prompt + i] =
-            mio_sample(g->o, lg, g->sh.vocab, global, i, g->probs, g->sort_idx);
-    }
+    mio_next_tokens(&g->sh, g->o, g->logits_host, i, k, g->block, g->logits_out, g->tokens,
+                    g->probs, g->sort_idx);
     if (i + 1 < g->sh.gen)
         TRY(embed(g, k, g->sh.prompt + i, 1, ws, g->next_in[k], e));
     return LLMSIM_OK;
