@@ -536,6 +536,37 @@ static llmsim_status disk_timed(void *ctx, double *secs, diag *e)
     return disk_pass(r->f, r->bytes, r->block, r->qd, r->write, r->bufs, secs, e);
 }
 
+/* One disk figure: passes over the file (measured again when their spread is
+ * over the flag); the median seconds of a pass, its spread and the rate. */
+static llmsim_status disk_figure(offload_file *f, uint64_t bytes, size_t block, int qd, bool write,
+                                 char **bufs, int reps, double *secs, double *spread, double *Bps,
+                                 diag *e)
+{
+    disk_run dr = {f, bytes, block, qd, write, bufs};
+    llmsim_status st = median_again(disk_timed, &dr, reps, secs, spread, e);
+    *Bps = st ? NAN : (double)(bytes / block * block) / *secs;
+    return st;
+}
+
+/* Four transfer buffers of `bytes` for the disk passes, filled with
+ * incompressible data, as weights and caches are: a virtual disk that
+ * compresses or deduplicates would make a constant pattern look fast. */
+static llmsim_status disk_bufs(char *bufs[4], size_t bytes, diag *e)
+{
+    for (int q = 0; q < 4; q++) {
+        if (!(bufs[q] = offload_alloc(bytes)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory (disk probe)");
+        uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(q + 1);
+        for (size_t i = 0; i + 8 <= bytes; i += 8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            memcpy(bufs[q] + i, &x, 8);
+        }
+    }
+    return LLMSIM_OK;
+}
+
 /* ---- compute lost to concurrent disk transfers */
 
 typedef struct io_stream {
@@ -677,22 +708,8 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
         }
         goto out;
     }
-    for (int q = 0; q < 4; q++)
-        if (!(bufs[q] = offload_alloc(bs[nb - 1]))) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory (disk probe)");
-            goto out;
-        }
-    /* incompressible data, as weights and caches are: a virtual disk that
-     * compresses or deduplicates would make a constant pattern look fast */
-    for (int q = 0; q < 4; q++) {
-        uint64_t x = 0x9e3779b97f4a7c15ull * (uint64_t)(q + 1);
-        for (size_t i = 0; i + 8 <= bs[nb - 1]; i += 8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            memcpy(bufs[q] + i, &x, 8);
-        }
-    }
+    if ((st = disk_bufs(bufs, bs[nb - 1], e)))
+        goto out;
     hw->disk.present = true;
     strbuf_printf(&P->notes, " Disk (O_DIRECT%s, %s):", f->direct ? "" : " refused: buffered",
                   P->o->disk_dir ? P->o->disk_dir : "the default offload directory");
@@ -711,12 +728,10 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
                 snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d",
                          w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi]);
                 progress(P, what);
-                double spread = 0, med = 0;
-                disk_run dr = {f, bytes, bs[bi], qds[qi], w == 0, bufs};
-                st = median_again(disk_timed, &dr, reps, &med, &spread, e);
-                if (st)
+                double spread = 0, med = 0, bw;
+                if ((st = disk_figure(f, bytes, bs[bi], qds[qi], w == 0, bufs, reps, &med, &spread,
+                                      &bw, e)))
                     break;
-                double bw = (double)(bytes / bs[bi] * bs[bi]) / med;
                 flag(P, what, spread);
                 strbuf_printf(&P->notes, " %s %zu KiB QD%d %.0f MB/s;", w == 0 ? "write" : "read",
                               bs[bi] >> 10, qds[qi], bw / 1e6);
@@ -724,9 +739,8 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
                               w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi], bw / 1e6, 100 * spread,
                               spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
                 if (qds[qi] == 1) /* the link: one transfer at a time, as the engine's I/O thread */
-                    l->points[l->npoints++] = (hw_point){(double)bs[bi], med * (double)bs[bi] /
-                                                                             (double)(bytes / bs[bi] * bs[bi]),
-                                                         spread};
+                    l->points[l->npoints++] =
+                        (hw_point){(double)bs[bi], (double)bs[bi] / bw, spread};
             }
         }
         if (!st && l->npoints) {
@@ -768,6 +782,33 @@ llmsim_status profile_disk_now(const char *dir, double *read_Bps, double *write_
         *read_Bps = (double)PROFILE_DISK_NOW_BYTES / r;
     }
     free(buf);
+    offload_dir_remove(&d);
+    return st;
+}
+
+/* See profiler.h. */
+llmsim_status profile_disk_figure(const char *dir, uint64_t bytes, size_t block, int qd, bool write,
+                                  int reps, double *Bps, double *spread, diag *e)
+{
+    *Bps = *spread = NAN;
+    if (block == 0 || block % 4096 || bytes < block || qd < 1 || qd > 4 || reps < 1)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "disk figure: the block must be a multiple of 4 KiB no larger than "
+                        "the file, the queue depth 1 to 4, the repetitions at least 1");
+    offload_dir d;
+    llmsim_status st = offload_dir_create(dir, &d, e);
+    if (st)
+        return st;
+    offload_file *f = NULL;
+    char *bufs[4] = {0};
+    double warm, secs;
+    if (!(st = disk_bufs(bufs, block, e)) &&
+        !(st = offload_file_create(&d, "figure.bin", bytes, &f, e)) &&
+        !(st = disk_pass(f, bytes, block, 1, true, bufs, &warm,
+                         e))) /* allocates and writes the file */
+        st = disk_figure(f, bytes, block, qd, write, bufs, reps, &secs, spread, Bps, e);
+    for (int q = 0; q < 4; q++)
+        free(bufs[q]);
     offload_dir_remove(&d);
     return st;
 }

@@ -37,6 +37,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "common/strbuf.h"
 #include "hwprofiles/hwprofile.h"
@@ -67,5 +68,16 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
 #define PROFILE_DISK_NOW_BLOCK ((size_t)16 << 20)
 #define PROFILE_DISK_NOW_BYTES ((uint64_t)256 << 20)
 llmsim_status profile_disk_now(const char *dir, double *read_Bps, double *write_Bps, diag *e);
+
+/* One disk figure measured as profile_run measures it: in a fresh directory
+ * under dir (removed afterwards), a file of `bytes` written once untimed,
+ * then reps passes of `block`-byte O_DIRECT writes or reads by qd threads
+ * (1..4), each on its own part of the file, measured again when their spread
+ * exceeds PROFILE_SPREAD_FLAG; the median rate (bytes/s) and its spread.
+ * bench/disk_vs_fio.sh pairs each figure in time with fio's, which the
+ * profile's noisy neighbours (a virtual disk's rate moves by 2x between
+ * minutes) cannot do over a whole profile. */
+llmsim_status profile_disk_figure(const char *dir, uint64_t bytes, size_t block, int qd, bool write,
+                                  int reps, double *Bps, double *spread, diag *e);
 
 #endif

@@ -3,9 +3,12 @@
  * profiler.h): the measured profile is plausible, names its provenance,
  * round-trips through save and load unchanged (text and struct), and the
  * disk directory is left as it was; a bad --disk-dir is LLMSIM_EINPUT with a
- * message naming it; an interrupt stops the run and still cleans up.
+ * message naming it; an interrupt stops the run and still cleans up; one
+ * disk figure alone (profile_disk_figure, bench/disk_vs_fio.sh) is a rate
+ * and leaves nothing behind, and refuses a block the file cannot hold.
  */
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +146,24 @@ static void test_interrupt(const char *dir)
     free(hw);
 }
 
+static void test_disk_figure(const char *dir)
+{
+    diag e;
+    diag_clear(&e);
+    double bps = 0, spread = 0;
+    llmsim_status st = profile_disk_figure(dir, 8u << 20, 1u << 20, 2, false, 2, &bps, &spread, &e);
+    CHECK(st == LLMSIM_OK, "a disk figure: %s", e.msg);
+    /* any disk or tmpfs moves 8 MiB at more than 1 MB/s and less than 1 TB/s */
+    CHECK(bps > 1e6 && bps < 1e12, "a disk figure is a rate: %g B/s", bps);
+    CHECK(spread >= 0 && spread < 10, "its spread %g", spread);
+    CHECK(entries(dir) == 0, "a disk figure leaves nothing in the directory");
+    st = profile_disk_figure(dir, 8u << 20, 16u << 20, 1, true, 2, &bps, &spread, &e);
+    CHECK(st == LLMSIM_EINPUT && isnan(bps), "a block larger than the file is refused: %d", st);
+    st = profile_disk_figure(dir, 8u << 20, 1000, 1, true, 2, &bps, &spread, &e);
+    CHECK(st == LLMSIM_EINPUT, "a block that is not a multiple of 4 KiB is refused: %d", st);
+    CHECK(entries(dir) == 0, "refused figures leave nothing");
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -160,6 +181,7 @@ int main(void)
     CHECK(mkdir(disk, 0700) == 0, "mkdir %s", disk);
     test_quick(disk);
     test_interrupt(disk);
+    test_disk_figure(disk);
     FILE *f = fopen(file, "w");
     if (f)
         fclose(f);
