@@ -802,10 +802,10 @@ llmsim_status profile_disk_figure(const char *dir, uint64_t bytes, size_t block,
     offload_file *f = NULL;
     char *bufs[4] = {0};
     double warm, secs;
+    /* the untimed write pass allocates and writes the file, as the profile's */
     if (!(st = disk_bufs(bufs, block, e)) &&
         !(st = offload_file_create(&d, "figure.bin", bytes, &f, e)) &&
-        !(st = disk_pass(f, bytes, block, 1, true, bufs, &warm,
-                         e))) /* allocates and writes the file */
+        !(st = disk_pass(f, bytes, block, 1, true, bufs, &warm, e)))
         st = disk_figure(f, bytes, block, qd, write, bufs, reps, &secs, spread, Bps, e);
     for (int q = 0; q < 4; q++)
         free(bufs[q]);
