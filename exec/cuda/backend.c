@@ -157,10 +157,14 @@ typedef struct geng {
     float **last;          /* [ngb] device: the last layer's output, last token [gbs][h] */
     /* CPU attention (delegated) */
     float **dx;            /* [ngb] device: the residual from PRE to POST [gbs][h] */
-    float **dqkv;          /* [ngb] device: q, k, v [gbs][qd + 2 kvd] */
-    float **hqkv;          /* [ngb] pinned: the same on the host */
-    float **hatt;          /* [ngb] pinned: the attention output [gbs][qd] */
-    float **datt;          /* [ngb] device: the same on the GPU */
+    /* q, k, v and the attention's output cross PCIe in fp16, as the cost
+     * model counts them (half the bytes of fp32); the out projection takes
+     * fp16 input anyway, and fp16 K and V are what the cache stores */
+    uint16_t **dqkv;         /* [ngb] device: q, k, v [q: gbs][qd], [k: gbs][kvd], [v: gbs][kvd] */
+    uint16_t **hqkv;         /* [ngb] pinned: the same on the host */
+    uint16_t **hatt;         /* [ngb] pinned: the attention output [gbs][qd] */
+    uint16_t **datt;         /* [ngb] device: the same on the GPU */
+    float *cqkv, *catt;      /* host: q, k, v and the output in fp32 for the CPU kernel */
     float *ckf, *cvf, *cscr; /* host: gathered K, V and the attention's scratch */
     /* compute scratch (device) */
     float *x, *hn, *qkv, *att, *ffn, *tmp, *vec, *logits;
@@ -597,18 +601,21 @@ static llmsim_status state_init(geng *g, diag *e)
             (!(g->dx[k] =
                    g_dalloc(g, (size_t)g->sh.gbs * g->sh.h * 4, "CPU attention's buffers", e)) ||
              !(g->dqkv[k] =
-                   g_dalloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+                   g_dalloc(g, (size_t)g->sh.gbs * qkvw * 2, "CPU attention's buffers", e)) ||
              !(g->datt[k] =
-                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's buffers", e)) ||
+                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.qd * 2, "CPU attention's buffers", e)) ||
              !(g->hqkv[k] =
-                   g_halloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's buffers", e)) ||
+                   g_halloc(g, (size_t)g->sh.gbs * qkvw * 2, "CPU attention's buffers", e)) ||
              !(g->hatt[k] =
-                   g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's buffers", e))))
+                   g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 2, "CPU attention's buffers", e))))
             return e->status;
     }
     if (delegate) {
         size_t sc = k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads);
-        if (!(g->ckf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
+        if (!(g->cqkv = g_halloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's scratch", e)) ||
+            !(g->catt =
+                  g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's scratch", e)) ||
+            !(g->ckf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
             !(g->cvf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
             !(g->cscr = g_halloc(g, sc * 4, "CPU attention's scratch", e)))
             return e->status;
@@ -935,8 +942,9 @@ static llmsim_status task_pre(geng *g, uint32_t ti, int ws, diag *e)
     const int k = t->batch;
     const size_t rows = (size_t)g->sh.gbs;
     TRY(load_input(g, ti, g->dx[k], rows, e));
-    float *q = g->dqkv[k], *kk = q + rows * g->sh.qd, *vv = kk + rows * g->sh.kvd;
-    return attn_pre(g, t->step, t->layer, ws, g->dx[k], 1, q, kk, vv, e);
+    float *q = g->qkv, *kk = q + rows * g->sh.qd, *vv = kk + rows * g->sh.kvd;
+    TRY(attn_pre(g, t->step, t->layer, ws, g->dx[k], 1, q, kk, vv, e));
+    return gdev_to_f16(g->dev, q, rows * (g->sh.qd + 2 * g->sh.kvd), g->dqkv[k], e);
 }
 
 static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
@@ -945,19 +953,21 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
     const int k = t->batch;
     uint32_t pre = find(g, ti, PLAN_PRE);
     TRY(need(pre, "pre", e));
-    TRY(attn_post(g, t->layer, ws, g->dx[k], g->datt[k], (size_t)g->sh.gbs, e));
+    TRY(gdev_to_f32(g->dev, g->datt[k], GDEV_F16, (size_t)g->sh.gbs * g->sh.qd, g->att, e));
+    TRY(attn_post(g, t->layer, ws, g->dx[k], g->att, (size_t)g->sh.gbs, e));
     return store_output(g, t->layer, k, g->pl->tasks[pre].slot2, g->dx[k], 1, e);
 }
 
-/* Delegated attention on the CPU: append k, v to the cache where it lives
- * (and to a ring buffer for the disk), attend, output to hatt[k]. */
+/* Delegated attention on the CPU: q, k, v from hqkv[k] (fp16); append k, v
+ * to the cache where it lives (and to a ring buffer for the disk), attend,
+ * output to hatt[k] (fp16). */
 static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
 {
     const plan_task *t = &g->pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch, gbs = g->sh.gbs;
     const long long start = g->sh.prompt + i - 1;
     const size_t qd = g->sh.qd, kvd = g->sh.kvd;
-    const float *q = g->hqkv[k], *kk = q + (size_t)gbs * qd, *vv = kk + (size_t)gbs * kvd;
+    const float *q = g->cqkv, *kk = q + (size_t)gbs * qd, *vv = kk + (size_t)gbs * kvd;
     uint8_t *slots, *out = NULL;
     size_t stride;
     if (g->sh.kv_tier[k] == TIER_DISK) {
@@ -976,6 +986,8 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     }
     const quant *kq = &g->p->kv_quant;
     const long long ctx = start + 1;
+    for (size_t x = 0; x < (size_t)gbs * (qd + 2 * kvd); x++)
+        g->cqkv[x] = half_f16_to_f32(g->hqkv[k][x]);
     for (int s = 0; s < gbs; s++) {
         const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
         mio_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
@@ -984,9 +996,12 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
         for (long long c = 0; c < ctx; c++)
             mio_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
                        g->cvf + (size_t)c * kvd);
-        k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf, (size_t)g->m->num_heads,
-                    (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim, g->hatt[k] + (size_t)s * qd, g->cscr);
+        k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf,
+                    (size_t)g->m->num_heads, (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim,
+                    g->catt + (size_t)s * qd, g->cscr);
     }
+    for (size_t x = 0; x < (size_t)gbs * qd; x++)
+        g->hatt[k][x] = half_f32_to_f16(g->catt[x]);
     return LLMSIM_OK;
 }
 
@@ -1059,10 +1074,10 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
     }
     case PLAN_QKV_D2H:
         return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k],
-                         (size_t)g->sh.gbs * (g->sh.qd + 2 * g->sh.kvd) * 4, e);
+                         (size_t)g->sh.gbs * (g->sh.qd + 2 * g->sh.kvd) * 2, e);
     case PLAN_OUT_H2D:
         return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k],
-                         (size_t)g->sh.gbs * g->sh.qd * 4, e);
+                         (size_t)g->sh.gbs * g->sh.qd * 2, e);
     case PLAN_COMPUTE: return task_compute(g, ti, ws, e);
     case PLAN_PRE: return task_pre(g, ti, ws, e);
     case PLAN_POST: return task_post(g, ti, ws, e);
@@ -1228,7 +1243,7 @@ static void g_free(geng *g)
     free_ptrs(g, (void **)g->hatt, nk, false);
     void *d[] = {g->deq, g->kv_f16, g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->vec, g->logits, g->lin,
                  g->ids_dev};
-    void *h[] = {g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
+    void *h[] = {g->cqkv, g->catt, g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         if (d[i])
             g_dfree(g, d[i]);

@@ -175,6 +175,9 @@ void ref_sequence(ref *r, const int32_t *tokens, int npos, int first, double *ou
                 rotary(q, heads, hd, pos, m->rope_theta);
                 rotary(k, kvh, hd, pos, m->rope_theta);
             }
+            if (r->q_f16_now && pos >= r->q_f16_from)
+                for (int i = 0; i < qd; i++)
+                    q[i] = f16r(q[i]);
             kv_round(r, k, kvd);
             kv_round(r, v, kvd);
             memcpy(K + ((size_t)l * T + pos) * kvd, k, sizeof(double) * kvd);
@@ -258,6 +261,7 @@ double ref_max_logit_error(ref *r, const float *logits, const int32_t *tokens, u
             toks[a] = ref_prompt_token(prompt_seed, s, a, V);
         for (int a = 0; a < gen; a++)
             toks[prompt + a] = tokens[(size_t)s * (size_t)gen + (size_t)a];
+        r->q_f16_now = r->q_f16 && r->q_f16[s];
         ref_sequence(r, toks, prompt + gen - 1, prompt - 1, want);
         for (int step = 0; step < gen; step++)
             for (size_t v = 0; v < V; v++) {

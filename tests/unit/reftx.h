@@ -5,7 +5,8 @@
  * quantized and dequantized to fp16), the KV cache rounded as stored (fp16
  * or quantized), and hidden states rounded to fp16 between layers. With
  * round_gemm_inputs, every matrix-vector product's input is rounded to fp16
- * first, as the GPU engine's GEMMs take it.
+ * first, as the GPU engine's GEMMs take it; with q_f16, a delegated
+ * sequence's decode queries are rounded to fp16, as they cross PCIe.
  */
 #ifndef LLMSIM_TESTS_REFTX_H
 #define LLMSIM_TESTS_REFTX_H
@@ -20,6 +21,11 @@ typedef struct ref {
     const model *m;
     quant wq, kq;
     bool round_gemm_inputs;
+    /* delegated attention takes q across PCIe in fp16: sequence s's q is
+     * rounded to fp16 at positions >= q_f16_from when q_f16[s] (NULL: never) */
+    const bool *q_f16;
+    int q_f16_from;
+    bool q_f16_now;     /* ref_max_logit_error sets it for the sequence at hand */
     double **w[64];     /* [unit][tensor] values as stored, fp64 */
     int nt[64];
     model_tensor t[64][MODEL_MAX_TENSORS];

@@ -22,8 +22,9 @@
 
 #include "exec/cuda/dev.h"
 #include "exec/engine.h"
-#include "sim/sim.h"
+#include "exec/model_io.h"
 #include "reftx.h"
+#include "sim/sim.h"
 #include "tap.h"
 
 /* fp32 arithmetic against fp64 on the same rounded inputs, as test_engine's
@@ -105,12 +106,23 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
             plan_free(&pl);
             continue;
         }
+        /* the sequences whose decode attention ran on the CPU took q in fp16 */
+        mio_shape sh;
+        bool q_f16[BLS];
+        CHECK(mio_shape_init(&sh, &m, &p, &w, &e) == LLMSIM_OK, "%s", e.msg);
+        for (int s = 0; s < BLS; s++)
+            q_f16[s] = sh.kv_tier && p.cpu_attention && sh.kv_tier[s / GBS] != TIER_GPU;
+        mio_shape_free(&sh);
+        r.q_f16 = q_f16;
+        r.q_f16_from = PROMPT;
         double worst = ref_max_logit_error(&r, logits, res.tokens, o.prompt_seed, BLS, PROMPT, GEN);
+        r.q_f16 = NULL;
         CHECK(worst <= tol, "%s, %s: logits differ from the reference by %.3g (> %.3g)", m.name, cases[c].name,
               worst, tol);
         /* emulated: the same arithmetic for every placement, but CPU
-         * attention over a quantized cache dequantizes to fp32, not fp16 */
-        bool same_math = !on_cuda && !(kq.bits && cases[c].cpu_attention);
+         * attention takes q in fp16 and dequantizes a quantized cache to
+         * fp32, not fp16 */
+        bool same_math = !on_cuda && !cases[c].cpu_attention;
         if (c == 0)
             memcpy(first_tokens, res.tokens, sizeof first_tokens);
         else if (same_math)
