@@ -63,7 +63,6 @@
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cuda/dev.h"
-#include "exec/half.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
@@ -986,8 +985,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     }
     const quant *kq = &g->p->kv_quant;
     const long long ctx = start + 1;
-    for (size_t x = 0; x < (size_t)gbs * (qd + 2 * kvd); x++)
-        g->cqkv[x] = half_f16_to_f32(g->hqkv[k][x]);
+    k_convert_to_f32(g->pool, g->hqkv[k], K_WTYPE_F16, (size_t)gbs * (qd + 2 * kvd), g->cqkv);
     for (int s = 0; s < gbs; s++) {
         const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
         mio_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
@@ -1000,8 +998,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
                     (size_t)g->m->num_heads, (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim,
                     g->catt + (size_t)s * qd, g->cscr);
     }
-    for (size_t x = 0; x < (size_t)gbs * qd; x++)
-        g->hatt[k][x] = half_f32_to_f16(g->catt[x]);
+    k_convert_f32_to_f16(g->pool, g->catt, (size_t)gbs * qd, g->hatt[k]);
     return LLMSIM_OK;
 }
 
