@@ -757,24 +757,35 @@ out:
     return st;
 }
 
+/* The scratch of a one-figure disk measurement: a fresh directory under dir
+ * (*d, which the caller removes whatever this returns) holding a file of
+ * `bytes`, written once in `block` transfers from bufs, untimed by the
+ * caller: the pass allocates the file and gives reads their data, as the
+ * profile's warm-up does; *write_s is the time it took. */
+static llmsim_status disk_scratch(const char *dir, const char *name, uint64_t bytes, size_t block,
+                                  char **bufs, offload_dir *d, offload_file **f, double *write_s,
+                                  diag *e)
+{
+    llmsim_status st = offload_dir_create(dir, d, e);
+    if (!st)
+        st = offload_file_create(d, name, bytes, f, e);
+    if (!st)
+        st = disk_pass(*f, bytes, block, 1, true, bufs, write_s, e);
+    return st;
+}
+
 /* See profiler.h. */
 llmsim_status profile_disk_now(const char *dir, double *read_Bps, double *write_Bps, diag *e)
 {
     *read_Bps = *write_Bps = NAN;
-    offload_dir d;
-    llmsim_status st = offload_dir_create(dir, &d, e);
-    if (st)
-        return st;
-    offload_file *f = NULL;
     char *buf = offload_alloc(PROFILE_DISK_NOW_BLOCK);
-    if (!buf)
-        st = diag_set(e, LLMSIM_EFAIL, "out of memory (disk check)");
-    if (!st)
-        st = offload_file_create(&d, "check.bin", PROFILE_DISK_NOW_BYTES, &f, e);
     char *bufs[4] = {buf, buf, buf, buf};
+    offload_dir d = {0};
+    offload_file *f = NULL;
     double w = 0, r = 0;
-    if (!st) /* the write pass also gives the read pass its data */
-        st = disk_pass(f, PROFILE_DISK_NOW_BYTES, PROFILE_DISK_NOW_BLOCK, 1, true, bufs, &w, e);
+    llmsim_status st = buf ? disk_scratch(dir, "check.bin", PROFILE_DISK_NOW_BYTES,
+                                          PROFILE_DISK_NOW_BLOCK, bufs, &d, &f, &w, e)
+                           : diag_set(e, LLMSIM_EFAIL, "out of memory (disk check)");
     if (!st)
         st = disk_pass(f, PROFILE_DISK_NOW_BYTES, PROFILE_DISK_NOW_BLOCK, 1, false, bufs, &r, e);
     if (!st) {
@@ -795,17 +806,12 @@ llmsim_status profile_disk_figure(const char *dir, uint64_t bytes, size_t block,
         return diag_set(e, LLMSIM_EINPUT,
                         "disk figure: the block must be a multiple of 4 KiB no larger than "
                         "the file, the queue depth 1 to 4, the repetitions at least 1");
-    offload_dir d;
-    llmsim_status st = offload_dir_create(dir, &d, e);
-    if (st)
-        return st;
+    offload_dir d = {0};
     offload_file *f = NULL;
     char *bufs[4] = {0};
     double warm, secs;
-    /* the untimed write pass allocates and writes the file, as the profile's */
-    if (!(st = disk_bufs(bufs, block, e)) &&
-        !(st = offload_file_create(&d, "figure.bin", bytes, &f, e)) &&
-        !(st = disk_pass(f, bytes, block, 1, true, bufs, &warm, e)))
+    llmsim_status st = disk_bufs(bufs, block, e);
+    if (!st && !(st = disk_scratch(dir, "figure.bin", bytes, block, bufs, &d, &f, &warm, e)))
         st = disk_figure(f, bytes, block, qd, write, bufs, reps, &secs, spread, Bps, e);
     for (int q = 0; q < 4; q++)
         free(bufs[q]);
