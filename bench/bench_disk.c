@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "exec/offload.h"
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 
 static void on_signal(int sig)
 {

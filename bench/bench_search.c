@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policies/search.h"
+#include "search/search.h"
 
 static int cmp_double(const void *a, const void *b)
 {

@@ -18,7 +18,7 @@
 #include "costmodel/analytic.h"
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
-#include "plan/workload.h"
+#include "workload/workload.h"
 #include "policies/policy.h"
 
 #define CLI_EXIT_OK 0

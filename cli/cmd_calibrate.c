@@ -1,6 +1,6 @@
 /*
  * cmd_calibrate — `llmsim calibrate`: fit a hardware profile to the task
- * times of measured runs (hwprofiles/calibrate.h), write the fitted profile
+ * times of measured runs (profiler/calibrate.h), write the fitted profile
  * with its provenance, and report the simulation's error on total time
  * before and after, on the runs of the fit and on runs held out from it.
  */
@@ -15,7 +15,7 @@
 #include "cli/commands.h"
 #include "cli/record.h"
 #include "cli/validate.h"
-#include "hwprofiles/calibrate.h"
+#include "profiler/calibrate.h"
 #include "sim/sim.h"
 
 #define MAX_RUNS 1024

@@ -1,6 +1,6 @@
 /*
  * cmd_profile — `llmsim profile`: measure this machine into a hardware
- * profile (hwprofiles/profiler.h), write it, record it in the store; and
+ * profile (profiler/profiler.h), write it, record it in the store; and
  * `llmsim profile --compare A B`: two profiles side by side with ratios.
  */
 #include <getopt.h>
@@ -18,7 +18,7 @@
 #include "costmodel/primitives.h"
 #include "db/store.h"
 #include "exec/offload.h"
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 
 static void usage(FILE *out)
 {

@@ -1,6 +1,6 @@
 /*
  * cmd_search — `llmsim search`: the best policy by one LP per discrete
- * choice (policies/search.h), written as a policy YAML, shown with the top
+ * choice (search/search.h), written as a policy YAML, shown with the top
  * candidates, and recorded in the store.
  */
 #include <getopt.h>
@@ -11,7 +11,7 @@
 #include "cli/cli.h"
 #include "cli/record.h"
 #include "common/units.h"
-#include "policies/search.h"
+#include "search/search.h"
 
 static void usage(FILE *out)
 {

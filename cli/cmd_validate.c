@@ -27,7 +27,7 @@
 #include "common/units.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 #include "sim/sim.h"
 
 /* ---- the policies */

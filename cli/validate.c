@@ -9,7 +9,7 @@
 #include "cli/record.h"
 #include "common/units.h"
 #include "costmodel/primitives.h"
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 #include "sim/sim.h"
 
 double v_run_metric(store *db, int64_t id, const char *key, diag *e, llmsim_status *st)

@@ -7,7 +7,7 @@
  * stage as LINEAR forms in the nine placement fractions
  *   x = (wg, wc, wd, cg, cc, cd, hg, hc, hd),
  * for fixed discrete choices (batch shape, quantization, delegation). The
- * same forms are the rows of the LP search (policies/search) and, evaluated
+ * same forms are the rows of the LP search (search/search.h) and, evaluated
  * at a policy's fractions, the prediction of `llmsim predict`.
  *
  * Layer time with overlap = max(h2d, d2h, disk read + disk write (one
@@ -22,7 +22,7 @@
 
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
-#include "plan/workload.h"
+#include "workload/workload.h"
 #include "policies/policy.h"
 
 enum { CM_WG, CM_WC, CM_WD, CM_CG, CM_CC, CM_CD, CM_HG, CM_HC, CM_HD, CM_NFRAC };

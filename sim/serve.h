@@ -60,7 +60,7 @@
 
 #include "common/diag.h"
 #include "costmodel/analytic.h"
-#include "sim/requests.h"
+#include "workload/requests.h"
 
 typedef struct serve_config {
     int max_batch;         /* sequences per iteration */

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hwprofiles/calibrate.h"
+#include "profiler/calibrate.h"
 #include "plan/plan.h"
 #include "tap.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_profile_gpu — the GPU probes (exec/cuda/profile_gpu.h).
+ * test_profile_gpu — the GPU probes (profiler/profile_gpu.h).
  *
  * Everywhere: the statistics and the link fit on synthetic points, and
  * profile_gpu(quick) itself. Without a GPU (or without CUDA) it must return
@@ -15,7 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "exec/cuda/profile_gpu.h"
+#include "profiler/profile_gpu.h"
 #include "hwprofiles/hwprofile.h"
 #include "tap.h"
 

@@ -15,7 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 #include "tap.h"
 
 static int entries(const char *dir)

@@ -1,5 +1,5 @@
 /*
- * test_requests — the requests of a serving simulation (sim/requests.h) and
+ * test_requests — the requests of a serving simulation (workload/requests.h) and
  * the random number generator under them (common/rng.h).
  *
  *  - rng: a seed fixes the stream (splitmix64's published first output, the
@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 #include "common/rng.h"
-#include "sim/requests.h"
+#include "workload/requests.h"
 #include "tap.h"
 
 #define SAMPLES 200000

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "policies/search.h"
+#include "search/search.h"
 #include "tap.h"
 
 /* the LP is exact (one variable per decode step when gen_len - 1 <= 8) */

@@ -1,5 +1,5 @@
 /* workload — see workload.h; format in README.md ("Workloads"). */
-#include "plan/workload.h"
+#include "workload/workload.h"
 
 #include <string.h>
 

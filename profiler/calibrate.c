@@ -1,5 +1,5 @@
 /* calibrate — see calibrate.h. */
-#include "hwprofiles/calibrate.h"
+#include "profiler/calibrate.h"
 
 #include <math.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* requests — see requests.h. */
-#include "sim/requests.h"
+#include "workload/requests.h"
 
 #include <assert.h>
 #include <errno.h>

@@ -3,8 +3,8 @@
  * prompt_len tokens, each generating gen_len tokens (the FlexGen setting).
  * Serving workloads (arrival traces) come with the serving simulator.
  */
-#ifndef LLMSIM_PLAN_WORKLOAD_H
-#define LLMSIM_PLAN_WORKLOAD_H
+#ifndef LLMSIM_WORKLOAD_WORKLOAD_H
+#define LLMSIM_WORKLOAD_WORKLOAD_H
 
 #include "common/diag.h"
 #include "common/strbuf.h"

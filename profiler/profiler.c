@@ -2,7 +2,7 @@
  * profiler — the probes of `llmsim profile`. See profiler.h for the method.
  */
 #define _GNU_SOURCE /* O_DIRECT via exec/offload, gethostname */
-#include "hwprofiles/profiler.h"
+#include "profiler/profiler.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -16,7 +16,7 @@
 
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
-#include "exec/cuda/profile_gpu.h"
+#include "profiler/profile_gpu.h"
 #include "exec/half.h"
 #include "exec/offload.h"
 #include "common/clock.h"

@@ -5,7 +5,7 @@
  * undefined) it also provides profile_gpu itself, which measures nothing and
  * says why.
  */
-#include "exec/cuda/profile_gpu.h"
+#include "profiler/profile_gpu.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -27,8 +27,8 @@
  *                         (uniform within), W its relative frequency > 0,
  *                         e.g. hist:1-64=0.5,64-512=0.4,2048=0.1
  */
-#ifndef LLMSIM_SIM_REQUESTS_H
-#define LLMSIM_SIM_REQUESTS_H
+#ifndef LLMSIM_WORKLOAD_REQUESTS_H
+#define LLMSIM_WORKLOAD_REQUESTS_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -32,7 +32,7 @@
 
 extern "C" {
 #include "common/units.h"
-#include "exec/cuda/profile_gpu.h"
+#include "profiler/profile_gpu.h"
 }
 
 // ---- error checks

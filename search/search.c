@@ -3,7 +3,7 @@
  * formulation. One glp_prob is built per search and its rows are refilled
  * for every choice, so GLPK starts each solve from the previous basis.
  */
-#include "policies/search.h"
+#include "search/search.h"
 
 #include <glpk.h>
 #include <math.h>

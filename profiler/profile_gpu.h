@@ -12,8 +12,8 @@
  * (which also holds the CUDA-free parts below: the statistics and the link
  * fit, built and tested in both configurations). Usable from C and C++.
  */
-#ifndef LLMSIM_EXEC_CUDA_PROFILE_GPU_H
-#define LLMSIM_EXEC_CUDA_PROFILE_GPU_H
+#ifndef LLMSIM_PROFILER_PROFILE_GPU_H
+#define LLMSIM_PROFILER_PROFILE_GPU_H
 
 #include <stdbool.h>
 #include <stddef.h>

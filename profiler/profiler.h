@@ -30,10 +30,10 @@
  *    GEMV over the largest working set timed alone and beside one O_DIRECT
  *    stream (reads, then writes), in alternating phases; the time lost per GB
  *    moved (disk.read_loss_s_per_GB, write_loss_s_per_GB).
- *  - GPU, when one is present: exec/cuda/profile_gpu.h.
+ *  - GPU, when one is present: profiler/profile_gpu.h.
  */
-#ifndef LLMSIM_HWPROFILES_PROFILER_H
-#define LLMSIM_HWPROFILES_PROFILER_H
+#ifndef LLMSIM_PROFILER_PROFILER_H
+#define LLMSIM_PROFILER_PROFILER_H
 
 #include <signal.h>
 #include <stdbool.h>

@@ -17,14 +17,14 @@
  * prior toward the profile as given, so that a parameter the runs cannot
  * tell apart from another stays where it was instead of drifting.
  */
-#ifndef LLMSIM_HWPROFILES_CALIBRATE_H
-#define LLMSIM_HWPROFILES_CALIBRATE_H
+#ifndef LLMSIM_PROFILER_CALIBRATE_H
+#define LLMSIM_PROFILER_CALIBRATE_H
 
 #include <stddef.h>
 
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
-#include "plan/workload.h"
+#include "workload/workload.h"
 #include "policies/policy.h"
 
 /* One measured run: its inputs and the measured duration of every task of

@@ -24,8 +24,8 @@
  * solved again), and ranked by the predicted throughput of the rounded
  * policy — the policy the engine can run and `llmsim predict` accepts.
  */
-#ifndef LLMSIM_POLICIES_SEARCH_H
-#define LLMSIM_POLICIES_SEARCH_H
+#ifndef LLMSIM_SEARCH_SEARCH_H
+#define LLMSIM_SEARCH_SEARCH_H
 
 #include <stdbool.h>
 
