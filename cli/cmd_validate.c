@@ -215,7 +215,7 @@ static int make_grid(const cli_job *job, v_policy **out, int *n)
             if (plan_build(&job->model, &job->hw, &p, &job->workload, &pl, &e)) {
                 fits = false;
             } else {
-                double ram = engine_ram_bytes(&job->model, &p, &job->workload, &pl);
+                double ram = sim_plan_peak(&pl, TIER_CPU);
                 double avail = engine_free_ram_bytes(); /* what the engine will allow */
                 fits = ram <= job->hw.cpu.memory_bytes && (avail <= 0 || ram <= avail);
                 plan_free(&pl);

@@ -14,7 +14,6 @@
 
 #include "common/units.h"
 #include "exec/backend.h"
-#include "sim/sim.h"
 #include "common/clock.h"
 
 /* ---- the scheduler: one thread per resource, tasks in plan order as they
@@ -222,16 +221,6 @@ void engine_result_free(engine_result *r)
     free(r->end_s);
     free(r->tokens);
     memset(r, 0, sizeof *r);
-}
-
-double engine_ram_bytes(const model *m, const policy *p, const workload *w, const plan *pl)
-{
-    (void)m;
-    (void)p;
-    (void)w;
-    /* the plan's buffers on the CPU tier at their peak: resident data,
-     * staging and, without a GPU, the compute's working set */
-    return sim_plan_peak(pl, TIER_CPU);
 }
 
 double engine_free_ram_bytes(void)

@@ -81,10 +81,6 @@ void engine_result_free(engine_result *r);
  * --synthetic SEED loads, for tests to rebuild the same model. */
 void engine_synthetic_values(uint64_t seed, int unit, const model_tensor *t, float *out);
 
-/* The RAM a run needs (weights, cache and hidden states kept in RAM, staging
- * and working buffers), without allocating it. */
-double engine_ram_bytes(const model *m, const policy *p, const workload *w, const plan *pl);
-
 /* The RAM the engine may use by default: MemAvailable from /proc/meminfo,
  * bytes; 0 when unknown. */
 double engine_free_ram_bytes(void);

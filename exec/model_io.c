@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "costmodel/placement.h"
 #include "exec/half.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
@@ -207,102 +206,7 @@ int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long lon
 }
 
 
-void mio_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s, long long pos,
-                const float *kx, const float *vx)
-{
-    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
-    for (int kv = 0; kv < 2; kv++) {
-        const float *src = kv ? vx : kx;
-        uint8_t *dst = row + (size_t)kv * kv_row;
-        if (kq->bits)
-            quant_quantize_row(src, kvd, kq->bits, kq->group_size, dst);
-        else
-            for (size_t i = 0; i < kvd; i++)
-                ((uint16_t *)(void *)dst)[i] = half_f32_to_f16(src[i]);
-    }
-}
-
-void mio_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slots, size_t stride, int s,
-                long long pos, float *kx, float *vx)
-{
-    const uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
-    for (int kv = 0; kv < 2; kv++) {
-        float *dst = kv ? vx : kx;
-        const uint8_t *src = row + (size_t)kv * kv_row;
-        if (kq->bits)
-            quant_dequantize_row(src, kvd, kq->bits, kq->group_size, dst);
-        else
-            k_convert_to_f32(NULL, src, K_WTYPE_F16, kvd, dst);
-    }
-}
-
-int mio_disk_index(const tier *tiers, int k)
-{
-    int n = 0;
-    for (int i = 0; i < k; i++)
-        n += tiers[i] == TIER_DISK;
-    return n;
-}
-
-uint64_t mio_kv_disk_off(const tier *kv_tier, int ngb, int layer, int k, long long ctx_max, long long slot,
-                         size_t dslot)
-{
-    uint64_t kd = (uint64_t)mio_disk_index(kv_tier, k), nd = (uint64_t)mio_disk_index(kv_tier, ngb);
-    return (((uint64_t)layer * nd + kd) * (uint64_t)ctx_max + (uint64_t)slot) * dslot;
-}
-
-llmsim_status mio_shape_init(mio_shape *s, const model *m, const policy *p, const workload *w,
-                             diag *e)
-{
-    *s = (mio_shape){0};
-    s->L = (int)m->num_layers;
-    s->ngb = p->num_gpu_batches;
-    s->gbs = p->gpu_batch_size;
-    s->bls = s->ngb * s->gbs;
-    s->prompt = w->prompt_len;
-    s->gen = w->gen_len;
-    s->ctx_max = w->prompt_len + w->gen_len;
-    s->num_prompts = w->num_prompts ? w->num_prompts : s->bls;
-    s->h = (size_t)m->hidden_size;
-    s->qd = (size_t)model_q_dim(m);
-    s->kvd = (size_t)model_kv_dim(m);
-    s->f = (size_t)m->ffn_size;
-    s->vocab = (size_t)m->vocab_size;
-    const quant *kq = &p->kv_quant;
-    s->kv_row = kq->bits ? quant_row_bytes(s->kvd, kq->bits, kq->group_size) : s->kvd * 2;
-    s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
-    s->kv_dslot = (size_t)offload_round(s->kv_slot);
-    s->act_bytes = (size_t)s->gbs * (size_t)s->prompt * s->h * 2;
-    s->kv_tier = malloc(sizeof(tier) * (size_t)s->ngb);
-    s->act_tier = malloc(sizeof(tier) * (size_t)s->ngb);
-    double *ones = malloc(sizeof(double) * (size_t)s->ngb);
-    if (!s->kv_tier || !s->act_tier || !ones) {
-        free(ones);
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    }
-    for (int k = 0; k < s->ngb; k++)
-        ones[k] = 1;
-    placement r;
-    placement_assign(ones, s->ngb, &p->kv_cache, s->kv_tier, &r);
-    placement_assign(ones, s->ngb, &p->activations, s->act_tier, &r);
-    free(ones);
-    for (int k = 0; k < s->ngb; k++) {
-        s->kv_off += s->kv_tier[k] != TIER_GPU;
-        s->kv_disk += s->kv_tier[k] == TIER_DISK;
-        s->act_off += s->act_tier[k] != TIER_GPU;
-        s->act_disk += s->act_tier[k] == TIER_DISK;
-    }
-    return LLMSIM_OK;
-}
-
-void mio_shape_free(mio_shape *s)
-{
-    free(s->kv_tier);
-    free(s->act_tier);
-    s->kv_tier = s->act_tier = NULL;
-}
-
-void mio_next_tokens(const mio_shape *sh, const engine_opts *o, const float *logits, int i, int k,
+void mio_next_tokens(const exec_layout *sh, const engine_opts *o, const float *logits, int i, int k,
                      long long block, float *logits_out, int32_t *tokens, float *probs,
                      int32_t *idx)
 {

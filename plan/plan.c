@@ -110,6 +110,8 @@ void plan_free(plan *pl)
     free(pl->tasks);
     free(pl->deps);
     free(pl->buffers);
+    free(pl->kv_tier);
+    free(pl->act_tier);
     memset(pl, 0, sizeof *pl);
 }
 
@@ -203,7 +205,8 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
 
     /* whole-tensor placement */
     placement_realize(m, p, &pl->realized);
-    tier *kv_tier = malloc(sizeof(tier) * (size_t)ngb), *act_tier = malloc(sizeof(tier) * (size_t)ngb);
+    tier *kv_tier = pl->kv_tier = malloc(sizeof(tier) * (size_t)ngb);
+    tier *act_tier = pl->act_tier = malloc(sizeof(tier) * (size_t)ngb);
     double *ones = malloc(sizeof(double) * (size_t)ngb);
     unit_tasks *units = calloc((size_t)nsteps * (size_t)(L + 1), sizeof *units);
     batch_tasks *prev = malloc(sizeof *prev * (size_t)ngb * (size_t)(L + 1));
@@ -529,8 +532,6 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     if (b.oom)
         st = diag_set(e, LLMSIM_EFAIL, "out of memory building the plan (%zu tasks)", pl->ntasks);
 out:
-    free(kv_tier);
-    free(act_tier);
     free(ones);
     free(units);
     free(prev);

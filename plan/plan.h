@@ -121,6 +121,8 @@ typedef struct plan {
     bool has_gpu;
     placement_realized realized; /* weights (layer, head), KV, activations */
     placement kv_realized, act_realized;
+    tier *kv_tier;       /* [ngb] where each GPU batch's KV cache lives, owned */
+    tier *act_tier;      /* [ngb] where each GPU batch's hidden states live, owned */
 } plan;
 
 /* Lower (model, hardware, policy, workload) into a plan. Owns its arrays;

@@ -57,7 +57,7 @@ typedef struct eng {
     const workload *w;
     const plan *pl;
     const engine_opts *o;
-    mio_shape sh;
+    exec_layout sh;
     k_wtype wt;            /* the model's dtype */
     pool *pool;
     offload_dir dir;
@@ -274,16 +274,6 @@ static llmsim_status state_init(eng *g, diag *e)
     return LLMSIM_OK;
 }
 
-static uint64_t kv_disk_off(const eng *g, int layer, int k, long long slot)
-{
-    return mio_kv_disk_off(g->sh.kv_tier, g->sh.ngb, layer, k, g->sh.ctx_max, slot, g->sh.kv_dslot);
-}
-
-static uint64_t act_disk_off(const eng *g, int k)
-{
-    return (uint64_t)mio_disk_index(g->sh.act_tier, k) * offload_round(g->sh.act_bytes);
-}
-
 /* ---- compute scratch */
 
 static llmsim_status scratch_init(eng *g, diag *e)
@@ -417,7 +407,7 @@ static size_t kv_stride(const eng *g, int k)
 static void kv_put(const eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
                    const float *vx)
 {
-    mio_kv_put(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, slots, stride, s, pos, kx, vx);
+    exec_kv_put(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, slots, stride, s, pos, kx, vx);
 }
 
 /* Loops over fewer values than this (KV rows, hidden states) run on the
@@ -476,7 +466,7 @@ static void kv_gather_chunk(void *ctx, size_t b, size_t e)
     const kv_job *J = ctx;
     const eng *g = J->g;
     for (size_t c = b; c < e; c++)
-        mio_kv_get(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, J->src, J->stride, J->s, (long long)c,
+        exec_kv_get(&g->p->kv_quant, g->sh.kvd, g->sh.kv_row, J->src, J->stride, J->s, (long long)c,
                    g->kf + c * g->sh.kvd, g->vf + c * g->sh.kvd);
 }
 
@@ -711,22 +701,22 @@ static llmsim_status run_task(eng *g, uint32_t ti, diag *e)
         return LLMSIM_OK;
     case PLAN_C_DISK: {
         size_t n = (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot;
-        return offload_read(g->kvfile, g->kv_stage[t->slot], n, kv_disk_off(g, j, k, 0), e);
+        return offload_read(g->kvfile, g->kv_stage[t->slot], n, exec_kv_disk_off(&g->sh, j, k, 0), e);
     }
     case PLAN_A_DISK: {
         size_t n = (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2);
-        return offload_read(g->actfile, g->act_stage[t->slot], n, act_disk_off(g, k), e);
+        return offload_read(g->actfile, g->act_stage[t->slot], n, exec_act_disk_off(&g->sh, k), e);
     }
     case PLAN_C_WRITE: {
         uint32_t c = find(g, ti, PLAN_COMPUTE);
         size_t n = (size_t)tnew * g->sh.kv_dslot;
         long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
-        return offload_write(g->kvfile, g->kv_out[pl->tasks[c].slot], n, kv_disk_off(g, j, k, first), e);
+        return offload_write(g->kvfile, g->kv_out[pl->tasks[c].slot], n, exec_kv_disk_off(&g->sh, j, k, first), e);
     }
     case PLAN_A_WRITE: {
         uint32_t c = find(g, ti, PLAN_COMPUTE);
         size_t n = (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2);
-        return offload_write(g->actfile, g->act_out[pl->tasks[c].slot2], n, act_disk_off(g, k), e);
+        return offload_write(g->actfile, g->act_out[pl->tasks[c].slot2], n, exec_act_disk_off(&g->sh, k), e);
     }
     case PLAN_COMPUTE: {
         const size_t rows = (size_t)g->sh.gbs * (size_t)tnew;
@@ -807,7 +797,6 @@ static void eng_free(eng *g)
         for (int k = 0; k < g->sh.ngb; k++)
             free(g->last[k]);
     free(g->last);
-    mio_shape_free(&g->sh);
     if (g->next_in)
         for (int k = 0; k < g->sh.ngb; k++)
             free(g->next_in[k]);
@@ -849,9 +838,8 @@ static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *
     g->wt = (k_wtype)m->dtype;
     g->logits_out = o->logits_out;
     g->dir.slot = -1;
-    llmsim_status st = mio_shape_init(&g->sh, m, p, w, e);
-    if (st)
-        return st;
+    exec_layout_init(&g->sh, m, p, w, c->pl);
+    llmsim_status st;
     if (!(g->pool = pool_create(o->threads > 0 ? o->threads : (int)sysconf(_SC_NPROCESSORS_ONLN))))
         return diag_set(e, LLMSIM_EFAIL, "cannot start the compute threads");
     if (!dry)

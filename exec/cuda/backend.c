@@ -123,7 +123,7 @@ typedef struct geng {
     gdev *dev;
     gdev_kind kind;
     pool *pool;            /* CPU attention and weight preparation */
-    mio_shape sh;
+    exec_layout sh;
     size_t wmax;
     gdev_dtype wt;
     offload_dir dir;
@@ -430,16 +430,6 @@ static llmsim_status weights_load(geng *g, diag *e)
 }
 
 /* ---- KV cache, hidden states, scratch */
-
-static uint64_t kv_disk_off(const geng *g, int layer, int k, long long slot)
-{
-    return mio_kv_disk_off(g->sh.kv_tier, g->sh.ngb, layer, k, g->sh.ctx_max, slot, g->sh.kv_dslot);
-}
-
-static uint64_t act_disk_off(const geng *g, int k)
-{
-    return (uint64_t)mio_disk_index(g->sh.act_tier, k) * offload_round(g->sh.act_bytes);
-}
 
 static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *what, diag *e)
 {
@@ -988,11 +978,11 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     k_convert_to_f32(g->pool, g->hqkv[k], K_WTYPE_F16, (size_t)gbs * (qd + 2 * kvd), g->cqkv);
     for (int s = 0; s < gbs; s++) {
         const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
-        mio_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
+        exec_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
         if (out)
-            mio_kv_put(kq, kvd, g->sh.kv_row, out, g->sh.kv_dslot, s, 0, kx, vx);
+            exec_kv_put(kq, kvd, g->sh.kv_row, out, g->sh.kv_dslot, s, 0, kx, vx);
         for (long long c = 0; c < ctx; c++)
-            mio_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
+            exec_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
                        g->cvf + (size_t)c * kvd);
         k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf,
                     (size_t)g->m->num_heads, (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim,
@@ -1100,11 +1090,11 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
     case PLAN_C_DISK:
         return offload_read(g->kvfile, g->kv_stage[t->slot],
                             (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
-                            kv_disk_off(g, j, k, 0), e);
+                            exec_kv_disk_off(&g->sh, j, k, 0), e);
     case PLAN_A_DISK:
         return offload_read(g->actfile, g->act_stage[t->slot],
                             (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
-                            act_disk_off(g, k), e);
+                            exec_act_disk_off(&g->sh, k), e);
     case PLAN_C_WRITE: {
         uint32_t p = find(g, ti, PLAN_C_D2H);
         if (p == PLAN_NONE)
@@ -1114,7 +1104,7 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
         long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
         llmsim_status st =
             offload_write(g->kvfile, g->kv_ring.buf[r], (size_t)tnew * g->sh.kv_dslot,
-                          kv_disk_off(g, j, k, first), e);
+                          exec_kv_disk_off(&g->sh, j, k, first), e);
         ring_give(g, &g->kv_ring, r);
         return st;
     }
@@ -1125,7 +1115,7 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
         llmsim_status st =
             offload_write(g->actfile, g->act_ring.buf[r],
                           (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
-                          act_disk_off(g, k), e);
+                          exec_act_disk_off(&g->sh, k), e);
         ring_give(g, &g->act_ring, r);
         return st;
     }
@@ -1258,7 +1248,6 @@ static void g_free(geng *g)
         gdev_event_free(g->dev, g->ev_base);
     free(g->host_start);
     free(g->host_end);
-    mio_shape_free(&g->sh);
     free(g->ring_of);
     free(g->probs);
     free(g->sort_idx);
@@ -1316,9 +1305,8 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
         return diag_set(e, LLMSIM_EINPUT, "perplexity runs on the CPU engine; give a profile without a GPU");
     if (!c->pl->has_gpu)
         return diag_set(e, LLMSIM_EINPUT, "the GPU engine runs plans for a machine with a GPU");
-    llmsim_status st = mio_shape_init(&g->sh, m, p, w, e);
-    if (st)
-        return st;
+    exec_layout_init(&g->sh, m, p, w, c->pl);
+    llmsim_status st;
     if (pthread_mutex_init(&g->ring_mu, NULL) || pthread_cond_init(&g->ring_cv, NULL))
         return diag_set(e, LLMSIM_EFAIL, "cannot create a mutex");
     g->ring_init = true;

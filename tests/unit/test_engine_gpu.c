@@ -107,12 +107,9 @@ static void run_model(const char *path, quant wq, quant kq, double tol)
             continue;
         }
         /* the sequences whose decode attention ran on the CPU took q in fp16 */
-        mio_shape sh;
         bool q_f16[BLS];
-        CHECK(mio_shape_init(&sh, &m, &p, &w, &e) == LLMSIM_OK, "%s", e.msg);
         for (int s = 0; s < BLS; s++)
-            q_f16[s] = sh.kv_tier && p.cpu_attention && sh.kv_tier[s / GBS] != TIER_GPU;
-        mio_shape_free(&sh);
+            q_f16[s] = p.cpu_attention && pl.kv_tier[s / GBS] != TIER_GPU;
         r.q_f16 = q_f16;
         r.q_f16_from = PROMPT;
         double worst = ref_max_logit_error(&r, logits, res.tokens, o.prompt_seed, BLS, PROMPT, GEN);

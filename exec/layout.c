@@ -1,0 +1,89 @@
+/* layout — see layout.h. */
+#include "exec/layout.h"
+
+#include "exec/cpu/kernels.h"
+#include "exec/half.h"
+#include "exec/offload.h"
+#include "exec/quant.h"
+
+void exec_layout_init(exec_layout *s, const model *m, const policy *p, const workload *w,
+                      const plan *pl)
+{
+    *s = (exec_layout){0};
+    s->L = (int)m->num_layers;
+    s->ngb = p->num_gpu_batches;
+    s->gbs = p->gpu_batch_size;
+    s->bls = s->ngb * s->gbs;
+    s->prompt = w->prompt_len;
+    s->gen = w->gen_len;
+    s->ctx_max = w->prompt_len + w->gen_len;
+    s->num_prompts = w->num_prompts ? w->num_prompts : s->bls;
+    s->h = (size_t)m->hidden_size;
+    s->qd = (size_t)model_q_dim(m);
+    s->kvd = (size_t)model_kv_dim(m);
+    s->f = (size_t)m->ffn_size;
+    s->vocab = (size_t)m->vocab_size;
+    const quant *kq = &p->kv_quant;
+    s->kv_row = kq->bits ? quant_row_bytes(s->kvd, kq->bits, kq->group_size) : s->kvd * 2;
+    s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
+    s->kv_dslot = (size_t)offload_round(s->kv_slot);
+    s->act_bytes = (size_t)s->gbs * (size_t)s->prompt * s->h * 2;
+    s->kv_tier = pl->kv_tier;
+    s->act_tier = pl->act_tier;
+    for (int k = 0; k < s->ngb; k++) {
+        s->kv_off += s->kv_tier[k] != TIER_GPU;
+        s->kv_disk += s->kv_tier[k] == TIER_DISK;
+        s->act_off += s->act_tier[k] != TIER_GPU;
+        s->act_disk += s->act_tier[k] == TIER_DISK;
+    }
+}
+
+void exec_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s,
+                 long long pos, const float *kx, const float *vx)
+{
+    uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
+    for (int kv = 0; kv < 2; kv++) {
+        const float *src = kv ? vx : kx;
+        uint8_t *dst = row + (size_t)kv * kv_row;
+        if (kq->bits)
+            quant_quantize_row(src, kvd, kq->bits, kq->group_size, dst);
+        else
+            for (size_t i = 0; i < kvd; i++)
+                ((uint16_t *)(void *)dst)[i] = half_f32_to_f16(src[i]);
+    }
+}
+
+void exec_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slots, size_t stride,
+                 int s, long long pos, float *kx, float *vx)
+{
+    const uint8_t *row = slots + (size_t)pos * stride + (size_t)s * 2 * kv_row;
+    for (int kv = 0; kv < 2; kv++) {
+        float *dst = kv ? vx : kx;
+        const uint8_t *src = row + (size_t)kv * kv_row;
+        if (kq->bits)
+            quant_dequantize_row(src, kvd, kq->bits, kq->group_size, dst);
+        else
+            k_convert_to_f32(NULL, src, K_WTYPE_F16, kvd, dst);
+    }
+}
+
+/* Index of batch k among those of tiers[] (one per batch) that are on disk:
+ * the batch's place in the KV and hidden-state files. */
+static int disk_index(const tier *tiers, int k)
+{
+    int n = 0;
+    for (int i = 0; i < k; i++)
+        n += tiers[i] == TIER_DISK;
+    return n;
+}
+
+uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long slot)
+{
+    uint64_t kd = (uint64_t)disk_index(lay->kv_tier, k), nd = (uint64_t)lay->kv_disk;
+    return (((uint64_t)layer * nd + kd) * (uint64_t)lay->ctx_max + (uint64_t)slot) * lay->kv_dslot;
+}
+
+uint64_t exec_act_disk_off(const exec_layout *lay, int k)
+{
+    return (uint64_t)disk_index(lay->act_tier, k) * offload_round(lay->act_bytes);
+}

@@ -1,0 +1,59 @@
+/*
+ * layout — how both engine backends lay out a run in memory and in the
+ * offload files: what the model, policy and workload fix (widths, the block
+ * shape, the bytes of a KV row and a token slot, a batch's hidden states),
+ * where each GPU batch keeps its KV cache and hidden states (read from the
+ * plan, which decides it), and the host layout of the KV cache (slot arrays
+ * of one position for a batch's sequences) with its place in the KV and
+ * hidden-state files. The CPU and the GPU backend call these, so that both
+ * read and write the same bytes in the same places.
+ */
+#ifndef LLMSIM_EXEC_LAYOUT_H
+#define LLMSIM_EXEC_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "plan/plan.h"
+
+typedef struct exec_layout {
+    int L;             /* decoder layers */
+    int ngb, gbs, bls; /* GPU batches, their size, the sequences of a block */
+    long long prompt, gen, ctx_max, num_prompts;
+    size_t h, qd, kvd, f, vocab;
+    size_t kv_row;         /* bytes of one K (or V) row of one sequence */
+    size_t kv_slot;        /* bytes of one token slot of a batch: gbs * 2 * kv_row */
+    size_t kv_dslot;       /* the same padded for the disk */
+    size_t act_bytes;      /* one batch's hidden states in prefill: gbs * prompt * h fp16 */
+    const tier *kv_tier;   /* [ngb] each batch's KV home: the plan's, borrowed */
+    const tier *act_tier;  /* [ngb] each batch's hidden-state home: the plan's */
+    int kv_off, kv_disk;   /* batches whose KV cache is off the GPU, on disk */
+    int act_off, act_disk; /* the same for the hidden states */
+} exec_layout;
+
+/* The layout of plan pl, lowered from model m, policy p and workload w
+ * (num_prompts 0: a block's sequences). Borrows pl's tiers: pl must outlive it. */
+void exec_layout_init(exec_layout *lay, const model *m, const policy *p, const workload *w,
+                      const plan *pl);
+
+/* ---- the KV cache's host layout: slot arrays of one position for a
+ * batch's sequences, [pos][seq][K row, V row] with `stride` bytes per
+ * position; a row is kvd fp16 values, or one quantized row when kq->bits
+ * (kv_row bytes either way). */
+
+/* Store sequence s's new K and V rows (fp32 [kvd] each) at position pos. */
+void exec_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s,
+                 long long pos, const float *kx, const float *vx);
+/* Load sequence s's K and V rows at position pos into fp32 kx, vx [kvd]. */
+void exec_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slots, size_t stride,
+                 int s, long long pos, float *kx, float *vx);
+
+/* ---- the offload files */
+
+/* Offset in the KV file of position `slot` of (layer, batch k): the file
+ * holds, per layer, each disk batch's ctx_max padded slots of kv_dslot bytes. */
+uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long slot);
+/* Offset in the hidden-state file of batch k's hidden states. */
+uint64_t exec_act_disk_off(const exec_layout *lay, int k);
+
+#endif
