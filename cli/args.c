@@ -53,6 +53,12 @@ const char *cli_db_path(const char *opt)
     return env && env[0] ? env : "llmsim.db";
 }
 
+record_job cli_record_job(const cli_job *job)
+{
+    return (record_job){&job->model, &job->hw, &job->policy, &job->workload, job->workload_text,
+                        job->command, job->db_path};
+}
+
 int cli_exit_status(llmsim_status st)
 {
     return st == LLMSIM_OK ? CLI_EXIT_OK : st == LLMSIM_EINPUT ? CLI_EXIT_INPUT : CLI_EXIT_FAIL;

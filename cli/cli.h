@@ -16,10 +16,12 @@
 
 #include "common/diag.h"
 #include "costmodel/analytic.h"
+#include "db/record.h"
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
-#include "workload/workload.h"
 #include "policies/policy.h"
+#include "sim/sim.h"
+#include "workload/workload.h"
 
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_FAIL 1
@@ -74,47 +76,25 @@ const char *cli_db_path(const char *opt);
 int cli_fail(const char *cmd, const diag *e);
 int cli_exit_status(llmsim_status st);
 
+/* The job as the store records it (db/record.h): pointers into job. */
+record_job cli_record_job(const cli_job *job);
+
 /* ---- output */
-cJSON *cli_policy_json(const policy *p);
-/* {"load_weight_s": .., "load_cache_s": .., ...}: one number per stage. */
-cJSON *cli_stages_json(const double s[CM_NSTAGES]);
-/* The §11 keys of a prediction, plus details. Caller owns the object. */
+/* The JSON of a prediction and of a simulated timeline (db/result_json.h)
+ * for the job. Caller owns the object. */
 cJSON *cli_prediction_json(const cli_job *job, const cm_result *r);
+cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result *r,
+                           const sim_totals *t);
 void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);
 /* Print a JSON object on stdout followed by a newline; frees it. */
 void cli_print_json(cJSON *obj);
-/* Long generations: the per-step breakdown (JSON `steps`, the store's
- * run_stages) keeps at most CLI_MAX_STEPS steps, evenly spaced, with the
- * first and the last; each entry carries its step number. */
-#define CLI_MAX_STEPS 512
-bool cli_step_kept(int j, int n);
 
 /* A human size / time for tables. */
 const char *cli_bytes(double v, char *buf, size_t len);
 
-/* The whole workload's totals from one simulated block of a plan. */
-struct plan;
-struct sim_result;
-typedef struct cli_sim_totals {
-    double total_s, prefill_s, decode_s, throughput_tok_s;
-    double layer_stage_s[CM_NSTAGES];   /* per decoder layer, decode steps averaged */
-    double prefill_stage_s[CM_NSTAGES]; /* per decoder layer, prefill */
-} cli_sim_totals;
-void cli_sim_totals_get(const struct plan *pl, const struct sim_result *r, cli_sim_totals *t);
-/* The §11 keys of a simulation plus steps, utilization and simulation stats. */
-cJSON *cli_simulation_json(const cli_job *job, const struct plan *pl, const struct sim_result *r,
-                           const cli_sim_totals *t);
-
 /* The table of a simulated or measured timeline. */
-void cli_simulation_table(const cli_job *job, const struct plan *pl, const struct sim_result *r,
-                          const cli_sim_totals *t);
-/* Store rows of every task of a timeline (a store_task_fill). */
-typedef struct cli_task_rows {
-    const struct plan *pl;
-    const struct sim_result *r;
-} cli_task_rows;
-struct store_task;
-void cli_task_rows_fill(void *ctx, size_t i, struct store_task *out, char *id, size_t id_len);
+void cli_simulation_table(const cli_job *job, const plan *pl, const sim_result *r,
+                          const sim_totals *t);
 
 int cmd_predict(int argc, char **argv);
 int cmd_search(int argc, char **argv);

@@ -13,7 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/record.h"
+#include "db/record.h"
 #include "cli/validate.h"
 #include "profiler/calibrate.h"
 #include "sim/sim.h"
@@ -239,8 +239,8 @@ static llmsim_status simulated_total(const hwprofile *hw, const c_run *r, double
     cm_hw_capacities(hw, cap);
     sim_result sr;
     if (!(st = sim_run(&pl, cap, false, &sr, e))) {
-        cli_sim_totals t;
-        cli_sim_totals_get(&pl, &sr, &t);
+        sim_totals t;
+        sim_totals_get(&pl, &sr, &t);
         *total = t.total_s;
     }
     sim_result_free(&sr);
@@ -484,7 +484,7 @@ int cmd_calibrate(int argc, char **argv)
         !(st = store_put_input(db, "hwprofile", cr.hw.name, strbuf_str(&canon), hash, &e))) {
         store_run_info info = {.kind = "calibrate", .hw_hash = hash, .hw_name = cr.hw.name, .command = command};
         if (!(st = store_run_begin(db, &info, &run_id, &e))) {
-            const cli_metric m[] = {{"mape_fit_before", mape[0][0]}, {"mape_fit_after", mape[0][1]},
+            const record_metric m[] = {{"mape_fit_before", mape[0][0]}, {"mape_fit_after", mape[0][1]},
                                     {"mape_holdout_before", mape[1][0]}, {"mape_holdout_after", mape[1][1]},
                                     {"runs", S->nruns}, {"tasks", (double)cr.tasks}};
             for (size_t k = 0; k < sizeof m / sizeof m[0] && !st; k++)

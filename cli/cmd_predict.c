@@ -5,7 +5,7 @@
 #include <stdlib.h>
 
 #include "cli/cli.h"
-#include "cli/record.h"
+#include "db/record.h"
 
 int cmd_predict(int argc, char **argv)
 {
@@ -39,7 +39,8 @@ int cmd_predict(int argc, char **argv)
     cJSON *obj = cli_prediction_json(job, &r);
     char *text = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
-    llmsim_status st = cli_record_prediction(job, "predict", &r, text, &run_id, &e);
+    record_job rj = cli_record_job(job);
+    llmsim_status st = record_prediction(&rj, "predict", &r, text, &run_id, &e);
     free(text);
     if (st) {
         cJSON_Delete(obj);

@@ -13,7 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/record.h"
+#include "db/record.h"
 #include "common/units.h"
 #include "costmodel/primitives.h"
 #include "db/store.h"

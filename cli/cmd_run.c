@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
-#include "cli/record.h"
-#include "cli/timeline.h"
+#include "db/record.h"
+#include "db/timeline.h"
 #include "common/atomicfile.h"
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
@@ -401,8 +401,9 @@ int cmd_run(int argc, char **argv)
         /* record what there is, marked as such */
         store *db = NULL;
         rs = store_open(job->db_path, &db, &e);
-        cli_input_hashes hh;
-        if (!rs && !(rs = cli_record_inputs(db, job, &hh, &e))) {
+        record_hashes hh;
+        record_job rj = cli_record_job(job);
+        if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
             store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
                                    .policy_hash = hh.policy, .workload_hash = hh.workload,
                                    .model_name = job->model.name, .hw_name = job->hw.name,
@@ -416,10 +417,11 @@ int cmd_run(int argc, char **argv)
         status = 130;
         goto done;
     }
-    cli_sim_totals t;
+    sim_totals t;
     cJSON *obj = NULL;
     int64_t run_id = 0;
-    if (cli_measurement_record(job, &pl, &er, &o, &r, &t, &obj, &run_id, &e)) {
+    record_job rj = cli_record_job(job);
+    if (record_measurement(&rj, &pl, &er, &o, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("run", &e);
         goto done;
     }
@@ -437,7 +439,7 @@ int cmd_run(int argc, char **argv)
         if (pl.has_gpu) {
             char a[32], b[32];
             units_format(UNITS_BYTES, er.gpu_bytes, a, sizeof a);
-            units_format(UNITS_BYTES, cli_plan_gpu_peak(&pl), b, sizeof b);
+            units_format(UNITS_BYTES, sim_plan_peak(&pl, TIER_GPU), b, sizeof b);
             printf("measured    on the GPU engine, %s (%s I/O), %s weights\n", er.device,
                    er.direct_io ? "O_DIRECT" : "buffered", o.weights_path ? o.weights_path : "synthetic");
             printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);

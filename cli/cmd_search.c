@@ -9,7 +9,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/record.h"
+#include "db/record.h"
+#include "db/result_json.h"
 #include "common/units.h"
 #include "search/search.h"
 
@@ -49,8 +50,8 @@ static const char *quant_name(const quant *q, char *buf, size_t len)
 static cJSON *candidate_json(const search_candidate *c)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddItemToObject(o, "policy", cli_policy_json(&c->rounded));
-    cJSON_AddItemToObject(o, "lp_policy", cli_policy_json(&c->lp_policy));
+    cJSON_AddItemToObject(o, "policy", result_policy_json(&c->rounded));
+    cJSON_AddItemToObject(o, "lp_policy", result_policy_json(&c->lp_policy));
     cJSON_AddNumberToObject(o, "throughput_tok_s", c->throughput_tok_s);
     cJSON_AddNumberToObject(o, "lp_throughput_tok_s", c->lp_throughput_tok_s);
     cJSON_AddNumberToObject(o, "total_s", c->total_s);
@@ -243,7 +244,7 @@ int cmd_search(int argc, char **argv)
         goto out;
     }
     cJSON *obj = cJSON_CreateObject();
-    cJSON_AddItemToObject(obj, "policy", cli_policy_json(&job->policy));
+    cJSON_AddItemToObject(obj, "policy", result_policy_json(&job->policy));
     cJSON_AddNumberToObject(obj, "throughput_tok_s", r.best.throughput_tok_s);
     cJSON_AddNumberToObject(obj, "lp_throughput_tok_s", r.best.lp_throughput_tok_s);
     cJSON_AddNumberToObject(obj, "candidates_evaluated", (double)r.candidates_evaluated);
@@ -258,7 +259,8 @@ int cmd_search(int argc, char **argv)
         cJSON_AddItemToArray(top, candidate_json(&r.top[i]));
     char *text = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
-    llmsim_status rs = cli_record_prediction(job, "search", &pr, text, &run_id, &e);
+    record_job rj = cli_record_job(job);
+    llmsim_status rs = record_prediction(&rj, "search", &pr, text, &run_id, &e);
     free(text);
     cm_result_free(&pr);
     if (rs) {

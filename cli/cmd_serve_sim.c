@@ -12,7 +12,8 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/record.h"
+#include "db/record.h"
+#include "db/result_json.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
 #include "common/units.h"
@@ -311,7 +312,7 @@ static cJSON *result_json(const cli_job *job, const serve_opts *o, const serve_s
     cJSON_AddNumberToObject(sv, "swap_blocks", (double)s->swap_blocks);
     cJSON_AddNumberToObject(sv, "weights_device_bytes", s->weights_dev_bytes);
     cJSON_AddNumberToObject(sv, "workspace_bytes", s->workspace_bytes);
-    cJSON_AddItemToObject(root, "policy", cli_policy_json(&s->pol));
+    cJSON_AddItemToObject(root, "policy", result_policy_json(&s->pol));
 
     cJSON_AddNumberToObject(root, "throughput_tok_s", r->throughput_tok_s);
     cJSON_AddNumberToObject(root, "request_rate", r->request_rate);
@@ -412,7 +413,7 @@ static llmsim_status write_requests(const char *path, const serve_requests *q, c
 static llmsim_status record(cli_job *job, const serve_setup *s, const serve_result *r,
                             const char *json, double wall_s, int64_t *run_id, diag *e)
 {
-    const cli_metric metrics[] = {
+    const record_metric metrics[] = {
         {"throughput_tok_s", r->throughput_tok_s},
         {"request_rate", r->request_rate},
         {"makespan_s", r->makespan_s},
@@ -451,11 +452,12 @@ static llmsim_status record(cli_job *job, const serve_setup *s, const serve_resu
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->dev_tier], 0};
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->swap_tier], 0};
     job->policy = s->pol; /* recorded with the serving settings in effect */
-    cli_record rec = {
+    record_data rec = {
         .kind = "serve", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
         .result_json = json, .mem = mem, .nmem = nmem,
     };
-    llmsim_status st = cli_record_run(job, &rec, run_id, e);
+    record_job rj = cli_record_job(job);
+    llmsim_status st = record_run(&rj, &rec, run_id, e);
     free(mem);
     return st;
 }

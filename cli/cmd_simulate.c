@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "cli/record.h"
-#include "cli/timeline.h"
+#include "db/record.h"
+#include "db/timeline.h"
 #include "common/units.h"
 #include "sim/sim.h"
 
@@ -84,10 +84,11 @@ int cmd_simulate(int argc, char **argv)
             goto done;
         }
     }
-    cli_sim_totals t;
+    sim_totals t;
     cJSON *obj = NULL;
     int64_t run_id = 0;
-    if (cli_simulation_record(job, &pl, &r, &t, &obj, &run_id, &e)) {
+    record_job rj = cli_record_job(job);
+    if (record_simulation(&rj, &pl, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("simulate", &e);
         goto done;
     }

@@ -21,8 +21,8 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "cli/record.h"
-#include "cli/timeline.h"
+#include "db/record.h"
+#include "db/timeline.h"
 #include "cli/validate.h"
 #include "common/units.h"
 #include "exec/engine.h"
@@ -254,14 +254,15 @@ typedef struct v_opts {
  * same engine settings (threads, synthetic seed, real weights: never reused). */
 static llmsim_status find(const cli_job *job, const char *kind, const v_opts *o, int64_t *id, diag *e)
 {
+    record_job rj = cli_record_job(job);
     *id = 0;
     if (o->rerun)
         return LLMSIM_OK;
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
-    cli_input_hashes h;
+    record_hashes h;
     if (!st)
-        st = cli_record_inputs(db, job, &h, e);
+        st = record_inputs(db, &rj, &h, e);
     if (!st)
         st = store_find_run(db, kind, h.model, h.hw, h.policy, h.workload, id, e);
     if (!st && *id && strcmp(kind, "measure") == 0) {
@@ -276,12 +277,13 @@ static llmsim_status find(const cli_job *job, const char *kind, const v_opts *o,
 
 static llmsim_status do_predict(const cli_job *job, int64_t *id, diag *e)
 {
+    record_job rj = cli_record_job(job);
     cm_result r;
     llmsim_status st = cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &r, e);
     if (!st) {
         cJSON *obj = cli_prediction_json(job, &r);
         char *text = cJSON_PrintUnformatted(obj);
-        st = text ? cli_record_prediction(job, "predict", &r, text, id, e)
+        st = text ? record_prediction(&rj, "predict", &r, text, id, e)
                   : diag_set(e, LLMSIM_EFAIL, "out of memory");
         free(text);
         cJSON_Delete(obj);
@@ -292,14 +294,15 @@ static llmsim_status do_predict(const cli_job *job, int64_t *id, diag *e)
 
 static llmsim_status do_simulate(const cli_job *job, const plan *pl, int64_t *id, diag *e)
 {
+    record_job rj = cli_record_job(job);
     double cap[TIER_COUNT];
     cm_hw_capacities(&job->hw, cap);
     sim_result r;
     llmsim_status st = sim_run(pl, cap, false, &r, e);
     if (!st) {
-        cli_sim_totals t;
+        sim_totals t;
         cJSON *obj = NULL;
-        st = cli_simulation_record(job, pl, &r, &t, &obj, id, e);
+        st = record_simulation(&rj, pl, &r, &t, &obj, id, e);
         cJSON_Delete(obj);
     }
     sim_result_free(&r);
@@ -332,6 +335,7 @@ static llmsim_status disk_check(const v_opts *o, const char *when, double rate[2
 
 static llmsim_status do_measure(const cli_job *job, const plan *pl, const v_opts *o, int64_t *id, diag *e)
 {
+    record_job rj = cli_record_job(job);
     engine_result er;
     double before[2] = {0, 0}, now[2] = {0, 0};
     const bool check = o->check_disk && plan_uses_disk(pl);
@@ -352,9 +356,9 @@ static llmsim_status do_measure(const cli_job *job, const plan *pl, const v_opts
         st = diag_set(e, LLMSIM_EFAIL, "interrupted");
     if (!st) {
         sim_result r;
-        cli_sim_totals t;
+        sim_totals t;
         cJSON *obj = NULL;
-        st = cli_measurement_record(job, pl, &er, &o->engine, &r, &t, &obj, id, e);
+        st = record_measurement(&rj, pl, &er, &o->engine, &r, &t, &obj, id, e);
         cJSON_Delete(obj);
         sim_result_free(&r);
     }

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/record.h"
+#include "db/record.h"
+#include "db/result_json.h"
 #include "common/units.h"
 #include "costmodel/primitives.h"
 #include "profiler/profiler.h"
@@ -228,9 +229,9 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
                mape_now[1]);
     }
 
-    if (job->workload.gen_len > CLI_MAX_STEPS)
+    if (job->workload.gen_len > RECORD_MAX_STEPS)
         printf("stages per block over the %d steps the store keeps of %lld (evenly spaced), simulated /\n"
-               "measured (s) and the simulation's error:\n", CLI_MAX_STEPS, job->workload.gen_len);
+               "measured (s) and the simulation's error:\n", RECORD_MAX_STEPS, job->workload.gen_len);
     else
         printf("stages per block, simulated / measured (s) and the simulation's error:\n");
     static const int shown[] = {CM_STAGE_LOAD_WEIGHT, CM_STAGE_LOAD_CACHE, CM_STAGE_STORE_CACHE,
@@ -264,12 +265,14 @@ static void print_table(const cli_job *job, const v_policy *ps, const v_row *row
 static llmsim_status record_validate(const cli_job *job, const char *json, double mape_sim, double mape_pred,
                                      int n, int64_t *run_id, diag *e)
 {
-    const cli_metric metrics[] = {{"mape", mape_sim}, {"mape_predicted", mape_pred}, {"policies", n}};
-    cli_record rec = {.kind = "validate", .metrics = metrics, .nmetrics = 3, .result_json = json};
+    const record_metric metrics[] = {{"mape", mape_sim}, {"mape_predicted", mape_pred}, {"policies", n}};
+    record_data rec = {.kind = "validate", .metrics = metrics, .nmetrics = 3, .result_json = json};
     /* the record names the model and the hardware; policies are per row */
-    cli_job copy = *job;
-    policy_init(&copy.policy);
-    return cli_record_run(&copy, &rec, run_id, e);
+    policy none;
+    policy_init(&none);
+    record_job rj = cli_record_job(job);
+    rj.policy = &none;
+    return record_run(&rj, &rec, run_id, e);
 }
 
 /* A link moved to the rate measured now at the disk check's block size: the
@@ -306,8 +309,8 @@ static llmsim_status predict_disk_now(const cli_job *job, const policy *p, const
     cm_hw_capacities(&hw, cap);
     sim_result sr;
     if (!(st = sim_run(&pl, cap, false, &sr, e))) {
-        cli_sim_totals t;
-        cli_sim_totals_get(&pl, &sr, &t);
+        sim_totals t;
+        sim_totals_get(&pl, &sr, &t);
         row->now[1] = t.total_s;
         sim_result_free(&sr);
     }
@@ -376,16 +379,16 @@ int v_compare_and_report(cli_job *job, v_policy *ps, int n, int top)
     for (int i = 0; i < n; i++) {
         cJSON *r = cJSON_CreateObject();
         cJSON_AddStringToObject(r, "name", ps[i].name);
-        cJSON_AddItemToObject(r, "policy", cli_policy_json(&ps[i].p));
+        cJSON_AddItemToObject(r, "policy", result_policy_json(&ps[i].p));
         cJSON_AddNumberToObject(r, "predicted_s", rows[i].total[0]);
         cJSON_AddNumberToObject(r, "simulated_s", rows[i].total[1]);
         cJSON_AddNumberToObject(r, "measured_s", rows[i].total[2]);
         cJSON_AddNumberToObject(r, "error", v_pct(rows[i].total[1], rows[i].total[2]));
         cJSON_AddNumberToObject(r, "predicted_error", v_pct(rows[i].total[0], rows[i].total[2]));
         cJSON *stg = cJSON_AddObjectToObject(r, "stages");
-        cJSON_AddItemToObject(stg, "predicted", cli_stages_json(rows[i].stage[0]));
-        cJSON_AddItemToObject(stg, "simulated", cli_stages_json(rows[i].stage[1]));
-        cJSON_AddItemToObject(stg, "measured", cli_stages_json(rows[i].stage[2]));
+        cJSON_AddItemToObject(stg, "predicted", result_stages_json(rows[i].stage[0]));
+        cJSON_AddItemToObject(stg, "simulated", result_stages_json(rows[i].stage[1]));
+        cJSON_AddItemToObject(stg, "measured", result_stages_json(rows[i].stage[2]));
         cJSON_AddItemToObject(r, "stage_error",
                               stage_errors_json(rows[i].stage[1], rows[i].stage[2], stage_total(rows[i].stage[2])));
         cJSON *ids = cJSON_AddObjectToObject(r, "run_ids");

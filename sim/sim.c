@@ -276,6 +276,31 @@ out:
     return st;
 }
 
+/* ---- the whole workload from one block */
+
+void sim_totals_get(const plan *pl, const sim_result *r, sim_totals *t)
+{
+    memset(t, 0, sizeof *t);
+    t->total_s = pl->blocks * r->makespan_s;
+    t->prefill_s = pl->blocks * r->step_end_s[0];
+    t->decode_s = t->total_s - t->prefill_s;
+    t->throughput_tok_s = pl->num_prompts * (double)pl->gen_len / t->total_s;
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        const plan_task *k = &pl->tasks[i];
+        if (k->layer >= pl->nlayers)
+            continue;
+        if (k->step == 0)
+            t->prefill_stage_s[k->stage] += k->dur_s;
+        else
+            t->layer_stage_s[k->stage] += k->dur_s;
+    }
+    for (int s = 0; s < CM_NSTAGES; s++) {
+        t->prefill_stage_s[s] /= pl->nlayers;
+        if (pl->nsteps > 1)
+            t->layer_stage_s[s] /= (double)pl->nlayers * (pl->nsteps - 1);
+    }
+}
+
 /* ---- Chrome Trace Event JSON */
 
 void sim_trace_begin(FILE *f, const char *title)

@@ -50,6 +50,16 @@ typedef struct sim_result {
     size_t nmem;
 } sim_result;
 
+/* The whole workload's totals from one simulated (or measured) block of a plan:
+ * the block's times by the number of blocks, and the plan's stage times per
+ * decoder layer. */
+typedef struct sim_totals {
+    double total_s, prefill_s, decode_s, throughput_tok_s;
+    double layer_stage_s[CM_NSTAGES];   /* per decoder layer, decode steps averaged */
+    double prefill_stage_s[CM_NSTAGES]; /* per decoder layer, prefill */
+} sim_totals;
+void sim_totals_get(const plan *pl, const sim_result *r, sim_totals *t);
+
 /* Simulate one block of the plan. capacity: bytes per tier. record_memory:
  * keep every change of occupancy (for the trace). */
 /* The plan's peak of tier t's memory, its buffers simulated with no

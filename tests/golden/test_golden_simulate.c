@@ -61,8 +61,8 @@ int main(void)
             free(job);
             continue;
         }
-        cli_sim_totals t;
-        cli_sim_totals_get(&pl, &r, &t);
+        sim_totals t;
+        sim_totals_get(&pl, &r, &t);
         cJSON *got = cli_simulation_json(job, &pl, &r, &t);
         cJSON *sim = cJSON_GetObjectItemCaseSensitive(got, "simulation");
         cJSON_DeleteItemFromObjectCaseSensitive(sim, "wall_s");

@@ -1,14 +1,14 @@
 /* timeline — see timeline.h. */
-#include "cli/timeline.h"
+#include "db/timeline.h"
 
-#include "cli/record.h"
+#include "db/result_json.h"
 #include "exec/cpu/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-llmsim_status cli_measured_timeline(const plan *pl, const engine_result *er, sim_result *r, diag *e)
+llmsim_status timeline_measured(const plan *pl, const engine_result *er, sim_result *r, diag *e)
 {
     memset(r, 0, sizeof *r);
     r->ntasks = pl->ntasks;
@@ -55,10 +55,9 @@ static int event_cmp(const void *a, const void *b)
     return (x->delta > y->delta) - (x->delta < y->delta);
 }
 
-llmsim_status cli_memory_timeline(const plan *pl, const double *start, const double *end,
-                                  store_mem_sample **out, size_t *n, diag *e)
+llmsim_status timeline_memory(const plan *pl, const double *start, const double *end,
+                              store_mem_sample **out, size_t *n, diag *e)
 {
-    
     *out = NULL;
     *n = 0;
     double last = 0;
@@ -105,14 +104,32 @@ llmsim_status cli_memory_timeline(const plan *pl, const double *start, const dou
     return LLMSIM_OK;
 }
 
+/* Store rows of every task of a timeline (a store_task_fill). */
+typedef struct task_rows {
+    const plan *pl;
+    const sim_result *r;
+} task_rows;
+
+static void task_rows_fill(void *ctx, size_t i, store_task *out, char *id, size_t id_len)
+{
+    const task_rows *tr = ctx;
+    const plan_task *t = &tr->pl->tasks[i];
+    plan_task_id(tr->pl, i, id, id_len);
+    out->resource = plan_res_names[t->res];
+    out->start_s = tr->r->start_s[i];
+    out->end_s = tr->r->end_s[i];
+    out->bytes = t->bytes;
+    out->flops = 0;
+}
+
 /* Memory timeline, then one run with every task. */
-static llmsim_status record_timeline(const cli_job *job, const char *kind, const plan *pl,
-                                     const sim_result *r, const cli_metric *metrics, int nmetrics,
+static llmsim_status record_timeline(const record_job *job, const char *kind, const plan *pl,
+                                     const sim_result *r, const record_metric *metrics, int nmetrics,
                                      cJSON *obj, int64_t *run_id, diag *e)
 {
     store_mem_sample *mem = NULL;
     size_t nmem = 0;
-    llmsim_status st = cli_memory_timeline(pl, r->start_s, r->end_s, &mem, &nmem, e);
+    llmsim_status st = timeline_memory(pl, r->start_s, r->end_s, &mem, &nmem, e);
     if (st)
         return st;
     char *text = cJSON_PrintUnformatted(obj);
@@ -120,13 +137,13 @@ static llmsim_status record_timeline(const cli_job *job, const char *kind, const
         free(mem);
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     }
-    cli_task_rows rows = {pl, r};
-    cli_record rec = {
+    task_rows rows = {pl, r};
+    record_data rec = {
         .kind = kind, .metrics = metrics, .nmetrics = nmetrics, .steps = r->steps,
-        .nsteps = r->nsteps, .ntasks = pl->ntasks, .fill = cli_task_rows_fill, .fill_ctx = &rows,
+        .nsteps = r->nsteps, .ntasks = pl->ntasks, .fill = task_rows_fill, .fill_ctx = &rows,
         .result_json = text, .mem = mem, .nmem = nmem,
     };
-    st = cli_record_run(job, &rec, run_id, e);
+    st = record_run(job, &rec, run_id, e);
     free(text);
     free(mem);
     if (!st)
@@ -134,12 +151,12 @@ static llmsim_status record_timeline(const cli_job *job, const char *kind, const
     return st;
 }
 
-llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const sim_result *r,
-                                    cli_sim_totals *t, cJSON **obj, int64_t *run_id, diag *e)
+llmsim_status record_simulation(const record_job *job, const plan *pl, const sim_result *r,
+                                sim_totals *t, cJSON **obj, int64_t *run_id, diag *e)
 {
-    cli_sim_totals_get(pl, r, t);
-    *obj = cli_simulation_json(job, pl, r, t);
-    const cli_metric metrics[] = {
+    sim_totals_get(pl, r, t);
+    *obj = result_simulation_json(job, pl, r, t);
+    const record_metric metrics[] = {
         {"throughput_tok_s", t->throughput_tok_s},
         {"total_s", t->total_s},
         {"prefill_s", t->prefill_s},
@@ -160,30 +177,28 @@ llmsim_status cli_simulation_record(const cli_job *job, const plan *pl, const si
     return st;
 }
 
-double cli_plan_gpu_peak(const plan *pl) { return sim_plan_peak(pl, TIER_GPU); }
-
-llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const engine_result *er,
-                                     const engine_opts *o, sim_result *r, cli_sim_totals *t,
-                                     cJSON **obj, int64_t *run_id, diag *e)
+llmsim_status record_measurement(const record_job *job, const plan *pl, const engine_result *er,
+                                 const engine_opts *o, sim_result *r, sim_totals *t, cJSON **obj,
+                                 int64_t *run_id, diag *e)
 {
     *obj = NULL;
-    llmsim_status st = cli_measured_timeline(pl, er, r, e);
+    llmsim_status st = timeline_measured(pl, er, r, e);
     if (st)
         return st;
-    cli_sim_totals_get(pl, r, t);
+    sim_totals_get(pl, r, t);
     /* the whole workload as measured (every block), not one block scaled */
     t->total_s = er->total_s;
     t->prefill_s = er->prefill_s;
     t->decode_s = er->total_s - er->prefill_s;
-    t->throughput_tok_s = (double)er->num_prompts * (double)job->workload.gen_len / er->total_s;
-    *obj = cli_simulation_json(job, pl, r, t);
+    t->throughput_tok_s = (double)er->num_prompts * (double)job->workload->gen_len / er->total_s;
+    *obj = result_simulation_json(job, pl, r, t);
     cJSON_DeleteItemFromObjectCaseSensitive(*obj, "simulation");
     cJSON *meas = cJSON_AddObjectToObject(*obj, "measurement");
     cJSON_AddStringToObject(meas, "engine", pl->has_gpu ? "gpu" : "cpu");
     if (pl->has_gpu) {
         cJSON_AddStringToObject(meas, "device", er->device);
         cJSON_AddNumberToObject(meas, "gpu_peak_bytes", er->gpu_bytes);
-        cJSON_AddNumberToObject(meas, "gpu_peak_predicted_bytes", cli_plan_gpu_peak(pl));
+        cJSON_AddNumberToObject(meas, "gpu_peak_predicted_bytes", sim_plan_peak(pl, TIER_GPU));
     } else {
         cJSON_AddStringToObject(meas, "blas_kernels", k_blas_core_name());
     }
@@ -196,7 +211,7 @@ llmsim_status cli_measurement_record(const cli_job *job, const plan *pl, const e
         cJSON_AddNumberToObject(*obj, "perplexity", ppl);
         cJSON_AddNumberToObject(*obj, "tokens_scored", (double)er->nll_count);
     }
-    const cli_metric metrics[] = {
+    const record_metric metrics[] = {
         {"throughput_tok_s", t->throughput_tok_s}, {"total_s", t->total_s},
         {"prefill_s", t->prefill_s},               {"decode_s", t->decode_s},
         {"peak_cpu_bytes", er->ram_bytes},         {"peak_gpu_bytes", er->gpu_bytes},

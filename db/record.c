@@ -1,29 +1,25 @@
-/*
- * record — write a job's inputs and a prediction into the store. Shared by
- * the commands that compute a cm_result (predict; later search and validate).
- */
+/* record — see record.h. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/record.h"
-#include "db/store.h"
+#include "db/record.h"
 
-llmsim_status cli_record_inputs(store *db, const cli_job *job, cli_input_hashes *h, diag *e)
+llmsim_status record_inputs(store *db, const record_job *job, record_hashes *h, diag *e)
 {
     strbuf b = {0};
     llmsim_status st;
-    model_canonical(&job->model, &b);
-    st = store_put_input(db, "model", job->model.name, strbuf_str(&b), h->model, e);
+    model_canonical(job->model, &b);
+    st = store_put_input(db, "model", job->model->name, strbuf_str(&b), h->model, e);
     strbuf_free(&b);
     if (st)
         return st;
-    hwprofile_save(&job->hw, &b);
-    st = store_put_input(db, "hwprofile", job->hw.name, strbuf_str(&b), h->hw, e);
+    hwprofile_save(job->hw, &b);
+    st = store_put_input(db, "hwprofile", job->hw->name, strbuf_str(&b), h->hw, e);
     strbuf_free(&b);
     if (st)
         return st;
-    policy_save(&job->policy, &b);
+    policy_save(job->policy, &b);
     st = store_put_input(db, "policy", NULL, strbuf_str(&b), h->policy, e);
     strbuf_free(&b);
     if (st)
@@ -31,26 +27,26 @@ llmsim_status cli_record_inputs(store *db, const cli_job *job, cli_input_hashes 
     if (job->workload_text)
         strbuf_puts(&b, job->workload_text);
     else
-        workload_save(&job->workload, &b);
+        workload_save(job->workload, &b);
     st = store_put_input(db, "workload", NULL, strbuf_str(&b), h->workload, e);
     strbuf_free(&b);
     return st;
 }
 
-llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t *run_id, diag *e)
+llmsim_status record_run(const record_job *job, const record_data *rec, int64_t *run_id, diag *e)
 {
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
     if (st)
         return st;
-    cli_input_hashes h;
-    if ((st = cli_record_inputs(db, job, &h, e))) {
+    record_hashes h;
+    if ((st = record_inputs(db, job, &h, e))) {
         store_close(db);
         return st;
     }
     store_run_info info = {
         .kind = rec->kind, .model_hash = h.model, .hw_hash = h.hw, .policy_hash = h.policy,
-        .workload_hash = h.workload, .model_name = job->model.name, .hw_name = job->hw.name,
+        .workload_hash = h.workload, .model_name = job->model->name, .hw_name = job->hw->name,
         .command = job->command,
     };
     int64_t id = 0;
@@ -61,7 +57,7 @@ llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t 
     for (int i = 0; i < rec->nmetrics && !st; i++)
         st = store_run_metric(db, id, rec->metrics[i].key, rec->metrics[i].value, e);
     for (int j = 0; j < rec->nsteps && !st; j++) {
-        if (!cli_step_kept(j, rec->nsteps))
+        if (!record_step_kept(j, rec->nsteps))
             continue;
         for (int k = 0; k < CM_NSTAGES && !st; k++)
             st = store_run_stage(db, id, j == 0 ? "prefill" : "decode", j, cm_stage_names[k],
@@ -81,10 +77,10 @@ llmsim_status cli_record_run(const cli_job *job, const cli_record *rec, int64_t 
     return st;
 }
 
-llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const cm_result *r,
-                                    const char *result_json, int64_t *run_id, diag *e)
+llmsim_status record_prediction(const record_job *job, const char *kind, const cm_result *r,
+                                const char *result_json, int64_t *run_id, diag *e)
 {
-    const cli_metric metrics[] = {
+    const record_metric metrics[] = {
         {"throughput_tok_s", r->throughput_tok_s},
         {"total_s", r->total_s},
         {"prefill_s", r->prefill_s},
@@ -101,9 +97,17 @@ llmsim_status cli_record_prediction(const cli_job *job, const char *kind, const 
     int nm = (int)(sizeof metrics / sizeof metrics[0]);
     if (strcmp(kind, "search") != 0)
         nm -= 2; /* the search's own figures */
-    cli_record rec = {
+    record_data rec = {
         .kind = kind, .metrics = metrics, .nmetrics = nm,
         .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,
     };
-    return cli_record_run(job, &rec, run_id, e);
+    return record_run(job, &rec, run_id, e);
+}
+
+bool record_step_kept(int j, int n)
+{
+    if (n <= RECORD_MAX_STEPS)
+        return true;
+    int stride = (n + RECORD_MAX_STEPS - 1) / RECORD_MAX_STEPS;
+    return j == 0 || j == n - 1 || j % stride == 0;
 }
