@@ -1,13 +1,8 @@
 /*
- * cmd_validate — `llmsim validate`: for each policy, predict (the cost
- * model), simulate (the plan, event by event) and run (the engine) the same
- * workload; record all three; compare them end to end, stage by stage, and
- * task by task (the tasks share their plan ids), and record the comparison
- * as a 'validate' run that `report` plots and `calibrate` fits.
- *
- * What the store already holds for the same inputs on this host is reused
- * (a measurement takes minutes; a prediction of the same inputs is the same
- * number) unless --rerun.
+ * cmd_validate — `llmsim validate`: its options, the policies of a
+ * directory, and the comparison as tables or JSON. The work (the grid, each
+ * policy's prediction, simulation and measurement, the comparison and its
+ * record) is validate/validate.h's.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -21,80 +16,9 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "db/record.h"
-#include "db/timeline.h"
-#include "cli/validate.h"
-#include "common/units.h"
-#include "exec/engine.h"
-#include "exec/offload.h"
-#include "profiler/profiler.h"
-#include "sim/sim.h"
+#include "validate/validate.h"
 
-/* ---- the policies */
-
-/* The grid: a spread over the tiers and quantization settings. Fractions
- * are {primary, secondary, disk}: the GPU and the CPU on a machine with a
- * GPU; RAM (twice) and disk without one. */
-typedef struct grid_entry {
-    const char *name;
-    double w[3], c[3], a[3];
-    int wq, kq;      /* bits, group 64 */
-    int batch_mul;   /* gpu_batch_size x, num_gpu_batches / */
-    bool no_overlap;
-    bool cpu_attention;
-    bool gpu_only;   /* only where there is a GPU */
-} grid_entry;
-
-static const grid_entry grid[] = {
-    {"all-primary", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0, 0, 1, false, false, false},
-    {"weights-disk", {0, 0, 1}, {1, 0, 0}, {1, 0, 0}, 0, 0, 1, false, false, false},
-    {"weights-half-disk", {0.5, 0, 0.5}, {1, 0, 0}, {1, 0, 0}, 0, 0, 1, false, false, false},
-    {"kv-disk", {1, 0, 0}, {0, 0, 1}, {1, 0, 0}, 0, 0, 1, false, false, false},
-    {"activations-disk", {1, 0, 0}, {1, 0, 0}, {0, 0, 1}, 0, 0, 1, false, false, false},
-    {"mixed", {0.6, 0, 0.4}, {0.5, 0, 0.5}, {0.5, 0, 0.5}, 0, 0, 1, false, false, false},
-    {"w4", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 4, 0, 1, false, false, false},
-    {"w8", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 8, 0, 1, false, false, false},
-    {"kv4", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0, 4, 1, false, false, false},
-    {"kv8", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0, 8, 1, false, false, false},
-    {"w4-kv4-disk", {0.5, 0, 0.5}, {0, 0, 1}, {1, 0, 0}, 4, 4, 1, false, false, false},
-    {"w8-kv8-mixed", {0.7, 0, 0.3}, {0.5, 0, 0.5}, {1, 0, 0}, 8, 8, 1, false, false, false},
-    {"weights-half-disk-serial", {0.5, 0, 0.5}, {1, 0, 0}, {1, 0, 0}, 0, 0, 1, true, false, false},
-    {"wide-batch", {1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0, 0, 2, false, false, false},
-    /* with a GPU: the CPU tier and delegated attention */
-    {"weights-cpu", {0, 1, 0}, {1, 0, 0}, {1, 0, 0}, 0, 0, 1, false, false, true},
-    {"kv-cpu-attention", {1, 0, 0}, {0, 1, 0}, {1, 0, 0}, 0, 0, 1, false, true, true},
-    {"three-tier", {0.3, 0.4, 0.3}, {0.2, 0.5, 0.3}, {0.5, 0.5, 0}, 0, 0, 1, false, true, true},
-};
-
-static placement grid_placement(const double f[3], bool has_gpu)
-{
-    placement p = {{0, 0, 0}};
-    if (has_gpu) {
-        p.f[TIER_GPU] = f[0];
-        p.f[TIER_CPU] = f[1];
-    } else {
-        p.f[TIER_CPU] = f[0] + f[1];
-    }
-    p.f[TIER_DISK] = f[2];
-    return p;
-}
-
-static void grid_policy(const grid_entry *g, const policy *base, bool has_gpu, int group, policy *p)
-{
-    *p = *base;
-    p->weights = grid_placement(g->w, has_gpu);
-    p->kv_cache = grid_placement(g->c, has_gpu);
-    p->activations = grid_placement(g->a, has_gpu);
-    p->weight_quant = (quant){g->wq, g->wq ? group : 0};
-    p->kv_quant = (quant){g->kq, g->kq ? group : 0};
-    p->overlap = !g->no_overlap;
-    p->cpu_attention = has_gpu && g->cpu_attention;
-    if (g->batch_mul > 1) {
-        p->gpu_batch_size = base->gpu_batch_size * g->batch_mul;
-        p->num_gpu_batches = base->num_gpu_batches / g->batch_mul > 0 ? base->num_gpu_batches / g->batch_mul
-                                                                      : 1;
-    }
-}
+/* ---- the policies of a directory */
 
 static int name_cmp(const void *a, const void *b)
 {
@@ -102,7 +26,7 @@ static int name_cmp(const void *a, const void *b)
 }
 
 /* Every *.yaml / *.yml of dir, by name. */
-static int load_policy_dir(const char *dir, v_policy **out, int *n)
+static int load_policy_dir(const char *dir, validate_policy **out, int *n)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -140,7 +64,7 @@ static int load_policy_dir(const char *dir, v_policy **out, int *n)
         fprintf(stderr, "llmsim validate: --policies %s: no policy files (*.yaml) in the directory\n", dir);
         status = CLI_EXIT_INPUT;
     }
-    v_policy *ps = status ? NULL : calloc((size_t)count, sizeof *ps);
+    validate_policy *ps = status ? NULL : calloc((size_t)count, sizeof *ps);
     if (!status && !ps)
         status = CLI_EXIT_FAIL;
     if (status == CLI_EXIT_FAIL)
@@ -173,227 +97,98 @@ static int load_policy_dir(const char *dir, v_policy **out, int *n)
     return CLI_EXIT_OK;
 }
 
-/* The grid entries that fit: the cost model's peak memory within every
- * tier, and the engine's RAM within the profile's and what is free here. */
-static int make_grid(const cli_job *job, v_policy **out, int *n)
+/* The grid's policies that fit; a line on stderr for each left out. */
+static int grid(const record_job *rj, validate_policy **ps, int *n)
 {
-    const bool has_gpu = job->hw.gpu.present;
-    int total = (int)(sizeof grid / sizeof grid[0]);
-    v_policy *ps = calloc((size_t)total, sizeof *ps);
-    if (!ps) {
-        fprintf(stderr, "llmsim validate: out of memory\n");
-        return CLI_EXIT_FAIL;
+    strbuf skipped = {0};
+    diag e;
+    diag_clear(&e);
+    llmsim_status st = validate_grid(rj, ps, n, &skipped, &e);
+    const char *line = strbuf_str(&skipped);
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        fprintf(stderr, "llmsim validate: %.*s\n", (int)(nl - line), line);
+        line = nl + 1;
     }
-    int count = 0;
-    for (int i = 0; i < total; i++) {
-        const grid_entry *g = &grid[i];
-        if (g->gpu_only && !has_gpu)
-            continue;
-        if (!job->hw.disk.present && (g->w[2] > 0 || g->c[2] > 0 || g->a[2] > 0))
-            continue;
-        policy p;
-        diag e;
-        diag_clear(&e);
-        cm_result r;
-        memset(&r, 0, sizeof r);
-        llmsim_status st = LLMSIM_OK;
-        /* group 64 (FlexGen's), or the largest smaller one that divides the model's rows */
-        for (int group = 64; group >= 8; group /= 2) {
-            grid_policy(g, &job->policy, has_gpu, group, &p);
-            cm_result_free(&r);
-            memset(&r, 0, sizeof r);
-            st = policy_validate(&p, g->name, &e);
-            if (!st)
-                st = cm_predict(&job->model, &job->hw, &p, &job->workload, &r, &e);
-            if (st != LLMSIM_EINPUT || (!g->wq && !g->kq))
-                break;
+    strbuf_free(&skipped);
+    return st ? cli_fail("validate", &e) : CLI_EXIT_OK;
+}
+
+/* ---- the comparison as a table */
+
+/* Totals and their errors, and again with the disk as --check-disk measured it. */
+static void print_totals(const validate_policy *ps, const validate_report *r)
+{
+    const validate_row *rows = r->rows;
+    printf("%-26s %11s %11s %11s %10s %10s\n", "policy", "predicted", "simulated", "measured", "err pred",
+           "err sim");
+    for (int i = 0; i < r->n; i++)
+        printf("%-26s %9.3f s %9.3f s %9.3f s %+9.1f%% %+9.1f%%%s\n", ps[i].name, rows[i].total[0],
+               rows[i].total[1], rows[i].total[2], validate_pct(rows[i].total[0], rows[i].total[2]),
+               validate_pct(rows[i].total[1], rows[i].total[2]),
+               ps[i].reused[2] ? "  (from the store)" : "");
+    printf("%-26s %35s %9.1f%% %9.1f%%\n\n", "MAPE", "", r->mape_pred, r->mape_sim);
+    if (isnan(r->mape_now[1]))
+        return;
+    printf("with the disk as measured around each run that uses it (--check-disk): its rate\n"
+           "against the profile's (read, write) and the predictions again with it:\n");
+    printf("%-26s %15s %11s %11s %10s %10s\n", "policy", "disk now", "predicted", "simulated", "err pred",
+           "err sim");
+    for (int i = 0; i < r->n; i++)
+        if (!isnan(rows[i].now[1]))
+            printf("%-26s %6.2fx %6.2fx %9.3f s %9.3f s %+9.1f%% %+9.1f%%\n", ps[i].name, rows[i].disk_now[0],
+                   rows[i].disk_now[1], rows[i].now[0], rows[i].now[1],
+                   validate_pct(rows[i].now[0], rows[i].total[2]),
+                   validate_pct(rows[i].now[1], rows[i].total[2]));
+    printf("%-26s %39s %9.1f%% %9.1f%%  (every policy; the others as above)\n\n", "MAPE", "",
+           r->mape_now[0], r->mape_now[1]);
+}
+
+/* The four stages of each policy, simulated / measured. */
+static void print_stages(const cli_job *job, const validate_policy *ps, const validate_report *r)
+{
+    if (job->workload.gen_len > RECORD_MAX_STEPS)
+        printf("stages per block over the %d steps the store keeps of %lld (evenly spaced), simulated /\n"
+               "measured (s) and the simulation's error:\n", RECORD_MAX_STEPS, job->workload.gen_len);
+    else
+        printf("stages per block, simulated / measured (s) and the simulation's error:\n");
+    static const int shown[] = {CM_STAGE_LOAD_WEIGHT, CM_STAGE_LOAD_CACHE, CM_STAGE_STORE_CACHE,
+                                CM_STAGE_COMPUTE};
+    printf("%-26s", "policy");
+    for (int k = 0; k < 4; k++)
+        printf(" %24s", cm_stage_names[shown[k]]);
+    printf("\n");
+    for (int i = 0; i < r->n; i++) {
+        const validate_row *w = &r->rows[i];
+        printf("%-26s", ps[i].name);
+        for (int k = 0; k < 4; k++) {
+            double sim = w->stage[1][shown[k]], m = w->stage[2][shown[k]];
+            char cell[64];
+            if (m > 0.01 * validate_stage_total(w->stage[2]))
+                snprintf(cell, sizeof cell, "%.3f/%.3f %+.0f%%", sim, m, validate_pct(sim, m));
+            else
+                snprintf(cell, sizeof cell, "%.3f/%.3f", sim, m);
+            printf(" %24s", cell);
         }
-        bool fits = !st && r.feasible;
-        cm_result_free(&r);
-        if (fits) {
-            plan pl;
-            if (plan_build(&job->model, &job->hw, &p, &job->workload, &pl, &e)) {
-                fits = false;
-            } else {
-                double ram = sim_plan_peak(&pl, TIER_CPU);
-                double avail = engine_free_ram_bytes(); /* what the engine will allow */
-                fits = ram <= job->hw.cpu.memory_bytes && (avail <= 0 || ram <= avail);
-                plan_free(&pl);
-            }
-        }
-        if (!fits) {
-            fprintf(stderr, "llmsim validate: grid: %s does not fit this machine%s%s; skipped\n", g->name,
-                        st ? ": " : "", st ? e.msg : "");
-            continue;
-        }
-        ps[count].p = p;
-        snprintf(ps[count].name, sizeof ps[count].name, "%s", g->name);
-        count++;
+        printf("\n");
     }
-    if (count == 0) {
-        free(ps);
-        fprintf(stderr, "llmsim validate: no policy of the grid fits %s for %s with this workload; use a "
-                "smaller workload or give --policies DIR\n", job->hw.name, job->model.name);
-        return CLI_EXIT_INPUT;
-    }
-    *out = ps;
-    *n = count;
-    return CLI_EXIT_OK;
 }
 
-/* ---- one policy: predict, simulate, run (or find them in the store) */
-
-typedef struct v_opts {
-    engine_opts engine;
-    bool rerun;
-    bool tty;
-    bool check_disk; /* measure the disk around each run that uses it */
-} v_opts;
-
-/* The newest run of kind with the job's inputs; a measurement also with the
- * same engine settings (threads, synthetic seed, real weights: never reused). */
-static llmsim_status find(const cli_job *job, const char *kind, const v_opts *o, int64_t *id, diag *e)
+static void print_table(const cli_job *job, const validate_policy *ps, const validate_report *r, int top)
 {
-    record_job rj = cli_record_job(job);
-    *id = 0;
-    if (o->rerun)
-        return LLMSIM_OK;
-    store *db = NULL;
-    llmsim_status st = store_open(job->db_path, &db, e);
-    record_hashes h;
-    if (!st)
-        st = record_inputs(db, &rj, &h, e);
-    if (!st)
-        st = store_find_run(db, kind, h.model, h.hw, h.policy, h.workload, id, e);
-    if (!st && *id && strcmp(kind, "measure") == 0) {
-        double threads = v_run_metric(db, *id, "engine_threads", e, &st);
-        double seed = st ? NAN : v_run_metric(db, *id, "synthetic_seed", e, &st);
-        if (!st && !(threads == (double)o->engine.threads && seed == (double)o->engine.synthetic_seed))
-            *id = 0;
+    printf("model     %s\nhardware  %s\nworkload  prompt %lld, generate %lld\n\n", job->model.name,
+           job->hw.name, job->workload.prompt_len, job->workload.gen_len);
+    print_totals(ps, r);
+    print_stages(job, ps, r);
+    printf("\nprimitives whose simulated time is furthest from the measured (over every policy):\n");
+    printf("%-50s %7s %11s %11s %8s\n", "primitive", "tasks", "simulated", "measured", "error");
+    for (size_t g = 0; g < r->ngroups && (int)g < top; g++) {
+        const validate_group *gp = &r->groups[g];
+        printf("%-50s %7ld %9.4f s %9.4f s %+7.1f%%\n", gp->key, gp->tasks, gp->sim_s, gp->meas_s,
+               validate_pct(gp->sim_s, gp->meas_s));
     }
-    store_close(db);
-    return st;
-}
-
-static llmsim_status do_predict(const cli_job *job, int64_t *id, diag *e)
-{
-    record_job rj = cli_record_job(job);
-    cm_result r;
-    llmsim_status st = cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &r, e);
-    if (!st) {
-        cJSON *obj = cli_prediction_json(job, &r);
-        char *text = cJSON_PrintUnformatted(obj);
-        st = text ? record_prediction(&rj, "predict", &r, text, id, e)
-                  : diag_set(e, LLMSIM_EFAIL, "out of memory");
-        free(text);
-        cJSON_Delete(obj);
-    }
-    cm_result_free(&r);
-    return st;
-}
-
-static llmsim_status do_simulate(const cli_job *job, const plan *pl, int64_t *id, diag *e)
-{
-    record_job rj = cli_record_job(job);
-    double cap[TIER_COUNT];
-    cm_hw_capacities(&job->hw, cap);
-    sim_result r;
-    llmsim_status st = sim_run(pl, cap, false, &r, e);
-    if (!st) {
-        sim_totals t;
-        cJSON *obj = NULL;
-        st = record_simulation(&rj, pl, &r, &t, &obj, id, e);
-        cJSON_Delete(obj);
-    }
-    sim_result_free(&r);
-    return st;
-}
-
-static bool plan_uses_disk(const plan *pl)
-{
-    for (size_t i = 0; i < pl->ntasks; i++)
-        if (pl->tasks[i].res == PLAN_RES_DISK)
-            return true;
-    return false;
-}
-
-/* --check-disk: the disk's rates before and after a run, combined as the
- * rate that moves the same bytes in the mean of the two times. */
-static llmsim_status disk_check(const v_opts *o, const char *when, double rate[2], double prev[2], diag *e)
-{
-    llmsim_status st = profile_disk_now(o->engine.offload_parent, &rate[0], &rate[1], e);
-    if (st)
-        return st;
-    if (o->tty)
-        fprintf(stderr, "llmsim validate: the disk %s the run: read %.2f GB/s, write %.2f GB/s\n", when,
-                rate[0] / 1e9, rate[1] / 1e9);
-    if (prev)
-        for (int k = 0; k < 2; k++)
-            rate[k] = 2 / (1 / rate[k] + 1 / prev[k]);
-    return LLMSIM_OK;
-}
-
-static llmsim_status do_measure(const cli_job *job, const plan *pl, const v_opts *o, int64_t *id, diag *e)
-{
-    record_job rj = cli_record_job(job);
-    engine_result er;
-    double before[2] = {0, 0}, now[2] = {0, 0};
-    const bool check = o->check_disk && plan_uses_disk(pl);
-    llmsim_status st = check ? disk_check(o, "before", before, NULL, e) : LLMSIM_OK;
-    if (st)
-        return st;
-    st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, pl, &o->engine, &er, e);
-    if (!st && check && !er.interrupted) { /* a failed check loses the check, not the run */
-        diag ce;
-        diag_clear(&ce);
-        if (disk_check(o, "after", now, before, &ce) == LLMSIM_OK)
-            memcpy(er.disk_now_Bps, now, sizeof now);
-        else
-            fprintf(stderr, "llmsim validate: the disk check after the run failed (%s); the run is kept "
-                    "without it\n", ce.msg);
-    }
-    if (!st && er.interrupted)
-        st = diag_set(e, LLMSIM_EFAIL, "interrupted");
-    if (!st) {
-        sim_result r;
-        sim_totals t;
-        cJSON *obj = NULL;
-        st = record_measurement(&rj, pl, &er, &o->engine, &r, &t, &obj, id, e);
-        cJSON_Delete(obj);
-        sim_result_free(&r);
-    }
-    engine_result_free(&er);
-    return st;
-}
-
-/* Predict, simulate and measure one policy (each unless the store has it). */
-static llmsim_status validate_one(cli_job *job, v_policy *vp, const v_opts *o, int index, int count,
-                                  diag *e)
-{
-    job->policy = vp->p;
-    plan pl;
-    llmsim_status st = plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, e);
-    if (st)
-        return st;
-    int64_t *ids[3] = {&vp->id_pred, &vp->id_sim, &vp->id_meas};
-    static const char *const kinds[3] = {"predict", "simulate", "measure"};
-    for (int k = 0; k < 3 && !st; k++) {
-        if ((st = find(job, kinds[k], o, ids[k], e)))
-            break;
-        vp->reused[k] = *ids[k] != 0;
-        if (vp->reused[k])
-            continue;
-        if (o->tty)
-            fprintf(stderr, "llmsim validate: [%d/%d] %s: %s ...\n", index + 1, count, vp->name,
-                    k == 0 ? "predicting" : k == 1 ? "simulating" : "running on the engine");
-        st = k == 0 ? do_predict(job, ids[k], e) : k == 1 ? do_simulate(job, &pl, ids[k], e)
-                                                          : do_measure(job, &pl, o, ids[k], e);
-    }
-    if (!st && o->tty && vp->reused[0] && vp->reused[1] && vp->reused[2])
-        fprintf(stderr, "llmsim validate: [%d/%d] %s: in the store (runs %lld, %lld, %lld)\n", index + 1,
-                count, vp->name, (long long)vp->id_pred, (long long)vp->id_sim, (long long)vp->id_meas);
-    plan_free(&pl);
-    return st;
+    printf("\nrecorded as run %lld in %s (llmsim report %lld -o DIR plots it)\n", (long long)r->run_id,
+           job->db_path, (long long)r->run_id);
 }
 
 /* ---- the command */
@@ -440,21 +235,21 @@ static void usage(void)
 
 int cmd_validate(int argc, char **argv)
 {
-    v_opts o;
+    validate_opts o;
     memset(&o, 0, sizeof o);
     o.engine.synthetic_seed = 1;
     o.engine.prompt_seed = 1;
     o.engine.sample_seed = 1;
     o.engine.top_p = 1;
     o.engine.interrupt = &cli_interrupted;
-    o.tty = isatty(2);
+    o.progress = isatty(2);
     const char *policies_dir = NULL;
     bool use_grid = false, have_prompt = false, have_gen = false, have_workload = false, have_gbs = false,
          have_ngb = false;
     long long top = 8;
     char **args = malloc(sizeof(char *) * ((size_t)argc + 9));
     cli_job *job = calloc(1, sizeof *job);
-    v_policy *ps = NULL;
+    validate_policy *ps = NULL;
     int nps = 0, status = CLI_EXIT_INPUT;
     if (!args || !job) {
         fprintf(stderr, "llmsim validate: out of memory\n");
@@ -547,7 +342,8 @@ int cmd_validate(int argc, char **argv)
     if ((status = cli_job_parse(nargs, args, "validate", job, &help)))
         goto out;
     cli_command_line(argc, argv, job->command, sizeof job->command);
-    status = policies_dir ? load_policy_dir(policies_dir, &ps, &nps) : make_grid(job, &ps, &nps);
+    record_job rj = cli_record_job(job);
+    status = policies_dir ? load_policy_dir(policies_dir, &ps, &nps) : grid(&rj, &ps, &nps);
     if (status)
         goto out;
 
@@ -558,7 +354,7 @@ int cmd_validate(int argc, char **argv)
     for (int i = 0; i < nps && !status; i++) {
         if (cli_interrupted)
             break;
-        llmsim_status st = validate_one(job, &ps[i], &o, i, nps, &e);
+        llmsim_status st = validate_policy_run(&rj, &ps[i], &o, i, nps, &e);
         if (st && !cli_interrupted) {
             fprintf(stderr, "llmsim validate: policy %s: %s\n", ps[i].name, e.msg);
             status = cli_exit_status(st);
@@ -573,7 +369,18 @@ int cmd_validate(int argc, char **argv)
     }
     if (status)
         goto out;
-    status = v_compare_and_report(job, ps, nps, (int)top);
+    validate_report rep;
+    if (validate_compare(&rj, ps, nps, (int)top, &rep, &e)) {
+        status = cli_fail("validate", &e);
+        goto out;
+    }
+    if (job->format == CLI_FORMAT_JSON) {
+        cli_print_json(rep.json);
+        rep.json = NULL;
+    } else {
+        print_table(job, ps, &rep, (int)top);
+    }
+    validate_report_free(&rep);
 out:
     free(ps);
     free(args);

@@ -1,0 +1,398 @@
+/* validate — see validate.h. */
+#include "validate/validate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db/record.h"
+#include "db/result_json.h"
+#include "common/units.h"
+#include "costmodel/primitives.h"
+#include "profiler/profiler.h"
+#include "sim/sim.h"
+
+double validate_run_metric(store *db, int64_t id, const char *key, diag *e, llmsim_status *st)
+{
+    char **keys = NULL;
+    double *values = NULL, v = NAN;
+    int n = 0;
+    if ((*st = store_run_metrics(db, id, &keys, &values, &n, e)))
+        return NAN;
+    for (int i = 0; i < n; i++)
+        if (strcmp(keys[i], key) == 0)
+            v = values[i];
+    store_metrics_free(keys, values, n);
+    return v;
+}
+
+static int task_row_cmp(const void *a, const void *b)
+{
+    return strcmp(((const store_task_row *)a)->task_id, ((const store_task_row *)b)->task_id);
+}
+
+llmsim_status validate_tasks_sorted(store *db, int64_t id, store_task_row **rows, size_t *n, diag *e)
+{
+    llmsim_status st = store_run_tasks_get(db, id, rows, n, e);
+    if (!st && *n)
+        qsort(*rows, *n, sizeof **rows, task_row_cmp);
+    return st;
+}
+
+const store_task_row *validate_task_find(const store_task_row *rows, size_t n, const char *id)
+{
+    store_task_row key;
+    if (strlen(id) >= sizeof key.task_id) /* cut, it could match another id */
+        return NULL;
+    snprintf(key.task_id, sizeof key.task_id, "%s", id);
+    return n ? bsearch(&key, rows, n, sizeof *rows, task_row_cmp) : NULL;
+}
+
+void validate_primitive_key(const plan *pl, size_t i, long long prompt_len, char *out, size_t len)
+{
+    const plan_task *t = &pl->tasks[i];
+    char sz[32];
+    units_format(UNITS_BYTES, t->bytes, sz, sizeof sz); /* copies of one tensor: one key */
+    const char *phase = t->step == 0 ? "prefill" : "decode";
+    long long ctx = prompt_len + t->step;
+    long long lo = 1;
+    while (lo * 2 <= ctx)
+        lo *= 2;
+    switch ((plan_kind)t->kind) {
+    case PLAN_W_DISK: case PLAN_C_DISK: case PLAN_A_DISK:
+        snprintf(out, len, "disk read %s", sz);
+        break;
+    case PLAN_C_WRITE: case PLAN_A_WRITE:
+        snprintf(out, len, "disk write %s", sz);
+        break;
+    case PLAN_W_H2D: case PLAN_C_H2D: case PLAN_A_H2D: case PLAN_OUT_H2D:
+        snprintf(out, len, "host->device %s", sz);
+        break;
+    case PLAN_C_D2H: case PLAN_A_D2H: case PLAN_QKV_D2H:
+        snprintf(out, len, "device->host %s", sz);
+        break;
+    case PLAN_W_DEQUANT:
+        snprintf(out, len, "dequantize a layer's weights (%s)", t->layer == pl->nlayers ? "head" : "layer");
+        break;
+    case PLAN_HEAD:
+        snprintf(out, len, "head (norm, LM head, embedding), %s", phase);
+        break;
+    case PLAN_CPU_ATTN:
+        snprintf(out, len, "attention on the CPU, context %lld-%lld", lo, 2 * lo - 1);
+        break;
+    default: /* compute, pre, post: a layer's GEMMs and attention */
+        if (t->step == 0)
+            snprintf(out, len, "layer %s, prefill, prompt %lld", plan_kind_names[t->kind], prompt_len);
+        else
+            snprintf(out, len, "layer %s, decode, context %lld-%lld", plan_kind_names[t->kind], lo,
+                     2 * lo - 1);
+        break;
+    }
+}
+
+/* ---- the comparison */
+
+double validate_pct(double x, double ref) { return ref > 0 ? 100.0 * (x - ref) / ref : NAN; }
+
+/* The four stages the table shows, summed: the reference of "a stage too
+ * small to have a relative error" (the same rows as the stages, so that a
+ * long generation, whose stored steps are a sample, compares like with like). */
+double validate_stage_total(const double s[CM_NSTAGES])
+{
+    return s[CM_STAGE_COMPUTE] + s[CM_STAGE_LOAD_WEIGHT] + s[CM_STAGE_LOAD_CACHE] + s[CM_STAGE_STORE_CACHE];
+}
+
+static llmsim_status stage_sums(store *db, int64_t id, double out[CM_NSTAGES], diag *e)
+{
+    store_stage_row *rows = NULL;
+    size_t n = 0;
+    memset(out, 0, sizeof(double) * CM_NSTAGES);
+    llmsim_status st = store_run_stages_get(db, id, &rows, &n, e);
+    for (size_t i = 0; i < n && !st; i++)
+        for (int k = 0; k < CM_NSTAGES; k++)
+            if (strcmp(rows[i].stage, cm_stage_names[k]) == 0 && isfinite(rows[i].seconds))
+                out[k] += rows[i].seconds;
+    free(rows);
+    return st;
+}
+
+/* Group the simulated and measured task times of one policy by primitive. */
+static llmsim_status group_tasks(store *db, const record_job *job, const validate_policy *vp, validate_group **groups,
+                                 size_t *ngroups, size_t *cap, diag *e)
+{
+    plan pl;
+    llmsim_status st = plan_build(job->model, job->hw, &vp->p, job->workload, &pl, e);
+    if (st)
+        return st;
+    store_task_row *sim = NULL, *meas = NULL;
+    size_t nsim = 0, nmeas = 0;
+    if (!(st = validate_tasks_sorted(db, vp->id_sim, &sim, &nsim, e)))
+        st = validate_tasks_sorted(db, vp->id_meas, &meas, &nmeas, e);
+    for (size_t i = 0; i < pl.ntasks && !st; i++) {
+        char id[96], key[96];
+        plan_task_id(&pl, i, id, sizeof id);
+        const store_task_row *a = validate_task_find(sim, nsim, id), *b = validate_task_find(meas, nmeas, id);
+        if (!a || !b)
+            continue;
+        validate_primitive_key(&pl, i, job->workload->prompt_len, key, sizeof key);
+        size_t g = 0;
+        while (g < *ngroups && strcmp((*groups)[g].key, key) != 0)
+            g++;
+        if (g == *ngroups) {
+            if (*ngroups == *cap) {
+                size_t ncap = *cap ? 2 * *cap : 32;
+                validate_group *gr = realloc(*groups, ncap * sizeof *gr);
+                if (!gr) {
+                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                    break;
+                }
+                *groups = gr;
+                *cap = ncap;
+            }
+            memset(&(*groups)[g], 0, sizeof **groups);
+            snprintf((*groups)[g].key, sizeof (*groups)[g].key, "%s", key);
+            (*ngroups)++;
+        }
+        double ds = a->end_s - a->start_s, dm = b->end_s - b->start_s;
+        validate_group *gp = &(*groups)[g];
+        gp->tasks++;
+        gp->sim_s += ds;
+        gp->meas_s += dm;
+        gp->abs_err_s += fabs(ds - dm);
+    }
+    free(sim);
+    free(meas);
+    plan_free(&pl);
+    return st;
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    double x = ((const validate_group *)a)->abs_err_s, y = ((const validate_group *)b)->abs_err_s;
+    return (x < y) - (x > y);
+}
+
+static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+static cJSON *stage_errors_json(const double sim[CM_NSTAGES], const double meas[CM_NSTAGES], double total)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int k = 0; k < CM_NSTAGES; k++) {
+        char key[64];
+        snprintf(key, sizeof key, "%s_s", cm_stage_names[k]);
+        /* a stage under 1% of the run has no meaningful relative error */
+        double err = meas[k] > 0.01 * total ? validate_pct(sim[k], meas[k]) : NAN;
+        cJSON_AddItemToObject(o, key, num_or_null(err));
+    }
+    return o;
+}
+
+static llmsim_status record_validate(const record_job *job, const char *json, double mape_sim, double mape_pred,
+                                     int n, int64_t *run_id, diag *e)
+{
+    const record_metric metrics[] = {{"mape", mape_sim}, {"mape_predicted", mape_pred}, {"policies", n}};
+    record_data rec = {.kind = "validate", .metrics = metrics, .nmetrics = 3, .result_json = json};
+    /* the record names the model and the hardware; policies are per row */
+    policy none;
+    policy_init(&none);
+    record_job rj = *job;
+    rj.policy = &none;
+    return record_run(&rj, &rec, run_id, e);
+}
+
+/* A link moved to the rate measured now at the disk check's block size: the
+ * bandwidth such that the link's time for that block is the measured one
+ * (the latency kept); the ratio now / profile of the rates is returned. */
+static double link_now(hw_link *l, double rate_Bps)
+{
+    const double b = (double)PROFILE_DISK_NOW_BLOCK, t_prof = cm_copy_time(l, b), t_now = b / rate_Bps;
+    if (t_now > 2 * l->latency_s)
+        l->bandwidth_Bps = b / (t_now - l->latency_s);
+    else
+        l->bandwidth_Bps *= t_prof / t_now;
+    return t_prof / t_now;
+}
+
+/* Predicted and simulated totals of policy p with the disk links of the
+ * job's profile moved to the rates a --check-disk measured around the run. */
+static llmsim_status predict_disk_now(const record_job *job, const policy *p, const double rate[2], validate_row *row,
+                                      diag *e)
+{
+    hwprofile hw = *job->hw; /* a shallow copy: only the disk links change */
+    row->disk_now[0] = link_now(&hw.disk.read, rate[0]);
+    row->disk_now[1] = link_now(&hw.disk.write, rate[1]);
+    cm_result r;
+    llmsim_status st = cm_predict(job->model, &hw, p, job->workload, &r, e);
+    if (st)
+        return st;
+    row->now[0] = r.total_s;
+    cm_result_free(&r);
+    plan pl;
+    if ((st = plan_build(job->model, &hw, p, job->workload, &pl, e)))
+        return st;
+    double cap[TIER_COUNT];
+    cm_hw_capacities(&hw, cap);
+    sim_result sr;
+    if (!(st = sim_run(&pl, cap, false, &sr, e))) {
+        sim_totals t;
+        sim_totals_get(&pl, &sr, &t);
+        row->now[1] = t.total_s;
+        sim_result_free(&sr);
+    }
+    plan_free(&pl);
+    return st;
+}
+
+/* One policy's row: its three totals and stage sums, its tasks into the
+ * groups, and with a --check-disk the totals again at the disk's rate. */
+static llmsim_status compare_one(store *db, const record_job *job, const validate_policy *vp,
+                                 validate_row *row, validate_report *out, size_t *gcap, diag *e)
+{
+    const int64_t ids[3] = {vp->id_pred, vp->id_sim, vp->id_meas};
+    llmsim_status st = LLMSIM_OK;
+    for (int k = 0; k < 3 && !st; k++) {
+        row->total[k] = validate_run_metric(db, ids[k], "total_s", e, &st);
+        if (!st)
+            st = stage_sums(db, ids[k], row->stage[k], e);
+    }
+    if (!st && !(row->total[2] > 0))
+        st = diag_set(e, LLMSIM_EFAIL, "run %lld (policy %s) has no measured total", (long long)ids[2],
+                      vp->name);
+    if (!st)
+        st = group_tasks(db, job, vp, &out->groups, &out->ngroups, gcap, e);
+    double rate[2] = {NAN, NAN};
+    for (int k = 0; k < 2 && !st; k++)
+        rate[k] = validate_run_metric(db, ids[2], k ? "disk_write_now_Bps" : "disk_read_now_Bps", e, &st);
+    row->now[0] = row->now[1] = row->disk_now[0] = row->disk_now[1] = NAN;
+    if (!st && rate[0] > 0 && rate[1] > 0)
+        st = predict_disk_now(job, &vp->p, rate, row, e);
+    return st;
+}
+
+/* The MAPEs over the policies; with the disk as measured, over the same set
+ * with the runs that had no check as they are. */
+static void compare_mapes(validate_report *r)
+{
+    double sum_sim = 0, sum_pred = 0, sum_sim_now = 0, sum_pred_now = 0;
+    int nnow = 0; /* policies with a --check-disk */
+    for (int i = 0; i < r->n; i++) {
+        const validate_row *w = &r->rows[i];
+        sum_sim += fabs(validate_pct(w->total[1], w->total[2]));
+        sum_pred += fabs(validate_pct(w->total[0], w->total[2]));
+        nnow += !isnan(w->now[1]);
+        sum_sim_now += fabs(validate_pct(isnan(w->now[1]) ? w->total[1] : w->now[1], w->total[2]));
+        sum_pred_now += fabs(validate_pct(isnan(w->now[0]) ? w->total[0] : w->now[0], w->total[2]));
+    }
+    r->mape_sim = sum_sim / r->n;
+    r->mape_pred = sum_pred / r->n;
+    r->mape_now[0] = nnow ? sum_pred_now / r->n : NAN;
+    r->mape_now[1] = nnow ? sum_sim_now / r->n : NAN;
+}
+
+static cJSON *row_json(const validate_policy *vp, const validate_row *w)
+{
+    cJSON *r = cJSON_CreateObject();
+    cJSON_AddStringToObject(r, "name", vp->name);
+    cJSON_AddItemToObject(r, "policy", result_policy_json(&vp->p));
+    cJSON_AddNumberToObject(r, "predicted_s", w->total[0]);
+    cJSON_AddNumberToObject(r, "simulated_s", w->total[1]);
+    cJSON_AddNumberToObject(r, "measured_s", w->total[2]);
+    cJSON_AddNumberToObject(r, "error", validate_pct(w->total[1], w->total[2]));
+    cJSON_AddNumberToObject(r, "predicted_error", validate_pct(w->total[0], w->total[2]));
+    cJSON *stg = cJSON_AddObjectToObject(r, "stages");
+    cJSON_AddItemToObject(stg, "predicted", result_stages_json(w->stage[0]));
+    cJSON_AddItemToObject(stg, "simulated", result_stages_json(w->stage[1]));
+    cJSON_AddItemToObject(stg, "measured", result_stages_json(w->stage[2]));
+    cJSON_AddItemToObject(r, "stage_error",
+                          stage_errors_json(w->stage[1], w->stage[2], validate_stage_total(w->stage[2])));
+    cJSON *ids = cJSON_AddObjectToObject(r, "run_ids");
+    cJSON_AddNumberToObject(ids, "predict", (double)vp->id_pred);
+    cJSON_AddNumberToObject(ids, "simulate", (double)vp->id_sim);
+    cJSON_AddNumberToObject(ids, "measure", (double)vp->id_meas);
+    cJSON_AddBoolToObject(r, "reused", vp->reused[2]);
+    if (!isnan(w->now[1])) {
+        cJSON *dn = cJSON_AddObjectToObject(r, "disk_now");
+        cJSON_AddNumberToObject(dn, "read_ratio", w->disk_now[0]);
+        cJSON_AddNumberToObject(dn, "write_ratio", w->disk_now[1]);
+        cJSON_AddNumberToObject(dn, "predicted_s", w->now[0]);
+        cJSON_AddNumberToObject(dn, "simulated_s", w->now[1]);
+        cJSON_AddNumberToObject(dn, "error", validate_pct(w->now[1], w->total[2]));
+        cJSON_AddNumberToObject(dn, "predicted_error", validate_pct(w->now[0], w->total[2]));
+    }
+    return r;
+}
+
+static cJSON *report_json(const record_job *job, const validate_policy *ps, const validate_report *r,
+                          int top)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cJSON_AddStringToObject(obj, "model", job->model->name);
+    cJSON_AddStringToObject(obj, "hardware", job->hw->name);
+    cJSON *wl = cJSON_AddObjectToObject(obj, "workload");
+    cJSON_AddNumberToObject(wl, "prompt_len", (double)job->workload->prompt_len);
+    cJSON_AddNumberToObject(wl, "gen_len", (double)job->workload->gen_len);
+    cJSON_AddNumberToObject(wl, "num_prompts", (double)job->workload->num_prompts);
+    cJSON *arr = cJSON_AddArrayToObject(obj, "runs");
+    for (int i = 0; i < r->n; i++)
+        cJSON_AddItemToArray(arr, row_json(&ps[i], &r->rows[i]));
+    cJSON_AddNumberToObject(obj, "mape", r->mape_sim);
+    cJSON_AddNumberToObject(obj, "mape_predicted", r->mape_pred);
+    if (!isnan(r->mape_now[1])) {
+        cJSON_AddNumberToObject(obj, "mape_disk_now", r->mape_now[1]);
+        cJSON_AddNumberToObject(obj, "mape_predicted_disk_now", r->mape_now[0]);
+    }
+    cJSON *prims = cJSON_AddArrayToObject(obj, "primitives");
+    for (size_t g = 0; g < r->ngroups && (int)g < top; g++) {
+        const validate_group *gp = &r->groups[g];
+        cJSON *p = cJSON_CreateObject();
+        cJSON_AddStringToObject(p, "primitive", gp->key);
+        cJSON_AddNumberToObject(p, "tasks", (double)gp->tasks);
+        cJSON_AddNumberToObject(p, "simulated_s", gp->sim_s);
+        cJSON_AddNumberToObject(p, "measured_s", gp->meas_s);
+        cJSON_AddNumberToObject(p, "abs_error_s", gp->abs_err_s);
+        cJSON_AddItemToObject(p, "error", num_or_null(validate_pct(gp->sim_s, gp->meas_s)));
+        cJSON_AddItemToArray(prims, p);
+    }
+    return obj;
+}
+
+llmsim_status validate_compare(const record_job *job, const validate_policy *ps, int n, int top,
+                               validate_report *out, diag *e)
+{
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    store *db = NULL;
+    llmsim_status st = store_open(job->db_path, &db, e);
+    size_t gcap = 0;
+    if (!st && !(out->rows = calloc((size_t)n, sizeof *out->rows)))
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+    for (int i = 0; i < n && !st; i++)
+        st = compare_one(db, job, &ps[i], &out->rows[i], out, &gcap, e);
+    store_close(db);
+    if (st) {
+        validate_report_free(out);
+        return st;
+    }
+    compare_mapes(out);
+    if (out->ngroups)
+        qsort(out->groups, out->ngroups, sizeof *out->groups, group_cmp);
+    out->json = report_json(job, ps, out, top);
+    char *text = cJSON_PrintUnformatted(out->json);
+    st = text ? record_validate(job, text, out->mape_sim, out->mape_pred, n, &out->run_id, e)
+              : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    free(text);
+    if (st)
+        validate_report_free(out);
+    else
+        cJSON_AddNumberToObject(out->json, "run_id", (double)out->run_id);
+    return st;
+}
+
+void validate_report_free(validate_report *r)
+{
+    free(r->rows);
+    free(r->groups);
+    cJSON_Delete(r->json);
+    memset(r, 0, sizeof *r);
+}
