@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cli/report.h"
+#include "report/report.h"
 
 #define HTML_MAX_ROWS  300 /* a table shows at most this many rows; the .dat has all */
 #define HTML_OPEN_ROWS 24  /* tables up to this long are shown unfolded */

@@ -1,20 +1,25 @@
 /*
- * report — the parts of `llmsim report` and what they share:
+ * report — the parts of `llmsim report` and what they share. Each file
+ * calls only the files listed above it (no circles):
  *
- *   cmd_report.c   options, reading runs from the store, the expansion of a
- *                  validate run into its policies and their runs
+ *   report.c       releasing a report; the helpers every file uses
+ *   report_load.c  reading runs from the store (each once), the expansion of
+ *                  a validate run into its policies and their runs, the
+ *                  grouping of runs of one job
  *   report_fig.c   the figures: each one is a table of numbers (written as
  *                  NAME.dat and shown in the page) and a gnuplot script (NAME.gp)
  *   report_html.c  index.html: the figures with their tables
  *   report_out.c   the temporary directory, gnuplot, the rename into place
+ *
+ * cli/cmd_report.c is the command on top: options, then load, figures, write.
  *
  * Ownership: a `report` owns every run, policy, group, figure and section in
  * it and is released by report_free. Groups point at runs held by the report.
  * Units: times in seconds and sizes in bytes as read from the store; a
  * figure scales its columns to one unit chosen for it (named in the header).
  */
-#ifndef LLMSIM_CLI_REPORT_H
-#define LLMSIM_CLI_REPORT_H
+#ifndef LLMSIM_REPORT_REPORT_H
+#define LLMSIM_REPORT_REPORT_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -123,7 +128,11 @@ typedef struct report {
     size_t nsections;
 } report;
 
+// ---- report.c: the base every other file uses
+
 void report_free(report *r);
+/* One run read from the store, with its row's strings; NULL is a no-op. */
+void report_run_free(report_run *run);
 
 /* Grow *arr (of *cap elements of `size` bytes) to hold n + 1; false on out of
  * memory. New elements are zeroed. */
@@ -132,6 +141,16 @@ bool report_grow(void **arr, size_t *cap, size_t n, size_t size);
 char *report_strdup(const char *s);
 /* A message "llmsim report: warning: ..." on stderr. */
 void report_warn(const char *fmt, ...) LLMSIM_PRINTF(1, 2);
+
+// ---- report_load.c: the runs asked for, read from the store
+
+/* Load every run of ids[n] into r (each read once), validate runs first in
+ * their own groups, then the others grouped by job. EINPUT for a run not in
+ * the store or with nothing to plot; what was read stays in r (report_free). */
+llmsim_status report_load(report *r, store *s, const int64_t *ids, size_t n, diag *e);
+/* The newest validate run in the store, for a report without RUN ids; EINPUT
+ * when there is none (the message names `db`, the store's path). */
+llmsim_status report_default_run(store *s, const char *db, int64_t *id, diag *e);
 
 // ---- report_fig.c: build the figures and sections of a loaded report
 

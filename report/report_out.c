@@ -12,7 +12,7 @@
  * shown only when it fails.
  */
 #define _XOPEN_SOURCE 700 /* nftw, mkdtemp */
-#include "cli/report.h"
+#include "report/report.h"
 
 #include <dirent.h>
 #include <errno.h>

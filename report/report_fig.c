@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/report.h"
+#include "report/report.h"
 
 #define FIG_MARGIN 1.08 /* axes reach this far past the largest value */
 #define FIG_MAX_INT_TICKS 16 /* up to this many decode steps, one tick per step */
