@@ -16,8 +16,9 @@
  *                     8-bit: q_j is byte j
  *                     4-bit: q_{2j} is the low nibble of byte j, q_{2j+1} the high one
  *
- * so a row takes n*bits/8 + (n/g)*4 bytes: policies/policy.h's quant_bytes()
- * with QUANT_META_BYTES = 4, exactly. Blocks are not padded, so a block (and
+ * so a row takes n*bits/8 + (n/g)*4 bytes (quant_row_bytes; the cost model's
+ * quant_bytes in costmodel/sizes.h counts any number of values by the same
+ * blocks). Blocks are not padded, so a block (and
  * its uint16 fields) is in general not 2-byte aligned (4-bit, g = 2 makes
  * 5-byte blocks): read the fields byte-wise (quant_block_scale_bits) or through
  * memcpy, never through a uint16_t pointer. A 2-D tensor [rows][cols] is
@@ -59,8 +60,8 @@
  * ulp; 2^-25 in the subnormal range): the code step plus the fp16 rounding of
  * the scale and of the minimum.
  */
-#ifndef LLMSIM_EXEC_QUANT_LAYOUT_H
-#define LLMSIM_EXEC_QUANT_LAYOUT_H
+#ifndef LLMSIM_COMMON_QUANT_LAYOUT_H
+#define LLMSIM_COMMON_QUANT_LAYOUT_H
 
 #include <math.h>
 #include <stddef.h>

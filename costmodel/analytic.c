@@ -11,6 +11,7 @@
 
 #include "costmodel/placement.h"
 #include "costmodel/primitives.h"
+#include "costmodel/sizes.h"
 
 const char *const cm_res_names[CM_NRES] = {"h2d", "d2h", "disk_read", "disk_write", "gpu", "cpu"};
 const char *const cm_stage_names[CM_NSTAGES] = {"load_weight",  "load_cache", "store_cache",
@@ -29,8 +30,6 @@ const char *const cm_stage_names[CM_NSTAGES] = {"load_weight",  "load_cache", "s
  * of which before attention (norm, QKV GEMM, rotary or bias). */
 #define CM_KERNELS_PER_LAYER 14.0
 #define CM_KERNELS_PRE_ATTENTION 3.0
-/* Bytes of an fp16 value: compute, KV cache before quantization, activations. */
-#define CM_HALF 2.0
 
 /* ---- linear forms */
 
@@ -142,45 +141,28 @@ llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, co
     if (s->w.num_prompts == 0)
         s->w.num_prompts = (long long)s->bls;
 
-    int db = model_dtype_bytes(m->dtype);
-    model_layer_params lp;
-    model_layer_params_get(m, &lp);
-    double mats = (double)(lp.attn_weights + lp.mlp_weights);
-    double small = (double)(lp.attn_bias + lp.mlp_bias + lp.norm);
-    s->w_layer_bytes = quant_bytes(&p->weight_quant, mats, db) + small * db;
-    s->w_layer_fp16_bytes = (mats + small) * db;
-    double head_mats = (double)(model_embed_param_count(m) + model_lm_head_param_count(m));
-    double final_norm = (double)(m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * m->hidden_size;
-    s->w_head_bytes = quant_bytes(&p->weight_quant, head_mats - final_norm, db) + final_norm * db;
-    s->w_pass_ws_bytes = (double)m->num_layers * s->w_layer_bytes + head_mats * db +
+    size_weights sw;
+    size_weights_get(m, &p->weight_quant, &sw);
+    s->w_layer_bytes = sw.layer;
+    s->w_layer_fp16_bytes = sw.layer_fp16;
+    s->w_head_bytes = sw.head;
+    s->w_head_fp16_bytes = sw.head_fp16;
+    s->w_pass_ws_bytes = (double)m->num_layers * s->w_layer_bytes +
+                         (p->weight_quant.bits ? sw.head_fp16 : sw.head) +
                          (p->weight_quant.bits ? s->w_layer_fp16_bytes : 0.0);
     s->w_layer_ws_bytes = p->weight_quant.bits ? s->w_layer_fp16_bytes : s->w_pass_ws_bytes;
-    bool swiglu = m->ffn_kind == MODEL_FFN_SWIGLU;
-    s->layer_tensors = 4 + (swiglu ? 3 : 2) + (m->linear_bias ? 4 + (swiglu ? 3 : 2) : 0) +
-                       (m->norm == MODEL_NORM_LAYERNORM ? 4 : 2);
+    s->layer_tensors = sw.layer_tensors;
     return LLMSIM_OK;
 }
 
-/* KV bytes of `tokens` tokens for `seqs` sequences, one layer, as stored. */
 static double kv_bytes(const cm_setup *s, double seqs, double tokens)
 {
-    double values = 2.0 * seqs * tokens * (double)model_kv_dim(s->m);
-    return quant_bytes(&s->p->kv_quant, values, (int)CM_HALF);
+    return size_kv_bytes(s->m, &s->p->kv_quant, seqs, tokens);
 }
 
 static double kv_fp16_bytes(const cm_setup *s, double seqs, double tokens)
 {
-    return 2.0 * seqs * tokens * (double)model_kv_dim(s->m) * CM_HALF;
-}
-
-double cm_kv_layer_bytes(const cm_setup *s, double seqs, double tokens)
-{
-    return kv_bytes(s, seqs, tokens);
-}
-
-double cm_kv_layer_fp16_bytes(const cm_setup *s, double seqs, double tokens)
-{
-    return kv_fp16_bytes(s, seqs, tokens);
+    return size_kv_fp16_bytes(s->m, seqs, tokens);
 }
 
 static const hw_link *weight_link(const cm_setup *s)
@@ -203,21 +185,21 @@ void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post
     const double ws = s->w_layer_ws_bytes;
 
     /* before attention: the first norm and the QKV projection */
-    *pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, CM_HALF, ws) +
-             cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * CM_HALF, 0) +
+    *pre_s = cm_gemm_time(hw, dev, rows, qd + 2 * kvd, h, SIZE_F16, ws) +
+             cm_memory_pass_time(hw, dev, rows * CM_ELEMWISE_PRE_H_PASSES * h * SIZE_F16, 0) +
              CM_KERNELS_PRE_ATTENTION * launch + task;
     /* after: output projection, MLP, the second norm, residual adds */
-    double post = cm_gemm_time(hw, dev, rows, h, qd, CM_HALF, ws);
+    double post = cm_gemm_time(hw, dev, rows, h, qd, SIZE_F16, ws);
     if (m->ffn_kind == MODEL_FFN_SWIGLU)
-        post += 2 * cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) +
-                cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
+        post += 2 * cm_gemm_time(hw, dev, rows, f, h, SIZE_F16, ws) +
+                cm_gemm_time(hw, dev, rows, h, f, SIZE_F16, ws);
     else
-        post += cm_gemm_time(hw, dev, rows, f, h, CM_HALF, ws) +
-                cm_gemm_time(hw, dev, rows, h, f, CM_HALF, ws);
+        post += cm_gemm_time(hw, dev, rows, f, h, SIZE_F16, ws) +
+                cm_gemm_time(hw, dev, rows, h, f, SIZE_F16, ws);
     *post_s = post +
               cm_memory_pass_time(hw, dev,
                                   rows * ((CM_ELEMWISE_H_PASSES - CM_ELEMWISE_PRE_H_PASSES) * h +
-                                          CM_ELEMWISE_F_PASSES * f) * CM_HALF, 0) +
+                                          CM_ELEMWISE_F_PASSES * f) * SIZE_F16, 0) +
               (CM_KERNELS_PER_LAYER - CM_KERNELS_PRE_ATTENTION) * launch;
 }
 
@@ -229,8 +211,6 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const policy *p = s->p;
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
     const double gbs = p->gpu_batch_size;
-    const double h = (double)m->hidden_size;
-    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
     const double heads = (double)m->num_heads, kvh = (double)m->num_kv_heads;
     const double hd = (double)m->head_dim;
     const bool prefill = phase == CM_PHASE_PREFILL;
@@ -238,7 +218,7 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const double rows = gbs * t;          /* GEMM rows */
 
     cm_dense_rows_s(s, rows, &b->dense_pre_s, &b->dense_post_s);
-    b->act_bytes = rows * h * CM_HALF;
+    b->act_bytes = size_hidden_bytes(m, rows);
     if (prefill) {
         b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd);
         b->kv_new_bytes = kv_bytes(s, gbs, ctx);
@@ -263,8 +243,8 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
             b->kv_quant_cpu_s = cm_memory_pass_time(hw, CM_DEV_CPU, kv_fp16_bytes(s, gbs, 1),
                                                     b->kv_new_bytes);
         }
-        b->qkv_bytes = gbs * (qd + 2 * kvd) * CM_HALF;
-        b->out_bytes = gbs * qd * CM_HALF;
+        b->qkv_bytes = size_qkv_bytes(m, gbs);
+        b->out_bytes = size_attn_out_bytes(m, gbs);
     }
 }
 
@@ -405,10 +385,8 @@ double cm_head_dequant_s(const cm_setup *s)
 {
     if (!s->p->weight_quant.bits)
         return 0.0;
-    const model *m = s->m;
     return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_head_bytes,
-                               (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) *
-                                   CM_HALF) +
+                               s->w_head_fp16_bytes) +
            (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 
@@ -418,8 +396,9 @@ double cm_head_rows_s(const cm_setup *s, double token_rows, double logit_rows)
     const hwprofile *hw = s->hw;
     const cm_device dev = s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU;
     const double h = (double)m->hidden_size, v = (double)m->vocab_size;
-    double lookup = cm_memory_pass_time(hw, dev, token_rows * h * CM_HALF, token_rows * h * CM_HALF);
-    double lm = cm_gemm_time(hw, dev, logit_rows, v, h, CM_HALF, s->w_pass_ws_bytes);
+    double lookup = cm_memory_pass_time(hw, dev, size_hidden_bytes(m, token_rows),
+                                        size_hidden_bytes(m, token_rows));
+    double lm = cm_gemm_time(hw, dev, logit_rows, v, h, SIZE_F16, s->w_pass_ws_bytes);
     double launch = s->has_gpu ? 4 * hw->gpu.launch_latency_s : hw->cpu.task_overhead_s;
     return lookup + lm + launch;
 }
@@ -505,13 +484,11 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
     const policy *p = s->p;
     const double L = (double)m->num_layers, gbs = p->gpu_batch_size, bls = s->bls;
     const double sl = (double)s->w.prompt_len, full = sl + (double)s->w.gen_len;
-    const double h = (double)m->hidden_size;
-    const double heads = (double)m->num_heads, v = (double)m->vocab_size;
 
     const double w_total = L * s->w_layer_bytes + s->w_head_bytes;
     const double kv_total = L * kv_bytes(s, bls, full);
-    const double act_block = bls * sl * h * CM_HALF; /* hidden states of the block, prefill */
-    const double act_batch = gbs * sl * h * CM_HALF;
+    const double act_block = size_hidden_bytes(m, bls * sl); /* the block's, prefill */
+    const double act_batch = size_hidden_bytes(m, gbs * sl);
     const double kv_batch = kv_bytes(s, gbs, full); /* one layer, one GPU batch */
     const double w_slot = fmax(s->w_layer_bytes, s->w_head_bytes);
 
@@ -525,10 +502,9 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
      * in prefill (q, k, v, attention output, and the larger of the FFN
      * intermediate and the attention scores) and the logits of the LM head.
      * Hidden states in and out are the resident share or the slots below. */
-    double work = cm_batch_work_bytes(s, sl, sl) + gbs * v * 4.0;
+    double work = size_work_bytes(m, gbs, sl, sl) + size_logits_bytes(m, gbs);
     if (p->weight_quant.bits) /* dequantized copy of the layer being computed */
-        work += fmax(s->w_layer_fp16_bytes,
-                     (double)(model_embed_param_count(m) + model_lm_head_param_count(m)) * CM_HALF);
+        work += fmax(s->w_layer_fp16_bytes, s->w_head_fp16_bytes);
     if (p->kv_quant.bits) /* dequantized K and V of one batch */
         work += kv_fp16_bytes(s, gbs, full);
     tier dev = s->has_gpu ? TIER_GPU : TIER_CPU;
@@ -549,8 +525,8 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
             peak[TIER_GPU].c[CM_CD] += 2 * kv_batch;
         } else {
             /* scores of one batch on the CPU, fp32 */
-            peak[TIER_CPU].c[CM_CC] += gbs * heads * full * 4.0;
-            peak[TIER_CPU].c[CM_CD] += gbs * heads * full * 4.0;
+            peak[TIER_CPU].c[CM_CC] += size_scores_bytes(m, gbs, 1, full);
+            peak[TIER_CPU].c[CM_CD] += size_scores_bytes(m, gbs, 1, full);
         }
         /* Hidden states not resident: two slots in (this batch's and the
          * next's) and two out (this batch's and the previous one's, still
@@ -562,19 +538,6 @@ void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT])
     peak[TIER_CPU].c[CM_WD] += 2 * w_slot;
     peak[TIER_CPU].c[CM_CD] += 2 * kv_batch;
     peak[TIER_CPU].c[CM_HD] += 2 * act_batch;
-}
-
-double cm_batch_work_bytes(const cm_setup *s, double new_tokens, double ctx)
-{
-    const model *m = s->m;
-    const double gbs = s->p->gpu_batch_size;
-    const double h = (double)m->hidden_size, f = (double)m->ffn_size;
-    const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
-    const double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
-    const double rows = gbs * new_tokens;
-    const double tile = new_tokens < CM_ATTN_QUERY_TILE ? new_tokens : CM_ATTN_QUERY_TILE;
-    double scores = gbs * (double)m->num_heads * tile * ctx * 4.0;
-    return rows * (qd + 2 * kvd + h) * CM_HALF + fmax(rows * ffn_inter * CM_HALF, scores);
 }
 
 /* ---- whole prediction */

@@ -24,6 +24,7 @@
 #include "models/model.h"
 #include "workload/workload.h"
 #include "policies/policy.h"
+#include "costmodel/sizes.h"
 
 enum { CM_WG, CM_WC, CM_WD, CM_CG, CM_CC, CM_CD, CM_HG, CM_HC, CM_HD, CM_NFRAC };
 
@@ -70,7 +71,8 @@ typedef struct cm_layer_cost {
 } cm_layer_cost;
 
 /* Everything about a (model, hardware, policy's discrete choices, workload)
- * that does not depend on the fractions: sizes, devices. */
+ * that does not depend on the fractions: devices, and the sizes of
+ * costmodel/sizes.h it keeps at hand. */
 typedef struct cm_setup {
     const model *m;
     const hwprofile *hw;
@@ -83,6 +85,7 @@ typedef struct cm_setup {
     double w_layer_bytes;      /* one decoder layer's weights, as stored (quantized or not) */
     double w_layer_fp16_bytes; /* the same, dequantized */
     double w_head_bytes;       /* embeddings + final norm + LM head, as stored */
+    double w_head_fp16_bytes;  /* the same, dequantized */
     /* The working sets the CPU's GEMMs read weights from (cm_gemm_time):
      * every weight a pass over the model reads (each once), and a layer's:
      * its dequantized working copy with quantized weights, else the pass's. */
@@ -121,10 +124,6 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
  * before attention (first norm, QKV projection) and after it (output
  * projection, MLP, second norm, residual adds), launches included. */
 void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post_s);
-/* K and V of `tokens` tokens of `seqs` sequences in one layer: as stored
- * (quantized with its metadata, or fp16), and dequantized (fp16). */
-double cm_kv_layer_bytes(const cm_setup *s, double seqs, double tokens);
-double cm_kv_layer_fp16_bytes(const cm_setup *s, double seqs, double tokens);
 /* `copies` transfers of `bytes` in all over a link: copies x latency + bytes / bandwidth. */
 double cm_copies_time(const hw_link *link, double bytes, double copies);
 /* Compute time lost to read_B bytes read from and write_B bytes written to
@@ -153,15 +152,6 @@ double cm_head_dequant_s(const cm_setup *s);
 
 /* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
 double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC]);
-
-/* Queries per tile of the attention kernels: scores are held for one tile of
- * queries at a time (fp32), never for the whole prompt x prompt. */
-#define CM_ATTN_QUERY_TILE 128.0
-/* Intermediate tensors of one GPU batch through one layer with new_tokens
- * tokens per sequence over a context of ctx: q, k, v and the attention
- * output, and the larger of the FFN intermediate and one query tile's
- * scores. The plan allocates exactly this per compute task. */
-double cm_batch_work_bytes(const cm_setup *s, double new_tokens, double ctx);
 
 /* Peak bytes per tier as linear forms, and the capacities. */
 void cm_peak_memory(const cm_setup *s, cm_lin peak[TIER_COUNT]);

@@ -1,17 +1,9 @@
 /* placement — see placement.h for the rule. */
 #include "costmodel/placement.h"
 
-#include <string.h>
+#include "costmodel/sizes.h"
 
-double placement_tensor_bytes(const model *m, const model_tensor *t, const quant *wq)
-{
-    double n = (double)t->rows * (double)t->cols;
-    int db = model_dtype_bytes(m->dtype);
-    if (!t->matrix || wq->bits == 0)
-        return n * db;
-    /* groups run along the input dimension, row by row */
-    return quant_bytes(wq, n, db);
-}
+#include <string.h>
 
 void placement_assign(const double *bytes, int n, const placement *target, tier *tiers,
                       placement *realized)
@@ -83,7 +75,7 @@ void placement_realize(const model *m, const policy *p, placement_realized *out)
     int n = model_layer_tensors(m, t);
     double placed[TIER_COUNT] = {0}, total = 0;
     for (int i = 0; i < n; i++)
-        bytes[i] = placement_tensor_bytes(m, &t[i], &p->weight_quant);
+        bytes[i] = size_tensor_bytes(m, &t[i], &p->weight_quant);
     for (int g = 0; g < 2; g++) {
         int k = 0;
         for (int i = 0; i < n; i++) {
@@ -104,7 +96,7 @@ void placement_realize(const model *m, const policy *p, placement_realized *out)
         out->weights.f[k] = total > 0 ? placed[k] / total : p->weights.f[k];
     n = model_head_tensors(m, t);
     for (int i = 0; i < n; i++)
-        bytes[i] = placement_tensor_bytes(m, &t[i], &p->weight_quant);
+        bytes[i] = size_tensor_bytes(m, &t[i], &p->weight_quant);
     placement_assign(bytes, n, &p->weights, out->head_tiers, &out->head);
     equal_parts(p->num_gpu_batches, &p->kv_cache, &out->kv_cache);
     equal_parts(p->num_gpu_batches, &p->activations, &out->activations);

@@ -40,7 +40,4 @@ typedef struct placement_realized {
  * quantized or not). */
 void placement_realize(const model *m, const policy *p, placement_realized *out);
 
-/* Bytes of a tensor as stored under the weight quantization. */
-double placement_tensor_bytes(const model *m, const model_tensor *t, const quant *wq);
-
 #endif

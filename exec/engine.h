@@ -15,7 +15,7 @@
  * Weights come from a Hugging Face checkpoint (exec/safetensors.h) or are
  * generated from a seed (--synthetic), deterministically for any model.
  * Compute is fp32 over weights stored as the model's dtype (fp16, bf16, fp32)
- * or group-quantized (exec/quant_layout.h); the KV cache and hidden states
+ * or group-quantized (common/quant_layout.h); the KV cache and hidden states
  * are stored in fp16 (or quantized KV), as the cost model counts them.
  */
 #ifndef LLMSIM_EXEC_ENGINE_H

@@ -1,6 +1,7 @@
 /* layout — see layout.h. */
 #include "exec/layout.h"
 
+#include "costmodel/sizes.h"
 #include "exec/cpu/kernels.h"
 #include "exec/half.h"
 #include "exec/offload.h"
@@ -23,11 +24,10 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
     s->kvd = (size_t)model_kv_dim(m);
     s->f = (size_t)m->ffn_size;
     s->vocab = (size_t)m->vocab_size;
-    const quant *kq = &p->kv_quant;
-    s->kv_row = kq->bits ? quant_row_bytes(s->kvd, kq->bits, kq->group_size) : s->kvd * 2;
+    s->kv_row = size_kv_row_bytes(m, &p->kv_quant);
     s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
     s->kv_dslot = (size_t)offload_round(s->kv_slot);
-    s->act_bytes = (size_t)s->gbs * (size_t)s->prompt * s->h * 2;
+    s->act_bytes = (size_t)size_hidden_bytes(m, (double)s->gbs * (double)s->prompt);
     s->kv_tier = pl->kv_tier;
     s->act_tier = pl->act_tier;
     for (int k = 0; k < s->ngb; k++) {

@@ -29,9 +29,6 @@
 #pragma STDC FP_CONTRACT OFF
 #endif
 
-_Static_assert(QUANT_BLOCK_META_BYTES == QUANT_META_BYTES,
-               "the layout's per-group metadata must match the cost model's");
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define QUANT_X86 1
 #include <cpuid.h>

@@ -1,7 +1,7 @@
 /*
  * quant — group-wise asymmetric min/max quantization of weights and KV cache,
  * 4 and 8 bits, on the CPU. The bytes and the arithmetic are defined in
- * exec/quant_layout.h (shared with CUDA); this module quantizes, dequantizes
+ * common/quant_layout.h (shared with CUDA); this module quantizes, dequantizes
  * and takes dot products of whole rows.
  *
  * Every function has a slow, obvious twin: quant_*_ref applies the definition
@@ -24,7 +24,7 @@
 #include <stdint.h>
 
 #include "common/diag.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 
 /* LLMSIM_EINPUT unless bits is 4 or 8, group is even and >= 2, and group divides n. */
 llmsim_status quant_check(size_t n, int bits, int group, diag *e);

@@ -9,14 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "costmodel/sizes.h"
+
 const char *const plan_res_names[PLAN_NRES] = {"gpu", "cpu", "h2d", "d2h", "disk"};
 const char *const plan_kind_names[PLAN_NKINDS] = {
     "w_disk", "w_h2d",  "w_dequant", "c_disk", "c_h2d", "a_disk",  "a_h2d",   "compute", "pre",
     "qkv_d2h", "cpu_attention", "out_h2d", "post", "c_d2h", "c_write", "a_d2h", "a_write", "head",
 };
 
-/* Bytes of an fp16 value (activations, dequantized tensors). */
-#define PLAN_HALF 2.0
 
 /* ---- growable arrays */
 
@@ -172,9 +172,9 @@ static void unit_weights_get(const model *m, const policy *p, bool head, const t
     model_tensor t[MODEL_MAX_TENSORS];
     int n = head ? model_head_tensors(m, t) : model_layer_tensors(m, t);
     for (int i = 0; i < n; i++) {
-        uw->bytes[tiers[i]] += placement_tensor_bytes(m, &t[i], &p->weight_quant);
+        uw->bytes[tiers[i]] += size_tensor_bytes(m, &t[i], &p->weight_quant);
         uw->count[tiers[i]] += 1;
-        uw->fp16_bytes += (double)t[i].rows * (double)t[i].cols * PLAN_HALF;
+        uw->fp16_bytes += size_tensor_fp16_bytes(&t[i]);
     }
 }
 
@@ -232,7 +232,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
     cm_batch_cost_get(&s, CM_PHASE_PREFILL, full, &full_b);
     for (int k = 0; k < ngb; k++) {
         buffer(&b, kv_tier[k], L * full_b.kv_new_bytes, PLAN_NONE, PLAN_NONE);
-        buffer(&b, act_tier[k], gbs * sl * (double)m->hidden_size * PLAN_HALF, PLAN_NONE, PLAN_NONE);
+        buffer(&b, act_tier[k], size_hidden_bytes(m, gbs * sl), PLAN_NONE, PLAN_NONE);
     }
     for (size_t i = 0; i < (size_t)ngb * (size_t)(L + 1); i++)
         prev[i] = (batch_tasks){PLAN_NONE, PLAN_NONE, PLAN_NONE};
@@ -367,16 +367,16 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                 }
 
                 /* -- compute */
-                double work = cm_batch_work_bytes(&s, t_new, ctx);
+                double work = size_work_bytes(m, gbs, t_new, ctx);
                 if (p->kv_quant.bits && !head)
-                    work += 2.0 * gbs * ctx * (double)model_kv_dim(m) * PLAN_HALF;
+                    work += size_kv_fp16_bytes(m, gbs, ctx);
                 uint32_t end_task;
                 if (head) {
                     end_task = add_task(&b, i, j, k, PLAN_HEAD, comp, CM_STAGE_COMPUTE, act,
                                         cm_head_batch_s(&s, phase));
                     dep(&b, end_task, weights_ready);
                     dep(&b, end_task, producer);
-                    buffer(&b, dev_tier, gbs * (double)m->vocab_size * 4.0 + act, end_task, end_task);
+                    buffer(&b, dev_tier, size_logits_bytes(m, gbs) + act, end_task, end_task);
                     last_head[k] = end_task;
                 } else if (!delegated) {
                     end_task = add_task(&b, i, j, k, PLAN_COMPUTE, comp, CM_STAGE_COMPUTE,
@@ -424,7 +424,7 @@ llmsim_status plan_build(const model *m, const hwprofile *hw, const policy *p, c
                     dep(&b, end_task, out);
                     /* GPU intermediates live from pre to post; CPU scores for the attention */
                     buffer(&b, TIER_GPU, work, pre, end_task);
-                    buffer(&b, TIER_CPU, gbs * (double)m->num_heads * ctx * 4.0, att, att);
+                    buffer(&b, TIER_CPU, size_scores_bytes(m, gbs, 1, ctx), att, att);
                     if (kt == TIER_DISK) /* the staged cache, read by the CPU attention */
                         buffer(&b, TIER_CPU, bc.kv_old_bytes, c_disk, att);
                     bt->c_store = att; /* the new k, v are appended in CPU memory */

@@ -34,13 +34,6 @@ void policy_init(policy *p)
     p->kv_block_size = 16;
 }
 
-double quant_bytes(const quant *q, double n_values, int dtype_bytes)
-{
-    if (q->bits == 0)
-        return n_values * dtype_bytes;
-    return n_values * q->bits / 8.0 + ceil(n_values / q->group_size) * QUANT_META_BYTES;
-}
-
 /* The first broken rule: a message without location and the key it concerns. */
 static bool policy_rule_broken(const policy *p, const char **key, char *msg, size_t len)
 {

@@ -25,8 +25,7 @@ typedef struct quant {
     int bits;       /* 0 (none), 4 or 8 */
     int group_size; /* values per group */
 } quant;
-/* Per-group metadata: an fp16 scale and an fp16 minimum. */
-#define QUANT_META_BYTES 4
+/* The bytes it takes: costmodel/sizes.h; its layout: common/quant_layout.h. */
 
 typedef enum preemption { PREEMPT_SWAP, PREEMPT_RECOMPUTE, PREEMPT_ADAPTIVE } preemption;
 typedef enum scheduler { SCHED_FCFS, SCHED_FAIR } scheduler;
@@ -68,8 +67,5 @@ llmsim_status policy_validate(const policy *p, const char *where, diag *e);
 
 /* Canonical YAML (loads back unchanged); also the text that is hashed. */
 void policy_save(const policy *p, strbuf *out);
-
-/* Bytes that n values occupy under q (dtype_bytes each when q.bits == 0). */
-double quant_bytes(const quant *q, double n_values, int dtype_bytes);
 
 #endif

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "common/clock.h"
+#include "costmodel/sizes.h"
 
 /* Memory rows are written in GB so that their coefficients are of the same
  * order as the time rows (seconds). */
@@ -482,21 +483,9 @@ static int cmp_candidate(const void *a, const void *b)
 static double min_model_bytes(const model *m, bool no_quant)
 {
     quant q = no_quant ? (quant){0, 0} : (quant){4, 128};
-    model_tensor t[MODEL_MAX_TENSORS];
-    double layer = 0, head = 0;
-    int n = model_layer_tensors(m, t);
-    for (int i = 0; i < n; i++) {
-        double v = (double)t[i].rows * (double)t[i].cols;
-        layer += (t[i].matrix ? quant_bytes(&q, v, model_dtype_bytes(m->dtype))
-                              : v * model_dtype_bytes(m->dtype));
-    }
-    n = model_head_tensors(m, t);
-    for (int i = 0; i < n; i++) {
-        double v = (double)t[i].rows * (double)t[i].cols;
-        head += (t[i].matrix ? quant_bytes(&q, v, model_dtype_bytes(m->dtype))
-                             : v * model_dtype_bytes(m->dtype));
-    }
-    return layer * (double)m->num_layers + head;
+    size_weights w;
+    size_weights_get(m, &q, &w);
+    return w.total;
 }
 
 llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,

@@ -17,6 +17,7 @@
 #include "common/atomicfile.h"
 #include "common/grow.h"
 #include "costmodel/primitives.h"
+#include "costmodel/sizes.h"
 #include "sim/sim.h"
 
 const char *const serve_state_names[3] = {"waiting", "running", "swapped"};
@@ -98,8 +99,8 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
     /* Workspace: one iteration's intermediates at the full token budget, the
      * logits (fp32) of a full batch, a dequantized layer, two streaming slots
      * for non-resident weights. */
-    double work = cm_batch_work_bytes(&s->cm, (double)c->token_budget, (double)c->token_budget) +
-                  (double)c->max_batch * (double)m->vocab_size * 4.0;
+    double work = size_work_bytes(m, 1, (double)c->token_budget, (double)c->token_budget) +
+                  size_logits_bytes(m, (double)c->max_batch);
     if (s->pol.weight_quant.bits)
         work += s->cm.w_layer_fp16_bytes;
     if (wp->f[s->dev_tier] < 1.0)
@@ -107,14 +108,14 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
     /* A quantized cache is attended to through a dequantized copy of one
      * layer's K and V (as the iteration prices it): per cached byte, the
      * fp16 bytes of one layer of it. */
-    const double deq = s->pol.kv_quant.bits ? cm_kv_layer_fp16_bytes(&s->cm, 1, 1) /
-                                                  (L * cm_kv_layer_bytes(&s->cm, 1, 1))
+    const double deq = s->pol.kv_quant.bits ? size_kv_fp16_bytes(s->cm.m, 1, 1) /
+                                                  (L * size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, 1))
                                             : 0.0;
 
     const double cap = cm_hw_tier_capacity(hw, s->dev_tier);
     const double room = cap - s->weights_dev_bytes - work;
     const char *devname = s->has_gpu ? "GPU" : "CPU";
-    s->block_bytes = L * cm_kv_layer_bytes(&s->cm, 1, (double)c->block_size);
+    s->block_bytes = size_kv_block_bytes(m, &s->pol.kv_quant, (double)c->block_size);
     if (c->block_size > m->max_context)
         return diag_set(e, LLMSIM_EINPUT,
                         "a KV block of %d tokens is longer than the model's context (%lld tokens)",
@@ -246,10 +247,10 @@ static double work_s(const serve_setup *s, price_cache *pc, const iter_work *w, 
                                           (double)m->head_dim);
     if (s->pol.kv_quant.bits) {
         /* dequantize the cached K and V attended to, quantize the new entries */
-        layer += cm_memory_pass_time(hw, dev, cm_kv_layer_bytes(&s->cm, 1, (double)w->cached),
-                                     cm_kv_layer_fp16_bytes(&s->cm, 1, (double)w->cached)) +
-                 cm_memory_pass_time(hw, dev, cm_kv_layer_fp16_bytes(&s->cm, 1, (double)w->tokens),
-                                     cm_kv_layer_bytes(&s->cm, 1, (double)w->tokens));
+        layer += cm_memory_pass_time(hw, dev, size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, (double)w->cached),
+                                     size_kv_fp16_bytes(s->cm.m, 1, (double)w->cached)) +
+                 cm_memory_pass_time(hw, dev, size_kv_fp16_bytes(s->cm.m, 1, (double)w->tokens),
+                                     size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, (double)w->tokens));
     }
     double lookup = pc ? pc->lookup_per_token
                        : cm_head_rows_s(&s->cm, 1, 0) - cm_head_rows_s(&s->cm, 0, 0);

@@ -18,6 +18,8 @@
  */
 #include "exec/backend.h"
 
+#include "costmodel/sizes.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 #include "exec/safetensors.h"
 
 /* ---- weights */
@@ -133,12 +135,9 @@ static llmsim_status weights_init(eng *g, diag *e)
             t->desc = d[i];
             t->home = tiers[i];
             t->quantized = d[i].matrix && g->p->weight_quant.bits;
-            t->bytes = t->quantized ? quant_row_bytes((size_t)d[i].cols, g->p->weight_quant.bits,
-                                                      g->p->weight_quant.group_size) *
-                                          (size_t)d[i].rows
-                                    : (size_t)(d[i].rows * d[i].cols) * k_wtype_bytes(g->wt);
+            t->bytes = (size_t)size_tensor_bytes(g->m, &d[i], &g->p->weight_quant);
             if (t->quantized)
-                un->fp16_bytes += (size_t)(d[i].rows * d[i].cols) * 2;
+                un->fp16_bytes += (size_t)size_tensor_fp16_bytes(&d[i]);
             if (t->home == TIER_DISK) {
                 t->disk_rel = un->disk_bytes;
                 un->disk_bytes += offload_round(t->bytes);

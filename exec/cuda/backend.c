@@ -61,12 +61,13 @@
 
 #include "common/clock.h"
 #include "common/units.h"
+#include "costmodel/sizes.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cuda/dev.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 #include "exec/safetensors.h"
 
 #define G_ALIGN 256u /* offsets within a GPU weight slot */
@@ -338,8 +339,7 @@ static llmsim_status weights_layout(geng *g, diag *e)
             t->home = tiers[i];
             t->quantized = d[i].matrix && wq->bits;
             size_t rows = (size_t)d[i].rows, cols = (size_t)d[i].cols;
-            t->bytes = t->quantized ? quant_row_bytes(cols, wq->bits, wq->group_size) * rows
-                                    : rows * cols * k_wtype_bytes((k_wtype)g->wt);
+            t->bytes = (size_t)size_tensor_bytes(g->m, &d[i], wq);
             if (t->quantized) {
                 t->deq_off = un->fp16_values;
                 un->fp16_values += rows * cols;

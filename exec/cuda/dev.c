@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 
 /* ---- the allocation table: open addressing on the pointer, tombstones
  * never needed (entries are cleared by backward-shift deletion) */

@@ -26,7 +26,7 @@
  *  - Activations are fp32 [rows][cols] row-major; weights are in Hugging
  *    Face layout W[out][in] stored as fp16, bf16 or fp32 (gdev_dtype, the
  *    values of k_wtype and model_dtype), or group-quantized rows
- *    (exec/quant_layout.h: the same bytes on the CPU and the GPU).
+ *    (common/quant_layout.h: the same bytes on the CPU and the GPU).
  *  - Thread-safety: allocation and events may be used from any thread; the
  *    operations of one stream must be issued from one thread at a time (the
  *    engine issues each resource's tasks from one thread).
@@ -38,7 +38,7 @@
  *  - Norms, softmax and attention accumulate in fp32; rotary angles are
  *    computed in double, as k_rotary does.
  *  - Quantization and dequantization are bit-exact with exec/quant.c (the
- *    functions of exec/quant_layout.h, nvcc without --use_fast_math).
+ *    functions of common/quant_layout.h, nvcc without --use_fast_math).
  */
 #ifndef LLMSIM_EXEC_CUDA_DEV_H
 #define LLMSIM_EXEC_CUDA_DEV_H

@@ -16,7 +16,7 @@
  *
  * Numerics (what the host twin, exec/cuda/dev_host.c with exec/cpu/kernels.c,
  * is matched against):
- *  - conversions use exec/half.h and quantization exec/quant_layout.h, both
+ *  - conversions use exec/half.h and quantization common/quant_layout.h, both
  *    __host__ __device__: bit-exact with the CPU (no --use_fast_math: IEEE
  *    division, denormals kept);
  *  - where the CPU evaluates a*b+c as two roundings (C11, no contraction),
@@ -52,12 +52,12 @@
  * Indices are size_t and loops grid-stride, so element counts above 2^31 are
  * safe; grids are capped (GRID_MAX blocks, 65535 in y).
  */
-/* exec/half.h and exec/quant_layout.h first (static inline __host__
+/* exec/half.h and common/quant_layout.h first (static inline __host__
  * __device__ functions: no linkage to declare): they name locals `half`,
  * which -Wshadow reports once cuda_fp16.h's global typedef `half` is declared
  * (cublas_v2.h includes it too). nvcc's implicit cuda_runtime.h does not. */
 #include "exec/half.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 
 #include <cublas_v2.h>
 #include <cuda_fp16.h>
@@ -424,7 +424,7 @@ __global__ void gk_rotary(float *x, size_t ntok, size_t t, long long start, size
     }
 }
 
-// ---- quantization (exec/quant_layout.h, as quant_quantize_row_ref / dequantize)
+// ---- quantization (common/quant_layout.h, as quant_quantize_row_ref / dequantize)
 
 /* Quantize one group of g values into its block (header and codes).
  * (__host__ too: tests can hold it against quant_quantize_row_ref.) */

@@ -34,7 +34,7 @@
 #include "exec/half.h"
 #include "exec/offload.h"
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 
 _Static_assert((int)GDEV_F16 == (int)K_WTYPE_F16 && (int)GDEV_BF16 == (int)K_WTYPE_BF16 &&
                    (int)GDEV_F32 == (int)K_WTYPE_F32,

@@ -56,7 +56,7 @@
 #include "exec/cuda/dev.h"
 #include "exec/half.h"
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 #include "tap.h"
 
 /* linear against the double product of the rounded x and W:

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "costmodel/placement.h"
+#include "costmodel/sizes.h"
 #include "tap.h"
 
 /* Realized fractions are ratios of byte sums: equal up to rounding. */
@@ -224,7 +225,7 @@ static void test_opt_layer(void)
     placement_realize(&m, &p, &pr);
     double total = 0;
     for (int i = 0; i < n; i++) {
-        total += placement_tensor_bytes(&m, &t[i], &p.weight_quant);
+        total += size_tensor_bytes(&m, &t[i], &p.weight_quant);
         bool want_gpu = strcmp(t[i].name, "self_attn.q_proj.weight") == 0;
         CHECK((pr.layer_tiers[i] == TIER_GPU) == want_gpu, "20/80: %s on %s", t[i].name,
               tier_names[pr.layer_tiers[i]]);
@@ -239,7 +240,7 @@ static void test_opt_layer(void)
     placement_realize(&m, &p, &pr);
     double mat_cpu = 0, mat_disk = 0;
     for (int i = 0; i < n; i++) {
-        double b = placement_tensor_bytes(&m, &t[i], &p.weight_quant);
+        double b = size_tensor_bytes(&m, &t[i], &p.weight_quant);
         CHECK(pr.layer_tiers[i] != TIER_GPU, "0/50/50: %s on the gpu", t[i].name);
         if (t[i].matrix)
             *(pr.layer_tiers[i] == TIER_CPU ? &mat_cpu : &mat_disk) += b;
@@ -282,8 +283,8 @@ static void test_quantized_sizes(void)
     for (int i = 0; i < n; i++) {
         double v = (double)t[i].rows * (double)t[i].cols;
         double want = t[i].matrix ? v * 0.5 + ceil(v / 64) * 4 : v * 2;
-        CHECK(placement_tensor_bytes(&m, &t[i], &q) == want, "%s quantized bytes", t[i].name);
-        CHECK(placement_tensor_bytes(&m, &t[i], &none) == v * 2, "%s fp16 bytes", t[i].name);
+        CHECK(size_tensor_bytes(&m, &t[i], &q) == want, "%s quantized bytes", t[i].name);
+        CHECK(size_tensor_bytes(&m, &t[i], &none) == v * 2, "%s fp16 bytes", t[i].name);
     }
 }
 

@@ -1,5 +1,5 @@
 /*
- * test_quant — group-wise min/max quantization (exec/quant.h, exec/quant_layout.h).
+ * test_quant — group-wise min/max quantization (exec/quant.h, common/quant_layout.h).
  *
  *  - the fp16 helpers: every fp16 value round-trips, ties go to even, the
  *    overflow and underflow thresholds, and (where the CPU has F16C) agreement
@@ -27,7 +27,8 @@
 #include <string.h>
 
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
+#include "costmodel/sizes.h"
 #include "policies/policy.h"
 #include "tap.h"
 
@@ -40,7 +41,7 @@
 
 /* the layout header's macro works here too */
 LLMSIM_STATIC_ASSERT(sizeof(quant_block_q4_g64) == 36, "q4 g64 block is 36 bytes");
-LLMSIM_STATIC_ASSERT(QUANT_BLOCK_META_BYTES == QUANT_META_BYTES, "layout matches the cost model");
+LLMSIM_STATIC_ASSERT(QUANT_BLOCK_META_BYTES == 4, "a block starts with an fp16 scale and an fp16 min");
 
 #define N_SEEDS 4
 
@@ -224,7 +225,7 @@ static void test_sizes(void)
                 /* a [rows][n] tensor is rows rows, and the cost model sees rows*n values */
                 size_t rows = 3 + mi;
                 bad += (double)(rows * quant_row_bytes(n, bits, g)) != quant_bytes(&q, (double)(rows * n), 2);
-                bad += quant_block_bytes(bits, g) != QUANT_META_BYTES + (size_t)g * bits / 8;
+                bad += quant_block_bytes(bits, g) != 4 + (size_t)g * bits / 8;
                 checked++;
             }
     CHECK(bad == 0, "%zu of %zu sizes differ from quant_bytes", bad, checked);

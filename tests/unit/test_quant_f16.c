@@ -29,7 +29,7 @@
 #include "exec/cpu/pool.h"
 #include "exec/half.h"
 #include "exec/quant.h"
-#include "exec/quant_layout.h"
+#include "common/quant_layout.h"
 #include "tap.h"
 
 static uint64_t rng_s;
