@@ -1,10 +1,13 @@
 /* datadir — see datadir.h. */
 #include "common/datadir.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "common/strbuf.h"
 
 #ifndef LLMSIM_SOURCE_DIR
 #define LLMSIM_SOURCE_DIR "."
@@ -40,4 +43,27 @@ bool datadir_find(const char *subdir, const char *name, const char *ext, char *o
 bool datadir_is_path(const char *s)
 {
     return strchr(s, '/') != NULL || is_file(s);
+}
+
+const char *datadir_resolve(const char *subdir, const char *spec, const char *ext, char *out,
+                            size_t len)
+{
+    if (datadir_is_path(spec))
+        return spec;
+    return datadir_find(subdir, spec, ext, out, len) ? out : NULL;
+}
+
+llmsim_status datadir_unknown(diag *e, const char *const *shipped, const char *fmt, ...)
+{
+    char lead[sizeof e->msg]; /* the message's own size: cut where it would be cut */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(lead, sizeof lead, fmt, ap);
+    va_end(ap);
+    strbuf names = {0};
+    for (int i = 0; shipped[i]; i++)
+        strbuf_printf(&names, "%s%s", i ? ", " : "", shipped[i]);
+    diag_set(e, LLMSIM_EINPUT, "%s: %s", lead, strbuf_str(&names));
+    strbuf_free(&names);
+    return LLMSIM_EINPUT;
 }

@@ -142,14 +142,32 @@ const char *yd_scalar(const yaml_node_t *n)
     return (n && n->type == YAML_SCALAR_NODE) ? (const char *)n->data.scalar.value : NULL;
 }
 
-llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, ...)
+static llmsim_status verror(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, va_list ap)
+    LLMSIM_PRINTF(4, 0);
+static llmsim_status verror(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, va_list ap)
 {
     char msg[768];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    return diag_at(e, LLMSIM_EINPUT, d->path, yd_line(n), yd_col(n), "%s", msg);
+}
+
+llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    llmsim_status st = verror(d, n, e, fmt, ap);
     va_end(ap);
-    return diag_at(e, LLMSIM_EINPUT, d->path, yd_line(n), yd_col(n), "%s", msg);
+    return st;
+}
+
+llmsim_status yd_key_error(yd_map *m, const char *key, diag *e, const char *fmt, ...)
+{
+    yaml_node_t *n = yd_map_get(m, key);
+    va_list ap;
+    va_start(ap, fmt);
+    llmsim_status st = verror(m->doc, n ? n : m->node, e, fmt, ap);
+    va_end(ap);
+    return st;
 }
 
 static const char *node_kind(const yaml_node_t *n)
@@ -232,6 +250,14 @@ llmsim_status yd_map_close(yd_map *m, diag *e)
             }
         }
     }
+    yd_map_discard(m);
+    return st;
+}
+
+llmsim_status yd_map_end(yd_map *m, llmsim_status st, diag *e)
+{
+    if (!st)
+        return yd_map_close(m, e);
     yd_map_discard(m);
     return st;
 }
@@ -373,11 +399,20 @@ llmsim_status yd_field_node(yd_map *m, const char *key, yd_need need, yaml_node_
     return LLMSIM_OK;
 }
 
-llmsim_status yd_field_str(yd_map *m, const char *key, yd_need need, char *buf, size_t len, diag *e)
+/* The value node of a typed field; NULL when there is nothing to convert:
+ * an error (in *st), or an optional key that is absent (*st OK). */
+static yaml_node_t *field_value(yd_map *m, const char *key, yd_need need, llmsim_status *st, diag *e)
 {
     yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
+    *st = yd_field_node(m, key, need, &n, e);
+    return *st ? NULL : n;
+}
+
+llmsim_status yd_field_str(yd_map *m, const char *key, yd_need need, char *buf, size_t len, diag *e)
+{
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    if (!n)
         return st;
     if ((st = need_plain_scalar(m->doc, n, key, "a text value", e)))
         return st;
@@ -392,28 +427,24 @@ llmsim_status yd_field_str(yd_map *m, const char *key, yd_need need, char *buf, 
 llmsim_status yd_field_int(yd_map *m, const char *key, yd_need need, long long min, long long max,
                            long long *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
-        return st;
-    return yd_node_int(m->doc, n, key, min, max, out, e);
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    return n ? yd_node_int(m->doc, n, key, min, max, out, e) : st;
 }
 
 llmsim_status yd_field_double(yd_map *m, const char *key, yd_need need, double min, double max,
                               double *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
-        return st;
-    return yd_node_double(m->doc, n, key, min, max, out, e);
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    return n ? yd_node_double(m->doc, n, key, min, max, out, e) : st;
 }
 
 llmsim_status yd_field_bool(yd_map *m, const char *key, yd_need need, bool *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    if (!n)
         return st;
     if ((st = need_plain_scalar(m->doc, n, key, "true or false", e)))
         return st;
@@ -430,19 +461,17 @@ llmsim_status yd_field_bool(yd_map *m, const char *key, yd_need need, bool *out,
 llmsim_status yd_field_qty(yd_map *m, const char *key, yd_need need, units_kind kind, int range,
                            double *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
-        return st;
-    return yd_node_qty(m->doc, n, key, kind, range, out, e);
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    return n ? yd_node_qty(m->doc, n, key, kind, range, out, e) : st;
 }
 
 llmsim_status yd_field_qty_in(yd_map *m, const char *key, yd_need need, units_kind kind, double lo,
                               double hi, double *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    if (!n)
         return st;
     double v;
     if ((st = yd_node_qty(m->doc, n, key, kind, YD_NONNEG, &v, e)))
@@ -461,9 +490,9 @@ llmsim_status yd_field_qty_in(yd_map *m, const char *key, yd_need need, units_ki
 llmsim_status yd_field_enum(yd_map *m, const char *key, yd_need need, const char *const *names,
                             int n_names, int *out, diag *e)
 {
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    if (!n)
         return st;
     if ((st = need_plain_scalar(m->doc, n, key, "one of the listed words", e)))
         return st;
@@ -484,19 +513,17 @@ llmsim_status yd_field_enum(yd_map *m, const char *key, yd_need need, const char
 llmsim_status yd_field_map(yd_map *m, const char *key, yd_need need, yd_map *sub, diag *e)
 {
     memset(sub, 0, sizeof *sub);
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
-        return st;
-    return yd_map_open(sub, m->doc, n, key, e);
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    return n ? yd_map_open(sub, m->doc, n, key, e) : st;
 }
 
 llmsim_status yd_field_seq(yd_map *m, const char *key, yd_need need, yaml_node_t **seq, diag *e)
 {
     *seq = NULL;
-    yaml_node_t *n = NULL;
-    llmsim_status st = yd_field_node(m, key, need, &n, e);
-    if (st || !n)
+    llmsim_status st;
+    yaml_node_t *n = field_value(m, key, need, &st, e);
+    if (!n)
         return st;
     if (n->type != YAML_SEQUENCE_NODE)
         return yd_error(m->doc, n, e, "'%s' must be a list, not %s", key, node_kind(n));
@@ -562,5 +589,18 @@ llmsim_status yd_open_text(yd_doc *doc, yd_map *root, const char *name, const ch
         yd_map_discard(root);
     }
     yd_free(doc);
+    return st;
+}
+
+llmsim_status yd_read(const char *name, const char *text, const char *what, const char *kind,
+                      int version, yd_read_fn read, void *out, diag *e)
+{
+    yd_doc doc;
+    yd_map root;
+    llmsim_status st = yd_open_text(&doc, &root, name, text, what, kind, version, e);
+    if (st)
+        return st;
+    st = yd_map_end(&root, read(&root, out, e), e);
+    yd_free(&doc);
     return st;
 }

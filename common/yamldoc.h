@@ -71,6 +71,9 @@ yaml_node_t *yd_map_get(yd_map *m, const char *key);
 llmsim_status yd_map_close(yd_map *m, diag *e);
 /* Free without checking (on an error path). */
 void yd_map_discard(yd_map *m);
+/* Finish reading m: after an error st, discard it and return st; otherwise
+ * yd_map_close. Always frees. */
+llmsim_status yd_map_end(yd_map *m, llmsim_status st, diag *e);
 
 /* Typed fields. When the key is absent: YD_REQUIRED is an error naming the
  * mapping's position; YD_OPTIONAL leaves *out unchanged and sets *present
@@ -114,6 +117,10 @@ llmsim_status yd_node_qty(yd_doc *d, yaml_node_t *n, const char *what, units_kin
 /* An error at node n (status LLMSIM_EINPUT). */
 llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, ...)
     LLMSIM_PRINTF(4, 5);
+/* An error at the value of `key` in m (marking it used), or at m itself
+ * when the key is absent. */
+llmsim_status yd_key_error(yd_map *m, const char *key, diag *e, const char *fmt, ...)
+    LLMSIM_PRINTF(4, 5);
 
 #endif
 
@@ -132,4 +139,12 @@ llmsim_status yd_open_file(yd_doc *doc, yd_map *root, const char *path, const ch
  * messages call it. */
 llmsim_status yd_open_text(yd_doc *doc, yd_map *root, const char *name, const char *text,
                            const char *what, const char *kind, int version, diag *e);
+
+/* A loader's reading of the root mapping into `out`: its fields and checks
+ * (root->doc names the file in messages). */
+typedef llmsim_status (*yd_read_fn)(yd_map *root, void *out, diag *e);
+/* The whole load of an llmsim input: yd_open_text, read(&root, out, e), the
+ * check for unknown keys (skipped after an error) and yd_free. */
+llmsim_status yd_read(const char *name, const char *text, const char *what, const char *kind,
+                      int version, yd_read_fn read, void *out, diag *e);
 #endif

@@ -23,27 +23,46 @@ const char *const hwprofile_shipped_names[] = {
 
 /* ---- loading */
 
+/* Reads item i of a point list (the mapping pm, at node item) into table. */
+typedef llmsim_status (*point_read_fn)(yd_map *pm, yaml_node_t *item, size_t i, void *table,
+                                       diag *e);
+
+/* Each of the n items of seq as a mapping (`what` in messages), read by fn. */
+static llmsim_status read_points(yd_doc *d, yaml_node_t *seq, size_t n, const char *what,
+                                 point_read_fn fn, void *table, diag *e)
+{
+    for (size_t i = 0; i < n; i++) {
+        yd_map pm;
+        yaml_node_t *item = yd_seq_at(d, seq, i);
+        llmsim_status st = yd_map_open(&pm, d, item, what, e);
+        if (st)
+            return st;
+        if ((st = yd_map_end(&pm, fn(&pm, item, i, table, e), e)))
+            return st;
+    }
+    return LLMSIM_OK;
+}
+
+static llmsim_status read_link_point(yd_map *pm, yaml_node_t *item, size_t i, void *table, diag *e)
+{
+    (void)item;
+    hw_point *p = &((hw_link *)table)->points[i];
+    p->spread = 0;
+    llmsim_status st;
+    if ((st = yd_field_qty(pm, "size", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->bytes, e)) ||
+        (st = yd_field_qty(pm, "time", YD_REQUIRED, UNITS_TIME, YD_POSITIVE, &p->time_s, e)))
+        return st;
+    return yd_field_double(pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e);
+}
+
 static llmsim_status load_points(yd_doc *d, yaml_node_t *seq, hw_link *l, diag *e)
 {
     size_t n = yd_seq_len(seq);
     if (n > HW_MAX_POINTS)
         return yd_error(d, seq, e, "at most %d points per link", HW_MAX_POINTS);
-    for (size_t i = 0; i < n; i++) {
-        yd_map pm;
-        llmsim_status st = yd_map_open(&pm, d, yd_seq_at(d, seq, i), "a link point", e);
-        if (st)
-            return st;
-        hw_point *p = &l->points[i];
-        p->spread = 0;
-        if ((st = yd_field_qty(&pm, "size", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->bytes, e)) ||
-            (st = yd_field_qty(&pm, "time", YD_REQUIRED, UNITS_TIME, YD_POSITIVE, &p->time_s, e)) ||
-            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
-            yd_map_discard(&pm);
-            return st;
-        }
-        if ((st = yd_map_close(&pm, e)))
-            return st;
-    }
+    llmsim_status st = read_points(d, seq, n, "a link point", read_link_point, l, e);
+    if (st)
+        return st;
     l->npoints = (int)n;
     return LLMSIM_OK;
 }
@@ -56,16 +75,13 @@ static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw
         return st;
     l->present = true;
     yaml_node_t *seq;
-    if ((st = yd_field_qty_in(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
-                              HW_MAX_BANDWIDTH, &l->bandwidth_Bps, e)) ||
-        (st = yd_field_qty_in(&m, "latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
-                              &l->latency_s, e)) ||
-        (st = yd_field_seq(&m, "points", YD_OPTIONAL, &seq, e)) ||
-        (seq && (st = load_points(m.doc, seq, l, e)))) {
-        yd_map_discard(&m);
-        return st;
-    }
-    return yd_map_close(&m, e);
+    if (!(st = yd_field_qty_in(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                               HW_MAX_BANDWIDTH, &l->bandwidth_Bps, e)) &&
+        !(st = yd_field_qty_in(&m, "latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                               &l->latency_s, e)) &&
+        !(st = yd_field_seq(&m, "points", YD_OPTIONAL, &seq, e)) && seq)
+        st = load_points(m.doc, seq, l, e);
+    return yd_map_end(&m, st, e);
 }
 
 /* The sequence of points under `key` (NULL when absent and optional): at
@@ -84,85 +100,68 @@ static llmsim_status point_seq(yd_map *parent, const char *key, yd_need need, ya
     return LLMSIM_OK;
 }
 
-/* A GEMM table under `key`; with YD_OPTIONAL an absent key leaves t->npoints 0
- * (a present key still needs at least one point). */
-static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw_gemm_table *t,
-                               diag *e)
+static llmsim_status read_gemm_point(yd_map *pm, yaml_node_t *item, size_t i, void *table, diag *e)
 {
-    yaml_node_t *seq = NULL;
-    size_t n = 0;
-    t->npoints = 0;
-    llmsim_status st = point_seq(parent, key, need, &seq, &n, e);
-    if (st || !seq)
+    hw_gemm_point *p = &((hw_gemm_table *)table)->points[i];
+    long long m = 0, nn = 0, k = 0;
+    p->spread = 0;
+    llmsim_status st;
+    if ((st = yd_field_int(pm, "m", YD_REQUIRED, 1, 1LL << 40, &m, e)) ||
+        (st = yd_field_int(pm, "n", YD_OPTIONAL, 1, 1LL << 40, &nn, e)) ||
+        (st = yd_field_int(pm, "k", YD_OPTIONAL, 1, 1LL << 40, &k, e)) ||
+        (st = yd_field_qty_in(pm, "throughput", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
+                              HW_MAX_FLOPS, &p->flops, e)) ||
+        (st = yd_field_double(pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e)))
         return st;
-    yd_doc *d = parent->doc;
-    for (size_t i = 0; i < n; i++) {
-        yd_map pm;
-        yaml_node_t *item = yd_seq_at(d, seq, i);
-        if ((st = yd_map_open(&pm, d, item, "a GEMM point", e)))
-            return st;
-        hw_gemm_point *p = &t->points[i];
-        long long m = 0, nn = 0, k = 0;
-        p->spread = 0;
-        if ((st = yd_field_int(&pm, "m", YD_REQUIRED, 1, 1LL << 40, &m, e)) ||
-            (st = yd_field_int(&pm, "n", YD_OPTIONAL, 1, 1LL << 40, &nn, e)) ||
-            (st = yd_field_int(&pm, "k", YD_OPTIONAL, 1, 1LL << 40, &k, e)) ||
-            (st = yd_field_qty_in(&pm, "throughput", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
-                                  HW_MAX_FLOPS, &p->flops, e)) ||
-            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
-            yd_map_discard(&pm);
-            return st;
-        }
-        if ((nn == 0) != (k == 0)) {
-            yd_map_discard(&pm);
-            return yd_error(d, item, e, "give both n and k for a GEMM point, or neither");
-        }
-        p->m = (double)m;
-        p->n = (double)nn;
-        p->k = (double)k;
-        if ((st = yd_map_close(&pm, e)))
-            return st;
-    }
-    t->npoints = (int)n;
+    if ((nn == 0) != (k == 0))
+        return yd_error(pm->doc, item, e, "give both n and k for a GEMM point, or neither");
+    p->m = (double)m;
+    p->n = (double)nn;
+    p->k = (double)k;
     return LLMSIM_OK;
 }
 
-/* cpu.read_bandwidth: points of strictly increasing working set. */
-static llmsim_status load_read(yd_map *parent, hw_read_table *t, diag *e)
+/* A point of cpu.read_bandwidth; working sets strictly increase. */
+static llmsim_status read_read_point(yd_map *pm, yaml_node_t *item, size_t i, void *table, diag *e)
+{
+    hw_read_table *t = table;
+    hw_read_point *p = &t->points[i];
+    p->spread = 0;
+    llmsim_status st;
+    if ((st = yd_field_qty(pm, "working_set", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &p->ws_bytes,
+                           e)) ||
+        (st = yd_field_qty_in(pm, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                              HW_MAX_BANDWIDTH, &p->Bps, e)) ||
+        (st = yd_field_double(pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e)))
+        return st;
+    if (i > 0 && p->ws_bytes <= t->points[i - 1].ws_bytes)
+        return yd_error(pm->doc, item, e,
+                        "read_bandwidth points must be in increasing working_set; "
+                        "this one is not larger than the one before");
+    return LLMSIM_OK;
+}
+
+/* A table of points under `key` read by fn into table; with YD_OPTIONAL an
+ * absent key leaves *npoints 0 (a present key still needs a point). */
+static llmsim_status load_table(yd_map *parent, const char *key, yd_need need, const char *what,
+                                point_read_fn fn, void *table, int *npoints, diag *e)
 {
     yaml_node_t *seq = NULL;
     size_t n = 0;
-    t->npoints = 0;
-    llmsim_status st = point_seq(parent, "read_bandwidth", YD_OPTIONAL, &seq, &n, e);
+    *npoints = 0;
+    llmsim_status st = point_seq(parent, key, need, &seq, &n, e);
     if (st || !seq)
         return st;
-    yd_doc *d = parent->doc;
-    for (size_t i = 0; i < n; i++) {
-        yd_map pm;
-        yaml_node_t *item = yd_seq_at(d, seq, i);
-        if ((st = yd_map_open(&pm, d, item, "a read_bandwidth point", e)))
-            return st;
-        hw_read_point *p = &t->points[i];
-        p->spread = 0;
-        if ((st = yd_field_qty(&pm, "working_set", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
-                               &p->ws_bytes, e)) ||
-            (st = yd_field_qty_in(&pm, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
-                                  HW_MAX_BANDWIDTH, &p->Bps, e)) ||
-            (st = yd_field_double(&pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e))) {
-            yd_map_discard(&pm);
-            return st;
-        }
-        if (i > 0 && p->ws_bytes <= t->points[i - 1].ws_bytes) {
-            yd_map_discard(&pm);
-            return yd_error(d, item, e,
-                            "read_bandwidth points must be in increasing working_set; "
-                            "this one is not larger than the one before");
-        }
-        if ((st = yd_map_close(&pm, e)))
-            return st;
-    }
-    t->npoints = (int)n;
+    if ((st = read_points(parent->doc, seq, n, what, fn, table, e)))
+        return st;
+    *npoints = (int)n;
     return LLMSIM_OK;
+}
+
+static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw_gemm_table *t,
+                               diag *e)
+{
+    return load_table(parent, key, need, "a GEMM point", read_gemm_point, t, &t->npoints, e);
 }
 
 static llmsim_status load_provenance(yd_map *root, hw_provenance *p, diag *e)
@@ -172,19 +171,30 @@ static llmsim_status load_provenance(yd_map *root, hw_provenance *p, diag *e)
     if (st)
         return st;
     int src = 0;
-    if ((st = yd_field_enum(&m, "source", YD_REQUIRED, hw_source_names, 3, &src, e)) ||
-        (st = yd_field_str(&m, "description", YD_REQUIRED, p->description, sizeof p->description,
-                           e)) ||
-        (st = yd_field_str(&m, "host", YD_OPTIONAL, p->host, sizeof p->host, e)) ||
-        (st = yd_field_str(&m, "date", YD_OPTIONAL, p->date, sizeof p->date, e)) ||
-        (st = yd_field_str(&m, "tool", YD_OPTIONAL, p->tool, sizeof p->tool, e)) ||
-        (st = yd_field_str(&m, "command", YD_OPTIONAL, p->command, sizeof p->command, e)) ||
-        (st = yd_field_str(&m, "notes", YD_OPTIONAL, p->notes, sizeof p->notes, e))) {
-        yd_map_discard(&m);
+    if (!(st = yd_field_enum(&m, "source", YD_REQUIRED, hw_source_names, 3, &src, e)) &&
+        !(st = yd_field_str(&m, "description", YD_REQUIRED, p->description,
+                            sizeof p->description, e)) &&
+        !(st = yd_field_str(&m, "host", YD_OPTIONAL, p->host, sizeof p->host, e)) &&
+        !(st = yd_field_str(&m, "date", YD_OPTIONAL, p->date, sizeof p->date, e)) &&
+        !(st = yd_field_str(&m, "tool", YD_OPTIONAL, p->tool, sizeof p->tool, e)) &&
+        !(st = yd_field_str(&m, "command", YD_OPTIONAL, p->command, sizeof p->command, e)) &&
+        !(st = yd_field_str(&m, "notes", YD_OPTIONAL, p->notes, sizeof p->notes, e)))
+        p->source = (hw_source)src;
+    return yd_map_end(&m, st, e);
+}
+
+/* gpu.attention: the throughput of prefill and the bandwidth of decode. */
+static llmsim_status load_gpu_attention(yd_map *gpu, hw_gpu *g, diag *e)
+{
+    yd_map att;
+    llmsim_status st = yd_field_map(gpu, "attention", YD_REQUIRED, &att, e);
+    if (st)
         return st;
-    }
-    p->source = (hw_source)src;
-    return yd_map_close(&m, e);
+    if (!(st = yd_field_qty_in(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
+                               HW_MAX_FLOPS, &g->attn_prefill_flops, e)))
+        st = yd_field_qty_in(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                             HW_MAX_BANDWIDTH, &g->attn_decode_Bps, e);
+    return yd_map_end(&att, st, e);
 }
 
 static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
@@ -195,30 +205,17 @@ static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
         return st;
     hw_gpu *g = &hw->gpu;
     g->present = true;
-    yd_map att;
-    memset(&att, 0, sizeof att);
-    if ((st = yd_field_str(&m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) ||
-        (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes, e)) ||
-        (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
-                              HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &g->memory_bandwidth_Bps, e)) ||
-        (st = load_gemm(&m, "gemm", YD_REQUIRED, &g->gemm, e)) ||
-        (st = load_gemm(&m, "gemm_bf16", YD_OPTIONAL, &g->gemm_bf16, e)) ||
-        (st = yd_field_qty_in(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
-                              &g->launch_latency_s, e)) ||
-        (st = yd_field_map(&m, "attention", YD_REQUIRED, &att, e)) ||
-        (st = yd_field_qty_in(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS, HW_MAX_FLOPS,
-                              &g->attn_prefill_flops, e)) ||
-        (st = yd_field_qty_in(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
-                              HW_MAX_BANDWIDTH, &g->attn_decode_Bps, e))) {
-        yd_map_discard(&att);
-        yd_map_discard(&m);
-        return st;
-    }
-    if ((st = yd_map_close(&att, e))) {
-        yd_map_discard(&m);
-        return st;
-    }
-    return yd_map_close(&m, e);
+    if (!(st = yd_field_str(&m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) &&
+        !(st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes,
+                            e)) &&
+        !(st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &g->memory_bandwidth_Bps, e)) &&
+        !(st = load_gemm(&m, "gemm", YD_REQUIRED, &g->gemm, e)) &&
+        !(st = load_gemm(&m, "gemm_bf16", YD_OPTIONAL, &g->gemm_bf16, e)) &&
+        !(st = yd_field_qty_in(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                               &g->launch_latency_s, e)))
+        st = load_gpu_attention(&m, g, e);
+    return yd_map_end(&m, st, e);
 }
 
 static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
@@ -229,22 +226,21 @@ static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
         return st;
     hw_cpu *c = &hw->cpu;
     long long cores = 0;
-    if ((st = yd_field_str(&m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) ||
-        (st = yd_field_int(&m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) ||
-        (st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes, e)) ||
-        (st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
-                              HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) ||
-        (st = load_read(&m, &c->read, e)) ||
-        (st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) ||
-        (st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
-                              HW_MAX_BANDWIDTH, &c->attn_Bps, e)) ||
-        (st = yd_field_qty_in(&m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
-                              &c->task_overhead_s, e))) {
-        yd_map_discard(&m);
-        return st;
-    }
-    c->cores = (int)cores;
-    return yd_map_close(&m, e);
+    if (!(st = yd_field_str(&m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) &&
+        !(st = yd_field_int(&m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) &&
+        !(st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes,
+                            e)) &&
+        !(st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+                               HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) &&
+        !(st = load_table(&m, "read_bandwidth", YD_OPTIONAL, "a read_bandwidth point",
+                          read_read_point, &c->read, &c->read.npoints, e)) &&
+        !(st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) &&
+        !(st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                               HW_MAX_BANDWIDTH, &c->attn_Bps, e)) &&
+        !(st = yd_field_qty_in(&m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+                               &c->task_overhead_s, e)))
+        c->cores = (int)cores;
+    return yd_map_end(&m, st, e);
 }
 
 static llmsim_status load_disk(yd_map *root, hwprofile *hw, diag *e)
@@ -254,18 +250,25 @@ static llmsim_status load_disk(yd_map *root, hwprofile *hw, diag *e)
     if (st || !m.node)
         return st;
     hw->disk.present = true;
-    if ((st = yd_field_qty(&m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
-                           &hw->disk.capacity_bytes, e)) ||
-        (st = load_link(&m, "read", YD_REQUIRED, &hw->disk.read, e)) ||
-        (st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e)) ||
-        (st = yd_field_qty_in(&m, "read_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
-                              HW_MAX_LATENCY, &hw->disk.read_loss_s_per_GB, e)) ||
-        (st = yd_field_qty_in(&m, "write_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
-                              HW_MAX_LATENCY, &hw->disk.write_loss_s_per_GB, e))) {
-        yd_map_discard(&m);
-        return st;
+    if (!(st = yd_field_qty(&m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
+                            &hw->disk.capacity_bytes, e)) &&
+        !(st = load_link(&m, "read", YD_REQUIRED, &hw->disk.read, e)) &&
+        !(st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e)) &&
+        !(st = yd_field_qty_in(&m, "read_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                               HW_MAX_LATENCY, &hw->disk.read_loss_s_per_GB, e)))
+        st = yd_field_qty_in(&m, "write_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                             HW_MAX_LATENCY, &hw->disk.write_loss_s_per_GB, e);
+    return yd_map_end(&m, st, e);
+}
+
+/* The pageable link `to` takes the figures of the pinned `from` when not
+ * given (and stays not present: it is not saved back). */
+static void default_pageable(hw_link *to, const hw_link *from)
+{
+    if (!to->present) {
+        *to = *from;
+        to->present = false;
     }
-    return yd_map_close(&m, e);
 }
 
 static llmsim_status load_links(yd_map *root, hwprofile *hw, diag *e)
@@ -274,66 +277,47 @@ static llmsim_status load_links(yd_map *root, hwprofile *hw, diag *e)
     llmsim_status st = yd_field_map(root, "links", hw->gpu.present ? YD_REQUIRED : YD_OPTIONAL, &m, e);
     if (st || !m.node)
         return st;
-    if (!hw->gpu.present) {
-        st = yd_error(m.doc, m.node, e, "'links' describes host<->GPU copies, but the profile has "
-                      "no 'gpu' section; remove 'links' or add 'gpu'");
-        yd_map_discard(&m);
-        return st;
-    }
-    for (int i = 0; i < HW_NLINKS; i++) {
+    if (!hw->gpu.present)
+        return yd_map_end(&m, yd_error(m.doc, m.node, e, "'links' describes host<->GPU copies, but "
+                                       "the profile has no 'gpu' section; remove 'links' or add 'gpu'"),
+                          e);
+    for (int i = 0; i < HW_NLINKS && !st; i++) {
         /* pinned links are required; pageable ones default to the pinned figures */
         yd_need need = (i == HW_LINK_H2D_PINNED || i == HW_LINK_D2H_PINNED) ? YD_REQUIRED : YD_OPTIONAL;
-        if ((st = load_link(&m, hw_link_names[i], need, &hw->links[i], e))) {
-            yd_map_discard(&m);
-            return st;
-        }
+        st = load_link(&m, hw_link_names[i], need, &hw->links[i], e);
     }
-    if (!hw->links[HW_LINK_H2D_PAGEABLE].present) {
-        hw->links[HW_LINK_H2D_PAGEABLE] = hw->links[HW_LINK_H2D_PINNED];
-        hw->links[HW_LINK_H2D_PAGEABLE].present = false; /* not saved back */
+    if (!st) {
+        default_pageable(&hw->links[HW_LINK_H2D_PAGEABLE], &hw->links[HW_LINK_H2D_PINNED]);
+        default_pageable(&hw->links[HW_LINK_D2H_PAGEABLE], &hw->links[HW_LINK_D2H_PINNED]);
     }
-    if (!hw->links[HW_LINK_D2H_PAGEABLE].present) {
-        hw->links[HW_LINK_D2H_PAGEABLE] = hw->links[HW_LINK_D2H_PINNED];
-        hw->links[HW_LINK_D2H_PAGEABLE].present = false;
-    }
-    return yd_map_close(&m, e);
+    return yd_map_end(&m, st, e);
+}
+
+static llmsim_status hwprofile_read(yd_map *root, void *out, diag *e)
+{
+    hwprofile *hw = out;
+    llmsim_status st;
+    if ((st = yd_field_str(root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
+        (st = load_provenance(root, &hw->prov, e)) || (st = load_gpu(root, hw, e)) ||
+        (st = load_cpu(root, hw, e)) || (st = load_disk(root, hw, e)))
+        return st;
+    return load_links(root, hw, e);
 }
 
 static llmsim_status hwprofile_load_yaml_doc(const char *path, const char *text, hwprofile *hw, diag *e)
 {
     memset(hw, 0, sizeof *hw);
-    yd_doc doc;
-    yd_map root;
-    llmsim_status st = yd_open_text(&doc, &root, path, text, "the hardware profile", "hwprofile", 1, e);
-    if (st)
-        return st;
-    if ((st = yd_field_str(&root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
-        (st = load_provenance(&root, &hw->prov, e)) || (st = load_gpu(&root, hw, e)) ||
-        (st = load_cpu(&root, hw, e)) || (st = load_disk(&root, hw, e)) ||
-        (st = load_links(&root, hw, e))) {
-        yd_map_discard(&root);
-        yd_free(&doc);
-        return st;
-    }
-    st = yd_map_close(&root, e);
-    yd_free(&doc);
-    return st;
+    return yd_read(path, text, "the hardware profile", "hwprofile", 1, hwprofile_read, hw, e);
 }
 
 llmsim_status hwprofile_load(const char *spec, hwprofile *hw, diag *e)
 {
-    if (datadir_is_path(spec))
-        return hwprofile_load_yaml(spec, hw, e);
-    char path[1024];
-    if (datadir_find("hwprofiles", spec, ".yaml", path, sizeof path))
+    char buf[1024];
+    const char *path = datadir_resolve("hwprofiles", spec, ".yaml", buf, sizeof buf);
+    if (path)
         return hwprofile_load_yaml(path, hw, e);
-    strbuf names = {0};
-    for (int i = 0; hwprofile_shipped_names[i]; i++)
-        strbuf_printf(&names, "%s%s", i ? ", " : "", hwprofile_shipped_names[i]);
-    diag_set(e, LLMSIM_EINPUT, "--hardware '%s': not a shipped profile or a file; shipped profiles: %s",
-             spec, strbuf_str(&names));
-    strbuf_free(&names);
-    return LLMSIM_EINPUT;
+    return datadir_unknown(e, hwprofile_shipped_names,
+                           "--hardware '%s': not a shipped profile or a file; shipped profiles", spec);
 }
 
 /* ---- saving */
@@ -407,15 +391,12 @@ static void save_gemm(strbuf *b, const char *indent, const char *key, const hw_g
     }
 }
 
-void hwprofile_save(const hwprofile *hw, strbuf *b)
+static void save_provenance(strbuf *b, const hw_provenance *p)
 {
-    strbuf_puts(b, "llmsim: hwprofile/1\nname: ");
-    put_str(b, hw->name);
-    strbuf_printf(b, "\nprovenance:\n  source: %s\n  description: ", hw_source_names[hw->prov.source]);
-    put_str(b, hw->prov.description);
+    strbuf_printf(b, "provenance:\n  source: %s\n  description: ", hw_source_names[p->source]);
+    put_str(b, p->description);
     const char *keys[] = {"host", "date", "tool", "command", "notes"};
-    const char *vals[] = {hw->prov.host, hw->prov.date, hw->prov.tool, hw->prov.command,
-                          hw->prov.notes};
+    const char *vals[] = {p->host, p->date, p->tool, p->command, p->notes};
     for (int i = 0; i < 5; i++) {
         if (vals[i][0]) {
             strbuf_printf(b, "\n  %s: ", keys[i]);
@@ -423,34 +404,39 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
         }
     }
     strbuf_puts(b, "\n");
-    if (hw->gpu.present) {
-        const hw_gpu *g = &hw->gpu;
-        strbuf_puts(b, "gpu:\n  name: ");
-        put_str(b, g->name);
-        strbuf_puts(b, "\n  memory: ");
-        put_qty(b, UNITS_BYTES, g->memory_bytes);
-        strbuf_puts(b, "\n  memory_bandwidth: ");
-        put_qty(b, UNITS_BANDWIDTH, g->memory_bandwidth_Bps);
-        strbuf_puts(b, "\n  launch_latency: ");
-        put_qty(b, UNITS_TIME, g->launch_latency_s);
-        strbuf_puts(b, "\n");
-        save_gemm(b, "  ", "gemm", &g->gemm);
-        if (g->gemm_bf16.npoints > 0) /* optional: absent unless measured */
-            save_gemm(b, "  ", "gemm_bf16", &g->gemm_bf16);
-        strbuf_puts(b, "  attention:\n    prefill: ");
-        put_qty(b, UNITS_FLOPS, g->attn_prefill_flops);
-        strbuf_puts(b, "\n    decode: ");
-        put_qty(b, UNITS_BANDWIDTH, g->attn_decode_Bps);
-        strbuf_puts(b, "\n");
-    }
-    const hw_cpu *c = &hw->cpu;
+}
+
+/* "<indent><key>: <quantity>\n" */
+static void save_qty_line(strbuf *b, const char *indent, const char *key, units_kind kind, double v)
+{
+    strbuf_printf(b, "%s%s: ", indent, key);
+    put_qty(b, kind, v);
+    strbuf_puts(b, "\n");
+}
+
+static void save_gpu(strbuf *b, const hw_gpu *g)
+{
+    strbuf_puts(b, "gpu:\n  name: ");
+    put_str(b, g->name);
+    strbuf_puts(b, "\n");
+    save_qty_line(b, "  ", "memory", UNITS_BYTES, g->memory_bytes);
+    save_qty_line(b, "  ", "memory_bandwidth", UNITS_BANDWIDTH, g->memory_bandwidth_Bps);
+    save_qty_line(b, "  ", "launch_latency", UNITS_TIME, g->launch_latency_s);
+    save_gemm(b, "  ", "gemm", &g->gemm);
+    if (g->gemm_bf16.npoints > 0) /* optional: absent unless measured */
+        save_gemm(b, "  ", "gemm_bf16", &g->gemm_bf16);
+    strbuf_puts(b, "  attention:\n");
+    save_qty_line(b, "    ", "prefill", UNITS_FLOPS, g->attn_prefill_flops);
+    save_qty_line(b, "    ", "decode", UNITS_BANDWIDTH, g->attn_decode_Bps);
+}
+
+static void save_cpu(strbuf *b, const hw_cpu *c)
+{
     strbuf_puts(b, "cpu:\n  name: ");
     put_str(b, c->name);
-    strbuf_printf(b, "\n  cores: %d\n  memory: ", c->cores);
-    put_qty(b, UNITS_BYTES, c->memory_bytes);
-    strbuf_puts(b, "\n  memory_bandwidth: ");
-    put_qty(b, UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
-    strbuf_puts(b, "\n");
+    strbuf_printf(b, "\n  cores: %d\n", c->cores);
+    save_qty_line(b, "  ", "memory", UNITS_BYTES, c->memory_bytes);
+    save_qty_line(b, "  ", "memory_bandwidth", UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
     if (c->read.npoints > 0) { /* optional: absent unless measured */
         strbuf_puts(b, "  read_bandwidth:\n");
         for (int i = 0; i < c->read.npoints; i++) {
@@ -462,31 +448,34 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
         }
     }
     save_gemm(b, "  ", "gemm", &c->gemm);
-    strbuf_puts(b, "  attention: ");
-    put_qty(b, UNITS_BANDWIDTH, c->attn_Bps);
+    save_qty_line(b, "  ", "attention", UNITS_BANDWIDTH, c->attn_Bps);
+    if (c->task_overhead_s > 0)
+        save_qty_line(b, "  ", "task_overhead", UNITS_TIME, c->task_overhead_s);
+}
+
+static void save_disk(strbuf *b, const hw_disk *d)
+{
+    strbuf_puts(b, "disk:\n");
+    save_qty_line(b, "  ", "capacity", UNITS_BYTES, d->capacity_bytes);
+    save_link(b, "  ", "read", &d->read);
+    save_link(b, "  ", "write", &d->write);
+    if (d->read_loss_s_per_GB > 0) /* optional: absent unless measured */
+        save_qty_line(b, "  ", "read_compute_loss_per_gb", UNITS_TIME, d->read_loss_s_per_GB);
+    if (d->write_loss_s_per_GB > 0)
+        save_qty_line(b, "  ", "write_compute_loss_per_gb", UNITS_TIME, d->write_loss_s_per_GB);
+}
+
+void hwprofile_save(const hwprofile *hw, strbuf *b)
+{
+    strbuf_puts(b, "llmsim: hwprofile/1\nname: ");
+    put_str(b, hw->name);
     strbuf_puts(b, "\n");
-    if (c->task_overhead_s > 0) {
-        strbuf_puts(b, "  task_overhead: ");
-        put_qty(b, UNITS_TIME, c->task_overhead_s);
-        strbuf_puts(b, "\n");
-    }
-    if (hw->disk.present) {
-        strbuf_puts(b, "disk:\n  capacity: ");
-        put_qty(b, UNITS_BYTES, hw->disk.capacity_bytes);
-        strbuf_puts(b, "\n");
-        save_link(b, "  ", "read", &hw->disk.read);
-        save_link(b, "  ", "write", &hw->disk.write);
-        if (hw->disk.read_loss_s_per_GB > 0) { /* optional: absent unless measured */
-            strbuf_puts(b, "  read_compute_loss_per_gb: ");
-            put_qty(b, UNITS_TIME, hw->disk.read_loss_s_per_GB);
-            strbuf_puts(b, "\n");
-        }
-        if (hw->disk.write_loss_s_per_GB > 0) {
-            strbuf_puts(b, "  write_compute_loss_per_gb: ");
-            put_qty(b, UNITS_TIME, hw->disk.write_loss_s_per_GB);
-            strbuf_puts(b, "\n");
-        }
-    }
+    save_provenance(b, &hw->prov);
+    if (hw->gpu.present)
+        save_gpu(b, &hw->gpu);
+    save_cpu(b, &hw->cpu);
+    if (hw->disk.present)
+        save_disk(b, &hw->disk);
     if (hw->gpu.present) {
         strbuf_puts(b, "links:\n");
         for (int i = 0; i < HW_NLINKS; i++)

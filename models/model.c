@@ -1,12 +1,12 @@
 /*
- * model — loading, validation and parameter counts. See model.h.
+ * model — parameter counts, tensors, validation and the YAML loader. See
+ * model.h; model_load.c resolves a spec, model_hf.c imports config.json.
  */
 #include "models/model.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "common/datadir.h"
 #include "common/yamldoc.h"
 
 const char *const model_family_names[3] = {"opt", "llama", "mistral"};
@@ -212,122 +212,112 @@ llmsim_status model_validate(const model *m, const char *where, diag *e)
 
 /* ---- YAML */
 
-static llmsim_status model_load_yaml_doc(const char *path, const char *text, model *m, diag *e)
+/* A size key, at least 1: *dst (and *present) set only when it is given. */
+static llmsim_status read_size(yd_map *root, const char *key, yd_need need, int64_t *dst,
+                               bool *present, diag *e)
 {
-    yd_doc doc;
-    memset(m, 0, sizeof *m);
-    yd_map root;
-    llmsim_status st = yd_open_text(&doc, &root, path, text, "the model file", "model", 1, e);
-    if (st)
-        return st;
-    long long v;
+    long long v = -1;
+    llmsim_status st = yd_field_int(root, key, need, 1, (int64_t)1 << 40, &v, e);
+    if (!st && v > 0) {
+        *dst = (int64_t)v;
+        *present = true;
+    }
+    return st;
+}
+
+/* name, family and the sizes; kv_heads and head_dim may be absent. */
+static llmsim_status read_sizes(yd_map *root, model *m, bool *have_kv, bool *have_hd, diag *e)
+{
     int iv;
-    bool have_kv = false, have_hd = false;
-    const int64_t big = (int64_t)1 << 40;
-    m->norm_eps = 1e-5;
-    m->rope_theta = 10000.0;
-    m->tied_embeddings = false;
-    if ((st = yd_field_str(&root, "name", YD_REQUIRED, m->name, sizeof m->name, e)))
-        goto done;
-    if ((st = yd_field_enum(&root, "family", YD_REQUIRED, model_family_names, 3, &iv, e)))
-        goto done;
-    m->family = (model_family)iv;
-#define INT_FIELD(key, need, dst, present)                                         \
-    do {                                                                            \
-        v = -1;                                                                     \
-        if ((st = yd_field_int(&root, key, need, 1, big, &v, e)))                   \
-            goto done;                                                              \
-        if (v > 0) {                                                                \
-            dst = (int64_t)v;                                                       \
-            present = true;                                                         \
-        }                                                                           \
-    } while (0)
     bool have;
-    INT_FIELD("layers", YD_REQUIRED, m->num_layers, have);
-    INT_FIELD("hidden_size", YD_REQUIRED, m->hidden_size, have);
-    INT_FIELD("heads", YD_REQUIRED, m->num_heads, have);
-    INT_FIELD("kv_heads", YD_OPTIONAL, m->num_kv_heads, have_kv);
-    INT_FIELD("head_dim", YD_OPTIONAL, m->head_dim, have_hd);
-    INT_FIELD("ffn_size", YD_REQUIRED, m->ffn_size, have);
-    INT_FIELD("vocab_size", YD_REQUIRED, m->vocab_size, have);
-    INT_FIELD("max_context", YD_REQUIRED, m->max_context, have);
-#undef INT_FIELD
-    (void)have;
-    if ((st = yd_field_enum(&root, "ffn_kind", YD_REQUIRED, model_ffn_names, 3, &iv, e)))
-        goto done;
+    llmsim_status st;
+    if ((st = yd_field_str(root, "name", YD_REQUIRED, m->name, sizeof m->name, e)) ||
+        (st = yd_field_enum(root, "family", YD_REQUIRED, model_family_names, 3, &iv, e)))
+        return st;
+    m->family = (model_family)iv;
+    if ((st = read_size(root, "layers", YD_REQUIRED, &m->num_layers, &have, e)) ||
+        (st = read_size(root, "hidden_size", YD_REQUIRED, &m->hidden_size, &have, e)) ||
+        (st = read_size(root, "heads", YD_REQUIRED, &m->num_heads, &have, e)) ||
+        (st = read_size(root, "kv_heads", YD_OPTIONAL, &m->num_kv_heads, have_kv, e)) ||
+        (st = read_size(root, "head_dim", YD_OPTIONAL, &m->head_dim, have_hd, e)) ||
+        (st = read_size(root, "ffn_size", YD_REQUIRED, &m->ffn_size, &have, e)) ||
+        (st = read_size(root, "vocab_size", YD_REQUIRED, &m->vocab_size, &have, e)) ||
+        (st = read_size(root, "max_context", YD_REQUIRED, &m->max_context, &have, e)))
+        return st;
+    return LLMSIM_OK;
+}
+
+/* The kinds of layer (MLP, norm, positions) and the embeddings. */
+static llmsim_status read_layer_kinds(yd_map *root, model *m, diag *e)
+{
+    int iv;
+    llmsim_status st;
+    if ((st = yd_field_enum(root, "ffn_kind", YD_REQUIRED, model_ffn_names, 3, &iv, e)))
+        return st;
     m->ffn_kind = (model_ffn)iv;
-    if ((st = yd_field_enum(&root, "norm", YD_REQUIRED, model_norm_names, 2, &iv, e)))
-        goto done;
+    if ((st = yd_field_enum(root, "norm", YD_REQUIRED, model_norm_names, 2, &iv, e)))
+        return st;
     m->norm = (model_norm)iv;
-    if ((st = yd_field_enum(&root, "position", YD_REQUIRED, model_pos_names, 2, &iv, e)))
-        goto done;
+    if ((st = yd_field_enum(root, "position", YD_REQUIRED, model_pos_names, 2, &iv, e)))
+        return st;
     m->position = (model_pos)iv;
-    if ((st = yd_field_bool(&root, "tied_embeddings", YD_REQUIRED, &m->tied_embeddings, e)))
-        goto done;
+    return yd_field_bool(root, "tied_embeddings", YD_REQUIRED, &m->tied_embeddings, e);
+}
+
+/* The optional keys: biases, dtype, norm epsilon and rotary base. */
+static llmsim_status read_options(yd_map *root, model *m, diag *e)
+{
+    llmsim_status st;
     m->linear_bias = m->family == MODEL_FAMILY_OPT; /* OPT has biases, LLaMA has none */
-    if ((st = yd_field_bool(&root, "linear_bias", YD_OPTIONAL, &m->linear_bias, e)))
-        goto done;
-    iv = MODEL_DTYPE_FP16;
-    if ((st = yd_field_enum(&root, "dtype", YD_OPTIONAL, model_dtype_names, 3, &iv, e)))
-        goto done;
+    if ((st = yd_field_bool(root, "linear_bias", YD_OPTIONAL, &m->linear_bias, e)))
+        return st;
+    int iv = MODEL_DTYPE_FP16;
+    if ((st = yd_field_enum(root, "dtype", YD_OPTIONAL, model_dtype_names, 3, &iv, e)))
+        return st;
     m->dtype = (model_dtype)iv;
-    if ((st = yd_field_double(&root, "norm_eps", YD_OPTIONAL, 1e-12, 1.0, &m->norm_eps, e)))
-        goto done;
-    if ((st = yd_field_double(&root, "rope_theta", YD_OPTIONAL, 1.0, 1e12, &m->rope_theta, e)))
-        goto done;
+    if ((st = yd_field_double(root, "norm_eps", YD_OPTIONAL, 1e-12, 1.0, &m->norm_eps, e)))
+        return st;
+    return yd_field_double(root, "rope_theta", YD_OPTIONAL, 1.0, 1e12, &m->rope_theta, e);
+}
+
+/* kv_heads and head_dim when not given, then the cross-field rules, each
+ * error at the line of the key it concerns. */
+static llmsim_status derive_and_check(yd_map *root, model *m, bool have_kv, bool have_hd, diag *e)
+{
     if (!have_kv)
         m->num_kv_heads = m->num_heads;
     if (!have_hd) {
-        if (m->hidden_size % m->num_heads != 0) {
-            yaml_node_t *hn = yd_map_get(&root, "hidden_size");
-            st = yd_error(&doc, hn ? hn : root.node, e,
-                          "hidden_size (%lld) is not a multiple of heads (%lld); give head_dim",
-                          (long long)m->hidden_size, (long long)m->num_heads);
-            goto done;
-        }
+        if (m->hidden_size % m->num_heads != 0)
+            return yd_key_error(root, "hidden_size", e,
+                                "hidden_size (%lld) is not a multiple of heads (%lld); give head_dim",
+                                (long long)m->hidden_size, (long long)m->num_heads);
         m->head_dim = m->hidden_size / m->num_heads;
     }
     const char *bad_key;
     char msg[512];
-    if (model_rule_broken(m, &bad_key, msg, sizeof msg)) {
-        yaml_node_t *bn = yd_map_get(&root, bad_key);
-        st = yd_error(&doc, bn ? bn : root.node, e, "%s", msg);
-        goto done;
-    }
-    st = yd_map_close(&root, e);
-    goto out;
-done:
-    yd_map_discard(&root);
-out:
-    yd_free(&doc);
-    return st;
+    if (model_rule_broken(m, &bad_key, msg, sizeof msg))
+        return yd_key_error(root, bad_key, e, "%s", msg);
+    return LLMSIM_OK;
 }
 
-/* ---- resolution */
-
-static bool ends_with(const char *s, const char *suffix)
+static llmsim_status model_read(yd_map *root, void *out, diag *e)
 {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
+    model *m = out;
+    bool have_kv = false, have_hd = false;
+    m->norm_eps = 1e-5;
+    m->rope_theta = 10000.0;
+    m->tied_embeddings = false;
+    llmsim_status st;
+    if ((st = read_sizes(root, m, &have_kv, &have_hd, e)) || (st = read_layer_kinds(root, m, e)) ||
+        (st = read_options(root, m, e)))
+        return st;
+    return derive_and_check(root, m, have_kv, have_hd, e);
 }
 
-llmsim_status model_load(const char *spec, model *m, diag *e)
+static llmsim_status model_load_yaml_doc(const char *path, const char *text, model *m, diag *e)
 {
-    if (ends_with(spec, ".json"))
-        return model_load_hf_config(spec, m, e);
-    if (datadir_is_path(spec))
-        return model_load_yaml(spec, m, e);
-    char path[1024];
-    if (datadir_find("models/configs", spec, ".yaml", path, sizeof path))
-        return model_load_yaml(path, m, e);
-    strbuf names = {0};
-    for (int i = 0; model_shipped_names[i]; i++)
-        strbuf_printf(&names, "%s%s", i ? ", " : "", model_shipped_names[i]);
-    diag_set(e, LLMSIM_EINPUT,
-             "--model '%s': not a shipped model, a YAML file or a config.json; shipped models: %s",
-             spec, strbuf_str(&names));
-    strbuf_free(&names);
-    return LLMSIM_EINPUT;
+    memset(m, 0, sizeof *m);
+    return yd_read(path, text, "the model file", "model", 1, model_read, m, e);
 }
 
 /* ---- canonical form (also a valid model YAML file) */

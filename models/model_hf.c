@@ -141,138 +141,165 @@ static void name_from_path(const char *path, char *out, size_t len)
         *dot = '\0';
 }
 
-llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
+/* The file parsed as JSON: *text (owned, for positions) and *root (owned);
+ * on failure both are freed. */
+static llmsim_status parse_file(const char *path, char **text, cJSON **root, diag *e)
 {
     size_t len;
-    char *text = read_all(path, &len, e);
-    if (!text)
+    *text = read_all(path, &len, e);
+    if (!*text)
         return e->status;
-    if (memchr(text, '\0', len)) {
-        free(text);
+    if (memchr(*text, '\0', len)) {
+        free(*text);
         return diag_set(e, LLMSIM_EINPUT, "%s: contains NUL bytes; this is not a config.json", path);
     }
     const char *err_at = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &err_at, 1);
-    if (!root) {
+    *root = cJSON_ParseWithOpts(*text, &err_at, 1);
+    if (!*root) {
         size_t line, col;
-        position(text, err_at ? (size_t)(err_at - text) : 0, &line, &col);
-        free(text);
+        position(*text, err_at ? (size_t)(err_at - *text) : 0, &line, &col);
+        free(*text);
         return diag_at(e, LLMSIM_EINPUT, path, line, col, "invalid JSON in config.json");
     }
-    llmsim_status st = LLMSIM_OK;
-    hf_ctx c = {path, text, root, e};
-    memset(m, 0, sizeof *m);
-    if (!cJSON_IsObject(root)) {
-        st = diag_set(e, LLMSIM_EINPUT, "%s: a config.json must be a JSON object", path);
-        goto out;
-    }
-    /* a key given twice is ambiguous (cJSON would take the first) */
-    for (cJSON *a = root->child; a; a = a->next) {
+    return LLMSIM_OK;
+}
+
+/* The root is an object and gives no key twice (which is ambiguous: cJSON
+ * would take the first). */
+static llmsim_status check_keys(hf_ctx *c)
+{
+    if (!cJSON_IsObject(c->root))
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: a config.json must be a JSON object", c->path);
+    for (cJSON *a = c->root->child; a; a = a->next) {
         int seen = 1;
-        for (cJSON *b = root->child; b != a; b = b->next)
+        for (cJSON *b = c->root->child; b != a; b = b->next)
             seen += strcmp(a->string, b->string) == 0;
         if (seen > 1) {
             size_t line = 0, col = 0;
-            key_position(text, a->string, seen, &line, &col);
-            st = diag_at(e, LLMSIM_EINPUT, path, line, col, "\"%s\" is given twice; keep one",
-                         a->string);
-            goto out;
+            key_position(c->text, a->string, seen, &line, &col);
+            return diag_at(c->e, LLMSIM_EINPUT, c->path, line, col,
+                           "\"%s\" is given twice; keep one", a->string);
         }
     }
-    const char *type = get_str(&c, "model_type");
-    if (!type) {
-        st = diag_set(e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports opt, llama and "
-                      "mistral configs", path);
-        goto out;
-    }
-    name_from_path(path, m->name, sizeof m->name);
+    return LLMSIM_OK;
+}
+
+/* The name (from the path), the defaults and the dtype of any family. */
+static void read_common(hf_ctx *c, model *m)
+{
+    name_from_path(c->path, m->name, sizeof m->name);
     m->norm_eps = 1e-5;
     m->rope_theta = 10000.0;
-    const char *dt = get_str(&c, "torch_dtype");
+    const char *dt = get_str(c, "torch_dtype");
     if (!dt)
-        dt = get_str(&c, "dtype");
+        dt = get_str(c, "dtype");
     m->dtype = MODEL_DTYPE_FP16;
     if (dt && strcmp(dt, "bfloat16") == 0)
         m->dtype = MODEL_DTYPE_BF16;
     else if (dt && strcmp(dt, "float32") == 0)
         m->dtype = MODEL_DTYPE_FP32;
+}
 
-    if (strcmp(type, "opt") == 0) {
-        m->family = MODEL_FAMILY_OPT;
-        if ((st = get_int(&c, "hidden_size", true, 0, &m->hidden_size)) ||
-            (st = get_int(&c, "num_attention_heads", true, 0, &m->num_heads)) ||
-            (st = get_int(&c, "num_hidden_layers", true, 0, &m->num_layers)) ||
-            (st = get_int(&c, "ffn_dim", true, 0, &m->ffn_size)) ||
-            (st = get_int(&c, "vocab_size", false, 50272, &m->vocab_size)) ||
-            (st = get_int(&c, "max_position_embeddings", false, 2048, &m->max_context)))
-            goto out;
-        int64_t proj;
-        if ((st = get_int(&c, "word_embed_proj_dim", false, m->hidden_size, &proj)))
-            goto out;
-        if (proj != m->hidden_size) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: word_embed_proj_dim != hidden_size (OPT-350M's "
-                          "projected embeddings) is not supported", path);
-            goto out;
-        }
-        if (!get_bool(&c, "do_layer_norm_before", true)) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: post-LayerNorm OPT (do_layer_norm_before=false) is "
-                          "not supported", path);
-            goto out;
-        }
-        const char *act = get_str(&c, "activation_function");
-        m->ffn_kind = (act && strncmp(act, "gelu", 4) == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
-        if (m->hidden_size % m->num_heads != 0) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
-                          "num_attention_heads", path);
-            goto out;
-        }
-        m->num_kv_heads = m->num_heads;
-        m->head_dim = m->hidden_size / m->num_heads;
-        m->norm = MODEL_NORM_LAYERNORM;
-        m->position = MODEL_POS_LEARNED;
-        m->tied_embeddings = get_bool(&c, "tie_word_embeddings", true);
-        m->linear_bias = get_bool(&c, "enable_bias", true);
-    } else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0) {
-        m->family = strcmp(type, "llama") == 0 ? MODEL_FAMILY_LLAMA : MODEL_FAMILY_MISTRAL;
-        if ((st = get_int(&c, "hidden_size", true, 0, &m->hidden_size)) ||
-            (st = get_int(&c, "num_attention_heads", true, 0, &m->num_heads)) ||
-            (st = get_int(&c, "num_hidden_layers", true, 0, &m->num_layers)) ||
-            (st = get_int(&c, "intermediate_size", true, 0, &m->ffn_size)) ||
-            (st = get_int(&c, "vocab_size", false, 32000, &m->vocab_size)) ||
-            (st = get_int(&c, "max_position_embeddings", false, 2048, &m->max_context)) ||
-            (st = get_int(&c, "num_key_value_heads", false, m->num_heads, &m->num_kv_heads)))
-            goto out;
-        if (m->hidden_size % m->num_heads != 0 && !cJSON_GetObjectItemCaseSensitive(root, "head_dim")) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
-                          "num_attention_heads and no head_dim is given", path);
-            goto out;
-        }
-        if ((st = get_int(&c, "head_dim", false, m->hidden_size / m->num_heads, &m->head_dim)))
-            goto out;
-        const char *act = get_str(&c, "hidden_act");
-        if (act && strcmp(act, "silu") != 0) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (LLaMA-family "
-                          "models use silu)", path, act);
-            goto out;
-        }
-        m->ffn_kind = MODEL_FFN_SWIGLU;
-        m->norm = MODEL_NORM_RMSNORM;
-        m->position = MODEL_POS_ROTARY;
-        m->tied_embeddings = get_bool(&c, "tie_word_embeddings", false);
-        m->linear_bias = get_bool(&c, "attention_bias", false) || get_bool(&c, "mlp_bias", false);
-        if (m->linear_bias) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s: attention_bias/mlp_bias are not supported", path);
-            goto out;
-        }
-        m->norm_eps = get_num(&c, "rms_norm_eps", 1e-6);
-        m->rope_theta = get_num(&c, "rope_theta", 10000.0);
-    } else {
-        st = diag_set(e, LLMSIM_EINPUT, "%s: model_type \"%s\" is not supported; llmsim imports opt, "
-                      "llama and mistral", path, type);
-        goto out;
-    }
-    st = model_validate(m, path, e);
-out:
+/* OPTConfig's keys; refuses the variants llmsim does not model. */
+static llmsim_status import_opt(hf_ctx *c, model *m)
+{
+    llmsim_status st;
+    m->family = MODEL_FAMILY_OPT;
+    if ((st = get_int(c, "hidden_size", true, 0, &m->hidden_size)) ||
+        (st = get_int(c, "num_attention_heads", true, 0, &m->num_heads)) ||
+        (st = get_int(c, "num_hidden_layers", true, 0, &m->num_layers)) ||
+        (st = get_int(c, "ffn_dim", true, 0, &m->ffn_size)) ||
+        (st = get_int(c, "vocab_size", false, 50272, &m->vocab_size)) ||
+        (st = get_int(c, "max_position_embeddings", false, 2048, &m->max_context)))
+        return st;
+    int64_t proj;
+    if ((st = get_int(c, "word_embed_proj_dim", false, m->hidden_size, &proj)))
+        return st;
+    if (proj != m->hidden_size)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: word_embed_proj_dim != hidden_size (OPT-350M's "
+                        "projected embeddings) is not supported", c->path);
+    if (!get_bool(c, "do_layer_norm_before", true))
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: post-LayerNorm OPT (do_layer_norm_before=false) "
+                        "is not supported", c->path);
+    const char *act = get_str(c, "activation_function");
+    m->ffn_kind = (act && strncmp(act, "gelu", 4) == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
+    if (m->hidden_size % m->num_heads != 0)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
+                        "num_attention_heads", c->path);
+    m->num_kv_heads = m->num_heads;
+    m->head_dim = m->hidden_size / m->num_heads;
+    m->norm = MODEL_NORM_LAYERNORM;
+    m->position = MODEL_POS_LEARNED;
+    m->tied_embeddings = get_bool(c, "tie_word_embeddings", true);
+    m->linear_bias = get_bool(c, "enable_bias", true);
+    return LLMSIM_OK;
+}
+
+/* LlamaConfig's and MistralConfig's keys (the same set); `type` is which. */
+static llmsim_status import_llama(hf_ctx *c, const char *type, model *m)
+{
+    llmsim_status st;
+    m->family = strcmp(type, "llama") == 0 ? MODEL_FAMILY_LLAMA : MODEL_FAMILY_MISTRAL;
+    if ((st = get_int(c, "hidden_size", true, 0, &m->hidden_size)) ||
+        (st = get_int(c, "num_attention_heads", true, 0, &m->num_heads)) ||
+        (st = get_int(c, "num_hidden_layers", true, 0, &m->num_layers)) ||
+        (st = get_int(c, "intermediate_size", true, 0, &m->ffn_size)) ||
+        (st = get_int(c, "vocab_size", false, 32000, &m->vocab_size)) ||
+        (st = get_int(c, "max_position_embeddings", false, 2048, &m->max_context)) ||
+        (st = get_int(c, "num_key_value_heads", false, m->num_heads, &m->num_kv_heads)))
+        return st;
+    if (m->hidden_size % m->num_heads != 0 && !cJSON_GetObjectItemCaseSensitive(c->root, "head_dim"))
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
+                        "num_attention_heads and no head_dim is given", c->path);
+    if ((st = get_int(c, "head_dim", false, m->hidden_size / m->num_heads, &m->head_dim)))
+        return st;
+    const char *act = get_str(c, "hidden_act");
+    if (act && strcmp(act, "silu") != 0)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (LLaMA-family "
+                        "models use silu)", c->path, act);
+    m->ffn_kind = MODEL_FFN_SWIGLU;
+    m->norm = MODEL_NORM_RMSNORM;
+    m->position = MODEL_POS_ROTARY;
+    m->tied_embeddings = get_bool(c, "tie_word_embeddings", false);
+    m->linear_bias = get_bool(c, "attention_bias", false) || get_bool(c, "mlp_bias", false);
+    if (m->linear_bias)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: attention_bias/mlp_bias are not supported",
+                        c->path);
+    m->norm_eps = get_num(c, "rms_norm_eps", 1e-6);
+    m->rope_theta = get_num(c, "rope_theta", 10000.0);
+    return LLMSIM_OK;
+}
+
+/* The model of a checked root: its family's keys, then model_validate. */
+static llmsim_status import_model(hf_ctx *c, model *m)
+{
+    const char *type = get_str(c, "model_type");
+    if (!type)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports opt, llama "
+                        "and mistral configs", c->path);
+    read_common(c, m);
+    llmsim_status st;
+    if (strcmp(type, "opt") == 0)
+        st = import_opt(c, m);
+    else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
+        st = import_llama(c, type, m);
+    else
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: model_type \"%s\" is not supported; llmsim "
+                        "imports opt, llama and mistral", c->path, type);
+    return st ? st : model_validate(m, c->path, c->e);
+}
+
+llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
+{
+    char *text;
+    cJSON *root;
+    llmsim_status st = parse_file(path, &text, &root, e);
+    if (st)
+        return st;
+    hf_ctx c = {path, text, root, e};
+    memset(m, 0, sizeof *m);
+    if (!(st = check_keys(&c)))
+        st = import_model(&c, m);
     cJSON_Delete(root);
     free(text);
     return st;
