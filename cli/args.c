@@ -170,53 +170,195 @@ bool cli_parse_ll(const char *s, long long min, long long max, long long *out)
     return true;
 }
 
+// ---- options
+
+bool cli_opt_whole(const char *cmd, const char *opt, const char *val, long long min, long long max,
+                   long long *out)
+{
+    if (cli_parse_ll(val, min, max, out))
+        return true;
+    fprintf(stderr, "llmsim %s: %s '%s' must be a whole number from %lld to %lld\n", cmd, opt, val,
+            min, max);
+    return false;
+}
+
+bool cli_opt_count(const char *cmd, const char *opt, const char *val, long long *out)
+{
+    if (cli_parse_ll(val, 1, 1LL << 40, out))
+        return true;
+    fprintf(stderr, "llmsim %s: %s '%s' must be a positive whole number\n", cmd, opt, val);
+    return false;
+}
+
+bool cli_format_parse(const char *s, cli_format *f)
+{
+    if (strcmp(s, "table") == 0)
+        *f = CLI_FORMAT_TABLE;
+    else if (strcmp(s, "json") == 0)
+        *f = CLI_FORMAT_JSON;
+    else
+        return false;
+    return true;
+}
+
+bool cli_opt_format(const char *cmd, const char *val, cli_format *f)
+{
+    if (cli_format_parse(val, f))
+        return true;
+    fprintf(stderr, "llmsim %s: --format must be table or json, not '%s'\n", cmd, val);
+    return false;
+}
+
+bool cli_input_opt(const char *cmd, const char *name, const char *val, cli_job *job,
+                   cli_input_opts *in)
+{
+    if (strcmp(name, "model") == 0)
+        job->model_spec = val;
+    else if (strcmp(name, "hardware") == 0)
+        job->hw_spec = val;
+    else if (strcmp(name, "workload") == 0)
+        in->workload_file = val;
+    else if (strcmp(name, "db") == 0)
+        in->db = val;
+    else if (strcmp(name, "format") == 0)
+        return cli_opt_format(cmd, val, &job->format);
+    else {
+        char opt[32];
+        snprintf(opt, sizeof opt, "--%s", name);
+        long long *dst = strcmp(name, "prompt-len") == 0 ? &in->prompt_len
+                         : strcmp(name, "gen-len") == 0  ? &in->gen_len
+                                                         : &in->num_prompts;
+        return cli_opt_count(cmd, opt, val, dst);
+    }
+    return true;
+}
+
+char **cli_args_new(const char *cmd, int argc, int extra)
+{
+    char **args = malloc(sizeof(char *) * ((size_t)argc + (size_t)extra + 1));
+    if (!args)
+        fprintf(stderr, "llmsim %s: out of memory\n", cmd);
+    return args;
+}
+
+void cli_getopt_reset(void)
+{
+    optind = 1;
+    opterr = 0;
+}
+
+int cli_opt_rejected(const char *cmd, int c, char **argv)
+{
+    const char *opt = argv[optind - 1];
+    if (c == ':')
+        fprintf(stderr, "llmsim %s: %s needs a value (see llmsim %s --help)\n", cmd, opt, cmd);
+    else
+        fprintf(stderr, "llmsim %s: unknown option '%s' (see llmsim %s --help)\n", cmd, opt, cmd);
+    return CLI_EXIT_INPUT;
+}
+
+int cli_name_index(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int cli_opt_valued(const char *cmd, int argc, char **argv, int *i, const char *const *names, int n,
+                   const char **val)
+{
+    int which = cli_name_index(argv[*i], names, n);
+    if (which < 0)
+        return -1;
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "llmsim %s: %s needs a value (see llmsim %s --help)\n", cmd, argv[*i], cmd);
+        return -2;
+    }
+    *val = argv[++*i];
+    return which;
+}
+
+int cli_opt_invalid(const char *cmd, const char *opt, const char *val)
+{
+    fprintf(stderr, "llmsim %s: %s '%s' is not valid (see llmsim %s --help)\n", cmd, opt, val, cmd);
+    return CLI_EXIT_INPUT;
+}
+
+void cli_engine_opts_init(engine_opts *o)
+{
+    *o = (engine_opts){.synthetic_seed = 1, .prompt_seed = 1, .sample_seed = 1, .top_p = 1,
+                       .interrupt = &cli_interrupted};
+}
+
+// ---- the job options
+
+/* The job options as given, before the inputs are loaded. */
+typedef struct job_flags {
+    cli_input_opts in;
+    const char *percent[6]; /* --percent's six values */
+    bool have_percent;
+    const char *policy_file;
+    long long gbs, ngb; /* negative: not given */
+    quant wq, kq;       /* bits negative: not given */
+    bool cpu_att, no_overlap, no_pin;
+} job_flags;
+
+/* argv without --percent and its six values (kept in f) into args, NULL
+ * ended. Returns an exit status. */
+static int lift_percent(int argc, char **argv, const char *cmd, char **args, int *nargs,
+                        job_flags *f)
+{
+    *nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--percent") != 0) {
+            args[(*nargs)++] = argv[i];
+            continue;
+        }
+        if (i + 6 >= argc) {
+            fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC\n", cmd);
+            return CLI_EXIT_INPUT;
+        }
+        for (int k = 0; k < 6; k++) {
+            f->percent[k] = argv[i + 1 + k];
+            if (f->percent[k][0] == '-') { /* the next option, not a number */
+                fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC "
+                        "(got '%s' as number %d)\n", cmd, f->percent[k], k + 1);
+                return CLI_EXIT_INPUT;
+            }
+        }
+        f->have_percent = true;
+        i += 6;
+    }
+    args[*nargs] = NULL;
+    return CLI_EXIT_OK;
+}
+
 enum {
     OPT_MODEL = 256, OPT_HW, OPT_POLICY, OPT_GBS, OPT_NGB, OPT_CW, OPT_CC, OPT_WQ, OPT_KQ,
     OPT_CPUATT, OPT_NOOVERLAP, OPT_NOPIN, OPT_WORKLOAD, OPT_PROMPT, OPT_GEN, OPT_NPROMPTS,
     OPT_FORMAT, OPT_DB, OPT_HELP,
 };
 
-int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *help)
+/* The value of a batch or quantization option (c, with optarg) into f;
+ * false after a message. */
+static bool take_checked(const char *cmd, int c, job_flags *f)
 {
-    memset(job, 0, sizeof *job);
-    *help = false;
-    diag e;
-    diag_clear(&e);
-    cli_command_line(argc, argv, job->command, sizeof job->command);
+    if (c == OPT_GBS || c == OPT_NGB)
+        return cli_opt_whole(cmd, c == OPT_GBS ? "--gpu-batch-size" : "--num-gpu-batches", optarg,
+                             1, 1 << 20, c == OPT_GBS ? &f->gbs : &f->ngb);
+    if (parse_quant(optarg, c == OPT_WQ ? &f->wq : &f->kq))
+        return true;
+    fprintf(stderr, "llmsim %s: %s '%s' must be BITS/GROUP with BITS 4 or 8 and an even "
+            "GROUP, e.g. 4/64\n", cmd, c == OPT_WQ ? "--weight-quant" : "--kv-quant", optarg);
+    return false;
+}
 
-    /* Lift --percent and its six values out of argv. */
-    const char *percent[6] = {0};
-    bool have_percent = false;
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 1));
-    if (!args) {
-        fprintf(stderr, "llmsim %s: out of memory\n", cmd);
-        return CLI_EXIT_FAIL;
-    }
-    int nargs = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--percent") == 0) {
-            if (i + 6 >= argc) {
-                free(args);
-                fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC\n", cmd);
-                return CLI_EXIT_INPUT;
-            }
-            for (int k = 0; k < 6; k++) {
-                percent[k] = argv[i + 1 + k];
-                if (percent[k][0] == '-') { /* the next option, not a number */
-                    free(args);
-                    fprintf(stderr, "llmsim %s: --percent takes six numbers: WG WC CG CC HG HC "
-                            "(got '%s' as number %d)\n", cmd, percent[k], k + 1);
-                    return CLI_EXIT_INPUT;
-                }
-            }
-            have_percent = true;
-            i += 6;
-            continue;
-        }
-        args[nargs++] = argv[i];
-    }
-    args[nargs] = NULL;
-
+/* The options of args into job (its specs and format) and f. Returns an exit
+ * status (0 with *help after --help). */
+static int parse_flags(int nargs, char **args, const char *cmd, cli_job *job, job_flags *f,
+                       bool *help)
+{
     static const struct option opts[] = {
         {"model", required_argument, 0, OPT_MODEL},
         {"hardware", required_argument, 0, OPT_HW},
@@ -239,134 +381,120 @@ int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *he
         {"help", no_argument, 0, OPT_HELP},
         {0, 0, 0, 0},
     };
-    const char *policy_file = NULL, *workload_file = NULL, *db = NULL;
-    long long gbs = -1, ngb = -1, prompt = -1, gen = -1, nprompts = -1;
-    quant wq = {-1, 0}, kq = {-1, 0};
-    bool cpu_att = false, no_overlap = false, no_pin = false;
-    int status = CLI_EXIT_INPUT;
-    optind = 1;
-    opterr = 0;
-    int c;
-    while ((c = getopt_long(nargs, args, ":", opts, NULL)) != -1) {
+    cli_getopt_reset();
+    int c, li;
+    while ((c = getopt_long(nargs, args, ":", opts, &li)) != -1) {
         switch (c) {
-        case OPT_MODEL: job->model_spec = optarg; break;
-        case OPT_HW: job->hw_spec = optarg; break;
-        case OPT_POLICY: policy_file = optarg; break;
-        case OPT_GBS:
-            if (!cli_parse_ll(optarg, 1, 1 << 20, &gbs)) {
-                fprintf(stderr, "llmsim %s: --gpu-batch-size '%s' must be a whole number from 1 to %d\n",
-                        cmd, optarg, 1 << 20);
-                goto out;
-            }
+        case OPT_POLICY: f->policy_file = optarg; break;
+        case OPT_CW: f->wq = (quant){4, 64}; break;
+        case OPT_CC: f->kq = (quant){4, 64}; break;
+        case OPT_CPUATT: f->cpu_att = true; break;
+        case OPT_NOOVERLAP: f->no_overlap = true; break;
+        case OPT_NOPIN: f->no_pin = true; break;
+        case OPT_GBS: case OPT_NGB: case OPT_WQ: case OPT_KQ:
+            if (!take_checked(cmd, c, f))
+                return CLI_EXIT_INPUT;
             break;
-        case OPT_NGB:
-            if (!cli_parse_ll(optarg, 1, 1 << 20, &ngb)) {
-                fprintf(stderr, "llmsim %s: --num-gpu-batches '%s' must be a whole number from 1 to %d\n",
-                        cmd, optarg, 1 << 20);
-                goto out;
-            }
+        case OPT_MODEL: case OPT_HW: case OPT_WORKLOAD: case OPT_PROMPT: case OPT_GEN:
+        case OPT_NPROMPTS: case OPT_FORMAT: case OPT_DB:
+            if (!cli_input_opt(cmd, opts[li].name, optarg, job, &f->in))
+                return CLI_EXIT_INPUT;
             break;
-        case OPT_CW: wq = (quant){4, 64}; break;
-        case OPT_CC: kq = (quant){4, 64}; break;
-        case OPT_WQ:
-        case OPT_KQ:
-            if (!parse_quant(optarg, c == OPT_WQ ? &wq : &kq)) {
-                fprintf(stderr, "llmsim %s: %s '%s' must be BITS/GROUP with BITS 4 or 8 and an even "
-                        "GROUP, e.g. 4/64\n", cmd, c == OPT_WQ ? "--weight-quant" : "--kv-quant", optarg);
-                goto out;
-            }
-            break;
-        case OPT_CPUATT: cpu_att = true; break;
-        case OPT_NOOVERLAP: no_overlap = true; break;
-        case OPT_NOPIN: no_pin = true; break;
-        case OPT_WORKLOAD: workload_file = optarg; break;
-        case OPT_PROMPT:
-        case OPT_GEN:
-        case OPT_NPROMPTS: {
-            long long *dst = c == OPT_PROMPT ? &prompt : c == OPT_GEN ? &gen : &nprompts;
-            if (!cli_parse_ll(optarg, 1, 1LL << 40, dst)) {
-                fprintf(stderr, "llmsim %s: %s '%s' must be a positive whole number\n", cmd,
-                        c == OPT_PROMPT ? "--prompt-len" : c == OPT_GEN ? "--gen-len" : "--num-prompts",
-                        optarg);
-                goto out;
-            }
-            break;
-        }
-        case OPT_FORMAT:
-            if (strcmp(optarg, "table") == 0)
-                job->format = CLI_FORMAT_TABLE;
-            else if (strcmp(optarg, "json") == 0)
-                job->format = CLI_FORMAT_JSON;
-            else {
-                fprintf(stderr, "llmsim %s: --format must be table or json, not '%s'\n", cmd, optarg);
-                goto out;
-            }
-            break;
-        case OPT_DB: db = optarg; break;
-        case OPT_HELP: *help = true; status = CLI_EXIT_OK; goto out;
-        case ':':
-            fprintf(stderr, "llmsim %s: %s needs a value (see llmsim %s --help)\n", cmd,
-                    args[optind - 1], cmd);
-            goto out;
-        default:
-            fprintf(stderr, "llmsim %s: unknown option '%s' (see llmsim %s --help)\n", cmd,
-                    args[optind - 1], cmd);
-            goto out;
+        case OPT_HELP: *help = true; return CLI_EXIT_OK;
+        default: return cli_opt_rejected(cmd, c, args);
         }
     }
     if (optind < nargs) {
         fprintf(stderr, "llmsim %s: unexpected argument '%s' (see llmsim %s --help)\n", cmd,
                 args[optind], cmd);
-        goto out;
+        return CLI_EXIT_INPUT;
     }
-    job->db_path = cli_db_path(db);
-    if (policy_file && have_percent) {
-        fprintf(stderr, "llmsim %s: give --policy FILE or --percent, not both\n", cmd);
-        goto out;
-    }
-    llmsim_status st;
-    if ((status = cli_load_inputs(cmd, job)))
-        goto out;
-    /* policy: file, then shorthand, then flags */
-    if (policy_file) {
-        if ((st = policy_load_yaml(policy_file, &job->policy, &e))) {
-            status = cli_fail(cmd, &e);
-            goto out;
-        }
+    return CLI_EXIT_OK;
+}
+
+/* job->policy: the file, then the shorthand, then the flags; validated. */
+static int job_policy(const char *cmd, cli_job *job, const job_flags *f)
+{
+    diag e;
+    diag_clear(&e);
+    if (f->policy_file) {
+        if (policy_load_yaml(f->policy_file, &job->policy, &e))
+            return cli_fail(cmd, &e);
     } else {
         policy_init(&job->policy);
-        if (have_percent && (st = policy_from_percent(percent, &job->policy, &e))) {
-            status = cli_fail(cmd, &e);
-            goto out;
-        }
-        if (!have_percent && !job->hw.gpu.present) {
+        if (f->have_percent && policy_from_percent(f->percent, &job->policy, &e))
+            return cli_fail(cmd, &e);
+        if (!f->have_percent && !job->hw.gpu.present) {
             /* a CPU-only machine: default to everything in RAM */
             placement cpu = {{0, 1, 0}};
             job->policy.weights = job->policy.kv_cache = job->policy.activations = cpu;
         }
     }
-    if (gbs > 0)
-        job->policy.gpu_batch_size = (int)gbs;
-    if (ngb > 0)
-        job->policy.num_gpu_batches = (int)ngb;
-    if (wq.bits >= 0)
-        job->policy.weight_quant = wq;
-    if (kq.bits >= 0)
-        job->policy.kv_quant = kq;
-    if (cpu_att)
+    if (f->gbs > 0)
+        job->policy.gpu_batch_size = (int)f->gbs;
+    if (f->ngb > 0)
+        job->policy.num_gpu_batches = (int)f->ngb;
+    if (f->wq.bits >= 0)
+        job->policy.weight_quant = f->wq;
+    if (f->kq.bits >= 0)
+        job->policy.kv_quant = f->kq;
+    if (f->cpu_att)
         job->policy.cpu_attention = true;
-    if (no_overlap)
+    if (f->no_overlap)
         job->policy.overlap = false;
-    if (no_pin)
+    if (f->no_pin)
         job->policy.pin_weights = false;
-    if ((st = policy_validate(&job->policy, "the policy", &e))) {
-        status = cli_fail(cmd, &e);
-        goto out;
-    }
-    if ((status = cli_load_workload(cmd, job, workload_file, prompt, gen, nprompts)))
-        goto out;
-    status = CLI_EXIT_OK;
-out:
+    if (policy_validate(&job->policy, "the policy", &e))
+        return cli_fail(cmd, &e);
+    return CLI_EXIT_OK;
+}
+
+int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *help)
+{
+    memset(job, 0, sizeof *job);
+    *help = false;
+    cli_command_line(argc, argv, job->command, sizeof job->command);
+    char **args = cli_args_new(cmd, argc, 0);
+    if (!args)
+        return CLI_EXIT_FAIL;
+    job_flags f = {.in = CLI_INPUT_OPTS_INIT, .gbs = -1, .ngb = -1, .wq = {-1, 0}, .kq = {-1, 0}};
+    int nargs;
+    int status = lift_percent(argc, argv, cmd, args, &nargs, &f);
+    if (!status)
+        status = parse_flags(nargs, args, cmd, job, &f, help);
     free(args);
+    if (status || *help)
+        return status;
+    job->db_path = cli_db_path(f.in.db);
+    if (f.policy_file && f.have_percent) {
+        fprintf(stderr, "llmsim %s: give --policy FILE or --percent, not both\n", cmd);
+        return CLI_EXIT_INPUT;
+    }
+    if ((status = cli_load_inputs(cmd, job)) || (status = job_policy(cmd, job, &f)))
+        return status;
+    return cli_load_workload(cmd, job, f.in.workload_file, f.in.prompt_len, f.in.gen_len,
+                             f.in.num_prompts);
+}
+
+int cli_job_new(int argc, char **argv, const char *cmd, const char *summary, const char *more,
+                cli_job **out)
+{
+    *out = NULL;
+    cli_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        fprintf(stderr, "llmsim %s: out of memory\n", cmd);
+        return CLI_EXIT_FAIL;
+    }
+    bool help;
+    int status = cli_job_parse(argc, argv, cmd, job, &help);
+    if (help) {
+        cli_job_usage(stdout, cmd, summary);
+        if (more)
+            fputs(more, stdout);
+    }
+    if (status || help)
+        free(job);
+    else
+        *out = job;
     return status;
 }

@@ -17,6 +17,7 @@
 #include "common/diag.h"
 #include "costmodel/analytic.h"
 #include "db/record.h"
+#include "exec/engine.h"
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
 #include "policies/policy.h"
@@ -48,6 +49,12 @@ typedef struct cli_job {
  * prints usage and sets *help. Returns an exit status (0 on success). */
 int cli_job_parse(int argc, char **argv, const char *cmd, cli_job *job, bool *help);
 void cli_job_usage(FILE *out, const char *cmd, const char *summary);
+/* A job allocated and parsed (cli_job_parse) for `cmd`. On --help prints
+ * cli_job_usage with `summary`, then `more` (the command's own options; NULL:
+ * none). Returns an exit status; *out is the job, which the caller frees,
+ * when it is 0 and --help was not given, else NULL. */
+int cli_job_new(int argc, char **argv, const char *cmd, const char *summary, const char *more,
+                cli_job **out);
 
 /* Load job->model and job->hw from job->model_spec and job->hw_spec. */
 int cli_load_inputs(const char *cmd, cli_job *job);
@@ -56,6 +63,56 @@ int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long
                       long long gen, long long nprompts);
 /* A whole number in [min, max]. */
 bool cli_parse_ll(const char *s, long long min, long long max, long long *out);
+
+/* ---- options: each reports a bad one as "llmsim CMD: ..." on stderr */
+/* argv's room for a command that lifts its own options out: argc + extra + 1
+ * pointers (the caller frees them); NULL after "out of memory". */
+char **cli_args_new(const char *cmd, int argc, int extra);
+/* The options that name a job's inputs and its output, which the job parser
+ * and search share: --model, --hardware and --format go into the job, the
+ * rest here. */
+typedef struct cli_input_opts {
+    const char *workload_file, *db;
+    long long prompt_len, gen_len, num_prompts; /* negative: not given */
+} cli_input_opts;
+#define CLI_INPUT_OPTS_INIT {NULL, NULL, -1, -1, -1}
+/* The value of input option `name` (a long option's name, without "--":
+ * model, hardware, workload, prompt-len, gen-len, num-prompts, format or
+ * db); false after a message when it is not valid. */
+bool cli_input_opt(const char *cmd, const char *name, const char *val, cli_job *job,
+                   cli_input_opts *in);
+/* The value of option `opt` as a whole number in [min, max]; false after
+ * "OPT 'VAL' must be a whole number from MIN to MAX". */
+bool cli_opt_whole(const char *cmd, const char *opt, const char *val, long long min, long long max,
+                   long long *out);
+/* A token count (--prompt-len and the like): a whole number from 1 to 2^40;
+ * false after "OPT 'VAL' must be a positive whole number". */
+bool cli_opt_count(const char *cmd, const char *opt, const char *val, long long *out);
+/* "table" or "json" into *f; false (and no message) for anything else. */
+bool cli_format_parse(const char *s, cli_format *f);
+/* --format's value (table or json) into *f; false after a message. */
+bool cli_opt_format(const char *cmd, const char *val, cli_format *f);
+/* Make the next getopt_long call start again at argv[1], with its own
+ * messages off (the commands' name the command and say what to do). */
+void cli_getopt_reset(void);
+/* The message for an option getopt_long rejected (opterr off, optstring
+ * starting with ':', so c is ':' for a missing value); returns CLI_EXIT_INPUT. */
+int cli_opt_rejected(const char *cmd, int c, char **argv);
+/* The index of s in names[0..n), or -1. */
+int cli_name_index(const char *s, const char *const *names, int n);
+/* For commands that lift their own options out of argv before the job parser
+ * sees the rest: when argv[*i] is one of the n options of `names`, each of
+ * which takes a value, its index, with *i moved onto the value and *val set
+ * to it; -1 when it is none of them; -2 (after "OPT needs a value") when no
+ * value follows. */
+int cli_opt_valued(const char *cmd, int argc, char **argv, int *i, const char *const *names, int n,
+                   const char **val);
+/* "OPT 'VAL' is not valid (see llmsim CMD --help)"; returns CLI_EXIT_INPUT. */
+int cli_opt_invalid(const char *cmd, const char *opt, const char *val);
+
+/* The engine's defaults for run and validate: synthetic weights, prompts and
+ * sampling with seed 1, greedy (top-p 1), stopped by ^C (cli_interrupted). */
+void cli_engine_opts_init(engine_opts *o);
 
 /* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
 void cli_command_line(int argc, char **argv, char *out, size_t len);
@@ -88,6 +145,9 @@ cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result 
 void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);
 /* Print a JSON object on stdout followed by a newline; frees it. */
 void cli_print_json(cJSON *obj);
+/* With --format json (format): prints obj (cli_print_json) and returns
+ * true. Otherwise frees obj and returns false: the caller prints its table. */
+bool cli_print_json_if_asked(cli_format format, cJSON *obj);
 
 /* A human size / time for tables. */
 const char *cli_bytes(double v, char *buf, size_t len);

@@ -78,19 +78,15 @@ static int parse_opts(int argc, char **argv, c_opts *o, bool *help)
         }
         static const char *const valued[] = {"--hardware", "-o", "--output", "--runs", "--holdout",
                                              "--holdout-every", "--name", "--format", "--db"};
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
-            if (strcmp(a, valued[k]) == 0)
-                which = k;
-        if (which < 0) {
+        const char *v;
+        int which = cli_opt_valued("calibrate", argc, argv, &i, valued,
+                                   (int)(sizeof valued / sizeof valued[0]), &v);
+        if (which == -1) {
             fprintf(stderr, "llmsim calibrate: unknown option '%s' (see llmsim calibrate --help)\n", a);
             return CLI_EXIT_INPUT;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "llmsim calibrate: %s needs a value (see llmsim calibrate --help)\n", a);
+        if (which < 0)
             return CLI_EXIT_INPUT;
-        }
-        const char *v = argv[++i];
         bool ok = true;
         switch (which) {
         case 0: o->hw_spec = v; break;
@@ -105,10 +101,8 @@ static int parse_opts(int argc, char **argv, c_opts *o, bool *help)
             break;
         case 8: o->db_opt = v; break;
         }
-        if (!ok) {
-            fprintf(stderr, "llmsim calibrate: %s '%s' is not valid (see llmsim calibrate --help)\n", a, v);
-            return CLI_EXIT_INPUT;
-        }
+        if (!ok)
+            return cli_opt_invalid("calibrate", a, v);
     }
     if (!o->hw_spec || !o->out_path) {
         fprintf(stderr, "llmsim calibrate: give --hardware H and -o FILE (see llmsim calibrate --help)\n");

@@ -7,33 +7,15 @@
 #include "cli/cli.h"
 #include "db/record.h"
 
-int cmd_predict(int argc, char **argv)
+/* Predict, record and print the job's prediction. */
+static int predict(const cli_job *job)
 {
-    cli_job *job = calloc(1, sizeof *job);
-    if (!job) {
-        fprintf(stderr, "llmsim predict: out of memory\n");
-        return CLI_EXIT_FAIL;
-    }
-    bool help;
-    int status = cli_job_parse(argc, argv, "predict", job, &help);
-    if (help) {
-        cli_job_usage(stdout, "predict",
-                      "Predict throughput, latency, per-stage time and peak memory of a policy\n"
-                      "with the analytic cost model; the prediction is recorded in the store.");
-        free(job);
-        return CLI_EXIT_OK;
-    }
-    if (status) {
-        free(job);
-        return status;
-    }
     diag e;
     diag_clear(&e);
     cm_result r;
     if (cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &r, &e)) {
-        status = cli_fail("predict", &e);
+        int status = cli_fail("predict", &e);
         cm_result_free(&r);
-        free(job);
         return status;
     }
     cJSON *obj = cli_prediction_json(job, &r);
@@ -42,20 +24,30 @@ int cmd_predict(int argc, char **argv)
     record_job rj = cli_record_job(job);
     llmsim_status st = record_prediction(&rj, "predict", &r, text, &run_id, &e);
     free(text);
+    int status = CLI_EXIT_OK;
     if (st) {
         cJSON_Delete(obj);
         status = cli_fail("predict", &e);
     } else {
         cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
-        if (job->format == CLI_FORMAT_JSON) {
-            cli_print_json(obj);
-        } else {
-            cJSON_Delete(obj);
+        if (!cli_print_json_if_asked(job->format, obj)) {
             cli_prediction_table(stdout, job, &r);
             printf("\nrecorded as run %lld in %s\n", (long long)run_id, job->db_path);
         }
     }
     cm_result_free(&r);
+    return status;
+}
+
+int cmd_predict(int argc, char **argv)
+{
+    cli_job *job;
+    int status = cli_job_new(argc, argv, "predict",
+                             "Predict throughput, latency, per-stage time and peak memory of a policy\n"
+                             "with the analytic cost model; the prediction is recorded in the store.",
+                             NULL, &job);
+    if (job)
+        status = predict(job);
     free(job);
     return status;
 }

@@ -117,7 +117,17 @@ out:
     return status;
 }
 
-int cmd_profile(int argc, char **argv)
+/* ---- measuring */
+
+/* The options of a run of the command. */
+typedef struct p_opts {
+    profile_opts po;
+    const char *out_path, *db;
+    bool cmp, json;
+} p_opts;
+
+/* The options into o; an exit status (0: go on; *help after --help). */
+static int parse_opts(int argc, char **argv, p_opts *o, bool *help)
 {
     enum { O_DISK = 256, O_QUICK, O_NAME, O_COMPARE, O_FORMAT, O_DB, O_HELP };
     static const struct option opts[] = {
@@ -126,42 +136,141 @@ int cmd_profile(int argc, char **argv)
         {"format", required_argument, 0, O_FORMAT}, {"db", required_argument, 0, O_DB},
         {"help", no_argument, 0, O_HELP},           {0, 0, 0, 0},
     };
-    profile_opts po;
-    memset(&po, 0, sizeof po);
-    const char *out_path = NULL, *db = NULL;
-    bool cmp = false, json = false;
-    char command[1024];
-    cli_command_line(argc, argv, command, sizeof command);
-    optind = 1;
-    opterr = 0;
+    cli_getopt_reset();
     int c;
+    cli_format f;
     while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
         switch (c) {
-        case 'o': out_path = optarg; break;
-        case O_DISK: po.disk_dir = optarg; break;
-        case O_QUICK: po.quick = true; break;
-        case O_NAME: po.name = optarg; break;
-        case O_COMPARE: cmp = true; break;
+        case 'o': o->out_path = optarg; break;
+        case O_DISK: o->po.disk_dir = optarg; break;
+        case O_QUICK: o->po.quick = true; break;
+        case O_NAME: o->po.name = optarg; break;
+        case O_COMPARE: o->cmp = true; break;
         case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                json = true;
-            else if (strcmp(optarg, "table") != 0) {
-                fprintf(stderr, "llmsim profile: --format must be table or json, not '%s'\n", optarg);
+            if (!cli_opt_format("profile", optarg, &f))
                 return CLI_EXIT_INPUT;
-            }
+            o->json |= f == CLI_FORMAT_JSON;
             break;
-        case O_DB: db = optarg; break;
-        case O_HELP: usage(stdout); return CLI_EXIT_OK;
-        case ':':
-            fprintf(stderr, "llmsim profile: %s needs a value (see llmsim profile --help)\n", argv[optind - 1]);
-            return CLI_EXIT_INPUT;
-        default:
-            fprintf(stderr, "llmsim profile: unknown option '%s' (see llmsim profile --help)\n",
-                    argv[optind - 1]);
-            return CLI_EXIT_INPUT;
+        case O_DB: o->db = optarg; break;
+        case O_HELP:
+            usage(stdout);
+            *help = true;
+            return CLI_EXIT_OK;
+        default: return cli_opt_rejected("profile", c, argv);
         }
     }
-    if (cmp) {
+    return CLI_EXIT_OK;
+}
+
+/* The profile's headline figures as the metrics of run run_id. */
+static llmsim_status record_metrics(store *s, int64_t run_id, const hwprofile *hw, diag *e)
+{
+    const struct {
+        const char *k;
+        double v;
+    } m[] = {{"memory_bandwidth_Bps", hw->cpu.memory_bandwidth_Bps},
+             {"cpu_attention_Bps", hw->cpu.attn_Bps},
+             {"disk_read_Bps", hw->disk.read.bandwidth_Bps},
+             {"disk_write_Bps", hw->disk.write.bandwidth_Bps},
+             {"disk_read_latency_s", hw->disk.read.latency_s},
+             {"disk_read_compute_loss_s_per_GB", hw->disk.read_loss_s_per_GB},
+             {"gpu_present", hw->gpu.present}};
+    llmsim_status st = LLMSIM_OK;
+    for (size_t i = 0; i < sizeof m / sizeof m[0] && !st; i++)
+        st = store_run_metric(s, run_id, m[i].k, m[i].v, e);
+    return st;
+}
+
+/* The profile in the store by content hash (*hash), and a run with its
+ * figures (*run_id); body is the profile's YAML. */
+static llmsim_status record_profile(const hwprofile *hw, const char *body, const char *db,
+                                    const char *command, char hash[17], int64_t *run_id, diag *e)
+{
+    store *s = NULL;
+    llmsim_status st = store_open(cli_db_path(db), &s, e);
+    if (!st)
+        st = store_put_input(s, "hwprofile", hw->name, body, hash, e);
+    if (!st) {
+        store_run_info info = {.kind = "profile", .hw_hash = hash, .hw_name = hw->name,
+                               .command = command};
+        if (!(st = store_run_begin(s, &info, run_id, e)))
+            st = record_metrics(s, *run_id, hw, e);
+        if (st)
+            store_run_abort(s, *run_id, "failed");
+        else
+            st = store_run_commit(s, *run_id, "ok", body, e);
+    }
+    store_close(s);
+    return st;
+}
+
+/* The profile as JSON, or the profiler's summary and where it went. */
+static void print_profile(const p_opts *o, const hwprofile *hw, const char *summary,
+                          const char *body, const char *hash, int64_t run_id)
+{
+    if (o->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "name", hw->name);
+        cJSON_AddStringToObject(j, "profile", body);
+        cJSON_AddStringToObject(j, "hash", hash);
+        cJSON_AddNumberToObject(j, "run_id", (double)run_id);
+        if (o->out_path)
+            cJSON_AddStringToObject(j, "written", o->out_path);
+        cli_print_json(j);
+        return;
+    }
+    fputs(summary, stdout);
+    if (o->out_path)
+        printf("written   %s (use it as --hardware %s)\n", o->out_path, o->out_path);
+    else
+        printf("not written: give -o FILE to keep the profile as a file\n");
+    printf("recorded  run %lld in %s, profile %s\n", (long long)run_id, cli_db_path(o->db), hash);
+}
+
+/* Measure this machine (^C stops it); write, record and print the profile. */
+static int measure(p_opts *o, const char *command, hwprofile *hw)
+{
+    o->po.command = command;
+    o->po.progress = isatty(2);
+    o->po.interrupt = &cli_interrupted;
+    struct sigaction old;
+    cli_sigint_catch(&old);
+    strbuf summary = {0}, body = {0};
+    diag e;
+    diag_clear(&e);
+    int status = CLI_EXIT_OK;
+    llmsim_status st = profile_run(&o->po, hw, &summary, &e);
+    cli_sigint_release(&old);
+    char hash[17];
+    int64_t run_id = 0;
+    if (cli_interrupted) {
+        fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
+        status = 130;
+    } else if (st || (o->out_path && hwprofile_write(hw, o->out_path, &e))) {
+        status = cli_fail("profile", &e);
+    } else {
+        hwprofile_save(hw, &body);
+        if (record_profile(hw, strbuf_str(&body), o->db, command, hash, &run_id, &e))
+            status = cli_fail("profile", &e);
+        else
+            print_profile(o, hw, strbuf_str(&summary), strbuf_str(&body), hash, run_id);
+    }
+    strbuf_free(&body);
+    strbuf_free(&summary);
+    return status;
+}
+
+int cmd_profile(int argc, char **argv)
+{
+    p_opts o;
+    memset(&o, 0, sizeof o);
+    char command[1024];
+    cli_command_line(argc, argv, command, sizeof command);
+    bool help = false;
+    int status = parse_opts(argc, argv, &o, &help);
+    if (status || help)
+        return status;
+    if (o.cmp) {
         if (argc - optind != 2) {
             fprintf(stderr, "llmsim profile: --compare takes two profiles, A and B\n");
             return CLI_EXIT_INPUT;
@@ -172,90 +281,12 @@ int cmd_profile(int argc, char **argv)
         fprintf(stderr, "llmsim profile: unexpected argument '%s'\n", argv[optind]);
         return CLI_EXIT_INPUT;
     }
-    po.command = command;
-    po.progress = isatty(2);
-    po.interrupt = &cli_interrupted;
-    struct sigaction old;
-    cli_sigint_catch(&old);
     hwprofile *hw = calloc(1, sizeof *hw);
-    strbuf summary = {0};
-    diag e;
-    diag_clear(&e);
-    int status = CLI_EXIT_OK;
     if (!hw) {
         fprintf(stderr, "llmsim profile: out of memory\n");
         return CLI_EXIT_FAIL;
     }
-    llmsim_status st = profile_run(&po, hw, &summary, &e);
-    cli_sigint_release(&old);
-    if (cli_interrupted) {
-        fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
-        status = 130;
-        goto out;
-    }
-    if (st) {
-        status = cli_fail("profile", &e);
-        goto out;
-    }
-    if (out_path && (st = hwprofile_write(hw, out_path, &e))) {
-        status = cli_fail("profile", &e);
-        goto out;
-    }
-    /* the store: the profile by content hash, and a run with its figures */
-    strbuf body = {0};
-    hwprofile_save(hw, &body);
-    store *s = NULL;
-    char hash[17];
-    int64_t run_id = 0;
-    st = store_open(cli_db_path(db), &s, &e);
-    if (!st)
-        st = store_put_input(s, "hwprofile", hw->name, strbuf_str(&body), hash, &e);
-    if (!st) {
-        store_run_info info = {.kind = "profile", .hw_hash = hash, .hw_name = hw->name, .command = command};
-        st = store_run_begin(s, &info, &run_id, &e);
-        const struct {
-            const char *k;
-            double v;
-        } m[] = {{"memory_bandwidth_Bps", hw->cpu.memory_bandwidth_Bps},
-                 {"cpu_attention_Bps", hw->cpu.attn_Bps},
-                 {"disk_read_Bps", hw->disk.read.bandwidth_Bps},
-                 {"disk_write_Bps", hw->disk.write.bandwidth_Bps},
-                 {"disk_read_latency_s", hw->disk.read.latency_s},
-                 {"disk_read_compute_loss_s_per_GB", hw->disk.read_loss_s_per_GB},
-                 {"gpu_present", hw->gpu.present}};
-        for (size_t i = 0; i < sizeof m / sizeof m[0] && !st; i++)
-            st = store_run_metric(s, run_id, m[i].k, m[i].v, &e);
-        if (!st)
-            st = store_run_commit(s, run_id, "ok", strbuf_str(&body), &e);
-        else
-            store_run_abort(s, run_id, "failed");
-    }
-    store_close(s);
-    if (st) {
-        strbuf_free(&body);
-        status = cli_fail("profile", &e);
-        goto out;
-    }
-    if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "name", hw->name);
-        cJSON_AddStringToObject(o, "profile", strbuf_str(&body));
-        cJSON_AddStringToObject(o, "hash", hash);
-        cJSON_AddNumberToObject(o, "run_id", (double)run_id);
-        if (out_path)
-            cJSON_AddStringToObject(o, "written", out_path);
-        cli_print_json(o);
-    } else {
-        fputs(strbuf_str(&summary), stdout);
-        if (out_path)
-            printf("written   %s (use it as --hardware %s)\n", out_path, out_path);
-        else
-            printf("not written: give -o FILE to keep the profile as a file\n");
-        printf("recorded  run %lld in %s, profile %s\n", (long long)run_id, cli_db_path(db), hash);
-    }
-    strbuf_free(&body);
-out:
-    strbuf_free(&summary);
+    status = measure(&o, command, hw);
     free(hw);
     return status;
 }

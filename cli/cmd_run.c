@@ -22,6 +22,21 @@
 #include "exec/offload.h"
 #include "sim/sim.h"
 
+/* Append token v to toks[0..*n), doubling *cap when it is full; false when
+ * out of memory (toks is kept). */
+static bool push_token(int32_t **toks, size_t *n, size_t *cap, long long v)
+{
+    if (*n == *cap) {
+        int32_t *g = realloc(*toks, 2 * *cap * sizeof *g);
+        if (!g)
+            return false;
+        *toks = g;
+        *cap *= 2;
+    }
+    (*toks)[(*n)++] = (int32_t)v;
+    return true;
+}
+
 /* Prompts from a text file: one prompt a line, token ids separated by
  * spaces; every line the same length. */
 static llmsim_status read_prompts(const char *path, long long vocab, int32_t **out, long long *nprompts,
@@ -58,16 +73,10 @@ static llmsim_status read_prompts(const char *path, long long vocab, int32_t **o
                              "token ids must be whole numbers from 0 to %lld (the vocabulary)", vocab - 1);
                 break;
             }
-            if (n == cap) {
-                int32_t *g = realloc(toks, 2 * cap * sizeof *toks);
-                if (!g) {
-                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-                    break;
-                }
-                toks = g;
-                cap *= 2;
+            if (!push_token(&toks, &n, &cap, v)) {
+                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                break;
             }
-            toks[n++] = (int32_t)v;
             count++;
             p = end;
         }
@@ -134,16 +143,10 @@ static llmsim_status read_token_file(const char *path, long long vocab, int32_t 
                              "vocabulary)", vocab);
         } else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
             if (v >= 0) {
-                if (k == cap) {
-                    int32_t *g = realloc(t, 2 * cap * sizeof *t);
-                    if (!g) {
-                        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-                        break;
-                    }
-                    t = g;
-                    cap *= 2;
+                if (!push_token(&t, &k, &cap, v)) {
+                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                    break;
                 }
-                t[k++] = (int32_t)v;
                 v = -1;
             }
         } else {
@@ -157,17 +160,8 @@ static llmsim_status read_token_file(const char *path, long long vocab, int32_t 
             col++;
         }
     }
-    if (!st && v >= 0) {
-        if (k == cap) {
-            int32_t *g = realloc(t, (cap + 1) * sizeof *t);
-            if (g)
-                t = g;
-            else
-                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-        }
-        if (!st)
-            t[k++] = (int32_t)v;
-    }
+    if (!st && v >= 0 && !push_token(&t, &k, &cap, v))
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
     fclose(f);
     if (st) {
         free(t);
@@ -189,191 +183,173 @@ static bool parse_double(const char *s, double lo, double hi, double *out)
     return true;
 }
 
-static void usage_extra(void)
+/* The engine options of llmsim run (its own; the rest are the job's). */
+static const char usage_engine[] =
+    "engine (llmsim run):\n"
+    "  --synthetic SEED       weights generated from SEED (the default, seed 1)\n"
+    "  --weights PATH         a Hugging Face safetensors file, index or directory\n"
+    "  --prompt-tokens FILE   prompts: token ids, one prompt a line (sets the prompt\n"
+    "                         length and the number of prompts)\n"
+    "  --prompt-seed N        seed of random prompts (default 1)\n"
+    "  --tokens-out FILE      write the generated tokens, one line a prompt\n"
+    "  --temperature T        sampling temperature (default 0: greedy)\n"
+    "  --top-p P              nucleus sampling (default 1)\n"
+    "  --seed N               sampling seed (default 1)\n"
+    "  --offload-dir DIR      where disk tensors go (default $TMPDIR or /tmp); removed at\n"
+    "                         exit, on error and on ^C\n"
+    "  --max-ram SIZE         refuse a plan that needs more RAM (default: the free RAM)\n"
+    "  --threads N            compute threads (default: every core)\n"
+    "  --emulate-gpu          run a plan for a GPU on the host emulation of the device\n"
+    "                         (the GPU engine's code, host memory and CPU kernels; for\n"
+    "                         checking a GPU plan where no GPU is, not for its timings)\n"
+    "  --eval-ppl FILE        perplexity over the token ids of FILE with a sliding window\n"
+    "                         of --prompt-len tokens moving by half a window (each token\n"
+    "                         after the first window is scored once, with at least half a\n"
+    "                         window of context); the prompts are the windows\n";
+
+/* The options of a run: the engine's, the files, and the buffers the engine's
+ * prompts point into (owned; freed by run_opts_free). */
+typedef struct run_opts {
+    engine_opts eng;
+    const char *prompt_file, *tokens_out, *ppl_file;
+    int32_t *prompts, *ppl_tokens;
+    long long *score_from;
+} run_opts;
+
+static void run_opts_free(run_opts *o)
 {
-    printf("engine (llmsim run):\n"
-           "  --synthetic SEED       weights generated from SEED (the default, seed 1)\n"
-           "  --weights PATH         a Hugging Face safetensors file, index or directory\n"
-           "  --prompt-tokens FILE   prompts: token ids, one prompt a line (sets the prompt\n"
-           "                         length and the number of prompts)\n"
-           "  --prompt-seed N        seed of random prompts (default 1)\n"
-           "  --tokens-out FILE      write the generated tokens, one line a prompt\n"
-           "  --temperature T        sampling temperature (default 0: greedy)\n"
-           "  --top-p P              nucleus sampling (default 1)\n"
-           "  --seed N               sampling seed (default 1)\n"
-           "  --offload-dir DIR      where disk tensors go (default $TMPDIR or /tmp); removed at\n"
-           "                         exit, on error and on ^C\n"
-           "  --max-ram SIZE         refuse a plan that needs more RAM (default: the free RAM)\n"
-           "  --threads N            compute threads (default: every core)\n"
-           "  --emulate-gpu          run a plan for a GPU on the host emulation of the device\n"
-           "                         (the GPU engine's code, host memory and CPU kernels; for\n"
-           "                         checking a GPU plan where no GPU is, not for its timings)\n"
-           "  --eval-ppl FILE        perplexity over the token ids of FILE with a sliding window\n"
-           "                         of --prompt-len tokens moving by half a window (each token\n"
-           "                         after the first window is scored once, with at least half a\n"
-           "                         window of context); the prompts are the windows\n");
+    free(o->ppl_tokens);
+    free(o->score_from);
+    free(o->prompts);
 }
 
-int cmd_run(int argc, char **argv)
+/* The value v of engine option `which` (an index into lift_engine_opts's
+ * names) into o; false when it is not valid. */
+static bool take_engine_opt(run_opts *o, int which, const char *v)
 {
-    /* the engine's own options, lifted out; the rest are predict's */
-    engine_opts o;
-    memset(&o, 0, sizeof o);
-    o.synthetic_seed = 1;
-    o.prompt_seed = 1;
-    o.sample_seed = 1;
-    o.top_p = 1;
-    o.interrupt = &cli_interrupted;
-    const char *prompt_file = NULL, *tokens_out = NULL, *ppl_file = NULL;
-    int32_t *ppl_tokens = NULL;
-    long long *score_from = NULL;
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
-    cli_job *job = calloc(1, sizeof *job);
-    int status = CLI_EXIT_INPUT;
-    int32_t *prompts = NULL;
-    if (!args || !job) {
-        fprintf(stderr, "llmsim run: out of memory\n");
-        free(args);
-        free(job);
-        return CLI_EXIT_FAIL;
+    engine_opts *eng = &o->eng;
+    long long n;
+    double d;
+    bool ok = true;
+    switch (which) {
+    case 0: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->synthetic_seed = (uint64_t)n; break;
+    case 1: eng->weights_path = v; break;
+    case 2: o->prompt_file = v; break;
+    case 3: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->prompt_seed = (uint64_t)n; break;
+    case 4: o->tokens_out = v; break;
+    case 5: ok = parse_double(v, 0, 100, &eng->temperature); break;
+    case 6: ok = parse_double(v, 1e-6, 1, &eng->top_p); break;
+    case 7: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->sample_seed = (uint64_t)n; break;
+    case 8: eng->offload_parent = v; break;
+    case 9: {
+        char why[128];
+        ok = units_parse(v, UNITS_BYTES, &d, why, sizeof why) && d > 0;
+        eng->max_ram_bytes = d;
+        break;
     }
-    int nargs = 0;
-    long long pn = 0, plen = 0;
+    case 10: ok = cli_parse_ll(v, 1, 4096, &n); eng->threads = (int)n; break;
+    case 11: o->ppl_file = v; break;
+    }
+    return ok;
+}
+
+/* argv without the engine's options (taken into o) into args, with the
+ * workload the prompt and perplexity files stand for; NULL ended. Returns an
+ * exit status. */
+static int lift_engine_opts(int argc, char **argv, run_opts *o, char **args, int *nargs)
+{
+    static const char *const valued[] = {"--synthetic", "--weights", "--prompt-tokens",
+                                         "--prompt-seed", "--tokens-out", "--temperature",
+                                         "--top-p", "--seed", "--offload-dir", "--max-ram",
+                                         "--threads", "--eval-ppl"};
+    *nargs = 0;
     for (int i = 0; i < argc; i++) {
-        static const char *const valued[] = {"--synthetic", "--weights", "--prompt-tokens",
-                                             "--prompt-seed", "--tokens-out", "--temperature",
-                                             "--top-p", "--seed", "--offload-dir", "--max-ram",
-                                             "--threads", "--eval-ppl"};
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
-            if (strcmp(argv[i], valued[k]) == 0)
-                which = k;
         if (strcmp(argv[i], "--emulate-gpu") == 0) {
-            o.gpu_emulated = true;
+            o->eng.gpu_emulated = true;
             continue;
         }
-        if (which < 0) {
-            args[nargs++] = argv[i];
-            continue;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "llmsim run: %s needs a value (see llmsim run --help)\n", argv[i]);
-            goto out;
-        }
-        const char *v = argv[++i];
-        long long n;
-        double d;
-        bool ok = true;
-        switch (which) {
-        case 0: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.synthetic_seed = (uint64_t)n; break;
-        case 1: o.weights_path = v; break;
-        case 2: prompt_file = v; break;
-        case 3: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.prompt_seed = (uint64_t)n; break;
-        case 4: tokens_out = v; break;
-        case 5: ok = parse_double(v, 0, 100, &o.temperature); break;
-        case 6: ok = parse_double(v, 1e-6, 1, &o.top_p); break;
-        case 7: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.sample_seed = (uint64_t)n; break;
-        case 8: o.offload_parent = v; break;
-        case 9: {
-            char why[128];
-            ok = units_parse(v, UNITS_BYTES, &d, why, sizeof why) && d > 0;
-            o.max_ram_bytes = d;
-            break;
-        }
-        case 10: ok = cli_parse_ll(v, 1, 4096, &n); o.threads = (int)n; break;
-        case 11: ppl_file = v; break;
-        }
-        if (!ok) {
-            fprintf(stderr, "llmsim run: %s '%s' is not valid (see llmsim run --help)\n", argv[i - 1], v);
-            goto out;
-        }
+        const char *v;
+        int which = cli_opt_valued("run", argc, argv, &i, valued,
+                                   (int)(sizeof valued / sizeof valued[0]), &v);
+        if (which == -2)
+            return CLI_EXIT_INPUT;
+        if (which < 0)
+            args[(*nargs)++] = argv[i];
+        else if (!take_engine_opt(o, which, v))
+            return cli_opt_invalid("run", argv[i - 1], v);
     }
-    args[nargs] = NULL;
-    /* prompts from a file set the workload's prompt length and count */
-    bool help = false;
-    if (prompt_file) {
+    if (o->prompt_file) {
         /* the vocabulary is the model's: load it first through the job parser */
-        args[nargs++] = "--prompt-len";
-        args[nargs++] = "1";
-        args[nargs] = NULL;
+        args[(*nargs)++] = "--prompt-len";
+        args[(*nargs)++] = "1";
     }
-    if (ppl_file) { /* the prefill of each window and one step: gen-len 1 */
-        args[nargs++] = "--gen-len";
-        args[nargs++] = "1";
-        args[nargs] = NULL;
+    if (o->ppl_file) { /* the prefill of each window and one step: gen-len 1 */
+        args[(*nargs)++] = "--gen-len";
+        args[(*nargs)++] = "1";
     }
-    status = cli_job_parse(nargs, args, "run", job, &help);
-    if (help) {
-        cli_job_usage(stdout, "run",
-                      "Run the policy's plan for real: on the GPU engine (CUDA) for a profile with\n"
-                      "a GPU, on the CPU engine for one without. Weights, KV cache and hidden\n"
-                      "states on the GPU, in (pinned) RAM or on disk (O_DIRECT), I/O overlapped\n"
-                      "with compute as the plan orders it (CUDA streams and events on the GPU);\n"
-                      "every task is timed under its plan id (CUDA events, or the clock) and\n"
-                      "recorded, with the same keys as simulate.");
-        usage_extra();
-        status = CLI_EXIT_OK;
-        goto out;
-    }
-    if (status)
-        goto out;
+    args[*nargs] = NULL;
+    return CLI_EXIT_OK;
+}
+
+/* --prompt-tokens: the prompts, and the workload's prompt length and count. */
+static int load_prompt_file(cli_job *job, run_opts *o)
+{
     diag e;
     diag_clear(&e);
-    if (prompt_file) {
-        if (read_prompts(prompt_file, job->model.vocab_size, &prompts, &pn, &plen, &e)) {
-            status = cli_fail("run", &e);
-            goto out;
-        }
-        job->workload.prompt_len = plen;
-        job->workload.num_prompts = pn;
-        o.prompts = prompts;
-        if (workload_validate(&job->workload, prompt_file, &e)) {
-            status = cli_fail("run", &e);
-            goto out;
-        }
+    long long pn = 0, plen = 0;
+    if (read_prompts(o->prompt_file, job->model.vocab_size, &o->prompts, &pn, &plen, &e))
+        return cli_fail("run", &e);
+    job->workload.prompt_len = plen;
+    job->workload.num_prompts = pn;
+    o->eng.prompts = o->prompts;
+    if (workload_validate(&job->workload, o->prompt_file, &e))
+        return cli_fail("run", &e);
+    return CLI_EXIT_OK;
+}
+
+/* --eval-ppl: the token file cut into windows of --prompt-len tokens moving by
+ * half a window, the prompts of the run, and where each window's scoring
+ * starts. */
+static int load_ppl_windows(cli_job *job, run_opts *o)
+{
+    diag e;
+    diag_clear(&e);
+    long long ntok = 0, W = job->workload.prompt_len, S = W / 2 > 0 ? W / 2 : 1;
+    if (o->prompt_file) {
+        fprintf(stderr, "llmsim run: give --eval-ppl or --prompt-tokens, not both\n");
+        return CLI_EXIT_INPUT;
     }
-    if (ppl_file) {
-        long long ntok = 0, W = job->workload.prompt_len, S = W / 2 > 0 ? W / 2 : 1;
-        if (prompt_file) {
-            fprintf(stderr, "llmsim run: give --eval-ppl or --prompt-tokens, not both\n");
-            status = CLI_EXIT_INPUT;
-            goto out;
-        }
-        if (read_token_file(ppl_file, job->model.vocab_size, &ppl_tokens, &ntok, &e)) {
-            status = cli_fail("run", &e);
-            goto out;
-        }
-        if (ntok < W || W < 2) {
-            fprintf(stderr, "llmsim run: --eval-ppl %s has %lld tokens; a window of --prompt-len %lld "
-                    "needs at least that many (and at least 2)\n", ppl_file, ntok, W);
-            status = CLI_EXIT_INPUT;
-            goto out;
-        }
-        long long nw = (ntok - W) / S + 1;
-        prompts = malloc(sizeof(int32_t) * (size_t)(nw * W));
-        score_from = malloc(sizeof(long long) * (size_t)nw);
-        if (!prompts || !score_from) {
-            fprintf(stderr, "llmsim run: out of memory\n");
-            status = CLI_EXIT_FAIL;
-            goto out;
-        }
-        for (long long w = 0; w < nw; w++) {
-            memcpy(prompts + w * W, ppl_tokens + w * S, sizeof(int32_t) * (size_t)W);
-            score_from[w] = w == 0 ? 1 : W - S;
-        }
-        o.prompts = prompts;
-        o.score_from = score_from;
-        o.num_windows = nw;
-        job->workload.num_prompts = nw;
+    if (read_token_file(o->ppl_file, job->model.vocab_size, &o->ppl_tokens, &ntok, &e))
+        return cli_fail("run", &e);
+    if (ntok < W || W < 2) {
+        fprintf(stderr, "llmsim run: --eval-ppl %s has %lld tokens; a window of --prompt-len %lld "
+                "needs at least that many (and at least 2)\n", o->ppl_file, ntok, W);
+        return CLI_EXIT_INPUT;
     }
-    plan pl;
-    if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e)) {
-        status = cli_fail("run", &e);
-        goto out;
+    long long nw = (ntok - W) / S + 1;
+    o->prompts = malloc(sizeof(int32_t) * (size_t)(nw * W));
+    o->score_from = malloc(sizeof(long long) * (size_t)nw);
+    if (!o->prompts || !o->score_from) {
+        fprintf(stderr, "llmsim run: out of memory\n");
+        return CLI_EXIT_FAIL;
     }
+    for (long long w = 0; w < nw; w++) {
+        memcpy(o->prompts + w * W, o->ppl_tokens + w * S, sizeof(int32_t) * (size_t)W);
+        o->score_from[w] = w == 0 ? 1 : W - S;
+    }
+    o->eng.prompts = o->prompts;
+    o->eng.score_from = o->score_from;
+    o->eng.num_windows = nw;
+    job->workload.num_prompts = nw;
+    return CLI_EXIT_OK;
+}
+
+/* Run the plan on the engine, with ^C caught; what it is doing on a tty. */
+static llmsim_status execute(const cli_job *job, const run_opts *o, const plan *pl,
+                             engine_result *er, diag *e)
+{
     struct sigaction old;
     cli_sigint_catch(&old);
-    engine_result er;
     bool tty = isatty(2);
     const char *core = k_blas_coretype_hint();
     if (core && tty)
@@ -381,89 +357,141 @@ int cmd_run(int argc, char **argv)
                 "kernels; for the prefill's GEMMs, export OPENBLAS_CORETYPE=%s before running\n", core);
     if (tty)
         fprintf(stderr, "llmsim run: %s, %zu tasks, %lld prompts x %lld tokens ...\n", job->model.name,
-                pl.ntasks, job->workload.num_prompts ? job->workload.num_prompts
-                                                     : (long long)job->policy.gpu_batch_size *
-                                                           job->policy.num_gpu_batches,
+                pl->ntasks, job->workload.num_prompts ? job->workload.num_prompts
+                                                      : (long long)job->policy.gpu_batch_size *
+                                                            job->policy.num_gpu_batches,
                 job->workload.gen_len);
-    llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, &pl, &o, &er, &e);
+    llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, pl, &o->eng,
+                                  er, e);
     cli_sigint_release(&old);
-    if (st) {
-        status = cli_fail("run", &e);
-        engine_result_free(&er);
-        plan_free(&pl);
-        goto out;
+    return st;
+}
+
+/* An interrupted run: recorded as such (what there is); exit status 130. */
+static int record_interrupted(const cli_job *job)
+{
+    diag e;
+    diag_clear(&e);
+    int64_t run_id = 0;
+    store *db = NULL;
+    llmsim_status rs = store_open(job->db_path, &db, &e);
+    record_hashes hh;
+    record_job rj = cli_record_job(job);
+    if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
+        store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
+                               .policy_hash = hh.policy, .workload_hash = hh.workload,
+                               .model_name = job->model.name, .hw_name = job->hw.name,
+                               .command = job->command};
+        if (!(rs = store_run_begin(db, &info, &run_id, &e)))
+            store_run_abort(db, run_id, "interrupted");
     }
+    store_close(db);
+    fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
+            rs ? "" : ", the run is recorded as interrupted");
+    return 130;
+}
+
+/* The timeline's table, then the engine, the files written and the
+ * perplexity. */
+static void print_table(const cli_job *job, const run_opts *o, const plan *pl,
+                        const engine_result *er, const sim_result *r, const sim_totals *t,
+                        int64_t run_id)
+{
+    cli_simulation_table(job, pl, r, t);
+    if (pl->has_gpu) {
+        char a[32], b[32];
+        units_format(UNITS_BYTES, er->gpu_bytes, a, sizeof a);
+        units_format(UNITS_BYTES, sim_plan_peak(pl, TIER_GPU), b, sizeof b);
+        printf("measured    on the GPU engine, %s (%s I/O), %s weights\n", er->device,
+               er->direct_io ? "O_DIRECT" : "buffered",
+               o->eng.weights_path ? o->eng.weights_path : "synthetic");
+        printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);
+    } else {
+        printf("measured    on the CPU engine (%s I/O, OpenBLAS %s kernels), %s weights\n",
+               er->direct_io ? "O_DIRECT" : "buffered", k_blas_core_name(),
+               o->eng.weights_path ? o->eng.weights_path : "synthetic");
+    }
+    if (o->tokens_out)
+        printf("tokens      %s\n", o->tokens_out);
+    if (o->ppl_file)
+        printf("perplexity  %.6g over %lld tokens of %s\n",
+               er->nll_count ? exp(er->nll_sum / (double)er->nll_count) : NAN, er->nll_count,
+               o->ppl_file);
+    printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+}
+/* Record the measured timeline, write the tokens; print. */
+static int record_and_print(const cli_job *job, const run_opts *o, const plan *pl,
+                            engine_result *er)
+{
+    diag e;
+    diag_clear(&e);
     sim_result r;
     memset(&r, 0, sizeof r);
-    if (er.interrupted) {
-        int64_t run_id = 0;
-        llmsim_status rs;
-        /* record what there is, marked as such */
-        store *db = NULL;
-        rs = store_open(job->db_path, &db, &e);
-        record_hashes hh;
-        record_job rj = cli_record_job(job);
-        if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
-            store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
-                                   .policy_hash = hh.policy, .workload_hash = hh.workload,
-                                   .model_name = job->model.name, .hw_name = job->hw.name,
-                                   .command = job->command};
-            if (!(rs = store_run_begin(db, &info, &run_id, &e)))
-                store_run_abort(db, run_id, "interrupted");
-        }
-        store_close(db);
-        fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
-                rs ? "" : ", the run is recorded as interrupted");
-        status = 130;
-        goto done;
-    }
     sim_totals t;
     cJSON *obj = NULL;
     int64_t run_id = 0;
     record_job rj = cli_record_job(job);
-    if (record_measurement(&rj, &pl, &er, &o, &r, &t, &obj, &run_id, &e)) {
+    int status = CLI_EXIT_OK;
+    if (record_measurement(&rj, pl, er, &o->eng, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("run", &e);
-        goto done;
-    }
-    double ppl = er.nll_count ? exp(er.nll_sum / (double)er.nll_count) : NAN;
-    if (tokens_out && write_tokens(tokens_out, &er, job->workload.gen_len, &e)) {
+    } else if (o->tokens_out && write_tokens(o->tokens_out, er, job->workload.gen_len, &e)) {
         cJSON_Delete(obj);
         status = cli_fail("run", &e);
-        goto done;
+    } else if (!cli_print_json_if_asked(job->format, obj)) {
+        print_table(job, o, pl, er, &r, &t, run_id);
     }
-    if (job->format == CLI_FORMAT_JSON) {
-        cli_print_json(obj);
-    } else {
-        cJSON_Delete(obj);
-        cli_simulation_table(job, &pl, &r, &t);
-        if (pl.has_gpu) {
-            char a[32], b[32];
-            units_format(UNITS_BYTES, er.gpu_bytes, a, sizeof a);
-            units_format(UNITS_BYTES, sim_plan_peak(&pl, TIER_GPU), b, sizeof b);
-            printf("measured    on the GPU engine, %s (%s I/O), %s weights\n", er.device,
-                   er.direct_io ? "O_DIRECT" : "buffered", o.weights_path ? o.weights_path : "synthetic");
-            printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);
-        } else {
-            printf("measured    on the CPU engine (%s I/O, OpenBLAS %s kernels), %s weights\n",
-                   er.direct_io ? "O_DIRECT" : "buffered", k_blas_core_name(),
-                   o.weights_path ? o.weights_path : "synthetic");
-        }
-        if (tokens_out)
-            printf("tokens      %s\n", tokens_out);
-        if (ppl_file)
-            printf("perplexity  %.6g over %lld tokens of %s\n", ppl, er.nll_count, ppl_file);
-        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
-    }
-    status = CLI_EXIT_OK;
-done:
     sim_result_free(&r);
+    return status;
+}
+
+/* Build the job's plan, run it on the engine; record and print. */
+static int run(cli_job *job, const run_opts *o)
+{
+    diag e;
+    diag_clear(&e);
+    plan pl;
+    if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e))
+        return cli_fail("run", &e);
+    engine_result er;
+    int status;
+    if (execute(job, o, &pl, &er, &e))
+        status = cli_fail("run", &e);
+    else if (er.interrupted)
+        status = record_interrupted(job);
+    else
+        status = record_and_print(job, o, &pl, &er);
     engine_result_free(&er);
     plan_free(&pl);
-out:
-    free(ppl_tokens);
-    free(score_from);
-    free(prompts);
+    return status;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    run_opts o = {0};
+    cli_engine_opts_init(&o.eng);
+    char **args = cli_args_new("run", argc, 4);
+    if (!args)
+        return CLI_EXIT_FAIL;
+    int nargs;
+    cli_job *job = NULL;
+    int status = lift_engine_opts(argc, argv, &o, args, &nargs);
+    if (!status)
+        status = cli_job_new(nargs, args, "run",
+                             "Run the policy's plan for real: on the GPU engine (CUDA) for a profile with\n"
+                             "a GPU, on the CPU engine for one without. Weights, KV cache and hidden\n"
+                             "states on the GPU, in (pinned) RAM or on disk (O_DIRECT), I/O overlapped\n"
+                             "with compute as the plan orders it (CUDA streams and events on the GPU);\n"
+                             "every task is timed under its plan id (CUDA events, or the clock) and\n"
+                             "recorded, with the same keys as simulate.",
+                             usage_engine, &job);
     free(args);
+    if (job && o.prompt_file)
+        status = load_prompt_file(job, &o);
+    if (job && !status && o.ppl_file)
+        status = load_ppl_windows(job, &o);
+    if (job && !status)
+        status = run(job, &o);
+    run_opts_free(&o);
     free(job);
     return status;
 }

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "db/store.h"
 
 #define CMD_DEFAULT_DB "./llmsim.db"
@@ -39,14 +40,12 @@ static const char *cmd_default_db(void)
 /* --format: false (with a message) unless "table" or "json". */
 static bool cmd_parse_format(const char *cmd, const char *arg, bool *json)
 {
-    if (strcmp(arg, "table") == 0)
-        *json = false;
-    else if (strcmp(arg, "json") == 0)
-        *json = true;
-    else {
+    cli_format f;
+    if (!cli_format_parse(arg, &f)) {
         fprintf(stderr, "llmsim %s: --format must be table or json (got '%s')\n", cmd, arg);
         return false;
     }
+    *json = f == CLI_FORMAT_JSON;
     return true;
 }
 
@@ -74,6 +73,26 @@ static void cmd_bad_option(const char *cmd, int c, char **argv)
                 cmd);
     else
         fprintf(stderr, "llmsim %s: unknown option '%s'; see llmsim %s --help\n", cmd, arg, cmd);
+}
+
+/* The options both commands take (--db, --format, --help), and any option
+ * getopt_long rejected: -1 to go on, else the exit status. */
+static int cmd_common_opt(const char *cmd, int c, char **argv, const char **db, bool *json,
+                          void (*usage)(FILE *))
+{
+    switch (c) {
+    case 'd':
+        *db = optarg;
+        return -1;
+    case 'f':
+        return cmd_parse_format(cmd, optarg, json) ? -1 : 2;
+    case 'h':
+        usage(stdout);
+        return 0;
+    default:
+        cmd_bad_option(cmd, c, argv);
+        return 2;
+    }
 }
 
 /* Add a string, or null for NULL; false on out of memory. */
@@ -239,7 +258,22 @@ static bool runs_print_json(const store_run_row *rows, int n)
     return ok;
 }
 
-int cmd_runs(int argc, char **argv)
+/* --kind: one of the kinds of run; false (with a message) otherwise. */
+static bool runs_parse_kind(const char *arg)
+{
+    static const char *const kinds[] = {"predict", "simulate", "measure", "search",
+                                        "profile", "validate", "calibrate", "serve"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        known = known || strcmp(arg, kinds[i]) == 0;
+    if (!known)
+        fprintf(stderr, "llmsim runs: --kind '%s' is not a kind of run (predict, simulate, "
+                "measure, search, profile, validate, calibrate, serve)\n", arg);
+    return known;
+}
+
+/* The options of llmsim runs: -1 to go on, else the exit status. */
+static int runs_parse(int argc, char **argv, const char **db, store_run_filter *filter, bool *json)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},     {"model", required_argument, NULL, 'm'},
@@ -247,64 +281,43 @@ int cmd_runs(int argc, char **argv)
         {"limit", required_argument, NULL, 'n'},  {"format", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *db = cmd_default_db();
-    store_run_filter filter = {0};
-    bool json = false;
     long long limit = 0;
-
-    optind = 1;
-    opterr = 0;
+    cli_getopt_reset();
     for (int c; (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1;) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'm':
-            filter.model_name = optarg;
-            break;
-        case 'w':
-            filter.hw_name = optarg;
-            break;
-        case 'k': {
-            static const char *const kinds[] = {"predict", "simulate", "measure", "search",
-                                                "profile", "validate", "calibrate", "serve"};
-            bool known = false;
-            for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-                known = known || strcmp(optarg, kinds[i]) == 0;
-            if (!known) {
-                fprintf(stderr, "llmsim runs: --kind '%s' is not a kind of run (predict, simulate, "
-                        "measure, search, profile, validate, calibrate, serve)\n", optarg);
+        int st = -1;
+        if (c == 'm') {
+            filter->model_name = optarg;
+        } else if (c == 'w') {
+            filter->hw_name = optarg;
+        } else if (c == 'k') {
+            if (!runs_parse_kind(optarg))
                 return 2;
-            }
-            filter.kind = optarg;
-            break;
-        }
-        case 'n':
+            filter->kind = optarg;
+        } else if (c == 'n') {
             if (!cmd_parse_int(optarg, 1, INT_MAX, &limit)) {
                 fprintf(stderr, "llmsim runs: --limit must be a whole number >= 1 (got '%s')\n",
                         optarg);
                 return 2;
             }
-            filter.limit = (int)limit;
-            break;
-        case 'f':
-            if (!cmd_parse_format("runs", optarg, &json))
-                return 2;
-            break;
-        case 'h':
-            runs_usage(stdout);
-            return 0;
-        default:
-            cmd_bad_option("runs", c, argv);
-            return 2;
+            filter->limit = (int)limit;
+        } else {
+            st = cmd_common_opt("runs", c, argv, db, json, runs_usage);
         }
+        if (st >= 0)
+            return st;
     }
     if (optind < argc) {
         fprintf(stderr, "llmsim runs: unexpected argument '%s'; see llmsim runs --help\n",
                 argv[optind]);
         return 2;
     }
+    return -1;
+}
 
+/* The runs of the store db that pass the filter, as a table or JSON; the exit
+ * status. */
+static int runs_list(const char *db, const store_run_filter *filter, bool json)
+{
     diag e;
     diag_clear(&e);
     store *s = NULL;
@@ -312,7 +325,7 @@ int cmd_runs(int argc, char **argv)
     int n = 0;
     llmsim_status st = store_open_existing(db, &s, &e);
     if (st == LLMSIM_OK)
-        st = store_runs_list(s, &filter, &rows, &n, &e);
+        st = store_runs_list(s, filter, &rows, &n, &e);
     if (st != LLMSIM_OK) {
         fprintf(stderr, "llmsim runs: %s\n", e.msg);
         goto done;
@@ -321,7 +334,7 @@ int cmd_runs(int argc, char **argv)
         if (!runs_print_json(rows, n))
             st = diag_set(&e, LLMSIM_EFAIL, "out of memory printing JSON");
     } else if (n == 0) {
-        if (filter.model_name || filter.hw_name || filter.kind)
+        if (filter->model_name || filter->hw_name || filter->kind)
             printf("no runs match\n");
         else
             printf("no runs recorded in %s\n", db);
@@ -334,6 +347,15 @@ done:
     store_rows_free(rows, n);
     store_close(s);
     return cmd_exit_status(st);
+}
+
+int cmd_runs(int argc, char **argv)
+{
+    const char *db = cmd_default_db();
+    store_run_filter filter = {0};
+    bool json = false;
+    int status = runs_parse(argc, argv, &db, &filter, &json);
+    return status >= 0 ? status : runs_list(db, &filter, json);
 }
 
 // ---- llmsim show
@@ -384,7 +406,9 @@ static void show_print_table(const store_run_row *r, char **keys, const double *
     }
 }
 
-int cmd_show(int argc, char **argv)
+/* The options and the RUN_ID of llmsim show: -1 to go on, else the exit
+ * status. */
+static int show_parse(int argc, char **argv, const char **db, bool *json, long long *id)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},
@@ -392,29 +416,12 @@ int cmd_show(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = cmd_default_db();
-    bool json = false;
-
-    optind = 1;
-    opterr = 0;
+    cli_getopt_reset();
     for (int c; (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1;) {
-        switch (c) {
-        case 'd':
-            db = optarg;
-            break;
-        case 'f':
-            if (!cmd_parse_format("show", optarg, &json))
-                return 2;
-            break;
-        case 'h':
-            show_usage(stdout);
-            return 0;
-        default:
-            cmd_bad_option("show", c, argv);
-            return 2;
-        }
+        int st = cmd_common_opt("show", c, argv, db, json, show_usage);
+        if (st >= 0)
+            return st;
     }
-    long long id = 0;
     if (optind >= argc) {
         fprintf(stderr, "llmsim show: give a RUN_ID (see llmsim runs); see llmsim show --help\n");
         return 2;
@@ -424,12 +431,48 @@ int cmd_show(int argc, char **argv)
                 argv[optind + 1]);
         return 2;
     }
-    if (!cmd_parse_int(argv[optind], 1, INT64_MAX, &id)) {
+    if (!cmd_parse_int(argv[optind], 1, INT64_MAX, id)) {
         fprintf(stderr, "llmsim show: RUN_ID must be a positive whole number (got '%s')\n",
                 argv[optind]);
         return 2;
     }
+    return -1;
+}
 
+/* {"run": ..., "metrics": ..., "result": ...} on stdout; false on out of
+ * memory. *result (the parsed stored result, or NULL) goes into the
+ * document, which then owns it (*result is set to NULL). */
+static bool show_print_json(const store_run_row *row, char **keys, const double *values, int n,
+                            cJSON **result)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *run = cmd_run_json(row, true);
+    bool ok = doc && run && cJSON_AddItemToObject(doc, "run", run);
+    if (!ok)
+        cJSON_Delete(run);
+    cJSON *metrics = ok ? cJSON_AddObjectToObject(doc, "metrics") : NULL;
+    ok = metrics != NULL;
+    for (int i = 0; ok && i < n; i++)
+        ok = json_add_num(metrics, keys[i], values[i]);
+    if (ok) {
+        cJSON *r = *result ? *result
+                   : row->result_json ? cJSON_CreateString(row->result_json)
+                                      : cJSON_CreateNull();
+        ok = r && cJSON_AddItemToObject(doc, "result", r);
+        if (ok && r == *result)
+            *result = NULL; /* now owned by doc */
+        else if (!ok && r != *result)
+            cJSON_Delete(r);
+    }
+    ok = ok && cmd_print_json(doc);
+    cJSON_Delete(doc);
+    return ok;
+}
+
+/* Run id of the store db: its fields, metrics and result, as a table or JSON;
+ * the exit status. */
+static int show_run(const char *db, int64_t id, bool json)
+{
     diag e;
     diag_clear(&e);
     store *s = NULL;
@@ -437,12 +480,12 @@ int cmd_show(int argc, char **argv)
     char **keys = NULL;
     double *values = NULL;
     int n = 0;
-    cJSON *doc = NULL, *result = NULL;
+    cJSON *result = NULL;
     llmsim_status st = store_open_existing(db, &s, &e);
     if (st == LLMSIM_OK)
-        st = store_run_get(s, (int64_t)id, &row, &e);
+        st = store_run_get(s, id, &row, &e);
     if (st == LLMSIM_OK)
-        st = store_run_metrics(s, (int64_t)id, &keys, &values, &n, &e);
+        st = store_run_metrics(s, id, &keys, &values, &n, &e);
     if (st != LLMSIM_OK)
         goto done;
 
@@ -455,38 +498,24 @@ int cmd_show(int argc, char **argv)
             printf("  (none)\n");
         else if (!result || !cmd_print_json(result))
             puts(row.result_json);
-        goto done;
-    }
-
-    doc = cJSON_CreateObject();
-    cJSON *run = cmd_run_json(&row, true);
-    bool ok = doc && run && cJSON_AddItemToObject(doc, "run", run);
-    if (!ok)
-        cJSON_Delete(run);
-    cJSON *metrics = ok ? cJSON_AddObjectToObject(doc, "metrics") : NULL;
-    ok = metrics != NULL;
-    for (int i = 0; ok && i < n; i++)
-        ok = json_add_num(metrics, keys[i], values[i]);
-    if (ok) {
-        cJSON *r = result ? result
-                   : row.result_json ? cJSON_CreateString(row.result_json)
-                                     : cJSON_CreateNull();
-        ok = r && cJSON_AddItemToObject(doc, "result", r);
-        if (ok && r == result)
-            result = NULL; /* now owned by doc */
-        else if (!ok && r != result)
-            cJSON_Delete(r);
-    }
-    ok = ok && cmd_print_json(doc);
-    if (!ok)
+    } else if (!show_print_json(&row, keys, values, n, &result)) {
         st = diag_set(&e, LLMSIM_EFAIL, "out of memory printing JSON");
+    }
 done:
     if (st != LLMSIM_OK)
         fprintf(stderr, "llmsim show: %s\n", e.msg);
-    cJSON_Delete(doc);
     cJSON_Delete(result);
     store_metrics_free(keys, values, n);
     store_row_clear(&row);
     store_close(s);
     return cmd_exit_status(st);
+}
+
+int cmd_show(int argc, char **argv)
+{
+    const char *db = cmd_default_db();
+    bool json = false;
+    long long id = 0;
+    int status = show_parse(argc, argv, &db, &json, &id);
+    return status >= 0 ? status : show_run(db, (int64_t)id, json);
 }

@@ -93,10 +93,60 @@ static void print_table(const cli_job *job, const search_result *r, const char *
         printf("written   %s\n", out_path);
 }
 
+/* search's options besides the job's specs and format (set in the job). */
+typedef struct s_opts {
+    search_options so;
+    cli_input_opts in;
+    const char *out_path;
+} s_opts;
+
 enum { O_MODEL = 256, O_HW, O_WORKLOAD, O_PROMPT, O_GEN, O_NPROMPTS, O_LAT, O_HEAD, O_NOQ, O_NOD,
        O_MAXB, O_MAXK, O_TOP, O_FORMAT, O_DB, O_HELP };
 
-int cmd_search(int argc, char **argv)
+/* The value of a number option of the search's (c, with optarg) into o;
+ * false after a message. */
+static bool take_number(int c, s_opts *o)
+{
+    long long v;
+    char *end;
+    switch (c) {
+    case O_LAT:
+        o->so.max_latency_s = strtod(optarg, &end);
+        if (end == optarg || *end || !(o->so.max_latency_s > 0) ||
+            !isfinite(o->so.max_latency_s)) {
+            fprintf(stderr, "llmsim search: --max-latency '%s' must be a positive number of "
+                    "seconds\n", optarg);
+            return false;
+        }
+        return true;
+    case O_HEAD:
+        o->so.headroom = strtod(optarg, &end);
+        if (end == optarg || *end || !(o->so.headroom >= 0 && o->so.headroom < 1)) {
+            fprintf(stderr, "llmsim search: --headroom '%s' must be a fraction in [0, 1)\n",
+                    optarg);
+            return false;
+        }
+        return true;
+    default: /* O_MAXB, O_MAXK, O_TOP */
+        if (!cli_opt_whole("search",
+                           c == O_MAXB   ? "--max-gpu-batch"
+                           : c == O_MAXK ? "--max-gpu-batches"
+                                         : "--top",
+                           optarg, 1, 1 << 20, &v))
+            return false;
+        if (c == O_MAXB)
+            o->so.max_gpu_batch = (int)v;
+        else if (c == O_MAXK)
+            o->so.max_gpu_batches = (int)v;
+        else
+            o->so.top_k = (int)v;
+        return true;
+    }
+}
+
+/* The options into job (its specs and format) and o. Returns an exit status
+ * (0 with *help after --help). */
+static int parse_opts(int argc, char **argv, cli_job *job, s_opts *o, bool *help)
 {
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},       {"hardware", required_argument, 0, O_HW},
@@ -109,154 +159,101 @@ int cmd_search(int argc, char **argv)
         {"db", required_argument, 0, O_DB},             {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
-    cli_job *job = calloc(1, sizeof *job);
-    if (!job) {
-        fprintf(stderr, "llmsim search: out of memory\n");
-        return CLI_EXIT_FAIL;
-    }
-    search_options so;
-    search_options_init(&so);
-    so.progress = true;
-    const char *workload_file = NULL, *out_path = NULL, *db = NULL;
-    long long prompt = -1, gen = -1, nprompts = -1, v;
-    int status = CLI_EXIT_INPUT;
-    cli_command_line(argc, argv, job->command, sizeof job->command);
-    optind = 1;
-    opterr = 0;
-    int c;
-    char *end;
-    while ((c = getopt_long(argc, argv, ":o:", opts, NULL)) != -1) {
+    cli_getopt_reset();
+    int c, li;
+    while ((c = getopt_long(argc, argv, ":o:", opts, &li)) != -1) {
         switch (c) {
-        case O_MODEL: job->model_spec = optarg; break;
-        case O_HW: job->hw_spec = optarg; break;
-        case O_WORKLOAD: workload_file = optarg; break;
-        case O_PROMPT:
-        case O_GEN:
-        case O_NPROMPTS:
-            if (!cli_parse_ll(optarg, 1, 1LL << 40, &v)) {
-                fprintf(stderr, "llmsim search: --%s '%s' must be a positive whole number\n",
-                        c == O_PROMPT ? "prompt-len" : c == O_GEN ? "gen-len" : "num-prompts", optarg);
-                goto out;
-            }
-            *(c == O_PROMPT ? &prompt : c == O_GEN ? &gen : &nprompts) = v;
+        case O_NOQ: o->so.no_quant = true; break;
+        case O_NOD: o->so.no_disk = true; break;
+        case 'o': o->out_path = optarg; break;
+        case O_LAT: case O_HEAD: case O_MAXB: case O_MAXK: case O_TOP:
+            if (!take_number(c, o))
+                return CLI_EXIT_INPUT;
             break;
-        case O_LAT:
-            so.max_latency_s = strtod(optarg, &end);
-            if (end == optarg || *end || !(so.max_latency_s > 0) || !isfinite(so.max_latency_s)) {
-                fprintf(stderr, "llmsim search: --max-latency '%s' must be a positive number of "
-                        "seconds\n", optarg);
-                goto out;
-            }
+        case O_MODEL: case O_HW: case O_WORKLOAD: case O_PROMPT: case O_GEN: case O_NPROMPTS:
+        case O_FORMAT: case O_DB:
+            if (!cli_input_opt("search", opts[li].name, optarg, job, &o->in))
+                return CLI_EXIT_INPUT;
             break;
-        case O_HEAD:
-            so.headroom = strtod(optarg, &end);
-            if (end == optarg || *end || !(so.headroom >= 0 && so.headroom < 1)) {
-                fprintf(stderr, "llmsim search: --headroom '%s' must be a fraction in [0, 1)\n", optarg);
-                goto out;
-            }
-            break;
-        case O_NOQ: so.no_quant = true; break;
-        case O_NOD: so.no_disk = true; break;
-        case O_MAXB:
-        case O_MAXK:
-        case O_TOP:
-            if (!cli_parse_ll(optarg, 1, 1 << 20, &v)) {
-                fprintf(stderr, "llmsim search: --%s '%s' must be a whole number from 1 to %d\n",
-                        c == O_MAXB ? "max-gpu-batch" : c == O_MAXK ? "max-gpu-batches" : "top", optarg,
-                        1 << 20);
-                goto out;
-            }
-            if (c == O_MAXB)
-                so.max_gpu_batch = (int)v;
-            else if (c == O_MAXK)
-                so.max_gpu_batches = (int)v;
-            else
-                so.top_k = (int)v;
-            break;
-        case 'o': out_path = optarg; break;
-        case O_FORMAT:
-            if (strcmp(optarg, "json") == 0)
-                job->format = CLI_FORMAT_JSON;
-            else if (strcmp(optarg, "table") == 0)
-                job->format = CLI_FORMAT_TABLE;
-            else {
-                fprintf(stderr, "llmsim search: --format must be table or json, not '%s'\n", optarg);
-                goto out;
-            }
-            break;
-        case O_DB: db = optarg; break;
         case O_HELP:
             usage(stdout);
-            status = CLI_EXIT_OK;
-            goto out;
-        case ':':
-            fprintf(stderr, "llmsim search: %s needs a value (see llmsim search --help)\n",
-                    argv[optind - 1]);
-            goto out;
-        default:
-            fprintf(stderr, "llmsim search: unknown option '%s' (see llmsim search --help)\n",
-                    argv[optind - 1]);
-            goto out;
+            *help = true;
+            return CLI_EXIT_OK;
+        default: return cli_opt_rejected("search", c, argv);
         }
     }
     if (optind < argc) {
         fprintf(stderr, "llmsim search: unexpected argument '%s'\n", argv[optind]);
-        goto out;
+        return CLI_EXIT_INPUT;
     }
-    job->db_path = cli_db_path(db);
+    return CLI_EXIT_OK;
+}
+
+/* The model, hardware and workload of the job, checked against the options. */
+static int load_job(cli_job *job, const s_opts *o)
+{
+    int status;
+    job->db_path = cli_db_path(o->in.db);
     if ((status = cli_load_inputs("search", job)) ||
-        (status = cli_load_workload("search", job, workload_file, prompt, gen, nprompts)))
-        goto out;
-    if (so.max_latency_s > 0 && job->workload.gen_len < 2) {
+        (status = cli_load_workload("search", job, o->in.workload_file, o->in.prompt_len,
+                                    o->in.gen_len, o->in.num_prompts)))
+        return status;
+    if (o->so.max_latency_s > 0 && job->workload.gen_len < 2) {
         fprintf(stderr, "llmsim search: --max-latency bounds each decode step, and --gen-len 1 has "
                 "none; generate at least 2 tokens\n");
-        status = CLI_EXIT_INPUT;
-        goto out;
+        return CLI_EXIT_INPUT;
     }
+    return CLI_EXIT_OK;
+}
 
+/* -o FILE: the best policy as a policy YAML, written atomically. */
+static int write_policy(const cli_job *job, const search_result *r, const char *path)
+{
     diag e;
     diag_clear(&e);
-    search_result r;
-    if (search_run(&job->model, &job->hw, &job->workload, &so, &r, &e)) {
-        status = cli_fail("search", &e);
-        search_result_free(&r);
-        goto out;
-    }
-    /* the best policy: write it (atomically), predict it, record it */
-    job->policy = r.best.rounded;
-    if (out_path) {
-        strbuf b = {0};
-        strbuf_printf(&b, "# written by: %s\n# predicted %.6g tok/s on %s\n", job->command,
-                      r.best.throughput_tok_s, job->hw.name);
-        policy_save(&job->policy, &b);
-        llmsim_status ws = strbuf_write_file(&b, out_path, &e);
-        strbuf_free(&b);
-        if (ws) {
-            status = cli_fail("search", &e);
-            search_result_free(&r);
-            goto out;
-        }
-    }
-    cm_result pr;
-    if (cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &pr, &e)) {
-        status = cli_fail("search", &e);
-        search_result_free(&r);
-        goto out;
-    }
+    strbuf b = {0};
+    strbuf_printf(&b, "# written by: %s\n# predicted %.6g tok/s on %s\n", job->command,
+                  r->best.throughput_tok_s, job->hw.name);
+    policy_save(&job->policy, &b);
+    llmsim_status ws = strbuf_write_file(&b, path, &e);
+    strbuf_free(&b);
+    return ws ? cli_fail("search", &e) : CLI_EXIT_OK;
+}
+
+/* The search's JSON: the best policy, the search's figures, the prediction
+ * of the best policy, and the top candidates. */
+static cJSON *search_json(const cli_job *job, const search_result *r, const cm_result *pr)
+{
     cJSON *obj = cJSON_CreateObject();
     cJSON_AddItemToObject(obj, "policy", result_policy_json(&job->policy));
-    cJSON_AddNumberToObject(obj, "throughput_tok_s", r.best.throughput_tok_s);
-    cJSON_AddNumberToObject(obj, "lp_throughput_tok_s", r.best.lp_throughput_tok_s);
-    cJSON_AddNumberToObject(obj, "candidates_evaluated", (double)r.candidates_evaluated);
-    cJSON_AddNumberToObject(obj, "lps_solved", (double)r.lps_solved);
-    cJSON_AddNumberToObject(obj, "lps_infeasible", (double)r.lps_infeasible);
-    cJSON_AddNumberToObject(obj, "search_s", r.search_s);
-    cJSON_AddItemToObject(obj, "prediction", cli_prediction_json(job, &pr));
-    pr.search_s = r.search_s; /* recorded with the run's metrics */
-    pr.candidates_evaluated = (double)r.candidates_evaluated;
+    cJSON_AddNumberToObject(obj, "throughput_tok_s", r->best.throughput_tok_s);
+    cJSON_AddNumberToObject(obj, "lp_throughput_tok_s", r->best.lp_throughput_tok_s);
+    cJSON_AddNumberToObject(obj, "candidates_evaluated", (double)r->candidates_evaluated);
+    cJSON_AddNumberToObject(obj, "lps_solved", (double)r->lps_solved);
+    cJSON_AddNumberToObject(obj, "lps_infeasible", (double)r->lps_infeasible);
+    cJSON_AddNumberToObject(obj, "search_s", r->search_s);
+    cJSON_AddItemToObject(obj, "prediction", cli_prediction_json(job, pr));
     cJSON *top = cJSON_AddArrayToObject(obj, "top");
-    for (int i = 0; i < r.ntop; i++)
-        cJSON_AddItemToArray(top, candidate_json(&r.top[i]));
+    for (int i = 0; i < r->ntop; i++)
+        cJSON_AddItemToArray(top, candidate_json(&r->top[i]));
+    return obj;
+}
+
+/* The best policy: written with -o, predicted, recorded and printed. */
+static int take_best(cli_job *job, const search_result *r, const char *out_path)
+{
+    int status;
+    job->policy = r->best.rounded;
+    if (out_path && (status = write_policy(job, r, out_path)))
+        return status;
+    diag e;
+    diag_clear(&e);
+    cm_result pr;
+    if (cm_predict(&job->model, &job->hw, &job->policy, &job->workload, &pr, &e))
+        return cli_fail("search", &e);
+    cJSON *obj = search_json(job, r, &pr);
+    pr.search_s = r->search_s; /* recorded with the run's metrics */
+    pr.candidates_evaluated = (double)r->candidates_evaluated;
     char *text = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
     record_job rj = cli_record_job(job);
@@ -265,21 +262,41 @@ int cmd_search(int argc, char **argv)
     cm_result_free(&pr);
     if (rs) {
         cJSON_Delete(obj);
-        status = cli_fail("search", &e);
-        search_result_free(&r);
-        goto out;
+        return cli_fail("search", &e);
     }
     cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
-    if (job->format == CLI_FORMAT_JSON) {
-        cli_print_json(obj);
-    } else {
-        cJSON_Delete(obj);
-        print_table(job, &r, out_path);
+    if (!cli_print_json_if_asked(job->format, obj)) {
+        print_table(job, r, out_path);
         printf("recorded  run %lld in %s\n", (long long)run_id, job->db_path);
     }
-    search_result_free(&r);
-    status = CLI_EXIT_OK;
-out:
+    return CLI_EXIT_OK;
+}
+
+int cmd_search(int argc, char **argv)
+{
+    cli_job *job = calloc(1, sizeof *job);
+    if (!job) {
+        fprintf(stderr, "llmsim search: out of memory\n");
+        return CLI_EXIT_FAIL;
+    }
+    s_opts o = {.in = CLI_INPUT_OPTS_INIT};
+    search_options_init(&o.so);
+    o.so.progress = true;
+    cli_command_line(argc, argv, job->command, sizeof job->command);
+    bool help = false;
+    int status = parse_opts(argc, argv, job, &o, &help);
+    if (!status && !help)
+        status = load_job(job, &o);
+    if (!status && !help) {
+        diag e;
+        diag_clear(&e);
+        search_result r;
+        if (search_run(&job->model, &job->hw, &job->workload, &o.so, &r, &e))
+            status = cli_fail("search", &e);
+        else
+            status = take_best(job, &r, o.out_path);
+        search_result_free(&r);
+    }
     free(job);
     return status;
 }

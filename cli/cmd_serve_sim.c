@@ -105,70 +105,93 @@ static bool parse_real(const char *s, double *out)
     return true;
 }
 
-static int enum_of(const char *v, const char *const *names, int n)
+/* The index of val among the n names of an option's values into *k, or
+ * "must be `what`". */
+static int take_enum(const char *opt, const char *val, const char *const *names, int n,
+                     const char *what, int *k)
 {
-    for (int i = 0; i < n; i++)
-        if (strcmp(v, names[i]) == 0)
-            return i;
-    return -1;
+    *k = cli_name_index(val, names, n);
+    return *k < 0 ? bad(opt, val, what) : CLI_EXIT_OK;
 }
 
-static int take_opt(serve_opts *o, const char *opt, const char *val)
+/* A generator option (its value in val) into o->gen; -1 when opt is not one. */
+static int take_gen_opt(serve_opts *o, const char *opt, const char *val)
 {
     long long ll;
     double d = 0;
-    char why[160] = "";
-    if (!strcmp(opt, "--trace-in")) {
-        o->trace_in = val;
-    } else if (!strcmp(opt, "--trace")) {
-        o->trace_out = val;
-    } else if (!strcmp(opt, "--requests-out")) {
-        o->requests_out = val;
-    } else if (!strcmp(opt, "--num-requests")) {
-        if (!cli_parse_ll(val, 1, 100000000, &ll))
-            return bad(opt, val, "must be a whole number from 1 to 100000000");
+    int k, st = CLI_EXIT_OK;
+    if (!strcmp(opt, "--num-requests")) {
+        if (!cli_opt_whole("serve-sim", opt, val, 1, 100000000, &ll))
+            return CLI_EXIT_INPUT;
         o->gen.num_requests = ll;
-        o->gen_given = true;
     } else if (!strcmp(opt, "--rate")) {
         if (!parse_real(val, &d) || !(d > 0))
             return bad(opt, val, "must be a positive number of requests per second");
         o->gen.rate = d;
-        o->gen_given = true;
     } else if (!strcmp(opt, "--arrival")) {
-        int k = enum_of(val, serve_arrival_names, 2);
-        if (k < 0)
-            return bad(opt, val, "must be poisson or gamma");
+        if ((st = take_enum(opt, val, serve_arrival_names, 2, "must be poisson or gamma", &k)))
+            return st;
         o->gen.arrival = (serve_arrival)k;
-        o->gen_given = true;
     } else if (!strcmp(opt, "--cv")) {
         if (!parse_real(val, &d) || !(d >= 0.01 && d <= 100))
             return bad(opt, val, "must be from 0.01 to 100 (1 is Poisson-like, above 1 bursty)");
         o->gen.cv = d;
         o->given_cv = true;
-        o->gen_given = true;
     } else if (!strcmp(opt, "--prompt-len") || !strcmp(opt, "--output-len") ||
                !strcmp(opt, "--weight")) {
         const char **dst = opt[2] == 'p' ? &o->prompt_spec : opt[2] == 'o' ? &o->output_spec
                                                                            : &o->weight_spec;
         *dst = val;
-        o->gen_given = true;
     } else if (!strcmp(opt, "--seed")) {
         char *end;
         unsigned long long s = strtoull(val, &end, 10);
         if (end == val || *end || val[0] == '-')
             return bad(opt, val, "must be a whole number >= 0");
         o->gen.seed = s;
-        o->gen_given = true;
-    } else if (!strcmp(opt, "--preemption")) {
-        int k = enum_of(val, preemption_names, 3);
-        if (k < 0)
-            return bad(opt, val, "must be swap, recompute or adaptive");
+    } else {
+        return -1;
+    }
+    o->gen_given = true;
+    return CLI_EXIT_OK;
+}
+
+/* --swap-space or --kv-memory: a size (0 needs no unit). */
+static int take_size(serve_opts *o, const char *opt, const char *val)
+{
+    double d = 0;
+    char why[160] = "";
+    if (!strcmp(val, "0")) /* nothing needs no unit */
+        d = 0;
+    else if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why)) {
+        fprintf(stderr, "llmsim serve-sim: %s '%s': %s (a size such as '4 GiB')\n", opt, val, why);
+        return CLI_EXIT_INPUT;
+    } else if (d < 0) {
+        return bad(opt, val, "must not be negative");
+    }
+    if (opt[2] == 's')
+        o->cfg.swap_bytes = d;
+    else if (d <= 0)
+        return bad(opt, val, "must be a positive size");
+    else
+        o->cfg.kv_bytes = d;
+    return CLI_EXIT_OK;
+}
+
+/* A serving option (its value in val) into o->cfg. */
+static int take_serving_opt(serve_opts *o, const char *opt, const char *val)
+{
+    long long ll;
+    double d = 0;
+    int k, st = CLI_EXIT_OK;
+    if (!strcmp(opt, "--preemption")) {
+        st = take_enum(opt, val, preemption_names, 3, "must be swap, recompute or adaptive", &k);
+        if (st)
+            return st;
         o->cfg.preempt = (preemption)k;
         o->given_preempt = true;
     } else if (!strcmp(opt, "--scheduler")) {
-        int k = enum_of(val, scheduler_names, 2);
-        if (k < 0)
-            return bad(opt, val, "must be fcfs or fair");
+        if ((st = take_enum(opt, val, scheduler_names, 2, "must be fcfs or fair", &k)))
+            return st;
         o->cfg.sched = (scheduler)k;
         o->given_sched = true;
     } else if (!strcmp(opt, "--fair-alpha")) {
@@ -189,25 +212,27 @@ static int take_opt(serve_opts *o, const char *opt, const char *val)
             return bad(opt, val, "must be a whole number of tokens from 1 to 16777216");
         o->cfg.token_budget = ll;
     } else if (!strcmp(opt, "--swap-space") || !strcmp(opt, "--kv-memory")) {
-        if (!strcmp(val, "0")) /* nothing needs no unit */
-            d = 0;
-        else if (!units_parse(val, UNITS_BYTES, &d, why, sizeof why)) {
-            fprintf(stderr, "llmsim serve-sim: %s '%s': %s (a size such as '4 GiB')\n", opt, val,
-                    why);
-            return CLI_EXIT_INPUT;
-        } else if (d < 0) {
-            return bad(opt, val, "must not be negative");
-        }
-        if (opt[2] == 's')
-            o->cfg.swap_bytes = d;
-        else if (d <= 0)
-            return bad(opt, val, "must be a positive size");
-        else
-            o->cfg.kv_bytes = d;
+        return take_size(o, opt, val);
     } else if (!strcmp(opt, "--mem-util")) {
         if (!parse_real(val, &d) || !(d > 0 && d <= 1))
             return bad(opt, val, "must be a fraction in (0, 1]");
         o->cfg.mem_util = d;
+    }
+    return CLI_EXIT_OK;
+}
+
+/* One of serve-sim's own options (own_opts) with its value. */
+static int take_opt(serve_opts *o, const char *opt, const char *val)
+{
+    if (!strcmp(opt, "--trace-in"))
+        o->trace_in = val;
+    else if (!strcmp(opt, "--trace"))
+        o->trace_out = val;
+    else if (!strcmp(opt, "--requests-out"))
+        o->requests_out = val;
+    else {
+        int st = take_gen_opt(o, opt, val);
+        return st >= 0 ? st : take_serving_opt(o, opt, val);
     }
     return CLI_EXIT_OK;
 }
@@ -326,43 +351,29 @@ static llmsim_status write_requests(const char *path, const serve_requests *q, c
     return atomicfile_commit(&a, "--requests-out", e);
 }
 
-int cmd_serve_sim(int argc, char **argv)
+/* The defaults: vLLM's serving setup, and the generator's requests. */
+static void serve_opts_init(serve_opts *o)
 {
-    serve_opts o;
-    memset(&o, 0, sizeof o);
-    serve_config_init(&o.cfg);
-    o.gen.arrival = SERVE_ARRIVAL_POISSON;
-    o.gen.rate = 1.0;
-    o.gen.cv = 2.0;
-    o.gen.num_requests = 1000;
-    o.gen.seed = 1;
-    o.prompt_spec = "uniform:64,1024";
-    o.output_spec = "uniform:16,512";
-    o.weight_spec = "1";
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        }
+    memset(o, 0, sizeof *o);
+    serve_config_init(&o->cfg);
+    o->gen.arrival = SERVE_ARRIVAL_POISSON;
+    o->gen.rate = 1.0;
+    o->gen.cv = 2.0;
+    o->gen.num_requests = 1000;
+    o->gen.seed = 1;
+    o->prompt_spec = "uniform:64,1024";
+    o->output_spec = "uniform:16,512";
+    o->weight_spec = "1";
+}
 
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
-    cli_job *job = calloc(1, sizeof *job);
-    int status = CLI_EXIT_FAIL;
-    serve_requests q = {0};
-    serve_result r = {0};
-    serve_setup *s = calloc(1, sizeof *s);
-    strbuf wtext = {0};
-    cJSON *obj = NULL;
-    char *json = NULL;
-    diag e;
-    diag_clear(&e);
-    if (!args || !job || !s) {
-        fprintf(stderr, "llmsim serve-sim: out of memory\n");
-        goto out;
-    }
-    int nargs;
-    if ((status = split_args(argc, argv, &o, args, &nargs)))
-        goto out;
+/* serve-sim's options into o, the job's into job; the options checked
+ * together, and the policy's serving section where no flag says otherwise.
+ * args has room for argc + 3. Returns an exit status. */
+static int parse_job(int argc, char **argv, char **args, serve_opts *o, cli_job *job)
+{
+    int nargs, status;
+    if ((status = split_args(argc, argv, o, args, &nargs)))
+        return status;
     /* The job parser wants an offline workload; serving has its requests
      * instead (recorded as job->workload_text), so give it a placeholder. */
     static char wl_p[] = "--prompt-len=1", wl_g[] = "--gen-len=1";
@@ -371,95 +382,130 @@ int cmd_serve_sim(int argc, char **argv)
     args[nargs] = NULL;
     bool help;
     if ((status = cli_job_parse(nargs, args, "serve-sim", job, &help)))
-        goto out;
+        return status;
     cli_command_line(argc, argv, job->command, sizeof job->command);
-    if (o.trace_in && o.gen_given) {
+    if (o->trace_in && o->gen_given) {
         fprintf(stderr, "llmsim serve-sim: --trace-in gives the requests; drop the generator "
                         "options (--num-requests, --rate, --arrival, --cv, --prompt-len, "
                         "--output-len, --weight, --seed)\n");
-        status = CLI_EXIT_INPUT;
-        goto out;
+        return CLI_EXIT_INPUT;
     }
-    if (o.gen.arrival != SERVE_ARRIVAL_GAMMA && o.given_cv) {
+    if (o->gen.arrival != SERVE_ARRIVAL_GAMMA && o->given_cv) {
         fprintf(stderr, "llmsim serve-sim: --cv applies to --arrival gamma only\n");
-        status = CLI_EXIT_INPUT;
-        goto out;
+        return CLI_EXIT_INPUT;
     }
-    /* the policy's serving section, unless a flag says otherwise */
-    if (!o.given_preempt)
-        o.cfg.preempt = job->policy.preempt;
-    if (!o.given_sched)
-        o.cfg.sched = job->policy.sched;
-    if (!o.given_block)
-        o.cfg.block_size = job->policy.kv_block_size;
+    if (!o->given_preempt)
+        o->cfg.preempt = job->policy.preempt;
+    if (!o->given_sched)
+        o->cfg.sched = job->policy.sched;
+    if (!o->given_block)
+        o->cfg.block_size = job->policy.kv_block_size;
+    return CLI_EXIT_OK;
+}
 
-    if (o.trace_in) {
-        if (serve_trace_load(o.trace_in, &q, &e)) {
-            status = cli_fail("serve-sim", &e);
-            goto out;
-        }
-        serve_trace_save(&q, &wtext);
-    } else {
-        if (serve_dist_parse(o.prompt_spec, "--prompt-len", true, &o.gen.prompt_len, &e) ||
-            serve_dist_parse(o.output_spec, "--output-len", true, &o.gen.output_len, &e) ||
-            serve_dist_parse(o.weight_spec, "--weight", false, &o.gen.weight, &e) ||
-            serve_generate(&o.gen, &q, &e)) {
-            status = cli_fail("serve-sim", &e);
-            goto out;
-        }
-        strbuf_puts(&wtext, "llmsim: serving-generator/1\n");
-        serve_gen_describe(&o.gen, &wtext);
+/* The requests, from --trace-in or the generator, and their text for the
+ * record (wtext). */
+static int load_requests(serve_opts *o, serve_requests *q, strbuf *wtext)
+{
+    diag e;
+    diag_clear(&e);
+    if (o->trace_in) {
+        if (serve_trace_load(o->trace_in, q, &e))
+            return cli_fail("serve-sim", &e);
+        serve_trace_save(q, wtext);
+        return CLI_EXIT_OK;
     }
-    job->workload_text = strbuf_str(&wtext);
-    if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o.cfg, &e)) {
-        status = cli_fail("serve-sim", &e);
-        goto out;
-    }
-    s->cfg.keep_spans = o.trace_out != NULL;
+    if (serve_dist_parse(o->prompt_spec, "--prompt-len", true, &o->gen.prompt_len, &e) ||
+        serve_dist_parse(o->output_spec, "--output-len", true, &o->gen.output_len, &e) ||
+        serve_dist_parse(o->weight_spec, "--weight", false, &o->gen.weight, &e) ||
+        serve_generate(&o->gen, q, &e))
+        return cli_fail("serve-sim", &e);
+    strbuf_puts(wtext, "llmsim: serving-generator/1\n");
+    serve_gen_describe(&o->gen, wtext);
+    return CLI_EXIT_OK;
+}
+
+/* Serve the requests (the simulation's wall time in *wall_s); write the
+ * trace and the requests' CSV. */
+static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const serve_requests *q,
+                 serve_result *r, double *wall_s)
+{
+    diag e;
+    diag_clear(&e);
+    if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o->cfg, &e))
+        return cli_fail("serve-sim", &e);
+    s->cfg.keep_spans = o->trace_out != NULL;
     double t0 = llmsim_now_s();
     bool tty = isatty(2);
-    if (serve_run(s, &q, &r, tty ? on_progress : NULL, NULL, &e)) {
-        status = cli_fail("serve-sim", &e);
-        goto out;
-    }
-    double wall = llmsim_now_s() - t0;
-    if (o.trace_out) {
+    if (serve_run(s, q, r, tty ? on_progress : NULL, NULL, &e))
+        return cli_fail("serve-sim", &e);
+    *wall_s = llmsim_now_s() - t0;
+    if (o->trace_out) {
         char title[256];
         snprintf(title, sizeof title, "llmsim serve-sim: %s on %s", job->model.name, job->hw.name);
-        if (serve_trace_write(s, &r, title, o.trace_out, &e)) {
-            status = cli_fail("serve-sim", &e);
-            goto out;
-        }
+        if (serve_trace_write(s, r, title, o->trace_out, &e))
+            return cli_fail("serve-sim", &e);
     }
-    if (o.requests_out && write_requests(o.requests_out, &q, &r, &e)) {
-        status = cli_fail("serve-sim", &e);
-        goto out;
-    }
+    if (o->requests_out && write_requests(o->requests_out, q, r, &e))
+        return cli_fail("serve-sim", &e);
+    return CLI_EXIT_OK;
+}
+
+/* Record the run and print it. */
+static int record_and_print(const cli_job *job, const serve_opts *o, const serve_setup *s,
+                            const serve_requests *q, const serve_result *r, double wall)
+{
+    diag e;
+    diag_clear(&e);
     record_job rj = cli_record_job(job);
-    obj = result_serve_json(&rj, o.trace_in, &o.gen, s, &q, &r, wall);
-    json = cJSON_PrintUnformatted(obj);
+    cJSON *obj = result_serve_json(&rj, o->trace_in, &o->gen, s, q, r, wall);
+    char *json = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
-    if (!json || record_serve(&rj, s, &r, json, wall, &run_id, &e)) {
+    if (!json || record_serve(&rj, s, r, json, wall, &run_id, &e)) {
         if (!json)
             diag_set(&e, LLMSIM_EFAIL, "out of memory");
-        status = cli_fail("serve-sim", &e);
-        goto out;
+        free(json);
+        cJSON_Delete(obj);
+        return cli_fail("serve-sim", &e);
     }
-    if (job->format == CLI_FORMAT_JSON) {
-        cli_print_json(obj);
-        obj = NULL;
-    } else {
-        table(job, &o, s, &q, &r, wall);
-        if (o.trace_out)
-            printf("trace                  %s (open in Perfetto or chrome://tracing)\n", o.trace_out);
-        if (o.requests_out)
-            printf("requests               %s\n", o.requests_out);
+    free(json);
+    if (!cli_print_json_if_asked(job->format, obj)) {
+        table(job, o, s, q, r, wall);
+        if (o->trace_out)
+            printf("trace                  %s (open in Perfetto or chrome://tracing)\n",
+                   o->trace_out);
+        if (o->requests_out)
+            printf("requests               %s\n", o->requests_out);
         printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
     }
-    status = CLI_EXIT_OK;
-out:
-    cJSON_Delete(obj);
-    free(json);
+    return CLI_EXIT_OK;
+}
+
+int cmd_serve_sim(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+    serve_opts o;
+    serve_opts_init(&o);
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
+    cli_job *job = calloc(1, sizeof *job);
+    serve_setup *s = calloc(1, sizeof *s);
+    serve_requests q = {0};
+    serve_result r = {0};
+    strbuf wtext = {0};
+    double wall = 0;
+    int status = CLI_EXIT_FAIL;
+    if (!args || !job || !s)
+        fprintf(stderr, "llmsim serve-sim: out of memory\n");
+    else if (!(status = parse_job(argc, argv, args, &o, job)) &&
+             !(status = load_requests(&o, &q, &wtext))) {
+        job->workload_text = strbuf_str(&wtext);
+        if (!(status = serve(job, &o, s, &q, &r, &wall)))
+            status = record_and_print(job, &o, s, &q, &r, wall);
+    }
     serve_result_free(&r);
     serve_requests_free(&q);
     serve_dist_free(&o.gen.prompt_len);

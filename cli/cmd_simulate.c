@@ -13,65 +13,63 @@
 #include "common/units.h"
 #include "sim/sim.h"
 
-int cmd_simulate(int argc, char **argv)
+/* argv without --trace FILE (or --trace=FILE), simulate's own option, into
+ * args, NULL ended; the file in *trace. Returns an exit status. */
+static int lift_trace(int argc, char **argv, char **args, int *nargs, const char **trace)
 {
-    /* --trace FILE is simulate's own; the rest are predict's */
-    const char *trace = NULL;
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 1));
-    cli_job *job = calloc(1, sizeof *job);
-    if (!args || !job) {
-        free(args);
-        free(job);
-        fprintf(stderr, "llmsim simulate: out of memory\n");
-        return CLI_EXIT_FAIL;
-    }
-    int nargs = 0;
+    *nargs = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--trace") == 0) {
             if (i + 1 >= argc || argv[i + 1][0] == '-') {
                 fprintf(stderr, "llmsim simulate: --trace needs a file name\n");
-                free(args);
-                free(job);
                 return CLI_EXIT_INPUT;
             }
-            trace = argv[++i];
+            *trace = argv[++i];
             continue;
         }
         if (strncmp(argv[i], "--trace=", 8) == 0) {
-            trace = argv[i] + 8;
+            *trace = argv[i] + 8;
             continue;
         }
-        args[nargs++] = argv[i];
+        args[(*nargs)++] = argv[i];
     }
-    args[nargs] = NULL;
-    bool help;
-    int status = cli_job_parse(nargs, args, "simulate", job, &help);
-    free(args);
-    if (help) {
-        cli_job_usage(stdout, "simulate",
-                      "Lower the policy to the task graph the engine executes and simulate it\n"
-                      "event by event: the same keys as predict, plus the stage breakdown of\n"
-                      "every step, utilization per resource, and with --trace FILE a Chrome\n"
-                      "trace (open it in Perfetto). Every task's timing goes into the store.");
-        printf("  --trace FILE           write the timeline as Chrome Trace Event JSON\n");
-        free(job);
-        return CLI_EXIT_OK;
+    args[*nargs] = NULL;
+    return CLI_EXIT_OK;
+}
+
+/* Record the simulated timeline and print it. */
+static int record_and_print(const cli_job *job, const plan *pl, const sim_result *r,
+                            const char *trace)
+{
+    diag e;
+    diag_clear(&e);
+    sim_totals t;
+    cJSON *obj = NULL;
+    int64_t run_id = 0;
+    record_job rj = cli_record_job(job);
+    if (record_simulation(&rj, pl, r, &t, &obj, &run_id, &e))
+        return cli_fail("simulate", &e);
+    if (!cli_print_json_if_asked(job->format, obj)) {
+        cli_simulation_table(job, pl, r, &t);
+        if (trace)
+            printf("trace       %s (open in Perfetto or chrome://tracing)\n", trace);
+        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
     }
-    if (status) {
-        free(job);
-        return status;
-    }
+    return CLI_EXIT_OK;
+}
+
+/* Lower the job to its plan, simulate it, write the trace; record and print. */
+static int simulate(const cli_job *job, const char *trace)
+{
     diag e;
     diag_clear(&e);
     plan pl;
-    if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e)) {
-        status = cli_fail("simulate", &e);
-        free(job);
-        return status;
-    }
+    if (plan_build(&job->model, &job->hw, &job->policy, &job->workload, &pl, &e))
+        return cli_fail("simulate", &e);
     double cap[TIER_COUNT];
     cm_hw_capacities(&job->hw, cap);
     sim_result r;
+    int status = CLI_EXIT_OK;
     if (sim_run(&pl, cap, trace != NULL, &r, &e)) {
         status = cli_fail("simulate", &e);
         goto done;
@@ -84,27 +82,33 @@ int cmd_simulate(int argc, char **argv)
             goto done;
         }
     }
-    sim_totals t;
-    cJSON *obj = NULL;
-    int64_t run_id = 0;
-    record_job rj = cli_record_job(job);
-    if (record_simulation(&rj, &pl, &r, &t, &obj, &run_id, &e)) {
-        status = cli_fail("simulate", &e);
-        goto done;
-    }
-    if (job->format == CLI_FORMAT_JSON) {
-        cli_print_json(obj);
-    } else {
-        cJSON_Delete(obj);
-        cli_simulation_table(job, &pl, &r, &t);
-        if (trace)
-            printf("trace       %s (open in Perfetto or chrome://tracing)\n", trace);
-        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
-    }
-    status = CLI_EXIT_OK;
+    status = record_and_print(job, &pl, &r, trace);
 done:
     sim_result_free(&r);
     plan_free(&pl);
+    return status;
+}
+
+int cmd_simulate(int argc, char **argv)
+{
+    const char *trace = NULL;
+    char **args = cli_args_new("simulate", argc, 0);
+    if (!args)
+        return CLI_EXIT_FAIL;
+    int nargs;
+    cli_job *job = NULL;
+    int status = lift_trace(argc, argv, args, &nargs, &trace);
+    if (!status)
+        status = cli_job_new(nargs, args, "simulate",
+                             "Lower the policy to the task graph the engine executes and simulate it\n"
+                             "event by event: the same keys as predict, plus the stage breakdown of\n"
+                             "every step, utilization per resource, and with --trace FILE a Chrome\n"
+                             "trace (open it in Perfetto). Every task's timing goes into the store.",
+                             "  --trace FILE           write the timeline as Chrome Trace Event JSON\n",
+                             &job);
+    free(args);
+    if (job)
+        status = simulate(job, trace);
     free(job);
     return status;
 }

@@ -25,6 +25,34 @@ static int name_cmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The names of the *.yaml / *.yml files of d into *names (*count of them,
+ * unsorted; the caller frees them, also on failure). CLI_EXIT_FAIL when out
+ * of memory. */
+static int list_yaml(DIR *d, char ***names, int *count)
+{
+    int cap = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        bool yaml = (len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0) ||
+                    (len > 4 && strcmp(de->d_name + len - 4, ".yml") == 0);
+        if (!yaml || de->d_name[0] == '.')
+            continue;
+        if (*count == cap) {
+            int ncap = cap ? 2 * cap : 16;
+            char **g = realloc(*names, (size_t)ncap * sizeof *g);
+            if (!g)
+                return CLI_EXIT_FAIL;
+            *names = g;
+            cap = ncap;
+        }
+        if (!((*names)[*count] = strdup(de->d_name)))
+            return CLI_EXIT_FAIL;
+        (*count)++;
+    }
+    return CLI_EXIT_OK;
+}
+
 /* Every *.yaml / *.yml of dir, by name. */
 static int load_policy_dir(const char *dir, validate_policy **out, int *n)
 {
@@ -35,30 +63,8 @@ static int load_policy_dir(const char *dir, validate_policy **out, int *n)
         return CLI_EXIT_INPUT;
     }
     char **names = NULL;
-    int count = 0, cap = 0, status = CLI_EXIT_OK;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        bool yaml = (len > 5 && strcmp(de->d_name + len - 5, ".yaml") == 0) ||
-                    (len > 4 && strcmp(de->d_name + len - 4, ".yml") == 0);
-        if (!yaml || de->d_name[0] == '.')
-            continue;
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 16;
-            char **g = realloc(names, (size_t)ncap * sizeof *g);
-            if (!g) {
-                status = CLI_EXIT_FAIL;
-                break;
-            }
-            names = g;
-            cap = ncap;
-        }
-        if (!(names[count] = strdup(de->d_name))) {
-            status = CLI_EXIT_FAIL;
-            break;
-        }
-        count++;
-    }
+    int count = 0;
+    int status = list_yaml(d, &names, &count);
     closedir(d);
     if (!status && count == 0) {
         fprintf(stderr, "llmsim validate: --policies %s: no policy files (*.yaml) in the directory\n", dir);
@@ -233,128 +239,110 @@ static void usage(void)
            "measured x 100. MAPE: the mean of their absolute values over the policies.\n");
 }
 
-int cmd_validate(int argc, char **argv)
+/* validate's own options; the job parser takes the rest. */
+typedef struct v_args {
+    const char *policies_dir;
+    bool use_grid;
+    long long top;
+    /* which of the job's options were given (else validate's defaults) */
+    bool have_prompt, have_gen, have_workload, have_gbs, have_ngb;
+} v_args;
+
+/* The value v of option `which` (an index into lift_opts's names); false
+ * when it is not valid. */
+static bool take_valued(validate_opts *o, v_args *va, int which, const char *v)
 {
-    validate_opts o;
-    memset(&o, 0, sizeof o);
-    o.engine.synthetic_seed = 1;
-    o.engine.prompt_seed = 1;
-    o.engine.sample_seed = 1;
-    o.engine.top_p = 1;
-    o.engine.interrupt = &cli_interrupted;
-    o.progress = isatty(2);
-    const char *policies_dir = NULL;
-    bool use_grid = false, have_prompt = false, have_gen = false, have_workload = false, have_gbs = false,
-         have_ngb = false;
-    long long top = 8;
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 9));
-    cli_job *job = calloc(1, sizeof *job);
-    validate_policy *ps = NULL;
-    int nps = 0, status = CLI_EXIT_INPUT;
-    if (!args || !job) {
-        fprintf(stderr, "llmsim validate: out of memory\n");
-        free(args);
-        free(job);
-        return CLI_EXIT_FAIL;
+    long long n = 0;
+    bool ok = true;
+    switch (which) {
+    case 0: va->policies_dir = v; break;
+    case 1: ok = cli_parse_ll(v, 1, 1000, &va->top); break;
+    case 2: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o->engine.synthetic_seed = (uint64_t)n; break;
+    case 3: o->engine.offload_parent = v; break;
+    case 4: ok = cli_parse_ll(v, 1, 4096, &n); o->engine.threads = (int)n; break;
     }
-    int nargs = 0;
+    return ok;
+}
+
+/* argv without validate's own options (taken into o and va) into args.
+ * Returns an exit status (0 with *help after --help). */
+static int lift_opts(int argc, char **argv, validate_opts *o, v_args *va, char **args, int *nargs,
+                     bool *help)
+{
+    static const char *const valued[] = {"--policies", "--top", "--synthetic", "--offload-dir",
+                                         "--threads"};
+    *nargs = 0;
     for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *v;
         if (strcmp(a, "--help") == 0) {
             usage();
-            status = CLI_EXIT_OK;
-            goto out;
+            *help = true;
+            return CLI_EXIT_OK;
         }
-        if (strcmp(a, "--grid") == 0) {
-            use_grid = true;
-            continue;
-        }
-        if (strcmp(a, "--rerun") == 0) {
-            o.rerun = true;
-            continue;
-        }
-        if (strcmp(a, "--check-disk") == 0) {
-            o.check_disk = true;
+        bool *flag = strcmp(a, "--grid") == 0         ? &va->use_grid
+                     : strcmp(a, "--rerun") == 0      ? &o->rerun
+                     : strcmp(a, "--check-disk") == 0 ? &o->check_disk
+                                                      : NULL;
+        if (flag) {
+            *flag = true;
             continue;
         }
         if (strcmp(a, "--policy") == 0 || strcmp(a, "--percent") == 0) {
             fprintf(stderr, "llmsim validate: %s is not an option of validate; put the policies in a "
                     "directory (--policies DIR) or use --grid\n", a);
-            goto out;
+            return CLI_EXIT_INPUT;
         }
-        static const char *const valued[] = {"--policies", "--top", "--synthetic", "--offload-dir",
-                                             "--threads"};
-        int which = -1;
-        for (int k = 0; k < (int)(sizeof valued / sizeof valued[0]); k++)
-            if (strcmp(a, valued[k]) == 0)
-                which = k;
-        if (which < 0) {
-            have_prompt |= strcmp(a, "--prompt-len") == 0;
-            have_gen |= strcmp(a, "--gen-len") == 0;
-            have_workload |= strcmp(a, "--workload") == 0;
-            have_gbs |= strcmp(a, "--gpu-batch-size") == 0;
-            have_ngb |= strcmp(a, "--num-gpu-batches") == 0;
-            args[nargs++] = argv[i];
+        int which = cli_opt_valued("validate", argc, argv, &i, valued,
+                                   (int)(sizeof valued / sizeof valued[0]), &v);
+        if (which == -2)
+            return CLI_EXIT_INPUT;
+        if (which >= 0) {
+            if (!take_valued(o, va, which, v))
+                return cli_opt_invalid("validate", a, v);
             continue;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "llmsim validate: %s needs a value (see llmsim validate --help)\n", a);
-            goto out;
-        }
-        const char *v = argv[++i];
-        long long n = 0;
-        bool ok = true;
-        switch (which) {
-        case 0: policies_dir = v; break;
-        case 1: ok = cli_parse_ll(v, 1, 1000, &top); break;
-        case 2: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o.engine.synthetic_seed = (uint64_t)n; break;
-        case 3: o.engine.offload_parent = v; break;
-        case 4: ok = cli_parse_ll(v, 1, 4096, &n); o.engine.threads = (int)n; break;
-        }
-        if (!ok) {
-            fprintf(stderr, "llmsim validate: %s '%s' is not valid (see llmsim validate --help)\n", a, v);
-            goto out;
-        }
+        va->have_prompt |= strcmp(a, "--prompt-len") == 0;
+        va->have_gen |= strcmp(a, "--gen-len") == 0;
+        va->have_workload |= strcmp(a, "--workload") == 0;
+        va->have_gbs |= strcmp(a, "--gpu-batch-size") == 0;
+        va->have_ngb |= strcmp(a, "--num-gpu-batches") == 0;
+        args[(*nargs)++] = argv[i];
     }
-    /* validate's defaults: a workload and a block that a CPU runs in seconds */
-    if (!have_workload && !have_prompt) {
-        args[nargs++] = "--prompt-len";
-        args[nargs++] = "16";
-    }
-    if (!have_workload && !have_gen) {
-        args[nargs++] = "--gen-len";
-        args[nargs++] = "8";
-    }
-    if (!have_gbs) {
-        args[nargs++] = "--gpu-batch-size";
-        args[nargs++] = "2";
-    }
-    if (!have_ngb) {
-        args[nargs++] = "--num-gpu-batches";
-        args[nargs++] = "2";
-    }
-    args[nargs] = NULL;
-    if (!policies_dir == !use_grid) {
-        fprintf(stderr, "llmsim validate: give --policies DIR or --grid (one of them)\n");
-        goto out;
-    }
-    bool help = false;
-    if ((status = cli_job_parse(nargs, args, "validate", job, &help)))
-        goto out;
-    cli_command_line(argc, argv, job->command, sizeof job->command);
-    record_job rj = cli_record_job(job);
-    status = policies_dir ? load_policy_dir(policies_dir, &ps, &nps) : grid(&rj, &ps, &nps);
-    if (status)
-        goto out;
+    return CLI_EXIT_OK;
+}
 
+/* opt and val into args unless the option was given. */
+static void add_default(char **args, int *nargs, bool given, char *opt, char *val)
+{
+    if (!given) {
+        args[(*nargs)++] = opt;
+        args[(*nargs)++] = val;
+    }
+}
+
+/* validate's defaults where the options are not given: a workload and a
+ * block that a CPU runs in seconds; args NULL ended. */
+static void add_defaults(const v_args *va, char **args, int *nargs)
+{
+    add_default(args, nargs, va->have_workload || va->have_prompt, "--prompt-len", "16");
+    add_default(args, nargs, va->have_workload || va->have_gen, "--gen-len", "8");
+    add_default(args, nargs, va->have_gbs, "--gpu-batch-size", "2");
+    add_default(args, nargs, va->have_ngb, "--num-gpu-batches", "2");
+    args[*nargs] = NULL;
+}
+
+/* Predict, simulate and run each policy (^C stops between steps). */
+static int run_policies(const record_job *rj, validate_policy *ps, int nps, const validate_opts *o)
+{
     struct sigaction old;
     cli_sigint_catch(&old);
     diag e;
     diag_clear(&e);
+    int status = CLI_EXIT_OK;
     for (int i = 0; i < nps && !status; i++) {
         if (cli_interrupted)
             break;
-        llmsim_status st = validate_policy_run(&rj, &ps[i], &o, i, nps, &e);
+        llmsim_status st = validate_policy_run(rj, &ps[i], o, i, nps, &e);
         if (st && !cli_interrupted) {
             fprintf(stderr, "llmsim validate: policy %s: %s\n", ps[i].name, e.msg);
             status = cli_exit_status(st);
@@ -364,25 +352,75 @@ int cmd_validate(int argc, char **argv)
     if (cli_interrupted) {
         fprintf(stderr, "llmsim validate: interrupted; the runs finished so far are in the store and "
                 "will be reused\n");
-        status = 130;
-        goto out;
+        return 130;
     }
-    if (status)
-        goto out;
+    return status;
+}
+
+/* The comparison of the policies' runs (the top primitives by error), as
+ * JSON or tables. */
+static int compare_and_print(const cli_job *job, const record_job *rj, const validate_policy *ps,
+                             int nps, int top)
+{
+    diag e;
+    diag_clear(&e);
     validate_report rep;
-    if (validate_compare(&rj, ps, nps, (int)top, &rep, &e)) {
-        status = cli_fail("validate", &e);
-        goto out;
-    }
+    if (validate_compare(rj, ps, nps, top, &rep, &e))
+        return cli_fail("validate", &e);
     if (job->format == CLI_FORMAT_JSON) {
         cli_print_json(rep.json);
         rep.json = NULL;
     } else {
-        print_table(job, ps, &rep, (int)top);
+        print_table(job, ps, &rep, top);
     }
     validate_report_free(&rep);
-out:
+    return CLI_EXIT_OK;
+}
+
+/* The policies, from the directory or the grid; run, compare and print. */
+static int validate(const cli_job *job, const v_args *va, const validate_opts *o)
+{
+    record_job rj = cli_record_job(job);
+    validate_policy *ps = NULL;
+    int nps = 0;
+    int status = va->policies_dir ? load_policy_dir(va->policies_dir, &ps, &nps)
+                                  : grid(&rj, &ps, &nps);
+    if (!status)
+        status = run_policies(&rj, ps, nps, o);
+    if (!status)
+        status = compare_and_print(job, &rj, ps, nps, (int)va->top);
     free(ps);
+    return status;
+}
+
+int cmd_validate(int argc, char **argv)
+{
+    validate_opts o;
+    memset(&o, 0, sizeof o);
+    cli_engine_opts_init(&o.engine);
+    o.progress = isatty(2);
+    v_args va = {.top = 8};
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 9));
+    cli_job *job = calloc(1, sizeof *job);
+    if (!args || !job) {
+        fprintf(stderr, "llmsim validate: out of memory\n");
+        free(args);
+        free(job);
+        return CLI_EXIT_FAIL;
+    }
+    int nargs;
+    bool help = false;
+    int status = lift_opts(argc, argv, &o, &va, args, &nargs, &help);
+    if (!status && !help) {
+        add_defaults(&va, args, &nargs);
+        if (!va.policies_dir == !va.use_grid) {
+            fprintf(stderr, "llmsim validate: give --policies DIR or --grid (one of them)\n");
+            status = CLI_EXIT_INPUT;
+        } else if (!(status = cli_job_parse(nargs, args, "validate", job, &help))) {
+            cli_command_line(argc, argv, job->command, sizeof job->command);
+            status = validate(job, &va, &o);
+        }
+    }
     free(args);
     free(job);
     return status;

@@ -40,6 +40,16 @@ void cli_print_json(cJSON *obj)
     cJSON_Delete(obj);
 }
 
+bool cli_print_json_if_asked(cli_format format, cJSON *obj)
+{
+    if (format != CLI_FORMAT_JSON) {
+        cJSON_Delete(obj);
+        return false;
+    }
+    cli_print_json(obj);
+    return true;
+}
+
 static void pct_line(FILE *out, const char *name, const placement *asked, const placement *pl)
 {
     fprintf(out, "  %-12s gpu %5.1f%%  cpu %5.1f%%  disk %5.1f%%", name, 100 * pl->f[TIER_GPU],
