@@ -13,11 +13,12 @@
 #include <time.h>
 
 #include "common/units.h"
-#include "exec/backend.h"
 #include "common/clock.h"
+#include "exec/backend.h"
+#include "plan/ready.h"
 
 /* ---- the scheduler: one thread per resource, tasks in plan order as they
- * become ready (the simulator's rule) */
+ * become ready (plan/ready.h, the simulator's rule) */
 
 typedef struct sched {
     const plan *pl;
@@ -26,57 +27,20 @@ typedef struct sched {
     void *state;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    uint32_t *indeg;
-    uint32_t *succ_off, *succ;
-    uint32_t **ready;      /* per resource: a min-heap of task indices */
-    size_t nready[PLAN_NRES], cap[PLAN_NRES];
-    size_t done;
+    plan_ready q; /* under mu */
     bool failed;
     diag err;
     double t0;
     double *start_s, *end_s;
 } sched;
 
-static void heap_push(sched *s, int r, uint32_t v)
-{
-    uint32_t *a = s->ready[r];
-    size_t i = s->nready[r]++;
-    while (i > 0 && a[(i - 1) / 2] > v) {
-        a[i] = a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    a[i] = v;
-}
-
-static uint32_t heap_pop(sched *s, int r)
-{
-    uint32_t *a = s->ready[r];
-    uint32_t top = a[0], last = a[--s->nready[r]];
-    size_t i = 0, n = s->nready[r];
-    for (;;) {
-        size_t l = 2 * i + 1, rr = l + 1, m = i;
-        uint32_t best = last;
-        if (l < n && a[l] < best) {
-            m = l;
-            best = a[l];
-        }
-        if (rr < n && a[rr] < best)
-            m = rr;
-        if (m == i)
-            break;
-        a[i] = a[m];
-        i = m;
-    }
-    if (n > 0)
-        a[i] = last;
-    return top;
-}
-
 typedef struct worker {
     sched *s;
     int res;
 } worker;
 
+/* One resource's thread: takes its ready tasks in plan order and runs them
+ * on the backend, until all are done, one fails or ^C. */
 static void *worker_main(void *arg)
 {
     worker *wk = arg;
@@ -85,12 +49,12 @@ static void *worker_main(void *arg)
     volatile sig_atomic_t *intr = s->o->interrupt;
     pthread_mutex_lock(&s->mu);
     for (;;) {
-        while (!s->failed && s->done < pl->ntasks && s->nready[wk->res] == 0 &&
+        while (!s->failed && s->q.done < pl->ntasks && !plan_ready_any(&s->q, wk->res) &&
                !(intr && *intr))
             pthread_cond_wait(&s->cv, &s->mu);
-        if (s->failed || s->done >= pl->ntasks || (intr && *intr))
+        if (s->failed || s->q.done >= pl->ntasks || (intr && *intr))
             break;
-        uint32_t ti = heap_pop(s, wk->res);
+        uint32_t ti = plan_ready_take(&s->q, wk->res);
         pthread_mutex_unlock(&s->mu);
         diag e;
         diag_clear(&e);
@@ -109,12 +73,7 @@ static void *worker_main(void *arg)
             pthread_cond_broadcast(&s->cv);
             break;
         }
-        s->done++;
-        for (uint32_t k = s->succ_off[ti]; k < s->succ_off[ti + 1]; k++) {
-            uint32_t v = s->succ[k];
-            if (--s->indeg[v] == 0)
-                heap_push(s, pl->tasks[v].res, v);
-        }
+        plan_ready_done(&s->q, ti);
         pthread_cond_broadcast(&s->cv);
     }
     pthread_cond_broadcast(&s->cv);
@@ -122,94 +81,57 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static llmsim_status run_plan(const exec_ctx *c, const exec_backend_ops *ops, void *state,
-                              double *start_s, double *end_s, bool *interrupted, diag *e)
+/* A thread per resource, joined; when one cannot start, s->failed says so
+ * and the others stop at once. */
+static void run_workers(sched *s)
 {
-    const plan *pl = c->pl;
-    const size_t n = pl->ntasks;
-    sched s;
-    memset(&s, 0, sizeof s);
-    s.pl = pl;
-    s.o = c->o;
-    s.ops = ops;
-    s.state = state;
-    s.start_s = start_s;
-    s.end_s = end_s;
-    s.indeg = malloc((n + 1) * sizeof *s.indeg);
-    s.succ_off = calloc(n + 2, sizeof *s.succ_off);
-    s.succ = malloc((pl->ndeps + 1) * sizeof *s.succ);
-    s.ready = calloc(PLAN_NRES, sizeof *s.ready);
-    llmsim_status st = LLMSIM_OK;
-    if (!s.indeg || !s.succ_off || !s.succ || !s.ready) {
-        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-        goto out;
-    }
-    for (int r = 0; r < PLAN_NRES; r++) {
-        s.ready[r] = malloc((n + 1) * sizeof **s.ready);
-        if (!s.ready[r]) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-            goto out;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        s.indeg[i] = pl->tasks[i].ndeps;
-        for (uint32_t d = 0; d < pl->tasks[i].ndeps; d++)
-            s.succ_off[pl->deps[pl->tasks[i].dep_first + d] + 1]++;
-    }
-    for (size_t i = 0; i < n; i++)
-        s.succ_off[i + 1] += s.succ_off[i];
-    {
-        uint32_t *fill = malloc((n + 1) * sizeof *fill);
-        if (!fill) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-            goto out;
-        }
-        memcpy(fill, s.succ_off, (n + 1) * sizeof *fill);
-        for (size_t i = 0; i < n; i++)
-            for (uint32_t d = 0; d < pl->tasks[i].ndeps; d++)
-                s.succ[fill[pl->deps[pl->tasks[i].dep_first + d]]++] = (uint32_t)i;
-        free(fill);
-    }
-    for (size_t i = 0; i < n; i++)
-        if (s.indeg[i] == 0)
-            heap_push(&s, pl->tasks[i].res, (uint32_t)i);
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
-    diag_clear(&s.err);
-    s.t0 = llmsim_now_s();
     pthread_t th[PLAN_NRES];
     worker wk[PLAN_NRES];
     int started = 0;
     for (int r = 0; r < PLAN_NRES; r++) {
-        wk[r] = (worker){&s, r};
+        wk[r] = (worker){s, r};
         if (pthread_create(&th[r], NULL, worker_main, &wk[r]) != 0) {
-            pthread_mutex_lock(&s.mu);
-            s.failed = true;
-            diag_set(&s.err, LLMSIM_EFAIL, "cannot start an engine thread");
-            pthread_cond_broadcast(&s.cv);
-            pthread_mutex_unlock(&s.mu);
+            pthread_mutex_lock(&s->mu);
+            s->failed = true;
+            diag_set(&s->err, LLMSIM_EFAIL, "cannot start an engine thread");
+            pthread_cond_broadcast(&s->cv);
+            pthread_mutex_unlock(&s->mu);
             break;
         }
         started++;
     }
     for (int r = 0; r < started; r++)
         pthread_join(th[r], NULL);
+}
+
+static llmsim_status run_plan(const exec_ctx *c, const exec_backend_ops *ops, void *state,
+                              double *start_s, double *end_s, bool *interrupted, diag *e)
+{
+    sched s;
+    memset(&s, 0, sizeof s);
+    s.pl = c->pl;
+    s.o = c->o;
+    s.ops = ops;
+    s.state = state;
+    s.start_s = start_s;
+    s.end_s = end_s;
+    llmsim_status st = plan_ready_init(&s.q, c->pl, e);
+    if (st)
+        return st;
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    diag_clear(&s.err);
+    s.t0 = llmsim_now_s();
+    run_workers(&s);
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
     if (s.failed) {
         *e = s.err;
         st = s.err.status ? s.err.status : LLMSIM_EFAIL;
-    } else if (s.done < n) {
+    } else if (s.q.done < c->pl->ntasks) {
         *interrupted = true;
     }
-out:
-    free(s.indeg);
-    free(s.succ_off);
-    free(s.succ);
-    if (s.ready)
-        for (int r = 0; r < PLAN_NRES; r++)
-            free(s.ready[r]);
-    free(s.ready);
+    plan_ready_free(&s.q);
     return st;
 }
 

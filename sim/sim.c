@@ -10,53 +10,9 @@
 
 #include "common/atomicfile.h"
 #include "common/grow.h"
-#include "sim/eventq.h"
 #include "common/clock.h"
-
-/* ---- a min-heap of task indices: the ready queue of one resource */
-
-typedef struct idxheap {
-    uint32_t *a;
-    size_t n, cap;
-} idxheap;
-
-static bool idx_push(idxheap *h, uint32_t v)
-{
-    uint32_t *a = llmsim_grow(h->a, h->n, &h->cap, sizeof *a, 256);
-    if (!a)
-        return false;
-    h->a = a;
-    size_t i = h->n++;
-    while (i > 0 && h->a[(i - 1) / 2] > v) {
-        h->a[i] = h->a[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    h->a[i] = v;
-    return true;
-}
-
-static uint32_t idx_pop(idxheap *h)
-{
-    uint32_t top = h->a[0], last = h->a[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        uint32_t best = last;
-        if (l < h->n && h->a[l] < best) {
-            m = l;
-            best = h->a[l];
-        }
-        if (r < h->n && h->a[r] < best)
-            m = r;
-        if (m == i)
-            break;
-        h->a[i] = h->a[m];
-        i = m;
-    }
-    if (h->n > 0)
-        h->a[i] = last;
-    return top;
-}
+#include "plan/ready.h"
+#include "sim/eventq.h"
 
 void sim_result_free(sim_result *r)
 {
@@ -142,6 +98,90 @@ static bool index_buffers(const plan *pl, bool by_alloc, uint32_t **off_out, uin
     return true;
 }
 
+/* The buffers a task allocates and frees, by task (index_buffers), and the
+ * event queue of the tasks running. */
+typedef struct sim_loop {
+    sim_state s;
+    plan_ready q;
+    eventq ev;
+    uint32_t *a_off, *a_idx, *f_off, *f_idx;
+    bool busy[PLAN_NRES];
+    bool oom;
+    double now;
+} sim_loop;
+
+/* Buffers with no allocating task are resident from the start and leave at
+ * the end (sign -1). */
+static void resident_buffers(sim_loop *l, double sign)
+{
+    const plan *pl = l->s.pl;
+    for (size_t k = 0; k < pl->nbuffers; k++)
+        if (pl->buffers[k].alloc_task == PLAN_NONE)
+            mem_change(&l->s, (tier)pl->buffers[k].tier, sign * pl->buffers[k].bytes, l->now,
+                       PLAN_NONE);
+}
+
+/* Every idle resource starts its next ready task: its buffers are
+ * allocated, its end is an event. */
+static void start_ready(sim_loop *l)
+{
+    const plan *pl = l->s.pl;
+    sim_result *r = l->s.r;
+    for (int res = 0; res < PLAN_NRES; res++) {
+        if (l->busy[res] || !plan_ready_any(&l->q, res))
+            continue;
+        uint32_t ti = plan_ready_take(&l->q, res);
+        l->busy[res] = true;
+        r->start_s[ti] = l->now;
+        for (uint32_t k = l->a_off[ti]; k < l->a_off[ti + 1]; k++) {
+            const plan_buffer *bf = &pl->buffers[l->a_idx[k]];
+            mem_change(&l->s, (tier)bf->tier, bf->bytes, l->now, ti);
+        }
+        l->oom |= !eventq_push(&l->ev, l->now + pl->tasks[ti].dur_s, ti);
+        r->events++;
+    }
+}
+
+/* Task ti ends now: its resource is free, its time is counted, its buffers
+ * freed, and the tasks waiting on it may become ready. */
+static void finish(sim_loop *l, uint32_t ti)
+{
+    const plan_task *t = &l->s.pl->tasks[ti];
+    sim_result *r = l->s.r;
+    r->end_s[ti] = l->now;
+    r->events++;
+    l->busy[t->res] = false;
+    r->busy_s[t->res] += t->dur_s;
+    r->steps[t->step].s[t->stage] += t->dur_s;
+    if (l->now > r->step_end_s[t->step])
+        r->step_end_s[t->step] = l->now;
+    for (uint32_t k = l->f_off[ti]; k < l->f_off[ti + 1]; k++) {
+        const plan_buffer *bf = &l->s.pl->buffers[l->f_idx[k]];
+        mem_change(&l->s, (tier)bf->tier, -bf->bytes, l->now, ti);
+    }
+    plan_ready_done(&l->q, ti);
+}
+
+/* The events in time order until none is left. */
+static llmsim_status run_events(sim_loop *l, diag *e)
+{
+    for (;;) {
+        start_ready(l);
+        if (l->oom || l->s.oom)
+            return diag_set(e, LLMSIM_EFAIL, "out of memory during the simulation");
+        sim_event ev;
+        if (!eventq_pop(&l->ev, &ev))
+            break;
+        l->now = ev.time_s;
+        finish(l, ev.task);
+    }
+    const size_t n = l->s.pl->ntasks;
+    if (l->q.done != n)
+        return diag_set(e, LLMSIM_EFAIL, "simulation stalled after %zu of %zu tasks: the plan has "
+                        "a dependency cycle (a bug in plan/)", l->q.done, n);
+    return LLMSIM_OK;
+}
+
 llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool record_memory,
                       sim_result *r, diag *e)
 {
@@ -152,126 +192,36 @@ llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool re
     r->ntasks = pl->ntasks;
     r->nsteps = pl->nsteps;
     const size_t n = pl->ntasks;
-    llmsim_status st = LLMSIM_OK;
-    uint32_t *indeg = malloc((n + 1) * sizeof *indeg);
-    uint32_t *succ_off = calloc(n + 2, sizeof *succ_off);
-    uint32_t *succ = malloc((pl->ndeps + 1) * sizeof *succ);
-    uint32_t *a_off = NULL, *a_idx = NULL, *f_off = NULL, *f_idx = NULL;
+    sim_loop l;
+    memset(&l, 0, sizeof l);
+    l.s = (sim_state){pl, r, capacity, {0}, record_memory, 0, false};
+    llmsim_status st = plan_ready_init(&l.q, pl, e);
+    if (st)
+        goto out;
     r->start_s = malloc((n + 1) * sizeof *r->start_s);
     r->end_s = malloc((n + 1) * sizeof *r->end_s);
     r->steps = calloc((size_t)pl->nsteps + 1, sizeof *r->steps);
     r->step_end_s = calloc((size_t)pl->nsteps + 1, sizeof *r->step_end_s);
-    idxheap ready[PLAN_NRES];
-    memset(ready, 0, sizeof ready);
-    eventq q = {0};
-    if (!indeg || !succ_off || !succ || !r->start_s || !r->end_s || !r->steps || !r->step_end_s ||
-        !index_buffers(pl, true, &a_off, &a_idx) || !index_buffers(pl, false, &f_off, &f_idx)) {
+    if (!r->start_s || !r->end_s || !r->steps || !r->step_end_s ||
+        !index_buffers(pl, true, &l.a_off, &l.a_idx) ||
+        !index_buffers(pl, false, &l.f_off, &l.f_idx)) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory simulating %zu tasks", n);
         goto out;
     }
-    /* successors (CSR) and in-degrees */
-    for (size_t i = 0; i < n; i++) {
-        const plan_task *t = &pl->tasks[i];
-        indeg[i] = t->ndeps;
-        for (uint32_t d = 0; d < t->ndeps; d++)
-            succ_off[pl->deps[t->dep_first + d] + 1]++;
-    }
-    for (size_t i = 0; i < n; i++)
-        succ_off[i + 1] += succ_off[i];
-    {
-        uint32_t *fill = malloc((n + 1) * sizeof *fill);
-        if (!fill) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-            goto out;
-        }
-        memcpy(fill, succ_off, (n + 1) * sizeof *fill);
-        for (size_t i = 0; i < n; i++) {
-            const plan_task *t = &pl->tasks[i];
-            for (uint32_t d = 0; d < t->ndeps; d++)
-                succ[fill[pl->deps[t->dep_first + d]]++] = (uint32_t)i;
-        }
-        free(fill);
-    }
-
-    sim_state s = {pl, r, capacity, {0}, record_memory, 0, false};
-    /* resident buffers from the start */
-    for (size_t k = 0; k < pl->nbuffers; k++)
-        if (pl->buffers[k].alloc_task == PLAN_NONE)
-            mem_change(&s, (tier)pl->buffers[k].tier, pl->buffers[k].bytes, 0.0, PLAN_NONE);
-
-    bool busy[PLAN_NRES] = {false};
-    bool oom = false;
-    for (size_t i = 0; i < n; i++)
-        if (indeg[i] == 0)
-            oom |= !idx_push(&ready[pl->tasks[i].res], (uint32_t)i);
-    double now = 0;
-    size_t done = 0;
-    for (;;) {
-        /* start what can start */
-        for (int res = 0; res < PLAN_NRES; res++) {
-            if (busy[res] || ready[res].n == 0)
-                continue;
-            uint32_t ti = idx_pop(&ready[res]);
-            const plan_task *t = &pl->tasks[ti];
-            busy[res] = true;
-            r->start_s[ti] = now;
-            for (uint32_t k = a_off[ti]; k < a_off[ti + 1]; k++) {
-                const plan_buffer *bf = &pl->buffers[a_idx[k]];
-                mem_change(&s, (tier)bf->tier, bf->bytes, now, ti);
-            }
-            oom |= !eventq_push(&q, now + t->dur_s, ti);
-            r->events++;
-        }
-        if (oom || s.oom) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory during the simulation");
-            goto out;
-        }
-        sim_event ev;
-        if (!eventq_pop(&q, &ev))
-            break;
-        now = ev.time_s;
-        const uint32_t ti = ev.task;
-        const plan_task *t = &pl->tasks[ti];
-        r->end_s[ti] = now;
-        r->events++;
-        done++;
-        busy[t->res] = false;
-        r->busy_s[t->res] += t->dur_s;
-        r->steps[t->step].s[t->stage] += t->dur_s;
-        if (now > r->step_end_s[t->step])
-            r->step_end_s[t->step] = now;
-        for (uint32_t k = f_off[ti]; k < f_off[ti + 1]; k++) {
-            const plan_buffer *bf = &pl->buffers[f_idx[k]];
-            mem_change(&s, (tier)bf->tier, -bf->bytes, now, ti);
-        }
-        for (uint32_t k = succ_off[ti]; k < succ_off[ti + 1]; k++) {
-            uint32_t v = succ[k];
-            if (--indeg[v] == 0)
-                oom |= !idx_push(&ready[pl->tasks[v].res], v);
-        }
-    }
-    if (done != n) {
-        st = diag_set(e, LLMSIM_EFAIL, "simulation stalled after %zu of %zu tasks: the plan has a "
-                      "dependency cycle (a bug in plan/)", done, n);
+    resident_buffers(&l, 1.0);
+    st = run_events(&l, e);
+    if (st)
         goto out;
-    }
-    r->makespan_s = now;
-    /* resident buffers leave at the end */
-    for (size_t k = 0; k < pl->nbuffers; k++)
-        if (pl->buffers[k].alloc_task == PLAN_NONE)
-            mem_change(&s, (tier)pl->buffers[k].tier, -pl->buffers[k].bytes, now, PLAN_NONE);
-    memcpy(r->final_bytes, s.used, sizeof r->final_bytes);
+    r->makespan_s = l.now;
+    resident_buffers(&l, -1.0);
+    memcpy(r->final_bytes, l.s.used, sizeof r->final_bytes);
 out:
-    free(indeg);
-    free(succ_off);
-    free(succ);
-    free(a_off);
-    free(a_idx);
-    free(f_off);
-    free(f_idx);
-    for (int i = 0; i < PLAN_NRES; i++)
-        free(ready[i].a);
-    eventq_free(&q);
+    plan_ready_free(&l.q);
+    free(l.a_off);
+    free(l.a_idx);
+    free(l.f_off);
+    free(l.f_idx);
+    eventq_free(&l.ev);
     r->wall_s = llmsim_now_s() - t0;
     return st;
 }
