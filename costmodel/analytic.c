@@ -430,17 +430,27 @@ void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)
     finish_terms(c);
 }
 
+double cm_overlap_s(const cm_setup *s, const double *terms, int n)
+{
+    double v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!s->p->overlap)
+            v += terms[i];
+        else if (terms[i] > v)
+            v = terms[i];
+    }
+    return v;
+}
+
 double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC])
 {
+    /* without overlap the sum of every resource, as one linear form */
     if (!s->p->overlap)
         return cm_lin_eval(&c->sum, x);
-    double best = 0;
-    for (int i = 0; i < CM_NTERMS; i++) {
-        double v = cm_lin_eval(&c->term[i], x);
-        if (v > best)
-            best = v;
-    }
-    return best;
+    double t[CM_NTERMS];
+    for (int i = 0; i < CM_NTERMS; i++)
+        t[i] = cm_lin_eval(&c->term[i], x);
+    return cm_overlap_s(s, t, CM_NTERMS);
 }
 
 static cm_term bottleneck(const cm_layer_cost *c, const double x[CM_NFRAC])

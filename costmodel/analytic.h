@@ -150,6 +150,9 @@ double cm_head_batch_s(const cm_setup *s, cm_phase phase);
 double cm_head_rows_s(const cm_setup *s, double token_rows, double logit_rows);
 double cm_head_dequant_s(const cm_setup *s);
 
+/* Times that may run side by side, combined by the policy's overlap: with
+ * it, the longest (0 when none is positive); without it, their sum. */
+double cm_overlap_s(const cm_setup *s, const double *terms, int n);
 /* Layer time of a cost at fractions x (max or sum by the policy's overlap). */
 double cm_layer_time(const cm_setup *s, const cm_layer_cost *c, const double x[CM_NFRAC]);
 

@@ -16,7 +16,7 @@
 
 #include "common/atomicfile.h"
 #include "common/grow.h"
-#include "costmodel/primitives.h"
+#include "costmodel/iteration.h"
 #include "costmodel/sizes.h"
 #include "sim/sim.h"
 
@@ -45,10 +45,9 @@ void serve_config_init(serve_config *c)
 
 static double gib(double b) { return b / (1024.0 * 1024 * 1024); }
 
-llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *hw,
-                               const policy *p, const serve_config *c, diag *e)
+/* The serving knobs in their ranges. */
+static llmsim_status check_config(const serve_config *c, diag *e)
 {
-    memset(s, 0, sizeof *s);
     if (c->max_batch < 1 || c->max_batch > (1 << 20))
         return diag_set(e, LLMSIM_EINPUT, "the maximum batch must be 1..%d sequences", 1 << 20);
     if (c->token_budget < c->max_batch || c->token_budget > (1 << 24))
@@ -64,54 +63,16 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
         !isfinite(c->fair_alpha))
         return diag_set(e, LLMSIM_EINPUT,
                         "swap space, KV memory and the fair scheduler's alpha must be >= 0");
-    s->cfg = *c;
-    s->pol = *p;
-    s->pol.kv_block_size = c->block_size;
-    s->pol.preempt = c->preempt;
-    s->pol.sched = c->sched;
-    /* the offline batch shape does not apply: every price is per token row */
-    s->pol.gpu_batch_size = 1;
-    s->pol.num_gpu_batches = 1;
-    s->wl = (workload){.prompt_len = 1, .gen_len = 1, .num_prompts = 1};
-    llmsim_status st = cm_setup_init(&s->cm, m, hw, &s->pol, &s->wl, e);
-    if (st)
-        return st;
-    s->has_gpu = hw->gpu.present;
-    s->dev_tier = s->has_gpu ? TIER_GPU : TIER_CPU;
-    s->swap_tier = s->has_gpu ? TIER_CPU : TIER_DISK;
-    s->swap_out = s->has_gpu ? &hw->links[HW_LINK_D2H_PINNED] : &hw->disk.write;
-    s->swap_in = s->has_gpu ? &hw->links[HW_LINK_H2D_PINNED] : &hw->disk.read;
-    s->max_context = m->max_context;
+    return LLMSIM_OK;
+}
 
-    const double L = (double)m->num_layers;
-    const double wbytes = L * s->cm.w_layer_bytes + s->cm.w_head_bytes;
-    const placement *wp = &s->pol.weights;
-    s->weights_dev_bytes = wp->f[s->dev_tier] * wbytes;
-    /* What is not resident streams in once per iteration: over the host link
-     * (from CPU memory, or staged from disk), and from the disk. */
-    const double copies = L * (double)s->cm.layer_tensors;
-    double off_dev = s->has_gpu ? wp->f[TIER_CPU] + wp->f[TIER_DISK] : 0.0;
-    s->stream_dev_s[0] = cm_copies_time(cm_weight_link(&s->cm), off_dev * wbytes, copies);
-    s->stream_dev_s[1] = hw->disk.present
-                             ? cm_copies_time(&hw->disk.read, wp->f[TIER_DISK] * wbytes, copies)
-                             : 0.0;
-
-    /* Workspace: one iteration's intermediates at the full token budget, the
-     * logits (fp32) of a full batch, a dequantized layer, two streaming slots
-     * for non-resident weights. */
-    double work = size_work_bytes(m, 1, (double)c->token_budget, (double)c->token_budget) +
-                  size_logits_bytes(m, (double)c->max_batch);
-    if (s->pol.weight_quant.bits)
-        work += s->cm.w_layer_fp16_bytes;
-    if (wp->f[s->dev_tier] < 1.0)
-        work += 2.0 * s->cm.w_layer_bytes;
-    /* A quantized cache is attended to through a dequantized copy of one
-     * layer's K and V (as the iteration prices it): per cached byte, the
-     * fp16 bytes of one layer of it. */
-    const double deq = s->pol.kv_quant.bits ? size_kv_fp16_bytes(s->cm.m, 1, 1) /
-                                                  (L * size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, 1))
-                                            : 0.0;
-
+/* The device's KV cache: the size asked for (checked against the room that
+ * weights and workspace leave), or the memory fraction's share of it, in
+ * whole blocks. */
+static llmsim_status kv_pool(serve_setup *s, const hwprofile *hw, double work, double deq, diag *e)
+{
+    const model *m = s->cm.m;
+    const serve_config *c = &s->cfg;
     const double cap = cm_hw_tier_capacity(hw, s->dev_tier);
     const double room = cap - s->weights_dev_bytes - work;
     const char *devname = s->has_gpu ? "GPU" : "CPU";
@@ -146,9 +107,18 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
                         "budget", 100 * c->mem_util, devname, gib(cap), gib(s->weights_dev_bytes),
                         gib(work), c->block_size, s->block_bytes / 1024, devname);
 
+    return LLMSIM_OK;
+}
+
+/* Swap space: in CPU memory beside the weights placed there (on the disk
+ * without a GPU). */
+static llmsim_status swap_pool(serve_setup *s, const hwprofile *hw, double cpu_weight_bytes,
+                               diag *e)
+{
+    const serve_config *c = &s->cfg;
     double swap_cap = cm_hw_tier_capacity(hw, s->swap_tier);
     if (s->swap_tier == TIER_CPU)
-        swap_cap -= wp->f[TIER_CPU] * wbytes;
+        swap_cap -= cpu_weight_bytes;
     if (c->swap_bytes > 0 && swap_cap <= 0)
         return diag_set(e, LLMSIM_EINPUT,
                         "hardware '%s' has no %s for swap space: set the swap space to 0 (then "
@@ -161,142 +131,76 @@ llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *
     return LLMSIM_OK;
 }
 
-/* ---- pricing */
-
-/* The work of one iteration, summed over its chunks. */
-typedef struct iter_work {
-    int64_t tokens;        /* new tokens (GEMM rows) */
-    int64_t emits;         /* sequences that emit a token (logit rows) */
-    int64_t decodes;       /* single-token chunks */
-    int64_t decode_ctx;    /* their contexts after the step, summed */
-    int64_t cached;        /* tokens already cached that the chunks attend to */
-    double prefill_attn_s; /* multi-token chunks' causal attention, one layer */
-} iter_work;
-
-/* Prices that depend on one integer only, filled on first use. */
-typedef struct price_cache {
-    double *dense;      /* [token_budget + 1]: one layer's dense work over T rows */
-    double *head;       /* [max_batch + 1]: the head with e logit rows, no lookup */
-    double lookup_per_token;
-} price_cache;
-
-static cm_device dev_of(const serve_setup *s) { return s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU; }
-
-static double dense_s(const serve_setup *s, price_cache *pc, int64_t rows)
+llmsim_status serve_setup_init(serve_setup *s, const model *m, const hwprofile *hw,
+                               const policy *p, const serve_config *c, diag *e)
 {
-    if (pc && rows <= s->cfg.token_budget && pc->dense[rows] >= 0)
-        return pc->dense[rows];
-    double pre, post;
-    cm_dense_rows_s(&s->cm, (double)rows, &pre, &post);
-    double v = rows > 0 ? pre + post : 0.0;
-    if (pc && rows <= s->cfg.token_budget)
-        pc->dense[rows] = v;
-    return v;
+    memset(s, 0, sizeof *s);
+    llmsim_status st = check_config(c, e);
+    if (st)
+        return st;
+    s->cfg = *c;
+    s->pol = *p;
+    s->pol.kv_block_size = c->block_size;
+    s->pol.preempt = c->preempt;
+    s->pol.sched = c->sched;
+    /* the offline batch shape does not apply: every price is per token row */
+    s->pol.gpu_batch_size = 1;
+    s->pol.num_gpu_batches = 1;
+    s->wl = (workload){.prompt_len = 1, .gen_len = 1, .num_prompts = 1};
+    st = cm_setup_init(&s->cm, m, hw, &s->pol, &s->wl, e);
+    if (st)
+        return st;
+    s->has_gpu = hw->gpu.present;
+    s->dev_tier = s->has_gpu ? TIER_GPU : TIER_CPU;
+    s->swap_tier = s->has_gpu ? TIER_CPU : TIER_DISK;
+    s->swap_out = s->has_gpu ? &hw->links[HW_LINK_D2H_PINNED] : &hw->disk.write;
+    s->swap_in = s->has_gpu ? &hw->links[HW_LINK_H2D_PINNED] : &hw->disk.read;
+    s->max_context = m->max_context;
+
+    const double L = (double)m->num_layers;
+    const double wbytes = L * s->cm.w_layer_bytes + s->cm.w_head_bytes;
+    const placement *wp = &s->pol.weights;
+    s->weights_dev_bytes = wp->f[s->dev_tier] * wbytes;
+    /* What is not resident streams in once per iteration; the workspace and
+     * the dequantized copy of a quantized cache (costmodel/iteration.h). */
+    cm_iter_stream_s(&s->cm, s->stream_dev_s);
+    double work = cm_iter_workspace_bytes(&s->cm, s->dev_tier, c->token_budget, c->max_batch);
+    const double deq = cm_iter_kv_dequant_per_byte(&s->cm);
+
+    if ((st = kv_pool(s, hw, work, deq, e)))
+        return st;
+    return swap_pool(s, hw, wp->f[TIER_CPU] * wbytes, e);
 }
 
-static double head_s(const serve_setup *s, price_cache *pc, int64_t emits)
-{
-    if (pc && emits <= s->cfg.max_batch && pc->head[emits] >= 0)
-        return pc->head[emits];
-    double v = cm_head_rows_s(&s->cm, 0, (double)emits);
-    if (pc && emits <= s->cfg.max_batch)
-        pc->head[emits] = v;
-    return v;
-}
+/* ---- pricing (costmodel/iteration.h), with the swaps of the iteration */
 
-/* Causal attention of `tokens` queries after `ctx` cached tokens: the part
- * of the whole prompt's attention that the chunk computes. */
-static double chunk_attn_s(const serve_setup *s, int64_t ctx, int64_t tokens)
-{
-    const model *m = s->cm.m;
-    double hi = cm_attention_prefill_time(s->cm.hw, dev_of(s), 1, (double)(ctx + tokens),
-                                          (double)m->num_heads, (double)m->head_dim);
-    double lo = ctx > 0 ? cm_attention_prefill_time(s->cm.hw, dev_of(s), 1, (double)ctx,
-                                                    (double)m->num_heads, (double)m->head_dim)
-                        : 0.0;
-    return hi > lo ? hi - lo : 0.0;
-}
-
-static void work_add(const serve_setup *s, iter_work *w, int64_t ctx, int64_t tokens, bool emits)
-{
-    w->tokens += tokens;
-    w->emits += emits;
-    w->cached += ctx;
-    if (tokens == 1) {
-        w->decodes++;
-        w->decode_ctx += ctx + 1;
-    } else {
-        w->prefill_attn_s += chunk_attn_s(s, ctx, tokens);
-    }
-}
-
-static double work_s(const serve_setup *s, price_cache *pc, const iter_work *w, int64_t out_blocks,
+/* An iteration of w, swapping out_blocks out and in_blocks in. */
+static double iter_s(const serve_setup *s, cm_iter_memo *pm, const cm_iter *w, int64_t out_blocks,
                      int64_t in_blocks)
 {
     double swap = serve_swap_s(s, out_blocks, true) + serve_swap_s(s, in_blocks, false);
-    if (w->tokens == 0)
-        return swap;
-    const model *m = s->cm.m;
-    const hwprofile *hw = s->cm.hw;
-    const cm_device dev = dev_of(s);
-    double layer = dense_s(s, pc, w->tokens) + w->prefill_attn_s + cm_weight_dequant_s(&s->cm);
-    if (w->decodes)
-        layer += cm_attention_decode_time(hw, dev, (double)w->decodes,
-                                          (double)w->decode_ctx / (double)w->decodes,
-                                          (double)m->num_heads, (double)m->num_kv_heads,
-                                          (double)m->head_dim);
-    if (s->pol.kv_quant.bits) {
-        /* dequantize the cached K and V attended to, quantize the new entries */
-        layer += cm_memory_pass_time(hw, dev, size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, (double)w->cached),
-                                     size_kv_fp16_bytes(s->cm.m, 1, (double)w->cached)) +
-                 cm_memory_pass_time(hw, dev, size_kv_fp16_bytes(s->cm.m, 1, (double)w->tokens),
-                                     size_kv_bytes(s->cm.m, &s->pol.kv_quant, 1, (double)w->tokens));
-    }
-    double lookup = pc ? pc->lookup_per_token
-                       : cm_head_rows_s(&s->cm, 1, 0) - cm_head_rows_s(&s->cm, 0, 0);
-    double compute = (double)m->num_layers * layer + head_s(s, pc, w->emits) +
-                     lookup * (double)w->tokens + cm_head_dequant_s(&s->cm);
-    double body = s->pol.overlap
-                      ? fmax(compute, fmax(s->stream_dev_s[0], s->stream_dev_s[1]))
-                      : compute + s->stream_dev_s[0] + s->stream_dev_s[1];
-    return body + swap;
+    return cm_iter_s(&s->cm, pm, s->stream_dev_s, w) + swap;
+}
+
+static double recompute_s(const serve_setup *s, cm_iter_memo *pm, int64_t tokens, int64_t decodes,
+                          int64_t decode_ctx)
+{
+    return cm_iter_recompute_s(&s->cm, pm, s->stream_dev_s, s->cfg.token_budget, tokens, decodes,
+                               decode_ctx);
 }
 
 double serve_swap_s(const serve_setup *s, int64_t blocks, bool out)
 {
-    if (blocks <= 0)
-        return 0.0;
-    double copies = (double)blocks * (double)s->cm.m->num_layers * 2.0;
-    return cm_copies_time(out ? s->swap_out : s->swap_in, (double)blocks * s->block_bytes, copies);
+    return cm_kv_blocks_copy_s(&s->cm, out ? s->swap_out : s->swap_in, blocks, s->block_bytes);
 }
 
 double serve_iteration_s(const serve_setup *s, const serve_chunk *ch, int n, int64_t swap_out_blocks,
                          int64_t swap_in_blocks)
 {
-    iter_work w = {0};
+    cm_iter w = {0};
     for (int i = 0; i < n; i++)
-        work_add(s, &w, ch[i].ctx, ch[i].tokens, ch[i].emits);
-    return work_s(s, NULL, &w, swap_out_blocks, swap_in_blocks);
-}
-
-static double recompute_s(const serve_setup *s, price_cache *pc, int64_t tokens, int64_t decodes,
-                          int64_t decode_ctx)
-{
-    iter_work base = {.tokens = decodes, .emits = decodes, .decodes = decodes,
-                      .decode_ctx = decode_ctx, .cached = decode_ctx - decodes};
-    double t0 = work_s(s, pc, &base, 0, 0);
-    int64_t room = s->cfg.token_budget - decodes;
-    if (room < 1)
-        room = 1;
-    double cost = 0;
-    for (int64_t done = 0; done < tokens;) {
-        int64_t c = tokens - done < room ? tokens - done : room;
-        iter_work w = base;
-        work_add(s, &w, done, c, done + c == tokens);
-        cost += work_s(s, pc, &w, 0, 0) - t0;
-        done += c;
-    }
-    return cost;
+        cm_iter_add(&s->cm, &w, ch[i].ctx, ch[i].tokens, ch[i].emits);
+    return iter_s(s, NULL, &w, swap_out_blocks, swap_in_blocks);
 }
 
 double serve_recompute_s(const serve_setup *s, int64_t tokens, int decodes, int64_t decode_ctx)
@@ -371,7 +275,7 @@ typedef struct run_state {
     const serve_setup *s;
     rq *R;
     size_t n;
-    price_cache pc;
+    cm_iter_memo pm;
     rheap waiting, swapped;
     uint32_t *run;          /* running, sorted by (key, index) */
     int nrun;
@@ -379,7 +283,23 @@ typedef struct run_state {
     serve_result *res;
     size_t spans_cap, kv_cap;
     bool oom;
+    /* the loop */
+    double t;               /* the clock */
+    size_t next, done;      /* the next request to arrive; requests finished */
+    long long stamp;        /* the iteration being scheduled */
+    int64_t watermark;      /* device blocks admissions leave free */
+    int last_pct;           /* progress reported */
+    /* the iteration's chunks, by running index: serve_chunk, request */
+    serve_chunk *ch;
+    uint32_t *chid, *order;
 } run_state;
+
+/* What one iteration schedules: its chunks (in run_state) and swaps. */
+typedef struct iter_sched {
+    int64_t budget, out_blocks, in_blocks; /* tokens left; blocks swapped out, in */
+    int nch;
+    bool preempted;
+} iter_sched;
 
 static int64_t blocks_for(const serve_setup *s, int64_t tokens)
 {
@@ -430,10 +350,10 @@ static void alone_rates(run_state *rs, rq *r)
 {
     const serve_setup *s = rs->s;
     /* the prompt's chunks next to no decodes: what recomputing it would cost */
-    r->pf_s = recompute_s(s, &rs->pc, r->prompt, 0, 0) / (double)r->prompt;
-    iter_work w = {0};
-    work_add(s, &w, r->prompt + r->output / 2, 1, true);
-    r->dec_s = work_s(s, &rs->pc, &w, 0, 0);
+    r->pf_s = recompute_s(s, &rs->pm, r->prompt, 0, 0) / (double)r->prompt;
+    cm_iter w = {0};
+    cm_iter_add(&s->cm, &w, r->prompt + r->output / 2, 1, true);
+    r->dec_s = iter_s(s, &rs->pm, &w, 0, 0);
 }
 
 /* The priority key (smaller first): the arrival for fcfs; for fair the
@@ -489,7 +409,7 @@ static uint32_t preempt_one(run_state *rs, long long stamp, double now, int64_t 
             }
         }
         double swap = serve_swap_s(s, r->blocks, true) + serve_swap_s(s, r->blocks, false);
-        double recompute = recompute_s(s, &rs->pc, r->ctx, dec, dctx);
+        double recompute = recompute_s(s, &rs->pm, r->ctx, dec, dctx);
         how = swap <= recompute ? PREEMPT_SWAP : PREEMPT_RECOMPUTE;
     }
     if (how == PREEMPT_SWAP && r->blocks > rs->swap_free) {
@@ -666,11 +586,217 @@ static llmsim_status check_conservation(const run_state *rs, diag *e)
 static void run_free(run_state *rs)
 {
     free(rs->R);
-    free(rs->pc.dense);
-    free(rs->pc.head);
+    cm_iter_memo_free(&rs->pm);
+    free(rs->ch);
+    free(rs->chid);
+    free(rs->order);
     free(rs->waiting.a);
     free(rs->swapped.a);
     free(rs->run);
+}
+
+/* The run's memory and its requests, all pending. */
+static llmsim_status run_init(run_state *rs, const serve_requests *q, diag *e)
+{
+    const serve_setup *s = rs->s;
+    const serve_config *c = &s->cfg;
+    serve_result *res = rs->res;
+    const size_t n = q->n;
+    rs->R = calloc(n, sizeof *rs->R);
+    rs->waiting.a = malloc(n * sizeof(uint32_t));
+    rs->swapped.a = malloc(n * sizeof(uint32_t));
+    rs->run = malloc((size_t)c->max_batch * sizeof(uint32_t));
+    res->req = calloc(n, sizeof *res->req);
+    rs->ch = malloc((size_t)c->max_batch * sizeof *rs->ch);
+    rs->chid = malloc((size_t)c->max_batch * sizeof *rs->chid);
+    rs->order = malloc((size_t)c->max_batch * sizeof *rs->order);
+    if (cm_iter_memo_init(&rs->pm, &s->cm, c->token_budget, c->max_batch, e) != LLMSIM_OK ||
+        !rs->R || !rs->waiting.a || !rs->swapped.a || !rs->run || !res->req || !rs->ch ||
+        !rs->chid || !rs->order)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
+    rs->free_blocks = s->total_blocks;
+    rs->swap_free = s->swap_blocks;
+    for (size_t i = 0; i < n; i++) {
+        rq *r = &rs->R[i];
+        r->prompt = q->r[i].prompt_len;
+        r->output = q->r[i].output_len;
+        r->arrival = q->r[i].arrival_s;
+        r->weight = q->r[i].weight;
+        r->state = ST_PENDING;
+        res->prompt_tokens += (double)r->prompt;
+        res->output_tokens += (double)r->output;
+    }
+    rs->watermark = (int64_t)floor(SERVE_WATERMARK * (double)s->total_blocks);
+    rs->last_pct = -1;
+    return LLMSIM_OK;
+}
+
+/* The requests that have arrived by now wait, keyed by the scheduler. */
+static void arrivals(run_state *rs)
+{
+    while (rs->next < rs->n && rs->R[rs->next].arrival <= rs->t) {
+        rq *r = &rs->R[rs->next];
+        if (rs->s->cfg.sched == SCHED_FAIR)
+            alone_rates(rs, r);
+        r->key = key_of(rs, r);
+        set_state(rs, (uint32_t)rs->next, SERVE_WAITING, r->arrival);
+        heap_push(&rs->waiting, rs->R, (uint32_t)rs->next);
+        rs->res->events++;
+        rs->next++;
+    }
+}
+
+/* Request id's next chunk of tok tokens joins the iteration. */
+static void chunk_add(run_state *rs, iter_sched *it, uint32_t id, int64_t tok)
+{
+    rq *r = &rs->R[id];
+    r->stamp = rs->stamp;
+    rs->ch[it->nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
+    rs->chid[it->nch++] = id;
+    it->budget -= tok;
+}
+
+/* Running requests: the decoding first, then those in their prefill, each
+ * in priority order; the budget (>= max batch) always covers the decodes,
+ * so a long prefill chunk never stalls them. A request whose next blocks do
+ * not fit preempts others (or itself) first. */
+static void schedule_running(run_state *rs, iter_sched *it)
+{
+    int norder = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 0; i < rs->nrun; i++) {
+            const rq *r = &rs->R[rs->run[i]];
+            if ((r->prompt + r->gen - r->ctx == 1) == (pass == 0))
+                rs->order[norder++] = rs->run[i];
+        }
+    for (int k = 0; k < norder && it->budget > 0; k++) {
+        uint32_t id = rs->order[k];
+        rq *r = &rs->R[id];
+        if (r->state != SERVE_RUNNING)
+            continue; /* preempted earlier in this iteration */
+        int64_t pending = r->prompt + r->gen - r->ctx;
+        int64_t tok = pending < it->budget ? pending : it->budget;
+        int64_t need = blocks_for(rs->s, r->ctx + tok) - r->blocks;
+        if (need < 0)
+            need = 0; /* blocks reserved at admission */
+        bool self = false;
+        while (need > rs->free_blocks) {
+            self = preempt_one(rs, rs->stamp, rs->t, &it->out_blocks) == id;
+            it->preempted = true;
+            if (self)
+                break;
+        }
+        if (self)
+            continue;
+        rs->free_blocks -= need;
+        r->blocks += need;
+        chunk_add(rs, it, id, tok);
+    }
+}
+
+/* Then, unless memory ran short, the swapped and the waiting, merged in
+ * priority order; admission stops at the first that does not fit. A waiting
+ * request reserves the blocks of its whole prefill (its prompt and what it
+ * had generated before a recompute), as vLLM's can_allocate does, so that it
+ * cannot be preempted in mid-prefill by the growth of the others. */
+static void admit(run_state *rs, iter_sched *it)
+{
+    const serve_setup *s = rs->s;
+    while (!it->preempted && rs->nrun < s->cfg.max_batch && it->budget > 0 &&
+           (rs->swapped.n || rs->waiting.n)) {
+        bool from_swap = rs->swapped.n &&
+                         (!rs->waiting.n || before(rs->R, rs->swapped.a[0], rs->waiting.a[0]));
+        rheap *h = from_swap ? &rs->swapped : &rs->waiting;
+        uint32_t id = h->a[0];
+        rq *r = &rs->R[id];
+        int64_t pending = r->prompt + r->gen - r->ctx;
+        int64_t tok = pending < it->budget ? pending : it->budget;
+        int64_t need = from_swap ? blocks_for(s, r->ctx + tok) : blocks_for(s, r->prompt + r->gen);
+        if (need < r->blocks)
+            need = r->blocks;
+        if (need > rs->free_blocks || (rs->nrun && rs->free_blocks - need < rs->watermark))
+            break;
+        heap_pop(h, rs->R);
+        if (from_swap) {
+            it->in_blocks += r->blocks;
+            rs->swap_free += r->blocks;
+            rs->res->swap_in_bytes += (double)r->blocks * s->block_bytes;
+            rs->res->events++;
+        }
+        rs->free_blocks -= need;
+        r->blocks = need;
+        set_state(rs, id, SERVE_RUNNING, rs->t);
+        run_insert(rs, id);
+        chunk_add(rs, it, id, tok);
+    }
+}
+
+/* At the iteration's end every chunk's tokens are cached, those that emit
+ * emit, and finished requests free their blocks and leave the batch. */
+static void emit(run_state *rs, const iter_sched *it, void (*progress)(double, void *),
+                 void *progress_ctx)
+{
+    serve_result *res = rs->res;
+    bool finished = false;
+    for (int k = 0; k < it->nch; k++) {
+        uint32_t id = rs->chid[k];
+        rq *r = &rs->R[id];
+        r->ctx += rs->ch[k].tokens;
+        if (!rs->ch[k].emits)
+            continue;
+        if (r->gen++ == 0)
+            res->req[id].first_token_s = rs->t;
+        if (r->gen == r->output) {
+            rs->free_blocks += r->blocks;
+            r->blocks = 0;
+            res->req[id].finish_s = rs->t;
+            set_state(rs, id, ST_DONE, rs->t);
+            res->events++;
+            rs->done++;
+            finished = true;
+        }
+    }
+    if (!finished)
+        return;
+    int j = 0;
+    for (int i = 0; i < rs->nrun; i++)
+        if (rs->R[rs->run[i]].state != ST_DONE)
+            rs->run[j++] = rs->run[i];
+    rs->nrun = j;
+    int pct = (int)(100.0 * (double)rs->done / (double)rs->n);
+    if (progress && pct != rs->last_pct) {
+        progress((double)rs->done / (double)rs->n, progress_ctx);
+        rs->last_pct = pct;
+    }
+}
+
+/* One iteration: schedule, price, move the clock, emit. */
+static llmsim_status iteration(run_state *rs, void (*progress)(double, void *), void *progress_ctx,
+                               diag *e)
+{
+    const serve_setup *s = rs->s;
+    if (s->cfg.sched == SCHED_FAIR)
+        rerank_running(rs);
+    rs->stamp++;
+    iter_sched it = {.budget = s->cfg.token_budget};
+    schedule_running(rs, &it);
+    admit(rs, &it);
+    if (!it.nch)
+        return diag_set(e, LLMSIM_EFAIL, "internal error: an iteration with nothing to do");
+    cm_iter w = {0};
+    for (int k = 0; k < it.nch; k++)
+        cm_iter_add(&s->cm, &w, rs->ch[k].ctx, rs->ch[k].tokens, rs->ch[k].emits);
+    double dt = iter_s(s, &rs->pm, &w, it.out_blocks, it.in_blocks);
+    rs->res->swap_s += serve_swap_s(s, it.out_blocks, true) + serve_swap_s(s, it.in_blocks, false);
+    if (!kv_sample(rs, rs->t, dt))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    rs->t += dt;
+    rs->res->iterations++;
+    rs->res->events++;
+    emit(rs, &it, progress, progress_ctx);
+    if (rs->oom)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory for the trace spans");
+    return LLMSIM_OK;
 }
 
 llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_result *res,
@@ -680,207 +806,29 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
     llmsim_status st = check_requests(s, q, e);
     if (st)
         return st;
-    const size_t n = q->n;
-    const serve_config *c = &s->cfg;
-    run_state rs = {.s = s, .n = n, .res = res};
-    rs.R = calloc(n, sizeof *rs.R);
-    rs.pc.dense = malloc(((size_t)c->token_budget + 1) * sizeof(double));
-    rs.pc.head = malloc(((size_t)c->max_batch + 1) * sizeof(double));
-    rs.waiting.a = malloc(n * sizeof(uint32_t));
-    rs.swapped.a = malloc(n * sizeof(uint32_t));
-    rs.run = malloc((size_t)c->max_batch * sizeof(uint32_t));
-    res->req = calloc(n, sizeof *res->req);
-    /* the iteration's chunks, by running index */
-    serve_chunk *ch = malloc((size_t)c->max_batch * sizeof *ch);
-    uint32_t *chid = malloc((size_t)c->max_batch * sizeof *chid);
-    uint32_t *order = malloc((size_t)c->max_batch * sizeof *order);
-    if (!rs.R || !rs.pc.dense || !rs.pc.head || !rs.waiting.a || !rs.swapped.a || !rs.run ||
-        !res->req || !ch || !chid || !order) {
-        st = diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
+    run_state rs = {.s = s, .n = q->n, .res = res};
+    if ((st = run_init(&rs, q, e)))
         goto out;
-    }
-    for (int64_t i = 0; i <= c->token_budget; i++)
-        rs.pc.dense[i] = -1;
-    for (int i = 0; i <= c->max_batch; i++)
-        rs.pc.head[i] = -1;
-    rs.pc.lookup_per_token = cm_head_rows_s(&s->cm, 1, 0) - cm_head_rows_s(&s->cm, 0, 0);
-    rs.free_blocks = s->total_blocks;
-    rs.swap_free = s->swap_blocks;
-    for (size_t i = 0; i < n; i++) {
-        rq *r = &rs.R[i];
-        r->prompt = q->r[i].prompt_len;
-        r->output = q->r[i].output_len;
-        r->arrival = q->r[i].arrival_s;
-        r->weight = q->r[i].weight;
-        r->state = ST_PENDING;
-        res->prompt_tokens += (double)r->prompt;
-        res->output_tokens += (double)r->output;
-    }
-    const int64_t watermark = (int64_t)floor(SERVE_WATERMARK * (double)s->total_blocks);
-    double t = 0;
-    size_t next = 0, done = 0;
-    int last_pct = -1;
-    long long stamp = 0;
-    while (done < n) {
-        while (next < n && rs.R[next].arrival <= t) {
-            rq *r = &rs.R[next];
-            if (c->sched == SCHED_FAIR)
-                alone_rates(&rs, r);
-            r->key = key_of(&rs, r);
-            set_state(&rs, (uint32_t)next, SERVE_WAITING, r->arrival);
-            heap_push(&rs.waiting, rs.R, (uint32_t)next);
-            res->events++;
-            next++;
-        }
+    while (rs.done < rs.n) {
+        arrivals(&rs);
         if (!rs.nrun && !rs.waiting.n && !rs.swapped.n) {
             /* idle until the next arrival; the KV use stays what it is */
-            if (res->nkv && !kv_sample(&rs, t, rs.R[next].arrival - t)) {
+            double next_t = rs.R[rs.next].arrival;
+            if (res->nkv && !kv_sample(&rs, rs.t, next_t - rs.t)) {
                 st = diag_set(e, LLMSIM_EFAIL, "out of memory");
                 goto out;
             }
-            t = rs.R[next].arrival;
+            rs.t = next_t;
             continue;
         }
-        if (c->sched == SCHED_FAIR)
-            rerank_running(&rs);
-        stamp++;
-
-        /* Running requests: the decoding first, then those in their prefill,
-         * each in priority order; the budget (>= max batch) always covers the
-         * decodes, so a long prefill chunk never stalls them. */
-        int64_t budget = c->token_budget, out_blocks = 0, in_blocks = 0;
-        int nch = 0, norder = 0;
-        bool preempted = false;
-        for (int pass = 0; pass < 2; pass++)
-            for (int i = 0; i < rs.nrun; i++) {
-                const rq *r = &rs.R[rs.run[i]];
-                if ((r->prompt + r->gen - r->ctx == 1) == (pass == 0))
-                    order[norder++] = rs.run[i];
-            }
-        for (int k = 0; k < norder && budget > 0; k++) {
-            uint32_t id = order[k];
-            rq *r = &rs.R[id];
-            if (r->state != SERVE_RUNNING)
-                continue; /* preempted earlier in this iteration */
-            int64_t pending = r->prompt + r->gen - r->ctx;
-            int64_t tok = pending < budget ? pending : budget;
-            int64_t need = blocks_for(s, r->ctx + tok) - r->blocks;
-            if (need < 0)
-                need = 0; /* blocks reserved at admission */
-            bool self = false;
-            while (need > rs.free_blocks) {
-                self = preempt_one(&rs, stamp, t, &out_blocks) == id;
-                preempted = true;
-                if (self)
-                    break;
-            }
-            if (self)
-                continue;
-            rs.free_blocks -= need;
-            r->blocks += need;
-            r->stamp = stamp;
-            ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
-            chid[nch++] = id;
-            budget -= tok;
-        }
-        /* Then, unless memory ran short, the swapped and the waiting, merged
-         * in priority order; admission stops at the first that does not fit.
-         * A waiting request reserves the blocks of its whole prefill (its
-         * prompt and what it had generated before a recompute), as vLLM's
-         * can_allocate does, so that it cannot be preempted in mid-prefill by
-         * the growth of the others. */
-        while (!preempted && rs.nrun < c->max_batch && budget > 0 &&
-               (rs.swapped.n || rs.waiting.n)) {
-            bool from_swap = rs.swapped.n && (!rs.waiting.n ||
-                                              before(rs.R, rs.swapped.a[0], rs.waiting.a[0]));
-            rheap *h = from_swap ? &rs.swapped : &rs.waiting;
-            uint32_t id = h->a[0];
-            rq *r = &rs.R[id];
-            int64_t pending = r->prompt + r->gen - r->ctx;
-            int64_t tok = pending < budget ? pending : budget;
-            int64_t need = from_swap ? blocks_for(s, r->ctx + tok) : blocks_for(s, r->prompt + r->gen);
-            if (need < r->blocks)
-                need = r->blocks;
-            if (need > rs.free_blocks || (rs.nrun && rs.free_blocks - need < watermark))
-                break;
-            heap_pop(h, rs.R);
-            if (from_swap) {
-                in_blocks += r->blocks;
-                rs.swap_free += r->blocks;
-                res->swap_in_bytes += (double)r->blocks * s->block_bytes;
-                res->events++;
-            }
-            rs.free_blocks -= need;
-            r->blocks = need;
-            r->stamp = stamp;
-            set_state(&rs, id, SERVE_RUNNING, t);
-            run_insert(&rs, id);
-            ch[nch] = (serve_chunk){r->ctx, tok, r->ctx + tok == r->prompt + r->gen};
-            chid[nch++] = id;
-            budget -= tok;
-        }
-        if (!nch) {
-            st = diag_set(e, LLMSIM_EFAIL, "internal error: an iteration with nothing to do");
+        if ((st = iteration(&rs, progress, progress_ctx, e)))
             goto out;
-        }
-
-        iter_work w = {0};
-        for (int k = 0; k < nch; k++)
-            work_add(s, &w, ch[k].ctx, ch[k].tokens, ch[k].emits);
-        double dt = work_s(s, &rs.pc, &w, out_blocks, in_blocks);
-        res->swap_s += serve_swap_s(s, out_blocks, true) + serve_swap_s(s, in_blocks, false);
-        if (!kv_sample(&rs, t, dt)) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-            goto out;
-        }
-        t += dt;
-        res->iterations++;
-        res->events++;
-
-        bool finished = false;
-        for (int k = 0; k < nch; k++) {
-            uint32_t id = chid[k];
-            rq *r = &rs.R[id];
-            r->ctx += ch[k].tokens;
-            if (!ch[k].emits)
-                continue;
-            if (r->gen++ == 0)
-                res->req[id].first_token_s = t;
-            if (r->gen == r->output) {
-                rs.free_blocks += r->blocks;
-                r->blocks = 0;
-                res->req[id].finish_s = t;
-                set_state(&rs, id, ST_DONE, t);
-                res->events++;
-                done++;
-                finished = true;
-            }
-        }
-        if (finished) {
-            int j = 0;
-            for (int i = 0; i < rs.nrun; i++)
-                if (rs.R[rs.run[i]].state != ST_DONE)
-                    rs.run[j++] = rs.run[i];
-            rs.nrun = j;
-            int pct = (int)(100.0 * (double)done / (double)n);
-            if (progress && pct != last_pct) {
-                progress((double)done / (double)n, progress_ctx);
-                last_pct = pct;
-            }
-        }
-        if (rs.oom) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory for the trace spans");
-            goto out;
-        }
     }
-    res->n = n;
-    res->end_s = t;
+    res->n = rs.n;
+    res->end_s = rs.t;
     if ((st = check_conservation(&rs, e)) || (st = aggregate(s, q, res, e)))
         goto out;
 out:
-    free(ch);
-    free(chid);
-    free(order);
     run_free(&rs);
     if (st)
         serve_result_free(res);
