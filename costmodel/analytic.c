@@ -282,97 +282,123 @@ double cm_io_loss_cap_s(const cm_setup *s, double dur_s)
 
 /* ---- one decoder layer: every GPU batch, as linear forms in the fractions */
 
-void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
+/* Weights: what is not on the GPU crosses h2d every time the layer runs;
+ * the disk part crosses the disk first (through CPU staging). */
+static void layer_weights(const cm_setup *s, cm_res comp, cm_layer_cost *c)
 {
-    memset(c, 0, sizeof *c);
     const hwprofile *hw = s->hw;
-    const policy *p = s->p;
-    const hw_link *h2d = &hw->links[HW_LINK_H2D_PINNED], *d2h = &hw->links[HW_LINK_D2H_PINNED];
-    const hw_link *rd = &hw->disk.read, *wr = &hw->disk.write;
-    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
-    const double ngb = p->num_gpu_batches;
     const double ntens = (double)s->layer_tensors;
-    cm_batch_cost b;
-    cm_batch_cost_get(s, phase, ctx, &b);
-
-    /* Weights: what is not on the GPU crosses h2d every time the layer runs;
-     * the disk part crosses the disk first (through CPU staging). */
     const double wl = s->w_layer_bytes;
     if (s->has_gpu)
         put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
             cm_copies_time(weight_link(s), wl, ntens));
     if (hw->disk.present)
-        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1, cm_copies_time(rd, wl, ntens));
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
+            cm_copies_time(&hw->disk.read, wl, ntens));
     /* without a GPU, transfers beside the compute slow it (cm_io_loss_s);
      * linear in the bytes, as when the compute is the bottleneck */
     put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, wl, 0));
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_weight_dequant_s(s));
+}
 
-    /* every GPU batch: dense work */
-    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.dense_pre_s + b.dense_post_s));
+/* Prefill: attention over the prompt, its new KV entries out to their tier
+ * (all batches: ngb x one batch). */
+static void layer_cache_prefill(const cm_setup *s, cm_res comp, const cm_batch_cost *b,
+                                cm_layer_cost *c)
+{
+    const hwprofile *hw = s->hw;
+    const double ngb = s->p->num_gpu_batches;
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b->attn_dev_s + b->kv_quant_dev_s));
+    if (s->has_gpu)
+        put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+            ngb * cm_copies_time(&hw->links[HW_LINK_D2H_PINNED], b->kv_new_bytes, 2));
+    if (hw->disk.present)
+        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
+            ngb * cm_copies_time(&hw->disk.write, b->kv_new_bytes, 2));
+    put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1, ngb * cm_io_loss_s(s, 0, b->kv_new_bytes));
+}
 
-    /* KV cache (all batches: ngb x one batch) */
-    if (phase == CM_PHASE_PREFILL) {
-        put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.attn_dev_s + b.kv_quant_dev_s));
-        if (s->has_gpu)
-            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                ngb * cm_copies_time(d2h, b.kv_new_bytes, 2));
-        if (hw->disk.present)
-            put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-                ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
-        put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1, ngb * cm_io_loss_s(s, 0, b.kv_new_bytes));
-    } else {
-        double on_dev = ngb * (b.attn_dev_s + b.kv_deq_dev_s + b.kv_quant_dev_s);
-        if (hw->disk.present) {
-            put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_CACHE, CM_CD, -1,
-                ngb * cm_copies_time(rd, b.kv_old_bytes, 2));
-            put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-                ngb * cm_copies_time(wr, b.kv_new_bytes, 2));
-        }
-        put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1,
-            ngb * cm_io_loss_s(s, b.kv_old_bytes, b.kv_new_bytes));
-        if (!s->has_gpu) {
-            put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
-        } else if (!p->cpu_attention) {
-            put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
-                ngb * cm_copies_time(h2d, b.kv_old_bytes, 2));
-            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                ngb * cm_copies_time(d2h, b.kv_new_bytes, 2));
-            put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
-        } else {
-            /* Delegation: batches whose cache is on the GPU attend there, the
-             * others on the CPU; q, k, v cross to the CPU and the output back
-             * (with the cache store and load stages: stages follow the links,
-             * so the compute stage stays compute). */
-            put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, on_dev);
-            put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD,
-                ngb * (b.attn_cpu_s + b.kv_deq_cpu_s + b.kv_quant_cpu_s));
-            put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
-                ngb * cm_copies_time(d2h, b.qkv_bytes, 2));
-            put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
-                ngb * cm_copies_time(h2d, b.out_bytes, 1));
-        }
+/* A decode step: the cache read from its tier and the new entries written,
+ * attention on the compute device, or delegated to the CPU for the batches
+ * whose cache is not on the GPU. */
+static void layer_cache_decode(const cm_setup *s, cm_res comp, const cm_batch_cost *b,
+                               cm_layer_cost *c)
+{
+    const hwprofile *hw = s->hw;
+    const hw_link *h2d = &hw->links[HW_LINK_H2D_PINNED], *d2h = &hw->links[HW_LINK_D2H_PINNED];
+    const double ngb = s->p->num_gpu_batches;
+    double on_dev = ngb * (b->attn_dev_s + b->kv_deq_dev_s + b->kv_quant_dev_s);
+    if (hw->disk.present) {
+        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_CACHE, CM_CD, -1,
+            ngb * cm_copies_time(&hw->disk.read, b->kv_old_bytes, 2));
+        put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
+            ngb * cm_copies_time(&hw->disk.write, b->kv_new_bytes, 2));
     }
+    put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1,
+        ngb * cm_io_loss_s(s, b->kv_old_bytes, b->kv_new_bytes));
+    if (!s->has_gpu) {
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
+    } else if (!s->p->cpu_attention) {
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
+            ngb * cm_copies_time(h2d, b->kv_old_bytes, 2));
+        put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+            ngb * cm_copies_time(d2h, b->kv_new_bytes, 2));
+        put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
+    } else {
+        /* Delegation: batches whose cache is on the GPU attend there, the
+         * others on the CPU; q, k, v cross to the CPU and the output back
+         * (with the cache store and load stages: stages follow the links,
+         * so the compute stage stays compute). */
+        put(c, CM_RES_GPU, CM_STAGE_COMPUTE, CM_CG, -1, on_dev);
+        put(c, CM_RES_CPU, CM_STAGE_COMPUTE, CM_CC, CM_CD,
+            ngb * (b->attn_cpu_s + b->kv_deq_cpu_s + b->kv_quant_cpu_s));
+        put(c, CM_RES_D2H, CM_STAGE_STORE_CACHE, CM_CC, CM_CD,
+            ngb * cm_copies_time(d2h, b->qkv_bytes, 2));
+        put(c, CM_RES_H2D, CM_STAGE_LOAD_CACHE, CM_CC, CM_CD,
+            ngb * cm_copies_time(h2d, b->out_bytes, 1));
+    }
+}
 
-    /* Hidden states between layers: stored to their tier and loaded back,
-     * L - 1 times a step (the first layer's input is the embedding and the
-     * last layer's output goes to the head, both on the compute device), so
-     * each layer carries (L - 1) / L of a crossing. */
+/* Hidden states between layers: stored to their tier and loaded back, L - 1
+ * times a step (the first layer's input is the embedding and the last
+ * layer's output goes to the head, both on the compute device), so each
+ * layer carries (L - 1) / L of a crossing. */
+static void layer_hidden(const cm_setup *s, cm_res comp, const cm_batch_cost *b, cm_layer_cost *c)
+{
+    const hwprofile *hw = s->hw;
+    const double ngb = s->p->num_gpu_batches;
     const double L = (double)s->m->num_layers, share = (L - 1) / L;
     if (s->has_gpu) {
         put(c, CM_RES_H2D, CM_STAGE_LOAD_ACT, CM_HC, CM_HD,
-            share * ngb * cm_copies_time(h2d, b.act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->links[HW_LINK_H2D_PINNED], b->act_bytes, 1));
         put(c, CM_RES_D2H, CM_STAGE_STORE_ACT, CM_HC, CM_HD,
-            share * ngb * cm_copies_time(d2h, b.act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->links[HW_LINK_D2H_PINNED], b->act_bytes, 1));
     }
     if (hw->disk.present) {
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1,
-            share * ngb * cm_copies_time(rd, b.act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->disk.read, b->act_bytes, 1));
         put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
-            share * ngb * cm_copies_time(wr, b.act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->disk.write, b->act_bytes, 1));
     }
     put(c, comp, CM_STAGE_COMPUTE, CM_HD, -1,
-        share * ngb * cm_io_loss_s(s, b.act_bytes, b.act_bytes));
+        share * ngb * cm_io_loss_s(s, b->act_bytes, b->act_bytes));
+}
+
+void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)
+{
+    memset(c, 0, sizeof *c);
+    const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
+    const double ngb = s->p->num_gpu_batches;
+    cm_batch_cost b;
+    cm_batch_cost_get(s, phase, ctx, &b);
+    layer_weights(s, comp, c);
+    /* every GPU batch: dense work */
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.dense_pre_s + b.dense_post_s));
+    if (phase == CM_PHASE_PREFILL)
+        layer_cache_prefill(s, comp, &b, c);
+    else
+        layer_cache_decode(s, comp, &b, c);
+    layer_hidden(s, comp, &b, c);
     finish_terms(c);
 }
 
@@ -582,36 +608,17 @@ llmsim_status cm_predict(const model *m, const hwprofile *hw, const policy *p, c
     return cm_evaluate(&s, x, xh, r, e);
 }
 
-llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const double xh[CM_NFRAC],
-                          cm_result *r, diag *e)
+/* Prefill of one block: each layer's time, stages and resources, and the
+ * head; the block's prefill time. */
+static double evaluate_prefill(const cm_setup *s, const double x[CM_NFRAC],
+                               const double xh[CM_NFRAC], cm_result *r)
 {
-    const cm_setup s = *sp;
-    const model *m = s.m;
-    const policy *p = s.p;
-    const workload *w = &s.w;
-    memset(r, 0, sizeof *r);
-    r->requested[0] = p->weights;
-    r->requested[1] = p->kv_cache;
-    r->requested[2] = p->activations;
-    for (int i = 0; i < 3; i++)
-        for (int t = 0; t < TIER_COUNT; t++)
-            r->realized[i].f[t] = x[3 * i + t];
-    for (int t = 0; t < TIER_COUNT; t++)
-        r->realized_head.f[t] = xh[CM_WG + t];
-    const double L = (double)m->num_layers;
-    const double sl = (double)w->prompt_len;
-    const int nsteps = (int)(w->gen_len - 1);
-    r->nsteps = nsteps;
-    r->steps = calloc((size_t)nsteps + 1, sizeof *r->steps);
-    if (!r->steps)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-
+    const double L = (double)s->m->num_layers;
     cm_layer_cost lc, hc;
-    /* prefill */
-    cm_layer_cost_get(&s, CM_PHASE_PREFILL, sl, &lc);
-    cm_head_cost_get(&s, CM_PHASE_PREFILL, &hc);
-    r->prefill_layer_s = cm_layer_time(&s, &lc, x);
-    double block_prefill = L * r->prefill_layer_s + cm_layer_time(&s, &hc, xh);
+    cm_layer_cost_get(s, CM_PHASE_PREFILL, (double)s->w.prompt_len, &lc);
+    cm_head_cost_get(s, CM_PHASE_PREFILL, &hc);
+    r->prefill_layer_s = cm_layer_time(s, &lc, x);
+    double block_prefill = L * r->prefill_layer_s + cm_layer_time(s, &hc, xh);
     for (int k = 0; k < CM_NSTAGES; k++) {
         r->prefill_stage_s[k] = cm_lin_eval(&lc.stage[k], x);
         r->steps[0].s[k] = L * r->prefill_stage_s[k] + cm_lin_eval(&hc.stage[k], xh);
@@ -619,15 +626,26 @@ llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const do
     for (int k = 0; k < CM_NRES; k++)
         r->prefill_res_s[k] = cm_lin_eval(&lc.res[k], x);
     r->prefill_bottleneck = bottleneck(&lc, x);
+    return block_prefill;
+}
 
-    /* decode: one step at a time, the context growing by one token */
-    cm_head_cost_get(&s, CM_PHASE_DECODE, &hc);
-    double head_decode = cm_layer_time(&s, &hc, xh);
+/* Decode, one step at a time, the context growing by one token: the
+ * block's decode time, the longest step, and per layer the averages of
+ * time, stages, resources and the bottleneck term. */
+static double evaluate_decode(const cm_setup *s, const double x[CM_NFRAC],
+                              const double xh[CM_NFRAC], cm_result *r)
+{
+    const double L = (double)s->m->num_layers;
+    const double sl = (double)s->w.prompt_len;
+    const int nsteps = r->nsteps;
+    cm_layer_cost lc, hc;
+    cm_head_cost_get(s, CM_PHASE_DECODE, &hc);
+    double head_decode = cm_layer_time(s, &hc, xh);
     double block_decode = 0, layer_sum = 0;
     double term_sum[CM_NTERMS] = {0};
     for (int j = 1; j <= nsteps; j++) {
-        cm_layer_cost_get(&s, CM_PHASE_DECODE, sl + j, &lc);
-        double tl = cm_layer_time(&s, &lc, x);
+        cm_layer_cost_get(s, CM_PHASE_DECODE, sl + j, &lc);
+        double tl = cm_layer_time(s, &lc, x);
         layer_sum += tl;
         block_decode += L * tl + head_decode;
         if (L * tl + head_decode > r->max_step_s)
@@ -654,23 +672,22 @@ llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const do
                 best = k;
         r->decode_bottleneck = (cm_term)best;
     }
+    return block_decode;
+}
 
-    r->num_prompts = (double)s.w.num_prompts;
-    r->blocks = ceil(r->num_prompts / s.bls);
-    r->prefill_s = r->blocks * block_prefill;
-    r->decode_s = r->blocks * block_decode;
-    r->total_s = r->prefill_s + r->decode_s;
-    r->throughput_tok_s = r->num_prompts * (double)w->gen_len / r->total_s;
-
-    /* memory */
+/* Peak memory per tier against the capacities: feasible, or the tier that
+ * overflows most and by how much. */
+static void evaluate_memory(const cm_setup *s, const double x[CM_NFRAC], const double xh[CM_NFRAC],
+                            cm_result *r)
+{
     cm_lin peak[TIER_COUNT];
-    cm_peak_memory(&s, peak);
+    cm_peak_memory(s, peak);
     r->feasible = true;
     double worst = 0;
     for (int t = 0; t < TIER_COUNT; t++) {
         /* the head's tensors sit where the rule put them, not at the layers' share */
-        r->peak_bytes[t] = cm_lin_eval(&peak[t], x) + (xh[CM_WG + t] - x[CM_WG + t]) * s.w_head_bytes;
-        r->capacity_bytes[t] = cm_tier_capacity(&s, (tier)t);
+        r->peak_bytes[t] = cm_lin_eval(&peak[t], x) + (xh[CM_WG + t] - x[CM_WG + t]) * s->w_head_bytes;
+        r->capacity_bytes[t] = cm_tier_capacity(s, (tier)t);
         double over = r->peak_bytes[t] - r->capacity_bytes[t];
         if (over > 0 && (r->feasible || over > worst)) {
             r->feasible = false;
@@ -679,5 +696,35 @@ llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const do
             worst = over;
         }
     }
+}
+
+llmsim_status cm_evaluate(const cm_setup *sp, const double x[CM_NFRAC], const double xh[CM_NFRAC],
+                          cm_result *r, diag *e)
+{
+    const cm_setup s = *sp;
+    const policy *p = s.p;
+    const workload *w = &s.w;
+    memset(r, 0, sizeof *r);
+    r->requested[0] = p->weights;
+    r->requested[1] = p->kv_cache;
+    r->requested[2] = p->activations;
+    for (int i = 0; i < 3; i++)
+        for (int t = 0; t < TIER_COUNT; t++)
+            r->realized[i].f[t] = x[3 * i + t];
+    for (int t = 0; t < TIER_COUNT; t++)
+        r->realized_head.f[t] = xh[CM_WG + t];
+    r->nsteps = (int)(w->gen_len - 1);
+    r->steps = calloc((size_t)r->nsteps + 1, sizeof *r->steps);
+    if (!r->steps)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    double block_prefill = evaluate_prefill(&s, x, xh, r);
+    double block_decode = evaluate_decode(&s, x, xh, r);
+    r->num_prompts = (double)s.w.num_prompts;
+    r->blocks = ceil(r->num_prompts / s.bls);
+    r->prefill_s = r->blocks * block_prefill;
+    r->decode_s = r->blocks * block_decode;
+    r->total_s = r->prefill_s + r->decode_s;
+    r->throughput_tok_s = r->num_prompts * (double)w->gen_len / r->total_s;
+    evaluate_memory(&s, x, xh, r);
     return LLMSIM_OK;
 }
