@@ -282,23 +282,22 @@ double cm_io_loss_cap_s(const cm_setup *s, double dur_s)
 
 /* ---- one decoder layer: every GPU batch, as linear forms in the fractions */
 
-/* Weights: what is not on the GPU crosses h2d every time the layer runs;
- * the disk part crosses the disk first (through CPU staging). */
-static void layer_weights(const cm_setup *s, cm_res comp, cm_layer_cost *c)
+/* Weights of `bytes` in `tensors` copies: what is not on the GPU crosses h2d
+ * every time they are used; the disk part crosses the disk first (through
+ * CPU staging). Without a GPU, transfers beside the compute slow it
+ * (cm_io_loss_s; linear in the bytes, as when the compute is the
+ * bottleneck). */
+static void load_weights(const cm_setup *s, cm_res comp, double bytes, double tensors,
+                         cm_layer_cost *c)
 {
     const hwprofile *hw = s->hw;
-    const double ntens = (double)s->layer_tensors;
-    const double wl = s->w_layer_bytes;
     if (s->has_gpu)
         put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
-            cm_copies_time(weight_link(s), wl, ntens));
+            cm_copies_time(weight_link(s), bytes, tensors));
     if (hw->disk.present)
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
-            cm_copies_time(&hw->disk.read, wl, ntens));
-    /* without a GPU, transfers beside the compute slow it (cm_io_loss_s);
-     * linear in the bytes, as when the compute is the bottleneck */
-    put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, wl, 0));
-    put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_weight_dequant_s(s));
+            cm_copies_time(&hw->disk.read, bytes, tensors));
+    put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, bytes, 0));
 }
 
 /* Prefill: attention over the prompt, its new KV entries out to their tier
@@ -391,7 +390,8 @@ void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_c
     const double ngb = s->p->num_gpu_batches;
     cm_batch_cost b;
     cm_batch_cost_get(s, phase, ctx, &b);
-    layer_weights(s, comp, c);
+    load_weights(s, comp, s->w_layer_bytes, (double)s->layer_tensors, c);
+    put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_weight_dequant_s(s));
     /* every GPU batch: dense work */
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, ngb * (b.dense_pre_s + b.dense_post_s));
     if (phase == CM_PHASE_PREFILL)
@@ -441,16 +441,8 @@ double cm_head_batch_s(const cm_setup *s, cm_phase phase)
 void cm_head_cost_get(const cm_setup *s, cm_phase phase, cm_layer_cost *c)
 {
     memset(c, 0, sizeof *c);
-    const hwprofile *hw = s->hw;
     const cm_res comp = s->has_gpu ? CM_RES_GPU : CM_RES_CPU;
-    const double wh = s->w_head_bytes;
-    if (s->has_gpu)
-        put(c, CM_RES_H2D, CM_STAGE_LOAD_WEIGHT, CM_WC, CM_WD,
-            cm_copies_time(weight_link(s), wh, CM_HEAD_TENSORS));
-    if (hw->disk.present)
-        put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_WEIGHT, CM_WD, -1,
-            cm_copies_time(&hw->disk.read, wh, CM_HEAD_TENSORS));
-    put(c, comp, CM_STAGE_COMPUTE, CM_WD, -1, cm_io_loss_s(s, wh, 0));
+    load_weights(s, comp, s->w_head_bytes, CM_HEAD_TENSORS, c);
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, cm_head_dequant_s(s));
     put(c, comp, CM_STAGE_COMPUTE, -1, -1, s->p->num_gpu_batches * cm_head_batch_s(s, phase));
     finish_terms(c);

@@ -11,6 +11,7 @@
 #include "sim/serve.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -849,14 +850,15 @@ llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, con
                                 const char *path, diag *e)
 {
     atomicfile a;
-    llmsim_status st = atomicfile_open(&a, path, "--trace", e);
+    llmsim_status st = sim_trace_begin(&a, path, title, e);
     if (st)
         return st;
     FILE *f = a.f;
-    sim_trace_begin(f, title);
-    for (size_t i = 0; i < r->n; i++)
-        fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%zu,\"args\":"
-                   "{\"name\":\"request %zu\"}}", i + 1, i + 1);
+    char name[32];
+    for (size_t i = 0; i < r->n; i++) {
+        snprintf(name, sizeof name, "request %zu", i + 1);
+        sim_trace_thread(f, (long long)(i + 1), name);
+    }
     for (size_t k = 0; k < r->nspans; k++) {
         const serve_span *sp = &r->spans[k];
         fprintf(f, ",\n{\"name\":\"%s\",\"cat\":\"request\",\"ph\":\"X\",\"pid\":1,\"tid\":%u,"
@@ -870,6 +872,5 @@ llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, con
                 (long long)r->kv[k].swap_blocks);
     fprintf(f, ",\n{\"name\":\"kv blocks\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
                "{\"%s\":0,\"swap\":0}}", 1e6 * r->end_s, tier_names[s->dev_tier]);
-    fprintf(f, "\n]}\n");
-    return atomicfile_commit(&a, "--trace", e);
+    return sim_trace_end(&a, e);
 }

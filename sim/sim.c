@@ -253,28 +253,42 @@ void sim_totals_get(const plan *pl, const sim_result *r, sim_totals *t)
 
 /* ---- Chrome Trace Event JSON */
 
-void sim_trace_begin(FILE *f, const char *title)
+llmsim_status sim_trace_begin(atomicfile *a, const char *path, const char *title, diag *e)
 {
-    fprintf(f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
-    fprintf(f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
+    llmsim_status st = atomicfile_open(a, path, "--trace", e);
+    if (st)
+        return st;
+    fprintf(a->f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+    fprintf(a->f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
     for (const char *c = title; *c; c++)
         if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
-            fputc(*c, f);
-    fprintf(f, "\"}}");
+            fputc(*c, a->f);
+    fprintf(a->f, "\"}}");
+    return LLMSIM_OK;
+}
+
+void sim_trace_thread(FILE *f, long long tid, const char *name)
+{
+    fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%lld,\"args\":{\"name\":"
+               "\"%s\"}}", tid, name);
+}
+
+llmsim_status sim_trace_end(atomicfile *a, diag *e)
+{
+    fprintf(a->f, "\n]}\n");
+    return atomicfile_commit(a, "--trace", e);
 }
 
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e)
 {
     atomicfile a;
-    llmsim_status st = atomicfile_open(&a, path, "--trace", e);
+    llmsim_status st = sim_trace_begin(&a, path, title, e);
     if (st)
         return st;
     FILE *f = a.f;
-    sim_trace_begin(f, title);
     for (int res = 0; res < PLAN_NRES; res++)
-        fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,\"args\":{\"name\":"
-                   "\"%s\"}}", res + 1, plan_res_names[res]);
+        sim_trace_thread(f, res + 1, plan_res_names[res]);
     char id[96];
     for (size_t i = 0; i < pl->ntasks; i++) {
         const plan_task *t = &pl->tasks[i];
@@ -288,8 +302,7 @@ llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *t
         fprintf(f, ",\n{\"name\":\"memory %s\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
                    "{\"bytes\":%.0f}}", tier_names[r->mem[k].tier], 1e6 * r->mem[k].time_s,
                 r->mem[k].bytes);
-    fprintf(f, "\n]}\n");
-    return atomicfile_commit(&a, "--trace", e);
+    return sim_trace_end(&a, e);
 }
 
 double sim_plan_peak(const plan *pl, tier t)

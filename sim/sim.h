@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "common/atomicfile.h"
 #include "plan/plan.h"
 
 typedef struct sim_mem_sample {
@@ -73,10 +74,14 @@ void sim_result_free(sim_result *r);
 /* Chrome Trace Event JSON (Perfetto, chrome://tracing): one track per
  * resource, every task as a complete event, a counter per memory tier.
  * Written to a temporary file and renamed: never half a file. */
-/* The start of a Chrome Trace Event file: the array's opening and process 1
- * named `title` (quotes and control characters dropped); events follow, each
- * written as ",\n{...}", and the file ends with "\n]}\n". */
-void sim_trace_begin(FILE *f, const char *title);
+/* A Chrome Trace Event file opened at path (atomicfile_open, for --trace)
+ * with its array's opening and process 1 named `title` (quotes and control
+ * characters dropped); events follow, each written as ",\n{...}";
+ * sim_trace_end closes the array and commits the file. */
+llmsim_status sim_trace_begin(atomicfile *a, const char *path, const char *title, diag *e);
+/* Thread tid of process 1 named `name` (a plain name: no quotes). */
+void sim_trace_thread(FILE *f, long long tid, const char *name);
+llmsim_status sim_trace_end(atomicfile *a, diag *e);
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e);
 
