@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "common/clock.h"
+#include "common/grow.h"
 #include "costmodel/sizes.h"
 
 /* Memory rows are written in GB so that their coefficients are of the same
@@ -194,15 +195,16 @@ static bool lp_forms_finite(const lp *l, const cm_setup *s)
     return ok;
 }
 
-/* Fill every row for one discrete choice. */
-static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], bool no_disk,
-                    double max_latency_s)
+/* The time rows of every phase: prefill, the head's prefill, each decode
+ * segment at its middle token, the head's decode. Returns the scale of a
+ * layer's prefill time (its constant and the sum of its coefficients), for
+ * the tie-break of lp_fill_objective. */
+static double lp_fill_time_rows(lp *l, const cm_setup *s)
 {
-    const double L = (double)s->m->num_layers, sl = (double)s->w.prompt_len;
+    const double sl = (double)s->w.prompt_len;
     cm_layer_cost c;
     cm_layer_cost_get(s, CM_PHASE_PREFILL, sl, &c);
     lp_phase_rows(l, l->row_pre, l->col_tp, &c, s->p->overlap);
-    /* the scale of a layer's time, for the tie-break below */
     double scale = c.sum.c0;
     for (int i = 0; i < CM_NFRAC; i++)
         scale += fabs(c.sum.c[i]);
@@ -215,8 +217,14 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
     }
     cm_head_cost_get(s, CM_PHASE_DECODE, &c);
     lp_phase_rows(l, l->row_hdec, l->col_thd, &c, s->p->overlap);
+    return scale;
+}
 
-    /* peak memory per tier <= usable capacity */
+/* Peak memory per tier <= its usable capacity (in GB, SEARCH_MEM_SCALE);
+ * tiers that do not exist, or that the user excluded, get nothing. */
+static void lp_fill_memory_rows(lp *l, const cm_setup *s, const double usable[TIER_COUNT],
+                                bool no_disk)
+{
     cm_lin peak[TIER_COUNT];
     cm_peak_memory(s, peak);
     for (int t = 0; t < TIER_COUNT; t++) {
@@ -233,23 +241,29 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
         glp_set_row_bnds(l->P, l->row_mem + t, GLP_UP, 0.0,
                          (usable[t] - peak[t].c0) * SEARCH_MEM_SCALE);
     }
-    /* tiers that do not exist, or that the user excluded, get nothing */
     for (int t = 0; t < TIER_COUNT; t++) {
         bool off = (t == TIER_GPU && !s->has_gpu) ||
                    (t == TIER_DISK && (no_disk || !s->hw->disk.present));
         for (int g = 0; g < 3; g++)
             glp_set_col_bnds(l->P, l->col_x + 3 * g + t, off ? GLP_FX : GLP_DB, 0.0, off ? 0.0 : 1.0);
     }
-    /* every decode step of the block within the latency bound */
-    if (l->latency_rows) {
-        for (int k = 0; k < l->nseg; k++) {
-            int ind[3] = {0, l->col_td + k, l->col_thd};
-            double val[3] = {0, L, 1.0};
-            glp_set_mat_row(l->P, l->row_lat + k, 2, ind, val);
-            glp_set_row_bnds(l->P, l->row_lat + k, GLP_UP, 0.0, max_latency_s);
-        }
+}
+
+/* Every decode step of the block (L layers and the head) within the
+ * latency bound. */
+static void lp_fill_latency_rows(lp *l, double L, double max_latency_s)
+{
+    for (int k = 0; k < l->nseg; k++) {
+        int ind[3] = {0, l->col_td + k, l->col_thd};
+        double val[3] = {0, L, 1.0};
+        glp_set_mat_row(l->P, l->row_lat + k, 2, ind, val);
+        glp_set_row_bnds(l->P, l->row_lat + k, GLP_UP, 0.0, max_latency_s);
     }
-    /* objective: the block's time (seconds) */
+}
+
+/* The objective: the block's time (seconds), and the tie-break. */
+static void lp_fill_objective(lp *l, double L, double scale)
+{
     glp_set_obj_coef(l->P, l->col_tp, L);
     glp_set_obj_coef(l->P, l->col_thp, 1.0);
     double hd = 0;
@@ -266,6 +280,18 @@ static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], b
         glp_set_obj_coef(l->P, l->col_x + 3 * g + TIER_CPU, 0.5 * SEARCH_TIE_BREAK * scale);
         glp_set_obj_coef(l->P, l->col_x + 3 * g + TIER_DISK, SEARCH_TIE_BREAK * scale);
     }
+}
+
+/* Fill every row for one discrete choice. */
+static void lp_fill(lp *l, const cm_setup *s, const double usable[TIER_COUNT], bool no_disk,
+                    double max_latency_s)
+{
+    const double L = (double)s->m->num_layers;
+    double scale = lp_fill_time_rows(l, s);
+    lp_fill_memory_rows(l, s, usable, no_disk);
+    if (l->latency_rows)
+        lp_fill_latency_rows(l, L, max_latency_s);
+    lp_fill_objective(l, L, scale);
 }
 
 typedef enum lp_outcome { LP_OPTIMAL, LP_INFEASIBLE, LP_FAILED } lp_outcome;
@@ -316,6 +342,42 @@ static lp_outcome lp_solve(lp *l, int it_lim, double *block_s, double x[CM_NFRAC
     return LP_OPTIMAL;
 }
 
+/* Lay out and create the LP of a search (its rows are filled per choice);
+ * GLPK's terminal output goes to glpk_hook until lp_close. */
+static llmsim_status lp_open(lp *l, const workload *w, const search_options *o, diag *e)
+{
+    glp_term_hook(glpk_hook, NULL);
+    lp_layout(l, w, o);
+    llmsim_status st = lp_create(l, e);
+    if (st)
+        glp_term_hook(NULL, NULL);
+    return st;
+}
+
+static void lp_close(lp *l)
+{
+    glp_delete_prob(l->P);
+    glp_term_hook(NULL, NULL);
+}
+
+/* Fill the LP with the choice s and solve it; *evaluated counts the LPs
+ * filled and handed to GLPK. LP_FAILED (e says why) when GLPK fails or a
+ * form of the cost model is not finite (GLPK would abort the process). */
+static lp_outcome lp_solve_choice(lp *l, const cm_setup *s, const double usable[TIER_COUNT],
+                                  const search_options *o, long *evaluated, double *block_s,
+                                  double x[CM_NFRAC], diag *e)
+{
+    if (!lp_forms_finite(l, s)) {
+        diag_set(e, LLMSIM_EFAIL, "the cost model gave a non-finite time or size for %s on "
+                 "%s (a zero bandwidth or rate in the profile?); the LP cannot be built",
+                 s->m->name, s->hw->name);
+        return LP_FAILED;
+    }
+    lp_fill(l, s, usable, o->no_disk, o->max_latency_s);
+    (*evaluated)++;
+    return lp_solve(l, o->lp_iteration_limit, block_s, x, e);
+}
+
 static void policy_set_x(policy *p, const double x[CM_NFRAC])
 {
     placement *pl[3] = {&p->weights, &p->kv_cache, &p->activations};
@@ -337,12 +399,19 @@ static void usable_capacity(const cm_setup *s, double headroom, double usable[TI
         usable[t] = cm_tier_capacity(s, (tier)t) * (1.0 - headroom);
 }
 
+/* Everything on the CPU: fractions valid on any hardware, for a policy
+ * whose fractions the LP will choose. */
+static void placements_on_cpu(policy *p)
+{
+    placement cpu = {{0, 1, 0}};
+    p->weights = p->kv_cache = p->activations = cpu;
+}
+
 /* A policy template valid on any hardware (its fractions are not used). */
 static void template_policy(policy *p)
 {
     policy_init(p);
-    placement cpu = {{0, 1, 0}};
-    p->weights = p->kv_cache = p->activations = cpu;
+    placements_on_cpu(p);
 }
 
 typedef struct solution {
@@ -376,28 +445,17 @@ llmsim_status search_solve_choice(const model *m, const hwprofile *hw, const wor
     *optimal = false;
     cm_setup s;
     policy tmpl = *p;
-    placement cpu = {{0, 1, 0}};
-    tmpl.weights = tmpl.kv_cache = tmpl.activations = cpu;
+    placements_on_cpu(&tmpl);
     llmsim_status st = cm_setup_init(&s, m, hw, &tmpl, w, e);
     if (st)
         return st;
-    glp_term_hook(glpk_hook, NULL);
     lp l;
-    lp_layout(&l, w, o);
-    if ((st = lp_create(&l, e)))
+    if ((st = lp_open(&l, w, o, e)))
         return st;
-    if (!lp_forms_finite(&l, &s)) {
-        glp_delete_prob(l.P);
-        glp_term_hook(NULL, NULL);
-        return diag_set(e, LLMSIM_EFAIL, "the cost model gave a non-finite time or size for %s on "
-                        "%s (a zero bandwidth or rate in the profile?); the LP cannot be built",
-                        m->name, hw->name);
-    }
-    lp_fill(&l, &s, usable, o->no_disk, o->max_latency_s);
+    long evaluated = 0;
     double block_s, x[CM_NFRAC];
-    lp_outcome out = lp_solve(&l, o->lp_iteration_limit, &block_s, x, e);
-    glp_delete_prob(l.P);
-    glp_term_hook(NULL, NULL);
+    lp_outcome out = lp_solve_choice(&l, &s, usable, o, &evaluated, &block_s, x, e);
+    lp_close(&l);
     if (out == LP_FAILED)
         return LLMSIM_EFAIL;
     if (out == LP_OPTIMAL) {
@@ -488,6 +546,182 @@ static double min_model_bytes(const model *m, bool no_quant)
     return w.total;
 }
 
+/* ---- search_run's steps */
+
+/* One search over the discrete choices: its inputs, its LP, the LP
+ * solutions found so far and the progress line. */
+typedef struct search_state {
+    const model *m;
+    const hwprofile *hw;
+    const workload *w;
+    const search_options *o;
+    search_result *r;
+    lp l;
+    solution *sols;    /* [n] in the order found; owned */
+    size_t n, cap;
+    bool tty;          /* progress lines on stderr */
+    double last_print; /* when the last progress line was printed (s) */
+} search_state;
+
+/* The progress line, at most every 0.2 s. */
+static void search_progress(search_state *S, long done, long total)
+{
+    if (S->tty && llmsim_now_s() - S->last_print > 0.2) {
+        fprintf(stderr, "\rsearch: %ld/%ld quantization and delegation choices, %ld LPs "
+                "solved", done, total, S->r->lps_solved);
+        S->last_print = llmsim_now_s();
+    }
+}
+
+/* Solve the LP of one choice p (fractions aside) and keep its solution.
+ * *solved is false when the choice does not apply (skipped) or its LP is
+ * infeasible: then a larger GPU batch needs more memory still. */
+static llmsim_status search_try(search_state *S, policy *p, bool *solved, diag *e)
+{
+    search_result *r = S->r;
+    *solved = false;
+    cm_setup s;
+    diag ignore;
+    diag_clear(&ignore);
+    if (cm_setup_init(&s, S->m, S->hw, p, S->w, &ignore)) {
+        r->choices_skipped++; /* e.g. a group size that does not divide */
+        return LLMSIM_OK;
+    }
+    double usable[TIER_COUNT];
+    usable_capacity(&s, S->o->headroom, usable);
+    double block_s, x[CM_NFRAC];
+    lp_outcome out = lp_solve_choice(&S->l, &s, usable, S->o, &r->candidates_evaluated, &block_s,
+                                     x, e);
+    if (out == LP_FAILED)
+        return LLMSIM_EFAIL;
+    if (out == LP_INFEASIBLE) {
+        r->lps_infeasible++;
+        return LLMSIM_OK;
+    }
+    r->lps_solved++;
+    *solved = true;
+    solution *g = llmsim_grow(S->sols, S->n, &S->cap, sizeof *S->sols, 1024);
+    if (!g)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    S->sols = g;
+    policy_set_x(p, x);
+    S->sols[S->n].p = *p;
+    S->sols[S->n].time_per_token_s = block_s * per_token_factor(&s);
+    S->n++;
+    return LLMSIM_OK;
+}
+
+/* The GPU batch sizes and counts of one quantization and delegation choice:
+ * for each count, sizes grow until one does not fit; counts grow until no
+ * size fits. */
+static llmsim_status search_batches(search_state *S, const policy *choice, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    for (int ngb = 1; ngb <= S->o->max_gpu_batches && !st; ngb = next_size(ngb)) {
+        bool any = false, solved = true;
+        for (int gbs = 1; gbs <= S->o->max_gpu_batch && solved && !st; gbs = next_size(gbs)) {
+            policy p = *choice;
+            p.gpu_batch_size = gbs;
+            p.num_gpu_batches = ngb;
+            st = search_try(S, &p, &solved, e);
+            any = any || solved;
+        }
+        if (!any)
+            break; /* more GPU batches need more memory still */
+    }
+    return st;
+}
+
+/* Every choice of attention delegation (with a GPU) and of weight and
+ * KV-cache quantization, each over its GPU batches. */
+static llmsim_status search_choices(search_state *S, const policy *base, diag *e)
+{
+    int nq = S->o->no_quant ? 1 : N_QUANT;
+    int ndeleg = S->hw->gpu.present ? 2 : 1;
+    long total = (long)ndeleg * nq * nq;
+    long done = 0;
+    llmsim_status st = LLMSIM_OK;
+    for (int d = 0; d < ndeleg && !st; d++) {
+        for (int wi = 0; wi < nq && !st; wi++) {
+            for (int ki = 0; ki < nq && !st; ki++, done++) {
+                search_progress(S, done, total);
+                policy choice = *base;
+                choice.cpu_attention = d == 1;
+                choice.weight_quant = quant_choices[wi];
+                choice.kv_quant = quant_choices[ki];
+                st = search_batches(S, &choice, e);
+            }
+        }
+    }
+    if (S->tty)
+        fprintf(stderr, "\rsearch: %ld LPs solved, %ld infeasible%30s\n", S->r->lps_solved,
+                S->r->lps_infeasible, "");
+    return st;
+}
+
+/* Why no LP had a solution: the weights alone need more than all tiers
+ * offer (s: the search's template setup, for the capacities), or the
+ * workload does not fit. */
+static llmsim_status search_no_fit(const cm_setup *s, const workload *w, const search_options *o,
+                                   diag *e)
+{
+    const model *m = s->m;
+    const hwprofile *hw = s->hw;
+    double need = min_model_bytes(m, o->no_quant);
+    double have = 0;
+    for (int t = 0; t < TIER_COUNT; t++)
+        if (!(t == TIER_DISK && o->no_disk))
+            have += cm_tier_capacity(s, (tier)t) * (1.0 - o->headroom);
+    if (need > have)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "no policy fits: %s needs at least %.1f GB for its weights%s, but %s "
+                        "offers %.1f GB on all tiers together%s", m->name, need / 1e9,
+                        o->no_quant ? "" : " at 4 bits", hw->name, have / 1e9,
+                        o->no_disk ? " without disk" : "");
+    return diag_set(e, LLMSIM_EINPUT,
+                    "no policy fits %s on %s for prompt %lld + %lld generated tokens%s; "
+                    "try a shorter workload or less --headroom%s", m->name, hw->name,
+                    w->prompt_len, w->gen_len,
+                    o->max_latency_s > 0 ? " within --max-latency" : "",
+                    o->max_latency_s > 0 ? ", or a looser --max-latency"
+                    : o->no_disk ? ", or allow the disk" : "");
+}
+
+/* Round the best LP solutions, best first, until a pool of them fits; rank
+ * them by their throughput after rounding and keep the top_k (r->top,
+ * r->ntop, r->found, r->best). */
+static llmsim_status search_round_best(search_state *S, diag *e)
+{
+    search_result *r = S->r;
+    const search_options *o = S->o;
+    qsort(S->sols, S->n, sizeof *S->sols, cmp_solution);
+    /* the ranking after rounding must not depend on how many are shown:
+     * always round a pool of at least SEARCH_ROUND_POOL that fit */
+    int show = o->top_k > 0 ? o->top_k : 1;
+    int want = show > SEARCH_ROUND_POOL ? show : SEARCH_ROUND_POOL;
+    size_t budget = (size_t)want * 4;
+    r->top = calloc(budget, sizeof *r->top);
+    if (!r->top)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    int nfeasible = 0;
+    for (size_t i = 0; i < S->n && (size_t)r->ntop < budget && nfeasible < want; i++) {
+        search_candidate *c = &r->top[r->ntop];
+        llmsim_status st = round_candidate(S->m, S->hw, S->w, o, &S->sols[i], c, e);
+        if (st)
+            return st;
+        r->ntop++;
+        if (c->feasible)
+            nfeasible++;
+    }
+    qsort(r->top, (size_t)r->ntop, sizeof *r->top, cmp_candidate);
+    if (r->ntop > show)
+        r->ntop = show;
+    r->found = r->ntop > 0 && r->top[0].feasible;
+    if (r->found)
+        r->best = r->top[0];
+    return LLMSIM_OK;
+}
+
 llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
                          const search_options *o, search_result *r, diag *e)
 {
@@ -501,154 +735,19 @@ llmsim_status search_run(const model *m, const hwprofile *hw, const workload *w,
         return st;
     if (o->headroom < 0 || o->headroom >= 1)
         return diag_set(e, LLMSIM_EINPUT, "--headroom must be in [0, 1)");
-
-    glp_term_hook(glpk_hook, NULL);
-    lp l;
-    lp_layout(&l, w, o);
-    if ((st = lp_create(&l, e))) {
-        glp_term_hook(NULL, NULL);
+    search_state S = {.m = m, .hw = hw, .w = w, .o = o, .r = r,
+                      .tty = o->progress && isatty(2), .last_print = t0};
+    if ((st = lp_open(&S.l, w, o, e)))
         return st;
-    }
-    size_t cap = 1024, n = 0;
-    solution *sols = malloc(cap * sizeof *sols);
-    if (!sols) {
-        glp_delete_prob(l.P);
-        glp_term_hook(NULL, NULL);
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    }
-    int nq = o->no_quant ? 1 : N_QUANT;
-    int ndeleg = hw->gpu.present ? 2 : 1;
-    long total = (long)ndeleg * nq * nq;
-    long done = 0;
-    bool tty = o->progress && isatty(2);
-    double last_print = t0;
-    for (int d = 0; d < ndeleg && !st; d++) {
-        for (int wi = 0; wi < nq && !st; wi++) {
-            for (int ki = 0; ki < nq && !st; ki++, done++) {
-                if (tty && llmsim_now_s() - last_print > 0.2) {
-                    fprintf(stderr, "\rsearch: %ld/%ld quantization and delegation choices, %ld LPs "
-                            "solved", done, total, r->lps_solved);
-                    last_print = llmsim_now_s();
-                }
-                for (int ngb = 1; ngb <= o->max_gpu_batches && !st; ngb = next_size(ngb)) {
-                    bool any = false;
-                    for (int gbs = 1; gbs <= o->max_gpu_batch; gbs = next_size(gbs)) {
-                        policy p = base;
-                        p.cpu_attention = d == 1;
-                        p.weight_quant = quant_choices[wi];
-                        p.kv_quant = quant_choices[ki];
-                        p.gpu_batch_size = gbs;
-                        p.num_gpu_batches = ngb;
-                        diag ignore;
-                        diag_clear(&ignore);
-                        if (cm_setup_init(&s, m, hw, &p, w, &ignore)) {
-                            r->choices_skipped++; /* e.g. a group size that does not divide */
-                            break;
-                        }
-                        double usable[TIER_COUNT];
-                        usable_capacity(&s, o->headroom, usable);
-                        if (!lp_forms_finite(&l, &s)) {
-                            st = diag_set(e, LLMSIM_EFAIL,
-                                          "the cost model gave a non-finite time or size for %s on "
-                                          "%s (a zero bandwidth or rate in the profile?); the LP "
-                                          "cannot be built", m->name, hw->name);
-                            break;
-                        }
-                        lp_fill(&l, &s, usable, o->no_disk, o->max_latency_s);
-                        double block_s, x[CM_NFRAC];
-                        r->candidates_evaluated++;
-                        lp_outcome out = lp_solve(&l, o->lp_iteration_limit, &block_s, x, e);
-                        if (out == LP_FAILED) {
-                            st = LLMSIM_EFAIL;
-                            break;
-                        }
-                        if (out == LP_INFEASIBLE) {
-                            /* a larger batch needs more memory still */
-                            r->lps_infeasible++;
-                            break;
-                        }
-                        r->lps_solved++;
-                        any = true;
-                        if (n == cap) {
-                            solution *g = realloc(sols, 2 * cap * sizeof *sols);
-                            if (!g) {
-                                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-                                break;
-                            }
-                            sols = g;
-                            cap *= 2;
-                        }
-                        policy_set_x(&p, x);
-                        sols[n].p = p;
-                        sols[n].time_per_token_s = block_s * per_token_factor(&s);
-                        n++;
-                    }
-                    if (!any)
-                        break; /* more GPU batches need more memory still */
-                }
-            }
-        }
-    }
-    if (tty)
-        fprintf(stderr, "\rsearch: %ld LPs solved, %ld infeasible%30s\n", r->lps_solved,
-                r->lps_infeasible, "");
-    glp_delete_prob(l.P);
-    glp_term_hook(NULL, NULL);
-    if (st) {
-        free(sols);
-        return st;
-    }
-    if (n == 0) {
-        free(sols);
-        double need = min_model_bytes(m, o->no_quant);
-        double have = 0;
-        for (int t = 0; t < TIER_COUNT; t++)
-            if (!(t == TIER_DISK && o->no_disk))
-                have += cm_tier_capacity(&s, (tier)t) * (1.0 - o->headroom);
-        if (need > have)
-            return diag_set(e, LLMSIM_EINPUT,
-                            "no policy fits: %s needs at least %.1f GB for its weights%s, but %s "
-                            "offers %.1f GB on all tiers together%s", m->name, need / 1e9,
-                            o->no_quant ? "" : " at 4 bits", hw->name, have / 1e9,
-                            o->no_disk ? " without disk" : "");
-        return diag_set(e, LLMSIM_EINPUT,
-                        "no policy fits %s on %s for prompt %lld + %lld generated tokens%s; "
-                        "try a shorter workload or less --headroom%s", m->name, hw->name,
-                        w->prompt_len, w->gen_len,
-                        o->max_latency_s > 0 ? " within --max-latency" : "",
-                        o->max_latency_s > 0 ? ", or a looser --max-latency"
-                        : o->no_disk ? ", or allow the disk" : "");
-    }
-    /* round the best LP solutions, best first, until top_k of them fit */
-    qsort(sols, n, sizeof *sols, cmp_solution);
-    /* the ranking after rounding must not depend on how many are shown:
-     * always round a pool of at least SEARCH_ROUND_POOL that fit */
-    int show = o->top_k > 0 ? o->top_k : 1;
-    int want = show > SEARCH_ROUND_POOL ? show : SEARCH_ROUND_POOL;
-    size_t budget = (size_t)want * 4;
-    r->top = calloc(budget, sizeof *r->top);
-    if (!r->top) {
-        free(sols);
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    }
-    int nfeasible = 0;
-    for (size_t i = 0; i < n && (size_t)r->ntop < budget && nfeasible < want; i++) {
-        search_candidate *c = &r->top[r->ntop];
-        if ((st = round_candidate(m, hw, w, o, &sols[i], c, e)))
-            break;
-        r->ntop++;
-        if (c->feasible)
-            nfeasible++;
-    }
-    free(sols);
+    st = search_choices(&S, &base, e);
+    lp_close(&S.l);
+    if (!st && S.n == 0)
+        st = search_no_fit(&s, w, o, e);
+    if (!st)
+        st = search_round_best(&S, e);
+    free(S.sols);
     if (st)
         return st;
-    qsort(r->top, (size_t)r->ntop, sizeof *r->top, cmp_candidate);
-    if (r->ntop > show)
-        r->ntop = show;
-    r->found = r->ntop > 0 && r->top[0].feasible;
-    if (r->found)
-        r->best = r->top[0];
     r->search_s = llmsim_now_s() - t0;
     if (!r->found)
         return diag_set(e, LLMSIM_EINPUT, "the LP found policies, but none fits after rounding to "
