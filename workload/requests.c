@@ -82,6 +82,21 @@ static bool parse_number(const char *s, size_t n, double *out)
     return true;
 }
 
+/* The item of s[0..n) from *start to the next comma (or to n), trimmed, into
+ * p[0..*pn); *start moves past that comma. Returns whether the item was the
+ * last (it ended at n). */
+static bool next_item(const char *s, size_t n, size_t *start, const char **p, size_t *pn)
+{
+    size_t end = *start;
+    while (end < n && s[end] != ',')
+        end++;
+    *p = s + *start;
+    *pn = end - *start;
+    trim(p, pn);
+    *start = end + 1;
+    return end == n;
+}
+
 /* ---- trace files ---- */
 
 typedef struct field {
@@ -100,20 +115,14 @@ static const char *const trace_cols[4] = {"arrival_s", "prompt_len", "output_len
 static size_t split_fields(const char *line, size_t n, field f[4])
 {
     size_t nf = 0, start = 0;
-    for (;;) {
-        size_t end = start;
-        while (end < n && line[end] != ',')
-            end++;
-        field x = {line + start, end - start, 0};
-        trim(&x.s, &x.n);
+    for (bool last = false; !last; nf++) {
+        field x;
+        last = next_item(line, n, &start, &x.s, &x.n);
         x.col = (size_t)(x.s - line) + 1;
         if (nf < 4)
             f[nf] = x;
-        nf++;
-        if (end == n)
-            return nf;
-        start = end + 1;
     }
+    return nf;
 }
 
 static llmsim_status check_header(const char *name, size_t lineno, const field f[4], size_t nf,
@@ -156,126 +165,160 @@ static llmsim_status check_length(const char *name, size_t lineno, const field *
     return LLMSIM_OK;
 }
 
+/* What each column must hold, for the messages. */
+static const char *const trace_hints[4] = {
+    "write the arrival time in seconds, a number >= 0",
+    "write a whole number of tokens >= 1",
+    "write a whole number of tokens >= 1",
+    "write a number > 0",
+};
+
+/* A trace being read: the requests so far and what the messages cite. */
+typedef struct trace_reader {
+    const char *name;   /* the file, in messages */
+    size_t lineno;      /* of the line being read, 1-based */
+    bool have_header;
+    size_t header_line;
+    serve_request *r;   /* [n]; owned until handed to the caller */
+    size_t n, cap;
+    field prev_arrival; /* as written, for the ordering message */
+    size_t prev_line;
+} trace_reader;
+
+/* The next line of text[0..len) from *pos, without its line end ("\n" or
+ * "\r\n"), into line[0..*ll); false when the text is over. */
+static bool next_line(const char *text, size_t len, size_t *pos, const char **line, size_t *ll)
+{
+    if (*pos >= len)
+        return false;
+    *line = text + *pos;
+    const char *nl = memchr(*line, '\n', len - *pos);
+    *ll = nl ? (size_t)(nl - *line) : len - *pos;
+    *pos += *ll + (nl ? 1 : 0);
+    if (*ll > 0 && (*line)[*ll - 1] == '\r')
+        (*ll)--;
+    return true;
+}
+
+/* A line with nothing but spaces, or a '#' comment. */
+static bool is_blank_or_comment(const char *line, size_t ll)
+{
+    size_t i = 0;
+    while (i < ll && is_space(line[i]))
+        i++;
+    return i == ll || line[i] == '#';
+}
+
+/* The four fields of a request as numbers: none empty, each a number. */
+static llmsim_status trace_numbers(const trace_reader *T, const field f[4], double v[4], diag *e)
+{
+    for (int k = 0; k < 4; k++) {
+        if (f[k].n == 0)
+            return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[k].col, "%s is empty; %s",
+                           trace_cols[k], trace_hints[k]);
+        if (!parse_number(f[k].s, f[k].n, &v[k]))
+            return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[k].col,
+                           "%s '%.*s%s' is not a number; %s", trace_cols[k], SHOWN(f[k]),
+                           trace_hints[k]);
+    }
+    return LLMSIM_OK;
+}
+
+/* The arrival time *v of a request (field f): not negative, and not before
+ * the previous request's. -0 becomes +0. */
+static llmsim_status trace_arrival(const trace_reader *T, const field *f, double *v, diag *e)
+{
+    if (*v < 0)
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f->col,
+                       "arrival_s %.*s%s is negative; %s", SHOWN(*f), trace_hints[0]);
+    *v += 0.0; /* -0 reads as +0, so the saved trace never prints "-0" */
+    if (T->n > 0 && *v < T->r[T->n - 1].arrival_s)
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f->col,
+                       "arrival_s %.*s%s is before the previous request's %.*s%s (line %zu); "
+                       "list the requests in non-decreasing order of arrival",
+                       SHOWN(*f), SHOWN(T->prev_arrival), T->prev_line);
+    return LLMSIM_OK;
+}
+
+/* One request line of nf fields: checked, and appended to T->r. */
+static llmsim_status trace_request(trace_reader *T, const field f[4], size_t nf, diag *e)
+{
+    if (nf != 4)
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, 0,
+                       "%zu fields where 4 are expected (" TRACE_HEADER ")", nf);
+    double v[4];
+    llmsim_status st;
+    if ((st = trace_numbers(T, f, v, e)) || (st = trace_arrival(T, &f[0], &v[0], e)))
+        return st;
+    for (int k = 1; k <= 2; k++)
+        if ((st = check_length(T->name, T->lineno, &f[k], k, v[k], e)))
+            return st;
+    if (!(v[3] > 0))
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[3].col,
+                       "weight %.*s%s is not > 0; the fair scheduler weighs turnaround by it",
+                       SHOWN(f[3]));
+    serve_request *p = llmsim_grow(T->r, T->n, &T->cap, sizeof *p, 1024);
+    if (!p)
+        return diag_at(e, LLMSIM_EFAIL, T->name, T->lineno, 0, "out of memory after %zu requests",
+                       T->n);
+    T->r = p;
+    T->r[T->n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)T->lineno};
+    T->prev_arrival = f[0];
+    T->prev_line = T->lineno;
+    return LLMSIM_OK;
+}
+
+/* At the end of the text: there was a header, and a request after it. */
+static llmsim_status trace_end(const trace_reader *T, diag *e)
+{
+    if (!T->have_header)
+        return diag_at(e, LLMSIM_EINPUT, T->name, 0, 0,
+                       "no requests and no header (the file is empty or all comments); a trace is "
+                       "the header line '" TRACE_HEADER "' then one request per line");
+    if (T->n == 0)
+        return diag_at(
+            e, LLMSIM_EINPUT, T->name, 0, 0,
+            "no requests after the header (line %zu); add one request per line: " TRACE_HEADER,
+            T->header_line);
+    return LLMSIM_OK;
+}
+
 llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, serve_requests *out,
                                 diag *e)
 {
     out->r = NULL;
     out->n = 0;
     out->source = NULL;
-    static const char *const hint[4] = {
-        "write the arrival time in seconds, a number >= 0",
-        "write a whole number of tokens >= 1",
-        "write a whole number of tokens >= 1",
-        "write a number > 0",
-    };
-    serve_request *r = NULL;
-    size_t n = 0, cap = 0, pos = 0, lineno = 0;
-    bool have_header = false;
-    size_t header_line = 0;
-    field prev_arrival = {NULL, 0, 0}; /* as written, for the ordering message */
-    size_t prev_line = 0;
+    trace_reader T = {.name = name};
     llmsim_status st = LLMSIM_OK;
-
+    size_t pos = 0, ll;
+    const char *line;
     if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0)
         pos = 3; /* a UTF-8 byte order mark, as some spreadsheets write */
-    while (pos < len) {
-        const char *line = text + pos;
-        const char *nl = memchr(line, '\n', len - pos);
-        size_t ll = nl ? (size_t)(nl - line) : len - pos;
-        pos += ll + (nl ? 1 : 0);
-        lineno++;
-        if (ll > 0 && line[ll - 1] == '\r')
-            ll--;
-        size_t i = 0;
-        while (i < ll && is_space(line[i]))
-            i++;
-        if (i == ll || line[i] == '#')
+    while (!st && next_line(text, len, &pos, &line, &ll)) {
+        T.lineno++;
+        if (is_blank_or_comment(line, ll))
             continue;
-
         field f[4];
         size_t nf = split_fields(line, ll, f);
-        if (!have_header) {
-            if ((st = check_header(name, lineno, f, nf, e)))
-                goto fail;
-            have_header = true;
-            header_line = lineno;
-            continue;
+        if (T.have_header) {
+            st = trace_request(&T, f, nf, e);
+        } else if (!(st = check_header(name, T.lineno, f, nf, e))) {
+            T.have_header = true;
+            T.header_line = T.lineno;
         }
-        if (nf != 4) {
-            st = diag_at(e, LLMSIM_EINPUT, name, lineno, 0,
-                         "%zu fields where 4 are expected (" TRACE_HEADER ")", nf);
-            goto fail;
-        }
-        double v[4];
-        for (int k = 0; k < 4; k++) {
-            if (f[k].n == 0) {
-                st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col, "%s is empty; %s",
-                             trace_cols[k], hint[k]);
-                goto fail;
-            }
-            if (!parse_number(f[k].s, f[k].n, &v[k])) {
-                st =
-                    diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col,
-                            "%s '%.*s%s' is not a number; %s", trace_cols[k], SHOWN(f[k]), hint[k]);
-                goto fail;
-            }
-        }
-        if (v[0] < 0) {
-            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[0].col,
-                         "arrival_s %.*s%s is negative; %s", SHOWN(f[0]), hint[0]);
-            goto fail;
-        }
-        v[0] += 0.0; /* -0 reads as +0, so the saved trace never prints "-0" */
-        if (n > 0 && v[0] < r[n - 1].arrival_s) {
-            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[0].col,
-                         "arrival_s %.*s%s is before the previous request's %.*s%s (line %zu); "
-                         "list the requests in non-decreasing order of arrival",
-                         SHOWN(f[0]), SHOWN(prev_arrival), prev_line);
-            goto fail;
-        }
-        for (int k = 1; k <= 2; k++)
-            if ((st = check_length(name, lineno, &f[k], k, v[k], e)))
-                goto fail;
-        if (!(v[3] > 0)) {
-            st = diag_at(e, LLMSIM_EINPUT, name, lineno, f[3].col,
-                         "weight %.*s%s is not > 0; the fair scheduler weighs turnaround by it",
-                         SHOWN(f[3]));
-            goto fail;
-        }
-        serve_request *p = llmsim_grow(r, n, &cap, sizeof *p, 1024);
-        if (!p) {
-            st = diag_at(e, LLMSIM_EFAIL, name, lineno, 0, "out of memory after %zu requests", n);
-            goto fail;
-        }
-        r = p;
-        r[n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)lineno};
-        prev_arrival = f[0];
-        prev_line = lineno;
     }
-    if (!have_header) {
-        st = diag_at(e, LLMSIM_EINPUT, name, 0, 0,
-                     "no requests and no header (the file is empty or all comments); a trace is "
-                     "the header line '" TRACE_HEADER "' then one request per line");
-        goto fail;
-    }
-    if (n == 0) {
-        st = diag_at(
-            e, LLMSIM_EINPUT, name, 0, 0,
-            "no requests after the header (line %zu); add one request per line: " TRACE_HEADER,
-            header_line);
-        goto fail;
-    }
-    out->source = strdup(name);
-    if (!out->source) {
+    if (!st)
+        st = trace_end(&T, e);
+    if (!st && !(out->source = strdup(name)))
         st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-        goto fail;
+    if (st) {
+        free(T.r);
+        return st;
     }
-    out->r = r;
-    out->n = n;
+    out->r = T.r;
+    out->n = T.n;
     return LLMSIM_OK;
-fail:
-    free(r);
-    return st;
 }
 
 llmsim_status serve_trace_load(const char *path, serve_requests *out, diag *e)
@@ -362,20 +405,13 @@ static llmsim_status parse_params(const char *s, size_t n, double *v, int want, 
 {
     int got = 0;
     size_t start = 0;
-    for (;;) {
-        size_t end = start;
-        while (end < n && s[end] != ',')
-            end++;
-        const char *p = s + start;
-        size_t pn = end - start;
-        trim(&p, &pn);
+    for (bool last = false; !last; got++) {
+        const char *p;
+        size_t pn;
+        last = next_item(s, n, &start, &p, &pn);
         if (got < want && !parse_number(p, pn, &v[got]))
             return diag_set(e, LLMSIM_EINPUT, "%s '%s': '%.*s' is not a number; write %s", what,
                             spec, (int)(pn > 40 ? 40 : pn), p, syntax);
-        got++;
-        if (end == n)
-            break;
-        start = end + 1;
     }
     if (got != want)
         return diag_set(e, LLMSIM_EINPUT, "%s '%s': %s takes %d numbers, %s; got %d", what, spec,
@@ -410,12 +446,13 @@ static int cumulate(double *c, int n)
     return CUM_OK;
 }
 
-/* The bins of a histogram, s[0..n) = "BIN=W,...", into d (lo, hi and the raw
- * weights in cum, normalized after). */
-static llmsim_status parse_hist(const char *s, size_t n, serve_dist *d, const char *what,
-                                const char *spec, diag *e)
+#define HIST_SYNTAX "hist:BIN=W,... (BIN a value V or a range LO-HI, W > 0)"
+
+/* Room in d for the bins of s[0..n) = "BIN=W,...", one per comma and one
+ * more (*nbins); a histogram is not empty and has at most HIST_MAX_BINS. */
+static llmsim_status hist_alloc(const char *s, size_t n, serve_dist *d, size_t *nbins,
+                                const char *what, const char *spec, diag *e)
 {
-    const char *syntax = "hist:BIN=W,... (BIN a value V or a range LO-HI, W > 0)";
     size_t nb = 1;
     for (size_t i = 0; i < n; i++)
         nb += s[i] == ',';
@@ -423,7 +460,8 @@ static llmsim_status parse_hist(const char *s, size_t n, serve_dist *d, const ch
     size_t tn = n;
     trim(&t, &tn);
     if (tn == 0)
-        return diag_set(e, LLMSIM_EINPUT, "%s '%s': empty histogram; write %s", what, spec, syntax);
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': empty histogram; write %s", what, spec,
+                        HIST_SYNTAX);
     if (nb > HIST_MAX_BINS)
         return diag_set(e, LLMSIM_EINPUT, "%s '%s': %zu bins; a histogram has at most %d", what,
                         spec, nb, HIST_MAX_BINS);
@@ -432,72 +470,97 @@ static llmsim_status parse_hist(const char *s, size_t n, serve_dist *d, const ch
     d->cum = malloc(nb * sizeof *d->cum);
     if (!d->lo || !d->hi || !d->cum)
         return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", what);
+    *nbins = nb;
+    return LLMSIM_OK;
+}
 
-    size_t start = 0;
-    for (size_t b = 0; b < nb; b++) {
-        size_t end = start;
-        while (end < n && s[end] != ',')
-            end++;
-        const char *p = s + start;
-        size_t pn = end - start;
-        trim(&p, &pn);
-        start = end + 1;
-        int shown = (int)(pn > 40 ? 40 : pn);
-        if (pn == 0)
-            return diag_set(e, LLMSIM_EINPUT, "%s '%s': bin %zu is empty; write %s", what, spec,
-                            b + 1, syntax);
-        const char *eq = memchr(p, '=', pn);
-        if (!eq)
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s': bin '%.*s' has no '=W' weight; write BIN=W, e.g. 64-512=0.4",
-                            what, spec, shown, p);
-        const char *bin = p, *w = eq + 1;
-        size_t binn = (size_t)(eq - p), wn = pn - binn - 1;
-        trim(&bin, &binn);
-        trim(&w, &wn);
-        /* LO-HI: the separator is a '-' that neither starts the text nor
-         * belongs to an exponent ("1e-3-2e-3") */
-        size_t sep = 0;
-        for (size_t i = 1; i < binn; i++) {
-            if (bin[i] == '-' && bin[i - 1] != 'e' && bin[i - 1] != 'E') {
-                sep = i;
-                break;
-            }
+/* A bin's BIN, bin[0..binn) = "V" or "LO-HI", into its low end ls[0..*ln)
+ * and its high end hs[0..*hn), trimmed (both V for a single value). The
+ * separator is a '-' that neither starts the text nor belongs to an
+ * exponent ("1e-3-2e-3"). Returns its index, 0 for a single value. */
+static size_t bin_range(const char *bin, size_t binn, const char **ls, size_t *ln, const char **hs,
+                        size_t *hn)
+{
+    size_t sep = 0;
+    for (size_t i = 1; i < binn; i++) {
+        if (bin[i] == '-' && bin[i - 1] != 'e' && bin[i - 1] != 'E') {
+            sep = i;
+            break;
         }
-        double lo, hi, wt;
-        const char *hs = sep ? bin + sep + 1 : bin;
-        size_t hn = sep ? binn - sep - 1 : binn;
-        size_t ln = sep ? sep : binn;
-        trim(&hs, &hn);
-        const char *ls = bin;
-        trim(&ls, &ln);
-        if (!parse_number(ls, ln, &lo) || !parse_number(hs, hn, &hi))
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s': bin '%.*s' is not a value V or a range LO-HI; write %s", what,
-                            spec, shown, p, syntax);
-        if (!parse_number(w, wn, &wt))
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s': the weight of bin '%.*s' is not a number; write %s", what,
-                            spec, shown, p, syntax);
-        llmsim_status st;
-        if ((st = check_value(lo, d->integer, sep ? "bin low end" : "bin value", what, spec, e)) ||
-            (st = check_value(hi, d->integer, "bin high end", what, spec, e)))
-            return st;
-        if (lo > hi)
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s': bin '%.*s' has LO %.15g above HI %.15g; write LO-HI with "
-                            "LO <= HI",
-                            what, spec, shown, p, lo, hi);
-        if (!(wt > 0))
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s': bin '%.*s' has weight %.15g; a weight is a relative "
-                            "frequency > 0 (drop the bin instead)",
-                            what, spec, shown, p, wt);
-        d->lo[b] = lo;
-        d->hi[b] = hi;
-        d->cum[b] = wt;
-        d->nbins = (int)b + 1;
     }
+    *hs = sep ? bin + sep + 1 : bin;
+    *hn = sep ? binn - sep - 1 : binn;
+    *ln = sep ? sep : binn;
+    trim(hs, hn);
+    *ls = bin;
+    trim(ls, ln);
+    return sep;
+}
+
+/* Bin b, p[0..pn) = "BIN=W" (trimmed): its low and high ends and its raw
+ * weight into d (d->nbins counts it). */
+static llmsim_status parse_bin(const char *p, size_t pn, size_t b, serve_dist *d, const char *what,
+                               const char *spec, diag *e)
+{
+    int shown = (int)(pn > 40 ? 40 : pn);
+    if (pn == 0)
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': bin %zu is empty; write %s", what, spec, b + 1,
+                        HIST_SYNTAX);
+    const char *eq = memchr(p, '=', pn);
+    if (!eq)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': bin '%.*s' has no '=W' weight; write BIN=W, e.g. 64-512=0.4",
+                        what, spec, shown, p);
+    const char *bin = p, *w = eq + 1, *ls, *hs;
+    size_t binn = (size_t)(eq - p), wn = pn - binn - 1, ln, hn;
+    trim(&bin, &binn);
+    trim(&w, &wn);
+    size_t sep = bin_range(bin, binn, &ls, &ln, &hs, &hn);
+    double lo, hi, wt;
+    if (!parse_number(ls, ln, &lo) || !parse_number(hs, hn, &hi))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': bin '%.*s' is not a value V or a range LO-HI; write %s", what,
+                        spec, shown, p, HIST_SYNTAX);
+    if (!parse_number(w, wn, &wt))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': the weight of bin '%.*s' is not a number; write %s", what, spec,
+                        shown, p, HIST_SYNTAX);
+    llmsim_status st;
+    if ((st = check_value(lo, d->integer, sep ? "bin low end" : "bin value", what, spec, e)) ||
+        (st = check_value(hi, d->integer, "bin high end", what, spec, e)))
+        return st;
+    if (lo > hi)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': bin '%.*s' has LO %.15g above HI %.15g; write LO-HI with "
+                        "LO <= HI",
+                        what, spec, shown, p, lo, hi);
+    if (!(wt > 0))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': bin '%.*s' has weight %.15g; a weight is a relative "
+                        "frequency > 0 (drop the bin instead)",
+                        what, spec, shown, p, wt);
+    d->lo[b] = lo;
+    d->hi[b] = hi;
+    d->cum[b] = wt;
+    d->nbins = (int)b + 1;
+    return LLMSIM_OK;
+}
+
+/* The bins of a histogram, s[0..n) = "BIN=W,...", into d (lo, hi and the raw
+ * weights in cum, normalized after). */
+static llmsim_status parse_hist(const char *s, size_t n, serve_dist *d, const char *what,
+                                const char *spec, diag *e)
+{
+    size_t nb = 0, start = 0;
+    llmsim_status st = hist_alloc(s, n, d, &nb, what, spec, e);
+    for (size_t b = 0; b < nb && !st; b++) {
+        const char *p;
+        size_t pn;
+        next_item(s, n, &start, &p, &pn);
+        st = parse_bin(p, pn, b, d, what, spec, e);
+    }
+    if (st)
+        return st;
     int bad = cumulate(d->cum, d->nbins);
     if (bad == CUM_OVERFLOW)
         return diag_set(e, LLMSIM_EINPUT,
@@ -518,6 +581,91 @@ static bool is_word(const char *s, size_t n, const char *word)
     return n == strlen(word) && memcmp(s, word, n) == 0;
 }
 
+/* A constant, s[0..n) without a ':': a number, or the name of a
+ * distribution without its parameters (which says so). */
+static llmsim_status dist_parse_const(const char *s, size_t n, const char *what, const char *shown,
+                                      serve_dist *d, diag *e)
+{
+    double v;
+    if (!parse_number(s, n, &v)) {
+        if (is_word(s, n, "uniform") || is_word(s, n, "normal") || is_word(s, n, "hist"))
+            return diag_set(e, LLMSIM_EINPUT, "%s '%s': %s needs parameters after a ':'; expected %s",
+                            what, shown, shown, DIST_SYNTAX);
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s' is neither a number nor a distribution; expected %s", what, shown,
+                        DIST_SYNTAX);
+    }
+    llmsim_status st = check_value(v, d->integer, "the value", what, shown, e);
+    if (st)
+        return st;
+    d->kind = SERVE_DIST_CONST;
+    d->a = v;
+    return LLMSIM_OK;
+}
+
+/* uniform:A,B, p[0..pn) = "A,B": A <= B, both valid values. */
+static llmsim_status dist_parse_uniform(const char *p, size_t pn, const char *what,
+                                        const char *shown, serve_dist *d, diag *e)
+{
+    double v[2];
+    llmsim_status st;
+    if ((st = parse_params(p, pn, v, 2, "uniform", "uniform:A,B", what, shown, e)) ||
+        (st = check_value(v[0], d->integer, "A", what, shown, e)) ||
+        (st = check_value(v[1], d->integer, "B", what, shown, e)))
+        return st;
+    if (v[0] > v[1])
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': A %.15g is above B %.15g; write uniform:A,B with A <= B", what,
+                        shown, v[0], v[1]);
+    d->kind = SERVE_DIST_UNIFORM;
+    d->a = v[0];
+    d->b = v[1];
+    return LLMSIM_OK;
+}
+
+/* normal:MEAN,SD, p[0..pn) = "MEAN,SD": the mean at or above the minimum
+ * value, the standard deviation >= 0. */
+static llmsim_status dist_parse_normal(const char *p, size_t pn, const char *what,
+                                       const char *shown, serve_dist *d, diag *e)
+{
+    double v[2];
+    llmsim_status st = parse_params(p, pn, v, 2, "normal", "normal:MEAN,SD", what, shown, e);
+    if (st)
+        return st;
+    /* the mean may be fractional, but at or above the minimum, or nearly
+     * every draw would be resampled */
+    if (d->integer ? !(v[0] >= 1 && v[0] <= LEN_MAX) : !(v[0] > 0))
+        return diag_set(e, LLMSIM_EINPUT, "%s '%s': MEAN %.15g must be %s", what, shown, v[0],
+                        d->integer ? "from 1 to 2^31 tokens" : "> 0");
+    if (v[1] < 0)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "%s '%s': SD %.15g is negative; a standard deviation is >= 0", what, shown,
+                        v[1]);
+    d->kind = SERVE_DIST_NORMAL;
+    d->a = v[0];
+    d->b = v[1] + 0.0;
+    return LLMSIM_OK;
+}
+
+/* KIND:PARAMS, s[0..n) with its first ':' at colon. */
+static llmsim_status dist_parse_kind(const char *s, size_t n, const char *colon, const char *what,
+                                     const char *shown, serve_dist *d, diag *e)
+{
+    const char *kind = s, *p = colon + 1;
+    size_t kn = (size_t)(colon - s), pn = n - kn - 1;
+    trim(&kind, &kn);
+    if (is_word(kind, kn, "uniform"))
+        return dist_parse_uniform(p, pn, what, shown, d, e);
+    if (is_word(kind, kn, "normal"))
+        return dist_parse_normal(p, pn, what, shown, d, e);
+    if (is_word(kind, kn, "hist")) {
+        d->kind = SERVE_DIST_HIST;
+        return parse_hist(p, pn, d, what, shown, e);
+    }
+    return diag_set(e, LLMSIM_EINPUT, "%s '%s': unknown distribution '%.*s'; expected %s", what,
+                    shown, (int)(kn > 40 ? 40 : kn), kind, DIST_SYNTAX);
+}
+
 llmsim_status serve_dist_parse(const char *spec, const char *what, bool integer, serve_dist *d,
                                diag *e)
 {
@@ -528,77 +676,15 @@ llmsim_status serve_dist_parse(const char *spec, const char *what, bool integer,
     const char *s = spec;
     size_t n = strlen(spec);
     trim(&s, &n);
-    llmsim_status st = LLMSIM_OK;
     if (n == 0)
         return diag_set(e, LLMSIM_EINPUT, "%s: empty distribution; expected %s", what, DIST_SYNTAX);
     const char *colon = memchr(s, ':', n);
-    if (!colon) {
-        double v;
-        if (!parse_number(s, n, &v)) {
-            if (is_word(s, n, "uniform") || is_word(s, n, "normal") || is_word(s, n, "hist"))
-                return diag_set(e, LLMSIM_EINPUT,
-                                "%s '%s': %s needs parameters after a ':'; expected %s", what,
-                                shown, shown, DIST_SYNTAX);
-            return diag_set(e, LLMSIM_EINPUT,
-                            "%s '%s' is neither a number nor a distribution; expected %s", what,
-                            shown, DIST_SYNTAX);
-        }
-        if ((st = check_value(v, integer, "the value", what, shown, e)))
-            goto fail;
-        d->kind = SERVE_DIST_CONST;
-        d->a = v;
-        return LLMSIM_OK;
+    llmsim_status st = colon ? dist_parse_kind(s, n, colon, what, shown, d, e)
+                             : dist_parse_const(s, n, what, shown, d, e);
+    if (st) { /* nothing half-parsed is left behind */
+        serve_dist_free(d);
+        d->integer = integer;
     }
-    const char *kind = s, *p = colon + 1;
-    size_t kn = (size_t)(colon - s), pn = n - kn - 1;
-    trim(&kind, &kn);
-    if (is_word(kind, kn, "uniform")) {
-        double v[2];
-        if ((st = parse_params(p, pn, v, 2, "uniform", "uniform:A,B", what, shown, e)) ||
-            (st = check_value(v[0], integer, "A", what, shown, e)) ||
-            (st = check_value(v[1], integer, "B", what, shown, e)))
-            goto fail;
-        if (v[0] > v[1]) {
-            st = diag_set(e, LLMSIM_EINPUT,
-                          "%s '%s': A %.15g is above B %.15g; write uniform:A,B with A <= B", what,
-                          shown, v[0], v[1]);
-            goto fail;
-        }
-        d->kind = SERVE_DIST_UNIFORM;
-        d->a = v[0];
-        d->b = v[1];
-    } else if (is_word(kind, kn, "normal")) {
-        double v[2];
-        if ((st = parse_params(p, pn, v, 2, "normal", "normal:MEAN,SD", what, shown, e)))
-            goto fail;
-        /* the mean may be fractional, but at or above the minimum, or nearly
-         * every draw would be resampled */
-        if (integer ? !(v[0] >= 1 && v[0] <= LEN_MAX) : !(v[0] > 0)) {
-            st = diag_set(e, LLMSIM_EINPUT, "%s '%s': MEAN %.15g must be %s", what, shown, v[0],
-                          integer ? "from 1 to 2^31 tokens" : "> 0");
-            goto fail;
-        }
-        if (v[1] < 0) {
-            st = diag_set(e, LLMSIM_EINPUT,
-                          "%s '%s': SD %.15g is negative; a standard deviation is >= 0", what,
-                          shown, v[1]);
-            goto fail;
-        }
-        d->kind = SERVE_DIST_NORMAL;
-        d->a = v[0];
-        d->b = v[1] + 0.0;
-    } else if (is_word(kind, kn, "hist")) {
-        d->kind = SERVE_DIST_HIST;
-        if ((st = parse_hist(p, pn, d, what, shown, e)))
-            goto fail;
-    } else {
-        return diag_set(e, LLMSIM_EINPUT, "%s '%s': unknown distribution '%.*s'; expected %s", what,
-                        shown, (int)(kn > 40 ? 40 : kn), kind, DIST_SYNTAX);
-    }
-    return LLMSIM_OK;
-fail:
-    serve_dist_free(d);
-    d->integer = integer;
     return st;
 }
 
