@@ -160,11 +160,19 @@ static llmsim_status prices(problem *P, const double *x, double *d, diag *e)
     return LLMSIM_OK;
 }
 
+/* Sum of squared errors of the prices d[rows] against the measured times. */
+static double sse(const problem *P, const double *d)
+{
+    double s = 0;
+    for (size_t i = 0; i < P->rows; i++)
+        s += (P->y[i] - d[i]) * (P->y[i] - d[i]);
+    return s;
+}
+
+/* The sum of squared errors and the prior over the log parameters. */
 static double objective(const problem *P, const double *x, const double *d)
 {
-    double f = 0;
-    for (size_t i = 0; i < P->rows; i++)
-        f += (P->y[i] - d[i]) * (P->y[i] - d[i]);
+    double f = sse(P, d);
     for (int j = 0; j < P->np; j++)
         if (P->ps[j].mode == PM_LOG)
             f += P->prior * x[j] * x[j];
@@ -249,6 +257,210 @@ static llmsim_status setup(problem *P, const hwprofile *base, const calib_run *r
     return LLMSIM_OK;
 }
 
+/* Free what setup allocated, and P (from calloc). */
+static void problem_free(problem *P)
+{
+    free(P->y);
+    free(P->price);
+    free(P);
+}
+
+/* ---- the Levenberg-Marquardt solver */
+
+#define LM_MAX_ITERATIONS 40
+#define LM_MAX_TRIES 12   /* damping increases per iteration before it gives up */
+#define LM_MU_START 1e-3  /* the first damping */
+#define LM_MIN_GAIN 1e-7  /* relative decrease of the objective below which it stops */
+
+/* The solver's arrays for np parameters and `rows` measured tasks: the
+ * doubles are carved out of one block (owned by x), free_idx is its own. */
+typedef struct lm_work {
+    double *x, *xt;    /* [np] the parameters, and a trial */
+    double *d, *dt;    /* [rows] the prices at x, and at the trial */
+    double *J;         /* [rows x np] the Jacobian of the prices, row-major */
+    double *A;         /* [np x np] J'J (+ prior) */
+    double *M;         /* [nfree x nfree] the damped system of the free parameters */
+    double *g;         /* [np] J'r (- prior x) */
+    double *b, *z;     /* [nfree] the damped system's right side, and its solution (the step) */
+    int *free_idx;     /* [np] the parameters some measured task depends on */
+    int nfree;
+} lm_work;
+
+/* All zero; false when out of memory (lm_work_free releases what was
+ * allocated). */
+static bool lm_work_alloc(lm_work *W, int np, size_t rows)
+{
+    memset(W, 0, sizeof *W);
+    const size_t n = (size_t)np, vec = n + 1, mat = n * n + 1, col = rows + 1;
+    double *block = calloc(2 * n + 2 * col + (rows * n + 1) + 2 * mat + 3 * vec, sizeof *block);
+    W->free_idx = calloc(vec, sizeof *W->free_idx);
+    if (!block || !W->free_idx) {
+        free(block);
+        return false;
+    }
+    W->x = block;
+    W->xt = W->x + n;
+    W->d = W->xt + n;
+    W->dt = W->d + col;
+    W->J = W->dt + col;
+    W->A = W->J + rows * n + 1;
+    W->M = W->A + mat;
+    W->g = W->M + mat;
+    W->b = W->g + vec;
+    W->z = W->b + vec;
+    return true;
+}
+
+static void lm_work_free(lm_work *W)
+{
+    free(W->x);
+    free(W->free_idx);
+}
+
+/* The Jacobian of the prices at x by forward differences, into J. */
+static llmsim_status lm_jacobian(problem *P, lm_work *W, diag *e)
+{
+    const int np = P->np;
+    llmsim_status st = LLMSIM_OK;
+    for (int j = 0; j < np && !st; j++) {
+        double h = P->ps[j].mode == PM_LOG ? FD_LOG : FD_ABS;
+        memcpy(W->xt, W->x, (size_t)np * sizeof *W->x);
+        W->xt[j] += h;
+        st = prices(P, W->xt, W->dt, e);
+        for (size_t i = 0; !st && i < P->rows; i++)
+            W->J[i * (size_t)np + (size_t)j] = (W->dt[i] - W->d[i]) / h;
+    }
+    return st;
+}
+
+/* The normal equations A = J'J, g = J'r; then the free parameters (those
+ * some measured task depends on) into free_idx, each log parameter with the
+ * prior added (A + prior, g - prior x). Returns the number free. */
+static int lm_normal_equations(const problem *P, lm_work *W)
+{
+    const int np = P->np;
+    for (int j = 0; j < np; j++) {
+        for (int k = j; k < np; k++) {
+            double s = 0;
+            for (size_t i = 0; i < P->rows; i++)
+                s += W->J[i * (size_t)np + (size_t)j] * W->J[i * (size_t)np + (size_t)k];
+            W->A[j * np + k] = W->A[k * np + j] = s;
+        }
+        double s = 0;
+        for (size_t i = 0; i < P->rows; i++)
+            s += W->J[i * (size_t)np + (size_t)j] * (P->y[i] - W->d[i]);
+        W->g[j] = s;
+    }
+    W->nfree = 0;
+    for (int j = 0; j < np; j++) {
+        if (W->A[j * np + j] <= 0)
+            continue; /* nothing measured depends on it */
+        W->free_idx[W->nfree++] = j;
+        if (P->ps[j].mode == PM_LOG) {
+            W->A[j * np + j] += P->prior;
+            W->g[j] -= P->prior * W->x[j];
+        }
+    }
+    return W->nfree;
+}
+
+/* One iteration's step: solve the system of the free parameters damped by
+ * *mu, and accept the trial when it lowers the objective f (*fnew, x and d
+ * move there, the damping eases); else damp more and try again, up to
+ * LM_MAX_TRIES times. *improved says whether a step was accepted. */
+static llmsim_status lm_step(problem *P, lm_work *W, double f, double *mu, double *fnew,
+                             bool *improved, diag *e)
+{
+    const int np = P->np, nfree = W->nfree;
+    *improved = false;
+    *fnew = f;
+    for (int tries = 0; tries < LM_MAX_TRIES && !*improved; tries++) {
+        for (int a = 0; a < nfree; a++) {
+            for (int c = 0; c < nfree; c++)
+                W->M[a * nfree + c] = W->A[W->free_idx[a] * np + W->free_idx[c]];
+            W->M[a * nfree + a] *= 1 + *mu;
+            W->b[a] = W->g[W->free_idx[a]];
+        }
+        if (!solve(W->M, W->b, W->z, nfree)) {
+            *mu *= 10;
+            continue;
+        }
+        memcpy(W->xt, W->x, (size_t)np * sizeof *W->x);
+        for (int a = 0; a < nfree; a++)
+            W->xt[W->free_idx[a]] += W->z[a];
+        clamp(P, W->xt);
+        llmsim_status st = prices(P, W->xt, W->dt, e);
+        if (st)
+            return st;
+        *fnew = objective(P, W->xt, W->dt);
+        if (*fnew < f) {
+            *improved = true;
+            memcpy(W->x, W->xt, (size_t)np * sizeof *W->x);
+            memcpy(W->d, W->dt, P->rows * sizeof *W->d);
+            *mu = fmax(*mu / 3, 1e-9);
+        } else {
+            *mu *= 4;
+        }
+    }
+    return LLMSIM_OK;
+}
+
+/* Iterate from x = 0 (the profile as given; d its prices, f its objective)
+ * until no step improves, the gain is below LM_MIN_GAIN, no parameter is free
+ * or LM_MAX_ITERATIONS; *iterations gets the number of steps taken. */
+static llmsim_status lm_solve(problem *P, lm_work *W, double f, int *iterations, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    double mu = LM_MU_START;
+    int it = 0;
+    for (; !st && it < LM_MAX_ITERATIONS; it++) {
+        if ((st = lm_jacobian(P, W, e)))
+            break;
+        if (lm_normal_equations(P, W) == 0)
+            break;
+        bool improved;
+        double fnew;
+        st = lm_step(P, W, f, &mu, &fnew, &improved, e);
+        if (st || !improved)
+            break;
+        double gain = (f - fnew) / f;
+        f = fnew;
+        if (gain < LM_MIN_GAIN)
+            break;
+    }
+    *iterations = it;
+    return st;
+}
+
+/* ---- the fit */
+
+/* The fitted profile and, for every parameter, its value before and after
+ * and whether it was fitted; the tasks, iterations and error after. */
+static llmsim_status fit_result(const problem *P, const lm_work *W, int iterations,
+                                calib_result *out, diag *e)
+{
+    const int np = P->np;
+    apply(P->base, P->ps, np, W->x, &out->hw);
+    out->params = calloc((size_t)np + 1, sizeof *out->params);
+    if (!out->params)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");
+    out->nparams = np;
+    for (int j = 0; j < np; j++) {
+        calib_param *cp = &out->params[j];
+        snprintf(cp->name, sizeof cp->name, "%s", P->ps[j].name);
+        snprintf(cp->unit, sizeof cp->unit, "%s", P->ps[j].unit);
+        cp->before = P->ps[j].base;
+        cp->after = *pptr(&out->hw, &P->ps[j]);
+        cp->fitted = false;
+        for (int a = 0; a < W->nfree; a++)
+            cp->fitted |= W->free_idx[a] == j;
+    }
+    out->tasks = (long)P->rows;
+    out->iterations = iterations;
+    out->sse_after = sse(P, W->d);
+    return LLMSIM_OK;
+}
+
 llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns, calib_result *out, diag *e)
 {
     memset(out, 0, sizeof *out);
@@ -256,137 +468,20 @@ llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns,
     if (!P)
         return diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");
     llmsim_status st = setup(P, base, runs, nruns, e);
-    const int np = P->np;
-    const size_t rows = P->rows;
-    double *x = calloc((size_t)np, sizeof *x), *xt = calloc((size_t)np, sizeof *xt);
-    double *d = malloc((rows + 1) * sizeof *d), *dt = malloc((rows + 1) * sizeof *dt);
-    double *J = malloc((rows * (size_t)np + 1) * sizeof *J);
-    double *A = malloc(((size_t)np * np + 1) * sizeof *A), *M = malloc(((size_t)np * np + 1) * sizeof *M);
-    double *g = malloc(((size_t)np + 1) * sizeof *g), *b = malloc(((size_t)np + 1) * sizeof *b);
-    double *z = malloc(((size_t)np + 1) * sizeof *z);
-    int *free_idx = malloc(((size_t)np + 1) * sizeof *free_idx);
-    if (!st && (!x || !xt || !d || !dt || !J || !A || !M || !g || !b || !z || !free_idx))
+    lm_work W;
+    if (!lm_work_alloc(&W, P->np, P->rows) && !st)
         st = diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");
     if (!st)
-        st = prices(P, x, d, e);
-    double f = st ? 0 : objective(P, x, d), mu = 1e-3;
+        st = prices(P, W.x, W.d, e);
+    int iterations = 0;
     if (!st) {
-        out->sse_before = 0;
-        for (size_t i = 0; i < rows; i++)
-            out->sse_before += (P->y[i] - d[i]) * (P->y[i] - d[i]);
+        out->sse_before = sse(P, W.d);
+        st = lm_solve(P, &W, objective(P, W.x, W.d), &iterations, e);
     }
-    int it = 0, nfree = 0;
-    for (; !st && it < 40; it++) {
-        /* the Jacobian of the prices by forward differences */
-        for (int j = 0; j < np && !st; j++) {
-            double h = P->ps[j].mode == PM_LOG ? FD_LOG : FD_ABS;
-            memcpy(xt, x, (size_t)np * sizeof *x);
-            xt[j] += h;
-            st = prices(P, xt, dt, e);
-            for (size_t i = 0; !st && i < rows; i++)
-                J[i * (size_t)np + (size_t)j] = (dt[i] - d[i]) / h;
-        }
-        if (st)
-            break;
-        /* normal equations: A = J'J (+ prior), g = J'r (- prior x) */
-        for (int j = 0; j < np; j++) {
-            for (int k = j; k < np; k++) {
-                double s = 0;
-                for (size_t i = 0; i < rows; i++)
-                    s += J[i * (size_t)np + (size_t)j] * J[i * (size_t)np + (size_t)k];
-                A[j * np + k] = A[k * np + j] = s;
-            }
-            double s = 0;
-            for (size_t i = 0; i < rows; i++)
-                s += J[i * (size_t)np + (size_t)j] * (P->y[i] - d[i]);
-            g[j] = s;
-        }
-        nfree = 0;
-        for (int j = 0; j < np; j++) {
-            if (A[j * np + j] <= 0)
-                continue; /* nothing measured depends on it */
-            free_idx[nfree++] = j;
-            if (P->ps[j].mode == PM_LOG) {
-                A[j * np + j] += P->prior;
-                g[j] -= P->prior * x[j];
-            }
-        }
-        if (nfree == 0)
-            break;
-        bool improved = false;
-        double fnew = f;
-        for (int tries = 0; tries < 12 && !improved; tries++) {
-            for (int a = 0; a < nfree; a++) {
-                for (int c = 0; c < nfree; c++)
-                    M[a * nfree + c] = A[free_idx[a] * np + free_idx[c]];
-                M[a * nfree + a] *= 1 + mu;
-                b[a] = g[free_idx[a]];
-            }
-            if (!solve(M, b, z, nfree)) {
-                mu *= 10;
-                continue;
-            }
-            memcpy(xt, x, (size_t)np * sizeof *x);
-            for (int a = 0; a < nfree; a++)
-                xt[free_idx[a]] += z[a];
-            clamp(P, xt);
-            if ((st = prices(P, xt, dt, e)))
-                break;
-            fnew = objective(P, xt, dt);
-            if (fnew < f) {
-                improved = true;
-                memcpy(x, xt, (size_t)np * sizeof *x);
-                memcpy(d, dt, rows * sizeof *d);
-                mu = fmax(mu / 3, 1e-9);
-            } else {
-                mu *= 4;
-            }
-        }
-        if (st || !improved)
-            break;
-        double gain = (f - fnew) / f;
-        f = fnew;
-        if (gain < 1e-7)
-            break;
-    }
-    if (!st) {
-        apply(base, P->ps, np, x, &out->hw);
-        out->params = calloc((size_t)np + 1, sizeof *out->params);
-        if (!out->params)
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");
-    }
-    if (!st) {
-        out->nparams = np;
-        for (int j = 0; j < np; j++) {
-            calib_param *cp = &out->params[j];
-            snprintf(cp->name, sizeof cp->name, "%s", P->ps[j].name);
-            snprintf(cp->unit, sizeof cp->unit, "%s", P->ps[j].unit);
-            cp->before = P->ps[j].base;
-            cp->after = *pptr(&out->hw, &P->ps[j]);
-            cp->fitted = false;
-            for (int a = 0; a < nfree; a++)
-                cp->fitted |= free_idx[a] == j;
-        }
-        out->tasks = (long)rows;
-        out->iterations = it;
-        out->sse_after = 0;
-        for (size_t i = 0; i < rows; i++)
-            out->sse_after += (P->y[i] - d[i]) * (P->y[i] - d[i]);
-    }
-    free(x);
-    free(xt);
-    free(d);
-    free(dt);
-    free(J);
-    free(A);
-    free(M);
-    free(g);
-    free(b);
-    free(z);
-    free(free_idx);
-    free(P->y);
-    free(P->price);
-    free(P);
+    if (!st)
+        st = fit_result(P, &W, iterations, out, e);
+    lm_work_free(&W);
+    problem_free(P);
     if (st)
         calib_result_free(out);
     return st;

@@ -32,6 +32,7 @@
 
 extern "C" {
 #include "common/units.h"
+#include "profiler/fit.h"
 #include "profiler/profile_gpu.h"
 }
 
@@ -167,7 +168,7 @@ static llmsim_status probe_time(probe *p, const char *what, bool flush_l2, probe
             reps = fit >= reps_max(p) ? reps_max(p) : fit <= reps_min(p) ? reps_min(p) : (int)fit;
         }
     }
-    *median_s = profile_gpu_median(t, n, spread);
+    *median_s = profile_median(t, n, spread);
     p->nmeasured++;
     if (*spread > PROFILE_GPU_SPREAD_FLAG) {
         p->nflagged++;
@@ -477,7 +478,7 @@ static llmsim_status probe_links(probe *p, hwprofile *hw)
             l->points[l->npoints].spread = spread;
             l->npoints++;
         }
-        PROBE_TRY(profile_gpu_fit_link(l, e));
+        PROBE_TRY(profile_link_fit(l, e));
         l->present = true;
     }
 cleanup:
@@ -489,6 +490,77 @@ cleanup:
 
 // ---- the entry point
 
+/* The note when there is no GPU to measure: cudaGetDeviceCount failed with
+ * cerr, or found no device. */
+static void gpu_absent_note(cudaError_t cerr, char *note, size_t note_len)
+{
+    int driver = 0;
+    (void)cudaGetLastError(); /* clear it for later CUDA users */
+    /* without a driver the runtime says "driver version is insufficient": say which */
+    if (cudaDriverGetVersion(&driver) != cudaSuccess)
+        driver = -1;
+    if (note_len && cerr != cudaSuccess)
+        snprintf(note, note_len,
+                 "no GPU: the GPU probes were skipped (%scudaGetDeviceCount: %s: %s)",
+                 driver == 0 ? "no NVIDIA driver is installed; " : "", cudaGetErrorName(cerr),
+                 cudaGetErrorString(cerr));
+    else if (note_len)
+        snprintf(note, note_len,
+                 "no GPU: the GPU probes were skipped (cudaGetDeviceCount: no device)");
+}
+
+/* What every probe shares, on the current device (*dev, its *prop): one
+ * stream, the two timing events, a cuBLAS handle on the stream, the free
+ * device memory (*total_bytes the total) and the L2 flush buffer. What was
+ * opened is released by probe_close, also when this fails. */
+static llmsim_status probe_open(probe *p, int *dev, cudaDeviceProp *prop, size_t *total_bytes)
+{
+    diag *e = p->e;
+    llmsim_status st = LLMSIM_OK;
+    CUDA_CHECK(cudaGetDevice(dev));
+    CUDA_CHECK(cudaGetDeviceProperties(prop, *dev));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&p->stream, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreate(&p->start));
+    CUDA_CHECK(cudaEventCreate(&p->stop));
+    CUBLAS_CHECK(cublasCreate(&p->blas));
+    CUBLAS_CHECK(cublasSetStream(p->blas, p->stream));
+    CUDA_CHECK(cudaMemGetInfo(&p->free_bytes, total_bytes));
+    p->flush_bytes = 2 * (size_t)(prop->l2CacheSize > 0 ? prop->l2CacheSize : 8 * (int)MIB);
+    CUDA_CHECK(cudaMalloc(&p->flush, p->flush_bytes));
+cleanup:
+    return st;
+}
+
+/* Release what probe_open opened (each handle only if it was). */
+static void probe_close(probe *p)
+{
+    if (p->stream)
+        cudaStreamSynchronize(p->stream);
+    cudaFree(p->flush);
+    if (p->blas)
+        cublasDestroy(p->blas);
+    if (p->start)
+        cudaEventDestroy(p->start);
+    if (p->stop)
+        cudaEventDestroy(p->stop);
+    if (p->stream)
+        cudaStreamDestroy(p->stream);
+}
+
+/* The note of a measured GPU: which one, and the measurements flagged. */
+static void gpu_measured_note(const probe *p, int dev, int ndev, const char *name, char *note,
+                              size_t note_len)
+{
+    if (note_len && p->nflagged)
+        snprintf(note, note_len,
+                 "GPU %d of %d (%s): %d of %d measurements have a spread above %.0f%%: %s", dev,
+                 ndev, name, p->nflagged, p->nmeasured, 100 * PROFILE_GPU_SPREAD_FLAG,
+                 p->flagged);
+    else if (note_len)
+        snprintf(note, note_len, "GPU %d of %d (%s): all %d measurements within %.0f%% spread", dev,
+                 ndev, name, p->nmeasured, 100 * PROFILE_GPU_SPREAD_FLAG);
+}
+
 llmsim_status profile_gpu(hwprofile *hw, const profile_gpu_opts *o, char *note, size_t note_len,
                           diag *e)
 {
@@ -496,7 +568,7 @@ llmsim_status profile_gpu(hwprofile *hw, const profile_gpu_opts *o, char *note, 
     probe p;
     cudaDeviceProp prop;
     cudaError_t cerr;
-    int ndev = 0, dev = 0, driver = 0;
+    int ndev = 0, dev = 0;
     size_t total_bytes = 0;
 
     memset(&hw->gpu, 0, sizeof hw->gpu);
@@ -511,31 +583,10 @@ llmsim_status profile_gpu(hwprofile *hw, const profile_gpu_opts *o, char *note, 
 
     cerr = cudaGetDeviceCount(&ndev);
     if (cerr != cudaSuccess || ndev == 0) {
-        (void)cudaGetLastError(); /* clear it for later CUDA users */
-        /* without a driver the runtime says "driver version is insufficient": say which */
-        if (cudaDriverGetVersion(&driver) != cudaSuccess)
-            driver = -1;
-        if (note_len && cerr != cudaSuccess)
-            snprintf(note, note_len,
-                     "no GPU: the GPU probes were skipped (%scudaGetDeviceCount: %s: %s)",
-                     driver == 0 ? "no NVIDIA driver is installed; " : "", cudaGetErrorName(cerr),
-                     cudaGetErrorString(cerr));
-        else if (note_len)
-            snprintf(note, note_len,
-                     "no GPU: the GPU probes were skipped (cudaGetDeviceCount: no device)");
+        gpu_absent_note(cerr, note, note_len);
         return LLMSIM_OK;
     }
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaGetDeviceProperties(&prop, dev));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&p.stream, cudaStreamNonBlocking));
-    CUDA_CHECK(cudaEventCreate(&p.start));
-    CUDA_CHECK(cudaEventCreate(&p.stop));
-    CUBLAS_CHECK(cublasCreate(&p.blas));
-    CUBLAS_CHECK(cublasSetStream(p.blas, p.stream));
-    CUDA_CHECK(cudaMemGetInfo(&p.free_bytes, &total_bytes));
-    p.flush_bytes = 2 * (size_t)(prop.l2CacheSize > 0 ? prop.l2CacheSize : 8 * (int)MIB);
-    CUDA_CHECK(cudaMalloc(&p.flush, p.flush_bytes));
-
+    PROBE_TRY(probe_open(&p, &dev, &prop, &total_bytes));
     PROBE_TRY(probe_launch(&p, &hw->gpu));
     PROBE_TRY(probe_device_copy(&p, &hw->gpu));
     PROBE_TRY(probe_gemm(&p, &hw->gpu));
@@ -545,26 +596,9 @@ llmsim_status profile_gpu(hwprofile *hw, const profile_gpu_opts *o, char *note, 
     hw->gpu.present = true;
     snprintf(hw->gpu.name, sizeof hw->gpu.name, "%s", prop.name);
     hw->gpu.memory_bytes = (double)total_bytes; /* cudaMemGetInfo's total */
-    if (note_len && p.nflagged)
-        snprintf(note, note_len,
-                 "GPU %d of %d (%s): %d of %d measurements have a spread above %.0f%%: %s", dev,
-                 ndev, prop.name, p.nflagged, p.nmeasured, 100 * PROFILE_GPU_SPREAD_FLAG,
-                 p.flagged);
-    else if (note_len)
-        snprintf(note, note_len, "GPU %d of %d (%s): all %d measurements within %.0f%% spread", dev,
-                 ndev, prop.name, p.nmeasured, 100 * PROFILE_GPU_SPREAD_FLAG);
+    gpu_measured_note(&p, dev, ndev, prop.name, note, note_len);
 cleanup:
-    if (p.stream)
-        cudaStreamSynchronize(p.stream);
-    cudaFree(p.flush);
-    if (p.blas)
-        cublasDestroy(p.blas);
-    if (p.start)
-        cudaEventDestroy(p.start);
-    if (p.stop)
-        cudaEventDestroy(p.stop);
-    if (p.stream)
-        cudaStreamDestroy(p.stream);
+    probe_close(&p);
     if (st != LLMSIM_OK) {
         memset(&hw->gpu, 0, sizeof hw->gpu);
         memset(hw->links, 0, sizeof hw->links);

@@ -9,8 +9,9 @@
  * spread exceeds PROFILE_GPU_SPREAD_FLAG is named in the note.
  *
  * Built from profile_gpu.cu when LLMSIM_CUDA is on, else profile_gpu_stub.c
- * (which also holds the CUDA-free parts below: the statistics and the link
- * fit, built and tested in both configurations). Usable from C and C++.
+ * (which measures nothing and says why). The statistics and the link fit
+ * the probes use are in fit.h, built in both configurations. Usable from C
+ * and C++.
  */
 #ifndef LLMSIM_PROFILER_PROFILE_GPU_H
 #define LLMSIM_PROFILER_PROFILE_GPU_H
@@ -20,6 +21,7 @@
 
 #include "common/diag.h"
 #include "hwprofiles/hwprofile.h"
+#include "profiler/fit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -54,27 +56,6 @@ typedef struct profile_gpu_opts {
  */
 llmsim_status profile_gpu(hwprofile *hw, const profile_gpu_opts *o, char *note, size_t note_len,
                           diag *e);
-
-/* ---- the CUDA-free parts (profile_gpu_stub.c) */
-
-/* Median of v[0..n), n >= 1; sorts v in place. *spread (may be NULL) gets
- * (max-min)/median, 0 when the median is 0. */
-double profile_gpu_median(double *v, int n, double *spread);
-
-/*
- * Fit time = latency_s + bytes / bandwidth_Bps to l->points by least squares
- * in relative error: minimize sum(((latency + bytes/bw) - time) / time)^2.
- * Each point counts by its relative error, so the small sizes (which fix the
- * latency) and the large ones (which fix the bandwidth) weigh alike, where a
- * plain fit in seconds would be decided by the largest sizes alone.
- * Constraints: latency >= 0 (else refit with latency 0) and bandwidth > 0
- * (else the bandwidth achieved at the largest size, latency refit). The
- * bandwidth is clamped into [HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH] and the
- * latency to HW_MAX_LATENCY, so the profile loads back. Sets l->bandwidth_Bps
- * and l->latency_s; returns LLMSIM_EINPUT (with a message) when there are no
- * points or a point has a size or time that is not positive and finite.
- */
-llmsim_status profile_gpu_fit_link(hw_link *l, diag *e);
 
 #ifdef __cplusplus
 }

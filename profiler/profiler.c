@@ -16,6 +16,7 @@
 
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
+#include "profiler/fit.h"
 #include "profiler/profile_gpu.h"
 #include "exec/half.h"
 #include "exec/offload.h"
@@ -64,7 +65,7 @@ static llmsim_status median_again(timed_fn fn, void *ctx, int reps, double *med,
             if ((st = fn(ctx, &times[done++], e)))
                 return st;
         memcpy(sorted, times, sizeof(double) * (size_t)done);
-        *med = profile_gpu_median(sorted, done, spread);
+        *med = profile_median(sorted, done, spread);
     }
     return st;
 }
@@ -174,12 +175,12 @@ static double sample(probe_fn fn, void *ctx, double min_s)
  * *spread gets (max - min) / median over the values kept. */
 static double trimmed_mean(double *v, int n, double *spread)
 {
-    profile_gpu_median(v, n, NULL); /* sorts */
+    profile_median(v, n, NULL); /* sorts */
     int lo = n >= 5, hi = n - (n >= 5);
     double sum = 0;
     for (int i = lo; i < hi; i++)
         sum += v[i];
-    profile_gpu_median(v + lo, hi - lo, spread);
+    profile_median(v + lo, hi - lo, spread);
     return hi > lo ? sum / (hi - lo) : 0;
 }
 
@@ -678,38 +679,105 @@ static llmsim_status probe_io_loss(prof *P, hwprofile *hw, pool *pl, offload_fil
     return st;
 }
 
-static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
+/* What the disk probe measures: transfer block sizes (the largest also sizes
+ * the buffers and the warm-up), queue depths, repetitions and the file. */
+typedef struct disk_grid {
+    const size_t *blocks;
+    int nblocks;
+    const int *qds;
+    int nqds;
+    int reps;
+    uint64_t file_bytes;
+} disk_grid;
+
+static disk_grid disk_grid_get(bool quick)
 {
     static const size_t blocks_full[] = {256u << 10, 1u << 20, 4u << 20, 16u << 20, 64u << 20};
     static const size_t blocks_quick[] = {1u << 20, 16u << 20};
     static const int qds_full[] = {1, 2, 4}, qds_quick[] = {1, 4};
-    const size_t *bs = P->o->quick ? blocks_quick : blocks_full;
-    const int *qds = P->o->quick ? qds_quick : qds_full;
-    const int nb = P->o->quick ? 2 : 5, nq = P->o->quick ? 2 : 3, reps = P->o->quick ? 2 : 3;
-    const uint64_t bytes = (P->o->quick ? (uint64_t)256 : (uint64_t)1024) << 20;
-    offload_dir d;
-    llmsim_status st = offload_dir_create(P->o->disk_dir, &d, e);
-    if (st) {
+    disk_grid g = {quick ? blocks_quick : blocks_full, quick ? 2 : 5, quick ? qds_quick : qds_full,
+                   quick ? 2 : 3, quick ? 2 : 3, (quick ? (uint64_t)256 : (uint64_t)1024) << 20};
+    return g;
+}
+
+/* --disk-dir as messages show it. */
+static const char *disk_dir_shown(const prof *P)
+{
+    return P->o->disk_dir ? P->o->disk_dir : "(default)";
+}
+
+/* The probe's directory under --disk-dir (nothing to remove when this
+ * fails), and the room free there into hw->disk.capacity_bytes. */
+static llmsim_status disk_dir_open(prof *P, hwprofile *hw, offload_dir *d, diag *e)
+{
+    if (offload_dir_create(P->o->disk_dir, d, e)) {
         diag_clear(e);
         return diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: cannot create a directory there (missing, "
-                        "read-only or not a directory)", P->o->disk_dir ? P->o->disk_dir : "(default)");
+                        "read-only or not a directory)", disk_dir_shown(P));
     }
     struct statvfs vfs;
-    if (statvfs(d.path, &vfs) == 0)
+    if (statvfs(d->path, &vfs) == 0)
         hw->disk.capacity_bytes = (double)vfs.f_bavail * (double)vfs.f_frsize;
-    offload_file *f = NULL;
-    char *bufs[4] = {0};
-    if ((st = offload_file_create(&d, "probe.bin", bytes, &f, e))) {
-        if (st == LLMSIM_EINPUT || hw->disk.capacity_bytes < (double)bytes) {
-            diag_clear(e);
-            st = diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: no room for the %.0f MiB test file "
-                          "(%.0f MiB free)", P->o->disk_dir ? P->o->disk_dir : "(default)",
-                          (double)bytes / 1048576, hw->disk.capacity_bytes / 1048576);
-        }
-        goto out;
+    return LLMSIM_OK;
+}
+
+/* The probe's file of `bytes` in d; a file that does not fit says so. */
+static llmsim_status disk_file_open(prof *P, const hwprofile *hw, offload_dir *d, uint64_t bytes,
+                                    offload_file **f, diag *e)
+{
+    llmsim_status st = offload_file_create(d, "probe.bin", bytes, f, e);
+    if (st && (st == LLMSIM_EINPUT || hw->disk.capacity_bytes < (double)bytes)) {
+        diag_clear(e);
+        st = diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: no room for the %.0f MiB test file "
+                      "(%.0f MiB free)", disk_dir_shown(P),
+                      (double)bytes / 1048576, hw->disk.capacity_bytes / 1048576);
     }
-    if ((st = disk_bufs(bufs, bs[nb - 1], e)))
-        goto out;
+    return st;
+}
+
+/* One direction of the disk (writes or reads): a figure per block size and
+ * queue depth, noted and summarized; the queue-depth-1 figures are the
+ * link's points, and the link is fitted to them. */
+static llmsim_status disk_link(prof *P, const disk_grid *g, offload_file *f, char **bufs, bool write,
+                               hw_link *l, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    const char *dir = write ? "write" : "read";
+    l->npoints = 0;
+    for (int bi = 0; bi < g->nblocks && !st && !stopped(P); bi++) {
+        for (int qi = 0; qi < g->nqds && !st && !stopped(P); qi++) {
+            const size_t block = g->blocks[bi];
+            const int qd = g->qds[qi];
+            char what[96];
+            snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d", dir,
+                     block >> 10, qd);
+            progress(P, what);
+            double spread = 0, med = 0, bw;
+            if ((st = disk_figure(f, g->file_bytes, block, qd, write, bufs, g->reps, &med, &spread,
+                                  &bw, e)))
+                break;
+            flag(P, what, spread);
+            strbuf_printf(&P->notes, " %s %zu KiB QD%d %.0f MB/s;", dir, block >> 10, qd, bw / 1e6);
+            strbuf_printf(P->summary, "disk %-5s %6zu KiB QD%d   %8.1f MB/s   spread %4.1f%%%s\n",
+                          dir, block >> 10, qd, bw / 1e6, 100 * spread,
+                          spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+            if (qd == 1) /* the link: one transfer at a time, as the engine's I/O thread */
+                l->points[l->npoints++] = (hw_point){(double)block, (double)block / bw, spread};
+        }
+    }
+    if (!st && l->npoints) {
+        l->present = true;
+        st = profile_link_fit(l, e);
+    }
+    return st;
+}
+
+/* The measurements on the open file: the disk is present; a warm-up pass,
+ * then the write and read links, then the compute lost beside transfers. */
+static llmsim_status disk_measure(prof *P, hwprofile *hw, pool *pl, const disk_grid *g,
+                                  offload_file *f, char **bufs, diag *e)
+{
+    const size_t block_max = g->blocks[g->nblocks - 1];
     hw->disk.present = true;
     strbuf_printf(&P->notes, " Disk (O_DIRECT%s, %s):", f->direct ? "" : " refused: buffered",
                   P->o->disk_dir ? P->o->disk_dir : "the default offload directory");
@@ -718,39 +786,26 @@ static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
      * allocation (and the reads find the file written) */
     progress(P, "disk warm-up");
     double warm;
-    st = disk_pass(f, bytes, bs[nb - 1], 1, true, bufs, &warm, e);
-    for (int w = 0; w < 2 && !st; w++) { /* writes first */
-        hw_link *l = w == 0 ? &hw->disk.write : &hw->disk.read;
-        l->npoints = 0;
-        for (int bi = 0; bi < nb && !st && !stopped(P); bi++) {
-            for (int qi = 0; qi < nq && !st && !stopped(P); qi++) {
-                char what[96];
-                snprintf(what, sizeof what, "disk %s, blocks of %zu KiB, queue depth %d",
-                         w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi]);
-                progress(P, what);
-                double spread = 0, med = 0, bw;
-                if ((st = disk_figure(f, bytes, bs[bi], qds[qi], w == 0, bufs, reps, &med, &spread,
-                                      &bw, e)))
-                    break;
-                flag(P, what, spread);
-                strbuf_printf(&P->notes, " %s %zu KiB QD%d %.0f MB/s;", w == 0 ? "write" : "read",
-                              bs[bi] >> 10, qds[qi], bw / 1e6);
-                strbuf_printf(P->summary, "disk %-5s %6zu KiB QD%d   %8.1f MB/s   spread %4.1f%%%s\n",
-                              w == 0 ? "write" : "read", bs[bi] >> 10, qds[qi], bw / 1e6, 100 * spread,
-                              spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
-                if (qds[qi] == 1) /* the link: one transfer at a time, as the engine's I/O thread */
-                    l->points[l->npoints++] =
-                        (hw_point){(double)bs[bi], (double)bs[bi] / bw, spread};
-            }
-        }
-        if (!st && l->npoints) {
-            l->present = true;
-            st = profile_gpu_fit_link(l, e);
-        }
-    }
+    llmsim_status st = disk_pass(f, g->file_bytes, block_max, 1, true, bufs, &warm, e);
+    for (int w = 0; w < 2 && !st; w++) /* writes first */
+        st = disk_link(P, g, f, bufs, w == 0, w == 0 ? &hw->disk.write : &hw->disk.read, e);
     if (!st && !stopped(P))
-        st = probe_io_loss(P, hw, pl, f, bytes, bs[nb - 1], bufs[0], e);
-out:
+        st = probe_io_loss(P, hw, pl, f, g->file_bytes, block_max, bufs[0], e);
+    return st;
+}
+
+static llmsim_status probe_disk(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    const disk_grid g = disk_grid_get(P->o->quick);
+    offload_dir d;
+    llmsim_status st = disk_dir_open(P, hw, &d, e);
+    if (st)
+        return st;
+    offload_file *f = NULL;
+    char *bufs[4] = {0};
+    if (!(st = disk_file_open(P, hw, &d, g.file_bytes, &f, e)) &&
+        !(st = disk_bufs(bufs, g.blocks[g.nblocks - 1], e)))
+        st = disk_measure(P, hw, pl, &g, f, bufs, e);
     for (int q = 0; q < 4; q++)
         free(bufs[q]);
     offload_dir_remove(&d);

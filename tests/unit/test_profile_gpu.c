@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "profiler/fit.h"
 #include "profiler/profile_gpu.h"
 #include "hwprofiles/hwprofile.h"
 #include "tap.h"
@@ -33,16 +34,16 @@ static void test_median(void)
 {
     double odd[] = {3, 1, 2};
     double spread = -1;
-    CHECK(profile_gpu_median(odd, 3, &spread) == 2, "median of 3 values");
+    CHECK(profile_median(odd, 3, &spread) == 2, "median of 3 values");
     CHECK_REL(spread, 1.0, 1e-15, "spread of {1,2,3}");
     CHECK(odd[0] == 1 && odd[1] == 2 && odd[2] == 3, "median sorts in place");
     double even[] = {4, 1, 3, 2};
-    CHECK(profile_gpu_median(even, 4, &spread) == 2.5, "median of 4 values");
+    CHECK(profile_median(even, 4, &spread) == 2.5, "median of 4 values");
     CHECK_REL(spread, 3 / 2.5, 1e-15, "spread of {1,2,3,4}");
     double one[] = {7};
-    CHECK(profile_gpu_median(one, 1, &spread) == 7 && spread == 0, "median of 1 value");
+    CHECK(profile_median(one, 1, &spread) == 7 && spread == 0, "median of 1 value");
     double zeros[] = {0, 0};
-    CHECK(profile_gpu_median(zeros, 2, &spread) == 0 && spread == 0, "spread with a zero median");
+    CHECK(profile_median(zeros, 2, &spread) == 0 && spread == 0, "spread with a zero median");
 }
 
 /* Points 4 KiB .. 1 GiB by powers of 4 on time = lat + bytes / bw, each time
@@ -66,12 +67,12 @@ static void test_fit(void)
     diag_clear(&e);
 
     synth_link(&l, 10e-6, 25e9, 0);
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK_REL(l.latency_s, 10e-6, FIT_EXACT_TOL, "exact fit: latency");
     CHECK_REL(l.bandwidth_Bps, 25e9, FIT_EXACT_TOL, "exact fit: bandwidth");
 
     synth_link(&l, 8e-6, 12e9, 0.03);
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK_REL(l.latency_s, 8e-6, FIT_NOISY_TOL, "noisy fit: latency");
     CHECK_REL(l.bandwidth_Bps, 12e9, FIT_NOISY_TOL, "noisy fit: bandwidth");
 
@@ -80,7 +81,7 @@ static void test_fit(void)
     synth_link(&l, 0, 20e9, 0);
     l.points[0].time_s *= 0.8;
     l.points[1].time_s *= 0.9;
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK(l.latency_s == 0, "negative latency clamped to 0 (got %g)", l.latency_s);
     CHECK(l.bandwidth_Bps > 0 && fabs(l.bandwidth_Bps / 20e9 - 1) < 0.25,
           "bandwidth with latency 0 (got %g)", l.bandwidth_Bps);
@@ -91,7 +92,7 @@ static void test_fit(void)
     l.points[0] = (hw_point){4096, 3e-6, 0};
     l.points[1] = (hw_point){65536, 2e-6, 0};
     l.points[2] = (hw_point){1048576, 1e-6, 0};
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK(l.bandwidth_Bps >= HW_MIN_BANDWIDTH && l.bandwidth_Bps <= HW_MAX_BANDWIDTH &&
               l.latency_s >= 0 && l.latency_s <= HW_MAX_LATENCY,
           "degenerate fit stays in range (bw %g, lat %g)", l.bandwidth_Bps, l.latency_s);
@@ -100,25 +101,25 @@ static void test_fit(void)
     memset(&l, 0, sizeof l);
     l.npoints = 1;
     l.points[0] = (hw_point){1e6, 1e-4, 0};
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK(l.bandwidth_Bps > 0 && l.latency_s >= 0, "one point: bw %g, lat %g", l.bandwidth_Bps,
           l.latency_s);
     l.npoints = 2;
     l.points[1] = (hw_point){1e6, 1.1e-4, 0};
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK(l.bandwidth_Bps > 0 && l.latency_s >= 0, "one size: bw %g, lat %g", l.bandwidth_Bps,
           l.latency_s);
 
     /* what cannot be fitted */
     memset(&l, 0, sizeof l);
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_EINPUT && e.msg[0], "no points: EINPUT");
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_EINPUT && e.msg[0], "no points: EINPUT");
     diag_clear(&e);
     l.npoints = 1;
     l.points[0] = (hw_point){4096, 0, 0};
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_EINPUT && e.msg[0], "zero time: EINPUT");
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_EINPUT && e.msg[0], "zero time: EINPUT");
     diag_clear(&e);
     l.points[0] = (hw_point){4096, NAN, 0};
-    CHECK(profile_gpu_fit_link(&l, &e) == LLMSIM_EINPUT && e.msg[0], "NaN time: EINPUT");
+    CHECK(profile_link_fit(&l, &e) == LLMSIM_EINPUT && e.msg[0], "NaN time: EINPUT");
 }
 
 /* ---- with a GPU */
