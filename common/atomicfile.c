@@ -9,6 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Free the temporary file's name and the resolved path. */
+static void atomicfile_release(atomicfile *a)
+{
+    free(a->tmp);
+    a->tmp = NULL;
+    free(a->resolved);
+    a->resolved = NULL;
+}
+
 llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what, diag *e)
 {
     memset(a, 0, sizeof *a);
@@ -24,8 +33,7 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
             path = a->resolved;
         }
         if (!S_ISREG(sb.st_mode)) {
-            free(a->resolved);
-            a->resolved = NULL;
+            atomicfile_release(a);
             return diag_set(e, LLMSIM_EINPUT, "%s %s: not a regular file (a directory or a device); "
                             "give a file path", what, path);
         }
@@ -40,10 +48,7 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
     if (fd < 0) {
         llmsim_status st = diag_set(e, LLMSIM_EINPUT, "%s %s: cannot write: %s", what, path,
                                     strerror(errno));
-        free(a->tmp);
-        a->tmp = NULL;
-        free(a->resolved);
-        a->resolved = NULL;
+        atomicfile_release(a);
         return st;
     }
     mode_t mask = umask(0);
@@ -52,10 +57,7 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
         llmsim_status st = diag_set(e, LLMSIM_EFAIL, "%s %s: %s", what, path, strerror(errno));
         close(fd);
         unlink(a->tmp);
-        free(a->tmp);
-        a->tmp = NULL;
-        free(a->resolved);
-        a->resolved = NULL;
+        atomicfile_release(a);
         return st;
     }
     return LLMSIM_OK;
@@ -71,10 +73,7 @@ llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e)
         st = diag_set(e, LLMSIM_EINPUT, "%s %s: cannot write: %s", what, a->path, strerror(errno));
         unlink(a->tmp);
     }
-    free(a->tmp);
-    a->tmp = NULL;
-    free(a->resolved);
-    a->resolved = NULL;
+    atomicfile_release(a);
     return st;
 }
 

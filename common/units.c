@@ -70,15 +70,11 @@ static bool unit_scale(units_kind kind, const char *unit, double *scale)
     return false;
 }
 
-bool units_parse(const char *text, units_kind kind, double *out, char *why, size_t why_len)
+/* The plain decimal number at p, in text: its value, and in *end where it
+ * ends. false with the reason in why. */
+static bool parse_number(const char *text, const char *p, units_kind kind, double *v, char **end,
+                         char *why, size_t why_len)
 {
-    const char *p = text;
-    while (*p == ' ' || *p == '\t')
-        p++;
-    if (*p == '\0') {
-        snprintf(why, why_len, "empty value; expected %s", units_kind_example(kind));
-        return false;
-    }
     /* strtod accepts hex, inf and nan: allow only plain decimal numbers. */
     for (const char *q = p; *q && !isalpha((unsigned char)*q) && *q != ' '; q++) {
         if (!(isdigit((unsigned char)*q) || *q == '.' || *q == '-' || *q == '+')) {
@@ -93,16 +89,16 @@ bool units_parse(const char *text, units_kind kind, double *out, char *why, size
         return false;
     }
     errno = 0;
-    char *end = NULL;
-    double v = strtod(p, &end);
-    if (end == p) {
+    *end = NULL;
+    *v = strtod(p, end);
+    if (*end == p) {
         snprintf(why, why_len, "'%s' does not start with a number; expected %s", text,
                  units_kind_example(kind));
         return false;
     }
     /* strtod also reads hex ("0x10") and hex floats: only decimal digits,
      * a point, signs and an exponent may have been consumed */
-    for (const char *q = p; q < end; q++) {
+    for (const char *q = p; q < *end; q++) {
         if (!(isdigit((unsigned char)*q) || *q == '.' || *q == '-' || *q == '+' || *q == 'e' ||
               *q == 'E')) {
             snprintf(why, why_len, "'%s' is not a number followed by a unit; expected %s", text,
@@ -110,10 +106,18 @@ bool units_parse(const char *text, units_kind kind, double *out, char *why, size
             return false;
         }
     }
-    if (errno == ERANGE || !isfinite(v)) {
+    if (errno == ERANGE || !isfinite(*v)) {
         snprintf(why, why_len, "number in '%s' is out of range", text);
         return false;
     }
+    return true;
+}
+
+/* The scale of the unit that follows the number in text, from `end` (blanks
+ * around it ignored). false with the reason in why. */
+static bool parse_unit(const char *text, const char *end, units_kind kind, double *scale,
+                       char *why, size_t why_len)
+{
     while (*end == ' ' || *end == '\t')
         end++;
     char unit[32];
@@ -130,11 +134,27 @@ bool units_parse(const char *text, units_kind kind, double *out, char *why, size
     }
     memcpy(unit, end, n);
     unit[n] = '\0';
-    double scale;
-    if (!unit_scale(kind, unit, &scale)) {
+    if (!unit_scale(kind, unit, scale)) {
         snprintf(why, why_len, "unknown unit '%s'; expected %s", unit, units_kind_example(kind));
         return false;
     }
+    return true;
+}
+
+bool units_parse(const char *text, units_kind kind, double *out, char *why, size_t why_len)
+{
+    const char *p = text;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\0') {
+        snprintf(why, why_len, "empty value; expected %s", units_kind_example(kind));
+        return false;
+    }
+    double v, scale;
+    char *end;
+    if (!parse_number(text, p, kind, &v, &end, why, why_len) ||
+        !parse_unit(text, end, kind, &scale, why, why_len))
+        return false;
     double r = v * scale;
     if (!isfinite(r)) {
         snprintf(why, why_len, "'%s' overflows", text);
@@ -144,34 +164,36 @@ bool units_parse(const char *text, units_kind kind, double *out, char *why, size
     return true;
 }
 
+/* The largest of 6 units, each `step` times the one before, that a (>= 0)
+ * reaches: its index, and its size in *scale. */
+static int pick_step(double a, double step, double *scale)
+{
+    int i = 0;
+    double s = 1.0;
+    while (i < 5 && a >= s * step) {
+        s *= step;
+        i++;
+    }
+    *scale = s;
+    return i;
+}
+
 /* Pick the display unit: binary for bytes and bandwidth, decimal for flops. */
 static const char *pick_unit(units_kind kind, double value, double *scale)
 {
     double a = fabs(value);
     switch (kind) {
-    case UNITS_BYTES:
-    case UNITS_BANDWIDTH: {
+    case UNITS_BYTES: {
         static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-        static const char *bw[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s", "PiB/s"};
-        int i = 0;
-        double s = 1.0;
-        while (i < 5 && a >= s * 1024.0) {
-            s *= 1024.0;
-            i++;
-        }
-        *scale = s;
-        return kind == UNITS_BYTES ? names[i] : bw[i];
+        return names[pick_step(a, 1024.0, scale)];
+    }
+    case UNITS_BANDWIDTH: {
+        static const char *names[] = {"B/s", "KiB/s", "MiB/s", "GiB/s", "TiB/s", "PiB/s"};
+        return names[pick_step(a, 1024.0, scale)];
     }
     case UNITS_FLOPS: {
         static const char *names[] = {"FLOP/s", "kFLOP/s", "MFLOP/s", "GFLOP/s", "TFLOP/s", "PFLOP/s"};
-        int i = 0;
-        double s = 1.0;
-        while (i < 5 && a >= s * 1000.0) {
-            s *= 1000.0;
-            i++;
-        }
-        *scale = s;
-        return names[i];
+        return names[pick_step(a, 1000.0, scale)];
     }
     case UNITS_TIME:
         if (a == 0.0 || a >= 1.0) {

@@ -274,15 +274,27 @@ static llmsim_status need_plain_scalar(yd_doc *d, yaml_node_t *n, const char *wh
     return LLMSIM_OK;
 }
 
+/* The text of a number: a non-empty scalar, not quoted; NULL after an error
+ * (in *st). */
+static const char *need_unquoted(yd_doc *d, yaml_node_t *n, const char *what, const char *expect,
+                                 llmsim_status *st, diag *e)
+{
+    if ((*st = need_plain_scalar(d, n, what, expect, e)))
+        return NULL;
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        *st = yd_error(d, n, e, "'%s' must be %s, not a quoted string", what, expect);
+        return NULL;
+    }
+    return yd_scalar(n);
+}
+
 llmsim_status yd_node_int(yd_doc *d, yaml_node_t *n, const char *what, long long min, long long max,
                           long long *out, diag *e)
 {
-    llmsim_status st = need_plain_scalar(d, n, what, "a whole number", e);
-    if (st)
+    llmsim_status st;
+    const char *s = need_unquoted(d, n, what, "a whole number", &st, e);
+    if (!s)
         return st;
-    const char *s = yd_scalar(n);
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return yd_error(d, n, e, "'%s' must be a whole number, not a quoted string", what);
     const char *p = s;
     if (*p == '-' || *p == '+')
         p++;
@@ -305,12 +317,10 @@ llmsim_status yd_node_int(yd_doc *d, yaml_node_t *n, const char *what, long long
 llmsim_status yd_node_double(yd_doc *d, yaml_node_t *n, const char *what, double min, double max,
                              double *out, diag *e)
 {
-    llmsim_status st = need_plain_scalar(d, n, what, "a number", e);
-    if (st)
+    llmsim_status st;
+    const char *s = need_unquoted(d, n, what, "a number", &st, e);
+    if (!s)
         return st;
-    const char *s = yd_scalar(n);
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return yd_error(d, n, e, "'%s' must be a number, not a quoted string", what);
     for (const char *q = s; *q; q++)
         if (!((*q >= '0' && *q <= '9') || *q == '.' || *q == '-' || *q == '+' || *q == 'e' ||
               *q == 'E'))
@@ -408,13 +418,22 @@ static yaml_node_t *field_value(yd_map *m, const char *key, yd_need need, llmsim
     return *st ? NULL : n;
 }
 
+/* The value node of a field that must be a non-empty scalar holding
+ * `expect`; NULL as field_value, or after an error (in *st) when it is not. */
+static yaml_node_t *field_scalar(yd_map *m, const char *key, yd_need need, const char *expect,
+                                 llmsim_status *st, diag *e)
+{
+    yaml_node_t *n = field_value(m, key, need, st, e);
+    if (n && (*st = need_plain_scalar(m->doc, n, key, expect, e)))
+        return NULL;
+    return n;
+}
+
 llmsim_status yd_field_str(yd_map *m, const char *key, yd_need need, char *buf, size_t len, diag *e)
 {
     llmsim_status st;
-    yaml_node_t *n = field_value(m, key, need, &st, e);
+    yaml_node_t *n = field_scalar(m, key, need, "a text value", &st, e);
     if (!n)
-        return st;
-    if ((st = need_plain_scalar(m->doc, n, key, "a text value", e)))
         return st;
     if (n->data.scalar.length >= len)
         return yd_error(m->doc, n, e, "'%s' is too long (at most %zu characters)", key, len - 1);
@@ -443,10 +462,8 @@ llmsim_status yd_field_double(yd_map *m, const char *key, yd_need need, double m
 llmsim_status yd_field_bool(yd_map *m, const char *key, yd_need need, bool *out, diag *e)
 {
     llmsim_status st;
-    yaml_node_t *n = field_value(m, key, need, &st, e);
+    yaml_node_t *n = field_scalar(m, key, need, "true or false", &st, e);
     if (!n)
-        return st;
-    if ((st = need_plain_scalar(m->doc, n, key, "true or false", e)))
         return st;
     const char *s = yd_scalar(n);
     if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && strcmp(s, "true") == 0)
@@ -491,10 +508,8 @@ llmsim_status yd_field_enum(yd_map *m, const char *key, yd_need need, const char
                             int n_names, int *out, diag *e)
 {
     llmsim_status st;
-    yaml_node_t *n = field_value(m, key, need, &st, e);
+    yaml_node_t *n = field_scalar(m, key, need, "one of the listed words", &st, e);
     if (!n)
-        return st;
-    if ((st = need_plain_scalar(m->doc, n, key, "one of the listed words", e)))
         return st;
     const char *s = yd_scalar(n);
     for (int i = 0; i < n_names; i++) {
@@ -603,4 +618,37 @@ llmsim_status yd_read(const char *name, const char *text, const char *what, cons
     st = yd_map_end(&root, read(&root, out, e), e);
     yd_free(&doc);
     return st;
+}
+
+llmsim_status yd_field_read(yd_map *m, const char *key, yd_need need, yd_read_fn read, void *out,
+                            diag *e)
+{
+    yd_map sub;
+    llmsim_status st = yd_field_map(m, key, need, &sub, e);
+    if (st || !sub.node)
+        return st;
+    return yd_map_end(&sub, read(&sub, out, e), e);
+}
+
+/* ---- the rules of a type */
+
+/* Room for what a rule says is wrong. */
+#define YD_RULE_MSG 512
+
+llmsim_status yd_rules_check(yd_rules_fn broken, const void *value, const char *where, diag *e)
+{
+    const char *key;
+    char msg[YD_RULE_MSG];
+    if (!broken(value, &key, msg, sizeof msg))
+        return LLMSIM_OK;
+    return diag_set(e, LLMSIM_EINPUT, "%s: %s", where, msg);
+}
+
+llmsim_status yd_rules_check_at(yd_rules_fn broken, const void *value, yd_map *m, diag *e)
+{
+    const char *key;
+    char msg[YD_RULE_MSG];
+    if (!broken(value, &key, msg, sizeof msg))
+        return LLMSIM_OK;
+    return yd_key_error(m, key, e, "%s", msg);
 }

@@ -147,4 +147,19 @@ typedef llmsim_status (*yd_read_fn)(yd_map *root, void *out, diag *e);
  * check for unknown keys (skipped after an error) and yd_free. */
 llmsim_status yd_read(const char *name, const char *text, const char *what, const char *kind,
                       int version, yd_read_fn read, void *out, diag *e);
+/* The same for the mapping under `key` of m: open it, read(&sub, out, e),
+ * then the check for unknown keys (skipped after an error). An optional key
+ * that is absent reads nothing (LLMSIM_OK, read not called). */
+llmsim_status yd_field_read(yd_map *m, const char *key, yd_need need, yd_read_fn read, void *out,
+                            diag *e);
+
+/* The rules of a type read from YAML (a model, a policy) beyond the types of
+ * its fields: the first rule `value` breaks, as a message without location
+ * in msg and the key it concerns in *key; false when it breaks none. */
+typedef bool (*yd_rules_fn)(const void *value, const char **key, char *msg, size_t len);
+/* LLMSIM_OK, or LLMSIM_EINPUT "<where>: <what is wrong>". */
+llmsim_status yd_rules_check(yd_rules_fn broken, const void *value, const char *where, diag *e);
+/* LLMSIM_OK, or LLMSIM_EINPUT at the value of the key concerned in m (at m
+ * when the key is absent), as yd_key_error. */
+llmsim_status yd_rules_check_at(yd_rules_fn broken, const void *value, yd_map *m, diag *e);
 #endif

@@ -67,21 +67,25 @@ static llmsim_status load_points(yd_doc *d, yaml_node_t *seq, hw_link *l, diag *
     return LLMSIM_OK;
 }
 
-static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw_link *l, diag *e)
+/* A link (an hw_link): present once its mapping is given. */
+static llmsim_status read_link(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(parent, key, need, &m, e);
-    if (st || !m.node)
-        return st;
+    hw_link *l = out;
     l->present = true;
     yaml_node_t *seq;
-    if (!(st = yd_field_qty_in(&m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+    llmsim_status st;
+    if (!(st = yd_field_qty_in(m, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                                HW_MAX_BANDWIDTH, &l->bandwidth_Bps, e)) &&
-        !(st = yd_field_qty_in(&m, "latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+        !(st = yd_field_qty_in(m, "latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                                &l->latency_s, e)) &&
-        !(st = yd_field_seq(&m, "points", YD_OPTIONAL, &seq, e)) && seq)
-        st = load_points(m.doc, seq, l, e);
-    return yd_map_end(&m, st, e);
+        !(st = yd_field_seq(m, "points", YD_OPTIONAL, &seq, e)) && seq)
+        st = load_points(m->doc, seq, l, e);
+    return st;
+}
+
+static llmsim_status load_link(yd_map *parent, const char *key, yd_need need, hw_link *l, diag *e)
+{
+    return yd_field_read(parent, key, need, read_link, l, e);
 }
 
 /* The sequence of points under `key` (NULL when absent and optional): at
@@ -164,101 +168,94 @@ static llmsim_status load_gemm(yd_map *parent, const char *key, yd_need need, hw
     return load_table(parent, key, need, "a GEMM point", read_gemm_point, t, &t->npoints, e);
 }
 
-static llmsim_status load_provenance(yd_map *root, hw_provenance *p, diag *e)
+/* provenance (an hw_provenance). */
+static llmsim_status read_provenance(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "provenance", YD_REQUIRED, &m, e);
-    if (st)
-        return st;
+    hw_provenance *p = out;
     int src = 0;
-    if (!(st = yd_field_enum(&m, "source", YD_REQUIRED, hw_source_names, 3, &src, e)) &&
-        !(st = yd_field_str(&m, "description", YD_REQUIRED, p->description,
+    llmsim_status st;
+    if (!(st = yd_field_enum(m, "source", YD_REQUIRED, hw_source_names, 3, &src, e)) &&
+        !(st = yd_field_str(m, "description", YD_REQUIRED, p->description,
                             sizeof p->description, e)) &&
-        !(st = yd_field_str(&m, "host", YD_OPTIONAL, p->host, sizeof p->host, e)) &&
-        !(st = yd_field_str(&m, "date", YD_OPTIONAL, p->date, sizeof p->date, e)) &&
-        !(st = yd_field_str(&m, "tool", YD_OPTIONAL, p->tool, sizeof p->tool, e)) &&
-        !(st = yd_field_str(&m, "command", YD_OPTIONAL, p->command, sizeof p->command, e)) &&
-        !(st = yd_field_str(&m, "notes", YD_OPTIONAL, p->notes, sizeof p->notes, e)))
+        !(st = yd_field_str(m, "host", YD_OPTIONAL, p->host, sizeof p->host, e)) &&
+        !(st = yd_field_str(m, "date", YD_OPTIONAL, p->date, sizeof p->date, e)) &&
+        !(st = yd_field_str(m, "tool", YD_OPTIONAL, p->tool, sizeof p->tool, e)) &&
+        !(st = yd_field_str(m, "command", YD_OPTIONAL, p->command, sizeof p->command, e)) &&
+        !(st = yd_field_str(m, "notes", YD_OPTIONAL, p->notes, sizeof p->notes, e)))
         p->source = (hw_source)src;
-    return yd_map_end(&m, st, e);
+    return st;
 }
 
-/* gpu.attention: the throughput of prefill and the bandwidth of decode. */
-static llmsim_status load_gpu_attention(yd_map *gpu, hw_gpu *g, diag *e)
+/* gpu.attention (of an hw_gpu): the throughput of prefill and the bandwidth
+ * of decode. */
+static llmsim_status read_gpu_attention(yd_map *att, void *out, diag *e)
 {
-    yd_map att;
-    llmsim_status st = yd_field_map(gpu, "attention", YD_REQUIRED, &att, e);
-    if (st)
-        return st;
-    if (!(st = yd_field_qty_in(&att, "prefill", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
+    hw_gpu *g = out;
+    llmsim_status st;
+    if (!(st = yd_field_qty_in(att, "prefill", YD_REQUIRED, UNITS_FLOPS, HW_MIN_FLOPS,
                                HW_MAX_FLOPS, &g->attn_prefill_flops, e)))
-        st = yd_field_qty_in(&att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+        st = yd_field_qty_in(att, "decode", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                              HW_MAX_BANDWIDTH, &g->attn_decode_Bps, e);
-    return yd_map_end(&att, st, e);
+    return st;
 }
 
-static llmsim_status load_gpu(yd_map *root, hwprofile *hw, diag *e)
+/* gpu (an hw_gpu): present once its mapping is given. */
+static llmsim_status read_gpu(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "gpu", YD_OPTIONAL, &m, e);
-    if (st || !m.node)
-        return st;
-    hw_gpu *g = &hw->gpu;
+    hw_gpu *g = out;
     g->present = true;
-    if (!(st = yd_field_str(&m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) &&
-        !(st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes,
+    llmsim_status st;
+    if (!(st = yd_field_str(m, "name", YD_REQUIRED, g->name, sizeof g->name, e)) &&
+        !(st = yd_field_qty(m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &g->memory_bytes,
                             e)) &&
-        !(st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+        !(st = yd_field_qty_in(m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                                HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &g->memory_bandwidth_Bps, e)) &&
-        !(st = load_gemm(&m, "gemm", YD_REQUIRED, &g->gemm, e)) &&
-        !(st = load_gemm(&m, "gemm_bf16", YD_OPTIONAL, &g->gemm_bf16, e)) &&
-        !(st = yd_field_qty_in(&m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+        !(st = load_gemm(m, "gemm", YD_REQUIRED, &g->gemm, e)) &&
+        !(st = load_gemm(m, "gemm_bf16", YD_OPTIONAL, &g->gemm_bf16, e)) &&
+        !(st = yd_field_qty_in(m, "launch_latency", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                                &g->launch_latency_s, e)))
-        st = load_gpu_attention(&m, g, e);
-    return yd_map_end(&m, st, e);
+        st = yd_field_read(m, "attention", YD_REQUIRED, read_gpu_attention, g, e);
+    return st;
 }
 
-static llmsim_status load_cpu(yd_map *root, hwprofile *hw, diag *e)
+/* cpu (an hw_cpu). */
+static llmsim_status read_cpu(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "cpu", YD_REQUIRED, &m, e);
-    if (st)
-        return st;
-    hw_cpu *c = &hw->cpu;
+    hw_cpu *c = out;
     long long cores = 0;
-    if (!(st = yd_field_str(&m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) &&
-        !(st = yd_field_int(&m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) &&
-        !(st = yd_field_qty(&m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes,
+    llmsim_status st;
+    if (!(st = yd_field_str(m, "name", YD_REQUIRED, c->name, sizeof c->name, e)) &&
+        !(st = yd_field_int(m, "cores", YD_REQUIRED, 1, 1 << 20, &cores, e)) &&
+        !(st = yd_field_qty(m, "memory", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE, &c->memory_bytes,
                             e)) &&
-        !(st = yd_field_qty_in(&m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
+        !(st = yd_field_qty_in(m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                                HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) &&
-        !(st = load_table(&m, "read_bandwidth", YD_OPTIONAL, "a read_bandwidth point",
+        !(st = load_table(m, "read_bandwidth", YD_OPTIONAL, "a read_bandwidth point",
                           read_read_point, &c->read, &c->read.npoints, e)) &&
-        !(st = load_gemm(&m, "gemm", YD_REQUIRED, &c->gemm, e)) &&
-        !(st = yd_field_qty_in(&m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+        !(st = load_gemm(m, "gemm", YD_REQUIRED, &c->gemm, e)) &&
+        !(st = yd_field_qty_in(m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                                HW_MAX_BANDWIDTH, &c->attn_Bps, e)) &&
-        !(st = yd_field_qty_in(&m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
+        !(st = yd_field_qty_in(m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                                &c->task_overhead_s, e)))
         c->cores = (int)cores;
-    return yd_map_end(&m, st, e);
+    return st;
 }
 
-static llmsim_status load_disk(yd_map *root, hwprofile *hw, diag *e)
+/* disk (an hw_disk): present once its mapping is given. */
+static llmsim_status read_disk(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "disk", YD_OPTIONAL, &m, e);
-    if (st || !m.node)
-        return st;
-    hw->disk.present = true;
-    if (!(st = yd_field_qty(&m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
-                            &hw->disk.capacity_bytes, e)) &&
-        !(st = load_link(&m, "read", YD_REQUIRED, &hw->disk.read, e)) &&
-        !(st = load_link(&m, "write", YD_REQUIRED, &hw->disk.write, e)) &&
-        !(st = yd_field_qty_in(&m, "read_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
-                               HW_MAX_LATENCY, &hw->disk.read_loss_s_per_GB, e)))
-        st = yd_field_qty_in(&m, "write_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
-                             HW_MAX_LATENCY, &hw->disk.write_loss_s_per_GB, e);
-    return yd_map_end(&m, st, e);
+    hw_disk *d = out;
+    d->present = true;
+    llmsim_status st;
+    if (!(st = yd_field_qty(m, "capacity", YD_REQUIRED, UNITS_BYTES, YD_POSITIVE,
+                            &d->capacity_bytes, e)) &&
+        !(st = load_link(m, "read", YD_REQUIRED, &d->read, e)) &&
+        !(st = load_link(m, "write", YD_REQUIRED, &d->write, e)) &&
+        !(st = yd_field_qty_in(m, "read_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                               HW_MAX_LATENCY, &d->read_loss_s_per_GB, e)))
+        st = yd_field_qty_in(m, "write_compute_loss_per_gb", YD_OPTIONAL, UNITS_TIME, 0,
+                             HW_MAX_LATENCY, &d->write_loss_s_per_GB, e);
+    return st;
 }
 
 /* The pageable link `to` takes the figures of the pinned `from` when not
@@ -271,26 +268,24 @@ static void default_pageable(hw_link *to, const hw_link *from)
     }
 }
 
-static llmsim_status load_links(yd_map *root, hwprofile *hw, diag *e)
+/* links (of a hwprofile, its gpu already read): host<->GPU copies. */
+static llmsim_status read_links(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "links", hw->gpu.present ? YD_REQUIRED : YD_OPTIONAL, &m, e);
-    if (st || !m.node)
-        return st;
+    hwprofile *hw = out;
     if (!hw->gpu.present)
-        return yd_map_end(&m, yd_error(m.doc, m.node, e, "'links' describes host<->GPU copies, but "
-                                       "the profile has no 'gpu' section; remove 'links' or add 'gpu'"),
-                          e);
+        return yd_error(m->doc, m->node, e, "'links' describes host<->GPU copies, but "
+                        "the profile has no 'gpu' section; remove 'links' or add 'gpu'");
+    llmsim_status st = LLMSIM_OK;
     for (int i = 0; i < HW_NLINKS && !st; i++) {
         /* pinned links are required; pageable ones default to the pinned figures */
         yd_need need = (i == HW_LINK_H2D_PINNED || i == HW_LINK_D2H_PINNED) ? YD_REQUIRED : YD_OPTIONAL;
-        st = load_link(&m, hw_link_names[i], need, &hw->links[i], e);
+        st = load_link(m, hw_link_names[i], need, &hw->links[i], e);
     }
     if (!st) {
         default_pageable(&hw->links[HW_LINK_H2D_PAGEABLE], &hw->links[HW_LINK_H2D_PINNED]);
         default_pageable(&hw->links[HW_LINK_D2H_PAGEABLE], &hw->links[HW_LINK_D2H_PINNED]);
     }
-    return yd_map_end(&m, st, e);
+    return st;
 }
 
 static llmsim_status hwprofile_read(yd_map *root, void *out, diag *e)
@@ -298,10 +293,13 @@ static llmsim_status hwprofile_read(yd_map *root, void *out, diag *e)
     hwprofile *hw = out;
     llmsim_status st;
     if ((st = yd_field_str(root, "name", YD_REQUIRED, hw->name, sizeof hw->name, e)) ||
-        (st = load_provenance(root, &hw->prov, e)) || (st = load_gpu(root, hw, e)) ||
-        (st = load_cpu(root, hw, e)) || (st = load_disk(root, hw, e)))
+        (st = yd_field_read(root, "provenance", YD_REQUIRED, read_provenance, &hw->prov, e)) ||
+        (st = yd_field_read(root, "gpu", YD_OPTIONAL, read_gpu, &hw->gpu, e)) ||
+        (st = yd_field_read(root, "cpu", YD_REQUIRED, read_cpu, &hw->cpu, e)) ||
+        (st = yd_field_read(root, "disk", YD_OPTIONAL, read_disk, &hw->disk, e)))
         return st;
-    return load_links(root, hw, e);
+    return yd_field_read(root, "links", hw->gpu.present ? YD_REQUIRED : YD_OPTIONAL, read_links, hw,
+                         e);
 }
 
 static llmsim_status hwprofile_load_yaml_doc(const char *path, const char *text, hwprofile *hw, diag *e)

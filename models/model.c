@@ -149,8 +149,9 @@ int model_head_tensors(const model *m, model_tensor *out)
 
 /* The first broken cross-field rule: a message without location, and the
  * key it concerns (so a YAML loader can point at that line). */
-static bool model_rule_broken(const model *m, const char **key, char *msg, size_t len)
+static bool model_rule_broken(const void *value, const char **key, char *msg, size_t len)
 {
+    const model *m = value;
     if (m->num_layers <= 0 || m->hidden_size <= 0 || m->num_heads <= 0 || m->num_kv_heads <= 0 ||
         m->head_dim <= 0 || m->ffn_size <= 0 || m->vocab_size <= 0 || m->max_context <= 0) {
         *key = "layers";
@@ -203,11 +204,7 @@ static bool model_rule_broken(const model *m, const char **key, char *msg, size_
 
 llmsim_status model_validate(const model *m, const char *where, diag *e)
 {
-    const char *key;
-    char msg[512];
-    if (!model_rule_broken(m, &key, msg, sizeof msg))
-        return LLMSIM_OK;
-    return diag_set(e, LLMSIM_EINPUT, "%s: %s", where, msg);
+    return yd_rules_check(model_rule_broken, m, where, e);
 }
 
 /* ---- YAML */
@@ -293,11 +290,7 @@ static llmsim_status derive_and_check(yd_map *root, model *m, bool have_kv, bool
                                 (long long)m->hidden_size, (long long)m->num_heads);
         m->head_dim = m->hidden_size / m->num_heads;
     }
-    const char *bad_key;
-    char msg[512];
-    if (model_rule_broken(m, &bad_key, msg, sizeof msg))
-        return yd_key_error(root, bad_key, e, "%s", msg);
-    return LLMSIM_OK;
+    return yd_rules_check_at(model_rule_broken, m, root, e);
 }
 
 static llmsim_status model_read(yd_map *root, void *out, diag *e)

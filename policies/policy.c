@@ -35,8 +35,9 @@ void policy_init(policy *p)
 }
 
 /* The first broken rule: a message without location and the key it concerns. */
-static bool policy_rule_broken(const policy *p, const char **key, char *msg, size_t len)
+static bool policy_rule_broken(const void *value, const char **key, char *msg, size_t len)
 {
+    const policy *p = value;
     const placement *pl[3] = {&p->weights, &p->kv_cache, &p->activations};
     const char *names[3] = {"weights", "kv_cache", "activations"};
     for (int i = 0; i < 3; i++) {
@@ -92,11 +93,7 @@ static bool policy_rule_broken(const policy *p, const char **key, char *msg, siz
 
 llmsim_status policy_validate(const policy *p, const char *where, diag *e)
 {
-    const char *key;
-    char msg[512];
-    if (!policy_rule_broken(p, &key, msg, sizeof msg))
-        return LLMSIM_OK;
-    return diag_set(e, LLMSIM_EINPUT, "%s: %s", where, msg);
+    return yd_rules_check(policy_rule_broken, p, where, e);
 }
 
 /* ---- YAML */
@@ -165,24 +162,21 @@ static llmsim_status load_quant(yd_map *root, const char *key, quant *q, diag *e
     return yd_map_close(&m, e);
 }
 
-static llmsim_status load_serving(yd_map *root, policy *p, diag *e)
+/* serving (of a policy): preemption, scheduler and KV block size. */
+static llmsim_status read_serving(yd_map *m, void *out, diag *e)
 {
-    yd_map m;
-    llmsim_status st = yd_field_map(root, "serving", YD_OPTIONAL, &m, e);
-    if (st || !m.node)
-        return st;
+    policy *p = out;
     int pre = (int)p->preempt, sch = (int)p->sched;
     long long bs = p->kv_block_size;
-    if ((st = yd_field_enum(&m, "preemption", YD_OPTIONAL, preemption_names, 3, &pre, e)) ||
-        (st = yd_field_enum(&m, "scheduler", YD_OPTIONAL, scheduler_names, 2, &sch, e)) ||
-        (st = yd_field_int(&m, "kv_block_size", YD_OPTIONAL, 1, 65536, &bs, e))) {
-        yd_map_discard(&m);
+    llmsim_status st;
+    if ((st = yd_field_enum(m, "preemption", YD_OPTIONAL, preemption_names, 3, &pre, e)) ||
+        (st = yd_field_enum(m, "scheduler", YD_OPTIONAL, scheduler_names, 2, &sch, e)) ||
+        (st = yd_field_int(m, "kv_block_size", YD_OPTIONAL, 1, 65536, &bs, e)))
         return st;
-    }
     p->preempt = (preemption)pre;
     p->sched = (scheduler)sch;
     p->kv_block_size = (int)bs;
-    return yd_map_close(&m, e);
+    return LLMSIM_OK;
 }
 
 static llmsim_status policy_load_yaml_doc(const char *path, const char *text, policy *p, diag *e)
@@ -204,22 +198,17 @@ static llmsim_status policy_load_yaml_doc(const char *path, const char *text, po
         (st = yd_field_bool(&root, "cpu_attention", YD_OPTIONAL, &p->cpu_attention, e)) ||
         (st = yd_field_bool(&root, "overlap", YD_OPTIONAL, &p->overlap, e)) ||
         (st = yd_field_bool(&root, "pin_weights", YD_OPTIONAL, &p->pin_weights, e)) ||
-        (st = load_serving(&root, p, e))) {
+        (st = yd_field_read(&root, "serving", YD_OPTIONAL, read_serving, p, e))) {
         yd_map_discard(&root);
         yd_free(&doc);
         return st;
     }
     p->gpu_batch_size = (int)gbs;
     p->num_gpu_batches = (int)ngb;
-    const char *bad_key;
-    char msg[512];
-    if (policy_rule_broken(p, &bad_key, msg, sizeof msg)) {
-        yaml_node_t *bn = yd_map_get(&root, bad_key);
-        st = yd_error(&doc, bn ? bn : root.node, e, "%s", msg);
+    if ((st = yd_rules_check_at(policy_rule_broken, p, &root, e)))
         yd_map_discard(&root);
-    } else {
+    else
         st = yd_map_close(&root, e);
-    }
     yd_free(&doc);
     return st;
 }
