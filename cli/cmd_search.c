@@ -57,9 +57,7 @@ static cJSON *candidate_json(const search_candidate *c)
     cJSON_AddNumberToObject(o, "total_s", c->total_s);
     cJSON_AddBoolToObject(o, "feasible", c->feasible);
     cJSON_AddNumberToObject(o, "repairs", c->repairs);
-    cJSON *pk = cJSON_AddObjectToObject(o, "peak_bytes");
-    for (int t = 0; t < TIER_COUNT; t++)
-        cJSON_AddNumberToObject(pk, tier_names[t], c->peak_bytes[t]);
+    cJSON_AddItemToObject(o, "peak_bytes", result_tiers_json(c->peak_bytes));
     return o;
 }
 

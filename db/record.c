@@ -77,26 +77,36 @@ llmsim_status record_run(const record_job *job, const record_data *rec, int64_t 
     return st;
 }
 
+int record_summary_metrics(record_metric *m, double throughput_tok_s, double total_s,
+                           double prefill_s, double decode_s, bool feasible,
+                           const double peak_bytes[TIER_COUNT])
+{
+    const record_metric summary[RECORD_SUMMARY_METRICS] = {
+        {"throughput_tok_s", throughput_tok_s},
+        {"total_s", total_s},
+        {"prefill_s", prefill_s},
+        {"decode_s", decode_s},
+        {"feasible", feasible ? 1.0 : 0.0},
+        {"peak_gpu_bytes", peak_bytes[TIER_GPU]},
+        {"peak_cpu_bytes", peak_bytes[TIER_CPU]},
+        {"peak_disk_bytes", peak_bytes[TIER_DISK]},
+    };
+    memcpy(m, summary, sizeof summary);
+    return RECORD_SUMMARY_METRICS;
+}
+
 llmsim_status record_prediction(const record_job *job, const char *kind, const cm_result *r,
                                 const char *result_json, int64_t *run_id, diag *e)
 {
-    const record_metric metrics[] = {
-        {"throughput_tok_s", r->throughput_tok_s},
-        {"total_s", r->total_s},
-        {"prefill_s", r->prefill_s},
-        {"decode_s", r->decode_s},
-        {"feasible", r->feasible ? 1.0 : 0.0},
-        {"peak_gpu_bytes", r->peak_bytes[TIER_GPU]},
-        {"peak_cpu_bytes", r->peak_bytes[TIER_CPU]},
-        {"peak_disk_bytes", r->peak_bytes[TIER_DISK]},
-        {"prefill_layer_s", r->prefill_layer_s},
-        {"decode_layer_s", r->decode_layer_s},
-        {"search_s", r->search_s},
-        {"candidates_evaluated", r->candidates_evaluated},
-    };
-    int nm = (int)(sizeof metrics / sizeof metrics[0]);
-    if (strcmp(kind, "search") != 0)
-        nm -= 2; /* the search's own figures */
+    record_metric metrics[RECORD_SUMMARY_METRICS + 4];
+    int nm = record_summary_metrics(metrics, r->throughput_tok_s, r->total_s, r->prefill_s,
+                                    r->decode_s, r->feasible, r->peak_bytes);
+    metrics[nm++] = (record_metric){"prefill_layer_s", r->prefill_layer_s};
+    metrics[nm++] = (record_metric){"decode_layer_s", r->decode_layer_s};
+    if (strcmp(kind, "search") == 0) { /* the search's own figures */
+        metrics[nm++] = (record_metric){"search_s", r->search_s};
+        metrics[nm++] = (record_metric){"candidates_evaluated", r->candidates_evaluated};
+    }
     record_data rec = {
         .kind = kind, .metrics = metrics, .nmetrics = nm,
         .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,

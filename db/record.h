@@ -58,6 +58,15 @@ typedef struct record_data {
 /* Open the job's store, write the run in one transaction, close it. */
 llmsim_status record_run(const record_job *job, const record_data *rec, int64_t *run_id, diag *e);
 
+/* The metrics that open a prediction's and a simulation's run, into
+ * m[0..RECORD_SUMMARY_METRICS): throughput_tok_s, total_s, prefill_s,
+ * decode_s, feasible (1 or 0), peak_gpu_bytes, peak_cpu_bytes,
+ * peak_disk_bytes. Returns RECORD_SUMMARY_METRICS. */
+#define RECORD_SUMMARY_METRICS 8
+int record_summary_metrics(record_metric *m, double throughput_tok_s, double total_s,
+                           double prefill_s, double decode_s, bool feasible,
+                           const double peak_bytes[TIER_COUNT]);
+
 /* A prediction (kind predict or search): its metrics and per-step stages. */
 llmsim_status record_prediction(const record_job *job, const char *kind, const cm_result *r,
                                 const char *result_json, int64_t *run_id, diag *e);

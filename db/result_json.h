@@ -14,7 +14,9 @@
 #include "sim/sim.h"
 
 cJSON *result_policy_json(const policy *p);
-/* {"gpu": .., "cpu": .., "disk": ..}: fractions over the tiers. */
+/* {"gpu": .., "cpu": .., "disk": ..}: one number per tier (bytes, ...). */
+cJSON *result_tiers_json(const double v[TIER_COUNT]);
+/* The same for fractions over the tiers. */
 cJSON *result_placement_json(const placement *pl);
 /* {"load_weight_s": .., "load_cache_s": .., ...}: one number per stage. */
 cJSON *result_stages_json(const double s[CM_NSTAGES]);

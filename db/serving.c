@@ -20,6 +20,43 @@ static cJSON *stat_json(const serve_stat *s)
     return o;
 }
 
+/* "serving": the settings in effect and the sizes they give. */
+static void serving_json(cJSON *root, const serve_setup *s)
+{
+    cJSON *sv = cJSON_AddObjectToObject(root, "serving");
+    cJSON_AddStringToObject(sv, "preemption", preemption_names[s->cfg.preempt]);
+    cJSON_AddStringToObject(sv, "scheduler", scheduler_names[s->cfg.sched]);
+    cJSON_AddNumberToObject(sv, "fair_alpha", s->cfg.fair_alpha);
+    cJSON_AddNumberToObject(sv, "kv_block_size", s->cfg.block_size);
+    cJSON_AddNumberToObject(sv, "max_batch", s->cfg.max_batch);
+    cJSON_AddNumberToObject(sv, "token_budget", (double)s->cfg.token_budget);
+    cJSON_AddNumberToObject(sv, "kv_memory_bytes", s->kv_bytes);
+    cJSON_AddNumberToObject(sv, "kv_blocks", (double)s->total_blocks);
+    cJSON_AddNumberToObject(sv, "block_bytes", s->block_bytes);
+    cJSON_AddNumberToObject(sv, "swap_space_bytes", s->cfg.swap_bytes);
+    cJSON_AddNumberToObject(sv, "swap_blocks", (double)s->swap_blocks);
+    cJSON_AddNumberToObject(sv, "weights_device_bytes", s->weights_dev_bytes);
+    cJSON_AddNumberToObject(sv, "workspace_bytes", s->workspace_bytes);
+}
+
+/* "kv_utilization": mean, peak and the use over time. */
+static void kv_utilization_json(cJSON *root, const serve_result *r)
+{
+    cJSON *kv = cJSON_AddObjectToObject(root, "kv_utilization");
+    cJSON_AddNumberToObject(kv, "mean", r->kv_util_mean);
+    cJSON_AddNumberToObject(kv, "peak", r->kv_util_peak);
+    /* [time_s, device blocks, swap blocks], at most SERVE_MAX_SERIES evenly spaced */
+    cJSON *series = cJSON_AddArrayToObject(kv, "series");
+    size_t step = r->nkv > SERVE_MAX_SERIES ? (r->nkv + SERVE_MAX_SERIES - 1) / SERVE_MAX_SERIES : 1;
+    for (size_t i = 0; i < r->nkv; i += step) {
+        cJSON *pt = cJSON_CreateArray();
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber(r->kv[i].time_s));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].dev_blocks));
+        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].swap_blocks));
+        cJSON_AddItemToArray(series, pt);
+    }
+}
+
 cJSON *result_serve_json(const record_job *job, const char *trace_in, const serve_gen *gen,
                          const serve_setup *s, const serve_requests *q, const serve_result *r,
                          double wall_s)
@@ -37,20 +74,7 @@ cJSON *result_serve_json(const record_job *job, const char *trace_in, const serv
         cJSON_AddStringToObject(src, "generator", strbuf_str(&b));
         strbuf_free(&b);
     }
-    cJSON *sv = cJSON_AddObjectToObject(root, "serving");
-    cJSON_AddStringToObject(sv, "preemption", preemption_names[s->cfg.preempt]);
-    cJSON_AddStringToObject(sv, "scheduler", scheduler_names[s->cfg.sched]);
-    cJSON_AddNumberToObject(sv, "fair_alpha", s->cfg.fair_alpha);
-    cJSON_AddNumberToObject(sv, "kv_block_size", s->cfg.block_size);
-    cJSON_AddNumberToObject(sv, "max_batch", s->cfg.max_batch);
-    cJSON_AddNumberToObject(sv, "token_budget", (double)s->cfg.token_budget);
-    cJSON_AddNumberToObject(sv, "kv_memory_bytes", s->kv_bytes);
-    cJSON_AddNumberToObject(sv, "kv_blocks", (double)s->total_blocks);
-    cJSON_AddNumberToObject(sv, "block_bytes", s->block_bytes);
-    cJSON_AddNumberToObject(sv, "swap_space_bytes", s->cfg.swap_bytes);
-    cJSON_AddNumberToObject(sv, "swap_blocks", (double)s->swap_blocks);
-    cJSON_AddNumberToObject(sv, "weights_device_bytes", s->weights_dev_bytes);
-    cJSON_AddNumberToObject(sv, "workspace_bytes", s->workspace_bytes);
+    serving_json(root, s);
     cJSON_AddItemToObject(root, "policy", result_policy_json(&s->pol));
 
     cJSON_AddNumberToObject(root, "throughput_tok_s", r->throughput_tok_s);
@@ -70,19 +94,7 @@ cJSON *result_serve_json(const record_job *job, const char *trace_in, const serv
     cJSON_AddNumberToObject(root, "swapped_in_bytes", r->swap_in_bytes);
     cJSON_AddNumberToObject(root, "swap_s", r->swap_s);
     cJSON_AddNumberToObject(root, "recomputed_tokens", r->recomputed_tokens);
-    cJSON *kv = cJSON_AddObjectToObject(root, "kv_utilization");
-    cJSON_AddNumberToObject(kv, "mean", r->kv_util_mean);
-    cJSON_AddNumberToObject(kv, "peak", r->kv_util_peak);
-    /* [time_s, device blocks, swap blocks], at most SERVE_MAX_SERIES evenly spaced */
-    cJSON *series = cJSON_AddArrayToObject(kv, "series");
-    size_t step = r->nkv > SERVE_MAX_SERIES ? (r->nkv + SERVE_MAX_SERIES - 1) / SERVE_MAX_SERIES : 1;
-    for (size_t i = 0; i < r->nkv; i += step) {
-        cJSON *pt = cJSON_CreateArray();
-        cJSON_AddItemToArray(pt, cJSON_CreateNumber(r->kv[i].time_s));
-        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].dev_blocks));
-        cJSON_AddItemToArray(pt, cJSON_CreateNumber((double)r->kv[i].swap_blocks));
-        cJSON_AddItemToArray(series, pt);
-    }
+    kv_utilization_json(root, r);
     cJSON_AddNumberToObject(root, "iterations", (double)r->iterations);
     cJSON_AddNumberToObject(root, "events", (double)r->events);
     cJSON_AddNumberToObject(root, "sim_wall_s", wall_s);

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/hash.h"
 
 #ifndef LLMSIM_VERSION
@@ -44,6 +45,31 @@ struct store {
 
 // ---- schema
 
+/* The columns of runs after `kind`, and the indexes on its names: written
+ * once for migration 0, which creates the table, and migration 2, which
+ * rebuilds it with only the kind CHECK changed. They are part of shipped
+ * migrations: never edit them; a new migration changes the table. */
+#define STORE_RUNS_COLUMNS_AFTER_KIND                                                              \
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),\n"       \
+    "  model_hash TEXT REFERENCES inputs(hash),\n"                                                 \
+    "  hw_hash TEXT REFERENCES inputs(hash),\n"                                                    \
+    "  policy_hash TEXT REFERENCES inputs(hash),\n"                                                \
+    "  workload_hash TEXT REFERENCES inputs(hash),\n"                                              \
+    "  model_name TEXT,\n"                                                                         \
+    "  hw_name TEXT,\n"                                                                            \
+    "  tool_version TEXT NOT NULL,\n"                                                              \
+    "  command TEXT,\n"                                                                            \
+    "  host TEXT,\n"                                                                               \
+    "  pid INTEGER,\n"                                                                             \
+    "  started_at TEXT NOT NULL,\n"                                                                \
+    "  finished_at TEXT,\n"                                                                        \
+    "  result_json TEXT\n"                                                                         \
+    ");\n"
+#define STORE_RUNS_NAME_INDEXES                                                                    \
+    "CREATE INDEX runs_model_name ON runs(model_name);\n"                                          \
+    "CREATE INDEX runs_hw_name ON runs(hw_name);\n"                                                \
+    "CREATE INDEX runs_kind ON runs(kind);\n"
+
 /* Append-only: never edit an entry that has shipped; add a new one. */
 static const char *const store_migrations[] = {
     /* 0 -> 1: inputs, runs, and per-run metrics, stage and task timings */
@@ -58,24 +84,8 @@ static const char *const store_migrations[] = {
     "  id INTEGER PRIMARY KEY,\n"
     "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
     "                                     'validate', 'calibrate')),\n"
-    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),\n"
-    "  model_hash TEXT REFERENCES inputs(hash),\n"
-    "  hw_hash TEXT REFERENCES inputs(hash),\n"
-    "  policy_hash TEXT REFERENCES inputs(hash),\n"
-    "  workload_hash TEXT REFERENCES inputs(hash),\n"
-    "  model_name TEXT,\n"
-    "  hw_name TEXT,\n"
-    "  tool_version TEXT NOT NULL,\n"
-    "  command TEXT,\n"
-    "  host TEXT,\n"
-    "  pid INTEGER,\n"
-    "  started_at TEXT NOT NULL,\n"
-    "  finished_at TEXT,\n"
-    "  result_json TEXT\n"
-    ");\n"
-    "CREATE INDEX runs_model_name ON runs(model_name);\n"
-    "CREATE INDEX runs_hw_name ON runs(hw_name);\n"
-    "CREATE INDEX runs_kind ON runs(kind);\n"
+    STORE_RUNS_COLUMNS_AFTER_KIND
+    STORE_RUNS_NAME_INDEXES
     "CREATE TABLE run_metrics (\n"
     "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
     "  key TEXT NOT NULL,\n"
@@ -118,29 +128,13 @@ static const char *const store_migrations[] = {
     "  id INTEGER PRIMARY KEY,\n"
     "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
     "                                     'validate', 'calibrate', 'serve')),\n"
-    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted')),\n"
-    "  model_hash TEXT REFERENCES inputs(hash),\n"
-    "  hw_hash TEXT REFERENCES inputs(hash),\n"
-    "  policy_hash TEXT REFERENCES inputs(hash),\n"
-    "  workload_hash TEXT REFERENCES inputs(hash),\n"
-    "  model_name TEXT,\n"
-    "  hw_name TEXT,\n"
-    "  tool_version TEXT NOT NULL,\n"
-    "  command TEXT,\n"
-    "  host TEXT,\n"
-    "  pid INTEGER,\n"
-    "  started_at TEXT NOT NULL,\n"
-    "  finished_at TEXT,\n"
-    "  result_json TEXT\n"
-    ");\n"
+    STORE_RUNS_COLUMNS_AFTER_KIND
     "INSERT INTO runs_new SELECT id, kind, status, model_hash, hw_hash, policy_hash, workload_hash,\n"
     "  model_name, hw_name, tool_version, command, host, pid, started_at, finished_at, result_json\n"
     "  FROM runs;\n"
     "DROP TABLE runs;\n"
     "ALTER TABLE runs_new RENAME TO runs;\n"
-    "CREATE INDEX runs_model_name ON runs(model_name);\n"
-    "CREATE INDEX runs_hw_name ON runs(hw_name);\n"
-    "CREATE INDEX runs_kind ON runs(kind);\n"
+    STORE_RUNS_NAME_INDEXES
     "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
 };
 
@@ -241,6 +235,14 @@ static llmsim_status store_fail(const store *s, diag *e, int rc, const char *wha
         }                                                                                       \
     } while (0)
 
+/* A step of this file that returns a status of its own. */
+#define STORE_TRY(call)                                                                         \
+    do {                                                                                        \
+        st = (call);                                                                            \
+        if (st != LLMSIM_OK)                                                                    \
+            goto fail;                                                                          \
+    } while (0)
+
 /* Roll back an open transaction, if any, after a failure. Its own result is
  * not reported: the first error is already in the diag, and SQLite rolls back
  * by itself when the statement that failed has already ended it. */
@@ -250,15 +252,63 @@ static void store_rollback(store *s)
         (void)sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static char *store_strdup(const char *t)
+/* strdup that passes NULL through. */
+static char *store_strdup(const char *t) { return t ? strdup(t) : NULL; }
+
+// ---- statements
+
+/* Prepare `sql` into *out with ?1 bound to run_id (a run's id). On failure
+ * *out is NULL. */
+static llmsim_status store_prepare_id(store *s, const char *sql, int64_t run_id,
+                                      sqlite3_stmt **out, diag *e)
 {
-    if (!t)
-        return NULL;
-    size_t n = strlen(t) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, t, n);
-    return d;
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    STORE_PREPARE(s, e, q, sql);
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    *out = q;
+    return LLMSIM_OK;
+fail:
+    sqlite3_finalize(q);
+    *out = NULL;
+    return st;
+}
+
+/* Bind texts[0..n) to the parameters ?first.. of q; a NULL text binds NULL.
+ * The texts must stay alive until q is stepped. */
+static llmsim_status store_bind_texts(store *s, sqlite3_stmt *q, int first,
+                                      const char *const *texts, int n, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    for (int i = 0; i < n; i++)
+        STORE_CHECK(s, e, sqlite3_bind_text(q, first + i, texts[i], -1, SQLITE_STATIC));
+fail:
+    return st;
+}
+
+/* Take the current row of a query into the caller's context; false when out
+ * of memory. */
+typedef bool (*store_row_take)(sqlite3_stmt *q, void *ctx);
+
+/* Step q through all its rows, handing each to take, then finalize it. Out
+ * of memory reads "<store>: out of memory <doing>". */
+static llmsim_status store_rows_each(store *s, sqlite3_stmt *q, store_row_take take, void *ctx,
+                                     const char *doing, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        if (!take(q, ctx)) {
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory %s", s->path, doing);
+            goto fail;
+        }
+    }
+fail:
+    sqlite3_finalize(q);
+    return st;
 }
 
 // ---- opening, migrations, interrupted runs
@@ -276,25 +326,65 @@ static void store_sql_pid_gone(sqlite3_context *cx, int argc, sqlite3_value **ar
     sqlite3_result_int(cx, gone);
 }
 
-static llmsim_status store_user_version(store *s, int *version, diag *e)
+/* A statement that returns one row of one integer: *value (0 when no row). */
+static llmsim_status store_query_int(store *s, const char *sql, int *value, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
     bool row = false;
-    STORE_PREPARE(s, e, q, "PRAGMA user_version");
+    STORE_PREPARE(s, e, q, sql);
     STORE_STEP_ROW(s, e, q, row);
-    *version = row ? sqlite3_column_int(q, 0) : 0;
+    *value = row ? sqlite3_column_int(q, 0) : 0;
 fail:
-    sqlite3_finalize(q); /* its result repeats the step's, checked above */
+    sqlite3_finalize(q);
     return st;
 }
 
-static llmsim_status store_refuse_newer(const store *s, int version, diag *e)
+/* The schema version of the store, refused when newer than this llmsim's. */
+static llmsim_status store_known_version(store *s, int *version, diag *e)
 {
-    return diag_set(e, LLMSIM_EINPUT,
-                    "%s: store schema version %d is newer than this llmsim (%s) knows (%d); use a "
-                    "newer llmsim or another --db",
-                    s->path, version, LLMSIM_VERSION, STORE_SCHEMA_VERSION);
+    llmsim_status st = store_query_int(s, "PRAGMA user_version", version, e);
+    if (st == LLMSIM_OK && *version > STORE_SCHEMA_VERSION)
+        st = diag_set(e, LLMSIM_EINPUT,
+                      "%s: store schema version %d is newer than this llmsim (%s) knows (%d); "
+                      "use a newer llmsim or another --db",
+                      s->path, *version, LLMSIM_VERSION, STORE_SCHEMA_VERSION);
+    return st;
+}
+
+/* user_version 0 with tables in it: some other program's database. */
+static llmsim_status store_refuse_foreign(store *s, diag *e)
+{
+    int objects = 0;
+    llmsim_status st = store_query_int(s, "SELECT count(*) FROM sqlite_master", &objects, e);
+    if (st == LLMSIM_OK && objects > 0)
+        st = diag_set(e, LLMSIM_EINPUT,
+                      "%s: an SQLite database but not an llmsim store (it has tables and "
+                      "no llmsim schema version); pass --db with another path",
+                      s->path);
+    return st;
+}
+
+/* Migration `version` -> version + 1 inside the open transaction, refused
+ * when it would leave a dangling reference. */
+static llmsim_status store_migrate_one(store *s, int version, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    STORE_EXEC(s, e, store_migrations[version]);
+    char pragma[64];
+    snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
+    STORE_EXEC(s, e, pragma);
+    bool bad = false;
+    STORE_PREPARE(s, e, q, "PRAGMA foreign_key_check");
+    STORE_STEP_ROW(s, e, q, bad);
+    if (bad)
+        st = diag_set(e, LLMSIM_EFAIL,
+                      "%s: migrating the store to version %d would break its references; "
+                      "it is left at version %d", s->path, version + 1, version);
+fail:
+    sqlite3_finalize(q);
+    return st;
 }
 
 /* Apply the migrations this database lacks, each in its own transaction. The
@@ -303,7 +393,6 @@ static llmsim_status store_refuse_newer(const store *s, int version, diag *e)
 static llmsim_status store_migrate(store *s, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
-    sqlite3_stmt *q = NULL;
     /* SQLite's procedure for schema changes that rebuild a table: foreign
      * keys off (a no-op inside a transaction, so here), checked before each
      * commit, and on again after. */
@@ -311,53 +400,18 @@ static llmsim_status store_migrate(store *s, diag *e)
     for (;;) {
         STORE_EXEC(s, e, "BEGIN IMMEDIATE");
         int version = 0;
-        st = store_user_version(s, &version, e);
-        if (st != LLMSIM_OK)
-            goto fail;
-        if (version > STORE_SCHEMA_VERSION) {
-            st = store_refuse_newer(s, version, e);
-            goto fail;
-        }
+        STORE_TRY(store_known_version(s, &version, e));
         if (version == STORE_SCHEMA_VERSION) {
             STORE_EXEC(s, e, "COMMIT");
             STORE_EXEC(s, e, "PRAGMA foreign_keys = ON");
             return LLMSIM_OK;
         }
-        if (version == 0) {
-            /* user_version 0 with tables in it: some other program's database */
-            bool row = false;
-            STORE_PREPARE(s, e, q, "SELECT count(*) FROM sqlite_master");
-            STORE_STEP_ROW(s, e, q, row);
-            int objects = row ? sqlite3_column_int(q, 0) : 0;
-            sqlite3_finalize(q);
-            q = NULL;
-            if (objects > 0) {
-                st = diag_set(e, LLMSIM_EINPUT,
-                              "%s: an SQLite database but not an llmsim store (it has tables and "
-                              "no llmsim schema version); pass --db with another path",
-                              s->path);
-                goto fail;
-            }
-        }
-        STORE_EXEC(s, e, store_migrations[version]);
-        char pragma[64];
-        snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version + 1);
-        STORE_EXEC(s, e, pragma);
-        bool bad = false;
-        STORE_PREPARE(s, e, q, "PRAGMA foreign_key_check");
-        STORE_STEP_ROW(s, e, q, bad);
-        sqlite3_finalize(q);
-        q = NULL;
-        if (bad) {
-            st = diag_set(e, LLMSIM_EFAIL,
-                          "%s: migrating the store to version %d would break its references; "
-                          "it is left at version %d", s->path, version + 1, version);
-            goto fail;
-        }
+        if (version == 0)
+            STORE_TRY(store_refuse_foreign(s, e));
+        STORE_TRY(store_migrate_one(s, version, e));
         STORE_EXEC(s, e, "COMMIT");
     }
 fail:
-    sqlite3_finalize(q);
     store_rollback(s);
     sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
     return st;
@@ -379,100 +433,119 @@ fail:
     return st;
 }
 
-static llmsim_status store_open_flags(const char *path, int flags, store **out, diag *e)
+/* A new handle for path, not yet connected: its path and host name. */
+static llmsim_status store_new(const char *path, store **out, diag *e)
 {
-    llmsim_status st = LLMSIM_OK;
-    sqlite3_stmt *q = NULL;
-    *out = NULL;
     store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = store_strdup(path))) {
-        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory opening the store", path);
-        goto fail;
+        free(s);
+        *out = NULL;
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory opening the store", path);
     }
     if (gethostname(s->host, sizeof s->host) != 0)
         snprintf(s->host, sizeof s->host, "unknown");
     s->host[sizeof s->host - 1] = '\0';
+    *out = s;
+    return LLMSIM_OK;
+}
 
+/* Open the database file (with `flags`), set the busy timeout and register
+ * llmsim_pid_gone. */
+static llmsim_status store_connect(store *s, const char *path, int flags, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-        st = diag_set(e, LLMSIM_EINPUT, "%s: is a directory; give the path of a store file", path);
-        goto fail;
-    }
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return diag_set(e, LLMSIM_EINPUT, "%s: is a directory; give the path of a store file",
+                        path);
     /* sqlite3_open_v2 returns a handle (for sqlite3_errmsg) even on failure */
     STORE_CHECK(s, e, sqlite3_open_v2(path, &s->db, flags, NULL));
     STORE_CHECK(s, e, sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS));
     STORE_CHECK(s, e, sqlite3_create_function_v2(s->db, "llmsim_pid_gone", 2,
                                                  SQLITE_UTF8 | SQLITE_DIRECTONLY, s,
                                                  store_sql_pid_gone, NULL, NULL, NULL));
+fail:
+    return st;
+}
 
+/* WAL mode, set only when not already on: it persists in the file, and
+ * setting it needs the write lock. */
+static llmsim_status store_journal_wal(store *s, diag *e)
+{
+    char mode[16];
+    llmsim_status st = store_pragma_text(s, "PRAGMA journal_mode", mode, sizeof mode, e);
+    if (st != LLMSIM_OK || strcmp(mode, "wal") == 0 || strcmp(mode, "memory") == 0)
+        return st;
+    st = store_pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof mode, e);
+    if (st == LLMSIM_OK && strcmp(mode, "wal") != 0)
+        st = diag_set(e, LLMSIM_EFAIL, "%s: cannot switch the store to WAL mode (got '%s')",
+                      s->path, mode);
+    return st;
+}
+
+/* Foreign keys on, and checked to be enforced by this SQLite. */
+static llmsim_status store_foreign_keys_on(store *s, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    STORE_EXEC(s, e, "PRAGMA foreign_keys = ON");
+    char fk[8];
+    STORE_TRY(store_pragma_text(s, "PRAGMA foreign_keys", fk, sizeof fk, e));
+    if (strcmp(fk, "1") != 0)
+        st = diag_set(e, LLMSIM_EFAIL, "%s: this SQLite does not enforce foreign keys", s->path);
+fail:
+    return st;
+}
+
+/* Mark 'interrupted' the runs left 'running' by a process of this host that
+ * is gone. Looked for before any UPDATE, which would need the write lock. */
+static llmsim_status store_mark_interrupted(store *s, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    sqlite3_stmt *q = NULL;
+    int dead = 0;
+    STORE_TRY(store_query_int(s,
+                              "SELECT 1 FROM runs WHERE status = 'running' AND "
+                              "llmsim_pid_gone(host, pid) LIMIT 1",
+                              &dead, e));
+    if (!dead)
+        return LLMSIM_OK;
+    STORE_PREPARE(s, e, q,
+                  "UPDATE runs SET status = 'interrupted', finished_at = " STORE_NOW
+                  " WHERE status = 'running' AND llmsim_pid_gone(host, pid)");
+    /* Busy: another process is writing; a later open marks these rows. */
+    int rc = sqlite3_step(q);
+    if (rc != SQLITE_DONE && (rc & 0xff) != SQLITE_BUSY)
+        st = store_fail(s, e, rc, sqlite3_sql(q), __FILE__, __LINE__);
+fail:
+    sqlite3_finalize(q);
+    return st;
+}
+
+static llmsim_status store_open_flags(const char *path, int flags, store **out, diag *e)
+{
+    store *s = NULL;
+    llmsim_status st = store_new(path, &s, e);
+    *out = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_TRY(store_connect(s, path, flags, e));
     /* Refuse a newer store before writing anything to it (this is also the
      * first read, where a file that is not a database shows). */
     int version = 0;
-    st = store_user_version(s, &version, e);
-    if (st != LLMSIM_OK)
-        goto fail;
-    if (version > STORE_SCHEMA_VERSION) {
-        st = store_refuse_newer(s, version, e);
-        goto fail;
-    }
+    STORE_TRY(store_known_version(s, &version, e));
     /* Opening must not need the write lock when there is nothing to write:
      * a run in progress holds it for as long as it runs, and `llmsim runs`
-     * has to work meanwhile. So WAL is set only when not already on (it
-     * persists in the file), migrations run only when the store is behind,
-     * and dead runs are looked for before any UPDATE. */
-    char mode[16];
-    st = store_pragma_text(s, "PRAGMA journal_mode", mode, sizeof mode, e);
-    if (st != LLMSIM_OK)
-        goto fail;
-    if (strcmp(mode, "wal") != 0 && strcmp(mode, "memory") != 0) {
-        st = store_pragma_text(s, "PRAGMA journal_mode = WAL", mode, sizeof mode, e);
-        if (st != LLMSIM_OK)
-            goto fail;
-        if (strcmp(mode, "wal") != 0) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: cannot switch the store to WAL mode (got '%s')",
-                          s->path, mode);
-            goto fail;
-        }
-    }
-    STORE_EXEC(s, e, "PRAGMA foreign_keys = ON");
-    char fk[8];
-    st = store_pragma_text(s, "PRAGMA foreign_keys", fk, sizeof fk, e);
-    if (st != LLMSIM_OK)
-        goto fail;
-    if (strcmp(fk, "1") != 0) {
-        st = diag_set(e, LLMSIM_EFAIL, "%s: this SQLite does not enforce foreign keys", s->path);
-        goto fail;
-    }
-    if (version < STORE_SCHEMA_VERSION) {
-        st = store_migrate(s, e);
-        if (st != LLMSIM_OK)
-            goto fail;
-    }
-
-    bool dead = false;
-    STORE_PREPARE(s, e, q,
-                  "SELECT 1 FROM runs WHERE status = 'running' AND llmsim_pid_gone(host, pid) "
-                  "LIMIT 1");
-    STORE_STEP_ROW(s, e, q, dead);
-    sqlite3_finalize(q);
-    q = NULL;
-    if (dead) {
-        STORE_PREPARE(s, e, q,
-                      "UPDATE runs SET status = 'interrupted', finished_at = " STORE_NOW
-                      " WHERE status = 'running' AND llmsim_pid_gone(host, pid)");
-        /* Busy: another process is writing; a later open marks these rows. */
-        int rc = sqlite3_step(q);
-        if (rc != SQLITE_DONE && (rc & 0xff) != SQLITE_BUSY) {
-            st = store_fail(s, e, rc, sqlite3_sql(q), __FILE__, __LINE__);
-            goto fail;
-        }
-        sqlite3_finalize(q);
-        q = NULL;
-    }
+     * has to work meanwhile. So WAL is set only when not already on,
+     * migrations run only when the store is behind, and dead runs are looked
+     * for before any UPDATE. */
+    STORE_TRY(store_journal_wal(s, e));
+    STORE_TRY(store_foreign_keys_on(s, e));
+    if (version < STORE_SCHEMA_VERSION)
+        STORE_TRY(store_migrate(s, e));
+    STORE_TRY(store_mark_interrupted(s, e));
     *out = s;
     return LLMSIM_OK;
 fail:
-    sqlite3_finalize(q);
     store_close(s);
     return st;
 }
@@ -514,13 +587,11 @@ llmsim_status store_put_input(store *s, const char *kind, const char *name, cons
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
     hash_hex(canonical, hash_out);
+    const char *const values[] = {hash_out, kind, name, canonical};
     STORE_PREPARE(s, e, q,
                   "INSERT OR IGNORE INTO inputs (hash, kind, name, body, created_at) "
                   "VALUES (?1, ?2, ?3, ?4, " STORE_NOW ")");
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, hash_out, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, kind, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, name, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, canonical, -1, SQLITE_STATIC));
+    STORE_TRY(store_bind_texts(s, q, 1, values, 4, e));
     STORE_STEP_DONE(s, e, q);
     sqlite3_finalize(q);
     q = NULL;
@@ -566,12 +637,13 @@ fail:
 /* Set the status of a run still marked 'running' (autocommit). */
 static llmsim_status store_run_mark(store *s, int64_t run_id, const char *status, diag *e)
 {
-    llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
-    STORE_PREPARE(s, e, q,
-                  "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
-                  " WHERE id = ?1 AND status = 'running'");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
+    llmsim_status st = store_prepare_id(s,
+                                        "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
+                                        " WHERE id = ?1 AND status = 'running'",
+                                        run_id, &q, e);
+    if (st != LLMSIM_OK)
+        return st;
     STORE_CHECK(s, e, sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC));
     STORE_STEP_DONE(s, e, q);
 fail:
@@ -585,6 +657,16 @@ static llmsim_status store_run_check_open(const store *s, int64_t run_id, diag *
         return LLMSIM_OK;
     return diag_set(e, LLMSIM_EFAIL, "%s: run %lld is not the open run (%lld) (%s:%d)", s->path,
                     (long long)run_id, (long long)s->run_open, __FILE__, __LINE__);
+}
+
+/* A statement that writes into the open run run_id: `sql` with ?1 bound to
+ * the run's id. On failure *q is NULL. */
+static llmsim_status store_run_prepare(store *s, int64_t run_id, const char *sql,
+                                       sqlite3_stmt **q, diag *e)
+{
+    llmsim_status st = store_run_check_open(s, run_id, e);
+    *q = NULL;
+    return st != LLMSIM_OK ? st : store_prepare_id(s, sql, run_id, q, e);
 }
 
 llmsim_status store_run_begin(store *s, const store_run_info *info, int64_t *run_id, diag *e)
@@ -602,21 +684,16 @@ llmsim_status store_run_begin(store *s, const store_run_info *info, int64_t *run
                         s->path, __FILE__, __LINE__);
 
     /* 1. the 'running' row, committed on its own so it survives a crash */
+    const char *const values[] = {info->kind,       info->model_hash,    info->hw_hash,
+                                  info->policy_hash, info->workload_hash, info->model_name,
+                                  info->hw_name,    LLMSIM_VERSION,      info->command,
+                                  s->host};
     STORE_PREPARE(s, e, q,
                   "INSERT INTO runs (kind, status, model_hash, hw_hash, policy_hash, "
                   "workload_hash, model_name, hw_name, tool_version, command, host, pid, "
                   "started_at) VALUES (?1, 'running', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, "
                   STORE_NOW ")");
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, info->kind, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, info->model_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, info->hw_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, info->policy_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 5, info->workload_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 6, info->model_name, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 7, info->hw_name, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 8, LLMSIM_VERSION, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 9, info->command, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 10, s->host, -1, SQLITE_STATIC));
+    STORE_TRY(store_bind_texts(s, q, 1, values, 10, e));
     STORE_CHECK(s, e, sqlite3_bind_int64(q, 11, (sqlite3_int64)getpid()));
     STORE_STEP_DONE(s, e, q);
     id = sqlite3_last_insert_rowid(s->db);
@@ -637,13 +714,12 @@ fail:
 
 llmsim_status store_run_metric(store *s, int64_t run_id, const char *key, double value, diag *e)
 {
-    llmsim_status st = store_run_check_open(s, run_id, e);
     sqlite3_stmt *q = NULL;
+    llmsim_status st = store_run_prepare(
+        s, run_id, "INSERT OR REPLACE INTO run_metrics (run_id, key, value) VALUES (?1, ?2, ?3)",
+        &q, e);
     if (st != LLMSIM_OK)
         return st;
-    STORE_PREPARE(s, e, q,
-                  "INSERT OR REPLACE INTO run_metrics (run_id, key, value) VALUES (?1, ?2, ?3)");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
     STORE_CHECK(s, e, sqlite3_bind_text(q, 2, key, -1, SQLITE_STATIC));
     STORE_CHECK(s, e, sqlite3_bind_double(q, 3, value)); /* NaN is stored as NULL */
     STORE_STEP_DONE(s, e, q);
@@ -655,14 +731,14 @@ fail:
 llmsim_status store_run_stage(store *s, int64_t run_id, const char *phase, int step,
                               const char *stage, double seconds, diag *e)
 {
-    llmsim_status st = store_run_check_open(s, run_id, e);
     sqlite3_stmt *q = NULL;
+    llmsim_status st = store_run_prepare(
+        s, run_id,
+        "INSERT OR REPLACE INTO run_stages (run_id, phase, step, stage, seconds) "
+        "VALUES (?1, ?2, ?3, ?4, ?5)",
+        &q, e);
     if (st != LLMSIM_OK)
         return st;
-    STORE_PREPARE(s, e, q,
-                  "INSERT OR REPLACE INTO run_stages (run_id, phase, step, stage, seconds) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5)");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
     STORE_CHECK(s, e, sqlite3_bind_text(q, 2, phase, -1, SQLITE_STATIC));
     STORE_CHECK(s, e, sqlite3_bind_int(q, 3, step));
     STORE_CHECK(s, e, sqlite3_bind_text(q, 4, stage, -1, SQLITE_STATIC));
@@ -676,24 +752,23 @@ fail:
 llmsim_status store_run_tasks(store *s, int64_t run_id, size_t n, store_task_fill fill, void *ctx,
                               diag *e)
 {
-    llmsim_status st = store_run_check_open(s, run_id, e);
     sqlite3_stmt *q = NULL;
+    llmsim_status st = store_run_prepare(
+        s, run_id,
+        "INSERT OR REPLACE INTO run_tasks (run_id, task_id, resource, start_s, end_s, "
+        "bytes, flops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        &q, e);
     if (st != LLMSIM_OK)
         return st;
-    STORE_PREPARE(s, e, q,
-                  "INSERT OR REPLACE INTO run_tasks (run_id, task_id, resource, start_s, end_s, "
-                  "bytes, flops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
     for (size_t i = 0; i < n; i++) {
         store_task t;
         char id[128];
         fill(ctx, i, &t, id, sizeof id);
-        STORE_CHECK(s, e, sqlite3_bind_text(q, 2, id, -1, SQLITE_STATIC));
-        STORE_CHECK(s, e, sqlite3_bind_text(q, 3, t.resource, -1, SQLITE_STATIC));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 4, t.start_s));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 5, t.end_s));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 6, t.bytes));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 7, t.flops));
+        const char *const texts[] = {id, t.resource};
+        const double values[] = {t.start_s, t.end_s, t.bytes, t.flops};
+        STORE_TRY(store_bind_texts(s, q, 2, texts, 2, e));
+        for (int k = 0; k < 4; k++)
+            STORE_CHECK(s, e, sqlite3_bind_double(q, 4 + k, values[k]));
         STORE_STEP_DONE(s, e, q);
         STORE_CHECK(s, e, sqlite3_reset(q));
     }
@@ -705,14 +780,13 @@ fail:
 llmsim_status store_run_memory(store *s, int64_t run_id, size_t n, const store_mem_sample *m,
                                diag *e)
 {
-    llmsim_status st = store_run_check_open(s, run_id, e);
     sqlite3_stmt *q = NULL;
+    llmsim_status st = store_run_prepare(s, run_id,
+                                         "INSERT OR REPLACE INTO run_memory (run_id, seq, time_s, "
+                                         "tier, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
+                                         &q, e);
     if (st != LLMSIM_OK)
         return st;
-    STORE_PREPARE(s, e, q,
-                  "INSERT OR REPLACE INTO run_memory (run_id, seq, time_s, tier, bytes) "
-                  "VALUES (?1, ?2, ?3, ?4, ?5)");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
     for (size_t i = 0; i < n; i++) {
         STORE_CHECK(s, e, sqlite3_bind_int64(q, 2, (sqlite3_int64)i));
         STORE_CHECK(s, e, sqlite3_bind_double(q, 3, m[i].time_s));
@@ -733,12 +807,12 @@ llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, con
     sqlite3_stmt *q = NULL;
     if (st != LLMSIM_OK)
         return st;
-    STORE_PREPARE(s, e, q,
-                  "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
-                  ", result_json = ?3 WHERE id = ?1");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, run_id));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, status, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, result_json, -1, SQLITE_STATIC));
+    STORE_TRY(store_prepare_id(s,
+                               "UPDATE runs SET status = ?2, finished_at = " STORE_NOW
+                               ", result_json = ?3 WHERE id = ?1",
+                               run_id, &q, e));
+    const char *const values[] = {status, result_json};
+    STORE_TRY(store_bind_texts(s, q, 2, values, 2, e));
     STORE_STEP_DONE(s, e, q);
     sqlite3_finalize(q);
     q = NULL;
@@ -786,28 +860,34 @@ static bool store_col_dup(sqlite3_stmt *q, int i, char **out)
     return !t || *out;
 }
 
+/* The text fields of a run row: those of STORE_RUN_COLUMNS' columns 1 to 12
+ * in their order, then result_json (column 15). */
+#define STORE_ROW_NTEXTS 13
+static void store_row_texts(store_run_row *r, char **texts[STORE_ROW_NTEXTS])
+{
+    char **const all[STORE_ROW_NTEXTS] = {
+        &r->kind,       &r->status,     &r->model_name, &r->hw_name,     &r->started_at,
+        &r->finished_at, &r->tool_version, &r->command, &r->model_hash,  &r->hw_hash,
+        &r->policy_hash, &r->workload_hash, &r->result_json,
+    };
+    memcpy(texts, all, sizeof all);
+}
+
 /* Fill r from the current row (STORE_RUN_COLUMNS, then result_json at column
  * 15 when with_result). false on out of memory; r then holds what was copied. */
 static bool store_row_read(sqlite3_stmt *q, store_run_row *r, bool with_result)
 {
     memset(r, 0, sizeof *r);
+    char **texts[STORE_ROW_NTEXTS];
+    store_row_texts(r, texts);
     r->id = sqlite3_column_int64(q, 0);
-    bool ok = store_col_dup(q, 1, &r->kind);
-    ok &= store_col_dup(q, 2, &r->status);
-    ok &= store_col_dup(q, 3, &r->model_name);
-    ok &= store_col_dup(q, 4, &r->hw_name);
-    ok &= store_col_dup(q, 5, &r->started_at);
-    ok &= store_col_dup(q, 6, &r->finished_at);
-    ok &= store_col_dup(q, 7, &r->tool_version);
-    ok &= store_col_dup(q, 8, &r->command);
-    ok &= store_col_dup(q, 9, &r->model_hash);
-    ok &= store_col_dup(q, 10, &r->hw_hash);
-    ok &= store_col_dup(q, 11, &r->policy_hash);
-    ok &= store_col_dup(q, 12, &r->workload_hash);
+    bool ok = true;
+    for (int i = 0; i < STORE_ROW_NTEXTS - 1; i++)
+        ok &= store_col_dup(q, 1 + i, texts[i]);
     r->throughput_tok_s = store_col_double(q, 13);
     r->total_s = store_col_double(q, 14);
     if (with_result)
-        ok &= store_col_dup(q, 15, &r->result_json);
+        ok &= store_col_dup(q, 15, texts[STORE_ROW_NTEXTS - 1]);
     return ok;
 }
 
@@ -815,19 +895,10 @@ void store_row_clear(store_run_row *r)
 {
     if (!r)
         return;
-    free(r->kind);
-    free(r->status);
-    free(r->model_name);
-    free(r->hw_name);
-    free(r->started_at);
-    free(r->finished_at);
-    free(r->tool_version);
-    free(r->command);
-    free(r->model_hash);
-    free(r->hw_hash);
-    free(r->policy_hash);
-    free(r->workload_hash);
-    free(r->result_json);
+    char **texts[STORE_ROW_NTEXTS];
+    store_row_texts(r, texts);
+    for (int i = 0; i < STORE_ROW_NTEXTS; i++)
+        free(*texts[i]);
     memset(r, 0, sizeof *r);
 }
 
@@ -840,64 +911,61 @@ void store_rows_free(store_run_row *rows, int n)
     free(rows);
 }
 
+/* Run rows being listed. */
+typedef struct store_run_rows {
+    store_run_row *rows;
+    size_t n, cap;
+} store_run_rows;
+
+static bool store_take_run_row(sqlite3_stmt *q, void *ctx)
+{
+    store_run_rows *l = ctx;
+    store_run_row *grown = llmsim_grow(l->rows, l->n, &l->cap, sizeof *grown, 16);
+    if (!grown)
+        return false;
+    l->rows = grown;
+    /* counted even when partial, so store_rows_free releases it */
+    return store_row_read(q, &l->rows[l->n++], false);
+}
+
 llmsim_status store_runs_list(store *s, const store_run_filter *f, store_run_row **rows, int *n,
                               diag *e)
 {
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
-    store_run_row *out = NULL;
-    int count = 0, cap = 0;
+    store_run_rows l = {0};
     *rows = NULL;
     *n = 0;
+    const char *const values[] = {f ? f->model_name : NULL, f ? f->hw_name : NULL,
+                                  f ? f->kind : NULL};
     STORE_PREPARE(s, e, q,
                   "SELECT " STORE_RUN_COLUMNS " FROM runs r "
                   "WHERE (?1 IS NULL OR r.model_name = ?1) AND (?2 IS NULL OR r.hw_name = ?2) "
                   "AND (?3 IS NULL OR r.kind = ?3) ORDER BY r.id DESC LIMIT ?4");
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, f ? f->model_name : NULL, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, f ? f->hw_name : NULL, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, f ? f->kind : NULL, -1, SQLITE_STATIC));
+    STORE_TRY(store_bind_texts(s, q, 1, values, 3, e));
     STORE_CHECK(s, e, sqlite3_bind_int(q, 4, f && f->limit > 0 ? f->limit : -1));
-    for (;;) {
-        bool row = false;
-        STORE_STEP_ROW(s, e, q, row);
-        if (!row)
-            break;
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 16;
-            store_run_row *grown = realloc(out, (size_t)ncap * sizeof *grown);
-            if (!grown) {
-                st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory listing runs", s->path);
-                goto fail;
-            }
-            out = grown;
-            cap = ncap;
-        }
-        bool ok = store_row_read(q, &out[count], false);
-        count++; /* counted even when partial, so store_rows_free releases it */
-        if (!ok) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory listing runs", s->path);
-            goto fail;
-        }
-    }
-    sqlite3_finalize(q);
-    *rows = out;
-    *n = count;
+    st = store_rows_each(s, q, store_take_run_row, &l, "listing runs", e);
+    q = NULL; /* finalized */
+    if (st != LLMSIM_OK)
+        goto fail;
+    *rows = l.rows;
+    *n = (int)l.n;
     return LLMSIM_OK;
 fail:
     sqlite3_finalize(q);
-    store_rows_free(out, count);
+    store_rows_free(l.rows, (int)l.n);
     return st;
 }
 
 llmsim_status store_run_get(store *s, int64_t id, store_run_row *row, diag *e)
 {
-    llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
     bool found = false;
     memset(row, 0, sizeof *row);
-    STORE_PREPARE(s, e, q,
-                  "SELECT " STORE_RUN_COLUMNS ", r.result_json FROM runs r WHERE r.id = ?1");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
+    llmsim_status st = store_prepare_id(
+        s, "SELECT " STORE_RUN_COLUMNS ", r.result_json FROM runs r WHERE r.id = ?1", id, &q, e);
+    if (st != LLMSIM_OK)
+        return st;
     STORE_STEP_ROW(s, e, q, found);
     if (!found) {
         st = diag_set(e, LLMSIM_EINPUT, "%s: no run %lld; list the runs with llmsim runs", s->path,
@@ -914,54 +982,47 @@ fail:
     return st;
 }
 
+/* Metrics being read: keys[i] and values[i] for i < n. */
+typedef struct store_metric_rows {
+    char **keys;
+    double *values;
+    size_t n, cap_keys, cap_values;
+} store_metric_rows;
+
+static bool store_take_metric(sqlite3_stmt *q, void *ctx)
+{
+    store_metric_rows *m = ctx;
+    char **keys = llmsim_grow(m->keys, m->n, &m->cap_keys, sizeof *keys, 16);
+    if (keys)
+        m->keys = keys;
+    double *values = keys ? llmsim_grow(m->values, m->n, &m->cap_values, sizeof *values, 16)
+                          : NULL;
+    if (!values)
+        return false;
+    m->values = values;
+    m->values[m->n] = store_col_double(q, 1);
+    return store_col_dup(q, 0, &m->keys[m->n++]);
+}
+
 llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **values, int *n, diag *e)
 {
-    llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
-    char **k = NULL;
-    double *v = NULL;
-    int count = 0, cap = 0;
+    store_metric_rows m = {0};
     *keys = NULL;
     *values = NULL;
     *n = 0;
-    STORE_PREPARE(s, e, q, "SELECT key, value FROM run_metrics WHERE run_id = ?1 ORDER BY key");
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
-    for (;;) {
-        bool row = false;
-        STORE_STEP_ROW(s, e, q, row);
-        if (!row)
-            break;
-        if (count == cap) {
-            int ncap = cap ? 2 * cap : 16;
-            char **gk = realloc(k, (size_t)ncap * sizeof *gk);
-            if (gk)
-                k = gk;
-            double *gv = gk ? realloc(v, (size_t)ncap * sizeof *gv) : NULL;
-            if (gv)
-                v = gv;
-            if (!gk || !gv) {
-                st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading metrics", s->path);
-                goto fail;
-            }
-            cap = ncap;
-        }
-        v[count] = store_col_double(q, 1);
-        bool ok = store_col_dup(q, 0, &k[count]);
-        count++;
-        if (!ok) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading metrics", s->path);
-            goto fail;
-        }
+    llmsim_status st = store_prepare_id(
+        s, "SELECT key, value FROM run_metrics WHERE run_id = ?1 ORDER BY key", id, &q, e);
+    if (st == LLMSIM_OK)
+        st = store_rows_each(s, q, store_take_metric, &m, "reading metrics", e);
+    if (st != LLMSIM_OK) {
+        store_metrics_free(m.keys, m.values, (int)m.n);
+        return st;
     }
-    sqlite3_finalize(q);
-    *keys = k;
-    *values = v;
-    *n = count;
+    *keys = m.keys;
+    *values = m.values;
+    *n = (int)m.n;
     return LLMSIM_OK;
-fail:
-    sqlite3_finalize(q);
-    store_metrics_free(k, v, count);
-    return st;
 }
 
 llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
@@ -971,16 +1032,13 @@ llmsim_status store_find_run(store *s, const char *kind, const char *model_hash,
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
     *id = 0;
+    const char *const values[] = {kind,        model_hash,    hw_hash,
+                                  policy_hash, workload_hash, s->host};
     STORE_PREPARE(s, e, q,
                   "SELECT id FROM runs WHERE kind = ?1 AND status = 'ok' AND host IS ?6 "
                   "AND model_hash IS ?2 AND hw_hash IS ?3 AND policy_hash IS ?4 "
                   "AND workload_hash IS ?5 ORDER BY id DESC LIMIT 1");
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 1, kind, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, model_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 3, hw_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 4, policy_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 5, workload_hash, -1, SQLITE_STATIC));
-    STORE_CHECK(s, e, sqlite3_bind_text(q, 6, s->host, -1, SQLITE_STATIC));
+    STORE_TRY(store_bind_texts(s, q, 1, values, 6, e));
     bool row = false;
     STORE_STEP_ROW(s, e, q, row);
     if (row)
@@ -988,20 +1046,6 @@ llmsim_status store_find_run(store *s, const char *kind, const char *model_hash,
 fail:
     sqlite3_finalize(q);
     return st;
-}
-
-/* Grow *arr (elements of size sz) to hold one more than *n; false on out of memory. */
-static bool store_grow(void **arr, size_t *cap, size_t n, size_t sz)
-{
-    if (n < *cap)
-        return true;
-    size_t ncap = *cap ? 2 * *cap : 64;
-    void *g = realloc(*arr, ncap * sz);
-    if (!g)
-        return false;
-    *arr = g;
-    *cap = ncap;
-    return true;
 }
 
 static void store_col_copy(sqlite3_stmt *q, int i, char *out, size_t len)
@@ -1013,38 +1057,44 @@ static void store_col_copy(sqlite3_stmt *q, int i, char *out, size_t len)
 /* Fill one element from the current row. */
 typedef void (*store_row_fill)(sqlite3_stmt *q, void *elem);
 
-/* Every row of `sql` (one parameter: the run id) into a malloc'd array of
- * `size`-byte elements. */
-static llmsim_status store_collect(store *s, int64_t id, const char *sql, size_t size, store_row_fill fill,
-                                   const char *what, void **rows, size_t *n, diag *e)
+/* Rows being read into an array of `size`-byte elements, by fill. */
+typedef struct store_elem_rows {
+    char *rows;
+    size_t n, cap, size;
+    store_row_fill fill;
+} store_elem_rows;
+
+static bool store_take_elem(sqlite3_stmt *q, void *ctx)
 {
-    llmsim_status st = LLMSIM_OK;
+    store_elem_rows *l = ctx;
+    char *grown = llmsim_grow(l->rows, l->n, &l->cap, l->size, 64);
+    if (!grown)
+        return false;
+    l->rows = grown;
+    l->fill(q, l->rows + l->n++ * l->size);
+    return true;
+}
+
+/* Every row of `sql` (one parameter: the run id) into a malloc'd array of
+ * `size`-byte elements; out of memory reads "out of memory <doing>". */
+static llmsim_status store_collect(store *s, int64_t id, const char *sql, size_t size,
+                                   store_row_fill fill, const char *doing, void **rows, size_t *n,
+                                   diag *e)
+{
     sqlite3_stmt *q = NULL;
-    char *r = NULL;
-    size_t count = 0, cap = 0;
+    store_elem_rows l = {.size = size, .fill = fill};
     *rows = NULL;
     *n = 0;
-    STORE_PREPARE(s, e, q, sql);
-    STORE_CHECK(s, e, sqlite3_bind_int64(q, 1, id));
-    for (;;) {
-        bool row = false;
-        STORE_STEP_ROW(s, e, q, row);
-        if (!row)
-            break;
-        if (!store_grow((void **)&r, &cap, count, size)) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading %s", s->path, what);
-            goto fail;
-        }
-        fill(q, r + count++ * size);
+    llmsim_status st = store_prepare_id(s, sql, id, &q, e);
+    if (st == LLMSIM_OK)
+        st = store_rows_each(s, q, store_take_elem, &l, doing, e);
+    if (st != LLMSIM_OK) {
+        free(l.rows);
+        return st;
     }
-    sqlite3_finalize(q);
-    *rows = r;
-    *n = count;
+    *rows = l.rows;
+    *n = l.n;
     return LLMSIM_OK;
-fail:
-    sqlite3_finalize(q);
-    free(r);
-    return st;
 }
 
 static void fill_task(sqlite3_stmt *q, void *elem)
@@ -1063,7 +1113,7 @@ llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, s
     return store_collect(s, id,
                          "SELECT task_id, resource, start_s, end_s, bytes, flops FROM run_tasks "
                          "WHERE run_id = ?1",
-                         sizeof **rows, fill_task, "task timings", (void **)rows, n, e);
+                         sizeof **rows, fill_task, "reading task timings", (void **)rows, n, e);
 }
 
 static void fill_stage(sqlite3_stmt *q, void *elem)
@@ -1080,7 +1130,7 @@ llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows,
     return store_collect(s, id,
                          "SELECT phase, step, stage, seconds FROM run_stages WHERE run_id = ?1 "
                          "ORDER BY step, stage",
-                         sizeof **rows, fill_stage, "stage timings", (void **)rows, n, e);
+                         sizeof **rows, fill_stage, "reading stage timings", (void **)rows, n, e);
 }
 
 static void fill_memory(sqlite3_stmt *q, void *elem)
@@ -1098,8 +1148,10 @@ static void fill_memory(sqlite3_stmt *q, void *elem)
 
 llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e)
 {
-    return store_collect(s, id, "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 ORDER BY seq",
-                         sizeof **rows, fill_memory, "memory samples", (void **)rows, n, e);
+    return store_collect(s, id,
+                         "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 "
+                         "ORDER BY seq",
+                         sizeof **rows, fill_memory, "reading memory samples", (void **)rows, n, e);
 }
 
 void store_metrics_free(char **keys, double *values, int n)

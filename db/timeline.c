@@ -156,20 +156,12 @@ llmsim_status record_simulation(const record_job *job, const plan *pl, const sim
 {
     sim_totals_get(pl, r, t);
     *obj = result_simulation_json(job, pl, r, t);
-    const record_metric metrics[] = {
-        {"throughput_tok_s", t->throughput_tok_s},
-        {"total_s", t->total_s},
-        {"prefill_s", t->prefill_s},
-        {"decode_s", t->decode_s},
-        {"feasible", r->fits ? 1.0 : 0.0},
-        {"peak_gpu_bytes", r->peak_bytes[TIER_GPU]},
-        {"peak_cpu_bytes", r->peak_bytes[TIER_CPU]},
-        {"peak_disk_bytes", r->peak_bytes[TIER_DISK]},
-        {"tasks", (double)pl->ntasks},
-        {"events", (double)r->events},
-    };
-    llmsim_status st = record_timeline(job, "simulate", pl, r, metrics,
-                                       (int)(sizeof metrics / sizeof metrics[0]), *obj, run_id, e);
+    record_metric metrics[RECORD_SUMMARY_METRICS + 2];
+    int nm = record_summary_metrics(metrics, t->throughput_tok_s, t->total_s, t->prefill_s,
+                                    t->decode_s, r->fits, r->peak_bytes);
+    metrics[nm++] = (record_metric){"tasks", (double)pl->ntasks};
+    metrics[nm++] = (record_metric){"events", (double)r->events};
+    llmsim_status st = record_timeline(job, "simulate", pl, r, metrics, nm, *obj, run_id, e);
     if (st) {
         cJSON_Delete(*obj);
         *obj = NULL;
