@@ -12,34 +12,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "report/report.h"
 
 // ---- shared helpers (declared in report.h)
 
 bool report_grow(void **arr, size_t *cap, size_t n, size_t size)
 {
-    if (n < *cap)
-        return true;
-    size_t c = *cap ? 2 * *cap : 8;
-    void *p = realloc(*arr, c * size);
+    size_t old_cap = *cap;
+    char *p = llmsim_grow(*arr, n, cap, size, 8);
     if (!p)
         return false;
-    memset((char *)p + *cap * size, 0, (c - *cap) * size);
+    memset(p + old_cap * size, 0, (*cap - old_cap) * size);
     *arr = p;
-    *cap = c;
     return true;
 }
 
-char *report_strdup(const char *s)
+void *report_push(void **arr, size_t n, size_t size)
 {
-    if (!s)
+    char *p = realloc(*arr, (n + 1) * size);
+    if (!p)
         return NULL;
-    size_t n = strlen(s) + 1;
-    char *p = malloc(n);
-    if (p)
-        memcpy(p, s, n);
-    return p;
+    *arr = p;
+    memset(p + n * size, 0, size);
+    return p + n * size;
 }
+
+char *report_strdup(const char *s) { return s ? strdup(s) : NULL; }
 
 void report_warn(const char *fmt, ...)
 {

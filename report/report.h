@@ -137,6 +137,11 @@ void report_run_free(report_run *run);
 /* Grow *arr (of *cap elements of `size` bytes) to hold n + 1; false on out of
  * memory. New elements are zeroed. */
 bool report_grow(void **arr, size_t *cap, size_t n, size_t size);
+/* Room for one more element, zeroed, at the end of *arr (n elements of
+ * `size` bytes): the array grows by one, for lists that stay short. The new
+ * element, not yet counted by the caller; NULL when out of memory (*arr is
+ * then unchanged). */
+void *report_push(void **arr, size_t n, size_t size);
 /* strdup that fails cleanly: NULL only when s is NULL or memory is out. */
 char *report_strdup(const char *s);
 /* A message "llmsim report: warning: ..." on stderr. */

@@ -199,22 +199,15 @@ static report_fig *fig_new(report *r, const char *title, diag *e, const char *fm
     LLMSIM_PRINTF(4, 5);
 static report_fig *fig_new(report *r, const char *title, diag *e, const char *fmt, ...)
 {
-    report_fig *f = realloc(r->figs, (r->nfigs + 1) * sizeof *f);
-    if (!f) {
+    report_fig *f = report_push((void **)&r->figs, r->nfigs, sizeof *f);
+    if (!f || !(f->title = report_strdup(title))) {
         diag_set(e, LLMSIM_EFAIL, "out of memory");
         return NULL;
     }
-    r->figs = f;
-    f = &r->figs[r->nfigs];
-    memset(f, 0, sizeof *f);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(f->name, sizeof f->name, fmt, ap);
     va_end(ap);
-    if (!(f->title = report_strdup(title))) {
-        diag_set(e, LLMSIM_EFAIL, "out of memory");
-        return NULL;
-    }
     r->nfigs++;
     r->sections[r->nsections - 1].nfigs++; /* figures follow their section */
     return f;
@@ -222,15 +215,8 @@ static report_fig *fig_new(report *r, const char *title, diag *e, const char *fm
 
 static report_section *section_new(report *r, const char *heading, diag *e)
 {
-    report_section *s = realloc(r->sections, (r->nsections + 1) * sizeof *s);
-    if (!s) {
-        diag_set(e, LLMSIM_EFAIL, "out of memory");
-        return NULL;
-    }
-    r->sections = s;
-    s = &r->sections[r->nsections];
-    memset(s, 0, sizeof *s);
-    if (!(s->heading = report_strdup(heading))) {
+    report_section *s = report_push((void **)&r->sections, r->nsections, sizeof *s);
+    if (!s || !(s->heading = report_strdup(heading))) {
         diag_set(e, LLMSIM_EFAIL, "out of memory");
         return NULL;
     }
@@ -275,33 +261,79 @@ static double validate_max_s(const report_validate *v)
     return max;
 }
 
+/* A figure of a validate run: a table of one row per policy, its times in
+ * one unit. */
+typedef struct fig_policies {
+    char title[256];
+    report_fig *f;
+    double max_s; /* the longest total of the run */
+    fig_unit u;   /* the unit of every time in the figure */
+} fig_policies;
+
+/* The values of one policy's row, times in unit u. */
+typedef void (*fig_policy_values)(const report_policy *p, fig_unit u, double *row_v);
+
+/* Start the figure "<heading>, <what>" named <name>_<run id>: its time unit,
+ * and its table's heads: "policy", then "<time_heads[k]> (<unit>)". */
+static llmsim_status fig_policies_begin(report *r, const report_validate *v, const char *heading,
+                                        const char *name, const char *what,
+                                        const char *const *time_heads, int nheads,
+                                        fig_policies *fp, diag *e)
+{
+    snprintf(fp->title, sizeof fp->title, "%s, %s", heading, what);
+    fp->f = fig_new(r, fp->title, e, "%s_%lld", name, (long long)v->id);
+    if (!fp->f)
+        return e->status;
+    fp->max_s = validate_max_s(v);
+    fp->u = fig_time_unit(fp->max_s);
+    report_table *t = &fp->f->table;
+    bool ok = (t->label_head = report_strdup("policy")) != NULL;
+    for (int k = 0; ok && k < nheads; k++)
+        ok = fig_head(t, "%s (%s)", time_heads[k], fp->u.name);
+    return ok ? LLMSIM_OK : fig_oom(e);
+}
+
+/* One row per policy, filled by values; false on out of memory. */
+static bool fig_policies_rows(fig_policies *fp, const report_validate *v, fig_policy_values values)
+{
+    for (size_t i = 0; i < v->npol; i++) {
+        report_row *row = fig_row(&fp->f->table, v->pol[i].name, 0);
+        if (!row)
+            return false;
+        values(&v->pol[i], fp->u, row->v);
+    }
+    return true;
+}
+
+/* The head of the figure's script, with its title; the script to go on. */
+static strbuf *fig_policies_script(fig_policies *fp, const char *about, int width, int height)
+{
+    gp_begin(fp->f, about, width, height);
+    gp_set(&fp->f->gp, "set title", fp->title);
+    return &fp->f->gp;
+}
+
+static void totals_values(const report_policy *p, fig_unit u, double *row_v)
+{
+    row_v[0] = p->predicted_s / u.per;
+    row_v[1] = p->simulated_s / u.per;
+    row_v[2] = p->measured_s / u.per;
+}
+
 static llmsim_status fig_totals(report *r, const report_validate *v, const char *what, diag *e)
 {
-    char title[256];
-    snprintf(title, sizeof title, "Total time per policy, %s", what);
-    report_fig *f = fig_new(r, title, e, "totals_%lld", (long long)v->id);
-    if (!f)
-        return e->status;
-    double max = validate_max_s(v);
-    fig_unit u = fig_time_unit(max);
-    report_table *t = &f->table;
-    bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "predicted (%s)", u.name) &&
-              fig_head(t, "simulated (%s)", u.name) && fig_head(t, "measured (%s)", u.name);
-    for (size_t i = 0; ok && i < v->npol; i++) {
-        report_row *row = fig_row(t, v->pol[i].name, 0);
-        if (!(ok = row != NULL))
-            break;
-        row->v[0] = v->pol[i].predicted_s / u.per;
-        row->v[1] = v->pol[i].simulated_s / u.per;
-        row->v[2] = v->pol[i].measured_s / u.per;
-    }
-    if (!ok)
+    static const char *const heads[] = {"predicted", "simulated", "measured"};
+    fig_policies fp;
+    llmsim_status st =
+        fig_policies_begin(r, v, "Total time per policy", "totals", what, heads, 3, &fp, e);
+    if (st)
+        return st;
+    if (!fig_policies_rows(&fp, v, totals_values))
         return fig_oom(e);
     int width = (int)v->npol * 110 + 200;
     width = width < 640 ? 640 : width > 1400 ? 1400 : width;
-    gp_begin(f, "total time per policy: predicted (cost model), simulated, measured", width, 460);
-    strbuf *b = &f->gp;
-    gp_set(b, "set title", title);
+    strbuf *b = fig_policies_script(
+        &fp, "total time per policy: predicted (cost model), simulated, measured", width, 460);
     strbuf_printf(b, "    set style data histograms\n"
                      "    set style histogram clustered gap 1\n"
                      "    set style fill solid 0.85 border -1\n"
@@ -311,12 +343,12 @@ static llmsim_status fig_totals(report *r, const report_validate *v, const char 
                      "    set yrange [0:%.9g]\n"
                      "    set ylabel 'total time (%s)'\n"
                      "    set xtics %s\n",
-                  fig_axis_top(max / u.per), u.name,
+                  fig_axis_top(fp.max_s / fp.u.per), fp.u.name,
                   v->npol > 4 ? "rotate by -25" : "norotate");
     strbuf_printf(b, "    plot '%s.dat' using 2:xtic(1) title 'predicted (cost model)', \\\n"
                      "         '' using 3 title 'simulated', \\\n"
-                     "         '' using 4 title 'measured'\n", f->name);
-    gp_end(f, false);
+                     "         '' using 4 title 'measured'\n", fp.f->name);
+    gp_end(fp.f, false);
     return LLMSIM_OK;
 }
 
@@ -349,50 +381,44 @@ static void gp_accuracy_axes(strbuf *b, double min, double max, fig_unit u)
     strbuf_printf(b, "    set xrange [0:%.9g]\n    set yrange [0:%.9g]\n", top, top);
 }
 
+static void accuracy_values(const report_policy *p, fig_unit u, double *row_v)
+{
+    row_v[0] = p->measured_s / u.per;
+    row_v[1] = p->simulated_s / u.per;
+    row_v[2] = p->predicted_s / u.per;
+    row_v[3] = p->error_pct;
+    row_v[4] = p->predicted_error_pct;
+}
+
 static llmsim_status fig_accuracy(report *r, const report_validate *v, const char *what, diag *e)
 {
-    char title[256];
-    snprintf(title, sizeof title, "Simulated and predicted against measured, %s", what);
-    report_fig *f = fig_new(r, title, e, "accuracy_%lld", (long long)v->id);
-    if (!f)
-        return e->status;
-    double max = validate_max_s(v);
-    fig_unit u = fig_time_unit(max);
-    report_table *t = &f->table;
-    bool ok = (t->label_head = report_strdup("policy")) && fig_head(t, "measured (%s)", u.name) &&
-              fig_head(t, "simulated (%s)", u.name) && fig_head(t, "predicted (%s)", u.name) &&
-              fig_head(t, "simulation error (%%)") && fig_head(t, "prediction error (%%)");
-    for (size_t i = 0; ok && i < v->npol; i++) {
-        const report_policy *p = &v->pol[i];
-        report_row *row = fig_row(t, p->name, 0);
-        if (!(ok = row != NULL))
-            break;
-        row->v[0] = p->measured_s / u.per;
-        row->v[1] = p->simulated_s / u.per;
-        row->v[2] = p->predicted_s / u.per;
-        row->v[3] = p->error_pct;
-        row->v[4] = p->predicted_error_pct;
-    }
-    if (!ok)
+    static const char *const heads[] = {"measured", "simulated", "predicted"};
+    fig_policies fp;
+    llmsim_status st = fig_policies_begin(r, v, "Simulated and predicted against measured",
+                                          "accuracy", what, heads, 3, &fp, e);
+    if (st)
+        return st;
+    report_table *t = &fp.f->table;
+    if (!fig_head(t, "simulation error (%%)") || !fig_head(t, "prediction error (%%)") ||
+        !fig_policies_rows(&fp, v, accuracy_values))
         return fig_oom(e);
-    gp_begin(f, "simulated and predicted total time against measured, with y = x", 640, 600);
-    strbuf *b = &f->gp;
-    gp_set(b, "set title", title);
+    strbuf *b = fig_policies_script(
+        &fp, "simulated and predicted total time against measured, with y = x", 640, 600);
     strbuf_printf(b, "    set size square\n"
                      "    set grid\n"
                      "    set key top left\n"
                      "    set xlabel 'measured (%s)'\n"
                      "    set ylabel 'simulated, predicted (%s)'\n",
-                  u.name, u.name);
-    gp_accuracy_axes(b, fig_min_positive(v), max, u);
+                  fp.u.name, fp.u.name);
+    gp_accuracy_axes(b, fig_min_positive(v), fp.max_s, fp.u);
     strbuf_printf(b, "    plot x with lines dashtype 2 linecolor rgb 'gray40' title 'y = x', \\\n"
                      "         '%s.dat' using 2:3 with points pointtype 7 pointsize 1.3 title "
                      "'simulated', \\\n"
                      "         '' using 2:4 with points pointtype 6 pointsize 1.3 title "
                      "'predicted (cost model)', \\\n"
                      "         '' using 2:3:1 with labels left offset char 1,0.6 notitle\n",
-                  f->name);
-    gp_end(f, false);
+                  fp.f->name);
+    gp_end(fp.f, false);
     return LLMSIM_OK;
 }
 

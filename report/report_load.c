@@ -34,12 +34,8 @@ static bool report_note(char ***notes, size_t *n, const char *fmt, ...)
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
     report_warn("%s", buf);
-    size_t cap = *n; /* the list grows one at a time: notes are few */
-    char **p = realloc(*notes, (cap + 1) * sizeof *p);
-    if (!p)
-        return false;
-    *notes = p;
-    if (!(p[*n] = report_strdup(buf)))
+    char **note = report_push((void **)notes, *n, sizeof *note); /* notes are few */
+    if (!note || !(*note = report_strdup(buf)))
         return false;
     (*n)++;
     return true;
@@ -108,15 +104,15 @@ static llmsim_status report_run_get(report *r, store *s, int64_t id, report_run 
         return diag_set(e, LLMSIM_EFAIL, "out of memory reading run %" PRId64, id);
     run->row.id = id; /* for messages while reading */
     llmsim_status st = report_run_read(s, id, run, e);
-    report_run **list = st ? NULL : realloc(r->runs, (r->nruns + 1) * sizeof *list);
-    if (st == LLMSIM_OK && !list)
+    report_run **slot = st ? NULL : report_push((void **)&r->runs, r->nruns, sizeof *slot);
+    if (st == LLMSIM_OK && !slot)
         st = diag_set(e, LLMSIM_EFAIL, "out of memory reading run %" PRId64, id);
     if (st != LLMSIM_OK) {
         report_run_free(run);
         return st;
     }
-    r->runs = list;
-    r->runs[r->nruns++] = run;
+    *slot = run;
+    r->nruns++;
     *out = run;
     return LLMSIM_OK;
 }
@@ -152,15 +148,8 @@ static bool report_same_job(const report_run *a, const report_run *b)
 
 static report_group *report_group_new(report *r, const char *title, diag *e)
 {
-    report_group *g = realloc(r->groups, (r->ngroups + 1) * sizeof *g);
-    if (!g) {
-        diag_set(e, LLMSIM_EFAIL, "out of memory");
-        return NULL;
-    }
-    r->groups = g;
-    g = &r->groups[r->ngroups];
-    memset(g, 0, sizeof *g);
-    if (!(g->title = report_strdup(title))) {
+    report_group *g = report_push((void **)&r->groups, r->ngroups, sizeof *g);
+    if (!g || !(g->title = report_strdup(title))) {
         diag_set(e, LLMSIM_EFAIL, "out of memory");
         return NULL;
     }
@@ -340,12 +329,10 @@ static llmsim_status report_policy_group(report *r, store *s, report_validate *v
 static llmsim_status report_validate_new(report *r, const report_run *run, report_validate **out,
                                          diag *e)
 {
-    report_validate *v = realloc(r->vals, (r->nvals + 1) * sizeof *v);
+    report_validate *v = report_push((void **)&r->vals, r->nvals, sizeof *v);
     if (!v)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    r->vals = v;
-    v = &r->vals[r->nvals++];
-    memset(v, 0, sizeof *v);
+    r->nvals++;
     v->id = run->row.id;
     v->mape = v->mape_predicted = NAN;
     *out = v;
