@@ -300,29 +300,6 @@ QUANT_INLINE void quant_v4_codes16(const uint8_t *c, int bits, size_t j, quant_v
     }
 }
 
-void quant_dequantize_row_portable(const uint8_t *in, size_t n, int bits, int group, float *out)
-{
-    assert(quant_args_ok(n, bits, group));
-    size_t g = (size_t)group, bb = quant_block_bytes(bits, group), g16 = g / 16 * 16;
-    for (size_t b = 0; b < n / g; b++) {
-        const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
-        float *o = out + b * g;
-        float s = quant_f16_bits_to_f32(quant_block_scale_bits(blk));
-        float m = quant_f16_bits_to_f32(quant_block_min_bits(blk));
-        for (size_t j = 0; j < g16; j += 16) {
-            quant_v4f q0, q1, q2, q3;
-            quant_v4_codes16(c, bits, j, &q0, &q1, &q2, &q3);
-            /* == fmaf(q, s, m): q*s is exact */
-            quant_v4f_store(o + j, q0 * s + m);
-            quant_v4f_store(o + j + 4, q1 * s + m);
-            quant_v4f_store(o + j + 8, q2 * s + m);
-            quant_v4f_store(o + j + 12, q3 * s + m);
-        }
-        for (size_t j = g16; j < g; j++)
-            o[j] = (float)quant_code_get(c, bits, j) * s + m;
-    }
-}
-
 /*
  * Dequantization straight to fp16: f16(x') with x' = q*s + m as above and
  * f16 quant_f32_to_f16_bits (round to nearest even, the same function as
@@ -382,25 +359,66 @@ QUANT_INLINE void quant_block_deq16_f16(const uint8_t *c, int bits, size_t g16, 
     }
 }
 
-void quant_dequantize_row_f16_portable(const uint8_t *in, size_t n, int bits, int group, uint16_t *out)
+/* The whole 16-value chunks of a block: o[j..] = q*s + m (== fmaf(q, s, m):
+ * q*s is exact). */
+QUANT_INLINE void quant_block_deq16(const uint8_t *c, int bits, size_t g16, float s, float m, float *o)
+{
+    for (size_t j = 0; j < g16; j += 16) {
+        quant_v4f q0, q1, q2, q3;
+        quant_v4_codes16(c, bits, j, &q0, &q1, &q2, &q3);
+        quant_v4f_store(o + j, q0 * s + m);
+        quant_v4f_store(o + j + 4, q1 * s + m);
+        quant_v4f_store(o + j + 8, q2 * s + m);
+        quant_v4f_store(o + j + 12, q3 * s + m);
+    }
+}
+
+/* One block to fp16: |q*s + m| <= L|s| + |m| (exact in double); below
+ * 65504 the block has no infinity or NaN to convert (the common case, the
+ * fast loop). */
+QUANT_INLINE void quant_block_deq_f16(const uint8_t *c, int bits, size_t g, size_t g16, float s, float m,
+                                      uint16_t *o)
+{
+    double bound = (double)((1 << bits) - 1) * fabs((double)s) + fabs((double)m);
+    if (bound <= (double)QUANT_F16_MAX)
+        quant_block_deq16_f16(c, bits, g16, s, m, o, 1);
+    else
+        quant_block_deq16_f16(c, bits, g16, s, m, o, 0);
+    for (size_t j = g16; j < g; j++)
+        o[j] = quant_f32_to_f16_bits((float)quant_code_get(c, bits, j) * s + m);
+}
+
+/* A row of n values dequantized to fp32 (out32) or to fp16 (out16), the
+ * other NULL: inlined into the two callers below with their constant NULL,
+ * so each gets its own loop, without the test. */
+QUANT_INLINE void quant_portable_deq_row(const uint8_t *in, size_t n, int bits, int group, float *out32,
+                                         uint16_t *out16)
 {
     assert(quant_args_ok(n, bits, group));
     size_t g = (size_t)group, bb = quant_block_bytes(bits, group), g16 = g / 16 * 16;
     for (size_t b = 0; b < n / g; b++) {
         const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
-        uint16_t *o = out + b * g;
         float s = quant_f16_bits_to_f32(quant_block_scale_bits(blk));
         float m = quant_f16_bits_to_f32(quant_block_min_bits(blk));
-        /* |q*s + m| <= L|s| + |m| (exact in double): below 65504, the block
-         * has no infinity or NaN to convert (the common case, the fast loop) */
-        double bound = (double)((1 << bits) - 1) * fabs((double)s) + fabs((double)m);
-        if (bound <= (double)QUANT_F16_MAX)
-            quant_block_deq16_f16(c, bits, g16, s, m, o, 1);
-        else
-            quant_block_deq16_f16(c, bits, g16, s, m, o, 0);
+        if (out16) {
+            quant_block_deq_f16(c, bits, g, g16, s, m, out16 + b * g);
+            continue;
+        }
+        float *o = out32 + b * g;
+        quant_block_deq16(c, bits, g16, s, m, o);
         for (size_t j = g16; j < g; j++)
-            o[j] = quant_f32_to_f16_bits((float)quant_code_get(c, bits, j) * s + m);
+            o[j] = (float)quant_code_get(c, bits, j) * s + m;
     }
+}
+
+void quant_dequantize_row_portable(const uint8_t *in, size_t n, int bits, int group, float *out)
+{
+    quant_portable_deq_row(in, n, bits, group, out, NULL);
+}
+
+void quant_dequantize_row_f16_portable(const uint8_t *in, size_t n, int bits, int group, uint16_t *out)
+{
+    quant_portable_deq_row(in, n, bits, group, NULL, out);
 }
 
 /* Pairwise sum of 8 lanes. */
@@ -505,45 +523,26 @@ QUANT_TARGET_AVX2 static inline void quant_avx2_unpack4(const uint8_t *c, __m128
     *v1 = _mm_unpackhi_epi8(lo, hi); /* codes 16..31 */
 }
 
-QUANT_TARGET_AVX2 void quant_dequantize_row_avx2(const uint8_t *in, size_t n, int bits, int group,
-                                                 float *out)
+/* The 32 codes from code j of a block's codes c (bits 4 or 8), in order,
+ * as two vectors of 16 bytes. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_codes32(const uint8_t *c, size_t j, int bits, __m128i *v0,
+                                                        __m128i *v1)
 {
-    assert(quant_args_ok(n, bits, group));
-    size_t g = (size_t)group, bb = quant_block_bytes(bits, group);
-    for (size_t b = 0; b < n / g; b++) {
-        const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
-        float *o = out + b * g;
-        /* F16C widening is exact, like quant_f16_bits_to_f32 */
-        float s = _cvtsh_ss(quant_block_scale_bits(blk));
-        float m = _cvtsh_ss(quant_block_min_bits(blk));
-        __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
-        size_t j = 0;
-        if (bits == 4) {
-            for (; j + 32 <= g; j += 32) {
-                __m128i v0, v1;
-                quant_avx2_unpack4(c + j / 2, &v0, &v1);
-                _mm256_storeu_ps(o + j, quant_avx2_deq8(v0, vs, vm));
-                _mm256_storeu_ps(o + j + 8, quant_avx2_deq8(_mm_srli_si128(v0, 8), vs, vm));
-                _mm256_storeu_ps(o + j + 16, quant_avx2_deq8(v1, vs, vm));
-                _mm256_storeu_ps(o + j + 24, quant_avx2_deq8(_mm_srli_si128(v1, 8), vs, vm));
-            }
-            for (; j < g; j += 2) {
-                o[j] = fmaf((float)(c[j / 2] & 0xfu), s, m);
-                o[j + 1] = fmaf((float)(c[j / 2] >> 4), s, m);
-            }
-        } else {
-            for (; j + 32 <= g; j += 32) {
-                __m128i v0 = _mm_loadu_si128((const __m128i *)(c + j));
-                __m128i v1 = _mm_loadu_si128((const __m128i *)(c + j + 16));
-                _mm256_storeu_ps(o + j, quant_avx2_deq8(v0, vs, vm));
-                _mm256_storeu_ps(o + j + 8, quant_avx2_deq8(_mm_srli_si128(v0, 8), vs, vm));
-                _mm256_storeu_ps(o + j + 16, quant_avx2_deq8(v1, vs, vm));
-                _mm256_storeu_ps(o + j + 24, quant_avx2_deq8(_mm_srli_si128(v1, 8), vs, vm));
-            }
-            for (; j < g; j++)
-                o[j] = fmaf((float)c[j], s, m);
-        }
+    if (bits == 4) {
+        quant_avx2_unpack4(c + j / 2, v0, v1);
+    } else {
+        *v0 = _mm_loadu_si128((const __m128i *)(c + j));
+        *v1 = _mm_loadu_si128((const __m128i *)(c + j + 16));
     }
+}
+
+/* 32 codes (v0, v1) -> their 32 floats q*s + m, stored at o. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_deq32(__m128i v0, __m128i v1, __m256 s, __m256 m, float *o)
+{
+    _mm256_storeu_ps(o, quant_avx2_deq8(v0, s, m));
+    _mm256_storeu_ps(o + 8, quant_avx2_deq8(_mm_srli_si128(v0, 8), s, m));
+    _mm256_storeu_ps(o + 16, quant_avx2_deq8(v1, s, m));
+    _mm256_storeu_ps(o + 24, quant_avx2_deq8(_mm_srli_si128(v1, 8), s, m));
 }
 
 /* 8 codes (bytes, low 8 of v) -> their 8 fp16 values f16(q*s + m), stored at o. */
@@ -553,57 +552,100 @@ QUANT_TARGET_AVX2 static inline void quant_avx2_deq8_f16(__m128i v, __m256 s, __
     _mm_storeu_si128((__m128i *)o, h);
 }
 
-/* F16C narrows with the rounding asked for (to nearest even), gives
- * subnormals (MXCSR.FTZ does not apply to VCVTPS2PH), infinity from 65520
- * up, and quiet NaNs with the top payload bits: quant_f32_to_f16_bits. */
-QUANT_TARGET_AVX2 void quant_dequantize_row_f16_avx2(const uint8_t *in, size_t n, int bits, int group,
-                                                     uint16_t *out)
+/* 32 codes (v0, v1) -> their 32 fp16 values, stored at o. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_deq32_f16(__m128i v0, __m128i v1, __m256 s, __m256 m,
+                                                          uint16_t *o)
+{
+    quant_avx2_deq8_f16(v0, s, m, o);
+    quant_avx2_deq8_f16(_mm_srli_si128(v0, 8), s, m, o + 8);
+    quant_avx2_deq8_f16(v1, s, m, o + 16);
+    quant_avx2_deq8_f16(_mm_srli_si128(v1, 8), s, m, o + 24);
+}
+
+/* Codes [j, g) of a block, after its 32-code chunks -> fp32 q*s + m at o. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_tail(const uint8_t *c, size_t j, size_t g, int bits, float s,
+                                                     float m, float *o)
+{
+    if (bits == 4) {
+        for (; j < g; j += 2) {
+            o[j] = fmaf((float)(c[j / 2] & 0xfu), s, m);
+            o[j + 1] = fmaf((float)(c[j / 2] >> 4), s, m);
+        }
+    } else {
+        for (; j < g; j++)
+            o[j] = fmaf((float)c[j], s, m);
+    }
+}
+
+/* Codes [j, g) of a block, after its 32-code chunks -> fp16 at o: 8 at a
+ * time, then one by one (vs, vm: s and m broadcast). F16C narrows with the
+ * rounding asked for (to nearest even), gives subnormals (MXCSR.FTZ does
+ * not apply to VCVTPS2PH), infinity from 65520 up, and quiet NaNs with the
+ * top payload bits: quant_f32_to_f16_bits. */
+QUANT_TARGET_AVX2 static inline void quant_avx2_tail_f16(const uint8_t *c, size_t j, size_t g, int bits, float s,
+                                                         float m, __m256 vs, __m256 vm, uint16_t *o)
+{
+    const __m128i nib = _mm_set1_epi8(0x0f);
+    if (bits == 4) {
+        for (; j + 8 <= g; j += 8) { /* 4 bytes: 8 codes */
+            uint32_t w;
+            memcpy(&w, c + j / 2, 4);
+            __m128i b4 = _mm_cvtsi32_si128((int)w);
+            __m128i lo = _mm_and_si128(b4, nib), hi = _mm_and_si128(_mm_srli_epi16(b4, 4), nib);
+            quant_avx2_deq8_f16(_mm_unpacklo_epi8(lo, hi), vs, vm, o + j);
+        }
+        for (; j < g; j += 2) {
+            o[j] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] & 0xfu), s, m), _MM_FROUND_TO_NEAREST_INT);
+            o[j + 1] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] >> 4), s, m), _MM_FROUND_TO_NEAREST_INT);
+        }
+    } else {
+        for (; j + 8 <= g; j += 8)
+            quant_avx2_deq8_f16(_mm_loadl_epi64((const __m128i *)(c + j)), vs, vm, o + j);
+        for (; j < g; j++)
+            o[j] = (uint16_t)_cvtss_sh(fmaf((float)c[j], s, m), _MM_FROUND_TO_NEAREST_INT);
+    }
+}
+
+/* A row of n values dequantized to fp32 (out32) or to fp16 (out16), the
+ * other NULL: always inlined into the two callers below with their
+ * constant NULL, so each gets its own loop, without the test. */
+QUANT_TARGET_AVX2 static inline __attribute__((always_inline)) void
+quant_avx2_deq_row(const uint8_t *in, size_t n, int bits, int group, float *out32, uint16_t *out16)
 {
     assert(quant_args_ok(n, bits, group));
     size_t g = (size_t)group, bb = quant_block_bytes(bits, group);
-    const __m128i nib = _mm_set1_epi8(0x0f);
     for (size_t b = 0; b < n / g; b++) {
         const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
-        uint16_t *o = out + b * g;
+        /* F16C widening is exact, like quant_f16_bits_to_f32 */
         float s = _cvtsh_ss(quant_block_scale_bits(blk));
         float m = _cvtsh_ss(quant_block_min_bits(blk));
         __m256 vs = _mm256_set1_ps(s), vm = _mm256_set1_ps(m);
         size_t j = 0;
-        if (bits == 4) {
-            for (; j + 32 <= g; j += 32) {
-                __m128i v0, v1;
-                quant_avx2_unpack4(c + j / 2, &v0, &v1);
-                quant_avx2_deq8_f16(v0, vs, vm, o + j);
-                quant_avx2_deq8_f16(_mm_srli_si128(v0, 8), vs, vm, o + j + 8);
-                quant_avx2_deq8_f16(v1, vs, vm, o + j + 16);
-                quant_avx2_deq8_f16(_mm_srli_si128(v1, 8), vs, vm, o + j + 24);
-            }
-            for (; j + 8 <= g; j += 8) { /* 4 bytes: 8 codes */
-                uint32_t w;
-                memcpy(&w, c + j / 2, 4);
-                __m128i b4 = _mm_cvtsi32_si128((int)w);
-                __m128i lo = _mm_and_si128(b4, nib), hi = _mm_and_si128(_mm_srli_epi16(b4, 4), nib);
-                quant_avx2_deq8_f16(_mm_unpacklo_epi8(lo, hi), vs, vm, o + j);
-            }
-            for (; j < g; j += 2) {
-                o[j] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] & 0xfu), s, m), _MM_FROUND_TO_NEAREST_INT);
-                o[j + 1] = (uint16_t)_cvtss_sh(fmaf((float)(c[j / 2] >> 4), s, m), _MM_FROUND_TO_NEAREST_INT);
-            }
-        } else {
-            for (; j + 32 <= g; j += 32) {
-                __m128i v0 = _mm_loadu_si128((const __m128i *)(c + j));
-                __m128i v1 = _mm_loadu_si128((const __m128i *)(c + j + 16));
-                quant_avx2_deq8_f16(v0, vs, vm, o + j);
-                quant_avx2_deq8_f16(_mm_srli_si128(v0, 8), vs, vm, o + j + 8);
-                quant_avx2_deq8_f16(v1, vs, vm, o + j + 16);
-                quant_avx2_deq8_f16(_mm_srli_si128(v1, 8), vs, vm, o + j + 24);
-            }
-            for (; j + 8 <= g; j += 8)
-                quant_avx2_deq8_f16(_mm_loadl_epi64((const __m128i *)(c + j)), vs, vm, o + j);
-            for (; j < g; j++)
-                o[j] = (uint16_t)_cvtss_sh(fmaf((float)c[j], s, m), _MM_FROUND_TO_NEAREST_INT);
+        for (; j + 32 <= g; j += 32) {
+            __m128i v0, v1;
+            quant_avx2_codes32(c, j, bits, &v0, &v1);
+            if (out16)
+                quant_avx2_deq32_f16(v0, v1, vs, vm, out16 + b * g + j);
+            else
+                quant_avx2_deq32(v0, v1, vs, vm, out32 + b * g + j);
         }
+        if (out16)
+            quant_avx2_tail_f16(c, j, g, bits, s, m, vs, vm, out16 + b * g);
+        else
+            quant_avx2_tail(c, j, g, bits, s, m, out32 + b * g);
     }
+}
+
+QUANT_TARGET_AVX2 void quant_dequantize_row_avx2(const uint8_t *in, size_t n, int bits, int group,
+                                                 float *out)
+{
+    quant_avx2_deq_row(in, n, bits, group, out, NULL);
+}
+
+QUANT_TARGET_AVX2 void quant_dequantize_row_f16_avx2(const uint8_t *in, size_t n, int bits, int group,
+                                                     uint16_t *out)
+{
+    quant_avx2_deq_row(in, n, bits, group, NULL, out);
 }
 
 /* Horizontal pairwise sum of 8 lanes. */
@@ -635,12 +677,7 @@ QUANT_TARGET_AVX2 float quant_dot_row_avx2(const uint8_t *qrow, const float *x, 
             __m256 sx0 = sq0, sx1 = sq0, sx2 = sq0, sx3 = sq0;
             for (size_t j = 0; j < g32; j += 32) {
                 __m128i v0, v1;
-                if (bits == 4) {
-                    quant_avx2_unpack4(c + j / 2, &v0, &v1);
-                } else {
-                    v0 = _mm_loadu_si128((const __m128i *)(c + j));
-                    v1 = _mm_loadu_si128((const __m128i *)(c + j + 16));
-                }
+                quant_avx2_codes32(c, j, bits, &v0, &v1);
                 __m256 x0 = _mm256_loadu_ps(xg + j), x1 = _mm256_loadu_ps(xg + j + 8);
                 __m256 x2 = _mm256_loadu_ps(xg + j + 16), x3 = _mm256_loadu_ps(xg + j + 24);
                 sq0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v0)), x0, sq0);

@@ -329,18 +329,15 @@ static llmsim_status check_metadata(const cJSON *m, const char *name, diag *e)
     return LLMSIM_OK;
 }
 
-/* Fill t (name already set) from the JSON object v; data_bytes is the size of
- * the data section, data_start its absolute offset. */
-static llmsim_status parse_tensor(const cJSON *v, st_tensor *t, uint64_t data_bytes,
-                                  uint64_t data_start, const char *name, diag *e)
+/* The members "dtype", "shape" and "data_offsets" of tensor tn's entry v,
+ * each exactly once, into f[3]. */
+static llmsim_status tensor_members(const cJSON *v, const char *tn, const char *name,
+                                    const cJSON *f[3], diag *e)
 {
-    char q[QUOTE_BYTES], s[256];
-    const char *tn = qname(q, t->name);
     if (!cJSON_IsObject(v))
         return BAD(e, name, "tensor '%s': expected an object with \"dtype\", \"shape\" and "
                    "\"data_offsets\"", tn);
     static const char *keys[] = {"dtype", "shape", "data_offsets"};
-    const cJSON *f[3];
     for (int k = 0; k < 3; k++) {
         int count;
         f[k] = member(v, keys[k], &count);
@@ -349,16 +346,22 @@ static llmsim_status parse_tensor(const cJSON *v, st_tensor *t, uint64_t data_by
         if (count > 1)
             return BAD(e, name, "tensor '%s': \"%s\" is given %d times", tn, keys[k], count);
     }
+    return LLMSIM_OK;
+}
 
-    if (!cJSON_IsString(f[0]))
+/* Tensor t's dtype (dt) and shape (sh), and its bytes into *nbytes; s
+ * (cap bytes) receives the shape as text. */
+static llmsim_status tensor_dtype_shape(const cJSON *dt, const cJSON *sh, st_tensor *t,
+                                        const char *tn, const char *name, uint64_t *nbytes,
+                                        char *s, size_t cap, diag *e)
+{
+    if (!cJSON_IsString(dt))
         return BAD(e, name, "tensor '%s': \"dtype\" must be a string such as \"F16\"", tn);
-    if (st_dtype_parse(f[0]->valuestring, &t->dtype) != 0) {
+    if (st_dtype_parse(dt->valuestring, &t->dtype) != 0) {
         char qd[QUOTE_BYTES];
         return BAD(e, name, "tensor '%s': unsupported dtype \"%s\"; llmsim reads F16, BF16, F32, "
-                   "F64, I64, I32, I16, I8, U8 and BOOL", tn, qname(qd, f[0]->valuestring));
+                   "F64, I64, I32, I16, I8, U8 and BOOL", tn, qname(qd, dt->valuestring));
     }
-
-    const cJSON *sh = f[1];
     int ndim = cJSON_IsArray(sh) ? cJSON_GetArraySize(sh) : -1;
     if (ndim < 0 || ndim > ST_MAX_DIMS)
         return BAD(e, name, "tensor '%s': \"shape\" must be an array of at most %d non-negative "
@@ -375,13 +378,27 @@ static llmsim_status parse_tensor(const cJSON *v, st_tensor *t, uint64_t data_by
         t->shape[i] = (int64_t)dim;
         overflow |= __builtin_mul_overflow(numel, dim, &numel);
     }
-    uint64_t nbytes;
-    overflow |= __builtin_mul_overflow(numel, (uint64_t)st_dtype_size(t->dtype), &nbytes);
-    shape_str(s, sizeof s, t->shape, t->ndim);
+    overflow |= __builtin_mul_overflow(numel, (uint64_t)st_dtype_size(t->dtype), nbytes);
+    shape_str(s, cap, t->shape, t->ndim);
     if (overflow)
         return BAD(e, name, "tensor '%s': shape %s of %s holds more than 2^64 bytes", tn, s,
                    st_dtype_name(t->dtype));
+    return LLMSIM_OK;
+}
 
+/* Fill t (name already set) from the JSON object v; data_bytes is the size of
+ * the data section, data_start its absolute offset. */
+static llmsim_status parse_tensor(const cJSON *v, st_tensor *t, uint64_t data_bytes,
+                                  uint64_t data_start, const char *name, diag *e)
+{
+    char q[QUOTE_BYTES], s[256];
+    const char *tn = qname(q, t->name);
+    const cJSON *f[3];
+    uint64_t nbytes = 0;
+    llmsim_status st;
+    if ((st = tensor_members(v, tn, name, f, e)) ||
+        (st = tensor_dtype_shape(f[0], f[1], t, tn, name, &nbytes, s, sizeof s, e)))
+        return st;
     const cJSON *of = f[2];
     uint64_t begin, end;
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 || !json_u53(of->child, &begin) ||
@@ -406,6 +423,55 @@ static llmsim_status parse_tensor(const cJSON *v, st_tensor *t, uint64_t data_by
     return LLMSIM_OK;
 }
 
+/* The header's tensors counted (all but "__metadata__", which is checked
+ * and may be given once), and the bytes of their names with the NULs. */
+static llmsim_status header_count(const cJSON *root, const char *name, size_t *count,
+                                  size_t *name_bytes, diag *e)
+{
+    int nmeta = 0;
+    llmsim_status st;
+    *count = *name_bytes = 0;
+    for (const cJSON *c = root->child; c; c = c->next) {
+        if (strcmp(c->string, "__metadata__") == 0) {
+            if ((st = check_metadata(c, name, e)))
+                return st;
+            if (++nmeta > 1)
+                return BAD(e, name, "header: \"__metadata__\" is given twice");
+            continue;
+        }
+        ++*count;
+        *name_bytes += strlen(c->string) + 1;
+    }
+    return LLMSIM_OK;
+}
+
+/* The header's count tensors parsed into table t (names into pool), sorted
+ * by name; a name given twice, or overlapping data, is an error. */
+static llmsim_status header_tensors(const cJSON *root, st_tensor *t, size_t count, char *pool,
+                                    uint64_t data_bytes, uint64_t data_start, const char *name,
+                                    diag *e)
+{
+    llmsim_status st;
+    size_t i = 0;
+    for (const cJSON *c = root->child; c; c = c->next) {
+        if (strcmp(c->string, "__metadata__") == 0)
+            continue;
+        size_t l = strlen(c->string) + 1;
+        t[i].name = memcpy(pool, c->string, l);
+        pool += l;
+        if ((st = parse_tensor(c, &t[i], data_bytes, data_start, name, e)))
+            return st;
+        i++;
+    }
+    qsort(t, count, sizeof *t, cmp_name);
+    for (i = 1; i < count; i++)
+        if (strcmp(t[i - 1].name, t[i].name) == 0) {
+            char q[QUOTE_BYTES];
+            return BAD(e, name, "header: tensor '%s' is given twice", qname(q, t[i].name));
+        }
+    return check_overlaps(t, count, data_start, name, e);
+}
+
 llmsim_status st_parse_header(const unsigned char *buf, size_t len, uint64_t file_bytes,
                               const char *name, st_tensor **tensors, size_t *n, diag *e)
 {
@@ -425,53 +491,17 @@ llmsim_status st_parse_header(const unsigned char *buf, size_t len, uint64_t fil
         cJSON_Delete(root);
         return BAD(e, name, "header: not a JSON object of tensors");
     }
-
-    /* count the tensors and the bytes of their names */
-    size_t count = 0, name_bytes = 0;
-    int nmeta = 0;
-    for (const cJSON *c = root->child; c; c = c->next) {
-        if (strcmp(c->string, "__metadata__") == 0) {
-            if ((st = check_metadata(c, name, e)))
-                goto out;
-            if (++nmeta > 1) {
-                st = BAD(e, name, "header: \"__metadata__\" is given twice");
-                goto out;
-            }
-            continue;
-        }
-        count++;
-        name_bytes += strlen(c->string) + 1;
-    }
+    size_t count, name_bytes;
     char *pool;
-    st_tensor *t = table_alloc(count, name_bytes, &pool);
-    if (!t) {
+    st_tensor *t = NULL;
+    if ((st = header_count(root, name, &count, &name_bytes, e)))
+        goto out;
+    if (!(t = table_alloc(count, name_bytes, &pool))) {
         st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory for %zu tensors", name, count);
         goto out;
     }
     memset(t, 0, count * sizeof *t);
-    size_t i = 0;
-    for (const cJSON *c = root->child; c; c = c->next) {
-        if (strcmp(c->string, "__metadata__") == 0)
-            continue;
-        size_t l = strlen(c->string) + 1;
-        t[i].name = memcpy(pool, c->string, l);
-        pool += l;
-        if ((st = parse_tensor(c, &t[i], data_bytes, data_start, name, e))) {
-            free(t);
-            goto out;
-        }
-        i++;
-    }
-
-    qsort(t, count, sizeof *t, cmp_name);
-    for (i = 1; i < count; i++)
-        if (strcmp(t[i - 1].name, t[i].name) == 0) {
-            char q[QUOTE_BYTES];
-            st = BAD(e, name, "header: tensor '%s' is given twice", qname(q, t[i].name));
-            free(t);
-            goto out;
-        }
-    if ((st = check_overlaps(t, count, data_start, name, e))) {
+    if ((st = header_tensors(root, t, count, pool, data_bytes, data_start, name, e))) {
         free(t);
         goto out;
     }
@@ -547,6 +577,101 @@ void st_index_free(st_index *x)
     memset(x, 0, sizeof *x);
 }
 
+/* The index's root checked: a JSON object with at most one "metadata"
+ * object and exactly one "weight_map" object, which *wm is. */
+static llmsim_status index_root_check(const cJSON *root, const char *name, const cJSON **wm,
+                                      diag *e)
+{
+    int count;
+    if (!cJSON_IsObject(root))
+        return BAD(e, name, "an index must be a JSON object with a \"weight_map\"");
+    const cJSON *meta = member(root, "metadata", &count);
+    if (count > 1 || (meta && !cJSON_IsObject(meta) && !cJSON_IsNull(meta)))
+        return BAD(e, name, "\"metadata\" must be given at most once, as an object");
+    *wm = member(root, "weight_map", &count);
+    if (count != 1 || !cJSON_IsObject(*wm))
+        return BAD(e, name, count > 1 ? "\"weight_map\" is given twice"
+                   : "missing \"weight_map\", the object that maps each tensor to its shard file");
+    return LLMSIM_OK;
+}
+
+/* The weight map's entries, counted into *n: each a string naming a shard
+ * (shard_name_ok), and at least one. */
+static llmsim_status index_map_count(const cJSON *wm, const char *name, size_t *n, diag *e)
+{
+    char q[QUOTE_BYTES];
+    *n = 0;
+    for (const cJSON *c = wm->child; c; c = c->next) {
+        if (!cJSON_IsString(c) || !shard_name_ok(c->valuestring))
+            return BAD(e, name, "weight_map: tensor '%s' must map to a shard file name relative to "
+                       "the index's directory (not absolute, no \"..\", \".\" or empty "
+                       "components)", qname(q, c->string));
+        ++*n;
+    }
+    if (*n == 0)
+        return BAD(e, name, "weight_map is empty: the index lists no tensors");
+    return LLMSIM_OK;
+}
+
+/* The distinct shard names of the weight map's n entries, sorted, into
+ * out->shards (copies). */
+static llmsim_status index_shards(const cJSON *wm, size_t n, const char *name, st_index *out,
+                                  diag *e)
+{
+    char **all = malloc(n * sizeof *all);
+    if (!all)
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
+    size_t i = 0;
+    for (const cJSON *c = wm->child; c; c = c->next)
+        all[i++] = c->valuestring;
+    qsort(all, n, sizeof *all, cmp_str);
+    size_t ns = 0;
+    for (i = 0; i < n; i++)
+        if (i == 0 || strcmp(all[i], all[i - 1]) != 0)
+            all[ns++] = all[i];
+    llmsim_status st = LLMSIM_OK;
+    if (ns > 65536)
+        st = BAD(e, name, "weight_map names %zu shard files; llmsim opens at most 65536", ns);
+    else if (!(out->shards = calloc(ns, sizeof *out->shards)))
+        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
+    for (i = 0; i < ns && !st; i++) {
+        if (!(out->shards[i] = strdup(all[i])))
+            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
+        else
+            out->nshards++;
+    }
+    free(all);
+    return st;
+}
+
+/* The weight map's n entries into out->entries (tensor name, shard index),
+ * sorted by name; a tensor listed twice is an error. */
+static llmsim_status index_entries(const cJSON *wm, size_t n, const char *name, st_index *out,
+                                   diag *e)
+{
+    char q[QUOTE_BYTES], q2[QUOTE_BYTES];
+    if (!(out->entries = calloc(n, sizeof *out->entries)))
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
+    const size_t ns = (size_t)out->nshards;
+    for (const cJSON *c = wm->child; c; c = c->next) {
+        st_index_entry *x = &out->entries[out->nentries];
+        char **hit = bsearch(&c->valuestring, out->shards, ns, sizeof *out->shards, cmp_str);
+        assert(hit);
+        x->shard = (int)(hit - out->shards);
+        if (!(x->name = strdup(c->string)))
+            return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
+        out->nentries++;
+    }
+    qsort(out->entries, out->nentries, sizeof *out->entries, cmp_entry);
+    for (size_t i = 1; i < out->nentries; i++)
+        if (strcmp(out->entries[i - 1].name, out->entries[i].name) == 0)
+            return BAD(e, name, "weight_map: tensor '%s' is listed twice (in '%s' and '%s')",
+                       qname(q, out->entries[i].name),
+                       qname(q2, out->shards[out->entries[i - 1].shard]),
+                       out->shards[out->entries[i].shard]);
+    return LLMSIM_OK;
+}
+
 llmsim_status st_index_parse(const char *text, size_t len, const char *name, st_index *out,
                              diag *e)
 {
@@ -560,95 +685,11 @@ llmsim_status st_index_parse(const char *text, size_t len, const char *name, st_
     llmsim_status st = json_parse((const unsigned char *)text, len, 0, name, "index", &root, e);
     if (st)
         return st;
-    char q[QUOTE_BYTES], q2[QUOTE_BYTES];
-    const cJSON *wm, *meta;
-    int count;
-    if (!cJSON_IsObject(root)) {
-        st = BAD(e, name, "an index must be a JSON object with a \"weight_map\"");
-        goto out;
-    }
-    meta = member(root, "metadata", &count);
-    if (count > 1 || (meta && !cJSON_IsObject(meta) && !cJSON_IsNull(meta))) {
-        st = BAD(e, name, "\"metadata\" must be given at most once, as an object");
-        goto out;
-    }
-    wm = member(root, "weight_map", &count);
-    if (count != 1 || !cJSON_IsObject(wm)) {
-        st = BAD(e, name, count > 1 ? "\"weight_map\" is given twice"
-                 : "missing \"weight_map\", the object that maps each tensor to its shard file");
-        goto out;
-    }
+    const cJSON *wm = NULL;
     size_t n = 0;
-    for (const cJSON *c = wm->child; c; c = c->next) {
-        if (!cJSON_IsString(c) || !shard_name_ok(c->valuestring)) {
-            st = BAD(e, name, "weight_map: tensor '%s' must map to a shard file name relative to "
-                     "the index's directory (not absolute, no \"..\", \".\" or empty "
-                     "components)", qname(q, c->string));
-            goto out;
-        }
-        n++;
-    }
-    if (n == 0) {
-        st = BAD(e, name, "weight_map is empty: the index lists no tensors");
-        goto out;
-    }
-    /* distinct shard names, sorted */
-    char **all = malloc(n * sizeof *all);
-    out->entries = calloc(n, sizeof *out->entries);
-    if (!all || !out->entries) {
-        free(all);
-        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
-        goto out;
-    }
-    size_t i = 0;
-    for (const cJSON *c = wm->child; c; c = c->next)
-        all[i++] = c->valuestring;
-    qsort(all, n, sizeof *all, cmp_str);
-    size_t ns = 0;
-    for (i = 0; i < n; i++)
-        if (i == 0 || strcmp(all[i], all[i - 1]) != 0)
-            all[ns++] = all[i];
-    if (ns > 65536) {
-        free(all);
-        st = BAD(e, name, "weight_map names %zu shard files; llmsim opens at most 65536", ns);
-        goto out;
-    }
-    out->shards = calloc(ns, sizeof *out->shards);
-    if (!out->shards) {
-        free(all);
-        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
-        goto out;
-    }
-    for (i = 0; i < ns; i++) {
-        if (!(out->shards[i] = strdup(all[i]))) {
-            free(all);
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
-            goto out;
-        }
-        out->nshards++;
-    }
-    free(all);
-    for (const cJSON *c = wm->child; c; c = c->next) {
-        st_index_entry *x = &out->entries[out->nentries];
-        char **hit = bsearch(&c->valuestring, out->shards, ns, sizeof *out->shards, cmp_str);
-        assert(hit);
-        x->shard = (int)(hit - out->shards);
-        if (!(x->name = strdup(c->string))) {
-            st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory", name);
-            goto out;
-        }
-        out->nentries++;
-    }
-    qsort(out->entries, out->nentries, sizeof *out->entries, cmp_entry);
-    for (i = 1; i < out->nentries; i++)
-        if (strcmp(out->entries[i - 1].name, out->entries[i].name) == 0) {
-            st = BAD(e, name, "weight_map: tensor '%s' is listed twice (in '%s' and '%s')",
-                     qname(q, out->entries[i].name),
-                     qname(q2, out->shards[out->entries[i - 1].shard]),
-                     out->shards[out->entries[i].shard]);
-            goto out;
-        }
-out:
+    if (!(st = index_root_check(root, name, &wm, e)) && !(st = index_map_count(wm, name, &n, e)) &&
+        !(st = index_shards(wm, n, name, out, e)))
+        st = index_entries(wm, n, name, out, e);
     cJSON_Delete(root);
     if (st)
         st_index_free(out);
@@ -799,57 +840,56 @@ static llmsim_status read_small_file(const char *path, char **text, size_t *len,
     return st;
 }
 
-static llmsim_status open_index(const char *path, st_checkpoint *c, diag *e)
+/* The directory of the index at `path`, which shard names are relative to:
+ * *dir and its length (".", or "" for an index in "/"). */
+static void index_dir(const char *path, const char **dir, size_t *dirlen)
 {
-    char *text = NULL;
-    size_t len = 0;
-    st_index x;
-    memset(&x, 0, sizeof x);
-    st_tensor **parts = NULL;
-    size_t *counts = NULL;
-    llmsim_status st = read_small_file(path, &text, &len, e);
-    if (st || (st = st_index_parse(text, len, path, &x, e)))
-        goto out;
-    if ((st = files_alloc(c, x.nshards, e)))
-        goto out;
-    parts = calloc((size_t)x.nshards, sizeof *parts);
-    counts = calloc((size_t)x.nshards, sizeof *counts);
-    if (!parts || !counts) {
-        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-        goto out;
-    }
-
-    /* shard names are relative to the index's directory */
     const char *slash = strrchr(path, '/');
-    const char *dir = slash ? path : ".";
-    size_t dirlen = slash ? (size_t)(slash - path) : 1;
-    if (slash && dirlen == 0)
-        dir = ""; /* the index is in "/" */
+    *dir = slash ? path : ".";
+    *dirlen = slash ? (size_t)(slash - path) : 1;
+    if (slash && *dirlen == 0)
+        *dir = ""; /* the index is in "/" */
+}
+
+/* Open and parse every shard of index x (at `path`): c's files, and each
+ * shard's tensors in parts[i] (counts[i] of them); *total tensors in all,
+ * *name_bytes of their names with the NULs. */
+static llmsim_status shards_open(st_checkpoint *c, const st_index *x, const char *path,
+                                 st_tensor **parts, size_t *counts, size_t *total,
+                                 size_t *name_bytes, diag *e)
+{
+    const char *dir;
+    size_t dirlen;
+    index_dir(path, &dir, &dirlen);
     char what[512];
     snprintf(what, sizeof what, "%s: shard ", path);
-    size_t total = 0, name_bytes = 0;
-    for (int i = 0; i < x.nshards; i++) {
-        if (!(c->paths[i] = path_join(dir, dirlen, x.shards[i]))) {
-            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-            goto out;
-        }
+    llmsim_status st;
+    *total = *name_bytes = 0;
+    for (int i = 0; i < x->nshards; i++) {
+        if (!(c->paths[i] = path_join(dir, dirlen, x->shards[i])))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
         if ((st = open_file(c->paths[i], what, &c->fds[i], &c->file_bytes[i], e)) ||
             (st = parse_file(c->fds[i], c->file_bytes[i], c->paths[i], &parts[i], &counts[i], e)))
-            goto out;
-        total += counts[i];
+            return st;
+        *total += counts[i];
         for (size_t k = 0; k < counts[i]; k++)
-            name_bytes += strlen(parts[i][k].name) + 1;
+            *name_bytes += strlen(parts[i][k].name) + 1;
     }
+    return LLMSIM_OK;
+}
 
-    /* merge into one table, sorted by name */
+/* The shards' tables merged into c's one table, sorted by name (each
+ * tensor's file its shard); a tensor in two shards is an error. */
+static llmsim_status shards_merge(st_checkpoint *c, int nshards, st_tensor *const *parts,
+                                  const size_t *counts, size_t total, size_t name_bytes,
+                                  const char *path, diag *e)
+{
     char *pool;
     c->tensors = table_alloc(total, name_bytes, &pool);
-    if (!c->tensors) {
-        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory for %zu tensors", path, total);
-        goto out;
-    }
+    if (!c->tensors)
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory for %zu tensors", path, total);
     size_t m = 0;
-    for (int i = 0; i < x.nshards; i++)
+    for (int i = 0; i < nshards; i++)
         for (size_t k = 0; k < counts[i]; k++, m++) {
             st_tensor *t = &c->tensors[m];
             *t = parts[i][k];
@@ -865,22 +905,51 @@ static llmsim_status open_index(const char *path, st_checkpoint *c, diag *e)
         const st_tensor *a = &c->tensors[k - 1], *b = &c->tensors[k];
         if (strcmp(a->name, b->name) == 0) {
             int fa = a->file < b->file ? a->file : b->file, fb = a->file ^ b->file ^ fa;
-            st = BAD(e, path, "tensor '%s' is in two shards, %s and %s", qname(q, a->name),
-                     c->paths[fa], c->paths[fb]);
-            goto out;
+            return BAD(e, path, "tensor '%s' is in two shards, %s and %s", qname(q, a->name),
+                       c->paths[fa], c->paths[fb]);
         }
     }
-    /* every tensor the index lists is where it says */
-    for (size_t k = 0; k < x.nentries; k++) {
-        const st_index_entry *en = &x.entries[k];
+    return LLMSIM_OK;
+}
+
+/* Every tensor index x lists is in the shard it says. */
+static llmsim_status index_places_check(const st_checkpoint *c, const st_index *x,
+                                        const char *path, diag *e)
+{
+    char q[QUOTE_BYTES];
+    for (size_t k = 0; k < x->nentries; k++) {
+        const st_index_entry *en = &x->entries[k];
         const st_tensor *t = st_find(c, en->name);
-        if (!t || t->file != en->shard) {
-            st = BAD(e, path, "the index puts tensor '%s' in %s, but %s%s", qname(q, en->name),
-                     c->paths[en->shard], t ? "it is in " : "no shard holds it",
-                     t ? c->paths[t->file] : "");
-            goto out;
-        }
+        if (!t || t->file != en->shard)
+            return BAD(e, path, "the index puts tensor '%s' in %s, but %s%s", qname(q, en->name),
+                       c->paths[en->shard], t ? "it is in " : "no shard holds it",
+                       t ? c->paths[t->file] : "");
     }
+    return LLMSIM_OK;
+}
+
+static llmsim_status open_index(const char *path, st_checkpoint *c, diag *e)
+{
+    char *text = NULL;
+    size_t len = 0, total = 0, name_bytes = 0;
+    st_index x;
+    memset(&x, 0, sizeof x);
+    st_tensor **parts = NULL;
+    size_t *counts = NULL;
+    llmsim_status st = read_small_file(path, &text, &len, e);
+    if (st || (st = st_index_parse(text, len, path, &x, e)))
+        goto out;
+    if ((st = files_alloc(c, x.nshards, e)))
+        goto out;
+    parts = calloc((size_t)x.nshards, sizeof *parts);
+    counts = calloc((size_t)x.nshards, sizeof *counts);
+    if (!parts || !counts) {
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+        goto out;
+    }
+    if (!(st = shards_open(c, &x, path, parts, counts, &total, &name_bytes, e)) &&
+        !(st = shards_merge(c, x.nshards, parts, counts, total, name_bytes, path, e)))
+        st = index_places_check(c, &x, path, e);
 out:
     if (parts)
         for (int i = 0; i < x.nshards; i++)
@@ -1088,6 +1157,60 @@ static llmsim_status write_check(const st_write_tensor *t, uint64_t *nbytes, con
     return LLMSIM_OK;
 }
 
+/* The n tensors checked (write_check, their bytes into nbytes, 2^53 in
+ * all at most, no name twice) and put in layout order into order. */
+static llmsim_status write_order(const st_write_tensor *t, size_t n, const char *path,
+                                 const st_write_tensor **order, uint64_t *nbytes, diag *e)
+{
+    llmsim_status st;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        order[i] = &t[i];
+        if ((st = write_check(&t[i], &nbytes[i], path, e)))
+            return st;
+        total += nbytes[i]; /* each is below 2^53: no overflow */
+        if ((double)total >= ST_EXACT_LIMIT)
+            return BAD(e, path, "more than 2^53 bytes of tensors");
+    }
+    qsort(order, n, sizeof *order, cmp_wname);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
+            char q[QUOTE_BYTES];
+            return BAD(e, path, "tensor '%s' is given twice", qname(q, order[i]->name));
+        }
+    qsort(order, n, sizeof *order, cmp_wlayout);
+    return LLMSIM_OK;
+}
+
+/* The JSON header of the tensors in layout order (order; t for their
+ * bytes), padded with spaces to a multiple of 8 bytes. */
+static llmsim_status write_header(const st_write_tensor *t, size_t n,
+                                  const st_write_tensor *const *order, const uint64_t *nbytes,
+                                  const char *path, strbuf *h, diag *e)
+{
+    uint64_t off = 0;
+    strbuf_puts(h, "{");
+    for (size_t i = 0; i < n; i++) {
+        const st_write_tensor *x = order[i];
+        uint64_t b = nbytes[x - t];
+        if (i)
+            strbuf_puts(h, ",");
+        json_string(h, x->name);
+        strbuf_printf(h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(x->dtype));
+        for (int d = 0; d < x->ndim; d++)
+            strbuf_printf(h, "%s%lld", d ? "," : "", (long long)x->shape[d]);
+        strbuf_printf(h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
+                      (unsigned long long)(off + b));
+        off += b;
+    }
+    strbuf_puts(h, "}");
+    while (!h->failed && h->len % 8)
+        strbuf_puts(h, " ");
+    if (h->failed)
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory for the header", path);
+    return LLMSIM_OK;
+}
+
 llmsim_status st_write(const char *path, const st_write_tensor *t, size_t n, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
@@ -1098,50 +1221,9 @@ llmsim_status st_write(const char *path, const st_write_tensor *t, size_t n, dia
         st = diag_set(e, LLMSIM_EFAIL, "out of memory");
         goto out;
     }
-    uint64_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        order[i] = &t[i];
-        if ((st = write_check(&t[i], &nbytes[i], path, e)))
-            goto out;
-        total += nbytes[i]; /* each is below 2^53: no overflow */
-        if ((double)total >= ST_EXACT_LIMIT) {
-            st = BAD(e, path, "more than 2^53 bytes of tensors");
-            goto out;
-        }
-    }
-    qsort(order, n, sizeof *order, cmp_wname);
-    for (size_t i = 1; i < n; i++)
-        if (strcmp(order[i - 1]->name, order[i]->name) == 0) {
-            char q[QUOTE_BYTES];
-            st = BAD(e, path, "tensor '%s' is given twice", qname(q, order[i]->name));
-            goto out;
-        }
-    qsort(order, n, sizeof *order, cmp_wlayout);
-
-    /* the header, in layout order */
-    uint64_t off = 0;
-    strbuf_puts(&h, "{");
-    for (size_t i = 0; i < n; i++) {
-        const st_write_tensor *x = order[i];
-        uint64_t b = nbytes[x - t];
-        if (i)
-            strbuf_puts(&h, ",");
-        json_string(&h, x->name);
-        strbuf_printf(&h, ":{\"dtype\":\"%s\",\"shape\":[", st_dtype_name(x->dtype));
-        for (int d = 0; d < x->ndim; d++)
-            strbuf_printf(&h, "%s%lld", d ? "," : "", (long long)x->shape[d]);
-        strbuf_printf(&h, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)off,
-                      (unsigned long long)(off + b));
-        off += b;
-    }
-    strbuf_puts(&h, "}");
-    while (!h.failed && h.len % 8)
-        strbuf_puts(&h, " ");
-    if (h.failed) {
-        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory for the header", path);
+    if ((st = write_order(t, n, path, order, nbytes, e)) ||
+        (st = write_header(t, n, order, nbytes, path, &h, e)))
         goto out;
-    }
-
     atomicfile a;
     if ((st = atomicfile_open(&a, path, "safetensors file", e)))
         goto out;
