@@ -24,6 +24,9 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
     s->kvd = (size_t)model_kv_dim(m);
     s->f = (size_t)m->ffn_size;
     s->vocab = (size_t)m->vocab_size;
+    s->wmax = s->h > s->f ? s->h : s->f;
+    s->wmax = s->qd > s->wmax ? s->qd : s->wmax;
+    s->ffn_w = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * s->f;
     s->kv_row = size_kv_row_bytes(m, &p->kv_quant);
     s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
     s->kv_dslot = (size_t)offload_round(s->kv_slot);
@@ -36,6 +39,37 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
         s->act_off += s->act_tier[k] != TIER_GPU;
         s->act_disk += s->act_tier[k] == TIER_DISK;
     }
+}
+
+bool exec_acts_alloc(exec_acts *a, const exec_layout *lay, void *(*alloc)(void *ctx, size_t bytes),
+                     void *ctx)
+{
+    const size_t rows = (size_t)lay->gbs * (size_t)lay->prompt;
+    struct {
+        float **p;
+        size_t n;
+    } bufs[] = {
+        {&a->x, rows * lay->h},
+        {&a->hn, rows * (lay->h > lay->qd ? lay->h : lay->qd)},
+        {&a->qkv, rows * (lay->qd + 2 * lay->kvd)},
+        {&a->att, rows * lay->qd},
+        {&a->ffn, rows * lay->ffn_w},
+        {&a->tmp, rows * lay->h},
+        {&a->vec, 5 * lay->wmax},
+        {&a->logits, (size_t)lay->gbs * lay->vocab},
+    };
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (!(*bufs[i].p = alloc(ctx, bufs[i].n * sizeof(float))))
+            return false;
+    return true;
+}
+
+void exec_acts_free(exec_acts *a, void (*free_fn)(void *ctx, void *p), void *ctx)
+{
+    float *bufs[] = {a->x, a->hn, a->qkv, a->att, a->ffn, a->tmp, a->vec, a->logits};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        if (bufs[i])
+            free_fn(ctx, bufs[i]);
 }
 
 void exec_kv_put(const quant *kq, size_t kvd, size_t kv_row, uint8_t *slots, size_t stride, int s,
@@ -86,4 +120,24 @@ uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long sl
 uint64_t exec_act_disk_off(const exec_layout *lay, int k)
 {
     return (uint64_t)disk_index(lay->act_tier, k) * offload_round(lay->act_bytes);
+}
+
+uint64_t exec_kv_file_bytes(const exec_layout *lay)
+{
+    return (uint64_t)lay->L * (uint64_t)lay->kv_disk * (uint64_t)lay->ctx_max * lay->kv_dslot;
+}
+
+uint64_t exec_act_file_bytes(const exec_layout *lay)
+{
+    return (uint64_t)lay->act_disk * offload_round(lay->act_bytes);
+}
+
+size_t exec_act_step_bytes(const exec_layout *lay, long long t)
+{
+    return (size_t)lay->gbs * (size_t)t * lay->h * 2;
+}
+
+size_t exec_act_disk_bytes(const exec_layout *lay, long long t)
+{
+    return (size_t)offload_round(exec_act_step_bytes(lay, t));
 }

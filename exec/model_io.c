@@ -145,6 +145,28 @@ void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long
     }
 }
 
+void mio_block_begin(mio_tokens *tk, const exec_layout *lay, const engine_opts *o, long long block)
+{
+    tk->block = block;
+    for (int s = 0; s < lay->bls; s++)
+        mio_prompt(o, block * lay->bls + s, lay->num_prompts, lay->prompt, lay->vocab,
+                   tk->tokens + (size_t)s * (size_t)(lay->prompt + lay->gen));
+    if (block > 0)
+        tk->logits_out = NULL;
+}
+
+void mio_block_tokens(const exec_layout *lay, long long block, const int32_t *tokens, int32_t *out)
+{
+    for (int s = 0; s < lay->bls; s++) {
+        long long seq = block * lay->bls + s;
+        if (seq >= lay->num_prompts)
+            break;
+        memcpy(out + (size_t)seq * (size_t)lay->gen,
+               tokens + (size_t)s * (size_t)(lay->prompt + lay->gen) + lay->prompt,
+               (size_t)lay->gen * sizeof(int32_t));
+    }
+}
+
 static const float *sort_probs;
 
 static int cmp_prob_desc(const void *a, const void *b)
@@ -205,19 +227,17 @@ int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long lon
     return idx[n - 1];
 }
 
-
 void mio_next_tokens(const exec_layout *sh, const engine_opts *o, const float *logits, int i, int k,
-                     long long block, float *logits_out, int32_t *tokens, float *probs,
-                     int32_t *idx)
+                     mio_tokens *tk)
 {
     for (int s = 0; s < sh->gbs; s++) {
         const float *lg = logits + (size_t)s * sh->vocab;
         int seq = k * sh->gbs + s;
-        long long global = block * sh->bls + seq; /* the sequence's number in the workload */
-        if (logits_out)
-            memcpy(logits_out + ((size_t)i * (size_t)sh->bls + (size_t)seq) * sh->vocab, lg,
+        long long global = tk->block * sh->bls + seq; /* the sequence's number in the workload */
+        if (tk->logits_out)
+            memcpy(tk->logits_out + ((size_t)i * (size_t)sh->bls + (size_t)seq) * sh->vocab, lg,
                    sh->vocab * 4);
-        int32_t *toks = tokens + (size_t)seq * (size_t)(sh->prompt + sh->gen);
-        toks[sh->prompt + i] = mio_sample(o, lg, sh->vocab, global, i, probs, idx);
+        int32_t *toks = tk->tokens + (size_t)seq * (size_t)(sh->prompt + sh->gen);
+        toks[sh->prompt + i] = mio_sample(o, lg, sh->vocab, global, i, tk->probs, tk->idx);
     }
 }

@@ -35,6 +35,24 @@ void mio_store_values(pool *p, const float *v, size_t rows, size_t cols, k_wtype
 void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long long prompt_len, size_t vocab,
                 int32_t *dst);
 
+/* The tokens of the block running, as both backends keep them, and what
+ * sampling them needs (buffers owned by the backend). */
+typedef struct mio_tokens {
+    int32_t *tokens;   /* [bls][prompt + gen]: each sequence's prompt, then what it generated */
+    long long block;   /* the block running */
+    float *logits_out; /* [gen][bls][vocab]: o->logits_out while block 0 runs, then NULL */
+    float *probs;      /* [vocab] sampling scratch */
+    int32_t *idx;      /* [vocab] sampling order */
+} mio_tokens;
+
+/* Block `block` begins: its prompts (its bls sequences, each by mio_prompt)
+ * into tk->tokens; logits are recorded for block 0 only. */
+void mio_block_begin(mio_tokens *tk, const exec_layout *lay, const engine_opts *o, long long block);
+/* The generated tokens of block `block`'s sequences that the workload has
+ * (below num_prompts), from tokens [bls][prompt + gen] into out
+ * [num_prompts][gen]. */
+void mio_block_tokens(const exec_layout *lay, long long block, const int32_t *tokens, int32_t *out);
+
 /* The next token of a sequence from its logits [vocab]: the argmax
  * (o->temperature 0), or a draw from softmax(logits / T) restricted to the
  * nucleus (the most likely tokens whose mass reaches o->top_p),
@@ -44,12 +62,10 @@ void mio_prompt(const engine_opts *o, long long seq, long long num_prompts, long
 int mio_sample(const engine_opts *o, const float *logits, size_t vocab, long long seq, int step, float *probs,
                int32_t *idx);
 
-/* Step i's next tokens of batch k of block `block` from the batch's logits
- * [gbs][vocab]: sampled (mio_sample) into tokens ([bls][prompt + gen], the
- * block's sequences), and the logits copied to logits_out [gen][bls][vocab]
- * when it is not NULL. probs and idx: [vocab] scratch. */
+/* Step i's next tokens of batch k of the block running, from the batch's
+ * logits [gbs][vocab]: sampled (mio_sample) into tk->tokens, and the logits
+ * copied to tk->logits_out when it is not NULL. */
 void mio_next_tokens(const exec_layout *lay, const engine_opts *o, const float *logits, int i, int k,
-                     long long block, float *logits_out, int32_t *tokens, float *probs,
-                     int32_t *idx);
+                     mio_tokens *tk);
 
 #endif

@@ -153,6 +153,14 @@ llmsim_status offload_write(offload_file *f, const void *buf, size_t bytes, uint
     return st;
 }
 
+bool offload_dir_direct(const offload_dir *d)
+{
+    bool direct = true;
+    for (int i = 0; i < d->nfiles; i++)
+        direct = direct && d->files[i].direct;
+    return direct;
+}
+
 void offload_dir_remove(offload_dir *d)
 {
     if (!d->path[0])

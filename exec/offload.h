@@ -54,6 +54,8 @@ llmsim_status offload_file_create(offload_dir *d, const char *name, uint64_t siz
 /* Whole transfers at aligned offsets and sizes (multiples of OFFLOAD_ALIGN). */
 llmsim_status offload_read(offload_file *f, void *buf, size_t bytes, uint64_t off, diag *e);
 llmsim_status offload_write(offload_file *f, const void *buf, size_t bytes, uint64_t off, diag *e);
+/* Whether every file of d uses O_DIRECT (true for none). */
+bool offload_dir_direct(const offload_dir *d);
 /* Close and unlink every file, remove the directory; safe to call twice. */
 void offload_dir_remove(offload_dir *d);
 /* From a signal handler: remove every registered directory (async-signal-safe). */

@@ -32,6 +32,14 @@
 #define K_HAVE_AVX2 0
 #endif
 
+/* The AVX2 twin of a chunk function where this CPU runs it (k_isa_get),
+ * else the scalar one. */
+#if K_HAVE_AVX2
+#define K_PICK(scalar, avx2) (k_isa_get() == K_ISA_AVX2 ? (avx2) : (scalar))
+#else
+#define K_PICK(scalar, avx2) (scalar)
+#endif
+
 _Static_assert((int)K_WTYPE_F16 == (int)MODEL_DTYPE_FP16 &&
                    (int)K_WTYPE_BF16 == (int)MODEL_DTYPE_BF16 &&
                    (int)K_WTYPE_F32 == (int)MODEL_DTYPE_FP32,
@@ -495,11 +503,7 @@ void k_linear(pool *p, const float *x, size_t m, size_t k, const void *w, k_wtyp
     assert(x && w && y && k > 0);
     k_linear_job J = {x, m, k, w, wt, bias, n, y, scratch, 0};
     if (m <= K_GEMV_MAX_ROWS) {
-        void (*fn)(void *, size_t, size_t) = k_gemv_rows_scalar;
-#if K_HAVE_AVX2
-        if (k_isa_get() == K_ISA_AVX2)
-            fn = k_gemv_rows_avx2;
-#endif
+        void (*fn)(void *, size_t, size_t) = K_PICK(k_gemv_rows_scalar, k_gemv_rows_avx2);
         k_par(p, (n + K_GEMV_ROW_BLOCK - 1) / K_GEMV_ROW_BLOCK, K_GEMV_ROW_BLOCK * k * m, fn, &J);
         return;
     }
@@ -523,54 +527,59 @@ typedef struct k_norm_job {
     float *out;
 } k_norm_job;
 
-static void k_layernorm_rows(void *ctx, size_t b, size_t e)
+/* One row of LayerNorm: mean and biased variance in double. */
+static void k_layernorm_row(const k_norm_job *J, const float *x, float *o)
+{
+    const size_t h = J->h;
+    double s = 0, ss = 0;
+    for (size_t i = 0; i < h; i++)
+        s += x[i];
+    const double mean = s / (double)h;
+    for (size_t i = 0; i < h; i++)
+        ss += (x[i] - mean) * (x[i] - mean);
+    const float mean_f = (float)mean;
+    const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
+    for (size_t i = 0; i < h; i++)
+        o[i] = (x[i] - mean_f) * inv * J->gamma[i] + J->beta[i];
+}
+
+/* One row of RMSNorm: the mean square in double. */
+static void k_rmsnorm_row(const k_norm_job *J, const float *x, float *o)
+{
+    const size_t h = J->h;
+    double ss = 0;
+    for (size_t i = 0; i < h; i++)
+        ss += (double)x[i] * x[i];
+    const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
+    for (size_t i = 0; i < h; i++)
+        o[i] = x[i] * inv * J->gamma[i];
+}
+
+/* Rows [b, e) of the job: LayerNorm where it has a beta, else RMSNorm. */
+static void k_norm_rows(void *ctx, size_t b, size_t e)
 {
     const k_norm_job *J = ctx;
-    const size_t h = J->h;
     for (size_t r = b; r < e; r++) {
-        const float *x = J->x + r * h;
-        float *o = J->out + r * h;
-        double s = 0, ss = 0;
-        for (size_t i = 0; i < h; i++)
-            s += x[i];
-        const double mean = s / (double)h;
-        for (size_t i = 0; i < h; i++)
-            ss += (x[i] - mean) * (x[i] - mean);
-        const float mean_f = (float)mean;
-        const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
-        for (size_t i = 0; i < h; i++)
-            o[i] = (x[i] - mean_f) * inv * J->gamma[i] + J->beta[i];
+        if (J->beta)
+            k_layernorm_row(J, J->x + r * J->h, J->out + r * J->h);
+        else
+            k_rmsnorm_row(J, J->x + r * J->h, J->out + r * J->h);
     }
 }
 
 void k_layernorm(pool *p, const float *x, size_t m, size_t h, const float *gamma, const float *beta,
                  float eps, float *out)
 {
+    assert(beta); /* a NULL beta is RMSNorm's job */
     k_norm_job J = {x, h, gamma, beta, eps, out};
-    k_par(p, m, 4 * h, k_layernorm_rows, &J);
-}
-
-static void k_rmsnorm_rows(void *ctx, size_t b, size_t e)
-{
-    const k_norm_job *J = ctx;
-    const size_t h = J->h;
-    for (size_t r = b; r < e; r++) {
-        const float *x = J->x + r * h;
-        float *o = J->out + r * h;
-        double ss = 0;
-        for (size_t i = 0; i < h; i++)
-            ss += (double)x[i] * x[i];
-        const float inv = (float)(1.0 / sqrt(ss / (double)h + J->eps));
-        for (size_t i = 0; i < h; i++)
-            o[i] = x[i] * inv * J->gamma[i];
-    }
+    k_par(p, m, 4 * h, k_norm_rows, &J);
 }
 
 void k_rmsnorm(pool *p, const float *x, size_t m, size_t h, const float *gamma, float eps,
                float *out)
 {
     k_norm_job J = {x, h, gamma, NULL, eps, out};
-    k_par(p, m, 3 * h, k_rmsnorm_rows, &J);
+    k_par(p, m, 3 * h, k_norm_rows, &J);
 }
 
 // ---- rotary
@@ -927,11 +936,7 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
                     .scratch = scratch,
                     .scale = (float)(1.0 / sqrt((double)hd))};
     if (t <= K_ATTN_STREAM_MAX_T) {
-        void (*fn)(void *, size_t, size_t) = k_attn_stream;
-#if K_HAVE_AVX2
-        if (k_isa_get() == K_ISA_AVX2)
-            fn = k_attn_stream_avx2;
-#endif
+        void (*fn)(void *, size_t, size_t) = K_PICK(k_attn_stream, k_attn_stream_avx2);
         k_par(p, kv_heads, (heads / kv_heads) * t * ctxn * hd * 2, fn, &J);
         return;
     }
@@ -946,65 +951,78 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
 
 // ---- element-wise
 
+/* The element-wise operations, one loop each (the switch is outside it). */
+typedef enum k_elem_op { K_OP_RELU, K_OP_GELU, K_OP_SILU_MUL, K_OP_ADD } k_elem_op;
+
 typedef struct k_elem_job {
+    k_elem_op op;
     const float *a, *b;
     float *out;
+    size_t cols, brows; /* k_add_rows: [rows][cols], b's rows repeating every brows */
 } k_elem_job;
 
-static void k_relu_range(void *ctx, size_t b, size_t e)
+static void k_elem_range(void *ctx, size_t b, size_t e)
 {
     const k_elem_job *J = ctx;
-    for (size_t i = b; i < e; i++)
-        J->out[i] = J->a[i] > 0 ? J->a[i] : 0;
-}
-
-void k_relu(pool *p, const float *x, size_t n, float *out)
-{
-    k_elem_job J = {x, NULL, out};
-    k_par(p, n, 1, k_relu_range, &J);
-}
-
-static void k_gelu_range(void *ctx, size_t b, size_t e)
-{
-    const k_elem_job *J = ctx;
-    for (size_t i = b; i < e; i++) {
-        const float v = J->a[i];
-        J->out[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    switch (J->op) {
+    case K_OP_RELU:
+        for (size_t i = b; i < e; i++)
+            J->out[i] = J->a[i] > 0 ? J->a[i] : 0;
+        break;
+    case K_OP_GELU:
+        for (size_t i = b; i < e; i++) {
+            const float v = J->a[i];
+            J->out[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        }
+        break;
+    case K_OP_SILU_MUL:
+        for (size_t i = b; i < e; i++) {
+            const float g = J->a[i];
+            J->out[i] = g / (1.0f + expf(-g)) * J->b[i];
+        }
+        break;
+    case K_OP_ADD:
+        for (size_t i = b; i < e; i++)
+            J->out[i] = J->a[i] + J->b[i];
+        break;
     }
 }
 
-void k_gelu(pool *p, const float *x, size_t n, float *out)
+/* out = op(a, b) over n elements; relu and add cost one element-operation
+ * each, the transcendental gelu and silu 16. */
+static void k_elem(pool *p, k_elem_op op, const float *a, const float *b, size_t n, float *out)
 {
-    k_elem_job J = {x, NULL, out};
-    k_par(p, n, 16, k_gelu_range, &J);
+    k_elem_job J = {.op = op, .a = a, .b = b, .out = out};
+    k_par(p, n, op == K_OP_GELU || op == K_OP_SILU_MUL ? 16 : 1, k_elem_range, &J);
 }
 
-static void k_silu_mul_range(void *ctx, size_t b, size_t e)
-{
-    const k_elem_job *J = ctx;
-    for (size_t i = b; i < e; i++) {
-        const float g = J->a[i];
-        J->out[i] = g / (1.0f + expf(-g)) * J->b[i];
-    }
-}
+void k_relu(pool *p, const float *x, size_t n, float *out) { k_elem(p, K_OP_RELU, x, NULL, n, out); }
+
+void k_gelu(pool *p, const float *x, size_t n, float *out) { k_elem(p, K_OP_GELU, x, NULL, n, out); }
 
 void k_silu_mul(pool *p, const float *gate, const float *up, size_t n, float *out)
 {
-    k_elem_job J = {gate, up, out};
-    k_par(p, n, 16, k_silu_mul_range, &J);
+    k_elem(p, K_OP_SILU_MUL, gate, up, n, out);
 }
 
-static void k_add_range(void *ctx, size_t b, size_t e)
+void k_add(pool *p, const float *a, const float *b, size_t n, float *out) { k_elem(p, K_OP_ADD, a, b, n, out); }
+
+static void k_add_rows_range(void *ctx, size_t b, size_t e)
 {
     const k_elem_job *J = ctx;
-    for (size_t i = b; i < e; i++)
-        J->out[i] = J->a[i] + J->b[i];
+    for (size_t r = b; r < e; r++) {
+        const float *ar = J->a + r * J->cols, *br = J->b + (r % J->brows) * J->cols;
+        float *o = J->out + r * J->cols;
+        for (size_t c = 0; c < J->cols; c++)
+            o[c] = ar[c] + br[c];
+    }
 }
 
-void k_add(pool *p, const float *a, const float *b, size_t n, float *out)
+void k_add_rows(pool *p, const float *a, size_t rows, size_t cols, const float *b, size_t brows,
+                float *out)
 {
-    k_elem_job J = {a, b, out};
-    k_par(p, n, 1, k_add_range, &J);
+    k_elem_job J = {.op = K_OP_ADD, .a = a, .b = b, .out = out, .cols = cols, .brows = brows};
+    k_par(p, rows, cols, k_add_rows_range, &J);
 }
 
 // ---- embedding

@@ -170,6 +170,10 @@ void k_silu_mul(pool *p, const float *gate /* [n] */, const float *up /* [n] */,
 /* out = a + b (the residual). */
 void k_add(pool *p, const float *a /* [n] */, const float *b /* [n] */, size_t n,
            float *out /* [n] */);
+/* out[r][c] = a[r][c] + b[r % brows][c] (rows that repeat: OPT's learned
+ * positions added to every sequence); brows > 0. */
+void k_add_rows(pool *p, const float *a /* [rows][cols] */, size_t rows, size_t cols,
+                const float *b /* [brows][cols] */, size_t brows, float *out /* [rows][cols] */);
 
 /* out[i] = table[tokens[i]] in fp32; every token < vocab. */
 void k_embed(pool *p, const int32_t *tokens /* [t] */, size_t t,

@@ -23,8 +23,9 @@
  * Layouts are the CPU backend's (exec/cpu/backend.c), so that data moves
  * between tiers as bytes:
  *  - weights of a unit (a decoder layer, or the head): each tensor at its
- *    home; the ones not on the GPU are copied, per tensor, into one of two
- *    GPU weight slots (packed, 256-byte aligned) by the unit's W_H2D; the
+ *    home (exec/weights.h, shared with the CPU backend); the ones not on the
+ *    GPU are copied, per tensor, into one of two GPU weight slots (packed,
+ *    256-byte aligned) by the unit's W_H2D; the
  *    disk ones are first read, as one region, into one of two pinned staging
  *    buffers by W_DISK. Quantized matrices are dequantized into one fp16
  *    working copy by W_DEQUANT.
@@ -51,7 +52,6 @@
  */
 #include "exec/backend.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,14 +61,11 @@
 
 #include "common/clock.h"
 #include "common/units.h"
-#include "costmodel/sizes.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cuda/dev.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
-#include "exec/quant.h"
-#include "common/quant_layout.h"
-#include "exec/safetensors.h"
+#include "exec/weights.h"
 
 #define G_ALIGN 256u /* offsets within a GPU weight slot */
 #define G_RING 4     /* host out buffers for device -> host -> disk */
@@ -82,27 +79,13 @@
 
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
-/* ---- state */
+// ---- state
 
-typedef struct g_tensor {
-    model_tensor desc;
-    tier home;
-    bool quantized;    /* stored in quant layout (matrices under weight_quant) */
-    size_t bytes;      /* as stored */
-    void *dev;         /* home gpu */
-    uint8_t *host;     /* home cpu (pinned) */
-    uint64_t disk_rel; /* home disk: offset within the unit's disk region and its staging */
-    size_t slot_off;   /* home cpu or disk: offset within the unit's GPU weight slot */
-    size_t deq_off;    /* quantized: offset (fp16 values) within the dequantized copy */
-} g_tensor;
-
-typedef struct g_unit {
-    g_tensor t[MODEL_MAX_TENSORS];
-    int n;
-    uint64_t disk_base, disk_bytes; /* the unit's region of the weights file (aligned) */
-    size_t slot_bytes;              /* its tensors off the GPU, packed */
-    size_t fp16_values;             /* of its quantized matrices */
-} g_unit;
+/* Where a unit's tensors off the GPU go in a GPU weight slot. */
+typedef struct g_slot_map {
+    size_t off[MODEL_MAX_TENSORS]; /* tensor i, home cpu or disk: its offset, G_ALIGN-aligned */
+    size_t bytes;                  /* the unit's tensors off the GPU, packed */
+} g_slot_map;
 
 /* A ring of host buffers: taken by the producer of a disk write, given back
  * by the write. */
@@ -113,11 +96,7 @@ typedef struct g_ring {
 } g_ring;
 
 typedef struct geng {
-    const model *m;
-    const policy *p;
-    const workload *w;
-    const plan *pl;
-    const engine_opts *o;
+    exec_ctx c;            /* the run: model, policy, workload, plan, options (borrowed) */
     bool dry;              /* count the memory of a run; allocate and load nothing */
     double host_bytes;     /* pinned host memory allocated (or counted) */
     double dev_bytes;      /* device memory allocated (or counted) */
@@ -125,14 +104,16 @@ typedef struct geng {
     gdev_kind kind;
     pool *pool;            /* CPU attention and weight preparation */
     exec_layout sh;
-    size_t wmax;
     gdev_dtype wt;
     offload_dir dir;
     offload_file *wfile, *kvfile, *actfile;
-    g_unit *units;         /* [L + 1] */
+    exec_wunit *units;     /* [L + 1]; data: device memory (home gpu) or pinned (home cpu) */
+    exec_wextent wext;     /* what the units need at most */
+    g_slot_map *slots;     /* [L + 1] */
+    exec_layer_names lnames;
+    exec_head_names hnames;
     uint8_t *wstage[2];    /* pinned: a unit's disk weights */
     void *wslot[2];        /* device: a unit's off-GPU weights */
-    size_t wslot_bytes;
     uint16_t *deq;         /* device: dequantized matrices of the unit computing */
     /* KV cache */
     uint8_t **kv_dev;      /* [L * ngb] home gpu: ctx_max slots */
@@ -167,17 +148,13 @@ typedef struct geng {
     float *cqkv, *catt;      /* host: q, k, v and the output in fp32 for the CPU kernel */
     float *ckf, *cvf, *cscr; /* host: gathered K, V and the attention's scratch */
     /* compute scratch (device) */
-    float *x, *hn, *qkv, *att, *ffn, *tmp, *vec, *logits;
-    void *lin;
+    exec_acts a;           /* the activations of a step */
+    void *lin;             /* gdev_linear's scratch */
     int32_t *ids_dev;      /* [max(prompt, gbs) + 2] */
     /* host */
     int32_t *ids_host;     /* pinned [bls * prompt + 2] */
     float *logits_host;    /* pinned [gbs * vocab] */
-    float *probs;
-    int32_t *sort_idx;
-    int32_t *tokens;       /* [bls][prompt + gen] */
-    long long block;
-    float *logits_out;
+    mio_tokens tk;         /* the block's tokens; probs, idx: malloc'd */
     /* events and timing */
     gdev_event **ev_start, **ev_end; /* [ntasks], device tasks only */
     gdev_event *ev_base;
@@ -201,87 +178,102 @@ static gdev_stream stream_of(const plan_task *t)
     }
 }
 
-/* ---- memory: every buffer comes from here, so that a dry run adds up what
- * a real one allocates */
+// ---- memory: every buffer comes from here, so that a dry run adds up what
+// a real one allocates
+
+/* A dry run's stand-in for a buffer: counted by the caller, not allocated. */
+static void *dry_alloc(diag *e)
+{
+    void *p = malloc(1);
+    if (!p)
+        diag_set(e, LLMSIM_EFAIL, "out of memory");
+    return p;
+}
+
+/* Why gdev_malloc(bytes) of `what` failed, and what to change. */
+static void dev_oom(geng *g, size_t bytes, const char *what, diag *e)
+{
+    double total = 0, avail = 0;
+    gdev_mem_info(g->dev, &total, &avail);
+    char a[32], b[32], c[32];
+    units_format(UNITS_BYTES, (double)bytes, a, sizeof a);
+    units_format(UNITS_BYTES, (double)gdev_allocated_bytes(g->dev), b, sizeof b);
+    units_format(UNITS_BYTES, avail, c, sizeof c);
+    diag_set(e, LLMSIM_EINPUT, "out of GPU memory allocating %s (%s) with %s allocated and %s free; "
+             "put more of the weights or the KV cache in CPU memory or on disk, or use smaller batches",
+             what, a, b, c);
+}
 
 static void *g_dalloc(geng *g, size_t bytes, const char *what, diag *e)
 {
     g->dev_bytes += (double)bytes;
-    if (g->dry) {
-        void *p = malloc(1);
-        if (!p)
-            diag_set(e, LLMSIM_EFAIL, "out of memory");
-        return p;
-    }
-    void *p = gdev_malloc(g->dev, bytes);
-    if (!p) {
-        double total = 0, avail = 0;
-        gdev_mem_info(g->dev, &total, &avail);
-        char a[32], b[32], c[32];
-        units_format(UNITS_BYTES, (double)bytes, a, sizeof a);
-        units_format(UNITS_BYTES, (double)gdev_allocated_bytes(g->dev), b, sizeof b);
-        units_format(UNITS_BYTES, avail, c, sizeof c);
-        diag_set(e, LLMSIM_EINPUT, "out of GPU memory allocating %s (%s) with %s allocated and %s free; "
-                 "put more of the weights or the KV cache in CPU memory or on disk, or use smaller batches",
-                 what, a, b, c);
-    }
-    return p;
-}
-
-static void g_dfree(geng *g, void *p)
-{
     if (g->dry)
-        free(p);
-    else
-        gdev_free(g->dev, p);
+        return dry_alloc(e);
+    void *p = gdev_malloc(g->dev, bytes);
+    if (!p)
+        dev_oom(g, bytes, what, e);
+    return p;
 }
 
 static void *g_halloc(geng *g, size_t bytes, const char *what, diag *e)
 {
     bytes = (size_t)offload_round(bytes); /* whole pages: O_DIRECT transfers use them */
     g->host_bytes += (double)bytes;
-    if (g->dry) {
-        void *p = malloc(1);
-        if (!p)
-            diag_set(e, LLMSIM_EFAIL, "out of memory");
-        return p;
-    }
+    if (g->dry)
+        return dry_alloc(e);
     void *p = gdev_host_malloc(g->dev, bytes);
     if (!p)
         diag_set(e, LLMSIM_EFAIL, "out of pinned host memory allocating %s (%zu bytes)", what, bytes);
     return p;
 }
 
-static void g_hfree(geng *g, void *p)
+/* Free a buffer of g_dalloc (dev) or g_halloc; NULL is ignored. */
+static void g_release_buf(geng *g, void *p, bool dev)
 {
+    if (!p)
+        return;
     if (g->dry)
         free(p);
+    else if (dev)
+        gdev_free(g->dev, p);
     else
         gdev_host_free(g->dev, p);
 }
 
-/* ---- weights */
-
-static int find_tensor(const geng *g, int u, const char *name)
+/* Free the n buffers of list a, device (dev) or pinned ones. */
+static void free_list(geng *g, void *const *a, size_t n, bool dev)
 {
-    const g_unit *un = &g->units[u];
-    for (int i = 0; i < un->n; i++)
-        if (strcmp(un->t[i].desc.name, name) == 0)
-            return i;
-    return -1;
+    for (size_t i = 0; i < n; i++)
+        g_release_buf(g, a[i], dev);
 }
+
+/* g_dalloc and its free as callbacks (exec_acts): the compute scratch. */
+typedef struct g_alloc_ctx {
+    geng *g;
+    diag *e;
+} g_alloc_ctx;
+
+static void *scratch_alloc_cb(void *ctx, size_t bytes)
+{
+    g_alloc_ctx *a = ctx;
+    return g_dalloc(a->g, bytes, "the compute scratch", a->e);
+}
+
+static void dfree_cb(void *g, void *p) { g_release_buf(g, p, true); }
+
+// ---- weights
 
 /* Where tensor i of unit u is while the unit computes in weight slot ws. */
 static const void *tensor_dev(const geng *g, int u, int i, int ws)
 {
-    const g_tensor *t = &g->units[u].t[i];
-    return t->home == TIER_GPU ? t->dev : (const uint8_t *)g->wslot[ws] + t->slot_off;
+    const exec_wtensor *t = &g->units[u].t[i];
+    return t->home == TIER_GPU ? t->data : (const uint8_t *)g->wslot[ws] + g->slots[u].off[i];
 }
 
 /* A matrix as gdev_linear takes it: its stored form, or its dequantized copy. */
 static const void *matrix(const geng *g, int u, int i, int ws, gdev_dtype *dt)
 {
-    const g_tensor *t = &g->units[u].t[i];
+    const exec_wtensor *t = &g->units[u].t[i];
     if (t->quantized) {
         *dt = GDEV_F16;
         return g->deq + t->deq_off;
@@ -293,10 +285,10 @@ static const void *matrix(const geng *g, int u, int i, int ws, gdev_dtype *dt)
 /* A vector tensor (norm weight, bias) in fp32 on the device, in out. */
 static llmsim_status vec_f32(geng *g, int u, const char *name, int ws, float *out, const float **res, diag *e)
 {
-    int i = find_tensor(g, u, name);
+    int i = exec_wunit_find(&g->units[u], name);
     if (i < 0)
         return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
-    const g_tensor *t = &g->units[u].t[i];
+    const exec_wtensor *t = &g->units[u].t[i];
     TRY(gdev_to_f32(g->dev, tensor_dev(g, u, i, ws), g->wt, (size_t)(t->desc.rows * t->desc.cols), out, e));
     *res = out;
     return LLMSIM_OK;
@@ -305,59 +297,63 @@ static llmsim_status vec_f32(geng *g, int u, const char *name, int ws, float *ou
 static llmsim_status linear(geng *g, int u, const char *name, const char *bias, int ws, const float *x,
                             size_t m, float *y, diag *e)
 {
-    int i = find_tensor(g, u, name);
+    int i = exec_wunit_find(&g->units[u], name);
     if (i < 0)
         return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
-    const g_tensor *t = &g->units[u].t[i];
+    const exec_wtensor *t = &g->units[u].t[i];
     gdev_dtype dt;
     const void *w = matrix(g, u, i, ws, &dt);
     const float *b = NULL;
-    if (bias && g->m->linear_bias)
-        TRY(vec_f32(g, u, bias, ws, g->vec + 2 * g->wmax, &b, e));
+    if (bias && g->c.m->linear_bias)
+        TRY(vec_f32(g, u, bias, ws, g->a.vec + 2 * g->sh.wmax, &b, e));
     return gdev_linear(g->dev, x, m, (size_t)t->desc.cols, w, dt, b, (size_t)t->desc.rows, y, g->lin, e);
 }
 
+/* A norm of rows x [rows][h] into out: LayerNorm with weight and bias (bn
+ * not NULL), else RMSNorm; its vectors land in vec[0 .. 2 wmax). */
+static llmsim_status norm(geng *g, int u, const char *wn, const char *bn, int ws, const float *x,
+                          size_t rows, float *out, diag *e)
+{
+    const float eps = (float)g->c.m->norm_eps;
+    const float *v1, *v2;
+    TRY(vec_f32(g, u, wn, ws, g->a.vec, &v1, e));
+    if (!bn)
+        return gdev_rmsnorm(g->dev, x, rows, g->sh.h, v1, eps, out, e);
+    TRY(vec_f32(g, u, bn, ws, g->a.vec + g->sh.wmax, &v2, e));
+    return gdev_layernorm(g->dev, x, rows, g->sh.h, v1, v2, eps, out, e);
+}
+
+/* The GPU weight slots' layout: each unit's tensors off the GPU packed,
+ * G_ALIGN-aligned; the largest unit's bytes. */
+static size_t slots_layout(geng *g)
+{
+    size_t slot = 0;
+    for (int u = 0; u <= g->sh.L; u++) {
+        const exec_wunit *un = &g->units[u];
+        g_slot_map *sm = &g->slots[u];
+        for (int i = 0; i < un->n; i++)
+            if (un->t[i].home != TIER_GPU) {
+                sm->off[i] = sm->bytes;
+                sm->bytes += round_up(un->t[i].bytes, G_ALIGN);
+            }
+        slot = sm->bytes > slot ? sm->bytes : slot;
+    }
+    return slot;
+}
+
+/* Lay the units out (exec/weights.h) and the slots, and allocate the
+ * weights file, the staging, the slots, the dequantized copy and the
+ * resident tensors. */
 static llmsim_status weights_layout(geng *g, diag *e)
 {
-    const plan *pl = g->pl;
     const int L = g->sh.L;
-    const quant *wq = &g->p->weight_quant;
     g->units = calloc((size_t)L + 1, sizeof *g->units);
-    if (!g->units)
+    g->slots = calloc((size_t)L + 1, sizeof *g->slots);
+    if (!g->units || !g->slots)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    uint64_t disk = 0, stage = 0;
-    size_t slot = 0, deq = 0;
-    for (int u = 0; u <= L; u++) {
-        g_unit *un = &g->units[u];
-        model_tensor d[MODEL_MAX_TENSORS];
-        un->n = u == L ? model_head_tensors(g->m, d) : model_layer_tensors(g->m, d);
-        const tier *tiers = u == L ? pl->realized.head_tiers : pl->realized.layer_tiers;
-        un->disk_base = disk;
-        for (int i = 0; i < un->n; i++) {
-            g_tensor *t = &un->t[i];
-            t->desc = d[i];
-            t->home = tiers[i];
-            t->quantized = d[i].matrix && wq->bits;
-            size_t rows = (size_t)d[i].rows, cols = (size_t)d[i].cols;
-            t->bytes = (size_t)size_tensor_bytes(g->m, &d[i], wq);
-            if (t->quantized) {
-                t->deq_off = un->fp16_values;
-                un->fp16_values += rows * cols;
-            }
-            if (t->home != TIER_GPU) {
-                t->slot_off = un->slot_bytes;
-                un->slot_bytes += round_up(t->bytes, G_ALIGN);
-            }
-            if (t->home == TIER_DISK) {
-                t->disk_rel = un->disk_bytes;
-                un->disk_bytes += offload_round(t->bytes);
-            }
-        }
-        disk += un->disk_bytes;
-        stage = un->disk_bytes > stage ? un->disk_bytes : stage;
-        slot = un->slot_bytes > slot ? un->slot_bytes : slot;
-        deq = un->fp16_values > deq ? un->fp16_values : deq;
-    }
+    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, g->c.pl, &g->wext);
+    const uint64_t disk = g->wext.disk_bytes, stage = g->wext.unit_disk_bytes;
+    const size_t slot = slots_layout(g), deq = g->wext.fp16_values;
     llmsim_status st;
     if (disk && !g->dry && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e)))
         return st;
@@ -367,69 +363,54 @@ static llmsim_status weights_layout(geng *g, diag *e)
         if (slot && !(g->wslot[s] = g_dalloc(g, slot, "a GPU weight slot", e)))
             return e->status;
     }
-    g->wslot_bytes = slot;
     if (deq && !(g->deq = g_dalloc(g, deq * 2, "the dequantized weights", e)))
         return e->status;
     /* the resident ones */
     for (int u = 0; u <= L; u++)
         for (int i = 0; i < g->units[u].n; i++) {
-            g_tensor *t = &g->units[u].t[i];
-            if (t->home == TIER_GPU && !(t->dev = g_dalloc(g, t->bytes, "the weights", e)))
+            exec_wtensor *t = &g->units[u].t[i];
+            if (t->home == TIER_GPU && !(t->data = g_dalloc(g, t->bytes, "the weights", e)))
                 return e->status;
-            if (t->home == TIER_CPU && !(t->host = g_halloc(g, t->bytes, "the weights in CPU memory", e)))
+            if (t->home == TIER_CPU && !(t->data = g_halloc(g, t->bytes, "the weights in CPU memory", e)))
                 return e->status;
         }
     return LLMSIM_OK;
 }
 
+/* A tensor of the fill not on disk: stored in its pinned home, or through
+ * the (pinned) stage to the GPU. */
+static llmsim_status weights_place(const exec_wfill *f, exec_wtensor *t, const float *vals,
+                                   uint8_t *stage, diag *e)
+{
+    geng *g = f->ctx;
+    if (t->home == TIER_CPU) {
+        exec_wtensor_store(f, t, vals, t->data);
+        return LLMSIM_OK;
+    }
+    memset(stage, 0, offload_round(t->bytes));
+    exec_wtensor_store(f, t, vals, stage);
+    TRY(gdev_copy(g->dev, GDEV_S_LOAD_W, GDEV_H2D, t->data, stage, t->bytes, e));
+    return gdev_stream_sync(g->dev, GDEV_S_LOAD_W, e); /* the stage is reused */
+}
+
+static void *stage_alloc_cb(void *g, size_t bytes)
+{
+    return gdev_host_malloc(((geng *)g)->dev, (size_t)offload_round(bytes));
+}
+
+static void stage_free_cb(void *g, void *p) { gdev_host_free(((geng *)g)->dev, p); }
+
 /* Generate or read every tensor and store it at its home. */
 static llmsim_status weights_load(geng *g, diag *e)
 {
-    const int L = g->sh.L;
-    st_checkpoint ck;
-    memset(&ck, 0, sizeof ck);
-    llmsim_status st;
-    if (g->o->weights_path && (st = st_open(g->o->weights_path, &ck, e)))
-        return st;
-    size_t maxn = 0;
-    for (int u = 0; u <= L; u++)
-        for (int i = 0; i < g->units[u].n; i++) {
-            size_t n = (size_t)(g->units[u].t[i].desc.rows * g->units[u].t[i].desc.cols);
-            maxn = n > maxn ? n : maxn;
-        }
-    float *vals = malloc(maxn * sizeof *vals);
-    uint8_t *tmp = gdev_host_malloc(g->dev, (size_t)offload_round(maxn * 4 + OFFLOAD_ALIGN));
-    st = vals && tmp ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory loading weights");
-    for (int u = 0; u <= L && !st; u++) {
-        g_unit *un = &g->units[u];
-        for (int i = 0; i < un->n && !st; i++) {
-            g_tensor *t = &un->t[i];
-            if (g->o->interrupt && *g->o->interrupt)
-                break; /* ^C while loading: the engine sees the flag and stops */
-            if ((st = mio_load_values(g->m, g->o, g->o->weights_path ? &ck : NULL, g->pool, u, &t->desc, vals, e)))
-                break;
-            const quant *wq = t->quantized ? &g->p->weight_quant : NULL;
-            size_t rows = (size_t)t->desc.rows, cols = (size_t)t->desc.cols;
-            if (t->home == TIER_CPU) {
-                mio_store_values(g->pool, vals, rows, cols, (k_wtype)g->wt, wq, t->host);
-                continue;
-            }
-            memset(tmp, 0, offload_round(t->bytes));
-            mio_store_values(g->pool, vals, rows, cols, (k_wtype)g->wt, wq, tmp);
-            if (t->home == TIER_DISK) {
-                st = offload_write(g->wfile, tmp, offload_round(t->bytes), un->disk_base + t->disk_rel, e);
-            } else if (!(st = gdev_copy(g->dev, GDEV_S_LOAD_W, GDEV_H2D, t->dev, tmp, t->bytes, e))) {
-                st = gdev_stream_sync(g->dev, GDEV_S_LOAD_W, e); /* tmp is reused */
-            }
-        }
-    }
-    free(vals);
-    gdev_host_free(g->dev, tmp);
-    st_close(&ck);
-    return st;
+    const exec_wfill f = {.m = g->c.m, .o = g->c.o, .pool = g->pool, .wt = (k_wtype)g->wt,
+                          .wq = &g->c.p->weight_quant, .wfile = g->wfile,
+                          .stage_alloc = stage_alloc_cb, .stage_free = stage_free_cb,
+                          .place = weights_place, .ctx = g};
+    return exec_weights_fill(&f, g->units, &g->wext, e);
 }
 
-/* ---- KV cache, hidden states, scratch */
+// ---- KV cache, hidden states, scratch
 
 static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *what, diag *e)
 {
@@ -444,7 +425,7 @@ static llmsim_status ring_init(geng *g, g_ring *r, size_t bytes, const char *wha
  * is stopping (a task failed, or ^C) and none will come back. */
 static int ring_take(geng *g, g_ring *r)
 {
-    volatile sig_atomic_t *intr = g->o->interrupt;
+    volatile sig_atomic_t *intr = g->c.o->interrupt;
     pthread_mutex_lock(&g->ring_mu);
     int i = -1;
     for (;;) {
@@ -502,30 +483,49 @@ static void ring_give(geng *g, g_ring *r, int i)
     pthread_mutex_unlock(&g->ring_mu);
 }
 
-static llmsim_status state_init(geng *g, diag *e)
+/* The per-batch and per-(layer, batch) pointer arrays, zeroed. */
+static llmsim_status state_arrays(geng *g, diag *e)
 {
-    const int L = g->sh.L, ngb = g->sh.ngb;
-    const int kv_off = g->sh.kv_off, kv_disk = g->sh.kv_disk, act_off = g->sh.act_off,
-              act_disk = g->sh.act_disk;
-    const quant *kq = &g->p->kv_quant;
-    g->kv_dev = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_dev);
-    g->kv_host = calloc((size_t)L * (size_t)ngb, sizeof *g->kv_host);
-    g->act_dev = calloc((size_t)ngb, sizeof *g->act_dev);
-    g->act_host = calloc((size_t)ngb, sizeof *g->act_host);
-    g->next_in = calloc((size_t)ngb, sizeof *g->next_in);
-    g->last = calloc((size_t)ngb, sizeof *g->last);
-    g->dx = calloc((size_t)ngb, sizeof *g->dx);
-    g->dqkv = calloc((size_t)ngb, sizeof *g->dqkv);
-    g->hqkv = calloc((size_t)ngb, sizeof *g->hqkv);
-    g->hatt = calloc((size_t)ngb, sizeof *g->hatt);
-    g->datt = calloc((size_t)ngb, sizeof *g->datt);
-    g->ring_of = calloc(g->pl->ntasks + 1, 1);
+    const size_t lk = (size_t)g->sh.L * (size_t)g->sh.ngb, nk = (size_t)g->sh.ngb;
+    g->kv_dev = calloc(lk, sizeof *g->kv_dev);
+    g->kv_host = calloc(lk, sizeof *g->kv_host);
+    g->act_dev = calloc(nk, sizeof *g->act_dev);
+    g->act_host = calloc(nk, sizeof *g->act_host);
+    g->next_in = calloc(nk, sizeof *g->next_in);
+    g->last = calloc(nk, sizeof *g->last);
+    g->dx = calloc(nk, sizeof *g->dx);
+    g->dqkv = calloc(nk, sizeof *g->dqkv);
+    g->hqkv = calloc(nk, sizeof *g->hqkv);
+    g->hatt = calloc(nk, sizeof *g->hatt);
+    g->datt = calloc(nk, sizeof *g->datt);
+    g->ring_of = calloc(g->c.pl->ntasks + 1, 1);
     if (!g->kv_dev || !g->kv_host || !g->act_dev || !g->act_host || !g->next_in || !g->last ||
         !g->dx || !g->dqkv || !g->hqkv || !g->hatt || !g->datt || !g->ring_of)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    const size_t ctx = (size_t)g->sh.ctx_max, pr = (size_t)g->sh.prompt;
+    return LLMSIM_OK;
+}
+
+/* A tier on disk: its offload file `name` of `bytes` (none in a dry run)
+ * and two pinned staging buffers of stage_bytes for its reads. */
+static llmsim_status disk_file_init(geng *g, const char *name, uint64_t bytes, offload_file **f,
+                                    uint8_t **stage, size_t stage_bytes, const char *what, diag *e)
+{
     llmsim_status st;
-    /* KV homes */
+    if (!g->dry && (st = offload_file_create(&g->dir, name, bytes, f, e)))
+        return st;
+    for (int s = 0; s < 2; s++)
+        if (!(stage[s] = g_halloc(g, stage_bytes, what, e)))
+            return e->status;
+    return LLMSIM_OK;
+}
+
+/* The KV cache: each (layer, batch)'s home, the GPU cache slots of the
+ * batches off the GPU, the disk's file, staging and write ring, and the
+ * fp16 copy attention reads of a quantized cache. */
+static llmsim_status kv_init(geng *g, diag *e)
+{
+    const int L = g->sh.L, ngb = g->sh.ngb, kv_off = g->sh.kv_off;
+    const size_t ctx = (size_t)g->sh.ctx_max, pr = (size_t)g->sh.prompt;
     for (int j = 0; j < L; j++)
         for (int k = 0; k < ngb; k++) {
             size_t n = ctx * g->sh.kv_slot;
@@ -536,26 +536,28 @@ static llmsim_status state_init(geng *g, diag *e)
                 !(g->kv_host[j * ngb + k] = g_halloc(g, n, "the KV cache in CPU memory", e)))
                 return e->status;
         }
-    const bool copies_in = kv_off && g->sh.gen > 1 && !g->p->cpu_attention; /* c_h2d tasks */
+    const bool copies_in = kv_off && g->sh.gen > 1 && !g->c.p->cpu_attention; /* c_h2d tasks */
     for (int s = 0; s < 2 && kv_off; s++)
         if ((copies_in &&
              !(g->kv_in[s] = g_dalloc(g, ctx * g->sh.kv_slot, "a GPU cache slot", e))) ||
             !(g->kv_out[s] = g_dalloc(g, pr * g->sh.kv_slot, "a GPU cache out slot", e)))
             return e->status;
-    if (kv_disk) {
-        uint64_t bytes = (uint64_t)L * (uint64_t)kv_disk * (uint64_t)ctx * g->sh.kv_dslot;
-        if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", bytes, &g->kvfile, e)))
-            return st;
-        for (int s = 0; s < 2; s++)
-            if (!(g->kv_stage[s] = g_halloc(g, ctx * g->sh.kv_dslot, "the KV staging", e)))
-                return e->status;
+    if (g->sh.kv_disk) {
+        TRY(disk_file_init(g, "kv.bin", exec_kv_file_bytes(&g->sh), &g->kvfile, g->kv_stage,
+                           ctx * g->sh.kv_dslot, "the KV staging", e));
         TRY(ring_init(g, &g->kv_ring, pr * g->sh.kv_dslot, "the KV write buffers", e));
     }
-    if (kq->bits && !(g->kv_f16 = g_dalloc(g, ctx * (size_t)g->sh.gbs * 2 * g->sh.kvd * 2,
-                                           "the dequantized KV", e)))
+    if (g->c.p->kv_quant.bits &&
+        !(g->kv_f16 = g_dalloc(g, ctx * (size_t)g->sh.gbs * 2 * g->sh.kvd * 2, "the dequantized KV", e)))
         return e->status;
-    /* hidden states */
-    for (int k = 0; k < ngb; k++) {
+    return LLMSIM_OK;
+}
+
+/* The hidden states: each batch's home, the GPU slots of the batches off
+ * the GPU, the disk's file, staging and write ring. */
+static llmsim_status act_init(geng *g, diag *e)
+{
+    for (int k = 0; k < g->sh.ngb; k++) {
         if (g->sh.act_tier[k] == TIER_GPU &&
             !(g->act_dev[k] = g_dalloc(g, g->sh.act_bytes, "the hidden states", e)))
             return e->status;
@@ -563,78 +565,67 @@ static llmsim_status state_init(geng *g, diag *e)
             !(g->act_host[k] = g_halloc(g, g->sh.act_bytes, "the hidden states in CPU memory", e)))
             return e->status;
     }
-    if (act_off)
+    if (g->sh.act_off)
         for (int s = 0; s < 2; s++)
             if (!(g->act_in[s] = g_dalloc(g, g->sh.act_bytes, "a hidden-state slot", e)) ||
                 !(g->act_out[s] = g_dalloc(g, g->sh.act_bytes, "a hidden-state slot", e)))
                 return e->status;
-    if (act_disk) {
-        if (!g->dry && (st = offload_file_create(
-                            &g->dir, "act.bin", (uint64_t)act_disk * offload_round(g->sh.act_bytes),
-                            &g->actfile, e)))
-            return st;
-        for (int s = 0; s < 2; s++)
-            if (!(g->act_stage[s] = g_halloc(g, g->sh.act_bytes, "the hidden-state staging", e)))
-                return e->status;
+    if (g->sh.act_disk) {
+        TRY(disk_file_init(g, "act.bin", exec_act_file_bytes(&g->sh), &g->actfile, g->act_stage,
+                           g->sh.act_bytes, "the hidden-state staging", e));
         TRY(ring_init(g, &g->act_ring, g->sh.act_bytes, "the hidden-state write buffers", e));
     }
-    /* per batch: layer 0's input, the head's input, and CPU attention's buffers */
-    const bool delegate = g->p->cpu_attention && kv_off && g->sh.gen > 1;
-    const size_t qkvw = g->sh.qd + 2 * g->sh.kvd;
-    for (int k = 0; k < ngb; k++) {
-        if (!(g->next_in[k] =
-                  g_dalloc(g, (size_t)g->sh.gbs * pr * g->sh.h * 4, "the embeddings", e)) ||
-            !(g->last[k] = g_dalloc(g, (size_t)g->sh.gbs * g->sh.h * 4, "the head's input", e)))
+    return LLMSIM_OK;
+}
+
+/* Per batch: layer 0's input, the head's input, and (delegated decode over
+ * a cache off the GPU) CPU attention's buffers and scratch. */
+static llmsim_status batch_init(geng *g, diag *e)
+{
+    const bool delegate = g->c.p->cpu_attention && g->sh.kv_off && g->sh.gen > 1;
+    const size_t ctx = (size_t)g->sh.ctx_max, pr = (size_t)g->sh.prompt, gbs = (size_t)g->sh.gbs;
+    const size_t qkvw = g->sh.qd + 2 * g->sh.kvd, h = g->sh.h, qd = g->sh.qd;
+    static const char cpu_att[] = "CPU attention's buffers";
+    for (int k = 0; k < g->sh.ngb; k++) {
+        if (!(g->next_in[k] = g_dalloc(g, gbs * pr * h * 4, "the embeddings", e)) ||
+            !(g->last[k] = g_dalloc(g, gbs * h * 4, "the head's input", e)))
             return e->status;
         if (delegate && g->sh.kv_tier[k] != TIER_GPU &&
-            (!(g->dx[k] =
-                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.h * 4, "CPU attention's buffers", e)) ||
-             !(g->dqkv[k] =
-                   g_dalloc(g, (size_t)g->sh.gbs * qkvw * 2, "CPU attention's buffers", e)) ||
-             !(g->datt[k] =
-                   g_dalloc(g, (size_t)g->sh.gbs * g->sh.qd * 2, "CPU attention's buffers", e)) ||
-             !(g->hqkv[k] =
-                   g_halloc(g, (size_t)g->sh.gbs * qkvw * 2, "CPU attention's buffers", e)) ||
-             !(g->hatt[k] =
-                   g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 2, "CPU attention's buffers", e))))
+            (!(g->dx[k] = g_dalloc(g, gbs * h * 4, cpu_att, e)) ||
+             !(g->dqkv[k] = g_dalloc(g, gbs * qkvw * 2, cpu_att, e)) ||
+             !(g->datt[k] = g_dalloc(g, gbs * qd * 2, cpu_att, e)) ||
+             !(g->hqkv[k] = g_halloc(g, gbs * qkvw * 2, cpu_att, e)) ||
+             !(g->hatt[k] = g_halloc(g, gbs * qd * 2, cpu_att, e))))
             return e->status;
     }
     if (delegate) {
-        size_t sc = k_attention_scratch_floats(1, ctx, (size_t)g->m->num_heads);
-        if (!(g->cqkv = g_halloc(g, (size_t)g->sh.gbs * qkvw * 4, "CPU attention's scratch", e)) ||
-            !(g->catt =
-                  g_halloc(g, (size_t)g->sh.gbs * g->sh.qd * 4, "CPU attention's scratch", e)) ||
-            !(g->ckf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
-            !(g->cvf = g_halloc(g, ctx * g->sh.kvd * 4, "CPU attention's scratch", e)) ||
-            !(g->cscr = g_halloc(g, sc * 4, "CPU attention's scratch", e)))
+        static const char scr[] = "CPU attention's scratch";
+        size_t sc = k_attention_scratch_floats(1, ctx, (size_t)g->c.m->num_heads);
+        if (!(g->cqkv = g_halloc(g, gbs * qkvw * 4, scr, e)) ||
+            !(g->catt = g_halloc(g, gbs * qd * 4, scr, e)) ||
+            !(g->ckf = g_halloc(g, ctx * g->sh.kvd * 4, scr, e)) ||
+            !(g->cvf = g_halloc(g, ctx * g->sh.kvd * 4, scr, e)) ||
+            !(g->cscr = g_halloc(g, sc * 4, scr, e)))
             return e->status;
     }
     return LLMSIM_OK;
 }
 
+static llmsim_status state_init(geng *g, diag *e)
+{
+    llmsim_status st;
+    if ((st = state_arrays(g, e)) || (st = kv_init(g, e)) || (st = act_init(g, e)))
+        return st;
+    return batch_init(g, e);
+}
+
 static llmsim_status scratch_init(geng *g, diag *e)
 {
     const size_t rows = (size_t)g->sh.gbs * (size_t)g->sh.prompt;
-    const size_t ffn = (g->m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * g->sh.f;
-    g->wmax = g->sh.h > g->sh.f ? g->sh.h : g->sh.f;
-    g->wmax = g->sh.qd > g->wmax ? g->sh.qd : g->wmax;
-    size_t kmax = g->wmax; /* the widest input of a linear layer */
-    struct {
-        float **p;
-        size_t n;
-    } bufs[] = {
-        {&g->x, rows * g->sh.h},
-        {&g->hn, rows * (g->sh.h > g->sh.qd ? g->sh.h : g->sh.qd)},
-        {&g->qkv, rows * (g->sh.qd + 2 * g->sh.kvd)},
-        {&g->att, rows * g->sh.qd},
-        {&g->ffn, rows * ffn},
-        {&g->tmp, rows * g->sh.h},
-        {&g->vec, 5 * g->wmax},
-        {&g->logits, (size_t)g->sh.gbs * g->sh.vocab},
-    };
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        if (!(*bufs[i].p = g_dalloc(g, bufs[i].n * sizeof(float), "the compute scratch", e)))
-            return e->status;
+    const size_t kmax = g->sh.wmax; /* the widest input of a linear layer */
+    g_alloc_ctx ac = {g, e};
+    if (!exec_acts_alloc(&g->a, &g->sh, scratch_alloc_cb, &ac))
+        return e->status;
     /* token ids of a batch's prompts, then their positions (learned positions) */
     size_t idn = ((size_t)g->sh.gbs + 1) * (size_t)g->sh.prompt + 2;
     if (!(g->lin = g_dalloc(g, gdev_linear_scratch_bytes(rows, kmax), "the compute scratch", e)) ||
@@ -645,13 +636,13 @@ static llmsim_status scratch_init(geng *g, diag *e)
     return LLMSIM_OK;
 }
 
-/* ---- the layer math (on the compute stream) */
+// ---- the layer math (on the compute stream)
 
 /* KV rows of a slot array as the kernels take them. */
 static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
 {
     gdev_kv d = {
-        base, stride, g->sh.kv_row, g->sh.kvd, g->p->kv_quant.bits, g->p->kv_quant.group_size};
+        base, stride, g->sh.kv_row, g->sh.kvd, g->c.p->kv_quant.bits, g->c.p->kv_quant.group_size};
     return d;
 }
 
@@ -659,22 +650,14 @@ static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
 static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, long long t, float *q, float *kk,
                               float *vv, diag *e)
 {
-    const model *m = g->m;
+    const model *m = g->c.m;
+    const exec_layer_names *nm = &g->lnames;
     const size_t rows = (size_t)g->sh.gbs * (size_t)t;
-    const long long start = i == 0 ? 0 : g->sh.prompt + i - 1;
-    const bool opt = m->family == MODEL_FAMILY_OPT;
-    const float *v1, *v2;
-    if (opt) {
-        TRY(vec_f32(g, j, "self_attn_layer_norm.weight", ws, g->vec, &v1, e));
-        TRY(vec_f32(g, j, "self_attn_layer_norm.bias", ws, g->vec + g->wmax, &v2, e));
-        TRY(gdev_layernorm(g->dev, x, rows, g->sh.h, v1, v2, (float)m->norm_eps, g->hn, e));
-    } else {
-        TRY(vec_f32(g, j, "input_layernorm.weight", ws, g->vec, &v1, e));
-        TRY(gdev_rmsnorm(g->dev, x, rows, g->sh.h, v1, (float)m->norm_eps, g->hn, e));
-    }
-    TRY(linear(g, j, "self_attn.q_proj.weight", "self_attn.q_proj.bias", ws, g->hn, rows, q, e));
-    TRY(linear(g, j, "self_attn.k_proj.weight", "self_attn.k_proj.bias", ws, g->hn, rows, kk, e));
-    TRY(linear(g, j, "self_attn.v_proj.weight", "self_attn.v_proj.bias", ws, g->hn, rows, vv, e));
+    const long long start = exec_step_start(&g->sh, i);
+    TRY(norm(g, j, nm->attn_norm_w, nm->attn_norm_b, ws, x, rows, g->a.hn, e));
+    TRY(linear(g, j, nm->q, nm->q_b, ws, g->a.hn, rows, q, e));
+    TRY(linear(g, j, nm->k, nm->k_b, ws, g->a.hn, rows, kk, e));
+    TRY(linear(g, j, nm->v, nm->v_b, ws, g->a.hn, rows, vv, e));
     if (m->position == MODEL_POS_ROTARY) {
         TRY(gdev_rotary(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_heads,
                         (size_t)m->head_dim, m->rope_theta, e));
@@ -687,51 +670,40 @@ static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, lon
 /* The output projection, the residual and the MLP: x += o(att); x += mlp(x). */
 static llmsim_status attn_post(geng *g, int j, int ws, float *x, const float *att, size_t rows, diag *e)
 {
-    const model *m = g->m;
-    const bool opt = m->family == MODEL_FAMILY_OPT;
-    const size_t h = g->sh.h;
-    TRY(linear(g, j, opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight",
-               opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", ws, att, rows, g->tmp, e));
-    TRY(gdev_add(g->dev, x, g->tmp, rows * h, x, e));
-    const float *v1, *v2;
-    if (opt) {
-        TRY(vec_f32(g, j, "final_layer_norm.weight", ws, g->vec, &v1, e));
-        TRY(vec_f32(g, j, "final_layer_norm.bias", ws, g->vec + g->wmax, &v2, e));
-        TRY(gdev_layernorm(g->dev, x, rows, h, v1, v2, (float)m->norm_eps, g->hn, e));
-    } else {
-        TRY(vec_f32(g, j, "post_attention_layernorm.weight", ws, g->vec, &v1, e));
-        TRY(gdev_rmsnorm(g->dev, x, rows, h, v1, (float)m->norm_eps, g->hn, e));
-    }
+    const model *m = g->c.m;
+    const exec_layer_names *nm = &g->lnames;
+    const size_t h = g->sh.h, n = rows * g->sh.f;
+    TRY(linear(g, j, nm->o, nm->o_b, ws, att, rows, g->a.tmp, e));
+    TRY(gdev_add(g->dev, x, g->a.tmp, rows * h, x, e));
+    TRY(norm(g, j, nm->mlp_norm_w, nm->mlp_norm_b, ws, x, rows, g->a.hn, e));
     if (m->ffn_kind == MODEL_FFN_SWIGLU) {
-        float *gate = g->ffn, *up = g->ffn + rows * g->sh.f;
-        TRY(linear(g, j, "mlp.gate_proj.weight", NULL, ws, g->hn, rows, gate, e));
-        TRY(linear(g, j, "mlp.up_proj.weight", NULL, ws, g->hn, rows, up, e));
-        TRY(gdev_silu_mul(g->dev, gate, up, rows * g->sh.f, gate, e));
-        TRY(linear(g, j, "mlp.down_proj.weight", NULL, ws, gate, rows, g->tmp, e));
+        float *gate = g->a.ffn, *up = g->a.ffn + n;
+        TRY(linear(g, j, nm->gate, NULL, ws, g->a.hn, rows, gate, e));
+        TRY(linear(g, j, nm->up, NULL, ws, g->a.hn, rows, up, e));
+        TRY(gdev_silu_mul(g->dev, gate, up, n, gate, e));
+        TRY(linear(g, j, nm->down, NULL, ws, gate, rows, g->a.tmp, e));
     } else {
-        TRY(linear(g, j, opt ? "fc1.weight" : "mlp.fc1.weight", opt ? "fc1.bias" : "mlp.fc1.bias", ws, g->hn, rows,
-                   g->ffn, e));
+        TRY(linear(g, j, nm->fc1, nm->fc1_b, ws, g->a.hn, rows, g->a.ffn, e));
         if (m->ffn_kind == MODEL_FFN_GELU)
-            TRY(gdev_gelu(g->dev, g->ffn, rows * g->sh.f, g->ffn, e));
+            TRY(gdev_gelu(g->dev, g->a.ffn, n, g->a.ffn, e));
         else
-            TRY(gdev_relu(g->dev, g->ffn, rows * g->sh.f, g->ffn, e));
-        TRY(linear(g, j, opt ? "fc2.weight" : "mlp.fc2.weight", opt ? "fc2.bias" : "mlp.fc2.bias", ws, g->ffn,
-                   rows, g->tmp, e));
+            TRY(gdev_relu(g->dev, g->a.ffn, n, g->a.ffn, e));
+        TRY(linear(g, j, nm->fc2, nm->fc2_b, ws, g->a.ffn, rows, g->a.tmp, e));
     }
-    return gdev_add(g->dev, x, g->tmp, rows * h, x, e);
+    return gdev_add(g->dev, x, g->a.tmp, rows * h, x, e);
 }
 
-/* One batch through decoder layer j at step i on the GPU: g->x holds the
+/* One batch through decoder layer j at step i on the GPU: g->a.x holds the
  * input [gbs][t][h] and receives the output. The new entries go into kv at
  * their positions (and into out, slot 0 on, when it is not NULL). */
 static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, const gdev_kv *out, long long t,
                                    diag *e)
 {
-    const model *m = g->m;
+    const model *m = g->c.m;
     const size_t rows = (size_t)g->sh.gbs * (size_t)t, qd = g->sh.qd, kvd = g->sh.kvd;
-    const long long start = i == 0 ? 0 : g->sh.prompt + i - 1;
-    float *q = g->qkv, *kk = g->qkv + rows * qd, *vv = kk + rows * kvd;
-    TRY(attn_pre(g, i, j, ws, g->x, t, q, kk, vv, e));
+    const long long start = exec_step_start(&g->sh, i);
+    float *q = g->a.qkv, *kk = g->a.qkv + rows * qd, *vv = kk + rows * kvd;
+    TRY(attn_pre(g, i, j, ws, g->a.x, t, q, kk, vv, e));
     TRY(gdev_kv_put(g->dev, &kv, kk, vv, (size_t)g->sh.gbs, (size_t)t, start, e));
     if (out)
         TRY(gdev_kv_put(g->dev, out, kk, vv, (size_t)g->sh.gbs, (size_t)t, 0, e));
@@ -742,9 +714,9 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
         TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->sh.gbs, start + t, e));
     }
     TRY(gdev_attention(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, &att_kv,
-                       (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim, g->att,
+                       (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim, g->a.att,
                        e));
-    return attn_post(g, j, ws, g->x, g->att, rows, e);
+    return attn_post(g, j, ws, g->a.x, g->a.att, rows, e);
 }
 
 /* Embeddings of t tokens of every sequence of batch k from position start
@@ -753,32 +725,32 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
 static llmsim_status embed(geng *g, int k, long long start, long long t, int ws, float *out, diag *e)
 {
     const int L = g->sh.L;
-    const bool opt = g->m->family == MODEL_FAMILY_OPT;
+    const bool opt = g->c.m->family == MODEL_FAMILY_OPT;
     const size_t n = (size_t)g->sh.gbs * (size_t)t;
     int32_t *ids = g->ids_host;
     /* the previous use of ids_host must be done before it is rewritten */
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
     for (int s = 0; s < g->sh.gbs; s++) {
         const int32_t *seq =
-            g->tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
+            g->tk.tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
         for (long long a = 0; a < t; a++)
             ids[(size_t)s * (size_t)t + (size_t)a] = seq[start + a];
     }
-    if (g->m->position == MODEL_POS_LEARNED)
+    if (g->c.m->position == MODEL_POS_LEARNED)
         for (long long a = 0; a < t; a++)
             ids[n + (size_t)a] = (int32_t)(start + a + (opt ? 2 : 0));
-    size_t nid = n + (g->m->position == MODEL_POS_LEARNED ? (size_t)t : 0);
+    size_t nid = n + (g->c.m->position == MODEL_POS_LEARNED ? (size_t)t : 0);
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_H2D, g->ids_dev, ids, nid * 4, e));
-    int ti = find_tensor(g, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
+    int ti = exec_wunit_find(&g->units[L], g->hnames.embed_tokens);
     gdev_dtype dt;
     const void *table = matrix(g, L, ti, ws, &dt);
     TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->sh.vocab, g->sh.h, out, e));
-    if (g->m->position == MODEL_POS_LEARNED) {
-        int pi = find_tensor(g, L, opt ? "model.decoder.embed_positions.weight" : "model.embed_positions.weight");
+    if (g->c.m->position == MODEL_POS_LEARNED) {
+        int pi = exec_wunit_find(&g->units[L], g->hnames.embed_positions);
         const void *pt = matrix(g, L, pi, ws, &dt);
         TRY(gdev_embed(g->dev, g->ids_dev + n, (size_t)t, pt, dt,
-                       (size_t)g->units[L].t[pi].desc.rows, g->sh.h, g->tmp, e));
-        TRY(gdev_add_rows(g->dev, out, n, g->sh.h, g->tmp, (size_t)t, out, e));
+                       (size_t)g->units[L].t[pi].desc.rows, g->sh.h, g->a.tmp, e));
+        TRY(gdev_add_rows(g->dev, out, n, g->sh.h, g->a.tmp, (size_t)t, out, e));
     }
     return LLMSIM_OK;
 }
@@ -787,10 +759,11 @@ static llmsim_status embed(geng *g, int k, long long start, long long t, int ws,
 static llmsim_status dequant_unit(geng *g, int u, int ws, diag *e)
 {
     for (int i = 0; i < g->units[u].n; i++) {
-        const g_tensor *t = &g->units[u].t[i];
+        const exec_wtensor *t = &g->units[u].t[i];
         if (t->quantized)
             TRY(gdev_dequant_f16(g->dev, tensor_dev(g, u, i, ws), (size_t)t->desc.rows, (size_t)t->desc.cols,
-                                 g->p->weight_quant.bits, g->p->weight_quant.group_size, g->deq + t->deq_off, e));
+                                 g->c.p->weight_quant.bits, g->c.p->weight_quant.group_size, g->deq + t->deq_off,
+                                 e));
     }
     return LLMSIM_OK;
 }
@@ -799,13 +772,13 @@ static llmsim_status dequant_unit(geng *g, int u, int ws, diag *e)
  * pinned memory, or from the staging its W_DISK filled), on `s`. */
 static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
 {
-    const g_unit *un = &g->units[u];
+    const exec_wunit *un = &g->units[u];
     for (int i = 0; i < un->n; i++) {
-        const g_tensor *t = &un->t[i];
+        const exec_wtensor *t = &un->t[i];
         if (t->home == TIER_GPU)
             continue;
-        const void *src = t->home == TIER_CPU ? (const void *)t->host : (const void *)(g->wstage[ws] + t->disk_rel);
-        TRY(gdev_copy(g->dev, s, GDEV_H2D, (uint8_t *)g->wslot[ws] + t->slot_off, src, t->bytes, e));
+        const void *src = t->home == TIER_CPU ? (const void *)t->data : (const void *)(g->wstage[ws] + t->disk_rel);
+        TRY(gdev_copy(g->dev, s, GDEV_H2D, (uint8_t *)g->wslot[ws] + g->slots[u].off[i], src, t->bytes, e));
     }
     return LLMSIM_OK;
 }
@@ -815,7 +788,7 @@ static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
 static llmsim_status embed_prompts(geng *g, diag *e)
 {
     const int L = g->sh.L;
-    const g_unit *head = &g->units[L];
+    const exec_wunit *head = &g->units[L];
     if (head->disk_bytes)
         TRY(offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e));
     TRY(load_unit(g, L, 0, GDEV_S_COMPUTE, e));
@@ -829,41 +802,27 @@ static llmsim_status embed_prompts(geng *g, diag *e)
 static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
 {
     const int L = g->sh.L, gbs = g->sh.gbs;
-    const model *m = g->m;
-    float *x = g->hn;
+    const exec_head_names *nm = &g->hnames;
+    float *x = g->a.hn;
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->last[k], (size_t)gbs * g->sh.h * 4, e));
-    const float *v1, *v2;
-    if (m->norm == MODEL_NORM_LAYERNORM) {
-        bool opt = m->family == MODEL_FAMILY_OPT;
-        TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.weight" : "model.norm.weight", ws, g->vec, &v1, e));
-        TRY(vec_f32(g, L, opt ? "model.decoder.final_layer_norm.bias" : "model.norm.bias", ws, g->vec + g->wmax,
-                    &v2, e));
-        TRY(gdev_layernorm(g->dev, x, (size_t)gbs, g->sh.h, v1, v2, (float)m->norm_eps, x, e));
-    } else {
-        TRY(vec_f32(g, L, "model.norm.weight", ws, g->vec, &v1, e));
-        TRY(gdev_rmsnorm(g->dev, x, (size_t)gbs, g->sh.h, v1, (float)m->norm_eps, x, e));
-    }
-    const char *lm = m->tied_embeddings ? (m->family == MODEL_FAMILY_OPT ? "model.decoder.embed_tokens.weight"
-                                                                         : "model.embed_tokens.weight")
-                                        : "lm_head.weight";
-    int li = find_tensor(g, L, lm);
+    TRY(norm(g, L, nm->norm_w, nm->norm_b, ws, x, (size_t)gbs, x, e));
+    int li = exec_wunit_find(&g->units[L], nm->lm_head);
     gdev_dtype dt;
     const void *w = matrix(g, L, li, ws, &dt);
-    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->sh.h, w, dt, NULL, g->sh.vocab, g->logits, g->lin,
+    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->sh.h, w, dt, NULL, g->sh.vocab, g->a.logits, g->lin,
                     e));
-    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->logits,
+    TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->a.logits,
                   (size_t)gbs * g->sh.vocab * 4, e));
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
-    mio_next_tokens(&g->sh, g->o, g->logits_host, i, k, g->block, g->logits_out, g->tokens,
-                    g->probs, g->sort_idx);
+    mio_next_tokens(&g->sh, g->c.o, g->logits_host, i, k, &g->tk);
     if (i + 1 < g->sh.gen)
         TRY(embed(g, k, g->sh.prompt + i, 1, ws, g->next_in[k], e));
     return LLMSIM_OK;
 }
 
-/* ---- the tasks */
+// ---- the tasks
 
-static uint32_t find(const geng *g, uint32_t near, plan_kind kind) { return plan_sibling(g->pl, near, kind); }
+static uint32_t find(const geng *g, uint32_t near, plan_kind kind) { return plan_sibling(g->c.pl, near, kind); }
 
 static llmsim_status need(uint32_t t, const char *what, diag *e)
 {
@@ -871,11 +830,11 @@ static llmsim_status need(uint32_t t, const char *what, diag *e)
                           : LLMSIM_OK;
 }
 
-/* The layer's input into g->x (fp32): the embeddings for layer 0, else the
+/* The layer's input into x (fp32): the embeddings for layer 0, else the
  * hidden state at home on the GPU or in the slot its A_H2D filled. */
 static llmsim_status load_input(geng *g, uint32_t ti, float *x, size_t rows, diag *e)
 {
-    const plan_task *t = &g->pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int k = t->batch;
     if (t->layer == 0)
         return gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->next_in[k], rows * g->sh.h * 4, e);
@@ -883,7 +842,7 @@ static llmsim_status load_input(geng *g, uint32_t ti, float *x, size_t rows, dia
     if (g->sh.act_tier[k] != TIER_GPU) {
         uint32_t a = find(g, ti, PLAN_A_H2D);
         TRY(need(a, "a_h2d", e));
-        src = g->act_in[g->pl->tasks[a].slot];
+        src = g->act_in[g->c.pl->tasks[a].slot];
     }
     return gdev_to_f32(g->dev, src, GDEV_F16, rows * g->sh.h, x, e);
 }
@@ -903,11 +862,11 @@ static llmsim_status store_output(geng *g, int j, int k, int slot2, const float 
 
 static llmsim_status task_compute(geng *g, uint32_t ti, int ws, diag *e)
 {
-    const plan_task *t = &g->pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch;
-    const long long tnew = i == 0 ? g->sh.prompt : 1;
+    const long long tnew = exec_step_tokens(&g->sh, i);
     const size_t rows = (size_t)g->sh.gbs * (size_t)tnew;
-    TRY(load_input(g, ti, g->x, rows, e));
+    TRY(load_input(g, ti, g->a.x, rows, e));
     gdev_kv kv, out, *outp = NULL;
     if (g->sh.kv_tier[k] == TIER_GPU) {
         kv = kv_desc(g, g->kv_dev[j * g->sh.ngb + k], g->sh.kv_slot);
@@ -916,35 +875,35 @@ static llmsim_status task_compute(geng *g, uint32_t ti, int ws, diag *e)
     } else {
         uint32_t c = find(g, ti, PLAN_C_H2D);
         TRY(need(c, "c_h2d", e));
-        kv = kv_desc(g, g->kv_in[g->pl->tasks[c].slot], g->sh.kv_slot);
+        kv = kv_desc(g, g->kv_in[g->c.pl->tasks[c].slot], g->sh.kv_slot);
         out = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot);
         outp = &out;
     }
     TRY(layer_forward(g, i, j, ws, kv, outp, tnew, e));
-    return store_output(g, j, k, t->slot2, g->x, tnew, e);
+    return store_output(g, j, k, t->slot2, g->a.x, tnew, e);
 }
 
 /* Delegated attention, GPU side before: the input to dx[k], q, k, v to dqkv[k]. */
 static llmsim_status task_pre(geng *g, uint32_t ti, int ws, diag *e)
 {
-    const plan_task *t = &g->pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int k = t->batch;
     const size_t rows = (size_t)g->sh.gbs;
     TRY(load_input(g, ti, g->dx[k], rows, e));
-    float *q = g->qkv, *kk = q + rows * g->sh.qd, *vv = kk + rows * g->sh.kvd;
+    float *q = g->a.qkv, *kk = q + rows * g->sh.qd, *vv = kk + rows * g->sh.kvd;
     TRY(attn_pre(g, t->step, t->layer, ws, g->dx[k], 1, q, kk, vv, e));
     return gdev_to_f16(g->dev, q, rows * (g->sh.qd + 2 * g->sh.kvd), g->dqkv[k], e);
 }
 
 static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
 {
-    const plan_task *t = &g->pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int k = t->batch;
     uint32_t pre = find(g, ti, PLAN_PRE);
     TRY(need(pre, "pre", e));
-    TRY(gdev_to_f32(g->dev, g->datt[k], GDEV_F16, (size_t)g->sh.gbs * g->sh.qd, g->att, e));
-    TRY(attn_post(g, t->layer, ws, g->dx[k], g->att, (size_t)g->sh.gbs, e));
-    return store_output(g, t->layer, k, g->pl->tasks[pre].slot2, g->dx[k], 1, e);
+    TRY(gdev_to_f32(g->dev, g->datt[k], GDEV_F16, (size_t)g->sh.gbs * g->sh.qd, g->a.att, e));
+    TRY(attn_post(g, t->layer, ws, g->dx[k], g->a.att, (size_t)g->sh.gbs, e));
+    return store_output(g, t->layer, k, g->c.pl->tasks[pre].slot2, g->dx[k], 1, e);
 }
 
 /* Delegated attention on the CPU: q, k, v from hqkv[k] (fp16); append k, v
@@ -952,7 +911,7 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
  * output to hatt[k] (fp16). */
 static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
 {
-    const plan_task *t = &g->pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch, gbs = g->sh.gbs;
     const long long start = g->sh.prompt + i - 1;
     const size_t qd = g->sh.qd, kvd = g->sh.kvd;
@@ -962,7 +921,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
     if (g->sh.kv_tier[k] == TIER_DISK) {
         uint32_t c = find(g, ti, PLAN_C_DISK);
         TRY(need(c, "c_disk", e));
-        slots = g->kv_stage[g->pl->tasks[c].slot];
+        slots = g->kv_stage[g->c.pl->tasks[c].slot];
         stride = g->sh.kv_dslot;
         bool skip;
         TRY(take_for(g, &g->kv_ring, ti, &skip, e));
@@ -973,7 +932,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
         slots = g->kv_host[j * g->sh.ngb + k];
         stride = g->sh.kv_slot;
     }
-    const quant *kq = &g->p->kv_quant;
+    const quant *kq = &g->c.p->kv_quant;
     const long long ctx = start + 1;
     k_convert_to_f32(g->pool, g->hqkv[k], K_WTYPE_F16, (size_t)gbs * (qd + 2 * kvd), g->cqkv);
     for (int s = 0; s < gbs; s++) {
@@ -985,7 +944,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
             exec_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
                        g->cvf + (size_t)c * kvd);
         k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf,
-                    (size_t)g->m->num_heads, (size_t)g->m->num_kv_heads, (size_t)g->m->head_dim,
+                    (size_t)g->c.m->num_heads, (size_t)g->c.m->num_kv_heads, (size_t)g->c.m->head_dim,
                     g->catt + (size_t)s * qd, g->cscr);
     }
     k_convert_f32_to_f16(g->pool, g->catt, (size_t)gbs * qd, g->hatt[k]);
@@ -1002,69 +961,90 @@ static g_ring *store_ring(geng *g, const plan_task *t)
     return NULL;
 }
 
+/* C_H2D on stream s: a batch's cache so far into a GPU cache slot, from
+ * its pinned home, or unpadded from the disk's staging. */
+static llmsim_status kv_copy_in(geng *g, uint32_t ti, gdev_stream s, diag *e)
+{
+    const plan_task *t = &g->c.pl->tasks[ti];
+    const int j = t->layer, k = t->batch;
+    const size_t n = (size_t)(g->sh.prompt + t->step - 1); /* the positions so far */
+    uint8_t *dst = g->kv_in[t->slot];
+    if (g->sh.kv_tier[k] == TIER_CPU)
+        return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->sh.ngb + k], n * g->sh.kv_slot, e);
+    uint32_t c = find(g, ti, PLAN_C_DISK);
+    TRY(need(c, "c_disk", e));
+    return gdev_copy2d(g->dev, s, GDEV_H2D, dst, g->sh.kv_slot, g->kv_stage[g->c.pl->tasks[c].slot],
+                       g->sh.kv_dslot, g->sh.kv_slot, n, e);
+}
+
+/* A_H2D on stream s: a batch's hidden states into a GPU slot, from their
+ * pinned home or the disk's staging. */
+static llmsim_status act_copy_in(geng *g, uint32_t ti, gdev_stream s, diag *e)
+{
+    const plan_task *t = &g->c.pl->tasks[ti];
+    const void *src = g->act_host[t->batch];
+    if (g->sh.act_tier[t->batch] == TIER_DISK) {
+        uint32_t a = find(g, ti, PLAN_A_DISK);
+        TRY(need(a, "a_disk", e));
+        src = g->act_stage[g->c.pl->tasks[a].slot];
+    }
+    return gdev_copy(g->dev, s, GDEV_H2D, g->act_in[t->slot], src,
+                     exec_act_step_bytes(&g->sh, exec_step_tokens(&g->sh, t->step)), e);
+}
+
+/* C_D2H on stream s: the new KV entries its compute task left in a GPU out
+ * slot, to their pinned home, or padded into a ring buffer for the disk. */
+static llmsim_status kv_copy_out(geng *g, uint32_t ti, gdev_stream s, diag *e)
+{
+    const plan_task *t = &g->c.pl->tasks[ti];
+    const int j = t->layer, k = t->batch;
+    const size_t tnew = (size_t)exec_step_tokens(&g->sh, t->step);
+    uint32_t c = find(g, ti, PLAN_COMPUTE);
+    TRY(need(c, "compute", e));
+    const uint8_t *src = g->kv_out[g->c.pl->tasks[c].slot];
+    if (g->sh.kv_tier[k] == TIER_CPU) {
+        uint8_t *home = g->kv_host[j * g->sh.ngb + k];
+        return gdev_copy(g->dev, s, GDEV_D2H, home + (size_t)exec_step_start(&g->sh, t->step) * g->sh.kv_slot,
+                         src, tnew * g->sh.kv_slot, e);
+    }
+    return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[g->ring_of[ti]], g->sh.kv_dslot, src,
+                       g->sh.kv_slot, g->sh.kv_slot, tnew, e);
+}
+
+/* A_D2H on stream s: the hidden states its compute task (or, delegated,
+ * POST) left in a GPU out slot, to their pinned home or a ring buffer. */
+static llmsim_status act_copy_out(geng *g, uint32_t ti, gdev_stream s, diag *e)
+{
+    const plan_task *t = &g->c.pl->tasks[ti];
+    uint32_t c = find(g, ti, PLAN_COMPUTE);
+    if (c == PLAN_NONE)
+        c = find(g, ti, PLAN_PRE); /* delegated: PRE holds the out slot POST fills */
+    TRY(need(c, "compute", e));
+    const uint16_t *src = g->act_out[g->c.pl->tasks[c].slot2];
+    const size_t n = exec_act_step_bytes(&g->sh, exec_step_tokens(&g->sh, t->step));
+    void *dst = g->sh.act_tier[t->batch] == TIER_CPU ? (void *)g->act_host[t->batch]
+                                                     : (void *)g->act_ring.buf[g->ring_of[ti]];
+    return gdev_copy(g->dev, s, GDEV_D2H, dst, src, n, e);
+}
+
 /* The device work of task ti, issued on stream s (its ring buffer, if it
  * needs one, already taken: ring_of[ti]). */
 static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
 {
-    const plan *pl = g->pl;
-    const plan_task *t = &pl->tasks[ti];
-    const int i = t->step, j = t->layer, k = t->batch, L = g->sh.L;
-    const long long tnew = i == 0 ? g->sh.prompt : 1;
-    const int ws = (int)(((size_t)i * (size_t)(L + 1) + (size_t)j) & 1);
+    const plan_task *t = &g->c.pl->tasks[ti];
+    const int i = t->step, j = t->layer, k = t->batch;
+    const int ws = (int)(((size_t)i * (size_t)(g->sh.L + 1) + (size_t)j) & 1);
+    const size_t gbs = (size_t)g->sh.gbs;
     switch ((plan_kind)t->kind) {
     case PLAN_W_H2D: return load_unit(g, j, t->slot, s, e);
     case PLAN_W_DEQUANT: return dequant_unit(g, j, ws, e);
-    case PLAN_C_H2D: {
-        size_t n = (size_t)(g->sh.prompt + i - 1);
-        uint8_t *dst = g->kv_in[t->slot];
-        if (g->sh.kv_tier[k] == TIER_CPU)
-            return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->sh.ngb + k],
-                             n * g->sh.kv_slot, e);
-        uint32_t c = find(g, ti, PLAN_C_DISK);
-        TRY(need(c, "c_disk", e));
-        return gdev_copy2d(g->dev, s, GDEV_H2D, dst, g->sh.kv_slot, g->kv_stage[pl->tasks[c].slot],
-                           g->sh.kv_dslot, g->sh.kv_slot, n, e);
-    }
-    case PLAN_A_H2D: {
-        size_t n = (size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2;
-        const void *src = g->act_host[k];
-        if (g->sh.act_tier[k] == TIER_DISK) {
-            uint32_t a = find(g, ti, PLAN_A_DISK);
-            TRY(need(a, "a_disk", e));
-            src = g->act_stage[pl->tasks[a].slot];
-        }
-        return gdev_copy(g->dev, s, GDEV_H2D, g->act_in[t->slot], src, n, e);
-    }
-    case PLAN_C_D2H: {
-        uint32_t c = find(g, ti, PLAN_COMPUTE);
-        TRY(need(c, "compute", e));
-        const uint8_t *src = g->kv_out[pl->tasks[c].slot];
-        long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
-        if (g->sh.kv_tier[k] == TIER_CPU)
-            return gdev_copy(g->dev, s, GDEV_D2H,
-                             g->kv_host[j * g->sh.ngb + k] + (size_t)first * g->sh.kv_slot, src,
-                             (size_t)tnew * g->sh.kv_slot, e);
-        int r = g->ring_of[ti];
-        return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[r], g->sh.kv_dslot, src,
-                           g->sh.kv_slot, g->sh.kv_slot, (size_t)tnew, e);
-    }
-    case PLAN_A_D2H: {
-        uint32_t c = find(g, ti, PLAN_COMPUTE);
-        if (c == PLAN_NONE)
-            c = find(g, ti, PLAN_PRE); /* delegated: PRE holds the out slot POST fills */
-        TRY(need(c, "compute", e));
-        const uint16_t *src = g->act_out[pl->tasks[c].slot2];
-        size_t n = (size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2;
-        if (g->sh.act_tier[k] == TIER_CPU)
-            return gdev_copy(g->dev, s, GDEV_D2H, g->act_host[k], src, n, e);
-        return gdev_copy(g->dev, s, GDEV_D2H, g->act_ring.buf[g->ring_of[ti]], src, n, e);
-    }
+    case PLAN_C_H2D: return kv_copy_in(g, ti, s, e);
+    case PLAN_A_H2D: return act_copy_in(g, ti, s, e);
+    case PLAN_C_D2H: return kv_copy_out(g, ti, s, e);
+    case PLAN_A_D2H: return act_copy_out(g, ti, s, e);
     case PLAN_QKV_D2H:
-        return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k],
-                         (size_t)g->sh.gbs * (g->sh.qd + 2 * g->sh.kvd) * 2, e);
-    case PLAN_OUT_H2D:
-        return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k],
-                         (size_t)g->sh.gbs * g->sh.qd * 2, e);
+        return gdev_copy(g->dev, s, GDEV_D2H, g->hqkv[k], g->dqkv[k], gbs * (g->sh.qd + 2 * g->sh.kvd) * 2, e);
+    case PLAN_OUT_H2D: return gdev_copy(g->dev, s, GDEV_H2D, g->datt[k], g->hatt[k], gbs * g->sh.qd * 2, e);
     case PLAN_COMPUTE: return task_compute(g, ti, ws, e);
     case PLAN_PRE: return task_pre(g, ti, ws, e);
     case PLAN_POST: return task_post(g, ti, ws, e);
@@ -1075,49 +1055,48 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
     }
 }
 
+/* A disk write from the ring buffer that task `producer` filled, given
+ * back after the write. */
+static llmsim_status write_from_ring(geng *g, uint32_t producer, g_ring *ring, offload_file *f,
+                                     size_t bytes, uint64_t off, diag *e)
+{
+    int r = g->ring_of[producer];
+    llmsim_status st = offload_write(f, ring->buf[r], bytes, off, e);
+    ring_give(g, ring, r);
+    return st;
+}
+
 /* The host work of task ti (disk transfers, CPU attention). */
 static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
 {
-    const plan *pl = g->pl;
-    const plan_task *t = &pl->tasks[ti];
+    const plan_task *t = &g->c.pl->tasks[ti];
     const int i = t->step, j = t->layer, k = t->batch;
-    const long long tnew = i == 0 ? g->sh.prompt : 1;
+    const long long tnew = exec_step_tokens(&g->sh, i);
+    const long long first = exec_step_start(&g->sh, i);
     switch ((plan_kind)t->kind) {
     case PLAN_W_DISK: {
-        const g_unit *un = &g->units[j];
+        const exec_wunit *un = &g->units[j];
         return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
     }
     case PLAN_C_DISK:
-        return offload_read(g->kvfile, g->kv_stage[t->slot],
-                            (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
+        return offload_read(g->kvfile, g->kv_stage[t->slot], (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
                             exec_kv_disk_off(&g->sh, j, k, 0), e);
     case PLAN_A_DISK:
-        return offload_read(g->actfile, g->act_stage[t->slot],
-                            (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
+        return offload_read(g->actfile, g->act_stage[t->slot], exec_act_disk_bytes(&g->sh, tnew),
                             exec_act_disk_off(&g->sh, k), e);
     case PLAN_C_WRITE: {
         uint32_t p = find(g, ti, PLAN_C_D2H);
         if (p == PLAN_NONE)
             p = find(g, ti, PLAN_CPU_ATTN);
         TRY(need(p, "c_d2h", e));
-        int r = g->ring_of[p];
-        long long first = i == 0 ? 0 : g->sh.prompt + i - 1;
-        llmsim_status st =
-            offload_write(g->kvfile, g->kv_ring.buf[r], (size_t)tnew * g->sh.kv_dslot,
-                          exec_kv_disk_off(&g->sh, j, k, first), e);
-        ring_give(g, &g->kv_ring, r);
-        return st;
+        return write_from_ring(g, p, &g->kv_ring, g->kvfile, (size_t)tnew * g->sh.kv_dslot,
+                               exec_kv_disk_off(&g->sh, j, k, first), e);
     }
     case PLAN_A_WRITE: {
         uint32_t p = find(g, ti, PLAN_A_D2H);
         TRY(need(p, "a_d2h", e));
-        int r = g->ring_of[p];
-        llmsim_status st =
-            offload_write(g->actfile, g->act_ring.buf[r],
-                          (size_t)offload_round((size_t)g->sh.gbs * (size_t)tnew * g->sh.h * 2),
-                          exec_act_disk_off(&g->sh, k), e);
-        ring_give(g, &g->act_ring, r);
-        return st;
+        return write_from_ring(g, p, &g->act_ring, g->actfile, exec_act_disk_bytes(&g->sh, tnew),
+                               exec_act_disk_off(&g->sh, k), e);
     }
     case PLAN_CPU_ATTN: return task_cpu_attn(g, ti, e);
     default:
@@ -1128,7 +1107,7 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
 
 static llmsim_status run_task(geng *g, uint32_t ti, diag *e)
 {
-    const plan *pl = g->pl;
+    const plan *pl = g->c.pl;
     const plan_task *t = &pl->tasks[ti];
     if (is_dev_task(t)) {
         gdev_stream s = stream_of(t);
@@ -1155,7 +1134,7 @@ static llmsim_status run_task(geng *g, uint32_t ti, diag *e)
     }
     double a = llmsim_now_s();
     llmsim_status st = run_host(g, ti, e);
-    if (g->block == 0) {
+    if (g->tk.block == 0) {
         g->host_start[ti] = a - g->host_base;
         g->host_end[ti] = llmsim_now_s() - g->host_base;
     }
@@ -1171,51 +1150,51 @@ static llmsim_status g_run_task(void *state, uint32_t ti, diag *e)
     return st;
 }
 
-/* ---- setup and teardown */
+// ---- setup and teardown
 
+/* An owned array of n buffers: the buffers (free_list), then the array. */
 static void free_ptrs(geng *g, void **a, size_t n, bool dev)
 {
     if (!a)
         return;
-    for (size_t i = 0; i < n; i++)
-        if (a[i])
-            dev ? g_dfree(g, a[i]) : g_hfree(g, a[i]);
+    free_list(g, a, n, dev);
     free(a);
 }
 
-static void g_free(geng *g)
+/* The weights: the resident tensors (device or pinned memory by home), the
+ * units, the slot maps. */
+static void free_weights(geng *g)
 {
-    if (g->dev && !g->dry) {
-        diag e;
-        diag_clear(&e);
-        (void)gdev_sync(g->dev, &e); /* nothing in flight touches what is freed below */
-    }
     if (g->units) {
         for (int u = 0; u <= g->sh.L; u++)
             for (int i = 0; i < g->units[u].n; i++) {
-                if (g->units[u].t[i].dev)
-                    g_dfree(g, g->units[u].t[i].dev);
-                if (g->units[u].t[i].host)
-                    g_hfree(g, g->units[u].t[i].host);
+                const exec_wtensor *t = &g->units[u].t[i];
+                g_release_buf(g, t->data, t->home == TIER_GPU);
             }
         free(g->units);
     }
+    free(g->slots);
+}
+
+/* The double buffers and the rings: GPU slots and pinned staging. */
+static void free_slots(geng *g)
+{
     for (int s = 0; s < 2; s++) {
         void *d[] = {g->wslot[s], g->kv_in[s], g->kv_out[s], g->act_in[s], g->act_out[s]};
         void *h[] = {g->wstage[s], g->kv_stage[s], g->act_stage[s]};
-        for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-            if (d[i])
-                g_dfree(g, d[i]);
-        for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
-            if (h[i])
-                g_hfree(g, h[i]);
+        free_list(g, d, sizeof d / sizeof d[0], true);
+        free_list(g, h, sizeof h / sizeof h[0], false);
     }
     for (int r = 0; r < G_RING; r++) {
-        if (g->kv_ring.buf[r])
-            g_hfree(g, g->kv_ring.buf[r]);
-        if (g->act_ring.buf[r])
-            g_hfree(g, g->act_ring.buf[r]);
+        g_release_buf(g, g->kv_ring.buf[r], false);
+        g_release_buf(g, g->act_ring.buf[r], false);
     }
+}
+
+/* The per-(layer, batch) and per-batch buffers, the compute scratch and
+ * CPU attention's. */
+static void free_state(geng *g)
+{
     size_t lk = (size_t)g->sh.L * (size_t)g->sh.ngb, nk = (size_t)g->sh.ngb;
     free_ptrs(g, (void **)g->kv_dev, lk, true);
     free_ptrs(g, (void **)g->kv_host, lk, false);
@@ -1228,17 +1207,18 @@ static void g_free(geng *g)
     free_ptrs(g, (void **)g->datt, nk, true);
     free_ptrs(g, (void **)g->hqkv, nk, false);
     free_ptrs(g, (void **)g->hatt, nk, false);
-    void *d[] = {g->deq, g->kv_f16, g->x, g->hn, g->qkv, g->att, g->ffn, g->tmp, g->vec, g->logits, g->lin,
-                 g->ids_dev};
+    exec_acts_free(&g->a, dfree_cb, g);
+    void *d[] = {g->deq, g->kv_f16, g->lin, g->ids_dev};
     void *h[] = {g->cqkv, g->catt, g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
-    for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
-        if (d[i])
-            g_dfree(g, d[i]);
-    for (size_t i = 0; i < sizeof h / sizeof h[0]; i++)
-        if (h[i])
-            g_hfree(g, h[i]);
+    free_list(g, d, sizeof d / sizeof d[0], true);
+    free_list(g, h, sizeof h / sizeof h[0], false);
+}
+
+/* The events and the task times. */
+static void free_events(geng *g)
+{
     if (g->ev_start)
-        for (size_t i = 0; i < g->pl->ntasks; i++) {
+        for (size_t i = 0; i < g->c.pl->ntasks; i++) {
             gdev_event_free(g->dev, g->ev_start[i]);
             gdev_event_free(g->dev, g->ev_end[i]);
         }
@@ -1248,10 +1228,23 @@ static void g_free(geng *g)
         gdev_event_free(g->dev, g->ev_base);
     free(g->host_start);
     free(g->host_end);
+}
+
+static void g_free(geng *g)
+{
+    if (g->dev && !g->dry) {
+        diag e;
+        diag_clear(&e);
+        (void)gdev_sync(g->dev, &e); /* nothing in flight touches what is freed below */
+    }
+    free_weights(g);
+    free_slots(g);
+    free_state(g);
+    free_events(g);
     free(g->ring_of);
-    free(g->probs);
-    free(g->sort_idx);
-    free(g->tokens);
+    free(g->tk.probs);
+    free(g->tk.idx);
+    free(g->tk.tokens);
     if (g->ring_init) {
         pthread_mutex_destroy(&g->ring_mu);
         pthread_cond_destroy(&g->ring_cv);
@@ -1265,7 +1258,7 @@ static bool g_accepts(const hwprofile *hw) { return hw->gpu.present; }
 
 static llmsim_status events_init(geng *g, diag *e)
 {
-    const plan *pl = g->pl;
+    const plan *pl = g->c.pl;
     g->ev_start = calloc(pl->ntasks + 1, sizeof *g->ev_start);
     g->ev_end = calloc(pl->ntasks + 1, sizeof *g->ev_end);
     g->host_start = calloc(pl->ntasks + 1, sizeof *g->host_start);
@@ -1287,25 +1280,20 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     *state = g;
     if (!g)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    const model *m = c->m;
-    const policy *p = c->p;
-    const workload *w = c->w;
     const engine_opts *o = c->o;
     g->dry = dry;
-    g->m = m;
-    g->p = p;
-    g->w = w;
-    g->pl = c->pl;
-    g->o = o;
-    g->wt = (gdev_dtype)m->dtype;
-    g->logits_out = o->logits_out;
+    g->c = *c;
+    g->wt = (gdev_dtype)c->m->dtype;
+    g->tk.logits_out = o->logits_out;
     g->dir.slot = -1;
     g->kind = o->gpu_emulated ? GDEV_HOST : GDEV_CUDA;
     if (o->score_from)
         return diag_set(e, LLMSIM_EINPUT, "perplexity runs on the CPU engine; give a profile without a GPU");
     if (!c->pl->has_gpu)
         return diag_set(e, LLMSIM_EINPUT, "the GPU engine runs plans for a machine with a GPU");
-    exec_layout_init(&g->sh, m, p, w, c->pl);
+    exec_layout_init(&g->sh, c->m, c->p, c->w, c->pl);
+    exec_layer_names_get(c->m, &g->lnames);
+    exec_head_names_get(c->m, &g->hnames);
     llmsim_status st;
     if (pthread_mutex_init(&g->ring_mu, NULL) || pthread_cond_init(&g->ring_cv, NULL))
         return diag_set(e, LLMSIM_EFAIL, "cannot create a mutex");
@@ -1329,10 +1317,10 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     }
     if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
-    g->tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tokens);
-    g->probs = malloc(g->sh.vocab * sizeof *g->probs);
-    g->sort_idx = malloc(g->sh.vocab * sizeof *g->sort_idx);
-    if (!g->tokens || !g->probs || !g->sort_idx)
+    g->tk.tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tk.tokens);
+    g->tk.probs = malloc(g->sh.vocab * sizeof *g->tk.probs);
+    g->tk.idx = malloc(g->sh.vocab * sizeof *g->tk.idx);
+    if (!g->tk.tokens || !g->tk.probs || !g->tk.idx)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     if (dry)
         return LLMSIM_OK;
@@ -1363,13 +1351,8 @@ static llmsim_status g_ram_bytes(const exec_ctx *c, double *bytes, diag *e)
 static llmsim_status g_begin_block(void *state, long long blk, diag *e)
 {
     geng *g = state;
-    g->block = blk;
     g->ring_stop = false;
-    for (int s = 0; s < g->sh.bls; s++)
-        mio_prompt(g->o, blk * g->sh.bls + s, g->sh.num_prompts, g->sh.prompt, g->sh.vocab,
-                   g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen));
-    if (blk > 0)
-        g->logits_out = NULL;
+    mio_block_begin(&g->tk, &g->sh, g->c.o, blk);
     TRY(embed_prompts(g, e));
     /* the origin of the block's task times: the device is idle here */
     TRY(gdev_record(g->dev, GDEV_S_COMPUTE, g->ev_base, e));
@@ -1382,21 +1365,14 @@ static llmsim_status g_end_block(void *state, long long blk, engine_result *r, d
 {
     geng *g = state;
     TRY(gdev_sync(g->dev, e));
-    for (int s = 0; s < g->sh.bls; s++) {
-        long long seq = blk * g->sh.bls + s;
-        if (seq >= g->sh.num_prompts)
-            break;
-        memcpy(r->tokens + (size_t)seq * (size_t)g->sh.gen,
-               g->tokens + (size_t)s * (size_t)(g->sh.prompt + g->sh.gen) + g->sh.prompt,
-               (size_t)g->sh.gen * sizeof(int32_t));
-    }
+    mio_block_tokens(&g->sh, blk, g->tk.tokens, r->tokens);
     return LLMSIM_OK;
 }
 
 static llmsim_status g_task_times(void *state, double *start_s, double *end_s, diag *e)
 {
     geng *g = state;
-    const plan *pl = g->pl;
+    const plan *pl = g->c.pl;
     for (size_t i = 0; i < pl->ntasks; i++) {
         if (!is_dev_task(&pl->tasks[i])) {
             start_s[i] = g->host_start[i];
@@ -1412,9 +1388,7 @@ static llmsim_status g_task_times(void *state, double *start_s, double *end_s, d
 static void g_finish(void *state, engine_result *r)
 {
     geng *g = state;
-    r->direct_io = true;
-    for (int i = 0; i < g->dir.nfiles; i++)
-        r->direct_io = r->direct_io && g->dir.files[i].direct;
+    r->direct_io = offload_dir_direct(&g->dir);
     r->ram_bytes = g->host_bytes;
     r->gpu_bytes = (double)gdev_peak_bytes(g->dev);
     gdev_describe(g->dev, r->device, sizeof r->device);

@@ -2,6 +2,11 @@
  * dev — the public functions of exec/cuda/dev.h: what both implementations
  * share (the allocation accounting, NULL and empty-size handling), then a
  * call through the implementation's table (dev_impl.h).
+ *
+ * The base of the device: the implementations (dev_host.c, dev_cuda.cu)
+ * call gdev_base_init and gdev_base_fini here, and this file calls them
+ * only through the table, never by name; dev_open.c, above both, chooses
+ * which one gdev_open opens.
  */
 #include "exec/cuda/dev_impl.h"
 
@@ -107,15 +112,8 @@ void gdev_base_fini(gdev *d)
     memset(&d->allocs, 0, sizeof d->allocs);
 }
 
-/* ---- the device */
-
-bool gdev_available(gdev_kind kind) { return kind == GDEV_HOST ? true : gdev_cuda_available(); }
-
-llmsim_status gdev_open(gdev_kind kind, int threads, gdev **out, diag *e)
-{
-    *out = NULL;
-    return kind == GDEV_HOST ? gdev_host_open(threads, out, e) : gdev_cuda_open(out, e);
-}
+/* ---- the device (gdev_available and gdev_open, which choose an
+ * implementation, are dev_open.c's: this file calls none of them) */
 
 void gdev_close(gdev *d)
 {

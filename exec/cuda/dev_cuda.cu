@@ -133,18 +133,16 @@ static llmsim_status blas_fail(diag *e, const char *op, const char *call, cublas
                     cublasGetStatusName(err));
 }
 
-#define CU_TRY(op, stmt)                                                                           \
+/* One checked call (ggml's CUDA_CHECK_GEN): the value of the call `text`
+ * compared with `ok`; on failure, return fail(e, op, text, value). */
+#define TRY_GEN(op, value, text, type, ok, fail)                                                   \
     do {                                                                                           \
-        cudaError_t err_ = (stmt);                                                                 \
-        if (err_ != cudaSuccess)                                                                   \
-            return cuda_fail(e, op, #stmt, err_);                                                  \
+        type err_ = (value);                                                                       \
+        if (err_ != (ok))                                                                          \
+            return fail(e, op, text, err_);                                                        \
     } while (0)
-#define BLAS_TRY(op, stmt)                                                                         \
-    do {                                                                                           \
-        cublasStatus_t err_ = (stmt);                                                              \
-        if (err_ != CUBLAS_STATUS_SUCCESS)                                                         \
-            return blas_fail(e, op, #stmt, err_);                                                  \
-    } while (0)
+#define CU_TRY(op, stmt)   TRY_GEN(op, (stmt), #stmt, cudaError_t, cudaSuccess, cuda_fail)
+#define BLAS_TRY(op, stmt) TRY_GEN(op, (stmt), #stmt, cublasStatus_t, CUBLAS_STATUS_SUCCESS, blas_fail)
 /* After a kernel launch: a bad configuration (or an earlier asynchronous
  * error) is reported here. */
 static llmsim_status launched(diag *e, const char *op, const char *kernel)
@@ -601,112 +599,167 @@ template <int VW> struct f16vec {
     }
 };
 
-template <int VW> __global__ void __launch_bounds__(ATT_THREADS) gk_attention(attn_params P)
+/* Where a thread of gk_attention works: lane gl of group gw (of lp lanes) in
+ * its warp, group gid of the block's ng, and the row and the context split
+ * its block computes. */
+struct attn_thread {
+    unsigned lp, nvec;     /* lanes per group; VW-value vectors in a row of hd values */
+    unsigned warp, nwarps; /* the thread's warp; the block's warps */
+    unsigned gl, gw;       /* lane in group, group in warp */
+    unsigned pw, ng, gid;  /* groups per warp, groups in the block, the thread's group */
+    size_t row;            /* (s * t + a) * heads + hq */
+    unsigned split;        /* the context split of the row */
+    size_t p0, p1;         /* the split's positions: [p0, p1) */
+    const uint8_t *kb;     /* K of position j: kb + j * slot_stride; V: row_bytes further */
+};
+
+template <int VW> static __device__ __forceinline__ attn_thread attn_thread_of(const attn_params &P)
 {
-    constexpr int RM = ATT_MAX_HD / 32 / VW; /* vectors per lane, at most */
-    extern __shared__ float att_sm[];
+    attn_thread T;
+    const unsigned hd = P.hd, lane = threadIdx.x & 31u;
+    T.lp = 1u << P.lp_log2;
+    T.nvec = hd / VW;
+    T.warp = threadIdx.x >> 5;
+    T.nwarps = blockDim.x >> 5;
+    T.gl = lane & (T.lp - 1u);
+    T.gw = lane >> P.lp_log2;
+    T.pw = 32u >> P.lp_log2;
+    T.ng = T.nwarps * T.pw;
+    T.gid = T.warp * T.pw + T.gw;
 
-    const unsigned hd = P.hd, lp = 1u << P.lp_log2, nvec = hd / VW;
-    const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
-    const unsigned gl = lane & (lp - 1u), gw = lane >> P.lp_log2; /* lane in group, group in warp */
-    const unsigned pw = 32u >> P.lp_log2, ng = nwarps * pw, gid = warp * pw + gw;
-
-    const size_t row = blockIdx.x / P.splits; /* (s * t + a) * heads + hq */
-    const unsigned split = blockIdx.x % P.splits;
-    const unsigned hq = (unsigned)(row % P.heads);
-    const size_t tok = row / P.heads, s = tok / P.t, a = tok % P.t;
+    T.row = blockIdx.x / P.splits;
+    T.split = blockIdx.x % P.splits;
+    const unsigned hq = (unsigned)(T.row % P.heads);
+    const size_t tok = T.row / P.heads, s = tok / P.t, a = tok % P.t;
     const unsigned kvh = hq / P.group;
     const size_t valid = (size_t)P.start + a + 1; /* positions 0 .. start + a */
-    const size_t p0 = (size_t)split * P.chunk;
-    const size_t p1 = p0 + P.chunk < valid ? p0 + P.chunk : valid;
+    T.p0 = (size_t)T.split * P.chunk;
+    T.p1 = T.p0 + P.chunk < valid ? T.p0 + P.chunk : valid;
+    T.kb = P.base + 2 * s * P.row_bytes + (size_t)kvh * hd * 2;
+    return T;
+}
 
-    /* K of position j: kb + j * slot_stride; V: row_bytes further */
-    const uint8_t *kb = P.base + 2 * s * P.row_bytes + (size_t)kvh * hd * 2;
-
-    float qv[RM][VW], acc[RM][VW];
-    bool own[RM];
+/* The thread's slice of the query row into qv (vectors it owns: own), and
+ * its output slice acc cleared. */
+template <int VW, int RM>
+static __device__ __forceinline__ void attn_load_q(const attn_params &P, const attn_thread &T,
+                                                   float (&qv)[RM][VW], float (&acc)[RM][VW],
+                                                   bool (&own)[RM])
+{
 #pragma unroll
     for (int r = 0; r < RM; r++) {
-        const unsigned vi = gl + lp * (unsigned)r;
-        own[r] = vi < nvec;
+        const unsigned vi = T.gl + T.lp * (unsigned)r;
+        own[r] = vi < T.nvec;
 #pragma unroll
         for (int x = 0; x < VW; x++) {
-            qv[r][x] = own[r] ? P.q[row * hd + vi * VW + x] : 0.0f;
+            qv[r][x] = own[r] ? P.q[T.row * P.hd + vi * VW + x] : 0.0f;
             acc[r][x] = 0.0f;
         }
     }
+}
 
-    /* This group's online softmax: running max m, sum l, output acc. The loop
-     * bounds are uniform over the warp, so every lane reaches the shuffles. */
-    float m = -INFINITY, l = 0.0f;
-    const size_t step = (size_t)nwarps * pw * ATT_U;
-    for (size_t jb = p0 + (size_t)warp * pw * ATT_U; jb < p1; jb += step) {
-        f16vec<VW> kr[ATT_U][RM], vr[ATT_U][RM];
-        bool ok[ATT_U];
+/* The group's ATT_U positions from jb (position jb + u * pw + gw): the
+ * thread's slices of their K and V rows (zero past p1 or off its slice);
+ * ok[u]: position u is in the split. */
+template <int VW, int RM>
+static __device__ __forceinline__ void attn_load_kv(const attn_params &P, const attn_thread &T,
+                                                    size_t jb, const bool (&own)[RM],
+                                                    f16vec<VW> (&kr)[ATT_U][RM],
+                                                    f16vec<VW> (&vr)[ATT_U][RM], bool (&ok)[ATT_U])
+{
 #pragma unroll
-        for (int u = 0; u < ATT_U; u++) {
-            const size_t j = jb + (size_t)u * pw + gw;
-            ok[u] = j < p1;
-            const uint8_t *kp = ok[u] ? kb + j * P.slot_stride : kb;
+    for (int u = 0; u < ATT_U; u++) {
+        const size_t j = jb + (size_t)u * T.pw + T.gw;
+        ok[u] = j < T.p1;
+        const uint8_t *kp = ok[u] ? T.kb + j * P.slot_stride : T.kb;
 #pragma unroll
-            for (int r = 0; r < RM; r++) {
-                const size_t off = (size_t)(gl + lp * (unsigned)r) * VW * 2;
-                if (ok[u] && own[r]) {
-                    kr[u][r].load(kp + off);
-                    vr[u][r].load(kp + P.row_bytes + off);
-                } else {
-                    kr[u][r].clear();
-                    vr[u][r].clear();
-                }
+        for (int r = 0; r < RM; r++) {
+            const size_t off = (size_t)(T.gl + T.lp * (unsigned)r) * VW * 2;
+            if (ok[u] && own[r]) {
+                kr[u][r].load(kp + off);
+                vr[u][r].load(kp + P.row_bytes + off);
+            } else {
+                kr[u][r].clear();
+                vr[u][r].clear();
             }
-        }
-        float sc[ATT_U];
-#pragma unroll
-        for (int u = 0; u < ATT_U; u++) {
-            float dot = 0.0f;
-#pragma unroll
-            for (int r = 0; r < RM; r++)
-#pragma unroll
-                for (int x = 0; x < VW; x++)
-                    dot = fmaf(qv[r][x], kr[u][r].get(x), dot);
-            sc[u] = dot;
-        }
-        for (unsigned o = lp >> 1; o > 0; o >>= 1)
-#pragma unroll
-            for (int u = 0; u < ATT_U; u++)
-                sc[u] += __shfl_xor_sync(FULL_MASK, sc[u], (int)o);
-        float mnew = m;
-#pragma unroll
-        for (int u = 0; u < ATT_U; u++) {
-            sc[u] = ok[u] ? sc[u] * P.scale : -INFINITY;
-            mnew = fmaxf(mnew, sc[u]);
-        }
-        /* mnew is uniform over the group, and there are no shuffles inside */
-        if (mnew != -INFINITY) {
-            const float corr = expf(m - mnew); /* 0 while m is -inf */
-            l *= corr;
-#pragma unroll
-            for (int r = 0; r < RM; r++)
-#pragma unroll
-                for (int x = 0; x < VW; x++)
-                    acc[r][x] *= corr;
-#pragma unroll
-            for (int u = 0; u < ATT_U; u++) {
-                if (!ok[u])
-                    continue;
-                const float p = expf(sc[u] - mnew);
-                l += p;
-#pragma unroll
-                for (int r = 0; r < RM; r++)
-#pragma unroll
-                    for (int x = 0; x < VW; x++)
-                        acc[r][x] = fmaf(p, vr[u][r].get(x), acc[r][x]);
-            }
-            m = mnew;
         }
     }
+}
 
-    /* Merge the groups: shared [ng][hd] outputs, then max, sum, weight per group. */
+/* The unscaled scores q . k of the ATT_U positions, reduced over the group
+ * with xor shuffles (the same bits in every lane of it). */
+template <int VW, int RM>
+static __device__ __forceinline__ void attn_scores(const attn_thread &T, const float (&qv)[RM][VW],
+                                                   const f16vec<VW> (&kr)[ATT_U][RM],
+                                                   float (&sc)[ATT_U])
+{
+#pragma unroll
+    for (int u = 0; u < ATT_U; u++) {
+        float dot = 0.0f;
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+#pragma unroll
+            for (int x = 0; x < VW; x++)
+                dot = fmaf(qv[r][x], kr[u][r].get(x), dot);
+        sc[u] = dot;
+    }
+    for (unsigned o = T.lp >> 1; o > 0; o >>= 1)
+#pragma unroll
+        for (int u = 0; u < ATT_U; u++)
+            sc[u] += __shfl_xor_sync(FULL_MASK, sc[u], (int)o);
+}
+
+/* The group's online softmax over the ATT_U positions: scale the scores,
+ * raise the running max m, rescale the sum l and the output acc, and add
+ * each position's exp(score - m) and its weighted V. */
+template <int VW, int RM>
+static __device__ __forceinline__ void attn_online_softmax(const attn_params &P,
+                                                           const bool (&ok)[ATT_U],
+                                                           const f16vec<VW> (&vr)[ATT_U][RM],
+                                                           float (&sc)[ATT_U], float &m, float &l,
+                                                           float (&acc)[RM][VW])
+{
+    float mnew = m;
+#pragma unroll
+    for (int u = 0; u < ATT_U; u++) {
+        sc[u] = ok[u] ? sc[u] * P.scale : -INFINITY;
+        mnew = fmaxf(mnew, sc[u]);
+    }
+    /* mnew is uniform over the group, and there are no shuffles inside */
+    if (mnew != -INFINITY) {
+        const float corr = expf(m - mnew); /* 0 while m is -inf */
+        l *= corr;
+#pragma unroll
+        for (int r = 0; r < RM; r++)
+#pragma unroll
+            for (int x = 0; x < VW; x++)
+                acc[r][x] *= corr;
+#pragma unroll
+        for (int u = 0; u < ATT_U; u++) {
+            if (!ok[u])
+                continue;
+            const float p = expf(sc[u] - mnew);
+            l += p;
+#pragma unroll
+            for (int r = 0; r < RM; r++)
+#pragma unroll
+                for (int x = 0; x < VW; x++)
+                    acc[r][x] = fmaf(p, vr[u][r].get(x), acc[r][x]);
+        }
+        m = mnew;
+    }
+}
+
+/* Merge the block's groups: shared [ng][hd] outputs, then max, sum, weight
+ * per group; the row's output (one split), or the split's unnormalized
+ * partial state (acc, max, sum) for gk_attn_combine. Every thread calls it. */
+template <int VW, int RM>
+static __device__ __forceinline__ void attn_merge_groups(const attn_params &P, const attn_thread &T,
+                                                         const float (&acc)[RM][VW],
+                                                         const bool (&own)[RM], float m, float l,
+                                                         float *att_sm)
+{
+    const unsigned hd = P.hd, ng = T.ng, gid = T.gid;
     float *sm_acc = att_sm, *sm_m = att_sm + (size_t)ng * hd, *sm_l = sm_m + ng, *sm_w = sm_l + ng,
           *red = sm_w + ng;
 #pragma unroll
@@ -714,8 +767,8 @@ template <int VW> __global__ void __launch_bounds__(ATT_THREADS) gk_attention(at
         if (own[r])
 #pragma unroll
             for (int x = 0; x < VW; x++)
-                sm_acc[(size_t)gid * hd + (gl + lp * (unsigned)r) * VW + x] = acc[r][x];
-    if (gl == 0) {
+                sm_acc[(size_t)gid * hd + (T.gl + T.lp * (unsigned)r) * VW + x] = acc[r][x];
+    if (T.gl == 0) {
         sm_m[gid] = m;
         sm_l[gid] = l;
     }
@@ -728,6 +781,8 @@ template <int VW> __global__ void __launch_bounds__(ATT_THREADS) gk_attention(at
         sm_w[tid] = w;
     /* block_reduce's barriers also publish sm_w */
     const float L = block_reduce(tid < ng ? w * sm_l[tid] : 0.0f, red, op_sum());
+    const size_t row = T.row;
+    const unsigned split = T.split;
     for (unsigned dd = tid; dd < hd; dd += blockDim.x) {
         float o = 0.0f;
         for (unsigned g = 0; g < ng; g++)
@@ -742,6 +797,34 @@ template <int VW> __global__ void __launch_bounds__(ATT_THREADS) gk_attention(at
         pp[hd] = M;
         pp[hd + 1] = L;
     }
+}
+
+/* One (row, split) of attention per block: each group of lp lanes walks the
+ * split's positions ATT_U at a time with its own online softmax, then the
+ * groups are merged (the design: the header comment). */
+template <int VW> __global__ void __launch_bounds__(ATT_THREADS) gk_attention(attn_params P)
+{
+    constexpr int RM = ATT_MAX_HD / 32 / VW; /* vectors per lane, at most */
+    extern __shared__ float att_sm[];
+    const attn_thread T = attn_thread_of<VW>(P);
+
+    float qv[RM][VW], acc[RM][VW];
+    bool own[RM];
+    attn_load_q<VW, RM>(P, T, qv, acc, own);
+
+    /* This group's online softmax: running max m, sum l, output acc. The loop
+     * bounds are uniform over the warp, so every lane reaches the shuffles. */
+    float m = -INFINITY, l = 0.0f;
+    const size_t step = (size_t)T.nwarps * T.pw * ATT_U;
+    for (size_t jb = T.p0 + (size_t)T.warp * T.pw * ATT_U; jb < T.p1; jb += step) {
+        f16vec<VW> kr[ATT_U][RM], vr[ATT_U][RM];
+        bool ok[ATT_U];
+        float sc[ATT_U];
+        attn_load_kv<VW, RM>(P, T, jb, own, kr, vr, ok);
+        attn_scores<VW, RM>(T, qv, kr, sc);
+        attn_online_softmax<VW, RM>(P, ok, vr, sc, m, l, acc);
+    }
+    attn_merge_groups<VW, RM>(P, T, acc, own, m, l, att_sm);
 }
 
 /* Merge the splits of each row: out = sum_i w_i acc_i / sum_i w_i l_i with
@@ -1201,17 +1284,13 @@ static llmsim_status att_workspace(cuda_dev *c, size_t bytes, float **ws, diag *
     return LLMSIM_OK;
 }
 
-static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start,
-                                  const gdev_kv *kv, size_t heads, size_t kv_heads, size_t hd,
-                                  float *out, diag *e)
+/* What attention on CUDA cannot take that dev.c lets through: a head_dim
+ * beyond ATT_MAX_HD, more rows (sequences x tokens x heads) than an int
+ * holds, an fp16 slot array that is not 2-byte aligned. */
+static llmsim_status att_check(size_t seqs, size_t t, size_t heads, size_t hd, const gdev_kv *kv,
+                               diag *e)
 {
     static const char op[] = "gdev_attention";
-    cuda_dev *c = cdev(d);
-    llmsim_status st;
-    if (start < 0)
-        return diag_set(e, LLMSIM_EFAIL, "%s: negative start %lld", op, start);
-    if (heads == 0)
-        return LLMSIM_OK; /* no query heads (dev.c lets 0 through: 0 % kv_heads == 0) */
     if (hd == 0 || hd > ATT_MAX_HD)
         return diag_set(e, LLMSIM_EFAIL, "%s: head_dim %zu (1 .. %d supported)", op, hd,
                         ATT_MAX_HD);
@@ -1221,23 +1300,35 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
         return diag_set(e, LLMSIM_EFAIL,
                         "%s: %zu sequences x %zu tokens x %zu heads: too many rows", op, seqs, t,
                         heads);
-    const uintptr_t al = (uintptr_t)kv->base | kv->slot_stride | kv->row_bytes;
-    if (al & 1)
+    if (((uintptr_t)kv->base | kv->slot_stride | kv->row_bytes) & 1)
         return diag_set(e, LLMSIM_EFAIL,
                         "%s: fp16 slot array not 2-byte aligned (base %p, stride %zu)", op,
                         (void *)kv->base, kv->slot_stride);
-    /* the widest load every row allows: 16 bytes, 4, else 2 */
-    const int vw = (hd % 8 == 0 && (al & 15) == 0) ? 8 : (hd % 2 == 0 && (al & 3) == 0) ? 2 : 1;
-    const size_t nvec = hd / (size_t)vw;
+    return LLMSIM_OK;
+}
+
+/* The widest load every KV row allows: 8 fp16 values (16 bytes), 2 (4
+ * bytes), else 1. */
+static int att_vector_width(const gdev_kv *kv, size_t hd)
+{
+    const uintptr_t al = (uintptr_t)kv->base | kv->slot_stride | kv->row_bytes;
+    return (hd % 8 == 0 && (al & 15) == 0) ? 8 : (hd % 2 == 0 && (al & 3) == 0) ? 2 : 1;
+}
+
+/* log2 of the lanes of a group: a row's nvec vectors rounded up to a power
+ * of two, at most 32 lanes. */
+static unsigned att_lanes_log2(size_t nvec)
+{
     unsigned lp_log2 = 0;
     while ((1u << lp_log2) < nvec && lp_log2 < 5)
         lp_log2++;
-    const unsigned ng = (ATT_THREADS / 32) * (32u >> lp_log2);
-    const size_t smem =
-        ((size_t)ng * (hd + 3) + 32) * sizeof(float); /* <= 5.8 KB (ng * hd <= 1024) */
-    const size_t ctx = (size_t)start + t;
+    return lp_log2;
+}
 
-    /* Split the context when the rows alone would leave most SMs idle. */
+/* The context splits of each row: more than one when the rows alone would
+ * leave most SMs idle, each of at least ATT_MIN_CHUNK positions. */
+static unsigned att_splits(const cuda_dev *c, size_t rows, size_t ctx)
+{
     unsigned splits = 1;
     const size_t target = 2 * (size_t)(c->sm_count > 0 ? c->sm_count : 1);
     if (rows < target && ctx >= 2 * (size_t)ATT_MIN_CHUNK) {
@@ -1248,6 +1339,49 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
             sp = ATT_MAX_SPLITS;
         splits = (unsigned)sp;
     }
+    return splits;
+}
+
+/* Launch gk_attention<vw> over rows x splits blocks, then (split) the
+ * combine of the partial states in P.part into P.out. */
+static llmsim_status att_launch(cuda_dev *c, const attn_params &P, int vw, size_t rows, diag *e)
+{
+    static const char op[] = "gdev_attention";
+    llmsim_status st;
+    const unsigned ng = (ATT_THREADS / 32) * (32u >> P.lp_log2);
+    const size_t smem =
+        ((size_t)ng * ((size_t)P.hd + 3) + 32) * sizeof(float); /* <= 5.8 KB (ng * hd <= 1024) */
+    const unsigned blocks = (unsigned)(rows * P.splits); /* rows < target when split: no overflow */
+    switch (vw) {
+    case 8: gk_attention<8><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
+    case 2: gk_attention<2><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
+    default: gk_attention<1><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
+    }
+    if ((st = launched(e, op, "gk_attention")))
+        return st;
+    if (P.splits > 1) {
+        gk_attn_combine<<<grid_1d(rows, 1), ATT_THREADS, 0, COMPUTE(c)>>>(P.part, rows, P.splits,
+                                                                          P.hd, P.out);
+        return launched(e, op, "gk_attn_combine");
+    }
+    return LLMSIM_OK;
+}
+
+static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start,
+                                  const gdev_kv *kv, size_t heads, size_t kv_heads, size_t hd,
+                                  float *out, diag *e)
+{
+    cuda_dev *c = cdev(d);
+    llmsim_status st;
+    if (start < 0)
+        return diag_set(e, LLMSIM_EFAIL, "gdev_attention: negative start %lld", start);
+    if (heads == 0)
+        return LLMSIM_OK; /* no query heads (dev.c lets 0 through: 0 % kv_heads == 0) */
+    if ((st = att_check(seqs, t, heads, hd, kv, e)))
+        return st;
+    const size_t rows = seqs * t * heads, ctx = (size_t)start + t;
+    const int vw = att_vector_width(kv, hd);
+    unsigned splits = att_splits(c, rows, ctx);
     float *part = NULL;
     if (splits > 1) {
         if ((st = att_workspace(c, rows * splits * (hd + 2) * sizeof(float), &part, e)))
@@ -1268,25 +1402,11 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
     P.heads = (unsigned)heads;
     P.group = (unsigned)(heads / kv_heads);
     P.hd = (unsigned)hd;
-    P.lp_log2 = lp_log2;
+    P.lp_log2 = att_lanes_log2(hd / (size_t)vw);
     P.splits = splits;
     P.chunk = (ctx + splits - 1) / splits;
     P.scale = (float)(1.0 / sqrt((double)hd)); /* as k_attention */
-
-    const unsigned blocks = (unsigned)(rows * splits); /* rows < target when split: no overflow */
-    switch (vw) {
-    case 8: gk_attention<8><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
-    case 2: gk_attention<2><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
-    default: gk_attention<1><<<blocks, ATT_THREADS, smem, COMPUTE(c)>>>(P); break;
-    }
-    if ((st = launched(e, op, "gk_attention")))
-        return st;
-    if (splits > 1) {
-        gk_attn_combine<<<grid_1d(rows, 1), ATT_THREADS, 0, COMPUTE(c)>>>(part, rows, splits,
-                                                                          (unsigned)hd, out);
-        return launched(e, op, "gk_attn_combine");
-    }
-    return LLMSIM_OK;
+    return att_launch(c, P, vw, rows, e);
 }
 
 // ---- the table (gdev_ops, member by member in its order)
@@ -1357,20 +1477,14 @@ static const char *no_gpu_reason(cudaError_t err)
     }
 }
 
-llmsim_status gdev_cuda_open(gdev **out, diag *e)
+/* Make device 0 current and read its properties; LLMSIM_EINPUT with the
+ * reason when no GPU can be used (no_gpu_reason). */
+static llmsim_status cuda_device_probe(cudaDeviceProp *prop, diag *e)
 {
     static const char op[] = "gdev_open";
-    llmsim_status st = LLMSIM_OK;
-    cuda_dev *c = NULL;
-    bool base_ok = false;
     int ndev = 0;
-    cudaError_t err;
-    cublasStatus_t berr;
-    cudaDeviceProp prop;
     const char *why;
-
-    *out = NULL;
-    err = cudaGetDeviceCount(&ndev);
+    cudaError_t err = cudaGetDeviceCount(&ndev);
     if (err == cudaSuccess && ndev <= 0)
         err = cudaErrorNoDevice;
     if (err != cudaSuccess) {
@@ -1381,48 +1495,42 @@ llmsim_status gdev_cuda_open(gdev **out, diag *e)
         return cuda_fail(e, op, "cudaGetDeviceCount", err);
     }
     if ((err = cudaSetDevice(0)) != cudaSuccess ||
-        (err = cudaGetDeviceProperties(&prop, 0)) != cudaSuccess) {
+        (err = cudaGetDeviceProperties(prop, 0)) != cudaSuccess) {
         (void)cudaGetLastError();
         if ((why = no_gpu_reason(err)))
             return diag_set(e, LLMSIM_EINPUT, "%s: %s (%s)", op, why, cudaGetErrorString(err));
         return cuda_fail(e, op, "cudaSetDevice / cudaGetDeviceProperties", err);
     }
+    return LLMSIM_OK;
+}
 
-    if (!(c = (cuda_dev *)calloc(1, sizeof *c)))
-        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", op);
-    if (gdev_base_init(&c->base, &cuda_ops, GDEV_CUDA)) {
-        st = diag_set(e, LLMSIM_EFAIL, "%s: cannot initialize the device's lock", op);
-        goto fail;
-    }
-    base_ok = true;
-    snprintf(c->name, sizeof c->name, "%s", prop.name);
-    c->major = prop.major;
-    c->minor = prop.minor;
-    c->sm_count = prop.multiProcessorCount;
-    c->total_mem = prop.totalGlobalMem;
+/* c's four streams and its cuBLAS handle, bound to the compute stream in the
+ * default math mode. A handle that could not be made stays NULL. */
+static llmsim_status cuda_handles_create(cuda_dev *c, diag *e)
+{
+    static const char op[] = "gdev_open";
+    cudaError_t err;
+    cublasStatus_t berr;
     for (int i = 0; i < GDEV_NSTREAMS; i++)
         if ((err = cudaStreamCreateWithFlags(&c->st[i], cudaStreamNonBlocking)) != cudaSuccess) {
             c->st[i] = NULL;
-            st = cuda_fail(e, op, "cudaStreamCreateWithFlags", err);
-            goto fail;
+            return cuda_fail(e, op, "cudaStreamCreateWithFlags", err);
         }
     if ((berr = cublasCreate(&c->blas)) != CUBLAS_STATUS_SUCCESS) {
         c->blas = NULL;
-        st = blas_fail(e, op, "cublasCreate", berr);
-        goto fail;
+        return blas_fail(e, op, "cublasCreate", berr);
     }
-    if ((berr = cublasSetStream(c->blas, c->st[GDEV_S_COMPUTE])) != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(e, op, "cublasSetStream", berr);
-        goto fail;
-    }
-    if ((berr = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS) {
-        st = blas_fail(e, op, "cublasSetMathMode", berr);
-        goto fail;
-    }
-    *out = &c->base;
+    if ((berr = cublasSetStream(c->blas, c->st[GDEV_S_COMPUTE])) != CUBLAS_STATUS_SUCCESS)
+        return blas_fail(e, op, "cublasSetStream", berr);
+    if ((berr = cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH)) != CUBLAS_STATUS_SUCCESS)
+        return blas_fail(e, op, "cublasSetMathMode", berr);
     return LLMSIM_OK;
+}
 
-fail:
+/* Undo a failed open: the handles made so far, the base (when base_ok),
+ * the state. */
+static void cuda_open_undo(cuda_dev *c, bool base_ok)
+{
     if (c->blas)
         (void)cublasDestroy(c->blas);
     for (int i = 0; i < GDEV_NSTREAMS; i++)
@@ -1432,5 +1540,33 @@ fail:
     if (base_ok)
         gdev_base_fini(&c->base);
     free(c);
-    return st;
+}
+
+llmsim_status gdev_cuda_open(gdev **out, diag *e)
+{
+    static const char op[] = "gdev_open";
+    cudaDeviceProp prop;
+    *out = NULL;
+    llmsim_status st = cuda_device_probe(&prop, e);
+    if (st)
+        return st;
+    cuda_dev *c = (cuda_dev *)calloc(1, sizeof *c);
+    if (!c)
+        return diag_set(e, LLMSIM_EFAIL, "%s: out of memory", op);
+    if (gdev_base_init(&c->base, &cuda_ops, GDEV_CUDA)) {
+        st = diag_set(e, LLMSIM_EFAIL, "%s: cannot initialize the device's lock", op);
+        cuda_open_undo(c, false);
+        return st;
+    }
+    snprintf(c->name, sizeof c->name, "%s", prop.name);
+    c->major = prop.major;
+    c->minor = prop.minor;
+    c->sm_count = prop.multiProcessorCount;
+    c->total_mem = prop.totalGlobalMem;
+    if ((st = cuda_handles_create(c, e))) {
+        cuda_open_undo(c, true);
+        return st;
+    }
+    *out = &c->base;
+    return LLMSIM_OK;
 }

@@ -393,29 +393,11 @@ static llmsim_status host_add(gdev *d, const float *a, const float *b, size_t n,
     return LLMSIM_OK;
 }
 
-typedef struct add_rows_job {
-    const float *a, *b;
-    size_t cols, brows;
-    float *out;
-} add_rows_job;
-
-static void add_rows_range(void *ctx, size_t b, size_t e)
-{
-    const add_rows_job *J = ctx;
-    for (size_t r = b; r < e; r++) {
-        const float *ar = J->a + r * J->cols, *br = J->b + (r % J->brows) * J->cols;
-        float *o = J->out + r * J->cols;
-        for (size_t c = 0; c < J->cols; c++)
-            o[c] = ar[c] + br[c];
-    }
-}
-
 static llmsim_status host_add_rows(gdev *d, const float *a, size_t rows, size_t cols,
                                    const float *b, size_t brows, float *out, diag *e)
 {
     (void)e;
-    add_rows_job J = {a, b, cols, brows, out};
-    pool_for(host_of(d)->pool, rows, add_rows_range, &J);
+    k_add_rows(host_of(d)->pool, a, rows, cols, b, brows, out);
     return LLMSIM_OK;
 }
 

@@ -5,7 +5,9 @@
  *
  * An implementation embeds `gdev` as the first member of its own state and
  * fills `ops`; dev.c's wrappers call d->ops->x(d, ...) with the arguments
- * unchanged. Sizes of zero reach the implementation only where dev.h allows
+ * unchanged. The files in order, each calling only those before it: dev.c
+ * (the base), dev_host.c and dev_cuda.cu (the implementations), dev_open.c
+ * (gdev_open: which implementation). Sizes of zero reach the implementation only where dev.h allows
  * them (a copy of 0 bytes, a kernel over 0 elements are no-ops in dev.c).
  */
 #ifndef LLMSIM_EXEC_CUDA_DEV_IMPL_H
@@ -91,9 +93,9 @@ struct gdev {
 int gdev_base_init(gdev *d, const gdev_ops *ops, gdev_kind kind);
 void gdev_base_fini(gdev *d);
 
-/* The implementations' entry points. gdev_cuda_* come from dev_cuda.cu, or
- * from dev_cuda_stub.c in a build without CUDA (unavailable, and an open
- * that says so). */
+/* The implementations' entry points, called by dev_open.c only. gdev_cuda_*
+ * come from dev_cuda.cu, or from dev_cuda_stub.c in a build without CUDA
+ * (unavailable, and an open that says so). */
 bool gdev_cuda_available(void);
 llmsim_status gdev_cuda_open(gdev **out, diag *e);
 llmsim_status gdev_host_open(int threads, gdev **out, diag *e);
