@@ -437,7 +437,7 @@ fail:
 static llmsim_status store_new(const char *path, store **out, diag *e)
 {
     store *s = calloc(1, sizeof *s);
-    if (!s || !(s->path = store_strdup(path))) {
+    if (!s || !(s->path = strdup(path))) {
         free(s);
         *out = NULL;
         return diag_set(e, LLMSIM_EFAIL, "%s: out of memory opening the store", path);
