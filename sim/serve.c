@@ -846,14 +846,16 @@ void serve_result_free(serve_result *r)
 
 /* ---- Chrome trace */
 
-llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, const char *title,
-                                const char *path, diag *e)
+typedef struct serve_trace {
+    const serve_setup *s;
+    const serve_result *r;
+} serve_trace;
+
+/* A thread per request, a span per state it was in, the KV block counters. */
+static void serve_trace_events(FILE *f, const void *ctx)
 {
-    atomicfile a;
-    llmsim_status st = sim_trace_begin(&a, path, title, e);
-    if (st)
-        return st;
-    FILE *f = a.f;
+    const serve_setup *s = ((const serve_trace *)ctx)->s;
+    const serve_result *r = ((const serve_trace *)ctx)->r;
     char name[32];
     for (size_t i = 0; i < r->n; i++) {
         snprintf(name, sizeof name, "request %zu", i + 1);
@@ -872,5 +874,11 @@ llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, con
                 (long long)r->kv[k].swap_blocks);
     fprintf(f, ",\n{\"name\":\"kv blocks\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
                "{\"%s\":0,\"swap\":0}}", 1e6 * r->end_s, tier_names[s->dev_tier]);
-    return sim_trace_end(&a, e);
+}
+
+llmsim_status serve_trace_write(const serve_setup *s, const serve_result *r, const char *title,
+                                const char *path, diag *e)
+{
+    const serve_trace ctx = {s, r};
+    return sim_trace_file(path, title, serve_trace_events, &ctx, e);
 }

@@ -253,18 +253,22 @@ void sim_totals_get(const plan *pl, const sim_result *r, sim_totals *t)
 
 /* ---- Chrome Trace Event JSON */
 
-llmsim_status sim_trace_begin(atomicfile *a, const char *path, const char *title, diag *e)
+llmsim_status sim_trace_file(const char *path, const char *title,
+                             void (*events)(FILE *f, const void *ctx), const void *ctx, diag *e)
 {
-    llmsim_status st = atomicfile_open(a, path, "--trace", e);
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--trace", e);
     if (st)
         return st;
-    fprintf(a->f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
-    fprintf(a->f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
+    fprintf(a.f, "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n");
+    fprintf(a.f, "{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,\"args\":{\"name\":\"");
     for (const char *c = title; *c; c++)
         if (*c != '"' && *c != '\\' && (unsigned char)*c >= 0x20)
-            fputc(*c, a->f);
-    fprintf(a->f, "\"}}");
-    return LLMSIM_OK;
+            fputc(*c, a.f);
+    fprintf(a.f, "\"}}");
+    events(a.f, ctx);
+    fprintf(a.f, "\n]}\n");
+    return atomicfile_commit(&a, "--trace", e);
 }
 
 void sim_trace_thread(FILE *f, long long tid, const char *name)
@@ -273,20 +277,16 @@ void sim_trace_thread(FILE *f, long long tid, const char *name)
                "\"%s\"}}", tid, name);
 }
 
-llmsim_status sim_trace_end(atomicfile *a, diag *e)
-{
-    fprintf(a->f, "\n]}\n");
-    return atomicfile_commit(a, "--trace", e);
-}
+typedef struct plan_trace {
+    const plan *pl;
+    const sim_result *r;
+} plan_trace;
 
-llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
-                              const char *path, diag *e)
+/* A thread per resource, a span per task, the memory counters. */
+static void plan_trace_events(FILE *f, const void *ctx)
 {
-    atomicfile a;
-    llmsim_status st = sim_trace_begin(&a, path, title, e);
-    if (st)
-        return st;
-    FILE *f = a.f;
+    const plan *pl = ((const plan_trace *)ctx)->pl;
+    const sim_result *r = ((const plan_trace *)ctx)->r;
     for (int res = 0; res < PLAN_NRES; res++)
         sim_trace_thread(f, res + 1, plan_res_names[res]);
     char id[96];
@@ -302,7 +302,13 @@ llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *t
         fprintf(f, ",\n{\"name\":\"memory %s\",\"ph\":\"C\",\"pid\":1,\"ts\":%.3f,\"args\":"
                    "{\"bytes\":%.0f}}", tier_names[r->mem[k].tier], 1e6 * r->mem[k].time_s,
                 r->mem[k].bytes);
-    return sim_trace_end(&a, e);
+}
+
+llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
+                              const char *path, diag *e)
+{
+    const plan_trace ctx = {pl, r};
+    return sim_trace_file(path, title, plan_trace_events, &ctx, e);
 }
 
 double sim_plan_peak(const plan *pl, tier t)

@@ -74,14 +74,14 @@ void sim_result_free(sim_result *r);
 /* Chrome Trace Event JSON (Perfetto, chrome://tracing): one track per
  * resource, every task as a complete event, a counter per memory tier.
  * Written to a temporary file and renamed: never half a file. */
-/* A Chrome Trace Event file opened at path (atomicfile_open, for --trace)
- * with its array's opening and process 1 named `title` (quotes and control
- * characters dropped); events follow, each written as ",\n{...}";
- * sim_trace_end closes the array and commits the file. */
-llmsim_status sim_trace_begin(atomicfile *a, const char *path, const char *title, diag *e);
+/* A Chrome Trace Event file written to path (atomically, for --trace): the
+ * array's opening and process 1 named `title` (quotes and control characters
+ * dropped), then what events(f, ctx) writes, each event as ",\n{...}", then
+ * the array's end. */
+llmsim_status sim_trace_file(const char *path, const char *title,
+                             void (*events)(FILE *f, const void *ctx), const void *ctx, diag *e);
 /* Thread tid of process 1 named `name` (a plain name: no quotes). */
 void sim_trace_thread(FILE *f, long long tid, const char *name);
-llmsim_status sim_trace_end(atomicfile *a, diag *e);
 llmsim_status sim_trace_write(const plan *pl, const sim_result *r, const char *title,
                               const char *path, diag *e);
 
