@@ -60,9 +60,7 @@ static double head_s(const cm_setup *s, cm_iter_memo *pm, int64_t emits)
     return v;
 }
 
-/* Causal attention of `tokens` queries after `ctx` cached tokens: the part
- * of the whole prompt's attention that the chunk computes. */
-static double chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens)
+double cm_iter_chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens)
 {
     const model *m = s->m;
     double hi = cm_attention_prefill_time(s->hw, dev_of(s), 1, (double)(ctx + tokens),
@@ -71,19 +69,6 @@ static double chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens)
                                                     (double)m->num_heads, (double)m->head_dim)
                         : 0.0;
     return hi > lo ? hi - lo : 0.0;
-}
-
-void cm_iter_add(const cm_setup *s, cm_iter *w, int64_t ctx, int64_t tokens, bool emits)
-{
-    w->tokens += tokens;
-    w->emits += emits;
-    w->cached += ctx;
-    if (tokens == 1) {
-        w->decodes++;
-        w->decode_ctx += ctx + 1;
-    } else {
-        w->prefill_attn_s += chunk_attn_s(s, ctx, tokens);
-    }
 }
 
 void cm_iter_stream_s(const cm_setup *s, double stream_s[2])

@@ -42,9 +42,26 @@ llmsim_status cm_iter_memo_init(cm_iter_memo *pm, const cm_setup *s, int64_t max
                                 int64_t max_emits, diag *e);
 void cm_iter_memo_free(cm_iter_memo *pm);
 
+/* Causal attention of `tokens` queries after `ctx` cached tokens, one
+ * layer: the part of the whole prompt's attention that the chunk computes. */
+double cm_iter_chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens);
+
 /* Add a chunk of `tokens` new tokens after `ctx` cached ones (tokens == 1: a
- * decode step); emits: it ends its prefill or decodes. */
-void cm_iter_add(const cm_setup *s, cm_iter *w, int64_t ctx, int64_t tokens, bool emits);
+ * decode step); emits: it ends its prefill or decodes. Inline: the serving
+ * simulator adds every chunk of every iteration. */
+static inline void cm_iter_add(const cm_setup *s, cm_iter *w, int64_t ctx, int64_t tokens,
+                               bool emits)
+{
+    w->tokens += tokens;
+    w->emits += emits;
+    w->cached += ctx;
+    if (tokens == 1) {
+        w->decodes++;
+        w->decode_ctx += ctx + 1;
+    } else {
+        w->prefill_attn_s += cm_iter_chunk_attn_s(s, ctx, tokens);
+    }
+}
 
 /* The weights not resident on the compute device, streamed in once per
  * iteration: [0] over the host link (from CPU memory, or staged from disk),

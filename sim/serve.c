@@ -648,7 +648,7 @@ static void arrivals(run_state *rs)
 }
 
 /* Request id's next chunk of tok tokens joins the iteration. */
-static void chunk_add(run_state *rs, iter_sched *it, uint32_t id, int64_t tok)
+static inline void chunk_add(run_state *rs, iter_sched *it, uint32_t id, int64_t tok)
 {
     rq *r = &rs->R[id];
     r->stamp = rs->stamp;
