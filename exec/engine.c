@@ -66,14 +66,14 @@ static void *worker_main(void *arg)
             s->start_s[ti] = a - s->t0;
             s->end_s[ti] = b - s->t0;
         }
+        if (!st && !plan_ready_done(&s->q, ti))
+            st = diag_set(&e, LLMSIM_EFAIL, "out of memory ordering the ready tasks");
         if (st) {
             if (!s->failed)
                 s->err = e;
             s->failed = true;
-            pthread_cond_broadcast(&s->cv);
-            break;
+            break; /* the others are woken below */
         }
-        plan_ready_done(&s->q, ti);
         pthread_cond_broadcast(&s->cv);
     }
     pthread_cond_broadcast(&s->cv);

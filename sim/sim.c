@@ -159,7 +159,7 @@ static void finish(sim_loop *l, uint32_t ti)
         const plan_buffer *bf = &l->s.pl->buffers[l->f_idx[k]];
         mem_change(&l->s, (tier)bf->tier, -bf->bytes, l->now, ti);
     }
-    plan_ready_done(&l->q, ti);
+    l->oom |= !plan_ready_done(&l->q, ti);
 }
 
 /* The events in time order until none is left. */
