@@ -555,6 +555,14 @@ void serve_sched_free(serve_sched *sc)
 
 bool serve_sched_finished(const serve_sched *sc) { return sc->done >= sc->n; }
 
+int64_t serve_sched_blocks(const serve_sched *sc, uint32_t req, bool *swapped)
+{
+    const rq *r = &sc->R[req];
+    if (swapped)
+        *swapped = r->state == SERVE_SWAPPED;
+    return r->blocks;
+}
+
 double serve_sched_clock(const serve_sched *sc) { return sc->t; }
 
 void serve_sched_arrive(serve_sched *sc) { arrivals(sc); }

@@ -106,6 +106,10 @@ llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q, ser
 void serve_sched_free(serve_sched *sc);
 
 bool serve_sched_finished(const serve_sched *sc);
+/* The KV blocks request req holds (reserved, in use or in swap space;
+ * *swapped, when not NULL: in swap space), as the scheduler counts them:
+ * what an engine's block tables must match after each form and complete. */
+int64_t serve_sched_blocks(const serve_sched *sc, uint32_t req, bool *swapped);
 /* The scheduler's clock: the end of the last iteration or idle wait. */
 double serve_sched_clock(const serve_sched *sc);
 /* The requests that have arrived by the clock wait, keyed by the scheduler. */

@@ -14,7 +14,12 @@
  *    per-request times — for swap, recompute and adaptive under fcfs and
  *    fair, with a pool small enough to preempt;
  *  - the clock matters: the measured clock's schedule differs from the
- *    predicted one's, and serve_run_clocked without a clock is serve_run.
+ *    predicted one's, and serve_run_clocked without a clock is serve_run;
+ *  - block tables (serving/blocks.h) follow the scheduler: after every sync
+ *    each scheduled request's table has the scheduler's count, no block or
+ *    swap slot has two owners, the pools add up, and the KV a request had
+ *    cached is still in its blocks after any swap out and back (the copies
+ *    listed are done on tags); at the end every block is free.
  */
 #include <math.h>
 #include <stdio.h>
@@ -22,6 +27,7 @@
 #include <string.h>
 
 #include "models/model.h"
+#include "serving/blocks.h"
 #include "sim/serve.h"
 #include "tap.h"
 
@@ -276,6 +282,152 @@ static void test_clock_rules(void)
     free(s);
 }
 
+/* ---- block tables against the scheduler */
+
+typedef struct kv_tags {
+    int64_t *dev, *swap; /* what each block or slot holds: req * 1e6 + index + 1, 0: nothing */
+    int *owner;          /* scratch: [dev blocks + swap slots] */
+} kv_tags;
+
+static int64_t tag_of(uint32_t req, int64_t j) { return (int64_t)req * 1000000 + j + 1; }
+
+/* The copies of the last sync, done on the tags, then each scheduled
+ * request's cached blocks checked and its new ones written. */
+static bool check_tables(const serve_blocks *b, const serve_sched *sc, const serve_iter *it,
+                         const serve_setup *s, kv_tags *kv, size_t nreq, char *why, size_t len)
+{
+    for (size_t m = 0; m < b->nmoves; m++) {
+        const serve_block_move *mv = &b->moves[m];
+        if (mv->out)
+            kv->swap[mv->swap] = kv->dev[mv->dev];
+        else
+            kv->dev[mv->dev] = kv->swap[mv->swap];
+    }
+    for (int k = 0; k < it->nch; k++) {
+        uint32_t r = it->req[k];
+        const serve_block_table *t = &b->tab[r];
+        bool swapped;
+        if (t->n != serve_sched_blocks(sc, r, &swapped) || t->swapped || swapped) {
+            snprintf(why, len, "request %u: table of %lld blocks, the scheduler %lld", r + 1,
+                     (long long)t->n, (long long)serve_sched_blocks(sc, r, NULL));
+            return false;
+        }
+        int64_t cached = (it->ch[k].ctx + s->cfg.block_size - 1) / s->cfg.block_size;
+        for (int64_t j = 0; j < t->n; j++) {
+            if (j < cached && kv->dev[t->ids[j]] != tag_of(r, j)) {
+                snprintf(why, len, "request %u: its block %lld lost its KV", r + 1, (long long)j);
+                return false;
+            }
+            kv->dev[t->ids[j]] = tag_of(r, j);
+        }
+    }
+    /* one owner per block and slot; the free lists and the tables add up */
+    int64_t nd = b->dev_blocks;
+    memset(kv->owner, 0, (size_t)(nd + b->swap_slots) * sizeof *kv->owner);
+    int64_t used_dev = 0, used_swap = 0;
+    for (size_t r = 0; r < nreq; r++) {
+        const serve_block_table *t = &b->tab[r];
+        for (int64_t j = 0; j < t->n; j++) {
+            int *o = &kv->owner[(t->swapped ? nd : 0) + t->ids[j]];
+            if (*o) {
+                snprintf(why, len, "a %s owned twice", t->swapped ? "swap slot" : "block");
+                return false;
+            }
+            *o = 1;
+        }
+        bool swapped;
+        int64_t want = serve_sched_blocks(sc, (uint32_t)r, &swapped);
+        if (t->n && (t->n != want || t->swapped != swapped)) {
+            snprintf(why, len, "request %zu: %lld blocks%s, the scheduler %lld%s", r + 1,
+                     (long long)t->n, t->swapped ? " swapped" : "", (long long)want,
+                     swapped ? " swapped" : "");
+            return false;
+        }
+        *(t->swapped ? &used_swap : &used_dev) += t->n;
+    }
+    if (used_dev + b->nfree_dev != nd || used_swap + b->nfree_swap != b->swap_slots) {
+        snprintf(why, len, "pools do not add up: %lld + %lld of %lld blocks", (long long)used_dev,
+                 (long long)b->nfree_dev, (long long)nd);
+        return false;
+    }
+    return true;
+}
+
+static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
+{
+    char what[64];
+    snprintf(what, sizeof what, "blocks %s/%s", preemption_names[pm], scheduler_names[scd]);
+    serve_config c;
+    serve_config_init(&c);
+    c.preempt = pm;
+    c.sched = scd;
+    c.kv_bytes = 1.0 * 1024 * 1024 * 1024;
+    c.swap_bytes = 0.5 * 1024 * 1024 * 1024; /* small: some swaps fall back */
+    c.max_batch = 32;
+    c.token_budget = 512;
+    policy p;
+    policy_init(&p);
+    serve_setup *s = calloc(1, sizeof *s);
+    diag e = {0};
+    serve_result r;
+    serve_sched *sc = NULL;
+    serve_blocks b;
+    if (serve_setup_init(s, &M7, &A100, &p, &c, &e) || serve_sched_new(s, q, &r, &sc, &e) ||
+        serve_blocks_init(&b, s->total_blocks, s->swap_blocks, q->n, &e)) {
+        CHECK(false, "%s: %s", what, e.msg);
+        serve_sched_free(sc);
+        free(s);
+        return;
+    }
+    kv_tags kv = {calloc((size_t)b.dev_blocks + 1, sizeof(int64_t)),
+                  calloc((size_t)b.swap_slots + 1, sizeof(int64_t)),
+                  calloc((size_t)(b.dev_blocks + b.swap_slots) + 1, sizeof(int))};
+    char why[200] = "";
+    bool ok = true;
+    long long iters = 0, moved_out = 0, moved_in = 0;
+    clock_log l = {.measured = true, .q = q, .cfg = &c};
+    while (ok && !serve_sched_finished(sc)) {
+        serve_sched_arrive(sc);
+        if (serve_sched_idle(sc)) {
+            ok = serve_sched_idle_until(sc, serve_sched_next_arrival(sc), &e) == LLMSIM_OK;
+            continue;
+        }
+        serve_iter it;
+        ok = serve_sched_form(sc, &it, &e) == LLMSIM_OK &&
+             serve_blocks_sync(&b, sc, &it, &e) == LLMSIM_OK;
+        if (!ok)
+            break;
+        for (size_t m = 0; m < b.nmoves; m++)
+            ++*(b.moves[m].out ? &moved_out : &moved_in);
+        if (!check_tables(&b, sc, &it, s, &kv, q->n, why, sizeof why)) {
+            ok = false;
+            break;
+        }
+        double dt = clock_fn(iters++, &it, serve_sched_predict_s(sc, &it), &l);
+        ok = serve_sched_complete(sc, &it, it.start_s + dt, NULL, NULL, &e) == LLMSIM_OK;
+        serve_blocks_finish(&b, sc, &it);
+    }
+    CHECK(ok && serve_sched_end(sc, &e) == LLMSIM_OK, "%s: %s %s", what, why, e.msg);
+    CHECK(b.nfree_dev == b.dev_blocks && b.nfree_swap == b.swap_slots,
+          "%s: every block free at the end (%lld of %lld)", what, (long long)b.nfree_dev,
+          (long long)b.dev_blocks);
+    if (pm != PREEMPT_RECOMPUTE)
+        CHECK((moved_out > 0 || pm == PREEMPT_ADAPTIVE) && moved_out == moved_in &&
+                  (double)moved_out * s->block_bytes == r.swap_out_bytes,
+              "%s: block copies out %lld, in %lld, as the scheduler's swapped bytes", what,
+              moved_out, moved_in);
+    else
+        CHECK(moved_out == 0 && moved_in == 0, "%s: recompute copies nothing", what);
+    free(kv.dev);
+    free(kv.swap);
+    free(kv.owner);
+    free(l.d);
+    serve_blocks_free(&b);
+    serve_sched_free(sc);
+    serve_result_free(&r);
+    free(s);
+}
+
 int main(void)
 {
     diag e = {0};
@@ -290,6 +442,7 @@ int main(void)
         for (int sc = 0; sc < 2; sc++) {
             one_case(&q, (preemption)pm, (scheduler)sc, true);
             one_case(&light, (preemption)pm, (scheduler)sc, false);
+            blocks_case(&q, (preemption)pm, (scheduler)sc);
         }
     serve_requests_free(&q);
     serve_requests_free(&light);
