@@ -629,7 +629,9 @@ size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads)
 typedef struct k_attn_job {
     const float *q; /* [t][heads][hd] */
     size_t t, start;
-    const float *kc, *vc; /* [ctx][kv_heads][hd] */
+    const float *kc, *vc; /* [ctx][kv_heads][hd], or block pools with a table */
+    const int32_t *table; /* paged: the sequence's blocks (NULL: contiguous) */
+    size_t block_size;    /* paged: tokens per block */
     size_t heads, kv_heads, hd;
     float *out; /* [t][heads][hd] */
     float *scratch;
@@ -818,6 +820,16 @@ static inline void k_prefetch(const float *p, size_t floats)
         __builtin_prefetch(p + i);
 }
 
+/* Cache row j (its kv_heads * hd floats) of a contiguous or a paged cache. */
+static inline const float *k_attn_kv_row(const k_attn_job *J, const float *base, size_t j,
+                                         size_t kv_stride)
+{
+    if (!J->table)
+        return base + j * kv_stride;
+    return base + ((size_t)J->table[j / J->block_size] * J->block_size + j % J->block_size) *
+                      kv_stride;
+}
+
 /* Offset in q and out of streaming row rr of KV head kvh: token rr / g,
  * query head kvh * g + rr % g. */
 static inline size_t k_attn_row(const k_attn_job *J, size_t g, size_t kvh, size_t rr)
@@ -838,9 +850,10 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
     const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
     for (size_t j = 0; j < ctxn; j++) {
-        const float *kj = J->kc + j * kv_stride;
+        const float *kj = k_attn_kv_row(J, J->kc, j, kv_stride);
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
-            k_prefetch(kj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
+            k_prefetch(k_attn_kv_row(J, J->kc, j + K_ATTN_PREFETCH_ROWS, kv_stride) + b * hd,
+                       (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
             for (size_t rr = 0; rr < rows; rr++)
@@ -861,9 +874,10 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
         }
     }
     for (size_t j = 0; j < ctxn; j++) {
-        const float *vj = J->vc + j * kv_stride;
+        const float *vj = k_attn_kv_row(J, J->vc, j, kv_stride);
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
-            k_prefetch(vj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
+            k_prefetch(k_attn_kv_row(J, J->vc, j + K_ATTN_PREFETCH_ROWS, kv_stride) + b * hd,
+                       (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             const float *S = J->scratch + kvh * rows * ctxn;
             for (size_t rr = 0; rr < rows; rr++)
@@ -946,6 +960,42 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
         J.r0 = r0;
         J.r1 = t - r0 < K_ATTN_QUERY_TILE ? t : r0 + K_ATTN_QUERY_TILE;
         k_par(p, heads, (J.r1 - r0) * (start + J.r1) * hd * 2, k_attn_tile_heads, &J);
+    }
+}
+
+size_t k_attention_paged_scratch_floats(size_t t, size_t start, size_t heads)
+{
+    size_t tile = t < K_ATTN_STREAM_MAX_T ? t : K_ATTN_STREAM_MAX_T;
+    return heads * tile * (start + t);
+}
+
+void k_attention_paged(pool *p, const float *q, size_t t, size_t start, const float *k_pool,
+                       const float *v_pool, const int32_t *table, size_t block_size, size_t heads,
+                       size_t kv_heads, size_t hd, float *out, float *scratch)
+{
+    if (t == 0)
+        return;
+    assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch && table &&
+           block_size > 0);
+    void (*fn)(void *, size_t, size_t) = K_PICK(k_attn_stream, k_attn_stream_avx2);
+    /* tiles of the streaming path's size: each row's operations are those of
+     * k_attention's streaming path for that row alone */
+    for (size_t t0 = 0; t0 < t; t0 += K_ATTN_STREAM_MAX_T) {
+        const size_t tt = t - t0 < K_ATTN_STREAM_MAX_T ? t - t0 : K_ATTN_STREAM_MAX_T;
+        k_attn_job J = {.q = q + t0 * heads * hd,
+                        .t = tt,
+                        .start = start + t0,
+                        .kc = k_pool,
+                        .vc = v_pool,
+                        .table = table,
+                        .block_size = block_size,
+                        .heads = heads,
+                        .kv_heads = kv_heads,
+                        .hd = hd,
+                        .out = out + t0 * heads * hd,
+                        .scratch = scratch,
+                        .scale = (float)(1.0 / sqrt((double)hd))};
+        k_par(p, kv_heads, (heads / kv_heads) * tt * (start + t0 + tt) * hd * 2, fn, &J);
     }
 }
 

@@ -159,6 +159,25 @@ void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t 
                  size_t kv_heads, size_t hd, float *out /* [t][heads][hd] */,
                  float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
 
+/* Floats of scratch k_attention_paged needs: heads * min(t, K_ATTN_STREAM_MAX_T)
+ * * (start + t). */
+size_t k_attention_paged_scratch_floats(size_t t, size_t start, size_t heads);
+
+/* Causal attention of one sequence over a paged KV cache (serving): as
+ * k_attention, but cache token j lives in block table[j / block_size], row
+ * j % block_size, of the pools. Every query row is computed with the
+ * operations, in the order, of k_attention's streaming path for that row
+ * alone, whatever t: a row's bits depend on its position, its query and the
+ * cached K and V only, not on how its prompt was chunked or what else is in
+ * the batch (equal to k_attention's with t <= K_ATTN_STREAM_MAX_T). */
+void k_attention_paged(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
+                       const float *k_pool /* [blocks][block_size][kv_heads][hd] */,
+                       const float *v_pool /* [blocks][block_size][kv_heads][hd] */,
+                       const int32_t *table /* [ceil((start + t) / block_size)] */,
+                       size_t block_size, size_t heads, size_t kv_heads, size_t hd,
+                       float *out /* [t][heads][hd] */,
+                       float *scratch /* [k_attention_paged_scratch_floats(t, start, heads)] */);
+
 /* ---- element-wise (in place allowed: out may equal an input) */
 
 void k_relu(pool *p, const float *x /* [n] */, size_t n, float *out /* [n] */);
