@@ -38,7 +38,6 @@ typedef struct plan_ready {
     uint32_t *succ_off, *succ; /* the tasks that depend on task i: succ[succ_off[i] .. [i + 1]) */
     plan_ready_heap heap[PLAN_NRES]; /* per resource, grown as tasks become ready */
     size_t done;                     /* tasks completed */
-    bool oom;                        /* a heap could not grow: stop, out of memory */
 } plan_ready;
 
 /* The tasks without dependencies ready on their resources. */
@@ -51,15 +50,13 @@ static inline bool plan_ready_any(const plan_ready *q, int res)
     return q->heap[res].n > 0;
 }
 
-/* Task v joins its resource's ready tasks (false: out of memory, q->oom set). */
+/* Task v joins its resource's ready tasks (false: out of memory). */
 static inline bool plan_ready_push(plan_ready *q, uint32_t v)
 {
     plan_ready_heap *h = &q->heap[q->pl->tasks[v].res];
     uint32_t *a = llmsim_grow(h->a, h->n, &h->cap, sizeof *a, 256);
-    if (!a) {
-        q->oom = true;
+    if (!a)
         return false;
-    }
     h->a = a;
     size_t i = h->n++;
     while (i > 0 && a[(i - 1) / 2] > v) {
@@ -98,7 +95,7 @@ static inline uint32_t plan_ready_take(plan_ready *q, int res)
 }
 
 /* Task t is done: each task depending on it whose last dependency this was
- * becomes ready (false: out of memory, q->oom set). Inline, as take: the
+ * becomes ready (false: out of memory). Inline, as take: the
  * simulator runs millions of tasks a second through them. */
 static inline bool plan_ready_done(plan_ready *q, uint32_t t)
 {

@@ -104,7 +104,7 @@ struct serve_sched {
     int npre, nin;
 };
 
-/* What one iteration schedules: its chunks (in run_state) and swaps. */
+/* What one iteration schedules: its chunks (in serve_sched) and swaps. */
 typedef struct iter_sched {
     int64_t budget, out_blocks, in_blocks; /* tokens left; blocks swapped out, in */
     int nch;

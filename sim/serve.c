@@ -19,7 +19,6 @@ static llmsim_status run_loop(serve_sched *sc, const serve_setup *s, serve_resul
                               void (*progress)(double, void *), void *progress_ctx, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
-    long long index = 0;
     while (!st && !serve_sched_finished(sc)) {
         serve_sched_arrive(sc);
         if (serve_sched_idle(sc)) {
@@ -31,8 +30,7 @@ static llmsim_status run_loop(serve_sched *sc, const serve_setup *s, serve_resul
             break;
         double dt = serve_sched_predict_s(sc, &it);
         if (clock)
-            dt = clock(index, &it, dt, clock_ctx);
-        index++;
+            dt = clock(res->iterations, &it, dt, clock_ctx);
         res->swap_s += serve_swap_s(s, it.out_blocks, true) + serve_swap_s(s, it.in_blocks, false);
         st = serve_sched_complete(sc, &it, it.start_s + dt, progress, progress_ctx, e);
     }

@@ -150,28 +150,41 @@ static serve_requests bursty(size_t n, size_t burst, double gap_s, uint64_t seed
     return q;
 }
 
+/* LLaMA-2-7B on the A100 with a 128-block pool (16-token blocks: heavy
+ * pressure), 32 sequences and 512 tokens an iteration; NULL (and a failed
+ * check) when the setup fails. */
+static serve_setup *pressure_setup(preemption pm, scheduler sc, double swap_bytes,
+                                   serve_config *c, const char *what)
+{
+    serve_config_init(c);
+    c->preempt = pm;
+    c->sched = sc;
+    c->kv_bytes = 1.0 * 1024 * 1024 * 1024;
+    c->swap_bytes = swap_bytes;
+    c->max_batch = 32;
+    c->token_budget = 512;
+    policy p;
+    policy_init(&p);
+    serve_setup *s = calloc(1, sizeof *s);
+    diag e = {0};
+    if (serve_setup_init(s, &M7, &A100, &p, c, &e)) {
+        CHECK(false, "%s: setup: %s", what, e.msg);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool pressure)
 {
     char what[64];
     snprintf(what, sizeof what, "%s/%s%s", preemption_names[pm], scheduler_names[sc],
              pressure ? "" : " light");
     serve_config c;
-    serve_config_init(&c);
-    c.preempt = pm;
-    c.sched = sc;
-    c.kv_bytes = 1.0 * 1024 * 1024 * 1024; /* 128 blocks of 16 tokens: heavy pressure */
-    c.swap_bytes = 1.0 * 1024 * 1024 * 1024;
-    c.max_batch = 32;
-    c.token_budget = 512;
-    policy p;
-    policy_init(&p);
-    serve_setup *s = calloc(1, sizeof *s);
-    diag e = {0};
-    if (serve_setup_init(s, &M7, &A100, &p, &c, &e)) {
-        CHECK(false, "%s: setup: %s", what, e.msg);
-        free(s);
+    serve_setup *s = pressure_setup(pm, sc, 1.0 * 1024 * 1024 * 1024, &c, what);
+    if (!s)
         return;
-    }
+    diag e = {0};
     clock_log pred = {.q = q, .cfg = &c}, meas = {.q = q, .cfg = &c, .measured = true},
               replay = {.q = q, .cfg = &c};
     serve_result rp, rm, rr, r0;
@@ -357,22 +370,15 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
 {
     char what[64];
     snprintf(what, sizeof what, "blocks %s/%s", preemption_names[pm], scheduler_names[scd]);
-    serve_config c;
-    serve_config_init(&c);
-    c.preempt = pm;
-    c.sched = scd;
-    c.kv_bytes = 1.0 * 1024 * 1024 * 1024;
-    c.swap_bytes = 0.5 * 1024 * 1024 * 1024; /* small: some swaps fall back */
-    c.max_batch = 32;
-    c.token_budget = 512;
-    policy p;
-    policy_init(&p);
-    serve_setup *s = calloc(1, sizeof *s);
+    serve_config c; /* a small swap space: some swaps fall back */
+    serve_setup *s = pressure_setup(pm, scd, 0.5 * 1024 * 1024 * 1024, &c, what);
+    if (!s)
+        return;
     diag e = {0};
     serve_result r;
     serve_sched *sc = NULL;
     serve_blocks b;
-    if (serve_setup_init(s, &M7, &A100, &p, &c, &e) || serve_sched_new(s, q, &r, &sc, &e) ||
+    if (serve_sched_new(s, q, &r, &sc, &e) ||
         serve_blocks_init(&b, s->total_blocks, s->swap_blocks, q->n, &e)) {
         CHECK(false, "%s: %s", what, e.msg);
         serve_sched_free(sc);
