@@ -236,19 +236,19 @@ typedef struct gemm_ctx {
     const float *x;
     const uint16_t *w;
     size_t m, n, k;
-    float *y, *scratch;
+    float *y;
 } gemm_ctx;
 
 static void gemm_call(void *ctx)
 {
     gemm_ctx *g = ctx;
-    k_linear(g->pl, g->x, g->m, g->k, g->w, K_WTYPE_F16, NULL, g->n, g->y, g->scratch);
+    k_linear(g->pl, g->x, g->m, g->k, g->w, K_WTYPE_F16, NULL, g->n, g->y);
 }
 
 static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
 {
-    /* m on both sides of the engine's switch from its fused GEMV (m <= K_GEMV_MAX_ROWS)
-     * to OpenBLAS sgemm: interpolating across the switch would be wrong by the jump */
+    /* m on both sides of K_GEMV_MAX_ROWS, the rows the fused kernel takes at
+     * once (above, it runs once per block of rows) */
     static const size_t ms_full[] = {1, 4, K_GEMV_MAX_ROWS, K_GEMV_MAX_ROWS + 1, 32, 64, 256, 1024},
                         ms_quick[] = {1, K_GEMV_MAX_ROWS, K_GEMV_MAX_ROWS + 1, 256};
     static const size_t hs_full[] = {1024, 2048, 4096}, hs_quick[] = {1024, 2048};
@@ -257,9 +257,8 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
     size_t hmax = hs[nh - 1], mmax = ms[nm - 1];
     float *x = malloc(sizeof(float) * mmax * hmax), *y = malloc(sizeof(float) * mmax * hmax);
     uint16_t *w = malloc(sizeof(uint16_t) * hmax * hmax);
-    float *scratch = malloc(sizeof(float) * (k_linear_scratch_floats(mmax, hmax, hmax) + 1));
     float *tmp = malloc(sizeof(float) * hmax * hmax);
-    llmsim_status st = x && y && w && scratch && tmp ? LLMSIM_OK
+    llmsim_status st = x && y && w && tmp ? LLMSIM_OK
                                                       : diag_set(e, LLMSIM_EFAIL, "out of memory (GEMM probe)");
     if (!st) {
         fill_random(x, mmax * hmax, 1);
@@ -276,7 +275,7 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
     for (size_t hi = 0; hi < nh; hi++)
         for (size_t mi = 0; mi < nm; mi++) {
             size_t i = hi * nm + mi;
-            c[i] = (gemm_ctx){pl, x, w, ms[mi], hs[hi], hs[hi], y, scratch};
+            c[i] = (gemm_ctx){pl, x, w, ms[mi], hs[hi], hs[hi], y};
             snprintf(what[i], sizeof what[i], "CPU GEMM m=%zu n=k=%zu (fp16 weights)", ms[mi],
                      hs[hi]);
         }
@@ -295,7 +294,6 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
     free(x);
     free(y);
     free(w);
-    free(scratch);
     free(tmp);
     return st;
 }
@@ -316,7 +314,7 @@ static void read_pass(void *ctx)
 {
     read_ctx *r = ctx;
     for (size_t i = 0; i < r->count; i++)
-        k_linear(r->pl, r->x, 1, r->h, r->w + i * r->h * r->h, K_WTYPE_F16, NULL, r->h, r->y, NULL);
+        k_linear(r->pl, r->x, 1, r->h, r->w + i * r->h * r->h, K_WTYPE_F16, NULL, r->h, r->y);
 }
 
 /* The largest working set: far beyond the last-level cache (4x its size,

@@ -64,7 +64,6 @@ typedef struct eng {
     /* compute scratch (one compute thread) */
     exec_acts a;           /* the activations of a step */
     float *kf, *vf;        /* [ctx_max][kvd] a sequence's K and V in fp32 */
-    float *lin;            /* k_linear's scratch */
     float *ascratch;       /* k_attention's scratch */
     double ram_bytes;
 } eng;
@@ -219,17 +218,6 @@ static llmsim_status state_init(eng *g, diag *e)
 
 static llmsim_status scratch_init(eng *g, diag *e)
 {
-    const size_t rows = (size_t)g->sh.gbs * (size_t)g->sh.prompt;
-    size_t lin = 0;
-    size_t shapes[][2] = {{g->sh.qd + 2 * g->sh.kvd, g->sh.h},
-                          {g->sh.h, g->sh.qd},
-                          {g->sh.f, g->sh.h},
-                          {g->sh.h, g->sh.f},
-                          {g->sh.vocab, g->sh.h}};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        size_t s = k_linear_scratch_floats(rows, shapes[i][0], shapes[i][1]);
-        lin = s > lin ? s : lin;
-    }
     if (!exec_acts_alloc(&g->a, &g->sh, eng_alloc_cb, g))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
     size_t ctx = (size_t)g->sh.ctx_max;
@@ -239,7 +227,6 @@ static llmsim_status scratch_init(eng *g, diag *e)
     } bufs[] = {
         {&g->kf, ctx * g->sh.kvd},
         {&g->vf, ctx * g->sh.kvd},
-        {&g->lin, lin ? lin : 1},
         {&g->ascratch,
          k_attention_scratch_floats((size_t)g->sh.prompt, 0, (size_t)g->c.m->num_heads) +
              k_attention_scratch_floats(1, ctx, (size_t)g->c.m->num_heads)},
@@ -288,7 +275,7 @@ static void linear(eng *g, int u, const char *name, const char *bias, int wslot,
     const float *b = NULL;
     if (bias && g->c.m->linear_bias)
         b = vec_f32(g, u, bias, wslot, g->a.vec + 2 * g->sh.wmax);
-    k_linear(g->pool, x, m, (size_t)t->desc.cols, w, wt, b, (size_t)t->desc.rows, y, g->lin);
+    k_linear(g->pool, x, m, (size_t)t->desc.cols, w, wt, b, (size_t)t->desc.rows, y);
 }
 
 /* A norm of rows x [rows][h] into out: LayerNorm with weight and bias (bn
@@ -559,7 +546,7 @@ static void score_prompts(eng *g, int k, const float *normg, const float *normb,
                 k_layernorm(g->pool, x, 1, h, normg, normb, (float)m->norm_eps, x);
             else
                 k_rmsnorm(g->pool, x, 1, h, normg, (float)m->norm_eps, x);
-            k_linear(g->pool, x, 1, h, lmw, lmt, NULL, V, g->a.logits, g->lin);
+            k_linear(g->pool, x, 1, h, lmw, lmt, NULL, V, g->a.logits);
             double mx = g->a.logits[0], sum = 0;
             for (size_t v = 1; v < V; v++)
                 mx = g->a.logits[v] > mx ? g->a.logits[v] : mx;
@@ -585,7 +572,7 @@ static void head_forward(eng *g, int i, int k, int wslot)
         /* the norm's vectors are in vec (norm); score before the batch's logits reuse them */
         score_prompts(g, k, g->a.vec, nm->norm_b ? g->a.vec + g->sh.wmax : NULL, w, wt);
     }
-    k_linear(g->pool, x, (size_t)gbs, g->sh.h, w, wt, NULL, g->sh.vocab, g->a.logits, g->lin);
+    k_linear(g->pool, x, (size_t)gbs, g->sh.h, w, wt, NULL, g->sh.vocab, g->a.logits);
     mio_next_tokens(&g->sh, g->c.o, g->a.logits, i, k, &g->tk);
     /* the next step's input: the embeddings of the new tokens */
     if (i + 1 < g->sh.gen)
@@ -751,7 +738,7 @@ static void eng_free(eng *g)
     free_each(g->final_all, ngb);
     free(g->ids);
     exec_acts_free(&g->a, free_cb, NULL);
-    float *bufs[] = {g->kf, g->vf, g->lin, g->ascratch, g->tk.probs, (float *)g->tk.idx};
+    float *bufs[] = {g->kf, g->vf, g->ascratch, g->tk.probs, (float *)g->tk.idx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(g->tk.tokens);

@@ -109,19 +109,6 @@ k_isa k_isa_force(k_isa isa)
     return use;
 }
 
-static pthread_once_t k_blas_once = PTHREAD_ONCE_INIT;
-
-/* OpenBLAS runs single-threaded: we call it from inside pool chunks (pool.h). */
-static void k_blas_init(void)
-{
-    openblas_set_num_threads(1);
-}
-
-static void k_blas_ready(void)
-{
-    pthread_once(&k_blas_once, k_blas_init);
-}
-
 /* True when OpenBLAS's core is one of names (NULL-terminated). */
 static bool k_blas_core_in(const char *core, const char *const *names)
 {
@@ -329,8 +316,6 @@ typedef struct k_linear_job {
     const float *bias;
     size_t n;
     float *y;       /* [m][n] */
-    float *scratch; /* sgemm path: one panel */
-    size_t panel0;  /* sgemm path: first row of the panel */
 } k_linear_job;
 
 static inline float k_hsum8(const float a[8])
@@ -449,71 +434,19 @@ K_AVX2_FN static void k_gemv_rows_avx2(void *ctx, size_t b, size_t e)
 }
 #endif
 
-// ---- k_linear, sgemm path: W converted tile by tile into scratch
-
-size_t k_linear_scratch_floats(size_t m, size_t n, size_t k)
-{
-    if (m <= K_GEMV_MAX_ROWS)
-        return 0;
-    return (n < K_SGEMM_PANEL_ROWS ? n : K_SGEMM_PANEL_ROWS) * k;
-}
-
-/* Units are tiles of K_SGEMM_TILE_ROWS rows of W within the current panel.
- * A tile goes through k in blocks of K_SGEMM_K_BLOCK: each block of W is
- * converted and at once multiplied (beta 1 after the first), so what sgemm
- * reads is in the core's L2 whatever k is (fc2's k = 4h would not be). */
-static void k_sgemm_tiles(void *ctx, size_t b, size_t e)
-{
-    const k_linear_job *J = ctx;
-    const size_t k = J->k, n = J->n;
-    for (size_t u = b; u < e; u++) {
-        const size_t j0 = J->panel0 + u * K_SGEMM_TILE_ROWS;
-        const size_t nt = n - j0 < K_SGEMM_TILE_ROWS ? n - j0 : K_SGEMM_TILE_ROWS;
-        for (size_t k0 = 0; k0 < k; k0 += K_SGEMM_K_BLOCK) {
-            const size_t kb = k - k0 < K_SGEMM_K_BLOCK ? k - k0 : K_SGEMM_K_BLOCK;
-            const float *wf;
-            size_t ldw;
-            if (J->wt == K_WTYPE_F32) {
-                wf = (const float *)J->w + j0 * k + k0;
-                ldw = k;
-            } else {
-                float *dst = J->scratch + (j0 - J->panel0) * k;
-                for (size_t r = 0; r < nt; r++)
-                    k_convert(J->w, J->wt, (j0 + r) * k + k0, kb, dst + r * kb);
-                wf = dst;
-                ldw = kb;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)J->m, (int)nt, (int)kb, 1.0f,
-                        J->x + k0, (int)k, wf, (int)ldw, k0 ? 1.0f : 0.0f, J->y + j0, (int)n);
-        }
-        if (J->bias)
-            for (size_t i = 0; i < J->m; i++) {
-                float *yi = J->y + i * n + j0;
-                for (size_t c = 0; c < nt; c++)
-                    yi[c] += J->bias[j0 + c];
-            }
-    }
-}
-
 void k_linear(pool *p, const float *x, size_t m, size_t k, const void *w, k_wtype wt,
-              const float *bias, size_t n, float *y, float *scratch)
+              const float *bias, size_t n, float *y)
 {
     if (m == 0 || n == 0)
         return;
     assert(x && w && y && k > 0);
-    k_linear_job J = {x, m, k, w, wt, bias, n, y, scratch, 0};
-    if (m <= K_GEMV_MAX_ROWS) {
-        void (*fn)(void *, size_t, size_t) = K_PICK(k_gemv_rows_scalar, k_gemv_rows_avx2);
-        k_par(p, (n + K_GEMV_ROW_BLOCK - 1) / K_GEMV_ROW_BLOCK, K_GEMV_ROW_BLOCK * k * m, fn, &J);
-        return;
-    }
-    assert(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX);
-    assert(wt == K_WTYPE_F32 || scratch);
-    k_blas_ready();
-    for (size_t p0 = 0; p0 < n; p0 += K_SGEMM_PANEL_ROWS) {
-        const size_t rows = n - p0 < K_SGEMM_PANEL_ROWS ? n - p0 : K_SGEMM_PANEL_ROWS;
-        J.panel0 = p0;
-        pool_for(p, (rows + K_SGEMM_TILE_ROWS - 1) / K_SGEMM_TILE_ROWS, k_sgemm_tiles, &J);
+    void (*fn)(void *, size_t, size_t) = K_PICK(k_gemv_rows_scalar, k_gemv_rows_avx2);
+    /* blocks of K_GEMV_MAX_ROWS rows of x, each streaming W once: every
+     * element is the fused kernel's, so a row's bits do not depend on m */
+    for (size_t r0 = 0; r0 < m; r0 += K_GEMV_MAX_ROWS) {
+        const size_t rows = m - r0 < K_GEMV_MAX_ROWS ? m - r0 : K_GEMV_MAX_ROWS;
+        k_linear_job J = {x + r0 * k, rows, k, w, wt, bias, n, y + r0 * n};
+        k_par(p, (n + K_GEMV_ROW_BLOCK - 1) / K_GEMV_ROW_BLOCK, K_GEMV_ROW_BLOCK * k * rows, fn, &J);
     }
 }
 
@@ -620,12 +553,6 @@ void k_rotary(pool *p, float *x, const int64_t *positions, size_t tokens, size_t
 
 // ---- attention
 
-size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads)
-{
-    const size_t tile = t < K_ATTN_QUERY_TILE ? t : K_ATTN_QUERY_TILE;
-    return heads * tile * (start + t);
-}
-
 typedef struct k_attn_job {
     const float *q; /* [t][heads][hd] */
     size_t t, start;
@@ -636,7 +563,6 @@ typedef struct k_attn_job {
     float *out; /* [t][heads][hd] */
     float *scratch;
     float scale;
-    size_t r0, r1; /* sgemm path: the query tile */
 } k_attn_job;
 
 /* Dot product in 8 lanes (vectorizes without reassociation). */
@@ -899,34 +825,26 @@ __attribute__((target("avx2"))) static void k_attn_stream_avx2(void *ctx, size_t
 }
 #endif
 
-/* sgemm path: a unit is one query head over the tile [r0, r1):
- * S = scale Q K^T over the keys the tile can see, causal softmax, O = P V. */
-static void k_attn_tile_heads(void *ctx, size_t b, size_t e)
+size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads)
 {
-    const k_attn_job *J = ctx;
-    const size_t g = J->heads / J->kv_heads, hd = J->hd;
-    const size_t rows = J->r1 - J->r0, keys = J->start + J->r1;
-    const size_t tile = J->t < K_ATTN_QUERY_TILE ? J->t : K_ATTN_QUERY_TILE;
-    const int q_ld = (int)(J->heads * hd), kv_ld = (int)(J->kv_heads * hd);
-    for (size_t h = b; h < e; h++) {
-        const size_t kvh = h / g;
-        float *S = J->scratch + h * tile * (J->start + J->t); /* [rows][keys] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)keys, (int)hd,
-                    J->scale, J->q + (J->r0 * J->heads + h) * hd, q_ld, J->kc + kvh * hd, kv_ld,
-                    0.0f, S, (int)keys);
-        float inv[K_ATTN_QUERY_TILE];
-        for (size_t r = 0; r < rows; r++) {
-            const size_t valid = J->start + J->r0 + r + 1;
-            float *s = S + r * keys;
-            inv[r] = 1.0f / k_softmax_row(s, valid);
-            memset(s + valid, 0, (keys - valid) * sizeof *s);
-        }
-        float *o = J->out + (J->r0 * J->heads + h) * hd;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)hd, (int)keys, 1.0f,
-                    S, (int)keys, J->vc + kvh * hd, kv_ld, 0.0f, o, q_ld);
-        for (size_t r = 0; r < rows; r++)
-            for (size_t d = 0; d < hd; d++)
-                o[r * (size_t)q_ld + d] *= inv[r];
+    const size_t tile = t < K_ATTN_STREAM_MAX_T ? t : K_ATTN_STREAM_MAX_T;
+    return heads * tile * (start + t);
+}
+
+/* Tiles of K_ATTN_STREAM_MAX_T query rows through the streaming path, each
+ * seeing the keys up to its last row: a row's operations are those of the
+ * streaming path for that row alone, whatever t. J: the whole call. */
+static void k_attn_tiles(pool *p, const k_attn_job *whole)
+{
+    void (*fn)(void *, size_t, size_t) = K_PICK(k_attn_stream, k_attn_stream_avx2);
+    const size_t qrow = whole->heads * whole->hd;
+    for (size_t t0 = 0; t0 < whole->t; t0 += K_ATTN_STREAM_MAX_T) {
+        k_attn_job J = *whole;
+        J.t = whole->t - t0 < K_ATTN_STREAM_MAX_T ? whole->t - t0 : K_ATTN_STREAM_MAX_T;
+        J.start = whole->start + t0;
+        J.q = whole->q + t0 * qrow;
+        J.out = whole->out + t0 * qrow;
+        k_par(p, J.kv_heads, (J.heads / J.kv_heads) * J.t * (J.start + J.t) * J.hd * 2, fn, &J);
     }
 }
 
@@ -937,36 +855,10 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
     if (t == 0)
         return;
     assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch);
-    const size_t ctxn = start + t;
-    k_attn_job J = {.q = q,
-                    .t = t,
-                    .start = start,
-                    .kc = k_cache,
-                    .vc = v_cache,
-                    .heads = heads,
-                    .kv_heads = kv_heads,
-                    .hd = hd,
-                    .out = out,
-                    .scratch = scratch,
-                    .scale = (float)(1.0 / sqrt((double)hd))};
-    if (t <= K_ATTN_STREAM_MAX_T) {
-        void (*fn)(void *, size_t, size_t) = K_PICK(k_attn_stream, k_attn_stream_avx2);
-        k_par(p, kv_heads, (heads / kv_heads) * t * ctxn * hd * 2, fn, &J);
-        return;
-    }
-    assert(heads * hd <= INT_MAX && ctxn <= INT_MAX);
-    k_blas_ready();
-    for (size_t r0 = 0; r0 < t; r0 += K_ATTN_QUERY_TILE) {
-        J.r0 = r0;
-        J.r1 = t - r0 < K_ATTN_QUERY_TILE ? t : r0 + K_ATTN_QUERY_TILE;
-        k_par(p, heads, (J.r1 - r0) * (start + J.r1) * hd * 2, k_attn_tile_heads, &J);
-    }
-}
-
-size_t k_attention_paged_scratch_floats(size_t t, size_t start, size_t heads)
-{
-    size_t tile = t < K_ATTN_STREAM_MAX_T ? t : K_ATTN_STREAM_MAX_T;
-    return heads * tile * (start + t);
+    k_attn_job J = {.q = q, .t = t, .start = start, .kc = k_cache, .vc = v_cache,
+                    .heads = heads, .kv_heads = kv_heads, .hd = hd, .out = out,
+                    .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd))};
+    k_attn_tiles(p, &J);
 }
 
 void k_attention_paged(pool *p, const float *q, size_t t, size_t start, const float *k_pool,
@@ -977,26 +869,10 @@ void k_attention_paged(pool *p, const float *q, size_t t, size_t start, const fl
         return;
     assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch && table &&
            block_size > 0);
-    void (*fn)(void *, size_t, size_t) = K_PICK(k_attn_stream, k_attn_stream_avx2);
-    /* tiles of the streaming path's size: each row's operations are those of
-     * k_attention's streaming path for that row alone */
-    for (size_t t0 = 0; t0 < t; t0 += K_ATTN_STREAM_MAX_T) {
-        const size_t tt = t - t0 < K_ATTN_STREAM_MAX_T ? t - t0 : K_ATTN_STREAM_MAX_T;
-        k_attn_job J = {.q = q + t0 * heads * hd,
-                        .t = tt,
-                        .start = start + t0,
-                        .kc = k_pool,
-                        .vc = v_pool,
-                        .table = table,
-                        .block_size = block_size,
-                        .heads = heads,
-                        .kv_heads = kv_heads,
-                        .hd = hd,
-                        .out = out + t0 * heads * hd,
-                        .scratch = scratch,
-                        .scale = (float)(1.0 / sqrt((double)hd))};
-        k_par(p, kv_heads, (heads / kv_heads) * tt * (start + t0 + tt) * hd * 2, fn, &J);
-    }
+    k_attn_job J = {.q = q, .t = t, .start = start, .kc = k_pool, .vc = v_pool, .table = table,
+                    .block_size = block_size, .heads = heads, .kv_heads = kv_heads, .hd = hd,
+                    .out = out, .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd))};
+    k_attn_tiles(p, &J);
 }
 
 // ---- element-wise

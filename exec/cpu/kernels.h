@@ -9,16 +9,15 @@
  * Threading: every kernel takes a pool (NULL: run on the caller) and splits
  * its work so that each output element is computed by one thread in an order
  * fixed by the shapes alone: results are bit-identical for any number of
- * threads. BLAS runs single-threaded inside our chunks (see pool.h).
+ * threads.
  *
  * ISA: the decode path of k_linear, the weight conversions and the
  * streaming attention and softmax have an AVX2 (+FMA+F16C) version chosen
  * at run time and a portable scalar twin that is always compiled; each twin
  * does the same operations in the same order (fmaf in 8 lanes for k_linear,
  * the same exp polynomial for softmax), so both give the same bits
- * (test_kernels checks with memcmp). What goes through sgemm (k_linear with
- * m > K_GEMV_MAX_ROWS, attention with t > K_ATTN_STREAM_MAX_T) also depends
- * on the kernels OpenBLAS picked for the CPU, never on the thread count.
+ * (test_kernels checks with memcmp). Larger problems go through the same
+ * kernels in blocks of rows, so a row's result never depends on the batch.
  *
  * Buffers never alias unless a kernel says so. Kernels assert their
  * invariants (shapes > 0 where needed, token ids < vocab): the engine
@@ -66,29 +65,17 @@ const char *k_blas_core_name(void);
 
 /* ---- linear layers */
 
-/* Rows of x up to which k_linear streams W once through a fused kernel
- * (decode); above, it converts W tile by tile to fp32 and calls sgemm. */
+/* Rows of x that k_linear's fused kernel takes at once, streaming W once
+ * for them all; more rows go through it in blocks of this many. */
 #define K_GEMV_MAX_ROWS 16
-/* sgemm path: W rows per sgemm call (one pool chunk), and per panel (the
- * rows converted between two barriers; scratch holds one panel). Tile
- * boundaries fall at fixed multiples, whatever the thread count. */
-#define K_SGEMM_TILE_ROWS  128
-#define K_SGEMM_PANEL_ROWS 1024
-/* sgemm path: the k extent of one converted block of a tile (128 x 2048
- * fp32 is 1 MiB, which stays in a core's L2 between conversion and sgemm) */
-#define K_SGEMM_K_BLOCK 2048
 
-/* Floats of scratch k_linear needs for these shapes: 0 on the fused path
- * (m <= K_GEMV_MAX_ROWS), else min(n, K_SGEMM_PANEL_ROWS) * k (fp32 copy
- * of one panel of W; needed for F16 and BF16, allocated for F32 too). */
-size_t k_linear_scratch_floats(size_t m, size_t n, size_t k);
-
-/* y = x W^T + bias. y must not alias x. scratch: k_linear_scratch_floats
- * floats (may be NULL when that is 0, or when wt is F32). */
+/* y = x W^T + bias. y must not alias x. Every element is one fused
+ * multiply-add chain in eight lanes over k (see kernels.c), so a row's bits
+ * depend on that row of x and on W only: not on m, on the other rows, or
+ * on the thread count (batch invariance: serving's rows equal a solo run's). */
 void k_linear(pool *p, const float *x /* [m][k] */, size_t m, size_t k,
               const void *w /* [n][k] of wt */, k_wtype wt, const float *bias /* [n] or NULL */,
-              size_t n, float *y /* [m][n] */,
-              float *scratch /* [k_linear_scratch_floats(m, n, k)] */);
+              size_t n, float *y /* [m][n] */);
 
 /* Convert `count` weights to fp32 (exact). */
 void k_convert_to_f32(pool *p, const void *src /* [count] of wt */, k_wtype wt, size_t count,
@@ -138,30 +125,26 @@ void k_rotary(pool *p, float *x /* [tokens][heads][head_dim] */,
 
 /* ---- attention */
 
-/* Query rows per tile: scores exist for one tile of queries at a time. */
-#define K_ATTN_QUERY_TILE 128
-/* New tokens up to which attention streams K and V once with its own loops
- * (decode); above, each (head, tile) goes through two sgemm calls. */
+/* Query rows that attention's streaming path takes at once (K and V read
+ * once for them all); more go through it in tiles of this many. */
 #define K_ATTN_STREAM_MAX_T 4
 
-/* Floats of scratch k_attention needs: heads * min(t, K_ATTN_QUERY_TILE) *
- * (start + t), the scores of one query tile for every head. */
+/* Floats of scratch k_attention and k_attention_paged need:
+ * heads * min(t, K_ATTN_STREAM_MAX_T) * (start + t), one tile's scores. */
 size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads);
 
 /* Causal attention of one sequence. The t new tokens sit at positions
  * start .. start + t - 1 and the cache already holds them: ctx = start + t.
  * Query head h reads KV head h / (heads / kv_heads) (grouped-query
  * attention; kv_heads divides heads). Scores scaled by 1/sqrt(hd), softmax
- * in fp32 after subtracting the row maximum. out must not alias q. */
+ * in fp32 after subtracting the row maximum. out must not alias q. A
+ * row's bits depend on its position, its query and the cache only (tiles of
+ * the streaming path), whatever t. */
 void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
                  const float *k_cache /* [start + t][kv_heads][hd] */,
                  const float *v_cache /* [start + t][kv_heads][hd] */, size_t heads,
                  size_t kv_heads, size_t hd, float *out /* [t][heads][hd] */,
                  float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
-
-/* Floats of scratch k_attention_paged needs: heads * min(t, K_ATTN_STREAM_MAX_T)
- * * (start + t). */
-size_t k_attention_paged_scratch_floats(size_t t, size_t start, size_t heads);
 
 /* Causal attention of one sequence over a paged KV cache (serving): as
  * k_attention, but cache token j lives in block table[j / block_size], row
@@ -169,14 +152,14 @@ size_t k_attention_paged_scratch_floats(size_t t, size_t start, size_t heads);
  * operations, in the order, of k_attention's streaming path for that row
  * alone, whatever t: a row's bits depend on its position, its query and the
  * cached K and V only, not on how its prompt was chunked or what else is in
- * the batch (equal to k_attention's with t <= K_ATTN_STREAM_MAX_T). */
+ * the batch (equal to k_attention's for the same rows). */
 void k_attention_paged(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
                        const float *k_pool /* [blocks][block_size][kv_heads][hd] */,
                        const float *v_pool /* [blocks][block_size][kv_heads][hd] */,
                        const int32_t *table /* [ceil((start + t) / block_size)] */,
                        size_t block_size, size_t heads, size_t kv_heads, size_t hd,
                        float *out /* [t][heads][hd] */,
-                       float *scratch /* [k_attention_paged_scratch_floats(t, start, heads)] */);
+                       float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
 
 /* ---- element-wise (in place allowed: out may equal an input) */
 

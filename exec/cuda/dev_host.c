@@ -286,7 +286,7 @@ static llmsim_status host_linear(gdev *d, const float *x, size_t m, size_t k, co
                                  void *scratch, diag *e)
 {
     host_dev *st = host_of(d);
-    (void)scratch; /* m k 2 bytes: too small for the fp32 copy of x and k_linear's panel */
+    (void)scratch; /* m k 2 bytes: too small for the fp32 copy of x */
     llmsim_status rc = check_dtype(wt, "gdev_linear", e);
     if (rc)
         return rc;
@@ -297,9 +297,8 @@ static llmsim_status host_linear(gdev *d, const float *x, size_t m, size_t k, co
         return LLMSIM_OK;
     }
     const size_t xr_bytes = wt == GDEV_F32 ? 0 : carve(m * k * sizeof(float));
-    const size_t sc_floats = k_linear_scratch_floats(m, n, k);
-    uint8_t *buf = work_get(st, xr_bytes + sc_floats * sizeof(float), "gdev_linear", e);
-    if (!buf)
+    uint8_t *buf = xr_bytes ? work_get(st, xr_bytes, "gdev_linear", e) : NULL;
+    if (xr_bytes && !buf)
         return LLMSIM_EFAIL;
     const float *xin = x;
     if (wt != GDEV_F32) {
@@ -307,8 +306,7 @@ static llmsim_status host_linear(gdev *d, const float *x, size_t m, size_t k, co
         pool_for(st->pool, m * k, round_range, &J);
         xin = J.xr;
     }
-    k_linear(st->pool, xin, m, k, w, (k_wtype)wt, bias, n, y,
-             sc_floats ? (float *)(buf + xr_bytes) : NULL);
+    k_linear(st->pool, xin, m, k, w, (k_wtype)wt, bias, n, y);
     return LLMSIM_OK;
 }
 
