@@ -3,7 +3,7 @@
  *
  *   bench_kernels [threads [section]]
  *       threads: 0 = one per online CPU (default)
- *       section: decode, sgemm or attention (default: all; memcpy always runs)
+ *       section: decode, prefill or attention (default: all; memcpy always runs)
  *
  * 1. memcpy bandwidth: a 512 MiB buffer copied, best of 5 (GB/s of bytes
  *    copied), the yardstick of the engine's acceptance test.
@@ -13,16 +13,15 @@
  *    model, so the weights come from DRAM, not from the last-level cache.
  *    Prints GB/s of weight bytes and the ratio to memcpy bandwidth, with the
  *    pool's thread count and with one thread.
- * 3. the sgemm path (m = 17, 64, 512): GFLOP/s (2 m n k per call).
+ * 3. k_linear prefill (m = 17, 64, 512: the fused kernel in blocks of 16
+ *    rows of x, each block streaming W once): GFLOP/s (2 m n k per call).
  * 4. attention: decode over 2048-token fp32 caches (32 heads of 64: K and
  *    V are 32 MiB; distinct caches filling 1 GiB, GB/s of K+V bytes) and a
  *    512-token prefill (GFLOP/s).
  *
- * OpenBLAS picks its kernels at load time; on CPUs it does not know it falls
- * back to slow ones, and the first line says so (see k_blas_coretype_hint).
- * All timings are the best of 5 with a monotonic clock.
+ * The first line names the ISA the kernels run (k_isa_get). All timings
+ * are the best of 5 with a monotonic clock.
  */
-#include <cblas.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -108,18 +107,19 @@ int main(int argc, char **argv)
 {
     int threads = argc > 1 ? atoi(argv[1]) : 0;
     const char *only = argc > 2 ? argv[2] : NULL;
+    if (only && strcmp(only, "decode") && strcmp(only, "prefill") && strcmp(only, "attention")) {
+        fprintf(stderr, "bench_kernels: unknown section '%s' (decode, prefill or attention)\n",
+                only);
+        return 2;
+    }
     pool *p = pool_create(threads);
     if (!p) {
         fprintf(stderr, "bench_kernels: cannot start the thread pool\n");
         return 1;
     }
     const int nt = pool_nthreads(p);
-    const char *hint = k_blas_coretype_hint();
-    printf("bench_kernels: isa %s, %d threads, best of %d, OpenBLAS core %s",
-           k_isa_names[k_isa_get()], nt, BENCH_REPEATS, openblas_get_corename());
-    if (hint)
-        printf(" (slow here: set OPENBLAS_CORETYPE=%s)", hint);
-    printf("\n");
+    printf("bench_kernels: isa %s, %d threads, best of %d\n", k_isa_names[k_isa_get()], nt,
+           BENCH_REPEATS);
 
     const double mem_bps = bench_memcpy_bps();
     printf("memcpy 512 MiB: %.2f GB/s (bytes copied)\n\n", mem_bps / 1e9);
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
         memcpy(w + c * mat, w, mat * sizeof *w);
 
     const bool do_decode = !only || !strcmp(only, "decode");
-    const bool do_sgemm = !only || !strcmp(only, "sgemm");
+    const bool do_prefill = !only || !strcmp(only, "prefill");
     const bool do_attn = !only || !strcmp(only, "attention");
     if (do_decode) {
         printf("k_linear decode, fp16, %zu distinct matrices streamed (%.0f MiB):\n", copies,
@@ -166,7 +166,7 @@ int main(int argc, char **argv)
         k_isa_force(K_ISA_AVX2);
     }
 
-    if (do_sgemm) {
+    if (do_prefill) {
         printf("\nk_linear prefill (blocks of %d rows), fp16 weights:\n", K_GEMV_MAX_ROWS);
         printf("%-15s %3s %10s\n", "shape", "m", "GFLOP/s");
         const size_t ms2[] = {17, 64, 512};

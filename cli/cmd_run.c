@@ -17,7 +17,6 @@
 #include "db/timeline.h"
 #include "common/atomicfile.h"
 #include "common/units.h"
-#include "exec/cpu/kernels.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
 #include "sim/sim.h"
@@ -351,10 +350,6 @@ static llmsim_status execute(const cli_job *job, const run_opts *o, const plan *
     struct sigaction old;
     cli_sigint_catch(&old);
     bool tty = isatty(2);
-    const char *core = k_blas_coretype_hint();
-    if (core && tty)
-        fprintf(stderr, "llmsim run: OpenBLAS does not recognise this CPU and uses slow generic "
-                "kernels; for the prefill's GEMMs, export OPENBLAS_CORETYPE=%s before running\n", core);
     if (tty)
         fprintf(stderr, "llmsim run: %s, %zu tasks, %lld prompts x %lld tokens ...\n", job->model.name,
                 pl->ntasks, job->workload.num_prompts ? job->workload.num_prompts
@@ -407,8 +402,8 @@ static void print_table(const cli_job *job, const run_opts *o, const plan *pl,
                o->eng.weights_path ? o->eng.weights_path : "synthetic");
         printf("GPU memory  %s at peak (the plan predicts %s)\n", a, b);
     } else {
-        printf("measured    on the CPU engine (%s I/O, OpenBLAS %s kernels), %s weights\n",
-               er->direct_io ? "O_DIRECT" : "buffered", k_blas_core_name(),
+        printf("measured    on the CPU engine (%s I/O), %s weights\n",
+               er->direct_io ? "O_DIRECT" : "buffered",
                o->eng.weights_path ? o->eng.weights_path : "synthetic");
     }
     if (o->tokens_out)

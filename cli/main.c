@@ -1,15 +1,11 @@
 /*
  * main — `llmsim <command> [options]`: dispatch to the subcommands.
  */
-#include <stdbool.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "cli/commands.h"
-#include "exec/cpu/kernels.h"
 #include "hwprofiles/hwprofile.h"
 #include "models/model.h"
 
@@ -57,28 +53,6 @@ static const command commands[] = {
     {"hardware", cmd_hardware, "list the shipped hardware profiles"},
 };
 
-/* OpenBLAS 0.3.21 takes CPUs it does not know (new Xeons under KVM) for
- * Prescott and runs SSE3 kernels, 2-5x slower in the prefill's sgemm than
- * the AVX2/AVX-512 ones the CPU has. It reads OPENBLAS_CORETYPE only when it
- * is loaded, so a command that runs the kernels sets it and executes itself
- * again, once; a value the user exported is left alone, and where the exec
- * fails the command goes on with the slow kernels (llmsim run says so). */
-static void blas_select(char **argv)
-{
-    static const char *const kernel_commands[] = {"run", "profile", "validate"};
-    bool runs_kernels = false;
-    for (size_t i = 0; i < sizeof kernel_commands / sizeof kernel_commands[0]; i++)
-        runs_kernels |= strcmp(argv[1], kernel_commands[i]) == 0;
-    if (!runs_kernels || getenv("OPENBLAS_CORETYPE"))
-        return;
-    const char *core = k_blas_coretype_hint();
-    if (!core || setenv("OPENBLAS_CORETYPE", core, 1) != 0)
-        return;
-    fflush(NULL);
-    execv("/proc/self/exe", argv);
-    unsetenv("OPENBLAS_CORETYPE");
-}
-
 static void usage(FILE *out)
 {
     fprintf(out, "usage: llmsim <command> [options]   (llmsim <command> --help for its options)\n\n"
@@ -103,10 +77,8 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (strcmp(argv[1], commands[i].name) == 0) {
-            blas_select(argv);
+        if (strcmp(argv[1], commands[i].name) == 0)
             return commands[i].fn(argc - 1, argv + 1);
-        }
     fprintf(stderr, "llmsim: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return CLI_EXIT_INPUT;

@@ -38,10 +38,10 @@ double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes);
  * CPU with read_bandwidth: the table's time plus the extra time of reading
  * W from ws_bytes rather than from cache. The table was measured with W in
  * cache (a working set of its own n k elem_bytes), and the engine's kernels
- * do not hide the slower reads under the arithmetic: the sgemm path converts
- * a tile and then multiplies it, and the fused GEMV with a few rows is as
- * much compute as memory (this VM, OPT-1.3B from a 2.6 GB working set: the
- * max of the two was 10% low at m = 2 and 33% low at m = 4). */
+ * do not hide the slower reads under the arithmetic: the fused kernel with
+ * a few rows is as much compute as memory (this VM, OPT-1.3B from a 2.6 GB
+ * working set: the max of the two was 10% low at m = 2 and 33% low at
+ * m = 4). */
 double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
                     double elem_bytes, double ws_bytes);
 

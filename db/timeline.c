@@ -2,7 +2,6 @@
 #include "db/timeline.h"
 
 #include "db/result_json.h"
-#include "exec/cpu/kernels.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -191,8 +190,6 @@ llmsim_status record_measurement(const record_job *job, const plan *pl, const en
         cJSON_AddStringToObject(meas, "device", er->device);
         cJSON_AddNumberToObject(meas, "gpu_peak_bytes", er->gpu_bytes);
         cJSON_AddNumberToObject(meas, "gpu_peak_predicted_bytes", sim_plan_peak(pl, TIER_GPU));
-    } else {
-        cJSON_AddStringToObject(meas, "blas_kernels", k_blas_core_name());
     }
     cJSON_AddBoolToObject(meas, "direct_io", er->direct_io);
     cJSON_AddNumberToObject(meas, "ram_bytes", er->ram_bytes);

@@ -7,7 +7,7 @@
  * and hidden states live in RAM or on disk, as the plan's whole-tensor
  * placement says; the disk is read and written with O_DIRECT into aligned
  * staging buffers by an I/O thread while a compute thread runs the layers
- * (OpenBLAS and the kernels of exec/cpu, threaded); both take the tasks of
+ * (the kernels of exec/cpu, threaded); both take the tasks of
  * their resource in the order the plan issues them as their dependencies
  * complete, exactly as the simulator schedules them, and every task is
  * timed with the monotonic clock under its plan id.

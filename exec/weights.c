@@ -35,14 +35,14 @@ static void unit_layout(exec_wunit *un, const model *m, const quant *wq, const t
     }
 }
 
-void exec_weights_layout(exec_wunit *units, const model *m, const quant *wq, const plan *pl,
-                         exec_wextent *ext)
+void exec_weights_layout(exec_wunit *units, const model *m, const quant *wq,
+                         const placement_realized *pr, exec_wextent *ext)
 {
     const int L = (int)m->num_layers;
     memset(ext, 0, sizeof *ext);
     for (int u = 0; u <= L; u++) {
         exec_wunit *un = &units[u];
-        unit_layout(un, m, wq, u == L ? pl->realized.head_tiers : pl->realized.layer_tiers, u == L,
+        unit_layout(un, m, wq, u == L ? pr->head_tiers : pr->layer_tiers, u == L,
                     ext->disk_bytes);
         ext->disk_bytes += un->disk_bytes;
         if (un->disk_bytes > ext->unit_disk_bytes)

@@ -22,13 +22,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "costmodel/placement.h"
 #include "exec/cpu/kernels.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
 
 typedef struct exec_wtensor {
     model_tensor desc; /* name suffix, rows x cols, matrix */
-    tier home;         /* the plan's */
+    tier home;         /* the placement's */
     bool quantized;    /* stored in quant layout (matrices under weight_quant) */
     size_t bytes;      /* as stored */
     uint64_t disk_rel; /* home disk: offset within the unit's disk region (and its staging) */
@@ -52,11 +53,11 @@ typedef struct exec_wextent {
     size_t tensor_values;     /* the largest tensor */
 } exec_wextent;
 
-/* Lay out units [0, L] (L = m->num_layers; units[L] the head) of plan pl
- * with weight quantization wq: every field of every unit but the tensors'
- * data (left NULL). */
-void exec_weights_layout(exec_wunit *units, const model *m, const quant *wq, const plan *pl,
-                         exec_wextent *ext);
+/* Lay out units [0, L] (L = m->num_layers; units[L] the head) placed as pr
+ * (a plan's realized placement, or serving's) with weight quantization wq:
+ * every field of every unit but the tensors' data (left NULL). */
+void exec_weights_layout(exec_wunit *units, const model *m, const quant *wq,
+                         const placement_realized *pr, exec_wextent *ext);
 
 /* The index of the tensor named `name` in unit un, or -1. */
 int exec_wunit_find(const exec_wunit *un, const char *name);

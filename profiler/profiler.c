@@ -944,8 +944,8 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
              "the mean of interleaved rounds without the fastest and slowest); spread = "
              "(max - min) / median; a figure that spread over %.0f%% was measured again, as "
              "many times again, and taken over all its runs. "
-             "CPU GEMMs through OpenBLAS's %s kernels.%s",
-             100 * PROFILE_SPREAD_FLAG, k_blas_core_name(), strbuf_str(&P.notes));
+             "CPU GEMMs are the engine's own fused kernels (k_linear, %s).%s",
+             100 * PROFILE_SPREAD_FLAG, k_isa_names[k_isa_get()], strbuf_str(&P.notes));
 out:
     if (o->progress)
         fprintf(stderr, "\r%80s\r", "");

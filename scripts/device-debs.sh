@@ -9,6 +9,5 @@ mkdir -p .device/debs
 cd .device/debs
 apt-get download \
   libyaml-0-2 libyaml-dev libglpk40 libglpk-dev libamd2 libcolamd2 libsuitesparseconfig5 libltdl7 \
-  libsqlite3-0 libsqlite3-dev libcjson1 libcjson-dev libopenblas0-pthread libopenblas-pthread-dev \
-  libopenblas-dev libgfortran5 pkgconf pkgconf-bin libpkgconf3
+  libsqlite3-0 libsqlite3-dev libcjson1 libcjson-dev pkgconf pkgconf-bin libpkgconf3
 ls -1 | wc -l | xargs echo "packages in .device/debs:"

@@ -17,8 +17,8 @@ fi
 arch=x86_64-linux-gnu
 export PATH=$P/usr/bin:$PATH
 export PKG_CONFIG_SYSROOT_DIR=$P
-export PKG_CONFIG_LIBDIR=$P/usr/lib/$arch/pkgconfig:$P/usr/lib/$arch/openblas-pthread/pkgconfig:$P/usr/share/pkgconfig
-export LD_LIBRARY_PATH=$P/usr/lib/$arch:$P/usr/lib/$arch/openblas-pthread${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PKG_CONFIG_LIBDIR=$P/usr/lib/$arch/pkgconfig:$P/usr/share/pkgconfig
+export LD_LIBRARY_PATH=$P/usr/lib/$arch${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 # the unpacked .so links point at the real files by absolute path: relink them in the prefix
 for l in $(find "$P/usr/lib" -type l); do
   t=$(readlink "$l"); case $t in /*) ln -sf "$P$t" "$l";; esac

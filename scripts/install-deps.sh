@@ -7,7 +7,7 @@
 # so a failure to install it (Ubuntu ships it as a snap) is not an error.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config
-      libyaml-dev libglpk-dev libsqlite3-dev libopenblas-dev libcjson-dev
+      libyaml-dev libglpk-dev libsqlite3-dev libcjson-dev
       gnuplot-nox)
 optional=(chromium)
 missing() {

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "exec/cpu/kernels.h"
+#include "exec/cpu/layer.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/weights.h"
@@ -59,7 +60,8 @@ typedef struct eng {
     bool dry;              /* count the RAM of a run, allocate and load nothing */
     double nll_sum;        /* eval_ppl: -log p of the scored tokens */
     long long nll_count;
-    int32_t *ids;          /* [prompt + 2] token and position ids */
+    int32_t *ids;          /* [2 prompt] token and position ids */
+    xl_ctx xl;             /* the layer math's view of the above (layer.h) */
     mio_tokens tk;         /* the block's tokens; probs, idx: from eng_alloc */
     /* compute scratch (one compute thread) */
     exec_acts a;           /* the activations of a step */
@@ -104,7 +106,7 @@ static llmsim_status weights_layout(eng *g, diag *e)
     g->units = calloc((size_t)L + 1, sizeof *g->units);
     if (!g->units)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, g->c.pl, &g->wext);
+    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, &g->c.pl->realized, &g->wext);
     const exec_wextent ext = g->wext;
     llmsim_status st;
     if (g->dry) {
@@ -151,13 +153,6 @@ static llmsim_status weights_init(eng *g, diag *e)
 {
     llmsim_status st = weights_layout(g, e);
     return st || g->dry ? st : weights_load(g, e);
-}
-
-/* The data of tensor i of unit u while it computes (staged if on disk). */
-static const uint8_t *tensor_data(const eng *g, int u, int i, int wslot)
-{
-    const exec_wtensor *t = &g->units[u].t[i];
-    return t->home == TIER_DISK ? g->wstage[wslot] + t->disk_rel : t->data;
 }
 
 // ---- KV cache and hidden states
@@ -236,75 +231,16 @@ static llmsim_status scratch_init(eng *g, diag *e)
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         if (!(*bufs[i].p = eng_alloc(g, bufs[i].n * sizeof(float))))
             return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
-    if (!(g->ids = eng_alloc(g, ((size_t)g->sh.prompt + 2) * sizeof(int32_t))))
+    if (!(g->ids = eng_alloc(g, 2 * (size_t)g->sh.prompt * sizeof(int32_t))))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
     return LLMSIM_OK;
 }
 
-// ---- the layer math
+// ---- the layer math (layer.h), on the staging of weight slot wslot
 
-/* fp32 copy of a small vector tensor (norm or bias) of unit u into out. */
-static const float *vec_f32(eng *g, int u, const char *name, int wslot, float *out)
-{
-    int i = exec_wunit_find(&g->units[u], name);
-    const exec_wtensor *t = &g->units[u].t[i];
-    k_convert_to_f32(NULL, tensor_data(g, u, i, wslot), g->wt, (size_t)(t->desc.rows * t->desc.cols), out);
-    return out;
-}
+static const uint8_t *wstage(const eng *g, int wslot) { return g->wstage[wslot]; }
 
-/* A matrix of unit u as k_linear wants it: stored form, or its dequantized
- * fp16 copy (written by the unit's W_DEQUANT task). */
-static const void *matrix(eng *g, int u, int i, int wslot, k_wtype *wt)
-{
-    const exec_wtensor *t = &g->units[u].t[i];
-    if (!t->quantized) {
-        *wt = g->wt;
-        return tensor_data(g, u, i, wslot);
-    }
-    *wt = K_WTYPE_F16;
-    return g->deq + t->deq_off;
-}
-
-static void linear(eng *g, int u, const char *name, const char *bias, int wslot, const float *x,
-                   size_t m, float *y)
-{
-    int i = exec_wunit_find(&g->units[u], name);
-    const exec_wtensor *t = &g->units[u].t[i];
-    k_wtype wt;
-    const void *w = matrix(g, u, i, wslot, &wt);
-    const float *b = NULL;
-    if (bias && g->c.m->linear_bias)
-        b = vec_f32(g, u, bias, wslot, g->a.vec + 2 * g->sh.wmax);
-    k_linear(g->pool, x, m, (size_t)t->desc.cols, w, wt, b, (size_t)t->desc.rows, y);
-}
-
-/* A norm of rows x [rows][h] into out: LayerNorm with weight and bias (bn
- * not NULL), else RMSNorm; its vectors land in vec[0 .. 2 wmax). */
-static void norm(eng *g, int u, const char *wn, const char *bn, int wslot, const float *x,
-                 size_t rows, float *out)
-{
-    const model *m = g->c.m;
-    float *v1 = g->a.vec, *v2 = g->a.vec + g->sh.wmax;
-    if (bn)
-        k_layernorm(g->pool, x, rows, g->sh.h, vec_f32(g, u, wn, wslot, v1),
-                    vec_f32(g, u, bn, wslot, v2), (float)m->norm_eps, out);
-    else
-        k_rmsnorm(g->pool, x, rows, g->sh.h, vec_f32(g, u, wn, wslot, v1), (float)m->norm_eps,
-                  out);
-}
-
-static void dequant_unit(eng *g, int u, int wslot)
-{
-    for (int i = 0; i < g->units[u].n; i++) {
-        const exec_wtensor *t = &g->units[u].t[i];
-        if (!t->quantized)
-            continue;
-        /* fused to fp16, rows over the pool (the same bits as f16 of quant_dequantize_row) */
-        k_dequantize_f16(g->pool, tensor_data(g, u, i, wslot), (size_t)t->desc.rows,
-                         (size_t)t->desc.cols, g->c.p->weight_quant.bits,
-                         g->c.p->weight_quant.group_size, g->deq + t->deq_off);
-    }
-}
+static void dequant_unit(eng *g, int u, int wslot) { xl_dequant(&g->xl, u, wstage(g, wslot)); }
 
 /* The KV slot array of (layer, batch) in use this step: its RAM home, or the
  * staging slot it was read into. For disk homes, new entries go to out. */
@@ -398,15 +334,12 @@ static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long l
  * tokens a sequence from position start. */
 static void rotary_batch(eng *g, float *q, float *kk, long long start, long long t)
 {
-    const model *m = g->c.m;
     int64_t *pos = (int64_t *)(void *)g->a.tmp;
     for (int s = 0; s < g->sh.gbs; s++) {
         for (long long a = 0; a < t; a++)
             pos[a] = start + a;
-        k_rotary(g->pool, q + (size_t)s * (size_t)t * g->sh.qd, pos, (size_t)t,
-                 (size_t)m->num_heads, (size_t)m->head_dim, m->rope_theta);
-        k_rotary(g->pool, kk + (size_t)s * (size_t)t * g->sh.kvd, pos, (size_t)t,
-                 (size_t)m->num_kv_heads, (size_t)m->head_dim, m->rope_theta);
+        xl_rotary(&g->xl, q + (size_t)s * (size_t)t * g->sh.qd, kk + (size_t)s * (size_t)t * g->sh.kvd,
+                  pos, (size_t)t);
     }
 }
 
@@ -417,15 +350,11 @@ static void attn_block(eng *g, int i, int j, int wslot, uint8_t *kv_slots, size_
                        uint8_t *kv_out, long long t)
 {
     const model *m = g->c.m;
-    const exec_layer_names *nm = &g->lnames;
     const int gbs = g->sh.gbs;
     const size_t qd = g->sh.qd, kvd = g->sh.kvd, rows = (size_t)gbs * (size_t)t;
     const long long start = exec_step_start(&g->sh, i);
-    norm(g, j, nm->attn_norm_w, nm->attn_norm_b, wslot, g->a.x, rows, g->a.hn);
+    xl_qkv(&g->xl, j, wstage(g, wslot), rows);
     float *q = g->a.qkv, *kk = g->a.qkv + rows * qd, *vv = kk + rows * kvd;
-    linear(g, j, nm->q, nm->q_b, wslot, g->a.hn, rows, q);
-    linear(g, j, nm->k, nm->k_b, wslot, g->a.hn, rows, kk);
-    linear(g, j, nm->v, nm->v_b, wslot, g->a.hn, rows, vv);
     if (m->position == MODEL_POS_ROTARY)
         rotary_batch(g, q, kk, start, t);
     /* the new entries: in place for a RAM home (and the staged copy of a
@@ -437,32 +366,7 @@ static void attn_block(eng *g, int i, int j, int wslot, uint8_t *kv_slots, size_
                     (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim,
                     g->a.att + (size_t)s * (size_t)t * qd, g->ascratch);
     }
-    linear(g, j, nm->o, nm->o_b, wslot, g->a.att, rows, g->a.tmp);
-    k_add(g->pool, g->a.x, g->a.tmp, rows * g->sh.h, g->a.x);
-}
-
-/* The MLP block of decoder layer j over rows tokens: x += mlp(norm(x)). */
-static void mlp_block(eng *g, int j, int wslot, size_t rows)
-{
-    const model *m = g->c.m;
-    const exec_layer_names *nm = &g->lnames;
-    const size_t n = rows * g->sh.f;
-    norm(g, j, nm->mlp_norm_w, nm->mlp_norm_b, wslot, g->a.x, rows, g->a.hn);
-    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
-        float *gate = g->a.ffn, *up = g->a.ffn + n;
-        linear(g, j, nm->gate, NULL, wslot, g->a.hn, rows, gate);
-        linear(g, j, nm->up, NULL, wslot, g->a.hn, rows, up);
-        k_silu_mul(g->pool, gate, up, n, gate);
-        linear(g, j, nm->down, NULL, wslot, gate, rows, g->a.tmp);
-    } else {
-        linear(g, j, nm->fc1, nm->fc1_b, wslot, g->a.hn, rows, g->a.ffn);
-        if (m->ffn_kind == MODEL_FFN_GELU)
-            k_gelu(g->pool, g->a.ffn, n, g->a.ffn);
-        else
-            k_relu(g->pool, g->a.ffn, n, g->a.ffn);
-        linear(g, j, nm->fc2, nm->fc2_b, wslot, g->a.ffn, rows, g->a.tmp);
-    }
-    k_add(g->pool, g->a.x, g->a.tmp, rows * g->sh.h, g->a.x);
+    xl_attn_out(&g->xl, j, wstage(g, wslot), rows);
 }
 
 /* One GPU batch through decoder layer j at step i (t tokens per sequence).
@@ -471,37 +375,23 @@ static void layer_forward(eng *g, int i, int j, int wslot, uint8_t *kv_slots, si
                           uint8_t *kv_out, long long t)
 {
     attn_block(g, i, j, wslot, kv_slots, stride, kv_out, t);
-    mlp_block(g, j, wslot, (size_t)g->sh.gbs * (size_t)t);
+    xl_mlp(&g->xl, j, wstage(g, wslot), (size_t)g->sh.gbs * (size_t)t);
 }
 
-/* Embeddings of t tokens of each sequence of batch k, from position start
- * (+ OPT's learned positions, offset by 2), into out [gbs][t][h]. The head's
- * tensors must be at hand (resident or staged in wslot). */
+/* Embeddings of t tokens of each sequence of batch k, from position start,
+ * into out [gbs][t][h]. The head's tensors must be at hand (resident or
+ * staged in wslot). */
 static void embed(eng *g, int k, long long start, long long t, int wslot, float *out)
 {
-    const int L = g->sh.L;
-    const bool opt = g->c.m->family == MODEL_FAMILY_OPT;
-    int ti = exec_wunit_find(&g->units[L], g->hnames.embed_tokens);
-    int32_t *ids = g->ids;
-    k_wtype wt;
-    const void *table = matrix(g, L, ti, wslot, &wt);
+    int32_t *ids = g->ids, *pos = g->ids + t;
+    for (long long a = 0; a < t; a++)
+        pos[a] = (int32_t)(start + a);
     for (int s = 0; s < g->sh.gbs; s++) {
         const int32_t *seq =
             g->tk.tokens + (size_t)(k * g->sh.gbs + s) * (size_t)(g->sh.prompt + g->sh.gen);
         for (long long a = 0; a < t; a++)
             ids[a] = seq[start + a];
-        k_embed(g->pool, ids, (size_t)t, table, wt, g->sh.vocab, g->sh.h,
-                out + (size_t)s * (size_t)t * g->sh.h);
-    }
-    if (g->c.m->position == MODEL_POS_LEARNED) {
-        int pi = exec_wunit_find(&g->units[L], g->hnames.embed_positions);
-        const void *pt = matrix(g, L, pi, wslot, &wt);
-        int off = opt ? 2 : 0;
-        for (long long a = 0; a < t; a++)
-            ids[a] = (int32_t)(start + a + off);
-        float *pos = g->a.tmp; /* [t][h], added to every sequence */
-        k_embed(g->pool, ids, (size_t)t, pt, wt, (size_t)g->units[L].t[pi].desc.rows, g->sh.h, pos);
-        k_add_rows(g->pool, out, (size_t)g->sh.gbs * (size_t)t, g->sh.h, pos, (size_t)t, out);
+        xl_embed(&g->xl, ids, pos, (size_t)t, wstage(g, wslot), out + (size_t)s * (size_t)t * g->sh.h);
     }
 }
 
@@ -564,10 +454,10 @@ static void head_forward(eng *g, int i, int k, int wslot)
     const exec_head_names *nm = &g->hnames;
     float *x = g->a.hn;
     memcpy(x, g->last[k], (size_t)gbs * g->sh.h * 4);
-    norm(g, L, nm->norm_w, nm->norm_b, wslot, x, (size_t)gbs, x);
+    xl_norm(&g->xl, L, nm->norm_w, nm->norm_b, wstage(g, wslot), x, (size_t)gbs, x);
     int li = exec_wunit_find(&g->units[L], nm->lm_head);
     k_wtype wt;
-    const void *w = matrix(g, L, li, wslot, &wt);
+    const void *w = xl_matrix(&g->xl, L, li, wstage(g, wslot), &wt);
     if (g->final_all && i == 0) {
         /* the norm's vectors are in vec (norm); score before the batch's logits reuse them */
         score_prompts(g, k, g->a.vec, nm->norm_b ? g->a.vec + g->sh.wmax : NULL, w, wt);
@@ -773,6 +663,10 @@ static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *
     if ((!dry && (st = offload_dir_create(c->o->offload_parent, &g->dir, e))) ||
         (st = weights_init(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
+    g->xl = (xl_ctx){.m = c->m, .wq = &c->p->weight_quant, .pool = g->pool, .units = g->units,
+                     .wt = g->wt, .deq = g->deq, .ln = &g->lnames, .hn = &g->hnames, .a = &g->a,
+                     .h = g->sh.h, .qd = g->sh.qd, .kvd = g->sh.kvd, .f = g->sh.f,
+                     .wmax = g->sh.wmax};
     g->tk.tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tk.tokens);
     if (!g->tk.tokens)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");

@@ -1,7 +1,7 @@
 /*
- * kernels — see kernels.h. Sections: dispatch and BLAS setup; weight
- * conversion; the fused decode kernel of k_linear (scalar twin, then AVX2);
- * the sgemm path; norms; rotary; attention; element-wise ops; embedding.
+ * kernels — see kernels.h. Sections: dispatch; weight conversion;
+ * group-quantized rows; the fused kernel of k_linear (scalar twin, then
+ * AVX2); norms; rotary; attention; softmax; element-wise ops; embedding.
  *
  * Determinism: every pool chunk covers whole output elements (rows of W,
  * rows of x, heads), and the arithmetic of an element depends only on the
@@ -10,13 +10,11 @@
 #include "exec/cpu/kernels.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <strings.h>
 
 #include "exec/cpu/f16.h"
 #include "exec/half.h"
@@ -74,7 +72,7 @@ static void k_par(pool *p, size_t units, size_t work_per_unit,
         pool_for(p, units, fn, ctx);
 }
 
-// ---- dispatch and BLAS setup
+// ---- dispatch
 
 const char *const k_isa_names[2] = {"scalar", "avx2"};
 
@@ -107,43 +105,6 @@ k_isa k_isa_force(k_isa isa)
     k_isa use = isa < best ? isa : best;
     atomic_store_explicit(&k_isa_cur, (int)use, memory_order_relaxed);
     return use;
-}
-
-/* True when OpenBLAS's core is one of names (NULL-terminated). */
-static bool k_blas_core_in(const char *core, const char *const *names)
-{
-    for (; *names; names++)
-        if (strcasecmp(core, *names) == 0)
-            return true;
-    return false;
-}
-
-const char *k_blas_core_name(void)
-{
-    const char *core = openblas_get_corename();
-    return core ? core : "unknown";
-}
-
-const char *k_blas_coretype_hint(void)
-{
-    const char *core = openblas_get_corename();
-    if (!core)
-        return NULL;
-    static const char *const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
-    static const char *const avx2[] = {"Haswell",        "Zen", "SkylakeX", "Cooperlake",
-                                       "SapphireRapids", NULL};
-#if K_HAVE_AVX2
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-        return k_blas_core_in(core, avx512) ? NULL : "SkylakeX";
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        return k_blas_core_in(core, avx2) ? NULL : "Haswell";
-#else
-    (void)avx512;
-    (void)avx2;
-#endif
-    return NULL;
 }
 
 // ---- weight conversion (exact, so every ISA gives the same bits)

@@ -52,17 +52,6 @@ k_isa k_isa_get(void);
  * now in use. Not for use while kernels run on other threads. */
 k_isa k_isa_force(k_isa isa);
 
-/* The OPENBLAS_CORETYPE worth setting when OpenBLAS runs kernels below what
- * the CPU offers, else NULL. OpenBLAS 0.3.21 takes CPUs it does not know
- * (new Xeons under KVM, say) for "Prescott" (SSE3): its sgemm is then 4-5x
- * slower than with "SkylakeX" kernels. OpenBLAS reads the variable when it
- * is loaded, so it must be in the environment before the program starts (a
- * program may set it and re-exec itself). */
-const char *k_blas_coretype_hint(void);
-
-/* The name of the kernels OpenBLAS runs ("SkylakeX", "Prescott", ...). */
-const char *k_blas_core_name(void);
-
 /* ---- linear layers */
 
 /* Rows of x that k_linear's fused kernel takes at once, streaming W once

@@ -11,12 +11,6 @@
  * the number of threads (every kernel in kernels.h is written so, and
  * test_kernels checks it with memcmp).
  *
- * Threading policy: OpenBLAS runs single-threaded. The kernels call BLAS
- * from inside pool_for, one call per chunk and thread, so BLAS threads would
- * only oversubscribe the cores; one thread per call also makes BLAS results
- * independent of our thread count. kernels.c sets this once, on first use
- * (openblas_set_num_threads(1)).
- *
  * Thread-safety: pool_for may be called from any thread; calls on one pool
  * are serialized. A pool_for called from inside fn (nested) runs its loop on
  * the calling thread. Idle workers spin briefly (POOL_SPIN in pool.c,

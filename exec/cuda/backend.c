@@ -351,7 +351,7 @@ static llmsim_status weights_layout(geng *g, diag *e)
     g->slots = calloc((size_t)L + 1, sizeof *g->slots);
     if (!g->units || !g->slots)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, g->c.pl, &g->wext);
+    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, &g->c.pl->realized, &g->wext);
     const uint64_t disk = g->wext.disk_bytes, stage = g->wext.unit_disk_bytes;
     const size_t slot = slots_layout(g), deq = g->wext.fp16_values;
     llmsim_status st;

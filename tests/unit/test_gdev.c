@@ -61,8 +61,8 @@
 
 /* linear against the double product of the rounded x and W:
  *   |y - ref| <= TOL_LINEAR * sqrt(k) * (sum_i |x_i w_i| + |b|).
- * Both kinds sum k fp32 terms, in different orders (k_linear's 8 lanes or
- * sgemm; cuBLAS's tiles). The worst case of any order is k FLT_EPSILON
+ * Both kinds sum k fp32 terms, in different orders (k_linear's 8 lanes;
+ * cuBLAS's tiles). The worst case of any order is k FLT_EPSILON
  * (1.2e-7 k) of the sum of |terms|, which 1e-5 sqrt(k) exceeds for every k
  * below 7000 (ours are at most 1000); sums of random signs err like
  * sqrt(k) FLT_EPSILON, 80x below the bound. */

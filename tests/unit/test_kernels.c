@@ -27,7 +27,6 @@
  * next to its use.
  */
 #define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT */
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -833,11 +832,8 @@ static void test_embed(pool *p3)
 int main(void)
 {
     have_avx2 = k_isa_detect() == K_ISA_AVX2;
-    const char *hint = k_blas_coretype_hint();
-    printf("# kernels: cpu supports %s%s; OpenBLAS core %s%s%s\n", k_isa_names[k_isa_detect()],
-           have_avx2 ? "" : " (scalar-vs-avx2 comparisons are trivial here)",
-           openblas_get_corename(), hint ? ", would be faster with OPENBLAS_CORETYPE=" : "",
-           hint ? hint : "");
+    printf("# kernels: cpu supports %s%s\n", k_isa_names[k_isa_detect()],
+           have_avx2 ? "" : " (scalar-vs-avx2 comparisons are trivial here)");
     pool *p2 = pool_create(2), *p3 = pool_create(3);
     CHECK(p2 && p3, "pools");
     test_conversions();
