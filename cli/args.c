@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "common/units.h"
 #include "exec/offload.h"
 
 void cli_command_line(int argc, char **argv, char *out, size_t len)
@@ -20,6 +23,44 @@ void cli_command_line(int argc, char **argv, char *out, size_t len)
     out[0] = '\0';
     for (int i = 0; i < argc && used < len; i++)
         used += (size_t)snprintf(out + used, len - used, "%s%s", i ? " " : "llmsim ", argv[i]);
+}
+
+const char *const cli_engine_opt_names[CLI_ENGINE_OPTS] = {
+    "--synthetic", "--weights", "--prompt-seed", "--temperature", "--top-p", "--offload-dir",
+    "--max-ram", "--threads",
+};
+
+static bool parse_real_in(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v) || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+bool cli_engine_opt(engine_opts *eng, int which, const char *v)
+{
+    long long n = 0;
+    double d = 0;
+    char why[128];
+    switch (which) {
+    case 0: if (!cli_parse_ll(v, 0, LLONG_MAX, &n)) return false; eng->synthetic_seed = (uint64_t)n; return true;
+    case 1: eng->weights_path = v; return true;
+    case 2: if (!cli_parse_ll(v, 0, LLONG_MAX, &n)) return false; eng->prompt_seed = (uint64_t)n; return true;
+    case 3: return parse_real_in(v, 0, 100, &eng->temperature);
+    case 4: return parse_real_in(v, 1e-6, 1, &eng->top_p);
+    case 5: eng->offload_parent = v; return true;
+    case 6:
+        if (!units_parse(v, UNITS_BYTES, &d, why, sizeof why) || !(d > 0))
+            return false;
+        eng->max_ram_bytes = d;
+        return true;
+    case 7: if (!cli_parse_ll(v, 1, 4096, &n)) return false; eng->threads = (int)n; return true;
+    }
+    return false;
 }
 
 volatile sig_atomic_t cli_interrupted;

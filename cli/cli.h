@@ -113,6 +113,14 @@ int cli_opt_invalid(const char *cmd, const char *opt, const char *val);
 /* The engine's defaults for run and validate: synthetic weights, prompts and
  * sampling with seed 1, greedy (top-p 1), stopped by ^C (cli_interrupted). */
 void cli_engine_opts_init(engine_opts *o);
+/* The engine options run and serve share, by index into
+ * cli_engine_opt_names: --synthetic SEED, --weights PATH, --prompt-seed N,
+ * --temperature T, --top-p P, --offload-dir DIR, --max-ram SIZE, --threads N.
+ * cli_engine_opt takes the value of option `which` into o; false when it is
+ * not valid. */
+#define CLI_ENGINE_OPTS 8
+extern const char *const cli_engine_opt_names[CLI_ENGINE_OPTS];
+bool cli_engine_opt(engine_opts *o, int which, const char *v);
 
 /* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
 void cli_command_line(int argc, char **argv, char *out, size_t len);

@@ -171,17 +171,6 @@ static llmsim_status read_token_file(const char *path, long long vocab, int32_t 
     return LLMSIM_OK;
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno == ERANGE || !isfinite(v) || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* The engine options of llmsim run (its own; the rest are the job's). */
 static const char usage_engine[] =
     "engine (llmsim run):\n"
@@ -222,34 +211,24 @@ static void run_opts_free(run_opts *o)
     free(o->prompts);
 }
 
-/* The value v of engine option `which` (an index into lift_engine_opts's
- * names) into o; false when it is not valid. */
+/* The value v of option `which` (an index into lift_engine_opts's names:
+ * the shared engine options first) into o; false when it is not valid. */
 static bool take_engine_opt(run_opts *o, int which, const char *v)
 {
-    engine_opts *eng = &o->eng;
     long long n;
-    double d;
-    bool ok = true;
-    switch (which) {
-    case 0: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->synthetic_seed = (uint64_t)n; break;
-    case 1: eng->weights_path = v; break;
-    case 2: o->prompt_file = v; break;
-    case 3: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->prompt_seed = (uint64_t)n; break;
-    case 4: o->tokens_out = v; break;
-    case 5: ok = parse_double(v, 0, 100, &eng->temperature); break;
-    case 6: ok = parse_double(v, 1e-6, 1, &eng->top_p); break;
-    case 7: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); eng->sample_seed = (uint64_t)n; break;
-    case 8: eng->offload_parent = v; break;
-    case 9: {
-        char why[128];
-        ok = units_parse(v, UNITS_BYTES, &d, why, sizeof why) && d > 0;
-        eng->max_ram_bytes = d;
-        break;
+    if (which < CLI_ENGINE_OPTS)
+        return cli_engine_opt(&o->eng, which, v);
+    switch (which - CLI_ENGINE_OPTS) {
+    case 0: o->prompt_file = v; return true;
+    case 1: o->tokens_out = v; return true;
+    case 2:
+        if (!cli_parse_ll(v, 0, LLONG_MAX, &n))
+            return false;
+        o->eng.sample_seed = (uint64_t)n;
+        return true;
+    case 3: o->ppl_file = v; return true;
     }
-    case 10: ok = cli_parse_ll(v, 1, 4096, &n); eng->threads = (int)n; break;
-    case 11: o->ppl_file = v; break;
-    }
-    return ok;
+    return false;
 }
 
 /* argv without the engine's options (taken into o) into args, with the
@@ -257,10 +236,10 @@ static bool take_engine_opt(run_opts *o, int which, const char *v)
  * exit status. */
 static int lift_engine_opts(int argc, char **argv, run_opts *o, char **args, int *nargs)
 {
-    static const char *const valued[] = {"--synthetic", "--weights", "--prompt-tokens",
-                                         "--prompt-seed", "--tokens-out", "--temperature",
-                                         "--top-p", "--seed", "--offload-dir", "--max-ram",
-                                         "--threads", "--eval-ppl"};
+    const char *valued[CLI_ENGINE_OPTS + 4];
+    memcpy(valued, cli_engine_opt_names, sizeof cli_engine_opt_names);
+    const char *const own[] = {"--prompt-tokens", "--tokens-out", "--seed", "--eval-ppl"};
+    memcpy(valued + CLI_ENGINE_OPTS, own, sizeof own);
     *nargs = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--emulate-gpu") == 0) {

@@ -22,6 +22,8 @@ int cmd_validate(int argc, char **argv);
 int cmd_calibrate(int argc, char **argv);
 /* llmsim serve-sim: simulate online serving (cli/cmd_serve_sim.c). */
 int cmd_serve_sim(int argc, char **argv);
+/* llmsim serve: serve for real on the engine (cli/cmd_serve.c). */
+int cmd_serve(int argc, char **argv);
 /* llmsim report [RUN...] -o DIR: plots and index.html (cli/cmd_report.c). */
 int cmd_report(int argc, char **argv);
 

@@ -42,6 +42,7 @@ static const command commands[] = {
     {"simulate", cmd_simulate, "simulate the plan of a policy task by task (discrete events)"},
     {"run", cmd_run, "run the plan for real (GPU or CPU engine) and time every task"},
     {"serve-sim", cmd_serve_sim, "simulate online serving: continuous batching, paged KV, preemption"},
+    {"serve", cmd_serve, "serve requests for real on the engine, as serve-sim simulates them"},
     {"search", cmd_search, "find the best policy (one LP per discrete choice, GLPK)"},
     {"profile", cmd_profile, "measure this machine (CPU, memory, disk, GPU) into a hardware profile"},
     {"runs", cmd_runs, "list the runs recorded in the store"},

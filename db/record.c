@@ -67,6 +67,8 @@ llmsim_status record_run(const record_job *job, const record_data *rec, int64_t 
         st = store_run_tasks(db, id, rec->ntasks, rec->fill, rec->fill_ctx, e);
     if (!st && rec->nmem)
         st = store_run_memory(db, id, rec->nmem, rec->mem, e);
+    if (!st && rec->serve)
+        st = store_serve_rows(db, id, rec->serve, rec->serve_q, rec->serve_block_bytes, e);
     if (!st)
         st = store_run_commit(db, id, "ok", rec->result_json, e);
     else

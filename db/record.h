@@ -53,6 +53,9 @@ typedef struct record_data {
     const char *result_json;     /* the command's JSON output */
     const store_mem_sample *mem; /* memory per tier over time, or NULL */
     size_t nmem;
+    const serve_result *serve;   /* a serving run: its iteration and request rows, or NULL */
+    const serve_requests *serve_q;
+    double serve_block_bytes;
 } record_data;
 
 /* Open the job's store, write the run in one transaction, close it. */

@@ -102,8 +102,9 @@ cJSON *result_serve_json(const record_job *job, const char *trace_in, const serv
     return root;
 }
 
-llmsim_status record_serve(const record_job *job, const serve_setup *s, const serve_result *r,
-                           const char *json, double wall_s, int64_t *run_id, diag *e)
+llmsim_status record_serve(const record_job *job, const char *kind, const serve_setup *s,
+                           const serve_requests *q, const serve_result *r, const char *json,
+                           double wall_s, int64_t *run_id, diag *e)
 {
     const record_metric metrics[] = {
         {"throughput_tok_s", r->throughput_tok_s},
@@ -144,8 +145,9 @@ llmsim_status record_serve(const record_job *job, const serve_setup *s, const se
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->dev_tier], 0};
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->swap_tier], 0};
     record_data rec = {
-        .kind = "serve", .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .kind = kind, .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
         .result_json = json, .mem = mem, .nmem = nmem,
+        .serve = r, .serve_q = q, .serve_block_bytes = s->block_bytes,
     };
     record_job rj = *job;
     rj.policy = &s->pol; /* recorded with the serving settings in effect */

@@ -19,8 +19,12 @@ cJSON *result_serve_json(const record_job *job, const char *trace_in, const serv
                          const serve_setup *s, const serve_requests *q, const serve_result *r,
                          double wall_s);
 
-/* Record it as a 'serve' run, with the policy as the serving settings made it. */
-llmsim_status record_serve(const record_job *job, const serve_setup *s, const serve_result *r,
-                           const char *json, double wall_s, int64_t *run_id, diag *e);
+/* Record it as a run of `kind` ('serve': serve-sim's prediction;
+ * 'serve-measure': the serving engine's measurement), with the policy as the
+ * serving settings made it, and its rows: one per iteration, one per request
+ * of q. wall_s: the simulation's or the run's time. */
+llmsim_status record_serve(const record_job *job, const char *kind, const serve_setup *s,
+                           const serve_requests *q, const serve_result *r, const char *json,
+                           double wall_s, int64_t *run_id, diag *e);
 
 #endif

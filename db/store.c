@@ -136,6 +136,56 @@ static const char *const store_migrations[] = {
     "ALTER TABLE runs_new RENAME TO runs;\n"
     STORE_RUNS_NAME_INDEXES
     "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
+    /* 3 -> 4: runs of kind 'serve-measure' (the serving engine), and the rows
+     * of a serving run, predicted or measured: one per iteration (what ran,
+     * the blocks held, the swaps, the times) and one per request */
+    "CREATE TABLE runs_new (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
+    "                                     'validate', 'calibrate', 'serve', 'serve-measure')),\n"
+    STORE_RUNS_COLUMNS_AFTER_KIND
+    "INSERT INTO runs_new SELECT id, kind, status, model_hash, hw_hash, policy_hash, workload_hash,\n"
+    "  model_name, hw_name, tool_version, command, host, pid, started_at, finished_at, result_json\n"
+    "  FROM runs;\n"
+    "DROP TABLE runs;\n"
+    "ALTER TABLE runs_new RENAME TO runs;\n"
+    STORE_RUNS_NAME_INDEXES
+    "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n"
+    "CREATE TABLE serve_iterations (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  iter INTEGER NOT NULL,\n"
+    "  start_s REAL NOT NULL,\n"
+    "  end_s REAL NOT NULL,\n"
+    "  predicted_s REAL,\n"
+    "  seqs INTEGER NOT NULL,\n"
+    "  prefill_tokens INTEGER NOT NULL,\n"
+    "  decode_tokens INTEGER NOT NULL,\n"
+    "  dev_blocks INTEGER NOT NULL,\n"
+    "  swap_blocks INTEGER NOT NULL,\n"
+    "  out_blocks INTEGER NOT NULL,\n"
+    "  in_blocks INTEGER NOT NULL,\n"
+    "  swapped_bytes REAL NOT NULL,\n"
+    "  preempt_swap INTEGER NOT NULL,\n"
+    "  preempt_recompute INTEGER NOT NULL,\n"
+    "  sched_s REAL,\n"
+    "  swap_s REAL,\n"
+    "  weights_s REAL,\n"
+    "  PRIMARY KEY (run_id, iter)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE serve_requests (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  req INTEGER NOT NULL,\n"
+    "  arrival_s REAL NOT NULL,\n"
+    "  admitted_s REAL,\n"
+    "  first_token_s REAL,\n"
+    "  finish_s REAL,\n"
+    "  prompt_tokens INTEGER NOT NULL,\n"
+    "  output_tokens INTEGER NOT NULL,\n"
+    "  weight REAL NOT NULL,\n"
+    "  swaps INTEGER NOT NULL,\n"
+    "  recomputes INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (run_id, req)\n"
+    ") WITHOUT ROWID;\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
@@ -800,6 +850,66 @@ fail:
     return st;
 }
 
+llmsim_status store_serve_rows(store *s, int64_t run_id, const serve_result *r,
+                               const serve_requests *q, double block_bytes, diag *e)
+{
+    sqlite3_stmt *q1 = NULL, *q2 = NULL;
+    llmsim_status st = store_run_prepare(
+        s, run_id,
+        "INSERT OR REPLACE INTO serve_iterations (run_id, iter, start_s, end_s, predicted_s, seqs, "
+        "prefill_tokens, decode_tokens, dev_blocks, swap_blocks, out_blocks, in_blocks, "
+        "swapped_bytes, preempt_swap, preempt_recompute, sched_s, swap_s, weights_s) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        &q1, e);
+    if (st != LLMSIM_OK)
+        return st;
+    for (long long i = 0; i < r->iterations; i++) {
+        const serve_iter_row *w = &r->iters[i];
+        const double reals[] = {w->start_s, w->end_s, w->predicted_s};
+        const int64_t ints[] = {w->seqs, w->prefill_tokens, w->decode_tokens, w->dev_blocks,
+                                w->swap_blocks, w->out_blocks, w->in_blocks};
+        STORE_CHECK(s, e, sqlite3_bind_int64(q1, 2, (sqlite3_int64)i));
+        for (int k = 0; k < 3; k++)
+            STORE_CHECK(s, e, sqlite3_bind_double(q1, 3 + k, reals[k]));
+        for (int k = 0; k < 7; k++)
+            STORE_CHECK(s, e, sqlite3_bind_int64(q1, 6 + k, (sqlite3_int64)ints[k]));
+        STORE_CHECK(s, e, sqlite3_bind_double(q1, 13, (double)(w->out_blocks + w->in_blocks) *
+                                                          block_bytes));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q1, 14, w->preempt_swap));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q1, 15, w->preempt_recompute));
+        STORE_CHECK(s, e, sqlite3_bind_double(q1, 16, w->sched_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q1, 17, w->swap_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q1, 18, w->weights_s));
+        STORE_STEP_DONE(s, e, q1);
+        STORE_CHECK(s, e, sqlite3_reset(q1));
+    }
+    STORE_TRY(store_run_prepare(
+        s, run_id,
+        "INSERT OR REPLACE INTO serve_requests (run_id, req, arrival_s, admitted_s, "
+        "first_token_s, finish_s, prompt_tokens, output_tokens, weight, swaps, recomputes) VALUES "
+        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        &q2, e));
+    for (size_t i = 0; i < q->n && i < r->n; i++) {
+        const serve_req_result *rr = &r->req[i];
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 2, (sqlite3_int64)i + 1));
+        STORE_CHECK(s, e, sqlite3_bind_double(q2, 3, q->r[i].arrival_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q2, 4, rr->admitted_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q2, 5, rr->first_token_s));
+        STORE_CHECK(s, e, sqlite3_bind_double(q2, 6, rr->finish_s));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 7, q->r[i].prompt_len));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 8, q->r[i].output_len));
+        STORE_CHECK(s, e, sqlite3_bind_double(q2, 9, q->r[i].weight));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 10, rr->swaps));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 11, rr->recomputes));
+        STORE_STEP_DONE(s, e, q2);
+        STORE_CHECK(s, e, sqlite3_reset(q2));
+    }
+fail:
+    sqlite3_finalize(q1);
+    sqlite3_finalize(q2);
+    return st;
+}
+
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e)
 {
@@ -1137,10 +1247,10 @@ static void fill_memory(sqlite3_stmt *q, void *elem)
 {
     static const char *const tiers[] = {"gpu", "cpu", "disk"};
     store_mem_sample *t = elem;
-    const char *tier = (const char *)sqlite3_column_text(q, 1);
+    const char *name = (const char *)sqlite3_column_text(q, 1);
     t->tier = "?";
-    for (size_t k = 0; tier && k < sizeof tiers / sizeof tiers[0]; k++)
-        if (strcmp(tier, tiers[k]) == 0)
+    for (size_t k = 0; name && k < sizeof tiers / sizeof tiers[0]; k++)
+        if (strcmp(name, tiers[k]) == 0)
             t->tier = tiers[k];
     t->time_s = store_col_double(q, 0);
     t->bytes = store_col_double(q, 2);

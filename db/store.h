@@ -22,11 +22,13 @@
 #include <stdint.h>
 
 #include "common/diag.h"
+#include "serving/result.h"
+#include "workload/requests.h"
 
 typedef struct store store;
 
 /* Current schema version (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 /* Open (creating if needed) the store at `path` and migrate it to
  * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store
@@ -84,6 +86,10 @@ llmsim_status store_run_memory(store *s, int64_t run_id, size_t n, const store_m
                                diag *e);
 
 /* status: "ok"; result_json: the command's JSON output (owned by caller). */
+/* A serving run's rows: one per iteration of r (swapped bytes from
+ * block_bytes) and one per request of q (numbered from 1). */
+llmsim_status store_serve_rows(store *s, int64_t run_id, const serve_result *r,
+                               const serve_requests *q, double block_bytes, diag *e);
 llmsim_status store_run_commit(store *s, int64_t run_id, const char *status, const char *result_json,
                                diag *e);
 /* status: "failed" or "interrupted". Rolls back the run's transaction and marks

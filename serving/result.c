@@ -80,6 +80,7 @@ void serve_result_free(serve_result *r)
 {
     free(r->req);
     free(r->kv);
+    free(r->iters);
     free(r->spans);
     memset(r, 0, sizeof *r);
 }

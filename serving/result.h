@@ -15,10 +15,25 @@
 #include "serving/setup.h"
 
 typedef struct serve_req_result {
+    double admitted_s;     /* time it was first scheduled */
     double first_token_s;  /* time its first output token was emitted */
     double finish_s;
     int32_t swaps, recomputes;
 } serve_req_result;
+
+/* One iteration: what the scheduler ran and how long it took. The driver
+ * sets predicted_s and, measuring, the times inside (0 in serve-sim). */
+typedef struct serve_iter_row {
+    double start_s, end_s;
+    double predicted_s;              /* the cost model's price of it */
+    double sched_s, swap_s, weights_s; /* measured: the scheduler's own time, the
+                                        * swaps', the wait for disk weights */
+    int32_t seqs;                    /* sequences in the batch */
+    int64_t prefill_tokens, decode_tokens;
+    int64_t dev_blocks, swap_blocks; /* held at its end */
+    int64_t out_blocks, in_blocks;   /* swapped */
+    int32_t preempt_swap, preempt_recompute;
+} serve_iter_row;
 
 typedef struct serve_kv_sample {
     double time_s, dur_s;            /* an iteration's start and length */
@@ -49,6 +64,7 @@ typedef struct serve_result {
     double recomputed_tokens, output_tokens, prompt_tokens;
     serve_kv_sample *kv;          /* one per iteration */
     size_t nkv;
+    serve_iter_row *iters;        /* [iterations] */
     serve_span *spans;            /* with keep_spans */
     size_t nspans;
     /* aggregates */

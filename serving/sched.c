@@ -27,6 +27,7 @@ typedef struct rq {
     double pf_s, dec_s;     /* fair: alone, a prompt token's share and a decode step */
     long long stamp;        /* the iteration that last scheduled it */
     uint8_t state;
+    bool admitted;          /* scheduled at least once */
 } rq;
 
 /* A min-heap of request indices by (key, index). */
@@ -87,7 +88,7 @@ struct serve_sched {
     int nrun;
     int64_t free_blocks, swap_free;
     serve_result *res;
-    size_t spans_cap, kv_cap;
+    size_t spans_cap, kv_cap, iter_cap;
     bool oom;
     /* the loop */
     double t;               /* the clock */
@@ -134,6 +135,10 @@ static void span(serve_sched *rs, uint32_t id, double now)
 static void set_state(serve_sched *rs, uint32_t id, uint8_t state, double now)
 {
     span(rs, id, now);
+    if (state == SERVE_RUNNING && !rs->R[id].admitted) {
+        rs->R[id].admitted = true;
+        rs->res->req[id].admitted_s = now;
+    }
     rs->R[id].state = state;
     rs->R[id].since = now;
 }
@@ -268,6 +273,31 @@ static bool kv_sample(serve_sched *rs, double t0, double dt)
         return false;
     res->kv = p;
     res->kv[res->nkv++] = (serve_kv_sample){t0, dt, dev, swp};
+    return true;
+}
+
+/* The row of iteration it, ending at end_s (before its tokens are emitted:
+ * the blocks it ran with). */
+static bool iter_row(serve_sched *rs, const serve_iter *it, double end_s)
+{
+    serve_result *res = rs->res;
+    serve_iter_row *p = llmsim_grow(res->iters, (size_t)res->iterations, &rs->iter_cap, sizeof *p, 4096);
+    if (!p)
+        return false;
+    res->iters = p;
+    serve_iter_row *w = &p[res->iterations];
+    *w = (serve_iter_row){.start_s = it->start_s, .end_s = end_s, .seqs = it->nch,
+                          .dev_blocks = rs->s->total_blocks - rs->free_blocks,
+                          .swap_blocks = rs->s->swap_blocks - rs->swap_free,
+                          .out_blocks = it->out_blocks, .in_blocks = it->in_blocks};
+    for (int c = 0; c < it->nch; c++) {
+        if (it->ch[c].tokens == 1 && it->ch[c].ctx >= rs->R[it->req[c]].prompt)
+            w->decode_tokens++;
+        else
+            w->prefill_tokens += it->ch[c].tokens;
+    }
+    for (int k = 0; k < it->npre; k++)
+        *(it->pre[k].how == PREEMPT_SWAP ? &w->preempt_swap : &w->preempt_recompute) += 1;
     return true;
 }
 
@@ -623,7 +653,7 @@ llmsim_status serve_sched_complete(serve_sched *sc, const serve_iter *it, double
     if (!(end_s >= it->start_s) || !isfinite(end_s) || it->start_s != sc->t)
         return diag_set(e, LLMSIM_EFAIL, "internal error: an iteration from %.9g cannot end at "
                         "%.9g", it->start_s, end_s);
-    if (!kv_sample(sc, sc->t, end_s - sc->t))
+    if (!kv_sample(sc, sc->t, end_s - sc->t) || !iter_row(sc, it, end_s))
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     sc->t = end_s;
     sc->res->iterations++;

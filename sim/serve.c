@@ -29,10 +29,13 @@ static llmsim_status run_loop(serve_sched *sc, const serve_setup *s, serve_resul
         if ((st = serve_sched_form(sc, &it, e)))
             break;
         double dt = serve_sched_predict_s(sc, &it);
+        const double predicted = dt;
         if (clock)
             dt = clock(res->iterations, &it, dt, clock_ctx);
         res->swap_s += serve_swap_s(s, it.out_blocks, true) + serve_swap_s(s, it.in_blocks, false);
         st = serve_sched_complete(sc, &it, it.start_s + dt, progress, progress_ctx, e);
+        if (!st)
+            res->iters[res->iterations - 1].predicted_s = predicted;
     }
     return st ? st : serve_sched_end(sc, e);
 }

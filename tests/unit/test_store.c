@@ -157,11 +157,11 @@ static void test_inputs(void)
 
 // ---- the run lifecycle
 
-static int64_t begin_run(store *s, const char *kind, const char *model, const char *hw,
+static int64_t begin_run(store *s, const char *kind, const char *model_name, const char *hw,
                          const char *model_hash)
 {
     store_run_info info = {
-        .kind = kind, .model_hash = model_hash, .model_name = model, .hw_name = hw,
+        .kind = kind, .model_hash = model_hash, .model_name = model_name, .hw_name = hw,
         .command = "llmsim test",
     };
     diag e;

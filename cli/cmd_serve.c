@@ -1,0 +1,417 @@
+/*
+ * cmd_serve — `llmsim serve`: serve a trace or generated requests for real
+ * on the engine (exec/serve.h), with the settings and the output of
+ * serve-sim, measured: throughput, latency percentiles, weighted
+ * turnaround, preemptions and KV use; the generated tokens, a Chrome trace
+ * and the requests' CSV on request; the run recorded in the store.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/commands.h"
+#include "cli/serve_args.h"
+#include "common/atomicfile.h"
+#include "common/clock.h"
+#include "db/serving.h"
+#include "exec/serve.h"
+#include "sim/serve.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: llmsim serve --model M --hardware H [policy] (--trace-in FILE | generator)\n"
+            "                    [serving] [engine] [options]\n"
+            "\n"
+            "Serve requests for real on the engine: each is admitted no earlier than its\n"
+            "arrival on the wall clock, and served by continuous batching (decode tokens and\n"
+            "prompt chunks of many sequences in one iteration) over a paged KV cache, with\n"
+            "preemption by swap or recompute when the cache runs out, under the policy's\n"
+            "weight placement (weights on disk are read layer by layer every iteration).\n"
+            "The schedule is serve-sim's, driven by measured iteration times. Prints what\n"
+            "serve-sim prints, measured, and records the run in the store.\n"
+            "\n"
+            "  --model M              shipped model name, a model YAML, or a config.json\n"
+            "  --hardware H           shipped hardware profile name or a profile YAML\n"
+            "policy (weight placement and quantization; its serving section; flags below win):\n"
+            "  --policy FILE          a policy YAML (llmsim: policy/1)\n"
+            "  --percent WG WC CG CC HG HC, --weight-quant B/G, --kv-quant B/G, --no-overlap,\n"
+            "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n");
+    serve_args_usage(out);
+    fprintf(out,
+            "engine (as for llmsim run):\n"
+            "  --synthetic SEED       weights generated from SEED (the default, seed 1)\n"
+            "  --weights PATH         a Hugging Face safetensors file, index or directory\n"
+            "  --prompts FILE         prompts: token ids, one request a line in trace order,\n"
+            "                         each as long as its request's prompt (default: random\n"
+            "                         tokens from --prompt-seed)\n"
+            "  --prompt-seed N        seed of random prompts (default 1)\n"
+            "  --tokens-out FILE      one line a request in trace order: its id, a colon, then\n"
+            "                         its generated token ids\n"
+            "  --temperature T        sampling temperature (default 0: greedy)\n"
+            "  --top-p P              nucleus sampling (default 1)\n"
+            "  --sample-seed N        sampling seed (default 1)\n"
+            "  --offload-dir DIR      where disk weights and swap space go (default $TMPDIR or\n"
+            "                         /tmp); removed at exit, on error and on ^C\n"
+            "  --max-ram SIZE         refuse a run that needs more RAM (default: the free RAM)\n"
+            "  --threads N            compute threads (default: every core)\n"
+            "  --time-scale X         arrival times multiplied by X (default 1; recorded), to\n"
+            "                         replay on a small machine a trace made for a big one\n"
+            "output:\n"
+            "  --trace FILE           Chrome trace of the measured run: a track per request,\n"
+            "                         KV blocks in use\n"
+            "  --requests-out FILE    one CSV row per request with its measured timings\n"
+            "  --format table|json    human table (default) or one JSON object\n"
+            "  --db PATH              the store (default $LLMSIM_DB or ./llmsim.db)\n"
+            "  --help                 this text\n"
+            "\n"
+            "^C stops admitting: the run is recorded as interrupted and the offload files\n"
+            "are removed (exit status 130).\n");
+}
+
+typedef struct serve_cli {
+    engine_opts eng;
+    const char *prompts_file, *tokens_out;
+    double time_scale;
+    int32_t **prompts;   /* [n] from --prompts; owned */
+    size_t nprompts;
+} serve_cli;
+
+/* argv without the engine's options (taken into c) into args. */
+static int lift_engine_opts(int argc, char **argv, serve_cli *c, char **args, int *nargs)
+{
+    const char *valued[CLI_ENGINE_OPTS + 4];
+    memcpy(valued, cli_engine_opt_names, sizeof cli_engine_opt_names);
+    const char *const own[] = {"--prompts", "--tokens-out", "--sample-seed", "--time-scale"};
+    memcpy(valued + CLI_ENGINE_OPTS, own, sizeof own);
+    *nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        int which = cli_opt_valued("serve", argc, argv, &i, valued,
+                                   (int)(sizeof valued / sizeof valued[0]), &v);
+        if (which == -2)
+            return CLI_EXIT_INPUT;
+        if (which < 0) {
+            args[(*nargs)++] = argv[i];
+            continue;
+        }
+        bool ok = true;
+        long long n;
+        char *end;
+        switch (which - CLI_ENGINE_OPTS) {
+        case 0: c->prompts_file = v; break;
+        case 1: c->tokens_out = v; break;
+        case 2:
+            ok = cli_parse_ll(v, 0, LLONG_MAX, &n);
+            c->eng.sample_seed = (uint64_t)n;
+            break;
+        case 3:
+            c->time_scale = strtod(v, &end);
+            ok = end != v && !*end && c->time_scale > 0 && c->time_scale <= 1e6;
+            break;
+        default: ok = cli_engine_opt(&c->eng, which, v); break;
+        }
+        if (!ok)
+            return cli_opt_invalid("serve", argv[i - 1], v);
+    }
+    args[*nargs] = NULL;
+    return CLI_EXIT_OK;
+}
+
+/* One line of --prompts: its token ids into dst (room for want); the count
+ * in *got (counting past want). */
+static llmsim_status prompt_line(const char *path, size_t lineno, char *line, long long vocab,
+                                 int32_t *dst, int64_t want, int64_t *got, diag *e)
+{
+    *got = 0;
+    for (char *p = line;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (!*p || *p == '#')
+            return LLMSIM_OK;
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno == ERANGE || v < 0 || v >= vocab)
+            return diag_at(e, LLMSIM_EINPUT, path, lineno, (size_t)(p - line) + 1,
+                           "token ids must be whole numbers from 0 to %lld (the vocabulary)",
+                           vocab - 1);
+        if (*got < want)
+            dst[*got] = (int32_t)v;
+        ++*got;
+        p = end;
+    }
+}
+
+/* --prompts: one line a request (blank lines and # comments skipped), each
+ * as long as its request's prompt. */
+static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long long vocab, diag *e)
+{
+    const char *path = c->prompts_file;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return diag_set(e, LLMSIM_EINPUT, "--prompts %s: cannot open: %s", path, strerror(errno));
+    if (!(c->prompts = calloc(q->n ? q->n : 1, sizeof *c->prompts))) {
+        fclose(f);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    size_t cap = 1 << 16, lineno = 0;
+    char *line = malloc(cap);
+    llmsim_status st = line ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    while (!st && c->nprompts < q->n) {
+        size_t len = 0;
+        int ch;
+        while ((ch = fgetc(f)) != EOF && ch != '\n') { /* a line of any length */
+            if (len + 1 == cap) {
+                char *g = realloc(line, cap *= 2);
+                if (!g) {
+                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+                    break;
+                }
+                line = g;
+            }
+            line[len++] = (char)ch;
+        }
+        if (st || (ch == EOF && len == 0))
+            break;
+        line[len] = '\0';
+        lineno++;
+        const serve_request *r = &q->r[c->nprompts];
+        int32_t *dst = malloc((size_t)r->prompt_len * sizeof *dst);
+        int64_t got = 0;
+        if (!dst) {
+            st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+            break;
+        }
+        if ((st = prompt_line(path, lineno, line, vocab, dst, r->prompt_len, &got, e))) {
+            free(dst);
+            break;
+        }
+        if (got == 0) { /* blank or a comment */
+            free(dst);
+            continue;
+        }
+        c->prompts[c->nprompts++] = dst;
+        if (got != r->prompt_len)
+            st = diag_at(e, LLMSIM_EINPUT, path, lineno, 0,
+                         "%lld tokens, but request %zu has a prompt of %lld tokens (prompts are "
+                         "one a line, in trace order)", (long long)got, c->nprompts,
+                         (long long)r->prompt_len);
+    }
+    free(line);
+    fclose(f);
+    if (!st && c->nprompts < q->n)
+        st = diag_set(e, LLMSIM_EINPUT, "--prompts %s: %zu prompts for %zu requests", path,
+                      c->nprompts, q->n);
+    return st;
+}
+
+static llmsim_status write_tokens(const char *path, const serve_requests *q,
+                                  const engine_serve_result *er, diag *e)
+{
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, "--tokens-out", e);
+    if (st)
+        return st;
+    for (size_t i = 0; i < q->n; i++) {
+        fprintf(a.f, "%zu:", i + 1);
+        for (int64_t t = 0; t < q->r[i].output_len; t++)
+            fprintf(a.f, " %d", er->tokens[i][t]);
+        fputc('\n', a.f);
+    }
+    return atomicfile_commit(&a, "--tokens-out", e);
+}
+
+/* The measurement's own keys, beside serve-sim's. */
+static void measured_json(cJSON *root, const serve_cli *c, const engine_serve_result *er,
+                          double wall_s)
+{
+    double iter_s = 0, sched_s = 0, weights_s = 0, predicted_s = 0;
+    for (long long i = 0; i < er->r.iterations; i++) {
+        const serve_iter_row *w = &er->r.iters[i];
+        iter_s += w->end_s - w->start_s;
+        sched_s += w->sched_s;
+        weights_s += w->weights_s;
+        predicted_s += w->predicted_s;
+    }
+    cJSON_AddNumberToObject(root, "time_scale", c->time_scale);
+    cJSON *m = cJSON_AddObjectToObject(root, "measured");
+    cJSON_AddStringToObject(m, "engine", "cpu");
+    cJSON_AddStringToObject(m, "weights", c->eng.weights_path ? c->eng.weights_path : "synthetic");
+    cJSON_AddStringToObject(m, "io", er->direct_io ? "O_DIRECT" : "buffered");
+    cJSON_AddNumberToObject(m, "ram_bytes", er->ram_bytes);
+    cJSON_AddNumberToObject(m, "wall_s", wall_s);
+    cJSON_AddNumberToObject(m, "iteration_s", iter_s);
+    cJSON_AddNumberToObject(m, "predicted_iteration_s", predicted_s);
+    cJSON_AddNumberToObject(m, "scheduler_s", sched_s);
+    cJSON_AddNumberToObject(m, "scheduler_fraction", iter_s > 0 ? sched_s / iter_s : 0);
+    cJSON_AddNumberToObject(m, "weights_wait_s", weights_s);
+    cJSON_AddNumberToObject(m, "swap_write_s", er->swap_write_s);
+    cJSON_AddNumberToObject(m, "swap_read_s", er->swap_read_s);
+}
+
+typedef struct serve_run_ctx {
+    cli_job *job;
+    serve_opts o;
+    serve_cli c;
+    serve_setup s;
+    serve_requests q;
+    engine_serve_result er;
+    double wall_s;
+} serve_run_ctx;
+
+/* An interrupted run: recorded as such; exit status 130. */
+static int record_interrupted(serve_run_ctx *x)
+{
+    diag e;
+    diag_clear(&e);
+    int64_t run_id = 0;
+    store *db = NULL;
+    llmsim_status rs = store_open(x->job->db_path, &db, &e);
+    record_hashes hh;
+    record_job rj = cli_record_job(x->job);
+    if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
+        store_run_info info = {.kind = "serve-measure", .model_hash = hh.model, .hw_hash = hh.hw,
+                               .policy_hash = hh.policy, .workload_hash = hh.workload,
+                               .model_name = x->job->model.name, .hw_name = x->job->hw.name,
+                               .command = x->job->command};
+        if (!(rs = store_run_begin(db, &info, &run_id, &e)))
+            store_run_abort(db, run_id, "interrupted");
+    }
+    store_close(db);
+    fprintf(stderr, "llmsim serve: interrupted after %lld iterations; swap and offload files "
+            "removed%s\n", x->er.r.iterations, rs ? "" : ", the run is recorded as interrupted");
+    return 130;
+}
+
+static int record_and_print(serve_run_ctx *x)
+{
+    diag e;
+    diag_clear(&e);
+    const cli_job *job = x->job;
+    record_job rj = cli_record_job(job);
+    const serve_result *r = &x->er.r;
+    cJSON *obj = result_serve_json(&rj, x->o.trace_in, &x->o.gen, &x->s, &x->q, r, x->wall_s);
+    cJSON_DeleteItemFromObject(obj, "sim_wall_s");
+    cJSON_DeleteItemFromObject(obj, "events_per_s");
+    measured_json(obj, &x->c, &x->er, x->wall_s);
+    char *json = cJSON_PrintUnformatted(obj);
+    int64_t run_id = 0;
+    if (!json || record_serve(&rj, "serve-measure", &x->s, &x->q, r, json, x->wall_s, &run_id, &e)) {
+        if (!json)
+            diag_set(&e, LLMSIM_EFAIL, "out of memory");
+        free(json);
+        cJSON_Delete(obj);
+        return cli_fail("serve", &e);
+    }
+    free(json);
+    const double sched = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "measured"),
+                                             "scheduler_fraction")->valuedouble;
+    if (!cli_print_json_if_asked(job->format, obj)) { /* obj is freed */
+        serve_args_table(job, &x->o, &x->s, &x->q, r);
+        printf("measured               %lld iterations in %.3f s on the CPU engine (%s I/O), "
+               "scheduler %.2f%% of it\n", r->iterations, x->wall_s,
+               x->er.direct_io ? "O_DIRECT" : "buffered", 100 * sched);
+        if (x->o.trace_out)
+            printf("trace                  %s (open in Perfetto or chrome://tracing)\n",
+                   x->o.trace_out);
+        if (x->o.requests_out)
+            printf("requests               %s\n", x->o.requests_out);
+        if (x->c.tokens_out)
+            printf("tokens                 %s\n", x->c.tokens_out);
+        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The setup, the prompts, the run (with ^C caught), its files. */
+static int serve(serve_run_ctx *x)
+{
+    diag e;
+    diag_clear(&e);
+    const cli_job *job = x->job;
+    for (size_t i = 0; i < x->q.n; i++)
+        x->q.r[i].arrival_s *= x->c.time_scale;
+    if (serve_setup_init(&x->s, &job->model, &job->hw, &job->policy, &x->o.cfg, &e))
+        return cli_fail("serve", &e);
+    x->s.cfg.keep_spans = x->o.trace_out != NULL;
+    if (x->c.prompts_file && read_prompts(&x->c, &x->q, job->model.vocab_size, &e))
+        return cli_fail("serve", &e);
+    engine_serve_opts so = {.eng = &x->c.eng, .prompts = (const int32_t *const *)x->c.prompts,
+                            .wall_clock = true};
+    struct sigaction old;
+    cli_sigint_catch(&old);
+    if (isatty(2))
+        fprintf(stderr, "llmsim serve: %s, %zu requests, %lld KV blocks ...\n", job->model.name,
+                x->q.n, (long long)x->s.total_blocks);
+    double t0 = llmsim_now_s();
+    llmsim_status st = engine_serve(&x->s, &x->q, &so, &x->er, &e);
+    x->wall_s = llmsim_now_s() - t0;
+    cli_sigint_release(&old);
+    if (st)
+        return cli_fail("serve", &e);
+    if (x->er.interrupted)
+        return record_interrupted(x);
+    if (x->o.trace_out) {
+        char title[256];
+        snprintf(title, sizeof title, "llmsim serve: %s on %s (measured)", job->model.name,
+                 job->hw.name);
+        if (serve_trace_write(&x->s, &x->er.r, title, x->o.trace_out, &e))
+            return cli_fail("serve", &e);
+    }
+    if ((x->o.requests_out &&
+         serve_args_write_requests(x->o.requests_out, &x->q, &x->er.r, &e)) ||
+        (x->c.tokens_out && write_tokens(x->c.tokens_out, &x->q, &x->er, &e)))
+        return cli_fail("serve", &e);
+    return CLI_EXIT_OK;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return CLI_EXIT_OK;
+        }
+    serve_run_ctx *x = calloc(1, sizeof *x);
+    char **eargs = malloc(sizeof(char *) * ((size_t)argc + 1));
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
+    strbuf wtext = {0};
+    int status = CLI_EXIT_FAIL, nargs = 0;
+    if (!x || !eargs || !args || !(x->job = calloc(1, sizeof *x->job))) {
+        fprintf(stderr, "llmsim serve: out of memory\n");
+        goto out;
+    }
+    serve_opts_init(&x->o, "serve");
+    cli_engine_opts_init(&x->c.eng);
+    x->c.time_scale = 1;
+    if ((status = lift_engine_opts(argc, argv, &x->c, eargs, &nargs)) ||
+        (status = serve_args_parse(nargs, eargs, args, &x->o, x->job)) ||
+        (status = serve_args_requests(&x->o, &x->q, &wtext)))
+        goto out;
+    cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
+    x->job->workload_text = strbuf_str(&wtext);
+    if (!(status = serve(x)))
+        status = record_and_print(x);
+out:
+    if (x) {
+        engine_serve_result_free(&x->er);
+        serve_requests_free(&x->q);
+        serve_dist_free(&x->o.gen.prompt_len);
+        serve_dist_free(&x->o.gen.output_len);
+        serve_dist_free(&x->o.gen.weight);
+        for (size_t i = 0; i < x->c.nprompts; i++)
+            free(x->c.prompts[i]);
+        free(x->c.prompts);
+        free(x->job);
+    }
+    strbuf_free(&wtext);
+    free(x);
+    free(eargs);
+    free(args);
+    return status;
+}

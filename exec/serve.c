@@ -1,0 +1,204 @@
+/*
+ * serve — the serving engine's loop: serving/sched.h's schedule on the wall
+ * clock, serving/blocks.h's tables, a backend's forward passes and swaps
+ * (serve_backend.h). See serve.h.
+ */
+#include "exec/serve.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/units.h"
+#include "exec/model_io.h"
+#include "exec/serve_backend.h"
+
+void engine_serve_result_free(engine_serve_result *r)
+{
+    if (!r)
+        return;
+    if (r->tokens)
+        for (size_t i = 0; i < r->ntokens; i++)
+            free(r->tokens[i]);
+    free(r->tokens);
+    serve_result_free(&r->r);
+    memset(r, 0, sizeof *r);
+}
+
+/* The run's state besides the backend's. */
+typedef struct loop {
+    const serve_setup *s;
+    const serve_requests *q;
+    const engine_serve_opts *o;
+    const serve_backend_ops *ops;
+    void *state;
+    serve_sched *sc;
+    serve_blocks b;
+    int32_t **seq;   /* [n] prompt, then generated */
+    int32_t *step;   /* [max_batch] */
+    double t0;
+} loop;
+
+/* Sleep until the scheduler's time t on the wall clock, or ^C. */
+static void wait_until(const loop *L, double t)
+{
+    volatile sig_atomic_t *intr = L->o->eng->interrupt;
+    for (;;) {
+        double left = t - (llmsim_now_s() - L->t0);
+        if (left <= 0 || (intr && *intr))
+            return;
+        if (left > 0.05)
+            left = 0.05;
+        struct timespec ts = {0, (long)(left * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* One iteration: formed, its tables synced, its swaps and forward pass run,
+ * completed at the wall clock. */
+static llmsim_status one_iteration(loop *L, engine_serve_result *r, diag *e)
+{
+    double a = llmsim_now_s();
+    serve_iter it;
+    llmsim_status st = serve_sched_form(L->sc, &it, e);
+    if (!st)
+        st = serve_blocks_sync(&L->b, L->sc, &it, e);
+    if (st)
+        return st;
+    const double predicted = serve_sched_predict_s(L->sc, &it);
+    for (int c = 0; c < it.nch; c++)
+        L->step[c] = (int32_t)(it.ch[c].ctx + it.ch[c].tokens - L->q->r[it.req[c]].prompt_len);
+    const double sched_s = llmsim_now_s() - a;
+    double w = 0, rd = 0, weights_s = 0;
+    if (L->b.nmoves && (st = L->ops->swap(L->state, L->b.moves, L->b.nmoves, &w, &rd, e)))
+        return st;
+    r->swap_write_s += w;
+    r->swap_read_s += rd;
+    r->r.swap_s += w + rd;
+    const serve_fwd f = {.it = &it, .b = &L->b, .seq = L->seq, .step = L->step};
+    if ((st = L->ops->forward(L->state, &f, &weights_s, e)))
+        return st;
+    double end = llmsim_now_s() - L->t0;
+    if (end < it.start_s)
+        end = it.start_s;
+    if ((st = serve_sched_complete(L->sc, &it, end, NULL, NULL, e)))
+        return st;
+    serve_iter_row *row = &r->r.iters[r->r.iterations - 1];
+    row->predicted_s = predicted;
+    row->sched_s = sched_s;
+    row->swap_s = w + rd;
+    row->weights_s = weights_s;
+    serve_blocks_finish(&L->b, L->sc, &it);
+    return LLMSIM_OK;
+}
+
+static llmsim_status run_loop(loop *L, engine_serve_result *r, diag *e)
+{
+    volatile sig_atomic_t *intr = L->o->eng->interrupt;
+    llmsim_status st = LLMSIM_OK;
+    L->t0 = llmsim_now_s();
+    while (!st && !serve_sched_finished(L->sc)) {
+        if (intr && *intr) {
+            r->interrupted = true;
+            return LLMSIM_OK;
+        }
+        serve_sched_arrive(L->sc);
+        if (serve_sched_idle(L->sc)) {
+            double t = serve_sched_next_arrival(L->sc);
+            if (L->o->wall_clock)
+                wait_until(L, t);
+            st = serve_sched_idle_until(L->sc, t, e);
+            continue;
+        }
+        st = one_iteration(L, r, e);
+    }
+    return st ? st : serve_sched_end(L->sc, e);
+}
+
+/* Every request's token array: its prompt, room for its output. */
+static llmsim_status seq_init(loop *L, engine_serve_result *r, diag *e)
+{
+    const serve_requests *q = L->q;
+    const size_t vocab = (size_t)L->s->cm.m->vocab_size;
+    L->seq = calloc(q->n ? q->n : 1, sizeof *L->seq);
+    r->tokens = calloc(q->n ? q->n : 1, sizeof *r->tokens);
+    if (!L->seq || !r->tokens)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    r->ntokens = q->n;
+    for (size_t i = 0; i < q->n; i++) {
+        const int64_t p = q->r[i].prompt_len, n = q->r[i].output_len;
+        if (!(L->seq[i] = calloc((size_t)(p + n), sizeof **L->seq)) ||
+            !(r->tokens[i] = calloc((size_t)n ? (size_t)n : 1, sizeof **r->tokens)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        if (L->o->prompts)
+            memcpy(L->seq[i], L->o->prompts[i], (size_t)p * sizeof **L->seq);
+        else
+            mio_prompt(L->o->eng, (long long)i, 0, p, vocab, L->seq[i]);
+    }
+    return LLMSIM_OK;
+}
+
+/* The RAM the run needs against what it may use. */
+static llmsim_status check_ram(const loop *L, const serve_ctx *c, diag *e)
+{
+    const engine_opts *o = L->o->eng;
+    double limit = o->max_ram_bytes > 0 ? o->max_ram_bytes : engine_free_ram_bytes();
+    double need = 0;
+    llmsim_status st = L->ops->ram_bytes(c, &need, e);
+    if (st || limit <= 0 || need <= limit)
+        return st;
+    char a[32], b[32];
+    units_format(UNITS_BYTES, need, a, sizeof a);
+    units_format(UNITS_BYTES, limit, b, sizeof b);
+    return diag_set(e, LLMSIM_EINPUT, "serving needs %s of RAM (weights in RAM, %lld KV blocks, "
+                    "scratch), more than %s %s; lower --kv-memory or --token-budget, or put weights "
+                    "on disk", a, (long long)L->s->total_blocks,
+                    o->max_ram_bytes > 0 ? "--max-ram" : "the free RAM", b);
+}
+
+llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
+                           const engine_serve_opts *o, engine_serve_result *r, diag *e)
+{
+    memset(r, 0, sizeof *r);
+    loop L = {.s = s, .q = q, .o = o, .ops = &exec_cpu_serve_backend};
+    if (!L.ops->accepts(s->cm.hw))
+        return diag_set(e, LLMSIM_EINPUT, "the serving engine runs on the CPU backend only: "
+                        "profile '%s' has a GPU (CUDA serving is not built yet)", s->cm.hw->name);
+    /* the scheduler first: it refuses a request that can never fit */
+    llmsim_status st = serve_sched_new(s, q, &r->r, &L.sc, e);
+    if (st)
+        return st;
+    const serve_ctx c = {s, q, o};
+    if ((st = check_ram(&L, &c, e)) || (st = seq_init(&L, r, e)) ||
+        (st = serve_blocks_init(&L.b, s->total_blocks, s->swap_blocks, q->n, e)))
+        goto out;
+    if (!(L.step = calloc((size_t)s->cfg.max_batch, sizeof *L.step))) {
+        st = diag_set(e, LLMSIM_EFAIL, "out of memory");
+        goto out;
+    }
+    if ((st = L.ops->prepare(&L.state, &c, e)))
+        goto out;
+    if (o->eng->interrupt && *o->eng->interrupt) { /* ^C while the weights loaded */
+        r->interrupted = true;
+        goto out;
+    }
+    if ((st = run_loop(&L, r, e)))
+        goto out;
+    for (size_t i = 0; i < q->n && !r->interrupted; i++)
+        memcpy(r->tokens[i], L.seq[i] + q->r[i].prompt_len,
+               (size_t)q->r[i].output_len * sizeof **L.seq);
+    L.ops->finish(L.state, r);
+out:
+    L.ops->release(L.state);
+    serve_blocks_free(&L.b);
+    serve_sched_free(L.sc);
+    if (L.seq)
+        for (size_t i = 0; i < q->n; i++)
+            free(L.seq[i]);
+    free(L.seq);
+    free(L.step);
+    if (st)
+        engine_serve_result_free(r);
+    return st;
+}

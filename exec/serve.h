@@ -1,0 +1,68 @@
+/*
+ * serve — serving executed for real (ARCHITECTURE §9, issue 22): requests
+ * admitted no earlier than their arrival on the wall clock, iteration-level
+ * (continuous) batching of decode tokens and prompt chunks of different
+ * sequences, a paged KV cache of fixed-size blocks with a block table per
+ * sequence, and preemption by swap or recompute when a block cannot be had.
+ *
+ * The schedule is serving/sched.h's, the one serve-sim drives with predicted
+ * times; here it is driven with measured ones: every iteration's end is the
+ * wall clock when its forward pass (and its swaps) finished. serving/blocks.h
+ * keeps the block tables to the scheduler's counts and lists the copies of
+ * every swap. The pool is serving/setup.h's, sized exactly as serve-sim
+ * sizes it.
+ *
+ * The backend runs each iteration's forward pass over the chunks in one
+ * batch: weights where the policy's placement puts them (on disk: read
+ * layer by layer every iteration, the next layer's read overlapping this
+ * layer's compute), every sequence's K and V in its blocks. The CPU
+ * backend's kernels are batch-invariant (exec/cpu/kernels.h), so a
+ * request's greedy tokens are those of `llmsim run` on its prompt alone,
+ * whatever it was batched, chunked, swapped or recomputed with.
+ */
+#ifndef LLMSIM_EXEC_SERVE_H
+#define LLMSIM_EXEC_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "exec/engine.h"
+#include "serving/result.h"
+#include "serving/sched.h"
+#include "serving/setup.h"
+
+typedef struct engine_serve_opts {
+    const engine_opts *eng;     /* weights, seed, offload dir, threads, RAM, sampling, ^C */
+    /* each request's prompt, [n][q->req[i].prompt] token ids; NULL: random
+     * from eng->prompt_seed (mio_prompt with the request's index) */
+    const int32_t *const *prompts;
+    /* false: iterations follow one another with no waiting for arrivals on
+     * the wall clock (the clock still jumps to them): tests */
+    bool wall_clock;
+    /* test hook: when not NULL, called with the logits [vocab] each output
+     * token `step` of request `req` was drawn from */
+    void (*on_logits)(void *ctx, uint32_t req, int32_t step, const float *logits, size_t vocab);
+    void *logits_ctx;
+} engine_serve_opts;
+
+typedef struct engine_serve_result {
+    serve_result r;             /* measured: serve-sim's fields and aggregates, and its
+                                 * iteration rows with their measured times inside */
+    int32_t **tokens;           /* [ntokens][q->r[i].output_len] generated ids (zeros when
+                                 * interrupted); owned */
+    size_t ntokens;
+    double ram_bytes;           /* what the engine allocated */
+    double swap_write_s, swap_read_s; /* the swaps' copies, measured */
+    bool direct_io;             /* swap and weight files use O_DIRECT */
+    bool interrupted;           /* ^C: admission stopped, rows so far kept */
+} engine_serve_result;
+
+/* Serve q on setup s to the end (or ^C). Fails with LLMSIM_EINPUT before
+ * allocating anything for a request that can never fit, a placement the
+ * engine cannot run (weights on a GPU tier of a CPU-only machine) or more RAM
+ * than --max-ram allows. On failure nothing is left on disk. */
+llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
+                           const engine_serve_opts *o, engine_serve_result *r, diag *e);
+void engine_serve_result_free(engine_serve_result *r);
+
+#endif

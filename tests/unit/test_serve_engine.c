@@ -1,0 +1,284 @@
+/*
+ * test_serve_engine — the serving engine (exec/serve.h) on the CPU:
+ *
+ *  - every request's greedy tokens, and the logits of every step bit for
+ *    bit, equal those of engine_run (`llmsim run`) on its prompt alone, under continuous batching with
+ *    chunked prefill, for swap, recompute and adaptive preemption forced by a
+ *    tiny KV pool, fcfs and fair, weights in RAM and on disk, for tiny OPT
+ *    and LLaMA (GQA, rotary, SwiGLU) models;
+ *  - each preemption kind happens (the test would pass vacuously otherwise);
+ *  - one scheduler, two clocks: the measured iteration times replayed
+ *    through serve-sim's loop (serve_run_clocked) give the same schedule,
+ *    iteration by iteration (sequences, prefill and decode tokens,
+ *    preemptions by kind, blocks swapped) and the same per-request times;
+ *  - a pool too small for the longest request is refused before anything
+ *    is allocated (LLMSIM_EINPUT naming the request).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/engine.h"
+#include "exec/model_io.h"
+#include "exec/serve.h"
+#include "sim/serve.h"
+#include "tap.h"
+
+#define NREQ 7
+
+static const int64_t prompts[NREQ] = {13, 5, 29, 8, 21, 3, 17};
+static const int64_t outputs[NREQ] = {9, 12, 4, 10, 6, 11, 7};
+static const double arrivals[NREQ] = {0, 0, 0, 0.0001, 0.0002, 0.0002, 0.0003};
+
+static void make_requests(serve_requests *q)
+{
+    memset(q, 0, sizeof *q);
+    q->r = calloc(NREQ, sizeof *q->r);
+    q->n = NREQ;
+    for (int i = 0; i < NREQ; i++)
+        q->r[i] = (serve_request){arrivals[i], prompts[i], outputs[i], 1.0 + (i % 3), 0};
+}
+
+/* The tokens of `llmsim run` on request i's prompt alone (all in RAM), and
+ * the logits of each of its steps into logits [out][vocab]. */
+static int32_t *solo_tokens(const model *m, const hwprofile *hw, const int32_t *prompt, int64_t plen,
+                            int64_t out, float *logits)
+{
+    diag e = {0};
+    policy p;
+    policy_init(&p);
+    const char *pct[6] = {"0", "100", "0", "100", "0", "100"};
+    CHECK(policy_from_percent(pct, &p, &e) == LLMSIM_OK, "%s", e.msg);
+    workload w = {plen, out, 1};
+    plan pl;
+    CHECK(plan_build(m, hw, &p, &w, &pl, &e) == LLMSIM_OK, "%s", e.msg);
+    engine_opts o = {0};
+    o.synthetic_seed = 11;
+    o.threads = 2;
+    o.prompts = prompt;
+    o.logits_out = logits;
+    engine_result r;
+    CHECK(engine_run(m, hw, &p, &w, &pl, &o, &r, &e) == LLMSIM_OK, "solo run: %s", e.msg);
+    int32_t *t = malloc((size_t)out * sizeof *t);
+    memcpy(t, r.tokens, (size_t)out * sizeof *t);
+    engine_result_free(&r);
+    plan_free(&pl);
+    return t;
+}
+
+/* Replaying measured times: every iteration formed must match the measured
+ * one's counts. */
+typedef struct replay {
+    const engine_serve_result *er;
+    long long mismatches, seen;
+} replay;
+
+static double replay_clock(long long index, const serve_iter *it, double predicted_s, void *ctx)
+{
+    (void)predicted_s;
+    replay *R = ctx;
+    R->seen++;
+    if (index >= R->er->r.iterations) {
+        R->mismatches++;
+        return 0;
+    }
+    const serve_iter_row *m = &R->er->r.iters[index];
+    int64_t pre = 0, dec = 0;
+    int ps = 0, pr = 0;
+    for (int c = 0; c < it->nch; c++) {
+        if (it->ch[c].tokens == 1 && it->ch[c].emits && it->ch[c].ctx > 0)
+            dec++;
+        else
+            pre += it->ch[c].tokens;
+    }
+    for (int k = 0; k < it->npre; k++)
+        *(it->pre[k].how == PREEMPT_SWAP ? &ps : &pr) += 1;
+    (void)dec;
+    if (it->nch != m->seqs || pre + dec != m->prefill_tokens + m->decode_tokens ||
+        ps != m->preempt_swap || pr != m->preempt_recompute || it->out_blocks != m->out_blocks ||
+        it->in_blocks != m->in_blocks || fabs(it->start_s - m->start_s) > 1e-9)
+        R->mismatches++;
+    return m->end_s - m->start_s;
+}
+
+/* Served logits against the solo runs', bit for bit. */
+typedef struct logit_check {
+    float *const *solo; /* [NREQ][outputs[i]][vocab] */
+    long long calls, differ;
+} logit_check;
+
+static void on_logits(void *ctx, uint32_t req, int32_t step, const float *logits, size_t vocab)
+{
+    logit_check *L = ctx;
+    L->calls++;
+    if (req >= NREQ || step < 0 || step >= outputs[req] ||
+        memcmp(logits, L->solo[req] + (size_t)step * vocab, vocab * sizeof *logits) != 0)
+        L->differ++;
+}
+
+typedef struct scase {
+    const char *name;
+    preemption how;
+    scheduler sched;
+    bool disk;
+} scase;
+
+static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int32_t **solo,
+                       float *const *solo_logits, int32_t *const *seqs)
+{
+    diag e = {0};
+    policy p;
+    policy_init(&p);
+    const char *ram[6] = {"0", "100", "0", "100", "0", "100"};
+    const char *disk[6] = {"0", "0", "0", "100", "0", "100"};
+    CHECK(policy_from_percent(sc->disk ? disk : ram, &p, &e) == LLMSIM_OK, "%s", e.msg);
+    serve_config cfg;
+    serve_config_init(&cfg);
+    cfg.block_size = 4;
+    cfg.max_batch = 4;
+    cfg.token_budget = 16;
+    cfg.preempt = sc->how;
+    cfg.sched = sc->sched;
+    serve_setup s;
+    cfg.kv_bytes = 1e6; /* for the block's size */
+    CHECK(serve_setup_init(&s, m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
+    /* 12 blocks of 4 tokens: the longest request (29 + 4, 9 blocks) fits alone */
+    cfg.kv_bytes = 12 * s.block_bytes;
+    cfg.swap_bytes = sc->how == PREEMPT_RECOMPUTE ? 0 : 64 * s.block_bytes;
+    CHECK(serve_setup_init(&s, m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(s.total_blocks == 12, "%s: 12 blocks (%lld)", sc->name, (long long)s.total_blocks);
+    serve_requests q;
+    make_requests(&q);
+    engine_opts eo = {0};
+    eo.synthetic_seed = 11;
+    eo.threads = 2;
+    logit_check lc = {solo_logits, 0, 0};
+    engine_serve_opts so = {.eng = &eo, .prompts = (const int32_t *const *)seqs, .wall_clock = false,
+                            .on_logits = on_logits, .logits_ctx = &lc};
+    engine_serve_result er;
+    llmsim_status st = engine_serve(&s, &q, &so, &er, &e);
+    CHECK(st == LLMSIM_OK, "%s %s: %s", m->name, sc->name, e.msg);
+    if (st) {
+        serve_requests_free(&q);
+        return;
+    }
+    int bad = 0;
+    for (int i = 0; i < NREQ; i++)
+        bad += memcmp(er.tokens[i], solo[i], (size_t)outputs[i] * sizeof *solo[i]) != 0;
+    CHECK(bad == 0, "%s %s: %d of %d requests' tokens differ from their solo runs", m->name,
+          sc->name, bad, NREQ);
+    int64_t want = 0;
+    for (int i = 0; i < NREQ; i++)
+        want += outputs[i];
+    CHECK(lc.differ == 0 && lc.calls == want,
+          "%s %s: %lld of %lld logit rows differ from the solo runs' bits (%lld expected)", m->name,
+          sc->name, lc.differ, lc.calls, (long long)want);
+    if (sc->how == PREEMPT_SWAP)
+        CHECK(er.r.preempt_swap > 0, "%s %s: nothing was swapped", m->name, sc->name);
+    if (sc->how == PREEMPT_RECOMPUTE)
+        CHECK(er.r.preempt_recompute > 0, "%s %s: nothing was recomputed", m->name, sc->name);
+    if (sc->how == PREEMPT_ADAPTIVE)
+        CHECK(er.r.preempt_swap + er.r.preempt_recompute > 0, "%s %s: nothing was preempted",
+              m->name, sc->name);
+    printf("# %s %s: %lld iterations, %lld swaps, %lld recomputes, tokens equal to solo runs\n",
+           m->name, sc->name, er.r.iterations, er.r.preempt_swap, er.r.preempt_recompute);
+
+    /* the same schedule on the replayed clock */
+    replay R = {&er, 0, 0};
+    serve_result rr;
+    CHECK(serve_run_clocked(&s, &q, &rr, replay_clock, &R, NULL, NULL, &e) == LLMSIM_OK, "%s",
+          e.msg);
+    CHECK(R.mismatches == 0 && R.seen == er.r.iterations,
+          "%s %s: replay differs in %lld of %lld iterations (%lld measured)", m->name, sc->name,
+          R.mismatches, R.seen, er.r.iterations);
+    double worst = 0;
+    for (int i = 0; i < NREQ; i++)
+        worst = fmax(worst, fmax(fabs(rr.req[i].finish_s - er.r.req[i].finish_s),
+                                 fabs(rr.req[i].first_token_s - er.r.req[i].first_token_s)));
+    CHECK(worst < 1e-9 && rr.preempt_swap == er.r.preempt_swap &&
+              rr.preempt_recompute == er.r.preempt_recompute,
+          "%s %s: replayed request times differ by %.3g s", m->name, sc->name, worst);
+    serve_result_free(&rr);
+    engine_serve_result_free(&er);
+    serve_requests_free(&q);
+}
+
+static void test_model(const char *path)
+{
+    diag e = {0};
+    model m;
+    hwprofile *hw = calloc(1, sizeof *hw);
+    CHECK(model_load(path, &m, &e) == LLMSIM_OK, "%s: %s", path, e.msg);
+    CHECK(hwprofile_load("cpu-only", hw, &e) == LLMSIM_OK, "%s", e.msg);
+    int32_t *seqs[NREQ], *solo[NREQ];
+    float *logits[NREQ];
+    engine_opts po = {0};
+    po.prompt_seed = 3;
+    for (int i = 0; i < NREQ; i++) {
+        seqs[i] = malloc((size_t)prompts[i] * sizeof *seqs[i]);
+        mio_prompt(&po, i, 0, prompts[i], (size_t)m.vocab_size, seqs[i]);
+        logits[i] = malloc((size_t)outputs[i] * (size_t)m.vocab_size * sizeof *logits[i]);
+        solo[i] = solo_tokens(&m, hw, seqs[i], prompts[i], outputs[i], logits[i]);
+    }
+    const scase cases[] = {
+        {"swap, fcfs", PREEMPT_SWAP, SCHED_FCFS, false},
+        {"recompute, fcfs", PREEMPT_RECOMPUTE, SCHED_FCFS, false},
+        {"adaptive, fair", PREEMPT_ADAPTIVE, SCHED_FAIR, false},
+        {"swap, fair, weights on disk", PREEMPT_SWAP, SCHED_FAIR, true},
+        {"recompute, weights on disk", PREEMPT_RECOMPUTE, SCHED_FCFS, true},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        serve_case(&m, hw, &cases[c], solo, logits, seqs);
+    for (int i = 0; i < NREQ; i++) {
+        free(seqs[i]);
+        free(solo[i]);
+        free(logits[i]);
+    }
+    free(hw);
+}
+
+/* A pool smaller than the longest request: refused, naming it. */
+static void test_refused(const char *path)
+{
+    diag e = {0};
+    model m;
+    hwprofile *hw = calloc(1, sizeof *hw);
+    CHECK(model_load(path, &m, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(hwprofile_load("cpu-only", hw, &e) == LLMSIM_OK, "%s", e.msg);
+    policy p;
+    policy_init(&p);
+    const char *ram[6] = {"0", "100", "0", "100", "0", "100"};
+    CHECK(policy_from_percent(ram, &p, &e) == LLMSIM_OK, "%s", e.msg);
+    serve_config cfg;
+    serve_config_init(&cfg);
+    cfg.block_size = 4;
+    cfg.kv_bytes = 1e6;
+    serve_setup s;
+    CHECK(serve_setup_init(&s, &m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
+    cfg.kv_bytes = 5 * s.block_bytes; /* 20 tokens: request 3 needs 33 */
+    CHECK(serve_setup_init(&s, &m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
+    serve_requests q;
+    make_requests(&q);
+    engine_opts eo = {0};
+    engine_serve_opts so = {.eng = &eo};
+    engine_serve_result er;
+    diag_clear(&e);
+    llmsim_status st = engine_serve(&s, &q, &so, &er, &e);
+    CHECK(st == LLMSIM_EINPUT && strstr(e.msg, "request 1"), "a pool too small is refused: %d %s",
+          st, e.msg);
+    serve_requests_free(&q);
+    free(hw);
+}
+
+int main(void)
+{
+    char path[1024];
+    const char *data = getenv("LLMSIM_TEST_DATA");
+    snprintf(path, sizeof path, "%s/models/tiny-opt.yaml", data ? data : "tests/data");
+    test_model(path);
+    test_refused(path);
+    snprintf(path, sizeof path, "%s/models/tiny-llama.yaml", data ? data : "tests/data");
+    test_model(path);
+    return tap_done();
+}
