@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,8 @@
 #include "db/serving.h"
 #include "exec/serve.h"
 #include "sim/serve.h"
+#include "validate/serving.h"
+#include "validate/validate.h"
 
 static void usage(FILE *out)
 {
@@ -411,6 +414,230 @@ out:
     }
     strbuf_free(&wtext);
     free(x);
+    free(eargs);
+    free(args);
+    return status;
+}
+
+// ---- llmsim validate --serving
+
+static void vs_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: llmsim validate --serving --model M --hardware H [policy]\n"
+            "                       (--trace-in FILE | generator) [serving] [engine] [options]\n"
+            "\n"
+            "Serve the same requests with the same settings twice: simulated (serve-sim, the\n"
+            "cost model's clock) and for real (serve, the engine); record both; print the\n"
+            "error of each prediction as a signed percent of the measurement: throughput,\n"
+            "TTFT p50 and p90, TPOT p50, end-to-end p50 and p90, weighted turnaround, the\n"
+            "median and p90 of the per-request end-to-end errors (absolute), and for the\n"
+            "preemption events the median error of each one's predicted cost (the price the\n"
+            "scheduler decided it by) against its measured cost (a swap: its block copies\n"
+            "out and back; a recompute: its share of the iterations that prefill it again).\n"
+            "Give --hardware a profile of this machine (llmsim profile -o FILE).\n"
+            "\n"
+            "  --preemption all       each of swap, recompute and adaptive in turn\n"
+            "  (every other option as for llmsim serve: see llmsim serve --help)\n");
+}
+
+static void vs_print(const serve_run_ctx *x, const validate_serving_mode *v, int n)
+{
+    printf("validate --serving  %s on %s: %zu requests (%s)\n", x->job->model.name,
+           x->job->hw.name, x->q.n, x->o.trace_in ? x->o.trace_in : "generated");
+    printf("%-22s", "error (%)");
+    for (int k = 0; k < n; k++)
+        printf(" %11s", preemption_names[v[k].s.cfg.preempt]);
+    printf("\n");
+    for (int i = 0; i < VS_NERRORS; i++) {
+        printf("%-22s", validate_serving_error_names[i]);
+        for (int k = 0; k < n; k++)
+            if (isnan(v[k].err[i]))
+                printf(" %11s", "-");
+            else
+                printf(" %+11.1f", v[k].err[i]);
+        printf("\n");
+    }
+    printf("%-22s", "throughput (tok/s)");
+    for (int k = 0; k < n; k++)
+        printf(" %5.0f/%-5.0f", v[k].sim.throughput_tok_s, v[k].meas.r.throughput_tok_s);
+    printf("   predicted/measured\n%-22s", "preemption events");
+    for (int k = 0; k < n; k++)
+        printf(" %5zu/%-5zu", v[k].swap_events, v[k].recompute_events);
+    printf("   swap/recompute compared\n%-22s", "runs");
+    for (int k = 0; k < n; k++)
+        printf(" %5lld/%-5lld", (long long)v[k].id_sim, (long long)v[k].id_meas);
+    printf("   serve-sim/serve in %s\n", x->job->db_path);
+    printf("errors: (predicted - measured) / measured x 100\n");
+}
+
+static cJSON *vs_json(const serve_run_ctx *x, const validate_serving_mode *v, int n)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", x->job->model.name);
+    cJSON_AddStringToObject(root, "hardware", x->job->hw.name);
+    cJSON_AddNumberToObject(root, "requests", (double)x->q.n);
+    cJSON_AddNumberToObject(root, "time_scale", x->c.time_scale);
+    cJSON *modes = cJSON_AddArrayToObject(root, "modes");
+    for (int k = 0; k < n; k++) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddStringToObject(m, "preemption", preemption_names[v[k].s.cfg.preempt]);
+        cJSON_AddNumberToObject(m, "simulated_run", (double)v[k].id_sim);
+        cJSON_AddNumberToObject(m, "measured_run", (double)v[k].id_meas);
+        cJSON_AddNumberToObject(m, "predicted_throughput_tok_s", v[k].sim.throughput_tok_s);
+        cJSON_AddNumberToObject(m, "measured_throughput_tok_s", v[k].meas.r.throughput_tok_s);
+        cJSON *ev = cJSON_AddObjectToObject(m, "events");
+        cJSON_AddNumberToObject(ev, "swap", (double)v[k].swap_events);
+        cJSON_AddNumberToObject(ev, "recompute", (double)v[k].recompute_events);
+        cJSON_AddItemToObject(m, "errors", validate_serving_errors_json(&v[k]));
+        cJSON_AddItemToArray(modes, m);
+    }
+    if (n == 1)
+        cJSON_AddItemToObject(root, "errors", validate_serving_errors_json(&v[0]));
+    return root;
+}
+
+/* The validation's own run: each mode's errors as metrics. */
+static llmsim_status vs_record(const serve_run_ctx *x, const validate_serving_mode *v, int n,
+                               const char *json, diag *e)
+{
+    record_metric *m = calloc((size_t)n * VS_NERRORS, sizeof *m);
+    char (*keys)[64] = calloc((size_t)n * VS_NERRORS, sizeof *keys);
+    int nm = 0;
+    llmsim_status st = m && keys ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    for (int k = 0; k < n && !st; k++)
+        for (int i = 0; i < VS_NERRORS; i++) {
+            if (isnan(v[k].err[i]))
+                continue;
+            snprintf(keys[nm], sizeof keys[nm], "serving_%s_%s",
+                     preemption_names[v[k].s.cfg.preempt], validate_serving_error_names[i]);
+            m[nm] = (record_metric){keys[nm], v[k].err[i]};
+            nm++;
+        }
+    if (!st) {
+        record_job rj = cli_record_job(x->job);
+        record_data rec = {.kind = "validate", .metrics = m, .nmetrics = nm, .result_json = json};
+        st = record_run(&rj, &rec, NULL, e);
+    }
+    free(m);
+    free(keys);
+    return st;
+}
+
+/* --serving and --preemption all out of argv (the rest into args). */
+static void vs_lift(int argc, char **argv, bool *all, char **args, int *nargs)
+{
+    *nargs = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--serving"))
+            continue;
+        if (!strcmp(argv[i], "--preemption=all") ||
+            (!strcmp(argv[i], "--preemption") && i + 1 < argc && !strcmp(argv[i + 1], "all"))) {
+            *all = true;
+            i += argv[i][12] == '=' ? 0 : 1;
+            continue;
+        }
+        args[(*nargs)++] = argv[i];
+    }
+    args[*nargs] = NULL;
+}
+
+static int vs_run(serve_run_ctx *x, bool all)
+{
+    diag e;
+    diag_clear(&e);
+    const preemption modes[3] = {PREEMPT_SWAP, PREEMPT_RECOMPUTE, PREEMPT_ADAPTIVE};
+    const int n = all ? 3 : 1;
+    validate_serving_mode v[3];
+    for (size_t i = 0; i < x->q.n; i++)
+        x->q.r[i].arrival_s *= x->c.time_scale;
+    if (x->c.prompts_file && read_prompts(&x->c, &x->q, x->job->model.vocab_size, &e))
+        return cli_fail("validate", &e);
+    engine_serve_opts so = {.eng = &x->c.eng, .prompts = (const int32_t *const *)x->c.prompts,
+                            .wall_clock = true};
+    record_job rj = cli_record_job(x->job);
+    struct sigaction old;
+    cli_sigint_catch(&old);
+    int done = 0, status = CLI_EXIT_OK;
+    for (; done < n; done++) {
+        serve_config cfg = x->o.cfg;
+        if (all)
+            cfg.preempt = modes[done];
+        if (isatty(2))
+            fprintf(stderr, "llmsim validate: %s: serve-sim, then serve ...\n",
+                    preemption_names[cfg.preempt]);
+        if (validate_serving_mode_run(&rj, &cfg, &x->q, &so, x->o.trace_in, &x->o.gen, &v[done],
+                                      &e)) {
+            status = cli_interrupted ? 130 : cli_fail("validate", &e);
+            break;
+        }
+    }
+    cli_sigint_release(&old);
+    if (!status) {
+        cJSON *obj = vs_json(x, v, n);
+        char *json = cJSON_PrintUnformatted(obj);
+        if (!json || vs_record(x, v, n, json, &e))
+            status = cli_fail("validate", json ? &e : &(diag){.status = LLMSIM_EFAIL});
+        free(json);
+        if (!status && !cli_print_json_if_asked(x->job->format, obj))
+            vs_print(x, v, n);
+        else if (status)
+            cJSON_Delete(obj);
+    }
+    for (int k = 0; k < done; k++)
+        validate_serving_mode_free(&v[k]);
+    return status;
+}
+
+int cmd_validate_serving(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            vs_usage(stdout);
+            return CLI_EXIT_OK;
+        }
+    serve_run_ctx *x = calloc(1, sizeof *x);
+    char **largs = malloc(sizeof(char *) * ((size_t)argc + 1));
+    char **eargs = malloc(sizeof(char *) * ((size_t)argc + 1));
+    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
+    strbuf wtext = {0};
+    int status = CLI_EXIT_FAIL, nl = 0, ne = 0;
+    bool all = false;
+    if (!x || !largs || !eargs || !args || !(x->job = calloc(1, sizeof *x->job))) {
+        fprintf(stderr, "llmsim validate: out of memory\n");
+        goto out;
+    }
+    serve_opts_init(&x->o, "validate");
+    cli_engine_opts_init(&x->c.eng);
+    x->c.time_scale = 1;
+    vs_lift(argc, argv, &all, largs, &nl);
+    if ((status = lift_engine_opts(nl, largs, &x->c, eargs, &ne)) ||
+        (status = serve_args_parse(ne, eargs, args, &x->o, x->job)) ||
+        (status = serve_args_requests(&x->o, &x->q, &wtext)))
+        goto out;
+    if (x->c.tokens_out || x->o.trace_out || x->o.requests_out) {
+        fprintf(stderr, "llmsim validate: --tokens-out, --trace and --requests-out are llmsim "
+                        "serve's; validate records both runs (llmsim show RUN)\n");
+        status = CLI_EXIT_INPUT;
+        goto out;
+    }
+    cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
+    x->job->workload_text = strbuf_str(&wtext);
+    status = vs_run(x, all);
+out:
+    if (x) {
+        serve_requests_free(&x->q);
+        serve_dist_free(&x->o.gen.prompt_len);
+        serve_dist_free(&x->o.gen.output_len);
+        serve_dist_free(&x->o.gen.weight);
+        for (size_t i = 0; i < x->c.nprompts; i++)
+            free(x->c.prompts[i]);
+        free(x->c.prompts);
+        free(x->job);
+    }
+    strbuf_free(&wtext);
+    free(x);
+    free(largs);
     free(eargs);
     free(args);
     return status;

@@ -236,7 +236,10 @@ static void usage(void)
            "  --db PATH              the store (default $LLMSIM_DB or ./llmsim.db)\n"
            "  --help                 this text\n\n"
            "Errors are signed percentages of the measured time: (predicted - measured) /\n"
-           "measured x 100. MAPE: the mean of their absolute values over the policies.\n");
+           "measured x 100. MAPE: the mean of their absolute values over the policies.\n\n"
+           "llmsim validate --serving [the options of llmsim serve] [--preemption all]:\n"
+           "serve-sim against serve on the same requests and settings (see llmsim validate\n"
+           "--serving --help).\n");
 }
 
 /* validate's own options; the job parser takes the rest. */
@@ -395,6 +398,9 @@ static int validate(const cli_job *job, const v_args *va, const validate_opts *o
 
 int cmd_validate(int argc, char **argv)
 {
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--serving"))
+            return cmd_validate_serving(argc, argv);
     validate_opts o;
     memset(&o, 0, sizeof o);
     cli_engine_opts_init(&o.engine);

@@ -24,6 +24,8 @@ int cmd_calibrate(int argc, char **argv);
 int cmd_serve_sim(int argc, char **argv);
 /* llmsim serve: serve for real on the engine (cli/cmd_serve.c). */
 int cmd_serve(int argc, char **argv);
+/* llmsim validate --serving: serve-sim against serve (cli/cmd_serve.c). */
+int cmd_validate_serving(int argc, char **argv);
 /* llmsim report [RUN...] -o DIR: plots and index.html (cli/cmd_report.c). */
 int cmd_report(int argc, char **argv);
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/grow.h"
 #include "common/units.h"
 #include "exec/model_io.h"
 #include "exec/serve_backend.h"
@@ -23,6 +24,7 @@ void engine_serve_result_free(engine_serve_result *r)
             free(r->tokens[i]);
     free(r->tokens);
     serve_result_free(&r->r);
+    free(r->events);
     memset(r, 0, sizeof *r);
 }
 
@@ -38,7 +40,82 @@ typedef struct loop {
     int32_t **seq;   /* [n] prompt, then generated */
     int32_t *step;   /* [max_batch] */
     double t0;
+    double *move_s;        /* [cap_moves] each block copy's time */
+    size_t cap_moves, cap_events;
+    serve_chunk *chunks;   /* [max_batch] an iteration's chunks but one */
 } loop;
+
+/* ---- preemption events: their measured cost */
+
+static llmsim_status event_add(engine_serve_result *r, size_t *cap, const serve_event *ev, diag *e)
+{
+    serve_event *p = llmsim_grow(r->events, r->nevents, cap, sizeof *p, 64);
+    if (!p)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    r->events = p;
+    r->events[r->nevents++] = *ev;
+    return LLMSIM_OK;
+}
+
+/* The open event of request req of kind how, or NULL. */
+static serve_event *event_open(engine_serve_result *r, uint32_t req, uint8_t how)
+{
+    for (size_t k = r->nevents; k-- > 0;)
+        if (r->events[k].req == req && r->events[k].how == how && !r->events[k].done)
+            return &r->events[k];
+    return NULL;
+}
+
+/* This iteration's preemptions as events, and its block copies' times to
+ * the swaps they belong to (out: the event just opened; in: the one it
+ * closes). */
+static llmsim_status events_swap(loop *L, engine_serve_result *r, const serve_iter *it,
+                                 const double *move_s, diag *e)
+{
+    for (int k = 0; k < it->npre; k++) {
+        const serve_preempt *p = &it->pre[k];
+        const serve_event ev = {.req = p->req, .how = p->how, .iteration = r->r.iterations,
+                                .blocks = p->blocks, .tokens = p->tokens,
+                                .predicted_s = p->predicted_s, .done = p->tokens == 0};
+        llmsim_status st = event_add(r, &L->cap_events, &ev, e);
+        if (st)
+            return st;
+    }
+    for (size_t i = 0; i < L->b.nmoves; i++) {
+        serve_event *ev = event_open(r, L->b.moves[i].req, PREEMPT_SWAP);
+        if (ev)
+            ev->measured_s += move_s[i];
+    }
+    for (int k = 0; k < it->nin; k++) {
+        serve_event *ev = event_open(r, it->swapped_in[k], PREEMPT_SWAP);
+        if (ev)
+            ev->done = true;
+    }
+    return LLMSIM_OK;
+}
+
+/* The recomputes this iteration advanced: each chunk that prefills again
+ * tokens a recomputed request had cached takes its share of the measured
+ * time, the fraction of the iteration's predicted time it adds. */
+static void events_recompute(loop *L, engine_serve_result *r, const serve_iter *it,
+                             double predicted, double measured)
+{
+    for (int c = 0; c < it->nch; c++) {
+        serve_event *ev = event_open(r, it->req[c], PREEMPT_RECOMPUTE);
+        if (!ev || it->ch[c].ctx >= ev->tokens)
+            continue;
+        serve_chunk *rest = L->chunks;
+        int n = 0;
+        for (int k = 0; k < it->nch; k++)
+            if (k != c)
+                rest[n++] = it->ch[k];
+        const double without = serve_iteration_s(L->s, rest, n, it->out_blocks, it->in_blocks);
+        if (predicted > 0)
+            ev->measured_s += measured * (predicted - without) / predicted;
+        if (it->ch[c].ctx + it->ch[c].tokens >= ev->tokens)
+            ev->done = true;
+    }
+}
 
 /* Sleep until the scheduler's time t on the wall clock, or ^C. */
 static void wait_until(const loop *L, double t)
@@ -71,7 +148,20 @@ static llmsim_status one_iteration(loop *L, engine_serve_result *r, diag *e)
         L->step[c] = (int32_t)(it.ch[c].ctx + it.ch[c].tokens - L->q->r[it.req[c]].prompt_len);
     const double sched_s = llmsim_now_s() - a;
     double w = 0, rd = 0, weights_s = 0;
-    if (L->b.nmoves && (st = L->ops->swap(L->state, L->b.moves, L->b.nmoves, &w, &rd, e)))
+    if (L->b.nmoves) {
+        if (L->b.nmoves > L->cap_moves) {
+            double *g = realloc(L->move_s, L->b.nmoves * sizeof *g);
+            if (!g)
+                return diag_set(e, LLMSIM_EFAIL, "out of memory");
+            L->move_s = g;
+            L->cap_moves = L->b.nmoves;
+        }
+        if ((st = L->ops->swap(L->state, L->b.moves, L->b.nmoves, L->move_s, e)))
+            return st;
+        for (size_t i = 0; i < L->b.nmoves; i++)
+            *(L->b.moves[i].out ? &w : &rd) += L->move_s[i];
+    }
+    if ((st = events_swap(L, r, &it, L->move_s, e)))
         return st;
     r->swap_write_s += w;
     r->swap_read_s += rd;
@@ -82,6 +172,7 @@ static llmsim_status one_iteration(loop *L, engine_serve_result *r, diag *e)
     double end = llmsim_now_s() - L->t0;
     if (end < it.start_s)
         end = it.start_s;
+    events_recompute(L, r, &it, predicted, end - it.start_s);
     if ((st = serve_sched_complete(L->sc, &it, end, NULL, NULL, e)))
         return st;
     serve_iter_row *row = &r->r.iters[r->r.iterations - 1];
@@ -173,7 +264,8 @@ llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
     if ((st = check_ram(&L, &c, e)) || (st = seq_init(&L, r, e)) ||
         (st = serve_blocks_init(&L.b, s->total_blocks, s->swap_blocks, q->n, e)))
         goto out;
-    if (!(L.step = calloc((size_t)s->cfg.max_batch, sizeof *L.step))) {
+    if (!(L.step = calloc((size_t)s->cfg.max_batch, sizeof *L.step)) ||
+        !(L.chunks = calloc((size_t)s->cfg.max_batch, sizeof *L.chunks))) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory");
         goto out;
     }
@@ -198,6 +290,8 @@ out:
             free(L.seq[i]);
     free(L.seq);
     free(L.step);
+    free(L.chunks);
+    free(L.move_s);
     if (st)
         engine_serve_result_free(r);
     return st;

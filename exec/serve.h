@@ -31,6 +31,20 @@
 #include "serving/sched.h"
 #include "serving/setup.h"
 
+/* A preemption and its cost, predicted (the cost model's price when the
+ * scheduler decided it) and measured: a swap's block copies out and back; a
+ * recompute's share of the iterations that prefilled its tokens again, each
+ * iteration's measured time times the part of its predicted time that those
+ * chunks add. */
+typedef struct serve_event {
+    uint32_t req;
+    uint8_t how;            /* PREEMPT_SWAP or PREEMPT_RECOMPUTE */
+    long long iteration;    /* when it was decided */
+    int64_t blocks, tokens;
+    double predicted_s, measured_s;
+    bool done;              /* swapped back in, or its tokens recomputed */
+} serve_event;
+
 typedef struct engine_serve_opts {
     const engine_opts *eng;     /* weights, seed, offload dir, threads, RAM, sampling, ^C */
     /* each request's prompt, [n][q->req[i].prompt] token ids; NULL: random
@@ -53,6 +67,8 @@ typedef struct engine_serve_result {
     size_t ntokens;
     double ram_bytes;           /* what the engine allocated */
     double swap_write_s, swap_read_s; /* the swaps' copies, measured */
+    serve_event *events;        /* [nevents] every preemption, in order; owned */
+    size_t nevents;
     bool direct_io;             /* swap and weight files use O_DIRECT */
     bool interrupted;           /* ^C: admission stopped, rows so far kept */
 } engine_serve_result;

@@ -37,10 +37,10 @@ typedef struct serve_backend_ops {
     /* Weights loaded, the block pool and swap space made; *state owned by
      * the backend until release (called also when prepare fails). */
     llmsim_status (*prepare)(void **state, const serve_ctx *c, diag *e);
-    /* The copies of a swap, in order; their measured time added to
-     * *write_s (device to swap) and *read_s (back). */
-    llmsim_status (*swap)(void *state, const serve_block_move *mv, size_t n, double *write_s,
-                          double *read_s, diag *e);
+    /* The copies of a swap, in order; each one's measured time into
+     * seconds[i]. */
+    llmsim_status (*swap)(void *state, const serve_block_move *mv, size_t n, double *seconds,
+                          diag *e);
     /* The forward pass; *weights_s: time spent waiting for weights. */
     llmsim_status (*forward)(void *state, const serve_fwd *f, double *weights_s, diag *e);
     void (*finish)(void *state, engine_serve_result *r);

@@ -15,8 +15,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Mean and nearest-rank percentiles; sorts v. */
-static serve_stat stat_of(double *v, size_t n)
+serve_stat serve_stat_of(double *v, size_t n)
 {
     serve_stat st = {0};
     if (!n)
@@ -54,15 +53,15 @@ llmsim_status serve_result_aggregate(const serve_setup *s, const serve_requests 
     r->request_rate = r->makespan_s > 0 ? (double)n / r->makespan_s : 0;
     for (size_t i = 0; i < n; i++)
         v[i] = r->req[i].first_token_s - q->r[i].arrival_s;
-    r->ttft = stat_of(v, n);
+    r->ttft = serve_stat_of(v, n);
     for (size_t i = 0; i < n; i++)
         v[i] = r->req[i].finish_s - q->r[i].arrival_s;
-    r->e2e = stat_of(v, n);
+    r->e2e = serve_stat_of(v, n);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
         if (q->r[i].output_len > 1)
             v[k++] = (r->req[i].finish_s - r->req[i].first_token_s) / (double)(q->r[i].output_len - 1);
-    r->tpot = stat_of(v, k);
+    r->tpot = serve_stat_of(v, k);
     free(v);
     double used = 0;
     int64_t peak = 0;

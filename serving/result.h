@@ -75,6 +75,10 @@ typedef struct serve_result {
     double kv_util_mean, kv_util_peak; /* device blocks in use / total (time-weighted mean) */
 } serve_result;
 
+/* Mean, nearest-rank percentiles and maximum of v [n] (sorts v; zeros for
+ * n = 0). */
+serve_stat serve_stat_of(double *v, size_t n);
+
 /* The aggregates of r from its per-request times and KV samples (r->n,
  * r->req, r->kv, r->end_s set). */
 llmsim_status serve_result_aggregate(const serve_setup *s, const serve_requests *q,

@@ -213,25 +213,27 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
     memmove(rs->run + pos, rs->run + pos + 1, (size_t)(rs->nrun - pos - 1) * sizeof *rs->run);
     rs->nrun--;
     rq *r = &rs->R[id];
-    preemption how = s->cfg.preempt;
-    if (how == PREEMPT_ADAPTIVE) {
-        int64_t dec = 0, dctx = 0;
-        for (int i = 0; i < rs->nrun; i++) {
-            const rq *o = &rs->R[rs->run[i]];
-            if (o->prompt + o->gen - o->ctx == 1) {
-                dec++;
-                dctx += o->ctx + 1;
-            }
+    /* both prices, as the cost model gives them: adaptive takes the cheaper,
+     * and each event carries its own for validation */
+    int64_t dec = 0, dctx = 0;
+    for (int i = 0; i < rs->nrun; i++) {
+        const rq *o = &rs->R[rs->run[i]];
+        if (o->prompt + o->gen - o->ctx == 1) {
+            dec++;
+            dctx += o->ctx + 1;
         }
-        double swap = serve_swap_s(s, r->blocks, true) + serve_swap_s(s, r->blocks, false);
-        double recompute = serve_recompute_price_s(s, &rs->pm, r->ctx, dec, dctx);
-        how = swap <= recompute ? PREEMPT_SWAP : PREEMPT_RECOMPUTE;
     }
+    const double swap = serve_swap_s(s, r->blocks, true) + serve_swap_s(s, r->blocks, false);
+    const double recompute = serve_recompute_price_s(s, &rs->pm, r->ctx, dec, dctx);
+    preemption how = s->cfg.preempt;
+    if (how == PREEMPT_ADAPTIVE)
+        how = swap <= recompute ? PREEMPT_SWAP : PREEMPT_RECOMPUTE;
     if (how == PREEMPT_SWAP && r->blocks > rs->swap_free) {
         res->swap_full++;
         how = PREEMPT_RECOMPUTE;
     }
-    rs->pre[rs->npre++] = (serve_preempt){id, (uint8_t)how, r->blocks, r->ctx};
+    rs->pre[rs->npre++] =
+        (serve_preempt){id, (uint8_t)how, r->blocks, r->ctx, how == PREEMPT_SWAP ? swap : recompute};
     rs->free_blocks += r->blocks;
     res->events++;
     if (how == PREEMPT_SWAP) {

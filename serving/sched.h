@@ -78,6 +78,8 @@ typedef struct serve_preempt {
     uint8_t how;    /* PREEMPT_SWAP or PREEMPT_RECOMPUTE (adaptive decided, full swap fell back) */
     int64_t blocks; /* its blocks, swapped out or freed */
     int64_t tokens; /* the tokens whose K and V they held */
+    double predicted_s; /* the cost model's price of it: swapping out and back, or
+                         * recomputing the tokens next to this batch's decodes */
 } serve_preempt;
 
 /* One iteration as formed: borrowed from the scheduler until the next

@@ -397,8 +397,8 @@ static llmsim_status cpu_ram_bytes(const serve_ctx *c, double *bytes, diag *e)
 
 // ---- swaps
 
-static llmsim_status cpu_swap(void *state, const serve_block_move *mv, size_t n, double *write_s,
-                              double *read_s, diag *e)
+static llmsim_status cpu_swap(void *state, const serve_block_move *mv, size_t n, double *seconds,
+                              diag *e)
 {
     srv *g = state;
     for (size_t i = 0; i < n; i++) {
@@ -409,7 +409,7 @@ static llmsim_status cpu_swap(void *state, const serve_block_move *mv, size_t n,
                                      : offload_read(g->swapfile, blk, g->block_stride, off, e);
         if (st)
             return st;
-        *(mv[i].out ? write_s : read_s) += llmsim_now_s() - t0;
+        seconds[i] = llmsim_now_s() - t0;
     }
     return LLMSIM_OK;
 }
