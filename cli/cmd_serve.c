@@ -282,12 +282,18 @@ static int record_interrupted(serve_run_ctx *x)
                                .policy_hash = hh.policy, .workload_hash = hh.workload,
                                .model_name = x->job->model.name, .hw_name = x->job->hw.name,
                                .command = x->job->command};
-        if (!(rs = store_run_begin(db, &info, &run_id, &e)))
-            store_run_abort(db, run_id, "interrupted");
+        if (!(rs = store_run_begin(db, &info, &run_id, &e))) {
+            /* the rows so far: the iterations that ran, the requests as far as they got */
+            x->er.r.n = x->q.n;
+            if ((rs = store_serve_rows(db, run_id, &x->er.r, &x->q, x->s.block_bytes, &e)) ||
+                (rs = store_run_commit(db, run_id, "interrupted", NULL, &e)))
+                store_run_abort(db, run_id, "interrupted");
+        }
     }
     store_close(db);
     fprintf(stderr, "llmsim serve: interrupted after %lld iterations; swap and offload files "
-            "removed%s\n", x->er.r.iterations, rs ? "" : ", the run is recorded as interrupted");
+            "removed%s\n", x->er.r.iterations,
+            rs ? "" : ", the run and its rows so far recorded as interrupted");
     return 130;
 }
 
