@@ -173,7 +173,7 @@ static void runs_usage(FILE *f)
           "  --model NAME      only runs of this model\n"
           "  --hardware NAME   only runs on this hardware profile\n"
           "  --kind KIND       only runs of this kind (predict, simulate, measure, search,\n"
-          "                    profile, validate, calibrate, serve)\n"
+          "                    profile, validate, calibrate, serve, serve-measure)\n"
           "  --limit N         at most N runs (N >= 1)\n"
           "  --format FORMAT   table (default) or json: {\"runs\": [...]}\n"
           "  --help            print this help\n",
@@ -262,13 +262,14 @@ static bool runs_print_json(const store_run_row *rows, int n)
 static bool runs_parse_kind(const char *arg)
 {
     static const char *const kinds[] = {"predict", "simulate", "measure", "search",
-                                        "profile", "validate", "calibrate", "serve"};
+                                        "profile", "validate", "calibrate", "serve",
+                                        "serve-measure"};
     bool known = false;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         known = known || strcmp(arg, kinds[i]) == 0;
     if (!known)
         fprintf(stderr, "llmsim runs: --kind '%s' is not a kind of run (predict, simulate, "
-                "measure, search, profile, validate, calibrate, serve)\n", arg);
+                "measure, search, profile, validate, calibrate, serve, serve-measure)\n", arg);
     return known;
 }
 
@@ -443,7 +444,7 @@ static int show_parse(int argc, char **argv, const char **db, bool *json, long l
  * memory. *result (the parsed stored result, or NULL) goes into the
  * document, which then owns it (*result is set to NULL). */
 static bool show_print_json(const store_run_row *row, char **keys, const double *values, int n,
-                            cJSON **result)
+                            cJSON **result, cJSON *serving)
 {
     cJSON *doc = cJSON_CreateObject();
     cJSON *run = cmd_run_json(row, true);
@@ -464,9 +465,102 @@ static bool show_print_json(const store_run_row *row, char **keys, const double 
         else if (!ok && r != *result)
             cJSON_Delete(r);
     }
+    if (serving) { /* a serving run's rows: {"iterations": [...], "requests": [...]} */
+        if (ok && doc)
+            ok = cJSON_AddItemToObject(doc, "serving", serving);
+        else
+            cJSON_Delete(serving);
+    }
     ok = ok && cmd_print_json(doc);
     cJSON_Delete(doc);
     return ok;
+}
+
+/* A serving run's rows (serve, serve-measure). */
+typedef struct show_serving {
+    serve_iter_row *it;
+    size_t nit;
+    store_serve_request *rq;
+    size_t nrq;
+} show_serving;
+
+/* Requests shown in the table; --format json has them all. */
+#define SHOW_MAX_REQUESTS 40
+
+static void show_serving_table(const show_serving *sv)
+{
+    if (!sv->nit && !sv->nrq)
+        return;
+    int64_t pre = 0, dec = 0, out = 0, in = 0, ps = 0, pr = 0;
+    double busy = 0, pred = 0, sched = 0;
+    for (size_t i = 0; i < sv->nit; i++) {
+        const serve_iter_row *w = &sv->it[i];
+        pre += w->prefill_tokens;
+        dec += w->decode_tokens;
+        out += w->out_blocks;
+        in += w->in_blocks;
+        ps += w->preempt_swap;
+        pr += w->preempt_recompute;
+        busy += w->end_s - w->start_s;
+        pred += w->predicted_s;
+        sched += w->sched_s;
+    }
+    printf("\nserving rows\n");
+    printf("  iterations     %zu: %lld prefill and %lld decode tokens, %.4g s busy (priced %.4g s), "
+           "scheduler %.4g s\n", sv->nit, (long long)pre, (long long)dec, busy, pred, sched);
+    printf("  preemptions    %lld by swap (%lld blocks out, %lld in), %lld by recompute\n",
+           (long long)ps, (long long)out, (long long)in, (long long)pr);
+    printf("  requests       %zu\n", sv->nrq);
+    printf("  %5s %10s %10s %10s %10s %7s %7s %5s %5s\n", "id", "arrival", "admitted", "first tok",
+           "finish", "prompt", "output", "swaps", "recmp");
+    for (size_t i = 0; i < sv->nrq && i < SHOW_MAX_REQUESTS; i++) {
+        const store_serve_request *r = &sv->rq[i];
+        printf("  %5lld %10.4f %10.4f %10.4f %10.4f %7lld %7lld %5d %5d\n", (long long)r->req,
+               r->arrival_s, r->admitted_s, r->first_token_s, r->finish_s,
+               (long long)r->prompt_tokens, (long long)r->output_tokens, r->swaps, r->recomputes);
+    }
+    if (sv->nrq > SHOW_MAX_REQUESTS)
+        printf("  ... %zu more (--format json has them all)\n", sv->nrq - SHOW_MAX_REQUESTS);
+}
+
+static cJSON *show_serving_json(const show_serving *sv)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON *its = cJSON_AddArrayToObject(o, "iterations");
+    for (size_t i = 0; i < sv->nit; i++) {
+        const serve_iter_row *w = &sv->it[i];
+        cJSON *x = cJSON_CreateObject();
+        const struct {
+            const char *k;
+            double v;
+        } f[] = {{"start_s", w->start_s}, {"end_s", w->end_s}, {"predicted_s", w->predicted_s},
+                 {"seqs", w->seqs}, {"prefill_tokens", (double)w->prefill_tokens},
+                 {"decode_tokens", (double)w->decode_tokens}, {"dev_blocks", (double)w->dev_blocks},
+                 {"swap_blocks", (double)w->swap_blocks}, {"out_blocks", (double)w->out_blocks},
+                 {"in_blocks", (double)w->in_blocks}, {"preempt_swap", w->preempt_swap},
+                 {"preempt_recompute", w->preempt_recompute}, {"sched_s", w->sched_s},
+                 {"swap_s", w->swap_s}, {"weights_s", w->weights_s}};
+        for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
+            cJSON_AddNumberToObject(x, f[k].k, f[k].v);
+        cJSON_AddItemToArray(its, x);
+    }
+    cJSON *rqs = cJSON_AddArrayToObject(o, "requests");
+    for (size_t i = 0; i < sv->nrq; i++) {
+        const store_serve_request *r = &sv->rq[i];
+        cJSON *x = cJSON_CreateObject();
+        const struct {
+            const char *k;
+            double v;
+        } f[] = {{"id", (double)r->req}, {"arrival_s", r->arrival_s},
+                 {"admitted_s", r->admitted_s}, {"first_token_s", r->first_token_s},
+                 {"finish_s", r->finish_s}, {"prompt_tokens", (double)r->prompt_tokens},
+                 {"output_tokens", (double)r->output_tokens}, {"weight", r->weight},
+                 {"swaps", r->swaps}, {"recomputes", r->recomputes}};
+        for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
+            cJSON_AddNumberToObject(x, f[k].k, f[k].v);
+        cJSON_AddItemToArray(rqs, x);
+    }
+    return o;
 }
 
 /* Run id of the store db: its fields, metrics and result, as a table or JSON;
@@ -481,11 +575,16 @@ static int show_run(const char *db, int64_t id, bool json)
     double *values = NULL;
     int n = 0;
     cJSON *result = NULL;
+    show_serving sv = {0};
     llmsim_status st = store_open_existing(db, &s, &e);
     if (st == LLMSIM_OK)
         st = store_run_get(s, id, &row, &e);
     if (st == LLMSIM_OK)
         st = store_run_metrics(s, id, &keys, &values, &n, &e);
+    if (st == LLMSIM_OK)
+        st = store_serve_iterations_get(s, id, &sv.it, &sv.nit, &e);
+    if (st == LLMSIM_OK)
+        st = store_serve_requests_get(s, id, &sv.rq, &sv.nrq, &e);
     if (st != LLMSIM_OK)
         goto done;
 
@@ -493,15 +592,19 @@ static int show_run(const char *db, int64_t id, bool json)
     result = row.result_json ? cJSON_Parse(row.result_json) : NULL;
     if (!json) {
         show_print_table(&row, keys, values, n);
+        show_serving_table(&sv);
         printf("\nresult\n");
         if (!row.result_json)
             printf("  (none)\n");
         else if (!result || !cmd_print_json(result))
             puts(row.result_json);
-    } else if (!show_print_json(&row, keys, values, n, &result)) {
+    } else if (!show_print_json(&row, keys, values, n, &result,
+                                sv.nit || sv.nrq ? show_serving_json(&sv) : NULL)) {
         st = diag_set(&e, LLMSIM_EFAIL, "out of memory printing JSON");
     }
 done:
+    free(sv.it);
+    free(sv.rq);
     if (st != LLMSIM_OK)
         fprintf(stderr, "llmsim show: %s\n", e.msg);
     cJSON_Delete(result);

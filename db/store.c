@@ -1243,6 +1243,64 @@ llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows,
                          sizeof **rows, fill_stage, "reading stage timings", (void **)rows, n, e);
 }
 
+static void fill_serve_iter(sqlite3_stmt *q, void *elem)
+{
+    serve_iter_row *w = elem;
+    w->start_s = store_col_double(q, 0);
+    w->end_s = store_col_double(q, 1);
+    w->predicted_s = store_col_double(q, 2);
+    w->seqs = (int32_t)sqlite3_column_int64(q, 3);
+    w->prefill_tokens = sqlite3_column_int64(q, 4);
+    w->decode_tokens = sqlite3_column_int64(q, 5);
+    w->dev_blocks = sqlite3_column_int64(q, 6);
+    w->swap_blocks = sqlite3_column_int64(q, 7);
+    w->out_blocks = sqlite3_column_int64(q, 8);
+    w->in_blocks = sqlite3_column_int64(q, 9);
+    w->preempt_swap = (int32_t)sqlite3_column_int64(q, 10);
+    w->preempt_recompute = (int32_t)sqlite3_column_int64(q, 11);
+    w->sched_s = store_col_double(q, 12);
+    w->swap_s = store_col_double(q, 13);
+    w->weights_s = store_col_double(q, 14);
+}
+
+llmsim_status store_serve_iterations_get(store *s, int64_t id, serve_iter_row **rows, size_t *n,
+                                         diag *e)
+{
+    return store_collect(s, id,
+                         "SELECT start_s, end_s, predicted_s, seqs, prefill_tokens, decode_tokens, "
+                         "dev_blocks, swap_blocks, out_blocks, in_blocks, preempt_swap, "
+                         "preempt_recompute, sched_s, swap_s, weights_s FROM serve_iterations "
+                         "WHERE run_id = ?1 ORDER BY iter",
+                         sizeof **rows, fill_serve_iter, "reading serving iterations",
+                         (void **)rows, n, e);
+}
+
+static void fill_serve_req(sqlite3_stmt *q, void *elem)
+{
+    store_serve_request *r = elem;
+    r->req = sqlite3_column_int64(q, 0);
+    r->arrival_s = store_col_double(q, 1);
+    r->admitted_s = store_col_double(q, 2);
+    r->first_token_s = store_col_double(q, 3);
+    r->finish_s = store_col_double(q, 4);
+    r->prompt_tokens = sqlite3_column_int64(q, 5);
+    r->output_tokens = sqlite3_column_int64(q, 6);
+    r->weight = store_col_double(q, 7);
+    r->swaps = (int32_t)sqlite3_column_int64(q, 8);
+    r->recomputes = (int32_t)sqlite3_column_int64(q, 9);
+}
+
+llmsim_status store_serve_requests_get(store *s, int64_t id, store_serve_request **rows, size_t *n,
+                                       diag *e)
+{
+    return store_collect(s, id,
+                         "SELECT req, arrival_s, admitted_s, first_token_s, finish_s, "
+                         "prompt_tokens, output_tokens, weight, swaps, recomputes FROM "
+                         "serve_requests WHERE run_id = ?1 ORDER BY req",
+                         sizeof **rows, fill_serve_req, "reading serving requests", (void **)rows,
+                         n, e);
+}
+
 static void fill_memory(sqlite3_stmt *q, void *elem)
 {
     static const char *const tiers[] = {"gpu", "cpu", "disk"};

@@ -154,6 +154,18 @@ llmsim_status store_run_stages_get(store *s, int64_t id, store_stage_row **rows,
 
 /* Memory samples of a run, in order; tier strings are static ("gpu", "cpu",
  * "disk", or "?" for an unknown name). Free with free(). */
+/* A serving run's rows, in order (none for other runs). */
+typedef struct store_serve_request {
+    int64_t req;               /* from 1, in the requests' order */
+    double arrival_s, admitted_s, first_token_s, finish_s;
+    int64_t prompt_tokens, output_tokens;
+    double weight;
+    int32_t swaps, recomputes;
+} store_serve_request;
+llmsim_status store_serve_iterations_get(store *s, int64_t id, serve_iter_row **rows, size_t *n,
+                                         diag *e);
+llmsim_status store_serve_requests_get(store *s, int64_t id, store_serve_request **rows, size_t *n,
+                                       diag *e);
 llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e);
 
 /* Text of an input by hash (caller frees); NULL if absent. */
