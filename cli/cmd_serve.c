@@ -267,34 +267,55 @@ typedef struct serve_run_ctx {
     double wall_s;
 } serve_run_ctx;
 
+/* A run that did not finish: recorded with `status` (interrupted, or failed
+ * with the engine's error) and the rows it has. */
+static llmsim_status record_unfinished(serve_run_ctx *x, const char *status, diag *e)
+{
+    int64_t run_id = 0;
+    store *db = NULL;
+    llmsim_status rs = store_open(x->job->db_path, &db, e);
+    record_hashes hh;
+    record_job rj = cli_record_job(x->job);
+    if (!rs && !(rs = record_inputs(db, &rj, &hh, e))) {
+        store_run_info info = {.kind = "serve-measure", .model_hash = hh.model, .hw_hash = hh.hw,
+                               .policy_hash = hh.policy, .workload_hash = hh.workload,
+                               .model_name = x->job->model.name, .hw_name = x->job->hw.name,
+                               .command = x->job->command};
+        if (!(rs = store_run_begin(db, &info, &run_id, e))) {
+            /* the rows so far: the iterations that ran, the requests as far as they got */
+            x->er.r.n = x->er.r.req ? x->q.n : 0;
+            if ((rs = store_serve_rows(db, run_id, &x->er.r, &x->q, x->s.block_bytes, e)) ||
+                (rs = store_run_commit(db, run_id, status, NULL, e)))
+                store_run_abort(db, run_id, status);
+        }
+    }
+    store_close(db);
+    return rs;
+}
+
 /* An interrupted run: recorded as such; exit status 130. */
 static int record_interrupted(serve_run_ctx *x)
 {
     diag e;
     diag_clear(&e);
-    int64_t run_id = 0;
-    store *db = NULL;
-    llmsim_status rs = store_open(x->job->db_path, &db, &e);
-    record_hashes hh;
-    record_job rj = cli_record_job(x->job);
-    if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
-        store_run_info info = {.kind = "serve-measure", .model_hash = hh.model, .hw_hash = hh.hw,
-                               .policy_hash = hh.policy, .workload_hash = hh.workload,
-                               .model_name = x->job->model.name, .hw_name = x->job->hw.name,
-                               .command = x->job->command};
-        if (!(rs = store_run_begin(db, &info, &run_id, &e))) {
-            /* the rows so far: the iterations that ran, the requests as far as they got */
-            x->er.r.n = x->q.n;
-            if ((rs = store_serve_rows(db, run_id, &x->er.r, &x->q, x->s.block_bytes, &e)) ||
-                (rs = store_run_commit(db, run_id, "interrupted", NULL, &e)))
-                store_run_abort(db, run_id, "interrupted");
-        }
-    }
-    store_close(db);
+    llmsim_status rs = record_unfinished(x, "interrupted", &e);
     fprintf(stderr, "llmsim serve: interrupted after %lld iterations; swap and offload files "
             "removed%s\n", x->er.r.iterations,
             rs ? "" : ", the run and its rows so far recorded as interrupted");
     return 130;
+}
+
+/* The engine failed (a full disk, an I/O error): the message, the run
+ * recorded as failed (its files are gone); the exit status. */
+static int record_failed(serve_run_ctx *x, diag *e)
+{
+    int status = cli_fail("serve", e);
+    diag e2;
+    diag_clear(&e2);
+    if (e->status != LLMSIM_EINPUT && !record_unfinished(x, "failed", &e2))
+        fprintf(stderr, "llmsim serve: the run is recorded as failed; its swap and offload files "
+                        "are removed\n");
+    return status;
 }
 
 static int record_and_print(serve_run_ctx *x)
@@ -362,7 +383,7 @@ static int serve(serve_run_ctx *x)
     x->wall_s = llmsim_now_s() - t0;
     cli_sigint_release(&old);
     if (st)
-        return cli_fail("serve", &e);
+        return record_failed(x, &e);
     if (x->er.interrupted)
         return record_interrupted(x);
     if (x->o.trace_out) {
