@@ -37,13 +37,7 @@ static void usage(FILE *out)
             "weight placement (weights on disk are read layer by layer every iteration).\n"
             "The schedule is serve-sim's, driven by measured iteration times. Prints what\n"
             "serve-sim prints, measured, and records the run in the store.\n"
-            "\n"
-            "  --model M              shipped model name, a model YAML, or a config.json\n"
-            "  --hardware H           shipped hardware profile name or a profile YAML\n"
-            "policy (weight placement and quantization; its serving section; flags below win):\n"
-            "  --policy FILE          a policy YAML (llmsim: policy/1)\n"
-            "  --percent WG WC CG CC HG HC, --weight-quant B/G, --kv-quant B/G, --no-overlap,\n"
-            "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n");
+            "\n");
     serve_args_usage(out);
     fprintf(out,
             "engine (as for llmsim run):\n"
@@ -265,6 +259,7 @@ typedef struct serve_run_ctx {
     serve_requests q;
     engine_serve_result er;
     double wall_s;
+    strbuf wtext;        /* the requests' text for the record */
 } serve_run_ctx;
 
 /* A run that did not finish: recorded with `status` (interrupted, or failed
@@ -400,49 +395,69 @@ static int serve(serve_run_ctx *x)
     return CLI_EXIT_OK;
 }
 
-int cmd_serve(int argc, char **argv)
+/* A command's options into a new *out (cmd names it in messages): the
+ * engine's, serving's, the job's; the requests loaded. Returns an exit
+ * status; *out is freed by serve_ctx_free either way. */
+static int serve_ctx_parse(const char *cmd, int argc, char **argv, serve_run_ctx **out)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return CLI_EXIT_OK;
-        }
-    serve_run_ctx *x = calloc(1, sizeof *x);
+    serve_run_ctx *x = *out = calloc(1, sizeof *x);
     char **eargs = malloc(sizeof(char *) * ((size_t)argc + 1));
     char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
-    strbuf wtext = {0};
     int status = CLI_EXIT_FAIL, nargs = 0;
     if (!x || !eargs || !args || !(x->job = calloc(1, sizeof *x->job))) {
-        fprintf(stderr, "llmsim serve: out of memory\n");
-        goto out;
+        fprintf(stderr, "llmsim %s: out of memory\n", cmd);
+    } else {
+        serve_opts_init(&x->o, cmd);
+        cli_engine_opts_init(&x->c.eng);
+        x->c.time_scale = 1;
+        if (!(status = lift_engine_opts(argc, argv, &x->c, eargs, &nargs)) &&
+            !(status = serve_args_parse(nargs, eargs, args, &x->o, x->job)) &&
+            !(status = serve_args_requests(&x->o, &x->q, &x->wtext))) {
+            cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
+            x->job->workload_text = strbuf_str(&x->wtext);
+        }
     }
-    serve_opts_init(&x->o, "serve");
-    cli_engine_opts_init(&x->c.eng);
-    x->c.time_scale = 1;
-    if ((status = lift_engine_opts(argc, argv, &x->c, eargs, &nargs)) ||
-        (status = serve_args_parse(nargs, eargs, args, &x->o, x->job)) ||
-        (status = serve_args_requests(&x->o, &x->q, &wtext)))
-        goto out;
-    cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
-    x->job->workload_text = strbuf_str(&wtext);
-    if (!(status = serve(x)))
-        status = record_and_print(x);
-out:
-    if (x) {
-        engine_serve_result_free(&x->er);
-        serve_requests_free(&x->q);
-        serve_dist_free(&x->o.gen.prompt_len);
-        serve_dist_free(&x->o.gen.output_len);
-        serve_dist_free(&x->o.gen.weight);
-        for (size_t i = 0; i < x->c.nprompts; i++)
-            free(x->c.prompts[i]);
-        free(x->c.prompts);
-        free(x->job);
-    }
-    strbuf_free(&wtext);
-    free(x);
     free(eargs);
     free(args);
+    return status;
+}
+
+static void serve_ctx_free(serve_run_ctx *x)
+{
+    if (!x)
+        return;
+    engine_serve_result_free(&x->er);
+    serve_requests_free(&x->q);
+    serve_dist_free(&x->o.gen.prompt_len);
+    serve_dist_free(&x->o.gen.output_len);
+    serve_dist_free(&x->o.gen.weight);
+    for (size_t i = 0; i < x->c.nprompts; i++)
+        free(x->c.prompts[i]);
+    free(x->c.prompts);
+    strbuf_free(&x->wtext);
+    free(x->job);
+    free(x);
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return true;
+    return false;
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        usage(stdout);
+        return CLI_EXIT_OK;
+    }
+    serve_run_ctx *x = NULL;
+    int status = serve_ctx_parse("serve", argc, argv, &x);
+    if (!status && !(status = serve(x)))
+        status = record_and_print(x);
+    serve_ctx_free(x);
     return status;
 }
 
@@ -618,54 +633,30 @@ static int vs_run(serve_run_ctx *x, bool all)
 
 int cmd_validate_serving(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++)
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            vs_usage(stdout);
-            return CLI_EXIT_OK;
-        }
-    serve_run_ctx *x = calloc(1, sizeof *x);
-    char **largs = malloc(sizeof(char *) * ((size_t)argc + 1));
-    char **eargs = malloc(sizeof(char *) * ((size_t)argc + 1));
-    char **args = malloc(sizeof(char *) * ((size_t)argc + 3));
-    strbuf wtext = {0};
-    int status = CLI_EXIT_FAIL, nl = 0, ne = 0;
-    bool all = false;
-    if (!x || !largs || !eargs || !args || !(x->job = calloc(1, sizeof *x->job))) {
-        fprintf(stderr, "llmsim validate: out of memory\n");
-        goto out;
+    if (wants_help(argc, argv)) {
+        vs_usage(stdout);
+        return CLI_EXIT_OK;
     }
-    serve_opts_init(&x->o, "validate");
-    cli_engine_opts_init(&x->c.eng);
-    x->c.time_scale = 1;
+    char **largs = malloc(sizeof(char *) * ((size_t)argc + 1));
+    if (!largs) {
+        fprintf(stderr, "llmsim validate: out of memory\n");
+        return CLI_EXIT_FAIL;
+    }
+    int nl = 0;
+    bool all = false;
     vs_lift(argc, argv, &all, largs, &nl);
-    if ((status = lift_engine_opts(nl, largs, &x->c, eargs, &ne)) ||
-        (status = serve_args_parse(ne, eargs, args, &x->o, x->job)) ||
-        (status = serve_args_requests(&x->o, &x->q, &wtext)))
-        goto out;
-    if (x->c.tokens_out || x->o.trace_out || x->o.requests_out) {
+    serve_run_ctx *x = NULL;
+    int status = serve_ctx_parse("validate", nl, largs, &x);
+    if (!status && (x->c.tokens_out || x->o.trace_out || x->o.requests_out)) {
         fprintf(stderr, "llmsim validate: --tokens-out, --trace and --requests-out are llmsim "
                         "serve's; validate records both runs (llmsim show RUN)\n");
         status = CLI_EXIT_INPUT;
-        goto out;
     }
-    cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
-    x->job->workload_text = strbuf_str(&wtext);
-    status = vs_run(x, all);
-out:
-    if (x) {
-        serve_requests_free(&x->q);
-        serve_dist_free(&x->o.gen.prompt_len);
-        serve_dist_free(&x->o.gen.output_len);
-        serve_dist_free(&x->o.gen.weight);
-        for (size_t i = 0; i < x->c.nprompts; i++)
-            free(x->c.prompts[i]);
-        free(x->c.prompts);
-        free(x->job);
+    if (!status) {
+        cli_command_line(argc, argv, x->job->command, sizeof x->job->command);
+        status = vs_run(x, all);
     }
-    strbuf_free(&wtext);
-    free(x);
+    serve_ctx_free(x);
     free(largs);
-    free(eargs);
-    free(args);
     return status;
 }

@@ -31,13 +31,7 @@ static void usage(FILE *out)
             "recompute when the cache runs out. Prints throughput, time to first token, time\n"
             "per output token, end-to-end latency (mean, p50, p90, p99), weighted turnaround,\n"
             "preemptions and KV use, and records the run in the store.\n"
-            "\n"
-            "  --model M              shipped model name, a model YAML, or a config.json\n"
-            "  --hardware H           shipped hardware profile name or a profile YAML\n"
-            "policy (weight placement and quantization; its serving section; flags below win):\n"
-            "  --policy FILE          a policy YAML (llmsim: policy/1)\n"
-            "  --percent WG WC CG CC HG HC, --weight-quant B/G, --kv-quant B/G, --no-overlap,\n"
-            "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n");
+            "\n");
     serve_args_usage(out);
     fprintf(out,
             "output:\n"

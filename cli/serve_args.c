@@ -352,6 +352,12 @@ int serve_args_requests(serve_opts *o, serve_requests *q, strbuf *wtext)
 void serve_args_usage(FILE *out)
 {
     fprintf(out,
+            "  --model M              shipped model name, a model YAML, or a config.json\n"
+            "  --hardware H           shipped hardware profile name or a profile YAML\n"
+            "policy (weight placement and quantization; its serving section; flags below win):\n"
+            "  --policy FILE          a policy YAML (llmsim: policy/1)\n"
+            "  --percent WG WC CG CC HG HC, --weight-quant B/G, --kv-quant B/G, --no-overlap,\n"
+            "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n"
             "requests: a trace file ...\n"
             "  --trace-in FILE        CSV with the header arrival_s,prompt_len,output_len,weight\n"
             "... or the generator:\n"

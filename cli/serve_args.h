@@ -29,7 +29,7 @@ typedef struct serve_opts {
     bool given_preempt, given_sched, given_block, given_cv;
 } serve_opts;
 
-/* The help of the requests' and the serving settings' options. */
+/* The help of the job's, the requests' and the serving settings' options. */
 void serve_args_usage(FILE *out);
 /* The defaults: vLLM's serving setup, and the generator's requests. */
 void serve_opts_init(serve_opts *o, const char *cmd);
