@@ -26,6 +26,7 @@
 
 #include "exec/cpu/kernels.h"
 #include "exec/cpu/layer.h"
+#include "exec/cpu/ram.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/weights.h"
@@ -57,7 +58,8 @@ typedef struct eng {
     float **next_in;       /* [ngb] layer 0's input: the prompt's embeddings [gbs][prompt][h], then
                             * the head's embedding of each new token [gbs][h] */
     float **final_all;     /* eval_ppl: [ngb] the last layer's output for every prompt token */
-    bool dry;              /* count the RAM of a run, allocate and load nothing */
+    cpu_ram ram;           /* every buffer's bytes; dry: count the RAM of a run, allocate
+                            * and load nothing */
     double nll_sum;        /* eval_ppl: -log p of the scored tokens */
     long long nll_count;
     int32_t *ids;          /* [2 prompt] token and position ids */
@@ -67,57 +69,23 @@ typedef struct eng {
     exec_acts a;           /* the activations of a step */
     float *kf, *vf;        /* [ctx_max][kvd] a sequence's K and V in fp32 */
     float *ascratch;       /* k_attention's scratch */
-    double ram_bytes;
 } eng;
 
-/* Every buffer of the backend comes from here, so that a dry run (g->dry)
- * adds up exactly what a real one allocates, without allocating it. */
-static void *eng_alloc(eng *g, size_t bytes)
-{
-    void *p = g->dry ? malloc(1) : offload_alloc(bytes);
-    if (p)
-        g->ram_bytes += (double)offload_round(bytes);
-    return p;
-}
-
-/* eng_alloc and free as callbacks (exec_acts, the weights' fill). */
-static void *eng_alloc_cb(void *g, size_t bytes) { return eng_alloc(g, bytes); }
-
-static void free_cb(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-
-static void *stage_alloc_cb(void *ctx, size_t bytes)
-{
-    (void)ctx;
-    return offload_alloc(bytes);
-}
+/* Every buffer of the backend comes from here (ram.h). */
+static void *eng_alloc(eng *g, size_t bytes) { return cpu_ram_alloc(&g->ram, bytes); }
 
 // ---- weights
 
-/* Lay the units out (exec/weights.h), and make the weights file, the
- * staging of a unit's disk tensors and the dequantized copy; a dry run
- * counts the RAM tensors instead. */
-static llmsim_status weights_layout(eng *g, diag *e)
+/* The units (ram.h), the staging of a unit's disk tensors and the
+ * dequantized copy. */
+static llmsim_status weights_init(eng *g, diag *e)
 {
-    const int L = g->sh.L;
-    g->units = calloc((size_t)L + 1, sizeof *g->units);
-    if (!g->units)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, &g->c.pl->realized, &g->wext);
-    const exec_wextent ext = g->wext;
-    llmsim_status st;
-    if (g->dry) {
-        for (int u = 0; u <= L; u++)
-            for (int i = 0; i < g->units[u].n; i++)
-                if (g->units[u].t[i].home != TIER_DISK)
-                    g->ram_bytes += (double)offload_round(g->units[u].t[i].bytes);
-    } else if (ext.disk_bytes &&
-               (st = offload_file_create(&g->dir, "weights.bin", ext.disk_bytes, &g->wfile, e))) {
+    llmsim_status st = cpu_weights_init(&g->ram, &g->dir, g->c.m, &g->c.p->weight_quant,
+                                        &g->c.pl->realized, g->c.o, g->pool, &g->units, &g->wext,
+                                        &g->wfile, e);
+    if (st)
         return st;
-    }
+    const exec_wextent ext = g->wext;
     if (ext.disk_bytes)
         for (int s = 0; s < 2; s++)
             if (!(g->wstage[s] = eng_alloc(g, ext.unit_disk_bytes)))
@@ -126,33 +94,6 @@ static llmsim_status weights_layout(eng *g, diag *e)
     if (deq && !(g->deq = eng_alloc(g, deq)))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (dequantized weights)");
     return LLMSIM_OK;
-}
-
-/* A RAM tensor of the fill: allocated now, stored in place. */
-static llmsim_status weights_place(const exec_wfill *f, exec_wtensor *t, const float *vals,
-                                   uint8_t *stage, diag *e)
-{
-    (void)stage;
-    if (!(t->data = eng_alloc(f->ctx, t->bytes)))
-        return diag_set(e, LLMSIM_EFAIL, "out of memory (weights)");
-    exec_wtensor_store(f, t, vals, t->data);
-    return LLMSIM_OK;
-}
-
-/* Generate or read every tensor, store it at its home. */
-static llmsim_status weights_load(eng *g, diag *e)
-{
-    const exec_wfill f = {.m = g->c.m, .o = g->c.o, .pool = g->pool, .wt = g->wt,
-                          .wq = &g->c.p->weight_quant, .wfile = g->wfile,
-                          .stage_alloc = stage_alloc_cb, .stage_free = free_cb,
-                          .place = weights_place, .ctx = g};
-    return exec_weights_fill(&f, g->units, &g->wext, e);
-}
-
-static llmsim_status weights_init(eng *g, diag *e)
-{
-    llmsim_status st = weights_layout(g, e);
-    return st || g->dry ? st : weights_load(g, e);
 }
 
 // ---- KV cache and hidden states
@@ -171,7 +112,7 @@ static llmsim_status state_init(eng *g, diag *e)
             return diag_set(e, LLMSIM_EINPUT, "the CPU engine has no GPU tier");
     llmsim_status st;
     if (kv_disk) {
-        if (!g->dry && (st = offload_file_create(&g->dir, "kv.bin", exec_kv_file_bytes(&g->sh),
+        if (!g->ram.dry && (st = offload_file_create(&g->dir, "kv.bin", exec_kv_file_bytes(&g->sh),
                                                  &g->kvfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
@@ -185,7 +126,7 @@ static llmsim_status state_init(eng *g, diag *e)
                 !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->sh.ctx_max * g->sh.kv_slot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV cache)");
     if (act_disk) {
-        if (!g->dry && (st = offload_file_create(&g->dir, "act.bin", exec_act_file_bytes(&g->sh),
+        if (!g->ram.dry && (st = offload_file_create(&g->dir, "act.bin", exec_act_file_bytes(&g->sh),
                                                  &g->actfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
@@ -213,7 +154,7 @@ static llmsim_status state_init(eng *g, diag *e)
 
 static llmsim_status scratch_init(eng *g, diag *e)
 {
-    if (!exec_acts_alloc(&g->a, &g->sh, eng_alloc_cb, g))
+    if (!exec_acts_alloc(&g->a, &g->sh, cpu_ram_alloc_cb, &g->ram))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
     size_t ctx = (size_t)g->sh.ctx_max;
     struct {
@@ -606,12 +547,7 @@ static void free_each(void *a, size_t n)
 
 static void eng_free(eng *g)
 {
-    if (g->units) {
-        for (int u = 0; u <= g->sh.L; u++)
-            for (int i = 0; i < g->units[u].n; i++)
-                free(g->units[u].t[i].data);
-        free(g->units);
-    }
+    cpu_weights_free(g->units, g->sh.L);
     for (int s = 0; s < 2; s++) {
         free(g->wstage[s]);
         free(g->kv_stage[s]);
@@ -627,7 +563,7 @@ static void eng_free(eng *g)
     free_each(g->next_in, ngb);
     free_each(g->final_all, ngb);
     free(g->ids);
-    exec_acts_free(&g->a, free_cb, NULL);
+    exec_acts_free(&g->a, cpu_ram_free_cb, NULL);
     float *bufs[] = {g->kf, g->vf, g->ascratch, g->tk.probs, (float *)g->tk.idx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
@@ -646,7 +582,7 @@ static llmsim_status cpu_setup(void **state, const exec_ctx *c, bool dry, diag *
     *state = g;
     if (!g)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    g->dry = dry;
+    g->ram.dry = dry;
     g->c = *c;
     g->wt = (k_wtype)c->m->dtype;
     g->tk.logits_out = c->o->logits_out;
@@ -690,7 +626,7 @@ static llmsim_status cpu_ram_bytes(const exec_ctx *c, double *bytes, diag *e)
 {
     void *state = NULL;
     llmsim_status st = cpu_setup(&state, c, true, e);
-    *bytes = state ? ((eng *)state)->ram_bytes : 0;
+    *bytes = state ? ((eng *)state)->ram.bytes : 0;
     cpu_release(state);
     return st;
 }
@@ -717,7 +653,7 @@ static void cpu_finish(void *state, engine_result *r)
 {
     eng *g = state;
     r->direct_io = offload_dir_direct(&g->dir);
-    r->ram_bytes = g->ram_bytes;
+    r->ram_bytes = g->ram.bytes;
     r->nll_sum = g->nll_sum;
     r->nll_count = g->nll_count;
 }

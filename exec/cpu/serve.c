@@ -23,6 +23,7 @@
 #include "costmodel/sizes.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cpu/layer.h"
+#include "exec/cpu/ram.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/weights.h"
@@ -49,8 +50,7 @@ typedef struct srv {
     pool *pool;
     offload_dir dir;
     offload_file *wfile, *swapfile;
-    bool dry;
-    double ram_bytes;
+    cpu_ram ram;           /* every buffer's bytes (dry: counted only) */
     /* weights */
     exec_wunit *units;     /* [L + 1] */
     exec_wextent wext;
@@ -76,37 +76,9 @@ typedef struct srv {
     uint16_t *round;
 } srv;
 
-static void *srv_alloc(srv *g, size_t bytes)
-{
-    void *p = g->dry ? malloc(1) : offload_alloc(bytes);
-    if (p)
-        g->ram_bytes += (double)offload_round(bytes);
-    return p;
-}
-
-static void *srv_alloc_cb(void *g, size_t bytes) { return srv_alloc(g, bytes); }
-static void free_cb(void *ctx, void *p)
-{
-    (void)ctx;
-    free(p);
-}
-static void *stage_alloc_cb(void *ctx, size_t bytes)
-{
-    (void)ctx;
-    return offload_alloc(bytes);
-}
+static void *srv_alloc(srv *g, size_t bytes) { return cpu_ram_alloc(&g->ram, bytes); }
 
 // ---- the weights
-
-static llmsim_status place_cb(const exec_wfill *f, exec_wtensor *t, const float *vals,
-                              uint8_t *stage, diag *e)
-{
-    (void)stage;
-    if (!(t->data = srv_alloc(f->ctx, t->bytes)))
-        return diag_set(e, LLMSIM_EFAIL, "out of memory (weights)");
-    exec_wtensor_store(f, t, vals, t->data);
-    return LLMSIM_OK;
-}
 
 static llmsim_status weights_init(srv *g, diag *e)
 {
@@ -114,30 +86,22 @@ static llmsim_status weights_init(srv *g, diag *e)
     const serve_setup *s = g->c.s;
     placement_realized pr;
     placement_realize(g->m, &s->pol, &pr);
-    if (!(g->units = calloc((size_t)L + 1, sizeof *g->units)) ||
-        !(g->ord = calloc((size_t)L + 1, sizeof *g->ord)))
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    exec_weights_layout(g->units, g->m, &s->pol.weight_quant, &pr, &g->wext);
+    llmsim_status st = cpu_weights_init(&g->ram, &g->dir, g->m, &s->pol.weight_quant, &pr,
+                                        g->c.o->eng, g->pool, &g->units, &g->wext, &g->wfile, e);
+    if (st)
+        return st;
     for (int u = 0; u <= L; u++)
         for (int i = 0; i < g->units[u].n; i++)
             if (g->units[u].t[i].home == TIER_GPU)
                 return diag_set(e, LLMSIM_EINPUT, "the policy puts weights on the GPU, and the "
                                 "CPU serving engine has none: give them to cpu and disk");
+    if (!(g->ord = calloc((size_t)L + 1, sizeof *g->ord)))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
     if (g->units[L].disk_bytes)
         g->ord[g->nord++] = L;
     for (int j = 0; j < L; j++)
         if (g->units[j].disk_bytes)
             g->ord[g->nord++] = j;
-    llmsim_status st;
-    if (g->dry) {
-        for (int u = 0; u <= L; u++)
-            for (int i = 0; i < g->units[u].n; i++)
-                if (g->units[u].t[i].home != TIER_DISK)
-                    g->ram_bytes += (double)offload_round(g->units[u].t[i].bytes);
-    } else if (g->wext.disk_bytes &&
-               (st = offload_file_create(&g->dir, "weights.bin", g->wext.disk_bytes, &g->wfile, e))) {
-        return st;
-    }
     const bool layers_disk = g->nord > (g->units[L].disk_bytes ? 1 : 0);
     if (layers_disk)
         for (int k = 0; k < 2; k++)
@@ -152,13 +116,7 @@ static llmsim_status weights_init(srv *g, diag *e)
         return diag_set(e, LLMSIM_EFAIL, "out of memory (dequantized weights)");
     if (g->units[L].fp16_values && !(g->hdeq = srv_alloc(g, g->units[L].fp16_values * 2)))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (dequantized weights)");
-    if (g->dry)
-        return LLMSIM_OK;
-    const exec_wfill f = {.m = g->m, .o = g->c.o->eng, .pool = g->pool, .wt = g->wt,
-                          .wq = &s->pol.weight_quant, .wfile = g->wfile,
-                          .stage_alloc = stage_alloc_cb, .stage_free = free_cb,
-                          .place = place_cb, .ctx = g};
-    return exec_weights_fill(&f, g->units, &g->wext, e);
+    return LLMSIM_OK;
 }
 
 /* Read n of the run: its unit and the buffer it goes to. */
@@ -245,7 +203,7 @@ static llmsim_status kv_init(srv *g, diag *e)
     if (!(g->kv = srv_alloc(g, (size_t)g->nblocks * g->block_stride)))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (the KV pool of %lld blocks)",
                         (long long)g->nblocks);
-    if (!g->dry && s->swap_blocks > 0)
+    if (!g->ram.dry && s->swap_blocks > 0)
         return offload_file_create(&g->dir, "swap.bin", (uint64_t)s->swap_blocks * g->block_stride,
                                    &g->swapfile, e);
     return LLMSIM_OK;
@@ -266,7 +224,7 @@ static llmsim_status scratch_init(srv *g, diag *e)
     /* exec_acts holds gbs * prompt rows and gbs rows of logits */
     g->lay.gbs = (int)B;
     g->lay.prompt = (long long)((R + B - 1) / B);
-    if (!exec_acts_alloc(&g->a, &g->lay, srv_alloc_cb, g))
+    if (!exec_acts_alloc(&g->a, &g->lay, cpu_ram_alloc_cb, &g->ram))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (compute scratch)");
     struct {
         void **p;
@@ -303,18 +261,13 @@ static void srv_free(srv *g)
         pthread_mutex_destroy(&g->io.mu);
         pthread_cond_destroy(&g->io.cv);
     }
-    if (g->units) {
-        for (int u = 0; u <= g->lay.L; u++)
-            for (int i = 0; i < g->units[u].n; i++)
-                free(g->units[u].t[i].data);
-        free(g->units);
-    }
+    cpu_weights_free(g->units, g->lay.L);
     free(g->ord);
     void *bufs[] = {g->wstage[0], g->wstage[1], g->hstage, g->deq, g->hdeq, g->kv, g->kf, g->vf,
                     g->ascratch, g->hx, g->probs, g->ids, g->pos, g->idx, g->pos64, g->round, g->chunk_of};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
-    exec_acts_free(&g->a, free_cb, NULL);
+    exec_acts_free(&g->a, cpu_ram_free_cb, NULL);
     pool_destroy(g->pool);
     offload_dir_remove(&g->dir);
 }
@@ -329,7 +282,7 @@ static llmsim_status cpu_setup(void **state, const serve_ctx *c, bool dry, diag 
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     const serve_setup *s = c->s;
     g->c = *c;
-    g->dry = dry;
+    g->ram.dry = dry;
     g->m = s->cm.m;
     g->kq = &s->pol.kv_quant;
     g->wt = (k_wtype)g->m->dtype;
@@ -390,7 +343,7 @@ static llmsim_status cpu_ram_bytes(const serve_ctx *c, double *bytes, diag *e)
 {
     void *state = NULL;
     llmsim_status st = cpu_setup(&state, c, true, e);
-    *bytes = state ? ((srv *)state)->ram_bytes : 0;
+    *bytes = state ? ((srv *)state)->ram.bytes : 0;
     cpu_release(state);
     return st;
 }
@@ -583,7 +536,7 @@ static llmsim_status cpu_forward(void *state, const serve_fwd *f, double *weight
 static void cpu_finish(void *state, engine_serve_result *r)
 {
     srv *g = state;
-    r->ram_bytes = g->ram_bytes;
+    r->ram_bytes = g->ram.bytes;
     r->direct_io = offload_dir_direct(&g->dir);
 }
 
