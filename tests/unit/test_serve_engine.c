@@ -11,6 +11,9 @@
  *    through serve-sim's loop (serve_run_clocked) give the same schedule,
  *    iteration by iteration (sequences, prefill and decode tokens,
  *    preemptions by kind, blocks swapped) and the same per-request times;
+ *  - the iteration rows account for every token processed (recomputed ones
+ *    again), each request is admitted after it arrives and before its first
+ *    token, and every preemption is an event (each swap measured, closed);
  *  - a pool too small for the longest request is refused before anything
  *    is allocated (LLMSIM_EINPUT naming the request).
  */
@@ -181,6 +184,36 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     if (sc->how == PREEMPT_ADAPTIVE)
         CHECK(er.r.preempt_swap + er.r.preempt_recompute > 0, "%s %s: nothing was preempted",
               m->name, sc->name);
+    /* the rows: every token processed once, plus the recomputed ones; each
+     * request admitted after it arrived and before its first token; every
+     * preemption an event, each swap measured and closed */
+    int64_t rows_tokens = 0, want_tokens = (int64_t)er.r.recomputed_tokens;
+    for (long long k = 0; k < er.r.iterations; k++)
+        rows_tokens += er.r.iters[k].prefill_tokens + er.r.iters[k].decode_tokens;
+    int order_bad = 0;
+    for (int i = 0; i < NREQ; i++) {
+        const serve_req_result *rr = &er.r.req[i];
+        want_tokens += prompts[i] + outputs[i] - 1;
+        order_bad += !(q.r[i].arrival_s <= rr->admitted_s && rr->admitted_s <= rr->first_token_s &&
+                       rr->first_token_s <= rr->finish_s);
+    }
+    CHECK(rows_tokens == want_tokens, "%s %s: the iteration rows hold %lld tokens, not %lld",
+          m->name, sc->name, (long long)rows_tokens, (long long)want_tokens);
+    CHECK(order_bad == 0, "%s %s: %d requests with times out of order", m->name, sc->name,
+          order_bad);
+    long long nswap = 0, nrec = 0, swap_bad = 0;
+    for (size_t k = 0; k < er.nevents; k++) {
+        const serve_event *ev = &er.events[k];
+        if (ev->how == PREEMPT_SWAP) {
+            nswap++;
+            swap_bad += !(ev->done && ev->measured_s > 0 && ev->predicted_s > 0);
+        } else {
+            nrec++;
+        }
+    }
+    CHECK(nswap == er.r.preempt_swap && nrec == er.r.preempt_recompute && swap_bad == 0,
+          "%s %s: events %lld swaps (%lld unmeasured), %lld recomputes, for %lld and %lld",
+          m->name, sc->name, nswap, swap_bad, nrec, er.r.preempt_swap, er.r.preempt_recompute);
     printf("# %s %s: %lld iterations, %lld swaps, %lld recomputes, tokens equal to solo runs\n",
            m->name, sc->name, er.r.iterations, er.r.preempt_swap, er.r.preempt_recompute);
 
