@@ -641,8 +641,8 @@ static llmsim_status scratch_init(geng *g, diag *e)
 /* KV rows of a slot array as the kernels take them. */
 static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
 {
-    gdev_kv d = {
-        base, stride, g->sh.kv_row, g->sh.kvd, g->c.p->kv_quant.bits, g->c.p->kv_quant.group_size};
+    gdev_kv d = {.base = base, .slot_stride = stride, .row_bytes = g->sh.kv_row, .kvd = g->sh.kvd,
+                 .bits = g->c.p->kv_quant.bits, .group = g->c.p->kv_quant.group_size};
     return d;
 }
 
@@ -710,7 +710,8 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
     gdev_kv att_kv = kv;
     if (kv.bits) { /* attention reads fp16: the cache so far, dequantized */
         att_kv =
-            (gdev_kv){(uint8_t *)g->kv_f16, (size_t)g->sh.gbs * 2 * kvd * 2, kvd * 2, kvd, 0, 0};
+            (gdev_kv){.base = (uint8_t *)g->kv_f16, .slot_stride = (size_t)g->sh.gbs * 2 * kvd * 2,
+                      .row_bytes = kvd * 2, .kvd = kvd};
         TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->sh.gbs, start + t, e));
     }
     TRY(gdev_attention(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, &att_kv,

@@ -325,6 +325,9 @@ static llmsim_status kv_check(const gdev_kv *kv, const char *fn, diag *e)
                          kv->row_bytes != quant_row_bytes(kv->kvd, kv->bits, kv->group)))
         return diag_set(e, LLMSIM_EFAIL, "%s: KV rows of %zu values, %d bits, group %d, %zu bytes do not agree",
                         fn, kv->kvd, kv->bits, kv->group, kv->row_bytes);
+    if (kv->table && (kv->block_size == 0 || kv->block_stride < kv->block_size * kv->slot_stride))
+        return diag_set(e, LLMSIM_EFAIL, "%s: blocks of %zu slots of %zu bytes in %zu bytes", fn,
+                        kv->block_size, kv->slot_stride, kv->block_stride);
     return LLMSIM_OK;
 }
 

@@ -199,7 +199,21 @@ typedef struct gdev_kv {
     size_t row_bytes;   /* bytes of one K (or V) row of one sequence */
     size_t kvd;         /* values per row: kv_heads * head_dim */
     int bits, group;    /* 0: fp16 rows */
+    /* paged (serving): position p lives in block table[p / block_size], slot
+     * p % block_size, a block being block_stride bytes from base; the table
+     * in device memory. NULL: contiguous (position p at p * slot_stride). */
+    const int32_t *table;
+    size_t block_size, block_stride;
 } gdev_kv;
+
+/* Byte offset from kv->base of position p's slot. */
+static inline size_t gdev_kv_slot_off(const gdev_kv *kv, size_t p)
+{
+    if (!kv->table)
+        return p * kv->slot_stride;
+    return (size_t)kv->table[p / kv->block_size] * kv->block_stride +
+           p % kv->block_size * kv->slot_stride;
+}
 
 /* Store the new K and V rows, k and v fp32 [seqs][t][kvd], of every
  * sequence at positions pos0 .. pos0 + t - 1: to fp16 (round to nearest

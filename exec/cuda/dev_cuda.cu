@@ -501,17 +501,41 @@ __global__ void gk_dequant_f16(const uint8_t *q, size_t rows, size_t cols, int b
     }
 }
 
+/* Where position p's slot is in a slot array: contiguous (table NULL) or
+ * paged (gdev_kv_slot_off, on the device). */
+struct kv_where {
+    const int32_t *table;
+    size_t block_size, block_stride, slot_stride;
+};
+
+static kv_where kv_where_of(const gdev_kv *kv)
+{
+    kv_where w;
+    w.table = kv->table;
+    w.block_size = kv->block_size;
+    w.block_stride = kv->block_stride;
+    w.slot_stride = kv->slot_stride;
+    return w;
+}
+
+static __device__ __forceinline__ size_t kv_slot(const kv_where &w, size_t p)
+{
+    if (!w.table)
+        return p * w.slot_stride;
+    return (size_t)__ldg(w.table + p / w.block_size) * w.block_stride + p % w.block_size * w.slot_stride;
+}
+
 /* Slot rows (p, s, kv), p < npos: row r = p * nrs + rs with rs = 2 s + kv. */
-__global__ void gk_kv_dequant(const uint8_t *src, size_t s_stride, size_t s_row, uint8_t *dst,
-                              size_t d_stride, size_t d_row, size_t nrs, size_t npos, size_t kvd,
+__global__ void gk_kv_dequant(const uint8_t *src, kv_where sw, size_t s_row, uint8_t *dst,
+                              kv_where dw, size_t d_row, size_t nrs, size_t npos, size_t kvd,
                               int bits, int group, bool aligned4)
 {
     const size_t bb = quant_block_bytes(bits, group);
     ROWS_Y(r, npos * nrs)
     {
         const size_t p = r / nrs, rs = r % nrs;
-        const uint8_t *qr = src + p * s_stride + rs * s_row;
-        uint16_t *o = reinterpret_cast<uint16_t *>(dst + p * d_stride + rs * d_row);
+        const uint8_t *qr = src + kv_slot(sw, p) + rs * s_row;
+        uint16_t *o = reinterpret_cast<uint16_t *>(dst + kv_slot(dw, p) + rs * d_row);
         COLS_X(jp, kvd / 2)
         {
             store_pair(o + 2 * jp, dequant_pair(qr, jp, bits, group, bb), aligned4);
@@ -521,14 +545,14 @@ __global__ void gk_kv_dequant(const uint8_t *src, size_t s_stride, size_t s_row,
 
 /* New K and V rows to fp16: row r = 2 tok + kv of the [seqs * t] tokens. */
 __global__ void gk_kv_put_f16(const float *k, const float *v, size_t ntok, size_t t, long long pos0,
-                              uint8_t *base, size_t slot_stride, size_t row_bytes, size_t kvd)
+                              uint8_t *base, kv_where w, size_t row_bytes, size_t kvd)
 {
     ROWS_Y(r, 2 * ntok)
     {
         const size_t kvi = r & 1, tok = r >> 1, s = tok / t, a = tok % t;
         const float *src = (kvi ? v : k) + tok * kvd;
         uint16_t *dst = reinterpret_cast<uint16_t *>(
-            base + (size_t)(pos0 + (long long)a) * slot_stride + (2 * s + kvi) * row_bytes);
+            base + kv_slot(w, (size_t)(pos0 + (long long)a)) + (2 * s + kvi) * row_bytes);
         COLS_X(c, kvd)
         {
             dst[c] = half_f32_to_f16(src[c]);
@@ -538,7 +562,7 @@ __global__ void gk_kv_put_f16(const float *k, const float *v, size_t ntok, size_
 
 /* New K and V rows quantized: a thread per group. */
 __global__ void gk_kv_put_q(const float *k, const float *v, size_t ntok, size_t t, long long pos0,
-                            uint8_t *base, size_t slot_stride, size_t row_bytes, size_t kvd,
+                            uint8_t *base, kv_where w, size_t row_bytes, size_t kvd,
                             int bits, int group)
 {
     const size_t ngr = kvd / (size_t)group, bb = quant_block_bytes(bits, group);
@@ -548,7 +572,7 @@ __global__ void gk_kv_put_q(const float *k, const float *v, size_t ntok, size_t 
         const size_t kvi = r & 1, tok = r >> 1, s = tok / t, a = tok % t;
         const float *src = (kvi ? v : k) + tok * kvd + b * (size_t)group;
         uint8_t *blk =
-            base + (size_t)(pos0 + (long long)a) * slot_stride + (2 * s + kvi) * row_bytes + b * bb;
+            base + kv_slot(w, (size_t)(pos0 + (long long)a)) + (2 * s + kvi) * row_bytes + b * bb;
         quant_group_store(src, group, bits, blk);
     }
 }
@@ -560,7 +584,8 @@ struct attn_params {
     float *out;     /* splits == 1: [seqs][t][heads][hd] */
     float *part;    /* splits > 1: [rows][splits][hd + 2]: acc, max, sum */
     const uint8_t *base;
-    size_t slot_stride, row_bytes;
+    kv_where where; /* each position's slot */
+    size_t row_bytes;
     long long start;
     unsigned t, heads, group, hd, lp_log2, splits;
     size_t chunk; /* positions per split */
@@ -610,7 +635,7 @@ struct attn_thread {
     size_t row;            /* (s * t + a) * heads + hq */
     unsigned split;        /* the context split of the row */
     size_t p0, p1;         /* the split's positions: [p0, p1) */
-    const uint8_t *kb;     /* K of position j: kb + j * slot_stride; V: row_bytes further */
+    const uint8_t *kb;     /* K of position j: kb + kv_slot(j); V: row_bytes further */
 };
 
 template <int VW> static __device__ __forceinline__ attn_thread attn_thread_of(const attn_params &P)
@@ -671,7 +696,7 @@ static __device__ __forceinline__ void attn_load_kv(const attn_params &P, const 
     for (int u = 0; u < ATT_U; u++) {
         const size_t j = jb + (size_t)u * T.pw + T.gw;
         ok[u] = j < T.p1;
-        const uint8_t *kp = ok[u] ? T.kb + j * P.slot_stride : T.kb;
+        const uint8_t *kp = ok[u] ? T.kb + kv_slot(P.where, j) : T.kb;
 #pragma unroll
         for (int r = 0; r < RM; r++) {
             const size_t off = (size_t)(T.gl + T.lp * (unsigned)r) * VW * 2;
@@ -1223,17 +1248,17 @@ static llmsim_status cu_kv_put(gdev *d, const gdev_kv *kv, const float *k, const
     if (pos0 < 0)
         return diag_set(e, LLMSIM_EFAIL, "%s: negative position %lld", op, pos0);
     if (kv->bits == 0) {
-        if (((uintptr_t)kv->base | kv->slot_stride) & 1)
+        if (((uintptr_t)kv->base | kv->slot_stride | kv->block_stride) & 1)
             return diag_set(e, LLMSIM_EFAIL,
                             "%s: fp16 slot array not 2-byte aligned (base %p, stride %zu)", op,
                             (void *)kv->base, kv->slot_stride);
         gk_kv_put_f16<<<grid_2d(2 * ntok, kv->kvd, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(
-            k, v, ntok, t, pos0, kv->base, kv->slot_stride, kv->row_bytes, kv->kvd);
+            k, v, ntok, t, pos0, kv->base, kv_where_of(kv), kv->row_bytes, kv->kvd);
         return launched(e, op, "gk_kv_put_f16");
     }
     const size_t groups = ntok * 2 * (kv->kvd / (size_t)kv->group);
     gk_kv_put_q<<<grid_1d(groups, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(
-        k, v, ntok, t, pos0, kv->base, kv->slot_stride, kv->row_bytes, kv->kvd, kv->bits,
+        k, v, ntok, t, pos0, kv->base, kv_where_of(kv), kv->row_bytes, kv->kvd, kv->bits,
         kv->group);
     return launched(e, op, "gk_kv_put_q");
 }
@@ -1242,14 +1267,14 @@ static llmsim_status cu_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv *d
                                    long long npos, diag *e)
 {
     cuda_dev *c = cdev(d);
-    const uintptr_t al = (uintptr_t)dst->base | dst->slot_stride | dst->row_bytes;
+    const uintptr_t al = (uintptr_t)dst->base | dst->slot_stride | dst->row_bytes | dst->block_stride;
     if (al & 1)
         return diag_set(e, LLMSIM_EFAIL,
                         "gdev_kv_dequant: fp16 slot array not 2-byte aligned (base %p, stride %zu)",
                         (void *)dst->base, dst->slot_stride);
     const size_t nrs = 2 * seqs, np = (size_t)npos;
     gk_kv_dequant<<<grid_2d(np * nrs, src->kvd / 2, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(
-        src->base, src->slot_stride, src->row_bytes, dst->base, dst->slot_stride, dst->row_bytes,
+        src->base, kv_where_of(src), src->row_bytes, dst->base, kv_where_of(dst), dst->row_bytes,
         nrs, np, src->kvd, src->bits, src->group, (al & 3) == 0);
     return launched(e, "gdev_kv_dequant", "gk_kv_dequant");
 }
@@ -1300,7 +1325,7 @@ static llmsim_status att_check(size_t seqs, size_t t, size_t heads, size_t hd, c
         return diag_set(e, LLMSIM_EFAIL,
                         "%s: %zu sequences x %zu tokens x %zu heads: too many rows", op, seqs, t,
                         heads);
-    if (((uintptr_t)kv->base | kv->slot_stride | kv->row_bytes) & 1)
+    if (((uintptr_t)kv->base | kv->slot_stride | kv->row_bytes | kv->block_stride) & 1)
         return diag_set(e, LLMSIM_EFAIL,
                         "%s: fp16 slot array not 2-byte aligned (base %p, stride %zu)", op,
                         (void *)kv->base, kv->slot_stride);
@@ -1311,7 +1336,7 @@ static llmsim_status att_check(size_t seqs, size_t t, size_t heads, size_t hd, c
  * bytes), else 1. */
 static int att_vector_width(const gdev_kv *kv, size_t hd)
 {
-    const uintptr_t al = (uintptr_t)kv->base | kv->slot_stride | kv->row_bytes;
+    const uintptr_t al = (uintptr_t)kv->base | kv->slot_stride | kv->row_bytes | kv->block_stride;
     return (hd % 8 == 0 && (al & 15) == 0) ? 8 : (hd % 2 == 0 && (al & 3) == 0) ? 2 : 1;
 }
 
@@ -1395,7 +1420,7 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
     P.out = out;
     P.part = part;
     P.base = kv->base;
-    P.slot_stride = kv->slot_stride;
+    P.where = kv_where_of(kv);
     P.row_bytes = kv->row_bytes;
     P.start = start;
     P.t = (unsigned)t;

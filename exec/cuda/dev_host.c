@@ -106,7 +106,7 @@ static llmsim_status check_dir(gdev_dir dir, const char *fn, diag *e)
 /* Row (p, s, kv) of a slot array. */
 static uint8_t *kv_row(const gdev_kv *kv, size_t p, size_t s, int which)
 {
-    return kv->base + p * kv->slot_stride + (2 * s + (size_t)which) * kv->row_bytes;
+    return kv->base + gdev_kv_slot_off(kv, p) + (2 * s + (size_t)which) * kv->row_bytes;
 }
 
 /* ---- the device */
@@ -485,7 +485,7 @@ static llmsim_status host_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv 
     host_dev *st = host_of(d);
     const size_t rows = (size_t)npos * seqs * 2;
     kv_deq_job J = {src, dst, seqs};
-    if (((uintptr_t)dst->base | dst->slot_stride | dst->row_bytes) % 2 == 0) {
+    if (((uintptr_t)dst->base | dst->slot_stride | dst->row_bytes | dst->block_stride) % 2 == 0) {
         pool_for(st->pool, rows, kv_deq_range, &J);
         return LLMSIM_OK;
     }

@@ -21,7 +21,10 @@
  *    dev.h says neither), embed
  *    (F16, BF16, F32 tables), dequant_f16 (4/8 bits, groups 32/64/128),
  *    kv_put (fp16, 4-bit g32 and 8-bit g64 rows; the whole slot array,
- *    padding and other positions included), kv_dequant, relu, add, add_rows,
+ *    padding and other positions included; contiguous and paged: blocks of
+ *    3 positions through a block table, as serving keeps the cache),
+ *    attention over a paged cache against the contiguous one, kv_dequant,
+ *    relu, add, add_rows,
  *    copy and copy2d (with pitches; the bytes between rows untouched);
  *  - linear (fp16, bf16, fp32 weights; with and without bias; m = 1, 3, 37;
  *    odd n and k) against the double-precision product of the rounded x and
@@ -896,6 +899,43 @@ static float get_f16(const uint8_t *src)
     return half_f16_to_f32(h);
 }
 
+/* The same slots in blocks of 3 positions placed by a reversed table (a
+ * paged KV cache, as serving keeps it): attention gives the contiguous
+ * result's bits. */
+static void check_paged_attention(const uint8_t *slots, size_t npos, size_t stride,
+                                  const gdev_kv *flat, const float *dq, size_t seqs, size_t t,
+                                  size_t start, size_t heads, size_t kvh, size_t hd,
+                                  const float *flat_out, const char *what)
+{
+    const size_t bs = 3, nb = (npos + bs - 1) / bs, bstride = bs * stride + 16;
+    int32_t *table = xmalloc(nb * sizeof *table);
+    for (size_t b = 0; b < nb; b++)
+        table[b] = (int32_t)(nb - b); /* reversed, block 0 unused */
+    uint8_t *blocks = xmalloc((nb + 1) * bstride);
+    rand_bytes(blocks, (nb + 1) * bstride);
+    for (size_t p = 0; p < npos; p++)
+        memcpy(blocks + (size_t)table[p / bs] * bstride + p % bs * stride, slots + p * stride, stride);
+    uint8_t *dblk = up(blocks, (nb + 1) * bstride);
+    int32_t *dtable = up(table, nb * sizeof *table);
+    gdev_kv kv = *flat;
+    kv.base = dblk;
+    kv.table = dtable;
+    kv.block_size = bs;
+    kv.block_stride = bstride;
+    const size_t nq = seqs * t * heads * hd;
+    float *dout_ = dout(nq * 4);
+    OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, dout_, &E));
+    float *got = fetch(dout_, nq * 4);
+    CHECK(memcmp(got, flat_out, nq * 4) == 0, "%s: paged (blocks of %zu) differs from contiguous",
+          what, bs);
+    gdev_free(D, dblk);
+    gdev_free(D, dtable);
+    gdev_free(D, dout_);
+    free(got);
+    free(blocks);
+    free(table);
+}
+
 static void test_attention(void)
 {
     const size_t seqss[] = {1, 3}, kvhs[] = {4, 2, 1}, hds[] = {16, 64, 128}, heads = 4;
@@ -938,7 +978,7 @@ static void test_attention(void)
                     }
                     uint8_t *dslots = up(slots, npos * stride);
                     float *dq = up(q, nq * 4), *dout_ = dout(nq * 4);
-                    gdev_kv kv = {dslots, stride, row, kvd, 0, 0};
+                    gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0};
                     OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, dout_,
                                       &E));
                     float *got = fetch(dout_, nq * 4);
@@ -946,6 +986,8 @@ static void test_attention(void)
                              "attention seqs=%zu t=%zu start=%zu kv_heads=%zu hd=%zu", seqs, t,
                              start, kvh, hd);
                     cmp_close(got, want, nq, TOL_ATTN, what);
+                    check_paged_attention(slots, npos, stride, &kv, dq, seqs, t, start, heads, kvh,
+                                          hd, got, what);
                     gdev_free(D, dslots);
                     gdev_free(D, dq);
                     gdev_free(D, dout_);
@@ -968,6 +1010,42 @@ static const struct {
 static size_t row_bytes_of(size_t kvd, int bits, int group)
 {
     return bits ? quant_row_bytes(kvd, bits, group) : 2 * kvd;
+}
+
+/* The put into the same slots in blocks of 3 positions (a reversed table):
+ * read back in position order, the contiguous put's bytes. */
+static void check_paged_put(const uint8_t *slots, const uint8_t *want, size_t npos, size_t stride,
+                            const gdev_kv *flat, const float *dk, const float *dv, size_t seqs,
+                            size_t t, size_t pos0, const char *what)
+{
+    const size_t bs = 3, nb = (npos + bs - 1) / bs, bstride = bs * stride + 8;
+    int32_t *table = xmalloc(nb * sizeof *table);
+    for (size_t b = 0; b < nb; b++)
+        table[b] = (int32_t)(nb - b);
+    uint8_t *blocks = xmalloc((nb + 1) * bstride), *flat_got = xmalloc(npos * stride);
+    rand_bytes(blocks, (nb + 1) * bstride);
+    for (size_t p = 0; p < npos; p++)
+        memcpy(blocks + (size_t)table[p / bs] * bstride + p % bs * stride, slots + p * stride, stride);
+    uint8_t *dblk = up(blocks, (nb + 1) * bstride);
+    int32_t *dtable = up(table, nb * sizeof *table);
+    gdev_kv kv = *flat;
+    kv.base = dblk;
+    kv.table = dtable;
+    kv.block_size = bs;
+    kv.block_stride = bstride;
+    OK(gdev_kv_put(D, &kv, dk, dv, seqs, t, (long long)pos0, &E));
+    uint8_t *got = fetch(dblk, (nb + 1) * bstride);
+    for (size_t p = 0; p < npos; p++)
+        memcpy(flat_got + p * stride, got + (size_t)table[p / bs] * bstride + p % bs * stride, stride);
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s, paged", what);
+    cmp_exact(flat_got, want, npos * stride, w2);
+    gdev_free(D, dblk);
+    gdev_free(D, dtable);
+    free(got);
+    free(flat_got);
+    free(blocks);
+    free(table);
 }
 
 static void test_kv_put(void)
@@ -1007,12 +1085,13 @@ static void test_kv_put(void)
                         }
                 uint8_t *dslots = up(slots, npos * stride);
                 float *dk = up(k, seqs * t * kvd * 4), *dv = up(v, seqs * t * kvd * 4);
-                gdev_kv kv = {dslots, stride, row, kvd, bits, group};
+                gdev_kv kv = {dslots, stride, row, kvd, bits, group, NULL, 0, 0};
                 OK(gdev_kv_put(D, &kv, dk, dv, seqs, t, (long long)pos0, &E));
                 uint8_t *got = fetch(dslots, npos * stride);
                 snprintf(what, sizeof what, "kv_put bits=%d group=%d t=%zu pos0=%zu", bits, group,
                          t, pos0);
                 cmp_exact(got, want, npos * stride, what);
+                check_paged_put(slots, want, npos, stride, &kv, dk, dv, seqs, t, pos0, what);
                 gdev_free(D, dslots);
                 gdev_free(D, dk);
                 gdev_free(D, dv);
@@ -1057,8 +1136,8 @@ static void test_kv_dequant(void)
                     memcpy(want + p * dstride + r * drow, tmp, drow);
                 }
             uint8_t *dsrc = up(src, ntot * sstride), *ddst = up(dst, ntot * dstride);
-            gdev_kv ks = {dsrc, sstride, srow, kvd, bits, group},
-                    kd = {ddst, dstride, drow, kvd, 0, 0};
+            gdev_kv ks = {dsrc, sstride, srow, kvd, bits, group, NULL, 0, 0},
+                    kd = {ddst, dstride, drow, kvd, 0, 0, NULL, 0, 0};
             OK(gdev_kv_dequant(D, &ks, &kd, seqs, (long long)npos, &E));
             uint8_t *got = fetch(ddst, ntot * dstride);
             snprintf(what, sizeof what, "kv_dequant bits=%d group=%d%s", bits, group,
