@@ -334,13 +334,15 @@ static int record_and_print(serve_run_ctx *x)
         return cli_fail("serve", &e);
     }
     free(json);
-    const double sched = cJSON_GetObjectItem(cJSON_GetObjectItem(obj, "measured"),
-                                             "scheduler_fraction")->valuedouble;
+    const cJSON *mj = cJSON_GetObjectItem(obj, "measured");
+    const double sched = cJSON_GetObjectItem(mj, "scheduler_fraction")->valuedouble;
+    const double busy = cJSON_GetObjectItem(mj, "iteration_s")->valuedouble;
     if (!cli_print_json_if_asked(job->format, obj)) { /* obj is freed */
         serve_args_table(job, &x->o, &x->s, &x->q, r);
-        printf("measured               %lld iterations in %.3f s on the CPU engine (%s I/O), "
-               "scheduler %.2f%% of it\n", r->iterations, x->wall_s,
-               x->er.direct_io ? "O_DIRECT" : "buffered", 100 * sched);
+        printf("measured               %lld iterations, %.3f s busy (%.3f s wall with the weights' "
+               "set-up) on the CPU engine (%s I/O), scheduler %.2f%% of the busy time\n",
+               r->iterations, busy, x->wall_s, x->er.direct_io ? "O_DIRECT" : "buffered",
+               100 * sched);
         if (x->o.trace_out)
             printf("trace                  %s (open in Perfetto or chrome://tracing)\n",
                    x->o.trace_out);

@@ -380,7 +380,8 @@ void serve_args_usage(FILE *out)
             "  --block-size N         tokens per KV block (default 16, or the policy's)\n"
             "  --max-batch N          sequences per iteration (default 256)\n"
             "  --token-budget N       tokens per iteration, prefill chunks included (default 2048)\n"
-            "  --swap-space SIZE      CPU swap space for KV blocks (default 4 GiB; disk without a GPU)\n"
+            "  --swap-space SIZE      CPU swap space for KV blocks (default 4 GiB; disk without a GPU,\n"
+            "                         where serve pads each block to 4 KiB; none under recompute)\n"
             "  --kv-memory SIZE       device memory for KV blocks (default: what --mem-util of\n"
             "                         the device leaves after weights and workspace)\n"
             "  --mem-util F           fraction of device memory the server uses (default 0.9)\n");

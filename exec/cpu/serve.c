@@ -203,7 +203,10 @@ static llmsim_status kv_init(srv *g, diag *e)
     if (!(g->kv = srv_alloc(g, (size_t)g->nblocks * g->block_stride)))
         return diag_set(e, LLMSIM_EFAIL, "out of memory (the KV pool of %lld blocks)",
                         (long long)g->nblocks);
-    if (!g->ram.dry && s->swap_blocks > 0)
+    /* the swap space: block slots of block_stride bytes (a block padded to
+     * OFFLOAD_ALIGN, so the file can exceed --swap-space by that padding);
+     * none when nothing can swap */
+    if (!g->ram.dry && s->swap_blocks > 0 && s->cfg.preempt != PREEMPT_RECOMPUTE)
         return offload_file_create(&g->dir, "swap.bin", (uint64_t)s->swap_blocks * g->block_stride,
                                    &g->swapfile, e);
     return LLMSIM_OK;
