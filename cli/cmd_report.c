@@ -1,7 +1,8 @@
 /*
  * cmd_report — `llmsim report [RUN...] [-o DIR]`: plots of recorded runs
  * (gnuplot, PNG and SVG) and DIR/index.html that shows them with their
- * numbers.
+ * numbers: offline runs (predict, simulate, measure, validate) and serving
+ * runs (serve, serve-measure, validate --serving).
  *
  * This file is the command: it parses the options, refuses early what it
  * can (DIR, gnuplot), opens the store and prints the outcome. The work is
@@ -39,6 +40,10 @@ static void report_usage(FILE *f)
           "                    and the memory per tier over time, simulated beside measured.\n"
           "                    Simulate, measure and predict runs of one job (same model,\n"
           "                    hardware, policy and workload) are drawn side by side.\n"
+          "                    Serving runs (serve, serve-measure; a validate --serving run\n"
+          "                    gives both per preemption mode): the CDFs of TTFT, TPOT and\n"
+          "                    end-to-end latency, predicted and measured together, and the\n"
+          "                    KV blocks in use and the preemptions over time.\n"
           "  -o, --output DIR  where the report goes (default: " REPORT_DEFAULT_DIR ")\n"
           "  --force           replace DIR when it holds an earlier report\n"
           "  --db PATH         the store (default: $LLMSIM_DB, else ./llmsim.db)\n"

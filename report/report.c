@@ -52,7 +52,7 @@ void report_warn(const char *fmt, ...)
 
 // ---- releasing a report
 
-static void report_notes_free(char **notes, size_t n)
+static void report_strs_free(char **notes, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         free(notes[i]);
@@ -66,6 +66,8 @@ void report_run_free(report_run *run)
     store_row_clear(&run->row);
     free(run->steps);
     free(run->mem);
+    free(run->iters);
+    free(run->reqs);
     free(run);
 }
 
@@ -79,14 +81,20 @@ void report_free(report *r)
         for (size_t k = 0; k < v->npol; k++)
             free(v->pol[k].name);
         free(v->pol);
+        for (size_t k = 0; k < v->nmodes; k++) {
+            free(v->modes[k].name);
+            report_strs_free(v->modes[k].err_key, v->modes[k].nerr);
+            free(v->modes[k].err_pct);
+        }
+        free(v->modes);
         free(v->model);
         free(v->hw);
-        report_notes_free(v->notes, v->nnotes);
+        report_strs_free(v->notes, v->nnotes);
     }
     free(r->vals);
     for (size_t i = 0; i < r->ngroups; i++) {
         free(r->groups[i].title);
-        report_notes_free(r->groups[i].notes, r->groups[i].nnotes);
+        report_strs_free(r->groups[i].notes, r->groups[i].nnotes);
     }
     free(r->groups);
     for (size_t i = 0; i < r->nfigs; i++) {

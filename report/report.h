@@ -4,8 +4,9 @@
  *
  *   report.c       releasing a report; the helpers every file uses
  *   report_load.c  reading runs from the store (each once), the expansion of
- *                  a validate run into its policies and their runs, the
- *                  grouping of runs of one job
+ *                  a validate run into its policies (or, serving, its
+ *                  preemption modes) and their runs, the grouping of runs of
+ *                  one job
  *   report_fig.c   the figures: each one is a table of numbers (written as
  *                  NAME.dat and shown in the page) and a gnuplot script (NAME.gp)
  *   report_html.c  index.html: the figures with their tables
@@ -48,6 +49,10 @@ typedef struct report_run {
     size_t nsteps;
     store_mem_sample *mem;   /* [nmem] occupancy per tier in time order; static tier names */
     size_t nmem;
+    serve_iter_row *iters;   /* [niters] a serving run's iterations in order; none for others */
+    size_t niters;
+    store_serve_request *reqs; /* [nreqs] a serving run's requests in order */
+    size_t nreqs;
 } report_run;
 
 /* One policy of a validate run (its result_json `runs[i]`). */
@@ -58,22 +63,38 @@ typedef struct report_policy {
     double predicted_error_pct; /* cost model against measured */
 } report_policy;
 
-/* A validate run expanded. */
+/* One preemption mode of a serving validate run (its result_json `modes[i]`). */
+typedef struct report_mode {
+    char *name;                  /* swap, recompute, adaptive */
+    double tput_pred, tput_meas; /* throughput, tokens/s; NaN when absent */
+    char **err_key;              /* [nerr] the result's `errors` that are numbers, in its order */
+    double *err_pct;             /* [nerr] predicted against measured, signed percent */
+    size_t nerr;
+} report_mode;
+
+/* A validate run expanded: its policies (llmsim validate) or, serving, its
+ * preemption modes (llmsim validate --serving; the result has `modes`). */
 typedef struct report_validate {
     int64_t id;
     char *model, *hw;              /* NULL when the result does not name them */
     double mape, mape_predicted;   /* percent; NaN when absent */
     report_policy *pol;            /* [npol] the policies that could be read */
     size_t npol;
-    char **notes;                  /* [nnotes] policies skipped and why */
+    bool serving;                  /* the result has `modes` */
+    double requests;               /* serving: requests served; NaN when absent */
+    report_mode *modes;            /* [nmodes] the modes that could be read */
+    size_t nmodes;
+    char **notes;                  /* [nnotes] policies or modes skipped, and why */
     size_t nnotes;
 } report_validate;
 
 /* Runs of one job (same model, hardware, policy and workload) drawn side by
- * side: one panel each, predicted, simulated, measured in that order. */
+ * side: one panel each, predicted, simulated, measured in that order (a
+ * serving group: serve, then serve-measure). */
 typedef struct report_group {
     char *title;
-    int64_t validate_id;  /* the validate run whose policy this is; 0 for runs given directly */
+    int64_t validate_id;  /* the validate run whose policy or mode this is; 0 for runs given
+                           * directly */
     const report_run *panel[REPORT_MAX_PANELS];
     int npanels;
     char **notes;   /* [nnotes] runs of the job that could not be drawn */
@@ -150,8 +171,9 @@ void report_warn(const char *fmt, ...) LLMSIM_PRINTF(1, 2);
 // ---- report_load.c: the runs asked for, read from the store
 
 /* Load every run of ids[n] into r (each read once), validate runs first in
- * their own groups, then the others grouped by job. EINPUT for a run not in
- * the store or with nothing to plot; what was read stays in r (report_free). */
+ * their own groups (one per policy, or per preemption mode), then the others
+ * grouped by job. EINPUT for a run not in the store or with nothing to plot;
+ * what was read stays in r (report_free). */
 llmsim_status report_load(report *r, store *s, const int64_t *ids, size_t n, diag *e);
 /* The newest validate run in the store, for a report without RUN ids; EINPUT
  * when there is none (the message names `db`, the store's path). */
@@ -159,7 +181,9 @@ llmsim_status report_default_run(store *s, const char *db, int64_t *id, diag *e)
 
 // ---- report_fig.c: build the figures and sections of a loaded report
 
-/* Adds the sections and figures for every validate run and group. */
+/* Adds the sections and figures for every validate run and group: a group
+ * with serving runs gets the latency CDFs, the KV blocks over time and the
+ * preemptions on a timeline (report_fig.c's head). */
 llmsim_status report_figs_build(report *r, diag *e);
 /* NAME.dat of a figure. */
 void report_table_dat(const report_fig *f, strbuf *out);

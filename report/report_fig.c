@@ -9,6 +9,11 @@
  * Figures: per validate run, total time per policy (bars) and simulated
  * against measured (scatter with y = x); per group of runs, the time of each
  * stage per decode step and the memory per tier over time, one panel per run.
+ * A group of serving runs (serve, serve-measure) adds the CDFs of TTFT, TPOT
+ * and end-to-end latency (the runs' curves together, one figure each), the
+ * KV blocks held over time and the preemptions on a timeline (one panel per
+ * run on a shared time axis). A serving validate run's section lists each
+ * preemption mode's errors; its modes are groups.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -52,6 +57,14 @@ static fig_unit fig_bytes_unit(double max_bytes)
 }
 
 static double fig_max(double a, double b) { return isfinite(b) && b > a ? b : a; }
+
+/* Whether values from min to max span orders of magnitude: an axis for them
+ * is logarithmic, where a linear one would squeeze the small ones into a
+ * corner. */
+static bool fig_log_span(double min, double max)
+{
+    return isfinite(min) && min > 0 && max / min > FIG_LOG_SPAN;
+}
 
 /* The upper end of an axis from 0 that shows `max`. */
 static double fig_axis_top(double max) { return max > 0 ? max * FIG_MARGIN : 1; }
@@ -232,11 +245,12 @@ static const char *fig_kind_label(const char *kind)
 {
     if (!kind)
         return "run";
-    if (strcmp(kind, "predict") == 0 || strcmp(kind, "search") == 0)
+    if (strcmp(kind, "predict") == 0 || strcmp(kind, "search") == 0 ||
+        strcmp(kind, "serve") == 0)
         return "predicted";
     if (strcmp(kind, "simulate") == 0)
         return "simulated";
-    if (strcmp(kind, "measure") == 0)
+    if (strcmp(kind, "measure") == 0 || strcmp(kind, "serve-measure") == 0)
         return "measured";
     return kind;
 }
@@ -247,6 +261,41 @@ static int fig_panels_width(int np) { return np < 2 ? 700 : np * 600; }
 static void fig_panel_title(const report_run *run, char *buf, size_t len)
 {
     snprintf(buf, len, "%s (run %lld)", fig_kind_label(run->row.kind), (long long)run->row.id);
+}
+
+/* A line "<panel>: <what>" under a section's figures. */
+static void fig_panel_note(report_section *sec, const report_run *run, const char *what)
+{
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    strbuf_printf(&sec->tail, "%s: %s\n", pt, what);
+}
+
+typedef bool (*fig_run_has)(const report_run *run);
+
+/* The runs of g that have what `has` looks for, in panel order, into
+ * panels (their count); with sec, a note "<panel>: <lacks>" for each other. */
+static int fig_panels_with(const report_group *g, fig_run_has has, report_section *sec,
+                           const char *lacks, const report_run **panels)
+{
+    int np = 0;
+    for (int p = 0; p < g->npanels; p++)
+        if (has(g->panel[p]))
+            panels[np++] = g->panel[p];
+        else if (sec)
+            fig_panel_note(sec, g->panel[p], lacks);
+    return np;
+}
+
+/* The head of a script of np panels side by side under one title. */
+static strbuf *gp_multiplot(report_fig *f, const char *about, int np, const char *title)
+{
+    strbuf *b = &f->gp;
+    gp_begin(f, about, fig_panels_width(np), 480);
+    strbuf_printf(b, "    set multiplot layout 1,%d title ", np);
+    gp_str(b, title);
+    strbuf_puts(b, "\n    set grid\n    set key below\n");
+    return b;
 }
 
 // ---- validate: total time per policy
@@ -371,7 +420,7 @@ static double fig_min_positive(const report_validate *v)
  * orders of magnitude, which linear axes would squeeze into a corner. */
 static void gp_accuracy_axes(strbuf *b, double min, double max, fig_unit u)
 {
-    if (isfinite(min) && max / min > FIG_LOG_SPAN) {
+    if (fig_log_span(min, max)) {
         double lo = min / u.per / FIG_LOG_PAD, hi = max / u.per * FIG_LOG_PAD;
         strbuf_printf(b, "    set logscale xy\n    set xrange [%.9g:%.9g]\n"
                          "    set yrange [%.9g:%.9g]\n", lo, hi, lo, hi);
@@ -515,18 +564,17 @@ static void gp_step_axis(strbuf *b, const report_table *t)
                   t->nrows <= FIG_MAX_INT_TICKS ? "1" : "autofreq");
 }
 
+static bool fig_has_steps(const report_run *run) { return run->nsteps > 0; }
+
 static llmsim_status fig_stages(report *r, const report_group *g, size_t gi, diag *e)
 {
     const report_run *panels[REPORT_MAX_PANELS];
-    int np = 0;
+    int np = fig_panels_with(g, fig_has_steps, NULL, NULL, panels);
     double max_s = 0;
-    for (int p = 0; p < g->npanels; p++)
-        if (g->panel[p]->nsteps > 0) {
-            panels[np++] = g->panel[p];
-            for (size_t i = 0; i < g->panel[p]->nsteps; i++)
-                for (int k = 0; k < CM_NSTAGES; k++)
-                    max_s = fig_max(max_s, g->panel[p]->steps[i].s[k]);
-        }
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < panels[p]->nsteps; i++)
+            for (int k = 0; k < CM_NSTAGES; k++)
+                max_s = fig_max(max_s, panels[p]->steps[i].s[k]);
     if (np == 0)
         return LLMSIM_OK;
     int shown[CM_NSTAGES];
@@ -540,12 +588,8 @@ static llmsim_status fig_stages(report *r, const report_group *g, size_t gi, dia
     double max = 0;
     if (!fig_stages_table(&f->table, panels, np, shown, ns, u, &max))
         return fig_oom(e);
-    strbuf *b = &f->gp;
-    gp_begin(f, "time of each stage per decode step, one panel per run", fig_panels_width(np),
-             480);
-    strbuf_printf(b, "    set multiplot layout 1,%d title ", np);
-    gp_str(b, title);
-    strbuf_printf(b, "\n    set grid\n    set key below\n    set yrange [0:%.9g]\n"
+    strbuf *b = gp_multiplot(f, "time of each stage per decode step, one panel per run", np, title);
+    strbuf_printf(b, "    set yrange [0:%.9g]\n"
                      "    set xlabel 'decode step'\n    set ylabel 'time per step (%s)'\n",
                   fig_axis_top(max), u.name);
     gp_step_axis(b, &f->table);
@@ -615,29 +659,25 @@ static void gp_memory_panel(strbuf *b, const report_fig *f, const report_run *ru
     }
 }
 
+static bool fig_has_memory(const report_run *run)
+{
+    bool any = false;
+    for (int k = 0; k < FIG_NTIERS; k++)
+        any = any || fig_has_tier(run, fig_tiers[k]);
+    return any;
+}
+
 static llmsim_status fig_memory(report *r, const report_group *g, size_t gi, report_section *sec,
                                 diag *e)
 {
     const report_run *panels[REPORT_MAX_PANELS];
-    int np = 0;
+    int np = fig_panels_with(g, fig_has_memory, sec, "no memory timeline recorded", panels);
     double max_t = 0, max_b = 0;
-    for (int p = 0; p < g->npanels; p++) {
-        const report_run *run = g->panel[p];
-        bool any = false;
-        for (int k = 0; k < FIG_NTIERS; k++)
-            any = any || fig_has_tier(run, fig_tiers[k]);
-        if (!any) {
-            char pt[128];
-            fig_panel_title(run, pt, sizeof pt);
-            strbuf_printf(&sec->tail, "%s: no memory timeline recorded\n", pt);
-            continue;
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < panels[p]->nmem; i++) {
+            max_t = fig_max(max_t, panels[p]->mem[i].time_s);
+            max_b = fig_max(max_b, panels[p]->mem[i].bytes);
         }
-        panels[np++] = run;
-        for (size_t i = 0; i < run->nmem; i++) {
-            max_t = fig_max(max_t, run->mem[i].time_s);
-            max_b = fig_max(max_b, run->mem[i].bytes);
-        }
-    }
     if (np == 0)
         return LLMSIM_OK;
     fig_unit tu = fig_time_unit(max_t), bu = fig_bytes_unit(max_b);
@@ -656,12 +696,9 @@ static llmsim_status fig_memory(report *r, const report_group *g, size_t gi, rep
                 ok = fig_memory_block(t, panels[p], k, block++, tu, bu);
     if (!ok)
         return fig_oom(e);
-    strbuf *b = &f->gp;
-    gp_begin(f, "occupancy of each memory tier over time, one panel per run",
-             fig_panels_width(np), 480);
-    strbuf_printf(b, "    set multiplot layout 1,%d title ", np);
-    gp_str(b, title);
-    strbuf_printf(b, "\n    set grid\n    set key below\n    set yrange [0:%.9g]\n"
+    strbuf *b = gp_multiplot(f, "occupancy of each memory tier over time, one panel per run", np,
+                             title);
+    strbuf_printf(b, "    set yrange [0:%.9g]\n"
                      "    set autoscale xfix\n    set xlabel 'time (%s)'\n"
                      "    set ylabel 'occupancy (%s)'\n",
                   fig_axis_top(max_b / bu.per), tu.name, bu.name);
@@ -672,12 +709,400 @@ static llmsim_status fig_memory(report *r, const report_group *g, size_t gi, rep
     return LLMSIM_OK;
 }
 
+// ---- serving: latency CDFs
+
+/* A latency of one request in seconds; NaN where it has none. */
+typedef double (*fig_latency_of)(const store_serve_request *q);
+
+static double fig_ttft(const store_serve_request *q) { return q->first_token_s - q->arrival_s; }
+
+/* Over the tokens after the first: requests with 2 or more output tokens. */
+static double fig_tpot(const store_serve_request *q)
+{
+    return q->output_tokens >= 2
+               ? (q->finish_s - q->first_token_s) / (double)(q->output_tokens - 1)
+               : NAN;
+}
+
+static double fig_e2e(const store_serve_request *q) { return q->finish_s - q->arrival_s; }
+
+typedef struct fig_latency {
+    const char *name;  /* file stem */
+    const char *label; /* axis and column heading */
+    const char *about; /* for the script's head */
+    const char *none;  /* why a run has no curve */
+    fig_latency_of of;
+} fig_latency;
+
+static const fig_latency fig_latencies[] = {
+    {"ttft", "TTFT", "time to first token (first token - arrival)", "no request has a first token",
+     fig_ttft},
+    {"tpot", "TPOT", "time per output token after the first, requests with 2 or more output "
+     "tokens", "no request has 2 or more output tokens", fig_tpot},
+    {"e2e", "E2E latency", "end-to-end latency (finish - arrival)",
+     "no request finished", fig_e2e},
+};
+
+typedef struct fig_lat_point {
+    double s;    /* the latency, seconds */
+    int64_t req; /* the request, from 1 */
+} fig_lat_point;
+
+static int fig_lat_cmp(const void *a, const void *b)
+{
+    const fig_lat_point *x = a, *y = b;
+    if (x->s != y->s)
+        return x->s < y->s ? -1 : 1;
+    return (x->req > y->req) - (x->req < y->req);
+}
+
+/* The latencies of a run's requests that have one, ascending; false on out
+ * of memory. */
+static bool fig_lat_sorted(const report_run *run, fig_latency_of of, fig_lat_point **out,
+                           size_t *n)
+{
+    *n = 0;
+    *out = run->nreqs ? malloc(run->nreqs * sizeof **out) : NULL;
+    if (run->nreqs && !*out)
+        return false;
+    for (size_t i = 0; i < run->nreqs; i++) {
+        double s = of(&run->reqs[i]);
+        if (isfinite(s))
+            (*out)[(*n)++] = (fig_lat_point){s, run->reqs[i].req};
+    }
+    if (*n)
+        qsort(*out, *n, sizeof **out, fig_lat_cmp);
+    return true;
+}
+
+/* The curves of one CDF: per run its latencies, ascending. */
+typedef struct fig_curves {
+    const report_run *const *panels;
+    int np;
+    fig_lat_point *pts[REPORT_MAX_PANELS];
+    size_t npts[REPORT_MAX_PANELS];
+    double min, max; /* seconds, over every run */
+} fig_curves;
+
+/* The table of a CDF: per run with requests one block, a row per request in
+ * latency order with the fraction of the run's requests at or below it. */
+static bool fig_cdf_rows(report_table *t, const fig_curves *c, fig_unit u)
+{
+    for (int p = 0, block = 0; p < c->np; p++) {
+        char pt[128];
+        fig_panel_title(c->panels[p], pt, sizeof pt);
+        for (size_t i = 0; i < c->npts[p]; i++) {
+            report_row *row = fig_row(t, pt, block);
+            if (!row)
+                return false;
+            row->v[0] = c->pts[p][i].s / u.per;
+            row->v[1] = (double)(i + 1) / (double)c->npts[p];
+            row->v[2] = (double)c->pts[p][i].req;
+        }
+        block += c->npts[p] > 0;
+    }
+    return true;
+}
+
+/* The script of a CDF: every run's curve in one plot. */
+static void gp_cdf(report_fig *f, const fig_latency *lat, const fig_curves *c, fig_unit u)
+{
+    strbuf *b = &f->gp;
+    gp_begin(f, lat->about, 700, 480);
+    gp_set(b, "set title", f->title);
+    strbuf_printf(b, "    set grid\n    set key below\n    set yrange [0:1.05]\n"
+                     "    set xlabel '%s (%s)'\n    set ylabel 'fraction of requests'\n",
+                  lat->label, u.name);
+    if (fig_log_span(c->min, c->max))
+        strbuf_puts(b, "    set logscale x\n");
+    else
+        strbuf_printf(b, "    set xrange [0:%.9g]\n", fig_axis_top(c->max / u.per));
+    int ncurves = 0, block = 0;
+    for (int p = 0; p < c->np; p++)
+        ncurves += c->npts[p] > 0;
+    for (int p = 0; p < c->np; p++) {
+        if (c->npts[p] == 0)
+            continue;
+        char pt[128];
+        fig_panel_title(c->panels[p], pt, sizeof pt);
+        gp_plot_clause(b, f, block == 0);
+        strbuf_printf(b, " index %d using 2:3 with steps linewidth 2 linetype %d title ", block,
+                      p + 1);
+        gp_str(b, pt);
+        strbuf_puts(b, ++block < ncurves ? ", \\\n" : "\n");
+    }
+    gp_end(f, false);
+}
+
+/* The figure of a CDF whose curves are read. */
+static llmsim_status fig_cdf_draw(report *r, const report_group *g, size_t gi,
+                                  const fig_latency *lat, const fig_curves *c, diag *e)
+{
+    fig_unit u = fig_time_unit(c->max);
+    char title[400];
+    snprintf(title, sizeof title, "%s CDF, %s", lat->label, g->title);
+    report_fig *f = fig_new(r, title, e, "%s_%zu", lat->name, gi + 1);
+    if (!f)
+        return e->status;
+    report_table *t = &f->table;
+    if (!(t->label_head = report_strdup("series")) || !fig_head(t, "%s (%s)", lat->label, u.name) ||
+        !fig_head(t, "fraction of requests") || !fig_head(t, "request") ||
+        !fig_cdf_rows(t, c, u))
+        return fig_oom(e);
+    gp_cdf(f, lat, c, u);
+    return LLMSIM_OK;
+}
+
+/* The CDF of one latency, over the requests of the runs that have them; a
+ * run without one is a note. */
+static llmsim_status fig_cdf(report *r, const report_group *g, size_t gi, const fig_latency *lat,
+                             const report_run *const *panels, int np, report_section *sec,
+                             diag *e)
+{
+    fig_curves c = {.panels = panels, .np = np, .min = INFINITY};
+    llmsim_status st = LLMSIM_OK;
+    for (int p = 0; p < np && st == LLMSIM_OK; p++) {
+        if (!fig_lat_sorted(panels[p], lat->of, &c.pts[p], &c.npts[p]))
+            st = fig_oom(e);
+        else if (c.npts[p] == 0)
+            fig_panel_note(sec, panels[p], lat->none);
+        else {
+            c.min = fmin(c.min, c.pts[p][0].s);
+            c.max = fig_max(c.max, c.pts[p][c.npts[p] - 1].s);
+        }
+    }
+    if (st == LLMSIM_OK && isfinite(c.min))
+        st = fig_cdf_draw(r, g, gi, lat, &c, e);
+    for (int p = 0; p < np; p++)
+        free(c.pts[p]);
+    return st;
+}
+
+// ---- serving: KV blocks and preemptions over time
+
+static bool fig_has_requests(const report_run *run) { return run->nreqs > 0; }
+static bool fig_has_iters(const report_run *run) { return run->niters > 0; }
+static bool fig_has_serving(const report_run *run) { return run->niters > 0 || run->nreqs > 0; }
+
+static bool fig_has_preempt(const report_run *run)
+{
+    for (size_t i = 0; i < run->niters; i++)
+        if (run->iters[i].preempt_swap > 0 || run->iters[i].preempt_recompute > 0)
+            return true;
+    return false;
+}
+
+/* The end of the last iteration of any run, seconds. */
+static double fig_iters_end(const report_run *const *panels, int np)
+{
+    double end = 0;
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < panels[p]->niters; i++)
+            end = fig_max(end, panels[p]->iters[i].end_s);
+    return end;
+}
+
+/* The time axis the panels share: a run that ends sooner shows so. */
+static void gp_time_axis(strbuf *b, double end_s, fig_unit u)
+{
+    strbuf_printf(b, "    set xrange [0:%.9g]\n    set xlabel 'time (%s)'\n",
+                  fig_axis_top(end_s / u.per), u.name);
+}
+
+/* The rows of one run: an iteration each, with the blocks held. */
+static bool fig_kv_block(report_table *t, const report_run *run, int block, fig_unit u)
+{
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    for (size_t i = 0; i < run->niters; i++) {
+        report_row *row = fig_row(t, pt, block);
+        if (!row)
+            return false;
+        row->v[0] = run->iters[i].start_s / u.per;
+        row->v[1] = run->iters[i].end_s / u.per;
+        row->v[2] = (double)run->iters[i].dev_blocks;
+        row->v[3] = (double)run->iters[i].swap_blocks;
+    }
+    return true;
+}
+
+/* One panel of KV blocks, per place: steps from each iteration's start to
+ * the next one's (blocks stay held between iterations) and a segment over
+ * each iteration, which draws the last one to its end. */
+static void gp_kv_panel(strbuf *b, const report_fig *f, const report_run *run, int block)
+{
+    static const char *const places[] = {"device", "swap"};
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    gp_set(b, "set title", pt);
+    for (int k = 0; k < 2; k++) {
+        gp_plot_clause(b, f, k == 0);
+        strbuf_printf(b, " index %d using 2:%d with steps linewidth 2 linetype %d title '%s', \\\n"
+                         "         '' index %d using 2:%d:($3-$2):(0) with vectors nohead "
+                         "linewidth 2 linetype %d notitle%s\n",
+                      block, 4 + k, k + 1, places[k], block, 4 + k, k + 1, k ? "" : ", \\");
+    }
+}
+
+static llmsim_status fig_kv(report *r, const report_group *g, size_t gi,
+                            const report_run *const *panels, int np, diag *e)
+{
+    double end_s = fig_iters_end(panels, np), max_blocks = 0;
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < panels[p]->niters; i++)
+            max_blocks = fig_max(fig_max(max_blocks, (double)panels[p]->iters[i].dev_blocks),
+                                 (double)panels[p]->iters[i].swap_blocks);
+    fig_unit u = fig_time_unit(end_s);
+    char title[400];
+    snprintf(title, sizeof title, "KV blocks in use over time, %s", g->title);
+    report_fig *f = fig_new(r, title, e, "kv_%zu", gi + 1);
+    if (!f)
+        return e->status;
+    report_table *t = &f->table;
+    bool ok = (t->label_head = report_strdup("series")) && fig_head(t, "start (%s)", u.name) &&
+              fig_head(t, "end (%s)", u.name) && fig_head(t, "device blocks") &&
+              fig_head(t, "swap blocks");
+    for (int p = 0; ok && p < np; p++)
+        ok = fig_kv_block(t, panels[p], p, u);
+    if (!ok)
+        return fig_oom(e);
+    strbuf *b = gp_multiplot(f, "KV cache blocks held on the device and in swap space per "
+                             "iteration, one panel per run", np, title);
+    strbuf_printf(b, "    set yrange [0:%.9g]\n    set ylabel 'KV blocks in use'\n",
+                  fig_axis_top(max_blocks));
+    gp_time_axis(b, end_s, u);
+    for (int p = 0; p < np; p++)
+        gp_kv_panel(b, f, panels[p], p);
+    gp_end(f, true);
+    return LLMSIM_OK;
+}
+
+/* The rows of one run: an iteration that preempted each, at its start. */
+static bool fig_preempt_block(report_table *t, const report_run *run, int block, fig_unit u)
+{
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    for (size_t i = 0; i < run->niters; i++) {
+        const serve_iter_row *it = &run->iters[i];
+        if (it->preempt_swap <= 0 && it->preempt_recompute <= 0)
+            continue;
+        report_row *row = fig_row(t, pt, block);
+        if (!row)
+            return false;
+        row->v[0] = it->start_s / u.per;
+        row->v[1] = it->preempt_swap;
+        row->v[2] = it->preempt_recompute;
+    }
+    return true;
+}
+
+/* One panel of preemptions: per kind an impulse with a point at each
+ * iteration that has some; a run without any says so (with the same key,
+ * so that the panels line up). */
+static void gp_preempt_panel(strbuf *b, const report_fig *f, const report_run *run, int *block)
+{
+    static const char *const kinds[] = {"swap", "recompute"};
+    char pt[128];
+    fig_panel_title(run, pt, sizeof pt);
+    gp_set(b, "set title", pt);
+    if (!fig_has_preempt(run)) {
+        strbuf_puts(b, "    set label 1 'no preemptions' at graph 0.5,0.5 center\n");
+        for (int k = 0; k < 2; k++)
+            strbuf_printf(b, "    %s NaN with impulses linewidth 3 linetype %d title '%s'%s\n",
+                          k ? "    " : "plot", k + 1, kinds[k], k ? "" : ", \\");
+        strbuf_puts(b, "    unset label 1\n");
+        return;
+    }
+    for (int k = 0; k < 2; k++) {
+        gp_plot_clause(b, f, k == 0);
+        strbuf_printf(b, " index %d using 2:($%d > 0 ? $%d : 1/0) with impulses linewidth 3 "
+                         "linetype %d title '%s', \\\n"
+                         "         '' index %d using 2:($%d > 0 ? $%d : 1/0) with points "
+                         "pointtype 7 linetype %d notitle%s\n",
+                      *block, 3 + k, 3 + k, k + 1, kinds[k], *block, 3 + k, 3 + k, k + 1,
+                      k ? "" : ", \\");
+    }
+    (*block)++;
+}
+
+static llmsim_status fig_preempt(report *r, const report_group *g, size_t gi,
+                                 const report_run *const *panels, int np, report_section *sec,
+                                 diag *e)
+{
+    int nwith = 0;
+    double max_n = 1;
+    for (int p = 0; p < np; p++) {
+        if (fig_has_preempt(panels[p]))
+            nwith++;
+        else
+            fig_panel_note(sec, panels[p], "no preemptions");
+        for (size_t i = 0; i < panels[p]->niters; i++)
+            max_n = fig_max(fig_max(max_n, panels[p]->iters[i].preempt_swap),
+                            panels[p]->iters[i].preempt_recompute);
+    }
+    if (nwith == 0)
+        return LLMSIM_OK;
+    double end_s = fig_iters_end(panels, np);
+    fig_unit u = fig_time_unit(end_s);
+    char title[400];
+    snprintf(title, sizeof title, "Preemptions over time, %s", g->title);
+    report_fig *f = fig_new(r, title, e, "preempt_%zu", gi + 1);
+    if (!f)
+        return e->status;
+    report_table *t = &f->table;
+    bool ok = (t->label_head = report_strdup("series")) && fig_head(t, "time (%s)", u.name) &&
+              fig_head(t, "swap preemptions") && fig_head(t, "recompute preemptions");
+    for (int p = 0, block = 0; ok && p < np; p++)
+        if (fig_has_preempt(panels[p]))
+            ok = fig_preempt_block(t, panels[p], block++, u);
+    if (!ok)
+        return fig_oom(e);
+    strbuf *b = gp_multiplot(f, "iterations that preempted requests, by kind, at their start; "
+                             "one panel per run", np, title);
+    strbuf_printf(b, "    set yrange [0:%.9g]\n    set ytics %s\n"
+                     "    set ylabel 'requests preempted'\n",
+                  fig_axis_top(max_n), max_n <= FIG_MAX_INT_TICKS ? "1" : "autofreq");
+    gp_time_axis(b, end_s, u);
+    for (int p = 0, block = 0; p < np; p++)
+        gp_preempt_panel(b, f, panels[p], &block);
+    gp_end(f, true);
+    return LLMSIM_OK;
+}
+
+/* The figures of a group with serving runs: the latency CDFs over the runs
+ * with requests, the KV blocks and preemptions over those with iterations. */
+static llmsim_status fig_serving(report *r, const report_group *g, size_t gi,
+                                 report_section *sec, diag *e)
+{
+    const report_run *panels[REPORT_MAX_PANELS];
+    int np = fig_panels_with(g, fig_has_requests, sec, "no serving requests recorded", panels);
+    llmsim_status st = LLMSIM_OK;
+    for (size_t k = 0; np > 0 && k < sizeof fig_latencies / sizeof fig_latencies[0] && !st; k++)
+        st = fig_cdf(r, g, gi, &fig_latencies[k], panels, np, sec, e);
+    np = fig_panels_with(g, fig_has_iters, sec, "no serving iterations recorded", panels);
+    if (st == LLMSIM_OK && np > 0)
+        st = fig_kv(r, g, gi, panels, np, e);
+    if (st == LLMSIM_OK && np > 0)
+        st = fig_preempt(r, g, gi, panels, np, sec, e);
+    return st;
+}
+
 // ---- sections
 
 static void section_notes(report_section *s, char *const *notes, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         strbuf_printf(&s->text, "%s\n", notes[i]);
+}
+
+/* What the groups of a validate run are: its policies, or its preemption
+ * modes (serving). */
+static const char *section_entry_word(const report *r, const report_group *g)
+{
+    for (size_t i = 0; i < r->nvals; i++)
+        if (r->vals[i].id == g->validate_id && r->vals[i].serving)
+            return "preemption mode";
+    return "policy";
 }
 
 static llmsim_status section_group(report *r, size_t gi, diag *e)
@@ -688,12 +1113,40 @@ static llmsim_status section_group(report *r, size_t gi, diag *e)
         return e->status;
     section_notes(s, g->notes, g->nnotes);
     if (g->npanels == 0)
-        strbuf_puts(&s->text, "nothing to plot for this policy\n");
+        strbuf_printf(&s->text, "nothing to plot for this %s\n", section_entry_word(r, g));
     llmsim_status st = fig_stages(r, g, gi, e);
     s = &r->sections[r->nsections - 1]; /* fig_new does not move sections, but stay safe */
+    const report_run *serving[REPORT_MAX_PANELS];
+    if (st == LLMSIM_OK && fig_panels_with(g, fig_has_serving, NULL, NULL, serving) > 0)
+        st = fig_serving(r, g, gi, s, e);
     if (st == LLMSIM_OK)
         st = fig_memory(r, g, gi, s, e);
     return st;
+}
+
+/* The lines of a serving validation: per preemption mode its throughput
+ * predicted and measured, and the result's errors. */
+static void section_modes(report_section *s, const report_validate *v)
+{
+    if (isfinite(v->requests))
+        strbuf_printf(&s->text, "%.0f requests, served in each preemption mode as predicted "
+                      "(llmsim serve-sim) and as measured (llmsim serve)\n", v->requests);
+    strbuf_puts(&s->text, "errors in %: (predicted - measured) / measured x 100\n");
+    for (size_t i = 0; i < v->nmodes; i++) {
+        const report_mode *m = &v->modes[i];
+        const char *sep = ":";
+        strbuf_printf(&s->text, "preemption %s", m->name);
+        if (isfinite(m->tput_pred) && isfinite(m->tput_meas)) {
+            strbuf_printf(&s->text, ": throughput %.4g tok/s predicted, %.4g measured",
+                          m->tput_pred, m->tput_meas);
+            sep = ";";
+        }
+        if (m->nerr)
+            strbuf_printf(&s->text, "%s errors (%%):", sep);
+        for (size_t k = 0; k < m->nerr; k++)
+            strbuf_printf(&s->text, "%s %s %+.1f", k ? "," : "", m->err_key[k], m->err_pct[k]);
+        strbuf_puts(&s->text, "\n");
+    }
 }
 
 static llmsim_status section_validate(report *r, const report_validate *v, diag *e)
@@ -704,10 +1157,16 @@ static llmsim_status section_validate(report *r, const report_validate *v, diag 
                  (long long)v->id);
     else
         snprintf(what, sizeof what, "validate run %lld", (long long)v->id);
-    snprintf(heading, sizeof heading, "Validation: %s", what);
+    snprintf(heading, sizeof heading, "%s: %s", v->serving ? "Serving validation" : "Validation",
+             what);
     report_section *s = section_new(r, heading, e);
     if (!s)
         return e->status;
+    if (v->serving) { /* its figures are its modes' groups */
+        section_modes(s, v);
+        section_notes(s, v->notes, v->nnotes);
+        return LLMSIM_OK;
+    }
     if (isfinite(v->mape))
         strbuf_printf(&s->text, "mean absolute percentage error of the simulation: %.2f %%\n",
                       v->mape);

@@ -1,15 +1,18 @@
 /*
  * report_load — the runs of `llmsim report`, read from the store: each run
- * once, a validate run expanded into its policies and the simulate and
- * measure runs they name, and runs given directly that share their inputs
- * (model, hardware, policy and workload hashes) grouped, so that a simulate
- * and a measure run of one job are drawn side by side. report_fig.c turns
- * that into figures, report_out.c writes them.
+ * once (a serving run with its iterations and requests), a validate run
+ * expanded into its policies and the simulate and measure runs they name (a
+ * serving validate run, whose result has `modes`: into its preemption modes
+ * and their serve and serve-measure runs), and runs given directly that
+ * share their inputs (model, hardware, policy and workload hashes) grouped,
+ * so that a simulate and a measure run of one job, or a serve and a
+ * serve-measure run, are drawn side by side. report_fig.c turns that into
+ * figures, report_out.c writes them.
  *
  * A run that is not in the store, or has nothing to plot, is bad input
- * (EINPUT). Inside a validate run's result, a policy that lacks a key is
- * skipped with a warning: the result is another command's output and may be
- * from an older llmsim.
+ * (EINPUT). Inside a validate run's result, a policy or mode that lacks a
+ * key is skipped with a warning: the result is another command's output and
+ * may be from an older llmsim.
  */
 #include <cJSON.h>
 #include <inttypes.h>
@@ -75,7 +78,8 @@ static llmsim_status report_steps_fold(report_run *run, const store_stage_row *r
     return LLMSIM_OK;
 }
 
-/* Read run `id`: its row, decode steps and memory timeline. */
+/* Read run `id`: its row, decode steps and memory timeline, and a serving
+ * run's iterations and requests (other runs have none). */
 static llmsim_status report_run_read(store *s, int64_t id, report_run *run, diag *e)
 {
     store_stage_row *stages = NULL;
@@ -88,6 +92,10 @@ static llmsim_status report_run_read(store *s, int64_t id, report_run *run, diag
     free(stages);
     if (st == LLMSIM_OK)
         st = store_run_memory_get(s, id, &run->mem, &run->nmem, e);
+    if (st == LLMSIM_OK)
+        st = store_serve_iterations_get(s, id, &run->iters, &run->niters, e);
+    if (st == LLMSIM_OK)
+        st = store_serve_requests_get(s, id, &run->reqs, &run->nreqs, e);
     return st;
 }
 
@@ -117,18 +125,24 @@ static llmsim_status report_run_get(report *r, store *s, int64_t id, report_run 
     return LLMSIM_OK;
 }
 
-static bool report_run_has_data(const report_run *run) { return run->nsteps > 0 || run->nmem > 0; }
+static bool report_run_has_data(const report_run *run)
+{
+    return run->nsteps > 0 || run->nmem > 0 || run->niters > 0 || run->nreqs > 0;
+}
 
 // ---- groups of runs drawn side by side
 
-/* Panels appear predicted, simulated, measured, then anything else. */
+/* Panels appear predicted, simulated, measured, then anything else; a
+ * serving run predicted (serve) before measured (serve-measure). */
 static int report_kind_rank(const char *kind)
 {
-    static const char *const order[] = {"predict", "search", "simulate", "measure"};
-    for (int i = 0; i < 4; i++)
+    static const char *const order[] = {"predict", "search", "serve", "simulate", "measure",
+                                         "serve-measure"};
+    enum { NORDER = sizeof order / sizeof order[0] };
+    for (int i = 0; i < NORDER; i++)
         if (kind && strcmp(kind, order[i]) == 0)
             return i;
-    return 4;
+    return NORDER;
 }
 
 static bool report_str_eq(const char *a, const char *b)
@@ -208,8 +222,9 @@ static llmsim_status report_add_direct(report *r, size_t first_direct, const rep
 {
     if (!report_run_has_data(run))
         return diag_set(e, LLMSIM_EINPUT,
-                        "run %" PRId64 " (%s) has no stage times or memory timeline to plot; "
-                        "give a simulate, measure, predict or validate run", run->row.id,
+                        "run %" PRId64 " (%s) has no stage times, memory timeline or serving "
+                        "rows to plot; give a simulate, measure, predict, serve, serve-measure "
+                        "or validate run", run->row.id,
                         run->row.kind ? run->row.kind : "?");
     report_group *g = report_group_find(r, first_direct, run);
     if (!g && !(g = report_group_new(r, "", e)))
@@ -278,9 +293,56 @@ static llmsim_status report_policy_read(report_validate *v, size_t *cap, const c
     return LLMSIM_OK;
 }
 
-/* The simulate and measure runs one policy names, as a group. A run that is
+/* How a validate result names the two runs of one of its entries (a policy,
+ * or a preemption mode of a serving validation), and what notes call them. */
+typedef struct report_entry {
+    const char *what;          /* "policy", "preemption" */
+    const char *name;
+    const cJSON *ids;          /* the object that holds the run ids */
+    const char *const *keys;   /* [2] their keys in ids */
+    const char *const *kinds;  /* [2] the runs, for notes: "simulate", "measure" */
+    const char *lacks;         /* what an empty run did not record, for notes */
+} report_entry;
+
+/* The runs an entry names, as a group of the validate run. A run that is
  * missing or empty is a note of the group, not an error: the validation's
  * totals still stand. */
+static llmsim_status report_entry_group(report *r, store *s, const report_validate *v,
+                                        const report_entry *ent, const char *title, diag *e)
+{
+    report_group *g = report_group_new(r, title, e);
+    if (!g)
+        return e->status;
+    g->validate_id = v->id;
+    for (int k = 0; k < 2; k++) {
+        int64_t id = report_json_id(ent->ids, ent->keys[k]);
+        report_run *run = NULL;
+        diag e2;
+        diag_clear(&e2);
+        llmsim_status st = id ? report_run_get(r, s, id, &run, &e2) : LLMSIM_OK;
+        bool noted = true;
+        if (st == LLMSIM_EFAIL)
+            return diag_set(e, st, "%s", e2.msg);
+        if (!id)
+            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", %s '%s': "
+                                "no %s run id", v->id, ent->what, ent->name, ent->kinds[k]);
+        else if (st != LLMSIM_OK)
+            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", %s '%s': "
+                                "%s run %" PRId64 " is not in the store", v->id, ent->what,
+                                ent->name, ent->kinds[k], id);
+        else if (!report_run_has_data(run))
+            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", %s '%s': "
+                                "%s run %" PRId64 " recorded no %s", v->id, ent->what, ent->name,
+                                ent->kinds[k], id, ent->lacks);
+        else
+            report_group_add(g, run);
+        if (!noted)
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    return LLMSIM_OK;
+}
+
+/* The simulate and measure runs one policy names (its run_ids), as a group. */
 static llmsim_status report_policy_group(report *r, store *s, report_validate *v,
                                          const cJSON *pol_json, diag *e)
 {
@@ -294,36 +356,8 @@ static llmsim_status report_policy_group(report *r, store *s, report_validate *v
                    : diag_set(e, LLMSIM_EFAIL, "out of memory");
     char title[320];
     snprintf(title, sizeof title, "policy %s (validate run %" PRId64 ")", name, v->id);
-    report_group *g = report_group_new(r, title, e);
-    if (!g)
-        return e->status;
-    g->validate_id = v->id;
-    for (int k = 0; k < 2; k++) {
-        int64_t id = report_json_id(ids, kinds[k]);
-        report_run *run = NULL;
-        diag e2;
-        diag_clear(&e2);
-        llmsim_status st = id ? report_run_get(r, s, id, &run, &e2) : LLMSIM_OK;
-        bool noted = true;
-        if (st == LLMSIM_EFAIL)
-            return diag_set(e, st, "%s", e2.msg);
-        if (!id)
-            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", policy '%s': "
-                                "no %s run id", v->id, name, kinds[k]);
-        else if (st != LLMSIM_OK)
-            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", policy '%s': "
-                                "%s run %" PRId64 " is not in the store", v->id, name, kinds[k],
-                                id);
-        else if (!report_run_has_data(run))
-            noted = report_note(&g->notes, &g->nnotes, "validate run %" PRId64 ", policy '%s': "
-                                "%s run %" PRId64 " recorded no stage times", v->id, name,
-                                kinds[k], id);
-        else
-            report_group_add(g, run);
-        if (!noted)
-            return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    }
-    return LLMSIM_OK;
+    const report_entry ent = {"policy", name, ids, kinds, kinds, "stage times"};
+    return report_entry_group(r, s, v, &ent, title, e);
 }
 
 static llmsim_status report_validate_new(report *r, const report_run *run, report_validate **out,
@@ -334,7 +368,7 @@ static llmsim_status report_validate_new(report *r, const report_run *run, repor
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     r->nvals++;
     v->id = run->row.id;
-    v->mape = v->mape_predicted = NAN;
+    v->mape = v->mape_predicted = v->requests = NAN;
     *out = v;
     return LLMSIM_OK;
 }
@@ -355,15 +389,14 @@ static llmsim_status report_validate_head(report_validate *v, const report_run *
     return LLMSIM_OK;
 }
 
-static llmsim_status report_add_validate(report *r, store *s, const report_run *run, diag *e)
+/* A validate run of offline policies (llmsim validate): its result's `runs`. */
+static llmsim_status report_validate_policies(report *r, store *s, const report_run *run,
+                                              const cJSON *doc, diag *e)
 {
-    cJSON *doc = run->row.result_json ? cJSON_Parse(run->row.result_json) : NULL;
     const cJSON *runs = cJSON_GetObjectItemCaseSensitive(doc, "runs");
-    if (!cJSON_IsArray(runs) || cJSON_GetArraySize(runs) == 0) {
-        cJSON_Delete(doc);
+    if (!cJSON_IsArray(runs) || cJSON_GetArraySize(runs) == 0)
         return diag_set(e, LLMSIM_EINPUT, "validate run %" PRId64 " has no policies in its "
                         "result (\"runs\"); nothing to plot", run->row.id);
-    }
     report_validate *v = NULL;
     size_t cap = 0, i = 0;
     llmsim_status st = report_validate_new(r, run, &v, e);
@@ -375,10 +408,96 @@ static llmsim_status report_add_validate(report *r, store *s, const report_run *
         if (st == LLMSIM_OK && ok)
             st = report_policy_group(r, s, v, o, e);
     }
-    cJSON_Delete(doc);
     if (st == LLMSIM_OK && v->npol == 0)
         st = diag_set(e, LLMSIM_EINPUT, "validate run %" PRId64 ": no policy has predicted_s, "
                       "simulated_s and measured_s; nothing to plot", run->row.id);
+    return st;
+}
+
+// ---- a serving validate run
+
+/* The numbers of a mode's `errors` (null where a measure does not apply). */
+static llmsim_status report_mode_errors(report_mode *m, const cJSON *errs, diag *e)
+{
+    for (const cJSON *x = cJSON_IsObject(errs) ? errs->child : NULL; x; x = x->next) {
+        if (!cJSON_IsNumber(x) || !x->string)
+            continue;
+        char **key = report_push((void **)&m->err_key, m->nerr, sizeof *key);
+        if (!key || !(*key = report_strdup(x->string)))
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        double *pct = report_push((void **)&m->err_pct, m->nerr, sizeof *pct);
+        if (!pct) {
+            free(*key);
+            *key = NULL;
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        }
+        *pct = x->valuedouble;
+        m->nerr++;
+    }
+    return LLMSIM_OK;
+}
+
+/* One mode of a serving validate result into v->modes and its serve and
+ * serve-measure runs as a group; a mode without a preemption name is noted
+ * and skipped. */
+static llmsim_status report_mode_read(report *r, store *s, report_validate *v, const cJSON *o,
+                                      size_t i, diag *e)
+{
+    static const char *const keys[] = {"simulated_run", "measured_run"};
+    static const char *const kinds[] = {"serve", "serve-measure"};
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(o, "preemption");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(name) || !name->valuestring[0])
+        return report_note(&v->notes, &v->nnotes, "validate run %" PRId64 ": mode %zu has no "
+                           "preemption; skipped", v->id, i + 1)
+                   ? LLMSIM_OK
+                   : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    report_mode *m = report_push((void **)&v->modes, v->nmodes, sizeof *m); /* modes are few */
+    if (!m || !(m->name = report_strdup(name->valuestring)))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    v->nmodes++;
+    m->tput_pred = report_json_num(o, "predicted_throughput_tok_s");
+    m->tput_meas = report_json_num(o, "measured_throughput_tok_s");
+    llmsim_status st = report_mode_errors(m, cJSON_GetObjectItemCaseSensitive(o, "errors"), e);
+    char title[320];
+    snprintf(title, sizeof title, "preemption %s (validate run %" PRId64 ")", m->name, v->id);
+    const report_entry ent = {"preemption", m->name, o, keys, kinds,
+                              "serving iterations or requests"};
+    return st ? st : report_entry_group(r, s, v, &ent, title, e);
+}
+
+/* A serving validate run (llmsim validate --serving): its result's `modes`,
+ * each a serve and a serve-measure run drawn together. */
+static llmsim_status report_validate_modes(report *r, store *s, const report_run *run,
+                                           const cJSON *doc, const cJSON *modes, diag *e)
+{
+    if (cJSON_GetArraySize(modes) == 0)
+        return diag_set(e, LLMSIM_EINPUT, "validate run %" PRId64 " has no preemption modes in "
+                        "its result (\"modes\"); nothing to plot", run->row.id);
+    report_validate *v = NULL;
+    size_t i = 0;
+    llmsim_status st = report_validate_new(r, run, &v, e);
+    if (st == LLMSIM_OK)
+        st = report_validate_head(v, run, doc, e);
+    if (st == LLMSIM_OK) {
+        v->serving = true;
+        v->requests = report_json_num(doc, "requests");
+    }
+    for (const cJSON *o = modes->child; o && st == LLMSIM_OK; o = o->next, i++)
+        st = report_mode_read(r, s, v, o, i, e);
+    if (st == LLMSIM_OK && v->nmodes == 0)
+        st = diag_set(e, LLMSIM_EINPUT, "validate run %" PRId64 ": no mode names its "
+                      "preemption; nothing to plot", run->row.id);
+    return st;
+}
+
+/* A validate run: serving when its result has `modes`, else policies. */
+static llmsim_status report_add_validate(report *r, store *s, const report_run *run, diag *e)
+{
+    cJSON *doc = run->row.result_json ? cJSON_Parse(run->row.result_json) : NULL;
+    const cJSON *modes = cJSON_GetObjectItemCaseSensitive(doc, "modes");
+    llmsim_status st = cJSON_IsArray(modes) ? report_validate_modes(r, s, run, doc, modes, e)
+                                            : report_validate_policies(r, s, run, doc, e);
+    cJSON_Delete(doc);
     return st;
 }
 

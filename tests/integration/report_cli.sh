@@ -3,8 +3,11 @@
 # plotted side by side, index.html that shows every plot and links only its
 # own files, scripts that redraw in place, the refusals (unknown run, a
 # non-empty -o, no gnuplot, gnuplot failing) that leave no directory behind,
-# and a validate run whose result lacks keys (inserted with the sqlite3 shell
-# where it is installed). Skips (77) where gnuplot is not installed.
+# a validate run whose result lacks keys (inserted with the sqlite3 shell
+# where it is installed), and serving runs: a validate --serving run drawn per
+# preemption mode (latency CDFs, KV blocks, preemptions; the row counts
+# checked against the store where sqlite3 is) and serve runs given directly.
+# Skips (77) where gnuplot is not installed.
 set -u
 L=${LLMSIM:?set LLMSIM to the llmsim binary}
 if ! command -v gnuplot >/dev/null; then
@@ -144,6 +147,101 @@ if "$L" validate --help >/dev/null 2>&1; then
   check "real validate: no warnings" '[ ! -s "$tmp/err" ]'
 else
   echo "skip: this llmsim has no validate command"
+fi
+
+# An offline report is what it was before serving runs were drawn: one stage
+# and one memory figure per job, none of the serving ones.
+check "offline: no serving figure in a report of simulate and measure runs" \
+      '[ "$(cd "$tmp/empty" && ls *.dat | tr "\n" " ")" = "memory_1.dat stages_1.dat " ] ||
+       [ "$(cd "$tmp/empty" && ls *.dat | tr "\n" " ")" = "stages_1.dat " ]'
+
+# Serving: a validate --serving run (a serve and a serve-measure run per
+# preemption mode), drawn per mode; and its serve runs given directly.
+dat_rows() { grep -v '^#' "$1" | grep -c .; }          # data rows of a .dat
+dat_blocks() { awk '/^#/ {next} NF {if (!inb) n++; inb = 1; next} {inb = 0} END {print n + 0}' "$1"; }
+dat_cols() { grep -v '^#' "$1" | grep . | sed 's/^"[^"]*" //' | awk '{print NF}' | sort -u | tr '\n' ' '; }
+sq() { sqlite3 "$sdb" "$1"; }
+sdb=$tmp/serve.db
+"$L" validate --serving --model opt-125m --hardware cpu-only --num-requests 8 --rate 50 \
+     --prompt-len uniform:8,40 --output-len uniform:4,16 --kv-memory "4 MiB" --swap-space "16 MiB" \
+     --preemption all --max-batch 4 --token-budget 64 --db "$sdb" --format json > "$tmp/vs.json" \
+     2>"$tmp/err"; rc=$?
+check "validate --serving records its runs" '[ $rc -eq 0 ]'
+simr=($(sed -n 's/.*"simulated_run":[[:space:]]*\([0-9]*\).*/\1/p' "$tmp/vs.json"))
+measr=($(sed -n 's/.*"measured_run":[[:space:]]*\([0-9]*\).*/\1/p' "$tmp/vs.json"))
+check "validate --serving names a serve and a serve-measure run per mode" \
+      '[ ${#simr[@]} -eq 3 ] && [ ${#measr[@]} -eq 3 ]'
+"$L" report -o "$tmp/srv" --db "$sdb" >/dev/null 2>"$tmp/err"; rc=$?
+check "serving validate: the newest validate run is the default, exit 0" '[ $rc -eq 0 ]'
+check "serving validate: no warnings" '[ ! -s "$tmp/err" ]'
+check_report "$tmp/srv" "serving validate"
+check "serving validate: a section per mode" \
+      'for m in swap recompute adaptive; do grep -q "<h2>preemption $m (validate run" "$tmp/srv/index.html" || exit 1; done'
+check "serving validate: each mode's errors are listed" 'grep -q "preemption swap: throughput .*errors (%): throughput" "$tmp/srv/index.html"'
+check "serving validate: no offline figure" '! ls "$tmp/srv"/totals_* "$tmp/srv"/stages_* >/dev/null 2>&1'
+for k in 1 2 3; do
+  s=${simr[$((k - 1))]} m=${measr[$((k - 1))]} d=$tmp/srv
+  for f in ttft tpot e2e kv; do
+    check "mode $k: ${f}_$k.dat, .gp and .svg, referenced by the page" \
+          '[ -s "$d/${f}_$k.dat" ] && [ -s "$d/${f}_$k.gp" ] && [ -s "$d/${f}_$k.svg" ] &&
+           grep -qF "href=\"${f}_$k.dat\"" "$d/index.html" && grep -qF "src=\"${f}_$k.svg\"" "$d/index.html"'
+  done
+  for f in ttft tpot e2e; do
+    check "mode $k: $f CDF: series, latency, fraction, request; two curves" \
+          '[ "$(dat_cols "$d/${f}_$k.dat")" = "3 " ] && [ "$(dat_blocks "$d/${f}_$k.dat")" -eq 2 ] &&
+           grep -q "fraction of requests" "$d/${f}_$k.dat" &&
+           grep -q "predicted (run $s)" "$d/${f}_$k.gp" && grep -q "measured (run $m)" "$d/${f}_$k.gp"'
+    check "mode $k: $f CDF ends at 1 for each run" \
+          '[ "$(grep -v "^#" "$d/${f}_$k.dat" | grep . | sed "s/^\"[^\"]*\" //" | awk "\$2 == 1" | wc -l)" -eq 2 ]'
+  done
+  check "mode $k: kv: series, start, end, device and swap blocks" \
+        '[ "$(dat_cols "$d/kv_$k.dat")" = "4 " ] && grep -q "\"device blocks\" \"swap blocks\"" "$d/kv_$k.dat"'
+  if command -v sqlite3 >/dev/null; then
+    nreq=$(sq "SELECT count(*) FROM serve_requests WHERE run_id IN ($s, $m)")
+    ntpot=$(sq "SELECT count(*) FROM serve_requests WHERE run_id IN ($s, $m) AND output_tokens >= 2")
+    nit=$(sq "SELECT count(*) FROM serve_iterations WHERE run_id IN ($s, $m)")
+    npre=$(sq "SELECT count(*) FROM serve_iterations WHERE run_id IN ($s, $m) AND
+               (preempt_swap > 0 OR preempt_recompute > 0)")
+    check "mode $k: a CDF row per request ($nreq, $ntpot with 2+ tokens)" \
+          '[ "$(dat_rows "$d/ttft_$k.dat")" -eq "$nreq" ] && [ "$(dat_rows "$d/e2e_$k.dat")" -eq "$nreq" ] &&
+           [ "$(dat_rows "$d/tpot_$k.dat")" -eq "$ntpot" ]'
+    check "mode $k: a kv row per iteration of both runs ($nit)" '[ "$(dat_rows "$d/kv_$k.dat")" -eq "$nit" ]'
+    if [ "$npre" -gt 0 ]; then
+      check "mode $k: a preemption row per iteration that preempted ($npre)" \
+            '[ "$(dat_rows "$d/preempt_$k.dat")" -eq "$npre" ] && [ "$(dat_cols "$d/preempt_$k.dat")" = "3 " ] &&
+             grep -qF "src=\"preempt_$k.svg\"" "$d/index.html"'
+    else
+      check "mode $k: no preemption: no timeline, a note" '[ ! -e "$d/preempt_$k.dat" ] && grep -q "no preemptions" "$d/index.html"'
+    fi
+  fi
+done
+s=${simr[0]} m=${measr[0]}
+"$L" report "$m" "$s" -o "$tmp/srvd" --db "$sdb" >/dev/null 2>"$tmp/err"; rc=$?
+check "serve and serve-measure runs given directly: exit 0" '[ $rc -eq 0 ]'
+check_report "$tmp/srvd" "serve runs"
+check "serve runs of one job are one group, predicted first" \
+      '[ -s "$tmp/srvd/ttft_1.dat" ] && [ ! -e "$tmp/srvd/ttft_2.dat" ] &&
+       [ "$(grep -o "title .[a-z]* (run [0-9]*)" "$tmp/srvd/ttft_1.gp" | tr "\n" " ")" = "title '"'"'predicted (run $s) title '"'"'measured (run $m) " ]'
+"$L" report "$s" -o "$tmp/srv1" --db "$sdb" >/dev/null 2>"$tmp/err"; rc=$?
+check "a serve run alone: exit 0, one curve per CDF" \
+      '[ $rc -eq 0 ] && [ "$(dat_blocks "$tmp/srv1/ttft_1.dat")" -eq 1 ] && [ -s "$tmp/srv1/kv_1.dat" ]'
+if command -v sqlite3 >/dev/null; then
+  sqlite3 "$sdb" "INSERT INTO runs (kind, status, tool_version, started_at, result_json) VALUES
+    ('validate', 'ok', 'test', '2030-01-01T00:00:00Z', '{\"modes\": [
+      {\"preemption\": \"swap\", \"simulated_run\": $s, \"measured_run\": 999999,
+       \"errors\": {\"throughput\": 12.5, \"swap_overhead\": null}}, {\"simulated_run\": 1}]}');
+    INSERT INTO runs (kind, status, tool_version, started_at, result_json) VALUES
+    ('validate', 'ok', 'test', '2030-01-02T00:00:00Z', '{\"modes\": []}')"
+  last=$(sqlite3 "$sdb" "SELECT max(id) FROM runs")
+  "$L" report $((last - 1)) -o "$tmp/srvm" --db "$sdb" >/dev/null 2>"$tmp/err"; rc=$?
+  check "serving validate: a missing run is a warning, the other is drawn" \
+        '[ $rc -eq 0 ] && grep -q "serve-measure run 999999 is not in the store" "$tmp/err" &&
+         [ "$(dat_blocks "$tmp/srvm/ttft_1.dat")" -eq 1 ]'
+  check "serving validate: a mode without a preemption is skipped" 'grep -q "mode 2 has no preemption" "$tmp/err"'
+  check "serving validate: errors that are null are left out" \
+        'grep -q "errors (%): throughput +12.5</p>" "$tmp/srvm/index.html"'
+  "$L" report "$last" -o "$tmp/srve" --db "$sdb" 2>"$tmp/err"; rc=$?
+  check "serving validate: no modes exits 2" '[ $rc -eq 2 ] && [ ! -e "$tmp/srve" ] && grep -q "no preemption modes" "$tmp/err"'
 fi
 
 # A validate run, written as `llmsim validate` writes it (result_json), with
