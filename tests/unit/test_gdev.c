@@ -899,41 +899,60 @@ static float get_f16(const uint8_t *src)
     return half_f16_to_f32(h);
 }
 
-/* The same slots in blocks of 3 positions placed by a reversed table (a
- * paged KV cache, as serving keeps it): attention gives the contiguous
- * result's bits. */
+/* A paged copy of a slot array on the device: npos slots of stride bytes in
+ * blocks of PAGED_BS positions, placed by a reversed table (block 0 unused,
+ * the padding between blocks noise), as serving keeps the cache. */
+#define PAGED_BS 3
+
+typedef struct paged {
+    gdev_kv kv;        /* flat's rows, paged */
+    int32_t *table;    /* host copy */
+    size_t nb;         /* blocks of the table */
+} paged;
+
+static paged paged_up(const uint8_t *slots, size_t npos, size_t stride, const gdev_kv *flat)
+{
+    paged P = {.kv = *flat, .nb = (npos + PAGED_BS - 1) / PAGED_BS};
+    const size_t bstride = PAGED_BS * stride + 16, bytes = (P.nb + 1) * bstride;
+    P.table = xmalloc(P.nb * sizeof *P.table);
+    for (size_t b = 0; b < P.nb; b++)
+        P.table[b] = (int32_t)(P.nb - b);
+    P.kv.table = P.table; /* the offsets, on the host; the device's copy below */
+    P.kv.block_size = PAGED_BS;
+    P.kv.block_stride = bstride;
+    uint8_t *blocks = xmalloc(bytes);
+    rand_bytes(blocks, bytes);
+    for (size_t p = 0; p < npos; p++)
+        memcpy(blocks + gdev_kv_slot_off(&P.kv, p), slots + p * stride, stride);
+    P.kv.base = up(blocks, bytes);
+    P.kv.table = up(P.table, P.nb * sizeof *P.table);
+    free(blocks);
+    return P;
+}
+
+static void paged_free(paged *P)
+{
+    gdev_free(D, P->kv.base);
+    gdev_free(D, (void *)P->kv.table);
+    free(P->table);
+}
+
+/* Attention over the paged copy gives the contiguous result's bits. */
 static void check_paged_attention(const uint8_t *slots, size_t npos, size_t stride,
                                   const gdev_kv *flat, const float *dq, size_t seqs, size_t t,
                                   size_t start, size_t heads, size_t kvh, size_t hd,
                                   const float *flat_out, const char *what)
 {
-    const size_t bs = 3, nb = (npos + bs - 1) / bs, bstride = bs * stride + 16;
-    int32_t *table = xmalloc(nb * sizeof *table);
-    for (size_t b = 0; b < nb; b++)
-        table[b] = (int32_t)(nb - b); /* reversed, block 0 unused */
-    uint8_t *blocks = xmalloc((nb + 1) * bstride);
-    rand_bytes(blocks, (nb + 1) * bstride);
-    for (size_t p = 0; p < npos; p++)
-        memcpy(blocks + (size_t)table[p / bs] * bstride + p % bs * stride, slots + p * stride, stride);
-    uint8_t *dblk = up(blocks, (nb + 1) * bstride);
-    int32_t *dtable = up(table, nb * sizeof *table);
-    gdev_kv kv = *flat;
-    kv.base = dblk;
-    kv.table = dtable;
-    kv.block_size = bs;
-    kv.block_stride = bstride;
+    paged P = paged_up(slots, npos, stride, flat);
     const size_t nq = seqs * t * heads * hd;
     float *dout_ = dout(nq * 4);
-    OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, dout_, &E));
+    OK(gdev_attention(D, dq, seqs, t, (long long)start, &P.kv, heads, kvh, hd, dout_, &E));
     float *got = fetch(dout_, nq * 4);
-    CHECK(memcmp(got, flat_out, nq * 4) == 0, "%s: paged (blocks of %zu) differs from contiguous",
-          what, bs);
-    gdev_free(D, dblk);
-    gdev_free(D, dtable);
+    CHECK(memcmp(got, flat_out, nq * 4) == 0, "%s: paged (blocks of %d) differs from contiguous",
+          what, PAGED_BS);
     gdev_free(D, dout_);
     free(got);
-    free(blocks);
-    free(table);
+    paged_free(&P);
 }
 
 static void test_attention(void)
@@ -1012,40 +1031,26 @@ static size_t row_bytes_of(size_t kvd, int bits, int group)
     return bits ? quant_row_bytes(kvd, bits, group) : 2 * kvd;
 }
 
-/* The put into the same slots in blocks of 3 positions (a reversed table):
- * read back in position order, the contiguous put's bytes. */
+/* The put into the paged copy, read back in position order: the contiguous
+ * put's bytes. */
 static void check_paged_put(const uint8_t *slots, const uint8_t *want, size_t npos, size_t stride,
                             const gdev_kv *flat, const float *dk, const float *dv, size_t seqs,
                             size_t t, size_t pos0, const char *what)
 {
-    const size_t bs = 3, nb = (npos + bs - 1) / bs, bstride = bs * stride + 8;
-    int32_t *table = xmalloc(nb * sizeof *table);
-    for (size_t b = 0; b < nb; b++)
-        table[b] = (int32_t)(nb - b);
-    uint8_t *blocks = xmalloc((nb + 1) * bstride), *flat_got = xmalloc(npos * stride);
-    rand_bytes(blocks, (nb + 1) * bstride);
+    paged P = paged_up(slots, npos, stride, flat);
+    const size_t bytes = (P.nb + 1) * P.kv.block_stride;
+    OK(gdev_kv_put(D, &P.kv, dk, dv, seqs, t, (long long)pos0, &E));
+    uint8_t *got = fetch(P.kv.base, bytes), *flat_got = xmalloc(npos * stride);
+    gdev_kv host = P.kv;
+    host.table = P.table; /* the offsets, on the host */
     for (size_t p = 0; p < npos; p++)
-        memcpy(blocks + (size_t)table[p / bs] * bstride + p % bs * stride, slots + p * stride, stride);
-    uint8_t *dblk = up(blocks, (nb + 1) * bstride);
-    int32_t *dtable = up(table, nb * sizeof *table);
-    gdev_kv kv = *flat;
-    kv.base = dblk;
-    kv.table = dtable;
-    kv.block_size = bs;
-    kv.block_stride = bstride;
-    OK(gdev_kv_put(D, &kv, dk, dv, seqs, t, (long long)pos0, &E));
-    uint8_t *got = fetch(dblk, (nb + 1) * bstride);
-    for (size_t p = 0; p < npos; p++)
-        memcpy(flat_got + p * stride, got + (size_t)table[p / bs] * bstride + p % bs * stride, stride);
+        memcpy(flat_got + p * stride, got + gdev_kv_slot_off(&host, p), stride);
     char w2[160];
     snprintf(w2, sizeof w2, "%s, paged", what);
     cmp_exact(flat_got, want, npos * stride, w2);
-    gdev_free(D, dblk);
-    gdev_free(D, dtable);
     free(got);
     free(flat_got);
-    free(blocks);
-    free(table);
+    paged_free(&P);
 }
 
 static void test_kv_put(void)
