@@ -2,6 +2,7 @@
 #include "db/serving.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "db/result_json.h"
 
@@ -128,7 +129,7 @@ llmsim_status record_serve(const record_job *job, const char *kind, const serve_
         {"kv_blocks", (double)s->total_blocks},
         {"iterations", (double)r->iterations},
         {"events", (double)r->events},
-        {"sim_wall_s", wall_s},
+        {strcmp(kind, "serve") == 0 ? "sim_wall_s" : "wall_s", wall_s},
     };
     /* KV bytes per tier over time, at most SERVE_MAX_STORED samples a tier */
     size_t step = r->nkv > SERVE_MAX_STORED ? (r->nkv + SERVE_MAX_STORED - 1) / SERVE_MAX_STORED : 1;
