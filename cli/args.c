@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include "common/grow.h"
 #include "common/units.h"
 #include "exec/offload.h"
 
@@ -61,6 +62,32 @@ bool cli_engine_opt(engine_opts *eng, int which, const char *v)
     case 7: if (!cli_parse_ll(v, 1, 4096, &n)) return false; eng->threads = (int)n; return true;
     }
     return false;
+}
+
+llmsim_status cli_token_line(const char *path, size_t lineno, const char *line, long long vocab,
+                             int32_t **toks, size_t *n, size_t *cap, long long *count, diag *e)
+{
+    *count = 0;
+    for (const char *p = line;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (!*p || *p == '#')
+            return LLMSIM_OK;
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno == ERANGE || v < 0 || v >= vocab)
+            return diag_at(e, LLMSIM_EINPUT, path, lineno, (size_t)(p - line) + 1,
+                           "token ids must be whole numbers from 0 to %lld (the vocabulary)",
+                           vocab - 1);
+        int32_t *g = llmsim_grow(*toks, *n, cap, sizeof *g, 1024);
+        if (!g)
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        *toks = g;
+        g[(*n)++] = (int32_t)v;
+        ++*count;
+        p = end;
+    }
 }
 
 volatile sig_atomic_t cli_interrupted;

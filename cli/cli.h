@@ -122,6 +122,13 @@ void cli_engine_opts_init(engine_opts *o);
 extern const char *const cli_engine_opt_names[CLI_ENGINE_OPTS];
 bool cli_engine_opt(engine_opts *o, int which, const char *v);
 
+/* The token ids of one line of a token file (separated by blanks; nothing
+ * from '#' on) appended to toks[0 .. *n), grown as needed (llmsim_grow);
+ * *count: how many the line had. A bad id: LLMSIM_EINPUT naming
+ * path:lineno:column and the vocabulary. */
+llmsim_status cli_token_line(const char *path, size_t lineno, const char *line, long long vocab,
+                             int32_t **toks, size_t *n, size_t *cap, long long *count, diag *e);
+
 /* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
 void cli_command_line(int argc, char **argv, char *out, size_t len);
 

@@ -57,28 +57,8 @@ static llmsim_status read_prompts(const char *path, long long vocab, int32_t **o
                          sizeof line - 1);
             break;
         }
-        char *p = line;
         long long count = 0;
-        for (;;) {
-            while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-                p++;
-            if (!*p || *p == '#')
-                break;
-            char *end;
-            errno = 0;
-            long long v = strtoll(p, &end, 10);
-            if (end == p || errno == ERANGE || v < 0 || v >= vocab) {
-                st = diag_at(e, LLMSIM_EINPUT, path, lineno, (size_t)(p - line) + 1,
-                             "token ids must be whole numbers from 0 to %lld (the vocabulary)", vocab - 1);
-                break;
-            }
-            if (!push_token(&toks, &n, &cap, v)) {
-                st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-                break;
-            }
-            count++;
-            p = end;
-        }
+        st = cli_token_line(path, lineno, line, vocab, &toks, &n, &cap, &count, e);
         if (st || count == 0)
             continue;
         if (width >= 0 && count != width) {

@@ -119,31 +119,6 @@ static int lift_engine_opts(int argc, char **argv, serve_cli *c, char **args, in
     return CLI_EXIT_OK;
 }
 
-/* One line of --prompts: its token ids into dst (room for want); the count
- * in *got (counting past want). */
-static llmsim_status prompt_line(const char *path, size_t lineno, char *line, long long vocab,
-                                 int32_t *dst, int64_t want, int64_t *got, diag *e)
-{
-    *got = 0;
-    for (char *p = line;;) {
-        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
-            p++;
-        if (!*p || *p == '#')
-            return LLMSIM_OK;
-        char *end;
-        errno = 0;
-        long long v = strtoll(p, &end, 10);
-        if (end == p || errno == ERANGE || v < 0 || v >= vocab)
-            return diag_at(e, LLMSIM_EINPUT, path, lineno, (size_t)(p - line) + 1,
-                           "token ids must be whole numbers from 0 to %lld (the vocabulary)",
-                           vocab - 1);
-        if (*got < want)
-            dst[*got] = (int32_t)v;
-        ++*got;
-        p = end;
-    }
-}
-
 /* --prompts: one line a request (blank lines and # comments skipped), each
  * as long as its request's prompt. */
 static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long long vocab, diag *e)
@@ -156,8 +131,9 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
         fclose(f);
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     }
-    size_t cap = 1 << 16, lineno = 0;
+    size_t cap = 1 << 16, lineno = 0, ntok = 0, tcap = 0;
     char *line = malloc(cap);
+    int32_t *toks = NULL; /* one line's ids */
     llmsim_status st = line ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
     while (!st && c->nprompts < q->n) {
         size_t len = 0;
@@ -178,27 +154,28 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
         line[len] = '\0';
         lineno++;
         const serve_request *r = &q->r[c->nprompts];
-        int32_t *dst = malloc((size_t)r->prompt_len * sizeof *dst);
-        int64_t got = 0;
+        long long got = 0;
+        ntok = 0;
+        if ((st = cli_token_line(path, lineno, line, vocab, &toks, &ntok, &tcap, &got, e)))
+            break;
+        if (got == 0) /* blank or a comment */
+            continue;
+        if (got != r->prompt_len) {
+            st = diag_at(e, LLMSIM_EINPUT, path, lineno, 0,
+                         "%lld tokens, but request %zu has a prompt of %lld tokens (prompts are "
+                         "one a line, in trace order)", got, c->nprompts + 1,
+                         (long long)r->prompt_len);
+            break;
+        }
+        int32_t *dst = malloc((size_t)got * sizeof *dst);
         if (!dst) {
             st = diag_set(e, LLMSIM_EFAIL, "out of memory");
             break;
         }
-        if ((st = prompt_line(path, lineno, line, vocab, dst, r->prompt_len, &got, e))) {
-            free(dst);
-            break;
-        }
-        if (got == 0) { /* blank or a comment */
-            free(dst);
-            continue;
-        }
+        memcpy(dst, toks, (size_t)got * sizeof *dst);
         c->prompts[c->nprompts++] = dst;
-        if (got != r->prompt_len)
-            st = diag_at(e, LLMSIM_EINPUT, path, lineno, 0,
-                         "%lld tokens, but request %zu has a prompt of %lld tokens (prompts are "
-                         "one a line, in trace order)", (long long)got, c->nprompts,
-                         (long long)r->prompt_len);
     }
+    free(toks);
     free(line);
     fclose(f);
     if (!st && c->nprompts < q->n)
