@@ -517,9 +517,7 @@ void k_rotary(pool *p, float *x, const int64_t *positions, size_t tokens, size_t
 typedef struct k_attn_job {
     const float *q; /* [t][heads][hd] */
     size_t t, start;
-    const float *kc, *vc; /* [ctx][kv_heads][hd], or block pools with a table */
-    const int32_t *table; /* paged: the sequence's blocks (NULL: contiguous) */
-    size_t block_size;    /* paged: tokens per block */
+    const float *kc, *vc; /* [ctx][kv_heads][hd] */
     size_t heads, kv_heads, hd;
     float *out; /* [t][heads][hd] */
     float *scratch;
@@ -707,16 +705,6 @@ static inline void k_prefetch(const float *p, size_t floats)
         __builtin_prefetch(p + i);
 }
 
-/* Cache row j (its kv_heads * hd floats) of a contiguous or a paged cache. */
-static inline const float *k_attn_kv_row(const k_attn_job *J, const float *base, size_t j,
-                                         size_t kv_stride)
-{
-    if (!J->table)
-        return base + j * kv_stride;
-    return base + ((size_t)J->table[j / J->block_size] * J->block_size + j % J->block_size) *
-                      kv_stride;
-}
-
 /* Offset in q and out of streaming row rr of KV head kvh: token rr / g,
  * query head kvh * g + rr % g. */
 static inline size_t k_attn_row(const k_attn_job *J, size_t g, size_t kvh, size_t rr)
@@ -737,10 +725,9 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
     const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
     for (size_t j = 0; j < ctxn; j++) {
-        const float *kj = k_attn_kv_row(J, J->kc, j, kv_stride);
+        const float *kj = J->kc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
-            k_prefetch(k_attn_kv_row(J, J->kc, j + K_ATTN_PREFETCH_ROWS, kv_stride) + b * hd,
-                       (e - b) * hd);
+            k_prefetch(kj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
             for (size_t rr = 0; rr < rows; rr++)
@@ -761,10 +748,9 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
         }
     }
     for (size_t j = 0; j < ctxn; j++) {
-        const float *vj = k_attn_kv_row(J, J->vc, j, kv_stride);
+        const float *vj = J->vc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
-            k_prefetch(k_attn_kv_row(J, J->vc, j + K_ATTN_PREFETCH_ROWS, kv_stride) + b * hd,
-                       (e - b) * hd);
+            k_prefetch(vj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             const float *S = J->scratch + kvh * rows * ctxn;
             for (size_t rr = 0; rr < rows; rr++)
@@ -819,20 +805,6 @@ void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k
     k_attn_job J = {.q = q, .t = t, .start = start, .kc = k_cache, .vc = v_cache,
                     .heads = heads, .kv_heads = kv_heads, .hd = hd, .out = out,
                     .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd))};
-    k_attn_tiles(p, &J);
-}
-
-void k_attention_paged(pool *p, const float *q, size_t t, size_t start, const float *k_pool,
-                       const float *v_pool, const int32_t *table, size_t block_size, size_t heads,
-                       size_t kv_heads, size_t hd, float *out, float *scratch)
-{
-    if (t == 0)
-        return;
-    assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch && table &&
-           block_size > 0);
-    k_attn_job J = {.q = q, .t = t, .start = start, .kc = k_pool, .vc = v_pool, .table = table,
-                    .block_size = block_size, .heads = heads, .kv_heads = kv_heads, .hd = hd,
-                    .out = out, .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd))};
     k_attn_tiles(p, &J);
 }
 

@@ -118,7 +118,7 @@ void k_rotary(pool *p, float *x /* [tokens][heads][head_dim] */,
  * once for them all); more go through it in tiles of this many. */
 #define K_ATTN_STREAM_MAX_T 4
 
-/* Floats of scratch k_attention and k_attention_paged need:
+/* Floats of scratch k_attention needs:
  * heads * min(t, K_ATTN_STREAM_MAX_T) * (start + t), one tile's scores. */
 size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads);
 
@@ -134,21 +134,6 @@ void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t 
                  const float *v_cache /* [start + t][kv_heads][hd] */, size_t heads,
                  size_t kv_heads, size_t hd, float *out /* [t][heads][hd] */,
                  float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
-
-/* Causal attention of one sequence over a paged KV cache (serving): as
- * k_attention, but cache token j lives in block table[j / block_size], row
- * j % block_size, of the pools. Every query row is computed with the
- * operations, in the order, of k_attention's streaming path for that row
- * alone, whatever t: a row's bits depend on its position, its query and the
- * cached K and V only, not on how its prompt was chunked or what else is in
- * the batch (equal to k_attention's for the same rows). */
-void k_attention_paged(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
-                       const float *k_pool /* [blocks][block_size][kv_heads][hd] */,
-                       const float *v_pool /* [blocks][block_size][kv_heads][hd] */,
-                       const int32_t *table /* [ceil((start + t) / block_size)] */,
-                       size_t block_size, size_t heads, size_t kv_heads, size_t hd,
-                       float *out /* [t][heads][hd] */,
-                       float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
 
 /* ---- element-wise (in place allowed: out may equal an input) */
 

@@ -575,72 +575,6 @@ static double attn_error(const float *out, const float *q, size_t t, size_t star
     return worst;
 }
 
-/* Paged attention: the cache scattered over a block pool by a shuffled table
- * (blocks of 16, of 5, and of 1 token); every row, whatever the chunking of
- * the sequence and the thread count, has the bits of k_attention's
- * streaming path for that row alone (t = 1 at its position). */
-static void test_attention_paged(pool *p2, pool *p3)
-{
-    const attn_case cases[] = {{70, 0, 8, 2, 64}, {33, 0, 4, 4, 72}, {40, 0, 6, 3, 24}};
-    const size_t block_sizes[] = {16, 5, 1};
-    const size_t chunks[] = {7, 1, 13, 4, 2, 40, 3};
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        const attn_case A = cases[c];
-        const size_t ctx = A.t, row = A.kv_heads * A.hd, qrow = A.heads * A.hd;
-        test_rng(900 + c);
-        float *q = rand_floats(ctx * qrow), *kc = rand_floats(ctx * row),
-              *vc = rand_floats(ctx * row);
-        /* the reference: each row alone on the contiguous cache */
-        float *ref = malloc(ctx * qrow * sizeof *ref);
-        for (size_t i = 0; i < ctx; i++) {
-            float *o = run_attn(NULL, q + i * qrow, 1, i, kc, vc, A.heads, A.kv_heads, A.hd);
-            memcpy(ref + i * qrow, o, qrow * sizeof *o);
-            free(o);
-        }
-        for (size_t b = 0; b < sizeof block_sizes / sizeof block_sizes[0]; b++) {
-            const size_t bs = block_sizes[b], nb = (ctx + bs - 1) / bs, pool_blocks = 2 * nb + 3;
-            int32_t *table = malloc(nb * sizeof *table);
-            /* distinct blocks, shuffled: block j of the sequence at 2 nb + 2 - 2 j - (j % 2) */
-            for (size_t j = 0; j < nb; j++)
-                table[j] = (int32_t)(pool_blocks - 1 - 2 * j - (j % 2));
-            float *kp = rand_floats(pool_blocks * bs * row), *vp = rand_floats(pool_blocks * bs * row);
-            for (size_t j = 0; j < ctx; j++) {
-                memcpy(kp + ((size_t)table[j / bs] * bs + j % bs) * row, kc + j * row, row * 4);
-                memcpy(vp + ((size_t)table[j / bs] * bs + j % bs) * row, vc + j * row, row * 4);
-            }
-            pool *pools[3] = {NULL, p2, p3};
-            for (int pi = 0; pi < 3; pi++) {
-                float *out = malloc(ctx * qrow * sizeof *out);
-                size_t at = 0;
-                for (size_t k = 0; at < ctx; k = (k + 1) % (sizeof chunks / sizeof chunks[0])) {
-                    size_t t = chunks[(k + b + (size_t)pi) % (sizeof chunks / sizeof chunks[0])];
-                    t = t < ctx - at ? t : ctx - at;
-                    float *scratch = malloc(k_attention_scratch_floats(t, at, A.heads) *
-                                            sizeof *scratch);
-                    k_attention_paged(pools[pi], q + at * qrow, t, at, kp, vp, table, bs, A.heads,
-                                      A.kv_heads, A.hd, out + at * qrow, scratch);
-                    free(scratch);
-                    at += t;
-                }
-                CHECK(memcmp(out, ref, ctx * qrow * sizeof *out) == 0,
-                      "paged attention heads=%zu/%zu hd=%zu blocks of %zu, %d threads: not the "
-                      "bits of each row alone", A.heads, A.kv_heads, A.hd, bs, pi + 1);
-                free(out);
-            }
-            free(table);
-            free(kp);
-            free(vp);
-        }
-        free(ref);
-        free(q);
-        free(kc);
-        free(vc);
-    }
-    CHECK(k_attention_scratch_floats(1, 99, 32) == 32 * 100 &&
-              k_attention_scratch_floats(300, 10, 4) == 4 * 4 * 310,
-          "paged scratch: one tile of the streaming path");
-}
-
 static void test_attention(pool *p2, pool *p3)
 {
     const attn_case cases[] = {
@@ -844,7 +778,6 @@ int main(void)
     test_norms(p3);
     test_rotary(p3);
     test_attention(p2, p3);
-    test_attention_paged(p2, p3);
     test_elementwise(p3);
     test_embed(p3);
     k_isa_force(K_ISA_AVX2);
