@@ -24,6 +24,7 @@ void engine_serve_result_free(engine_serve_result *r)
             free(r->tokens[i]);
     free(r->tokens);
     serve_result_free(&r->r);
+    serve_prefix_keys_free(&r->keys);
     free(r->events);
     memset(r, 0, sizeof *r);
 }
@@ -222,11 +223,19 @@ static llmsim_status seq_init(loop *L, engine_serve_result *r, diag *e)
         if (!(L->seq[i] = calloc((size_t)(p + n), sizeof **L->seq)) ||
             !(r->tokens[i] = calloc((size_t)n ? (size_t)n : 1, sizeof **r->tokens)))
             return diag_set(e, LLMSIM_EFAIL, "out of memory");
-        if (L->o->prompts)
+        if (L->o->prompts) {
             memcpy(L->seq[i], L->o->prompts[i], (size_t)p * sizeof **L->seq);
-        else
+        } else {
             mio_prompt(L->o->eng, (long long)i, 0, p, vocab, L->seq[i]);
+            if (q->r[i].prefix_group)
+                mio_prompt(L->o->eng, SERVE_PREFIX_STREAM + q->r[i].prefix_group, 0,
+                           q->r[i].prefix_len, vocab, L->seq[i]);
+        }
     }
+    /* the prefix cache shares what the tokens share */
+    if (L->s->cfg.prefix_cache)
+        return serve_prefix_of_tokens(q, (const int32_t *const *)L->seq, L->s->cfg.block_size,
+                                      &r->keys, e);
     return LLMSIM_OK;
 }
 
@@ -256,13 +265,15 @@ llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
     if (!L.ops->accepts(s->cm.hw))
         return diag_set(e, LLMSIM_EINPUT, "the serving engine runs on the CPU backend only: "
                         "profile '%s' has a GPU (CUDA serving is not built yet)", s->cm.hw->name);
-    /* the scheduler first: it refuses a request that can never fit */
-    llmsim_status st = serve_sched_new(s, q, &r->r, &L.sc, e);
+    /* the scheduler's checks first: a request that can never fit is refused */
+    llmsim_status st = serve_sched_check(s, q, e);
     if (st)
         return st;
     const serve_ctx c = {s, q, o};
     if ((st = check_ram(&L, &c, e)) || (st = seq_init(&L, r, e)) ||
-        (st = serve_blocks_init(&L.b, s->total_blocks, s->swap_blocks, q->n, e)))
+        (st = serve_sched_new(s, q, s->cfg.prefix_cache ? &r->keys : NULL, &r->r, &L.sc, e)) ||
+        (st = serve_blocks_init(&L.b, s->total_blocks, s->swap_blocks, q->n, s->cfg.prefix_cache,
+                                e)))
         goto out;
     if (!(L.step = calloc((size_t)s->cfg.max_batch, sizeof *L.step)) ||
         !(L.chunks = calloc((size_t)s->cfg.max_batch, sizeof *L.chunks))) {

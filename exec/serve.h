@@ -48,7 +48,9 @@ typedef struct serve_event {
 typedef struct engine_serve_opts {
     const engine_opts *eng;     /* weights, seed, offload dir, threads, RAM, sampling, ^C */
     /* each request's prompt, [n][q->req[i].prompt] token ids; NULL: random
-     * from eng->prompt_seed (mio_prompt with the request's index) */
+     * from eng->prompt_seed (mio_prompt with the request's index), a prefix
+     * group's first prefix_len tokens the group's (mio_prompt with
+     * SERVE_PREFIX_STREAM + the group) */
     const int32_t *const *prompts;
     /* false: iterations follow one another with no waiting for arrivals on
      * the wall clock (the clock still jumps to them): tests */
@@ -71,7 +73,12 @@ typedef struct engine_serve_result {
     size_t nevents;
     bool direct_io;             /* swap and weight files use O_DIRECT */
     bool interrupted;           /* ^C: admission stopped, rows so far kept */
+    serve_prefix_keys keys;     /* with the prefix cache: the prompts' keys it served with */
 } engine_serve_result;
+
+/* The prompt stream of prefix group 1 is this one's + 1, and so on: above
+ * every request index. */
+#define SERVE_PREFIX_STREAM (1LL << 31)
 
 /* Serve q on setup s to the end (or ^C). Fails with LLMSIM_EINPUT before
  * allocating anything for a request that can never fit, a placement the

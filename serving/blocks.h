@@ -8,6 +8,12 @@
  * an engine must do: a swapped-out request's device blocks to swap slots, a
  * swapped-in one's slots back to device blocks, in table order.
  *
+ * With the prefix cache, a device block may be a cache entry's (the
+ * scheduler's serving/prefix.h): shared by the tables of every request that
+ * holds the entry, and kept, not freed, when they let it go, until the
+ * scheduler reuses it. A request admitted with cached blocks starts its
+ * table with them.
+ *
  * Block ids are handed out lowest first from a free list, so a run's tables
  * are a function of its schedule alone.
  */
@@ -40,12 +46,14 @@ typedef struct serve_blocks {
     int64_t nfree_dev, nfree_swap;
     serve_block_table *tab;        /* [nreq] */
     size_t nreq;
+    int32_t *entry_of;             /* prefix cache: [dev_blocks] a block's entry, -1: none */
+    int32_t *block_of;             /* [dev_blocks] an entry's block */
     serve_block_move *moves;       /* the last sync's copies */
     size_t nmoves, cap_moves;
 } serve_blocks;
 
 llmsim_status serve_blocks_init(serve_blocks *b, int64_t dev_blocks, int64_t swap_slots,
-                                size_t nreq, diag *e);
+                                size_t nreq, bool prefix_cache, diag *e);
 void serve_blocks_free(serve_blocks *b);
 
 /* Make the tables of it's requests (its chunks', preempted and swapped-in
@@ -54,7 +62,8 @@ void serve_blocks_free(serve_blocks *b);
  * (LLMSIM_EFAIL, a bug) when the counts cannot be met. */
 llmsim_status serve_blocks_sync(serve_blocks *b, const serve_sched *sc, const serve_iter *it,
                                 diag *e);
-/* After it completed: the tables of requests that finished are freed. */
+/* After it completed: the blocks it registered in the prefix cache become
+ * their entries', and the tables of requests that finished are freed. */
 void serve_blocks_finish(serve_blocks *b, const serve_sched *sc, const serve_iter *it);
 
 #endif

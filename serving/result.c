@@ -72,6 +72,8 @@ llmsim_status serve_result_aggregate(const serve_setup *s, const serve_requests 
     }
     r->kv_util_mean = r->makespan_s > 0 ? used / ((double)s->total_blocks * r->makespan_s) : 0;
     r->kv_util_peak = (double)peak / (double)s->total_blocks;
+    r->prefix_hit_rate =
+        r->prefix_query_tokens > 0 ? r->prefix_hit_tokens / r->prefix_query_tokens : 0;
     return LLMSIM_OK;
 }
 

@@ -19,6 +19,7 @@ typedef struct serve_req_result {
     double first_token_s;  /* time its first output token was emitted */
     double finish_s;
     int32_t swaps, recomputes;
+    int64_t cached_tokens; /* prompt tokens found in the prefix cache, over its admissions */
 } serve_req_result;
 
 /* One iteration: what the scheduler ran and how long it took. The driver
@@ -33,6 +34,7 @@ typedef struct serve_iter_row {
     int64_t dev_blocks, swap_blocks; /* held at its end */
     int64_t out_blocks, in_blocks;   /* swapped */
     int32_t preempt_swap, preempt_recompute;
+    int64_t hit_tokens;              /* prompt tokens its admissions found cached */
 } serve_iter_row;
 
 typedef struct serve_kv_sample {
@@ -62,6 +64,10 @@ typedef struct serve_result {
     long long preempt_swap, preempt_recompute, swap_full; /* swap_full: swaps that fell back */
     double swap_out_bytes, swap_in_bytes, swap_s;
     double recomputed_tokens, output_tokens, prompt_tokens;
+    /* the prefix cache: tokens admissions asked to prefill, those found
+     * cached, cached blocks evicted for reuse */
+    double prefix_query_tokens, prefix_hit_tokens;
+    long long prefix_evicted;
     serve_kv_sample *kv;          /* one per iteration */
     size_t nkv;
     serve_iter_row *iters;        /* [iterations] */
@@ -73,6 +79,7 @@ typedef struct serve_result {
     serve_stat ttft, tpot, e2e;   /* seconds; tpot over requests with >= 2 output tokens */
     double weighted_turnaround_s; /* sum weight * e2e / sum weight */
     double kv_util_mean, kv_util_peak; /* device blocks in use / total (time-weighted mean) */
+    double prefix_hit_rate;       /* prefix_hit_tokens / prefix_query_tokens (0: none asked) */
 } serve_result;
 
 /* Mean, nearest-rank percentiles and maximum of v [n] (sorts v; zeros for

@@ -26,6 +26,8 @@ typedef struct rq {
     double since;           /* when it entered its state */
     double pf_s, dec_s;     /* fair: alone, a prompt token's share and a decode step */
     long long stamp;        /* the iteration that last scheduled it */
+    int64_t reg;            /* prefix cache: its prompt's full blocks looked at for registration */
+    int64_t lost;           /* tokens its last recompute lost */
     uint8_t state;
     bool admitted;          /* scheduled at least once */
 } rq;
@@ -103,6 +105,17 @@ struct serve_sched {
     serve_preempt *pre;
     uint32_t *swin;
     int npre, nin;
+    /* the prefix cache: the keys (own when declared here), each key's entry
+     * while its request holds it (-1: not a cached block), and the events
+     * of the iteration being formed and of the last completion */
+    const serve_prefix_keys *keys;
+    serve_prefix_keys own_keys;
+    serve_pcache pc;
+    int32_t *held;
+    int32_t *evicted;
+    serve_prefix_hit *hits;
+    serve_prefix_reg *regs;
+    size_t nevict, nhits, nregs, cap_evict, cap_hits, cap_regs;
 };
 
 /* What one iteration schedules: its chunks (in serve_sched) and swaps. */
@@ -115,6 +128,119 @@ typedef struct iter_sched {
 static int64_t blocks_for(const serve_setup *s, int64_t tokens)
 {
     return (tokens + s->cfg.block_size - 1) / s->cfg.block_size;
+}
+
+/* Blocks a request can have now: the free ones and the cached ones nobody
+ * holds. */
+static int64_t avail(const serve_sched *rs)
+{
+    return rs->free_blocks + rs->pc.evictable;
+}
+
+/* n new blocks: free ones first, then cached ones nobody holds, released
+ * longest ago first (n <= avail). */
+static void take_blocks(serve_sched *rs, int64_t n)
+{
+    int64_t f = n < rs->free_blocks ? n : rs->free_blocks;
+    rs->free_blocks -= f;
+    for (n -= f; n > 0; n--) {
+        int32_t *p = llmsim_grow(rs->evicted, rs->nevict, &rs->cap_evict, sizeof *p, 64);
+        if (!p) {
+            rs->oom = true;
+            return;
+        }
+        rs->evicted = p;
+        rs->evicted[rs->nevict++] = serve_pcache_evict(&rs->pc);
+        rs->res->prefix_evicted++;
+    }
+}
+
+/* Request id's device blocks let go, the last first: cached ones lose its
+ * reference, its own are free. */
+static void drop_blocks(serve_sched *rs, uint32_t id)
+{
+    rq *r = &rs->R[id];
+    if (!rs->keys) {
+        rs->free_blocks += r->blocks;
+        return;
+    }
+    int32_t *h = rs->held + rs->keys->off[id];
+    const int64_t nk = rs->keys->off[id + 1] - rs->keys->off[id];
+    for (int64_t j = r->blocks - 1; j >= 0; j--) {
+        if (j < nk && h[j] >= 0) {
+            serve_pcache_unref(&rs->pc, h[j]);
+            h[j] = -1;
+        } else {
+            rs->free_blocks++;
+        }
+    }
+}
+
+/* The leading prompt blocks of request id that the cache holds, leaving at
+ * least one token of its prefill to compute; *idle: how many of them nobody
+ * holds (taking them costs evictable blocks). */
+static int64_t cached_prefix(const serve_sched *rs, uint32_t id, int64_t *idle)
+{
+    *idle = 0;
+    if (!rs->keys)
+        return 0;
+    const rq *r = &rs->R[id];
+    const uint64_t *key = rs->keys->key + rs->keys->off[id];
+    int64_t lim = rs->keys->off[id + 1] - rs->keys->off[id];
+    const int64_t most = (r->prompt + r->gen - 1) / rs->s->cfg.block_size;
+    if (lim > most)
+        lim = most;
+    int64_t j = 0;
+    for (; j < lim; j++) {
+        int32_t en = serve_pcache_find(&rs->pc, key[j]);
+        if (en < 0)
+            break;
+        *idle += rs->pc.ent[en].refs == 0;
+    }
+    return j;
+}
+
+/* Request id, admitted from waiting, takes its first `hit` blocks from the
+ * cache. */
+static void take_cached(serve_sched *rs, uint32_t id, int64_t hit)
+{
+    const uint64_t *key = rs->keys->key + rs->keys->off[id];
+    int32_t *h = rs->held + rs->keys->off[id];
+    for (int64_t j = 0; j < hit; j++) {
+        serve_prefix_hit *p = llmsim_grow(rs->hits, rs->nhits, &rs->cap_hits, sizeof *p, 64);
+        if (!p) {
+            rs->oom = true;
+            return;
+        }
+        rs->hits = p;
+        h[j] = serve_pcache_find(&rs->pc, key[j]);
+        serve_pcache_ref(&rs->pc, h[j]);
+        rs->hits[rs->nhits++] = (serve_prefix_hit){id, h[j]};
+    }
+}
+
+/* Request id's prompt blocks that its cached tokens now fill are
+ * registered under their keys, unless the key is cached already. */
+static void register_blocks(serve_sched *rs, uint32_t id)
+{
+    rq *r = &rs->R[id];
+    const int64_t bs = rs->s->cfg.block_size;
+    const int64_t nk = rs->keys->off[id + 1] - rs->keys->off[id];
+    const uint64_t *key = rs->keys->key + rs->keys->off[id];
+    int32_t *h = rs->held + rs->keys->off[id];
+    for (; r->reg < nk && (r->reg + 1) * bs <= r->ctx; r->reg++) {
+        const int64_t j = r->reg;
+        if (h[j] >= 0 || serve_pcache_find(&rs->pc, key[j]) >= 0)
+            continue; /* found in the cache, or computed twice: the first stays */
+        serve_prefix_reg *p = llmsim_grow(rs->regs, rs->nregs, &rs->cap_regs, sizeof *p, 64);
+        if (!p) {
+            rs->oom = true;
+            return;
+        }
+        rs->regs = p;
+        h[j] = serve_pcache_insert(&rs->pc, key[j]);
+        rs->regs[rs->nregs++] = (serve_prefix_reg){id, h[j], j};
+    }
 }
 
 static void span(serve_sched *rs, uint32_t id, double now)
@@ -224,7 +350,11 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
         }
     }
     const double swap = serve_swap_s(s, r->blocks, true) + serve_swap_s(s, r->blocks, false);
-    const double recompute = serve_recompute_price_s(s, &rs->pm, r->ctx, dec, dctx);
+    /* a recompute prefills again what the cache will not give back */
+    int64_t idle, again = r->ctx - cached_prefix(rs, id, &idle) * s->cfg.block_size;
+    if (again < 0)
+        again = 0;
+    const double recompute = again ? serve_recompute_price_s(s, &rs->pm, again, dec, dctx) : 0;
     preemption how = s->cfg.preempt;
     if (how == PREEMPT_ADAPTIVE)
         how = swap <= recompute ? PREEMPT_SWAP : PREEMPT_RECOMPUTE;
@@ -234,7 +364,7 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
     }
     rs->pre[rs->npre++] =
         (serve_preempt){id, (uint8_t)how, r->blocks, r->ctx, how == PREEMPT_SWAP ? swap : recompute};
-    rs->free_blocks += r->blocks;
+    drop_blocks(rs, id);
     res->events++;
     if (how == PREEMPT_SWAP) {
         rs->swap_free -= r->blocks;
@@ -247,6 +377,7 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
         heap_push(&rs->swapped, rs->R, id);
     } else {
         res->recomputed_tokens += (double)r->ctx;
+        r->lost = r->ctx;
         r->ctx = 0;
         r->blocks = 0;
         res->preempt_recompute++;
@@ -261,7 +392,7 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
 static bool kv_sample(serve_sched *rs, double t0, double dt)
 {
     serve_result *res = rs->res;
-    int64_t dev = rs->s->total_blocks - rs->free_blocks, swp = rs->s->swap_blocks - rs->swap_free;
+    int64_t dev = rs->s->total_blocks - avail(rs), swp = rs->s->swap_blocks - rs->swap_free;
     if (res->nkv) {
         serve_kv_sample *last = &res->kv[res->nkv - 1];
         if (last->dev_blocks == dev && last->swap_blocks == swp &&
@@ -289,7 +420,7 @@ static bool iter_row(serve_sched *rs, const serve_iter *it, double end_s)
     res->iters = p;
     serve_iter_row *w = &p[res->iterations];
     *w = (serve_iter_row){.start_s = it->start_s, .end_s = end_s, .seqs = it->nch,
-                          .dev_blocks = rs->s->total_blocks - rs->free_blocks,
+                          .dev_blocks = rs->s->total_blocks - avail(rs),
                           .swap_blocks = rs->s->swap_blocks - rs->swap_free,
                           .out_blocks = it->out_blocks, .in_blocks = it->in_blocks};
     for (int c = 0; c < it->nch; c++) {
@@ -300,6 +431,7 @@ static bool iter_row(serve_sched *rs, const serve_iter *it, double end_s)
     }
     for (int k = 0; k < it->npre; k++)
         *(it->pre[k].how == PREEMPT_SWAP ? &w->preempt_swap : &w->preempt_recompute) += 1;
+    w->hit_tokens = (int64_t)it->nhit * rs->s->cfg.block_size;
     return true;
 }
 
@@ -312,7 +444,7 @@ static llmsim_status bad_request(diag *e, const serve_requests *q, size_t i, con
     return diag_set(e, LLMSIM_EINPUT, "request %zu %s", i + 1, what);
 }
 
-static llmsim_status check_requests(const serve_setup *s, const serve_requests *q, diag *e)
+llmsim_status serve_sched_check(const serve_setup *s, const serve_requests *q, diag *e)
 {
     char what[320];
     if (!q->n)
@@ -353,7 +485,8 @@ static llmsim_status check_conservation(const serve_sched *rs, diag *e)
         if (rs->R[i].state != ST_DONE || rs->R[i].gen != rs->R[i].output || rs->R[i].blocks)
             return diag_set(e, LLMSIM_EFAIL, "internal error: request %zu did not finish cleanly",
                             i + 1);
-    if (rs->free_blocks != rs->s->total_blocks || rs->swap_free != rs->s->swap_blocks ||
+    if (rs->free_blocks + rs->pc.evictable != rs->s->total_blocks ||
+        rs->pc.evictable != rs->pc.entries || rs->swap_free != rs->s->swap_blocks ||
         res->swap_out_bytes != res->swap_in_bytes || rs->nrun || rs->waiting.n || rs->swapped.n)
         return diag_set(e, LLMSIM_EFAIL, "internal error: KV blocks or swap bytes not conserved");
     return LLMSIM_OK;
@@ -371,6 +504,12 @@ static void run_free(serve_sched *rs)
     free(rs->waiting.a);
     free(rs->swapped.a);
     free(rs->run);
+    serve_prefix_keys_free(&rs->own_keys);
+    serve_pcache_free(&rs->pc);
+    free(rs->held);
+    free(rs->evicted);
+    free(rs->hits);
+    free(rs->regs);
 }
 
 /* The run's memory and its requests, all pending. */
@@ -460,7 +599,7 @@ static void schedule_running(serve_sched *rs, iter_sched *it)
         if (need < 0)
             need = 0; /* blocks reserved at admission */
         bool self = false;
-        while (need > rs->free_blocks) {
+        while (need > avail(rs)) {
             self = preempt_one(rs, rs->stamp, rs->t, &it->out_blocks) == id;
             it->preempted = true;
             if (self)
@@ -468,7 +607,7 @@ static void schedule_running(serve_sched *rs, iter_sched *it)
         }
         if (self)
             continue;
-        rs->free_blocks -= need;
+        take_blocks(rs, need);
         r->blocks += need;
         chunk_add(rs, it, id, tok);
     }
@@ -489,14 +628,28 @@ static void admit(serve_sched *rs, iter_sched *it)
         rheap *h = from_swap ? &rs->swapped : &rs->waiting;
         uint32_t id = h->a[0];
         rq *r = &rs->R[id];
-        int64_t pending = r->prompt + r->gen - r->ctx;
+        int64_t idle = 0, hit = from_swap ? 0 : cached_prefix(rs, id, &idle);
+        int64_t pending = r->prompt + r->gen - r->ctx - hit * s->cfg.block_size;
         int64_t tok = pending < it->budget ? pending : it->budget;
         int64_t need = from_swap ? blocks_for(s, r->ctx + tok) : blocks_for(s, r->prompt + r->gen);
         if (need < r->blocks)
             need = r->blocks;
-        if (need > rs->free_blocks || (rs->nrun && rs->free_blocks - need < rs->watermark))
+        /* new blocks, and the cached ones it takes from the evictable */
+        const int64_t cost = need - hit + idle;
+        if (cost > avail(rs) || (rs->nrun && avail(rs) - cost < rs->watermark))
             break;
         heap_pop(h, rs->R);
+        if (!from_swap && rs->keys) {
+            const double asked = (double)(r->prompt + r->gen), found = (double)(hit * s->cfg.block_size);
+            rs->res->prefix_query_tokens += asked;
+            rs->res->prefix_hit_tokens += found;
+            rs->res->req[id].cached_tokens += hit * s->cfg.block_size;
+            rs->res->recomputed_tokens -= found < (double)r->lost ? found : (double)r->lost;
+            take_cached(rs, id, hit);
+            r->ctx = hit * s->cfg.block_size;
+            r->reg = hit;
+            r->lost = 0;
+        }
         if (from_swap) {
             rs->swin[rs->nin++] = id;
             it->in_blocks += r->blocks;
@@ -504,7 +657,7 @@ static void admit(serve_sched *rs, iter_sched *it)
             rs->res->swap_in_bytes += (double)r->blocks * s->block_bytes;
             rs->res->events++;
         }
-        rs->free_blocks -= need;
+        take_blocks(rs, need - (from_swap ? 0 : hit));
         r->blocks = need;
         set_state(rs, id, SERVE_RUNNING, rs->t);
         run_insert(rs, id);
@@ -523,12 +676,14 @@ static void emit(serve_sched *rs, const serve_iter *it, void (*progress)(double,
         uint32_t id = it->req[k];
         rq *r = &rs->R[id];
         r->ctx += it->ch[k].tokens;
+        if (rs->keys)
+            register_blocks(rs, id);
         if (!it->ch[k].emits)
             continue;
         if (r->gen++ == 0)
             res->req[id].first_token_s = rs->t;
         if (r->gen == r->output) {
-            rs->free_blocks += r->blocks;
+            drop_blocks(rs, id);
             r->blocks = 0;
             res->req[id].finish_s = rs->t;
             set_state(rs, id, ST_DONE, rs->t);
@@ -553,12 +708,40 @@ static void emit(serve_sched *rs, const serve_iter *it, void (*progress)(double,
 
 /* ---- the interface */
 
-llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q, serve_result *res,
-                              serve_sched **out, diag *e)
+/* The prefix cache over keys (NULL: the declared ones): at most one entry
+ * per device block or key. */
+static llmsim_status prefix_init(serve_sched *rs, const serve_requests *q,
+                                 const serve_prefix_keys *keys, diag *e)
+{
+    const serve_setup *s = rs->s;
+    llmsim_status st;
+    if (!keys) {
+        if ((st = serve_prefix_declared(q, s->cfg.block_size, &rs->own_keys, e)))
+            return st;
+        keys = &rs->own_keys;
+    }
+    if (keys->n != q->n || keys->block_size != s->cfg.block_size)
+        return diag_set(e, LLMSIM_EFAIL, "internal error: prefix keys of %zu requests in "
+                        "%d-token blocks for %zu in %d", keys->n, keys->block_size, q->n,
+                        s->cfg.block_size);
+    const int64_t nkeys = keys->off[q->n];
+    if ((st = serve_pcache_init(&rs->pc, nkeys < s->total_blocks ? nkeys : s->total_blocks, e)))
+        return st;
+    if (!(rs->held = malloc((size_t)(nkeys ? nkeys : 1) * sizeof *rs->held)))
+        return diag_set(e, LLMSIM_EFAIL, "out of memory for %lld prefix keys", (long long)nkeys);
+    for (int64_t k = 0; k < nkeys; k++)
+        rs->held[k] = -1;
+    rs->keys = keys;
+    return LLMSIM_OK;
+}
+
+llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q,
+                              const serve_prefix_keys *keys, serve_result *res, serve_sched **out,
+                              diag *e)
 {
     *out = NULL;
     memset(res, 0, sizeof *res);
-    llmsim_status st = check_requests(s, q, e);
+    llmsim_status st = serve_sched_check(s, q, e);
     if (st)
         return st;
     serve_sched *rs = calloc(1, sizeof *rs);
@@ -567,7 +750,7 @@ llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q, ser
     rs->s = s;
     rs->n = q->n;
     rs->res = res;
-    if ((st = run_init(rs, q, e))) {
+    if ((st = run_init(rs, q, e)) || (s->cfg.prefix_cache && (st = prefix_init(rs, q, keys, e)))) {
         serve_sched_free(rs);
         serve_result_free(res);
         return st;
@@ -628,15 +811,19 @@ llmsim_status serve_sched_form(serve_sched *sc, serve_iter *out, diag *e)
         rerank_running(sc);
     sc->stamp++;
     sc->npre = sc->nin = 0;
+    sc->nevict = sc->nhits = sc->nregs = 0;
     iter_sched it = {.budget = s->cfg.token_budget};
     schedule_running(sc, &it);
     admit(sc, &it);
+    if (sc->oom)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
     if (!it.nch)
         return diag_set(e, LLMSIM_EFAIL, "internal error: an iteration with nothing to do");
     *out = (serve_iter){.start_s = sc->t, .nch = it.nch, .ch = sc->ch, .req = sc->chid,
                         .npre = sc->npre, .pre = sc->pre, .nin = sc->nin,
                         .swapped_in = sc->swin, .out_blocks = it.out_blocks,
-                        .in_blocks = it.in_blocks};
+                        .in_blocks = it.in_blocks, .nevict = (int)sc->nevict,
+                        .evicted = sc->evicted, .nhit = (int)sc->nhits, .hit = sc->hits};
     return LLMSIM_OK;
 }
 
@@ -660,10 +847,17 @@ llmsim_status serve_sched_complete(serve_sched *sc, const serve_iter *it, double
     sc->t = end_s;
     sc->res->iterations++;
     sc->res->events++;
+    sc->nregs = 0;
     emit(sc, it, progress, progress_ctx);
     if (sc->oom)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory for the trace spans");
+        return diag_set(e, LLMSIM_EFAIL, "out of memory for the run's records");
     return LLMSIM_OK;
+}
+
+const serve_prefix_reg *serve_sched_registered(const serve_sched *sc, int *n)
+{
+    *n = (int)sc->nregs;
+    return sc->regs;
 }
 
 llmsim_status serve_sched_end(serve_sched *sc, diag *e)

@@ -59,6 +59,22 @@
  * arrivals' keys are at least their arrival time, so a request waits behind
  * finitely many others: nothing starves.
  *
+ * Prefix caching (cfg.prefix_cache; serving/prefix.h). A request taken
+ * from the waiting queue first looks its prompt's full blocks up in the
+ * cache, in order, stopping at the first miss and leaving at least its last
+ * token to compute (vLLM's rule: the prefill must produce logits); the
+ * blocks found are referenced, not computed, and its prefill starts after
+ * them. A block that completes a full prompt block is registered under its
+ * key at the iteration's end unless the key is cached already (then it stays
+ * the request's own). A released cached block stays cached until a new block
+ * is needed and none is free: then the cached block nobody holds that was
+ * released longest ago is reused. Swapping a request out copies all its
+ * blocks, shared ones too, and drops its references; it comes back with
+ * blocks of its own. A recomputed request looks its prompt up again when it
+ * is admitted, and its predicted recompute counts what the cache holds.
+ * Admission counts the cached blocks it takes from the evictable ones
+ * against the free blocks, like new ones.
+ *
  * Queues are binary heaps keyed by (priority key, request index), so a
  * schedule is a function of the requests and the times alone.
  */
@@ -69,6 +85,7 @@
 #include <stdint.h>
 
 #include "common/diag.h"
+#include "serving/prefix.h"
 #include "serving/result.h"
 #include "serving/setup.h"
 
@@ -82,6 +99,19 @@ typedef struct serve_preempt {
                          * recomputing the tokens next to this batch's decodes */
 } serve_preempt;
 
+/* A cached block a request starts with: prefix cache entry `entry`. */
+typedef struct serve_prefix_hit {
+    uint32_t req;
+    int32_t entry;
+} serve_prefix_hit;
+
+/* A request's block `block` (its table index) registered as entry `entry`. */
+typedef struct serve_prefix_reg {
+    uint32_t req;
+    int32_t entry;
+    int64_t block;
+} serve_prefix_reg;
+
 /* One iteration as formed: borrowed from the scheduler until the next
  * serve_sched_form. */
 typedef struct serve_iter {
@@ -94,17 +124,29 @@ typedef struct serve_iter {
     int nin;
     const uint32_t *swapped_in; /* [nin] requests resumed from swap space (their blocks back) */
     int64_t out_blocks, in_blocks;
+    /* the prefix cache: entries whose blocks were taken for new ones, in
+     * order; then the cached blocks admitted requests start with, each
+     * request's in its table's order */
+    int nevict;
+    const int32_t *evicted;     /* [nevict] */
+    int nhit;
+    const serve_prefix_hit *hit; /* [nhit] */
 } serve_iter;
 
 typedef struct serve_sched serve_sched;
 
+/* Fails with LLMSIM_EINPUT when a request of q can never fit on s (its
+ * prompt and output exceed the model's context or the KV cache): the message
+ * names the request, and its file and line for a trace. */
+llmsim_status serve_sched_check(const serve_setup *s, const serve_requests *q, diag *e);
 /* The scheduler over q on setup s, every request pending, the clock at 0;
- * r is cleared and filled as the run goes. Fails with LLMSIM_EINPUT when a
- * request can never fit (its prompt and output exceed the model's context or
- * the KV cache): the message names the request, and its file and line for a
- * trace. s, q and r are borrowed until serve_sched_free. */
-llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q, serve_result *r,
-                              serve_sched **out, diag *e);
+ * r is cleared and filled as the run goes. With the prefix cache, keys are
+ * the requests' prefix keys (NULL: the declared ones, made here). Fails as
+ * serve_sched_check does. s, q, keys and r are borrowed until
+ * serve_sched_free. */
+llmsim_status serve_sched_new(const serve_setup *s, const serve_requests *q,
+                              const serve_prefix_keys *keys, serve_result *r, serve_sched **out,
+                              diag *e);
 void serve_sched_free(serve_sched *sc);
 
 bool serve_sched_finished(const serve_sched *sc);
@@ -134,6 +176,9 @@ double serve_sched_predict_s(serve_sched *sc, const serve_iter *it);
 llmsim_status serve_sched_complete(serve_sched *sc, const serve_iter *it, double end_s,
                                    void (*progress)(double frac, void *ctx), void *progress_ctx,
                                    diag *e);
+/* The blocks the last serve_sched_complete registered in the prefix cache
+ * (borrowed until the next form), their count in *n. */
+const serve_prefix_reg *serve_sched_registered(const serve_sched *sc, int *n);
 /* After the last request: every block and swap byte conserved, r's
  * aggregates computed. */
 llmsim_status serve_sched_end(serve_sched *sc, diag *e);

@@ -37,6 +37,7 @@ typedef struct serve_config {
     double mem_util;       /* fraction of device memory the server may use (with kv_bytes == 0) */
     double swap_bytes;     /* swap space */
     bool keep_spans;       /* record each request's states for the Chrome trace */
+    bool prefix_cache;     /* share full KV blocks of identical prefixes (serving/prefix.h) */
 } serve_config;
 
 /* vLLM's defaults: 256 sequences, 2048 tokens, recompute (vLLM preempts a

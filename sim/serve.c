@@ -40,12 +40,13 @@ static llmsim_status run_loop(serve_sched *sc, const serve_setup *s, serve_resul
     return st ? st : serve_sched_end(sc, e);
 }
 
-llmsim_status serve_run_clocked(const serve_setup *s, const serve_requests *q, serve_result *res,
+llmsim_status serve_run_clocked(const serve_setup *s, const serve_requests *q,
+                                const serve_prefix_keys *keys, serve_result *res,
                                 serve_clock_fn clock, void *clock_ctx,
                                 void (*progress)(double, void *), void *progress_ctx, diag *e)
 {
     serve_sched *sc;
-    llmsim_status st = serve_sched_new(s, q, res, &sc, e);
+    llmsim_status st = serve_sched_new(s, q, keys, res, &sc, e);
     if (st)
         return st;
     st = run_loop(sc, s, res, clock, clock_ctx, progress, progress_ctx, e);
@@ -58,7 +59,7 @@ llmsim_status serve_run_clocked(const serve_setup *s, const serve_requests *q, s
 llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_result *res,
                         void (*progress)(double, void *), void *progress_ctx, diag *e)
 {
-    return serve_run_clocked(s, q, res, NULL, NULL, progress, progress_ctx, e);
+    return serve_run_clocked(s, q, NULL, res, NULL, NULL, progress, progress_ctx, e);
 }
 
 /* ---- Chrome trace */

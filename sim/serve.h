@@ -29,9 +29,11 @@ llmsim_status serve_run(const serve_setup *s, const serve_requests *q, serve_res
 typedef double (*serve_clock_fn)(long long index, const serve_iter *it, double predicted_s,
                                  void *ctx);
 
-/* serve_run with the iterations' lengths from clock (NULL: the predictions).
- * The result's swap_s stays the predicted time of the swaps. */
-llmsim_status serve_run_clocked(const serve_setup *s, const serve_requests *q, serve_result *r,
+/* serve_run with the prefix cache's keys (NULL: the declared ones; see
+ * serve_sched_new) and the iterations' lengths from clock (NULL: the
+ * predictions). The result's swap_s stays the predicted time of the swaps. */
+llmsim_status serve_run_clocked(const serve_setup *s, const serve_requests *q,
+                                const serve_prefix_keys *keys, serve_result *r,
                                 serve_clock_fn clock, void *clock_ctx,
                                 void (*progress)(double frac, void *ctx), void *progress_ctx,
                                 diag *e);

@@ -99,11 +99,15 @@ llmsim_status validate_serving_mode_run(const record_job *job, const serve_confi
     memset(v, 0, sizeof *v);
     llmsim_status st = serve_setup_init(&v->s, job->model, job->hw, job->policy, cfg, e);
     if (!st)
-        st = serve_run(&v->s, q, &v->sim, NULL, NULL, e);
+        st = serve_sched_check(&v->s, q, e);
     if (!st)
         st = engine_serve(&v->s, q, o, &v->meas, e);
     if (!st && v->meas.interrupted)
         st = diag_set(e, LLMSIM_EFAIL, "interrupted");
+    /* the prediction shares what the engine's prompts share */
+    if (!st)
+        st = serve_run_clocked(&v->s, q, cfg->prefix_cache ? &v->meas.keys : NULL, &v->sim, NULL,
+                               NULL, NULL, NULL, e);
     if (!st)
         st = record_one(job, "serve", &v->s, q, &v->sim, trace_in, gen, &v->id_sim, e);
     if (!st)

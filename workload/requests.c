@@ -24,6 +24,8 @@
 #define NORMAL_TRIES 1000
 
 #define TRACE_HEADER "arrival_s,prompt_len,output_len,weight"
+#define TRACE_PREFIX ",prefix_group,prefix_len"
+#define TRACE_COLS   6
 #define DIST_SYNTAX                                                                                \
     "N, uniform:A,B, normal:MEAN,SD or hist:BIN=W,... (BIN a value V or a range LO-HI, W its "     \
     "relative frequency; e.g. hist:1-64=0.5,64-512=0.4,2048=0.1)"
@@ -105,28 +107,34 @@ typedef struct field {
     size_t col; /* 1-based column of the trimmed text */
 } field;
 
-static const char *const trace_cols[4] = {"arrival_s", "prompt_len", "output_len", "weight"};
+static const char *const trace_cols[TRACE_COLS] = {"arrival_s",  "prompt_len",   "output_len",
+                                                   "weight",     "prefix_group", "prefix_len"};
 
 /* Field texts in messages are cut, so one absurd field cannot crowd out the
  * advice after it. */
 #define SHOWN(f) (int)((f).n > 40 ? 40 : (f).n), (f).s, ((f).n > 40 ? "..." : "")
 
-/* Split line[0..n) at commas; fills up to 4 fields and returns the count. */
-static size_t split_fields(const char *line, size_t n, field f[4])
+/* Split line[0..n) at commas; fills up to TRACE_COLS fields and returns
+ * the count. */
+static size_t split_fields(const char *line, size_t n, field f[TRACE_COLS])
 {
     size_t nf = 0, start = 0;
     for (bool last = false; !last; nf++) {
         field x;
         last = next_item(line, n, &start, &x.s, &x.n);
         x.col = (size_t)(x.s - line) + 1;
-        if (nf < 4)
+        if (nf < TRACE_COLS)
             f[nf] = x;
     }
     return nf;
 }
 
-static llmsim_status check_header(const char *name, size_t lineno, const field f[4], size_t nf,
-                                  diag *e)
+#define HEADER_RULE                                                                                \
+    "it must be exactly '" TRACE_HEADER "', or with shared prefixes '" TRACE_HEADER TRACE_PREFIX "'"
+
+/* The header: 4 columns, or 6 with the shared prefixes. */
+static llmsim_status check_header(const char *name, size_t lineno, const field f[TRACE_COLS],
+                                  size_t nf, diag *e)
 {
     double v;
     if (parse_number(f[0].s, f[0].n, &v))
@@ -134,15 +142,14 @@ static llmsim_status check_header(const char *name, size_t lineno, const field f
             e, LLMSIM_EINPUT, name, lineno, 1,
             "this looks like a request, but the first line must be the header '" TRACE_HEADER
             "'; add the header above the requests");
-    if (nf != 4)
-        return diag_at(e, LLMSIM_EINPUT, name, lineno, 1,
-                       "the header has %zu fields; it must be exactly '" TRACE_HEADER "'", nf);
-    for (int k = 0; k < 4; k++) {
+    if (nf != 4 && nf != TRACE_COLS)
+        return diag_at(e, LLMSIM_EINPUT, name, lineno, 1, "the header has %zu fields; " HEADER_RULE,
+                       nf);
+    for (size_t k = 0; k < nf; k++) {
         if (f[k].n != strlen(trace_cols[k]) || memcmp(f[k].s, trace_cols[k], f[k].n) != 0)
             return diag_at(e, LLMSIM_EINPUT, name, lineno, f[k].col,
-                           "header field %d is '%.*s%s' but must be '%s'; the header must be "
-                           "exactly '" TRACE_HEADER "'",
-                           k + 1, SHOWN(f[k]), trace_cols[k]);
+                           "header field %zu is '%.*s%s' but must be '%s'; " HEADER_RULE, k + 1,
+                           SHOWN(f[k]), trace_cols[k]);
     }
     return LLMSIM_OK;
 }
@@ -166,11 +173,13 @@ static llmsim_status check_length(const char *name, size_t lineno, const field *
 }
 
 /* What each column must hold, for the messages. */
-static const char *const trace_hints[4] = {
+static const char *const trace_hints[TRACE_COLS] = {
     "write the arrival time in seconds, a number >= 0",
     "write a whole number of tokens >= 1",
     "write a whole number of tokens >= 1",
     "write a number > 0",
+    "write a whole number >= 0 (0: no shared prefix)",
+    "write a whole number of tokens from 0 to prompt_len",
 };
 
 /* A trace being read: the requests so far and what the messages cite. */
@@ -178,7 +187,7 @@ typedef struct trace_reader {
     const char *name;   /* the file, in messages */
     size_t lineno;      /* of the line being read, 1-based */
     bool have_header;
-    size_t header_line;
+    size_t header_line, ncols; /* the header's: 4, or 6 with shared prefixes */
     serve_request *r;   /* [n]; owned until handed to the caller */
     size_t n, cap;
     field prev_arrival; /* as written, for the ordering message */
@@ -209,10 +218,11 @@ static bool is_blank_or_comment(const char *line, size_t ll)
     return i == ll || line[i] == '#';
 }
 
-/* The four fields of a request as numbers: none empty, each a number. */
-static llmsim_status trace_numbers(const trace_reader *T, const field f[4], double v[4], diag *e)
+/* The fields of a request as numbers: none empty, each a number. */
+static llmsim_status trace_numbers(const trace_reader *T, const field f[TRACE_COLS],
+                                   double v[TRACE_COLS], diag *e)
 {
-    for (int k = 0; k < 4; k++) {
+    for (size_t k = 0; k < T->ncols; k++) {
         if (f[k].n == 0)
             return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[k].col, "%s is empty; %s",
                            trace_cols[k], trace_hints[k]);
@@ -240,13 +250,35 @@ static llmsim_status trace_arrival(const trace_reader *T, const field *f, double
     return LLMSIM_OK;
 }
 
-/* One request line of nf fields: checked, and appended to T->r. */
-static llmsim_status trace_request(trace_reader *T, const field f[4], size_t nf, diag *e)
+/* A request's shared prefix (fields 4 and 5, numbers v[4], v[5]) against
+ * its prompt length. */
+static llmsim_status trace_prefix(const trace_reader *T, const field f[TRACE_COLS],
+                                  const double v[TRACE_COLS], diag *e)
 {
-    if (nf != 4)
+    if (v[4] < 0 || v[4] != floor(v[4]) || v[4] > (double)SERVE_PREFIX_GROUP_MAX)
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[4].col,
+                       "prefix_group %.*s%s must be a whole number from 0 (none) to %lld",
+                       SHOWN(f[4]), SERVE_PREFIX_GROUP_MAX);
+    if (v[5] < 0 || v[5] != floor(v[5]) || v[5] > v[1])
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[5].col,
+                       "prefix_len %.*s%s must be a whole number of tokens from 0 to the "
+                       "prompt_len %.*s%s", SHOWN(f[5]), SHOWN(f[1]));
+    if ((v[4] == 0) != (v[5] == 0))
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[4].col,
+                       "prefix_group %.*s%s with prefix_len %.*s%s: a group shares at least one "
+                       "token, and group 0 (no shared prefix) shares none", SHOWN(f[4]),
+                       SHOWN(f[5]));
+    return LLMSIM_OK;
+}
+
+/* One request line of nf fields: checked, and appended to T->r. */
+static llmsim_status trace_request(trace_reader *T, const field f[TRACE_COLS], size_t nf, diag *e)
+{
+    if (nf != T->ncols)
         return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, 0,
-                       "%zu fields where 4 are expected (" TRACE_HEADER ")", nf);
-    double v[4];
+                       "%zu fields where %zu are expected, as in the header (line %zu)", nf,
+                       T->ncols, T->header_line);
+    double v[TRACE_COLS] = {0};
     llmsim_status st;
     if ((st = trace_numbers(T, f, v, e)) || (st = trace_arrival(T, &f[0], &v[0], e)))
         return st;
@@ -257,12 +289,15 @@ static llmsim_status trace_request(trace_reader *T, const field f[4], size_t nf,
         return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, f[3].col,
                        "weight %.*s%s is not > 0; the fair scheduler weighs turnaround by it",
                        SHOWN(f[3]));
+    if (T->ncols == TRACE_COLS && (st = trace_prefix(T, f, v, e)))
+        return st;
     serve_request *p = llmsim_grow(T->r, T->n, &T->cap, sizeof *p, 1024);
     if (!p)
         return diag_at(e, LLMSIM_EFAIL, T->name, T->lineno, 0, "out of memory after %zu requests",
                        T->n);
     T->r = p;
-    T->r[T->n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)T->lineno};
+    T->r[T->n++] = (serve_request){v[0], (int64_t)v[1], (int64_t)v[2], v[3], (int64_t)T->lineno,
+                                   (uint32_t)v[4], (int64_t)v[5]};
     T->prev_arrival = f[0];
     T->prev_line = T->lineno;
     return LLMSIM_OK;
@@ -299,13 +334,14 @@ llmsim_status serve_trace_parse(const char *name, const char *text, size_t len, 
         T.lineno++;
         if (is_blank_or_comment(line, ll))
             continue;
-        field f[4];
+        field f[TRACE_COLS];
         size_t nf = split_fields(line, ll, f);
         if (T.have_header) {
             st = trace_request(&T, f, nf, e);
         } else if (!(st = check_header(name, T.lineno, f, nf, e))) {
             T.have_header = true;
             T.header_line = T.lineno;
+            T.ncols = nf;
         }
     }
     if (!st)
@@ -367,10 +403,17 @@ llmsim_status serve_trace_load(const char *path, serve_requests *out, diag *e)
 
 void serve_trace_save(const serve_requests *q, strbuf *out)
 {
-    strbuf_puts(out, TRACE_HEADER "\n");
-    for (size_t i = 0; i < q->n; i++)
-        strbuf_printf(out, "%.17g,%lld,%lld,%.17g\n", q->r[i].arrival_s,
+    bool prefix = false;
+    for (size_t i = 0; i < q->n && !prefix; i++)
+        prefix = q->r[i].prefix_group != 0;
+    strbuf_puts(out, prefix ? TRACE_HEADER TRACE_PREFIX "\n" : TRACE_HEADER "\n");
+    for (size_t i = 0; i < q->n; i++) {
+        strbuf_printf(out, "%.17g,%lld,%lld,%.17g", q->r[i].arrival_s,
                       (long long)q->r[i].prompt_len, (long long)q->r[i].output_len, q->r[i].weight);
+        if (prefix)
+            strbuf_printf(out, ",%u,%lld", q->r[i].prefix_group, (long long)q->r[i].prefix_len);
+        strbuf_puts(out, "\n");
+    }
 }
 
 /* ---- distributions ---- */
@@ -847,13 +890,21 @@ llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
                         "cv %g must be > 0: the coefficient of variation of inter-arrival times "
                         "(1 is as bursty as Poisson, above 1 burstier)",
                         g->cv);
+    if (g->prefix_groups < 0 || g->prefix_groups > SERVE_PREFIX_GROUP_MAX ||
+        (g->prefix_groups && !(g->prefix_len >= 1 && g->prefix_len <= (long long)LEN_MAX)))
+        return diag_set(e, LLMSIM_EINPUT,
+                        "shared prefixes %lld:%lld: give 1 to %lld groups of 1 to 2^31 tokens",
+                        g->prefix_groups, g->prefix_len, SERVE_PREFIX_GROUP_MAX);
     size_t n = (size_t)g->num_requests;
-    serve_request *r = malloc(n * sizeof *r);
+    serve_request *r = calloc(n, sizeof *r);
     if (!r)
         return diag_set(e, LLMSIM_EFAIL, "out of memory for %zu requests", n);
 
-    rng_state rs;
+    rng_state rs, gs;
     rng_seed(&rs, g->seed);
+    /* the groups from a stream of their own: the other draws stay those of
+     * the same seed without shared prefixes */
+    rng_seed(&gs, g->seed ^ 0x5052454649584553ull);
     /* gamma inter-arrivals with mean 1/rate and the given cv: shape k = 1/cv^2
      * (cv = 1/sqrt(k)), scale = mean/k = cv^2/rate */
     double shape = gamma ? 1 / (g->cv * g->cv) : 1, scale = gamma ? g->cv * g->cv / g->rate : 0;
@@ -865,6 +916,13 @@ llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
         r[i].prompt_len = (int64_t)dist_sample(&g->prompt_len, &rs);
         r[i].output_len = (int64_t)dist_sample(&g->output_len, &rs);
         r[i].weight = dist_sample(&g->weight, &rs);
+        if (g->prefix_groups) {
+            r[i].prefix_group = 1 + (uint32_t)(rng_u01(&gs) * (double)g->prefix_groups);
+            if (r[i].prefix_group > (uint32_t)g->prefix_groups)
+                r[i].prefix_group = (uint32_t)g->prefix_groups;
+            r[i].prefix_len = g->prefix_len;
+            r[i].prompt_len += g->prefix_len;
+        }
     }
     if (!isfinite(t)) {
         free(r);
@@ -894,4 +952,6 @@ void serve_gen_describe(const serve_gen *g, strbuf *out)
     strbuf_puts(out, "\nweight: ");
     serve_dist_format(&g->weight, out);
     strbuf_printf(out, "\nseed: %" PRIu64 "\n", g->seed);
+    if (g->prefix_groups)
+        strbuf_printf(out, "shared_prefix: %lld:%lld\n", g->prefix_groups, g->prefix_len);
 }

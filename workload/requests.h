@@ -8,9 +8,13 @@
  * non-decreasing order of arrival), the prompt length and the output length in
  * tokens (whole numbers >= 1; the output counts the token the prefill
  * produces), and a weight (> 0; what the fair scheduler weighs turnaround
- * by). Blank lines and lines starting with '#' are skipped; spaces around
- * fields are allowed. Any other line is an error that names the file, the
- * line and what to fix.
+ * by). The header may go on with two more columns,
+ *     arrival_s,prompt_len,output_len,weight,prefix_group,prefix_len
+ * declaring shared prefixes (a system prompt): requests of the same
+ * prefix_group (a whole number >= 1) start with the same prefix_len tokens
+ * (1 .. prompt_len); group 0 with length 0 shares nothing. Blank lines and
+ * lines starting with '#' are skipped; spaces around fields are allowed. Any
+ * other line is an error that names the file, the line and what to fix.
  *
  * Generator: arrivals by a Poisson process at `rate` requests/s, or a gamma
  * process with the same mean rate and coefficient of variation `cv` of the
@@ -43,6 +47,8 @@ typedef struct serve_request {
     int64_t output_len;
     double weight;
     int64_t line;       /* its line in the trace file; 0 when generated */
+    uint32_t prefix_group; /* >= 1: its first prefix_len tokens are the group's; 0: none */
+    int64_t prefix_len;    /* 0 .. prompt_len (0 when prefix_group is 0) */
 } serve_request;
 
 typedef struct serve_requests {
@@ -98,7 +104,12 @@ typedef struct serve_gen {
     long long num_requests;
     serve_dist prompt_len, output_len, weight;
     uint64_t seed;
+    long long prefix_groups; /* 0: no shared prefixes */
+    long long prefix_len;    /* tokens of each group's prefix, >= 1 with groups */
 } serve_gen;
+
+/* The largest group id a trace or the generator may use. */
+#define SERVE_PREFIX_GROUP_MAX 1000000000LL
 
 /* Generate g->num_requests requests; the first arrives after one
  * inter-arrival time from 0. */

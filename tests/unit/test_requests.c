@@ -294,10 +294,10 @@ static void test_trace_roundtrip(void)
 {
     /* awkward doubles: shortest forms of 17 digits, subnormals, huge ones */
     serve_request hand[] = {
-        {0, 1, 1, 0.1, 0},
-        {0.1, 2147483648LL, 3, 1.0 / 3, 0},
-        {0.30000000000000004, 5, 5, 5e-324, 0},
-        {1e300, 7, 11, 1.7976931348623157e308, 0},
+        {0, 1, 1, 0.1, 0, 0, 0},
+        {0.1, 2147483648LL, 3, 1.0 / 3, 0, 0, 0},
+        {0.30000000000000004, 5, 5, 5e-324, 0, 0, 0},
+        {1e300, 7, 11, 1.7976931348623157e308, 0, 0, 0},
     };
     serve_requests a = {hand, sizeof hand / sizeof hand[0], NULL};
     strbuf s = {0};

@@ -156,7 +156,7 @@ static void test_alone(void)
     serve_setup *s = setup(&M7, &A100, &c);
     if (!s)
         return;
-    serve_request r = {2.5, 700, 5, 1, 0};
+    serve_request r = {2.5, 700, 5, 1, 0, 0, 0};
     serve_requests q = trace_of(&r, 1);
     serve_result res;
     diag e = {0};
@@ -202,7 +202,7 @@ static serve_requests random_trace(size_t n, double rate, int plo, int phi, int 
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         int o = olo + (int)((x >> 33) % (uint64_t)(ohi - olo + 1));
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        q.r[i] = (serve_request){t, p, o, 1 + (double)((x >> 33) % 4), 0};
+        q.r[i] = (serve_request){t, p, o, 1 + (double)((x >> 33) % 4), 0, 0, 0};
     }
     return q;
 }
@@ -289,7 +289,7 @@ static void test_bad_requests(void)
     serve_setup *s = setup(&M7, &A100, &c);
     if (!s)
         return;
-    serve_request r[2] = {{0, 10, 10, 1, 0}, {1, 120, 10, 1, 0}};
+    serve_request r[2] = {{0, 10, 10, 1, 0, 0, 0}, {1, 120, 10, 1, 0, 0, 0}};
     serve_requests q = trace_of(r, 2);
     serve_result res;
     diag e = {0};
@@ -303,7 +303,7 @@ static void test_bad_requests(void)
     CHECK(serve_run(s, &q, &res, NULL, NULL, &e) == LLMSIM_EINPUT &&
               strncmp(e.msg, "trace.csv:9: request 2", 22) == 0,
           "a trace's request is named by file and line: %s", e.msg);
-    q.r[1] = (serve_request){1, 4000, 200, 1, 0};
+    q.r[1] = (serve_request){1, 4000, 200, 1, 0, 0, 0};
     diag_clear(&e);
     CHECK(serve_run(s, &q, &res, NULL, NULL, &e) == LLMSIM_EINPUT && strstr(e.msg, "context"),
           "beyond the model's context: %s", e.msg);
@@ -332,7 +332,7 @@ static void test_adaptive(void)
     for (size_t i = 0; i < q.n; i++) {
         bool lng = i % 4 == 0;
         q.r[i] = (serve_request){0.01 * (double)i, lng ? 900 + (int64_t)(i % 7) * 50 : 8,
-                                 lng ? 150 : 120 + (int64_t)(i % 5) * 10, 1, 0};
+                                 lng ? 150 : 120 + (int64_t)(i % 5) * 10, 1, 0, 0, 0};
     }
     double makespan[3], e2e[3];
     long long pre[3][2];
@@ -420,9 +420,9 @@ static void test_fair(void)
      * backlog that grows for the whole stream; the long light one comes
      * once it has formed */
     for (size_t i = 0; i < n; i++)
-        st.r[i] = (serve_request){0.04 * (double)i, 64, 64, 10, 0};
+        st.r[i] = (serve_request){0.04 * (double)i, 64, 64, 10, 0, 0, 0};
     const size_t L = 26;
-    st.r[L] = (serve_request){0.04 * (double)L, 1000, 400, 1, 0};
+    st.r[L] = (serve_request){0.04 * (double)L, 1000, 400, 1, 0, 0, 0};
     double finish[2];
     const double alphas[2] = {10, 1e12};
     for (int k = 0; k < 2; k++) {

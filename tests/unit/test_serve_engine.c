@@ -40,7 +40,7 @@ static void make_requests(serve_requests *q)
     q->r = calloc(NREQ, sizeof *q->r);
     q->n = NREQ;
     for (int i = 0; i < NREQ; i++)
-        q->r[i] = (serve_request){arrivals[i], prompts[i], outputs[i], 1.0 + (i % 3), 0};
+        q->r[i] = (serve_request){arrivals[i], prompts[i], outputs[i], 1.0 + (i % 3), 0, 0, 0};
 }
 
 /* The tokens of `llmsim run` on request i's prompt alone (all in RAM), and
@@ -220,7 +220,7 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     /* the same schedule on the replayed clock */
     replay R = {&er, 0, 0};
     serve_result rr;
-    CHECK(serve_run_clocked(&s, &q, &rr, replay_clock, &R, NULL, NULL, &e) == LLMSIM_OK, "%s",
+    CHECK(serve_run_clocked(&s, &q, NULL, &rr, replay_clock, &R, NULL, NULL, &e) == LLMSIM_OK, "%s",
           e.msg);
     CHECK(R.mismatches == 0 && R.seen == er.r.iterations,
           "%s %s: replay differs in %lld of %lld iterations (%lld measured)", m->name, sc->name,

@@ -145,7 +145,7 @@ static serve_requests bursty(size_t n, size_t burst, double gap_s, uint64_t seed
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         int o = 1 + (int)((x >> 33) % 300);
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        q.r[i] = (serve_request){(double)(i / burst) * gap_s, p, o, 1 + (double)((x >> 33) % 4), 0};
+        q.r[i] = (serve_request){(double)(i / burst) * gap_s, p, o, 1 + (double)((x >> 33) % 4), 0, 0, 0};
     }
     return q;
 }
@@ -188,13 +188,13 @@ static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool 
     clock_log pred = {.q = q, .cfg = &c}, meas = {.q = q, .cfg = &c, .measured = true},
               replay = {.q = q, .cfg = &c};
     serve_result rp, rm, rr, r0;
-    CHECK(serve_run_clocked(s, q, &rp, clock_fn, &pred, NULL, NULL, &e) == LLMSIM_OK,
+    CHECK(serve_run_clocked(s, q, NULL, &rp, clock_fn, &pred, NULL, NULL, &e) == LLMSIM_OK,
           "%s predicted: %s", what, e.msg);
     CHECK(serve_run(s, q, &r0, NULL, NULL, &e) == LLMSIM_OK, "%s serve_run: %s", what, e.msg);
     CHECK(rp.n == r0.n && memcmp(rp.req, r0.req, rp.n * sizeof *rp.req) == 0 &&
               rp.iterations == r0.iterations,
           "%s: the predicted clock through the callback is serve_run", what);
-    CHECK(serve_run_clocked(s, q, &rm, clock_fn, &meas, NULL, NULL, &e) == LLMSIM_OK,
+    CHECK(serve_run_clocked(s, q, NULL, &rm, clock_fn, &meas, NULL, NULL, &e) == LLMSIM_OK,
           "%s measured clock: %s", what, e.msg);
     CHECK(!meas.violations, "%s measured clock: %lld rule violations, the first %s", what,
           meas.violations, meas.first_violation);
@@ -215,7 +215,7 @@ static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool 
     for (size_t i = 0; i < meas.n; i++)
         if (meas.d[i].kind == 't')
             replay.dt[replay.ndt++] = meas.d[i].dt;
-    CHECK(serve_run_clocked(s, q, &rr, clock_fn, &replay, NULL, NULL, &e) == LLMSIM_OK,
+    CHECK(serve_run_clocked(s, q, NULL, &rr, clock_fn, &replay, NULL, NULL, &e) == LLMSIM_OK,
           "%s replay: %s", what, e.msg);
     size_t at;
     bool same = same_log(&meas, &replay, &at);
@@ -253,11 +253,11 @@ static void test_clock_rules(void)
         free(s);
         return;
     }
-    serve_request one[2] = {{0.5, 100, 3, 1, 0}, {2.0, 10, 1, 1, 0}};
+    serve_request one[2] = {{0.5, 100, 3, 1, 0, 0, 0}, {2.0, 10, 1, 1, 0, 0, 0}};
     serve_requests q = {one, 2, NULL};
     serve_result r;
     serve_sched *sc;
-    CHECK(serve_sched_new(s, &q, &r, &sc, &e) == LLMSIM_OK, "new: %s", e.msg);
+    CHECK(serve_sched_new(s, &q, NULL, &r, &sc, &e) == LLMSIM_OK, "new: %s", e.msg);
     serve_sched_arrive(sc);
     CHECK(serve_sched_idle(sc) && serve_sched_next_arrival(sc) == 0.5, "idle until 0.5");
     CHECK(serve_sched_idle_until(sc, 0.5, &e) == LLMSIM_OK, "idle: %s", e.msg);
@@ -378,8 +378,8 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
     serve_result r;
     serve_sched *sc = NULL;
     serve_blocks b;
-    if (serve_sched_new(s, q, &r, &sc, &e) ||
-        serve_blocks_init(&b, s->total_blocks, s->swap_blocks, q->n, &e)) {
+    if (serve_sched_new(s, q, NULL, &r, &sc, &e) ||
+        serve_blocks_init(&b, s->total_blocks, s->swap_blocks, q->n, s->cfg.prefix_cache, &e)) {
         CHECK(false, "%s: %s", what, e.msg);
         serve_sched_free(sc);
         free(s);
