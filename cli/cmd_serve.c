@@ -119,8 +119,56 @@ static int lift_engine_opts(int argc, char **argv, serve_cli *c, char **args, in
     return CLI_EXIT_OK;
 }
 
+static const serve_requests *by_group_q;
+
+static int cmp_by_group(const void *a, const void *b)
+{
+    const serve_request *x = &by_group_q->r[*(const size_t *)a];
+    const serve_request *y = &by_group_q->r[*(const size_t *)b];
+    if (x->prefix_group != y->prefix_group)
+        return x->prefix_group < y->prefix_group ? -1 : 1;
+    return (*(const size_t *)a > *(const size_t *)b) - (*(const size_t *)a < *(const size_t *)b);
+}
+
+/* The prompts of requests the trace puts in one prefix group start alike:
+ * each as the group's first one, over the shorter of their prefixes. */
+static llmsim_status check_groups(const serve_cli *c, const serve_requests *q,
+                                  const size_t *lines, diag *e)
+{
+    size_t *idx = malloc((q->n ? q->n : 1) * sizeof *idx), n = 0;
+    if (!idx)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    for (size_t i = 0; i < q->n; i++)
+        if (q->r[i].prefix_group)
+            idx[n++] = i;
+    by_group_q = q;
+    qsort(idx, n, sizeof *idx, cmp_by_group);
+    llmsim_status st = LLMSIM_OK;
+    for (size_t k = 1, first = 0; k < n && !st; k++) {
+        const serve_request *a = &q->r[idx[first]], *b = &q->r[idx[k]];
+        if (a->prefix_group != b->prefix_group) {
+            first = k;
+            continue;
+        }
+        const int64_t len = a->prefix_len < b->prefix_len ? a->prefix_len : b->prefix_len;
+        int64_t t = 0;
+        while (t < len && c->prompts[idx[first]][t] == c->prompts[idx[k]][t])
+            t++;
+        if (t < len)
+            st = diag_at(e, LLMSIM_EINPUT, c->prompts_file, lines[idx[k]], 0,
+                         "request %zu's prompt differs at token %lld from request %zu's (line "
+                         "%zu), but the trace puts both in prefix group %u with %lld shared "
+                         "tokens; fix the prompts or the trace's prefix columns", idx[k] + 1,
+                         (long long)t + 1, idx[first] + 1, lines[idx[first]], a->prefix_group,
+                         (long long)len);
+    }
+    free(idx);
+    return st;
+}
+
 /* --prompts: one line a request (blank lines and # comments skipped), each
- * as long as its request's prompt. */
+ * as long as its request's prompt, and those of a declared prefix group
+ * starting with the same tokens. */
 static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long long vocab, diag *e)
 {
     const char *path = c->prompts_file;
@@ -133,8 +181,9 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
     }
     size_t cap = 1 << 16, lineno = 0, ntok = 0, tcap = 0;
     char *line = malloc(cap);
+    size_t *lines = malloc((q->n ? q->n : 1) * sizeof *lines); /* each prompt's line */
     int32_t *toks = NULL; /* one line's ids */
-    llmsim_status st = line ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
+    llmsim_status st = line && lines ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
     while (!st && c->nprompts < q->n) {
         size_t len = 0;
         int ch;
@@ -173,6 +222,7 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
             break;
         }
         memcpy(dst, toks, (size_t)got * sizeof *dst);
+        lines[c->nprompts] = lineno;
         c->prompts[c->nprompts++] = dst;
     }
     free(toks);
@@ -181,6 +231,9 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
     if (!st && c->nprompts < q->n)
         st = diag_set(e, LLMSIM_EINPUT, "--prompts %s: %zu prompts for %zu requests", path,
                       c->nprompts, q->n);
+    if (!st)
+        st = check_groups(c, q, lines, e);
+    free(lines);
     return st;
 }
 
@@ -470,7 +523,10 @@ static void vs_print(const serve_run_ctx *x, const validate_serving_mode *v, int
     for (int k = 0; k < n; k++)
         printf(" %11s", preemption_names[v[k].s.cfg.preempt]);
     printf("\n");
+    const bool pc = x->o.cfg.prefix_cache;
     for (int i = 0; i < VS_NERRORS; i++) {
+        if (!pc && (i == VS_PREFIX_HIT_RATE || i == VS_TTFT_GAIN))
+            continue;
         printf("%-22s", validate_serving_error_names[i]);
         for (int k = 0; k < n; k++)
             if (isnan(v[k].err[i]))
@@ -485,10 +541,28 @@ static void vs_print(const serve_run_ctx *x, const validate_serving_mode *v, int
     printf("   predicted/measured\n%-22s", "preemption events");
     for (int k = 0; k < n; k++)
         printf(" %5zu/%-5zu", v[k].swap_events, v[k].recompute_events);
-    printf("   swap/recompute compared\n%-22s", "runs");
+    printf("   swap/recompute compared\n");
+    if (pc) {
+        printf("%-22s", "prefix hit rate (%)");
+        for (int k = 0; k < n; k++)
+            printf(" %5.1f/%-5.1f", 100 * v[k].sim.prefix_hit_rate,
+                   100 * v[k].meas.r.prefix_hit_rate);
+        printf("   predicted/measured\n%-22s", "TTFT gained (ms)");
+        for (int k = 0; k < n; k++)
+            printf(" %5.1f/%-5.1f", 1e3 * (v[k].sim_off.ttft.mean - v[k].sim.ttft.mean),
+                   1e3 * (v[k].meas_off.ttft.mean - v[k].meas.r.ttft.mean));
+        printf("   mean, predicted/measured, against the cache off\n");
+    }
+    printf("%-22s", "runs");
     for (int k = 0; k < n; k++)
         printf(" %5lld/%-5lld", (long long)v[k].id_sim, (long long)v[k].id_meas);
     printf("   serve-sim/serve in %s\n", x->job->db_path);
+    if (pc) {
+        printf("%-22s", "runs, cache off");
+        for (int k = 0; k < n; k++)
+            printf(" %5lld/%-5lld", (long long)v[k].id_sim_off, (long long)v[k].id_meas_off);
+        printf("\n");
+    }
     printf("errors: (predicted - measured) / measured x 100\n");
 }
 
@@ -510,6 +584,17 @@ static cJSON *vs_json(const serve_run_ctx *x, const validate_serving_mode *v, in
         cJSON *ev = cJSON_AddObjectToObject(m, "events");
         cJSON_AddNumberToObject(ev, "swap", (double)v[k].swap_events);
         cJSON_AddNumberToObject(ev, "recompute", (double)v[k].recompute_events);
+        if (v[k].s.cfg.prefix_cache) {
+            cJSON *pc = cJSON_AddObjectToObject(m, "prefix_cache");
+            cJSON_AddNumberToObject(pc, "predicted_hit_rate", v[k].sim.prefix_hit_rate);
+            cJSON_AddNumberToObject(pc, "measured_hit_rate", v[k].meas.r.prefix_hit_rate);
+            cJSON_AddNumberToObject(pc, "predicted_ttft_gain_s",
+                                    v[k].sim_off.ttft.mean - v[k].sim.ttft.mean);
+            cJSON_AddNumberToObject(pc, "measured_ttft_gain_s",
+                                    v[k].meas_off.ttft.mean - v[k].meas.r.ttft.mean);
+            cJSON_AddNumberToObject(pc, "simulated_run_off", (double)v[k].id_sim_off);
+            cJSON_AddNumberToObject(pc, "measured_run_off", (double)v[k].id_meas_off);
+        }
         cJSON_AddItemToObject(m, "errors", validate_serving_errors_json(&v[k]));
         cJSON_AddItemToArray(modes, m);
     }

@@ -53,7 +53,7 @@ static void on_progress(double frac, void *ctx)
 /* Serve the requests (the simulation's wall time in *wall_s); write the
  * trace and the requests' CSV. */
 static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const serve_requests *q,
-                 serve_result *r, double *wall_s)
+                 serve_result *r, serve_result *off, double *wall_s)
 {
     diag e;
     diag_clear(&e);
@@ -65,6 +65,14 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
     if (serve_run(s, q, r, tty ? on_progress : NULL, NULL, &e))
         return cli_fail("serve-sim", &e);
     *wall_s = llmsim_now_s() - t0;
+    if (o->cfg.prefix_cache) { /* what the cache gains: the same run without it */
+        serve_config c = o->cfg;
+        c.prefix_cache = false;
+        serve_setup so;
+        if (serve_setup_init(&so, &job->model, &job->hw, &job->policy, &c, &e) ||
+            serve_run(&so, q, off, NULL, NULL, &e))
+            return cli_fail("serve-sim", &e);
+    }
     if (o->trace_out) {
         char title[256];
         snprintf(title, sizeof title, "llmsim serve-sim: %s on %s", job->model.name, job->hw.name);
@@ -78,12 +86,15 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
 
 /* Record the run and print it. */
 static int record_and_print(const cli_job *job, const serve_opts *o, const serve_setup *s,
-                            const serve_requests *q, const serve_result *r, double wall)
+                            const serve_requests *q, const serve_result *r,
+                            const serve_result *off, double wall)
 {
     diag e;
     diag_clear(&e);
     record_job rj = cli_record_job(job);
     cJSON *obj = result_serve_json(&rj, o->trace_in, &o->gen, s, q, r, wall);
+    if (o->cfg.prefix_cache)
+        serve_args_prefix_gain(obj, r, off);
     char *json = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
     if (!json || record_serve(&rj, "serve", s, q, r, json, wall, &run_id, &e)) {
@@ -96,6 +107,8 @@ static int record_and_print(const cli_job *job, const serve_opts *o, const serve
     free(json);
     if (!cli_print_json_if_asked(job->format, obj)) {
         serve_args_table(job, o, s, q, r);
+        if (o->cfg.prefix_cache)
+            serve_args_prefix_gain_print(r, off);
         printf("simulated              %lld iterations, %lld events in %.3f s (%.3g events/s)\n",
                r->iterations, r->events, wall, wall > 0 ? (double)r->events / wall : 0);
         if (o->trace_out)
@@ -121,7 +134,7 @@ int cmd_serve_sim(int argc, char **argv)
     cli_job *job = calloc(1, sizeof *job);
     serve_setup *s = calloc(1, sizeof *s);
     serve_requests q = {0};
-    serve_result r = {0};
+    serve_result r = {0}, off = {0};
     strbuf wtext = {0};
     double wall = 0;
     int status = CLI_EXIT_FAIL;
@@ -130,10 +143,11 @@ int cmd_serve_sim(int argc, char **argv)
     else if (!(status = serve_args_parse(argc, argv, args, &o, job)) &&
              !(status = serve_args_requests(&o, &q, &wtext))) {
         job->workload_text = strbuf_str(&wtext);
-        if (!(status = serve(job, &o, s, &q, &r, &wall)))
-            status = record_and_print(job, &o, s, &q, &r, wall);
+        if (!(status = serve(job, &o, s, &q, &r, &off, &wall)))
+            status = record_and_print(job, &o, s, &q, &r, &off, wall);
     }
     serve_result_free(&r);
+    serve_result_free(&off);
     serve_requests_free(&q);
     serve_dist_free(&o.gen.prompt_len);
     serve_dist_free(&o.gen.output_len);

@@ -17,8 +17,10 @@ static const char *const own_opts[] = {
     "--trace-in", "--num-requests", "--rate", "--arrival", "--cv", "--prompt-len", "--output-len",
     "--weight", "--seed", "--preemption", "--scheduler", "--fair-alpha", "--block-size",
     "--max-batch", "--token-budget", "--swap-space", "--kv-memory", "--mem-util", "--trace",
-    "--requests-out", NULL,
+    "--requests-out", "--shared-prefix", NULL,
 };
+/* ... and those that take none */
+static const char *const own_flags[] = {"--prefix-cache", NULL};
 
 static int bad(const serve_opts *o, const char *opt, const char *val, const char *what)
 {
@@ -73,6 +75,20 @@ static int take_gen_opt(serve_opts *o, const char *opt, const char *val)
         const char **dst = opt[2] == 'p' ? &o->prompt_spec : opt[2] == 'o' ? &o->output_spec
                                                                            : &o->weight_spec;
         *dst = val;
+    } else if (!strcmp(opt, "--shared-prefix")) {
+        char *end;
+        long long g = strtoll(val, &end, 10), len = 0;
+        bool ok = end != val && *end == ':' && g >= 1 && g <= SERVE_PREFIX_GROUP_MAX;
+        if (ok) {
+            const char *l = end + 1;
+            len = strtoll(l, &end, 10);
+            ok = end != l && !*end && len >= 1 && len <= 2147483647LL;
+        }
+        if (!ok)
+            return bad(o, opt, val, "must be GROUPS:LEN, e.g. 4:512 (each prompt starts with one "
+                                    "of GROUPS shared prefixes of LEN tokens)");
+        o->gen.prefix_groups = g;
+        o->gen.prefix_len = len;
     } else if (!strcmp(opt, "--seed")) {
         char *end;
         unsigned long long s = strtoull(val, &end, 10);
@@ -181,10 +197,17 @@ static int split_args(int argc, char **argv, serve_opts *o, char **args, int *na
         const char *a = argv[i];
         const char *eq = strchr(a, '=');
         size_t len = eq && a[0] == '-' ? (size_t)(eq - a) : strlen(a);
-        bool own = false;
+        bool own = false, flag = false;
         for (int k = 0; own_opts[k] && !own; k++)
             if (strlen(own_opts[k]) == len && strncmp(a, own_opts[k], len) == 0)
                 own = true;
+        for (int k = 0; own_flags[k] && !flag && i > 0; k++)
+            if (!strcmp(a, own_flags[k]))
+                flag = true;
+        if (flag) { /* --prefix-cache */
+            o->cfg.prefix_cache = true;
+            continue;
+        }
         for (int k = 0; offline[k] && i > 0; k++)
             if (strlen(offline[k]) == len && strncmp(a, offline[k], len) == 0) {
                 fprintf(stderr, "llmsim %s: %.*s is an offline option; serving takes "
@@ -248,6 +271,10 @@ void serve_args_table(const cli_job *job, const serve_opts *o, const serve_setup
     printf("recomputed             %.0f tokens\n", r->recomputed_tokens);
     printf("KV blocks in use       mean %.1f%%, peak %.1f%%\n", 100 * r->kv_util_mean,
            100 * r->kv_util_peak);
+    if (s->cfg.prefix_cache)
+        printf("prefix cache           %.1f%% hit rate (%.0f of %.0f prompt tokens), %lld cached "
+               "blocks reused\n", 100 * r->prefix_hit_rate, r->prefix_hit_tokens,
+               r->prefix_query_tokens, r->prefix_evicted);
 }
 
 llmsim_status serve_args_write_requests(const char *path, const serve_requests *q, const serve_result *r,
@@ -258,17 +285,18 @@ llmsim_status serve_args_write_requests(const char *path, const serve_requests *
     if (st)
         return st;
     fprintf(a.f, "id,arrival_s,prompt_len,output_len,weight,first_token_s,finish_s,ttft_s,tpot_s,"
-                 "e2e_s,swaps,recomputes\n");
+                 "e2e_s,swaps,recomputes,cached_tokens\n");
     for (size_t i = 0; i < q->n; i++) {
         const serve_request *rq = &q->r[i];
         const serve_req_result *rr = &r->req[i];
         double tpot = rq->output_len > 1
                           ? (rr->finish_s - rr->first_token_s) / (double)(rq->output_len - 1)
                           : 0;
-        fprintf(a.f, "%zu,%.9g,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%d,%d\n", i + 1,
+        fprintf(a.f, "%zu,%.9g,%lld,%lld,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%d,%d,%lld\n", i + 1,
                 rq->arrival_s, (long long)rq->prompt_len, (long long)rq->output_len, rq->weight,
                 rr->first_token_s, rr->finish_s, rr->first_token_s - rq->arrival_s, tpot,
-                rr->finish_s - rq->arrival_s, rr->swaps, rr->recomputes);
+                rr->finish_s - rq->arrival_s, rr->swaps, rr->recomputes,
+                (long long)rr->cached_tokens);
     }
     return atomicfile_commit(&a, "--requests-out", e);
 }
@@ -310,7 +338,7 @@ int serve_args_parse(int argc, char **argv, char **args, serve_opts *o, cli_job 
     if (o->trace_in && o->gen_given) {
         fprintf(stderr, "llmsim %s: --trace-in gives the requests; drop the generator "
                         "options (--num-requests, --rate, --arrival, --cv, --prompt-len, "
-                        "--output-len, --weight, --seed)\n", o->cmd);
+                        "--output-len, --weight, --shared-prefix, --seed)\n", o->cmd);
         return CLI_EXIT_INPUT;
     }
     if (o->gen.arrival != SERVE_ARRIVAL_GAMMA && o->given_cv) {
@@ -360,6 +388,7 @@ void serve_args_usage(FILE *out)
             "  --no-pin-weights, --compress-weight, --compress-cache   as for predict\n"
             "requests: a trace file ...\n"
             "  --trace-in FILE        CSV with the header arrival_s,prompt_len,output_len,weight\n"
+            "                         (and ,prefix_group,prefix_len to declare shared prefixes)\n"
             "... or the generator:\n"
             "  --num-requests N       requests to generate (default 1000)\n"
             "  --rate R               mean arrivals per second (default 1)\n"
@@ -371,6 +400,8 @@ void serve_args_usage(FILE *out)
             "  --weight DIST          request weights for the fair scheduler (default 1)\n"
             "                         DIST: N | uniform:A,B | normal:MEAN,SD | hist:BIN=W,...\n"
             "                         with BIN a value or LO-HI (e.g. hist:1-64=0.5,2048=0.1)\n"
+            "  --shared-prefix G:L    each prompt starts with one of G shared prefixes of L tokens\n"
+            "                         (a system prompt), then its own --prompt-len tokens\n"
             "  --seed S               generator seed (default 1)\n"
             "serving (defaults are vLLM's):\n"
             "  --preemption P         recompute (default), swap or adaptive\n"
@@ -384,5 +415,33 @@ void serve_args_usage(FILE *out)
             "                         where serve pads each block to 4 KiB; none under recompute)\n"
             "  --kv-memory SIZE       device memory for KV blocks (default: what --mem-util of\n"
             "                         the device leaves after weights and workspace)\n"
-            "  --mem-util F           fraction of device memory the server uses (default 0.9)\n");
+            "  --mem-util F           fraction of device memory the server uses (default 0.9)\n"
+            "  --prefix-cache         share the KV blocks of identical prompt prefixes (vLLM's\n"
+            "                         automatic prefix caching); reports the hit rate\n");
+}
+
+void serve_args_prefix_gain(cJSON *root, const serve_result *on, const serve_result *off)
+{
+    if (!root)
+        return;
+    cJSON *pc = cJSON_GetObjectItemCaseSensitive(root, "prefix_cache");
+    if (!pc)
+        return;
+    cJSON *g = cJSON_AddObjectToObject(pc, "ttft_gain_s");
+    cJSON_AddNumberToObject(g, "mean", off->ttft.mean - on->ttft.mean);
+    cJSON_AddNumberToObject(g, "p50", off->ttft.p50 - on->ttft.p50);
+    cJSON_AddNumberToObject(g, "p90", off->ttft.p90 - on->ttft.p90);
+    cJSON *w = cJSON_AddObjectToObject(pc, "without");
+    cJSON_AddNumberToObject(w, "throughput_tok_s", off->throughput_tok_s);
+    cJSON_AddNumberToObject(w, "ttft_mean_s", off->ttft.mean);
+    cJSON_AddNumberToObject(w, "ttft_p50_s", off->ttft.p50);
+    cJSON_AddNumberToObject(w, "ttft_p90_s", off->ttft.p90);
+}
+
+void serve_args_prefix_gain_print(const serve_result *on, const serve_result *off)
+{
+    printf("TTFT gained            mean %.4g s, p50 %.4g s, p90 %.4g s (without the cache: mean "
+           "%.4g s, p50 %.4g s; %.1f tok/s)\n", off->ttft.mean - on->ttft.mean,
+           off->ttft.p50 - on->ttft.p50, off->ttft.p90 - on->ttft.p90, off->ttft.mean,
+           off->ttft.p50, off->throughput_tok_s);
 }

@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include <cJSON.h>
+
 #include "cli/cli.h"
 #include "common/strbuf.h"
 #include "serving/result.h"
@@ -43,6 +45,11 @@ int serve_args_requests(serve_opts *o, serve_requests *q, strbuf *wtext);
 /* The summary table of a serving run (predicted or measured). */
 void serve_args_table(const cli_job *job, const serve_opts *o, const serve_setup *s,
                       const serve_requests *q, const serve_result *r);
+/* What the prefix cache gained (on) against the same run without it (off),
+ * added to root's "prefix_cache" object (ttft_gain_s: off minus on, and
+ * "without") or printed as a line of the table. */
+void serve_args_prefix_gain(cJSON *root, const serve_result *on, const serve_result *off);
+void serve_args_prefix_gain_print(const serve_result *on, const serve_result *off);
 /* --requests-out: one CSV row per request with its timings. */
 llmsim_status serve_args_write_requests(const char *path, const serve_requests *q,
                                         const serve_result *r, diag *e);

@@ -36,6 +36,7 @@ static void serving_json(cJSON *root, const serve_setup *s)
     cJSON_AddNumberToObject(sv, "block_bytes", s->block_bytes);
     cJSON_AddNumberToObject(sv, "swap_space_bytes", s->cfg.swap_bytes);
     cJSON_AddNumberToObject(sv, "swap_blocks", (double)s->swap_blocks);
+    cJSON_AddBoolToObject(sv, "prefix_cache", s->cfg.prefix_cache);
     cJSON_AddNumberToObject(sv, "weights_device_bytes", s->weights_dev_bytes);
     cJSON_AddNumberToObject(sv, "workspace_bytes", s->workspace_bytes);
 }
@@ -96,6 +97,13 @@ cJSON *result_serve_json(const record_job *job, const char *trace_in, const serv
     cJSON_AddNumberToObject(root, "swap_s", r->swap_s);
     cJSON_AddNumberToObject(root, "recomputed_tokens", r->recomputed_tokens);
     kv_utilization_json(root, r);
+    if (s->cfg.prefix_cache) {
+        cJSON *pc = cJSON_AddObjectToObject(root, "prefix_cache");
+        cJSON_AddNumberToObject(pc, "hit_rate", r->prefix_hit_rate);
+        cJSON_AddNumberToObject(pc, "hit_tokens", r->prefix_hit_tokens);
+        cJSON_AddNumberToObject(pc, "query_tokens", r->prefix_query_tokens);
+        cJSON_AddNumberToObject(pc, "evicted_blocks", (double)r->prefix_evicted);
+    }
     cJSON_AddNumberToObject(root, "iterations", (double)r->iterations);
     cJSON_AddNumberToObject(root, "events", (double)r->events);
     cJSON_AddNumberToObject(root, "sim_wall_s", wall_s);
@@ -130,7 +138,11 @@ llmsim_status record_serve(const record_job *job, const char *kind, const serve_
         {"iterations", (double)r->iterations},
         {"events", (double)r->events},
         {strcmp(kind, "serve") == 0 ? "sim_wall_s" : "wall_s", wall_s},
+        /* with the prefix cache only: last */
+        {"prefix_hit_rate", r->prefix_hit_rate},
+        {"prefix_hit_tokens", r->prefix_hit_tokens},
     };
+    const int nmetrics = (int)(sizeof metrics / sizeof metrics[0]) - (s->cfg.prefix_cache ? 0 : 2);
     /* KV bytes per tier over time, at most SERVE_MAX_STORED samples a tier */
     size_t step = r->nkv > SERVE_MAX_STORED ? (r->nkv + SERVE_MAX_STORED - 1) / SERVE_MAX_STORED : 1;
     size_t nmem = 0;
@@ -146,7 +158,7 @@ llmsim_status record_serve(const record_job *job, const char *kind, const serve_
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->dev_tier], 0};
     mem[nmem++] = (store_mem_sample){r->end_s, tier_names[s->swap_tier], 0};
     record_data rec = {
-        .kind = kind, .metrics = metrics, .nmetrics = (int)(sizeof metrics / sizeof metrics[0]),
+        .kind = kind, .metrics = metrics, .nmetrics = nmetrics,
         .result_json = json, .mem = mem, .nmem = nmem,
         .serve = r, .serve_q = q, .serve_block_bytes = s->block_bytes,
     };

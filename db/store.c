@@ -186,6 +186,10 @@ static const char *const store_migrations[] = {
     "  recomputes INTEGER NOT NULL,\n"
     "  PRIMARY KEY (run_id, req)\n"
     ") WITHOUT ROWID;\n",
+    /* 4 -> 5: the prefix cache: prompt tokens each iteration's admissions
+     * found cached, and each request's over its admissions */
+    "ALTER TABLE serve_iterations ADD COLUMN hit_tokens INTEGER NOT NULL DEFAULT 0;\n"
+    "ALTER TABLE serve_requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
@@ -858,8 +862,9 @@ llmsim_status store_serve_rows(store *s, int64_t run_id, const serve_result *r,
         s, run_id,
         "INSERT OR REPLACE INTO serve_iterations (run_id, iter, start_s, end_s, predicted_s, seqs, "
         "prefill_tokens, decode_tokens, dev_blocks, swap_blocks, out_blocks, in_blocks, "
-        "swapped_bytes, preempt_swap, preempt_recompute, sched_s, swap_s, weights_s) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)",
+        "swapped_bytes, preempt_swap, preempt_recompute, sched_s, swap_s, weights_s, hit_tokens) "
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, "
+        "?19)",
         &q1, e);
     if (st != LLMSIM_OK)
         return st;
@@ -880,14 +885,15 @@ llmsim_status store_serve_rows(store *s, int64_t run_id, const serve_result *r,
         STORE_CHECK(s, e, sqlite3_bind_double(q1, 16, w->sched_s));
         STORE_CHECK(s, e, sqlite3_bind_double(q1, 17, w->swap_s));
         STORE_CHECK(s, e, sqlite3_bind_double(q1, 18, w->weights_s));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q1, 19, w->hit_tokens));
         STORE_STEP_DONE(s, e, q1);
         STORE_CHECK(s, e, sqlite3_reset(q1));
     }
     STORE_TRY(store_run_prepare(
         s, run_id,
         "INSERT OR REPLACE INTO serve_requests (run_id, req, arrival_s, admitted_s, "
-        "first_token_s, finish_s, prompt_tokens, output_tokens, weight, swaps, recomputes) VALUES "
-        "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        "first_token_s, finish_s, prompt_tokens, output_tokens, weight, swaps, recomputes, "
+        "cached_tokens) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         &q2, e));
     for (size_t i = 0; i < q->n && i < r->n; i++) {
         const serve_req_result *rr = &r->req[i];
@@ -901,6 +907,7 @@ llmsim_status store_serve_rows(store *s, int64_t run_id, const serve_result *r,
         STORE_CHECK(s, e, sqlite3_bind_double(q2, 9, q->r[i].weight));
         STORE_CHECK(s, e, sqlite3_bind_int64(q2, 10, rr->swaps));
         STORE_CHECK(s, e, sqlite3_bind_int64(q2, 11, rr->recomputes));
+        STORE_CHECK(s, e, sqlite3_bind_int64(q2, 12, rr->cached_tokens));
         STORE_STEP_DONE(s, e, q2);
         STORE_CHECK(s, e, sqlite3_reset(q2));
     }
@@ -1261,6 +1268,7 @@ static void fill_serve_iter(sqlite3_stmt *q, void *elem)
     w->sched_s = store_col_double(q, 12);
     w->swap_s = store_col_double(q, 13);
     w->weights_s = store_col_double(q, 14);
+    w->hit_tokens = sqlite3_column_int64(q, 15);
 }
 
 llmsim_status store_serve_iterations_get(store *s, int64_t id, serve_iter_row **rows, size_t *n,
@@ -1269,7 +1277,8 @@ llmsim_status store_serve_iterations_get(store *s, int64_t id, serve_iter_row **
     return store_collect(s, id,
                          "SELECT start_s, end_s, predicted_s, seqs, prefill_tokens, decode_tokens, "
                          "dev_blocks, swap_blocks, out_blocks, in_blocks, preempt_swap, "
-                         "preempt_recompute, sched_s, swap_s, weights_s FROM serve_iterations "
+                         "preempt_recompute, sched_s, swap_s, weights_s, hit_tokens FROM "
+                         "serve_iterations "
                          "WHERE run_id = ?1 ORDER BY iter",
                          sizeof **rows, fill_serve_iter, "reading serving iterations",
                          (void **)rows, n, e);
@@ -1288,6 +1297,7 @@ static void fill_serve_req(sqlite3_stmt *q, void *elem)
     r->weight = store_col_double(q, 7);
     r->swaps = (int32_t)sqlite3_column_int64(q, 8);
     r->recomputes = (int32_t)sqlite3_column_int64(q, 9);
+    r->cached_tokens = sqlite3_column_int64(q, 10);
 }
 
 llmsim_status store_serve_requests_get(store *s, int64_t id, store_serve_request **rows, size_t *n,
@@ -1295,8 +1305,8 @@ llmsim_status store_serve_requests_get(store *s, int64_t id, store_serve_request
 {
     return store_collect(s, id,
                          "SELECT req, arrival_s, admitted_s, first_token_s, finish_s, "
-                         "prompt_tokens, output_tokens, weight, swaps, recomputes FROM "
-                         "serve_requests WHERE run_id = ?1 ORDER BY req",
+                         "prompt_tokens, output_tokens, weight, swaps, recomputes, cached_tokens "
+                         "FROM serve_requests WHERE run_id = ?1 ORDER BY req",
                          sizeof **rows, fill_serve_req, "reading serving requests", (void **)rows,
                          n, e);
 }

@@ -28,7 +28,7 @@
 typedef struct store store;
 
 /* Current schema version (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 4
+#define STORE_SCHEMA_VERSION 5
 
 /* Open (creating if needed) the store at `path` and migrate it to
  * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store
@@ -161,6 +161,7 @@ typedef struct store_serve_request {
     int64_t prompt_tokens, output_tokens;
     double weight;
     int32_t swaps, recomputes;
+    int64_t cached_tokens;     /* prompt tokens found in the prefix cache */
 } store_serve_request;
 llmsim_status store_serve_iterations_get(store *s, int64_t id, serve_iter_row **rows, size_t *n,
                                          diag *e);

@@ -63,7 +63,9 @@ typedef struct serve_result {
     long long iterations, events;
     long long preempt_swap, preempt_recompute, swap_full; /* swap_full: swaps that fell back */
     double swap_out_bytes, swap_in_bytes, swap_s;
-    double recomputed_tokens, output_tokens, prompt_tokens;
+    double recomputed_tokens;     /* cached tokens recompute preemptions dropped (the
+                                   * prefix cache may give some back: prefix_hit_tokens) */
+    double output_tokens, prompt_tokens;
     /* the prefix cache: tokens admissions asked to prefill, those found
      * cached, cached blocks evicted for reuse */
     double prefix_query_tokens, prefix_hit_tokens;

@@ -27,7 +27,6 @@ typedef struct rq {
     double pf_s, dec_s;     /* fair: alone, a prompt token's share and a decode step */
     long long stamp;        /* the iteration that last scheduled it */
     int64_t reg;            /* prefix cache: its prompt's full blocks looked at for registration */
-    int64_t lost;           /* tokens its last recompute lost */
     uint8_t state;
     bool admitted;          /* scheduled at least once */
 } rq;
@@ -377,7 +376,6 @@ static uint32_t preempt_one(serve_sched *rs, long long stamp, double now, int64_
         heap_push(&rs->swapped, rs->R, id);
     } else {
         res->recomputed_tokens += (double)r->ctx;
-        r->lost = r->ctx;
         r->ctx = 0;
         r->blocks = 0;
         res->preempt_recompute++;
@@ -644,11 +642,9 @@ static void admit(serve_sched *rs, iter_sched *it)
             rs->res->prefix_query_tokens += asked;
             rs->res->prefix_hit_tokens += found;
             rs->res->req[id].cached_tokens += hit * s->cfg.block_size;
-            rs->res->recomputed_tokens -= found < (double)r->lost ? found : (double)r->lost;
             take_cached(rs, id, hit);
             r->ctx = hit * s->cfg.block_size;
             r->reg = hit;
-            r->lost = 0;
         }
         if (from_swap) {
             rs->swin[rs->nin++] = id;

@@ -12,7 +12,7 @@
 const char *const validate_serving_error_names[VS_NERRORS] = {
     "throughput",  "ttft_p50",        "ttft_p90",        "tpot_p50",
     "e2e_p50",     "e2e_p90",         "weighted_turnaround", "e2e_request_p50",
-    "e2e_request_p90", "swap_overhead", "recompute_overhead",
+    "e2e_request_p90", "swap_overhead", "recompute_overhead", "prefix_hit_rate", "ttft_gain",
 };
 
 /* The median of the signed errors of the completed events of kind how. */
@@ -56,6 +56,12 @@ void validate_serving_errors(const serve_requests *q, validate_serving_mode *v)
     free(abs_err);
     err[VS_SWAP_OVERHEAD] = event_error(&v->meas, PREEMPT_SWAP, &v->swap_events);
     err[VS_RECOMPUTE_OVERHEAD] = event_error(&v->meas, PREEMPT_RECOMPUTE, &v->recompute_events);
+    err[VS_PREFIX_HIT_RATE] = err[VS_TTFT_GAIN] = NAN;
+    if (v->s.cfg.prefix_cache) {
+        err[VS_PREFIX_HIT_RATE] = validate_pct(p->prefix_hit_rate, m->prefix_hit_rate);
+        err[VS_TTFT_GAIN] = validate_pct(v->sim_off.ttft.mean - p->ttft.mean,
+                                         v->meas_off.ttft.mean - m->ttft.mean);
+    }
 }
 
 cJSON *validate_serving_errors_json(const validate_serving_mode *v)
@@ -74,6 +80,8 @@ void validate_serving_mode_free(validate_serving_mode *v)
 {
     serve_result_free(&v->sim);
     engine_serve_result_free(&v->meas);
+    serve_result_free(&v->sim_off);
+    serve_result_free(&v->meas_off);
 }
 
 /* Record a serving run of kind `kind` (its JSON: serve-sim's). */
@@ -89,6 +97,33 @@ static llmsim_status record_one(const record_job *job, const char *kind, const s
     llmsim_status st = record_serve(job, kind, s, q, r, json, 0, id, e);
     free(json);
     return st;
+}
+
+/* The same mode without the prefix cache, served and simulated, recorded. */
+static llmsim_status run_off(const record_job *job, const serve_config *cfg,
+                             const serve_requests *q, const engine_serve_opts *o,
+                             const char *trace_in, const serve_gen *gen, validate_serving_mode *v,
+                             diag *e)
+{
+    serve_config c = *cfg;
+    c.prefix_cache = false;
+    serve_setup s;
+    engine_serve_result m;
+    llmsim_status st = serve_setup_init(&s, job->model, job->hw, job->policy, &c, e);
+    if (!st)
+        st = engine_serve(&s, q, o, &m, e);
+    if (st)
+        return st;
+    v->meas_off = m.r; /* the rows and aggregates; the rest goes */
+    m.r = (serve_result){0};
+    const bool interrupted = m.interrupted;
+    engine_serve_result_free(&m);
+    if (interrupted)
+        return diag_set(e, LLMSIM_EFAIL, "interrupted");
+    if ((st = serve_run(&s, q, &v->sim_off, NULL, NULL, e)) ||
+        (st = record_one(job, "serve", &s, q, &v->sim_off, trace_in, gen, &v->id_sim_off, e)))
+        return st;
+    return record_one(job, "serve-measure", &s, q, &v->meas_off, trace_in, gen, &v->id_meas_off, e);
 }
 
 llmsim_status validate_serving_mode_run(const record_job *job, const serve_config *cfg,
@@ -112,6 +147,8 @@ llmsim_status validate_serving_mode_run(const record_job *job, const serve_confi
         st = record_one(job, "serve", &v->s, q, &v->sim, trace_in, gen, &v->id_sim, e);
     if (!st)
         st = record_one(job, "serve-measure", &v->s, q, &v->meas.r, trace_in, gen, &v->id_meas, e);
+    if (!st && cfg->prefix_cache)
+        st = run_off(job, cfg, q, o, trace_in, gen, v, e);
     if (st) {
         validate_serving_mode_free(v);
         return st;

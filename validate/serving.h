@@ -7,7 +7,9 @@
  * per-request end-to-end errors in absolute value; and the median over
  * preemption events of the error of each event's predicted cost (the price
  * the scheduler decided it by) against its measured cost (exec/serve.h's
- * serve_event), for swaps and for recomputes.
+ * serve_event), for swaps and for recomputes. With the prefix cache, each
+ * mode also runs both with the cache off, for the errors of the predicted
+ * hit rate and of the predicted mean TTFT gained (off minus on).
  */
 #ifndef LLMSIM_VALIDATE_SERVING_H
 #define LLMSIM_VALIDATE_SERVING_H
@@ -30,6 +32,8 @@ enum {
     VS_E2E_REQUEST_P90,
     VS_SWAP_OVERHEAD,
     VS_RECOMPUTE_OVERHEAD,
+    VS_PREFIX_HIT_RATE,
+    VS_TTFT_GAIN,
     VS_NERRORS
 };
 /* The JSON keys of the errors, in that order. */
@@ -41,9 +45,11 @@ typedef struct validate_serving_mode {
     serve_setup s;
     serve_result sim;
     engine_serve_result meas;
+    serve_result sim_off, meas_off;       /* with the prefix cache: both without it */
     double err[VS_NERRORS];
     size_t swap_events, recompute_events; /* completed, compared */
     int64_t id_sim, id_meas;              /* their runs in the store */
+    int64_t id_sim_off, id_meas_off;      /* 0 without the prefix cache */
 } validate_serving_mode;
 
 /* The errors of a mode whose sim and meas are filled. */

@@ -14,6 +14,13 @@
  *  - the iteration rows account for every token processed (recomputed ones
  *    again), each request is admitted after it arrives and before its first
  *    token, and every preemption is an event (each swap measured, closed);
+ *  - with the prefix cache, requests whose prompts share prefixes (one
+ *    group's arriving together, so that some compute the same blocks twice,
+ *    one whose whole prompt is shared, later ones finding blocks cached, a
+ *    pool small enough to evict cached blocks and to preempt) still get the
+ *    solo runs' tokens and logits bit for bit, with blocks found in the cache,
+ *    and the replay through serve-sim's loop with the engine's prefix keys
+ *    gives the same schedule;
  *  - a pool too small for the longest request is refused before anything
  *    is allocated (LLMSIM_EINPUT naming the request).
  */
@@ -34,13 +41,20 @@ static const int64_t prompts[NREQ] = {13, 5, 29, 8, 21, 3, 17};
 static const int64_t outputs[NREQ] = {9, 12, 4, 10, 6, 11, 7};
 static const double arrivals[NREQ] = {0, 0, 0, 0.0001, 0.0002, 0.0002, 0.0003};
 
-static void make_requests(serve_requests *q)
+/* Prefix groups (with the prefix cache): requests 0, 2, 4 and 6 start with
+ * the same 12 tokens (0 and 2 arrive together), 1 and 3 with the same 5
+ * (the whole of request 1's prompt). */
+static const uint32_t groups[NREQ] = {1, 2, 1, 2, 1, 0, 1};
+static const int64_t shared[NREQ] = {12, 5, 12, 5, 12, 0, 12};
+
+static void make_requests(serve_requests *q, bool prefix)
 {
     memset(q, 0, sizeof *q);
     q->r = calloc(NREQ, sizeof *q->r);
     q->n = NREQ;
     for (int i = 0; i < NREQ; i++)
-        q->r[i] = (serve_request){arrivals[i], prompts[i], outputs[i], 1.0 + (i % 3), 0, 0, 0};
+        q->r[i] = (serve_request){arrivals[i], prompts[i], outputs[i], 1.0 + (i % 3), 0,
+                                  prefix ? groups[i] : 0, prefix ? shared[i] : 0};
 }
 
 /* The tokens of `llmsim run` on request i's prompt alone (all in RAM), and
@@ -124,7 +138,7 @@ typedef struct scase {
     const char *name;
     preemption how;
     scheduler sched;
-    bool disk;
+    bool disk, prefix;
 } scase;
 
 static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int32_t **solo,
@@ -143,6 +157,7 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     cfg.token_budget = 16;
     cfg.preempt = sc->how;
     cfg.sched = sc->sched;
+    cfg.prefix_cache = sc->prefix;
     serve_setup s;
     cfg.kv_bytes = 1e6; /* for the block's size */
     CHECK(serve_setup_init(&s, m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
@@ -152,7 +167,7 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     CHECK(serve_setup_init(&s, m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
     CHECK(s.total_blocks == 12, "%s: 12 blocks (%lld)", sc->name, (long long)s.total_blocks);
     serve_requests q;
-    make_requests(&q);
+    make_requests(&q, sc->prefix);
     engine_opts eo = {0};
     eo.synthetic_seed = 11;
     eo.threads = 2;
@@ -184,10 +199,20 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     if (sc->how == PREEMPT_ADAPTIVE)
         CHECK(er.r.preempt_swap + er.r.preempt_recompute > 0, "%s %s: nothing was preempted",
               m->name, sc->name);
-    /* the rows: every token processed once, plus the recomputed ones; each
-     * request admitted after it arrived and before its first token; every
-     * preemption an event, each swap measured and closed */
-    int64_t rows_tokens = 0, want_tokens = (int64_t)er.r.recomputed_tokens;
+    if (sc->prefix)
+        CHECK(er.r.prefix_hit_tokens > 0 && er.r.prefix_evicted > 0,
+              "%s %s: %.0f prompt tokens found cached, %lld cached blocks reused (both must "
+              "happen)", m->name, sc->name, er.r.prefix_hit_tokens, er.r.prefix_evicted);
+    /* the rows: every token processed once, plus the recomputed ones, less
+     * those found cached; each request admitted after it arrived and before
+     * its first token; every preemption an event, each swap measured and
+     * closed */
+    int64_t rows_tokens = 0, hits = 0,
+            want_tokens = (int64_t)er.r.recomputed_tokens - (int64_t)er.r.prefix_hit_tokens;
+    for (long long k = 0; k < er.r.iterations; k++)
+        hits += er.r.iters[k].hit_tokens;
+    CHECK(hits == (int64_t)er.r.prefix_hit_tokens, "%s %s: rows' hit tokens %lld, result's %.0f",
+          m->name, sc->name, (long long)hits, er.r.prefix_hit_tokens);
     for (long long k = 0; k < er.r.iterations; k++)
         rows_tokens += er.r.iters[k].prefill_tokens + er.r.iters[k].decode_tokens;
     int order_bad = 0;
@@ -214,14 +239,15 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
     CHECK(nswap == er.r.preempt_swap && nrec == er.r.preempt_recompute && swap_bad == 0,
           "%s %s: events %lld swaps (%lld unmeasured), %lld recomputes, for %lld and %lld",
           m->name, sc->name, nswap, swap_bad, nrec, er.r.preempt_swap, er.r.preempt_recompute);
-    printf("# %s %s: %lld iterations, %lld swaps, %lld recomputes, tokens equal to solo runs\n",
-           m->name, sc->name, er.r.iterations, er.r.preempt_swap, er.r.preempt_recompute);
+    printf("# %s %s: %lld iterations, %lld swaps, %lld recomputes, %.0f prompt tokens cached, "
+           "tokens equal to solo runs\n", m->name, sc->name, er.r.iterations, er.r.preempt_swap,
+           er.r.preempt_recompute, er.r.prefix_hit_tokens);
 
     /* the same schedule on the replayed clock */
     replay R = {&er, 0, 0};
     serve_result rr;
-    CHECK(serve_run_clocked(&s, &q, NULL, &rr, replay_clock, &R, NULL, NULL, &e) == LLMSIM_OK, "%s",
-          e.msg);
+    CHECK(serve_run_clocked(&s, &q, sc->prefix ? &er.keys : NULL, &rr, replay_clock, &R, NULL,
+                            NULL, &e) == LLMSIM_OK, "%s", e.msg);
     CHECK(R.mismatches == 0 && R.seen == er.r.iterations,
           "%s %s: replay differs in %lld of %lld iterations (%lld measured)", m->name, sc->name,
           R.mismatches, R.seen, er.r.iterations);
@@ -230,7 +256,9 @@ static void serve_case(const model *m, const hwprofile *hw, const scase *sc, int
         worst = fmax(worst, fmax(fabs(rr.req[i].finish_s - er.r.req[i].finish_s),
                                  fabs(rr.req[i].first_token_s - er.r.req[i].first_token_s)));
     CHECK(worst < 1e-9 && rr.preempt_swap == er.r.preempt_swap &&
-              rr.preempt_recompute == er.r.preempt_recompute,
+              rr.preempt_recompute == er.r.preempt_recompute &&
+              rr.prefix_hit_tokens == er.r.prefix_hit_tokens &&
+              rr.prefix_evicted == er.r.prefix_evicted,
           "%s %s: replayed request times differ by %.3g s", m->name, sc->name, worst);
     serve_result_free(&rr);
     engine_serve_result_free(&er);
@@ -244,30 +272,40 @@ static void test_model(const char *path)
     hwprofile *hw = calloc(1, sizeof *hw);
     CHECK(model_load(path, &m, &e) == LLMSIM_OK, "%s: %s", path, e.msg);
     CHECK(hwprofile_load("cpu-only", hw, &e) == LLMSIM_OK, "%s", e.msg);
-    int32_t *seqs[NREQ], *solo[NREQ];
-    float *logits[NREQ];
+    /* [0]: every prompt its own; [1]: the prefix groups' shared */
+    int32_t *seqs[2][NREQ], *solo[2][NREQ];
+    float *logits[2][NREQ];
     engine_opts po = {0};
     po.prompt_seed = 3;
-    for (int i = 0; i < NREQ; i++) {
-        seqs[i] = malloc((size_t)prompts[i] * sizeof *seqs[i]);
-        mio_prompt(&po, i, 0, prompts[i], (size_t)m.vocab_size, seqs[i]);
-        logits[i] = malloc((size_t)outputs[i] * (size_t)m.vocab_size * sizeof *logits[i]);
-        solo[i] = solo_tokens(&m, hw, seqs[i], prompts[i], outputs[i], logits[i]);
-    }
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < NREQ; i++) {
+            seqs[v][i] = malloc((size_t)prompts[i] * sizeof *seqs[v][i]);
+            mio_prompt(&po, i, 0, prompts[i], (size_t)m.vocab_size, seqs[v][i]);
+            if (v && groups[i])
+                mio_prompt(&po, 1000 + groups[i], 0, shared[i], (size_t)m.vocab_size, seqs[v][i]);
+            logits[v][i] = malloc((size_t)outputs[i] * (size_t)m.vocab_size * sizeof *logits[v][i]);
+            solo[v][i] = solo_tokens(&m, hw, seqs[v][i], prompts[i], outputs[i], logits[v][i]);
+        }
     const scase cases[] = {
-        {"swap, fcfs", PREEMPT_SWAP, SCHED_FCFS, false},
-        {"recompute, fcfs", PREEMPT_RECOMPUTE, SCHED_FCFS, false},
-        {"adaptive, fair", PREEMPT_ADAPTIVE, SCHED_FAIR, false},
-        {"swap, fair, weights on disk", PREEMPT_SWAP, SCHED_FAIR, true},
-        {"recompute, weights on disk", PREEMPT_RECOMPUTE, SCHED_FCFS, true},
+        {"swap, fcfs", PREEMPT_SWAP, SCHED_FCFS, false, false},
+        {"recompute, fcfs", PREEMPT_RECOMPUTE, SCHED_FCFS, false, false},
+        {"adaptive, fair", PREEMPT_ADAPTIVE, SCHED_FAIR, false, false},
+        {"swap, fair, weights on disk", PREEMPT_SWAP, SCHED_FAIR, true, false},
+        {"recompute, weights on disk", PREEMPT_RECOMPUTE, SCHED_FCFS, true, false},
+        {"prefix cache, swap, fcfs", PREEMPT_SWAP, SCHED_FCFS, false, true},
+        {"prefix cache, recompute, fcfs", PREEMPT_RECOMPUTE, SCHED_FCFS, false, true},
+        {"prefix cache, adaptive, fair, weights on disk", PREEMPT_ADAPTIVE, SCHED_FAIR, true, true},
     };
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
-        serve_case(&m, hw, &cases[c], solo, logits, seqs);
-    for (int i = 0; i < NREQ; i++) {
-        free(seqs[i]);
-        free(solo[i]);
-        free(logits[i]);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int v = cases[c].prefix;
+        serve_case(&m, hw, &cases[c], solo[v], logits[v], seqs[v]);
     }
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; i < NREQ; i++) {
+            free(seqs[v][i]);
+            free(solo[v][i]);
+            free(logits[v][i]);
+        }
     free(hw);
 }
 
@@ -292,7 +330,7 @@ static void test_refused(const char *path)
     cfg.kv_bytes = 5 * s.block_bytes; /* 20 tokens: request 3 needs 33 */
     CHECK(serve_setup_init(&s, &m, hw, &p, &cfg, &e) == LLMSIM_OK, "%s", e.msg);
     serve_requests q;
-    make_requests(&q);
+    make_requests(&q, false);
     engine_opts eo = {0};
     engine_serve_opts so = {.eng = &eo};
     engine_serve_result er;

@@ -175,15 +175,17 @@ static serve_setup *pressure_setup(preemption pm, scheduler sc, double swap_byte
     return s;
 }
 
-static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool pressure)
+static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool pressure,
+                     bool prefix)
 {
     char what[64];
-    snprintf(what, sizeof what, "%s/%s%s", preemption_names[pm], scheduler_names[sc],
-             pressure ? "" : " light");
+    snprintf(what, sizeof what, "%s/%s%s%s", preemption_names[pm], scheduler_names[sc],
+             pressure ? "" : " light", prefix ? " prefix cache" : "");
     serve_config c;
     serve_setup *s = pressure_setup(pm, sc, 1.0 * 1024 * 1024 * 1024, &c, what);
     if (!s)
         return;
+    s->cfg.prefix_cache = prefix;
     diag e = {0};
     clock_log pred = {.q = q, .cfg = &c}, meas = {.q = q, .cfg = &c, .measured = true},
               replay = {.q = q, .cfg = &c};
@@ -223,8 +225,11 @@ static void one_case(const serve_requests *q, preemption pm, scheduler sc, bool 
           "%zu: iteration %lld)", what, meas.n, replay.n, at,
           at < meas.n ? meas.d[at].iter : -1LL);
     CHECK(rr.n == rm.n && memcmp(rr.req, rm.req, rr.n * sizeof *rr.req) == 0 &&
-              rr.preempt_swap == rm.preempt_swap && rr.preempt_recompute == rm.preempt_recompute,
-          "%s: replayed times, same per-request times and preemptions", what);
+              rr.preempt_swap == rm.preempt_swap && rr.preempt_recompute == rm.preempt_recompute &&
+              rr.prefix_hit_tokens == rm.prefix_hit_tokens,
+          "%s: replayed times, same per-request times, preemptions and cache hits", what);
+    if (prefix)
+        CHECK(rm.prefix_hit_tokens > 0, "%s: prompt tokens found cached", what);
     size_t at2;
     CHECK(!same_log(&pred, &meas, &at2), "%s: the clock changes the schedule", what);
     serve_result_free(&rp);
@@ -302,12 +307,20 @@ typedef struct kv_tags {
     int *owner;          /* scratch: [dev blocks + swap slots] */
 } kv_tags;
 
-static int64_t tag_of(uint32_t req, int64_t j) { return (int64_t)req * 1000000 + j + 1; }
+/* What block j of request req holds: its prefix key's content where it has
+ * one (the same for every request with that key), else its own. */
+static int64_t tag_of(const serve_prefix_keys *kv_keys, uint32_t req, int64_t j)
+{
+    if (kv_keys && j < kv_keys->off[req + 1] - kv_keys->off[req])
+        return -1 - (int64_t)(kv_keys->key[kv_keys->off[req] + j] & 0x3fffffffffffffffull);
+    return (int64_t)req * 1000000 + j + 1;
+}
 
 /* The copies of the last sync, done on the tags, then each scheduled
  * request's cached blocks checked and its new ones written. */
 static bool check_tables(const serve_blocks *b, const serve_sched *sc, const serve_iter *it,
-                         const serve_setup *s, kv_tags *kv, size_t nreq, char *why, size_t len)
+                         const serve_setup *s, const serve_prefix_keys *keys, kv_tags *kv,
+                         size_t nreq, char *why, size_t len)
 {
     for (size_t m = 0; m < b->nmoves; m++) {
         const serve_block_move *mv = &b->moves[m];
@@ -327,11 +340,11 @@ static bool check_tables(const serve_blocks *b, const serve_sched *sc, const ser
         }
         int64_t cached = (it->ch[k].ctx + s->cfg.block_size - 1) / s->cfg.block_size;
         for (int64_t j = 0; j < t->n; j++) {
-            if (j < cached && kv->dev[t->ids[j]] != tag_of(r, j)) {
+            if (j < cached && kv->dev[t->ids[j]] != tag_of(keys, r, j)) {
                 snprintf(why, len, "request %u: its block %lld lost its KV", r + 1, (long long)j);
                 return false;
             }
-            kv->dev[t->ids[j]] = tag_of(r, j);
+            kv->dev[t->ids[j]] = tag_of(keys, r, j);
         }
     }
     /* one owner per block and slot; the free lists and the tables add up */
@@ -342,10 +355,13 @@ static bool check_tables(const serve_blocks *b, const serve_sched *sc, const ser
         const serve_block_table *t = &b->tab[r];
         for (int64_t j = 0; j < t->n; j++) {
             int *o = &kv->owner[(t->swapped ? nd : 0) + t->ids[j]];
-            if (*o) {
+            const bool shared = !t->swapped && b->entry_of && b->entry_of[t->ids[j]] >= 0;
+            if (*o && !shared) {
                 snprintf(why, len, "a %s owned twice", t->swapped ? "swap slot" : "block");
                 return false;
             }
+            if (!*o)
+                *(t->swapped ? &used_swap : &used_dev) += 1;
             *o = 1;
         }
         bool swapped;
@@ -356,8 +372,9 @@ static bool check_tables(const serve_blocks *b, const serve_sched *sc, const ser
                      swapped ? " swapped" : "");
             return false;
         }
-        *(t->swapped ? &used_swap : &used_dev) += t->n;
     }
+    for (int64_t d = 0; b->entry_of && d < nd; d++) /* cached, held by no one */
+        used_dev += b->entry_of[d] >= 0 && !kv->owner[d];
     if (used_dev + b->nfree_dev != nd || used_swap + b->nfree_swap != b->swap_slots) {
         snprintf(why, len, "pools do not add up: %lld + %lld of %lld blocks", (long long)used_dev,
                  (long long)b->nfree_dev, (long long)nd);
@@ -366,19 +383,23 @@ static bool check_tables(const serve_blocks *b, const serve_sched *sc, const ser
     return true;
 }
 
-static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
+static void blocks_case(const serve_requests *q, preemption pm, scheduler scd, bool prefix)
 {
     char what[64];
-    snprintf(what, sizeof what, "blocks %s/%s", preemption_names[pm], scheduler_names[scd]);
+    snprintf(what, sizeof what, "blocks %s/%s%s", preemption_names[pm], scheduler_names[scd],
+             prefix ? " prefix cache" : "");
     serve_config c; /* a small swap space: some swaps fall back */
     serve_setup *s = pressure_setup(pm, scd, 0.5 * 1024 * 1024 * 1024, &c, what);
     if (!s)
         return;
+    s->cfg.prefix_cache = prefix;
     diag e = {0};
     serve_result r;
     serve_sched *sc = NULL;
     serve_blocks b;
-    if (serve_sched_new(s, q, NULL, &r, &sc, &e) ||
+    serve_prefix_keys keys = {0};
+    if ((prefix && serve_prefix_declared(q, s->cfg.block_size, &keys, &e)) ||
+        serve_sched_new(s, q, prefix ? &keys : NULL, &r, &sc, &e) ||
         serve_blocks_init(&b, s->total_blocks, s->swap_blocks, q->n, s->cfg.prefix_cache, &e)) {
         CHECK(false, "%s: %s", what, e.msg);
         serve_sched_free(sc);
@@ -405,7 +426,7 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
             break;
         for (size_t m = 0; m < b.nmoves; m++)
             ++*(b.moves[m].out ? &moved_out : &moved_in);
-        if (!check_tables(&b, sc, &it, s, &kv, q->n, why, sizeof why)) {
+        if (!check_tables(&b, sc, &it, s, prefix ? &keys : NULL, &kv, q->n, why, sizeof why)) {
             ok = false;
             break;
         }
@@ -414,9 +435,16 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
         serve_blocks_finish(&b, sc, &it);
     }
     CHECK(ok && serve_sched_end(sc, &e) == LLMSIM_OK, "%s: %s %s", what, why, e.msg);
-    CHECK(b.nfree_dev == b.dev_blocks && b.nfree_swap == b.swap_slots,
-          "%s: every block free at the end (%lld of %lld)", what, (long long)b.nfree_dev,
-          (long long)b.dev_blocks);
+    int64_t cached = 0;
+    for (int64_t d = 0; b.entry_of && d < b.dev_blocks; d++)
+        cached += b.entry_of[d] >= 0;
+    CHECK(b.nfree_dev + cached == b.dev_blocks && b.nfree_swap == b.swap_slots,
+          "%s: every block free or cached at the end (%lld + %lld of %lld)", what,
+          (long long)b.nfree_dev, (long long)cached, (long long)b.dev_blocks);
+    if (prefix)
+        CHECK(r.prefix_hit_tokens > 0 && r.prefix_evicted > 0 && cached > 0,
+              "%s: %.0f prompt tokens found cached, %lld cached blocks reused, %lld cached at "
+              "the end", what, r.prefix_hit_tokens, r.prefix_evicted, (long long)cached);
     if (pm != PREEMPT_RECOMPUTE)
         CHECK((moved_out > 0 || pm == PREEMPT_ADAPTIVE) && moved_out == moved_in &&
                   (double)moved_out * s->block_bytes == r.swap_out_bytes,
@@ -428,6 +456,7 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd)
     free(kv.swap);
     free(kv.owner);
     free(l.d);
+    serve_prefix_keys_free(&keys);
     serve_blocks_free(&b);
     serve_sched_free(sc);
     serve_result_free(&r);
@@ -444,13 +473,24 @@ int main(void)
     test_clock_rules();
     /* bursts that overload the pool; pairs that mostly find it idle */
     serve_requests q = bursty(240, 40, 3.0, 11), light = bursty(60, 2, 1.5, 5);
+    /* the same bursts, two requests in three starting with one of three
+     * system prompts of up to 400 tokens */
+    serve_requests grouped = bursty(240, 40, 3.0, 11);
+    for (size_t i = 0; i < grouped.n; i++)
+        if (i % 3) {
+            grouped.r[i].prefix_group = 1 + (uint32_t)(i % 7) % 3;
+            grouped.r[i].prefix_len = grouped.r[i].prompt_len < 400 ? grouped.r[i].prompt_len : 400;
+        }
     for (int pm = 0; pm < 3; pm++)
         for (int sc = 0; sc < 2; sc++) {
-            one_case(&q, (preemption)pm, (scheduler)sc, true);
-            one_case(&light, (preemption)pm, (scheduler)sc, false);
-            blocks_case(&q, (preemption)pm, (scheduler)sc);
+            one_case(&q, (preemption)pm, (scheduler)sc, true, false);
+            one_case(&light, (preemption)pm, (scheduler)sc, false, false);
+            one_case(&grouped, (preemption)pm, (scheduler)sc, true, true);
+            blocks_case(&q, (preemption)pm, (scheduler)sc, false);
+            blocks_case(&grouped, (preemption)pm, (scheduler)sc, true);
         }
     serve_requests_free(&q);
     serve_requests_free(&light);
+    serve_requests_free(&grouped);
     return tap_done();
 }
