@@ -194,6 +194,54 @@ serve_model() { # serve_model NAME MODEL_YAML
 serve_model tiny-opt "$T/models/tiny-opt.yaml"
 serve_model tiny-llama "$T/models/tiny-llama.yaml"
 
+# ---- the prefix cache: the same trace with two system prompts declared
+# (requests 1, 3, 5 start with the same 8 tokens, 2, 4, 6 with the same 5),
+# the prompts sharing them; served with --prefix-cache under recompute in a
+# pool of 8 blocks, every request's tokens still those of llmsim run alone
+ptrace=$tmp/prefix-trace.csv
+{
+    echo "arrival_s,prompt_len,output_len,weight,prefix_group,prefix_len"
+    tail -n +2 "$trace" | awk -F, '{ g = NR % 2 ? 1 : 2; printf "%s,%s,%s,%s,%d,%d\n", $1, $2, $3, $4, g, g == 1 ? 8 : 5 }'
+} >"$ptrace"
+pprompts=$tmp/prefix-prompts.txt
+: >"$pprompts"
+for r in $(seq 0 $((nreq - 1))); do
+    g=$(( r % 2 ? 2 : 1 )); plen=$(( g == 1 ? 8 : 5 )); line=
+    for j in $(seq 0 $((plens[r] - 1))); do
+        if [ $j -lt $plen ]; then line+="$(( (g * 53 + j * 17 + 3) % 283 )) "
+        else line+="$(( (r * 97 + j * 31 + j * j * 7 + 5) % 283 )) "; fi
+    done
+    echo "${line% }" >>"$pprompts"
+done
+pdir=$tmp/prefix
+mkdir -p "$pdir/off"
+M=$T/models/tiny-opt.yaml
+: >"$pdir/expected.txt"
+for i in $(seq 1 $nreq); do
+    sed -n "${i}p" "$pprompts" >"$pdir/p$i.txt"
+    "$L" run --model "$M" --hardware cpu-only --percent 0 100 0 100 0 100 --prompt-tokens "$pdir/p$i.txt" \
+        --gen-len "${olens[i - 1]}" --tokens-out "$pdir/r$i.txt" --threads 2 --db "$pdir/ref.db" \
+        --offload-dir "$pdir/off" >/dev/null 2>&1 && echo "$i: $(cat "$pdir/r$i.txt")" >>"$pdir/expected.txt"
+done
+bb=$(jv "$tmp/tiny-opt/first.json" serving.block_bytes)
+"$L" serve --model "$M" --hardware cpu-only --trace-in "$ptrace" --block-size 4 --max-batch 4 --token-budget 16 \
+    --threads 2 --kv-memory "$((8 * ${bb:-3072})) B" --preemption recompute --prefix-cache --prompts "$pprompts" \
+    --tokens-out "$pdir/served.txt" --format json --db "$pdir/store.db" --offload-dir "$pdir/off" \
+    >"$pdir/out.json" 2>"$pdir/err"; rc=$?
+hr=$(jv "$pdir/out.json" prefix_cache.hit_rate); ht=$(jv "$pdir/out.json" prefix_cache.hit_tokens)
+check "--prefix-cache: serve exits 0, serving.prefix_cache true, hit_rate > 0 ($hr, $ht tokens)" \
+    '[ $rc -eq 0 ] && [ "$(jv "$pdir/out.json" serving.prefix_cache)" = true ] && gt "$hr" 0 && gt "$ht" 0' \
+    "exit status $rc: $(head -c 300 "$pdir/err")"
+check "--prefix-cache: every request's tokens equal llmsim run on its prompt alone" \
+    '[ "$(wc -l <"$pdir/expected.txt")" -eq $nreq ] && cmp -s "$pdir/served.txt" "$pdir/expected.txt"' \
+    "served: $(head -c 300 "$pdir/served.txt"); alone: $(head -c 300 "$pdir/expected.txt")"
+if [ $have_sqlite -eq 1 ]; then
+    hs=$(sqlite3 "$pdir/store.db" "select sum(hit_tokens) from serve_iterations")
+    cs=$(sqlite3 "$pdir/store.db" "select sum(cached_tokens) from serve_requests")
+    check "--prefix-cache: the store's rows hold the hits (iterations $hs, requests $cs, JSON $ht)" \
+        '[ "$hs" = "$ht" ] && [ "$cs" = "$ht" ]'
+fi
+
 # ---- bad input: exit 2, the file and line (or request) named on stderr,
 # nothing on stdout and no store
 M=$T/models/tiny-opt.yaml
@@ -249,6 +297,11 @@ bad_case pool-of-one-block "$trace:2:|request 1|6 KV blocks|holds 1" \
 # six blocks: only the longest request, 3 (20 + 6 tokens, line 4), does not fit
 bad_case pool-below-the-longest-request "$trace:4:|request 3|7 KV blocks|holds 6" \
     "${B[@]}" --kv-memory "$((6 * bb)) B" --prompts "$prompts"
+# request 3's prompt does not start with its group's 8 tokens
+sed '3s/^[0-9]*/7/' "$pprompts" >"$tmp/prefix-mismatch.txt"
+bad_case prompts-against-declared-prefix "$tmp/prefix-mismatch.txt:3:|request 3|prefix group 1" \
+    --trace-in "$ptrace" --block-size 4 --max-batch 4 --token-budget 16 --kv-memory "$((8 * bb)) B" \
+    --prefix-cache --prompts "$tmp/prefix-mismatch.txt"
 bad_case gpu-profile-refused "CPU backend|t4-flexgen" \
     "${B[@]}" --kv-memory "$((8 * bb)) B" --hardware t4-flexgen
 

@@ -429,5 +429,35 @@ assert got == ("swap", "fair", 16), "serving is %s, want (swap, fair, 16)" % (go
 assert d["preemptions"]["swap"] > 0, "no swaps: %s" % d["preemptions"]
 ' "$tmp/pol2.json"
 
+# ---- the prefix cache: four system prompts of 384 tokens before each prompt
+PC=(serve-sim --model opt-125m --hardware a100-80gb-sxm --num-requests 200 --rate 30
+    --prompt-len uniform:16,128 --output-len uniform:8,64 --shared-prefix 4:384 --seed 5
+    --format json --db "$db")
+"$L" "${PC[@]}" --requests-out "$tmp/pc-off.csv" >"$tmp/pc-off.json" 2>"$tmp/err"; rc=$?
+check "--shared-prefix without --prefix-cache exits 0" '[ $rc -eq 0 ]' "exit status $rc: $(head -c 300 "$tmp/err")"
+"$L" "${PC[@]}" --prefix-cache --requests-out "$tmp/pc.csv" >"$tmp/pc.json" 2>"$tmp/err"; rc=$?
+check "--prefix-cache exits 0" '[ $rc -eq 0 ]' "exit status $rc: $(head -c 300 "$tmp/err")"
+pycheck "--shared-prefix 4:384 adds 384 tokens to each prompt; no prefix_cache object without --prefix-cache" '
+d, rows = J(A[0]), C(A[1])
+assert all(384 + 16 <= int(r["prompt_len"]) <= 384 + 128 for r in rows), "prompt lengths outside 400..512"
+assert "prefix_cache" not in d and d["serving"]["prefix_cache"] is False, "a prefix_cache without --prefix-cache"
+' "$tmp/pc-off.json" "$tmp/pc-off.csv"
+pycheck "--prefix-cache: hits from the four prefixes, the CSV cached_tokens adding up, TTFT gained as against the run without it" '
+d, off, rows = J(A[0]), J(A[1]), C(A[2])
+pc = d["prefix_cache"]
+assert d["serving"]["prefix_cache"] is True, "serving.prefix_cache not true"
+# at most the first of each group misses its 24 blocks of 16 tokens
+assert pc["hit_tokens"] >= (200 - 4) * 384, "hit_tokens %r below (200 - 4) * 384" % pc["hit_tokens"]
+assert close(pc["hit_rate"], pc["hit_tokens"] / pc["query_tokens"]), "hit_rate %r" % pc["hit_rate"]
+assert sum(int(r["cached_tokens"]) for r in rows) == pc["hit_tokens"], "CSV cached_tokens do not add up"
+g = pc["ttft_gain_s"]
+assert close(g["mean"], off["ttft_s"]["mean"] - d["ttft_s"]["mean"], 1e-9, 1e-12), \
+    "ttft_gain_s.mean %r, off minus on %r" % (g["mean"], off["ttft_s"]["mean"] - d["ttft_s"]["mean"])
+assert g["mean"] > 0 and close(pc["without"]["ttft_mean_s"], off["ttft_s"]["mean"]), "no TTFT gained: %s" % g
+' "$tmp/pc.json" "$tmp/pc-off.json" "$tmp/pc.csv"
+"$L" "${PC[@]}" --shared-prefix 4 >/dev/null 2>"$tmp/err"; rc=$?
+check "--shared-prefix 4 (no length) exits 2 and says GROUPS:LEN" \
+    '[ $rc -eq 2 ] && grep -q "GROUPS:LEN" "$tmp/err"' "exit status $rc: $(head -c 300 "$tmp/err")"
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

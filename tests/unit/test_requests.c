@@ -253,6 +253,35 @@ static void test_trace_accept(void)
     serve_requests_free(&q);
 }
 
+#define HP "arrival_s,prompt_len,output_len,weight,prefix_group,prefix_len\n"
+
+/* Shared prefixes: the two extra columns, read, checked and saved back. */
+static void test_trace_prefix(void)
+{
+    serve_requests q = TRACE_OK(HP "0,100,5,1,3,64\n0,70,5,1,0,0\n1,64,2,1,3,64\n", 3);
+    if (q.n == 3)
+        CHECK(q.r[0].prefix_group == 3 && q.r[0].prefix_len == 64 && q.r[1].prefix_group == 0 &&
+                  q.r[1].prefix_len == 0 && q.r[2].prefix_len == 64,
+              "prefix groups and lengths read");
+    strbuf s = {0};
+    serve_trace_save(&q, &s);
+    CHECK(strcmp(strbuf_str(&s), HP "0,100,5,1,3,64\n0,70,5,1,0,0\n1,64,2,1,3,64\n") == 0,
+          "saved with the prefix columns: %s", strbuf_str(&s));
+    strbuf_free(&s);
+    serve_requests_free(&q);
+    TRACE_BAD(HP "0,1,1,1\n", "t.csv:2: ", "4 fields where 6 are expected, as in the header (line 1)");
+    TRACE_BAD(H "0,1,1,1,1,1\n", "t.csv:2: ", "6 fields where 4 are expected");
+    TRACE_BAD("arrival_s,prompt_len,output_len,weight,group,prefix_len\n", "t.csv:1:",
+              "header field 5 is 'group' but must be 'prefix_group'");
+    TRACE_BAD(HP "0,10,1,1,-1,0\n", "t.csv:2:10: ", "prefix_group -1 must be a whole number");
+    TRACE_BAD(HP "0,10,1,1,1.5,2\n", "t.csv:2:10: ", "prefix_group 1.5 must be a whole number");
+    TRACE_BAD(HP "0,10,1,1,2,11\n", "t.csv:2:12: ", "prefix_len 11 must be a whole number of tokens "
+              "from 0 to the prompt_len 10");
+    TRACE_BAD(HP "0,10,1,1,2,0\n", "t.csv:2:10: ", "a group shares at least one token");
+    TRACE_BAD(HP "0,10,1,1,0,4\n", "t.csv:2:10: ", "group 0 (no shared prefix) shares none");
+    TRACE_BAD(HP "0,10,1,1,2,\n", "t.csv:2:12: ", "prefix_len is empty");
+}
+
 static bool same_requests(const serve_requests *a, const serve_requests *b)
 {
     if (a->n != b->n)
@@ -740,6 +769,34 @@ static void test_generate(void)
     serve_requests_free(&a);
     serve_requests_free(&b);
     serve_requests_free(&c);
+
+    /* shared prefixes: the same arrivals, lengths and weights as without,
+     * each prompt L tokens longer, its group from 1 to G, every group used */
+    g.seed = 42;
+    CHECK(serve_generate(&g, &a, &e) == LLMSIM_OK, "%s", e.msg);
+    g.prefix_groups = 3;
+    g.prefix_len = 200;
+    CHECK(serve_generate(&g, &b, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(serve_generate(&g, &c, &e) == LLMSIM_OK, "%s", e.msg);
+    bool kept = a.n == b.n && b.n == c.n, used[4] = {false};
+    for (size_t i = 0; kept && i < a.n; i++) {
+        kept = a.r[i].arrival_s == b.r[i].arrival_s && a.r[i].output_len == b.r[i].output_len &&
+               a.r[i].weight == b.r[i].weight && b.r[i].prompt_len == a.r[i].prompt_len + 200 &&
+               b.r[i].prefix_len == 200 && b.r[i].prefix_group >= 1 &&
+               b.r[i].prefix_group <= 3 && b.r[i].prefix_group == c.r[i].prefix_group;
+        if (kept)
+            used[b.r[i].prefix_group] = true;
+    }
+    CHECK(kept && used[1] && used[2] && used[3],
+          "shared prefixes keep the other draws, add their length, groups 1..3 all used, "
+          "reproducibly");
+    serve_requests_free(&a);
+    serve_requests_free(&b);
+    serve_requests_free(&c);
+    g.prefix_groups = 2;
+    g.prefix_len = 0;
+    CHECK(serve_generate(&g, &a, &e) == LLMSIM_EINPUT && strstr(e.msg, "shared prefixes 2:0"),
+          "shared prefixes of no tokens refused: %s", e.msg);
     gen_free(&g);
 
     /* The integer part of the stream is pinned: with Poisson gaps (one u01
@@ -875,6 +932,7 @@ int main(void)
     test_rng();
     test_trace_errors();
     test_trace_accept();
+    test_trace_prefix();
     test_trace_roundtrip();
     test_trace_load_errors();
     test_dist_parse();
