@@ -58,6 +58,8 @@ static void usage(FILE *out)
             "  --threads N            compute threads (default: every core)\n"
             "  --time-scale X         arrival times multiplied by X (default 1; recorded), to\n"
             "                         replay on a small machine a trace made for a big one\n"
+            "  --emulate-gpu          a profile with a GPU: serve on the host emulation of the\n"
+            "                         device (the GPU engine's orchestration, CPU kernels)\n"
             "output:\n"
             "  --trace FILE           Chrome trace of the measured run: a track per request,\n"
             "                         KV blocks in use\n"
@@ -87,6 +89,10 @@ static int lift_engine_opts(int argc, char **argv, serve_cli *c, char **args, in
     memcpy(valued + CLI_ENGINE_OPTS, own, sizeof own);
     *nargs = 0;
     for (int i = 0; i < argc; i++) {
+        if (i > 0 && !strcmp(argv[i], "--emulate-gpu")) {
+            c->eng.gpu_emulated = true;
+            continue;
+        }
         const char *v;
         int which = cli_opt_valued("serve", argc, argv, &i, valued,
                                    (int)(sizeof valued / sizeof valued[0]), &v);
@@ -267,9 +273,14 @@ static void measured_json(cJSON *root, const serve_cli *c, const engine_serve_re
     }
     cJSON_AddNumberToObject(root, "time_scale", c->time_scale);
     cJSON *m = cJSON_AddObjectToObject(root, "measured");
-    cJSON_AddStringToObject(m, "engine", "cpu");
+    cJSON_AddStringToObject(m, "engine", er->engine ? er->engine : "cpu");
+    if (er->device[0]) {
+        cJSON_AddStringToObject(m, "device", er->device);
+        cJSON_AddNumberToObject(m, "gpu_bytes", er->gpu_bytes);
+    }
     cJSON_AddStringToObject(m, "weights", c->eng.weights_path ? c->eng.weights_path : "synthetic");
-    cJSON_AddStringToObject(m, "io", er->direct_io ? "O_DIRECT" : "buffered");
+    /* the GPU backend swaps through pinned memory and has no files */
+    cJSON_AddStringToObject(m, "io", er->device[0] ? "pinned" : er->direct_io ? "O_DIRECT" : "buffered");
     cJSON_AddNumberToObject(m, "ram_bytes", er->ram_bytes);
     cJSON_AddNumberToObject(m, "wall_s", wall_s);
     cJSON_AddNumberToObject(m, "iteration_s", iter_s);

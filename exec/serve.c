@@ -251,6 +251,11 @@ static llmsim_status check_ram(const loop *L, const serve_ctx *c, diag *e)
     char a[32], b[32];
     units_format(UNITS_BYTES, need, a, sizeof a);
     units_format(UNITS_BYTES, limit, b, sizeof b);
+    if (L->s->has_gpu)
+        return diag_set(e, LLMSIM_EINPUT, "serving needs %s of RAM (pinned weights, the swap "
+                        "space%s), more than %s %s; lower --swap-space, or put weights on the GPU",
+                        a, o->gpu_emulated ? ", the emulated device's memory" : "",
+                        o->max_ram_bytes > 0 ? "--max-ram" : "the free RAM", b);
     return diag_set(e, LLMSIM_EINPUT, "serving needs %s of RAM (weights in RAM, %lld KV blocks, "
                     "scratch), more than %s %s; lower --kv-memory or --token-budget, or put weights "
                     "on disk", a, (long long)L->s->total_blocks,
@@ -261,10 +266,12 @@ llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
                            const engine_serve_opts *o, engine_serve_result *r, diag *e)
 {
     memset(r, 0, sizeof *r);
-    loop L = {.s = s, .q = q, .o = o, .ops = &exec_cpu_serve_backend};
+    loop L = {.s = s, .q = q, .o = o,
+              .ops = s->cm.hw->gpu.present ? &exec_gpu_serve_backend : &exec_cpu_serve_backend};
     if (!L.ops->accepts(s->cm.hw))
-        return diag_set(e, LLMSIM_EINPUT, "the serving engine runs on the CPU backend only: "
-                        "profile '%s' has a GPU (CUDA serving is not built yet)", s->cm.hw->name);
+        return diag_set(e, LLMSIM_EFAIL, "internal error: no serving backend for '%s'",
+                        s->cm.hw->name);
+    r->engine = L.ops->name;
     /* the scheduler's checks first: a request that can never fit is refused */
     llmsim_status st = serve_sched_check(s, q, e);
     if (st)

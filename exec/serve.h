@@ -67,7 +67,10 @@ typedef struct engine_serve_result {
     int32_t **tokens;           /* [ntokens][q->r[i].output_len] generated ids (zeros when
                                  * interrupted); owned */
     size_t ntokens;
-    double ram_bytes;           /* what the engine allocated */
+    const char *engine;         /* the backend: "cpu" or "gpu" */
+    char device[128];           /* the GPU backend's device (gdev_describe), else "" */
+    double ram_bytes;           /* what the engine allocated in RAM (pinned, for the GPU) */
+    double gpu_bytes;           /* the GPU backend's peak device memory */
     double swap_write_s, swap_read_s; /* the swaps' copies, measured */
     serve_event *events;        /* [nevents] every preemption, in order; owned */
     size_t nevents;
@@ -80,10 +83,12 @@ typedef struct engine_serve_result {
  * every request index. */
 #define SERVE_PREFIX_STREAM (1LL << 31)
 
-/* Serve q on setup s to the end (or ^C). Fails with LLMSIM_EINPUT before
- * allocating anything for a request that can never fit, a placement the
- * engine cannot run (weights on a GPU tier of a CPU-only machine) or more RAM
- * than --max-ram allows. On failure nothing is left on disk. */
+/* Serve q on setup s to the end (or ^C): on the GPU backend (exec/cuda/
+ * serve.c; the host emulation with eng->gpu_emulated) for a profile with a
+ * GPU, else on the CPU backend. Fails with LLMSIM_EINPUT before allocating
+ * anything for a request that can never fit, a placement the engine cannot
+ * run (weights on a GPU tier of a CPU-only machine, on disk with a GPU) or
+ * more RAM than --max-ram allows. On failure nothing is left on disk. */
 llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
                            const engine_serve_opts *o, engine_serve_result *r, diag *e);
 void engine_serve_result_free(engine_serve_result *r);

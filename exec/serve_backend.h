@@ -48,5 +48,6 @@ typedef struct serve_backend_ops {
 } serve_backend_ops;
 
 extern const serve_backend_ops exec_cpu_serve_backend;
+extern const serve_backend_ops exec_gpu_serve_backend; /* exec/cuda/serve.c */
 
 #endif

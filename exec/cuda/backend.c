@@ -63,11 +63,11 @@
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
 #include "exec/cuda/dev.h"
+#include "exec/cuda/layer.h"
 #include "exec/model_io.h"
 #include "exec/offload.h"
 #include "exec/weights.h"
 
-#define G_ALIGN 256u /* offsets within a GPU weight slot */
 #define G_RING 4     /* host out buffers for device -> host -> disk */
 
 #define TRY(x)                                                                                     \
@@ -77,15 +77,8 @@
             return st_;                                                                            \
     } while (0)
 
-static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 // ---- state
-
-/* Where a unit's tensors off the GPU go in a GPU weight slot. */
-typedef struct g_slot_map {
-    size_t off[MODEL_MAX_TENSORS]; /* tensor i, home cpu or disk: its offset, G_ALIGN-aligned */
-    size_t bytes;                  /* the unit's tensors off the GPU, packed */
-} g_slot_map;
 
 /* A ring of host buffers: taken by the producer of a disk write, given back
  * by the write. */
@@ -97,24 +90,18 @@ typedef struct g_ring {
 
 typedef struct geng {
     exec_ctx c;            /* the run: model, policy, workload, plan, options (borrowed) */
-    bool dry;              /* count the memory of a run; allocate and load nothing */
-    double host_bytes;     /* pinned host memory allocated (or counted) */
-    double dev_bytes;      /* device memory allocated (or counted) */
+    gmem mem;              /* what is allocated (dry: counted only) */
     gdev *dev;
     gdev_kind kind;
     pool *pool;            /* CPU attention and weight preparation */
     exec_layout sh;
     gdev_dtype wt;
     offload_dir dir;
-    offload_file *wfile, *kvfile, *actfile;
-    exec_wunit *units;     /* [L + 1]; data: device memory (home gpu) or pinned (home cpu) */
-    exec_wextent wext;     /* what the units need at most */
-    g_slot_map *slots;     /* [L + 1] */
+    offload_file *kvfile, *actfile;
+    gl_weights w;          /* the weights at their homes, the slots, the dequantized copy */
+    gl_ctx gl;             /* the layer math over them */
     exec_layer_names lnames;
     exec_head_names hnames;
-    uint8_t *wstage[2];    /* pinned: a unit's disk weights */
-    void *wslot[2];        /* device: a unit's off-GPU weights */
-    uint16_t *deq;         /* device: dequantized matrices of the unit computing */
     /* KV cache */
     uint8_t **kv_dev;      /* [L * ngb] home gpu: ctx_max slots */
     uint8_t **kv_host;     /* [L * ngb] home cpu: ctx_max slots, pinned */
@@ -181,64 +168,18 @@ static gdev_stream stream_of(const plan_task *t)
 // ---- memory: every buffer comes from here, so that a dry run adds up what
 // a real one allocates
 
-/* A dry run's stand-in for a buffer: counted by the caller, not allocated. */
-static void *dry_alloc(diag *e)
-{
-    void *p = malloc(1);
-    if (!p)
-        diag_set(e, LLMSIM_EFAIL, "out of memory");
-    return p;
-}
-
-/* Why gdev_malloc(bytes) of `what` failed, and what to change. */
-static void dev_oom(geng *g, size_t bytes, const char *what, diag *e)
-{
-    double total = 0, avail = 0;
-    gdev_mem_info(g->dev, &total, &avail);
-    char a[32], b[32], c[32];
-    units_format(UNITS_BYTES, (double)bytes, a, sizeof a);
-    units_format(UNITS_BYTES, (double)gdev_allocated_bytes(g->dev), b, sizeof b);
-    units_format(UNITS_BYTES, avail, c, sizeof c);
-    diag_set(e, LLMSIM_EINPUT, "out of GPU memory allocating %s (%s) with %s allocated and %s free; "
-             "put more of the weights or the KV cache in CPU memory or on disk, or use smaller batches",
-             what, a, b, c);
-}
-
 static void *g_dalloc(geng *g, size_t bytes, const char *what, diag *e)
 {
-    g->dev_bytes += (double)bytes;
-    if (g->dry)
-        return dry_alloc(e);
-    void *p = gdev_malloc(g->dev, bytes);
-    if (!p)
-        dev_oom(g, bytes, what, e);
-    return p;
+    return gmem_dalloc(&g->mem, bytes, what, e);
 }
 
 static void *g_halloc(geng *g, size_t bytes, const char *what, diag *e)
 {
-    bytes = (size_t)offload_round(bytes); /* whole pages: O_DIRECT transfers use them */
-    g->host_bytes += (double)bytes;
-    if (g->dry)
-        return dry_alloc(e);
-    void *p = gdev_host_malloc(g->dev, bytes);
-    if (!p)
-        diag_set(e, LLMSIM_EFAIL, "out of pinned host memory allocating %s (%zu bytes)", what, bytes);
-    return p;
+    return gmem_halloc(&g->mem, bytes, what, e);
 }
 
 /* Free a buffer of g_dalloc (dev) or g_halloc; NULL is ignored. */
-static void g_release_buf(geng *g, void *p, bool dev)
-{
-    if (!p)
-        return;
-    if (g->dry)
-        free(p);
-    else if (dev)
-        gdev_free(g->dev, p);
-    else
-        gdev_host_free(g->dev, p);
-}
+static void g_release_buf(geng *g, void *p, bool dev) { gmem_release(&g->mem, p, dev); }
 
 /* Free the n buffers of list a, device (dev) or pinned ones. */
 static void free_list(geng *g, void *const *a, size_t n, bool dev)
@@ -263,151 +204,16 @@ static void dfree_cb(void *g, void *p) { g_release_buf(g, p, true); }
 
 // ---- weights
 
-/* Where tensor i of unit u is while the unit computes in weight slot ws. */
-static const void *tensor_dev(const geng *g, int u, int i, int ws)
-{
-    const exec_wtensor *t = &g->units[u].t[i];
-    return t->home == TIER_GPU ? t->data : (const uint8_t *)g->wslot[ws] + g->slots[u].off[i];
-}
-
-/* A matrix as gdev_linear takes it: its stored form, or its dequantized copy. */
-static const void *matrix(const geng *g, int u, int i, int ws, gdev_dtype *dt)
-{
-    const exec_wtensor *t = &g->units[u].t[i];
-    if (t->quantized) {
-        *dt = GDEV_F16;
-        return g->deq + t->deq_off;
-    }
-    *dt = g->wt;
-    return tensor_dev(g, u, i, ws);
-}
-
-/* A vector tensor (norm weight, bias) in fp32 on the device, in out. */
-static llmsim_status vec_f32(geng *g, int u, const char *name, int ws, float *out, const float **res, diag *e)
-{
-    int i = exec_wunit_find(&g->units[u], name);
-    if (i < 0)
-        return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
-    const exec_wtensor *t = &g->units[u].t[i];
-    TRY(gdev_to_f32(g->dev, tensor_dev(g, u, i, ws), g->wt, (size_t)(t->desc.rows * t->desc.cols), out, e));
-    *res = out;
-    return LLMSIM_OK;
-}
-
-static llmsim_status linear(geng *g, int u, const char *name, const char *bias, int ws, const float *x,
-                            size_t m, float *y, diag *e)
-{
-    int i = exec_wunit_find(&g->units[u], name);
-    if (i < 0)
-        return diag_set(e, LLMSIM_EFAIL, "the model has no tensor %s", name);
-    const exec_wtensor *t = &g->units[u].t[i];
-    gdev_dtype dt;
-    const void *w = matrix(g, u, i, ws, &dt);
-    const float *b = NULL;
-    if (bias && g->c.m->linear_bias)
-        TRY(vec_f32(g, u, bias, ws, g->a.vec + 2 * g->sh.wmax, &b, e));
-    return gdev_linear(g->dev, x, m, (size_t)t->desc.cols, w, dt, b, (size_t)t->desc.rows, y, g->lin, e);
-}
-
-/* A norm of rows x [rows][h] into out: LayerNorm with weight and bias (bn
- * not NULL), else RMSNorm; its vectors land in vec[0 .. 2 wmax). */
-static llmsim_status norm(geng *g, int u, const char *wn, const char *bn, int ws, const float *x,
-                          size_t rows, float *out, diag *e)
-{
-    const float eps = (float)g->c.m->norm_eps;
-    const float *v1, *v2;
-    TRY(vec_f32(g, u, wn, ws, g->a.vec, &v1, e));
-    if (!bn)
-        return gdev_rmsnorm(g->dev, x, rows, g->sh.h, v1, eps, out, e);
-    TRY(vec_f32(g, u, bn, ws, g->a.vec + g->sh.wmax, &v2, e));
-    return gdev_layernorm(g->dev, x, rows, g->sh.h, v1, v2, eps, out, e);
-}
-
-/* The GPU weight slots' layout: each unit's tensors off the GPU packed,
- * G_ALIGN-aligned; the largest unit's bytes. */
-static size_t slots_layout(geng *g)
-{
-    size_t slot = 0;
-    for (int u = 0; u <= g->sh.L; u++) {
-        const exec_wunit *un = &g->units[u];
-        g_slot_map *sm = &g->slots[u];
-        for (int i = 0; i < un->n; i++)
-            if (un->t[i].home != TIER_GPU) {
-                sm->off[i] = sm->bytes;
-                sm->bytes += round_up(un->t[i].bytes, G_ALIGN);
-            }
-        slot = sm->bytes > slot ? sm->bytes : slot;
-    }
-    return slot;
-}
-
-/* Lay the units out (exec/weights.h) and the slots, and allocate the
- * weights file, the staging, the slots, the dequantized copy and the
- * resident tensors. */
+/* The weights at their homes (gl_weights_layout). */
 static llmsim_status weights_layout(geng *g, diag *e)
 {
-    const int L = g->sh.L;
-    g->units = calloc((size_t)L + 1, sizeof *g->units);
-    g->slots = calloc((size_t)L + 1, sizeof *g->slots);
-    if (!g->units || !g->slots)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    exec_weights_layout(g->units, g->c.m, &g->c.p->weight_quant, &g->c.pl->realized, &g->wext);
-    const uint64_t disk = g->wext.disk_bytes, stage = g->wext.unit_disk_bytes;
-    const size_t slot = slots_layout(g), deq = g->wext.fp16_values;
-    llmsim_status st;
-    if (disk && !g->dry && (st = offload_file_create(&g->dir, "weights.bin", disk, &g->wfile, e)))
-        return st;
-    for (int s = 0; s < 2; s++) {
-        if (stage && !(g->wstage[s] = g_halloc(g, stage, "the weight staging", e)))
-            return e->status;
-        if (slot && !(g->wslot[s] = g_dalloc(g, slot, "a GPU weight slot", e)))
-            return e->status;
-    }
-    if (deq && !(g->deq = g_dalloc(g, deq * 2, "the dequantized weights", e)))
-        return e->status;
-    /* the resident ones */
-    for (int u = 0; u <= L; u++)
-        for (int i = 0; i < g->units[u].n; i++) {
-            exec_wtensor *t = &g->units[u].t[i];
-            if (t->home == TIER_GPU && !(t->data = g_dalloc(g, t->bytes, "the weights", e)))
-                return e->status;
-            if (t->home == TIER_CPU && !(t->data = g_halloc(g, t->bytes, "the weights in CPU memory", e)))
-                return e->status;
-        }
-    return LLMSIM_OK;
+    return gl_weights_layout(&g->mem, &g->dir, g->c.m, &g->c.p->weight_quant, &g->c.pl->realized,
+                             &g->w, e);
 }
 
-/* A tensor of the fill not on disk: stored in its pinned home, or through
- * the (pinned) stage to the GPU. */
-static llmsim_status weights_place(const exec_wfill *f, exec_wtensor *t, const float *vals,
-                                   uint8_t *stage, diag *e)
-{
-    geng *g = f->ctx;
-    if (t->home == TIER_CPU) {
-        exec_wtensor_store(f, t, vals, t->data);
-        return LLMSIM_OK;
-    }
-    memset(stage, 0, offload_round(t->bytes));
-    exec_wtensor_store(f, t, vals, stage);
-    TRY(gdev_copy(g->dev, GDEV_S_LOAD_W, GDEV_H2D, t->data, stage, t->bytes, e));
-    return gdev_stream_sync(g->dev, GDEV_S_LOAD_W, e); /* the stage is reused */
-}
-
-static void *stage_alloc_cb(void *g, size_t bytes)
-{
-    return gdev_host_malloc(((geng *)g)->dev, (size_t)offload_round(bytes));
-}
-
-static void stage_free_cb(void *g, void *p) { gdev_host_free(((geng *)g)->dev, p); }
-
-/* Generate or read every tensor and store it at its home. */
 static llmsim_status weights_load(geng *g, diag *e)
 {
-    const exec_wfill f = {.m = g->c.m, .o = g->c.o, .pool = g->pool, .wt = (k_wtype)g->wt,
-                          .wq = &g->c.p->weight_quant, .wfile = g->wfile,
-                          .stage_alloc = stage_alloc_cb, .stage_free = stage_free_cb,
-                          .place = weights_place, .ctx = g};
-    return exec_weights_fill(&f, g->units, &g->wext, e);
+    return gl_weights_load(&g->mem, g->c.m, g->c.o, g->pool, &g->c.p->weight_quant, &g->w, e);
 }
 
 // ---- KV cache, hidden states, scratch
@@ -511,7 +317,7 @@ static llmsim_status disk_file_init(geng *g, const char *name, uint64_t bytes, o
                                     uint8_t **stage, size_t stage_bytes, const char *what, diag *e)
 {
     llmsim_status st;
-    if (!g->dry && (st = offload_file_create(&g->dir, name, bytes, f, e)))
+    if (!g->mem.dry && (st = offload_file_create(&g->dir, name, bytes, f, e)))
         return st;
     for (int s = 0; s < 2; s++)
         if (!(stage[s] = g_halloc(g, stage_bytes, what, e)))
@@ -651,13 +457,9 @@ static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, lon
                               float *vv, diag *e)
 {
     const model *m = g->c.m;
-    const exec_layer_names *nm = &g->lnames;
     const size_t rows = (size_t)g->sh.gbs * (size_t)t;
     const long long start = exec_step_start(&g->sh, i);
-    TRY(norm(g, j, nm->attn_norm_w, nm->attn_norm_b, ws, x, rows, g->a.hn, e));
-    TRY(linear(g, j, nm->q, nm->q_b, ws, g->a.hn, rows, q, e));
-    TRY(linear(g, j, nm->k, nm->k_b, ws, g->a.hn, rows, kk, e));
-    TRY(linear(g, j, nm->v, nm->v_b, ws, g->a.hn, rows, vv, e));
+    TRY(gl_qkv(&g->gl, j, ws, x, rows, q, kk, vv, e));
     if (m->position == MODEL_POS_ROTARY) {
         TRY(gdev_rotary(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_heads,
                         (size_t)m->head_dim, m->rope_theta, e));
@@ -665,32 +467,6 @@ static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, lon
                         (size_t)m->head_dim, m->rope_theta, e));
     }
     return LLMSIM_OK;
-}
-
-/* The output projection, the residual and the MLP: x += o(att); x += mlp(x). */
-static llmsim_status attn_post(geng *g, int j, int ws, float *x, const float *att, size_t rows, diag *e)
-{
-    const model *m = g->c.m;
-    const exec_layer_names *nm = &g->lnames;
-    const size_t h = g->sh.h, n = rows * g->sh.f;
-    TRY(linear(g, j, nm->o, nm->o_b, ws, att, rows, g->a.tmp, e));
-    TRY(gdev_add(g->dev, x, g->a.tmp, rows * h, x, e));
-    TRY(norm(g, j, nm->mlp_norm_w, nm->mlp_norm_b, ws, x, rows, g->a.hn, e));
-    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
-        float *gate = g->a.ffn, *up = g->a.ffn + n;
-        TRY(linear(g, j, nm->gate, NULL, ws, g->a.hn, rows, gate, e));
-        TRY(linear(g, j, nm->up, NULL, ws, g->a.hn, rows, up, e));
-        TRY(gdev_silu_mul(g->dev, gate, up, n, gate, e));
-        TRY(linear(g, j, nm->down, NULL, ws, gate, rows, g->a.tmp, e));
-    } else {
-        TRY(linear(g, j, nm->fc1, nm->fc1_b, ws, g->a.hn, rows, g->a.ffn, e));
-        if (m->ffn_kind == MODEL_FFN_GELU)
-            TRY(gdev_gelu(g->dev, g->a.ffn, n, g->a.ffn, e));
-        else
-            TRY(gdev_relu(g->dev, g->a.ffn, n, g->a.ffn, e));
-        TRY(linear(g, j, nm->fc2, nm->fc2_b, ws, g->a.ffn, rows, g->a.tmp, e));
-    }
-    return gdev_add(g->dev, x, g->a.tmp, rows * h, x, e);
 }
 
 /* One batch through decoder layer j at step i on the GPU: g->a.x holds the
@@ -717,7 +493,7 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
     TRY(gdev_attention(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, &att_kv,
                        (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim, g->a.att,
                        e));
-    return attn_post(g, j, ws, g->a.x, g->a.att, rows, e);
+    return gl_post(&g->gl, j, ws, g->a.x, g->a.att, rows, e);
 }
 
 /* Embeddings of t tokens of every sequence of batch k from position start
@@ -742,44 +518,16 @@ static llmsim_status embed(geng *g, int k, long long start, long long t, int ws,
             ids[n + (size_t)a] = (int32_t)(start + a + (opt ? 2 : 0));
     size_t nid = n + (g->c.m->position == MODEL_POS_LEARNED ? (size_t)t : 0);
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_H2D, g->ids_dev, ids, nid * 4, e));
-    int ti = exec_wunit_find(&g->units[L], g->hnames.embed_tokens);
+    int ti = exec_wunit_find(&g->w.units[L], g->hnames.embed_tokens);
     gdev_dtype dt;
-    const void *table = matrix(g, L, ti, ws, &dt);
+    const void *table = gl_matrix(&g->gl, L, ti, ws, &dt);
     TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->sh.vocab, g->sh.h, out, e));
     if (g->c.m->position == MODEL_POS_LEARNED) {
-        int pi = exec_wunit_find(&g->units[L], g->hnames.embed_positions);
-        const void *pt = matrix(g, L, pi, ws, &dt);
+        int pi = exec_wunit_find(&g->w.units[L], g->hnames.embed_positions);
+        const void *pt = gl_matrix(&g->gl, L, pi, ws, &dt);
         TRY(gdev_embed(g->dev, g->ids_dev + n, (size_t)t, pt, dt,
-                       (size_t)g->units[L].t[pi].desc.rows, g->sh.h, g->a.tmp, e));
+                       (size_t)g->w.units[L].t[pi].desc.rows, g->sh.h, g->a.tmp, e));
         TRY(gdev_add_rows(g->dev, out, n, g->sh.h, g->a.tmp, (size_t)t, out, e));
-    }
-    return LLMSIM_OK;
-}
-
-/* Dequantize unit u's matrices (in weight slot ws) into the working copy. */
-static llmsim_status dequant_unit(geng *g, int u, int ws, diag *e)
-{
-    for (int i = 0; i < g->units[u].n; i++) {
-        const exec_wtensor *t = &g->units[u].t[i];
-        if (t->quantized)
-            TRY(gdev_dequant_f16(g->dev, tensor_dev(g, u, i, ws), (size_t)t->desc.rows, (size_t)t->desc.cols,
-                                 g->c.p->weight_quant.bits, g->c.p->weight_quant.group_size, g->deq + t->deq_off,
-                                 e));
-    }
-    return LLMSIM_OK;
-}
-
-/* Copy unit u's tensors that are off the GPU into weight slot ws (from
- * pinned memory, or from the staging its W_DISK filled), on `s`. */
-static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
-{
-    const exec_wunit *un = &g->units[u];
-    for (int i = 0; i < un->n; i++) {
-        const exec_wtensor *t = &un->t[i];
-        if (t->home == TIER_GPU)
-            continue;
-        const void *src = t->home == TIER_CPU ? (const void *)t->data : (const void *)(g->wstage[ws] + t->disk_rel);
-        TRY(gdev_copy(g->dev, s, GDEV_H2D, (uint8_t *)g->wslot[ws] + g->slots[u].off[i], src, t->bytes, e));
     }
     return LLMSIM_OK;
 }
@@ -789,12 +537,12 @@ static llmsim_status load_unit(geng *g, int u, int ws, gdev_stream s, diag *e)
 static llmsim_status embed_prompts(geng *g, diag *e)
 {
     const int L = g->sh.L;
-    const exec_wunit *head = &g->units[L];
+    const exec_wunit *head = &g->w.units[L];
     if (head->disk_bytes)
-        TRY(offload_read(g->wfile, g->wstage[0], head->disk_bytes, head->disk_base, e));
-    TRY(load_unit(g, L, 0, GDEV_S_COMPUTE, e));
+        TRY(offload_read(g->w.wfile, g->w.wstage[0], head->disk_bytes, head->disk_base, e));
+    TRY(gl_load_unit(&g->mem, &g->w, L, 0, GDEV_S_COMPUTE, e));
     if (head->fp16_values)
-        TRY(dequant_unit(g, L, 0, e));
+        TRY(gl_dequant(&g->gl, L, 0, e));
     for (int k = 0; k < g->sh.ngb; k++)
         TRY(embed(g, k, 0, g->sh.prompt, 0, g->next_in[k], e));
     return gdev_sync(g->dev, e);
@@ -802,16 +550,10 @@ static llmsim_status embed_prompts(geng *g, diag *e)
 
 static llmsim_status head_forward(geng *g, int i, int k, int ws, diag *e)
 {
-    const int L = g->sh.L, gbs = g->sh.gbs;
-    const exec_head_names *nm = &g->hnames;
+    const int gbs = g->sh.gbs;
     float *x = g->a.hn;
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2D, x, g->last[k], (size_t)gbs * g->sh.h * 4, e));
-    TRY(norm(g, L, nm->norm_w, nm->norm_b, ws, x, (size_t)gbs, x, e));
-    int li = exec_wunit_find(&g->units[L], nm->lm_head);
-    gdev_dtype dt;
-    const void *w = matrix(g, L, li, ws, &dt);
-    TRY(gdev_linear(g->dev, x, (size_t)gbs, g->sh.h, w, dt, NULL, g->sh.vocab, g->a.logits, g->lin,
-                    e));
+    TRY(gl_logits(&g->gl, ws, x, (size_t)gbs, e));
     TRY(gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_D2H, g->logits_host, g->a.logits,
                   (size_t)gbs * g->sh.vocab * 4, e));
     TRY(gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e));
@@ -903,7 +645,7 @@ static llmsim_status task_post(geng *g, uint32_t ti, int ws, diag *e)
     uint32_t pre = find(g, ti, PLAN_PRE);
     TRY(need(pre, "pre", e));
     TRY(gdev_to_f32(g->dev, g->datt[k], GDEV_F16, (size_t)g->sh.gbs * g->sh.qd, g->a.att, e));
-    TRY(attn_post(g, t->layer, ws, g->dx[k], g->a.att, (size_t)g->sh.gbs, e));
+    TRY(gl_post(&g->gl, t->layer, ws, g->dx[k], g->a.att, (size_t)g->sh.gbs, e));
     return store_output(g, t->layer, k, g->c.pl->tasks[pre].slot2, g->dx[k], 1, e);
 }
 
@@ -1037,8 +779,8 @@ static llmsim_status issue_dev(geng *g, uint32_t ti, gdev_stream s, diag *e)
     const int ws = (int)(((size_t)i * (size_t)(g->sh.L + 1) + (size_t)j) & 1);
     const size_t gbs = (size_t)g->sh.gbs;
     switch ((plan_kind)t->kind) {
-    case PLAN_W_H2D: return load_unit(g, j, t->slot, s, e);
-    case PLAN_W_DEQUANT: return dequant_unit(g, j, ws, e);
+    case PLAN_W_H2D: return gl_load_unit(&g->mem, &g->w, j, t->slot, s, e);
+    case PLAN_W_DEQUANT: return gl_dequant(&g->gl, j, ws, e);
     case PLAN_C_H2D: return kv_copy_in(g, ti, s, e);
     case PLAN_A_H2D: return act_copy_in(g, ti, s, e);
     case PLAN_C_D2H: return kv_copy_out(g, ti, s, e);
@@ -1076,8 +818,8 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
     const long long first = exec_step_start(&g->sh, i);
     switch ((plan_kind)t->kind) {
     case PLAN_W_DISK: {
-        const exec_wunit *un = &g->units[j];
-        return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
+        const exec_wunit *un = &g->w.units[j];
+        return offload_read(g->w.wfile, g->w.wstage[t->slot], un->disk_bytes, un->disk_base, e);
     }
     case PLAN_C_DISK:
         return offload_read(g->kvfile, g->kv_stage[t->slot], (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
@@ -1162,27 +904,12 @@ static void free_ptrs(geng *g, void **a, size_t n, bool dev)
     free(a);
 }
 
-/* The weights: the resident tensors (device or pinned memory by home), the
- * units, the slot maps. */
-static void free_weights(geng *g)
-{
-    if (g->units) {
-        for (int u = 0; u <= g->sh.L; u++)
-            for (int i = 0; i < g->units[u].n; i++) {
-                const exec_wtensor *t = &g->units[u].t[i];
-                g_release_buf(g, t->data, t->home == TIER_GPU);
-            }
-        free(g->units);
-    }
-    free(g->slots);
-}
-
 /* The double buffers and the rings: GPU slots and pinned staging. */
 static void free_slots(geng *g)
 {
     for (int s = 0; s < 2; s++) {
-        void *d[] = {g->wslot[s], g->kv_in[s], g->kv_out[s], g->act_in[s], g->act_out[s]};
-        void *h[] = {g->wstage[s], g->kv_stage[s], g->act_stage[s]};
+        void *d[] = {g->kv_in[s], g->kv_out[s], g->act_in[s], g->act_out[s]};
+        void *h[] = {g->kv_stage[s], g->act_stage[s]};
         free_list(g, d, sizeof d / sizeof d[0], true);
         free_list(g, h, sizeof h / sizeof h[0], false);
     }
@@ -1209,7 +936,7 @@ static void free_state(geng *g)
     free_ptrs(g, (void **)g->hqkv, nk, false);
     free_ptrs(g, (void **)g->hatt, nk, false);
     exec_acts_free(&g->a, dfree_cb, g);
-    void *d[] = {g->deq, g->kv_f16, g->lin, g->ids_dev};
+    void *d[] = {g->kv_f16, g->lin, g->ids_dev};
     void *h[] = {g->cqkv, g->catt, g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
     free_list(g, d, sizeof d / sizeof d[0], true);
     free_list(g, h, sizeof h / sizeof h[0], false);
@@ -1233,12 +960,12 @@ static void free_events(geng *g)
 
 static void g_free(geng *g)
 {
-    if (g->dev && !g->dry) {
+    if (g->dev && !g->mem.dry) {
         diag e;
         diag_clear(&e);
         (void)gdev_sync(g->dev, &e); /* nothing in flight touches what is freed below */
     }
-    free_weights(g);
+    gl_weights_free(&g->mem, &g->w);
     free_slots(g);
     free_state(g);
     free_events(g);
@@ -1282,7 +1009,7 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     if (!g)
         return diag_set(e, LLMSIM_EFAIL, "out of memory");
     const engine_opts *o = c->o;
-    g->dry = dry;
+    g->mem.dry = dry;
     g->c = *c;
     g->wt = (gdev_dtype)c->m->dtype;
     g->tk.logits_out = o->logits_out;
@@ -1316,8 +1043,13 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
         if ((st = offload_dir_create(o->offload_parent, &g->dir, e)))
             return st;
     }
+    g->mem.dev = g->dev;
     if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
         return st;
+    g->gl = (gl_ctx){.dev = g->dev, .m = c->m, .w = &g->w, .wt = g->wt, .wq = &c->p->weight_quant,
+                     .deq = g->w.deq, .ln = &g->lnames, .hn = &g->hnames, .a = &g->a,
+                     .lin = g->lin, .h = g->sh.h, .qd = g->sh.qd, .kvd = g->sh.kvd,
+                     .f = g->sh.f, .wmax = g->sh.wmax, .vocab = g->sh.vocab};
     g->tk.tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tk.tokens);
     g->tk.probs = malloc(g->sh.vocab * sizeof *g->tk.probs);
     g->tk.idx = malloc(g->sh.vocab * sizeof *g->tk.idx);
@@ -1344,7 +1076,7 @@ static llmsim_status g_ram_bytes(const exec_ctx *c, double *bytes, diag *e)
 {
     void *state = NULL;
     llmsim_status st = g_setup(&state, c, true, e);
-    *bytes = state ? ((geng *)state)->host_bytes : 0;
+    *bytes = state ? ((geng *)state)->mem.host_bytes : 0;
     g_release(state);
     return st;
 }
@@ -1390,7 +1122,7 @@ static void g_finish(void *state, engine_result *r)
 {
     geng *g = state;
     r->direct_io = offload_dir_direct(&g->dir);
-    r->ram_bytes = g->host_bytes;
+    r->ram_bytes = g->mem.host_bytes;
     r->gpu_bytes = (double)gdev_peak_bytes(g->dev);
     gdev_describe(g->dev, r->device, sizeof r->device);
 }

@@ -242,6 +242,34 @@ if [ $have_sqlite -eq 1 ]; then
         '[ "$hs" = "$ht" ] && [ "$cs" = "$ht" ]'
 fi
 
+# ---- the GPU serving backend on the host emulation of the device: a GPU
+# profile, the weights in GPU memory, then in CPU memory (streamed every
+# iteration), swap through pinned memory in a pool of 8 blocks; every
+# request's tokens those of llmsim run --emulate-gpu on its prompt alone
+gdir=$tmp/gpu
+mkdir -p "$gdir/off"
+: >"$gdir/expected.txt"
+for i in $(seq 1 $nreq); do
+    sed -n "${i}p" "$prompts" >"$gdir/p$i.txt"
+    "$L" run --model "$M" --hardware t4-flexgen --emulate-gpu --percent 100 0 100 0 100 0 \
+        --prompt-tokens "$gdir/p$i.txt" --gen-len "${olens[i - 1]}" --tokens-out "$gdir/r$i.txt" --threads 2 \
+        --db "$gdir/ref.db" --offload-dir "$gdir/off" >/dev/null 2>&1 && echo "$i: $(cat "$gdir/r$i.txt")" >>"$gdir/expected.txt"
+done
+for w in gpu cpu; do
+    pct=(100 0 100 0 100 0)
+    [ $w = cpu ] && pct=(0 100 100 0 100 0)
+    "$L" serve --model "$M" --hardware t4-flexgen --emulate-gpu --trace-in "$trace" --block-size 4 --max-batch 4 \
+        --token-budget 16 --threads 2 --kv-memory "$((8 * ${bb:-3072})) B" --swap-space "1 MiB" --preemption swap \
+        --percent "${pct[@]}" --prompts "$prompts" --tokens-out "$gdir/served-$w.txt" --format json \
+        --db "$gdir/store.db" --offload-dir "$gdir/off" >"$gdir/$w.json" 2>"$gdir/err"; rc=$?
+    eng=$(jv "$gdir/$w.json" measured.engine); sw=$(jv "$gdir/$w.json" preemptions.swap)
+    check "--emulate-gpu, weights in $w memory: serve exits 0 on the gpu engine, swaps ($sw)" \
+        '[ $rc -eq 0 ] && [ "$eng" = gpu ] && gt "$sw" 0' "exit status $rc, engine '$eng': $(head -c 300 "$gdir/err")"
+    check "--emulate-gpu, weights in $w memory: every request's tokens equal llmsim run --emulate-gpu alone" \
+        '[ "$(wc -l <"$gdir/expected.txt")" -eq $nreq ] && cmp -s "$gdir/served-$w.txt" "$gdir/expected.txt"' \
+        "served: $(head -c 300 "$gdir/served-$w.txt"); alone: $(head -c 300 "$gdir/expected.txt")"
+done
+
 # ---- bad input: exit 2, the file and line (or request) named on stderr,
 # nothing on stdout and no store
 M=$T/models/tiny-opt.yaml
@@ -302,7 +330,10 @@ sed '3s/^[0-9]*/7/' "$pprompts" >"$tmp/prefix-mismatch.txt"
 bad_case prompts-against-declared-prefix "$tmp/prefix-mismatch.txt:3:|request 3|prefix group 1" \
     --trace-in "$ptrace" --block-size 4 --max-batch 4 --token-budget 16 --kv-memory "$((8 * bb)) B" \
     --prefix-cache --prompts "$tmp/prefix-mismatch.txt"
-bad_case gpu-profile-refused "CPU backend|t4-flexgen" \
+bad_case gpu-weights-on-disk "on disk|give the disk fraction to cpu" \
+    "${B[@]}" --kv-memory "$((8 * bb)) B" --hardware t4-flexgen --emulate-gpu --percent 0 0 100 0 100 0
+# a profile with a GPU on a machine without one (or a build without CUDA)
+[ -e /dev/nvidia0 ] || bad_case gpu-profile-without-a-gpu "--emulate-gpu" \
     "${B[@]}" --kv-memory "$((8 * bb)) B" --hardware t4-flexgen
 
 # ---- ^C: requests arriving over 10 s, interrupted after 1.5 s
