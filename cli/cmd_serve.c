@@ -172,6 +172,27 @@ static llmsim_status check_groups(const serve_cli *c, const serve_requests *q,
     return st;
 }
 
+/* The next line of f, of any length, into *line (of *cap bytes, grown);
+ * *more: false at the end of the file. */
+static llmsim_status next_line(FILE *f, char **line, size_t *cap, bool *more, diag *e)
+{
+    size_t len = 0;
+    int ch;
+    while ((ch = fgetc(f)) != EOF && ch != '\n') {
+        if (len + 1 == *cap) {
+            char *g = realloc(*line, *cap * 2);
+            if (!g)
+                return diag_set(e, LLMSIM_EFAIL, "out of memory");
+            *line = g;
+            *cap *= 2;
+        }
+        (*line)[len++] = (char)ch;
+    }
+    (*line)[len] = '\0';
+    *more = !(ch == EOF && len == 0);
+    return LLMSIM_OK;
+}
+
 /* --prompts: one line a request (blank lines and # comments skipped), each
  * as long as its request's prompt, and those of a declared prefix group
  * starting with the same tokens. */
@@ -190,23 +211,10 @@ static llmsim_status read_prompts(serve_cli *c, const serve_requests *q, long lo
     size_t *lines = malloc((q->n ? q->n : 1) * sizeof *lines); /* each prompt's line */
     int32_t *toks = NULL; /* one line's ids */
     llmsim_status st = line && lines ? LLMSIM_OK : diag_set(e, LLMSIM_EFAIL, "out of memory");
-    while (!st && c->nprompts < q->n) {
-        size_t len = 0;
-        int ch;
-        while ((ch = fgetc(f)) != EOF && ch != '\n') { /* a line of any length */
-            if (len + 1 == cap) {
-                char *g = realloc(line, cap *= 2);
-                if (!g) {
-                    st = diag_set(e, LLMSIM_EFAIL, "out of memory");
-                    break;
-                }
-                line = g;
-            }
-            line[len++] = (char)ch;
-        }
-        if (st || (ch == EOF && len == 0))
+    bool more = true;
+    while (!st && more && c->nprompts < q->n) {
+        if ((st = next_line(f, &line, &cap, &more, e)) || !more)
             break;
-        line[len] = '\0';
         lineno++;
         const serve_request *r = &q->r[c->nprompts];
         long long got = 0;

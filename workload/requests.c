@@ -870,11 +870,9 @@ static double dist_sample(const serve_dist *d, rng_state *r)
 
 /* ---- the generator ---- */
 
-llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
+/* The generator's settings, checked. */
+static llmsim_status gen_check(const serve_gen *g, diag *e)
 {
-    out->r = NULL;
-    out->n = 0;
-    out->source = NULL;
     assert(g->arrival == SERVE_ARRIVAL_POISSON || g->arrival == SERVE_ARRIVAL_GAMMA);
     assert(g->prompt_len.integer && g->output_len.integer);
     if (g->num_requests < 1 || g->num_requests > GEN_MAX_REQUESTS)
@@ -884,8 +882,7 @@ llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
     if (!(g->rate > 0) || !isfinite(g->rate))
         return diag_set(e, LLMSIM_EINPUT, "rate %g is not a number of requests per second > 0",
                         g->rate);
-    bool gamma = g->arrival == SERVE_ARRIVAL_GAMMA;
-    if (gamma && (!(g->cv > 0) || !isfinite(g->cv)))
+    if (g->arrival == SERVE_ARRIVAL_GAMMA && (!(g->cv > 0) || !isfinite(g->cv)))
         return diag_set(e, LLMSIM_EINPUT,
                         "cv %g must be > 0: the coefficient of variation of inter-arrival times "
                         "(1 is as bursty as Poisson, above 1 burstier)",
@@ -895,6 +892,18 @@ llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
         return diag_set(e, LLMSIM_EINPUT,
                         "shared prefixes %lld:%lld: give 1 to %lld groups of 1 to 2^31 tokens",
                         g->prefix_groups, g->prefix_len, SERVE_PREFIX_GROUP_MAX);
+    return LLMSIM_OK;
+}
+
+llmsim_status serve_generate(const serve_gen *g, serve_requests *out, diag *e)
+{
+    out->r = NULL;
+    out->n = 0;
+    out->source = NULL;
+    llmsim_status st = gen_check(g, e);
+    if (st)
+        return st;
+    const bool gamma = g->arrival == SERVE_ARRIVAL_GAMMA;
     size_t n = (size_t)g->num_requests;
     serve_request *r = calloc(n, sizeof *r);
     if (!r)
