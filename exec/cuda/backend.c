@@ -70,13 +70,6 @@
 
 #define G_RING 4     /* host out buffers for device -> host -> disk */
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        llmsim_status st_ = (x);                                                                   \
-        if (st_)                                                                                   \
-            return st_;                                                                            \
-    } while (0)
-
 
 // ---- state
 

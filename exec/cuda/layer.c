@@ -6,13 +6,6 @@
 
 #include "common/units.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        llmsim_status st_ = (x);                                                                   \
-        if (st_)                                                                                   \
-            return st_;                                                                            \
-    } while (0)
-
 static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
 
 // ---- memory

@@ -26,6 +26,15 @@
 
 #define GL_ALIGN 256u /* offsets within a GPU weight slot */
 
+/* Return a failed status at once (the GPU backends' files, whose every
+ * device call can fail). */
+#define TRY(x)                                                                                     \
+    do {                                                                                           \
+        llmsim_status st_ = (x);                                                                   \
+        if (st_)                                                                                   \
+            return st_;                                                                            \
+    } while (0)
+
 // ---- memory
 
 typedef struct gmem {

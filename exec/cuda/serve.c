@@ -40,13 +40,6 @@
 #include "exec/cuda/layer.h"
 #include "exec/model_io.h"
 
-#define TRY(x)                                                                                     \
-    do {                                                                                           \
-        llmsim_status st_ = (x);                                                                   \
-        if (st_)                                                                                   \
-            return st_;                                                                            \
-    } while (0)
-
 typedef struct gsrv {
     serve_ctx c;
     const model *m;
