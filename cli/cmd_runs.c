@@ -491,7 +491,7 @@ static void show_serving_table(const show_serving *sv)
 {
     if (!sv->nit && !sv->nrq)
         return;
-    int64_t pre = 0, dec = 0, out = 0, in = 0, ps = 0, pr = 0;
+    int64_t pre = 0, dec = 0, out = 0, in = 0, ps = 0, pr = 0, hit = 0;
     double busy = 0, pred = 0, sched = 0;
     for (size_t i = 0; i < sv->nit; i++) {
         const serve_iter_row *w = &sv->it[i];
@@ -504,20 +504,24 @@ static void show_serving_table(const show_serving *sv)
         busy += w->end_s - w->start_s;
         pred += w->predicted_s;
         sched += w->sched_s;
+        hit += w->hit_tokens;
     }
     printf("\nserving rows\n");
     printf("  iterations     %zu: %lld prefill and %lld decode tokens, %.4g s busy (priced %.4g s), "
            "scheduler %.4g s\n", sv->nit, (long long)pre, (long long)dec, busy, pred, sched);
     printf("  preemptions    %lld by swap (%lld blocks out, %lld in), %lld by recompute\n",
            (long long)ps, (long long)out, (long long)in, (long long)pr);
+    if (hit)
+        printf("  prefix cache   %lld prompt tokens found cached\n", (long long)hit);
     printf("  requests       %zu\n", sv->nrq);
-    printf("  %5s %10s %10s %10s %10s %7s %7s %5s %5s\n", "id", "arrival", "admitted", "first tok",
-           "finish", "prompt", "output", "swaps", "recmp");
+    printf("  %5s %10s %10s %10s %10s %7s %7s %7s %5s %5s\n", "id", "arrival", "admitted",
+           "first tok", "finish", "prompt", "cached", "output", "swaps", "recmp");
     for (size_t i = 0; i < sv->nrq && i < SHOW_MAX_REQUESTS; i++) {
         const store_serve_request *r = &sv->rq[i];
-        printf("  %5lld %10.4f %10.4f %10.4f %10.4f %7lld %7lld %5d %5d\n", (long long)r->req,
+        printf("  %5lld %10.4f %10.4f %10.4f %10.4f %7lld %7lld %7lld %5d %5d\n", (long long)r->req,
                r->arrival_s, r->admitted_s, r->first_token_s, r->finish_s,
-               (long long)r->prompt_tokens, (long long)r->output_tokens, r->swaps, r->recomputes);
+               (long long)r->prompt_tokens, (long long)r->cached_tokens,
+               (long long)r->output_tokens, r->swaps, r->recomputes);
     }
     if (sv->nrq > SHOW_MAX_REQUESTS)
         printf("  ... %zu more (--format json has them all)\n", sv->nrq - SHOW_MAX_REQUESTS);
@@ -539,7 +543,8 @@ static cJSON *show_serving_json(const show_serving *sv)
                  {"swap_blocks", (double)w->swap_blocks}, {"out_blocks", (double)w->out_blocks},
                  {"in_blocks", (double)w->in_blocks}, {"preempt_swap", w->preempt_swap},
                  {"preempt_recompute", w->preempt_recompute}, {"sched_s", w->sched_s},
-                 {"swap_s", w->swap_s}, {"weights_s", w->weights_s}};
+                 {"swap_s", w->swap_s}, {"weights_s", w->weights_s},
+                 {"hit_tokens", (double)w->hit_tokens}};
         for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
             cJSON_AddNumberToObject(x, f[k].k, f[k].v);
         cJSON_AddItemToArray(its, x);
@@ -555,7 +560,8 @@ static cJSON *show_serving_json(const show_serving *sv)
                  {"admitted_s", r->admitted_s}, {"first_token_s", r->first_token_s},
                  {"finish_s", r->finish_s}, {"prompt_tokens", (double)r->prompt_tokens},
                  {"output_tokens", (double)r->output_tokens}, {"weight", r->weight},
-                 {"swaps", r->swaps}, {"recomputes", r->recomputes}};
+                 {"swaps", r->swaps}, {"recomputes", r->recomputes},
+                 {"cached_tokens", (double)r->cached_tokens}};
         for (size_t k = 0; k < sizeof f / sizeof f[0]; k++)
             cJSON_AddNumberToObject(x, f[k].k, f[k].v);
         cJSON_AddItemToArray(rqs, x);

@@ -235,6 +235,9 @@ check "--prefix-cache: serve exits 0, serving.prefix_cache true, hit_rate > 0 ($
 check "--prefix-cache: every request's tokens equal llmsim run on its prompt alone" \
     '[ "$(wc -l <"$pdir/expected.txt")" -eq $nreq ] && cmp -s "$pdir/served.txt" "$pdir/expected.txt"' \
     "served: $(head -c 300 "$pdir/served.txt"); alone: $(head -c 300 "$pdir/expected.txt")"
+shown=$("$L" show --db "$pdir/store.db" 1 2>&1)
+check "--prefix-cache: llmsim show lists the tokens found cached ($ht)" \
+    'grep -q "prefix cache   $ht prompt tokens found cached" <<<"$shown"' "${shown:0:400}"
 if [ $have_sqlite -eq 1 ]; then
     hs=$(sqlite3 "$pdir/store.db" "select sum(hit_tokens) from serve_iterations")
     cs=$(sqlite3 "$pdir/store.db" "select sum(cached_tokens) from serve_requests")
