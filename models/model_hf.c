@@ -3,6 +3,14 @@
  * families) into a model. Keys are those of transformers' OPTConfig,
  * LlamaConfig and MistralConfig; missing optional keys take those classes'
  * defaults. JSON parsing is cJSON's.
+ *
+ * Nothing is taken on trust: a key llmsim reads must have its type and a
+ * sensible value (a string where a number belongs is an error, not the
+ * default), and a key that changes the math and that llmsim does not
+ * implement (rope_scaling, a sliding window shorter than the context, logit
+ * soft-capping, q/k norms, biases, partial rotary, tanh GELU, ...) is refused
+ * naming the key, unless its value is the neutral one. Keys llmsim does not
+ * know at all are metadata to it (architectures, token ids, dropout, ...).
  */
 #include <cJSON.h>
 #include <errno.h>
@@ -103,23 +111,129 @@ static llmsim_status get_int(hf_ctx *c, const char *key, bool required, int64_t 
     return LLMSIM_OK;
 }
 
-static double get_num(hf_ctx *c, const char *key, double dflt)
+/* A number > 0 (finite), or dflt when absent or null. */
+static llmsim_status get_num(hf_ctx *c, const char *key, double dflt, double *out)
 {
     cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
-    return (it && cJSON_IsNumber(it) && isfinite(it->valuedouble) && it->valuedouble > 0)
-               ? it->valuedouble : dflt;
+    if (!it || cJSON_IsNull(it)) {
+        *out = dflt;
+        return LLMSIM_OK;
+    }
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || !(it->valuedouble > 0))
+        return key_error(c, key, "must be a number > 0");
+    *out = it->valuedouble;
+    return LLMSIM_OK;
 }
 
-static const char *get_str(hf_ctx *c, const char *key)
+/* A string, or NULL when absent or null. */
+static llmsim_status get_str(hf_ctx *c, const char *key, const char **out)
 {
     cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
-    return cJSON_IsString(it) ? it->valuestring : NULL;
+    *out = NULL;
+    if (!it || cJSON_IsNull(it))
+        return LLMSIM_OK;
+    if (!cJSON_IsString(it))
+        return key_error(c, key, "must be a string");
+    *out = it->valuestring;
+    return LLMSIM_OK;
 }
 
-static bool get_bool(hf_ctx *c, const char *key, bool dflt)
+/* true or false, or dflt when absent or null. */
+static llmsim_status get_bool(hf_ctx *c, const char *key, bool dflt, bool *out)
 {
     cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, key);
-    return cJSON_IsBool(it) ? cJSON_IsTrue(it) : dflt;
+    *out = dflt;
+    if (!it || cJSON_IsNull(it))
+        return LLMSIM_OK;
+    if (!cJSON_IsBool(it))
+        return key_error(c, key, "must be true or false");
+    *out = cJSON_IsTrue(it);
+    return LLMSIM_OK;
+}
+
+/* ---- keys that change the math */
+
+/* A key llmsim does not implement, accepted only at its neutral value. */
+typedef struct hf_feature {
+    const char *key;
+    bool (*neutral)(const cJSON *v, const model *m);
+    const char *what; /* what it does, for the message */
+} hf_feature;
+
+static bool is_null(const cJSON *v, const model *m)
+{
+    (void)m;
+    return cJSON_IsNull(v);
+}
+
+static bool is_false(const cJSON *v, const model *m)
+{
+    (void)m;
+    return cJSON_IsNull(v) || cJSON_IsFalse(v);
+}
+
+static bool is_one(const cJSON *v, const model *m)
+{
+    (void)m;
+    return cJSON_IsNull(v) || (cJSON_IsNumber(v) && v->valuedouble == 1.0);
+}
+
+/* A window at least as long as the context attends over the whole of it. */
+static bool covers_context(const cJSON *v, const model *m)
+{
+    return cJSON_IsNull(v) || (cJSON_IsNumber(v) && v->valuedouble >= (double)m->max_context);
+}
+
+static const hf_feature llama_features[] = {
+    {"rope_scaling", is_null, "scales the rotary frequencies (Llama 3's llama3, linear, dynamic, "
+     "yarn, longrope)"},
+    {"sliding_window", covers_context, "limits attention to a window shorter than the context"},
+    {"use_sliding_window", is_false, "limits attention to a sliding window"},
+    {"attention_bias", is_false, "adds biases to the q, k, v and o projections"},
+    {"mlp_bias", is_false, "adds biases to the MLP"},
+    {"partial_rotary_factor", is_one, "applies rotary embeddings to part of each head"},
+    {"attn_logit_softcapping", is_null, "soft-caps the attention scores"},
+    {"final_logit_softcapping", is_null, "soft-caps the logits"},
+    {"qk_norm", is_false, "normalizes q and k per head"},
+    {"use_qk_norm", is_false, "normalizes q and k per head"},
+    {"query_pre_attn_scalar", is_null, "scales the queries by another factor than 1/sqrt(head_dim)"},
+    {"rope_local_base_freq", is_null, "uses another rotary base on local layers"},
+    {"residual_multiplier", is_one, "scales the residual branches"},
+    {"embedding_multiplier", is_one, "scales the embeddings"},
+    {"logits_scaling", is_one, "scales the logits"},
+    {NULL, NULL, NULL},
+};
+
+static const hf_feature opt_features[] = {
+    {"layer_norm_elementwise_affine", NULL, "drops the LayerNorms' weights and biases"},
+    {"_remove_final_layer_norm", is_false, "removes the final LayerNorm"},
+    {NULL, NULL, NULL},
+};
+
+static bool is_true(const cJSON *v, const model *m)
+{
+    (void)m;
+    return cJSON_IsNull(v) || cJSON_IsTrue(v);
+}
+
+/* Every key of the table present with a value other than its neutral one
+ * is refused. */
+static llmsim_status check_features(hf_ctx *c, const hf_feature *f, const model *m)
+{
+    for (; f->key; f++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->root, f->key);
+        bool (*neutral)(const cJSON *, const model *) = f->neutral ? f->neutral : is_true;
+        if (!v || neutral(v, m))
+            continue;
+        char *shown = cJSON_PrintUnformatted(v);
+        char what[512];
+        snprintf(what, sizeof what, "is %.120s%s: it %s, which llmsim does not implement; it would "
+                 "compute something else than the model, so the config is refused",
+                 shown ? shown : "set", shown && strlen(shown) > 120 ? "..." : "", f->what);
+        free(shown);
+        return key_error(c, f->key, what);
+    }
+    return LLMSIM_OK;
 }
 
 static void name_from_path(const char *path, char *out, size_t len)
@@ -185,19 +299,27 @@ static llmsim_status check_keys(hf_ctx *c)
 }
 
 /* The name (from the path), the defaults and the dtype of any family. */
-static void read_common(hf_ctx *c, model *m)
+static llmsim_status read_common(hf_ctx *c, model *m)
 {
     name_from_path(c->path, m->name, sizeof m->name);
     m->norm_eps = 1e-5;
     m->rope_theta = 10000.0;
-    const char *dt = get_str(c, "torch_dtype");
-    if (!dt)
-        dt = get_str(c, "dtype");
+    const char *dt, *key = "torch_dtype";
+    llmsim_status st = get_str(c, key, &dt);
+    if (!st && !dt)
+        st = get_str(c, key = "dtype", &dt);
+    if (st)
+        return st;
     m->dtype = MODEL_DTYPE_FP16;
-    if (dt && strcmp(dt, "bfloat16") == 0)
+    if (!dt || strcmp(dt, "float16") == 0)
+        return LLMSIM_OK;
+    if (strcmp(dt, "bfloat16") == 0)
         m->dtype = MODEL_DTYPE_BF16;
-    else if (dt && strcmp(dt, "float32") == 0)
+    else if (strcmp(dt, "float32") == 0)
         m->dtype = MODEL_DTYPE_FP32;
+    else
+        return key_error(c, key, "must be \"float16\", \"bfloat16\" or \"float32\"");
+    return LLMSIM_OK;
 }
 
 /* OPTConfig's keys; refuses the variants llmsim does not model. */
@@ -218,11 +340,20 @@ static llmsim_status import_opt(hf_ctx *c, model *m)
     if (proj != m->hidden_size)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: word_embed_proj_dim != hidden_size (OPT-350M's "
                         "projected embeddings) is not supported", c->path);
-    if (!get_bool(c, "do_layer_norm_before", true))
+    bool pre_ln, tied, bias;
+    const char *act;
+    if ((st = get_bool(c, "do_layer_norm_before", true, &pre_ln)) ||
+        (st = get_str(c, "activation_function", &act)) ||
+        (st = get_bool(c, "tie_word_embeddings", true, &tied)) ||
+        (st = get_bool(c, "enable_bias", true, &bias)) || (st = check_features(c, opt_features, m)))
+        return st;
+    if (!pre_ln)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: post-LayerNorm OPT (do_layer_norm_before=false) "
                         "is not supported", c->path);
-    const char *act = get_str(c, "activation_function");
-    m->ffn_kind = (act && strncmp(act, "gelu", 4) == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
+    if (act && strcmp(act, "relu") != 0 && strcmp(act, "gelu") != 0)
+        return key_error(c, "activation_function", "is not \"relu\" or \"gelu\" (the exact, "
+                         "erf GELU): llmsim does not implement it");
+    m->ffn_kind = (act && strcmp(act, "gelu") == 0) ? MODEL_FFN_GELU : MODEL_FFN_RELU;
     if (m->hidden_size % m->num_heads != 0)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
                         "num_attention_heads", c->path);
@@ -230,8 +361,8 @@ static llmsim_status import_opt(hf_ctx *c, model *m)
     m->head_dim = m->hidden_size / m->num_heads;
     m->norm = MODEL_NORM_LAYERNORM;
     m->position = MODEL_POS_LEARNED;
-    m->tied_embeddings = get_bool(c, "tie_word_embeddings", true);
-    m->linear_bias = get_bool(c, "enable_bias", true);
+    m->tied_embeddings = tied;
+    m->linear_bias = bias;
     return LLMSIM_OK;
 }
 
@@ -253,32 +384,45 @@ static llmsim_status import_llama(hf_ctx *c, const char *type, model *m)
                         "num_attention_heads and no head_dim is given", c->path);
     if ((st = get_int(c, "head_dim", false, m->hidden_size / m->num_heads, &m->head_dim)))
         return st;
-    const char *act = get_str(c, "hidden_act");
+    const char *act;
+    if ((st = get_str(c, "hidden_act", &act)))
+        return st;
     if (act && strcmp(act, "silu") != 0)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (LLaMA-family "
                         "models use silu)", c->path, act);
     m->ffn_kind = MODEL_FFN_SWIGLU;
     m->norm = MODEL_NORM_RMSNORM;
     m->position = MODEL_POS_ROTARY;
-    m->tied_embeddings = get_bool(c, "tie_word_embeddings", false);
-    m->linear_bias = get_bool(c, "attention_bias", false) || get_bool(c, "mlp_bias", false);
-    if (m->linear_bias)
-        return diag_set(c->e, LLMSIM_EINPUT, "%s: attention_bias/mlp_bias are not supported",
-                        c->path);
-    m->norm_eps = get_num(c, "rms_norm_eps", 1e-6);
-    m->rope_theta = get_num(c, "rope_theta", 10000.0);
+    m->linear_bias = false;
+    bool tied;
+    if ((st = get_bool(c, "tie_word_embeddings", false, &tied)) ||
+        (st = get_num(c, "rms_norm_eps", 1e-6, &m->norm_eps)) ||
+        (st = get_num(c, "rope_theta", 10000.0, &m->rope_theta)) ||
+        (st = check_features(c, llama_features, m)))
+        return st;
+    m->tied_embeddings = tied;
+    /* MistralConfig's window is 4096 tokens when the key is absent */
+    if (m->family == MODEL_FAMILY_MISTRAL &&
+        !cJSON_GetObjectItemCaseSensitive(c->root, "sliding_window") && m->max_context > 4096)
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: a mistral config without \"sliding_window\" "
+                        "attends over a window of 4096 tokens (MistralConfig's default), shorter "
+                        "than its context of %lld, which llmsim does not implement", c->path,
+                        (long long)m->max_context);
     return LLMSIM_OK;
 }
 
 /* The model of a checked root: its family's keys, then model_validate. */
 static llmsim_status import_model(hf_ctx *c, model *m)
 {
-    const char *type = get_str(c, "model_type");
+    const char *type;
+    llmsim_status st = get_str(c, "model_type", &type);
+    if (st)
+        return st;
     if (!type)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports opt, llama "
                         "and mistral configs", c->path);
-    read_common(c, m);
-    llmsim_status st;
+    if ((st = read_common(c, m)))
+        return st;
     if (strcmp(type, "opt") == 0)
         st = import_opt(c, m);
     else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)

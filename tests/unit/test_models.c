@@ -4,8 +4,11 @@
  * the shipped YAML, and the errors for malformed files), and the YAML
  * loader's grouped-query attention rule.
  */
+#define _GNU_SOURCE /* memmem */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "models/model.h"
 #include "tap.h"
@@ -129,10 +132,11 @@ static void test_gqa_dims(void)
 /* ---- the Hugging Face importer */
 
 /* Each sample is the published config.json of the release the shipped YAML
- * names; the import must give the same model, field by field. */
+ * names; the import must give the same model, field by field. (Llama-3.1's
+ * rope_scaling and Mistral's sliding window are refused: test_hf_refused.) */
 static void test_hf_matches_shipped(void)
 {
-    static const char *const names[] = {"opt-125m", "llama-2-7b", "llama-3.1-8b", "mistral-7b"};
+    static const char *const names[] = {"opt-125m", "llama-2-7b"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char rel[128];
         snprintf(rel, sizeof rel, "hf/%s/config.json", names[i]);
@@ -197,6 +201,116 @@ static void test_bad_inputs(void)
           where, e.msg);
 }
 
+/* A config.json of `base` (tests/data/hf/BASE/config.json) with one key
+ * put in after the opening brace (a later duplicate would be refused as
+ * such, so the key must not be in base, or `drop` names the one it replaces). */
+static llmsim_status load_variant(const char *base, const char *drop, const char *put, model *m,
+                                  diag *e, char *path, size_t len)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "hf/%s/config.json", base);
+    FILE *f = fopen(tap_data(rel), "rb");
+    char text[8192];
+    size_t n = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[n] = '\0';
+    snprintf(path, len, "%s/llmsim-hf-variant-%d.json", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (int)getpid());
+    FILE *o = fopen(path, "wb");
+    if (!o)
+        return diag_set(e, LLMSIM_EFAIL, "cannot write %s", path);
+    fputs("{\n  ", o);
+    fputs(put, o);
+    fputs(",\n", o);
+    /* the base without its opening brace, and without the line of `drop` */
+    for (char *line = strchr(text, '{') + 1; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t ll = nl ? (size_t)(nl - line) + 1 : strlen(line);
+        char key[64];
+        snprintf(key, sizeof key, "\"%s\"", drop ? drop : "");
+        if (!drop || !memmem(line, ll, key, strlen(key)))
+            fwrite(line, 1, ll, o);
+        line = nl ? nl + 1 : NULL;
+    }
+    fclose(o);
+    llmsim_status st = model_load(path, m, e);
+    remove(path);
+    return st;
+}
+
+/* What llmsim does not implement is refused, naming the key and its line;
+ * a key's neutral value is accepted; a value of the wrong type is an error,
+ * never the default. */
+static void test_hf_refused(void)
+{
+    static const struct {
+        const char *base, *drop, *put, *expect; /* expect NULL: accepted */
+    } cases[] = {
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
+         "\"rope_scaling\" is {\"type\":\"linear\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}",
+         "scales the rotary frequencies"},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": \"fast\"", "\"rope_scaling\" is \"fast\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": null", NULL},
+        {"llama-2-7b", NULL, "\"sliding_window\": 1024", "window shorter than the context"},
+        {"llama-2-7b", NULL, "\"sliding_window\": 4096", NULL},
+        {"llama-2-7b", NULL, "\"use_sliding_window\": true", "\"use_sliding_window\" is true"},
+        {"llama-2-7b", NULL, "\"attention_bias\": true", "biases to the q, k, v and o"},
+        {"llama-2-7b", NULL, "\"attention_bias\": \"yes\"", "\"attention_bias\" is \"yes\""},
+        {"llama-2-7b", NULL, "\"mlp_bias\": true", "biases to the MLP"},
+        {"llama-2-7b", NULL, "\"partial_rotary_factor\": 0.5", "part of each head"},
+        {"llama-2-7b", NULL, "\"partial_rotary_factor\": 1.0", NULL},
+        {"llama-2-7b", NULL, "\"final_logit_softcapping\": 30.0", "soft-caps the logits"},
+        {"llama-2-7b", NULL, "\"attn_logit_softcapping\": 50.0", "soft-caps the attention"},
+        {"llama-2-7b", NULL, "\"qk_norm\": true", "normalizes q and k"},
+        {"llama-2-7b", NULL, "\"query_pre_attn_scalar\": 256", "scales the queries"},
+        {"llama-2-7b", "rms_norm_eps", "\"rms_norm_eps\": -1", "\"rms_norm_eps\" must be a number > 0"},
+        {"llama-2-7b", NULL, "\"rope_theta\": \"big\"", "\"rope_theta\" must be a number > 0"},
+        {"llama-2-7b", "tie_word_embeddings", "\"tie_word_embeddings\": \"no\"",
+         "\"tie_word_embeddings\" must be true or false"},
+        {"llama-2-7b", "hidden_act", "\"hidden_act\": 7", "\"hidden_act\" must be a string"},
+        {"llama-2-7b", "torch_dtype", "\"torch_dtype\": \"int8\"", "\"torch_dtype\" must be"},
+        {"mistral-7b", "sliding_window", "\"sliding_window\": null", NULL},
+        {"mistral-7b", "sliding_window", "\"sliding_window\": 32768", NULL},
+        {"mistral-7b", "sliding_window", "\"max_window_layers\": 28",
+         "without \"sliding_window\" attends over a window of 4096"},
+        {"opt-125m", "activation_function", "\"activation_function\": \"gelu_new\"",
+         "is not \"relu\" or \"gelu\""},
+        {"opt-125m", NULL, "\"layer_norm_elementwise_affine\": false", "drops the LayerNorms"},
+        {"opt-125m", NULL, "\"_remove_final_layer_norm\": true", "removes the final LayerNorm"},
+        {"opt-125m", "do_layer_norm_before", "\"do_layer_norm_before\": 1",
+         "\"do_layer_norm_before\" must be true or false"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        model m;
+        diag e = {0};
+        char path[512];
+        llmsim_status st = load_variant(cases[i].base, cases[i].drop, cases[i].put, &m, &e, path,
+                                        sizeof path);
+        if (!cases[i].expect) {
+            CHECK(st == LLMSIM_OK, "%s with %s: accepted (%s)", cases[i].base, cases[i].put, e.msg);
+            continue;
+        }
+        CHECK(st == LLMSIM_EINPUT && strncmp(e.msg, path, strlen(path)) == 0 &&
+                  strstr(e.msg, cases[i].expect),
+              "%s with %s: refused naming the file and saying '%s': %d %s", cases[i].base,
+              cases[i].put, cases[i].expect, (int)st, e.msg);
+    }
+    /* the published Llama-3.1 and Mistral-7B configs, at the key's line */
+    static const struct {
+        const char *rel, *where;
+    } real[] = {{"hf/llama-3.1-8b/config.json", ":21:3: \"rope_scaling\""},
+                {"hf/mistral-7b/config.json", ":18:3: \"sliding_window\" is 4096"}};
+    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++) {
+        model m;
+        diag e = {0};
+        const char *path = tap_data(real[i].rel);
+        CHECK(model_load(path, &m, &e) == LLMSIM_EINPUT && strstr(e.msg, real[i].where),
+              "%s refused at '%s': %s", real[i].rel, real[i].where, e.msg);
+    }
+}
+
 static void test_unknown_name(void)
 {
     model m;
@@ -213,6 +327,7 @@ int main(void)
     test_opt125m_breakdown();
     test_gqa_dims();
     test_hf_matches_shipped();
+    test_hf_refused();
     test_bad_inputs();
     test_unknown_name();
     return tap_done();
