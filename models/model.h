@@ -58,6 +58,10 @@ llmsim_status model_load_yaml(const char *path, model *m, diag *e);
  * stands for the file in messages. */
 llmsim_status model_load_yaml_text(const char *name, const char *text, model *m, diag *e);
 llmsim_status model_load_hf_config(const char *path, model *m, diag *e);
+/* The same over text [len] in memory (NUL-terminated at len); name stands
+ * for the file in messages. */
+llmsim_status model_load_hf_config_text(const char *name, const char *text, size_t len, model *m,
+                                        diag *e);
 /* Check the cross-field rules (heads divide, GQA groups, ...); `where` names
  * the source in messages. */
 llmsim_status model_validate(const model *m, const char *where, diag *e);

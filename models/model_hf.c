@@ -255,24 +255,17 @@ static void name_from_path(const char *path, char *out, size_t len)
         *dot = '\0';
 }
 
-/* The file parsed as JSON: *text (owned, for positions) and *root (owned);
- * on failure both are freed. */
-static llmsim_status parse_file(const char *path, char **text, cJSON **root, diag *e)
+/* text [len] (NUL-terminated) parsed as JSON into *root (owned). */
+static llmsim_status parse_text(const char *path, const char *text, size_t len, cJSON **root,
+                                diag *e)
 {
-    size_t len;
-    *text = read_all(path, &len, e);
-    if (!*text)
-        return e->status;
-    if (memchr(*text, '\0', len)) {
-        free(*text);
+    if (memchr(text, '\0', len))
         return diag_set(e, LLMSIM_EINPUT, "%s: contains NUL bytes; this is not a config.json", path);
-    }
     const char *err_at = NULL;
-    *root = cJSON_ParseWithOpts(*text, &err_at, 1);
+    *root = cJSON_ParseWithOpts(text, &err_at, 1);
     if (!*root) {
         size_t line, col;
-        position(*text, err_at ? (size_t)(err_at - *text) : 0, &line, &col);
-        free(*text);
+        position(text, err_at ? (size_t)(err_at - text) : 0, &line, &col);
         return diag_at(e, LLMSIM_EINPUT, path, line, col, "invalid JSON in config.json");
     }
     return LLMSIM_OK;
@@ -433,18 +426,28 @@ static llmsim_status import_model(hf_ctx *c, model *m)
     return st ? st : model_validate(m, c->path, c->e);
 }
 
-llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
+llmsim_status model_load_hf_config_text(const char *name, const char *text, size_t len, model *m,
+                                        diag *e)
 {
-    char *text;
+    memset(m, 0, sizeof *m);
     cJSON *root;
-    llmsim_status st = parse_file(path, &text, &root, e);
+    llmsim_status st = parse_text(name, text, len, &root, e);
     if (st)
         return st;
-    hf_ctx c = {path, text, root, e};
-    memset(m, 0, sizeof *m);
+    hf_ctx c = {name, text, root, e};
     if (!(st = check_keys(&c)))
         st = import_model(&c, m);
     cJSON_Delete(root);
+    return st;
+}
+
+llmsim_status model_load_hf_config(const char *path, model *m, diag *e)
+{
+    size_t len;
+    char *text = read_all(path, &len, e);
+    if (!text)
+        return e->status;
+    llmsim_status st = model_load_hf_config_text(path, text, len, m, e);
     free(text);
     return st;
 }

@@ -2,14 +2,15 @@
 # Install what llmsim needs to build and test, from Debian/Ubuntu packages.
 # The CUDA Toolkit is optional and not installed here: when nvcc is found,
 # the CUDA backend is built too. gnuplot-nox draws the plots of `llmsim
-# report`. Chromium is optional, a test tool only: tests/integration/
-# report_render.sh loads the report page in it and skips where it is absent,
-# so a failure to install it (Ubuntu ships it as a snap) is not an error.
+# report`. Chromium and clang are optional, test tools only: tests/integration/
+# report_render.sh loads the report page in Chromium and skips where it is
+# absent, scripts/test.sh fuzzes the parsers with clang's libFuzzer where it is,
+# so a failure to install either (Ubuntu ships Chromium as a snap) is not an error.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config
       libyaml-dev libglpk-dev libsqlite3-dev libcjson-dev
       gnuplot-nox)
-optional=(chromium)
+optional=(chromium clang)
 missing() {
   local p
   for p in "$@"; do

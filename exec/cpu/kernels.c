@@ -82,9 +82,16 @@ k_isa k_isa_detect(void)
 {
 #if K_HAVE_AVX2
     __builtin_cpu_init();
+#if defined(__clang__)
+    /* Clang's builtin knows no "f16c"; every x86 CPU with AVX2 and FMA
+     * (Haswell and Piledriver on) has F16C */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return K_ISA_AVX2;
+#else
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c"))
         return K_ISA_AVX2;
+#endif
 #endif
     return K_ISA_SCALAR;
 }
