@@ -150,23 +150,27 @@ static llmsim_status check_groups(const serve_cli *c, const serve_requests *q,
     by_group_q = q;
     qsort(idx, n, sizeof *idx, cmp_by_group);
     llmsim_status st = LLMSIM_OK;
-    for (size_t k = 1, first = 0; k < n && !st; k++) {
-        const serve_request *a = &q->r[idx[first]], *b = &q->r[idx[k]];
-        if (a->prefix_group != b->prefix_group) {
-            first = k;
-            continue;
+    for (size_t g0 = 0, g1; g0 < n && !st; g0 = g1) {
+        /* the group idx[g0 .. g1), against its member of the longest prefix: two members
+         * that agree with it over their own prefixes agree with each other */
+        size_t ref = g0;
+        for (g1 = g0; g1 < n && q->r[idx[g1]].prefix_group == q->r[idx[g0]].prefix_group; g1++)
+            if (q->r[idx[g1]].prefix_len > q->r[idx[ref]].prefix_len)
+                ref = g1;
+        const serve_request *a = &q->r[idx[ref]];
+        for (size_t k = g0; k < g1 && !st; k++) {
+            const int64_t len = q->r[idx[k]].prefix_len;
+            int64_t t = 0;
+            while (t < len && c->prompts[idx[ref]][t] == c->prompts[idx[k]][t])
+                t++;
+            if (t < len)
+                st = diag_at(e, LLMSIM_EINPUT, c->prompts_file, lines[idx[k]], 0,
+                             "request %zu's prompt differs at token %lld from request %zu's "
+                             "(line %zu), but the trace puts both in prefix group %u with %lld "
+                             "shared tokens; fix the prompts or the trace's prefix columns",
+                             idx[k] + 1, (long long)t + 1, idx[ref] + 1, lines[idx[ref]],
+                             a->prefix_group, (long long)len);
         }
-        const int64_t len = a->prefix_len < b->prefix_len ? a->prefix_len : b->prefix_len;
-        int64_t t = 0;
-        while (t < len && c->prompts[idx[first]][t] == c->prompts[idx[k]][t])
-            t++;
-        if (t < len)
-            st = diag_at(e, LLMSIM_EINPUT, c->prompts_file, lines[idx[k]], 0,
-                         "request %zu's prompt differs at token %lld from request %zu's (line "
-                         "%zu), but the trace puts both in prefix group %u with %lld shared "
-                         "tokens; fix the prompts or the trace's prefix columns", idx[k] + 1,
-                         (long long)t + 1, idx[first] + 1, lines[idx[first]], a->prefix_group,
-                         (long long)len);
     }
     free(idx);
     return st;

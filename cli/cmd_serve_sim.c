@@ -60,6 +60,13 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
     if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o->cfg, &e))
         return cli_fail("serve-sim", &e);
     s->cfg.keep_spans = o->trace_out != NULL;
+    bool shared = false;
+    for (size_t i = 0; i < q->n && !shared; i++)
+        shared = q->r[i].prefix_group != 0;
+    if (o->cfg.prefix_cache && !shared)
+        fprintf(stderr, "llmsim serve-sim: note: no request declares a shared prefix (the "
+                "generator's --shared-prefix, or a trace's prefix_group column), so the prefix "
+                "cache can only give a recomputed request its own prompt back\n");
     double t0 = llmsim_now_s();
     bool tty = isatty(2);
     if (serve_run(s, q, r, tty ? on_progress : NULL, NULL, &e))

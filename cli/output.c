@@ -89,7 +89,11 @@ void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r)
                 cli_bytes(r->peak_bytes[r->overflow_tier], b, sizeof b),
                 cli_bytes(r->capacity_bytes[r->overflow_tier], c, sizeof c));
     fmt_time(r->total_s, a, sizeof a);
-    fprintf(out, "throughput  %.4g tok/s\n", r->throughput_tok_s);
+    if (r->feasible)
+        fprintf(out, "throughput  %.4g tok/s\n", r->throughput_tok_s);
+    else /* not a throughput it would run at: it does not run */
+        fprintf(out, "throughput  none: the policy does not fit (its timeline, were the %s tier "
+                "large enough, is below)\n", tier_names[r->overflow_tier]);
     fprintf(out, "total       %s\n", a);
     fmt_time(r->prefill_s, a, sizeof a);
     fmt_time(r->decode_s, b, sizeof b);
@@ -139,7 +143,11 @@ void cli_simulation_table(const cli_job *job, const plan *pl, const sim_result *
                tier_names[r->overflow_tier], cli_bytes(r->overflow_bytes, a, sizeof a), id);
     }
     units_format(UNITS_TIME, t->total_s, a, sizeof a);
-    printf("throughput  %.4g tok/s\ntotal       %s\n", t->throughput_tok_s, a);
+    if (r->fits)
+        printf("throughput  %.4g tok/s\ntotal       %s\n", t->throughput_tok_s, a);
+    else /* not a throughput it would run at: it does not run */
+        printf("throughput  none: the plan does not fit (its timeline, were the %s tier large "
+               "enough, is below)\ntotal       %s\n", tier_names[r->overflow_tier], a);
     units_format(UNITS_TIME, t->prefill_s, a, sizeof a);
     units_format(UNITS_TIME, t->decode_s, b, sizeof b);
     printf("prefill     %s\ndecode      %s\n\n", a, b);

@@ -272,9 +272,9 @@ void serve_args_table(const cli_job *job, const serve_opts *o, const serve_setup
     printf("KV blocks in use       mean %.1f%%, peak %.1f%%\n", 100 * r->kv_util_mean,
            100 * r->kv_util_peak);
     if (s->cfg.prefix_cache)
-        printf("prefix cache           %.1f%% hit rate (%.0f of %.0f prompt tokens), %lld cached "
-               "blocks reused\n", 100 * r->prefix_hit_rate, r->prefix_hit_tokens,
-               r->prefix_query_tokens, r->prefix_evicted);
+        printf("prefix cache           %.1f%% hit rate (%.0f of the %.0f tokens admissions asked "
+               "to prefill), %lld cached blocks reused\n", 100 * r->prefix_hit_rate,
+               r->prefix_hit_tokens, r->prefix_query_tokens, r->prefix_evicted);
 }
 
 llmsim_status serve_args_write_requests(const char *path, const serve_requests *q, const serve_result *r,

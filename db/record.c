@@ -70,7 +70,7 @@ llmsim_status record_run(const record_job *job, const record_data *rec, int64_t 
     if (!st && rec->serve)
         st = store_serve_rows(db, id, rec->serve, rec->serve_q, rec->serve_block_bytes, e);
     if (!st)
-        st = store_run_commit(db, id, "ok", rec->result_json, e);
+        st = store_run_commit(db, id, rec->status ? rec->status : "ok", rec->result_json, e);
     else
         store_run_abort(db, id, "failed");
     store_close(db);
@@ -110,8 +110,8 @@ llmsim_status record_prediction(const record_job *job, const char *kind, const c
         metrics[nm++] = (record_metric){"candidates_evaluated", r->candidates_evaluated};
     }
     record_data rec = {
-        .kind = kind, .metrics = metrics, .nmetrics = nm,
-        .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,
+        .kind = kind, .status = r->feasible ? "ok" : "infeasible", .metrics = metrics,
+        .nmetrics = nm, .steps = r->steps, .nsteps = r->nsteps + 1, .result_json = result_json,
     };
     return record_run(job, &rec, run_id, e);
 }

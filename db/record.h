@@ -43,6 +43,7 @@ typedef struct record_metric {
 /* What a command computed or measured, written as one run. */
 typedef struct record_data {
     const char *kind;            /* predict, simulate, search, measure, ... */
+    const char *status;          /* what the run is committed as: "ok" (NULL) or "infeasible" */
     const record_metric *metrics;
     int nmetrics;
     const cm_step_stages *steps; /* [nsteps]: 0 = prefill, then decode steps */

@@ -190,6 +190,35 @@ static const char *const store_migrations[] = {
      * found cached, and each request's over its admissions */
     "ALTER TABLE serve_iterations ADD COLUMN hit_tokens INTEGER NOT NULL DEFAULT 0;\n"
     "ALTER TABLE serve_requests ADD COLUMN cached_tokens INTEGER NOT NULL DEFAULT 0;\n",
+    /* 5 -> 6: runs of status 'infeasible' (a prediction or simulation of a
+     * policy that does not fit); the table rebuilt for its CHECK */
+    "CREATE TABLE runs_new (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  kind TEXT NOT NULL CHECK (kind IN ('predict', 'simulate', 'measure', 'search', 'profile',\n"
+    "                                     'validate', 'calibrate', 'serve', 'serve-measure')),\n"
+    "  status TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed', 'interrupted',\n"
+    "                                         'infeasible')),\n"
+    "  model_hash TEXT REFERENCES inputs(hash),\n"
+    "  hw_hash TEXT REFERENCES inputs(hash),\n"
+    "  policy_hash TEXT REFERENCES inputs(hash),\n"
+    "  workload_hash TEXT REFERENCES inputs(hash),\n"
+    "  model_name TEXT,\n"
+    "  hw_name TEXT,\n"
+    "  tool_version TEXT NOT NULL,\n"
+    "  command TEXT,\n"
+    "  host TEXT,\n"
+    "  pid INTEGER,\n"
+    "  started_at TEXT NOT NULL,\n"
+    "  finished_at TEXT,\n"
+    "  result_json TEXT\n"
+    ");\n"
+    "INSERT INTO runs_new SELECT id, kind, status, model_hash, hw_hash, policy_hash, workload_hash,\n"
+    "  model_name, hw_name, tool_version, command, host, pid, started_at, finished_at, result_json\n"
+    "  FROM runs;\n"
+    "DROP TABLE runs;\n"
+    "ALTER TABLE runs_new RENAME TO runs;\n"
+    STORE_RUNS_NAME_INDEXES
+    "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,

@@ -138,7 +138,8 @@ static llmsim_status record_timeline(const record_job *job, const char *kind, co
     }
     task_rows rows = {pl, r};
     record_data rec = {
-        .kind = kind, .metrics = metrics, .nmetrics = nmetrics, .steps = r->steps,
+        .kind = kind, .status = r->fits || strcmp(kind, "simulate") ? "ok" : "infeasible",
+        .metrics = metrics, .nmetrics = nmetrics, .steps = r->steps,
         .nsteps = r->nsteps, .ntasks = pl->ntasks, .fill = task_rows_fill, .fill_ctx = &rows,
         .result_json = text, .mem = mem, .nmem = nmem,
     };

@@ -103,8 +103,12 @@ static void events_recompute(loop *L, engine_serve_result *r, const serve_iter *
 {
     for (int c = 0; c < it->nch; c++) {
         serve_event *ev = event_open(r, it->req[c], PREEMPT_RECOMPUTE);
-        if (!ev || it->ch[c].ctx >= ev->tokens)
+        if (!ev)
             continue;
+        if (it->ch[c].ctx >= ev->tokens) { /* the prefix cache gave all of it back */
+            ev->done = true;
+            continue;
+        }
         serve_chunk *rest = L->chunks;
         int n = 0;
         for (int k = 0; k < it->nch; k++)

@@ -91,6 +91,7 @@ struct serve_sched {
     serve_result *res;
     size_t spans_cap, kv_cap, iter_cap;
     bool oom;
+    bool broken;            /* an internal error (a bug in this file) */
     /* the loop */
     double t;               /* the clock */
     size_t next, done;      /* the next request to arrive; requests finished */
@@ -237,7 +238,10 @@ static void register_blocks(serve_sched *rs, uint32_t id)
             return;
         }
         rs->regs = p;
-        h[j] = serve_pcache_insert(&rs->pc, key[j]);
+        if ((h[j] = serve_pcache_insert(&rs->pc, key[j])) < 0) {
+            rs->broken = true; /* one entry per device block: the cache cannot be full */
+            return;
+        }
         rs->regs[rs->nregs++] = (serve_prefix_reg){id, h[j], j};
     }
 }
@@ -845,6 +849,8 @@ llmsim_status serve_sched_complete(serve_sched *sc, const serve_iter *it, double
     sc->res->events++;
     sc->nregs = 0;
     emit(sc, it, progress, progress_ctx);
+    if (sc->broken)
+        return diag_set(e, LLMSIM_EFAIL, "internal error: the prefix cache is full");
     if (sc->oom)
         return diag_set(e, LLMSIM_EFAIL, "out of memory for the run's records");
     return LLMSIM_OK;

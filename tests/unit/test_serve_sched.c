@@ -373,8 +373,20 @@ static bool check_tables(const serve_blocks *b, const serve_sched *sc, const ser
             return false;
         }
     }
-    for (int64_t d = 0; b->entry_of && d < nd; d++) /* cached, held by no one */
+    for (int64_t d = 0; b->entry_of && d < nd; d++) { /* cached, held by no one */
         used_dev += b->entry_of[d] >= 0 && !kv->owner[d];
+        if (b->entry_of[d] >= 0 && b->block_of[b->entry_of[d]] != d) {
+            snprintf(why, len, "block %lld's cache entry is another block's", (long long)d);
+            return false;
+        }
+    }
+    for (int64_t f = 0; f < b->nfree_dev; f++) { /* a free block is in no table, and not cached */
+        const int32_t d = b->free_dev[f];
+        if (kv->owner[d] || (b->entry_of && b->entry_of[d] >= 0)) {
+            snprintf(why, len, "free block %d is %s", d, kv->owner[d] ? "in a table" : "cached");
+            return false;
+        }
+    }
     if (used_dev + b->nfree_dev != nd || used_swap + b->nfree_swap != b->swap_slots) {
         snprintf(why, len, "pools do not add up: %lld + %lld of %lld blocks", (long long)used_dev,
                  (long long)b->nfree_dev, (long long)nd);
@@ -433,6 +445,12 @@ static void blocks_case(const serve_requests *q, preemption pm, scheduler scd, b
         double dt = clock_fn(iters++, &it, serve_sched_predict_s(sc, &it), &l);
         ok = serve_sched_complete(sc, &it, it.start_s + dt, NULL, NULL, &e) == LLMSIM_OK;
         serve_blocks_finish(&b, sc, &it);
+        for (int64_t f = 0; ok && b.entry_of && f < b.nfree_dev; f++)
+            if (b.entry_of[b.free_dev[f]] >= 0) {
+                snprintf(why, sizeof why, "after iteration %lld, free block %d is cached", iters,
+                         b.free_dev[f]);
+                ok = false;
+            }
     }
     CHECK(ok && serve_sched_end(sc, &e) == LLMSIM_OK, "%s: %s %s", what, why, e.msg);
     int64_t cached = 0;
@@ -474,13 +492,16 @@ int main(void)
     /* bursts that overload the pool; pairs that mostly find it idle */
     serve_requests q = bursty(240, 40, 3.0, 11), light = bursty(60, 2, 1.5, 5);
     /* the same bursts, two requests in three starting with one of three
-     * system prompts of up to 400 tokens */
+     * system prompts of up to 400 tokens, one in five answering one token */
     serve_requests grouped = bursty(240, 40, 3.0, 11);
-    for (size_t i = 0; i < grouped.n; i++)
+    for (size_t i = 0; i < grouped.n; i++) {
+        if (i % 5 == 0)
+            grouped.r[i].output_len = 1; /* finishes in the iteration that caches its prompt */
         if (i % 3) {
             grouped.r[i].prefix_group = 1 + (uint32_t)(i % 7) % 3;
             grouped.r[i].prefix_len = grouped.r[i].prompt_len < 400 ? grouped.r[i].prompt_len : 400;
         }
+    }
     for (int pm = 0; pm < 3; pm++)
         for (int sc = 0; sc < 2; sc++) {
             one_case(&q, (preemption)pm, (scheduler)sc, true, false);
