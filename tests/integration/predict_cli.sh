@@ -44,6 +44,16 @@ inf=$("$L" predict --model opt-175b --hardware t4-flexgen --percent 100 0 100 0 
 check "an infeasible policy is a result (exit 0)" '[ $rc -eq 0 ]'
 check "infeasible names the tier" 'grep -q "\"tier\":[[:space:]]*\"gpu\"" <<<"$inf"'
 check "infeasible gives the overflow" 'grep -q "\"overflow_bytes\":" <<<"$inf"'
+inft=$("$L" predict --model opt-175b --hardware t4-flexgen --percent 100 0 100 0 100 0 \
+      --prompt-len 512 --gen-len 32 --db "$db"); rc=$?
+check "an infeasible policy's table says so and gives no throughput" \
+    '[ $rc -eq 0 ] && grep -q "^INFEASIBLE" <<<"$inft" && grep -q "^throughput  none: the policy does not fit" <<<"$inft" && ! grep -q "tok/s" <<<"$(grep "^throughput" <<<"$inft")"' "${inft:0:400}"
+check "an infeasible prediction is recorded as infeasible" \
+    '"$L" runs --db "$db" | grep -Eq "^ *[0-9]+ +predict +infeasible "' "$("$L" runs --db "$db" | tail -3)"
+sinf=$("$L" simulate --model opt-175b --hardware t4-flexgen --percent 100 0 100 0 100 0 \
+      --prompt-len 64 --gen-len 2 --db "$db"); rc=$?
+check "an infeasible simulation says so, gives no throughput, is recorded as infeasible" \
+    '[ $rc -eq 0 ] && grep -q "^DOES NOT FIT" <<<"$sinf" && grep -q "^throughput  none" <<<"$sinf" && "$L" runs --db "$db" | grep -Eq "^ *[0-9]+ +simulate +infeasible "' "${sinf:0:400}"
 
 hf=$("$L" predict --model "$T/hf/llama-2-7b/config.json" --hardware a100-80gb-sxm \
      --prompt-len 128 --gen-len 8 --db "$db" --format json); rc=$?
