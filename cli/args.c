@@ -138,6 +138,13 @@ int cli_fail(const char *cmd, const diag *e)
     return cli_exit_status(e->status ? e->status : LLMSIM_EFAIL);
 }
 
+int cli_not_recorded(const char *cmd, const diag *e)
+{
+    fprintf(stderr, "llmsim %s: warning: the result above was not recorded in the store: %s\n",
+            cmd, e->msg[0] ? e->msg : "failed");
+    return cli_exit_status(e->status ? e->status : LLMSIM_EFAIL);
+}
+
 void cli_job_usage(FILE *out, const char *cmd, const char *summary)
 {
     fprintf(out,

@@ -146,6 +146,10 @@ const char *cli_db_path(const char *opt);
 
 /* Print a diag as "llmsim CMD: message" on stderr and return the exit status. */
 int cli_fail(const char *cmd, const diag *e);
+/* A result was printed but storing it failed: a warning (e's message) on
+ * stderr; the exit status of e (1 for the environment: a full disk, an I/O
+ * error; 2 when the store itself is bad input). */
+int cli_not_recorded(const char *cmd, const diag *e);
 int cli_exit_status(llmsim_status st);
 
 /* The job as the store records it (db/record.h): pointers into job. */

@@ -25,15 +25,16 @@ static int predict(const cli_job *job)
     llmsim_status st = record_prediction(&rj, "predict", &r, text, &run_id, &e);
     free(text);
     int status = CLI_EXIT_OK;
-    if (st) {
-        cJSON_Delete(obj);
-        status = cli_fail("predict", &e);
-    } else {
+    if (!st) /* not recorded, the result is still printed (without a run id) */
         cJSON_AddNumberToObject(obj, "run_id", (double)run_id);
-        if (!cli_print_json_if_asked(job->format, obj)) {
-            cli_prediction_table(stdout, job, &r);
+    if (!cli_print_json_if_asked(job->format, obj)) {
+        cli_prediction_table(stdout, job, &r);
+        if (!st)
             printf("\nrecorded as run %lld in %s\n", (long long)run_id, job->db_path);
-        }
+    }
+    if (st) {
+        fflush(stdout);
+        status = cli_not_recorded("predict", &e);
     }
     cm_result_free(&r);
     return status;

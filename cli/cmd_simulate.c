@@ -47,13 +47,19 @@ static int record_and_print(const cli_job *job, const plan *pl, const sim_result
     cJSON *obj = NULL;
     int64_t run_id = 0;
     record_job rj = cli_record_job(job);
-    if (record_simulation(&rj, pl, r, &t, &obj, &run_id, &e))
+    llmsim_status st = record_simulation(&rj, pl, r, &t, &obj, &run_id, &e);
+    if (!obj)
         return cli_fail("simulate", &e);
     if (!cli_print_json_if_asked(job->format, obj)) {
         cli_simulation_table(job, pl, r, &t);
         if (trace)
             printf("trace       %s (open in Perfetto or chrome://tracing)\n", trace);
-        printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+        if (!st)
+            printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
+    }
+    if (st) {
+        fflush(stdout);
+        return cli_not_recorded("simulate", &e);
     }
     return CLI_EXIT_OK;
 }

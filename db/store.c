@@ -259,9 +259,19 @@ static llmsim_status store_fail(const store *s, diag *e, int rc, const char *wha
         return diag_set(e, LLMSIM_EINPUT,
                         "%s: cannot write the store (SQLite: %s); check its permissions", path,
                         msg);
+    case SQLITE_FULL:
+        return diag_set(e, LLMSIM_EFAIL, "%s: the disk is full (SQLite: %s); free space, or give "
+                        "--db a store on another disk", path, msg);
+    case SQLITE_IOERR:
+        return diag_set(e, LLMSIM_EFAIL, "%s: reading or writing the store failed (SQLite: %s); "
+                        "the disk may be full or failing: free space or check it, or give --db a "
+                        "store elsewhere", path, msg);
     default:
-        return diag_set(e, LLMSIM_EFAIL, "%s: SQLite error %d: %s (in `%s`, %s:%d)", path, rc, msg,
-                        what, file, line);
+        /* where in llmsim it happened is for a developer: LLMSIM_DEBUG=1 shows it */
+        if (getenv("LLMSIM_DEBUG"))
+            return diag_set(e, LLMSIM_EFAIL, "%s: SQLite error %d: %s (in `%s`, %s:%d)", path, rc,
+                            msg, what, file, line);
+        return diag_set(e, LLMSIM_EFAIL, "%s: SQLite error %d: %s", path, rc, msg);
     }
 }
 

@@ -161,12 +161,8 @@ llmsim_status record_simulation(const record_job *job, const plan *pl, const sim
                                     t->decode_s, r->fits, r->peak_bytes);
     metrics[nm++] = (record_metric){"tasks", (double)pl->ntasks};
     metrics[nm++] = (record_metric){"events", (double)r->events};
-    llmsim_status st = record_timeline(job, "simulate", pl, r, metrics, nm, *obj, run_id, e);
-    if (st) {
-        cJSON_Delete(*obj);
-        *obj = NULL;
-    }
-    return st;
+    /* not recorded, *obj is still the result (without a run id) */
+    return record_timeline(job, "simulate", pl, r, metrics, nm, *obj, run_id, e);
 }
 
 llmsim_status record_measurement(const record_job *job, const plan *pl, const engine_result *er,

@@ -29,7 +29,9 @@ llmsim_status timeline_memory(const plan *pl, const double *start, const double 
 
 /* Record a simulated timeline of job's plan as a 'simulate' run (metrics,
  * stages, every task, memory over time): *obj gets the command's JSON object
- * (caller owns; run_id added), *t the totals. */
+ * (caller owns; run_id added when recorded; also when recording failed, so
+ * that the result can still be printed; NULL only out of memory), *t the
+ * totals. */
 llmsim_status record_simulation(const record_job *job, const plan *pl, const sim_result *r,
                                 sim_totals *t, cJSON **obj, int64_t *run_id, diag *e);
 

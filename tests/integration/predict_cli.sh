@@ -6,7 +6,8 @@ L=${LLMSIM:?set LLMSIM to the llmsim binary}
 D=${LLMSIM_DATA_DIR:?}
 T=${LLMSIM_TEST_DATA:?}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+MNT=
+trap '[ -n "$MNT" ] && umount "$MNT" 2>/dev/null; rm -rf "$tmp"' EXIT
 db=$tmp/store.db
 pass=0 fail=0
 ok() { pass=$((pass + 1)); echo "ok   $1"; }
@@ -54,6 +55,19 @@ sinf=$("$L" simulate --model opt-175b --hardware t4-flexgen --percent 100 0 100 
       --prompt-len 64 --gen-len 2 --db "$db"); rc=$?
 check "an infeasible simulation says so, gives no throughput, is recorded as infeasible" \
     '[ $rc -eq 0 ] && grep -q "^DOES NOT FIT" <<<"$sinf" && grep -q "^throughput  none" <<<"$sinf" && "$L" runs --db "$db" | grep -Eq "^ *[0-9]+ +simulate +infeasible "' "${sinf:0:400}"
+
+# a store on a full disk (a tiny tmpfs, where we may mount one): the result
+# is printed all the same, the warning says what to do, exit 1
+if mkdir "$tmp/full" && mount -t tmpfs -o size=64k tmpfs "$tmp/full" 2>/dev/null; then
+    MNT=$tmp/full
+    dd if=/dev/zero of="$MNT/fill" bs=1k count=60 2>/dev/null
+    full=$("$L" predict "${flexgen30[@]:0:${#flexgen30[@]}-2}" --db "$MNT/store.db" --format json 2>"$tmp/err"); rc=$?
+    check "a full disk under the store: exit 1, the result printed, a warning that names no source file" \
+        '[ $rc -eq 1 ] && grep -q "\"throughput_tok_s\"" <<<"$full" && grep -q "not recorded in the store" "$tmp/err" && grep -Eq "disk is full|disk may be full" "$tmp/err" && ! grep -q "store\.c" "$tmp/err"'
+    umount "$MNT"; MNT=
+else
+    echo "skip the full-disk store: cannot mount a tmpfs here"
+fi
 
 hf=$("$L" predict --model "$T/hf/llama-2-7b/config.json" --hardware a100-80gb-sxm \
      --prompt-len 128 --gen-len 8 --db "$db" --format json); rc=$?
