@@ -91,15 +91,15 @@ llmsim_status cli_token_line(const char *path, size_t lineno, const char *line, 
 }
 
 volatile sig_atomic_t cli_interrupted;
+static struct sigaction cli_old_term; /* SIGTERM's handler before cli_sigint_catch */
 
 static void cli_on_sigint(int sig)
 {
-    (void)sig;
-    if (cli_interrupted) { /* a second ^C: clean up now and go */
+    if (cli_interrupted) { /* a second signal: clean up now and go */
         offload_remove_all_from_signal();
-        _exit(130);
+        _exit(128 + sig);
     }
-    cli_interrupted = 1;
+    cli_interrupted = sig;
 }
 
 void cli_sigint_catch(struct sigaction *old)
@@ -109,9 +109,16 @@ void cli_sigint_catch(struct sigaction *old)
     sa.sa_handler = cli_on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, old);
+    sigaction(SIGTERM, &sa, &cli_old_term);
 }
 
-void cli_sigint_release(const struct sigaction *old) { sigaction(SIGINT, old, NULL); }
+void cli_sigint_release(const struct sigaction *old)
+{
+    sigaction(SIGINT, old, NULL);
+    sigaction(SIGTERM, &cli_old_term, NULL);
+}
+
+int cli_interrupt_status(void) { return 128 + (cli_interrupted ? (int)cli_interrupted : SIGINT); }
 
 const char *cli_db_path(const char *opt)
 {

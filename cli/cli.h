@@ -132,14 +132,17 @@ llmsim_status cli_token_line(const char *path, size_t lineno, const char *line, 
 /* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
 void cli_command_line(int argc, char **argv, char *out, size_t len);
 
-/* ^C during long work (run, validate, profile): the first sets
- * cli_interrupted (the engine and the profiler stop at their next step and
- * clean up); a second removes the offload files from the handler and exits
- * 130 at once. cli_sigint_catch installs the handler and saves the old one in
- * *old; cli_sigint_release puts it back. */
+/* ^C or SIGTERM during long work (run, validate, profile, serve, serve-sim):
+ * the first sets cli_interrupted to the signal (the engine, the simulator
+ * and the profiler stop at their next step and clean up); a second removes
+ * the offload files from the handler and exits 128 + the signal at once.
+ * cli_sigint_catch installs the handler for both and saves SIGINT's old one
+ * in *old; cli_sigint_release puts both back. cli_interrupt_status: the exit
+ * status of an interrupted command, 130 (SIGINT) or 143 (SIGTERM). */
 extern volatile sig_atomic_t cli_interrupted;
 void cli_sigint_catch(struct sigaction *old);
 void cli_sigint_release(const struct sigaction *old);
+int cli_interrupt_status(void);
 
 /* The store path from --db or the environment. */
 const char *cli_db_path(const char *opt);

@@ -245,7 +245,7 @@ static int measure(p_opts *o, const char *command, hwprofile *hw)
     int64_t run_id = 0;
     if (cli_interrupted) {
         fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
-        status = 130;
+        status = cli_interrupt_status();
     } else if (st || (o->out_path && hwprofile_write(hw, o->out_path, &e))) {
         status = cli_fail("profile", &e);
     } else {

@@ -342,7 +342,7 @@ static int record_interrupted(const cli_job *job)
     store_close(db);
     fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
             rs ? "" : ", the run is recorded as interrupted");
-    return 130;
+    return cli_interrupt_status();
 }
 
 /* The timeline's table, then the engine, the files written and the

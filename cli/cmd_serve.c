@@ -319,26 +319,8 @@ typedef struct serve_run_ctx {
  * with the engine's error) and the rows it has. */
 static llmsim_status record_unfinished(serve_run_ctx *x, const char *status, diag *e)
 {
-    int64_t run_id = 0;
-    store *db = NULL;
-    llmsim_status rs = store_open(x->job->db_path, &db, e);
-    record_hashes hh;
     record_job rj = cli_record_job(x->job);
-    if (!rs && !(rs = record_inputs(db, &rj, &hh, e))) {
-        store_run_info info = {.kind = "serve-measure", .model_hash = hh.model, .hw_hash = hh.hw,
-                               .policy_hash = hh.policy, .workload_hash = hh.workload,
-                               .model_name = x->job->model.name, .hw_name = x->job->hw.name,
-                               .command = x->job->command};
-        if (!(rs = store_run_begin(db, &info, &run_id, e))) {
-            /* the rows so far: the iterations that ran, the requests as far as they got */
-            x->er.r.n = x->er.r.req ? x->q.n : 0;
-            if ((rs = store_serve_rows(db, run_id, &x->er.r, &x->q, x->s.block_bytes, e)) ||
-                (rs = store_run_commit(db, run_id, status, NULL, e)))
-                store_run_abort(db, run_id, status);
-        }
-    }
-    store_close(db);
-    return rs;
+    return record_serve_unfinished(&rj, "serve-measure", &x->s, &x->q, &x->er.r, status, e);
 }
 
 /* An interrupted run: recorded as such; exit status 130. */
@@ -350,7 +332,7 @@ static int record_interrupted(serve_run_ctx *x)
     fprintf(stderr, "llmsim serve: interrupted after %lld iterations; swap and offload files "
             "removed%s\n", x->er.r.iterations,
             rs ? "" : ", the run and its rows so far recorded as interrupted");
-    return 130;
+    return cli_interrupt_status();
 }
 
 /* The engine failed (a full disk, an I/O error): the message, the run
@@ -701,7 +683,7 @@ static int vs_run(serve_run_ctx *x, bool all)
                     preemption_names[cfg.preempt]);
         if (validate_serving_mode_run(&rj, &cfg, &x->q, &so, x->o.trace_in, &x->o.gen, &v[done],
                                       &e)) {
-            status = cli_interrupted ? 130 : cli_fail("validate", &e);
+            status = cli_interrupted ? cli_interrupt_status() : cli_fail("validate", &e);
             break;
         }
     }

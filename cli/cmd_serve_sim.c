@@ -50,6 +50,21 @@ static void on_progress(double frac, void *ctx)
         fputc('\n', stderr);
 }
 
+/* ^C or SIGTERM stopped the simulation: the run recorded as interrupted
+ * with its rows so far, nothing else written. */
+static int interrupted(const cli_job *job, const serve_setup *s, const serve_requests *q,
+                       serve_result *r)
+{
+    diag e;
+    diag_clear(&e);
+    record_job rj = cli_record_job(job);
+    llmsim_status st = record_serve_unfinished(&rj, "serve", s, q, r, "interrupted", &e);
+    fprintf(stderr, "\nllmsim serve-sim: interrupted after %lld iterations%s%s\n", r->iterations,
+            st ? "; not recorded: " : "; the run and its rows so far recorded as interrupted",
+            st ? e.msg : "");
+    return cli_interrupt_status();
+}
+
 /* Serve the requests (the simulation's wall time in *wall_s); write the
  * trace and the requests' CSV. */
 static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const serve_requests *q,
@@ -60,6 +75,7 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
     if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o->cfg, &e))
         return cli_fail("serve-sim", &e);
     s->cfg.keep_spans = o->trace_out != NULL;
+    s->cfg.interrupt = &cli_interrupted;
     bool shared = false;
     for (size_t i = 0; i < q->n && !shared; i++)
         shared = q->r[i].prefix_group != 0;
@@ -71,14 +87,20 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
     bool tty = isatty(2);
     if (serve_run(s, q, r, tty ? on_progress : NULL, NULL, &e))
         return cli_fail("serve-sim", &e);
+    if (r->interrupted)
+        return interrupted(job, s, q, r);
     *wall_s = llmsim_now_s() - t0;
     if (o->cfg.prefix_cache) { /* what the cache gains: the same run without it */
         serve_config c = o->cfg;
         c.prefix_cache = false;
         serve_setup so;
-        if (serve_setup_init(&so, &job->model, &job->hw, &job->policy, &c, &e) ||
-            serve_run(&so, q, off, NULL, NULL, &e))
+        if (serve_setup_init(&so, &job->model, &job->hw, &job->policy, &c, &e))
             return cli_fail("serve-sim", &e);
+        so.cfg.interrupt = &cli_interrupted;
+        if (serve_run(&so, q, off, NULL, NULL, &e))
+            return cli_fail("serve-sim", &e);
+        if (off->interrupted)
+            return interrupted(job, s, q, r);
     }
     if (o->trace_out) {
         char title[256];
@@ -150,8 +172,11 @@ int cmd_serve_sim(int argc, char **argv)
     else if (!(status = serve_args_parse(argc, argv, args, &o, job)) &&
              !(status = serve_args_requests(&o, &q, &wtext))) {
         job->workload_text = strbuf_str(&wtext);
+        struct sigaction old;
+        cli_sigint_catch(&old);
         if (!(status = serve(job, &o, s, &q, &r, &off, &wall)))
             status = record_and_print(job, &o, s, &q, &r, &off, wall);
+        cli_sigint_release(&old);
     }
     serve_result_free(&r);
     serve_result_free(&off);

@@ -355,7 +355,7 @@ static int run_policies(const record_job *rj, validate_policy *ps, int nps, cons
     if (cli_interrupted) {
         fprintf(stderr, "llmsim validate: interrupted; the runs finished so far are in the store and "
                 "will be reused\n");
-        return 130;
+        return cli_interrupt_status();
     }
     return status;
 }

@@ -168,3 +168,29 @@ llmsim_status record_serve(const record_job *job, const char *kind, const serve_
     free(mem);
     return st;
 }
+
+llmsim_status record_serve_unfinished(const record_job *job, const char *kind,
+                                      const serve_setup *s, const serve_requests *q,
+                                      serve_result *r, const char *status, diag *e)
+{
+    int64_t run_id = 0;
+    store *db = NULL;
+    llmsim_status st = store_open(job->db_path, &db, e);
+    record_hashes hh;
+    record_job rj = *job;
+    rj.policy = &s->pol; /* recorded with the serving settings in effect */
+    if (!st && !(st = record_inputs(db, &rj, &hh, e))) {
+        store_run_info info = {.kind = kind, .model_hash = hh.model, .hw_hash = hh.hw,
+                               .policy_hash = hh.policy, .workload_hash = hh.workload,
+                               .model_name = job->model->name, .hw_name = job->hw->name,
+                               .command = job->command};
+        if (!(st = store_run_begin(db, &info, &run_id, e))) {
+            r->n = r->req ? q->n : 0;
+            if ((st = store_serve_rows(db, run_id, r, q, s->block_bytes, e)) ||
+                (st = store_run_commit(db, run_id, status, NULL, e)))
+                store_run_abort(db, run_id, status);
+        }
+    }
+    store_close(db);
+    return st;
+}

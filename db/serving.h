@@ -27,4 +27,12 @@ llmsim_status record_serve(const record_job *job, const char *kind, const serve_
                            const serve_requests *q, const serve_result *r, const char *json,
                            double wall_s, int64_t *run_id, diag *e);
 
+/* A serving run that did not finish (status "interrupted", or "failed"):
+ * recorded with the rows it has (the iterations that ran, the requests as
+ * far as they got) and no result JSON. r->n is set to q->n when r has
+ * request rows. */
+llmsim_status record_serve_unfinished(const record_job *job, const char *kind,
+                                      const serve_setup *s, const serve_requests *q,
+                                      serve_result *r, const char *status, diag *e);
+
 #endif

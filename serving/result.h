@@ -82,6 +82,7 @@ typedef struct serve_result {
     double weighted_turnaround_s; /* sum weight * e2e / sum weight */
     double kv_util_mean, kv_util_peak; /* device blocks in use / total (time-weighted mean) */
     double prefix_hit_rate;       /* prefix_hit_tokens / prefix_query_tokens (0: none asked) */
+    bool interrupted;             /* stopped by cfg.interrupt: rows so far, no aggregates */
 } serve_result;
 
 /* Mean, nearest-rank percentiles and maximum of v [n] (sorts v; zeros for

@@ -18,6 +18,7 @@
 #ifndef LLMSIM_SERVING_SETUP_H
 #define LLMSIM_SERVING_SETUP_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -38,6 +39,9 @@ typedef struct serve_config {
     double swap_bytes;     /* swap space */
     bool keep_spans;       /* record each request's states for the Chrome trace */
     bool prefix_cache;     /* share full KV blocks of identical prefixes (serving/prefix.h) */
+    /* serve-sim: when set (^C), the simulation stops before its next
+     * iteration, the rows so far kept (serve_result.interrupted); NULL: never */
+    volatile sig_atomic_t *interrupt;
 } serve_config;
 
 /* vLLM's defaults: 256 sequences, 2048 tokens, recompute (vLLM preempts a

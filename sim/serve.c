@@ -20,6 +20,10 @@ static llmsim_status run_loop(serve_sched *sc, const serve_setup *s, serve_resul
 {
     llmsim_status st = LLMSIM_OK;
     while (!st && !serve_sched_finished(sc)) {
+        if (s->cfg.interrupt && *s->cfg.interrupt) {
+            res->interrupted = true; /* the rows so far; no aggregates */
+            return LLMSIM_OK;
+        }
         serve_sched_arrive(sc);
         if (serve_sched_idle(sc)) {
             st = serve_sched_idle_until(sc, serve_sched_next_arrival(sc), e);

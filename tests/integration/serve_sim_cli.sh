@@ -459,5 +459,22 @@ assert g["mean"] > 0 and close(pc["without"]["ttft_mean_s"], off["ttft_s"]["mean
 check "--shared-prefix 4 (no length) exits 2 and says GROUPS:LEN" \
     '[ $rc -eq 2 ] && grep -q "GROUPS:LEN" "$tmp/err"' "exit status $rc: $(head -c 300 "$tmp/err")"
 
+# ---- ^C and SIGTERM: the simulation stops, the run is recorded as
+# interrupted with its rows so far, nothing on stdout
+for sig in INT TERM; do
+    idb=$tmp/int-$sig.db
+    "$L" serve-sim --model opt-1.3b --hardware a100-40gb-pcie --num-requests 2000000 --rate 200 \
+        --db "$idb" --requests-out "$tmp/int-$sig.csv" >"$tmp/int.out" 2>"$tmp/int.err" &
+    pid=$!
+    sleep 1
+    kill -$sig $pid
+    wait $pid; rc=$?
+    want=$([ $sig = INT ] && echo 130 || echo 143)
+    st=$(python3 -c 'import sqlite3, sys; d = sqlite3.connect(sys.argv[1]); print(*d.execute("select kind, status, (select count(*) from serve_iterations where run_id = runs.id) > 0 from runs").fetchone())' "$idb" 2>&1)
+    check "SIG$sig during serve-sim: exit $want, the run recorded as interrupted with its iterations, nothing on stdout, no --requests-out ($st)" \
+        '[ $rc -eq $want ] && [ "$st" = "serve interrupted 1" ] && [ ! -s "$tmp/int.out" ] && [ ! -e "$tmp/int-$sig.csv" ] && grep -q interrupted "$tmp/int.err"' \
+        "exit $rc: $(head -c 300 "$tmp/int.err")"
+done
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
