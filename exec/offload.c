@@ -35,6 +35,23 @@ static void registry_remove(offload_dir *d)
     d->slot = -1;
 }
 
+/* The components of d->parent that llmsim made, deepest first, removed if
+ * empty (async-signal-safe: rmdir on a copy in place). */
+static void remove_made(offload_dir *d)
+{
+    char p[sizeof d->parent];
+    size_t n = strlen(d->parent);
+    memcpy(p, d->parent, n + 1);
+    while (n > d->existed) {
+        rmdir(p);
+        while (n > 0 && p[n - 1] != '/')
+            n--;
+        while (n > 1 && p[n - 1] == '/')
+            n--;
+        p[n] = '\0';
+    }
+}
+
 void offload_remove_all_from_signal(void)
 {
     for (int i = 0; i < OFFLOAD_REGISTRY; i++) {
@@ -44,7 +61,60 @@ void offload_remove_all_from_signal(void)
         for (int k = 0; k < d->nfiles; k++)
             unlink(d->files[k].path); /* async-signal-safe */
         rmdir(d->path);
+        remove_made(d);
     }
+}
+
+/* Make parent as mkdir -p does; d->existed: the length of its prefix that
+ * existed before. */
+static llmsim_status make_parent(offload_dir *d, const char *parent, diag *e)
+{
+    size_t n = strlen(parent);
+    if (n >= sizeof d->parent)
+        return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: path too long", parent);
+    memcpy(d->parent, parent, n + 1);
+    d->existed = n;
+    struct stat st;
+    if (stat(parent, &st) == 0)
+        return S_ISDIR(st.st_mode)
+                   ? LLMSIM_OK
+                   : diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: not a directory", parent);
+    /* the longest prefix that exists */
+    char p[sizeof d->parent];
+    memcpy(p, parent, n + 1);
+    size_t k = n;
+    for (;;) {
+        while (k > 0 && p[k - 1] != '/')
+            k--;
+        while (k > 1 && p[k - 1] == '/')
+            k--;
+        if (k == 0)
+            break;
+        p[k] = '\0';
+        if (stat(p, &st) == 0) {
+            if (!S_ISDIR(st.st_mode))
+                return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: %s is not a directory",
+                                parent, p);
+            break;
+        }
+    }
+    d->existed = k;
+    /* then each missing component, shallowest first */
+    memcpy(p, parent, n + 1);
+    for (size_t i = k + 1; i <= n; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (i > k && p[i - 1] != '/' && mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int err = errno;
+            remove_made(d);
+            return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: cannot make %s: %s", parent, p,
+                            strerror(err));
+        }
+        p[i] = c;
+    }
+    return LLMSIM_OK;
 }
 
 void *offload_alloc(size_t bytes)
@@ -66,15 +136,22 @@ llmsim_status offload_dir_create(const char *parent, offload_dir *d, diag *e)
         if (!parent || !parent[0])
             parent = "/tmp";
     }
-    struct stat st;
-    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
-        return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: not a directory", parent);
+    llmsim_status st = make_parent(d, parent, e);
+    if (st)
+        return st;
     int n = snprintf(d->path, sizeof d->path, "%s/llmsim-offload-XXXXXX", parent);
-    if (n < 0 || (size_t)n >= sizeof d->path)
+    if (n < 0 || (size_t)n >= sizeof d->path) {
+        remove_made(d);
+        d->path[0] = '\0';
         return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: path too long", parent);
-    if (!mkdtemp(d->path))
+    }
+    if (!mkdtemp(d->path)) {
+        int err = errno;
+        remove_made(d);
+        d->path[0] = '\0';
         return diag_set(e, LLMSIM_EINPUT, "--offload-dir %s: cannot create a directory there: %s",
-                        parent, strerror(errno));
+                        parent, strerror(err));
+    }
     registry_add(d);
     return LLMSIM_OK;
 }
@@ -173,5 +250,6 @@ void offload_dir_remove(offload_dir *d)
     }
     d->nfiles = 0;
     rmdir(d->path);
+    remove_made(d);
     d->path[0] = '\0';
 }

@@ -33,6 +33,8 @@ typedef struct offload_dir {
     offload_file files[OFFLOAD_MAX_FILES];
     int nfiles;
     int slot;        /* registry slot, -1 when not registered */
+    char parent[1024];  /* the parent as given */
+    size_t existed;     /* the length of its prefix that existed: the rest llmsim made */
 } offload_dir;
 
 /* Round up to the alignment. */
@@ -44,8 +46,10 @@ static inline uint64_t offload_round(uint64_t n)
 /* A buffer aligned for O_DIRECT, of offload_round(bytes), zeroed; free(). */
 void *offload_alloc(size_t bytes);
 
-/* parent: NULL for $TMPDIR or /tmp. LLMSIM_EINPUT when the parent is missing
- * or not writable. */
+/* parent: NULL for $TMPDIR or /tmp. A parent that does not exist is made,
+ * as mkdir -p would, and removed again (what was made of it, if empty) by
+ * offload_dir_remove. LLMSIM_EINPUT when the parent, or a component of it,
+ * is not a directory or cannot be made or written. */
 llmsim_status offload_dir_create(const char *parent, offload_dir *d, diag *e);
 /* A new file of `size` bytes (space reserved with posix_fallocate: a full
  * disk fails here, not halfway through a run). *out stays owned by d. */
