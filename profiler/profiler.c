@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
@@ -708,6 +709,12 @@ static const char *disk_dir_shown(const prof *P)
  * fails), and the room free there into hw->disk.capacity_bytes. */
 static llmsim_status disk_dir_open(prof *P, hwprofile *hw, offload_dir *d, diag *e)
 {
+    /* the disk measured is the one the directory is on: a missing one (a
+     * typo) is refused rather than made somewhere else */
+    struct stat sb;
+    if (P->o->disk_dir && P->o->disk_dir[0] && (stat(P->o->disk_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
+        return diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: no such directory; give a directory on "
+                        "the disk to measure", disk_dir_shown(P));
     if (offload_dir_create(P->o->disk_dir, d, e)) {
         diag_clear(e);
         return diag_set(e, LLMSIM_EINPUT, "--disk-dir %s: cannot create a directory there (missing, "

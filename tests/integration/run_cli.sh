@@ -60,8 +60,12 @@ check "the GPU engine on the emulated device runs weights in RAM, the cache on d
   '[ $rc -eq 0 ] && grep -q "\"engine\":[[:space:]]*\"gpu\"" <<<"$out" && grep -q "\"gpu_peak_bytes\":" <<<"$out"'
 check "the GPU engine writes 6 tokens for each of 4 prompts" \
   '[ $(wc -l < "$tmp/gpu.txt") -eq 4 ] && [ $(head -1 "$tmp/gpu.txt" | wc -w) -eq 6 ]'
-"$L" run "${common[@]}" --offload-dir /nonexistent >/dev/null 2>"$tmp/err"; rc=$?
-check "a missing --offload-dir exits 2" '[ $rc -eq 2 ]'
+"$L" run "${common[@]}" --offload-dir "$tmp/made/here" >/dev/null 2>"$tmp/err"; rc=$?
+check "a missing --offload-dir is made as mkdir -p would, and removed again" \
+  '[ $rc -eq 0 ] && [ ! -e "$tmp/made" ]' "exit $rc: $(head -c 300 "$tmp/err")"
+: >"$tmp/afile"
+"$L" run "${common[@]}" --offload-dir "$tmp/afile/sub" >/dev/null 2>"$tmp/err"; rc=$?
+check "an --offload-dir under a file exits 2 naming it" '[ $rc -eq 2 ] && grep -q "afile is not a directory" "$tmp/err"'
 "$L" run "${common[@]}" --temperature 0.8 --top-p 0.9 --seed 3 --tokens-out "$tmp/s1.txt" >/dev/null
 "$L" run "${common[@]}" --temperature 0.8 --top-p 0.9 --seed 3 --percent 0 0 0 0 0 0 --tokens-out "$tmp/s2.txt" >/dev/null
 check "sampling is deterministic for a seed, whatever the placement" 'cmp -s "$tmp/s1.txt" "$tmp/s2.txt"'
