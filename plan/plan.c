@@ -245,6 +245,13 @@ static void slot_fill(builder *b, uint32_t id, const slots *s, bool second)
 /* ---- setup: the builder, placement, the resident buffers */
 
 /* The setup and the plan's header (sizes, counts, blocks). */
+/* At most this many tasks per (step, unit, GPU batch) and per (step, unit)
+ * (10.2 and a few measured over every placement, with and without CPU
+ * attention); a plan estimated above PLAN_MAX_TASKS is refused. */
+#define PLAN_TASKS_PER_BATCH 11.0
+#define PLAN_TASKS_PER_UNIT 6.0
+#define PLAN_MAX_TASKS 2e7
+
 static llmsim_status builder_init(builder *b, const model *m, const hwprofile *hw, const policy *p,
                                   const workload *w, plan *pl, diag *e)
 {
@@ -253,6 +260,18 @@ static llmsim_status builder_init(builder *b, const model *m, const hwprofile *h
     llmsim_status st = cm_setup_init(&b->s, m, hw, p, w, e);
     if (st)
         return st;
+    /* the plan's size is known before it is built: refuse one too big to
+     * hold (a plan task is about 200 bytes with its dependencies and the
+     * simulator's state), before allocating any of it */
+    const double est = (double)w->gen_len * (double)(m->num_layers + 1) *
+                       ((double)p->num_gpu_batches * PLAN_TASKS_PER_BATCH + PLAN_TASKS_PER_UNIT);
+    if (est > PLAN_MAX_TASKS)
+        return diag_set(e, LLMSIM_EINPUT,
+                        "the plan would have about %.3g tasks (%lld steps x %lld units x %d GPU "
+                        "batches), more than the %.0f million llmsim builds; use fewer GPU batches "
+                        "or a shorter generation, or `llmsim predict` (the cost model builds no "
+                        "plan)", est, (long long)w->gen_len, (long long)m->num_layers + 1,
+                        p->num_gpu_batches, PLAN_MAX_TASKS / 1e6);
     b->pl = pl;
     b->serial = !p->overlap;
     b->last = PLAN_NONE;

@@ -55,5 +55,13 @@ check "--trace without a file exits 2" '[ $rc -eq 2 ]'
 "$L" simulate --help | grep -q -- "--trace"; rc=$?
 check "simulate --help documents --trace" '[ $rc -eq 0 ]'
 
+# a plan too big to hold, every flag in its range: refused before it is built
+t0=$(date +%s)
+"$L" simulate --model opt-1.3b --hardware t4-flexgen --gpu-batch-size 1 --num-gpu-batches 1048576 \
+    --percent 0 0 0 0 0 0 --prompt-len 16 --gen-len 8 --db "$tmp/big.db" >/dev/null 2>"$tmp/err"; rc=$?
+t1=$(date +%s)
+check "a plan of 2e9 tasks is refused at once (exit 2, the estimate and what to change), nothing recorded" \
+    '[ $rc -eq 2 ] && grep -q "tasks" "$tmp/err" && grep -q "fewer GPU batches" "$tmp/err" && [ $((t1 - t0)) -le 5 ] && [ ! -e "$tmp/big.db" ]'
+
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
