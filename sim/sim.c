@@ -222,6 +222,8 @@ out:
     free(l.f_off);
     free(l.f_idx);
     eventq_free(&l.ev);
+    if (st) /* nothing of a failed simulation is kept */
+        sim_result_free(r);
     r->wall_s = llmsim_now_s() - t0;
     return st;
 }

@@ -62,7 +62,8 @@ typedef struct sim_totals {
 void sim_totals_get(const plan *pl, const sim_result *r, sim_totals *t);
 
 /* Simulate one block of the plan. capacity: bytes per tier. record_memory:
- * keep every change of occupancy (for the trace). */
+ * keep every change of occupancy (for the trace). On failure r holds
+ * nothing (sim_result_free on it is harmless). */
 /* The plan's peak of tier t's memory, its buffers simulated with no
  * capacity limit; 0 when the simulation fails (out of memory). */
 double sim_plan_peak(const plan *pl, tier t);

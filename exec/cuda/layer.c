@@ -263,7 +263,7 @@ llmsim_status gl_norm(const gl_ctx *c, int u, const char *wn, const char *bn, in
                       const float *x, size_t rows, float *out, diag *e)
 {
     const float eps = (float)c->m->norm_eps;
-    const float *v1, *v2;
+    const float *v1 = NULL, *v2 = NULL;
     TRY(vec_f32(c, u, wn, ws, c->a->vec, &v1, e));
     if (!bn)
         return gdev_rmsnorm(c->dev, x, rows, c->h, v1, eps, out, e);
