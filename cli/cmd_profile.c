@@ -13,6 +13,7 @@
 
 #include "cli/cli.h"
 #include "cli/commands.h"
+#include "common/atomicfile.h"
 #include "db/record.h"
 #include "common/units.h"
 #include "costmodel/primitives.h"
@@ -230,6 +231,10 @@ static void print_profile(const p_opts *o, const hwprofile *hw, const char *summ
 /* Measure this machine (^C stops it); write, record and print the profile. */
 static int measure(p_opts *o, const char *command, hwprofile *hw)
 {
+    diag e0;
+    diag_clear(&e0);
+    if (o->out_path && atomicfile_check(o->out_path, "-o", &e0)) /* before minutes of measuring */
+        return cli_fail("profile", &e0);
     o->po.command = command;
     o->po.progress = isatty(2);
     o->po.interrupt = &cli_interrupted;

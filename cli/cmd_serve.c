@@ -396,6 +396,11 @@ static int serve(serve_run_ctx *x)
     diag e;
     diag_clear(&e);
     const cli_job *job = x->job;
+    int status = serve_args_check_outputs(&x->o);
+    if (status)
+        return status;
+    if (x->c.tokens_out && atomicfile_check(x->c.tokens_out, "--tokens-out", &e))
+        return cli_fail("serve", &e);
     for (size_t i = 0; i < x->q.n; i++)
         x->q.r[i].arrival_s *= x->c.time_scale;
     if (serve_setup_init(&x->s, &job->model, &job->hw, &job->policy, &x->o.cfg, &e))

@@ -72,6 +72,9 @@ static int serve(const cli_job *job, const serve_opts *o, serve_setup *s, const 
 {
     diag e;
     diag_clear(&e);
+    int status = serve_args_check_outputs(o);
+    if (status)
+        return status;
     if (serve_setup_init(s, &job->model, &job->hw, &job->policy, &o->cfg, &e))
         return cli_fail("serve-sim", &e);
     s->cfg.keep_spans = o->trace_out != NULL;

@@ -445,3 +445,13 @@ void serve_args_prefix_gain_print(const serve_result *on, const serve_result *of
            off->ttft.p50 - on->ttft.p50, off->ttft.p90 - on->ttft.p90, off->ttft.mean,
            off->ttft.p50, off->throughput_tok_s);
 }
+
+int serve_args_check_outputs(const serve_opts *o)
+{
+    diag e;
+    diag_clear(&e);
+    if ((o->trace_out && atomicfile_check(o->trace_out, "--trace", &e)) ||
+        (o->requests_out && atomicfile_check(o->requests_out, "--requests-out", &e)))
+        return cli_fail(o->cmd, &e);
+    return CLI_EXIT_OK;
+}

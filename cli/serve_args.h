@@ -50,6 +50,8 @@ void serve_args_table(const cli_job *job, const serve_opts *o, const serve_setup
  * "without") or printed as a line of the table. */
 void serve_args_prefix_gain(cJSON *root, const serve_result *on, const serve_result *off);
 void serve_args_prefix_gain_print(const serve_result *on, const serve_result *off);
+/* --trace and --requests-out writable, checked before the run (exit status). */
+int serve_args_check_outputs(const serve_opts *o);
 /* --requests-out: one CSV row per request with its timings. */
 llmsim_status serve_args_write_requests(const char *path, const serve_requests *q,
                                         const serve_result *r, diag *e);

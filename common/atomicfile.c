@@ -88,3 +88,12 @@ void atomicfile_abort(atomicfile *a)
     free(a->resolved);
     memset(a, 0, sizeof *a);
 }
+
+llmsim_status atomicfile_check(const char *path, const char *what, diag *e)
+{
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, path, what, e);
+    if (!st)
+        atomicfile_abort(&a);
+    return st;
+}

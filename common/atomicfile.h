@@ -25,5 +25,9 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
 llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e);
 /* Give up: close and remove the temporary file. */
 void atomicfile_abort(atomicfile *a);
+/* Whether path could be written (its temporary file made and removed):
+ * checked before long work, so that an output that cannot be written is
+ * refused before minutes of measuring, not after. */
+llmsim_status atomicfile_check(const char *path, const char *what, diag *e);
 
 #endif

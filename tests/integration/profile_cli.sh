@@ -68,6 +68,15 @@ bad_dir() {
 bad_dir "missing --disk-dir" "$TMP/no/such/dir"
 touch "$TMP/afile"
 bad_dir "--disk-dir is a file" "$TMP/afile"
+# an -o that cannot be written is refused before the measuring starts
+t0=$(date +%s)
+"$LLMSIM" profile --quick --disk-dir "$TMP" -o "$TMP/no-such-dir/p.yaml" >"$TMP/out" 2>"$TMP/err"; rc=$?
+t1=$(date +%s)
+if [ $rc -eq 2 ] && grep -qF "$TMP/no-such-dir/p.yaml" "$TMP/err" && [ $((t1 - t0)) -le 2 ]; then
+    ok "an unwritable -o is refused before measuring (exit 2 in $((t1 - t0)) s)"
+else
+    fail "an unwritable -o is refused before measuring" "exit $rc after $((t1 - t0)) s: $(cat "$TMP/err")"
+fi
 if [ "$(id -u)" != 0 ]; then
     mkdir "$TMP/ro" && chmod 555 "$TMP/ro"
     bad_dir "read-only --disk-dir" "$TMP/ro"

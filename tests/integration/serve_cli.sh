@@ -333,6 +333,13 @@ sed '3s/^[0-9]*/7/' "$pprompts" >"$tmp/prefix-mismatch.txt"
 bad_case prompts-against-declared-prefix "$tmp/prefix-mismatch.txt:3:|request 3|prefix group 1" \
     --trace-in "$ptrace" --block-size 4 --max-batch 4 --token-budget 16 --kv-memory "$((8 * bb)) B" \
     --prefix-cache --prompts "$tmp/prefix-mismatch.txt"
+# an output that cannot be written: refused before serving, nothing recorded
+"$L" serve --model "$M" --hardware cpu-only --threads 2 "${B[@]}" --kv-memory "$((8 * bb)) B" \
+    --prompts "$prompts" --tokens-out "$tmp/no-such-dir/t.txt" --db "$tmp/unwritable.db" \
+    >"$tmp/uw.out" 2>"$tmp/uw.err"; rc=$?
+check "an unwritable --tokens-out exits 2 before serving, naming it, with no store" \
+    '[ $rc -eq 2 ] && grep -q "no-such-dir/t.txt" "$tmp/uw.err" && [ ! -e "$tmp/unwritable.db" ] && [ ! -s "$tmp/uw.out" ]' \
+    "exit $rc: $(head -c 300 "$tmp/uw.err")"
 bad_case gpu-weights-on-disk "on disk|give the disk fraction to cpu" \
     "${B[@]}" --kv-memory "$((8 * bb)) B" --hardware t4-flexgen --emulate-gpu --percent 0 0 100 0 100 0
 # a profile with a GPU on a machine without one (or a build without CUDA)
