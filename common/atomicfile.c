@@ -2,6 +2,8 @@
 #define _XOPEN_SOURCE 700 /* realpath */
 #include "common/atomicfile.h"
 
+#include "common/fault.h"
+
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -67,10 +69,17 @@ llmsim_status atomicfile_commit(atomicfile *a, const char *what, diag *e)
 {
     bool ok = !ferror(a->f);
     ok = fclose(a->f) == 0 && ok;
+    if (ok && fault_now(FAULT_FILE_WRITE)) {
+        errno = EIO;
+        ok = false;
+    }
     a->f = NULL;
     llmsim_status st = LLMSIM_OK;
     if (!ok || rename(a->tmp, a->path) != 0) {
-        st = diag_set(e, LLMSIM_EINPUT, "%s %s: cannot write: %s", what, a->path, strerror(errno));
+        /* a failing or full disk is the environment's; a path that is wrong, bad input */
+        const int err = errno;
+        st = diag_set(e, err == EIO || err == ENOSPC ? LLMSIM_EFAIL : LLMSIM_EINPUT,
+                      "%s %s: cannot write: %s", what, a->path, strerror(err));
         unlink(a->tmp);
     }
     atomicfile_release(a);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/grow.h"
 #include "common/hash.h"
 
@@ -542,6 +544,129 @@ static llmsim_status store_new(const char *path, store **out, diag *e)
     return LLMSIM_OK;
 }
 
+// ---- fault injection (tests): a VFS over the default one whose files fail
+// the write common/fault.h says (LLMSIM_FAULT=store_write:N) with an I/O error
+
+typedef struct fault_file {
+    sqlite3_file base;         /* methods: fault_io */
+    sqlite3_file *real;        /* the default VFS's file, allocated behind this one */
+} fault_file;
+
+static sqlite3_vfs fault_vfs;
+static sqlite3_io_methods fault_io;
+static const sqlite3_io_methods *fault_real_io;
+
+static int fault_write(sqlite3_file *f, const void *buf, int n, sqlite3_int64 off)
+{
+    if (fault_now(FAULT_STORE_WRITE))
+        return SQLITE_IOERR_WRITE;
+    sqlite3_file *r = ((fault_file *)f)->real;
+    return r->pMethods->xWrite(r, buf, n, off);
+}
+
+#define FAULT_FORWARD(name, params, args)                                                          \
+    static int fault_##name params                                                                 \
+    {                                                                                              \
+        sqlite3_file *r = ((fault_file *)f)->real;                                                 \
+        return r->pMethods->x##name args;                                                          \
+    }
+FAULT_FORWARD(Read, (sqlite3_file *f, void *b, int n, sqlite3_int64 o), (r, b, n, o))
+FAULT_FORWARD(Truncate, (sqlite3_file *f, sqlite3_int64 n), (r, n))
+FAULT_FORWARD(Sync, (sqlite3_file *f, int fl), (r, fl))
+FAULT_FORWARD(FileSize, (sqlite3_file *f, sqlite3_int64 *n), (r, n))
+FAULT_FORWARD(Lock, (sqlite3_file *f, int l), (r, l))
+FAULT_FORWARD(Unlock, (sqlite3_file *f, int l), (r, l))
+FAULT_FORWARD(CheckReservedLock, (sqlite3_file *f, int *o), (r, o))
+FAULT_FORWARD(FileControl, (sqlite3_file *f, int op, void *a), (r, op, a))
+FAULT_FORWARD(SectorSize, (sqlite3_file *f), (r))
+FAULT_FORWARD(DeviceCharacteristics, (sqlite3_file *f), (r))
+FAULT_FORWARD(ShmMap, (sqlite3_file *f, int i, int sz, int ext, void volatile **p), (r, i, sz, ext, p))
+FAULT_FORWARD(ShmLock, (sqlite3_file *f, int off, int n, int fl), (r, off, n, fl))
+FAULT_FORWARD(ShmUnmap, (sqlite3_file *f, int del), (r, del))
+FAULT_FORWARD(Fetch, (sqlite3_file *f, sqlite3_int64 o, int n, void **p), (r, o, n, p))
+FAULT_FORWARD(Unfetch, (sqlite3_file *f, sqlite3_int64 o, void *p), (r, o, p))
+
+static void fault_ShmBarrier(sqlite3_file *f)
+{
+    sqlite3_file *r = ((fault_file *)f)->real;
+    r->pMethods->xShmBarrier(r);
+}
+
+static int fault_close(sqlite3_file *f)
+{
+    sqlite3_file *r = ((fault_file *)f)->real;
+    int rc = r->pMethods ? r->pMethods->xClose(r) : SQLITE_OK;
+    sqlite3_free(r);
+    return rc;
+}
+
+static int fault_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out)
+{
+    sqlite3_vfs *real = vfs->pAppData;
+    fault_file *ff = (fault_file *)f;
+    ff->real = sqlite3_malloc(real->szOsFile);
+    if (!ff->real)
+        return SQLITE_NOMEM;
+    memset(ff->real, 0, (size_t)real->szOsFile);
+    int rc = real->xOpen(real, name, ff->real, flags, out);
+    if (rc != SQLITE_OK || !ff->real->pMethods) {
+        sqlite3_free(ff->real);
+        ff->base.pMethods = NULL;
+        return rc;
+    }
+    if (!fault_real_io) { /* every file of the default VFS has the same methods */
+        fault_real_io = ff->real->pMethods;
+        fault_io = *fault_real_io;
+        fault_io.xClose = fault_close;
+        fault_io.xRead = fault_Read;
+        fault_io.xWrite = fault_write;
+        fault_io.xTruncate = fault_Truncate;
+        fault_io.xSync = fault_Sync;
+        fault_io.xFileSize = fault_FileSize;
+        fault_io.xLock = fault_Lock;
+        fault_io.xUnlock = fault_Unlock;
+        fault_io.xCheckReservedLock = fault_CheckReservedLock;
+        fault_io.xFileControl = fault_FileControl;
+        fault_io.xSectorSize = fault_SectorSize;
+        fault_io.xDeviceCharacteristics = fault_DeviceCharacteristics;
+        if (fault_io.iVersion >= 2) {
+            fault_io.xShmMap = fault_ShmMap;
+            fault_io.xShmLock = fault_ShmLock;
+            fault_io.xShmBarrier = fault_ShmBarrier;
+            fault_io.xShmUnmap = fault_ShmUnmap;
+        }
+        if (fault_io.iVersion >= 3) {
+            fault_io.xFetch = fault_Fetch;
+            fault_io.xUnfetch = fault_Unfetch;
+        }
+    }
+    ff->base.pMethods = &fault_io;
+    return SQLITE_OK;
+}
+
+/* The VFS name to open stores with: "llmsim-fault" under LLMSIM_FAULT=store_write:N, else
+ * NULL (the default). */
+static void store_vfs_init(void)
+{
+    sqlite3_vfs *real = sqlite3_vfs_find(NULL);
+    fault_vfs = *real;
+    fault_vfs.zName = "llmsim-fault";
+    fault_vfs.szOsFile = (int)sizeof(fault_file);
+    fault_vfs.pAppData = real;
+    fault_vfs.xOpen = fault_open;
+    fault_vfs.pNext = NULL;
+    sqlite3_vfs_register(&fault_vfs, 0);
+}
+
+static const char *store_vfs(void)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    if (!fault_armed(FAULT_STORE_WRITE))
+        return NULL;
+    pthread_once(&once, store_vfs_init);
+    return "llmsim-fault";
+}
+
 /* Open the database file (with `flags`), set the busy timeout and register
  * llmsim_pid_gone. */
 static llmsim_status store_connect(store *s, const char *path, int flags, diag *e)
@@ -552,7 +677,7 @@ static llmsim_status store_connect(store *s, const char *path, int flags, diag *
         return diag_set(e, LLMSIM_EINPUT, "%s: is a directory; give the path of a store file",
                         path);
     /* sqlite3_open_v2 returns a handle (for sqlite3_errmsg) even on failure */
-    STORE_CHECK(s, e, sqlite3_open_v2(path, &s->db, flags, NULL));
+    STORE_CHECK(s, e, sqlite3_open_v2(path, &s->db, flags, store_vfs()));
     STORE_CHECK(s, e, sqlite3_busy_timeout(s->db, STORE_BUSY_TIMEOUT_MS));
     STORE_CHECK(s, e, sqlite3_create_function_v2(s->db, "llmsim_pid_gone", 2,
                                                  SQLITE_UTF8 | SQLITE_DIRECTONLY, s,

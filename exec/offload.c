@@ -2,6 +2,8 @@
 #define _GNU_SOURCE /* O_DIRECT */
 #include "exec/offload.h"
 
+#include "common/fault.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -177,9 +179,10 @@ llmsim_status offload_file_create(offload_dir *d, const char *name, uint64_t siz
     if (f->size) {
         int rc = posix_fallocate(f->fd, 0, (off_t)f->size);
         if (rc != 0)
-            return diag_set(e, rc == ENOSPC ? LLMSIM_EINPUT : LLMSIM_EFAIL,
-                            "offload file %s: cannot reserve %.3g GB: %s", f->path, f->size / 1e9,
-                            strerror(rc));
+            return diag_set(e, LLMSIM_EFAIL, "offload file %s: cannot reserve %.3g GB: %s%s",
+                            f->path, f->size / 1e9, strerror(rc),
+                            rc == ENOSPC ? "; free space, or give --offload-dir a directory on "
+                                           "another disk" : "");
     }
     *out = f;
     return LLMSIM_OK;
@@ -199,7 +202,8 @@ llmsim_status offload_read(offload_file *f, void *buf, size_t bytes, uint64_t of
     llmsim_status st = io_check(f, bytes, off, buf, e);
     char *p = buf;
     while (!st && bytes > 0) {
-        ssize_t n = pread(f->fd, p, bytes, (off_t)off);
+        ssize_t n = fault_now(FAULT_OFFLOAD_READ) ? (errno = EIO, -1)
+                                                  : pread(f->fd, p, bytes, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
@@ -217,12 +221,15 @@ llmsim_status offload_write(offload_file *f, const void *buf, size_t bytes, uint
     llmsim_status st = io_check(f, bytes, off, buf, e);
     const char *p = buf;
     while (!st && bytes > 0) {
-        ssize_t n = pwrite(f->fd, p, bytes, (off_t)off);
+        ssize_t n = fault_now(FAULT_OFFLOAD_WRITE) ? (errno = EIO, -1)
+                                                   : pwrite(f->fd, p, bytes, (off_t)off);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            return diag_set(e, errno == ENOSPC ? LLMSIM_EINPUT : LLMSIM_EFAIL, "offload write %s: %s",
-                            f->path, n < 0 ? strerror(errno) : "nothing written");
+        if (n <= 0) /* a full or failing disk is the environment's, not bad input */
+            return diag_set(e, LLMSIM_EFAIL, "offload write %s: %s%s", f->path,
+                            n < 0 ? strerror(errno) : "nothing written",
+                            n < 0 && errno == ENOSPC ? "; free space, or give --offload-dir a "
+                                                       "directory on another disk" : "");
         p += n;
         off += (uint64_t)n;
         bytes -= (size_t)n;
