@@ -321,28 +321,48 @@ static llmsim_status execute(const cli_job *job, const run_opts *o, const plan *
     return st;
 }
 
-/* An interrupted run: recorded as such (what there is); exit status 130. */
-static int record_interrupted(const cli_job *job)
+/* A run that did not finish: recorded with `status` (interrupted, or failed
+ * in the environment: a full disk, an I/O error), what there is of it. */
+static llmsim_status record_unfinished(const cli_job *job, const char *status, diag *e)
 {
-    diag e;
-    diag_clear(&e);
     int64_t run_id = 0;
     store *db = NULL;
-    llmsim_status rs = store_open(job->db_path, &db, &e);
+    llmsim_status rs = store_open(job->db_path, &db, e);
     record_hashes hh;
     record_job rj = cli_record_job(job);
-    if (!rs && !(rs = record_inputs(db, &rj, &hh, &e))) {
+    if (!rs && !(rs = record_inputs(db, &rj, &hh, e))) {
         store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
                                .policy_hash = hh.policy, .workload_hash = hh.workload,
                                .model_name = job->model.name, .hw_name = job->hw.name,
                                .command = job->command};
-        if (!(rs = store_run_begin(db, &info, &run_id, &e)))
-            store_run_abort(db, run_id, "interrupted");
+        if (!(rs = store_run_begin(db, &info, &run_id, e)))
+            store_run_abort(db, run_id, status);
     }
     store_close(db);
+    return rs;
+}
+
+/* An interrupted run: recorded as such; exit status 130 (143 for SIGTERM). */
+static int record_interrupted(const cli_job *job)
+{
+    diag e;
+    diag_clear(&e);
+    llmsim_status rs = record_unfinished(job, "interrupted", &e);
     fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
             rs ? "" : ", the run is recorded as interrupted");
     return cli_interrupt_status();
+}
+
+/* The engine failed in the environment (a full disk, an I/O error): the
+ * message, and the run recorded as failed (its files are gone). */
+static int record_failed(const cli_job *job, const diag *e)
+{
+    int status = cli_fail("run", e);
+    diag e2;
+    diag_clear(&e2);
+    if (!record_unfinished(job, "failed", &e2))
+        fprintf(stderr, "llmsim run: the run is recorded as failed; offload files removed\n");
+    return status;
 }
 
 /* The timeline's table, then the engine, the files written and the
@@ -408,7 +428,10 @@ static int run(cli_job *job, const run_opts *o)
         return cli_fail("run", &e);
     engine_result er;
     int status;
-    if (execute(job, o, &pl, &er, &e))
+    llmsim_status st = execute(job, o, &pl, &er, &e);
+    if (st == LLMSIM_EFAIL)
+        status = record_failed(job, &e);
+    else if (st)
         status = cli_fail("run", &e);
     else if (er.interrupted)
         status = record_interrupted(job);

@@ -47,6 +47,8 @@ for f in offload_write:1 offload_read:3; do
         '[ $rc -eq 1 ] && grep -q "Input/output error" "$tmp/err" && grep -q "weights.bin" "$tmp/err" && [ -z "$(ls -A "$tmp/off")" ] && [ ! -e "$tmp/tok.txt" ]' \
         "exit $rc: $(head -c 300 "$tmp/err"); left: $(ls -A "$tmp/off")"
 done
+st=$(statuses "$tmp/run.db")
+check "both failed runs are recorded as failed ($st)" '[ "$st" = "failed,failed" ]'
 
 # ---- serve under swap: the swap file's first write fails; the run is recorded as failed
 trace=$tmp/trace.csv
