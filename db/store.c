@@ -773,6 +773,49 @@ llmsim_status store_open(const char *path, store **out, diag *e)
     return store_open_flags(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, out, e);
 }
 
+/* A store on a read-only medium (or a read-only file): opened immutable,
+ * read only, nothing written (no WAL switch, no migration, no dead runs
+ * marked). A store behind this llmsim's schema cannot be read so. */
+static llmsim_status store_open_readonly(const char *path, store **out, diag *e)
+{
+    store *s = NULL;
+    llmsim_status st = store_new(path, &s, e);
+    *out = NULL;
+    if (st != LLMSIM_OK)
+        return st;
+    /* file:PATH?immutable=1, the path percent-encoded where a URI needs it */
+    size_t n = strlen(path);
+    char *uri = malloc(3 * n + 32);
+    if (!uri) {
+        store_close(s);
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    }
+    char *u = uri + sprintf(uri, "file:");
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c == '?' || c == '#' || c == '%' || c < 0x20)
+            u += sprintf(u, "%%%02X", c);
+        else
+            *u++ = (char)c;
+    }
+    strcpy(u, "?immutable=1");
+    st = store_connect(s, uri, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, e);
+    free(uri);
+    int version = 0;
+    if (!st)
+        st = store_known_version(s, &version, e);
+    if (!st && version < STORE_SCHEMA_VERSION)
+        st = diag_set(e, LLMSIM_EINPUT, "%s: a read-only store of schema %d, older than this "
+                      "llmsim's %d; open it once where it can be written, to migrate it", path,
+                      version, STORE_SCHEMA_VERSION);
+    if (st) {
+        store_close(s);
+        return st;
+    }
+    *out = s;
+    return LLMSIM_OK;
+}
+
 llmsim_status store_open_existing(const char *path, store **out, diag *e)
 {
     struct stat sb;
@@ -781,7 +824,17 @@ llmsim_status store_open_existing(const char *path, store **out, diag *e)
         return diag_set(e, LLMSIM_EINPUT,
                         "no store at %s (run a command such as llmsim predict first)", path);
     }
-    return store_open_flags(path, SQLITE_OPEN_READWRITE, out, e);
+    llmsim_status st = store_open_flags(path, SQLITE_OPEN_READWRITE, out, e);
+    /* reading needs no writing: where the store cannot be written, read it so */
+    if (st && access(path, W_OK) != 0) {
+        diag e2;
+        diag_clear(&e2);
+        if (!store_open_readonly(path, out, &e2)) {
+            diag_clear(e);
+            return LLMSIM_OK;
+        }
+    }
+    return st;
 }
 
 void store_close(store *s)

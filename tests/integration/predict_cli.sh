@@ -69,6 +69,20 @@ else
     echo "skip the full-disk store: cannot mount a tmpfs here"
 fi
 
+# a store on a read-only filesystem can be read (runs, show), where we may mount one
+if mkdir "$tmp/ro" && mount -t tmpfs -o size=4m tmpfs "$tmp/ro" 2>/dev/null; then
+    MNT=$tmp/ro
+    "$L" predict "${flexgen30[@]:0:${#flexgen30[@]}-2}" --db "$MNT/store.db" >/dev/null 2>&1
+    mount -o remount,ro "$MNT"
+    ro=$("$L" runs --db "$MNT/store.db" 2>&1); rc=$?
+    rs=$("$L" show 1 --db "$MNT/store.db" 2>&1); rc2=$?
+    check "a store on a read-only filesystem: runs and show read it" \
+        '[ $rc -eq 0 ] && grep -q "predict" <<<"$ro" && [ $rc2 -eq 0 ] && grep -q "kind *predict" <<<"$rs"'
+    umount "$MNT"; MNT=
+else
+    echo "skip the read-only store: cannot mount a tmpfs here"
+fi
+
 hf=$("$L" predict --model "$T/hf/llama-2-7b/config.json" --hardware a100-80gb-sxm \
      --prompt-len 128 --gen-len 8 --db "$db" --format json); rc=$?
 check "a Hugging Face config.json works as --model" '[ $rc -eq 0 ] && grep -q "\"feasible\"" <<<"$hf"'
