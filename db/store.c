@@ -30,6 +30,7 @@
 #include "common/fault.h"
 #include "common/grow.h"
 #include "common/hash.h"
+#include "db/pack.h"
 
 #ifndef LLMSIM_VERSION
 #define LLMSIM_VERSION "unknown"
@@ -221,6 +222,17 @@ static const char *const store_migrations[] = {
     "ALTER TABLE runs_new RENAME TO runs;\n"
     STORE_RUNS_NAME_INDEXES
     "CREATE INDEX runs_inputs ON runs(kind, model_hash, hw_hash, policy_hash, workload_hash);\n",
+    /* 6 -> 7: per-task timings and memory samples packed, a chunk of rows
+     * per blob (db/pack.h); runs recorded before keep their rows in
+     * run_tasks and run_memory, which are still read */
+    "CREATE TABLE run_chunks (\n"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,\n"
+    "  what TEXT NOT NULL CHECK (what IN ('tasks', 'memory')),\n"
+    "  chunk INTEGER NOT NULL,\n"
+    "  rows INTEGER NOT NULL,\n"
+    "  data BLOB NOT NULL,\n"
+    "  PRIMARY KEY (run_id, what, chunk)\n"
+    ");\n",
 };
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == STORE_SCHEMA_VERSION,
@@ -1020,30 +1032,102 @@ fail:
     return st;
 }
 
+/* A chunk of a run's rows being packed (on a thread) while the next is
+ * filled. */
+typedef struct store_chunk_job {
+    pack_job job;
+    const char *what;
+    size_t chunk, rows;
+} store_chunk_job;
+
+/* Wait for the chunk being packed, if any, and insert it. Always waits, so
+ * that the writer is free again, also after an earlier failure. */
+static llmsim_status store_chunk_done(store *s, sqlite3_stmt *q, store_chunk_job *c, diag *e)
+{
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    llmsim_status st = pack_job_wait(&c->job, &blob, &len, e);
+    if (st != LLMSIM_OK || !blob)
+        return st;
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, c->what, -1, SQLITE_STATIC));
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 3, (sqlite3_int64)c->chunk));
+    STORE_CHECK(s, e, sqlite3_bind_int64(q, 4, (sqlite3_int64)c->rows));
+    STORE_CHECK(s, e, sqlite3_bind_blob64(q, 5, blob, len, SQLITE_STATIC));
+    STORE_STEP_DONE(s, e, q);
+    STORE_CHECK(s, e, sqlite3_reset(q));
+fail:
+    free(blob);
+    return st;
+}
+
+/* Insert the previous chunk, then start packing this one (of w). */
+static llmsim_status store_chunk_next(store *s, sqlite3_stmt *q, store_chunk_job *c,
+                                      pack_writer *w, size_t chunk, size_t rows, diag *e)
+{
+    llmsim_status st = store_chunk_done(s, q, c, e);
+    if (st == LLMSIM_OK) {
+        c->chunk = chunk;
+        c->rows = rows;
+        pack_job_start(&c->job, w);
+    }
+    return st;
+}
+
+#define STORE_CHUNK_SQL                                                                            \
+    "INSERT OR REPLACE INTO run_chunks (run_id, what, chunk, rows, data) "                         \
+    "VALUES (?1, ?2, ?3, ?4, ?5)"
+
+/* A chunk of tasks as the packer reads them: a column each, so that each
+ * column is read in one sequential pass. */
+typedef struct store_task_cols {
+    char (*id)[128];
+    const char **resource;
+    double *v[4]; /* start_s, end_s, bytes, flops */
+} store_task_cols;
+
 llmsim_status store_run_tasks(store *s, int64_t run_id, size_t n, store_task_fill fill, void *ctx,
                               diag *e)
 {
     sqlite3_stmt *q = NULL;
-    llmsim_status st = store_run_prepare(
-        s, run_id,
-        "INSERT OR REPLACE INTO run_tasks (run_id, task_id, resource, start_s, end_s, "
-        "bytes, flops) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        &q, e);
+    llmsim_status st = store_run_prepare(s, run_id, STORE_CHUNK_SQL, &q, e);
     if (st != LLMSIM_OK)
         return st;
-    for (size_t i = 0; i < n; i++) {
-        store_task t;
-        char id[128];
-        fill(ctx, i, &t, id, sizeof id);
-        const char *const texts[] = {id, t.resource};
-        const double values[] = {t.start_s, t.end_s, t.bytes, t.flops};
-        STORE_TRY(store_bind_texts(s, q, 2, texts, 2, e));
+    size_t cap = n < PACK_CHUNK_ROWS ? n : PACK_CHUNK_ROWS;
+    store_task_cols col = {0};
+    bool ok = (col.id = malloc((cap + 1) * sizeof *col.id)) &&
+              (col.resource = malloc((cap + 1) * sizeof *col.resource));
+    for (int k = 0; k < 4; k++)
+        ok = ok && (col.v[k] = malloc((cap + 1) * sizeof *col.v[k]));
+    pack_writer w[2] = {{0}, {0}};
+    store_chunk_job c = {.what = "tasks"};
+    if (!ok)
+        st = diag_set(e, LLMSIM_EFAIL, "%s: out of memory recording task timings", s->path);
+    for (size_t at = 0, chunk = 0; !st && at < n; at += cap, chunk++) {
+        size_t m = n - at < cap ? n - at : cap;
+        for (size_t i = 0; i < m; i++) {
+            store_task t;
+            fill(ctx, at + i, &t, col.id[i], sizeof col.id[i]);
+            col.resource[i] = t.resource;
+            col.v[0][i] = t.start_s;
+            col.v[1][i] = t.end_s;
+            col.v[2][i] = t.bytes;
+            col.v[3][i] = t.flops;
+        }
+        pack_writer *wc = &w[chunk % 2];
+        pack_put_texts(wc, col.id, sizeof *col.id, m);
+        pack_put_names(wc, col.resource, sizeof *col.resource, m);
         for (int k = 0; k < 4; k++)
-            STORE_CHECK(s, e, sqlite3_bind_double(q, 4 + k, values[k]));
-        STORE_STEP_DONE(s, e, q);
-        STORE_CHECK(s, e, sqlite3_reset(q));
+            pack_put_f64(wc, col.v[k], sizeof *col.v[k], m);
+        st = store_chunk_next(s, q, &c, wc, chunk, m, e);
     }
-fail:
+    llmsim_status last = store_chunk_done(s, q, &c, e);
+    st = st ? st : last;
+    pack_writer_free(&w[0]);
+    pack_writer_free(&w[1]);
+    free(col.id);
+    free(col.resource);
+    for (int k = 0; k < 4; k++)
+        free(col.v[k]);
     sqlite3_finalize(q);
     return st;
 }
@@ -1052,21 +1136,24 @@ llmsim_status store_run_memory(store *s, int64_t run_id, size_t n, const store_m
                                diag *e)
 {
     sqlite3_stmt *q = NULL;
-    llmsim_status st = store_run_prepare(s, run_id,
-                                         "INSERT OR REPLACE INTO run_memory (run_id, seq, time_s, "
-                                         "tier, bytes) VALUES (?1, ?2, ?3, ?4, ?5)",
-                                         &q, e);
+    llmsim_status st = store_run_prepare(s, run_id, STORE_CHUNK_SQL, &q, e);
     if (st != LLMSIM_OK)
         return st;
-    for (size_t i = 0; i < n; i++) {
-        STORE_CHECK(s, e, sqlite3_bind_int64(q, 2, (sqlite3_int64)i));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 3, m[i].time_s));
-        STORE_CHECK(s, e, sqlite3_bind_text(q, 4, m[i].tier, -1, SQLITE_STATIC));
-        STORE_CHECK(s, e, sqlite3_bind_double(q, 5, m[i].bytes));
-        STORE_STEP_DONE(s, e, q);
-        STORE_CHECK(s, e, sqlite3_reset(q));
+    pack_writer w[2] = {{0}, {0}};
+    store_chunk_job c = {.what = "memory"};
+    for (size_t at = 0, chunk = 0; !st && at < n; at += PACK_CHUNK_ROWS, chunk++) {
+        size_t k = n - at < PACK_CHUNK_ROWS ? n - at : PACK_CHUNK_ROWS;
+        const size_t z = sizeof *m;
+        pack_writer *wc = &w[chunk % 2];
+        pack_put_f64(wc, &m[at].time_s, z, k);
+        pack_put_names(wc, &m[at].tier, z, k);
+        pack_put_f64(wc, &m[at].bytes, z, k);
+        st = store_chunk_next(s, q, &c, wc, chunk, k, e);
     }
-fail:
+    llmsim_status last = store_chunk_done(s, q, &c, e);
+    st = st ? st : last;
+    pack_writer_free(&w[0]);
+    pack_writer_free(&w[1]);
     sqlite3_finalize(q);
     return st;
 }
@@ -1442,12 +1529,105 @@ static void fill_task(sqlite3_stmt *q, void *elem)
     t->flops = store_col_double(q, 5);
 }
 
+/* The chunks of `what` of run id, in order: take(r, rows, ctx) reads the
+ * columns of each from r; a chunk whose columns do not read whole is damaged. */
+typedef bool (*store_chunk_take)(pack_reader *r, size_t rows, void *ctx);
+
+static llmsim_status store_chunks_each(store *s, int64_t id, const char *what,
+                                       store_chunk_take take, void *ctx, diag *e)
+{
+    sqlite3_stmt *q = NULL;
+    pack_reader r = {0};
+    char name[96];
+    snprintf(name, sizeof name, "%s: the %s of run %lld", s->path,
+             strcmp(what, "tasks") == 0 ? "task timings" : "memory samples", (long long)id);
+    llmsim_status st = store_prepare_id(
+        s, "SELECT rows, data FROM run_chunks WHERE run_id = ?1 AND what = ?2 ORDER BY chunk", id,
+        &q, e);
+    if (st != LLMSIM_OK)
+        return st;
+    STORE_CHECK(s, e, sqlite3_bind_text(q, 2, what, -1, SQLITE_STATIC));
+    for (;;) {
+        bool row = false;
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        sqlite3_int64 rows = sqlite3_column_int64(q, 0);
+        const void *blob = sqlite3_column_blob(q, 1);
+        size_t len = (size_t)sqlite3_column_bytes(q, 1);
+        if (rows < 0 || rows > PACK_CHUNK_ROWS)
+            STORE_TRY(diag_set(e, LLMSIM_EINPUT, "%s are damaged (a chunk of %lld rows)", name,
+                               (long long)rows));
+        STORE_TRY(pack_open(blob, len, name, &r, e));
+        bool ok = take(&r, (size_t)rows, ctx);
+        if (!ok && !r.bad)
+            STORE_TRY(diag_set(e, LLMSIM_EFAIL, "%s: out of memory reading them", name));
+        if (!ok || !pack_done(&r))
+            STORE_TRY(diag_set(e, LLMSIM_EINPUT, "%s are damaged (a chunk does not hold its %lld "
+                                                 "rows)", name, (long long)rows));
+        pack_reader_free(&r);
+    }
+fail:
+    pack_reader_free(&r);
+    sqlite3_finalize(q);
+    return st;
+}
+
+/* Rows of a growing array taken from chunks. */
+typedef struct store_chunk_rows {
+    void *rows;
+    size_t n, size;
+} store_chunk_rows;
+
+/* Room for `more` rows at the end of l; NULL when out of memory. */
+static char *store_chunk_room(store_chunk_rows *l, size_t more)
+{
+    if (more > SIZE_MAX / l->size - l->n)
+        return NULL;
+    char *p = realloc(l->rows, (l->n + more) * l->size + 1);
+    if (!p)
+        return NULL;
+    l->rows = p;
+    return p + l->n * l->size;
+}
+
+static bool take_task_chunk(pack_reader *r, size_t rows, void *ctx)
+{
+    store_chunk_rows *l = ctx;
+    store_task_row *t = (store_task_row *)store_chunk_room(l, rows);
+    if (!t)
+        return false;
+    memset(t, 0, rows * sizeof *t);
+    const size_t z = sizeof *t;
+    bool ok = pack_get_texts(r, t->task_id, z, sizeof t->task_id, rows) &&
+              pack_get_names(r, t->resource, z, sizeof t->resource, rows) &&
+              pack_get_f64(r, &t->start_s, z, rows) && pack_get_f64(r, &t->end_s, z, rows) &&
+              pack_get_f64(r, &t->bytes, z, rows) && pack_get_f64(r, &t->flops, z, rows);
+    if (ok)
+        l->n += rows;
+    return ok;
+}
+
 llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
 {
-    return store_collect(s, id,
-                         "SELECT task_id, resource, start_s, end_s, bytes, flops FROM run_tasks "
-                         "WHERE run_id = ?1",
-                         sizeof **rows, fill_task, "reading task timings", (void **)rows, n, e);
+    /* runs recorded before schema 7 have rows; later ones chunks */
+    llmsim_status st = store_collect(s, id,
+                                     "SELECT task_id, resource, start_s, end_s, bytes, flops FROM "
+                                     "run_tasks WHERE run_id = ?1",
+                                     sizeof **rows, fill_task, "reading task timings",
+                                     (void **)rows, n, e);
+    if (st != LLMSIM_OK)
+        return st;
+    store_chunk_rows l = {*rows, *n, sizeof **rows};
+    st = store_chunks_each(s, id, "tasks", take_task_chunk, &l, e);
+    *rows = l.rows;
+    *n = l.n;
+    if (st != LLMSIM_OK) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
+    return st;
 }
 
 static void fill_stage(sqlite3_stmt *q, void *elem)
@@ -1528,25 +1708,65 @@ llmsim_status store_serve_requests_get(store *s, int64_t id, store_serve_request
                          n, e);
 }
 
+static const char *const store_tiers[] = {"gpu", "cpu", "disk"};
+
+/* A tier's name as a static string, "?" for one this version does not know. */
+static const char *store_tier(const char *name)
+{
+    for (size_t k = 0; name && k < sizeof store_tiers / sizeof store_tiers[0]; k++)
+        if (strcmp(name, store_tiers[k]) == 0)
+            return store_tiers[k];
+    return "?";
+}
+
 static void fill_memory(sqlite3_stmt *q, void *elem)
 {
-    static const char *const tiers[] = {"gpu", "cpu", "disk"};
     store_mem_sample *t = elem;
-    const char *name = (const char *)sqlite3_column_text(q, 1);
-    t->tier = "?";
-    for (size_t k = 0; name && k < sizeof tiers / sizeof tiers[0]; k++)
-        if (strcmp(name, tiers[k]) == 0)
-            t->tier = tiers[k];
+    t->tier = store_tier((const char *)sqlite3_column_text(q, 1));
     t->time_s = store_col_double(q, 0);
     t->bytes = store_col_double(q, 2);
 }
 
+static bool take_memory_chunk(pack_reader *r, size_t rows, void *ctx)
+{
+    store_chunk_rows *l = ctx;
+    store_mem_sample *m = (store_mem_sample *)store_chunk_room(l, rows);
+    char(*names)[16] = malloc((rows ? rows : 1) * sizeof *names);
+    if (!m || !names) {
+        free(names);
+        return false;
+    }
+    const size_t z = sizeof *m;
+    bool ok = pack_get_f64(r, &m->time_s, z, rows) &&
+              pack_get_names(r, names, sizeof *names, sizeof *names, rows) &&
+              pack_get_f64(r, &m->bytes, z, rows);
+    for (size_t i = 0; ok && i < rows; i++)
+        m[i].tier = store_tier(names[i]);
+    free(names);
+    if (ok)
+        l->n += rows;
+    return ok;
+}
+
 llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e)
 {
-    return store_collect(s, id,
-                         "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 "
-                         "ORDER BY seq",
-                         sizeof **rows, fill_memory, "reading memory samples", (void **)rows, n, e);
+    llmsim_status st = store_collect(s, id,
+                                     "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 "
+                                     "ORDER BY seq",
+                                     sizeof **rows, fill_memory, "reading memory samples",
+                                     (void **)rows, n, e);
+    if (st != LLMSIM_OK)
+        return st;
+    store_chunk_rows l = {*rows, *n, sizeof **rows};
+    st = store_chunks_each(s, id, "memory", take_memory_chunk, &l, e);
+    *rows = l.rows;
+    *n = l.n;
+    if (st != LLMSIM_OK) {
+        free(*rows);
+        *rows = NULL;
+        *n = 0;
+    }
+    return st;
 }
 
 void store_metrics_free(char **keys, double *values, int n)

@@ -28,7 +28,7 @@
 typedef struct store store;
 
 /* Current schema version (PRAGMA user_version after migrations). */
-#define STORE_SCHEMA_VERSION 6
+#define STORE_SCHEMA_VERSION 7
 
 /* Open (creating if needed) the store at `path` and migrate it to
  * STORE_SCHEMA_VERSION. LLMSIM_EINPUT for a file that is not a store, a store

@@ -8,7 +8,7 @@
 # so a failure to install either (Ubuntu ships Chromium as a snap) is not an error.
 set -euo pipefail
 pkgs=(cmake make gcc pkg-config
-      libyaml-dev libglpk-dev libsqlite3-dev libcjson-dev
+      libyaml-dev libglpk-dev libsqlite3-dev libcjson-dev zlib1g-dev
       gnuplot-nox)
 optional=(chromium clang)
 missing() {

@@ -17,6 +17,7 @@
 
 #include "common/hash.h"
 #include "db/store.h"
+#include "db/pack.h"
 #include "tap.h"
 
 static char tmpdir[256];
@@ -96,7 +97,8 @@ static void test_open_schema(void)
     char mode[32];
     raw_text(path, "PRAGMA journal_mode", mode, sizeof mode);
     CHECK(strcmp(mode, "wal") == 0, "journal_mode is '%s'", mode);
-    const char *tables[] = {"inputs", "runs", "run_metrics", "run_stages", "run_tasks", "run_memory"};
+    const char *tables[] = {"inputs",   "runs",       "run_metrics", "run_stages",
+                            "run_tasks", "run_memory", "run_chunks"};
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
         char sql[128];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_master WHERE name = '%s'",
@@ -526,6 +528,109 @@ static void test_timings(void)
     store_close(s);
 }
 
+/* Task i of a run large enough for several chunks: ids that share
+ * prefixes, resources from a few, doubles of every kind (subnormal, -0,
+ * NaN, infinity, big and small). */
+static double odd_value(size_t i)
+{
+    const double odd[] = {0.0, -0.0, 5e-324, 1e300, -1.5, NAN, INFINITY, 3.0e-9};
+    return i % 7 == 0 ? odd[(i / 7) % 8] : 1e-3 * (double)i + 1.0 / (double)(i + 3);
+}
+
+static void fill_big_tasks(void *ctx, size_t i, store_task *out, char *id, size_t len)
+{
+    (void)ctx;
+    const char *res[] = {"cpu", "disk", "h2d", "gpu"};
+    *out = (store_task){res[i % 4], odd_value(i), odd_value(i + 1), (double)(i % 5) * 4096.0,
+                        odd_value(3 * i)};
+    snprintf(id, len, "s%zu.l%zu.b%zu.%s", i / 1000, (i / 10) % 100, i % 10,
+             i % 3 ? "compute" : "c_disk");
+}
+
+static bool same_bits(double a, double b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static int cmp_task_id(const void *a, const void *b)
+{
+    return strcmp(((const store_task_row *)a)->task_id, ((const store_task_row *)b)->task_id);
+}
+
+/* The packed form gives back every row exactly, across chunks; a damaged
+ * chunk is an error naming the run, never garbage. */
+static void test_packed(void)
+{
+    const char *path = tmp_path("packed.db");
+    store *s = NULL;
+    diag e;
+    diag_clear(&e);
+    CHECK(store_open(path, &s, &e) == LLMSIM_OK, "open: %s", e.msg);
+    if (!s)
+        return;
+    enum { N = 150000, NM = 70000 };
+    int64_t id = begin_run(s, "simulate", "m", "h", NULL);
+    store_mem_sample *mem = malloc(NM * sizeof *mem);
+    for (size_t i = 0; mem && i < NM; i++)
+        mem[i] = (store_mem_sample){odd_value(i), i % 3 ? "cpu" : "disk", odd_value(i + 2)};
+    CHECK(store_run_tasks(s, id, N, fill_big_tasks, NULL, &e) == LLMSIM_OK, "tasks: %s", e.msg);
+    CHECK(mem && store_run_memory(s, id, NM, mem, &e) == LLMSIM_OK, "memory: %s", e.msg);
+    CHECK(store_run_commit(s, id, "ok", "{}", &e) == LLMSIM_OK, "commit: %s", e.msg);
+    CHECK(raw_int(path, "SELECT count(*) FROM run_chunks WHERE what = 'tasks'") ==
+              (N + PACK_CHUNK_ROWS - 1) / PACK_CHUNK_ROWS,
+          "tasks in chunks of %d", PACK_CHUNK_ROWS);
+    CHECK(raw_int(path, "SELECT sum(length(data)) FROM run_chunks") < 16LL * N,
+          "packed: %lld bytes for %d tasks", raw_int(path, "SELECT sum(length(data)) FROM run_chunks"),
+          N);
+
+    store_task_row *tr = NULL;
+    size_t nt = 0;
+    CHECK(store_run_tasks_get(s, id, &tr, &nt, &e) == LLMSIM_OK && nt == N, "%zu tasks back", nt);
+    if (nt == N) {
+        qsort(tr, nt, sizeof *tr, cmp_task_id); /* ids are unique: any order compares */
+        size_t bad = 0;
+        for (size_t i = 0; i < N; i++) {
+            store_task t;
+            char want[128];
+            fill_big_tasks(NULL, i, &t, want, sizeof want);
+            store_task_row key;
+            snprintf(key.task_id, sizeof key.task_id, "%s", want);
+            const store_task_row *g = bsearch(&key, tr, nt, sizeof *tr, cmp_task_id);
+            bad += !g || strcmp(g->resource, t.resource) != 0 || !same_bits(g->start_s, t.start_s) ||
+                   !same_bits(g->end_s, t.end_s) || !same_bits(g->bytes, t.bytes) ||
+                   !same_bits(g->flops, t.flops);
+        }
+        CHECK(bad == 0, "every task back bit for bit (%zu differ)", bad);
+    }
+    free(tr);
+    store_mem_sample *mr = NULL;
+    size_t nm = 0;
+    CHECK(store_run_memory_get(s, id, &mr, &nm, &e) == LLMSIM_OK && nm == NM, "%zu samples", nm);
+    size_t badm = 0;
+    for (size_t i = 0; mem && nm == NM && i < NM; i++)
+        badm += strcmp(mr[i].tier, mem[i].tier) != 0 || !same_bits(mr[i].time_s, mem[i].time_s) ||
+                !same_bits(mr[i].bytes, mem[i].bytes);
+    CHECK(nm == NM && badm == 0, "every sample back in order (%zu differ)", badm);
+    free(mr);
+    free(mem);
+    store_close(s);
+
+    /* damage: a byte of the zlib stream, then a chunk that claims more rows */
+    CHECK(raw_exec(path, "UPDATE run_chunks SET data = substr(data, 1, 20) || x'00ff00ff' || "
+                         "substr(data, 25) WHERE what = 'tasks' AND chunk = 1"),
+          "damage a chunk");
+    diag_clear(&e);
+    CHECK(store_open_existing(path, &s, &e) == LLMSIM_OK, "reopen: %s", e.msg);
+    CHECK(store_run_tasks_get(s, id, &tr, &nt, &e) == LLMSIM_EINPUT && !tr && nt == 0,
+          "a damaged chunk is refused");
+    CHECK(strstr(e.msg, "task timings of run") && strstr(e.msg, "damaged"), "message: %s", e.msg);
+    store_close(s);
+    CHECK(raw_exec(path, "UPDATE run_chunks SET rows = rows + 1 WHERE what = 'memory'"),
+          "miscount a chunk");
+    diag_clear(&e);
+    CHECK(store_open_existing(path, &s, &e) == LLMSIM_OK, "reopen: %s", e.msg);
+    CHECK(store_run_memory_get(s, id, &mr, &nm, &e) == LLMSIM_EINPUT && !mr, "miscounted: refused");
+    CHECK(strstr(e.msg, "memory samples of run") && strstr(e.msg, "damaged"), "message: %s", e.msg);
+    store_close(s);
+}
+
 /* A store written by llmsim with schema version 2 (tests/data/store/v2.db: a
  * predict and a simulate run) migrates to the current version keeping every
  * row, accepts the kinds added since, and still enforces foreign keys. */
@@ -563,6 +668,20 @@ static void test_migrate_v2(void)
     CHECK(raw_int(path, "PRAGMA user_version") == STORE_SCHEMA_VERSION, "migrated");
     CHECK(raw_int(path, "SELECT count(*) FROM runs") == runs, "runs kept");
     CHECK(raw_int(path, "SELECT count(*) FROM run_tasks") == tasks, "tasks kept");
+    /* rows recorded before the packed form are still read */
+    store_task_row *tr = NULL;
+    size_t nt = 0;
+    long long run2_tasks = raw_int(path, "SELECT count(*) FROM run_tasks WHERE run_id = 2");
+    CHECK(store_run_tasks_get(s, 2, &tr, &nt, &e) == LLMSIM_OK && (long long)nt == run2_tasks &&
+              nt > 0,
+          "run 2's %zu task rows read (%lld stored): %s", nt, run2_tasks, e.msg);
+    free(tr);
+    store_mem_sample *mr = NULL;
+    size_t nm = 0;
+    long long run2_mem = raw_int(path, "SELECT count(*) FROM run_memory WHERE run_id = 2");
+    CHECK(store_run_memory_get(s, 2, &mr, &nm, &e) == LLMSIM_OK && (long long)nm == run2_mem,
+          "run 2's %zu memory samples read (%lld stored)", nm, run2_mem);
+    free(mr);
     CHECK(raw_int(path, "SELECT count(*) FROM run_memory") == mem, "memory kept");
     CHECK(raw_int(path, "SELECT count(*) FROM run_metrics") == metrics, "metrics kept");
     CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
@@ -586,6 +705,9 @@ static void test_migrate_v2(void)
     CHECK(raw_int(path, "SELECT count(*) FROM run_metrics WHERE run_id = 1") == 0,
           "children follow the rebuilt runs table");
 }
+
+/* Task rows of every run, as packed (a chunk knows its row count). */
+#define TASK_ROWS "SELECT coalesce(sum(rows), 0) FROM run_chunks WHERE what = 'tasks'"
 
 static void fill_many_tasks(void *ctx, size_t i, store_task *out, char *id, size_t len)
 {
@@ -648,13 +770,12 @@ static void test_concurrent_and_killed(void)
     CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE status = 'ok'") == WRITERS * RUNS,
           "every run is there (%lld of %d)",
           raw_int(path, "SELECT count(*) FROM runs WHERE status = 'ok'"), WRITERS * RUNS);
-    CHECK(raw_int(path, "SELECT count(*) FROM run_tasks") == WRITERS * RUNS * 200,
-          "every task row is there");
+    CHECK(raw_int(path, TASK_ROWS) == WRITERS * RUNS * 200, "every task row is there");
 
     /* killed mid-write, at three moments */
     const int delays_us[3] = {2000, 20000, 60000};
     for (int k = 0; k < 3; k++) {
-        const long long before = raw_int(path, "SELECT count(*) FROM run_tasks");
+        const long long before = raw_int(path, TASK_ROWS);
         const long long done_before = raw_int(path, "SELECT count(*) FROM runs WHERE status = "
                                                     "'ok' AND model_name = 'writer-9'");
         fflush(NULL);
@@ -677,11 +798,11 @@ static void test_concurrent_and_killed(void)
               "killed after %d us: no run left 'running'", delays_us[k]);
         const long long done = raw_int(path, "SELECT count(*) FROM runs WHERE status = 'ok' AND "
                                              "model_name = 'writer-9'");
-        const long long rows = raw_int(path, "SELECT count(*) FROM run_tasks");
+        const long long rows = raw_int(path, TASK_ROWS);
         CHECK(rows == before + 200 * (done - done_before),
               "killed after %d us: the task rows are those of the %lld runs it committed (%lld "
               "rows, %lld before)", delays_us[k], done - done_before, rows, before);
-        CHECK(raw_int(path, "SELECT count(*) FROM run_tasks t JOIN runs r ON r.id = t.run_id "
+        CHECK(raw_int(path, "SELECT count(*) FROM run_chunks t JOIN runs r ON r.id = t.run_id "
                             "WHERE r.status <> 'ok'") == 0,
               "killed after %d us: no task row of an unfinished run", delays_us[k]);
     }
@@ -702,6 +823,7 @@ int main(void)
     test_concurrent_and_killed();
     test_list();
     test_timings();
+    test_packed();
     test_migrate_v2();
     test_refuse();
     cleanup();
