@@ -76,7 +76,7 @@ static int simulate(const cli_job *job, const char *trace)
     cm_hw_capacities(&job->hw, cap);
     sim_result r;
     int status = CLI_EXIT_OK;
-    if (sim_run(&pl, cap, trace != NULL, &r, &e)) {
+    if (sim_run(&pl, cap, true, &r, &e)) { /* its memory samples are the stored timeline */
         status = cli_fail("simulate", &e);
         goto done;
     }

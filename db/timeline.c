@@ -54,6 +54,39 @@ static int event_cmp(const void *a, const void *b)
     return (x->delta > y->delta) - (x->delta < y->delta);
 }
 
+/* Append smp to s[0..*ns), in time order: the same tier at the same instant
+ * keeps its last value. */
+static void coalesce_push(store_mem_sample *s, size_t *ns, store_mem_sample smp)
+{
+    size_t k = *ns;
+    while (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier != smp.tier)
+        k--;
+    if (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier == smp.tier)
+        s[k - 1].bytes = smp.bytes;
+    else
+        s[(*ns)++] = smp;
+}
+
+llmsim_status timeline_memory_sim(const sim_result *r, store_mem_sample **out, size_t *n, diag *e)
+{
+    store_mem_sample *s = malloc((r->nmem + TIER_COUNT + 1) * sizeof *s);
+    if (!s)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory (memory timeline)");
+    size_t ns = 0;
+    double occ[TIER_COUNT] = {0};
+    for (size_t i = 0; i < r->nmem; i++) {
+        const sim_mem_sample *m = &r->mem[i];
+        occ[m->tier] = m->bytes < 0 && m->bytes > -1.0 ? 0 : m->bytes; /* rounding of the sums */
+        coalesce_push(s, &ns, (store_mem_sample){m->time_s, tier_names[m->tier], occ[m->tier]});
+    }
+    for (int t = 0; t < TIER_COUNT; t++)
+        if (occ[t] != 0)
+            coalesce_push(s, &ns, (store_mem_sample){r->makespan_s, tier_names[t], 0});
+    *out = s;
+    *n = ns;
+    return LLMSIM_OK;
+}
+
 llmsim_status timeline_memory(const plan *pl, const double *start, const double *end,
                               store_mem_sample **out, size_t *n, diag *e)
 {
@@ -87,15 +120,8 @@ llmsim_status timeline_memory(const plan *pl, const double *start, const double 
         occ[ev[i].tier] += ev[i].delta;
         if (occ[ev[i].tier] < 0 && occ[ev[i].tier] > -1.0)
             occ[ev[i].tier] = 0; /* rounding of the sums */
-        store_mem_sample smp = {ev[i].time_s, tier_names[ev[i].tier], occ[ev[i].tier]};
-        /* coalesce: the same tier at the same instant keeps its last value */
-        size_t k = ns;
-        while (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier != smp.tier)
-            k--;
-        if (k > 0 && s[k - 1].time_s == smp.time_s && s[k - 1].tier == smp.tier)
-            s[k - 1].bytes = smp.bytes;
-        else
-            s[ns++] = smp;
+        coalesce_push(s, &ns, (store_mem_sample){ev[i].time_s, tier_names[ev[i].tier],
+                                                   occ[ev[i].tier]});
     }
     free(ev);
     *out = s;
@@ -128,7 +154,8 @@ static llmsim_status record_timeline(const record_job *job, const char *kind, co
 {
     store_mem_sample *mem = NULL;
     size_t nmem = 0;
-    llmsim_status st = timeline_memory(pl, r->start_s, r->end_s, &mem, &nmem, e);
+    llmsim_status st = r->mem ? timeline_memory_sim(r, &mem, &nmem, e)
+                              : timeline_memory(pl, r->start_s, r->end_s, &mem, &nmem, e);
     if (st)
         return st;
     char *text = cJSON_PrintUnformatted(obj);

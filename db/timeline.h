@@ -26,6 +26,11 @@ llmsim_status timeline_measured(const plan *pl, const engine_result *er, sim_res
  * change, equal times of a tier coalesced; *out is malloc'd. */
 llmsim_status timeline_memory(const plan *pl, const double *start, const double *end,
                               store_mem_sample **out, size_t *n, diag *e);
+/* The same timeline from the simulator's own samples (r->mem, recorded in
+ * time order): no sort of every buffer's two events, so a plan of millions
+ * of tasks records in a fraction of its simulation. As above, what no task
+ * releases is released at the end. */
+llmsim_status timeline_memory_sim(const sim_result *r, store_mem_sample **out, size_t *n, diag *e);
 
 /* Record a simulated timeline of job's plan as a 'simulate' run (metrics,
  * stages, every task, memory over time): *obj gets the command's JSON object

@@ -48,18 +48,51 @@ void plan_free(plan *pl)
     memset(pl, 0, sizeof *pl);
 }
 
+/* Append text at *at, keeping room for the NUL of a buffer ending at end. */
+static void id_put(char **at, const char *end, const char *text)
+{
+    while (*text && *at < end - 1)
+        *(*at)++ = *text++;
+}
+
+static void id_put_int(char **at, const char *end, long v)
+{
+    char digits[24], *d = digits + sizeof digits;
+    unsigned long u = v < 0 ? 0ul - (unsigned long)v : (unsigned long)v;
+    *--d = '\0';
+    do
+        *--d = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    if (v < 0)
+        *--d = '-';
+    id_put(at, end, d);
+}
+
+/* By hand, not snprintf: recording a plan of millions of tasks formats
+ * every id, and this is several times faster. The same text as
+ * "s%d.l%d.b%d.%s" (no batch: without ".b%d"; the head: "head" for l%d). */
 void plan_task_id(const plan *pl, size_t i, char *buf, size_t len)
 {
+    if (len == 0)
+        return;
     const plan_task *t = &pl->tasks[i];
-    char layer[16];
-    if (t->layer == pl->nlayers)
-        snprintf(layer, sizeof layer, "head");
-    else
-        snprintf(layer, sizeof layer, "l%d", t->layer);
-    if (t->batch < 0)
-        snprintf(buf, len, "s%d.%s.%s", t->step, layer, plan_kind_names[t->kind]);
-    else
-        snprintf(buf, len, "s%d.%s.b%d.%s", t->step, layer, t->batch, plan_kind_names[t->kind]);
+    char *at = buf;
+    const char *end = buf + len;
+    id_put(&at, end, "s");
+    id_put_int(&at, end, t->step);
+    if (t->layer == pl->nlayers) {
+        id_put(&at, end, ".head");
+    } else {
+        id_put(&at, end, ".l");
+        id_put_int(&at, end, t->layer);
+    }
+    if (t->batch >= 0) {
+        id_put(&at, end, ".b");
+        id_put_int(&at, end, t->batch);
+    }
+    id_put(&at, end, ".");
+    id_put(&at, end, plan_kind_names[t->kind]);
+    *at = '\0';
 }
 
 /* ---- what a unit (one layer of one step) leaves behind for later units */

@@ -39,6 +39,8 @@ typedef struct sim_state {
 static void mem_change(sim_state *s, tier t, double delta, double time_s, uint32_t task)
 {
     sim_result *r = s->r;
+    if (delta == 0) /* an empty buffer: no change to record */
+        return;
     s->used[t] += delta;
     if (s->used[t] > r->peak_bytes[t])
         r->peak_bytes[t] = s->used[t];
@@ -207,6 +209,13 @@ llmsim_status sim_run(const plan *pl, const double capacity[TIER_COUNT], bool re
         !index_buffers(pl, false, &l.f_off, &l.f_idx)) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory simulating %zu tasks", n);
         goto out;
+    }
+    if (record_memory) { /* at most two changes a buffer: no growing on the way */
+        l.s.mem_cap = 2 * pl->nbuffers + 1;
+        if (!(r->mem = malloc(l.s.mem_cap * sizeof *r->mem))) {
+            st = diag_set(e, LLMSIM_EFAIL, "out of memory simulating %zu tasks", n);
+            goto out;
+        }
     }
     resident_buffers(&l, 1.0);
     st = run_events(&l, e);

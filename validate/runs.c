@@ -208,7 +208,7 @@ static llmsim_status do_simulate(const record_job *job, const plan *pl, int64_t 
     double cap[TIER_COUNT];
     cm_hw_capacities(job->hw, cap);
     sim_result r;
-    llmsim_status st = sim_run(pl, cap, false, &r, e);
+    llmsim_status st = sim_run(pl, cap, true, &r, e); /* the memory samples are recorded */
     if (!st) {
         sim_totals t;
         cJSON *obj = NULL;

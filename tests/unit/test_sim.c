@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "sim/eventq.h"
+#include "db/timeline.h"
 #include "sim/sim.h"
 #include "tap.h"
 
@@ -136,6 +137,65 @@ static int cmp_idx(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* plan_task_id formats by hand what snprintf would, cut like snprintf. */
+static void check_task_ids(const char *name, const plan *pl)
+{
+    size_t bad = 0;
+    for (size_t i = 0; i < pl->ntasks; i++) {
+        const plan_task *t = &pl->tasks[i];
+        char layer[16], want[96], got[96], cut_want[9], cut_got[9];
+        if (t->layer == pl->nlayers)
+            snprintf(layer, sizeof layer, "head");
+        else
+            snprintf(layer, sizeof layer, "l%d", t->layer);
+        if (t->batch < 0)
+            snprintf(want, sizeof want, "s%d.%s.%s", t->step, layer, plan_kind_names[t->kind]);
+        else
+            snprintf(want, sizeof want, "s%d.%s.b%d.%s", t->step, layer, t->batch,
+                     plan_kind_names[t->kind]);
+        plan_task_id(pl, i, got, sizeof got);
+        snprintf(cut_want, sizeof cut_want, "%s", want);
+        plan_task_id(pl, i, cut_got, sizeof cut_got);
+        bad += strcmp(want, got) != 0 || strcmp(cut_want, cut_got) != 0;
+    }
+    CHECK(bad == 0, "%s: %zu task ids differ from their printf form", name, bad);
+}
+
+/* Samples by time, then tier. */
+static int cmp_sample(const void *a, const void *b)
+{
+    const store_mem_sample *x = a, *y = b;
+    if (x->time_s != y->time_s)
+        return x->time_s < y->time_s ? -1 : 1;
+    return strcmp(x->tier, y->tier);
+}
+
+/* The stored memory timeline from the simulator's samples is the one rebuilt
+ * from the task times: the same instants and tiers, the same bytes (but for
+ * the rounding of sums taken in another order). */
+static void check_timelines(const char *name, const plan *pl, const sim_result *r, double peak)
+{
+    store_mem_sample *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    diag e = {0};
+    CHECK(timeline_memory_sim(r, &a, &na, &e) == LLMSIM_OK &&
+              timeline_memory(pl, r->start_s, r->end_s, &b, &nb, &e) == LLMSIM_OK,
+          "%s: timelines: %s", name, e.msg);
+    CHECK(na == nb && na > 0, "%s: %zu samples from the simulator, %zu from the task times", name,
+          na, nb);
+    if (a && b && na == nb) {
+        qsort(a, na, sizeof *a, cmp_sample);
+        qsort(b, nb, sizeof *b, cmp_sample);
+        size_t bad = 0;
+        for (size_t i = 0; i < na; i++)
+            bad += a[i].time_s != b[i].time_s || strcmp(a[i].tier, b[i].tier) != 0 ||
+                   fabs(a[i].bytes - b[i].bytes) > 1e-9 * peak;
+        CHECK(bad == 0, "%s: %zu samples differ", name, bad);
+    }
+    free(a);
+    free(b);
+}
+
 static void check_invariants(const sim_case *c)
 {
     model m;
@@ -191,6 +251,8 @@ static void check_invariants(const sim_case *c)
     for (size_t k = 0; k < r.nmem; k++)
         negative = negative || r.mem[k].bytes < -1e-9 * peak_all;
     CHECK(!negative, "%s: a memory pool went negative", c->name);
+    check_timelines(c->name, &pl, &r, peak_all);
+    check_task_ids(c->name, &pl);
     /* peak memory and step stages against the cost model */
     cm_result cr;
     CHECK(cm_predict(&m, hw, &p, &w, &cr, &e) == LLMSIM_OK, "%s", e.msg);
