@@ -363,11 +363,18 @@ int cmd_runs(int argc, char **argv)
 
 static void show_usage(FILE *f)
 {
-    fputs("usage: llmsim show RUN_ID [--db PATH] [--format table|json] [--help]\n"
+    fputs("usage: llmsim show RUN_ID [--tasks | --memory] [--db PATH] [--format table|json]\n"
+          "                  [--help]\n"
           "\n"
-          "Print one recorded run: its fields, its metrics and its stored result.\n"
+          "Print one recorded run: its fields, its metrics and its stored result; or\n"
+          "every task's timing, or the memory per tier over time, of a simulated or\n"
+          "measured run (the store keeps them packed: this is how to read them).\n"
           "\n"
           "  RUN_ID            the id printed by llmsim runs\n"
+          "  --tasks           the run's tasks as CSV: task_id,resource,start_s,end_s,\n"
+          "                    bytes,flops (json: {\"tasks\": [{...}, ...]})\n"
+          "  --memory          its memory samples as CSV: time_s,tier,bytes (json:\n"
+          "                    {\"memory\": [...]}); both exact (17 digits)\n"
           "  --db PATH         the store (default: $LLMSIM_DB, else ./llmsim.db)\n"
           "  --format FORMAT   table (default) or json: {\"run\": ..., \"metrics\": ...,\n"
           "                    \"result\": ...}\n"
@@ -409,16 +416,30 @@ static void show_print_table(const store_run_row *r, char **keys, const double *
 
 /* The options and the RUN_ID of llmsim show: -1 to go on, else the exit
  * status. */
-static int show_parse(int argc, char **argv, const char **db, bool *json, long long *id)
+typedef enum show_what { SHOW_RUN, SHOW_TASKS, SHOW_MEMORY } show_what;
+
+static int show_parse(int argc, char **argv, const char **db, bool *json, show_what *what,
+                      long long *id)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},
         {"format", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
+        {"tasks", no_argument, NULL, 't'},
+        {"memory", no_argument, NULL, 'm'},
         {NULL, 0, NULL, 0},
     };
     cli_getopt_reset();
     for (int c; (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1;) {
+        if (c == 't' || c == 'm') {
+            show_what w = c == 't' ? SHOW_TASKS : SHOW_MEMORY;
+            if (*what != SHOW_RUN && *what != w) {
+                fprintf(stderr, "llmsim show: give --tasks or --memory, not both\n");
+                return 2;
+            }
+            *what = w;
+            continue;
+        }
         int st = cmd_common_opt("show", c, argv, db, json, show_usage);
         if (st >= 0)
             return st;
@@ -620,11 +641,101 @@ done:
     return cmd_exit_status(st);
 }
 
+/* A JSON string of plain text (ids and names of our own, or of an older
+ * store: escaped all the same). */
+static void show_json_str(const char *t)
+{
+    putchar('"');
+    for (; *t; t++) {
+        unsigned char c = (unsigned char)*t;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+/* A double as the shortest text that reads back to it, or null (json) /
+ * empty (CSV) for a non-finite one. */
+static void show_num(double v, bool json)
+{
+    if (isfinite(v))
+        printf("%.17g", v);
+    else if (json)
+        fputs("null", stdout);
+}
+
+/* The run's tasks or memory samples, as CSV or JSON; the exit status. */
+static int show_rows(const char *db, int64_t id, show_what what, bool json)
+{
+    diag e;
+    diag_clear(&e);
+    store *s = NULL;
+    store_run_row row = {0};
+    store_task_row *t = NULL;
+    store_mem_sample *m = NULL;
+    size_t n = 0;
+    llmsim_status st = store_open_existing(db, &s, &e);
+    if (st == LLMSIM_OK) /* the run exists: an unknown id is an error, not an empty list */
+        st = store_run_get(s, id, &row, &e);
+    if (st == LLMSIM_OK)
+        st = what == SHOW_TASKS ? store_run_tasks_get(s, id, &t, &n, &e)
+                                : store_run_memory_get(s, id, &m, &n, &e);
+    if (st == LLMSIM_OK && json)
+        printf("{\"%s\": [", what == SHOW_TASKS ? "tasks" : "memory");
+    else if (st == LLMSIM_OK)
+        puts(what == SHOW_TASKS ? "task_id,resource,start_s,end_s,bytes,flops" : "time_s,tier,bytes");
+    for (size_t i = 0; st == LLMSIM_OK && i < n; i++) {
+        if (json)
+            fputs(i ? ",\n  {" : "\n  {", stdout);
+        if (what == SHOW_TASKS && json) {
+            const double v[] = {t[i].start_s, t[i].end_s, t[i].bytes, t[i].flops};
+            const char *const keys[] = {"start_s", "end_s", "bytes", "flops"};
+            fputs("\"task_id\": ", stdout);
+            show_json_str(t[i].task_id);
+            fputs(", \"resource\": ", stdout);
+            show_json_str(t[i].resource);
+            for (int k = 0; k < 4; k++) {
+                printf(", \"%s\": ", keys[k]);
+                show_num(v[k], true);
+            }
+        } else if (what == SHOW_TASKS) {
+            const double v[] = {t[i].start_s, t[i].end_s, t[i].bytes, t[i].flops};
+            printf("%s,%s", t[i].task_id, t[i].resource);
+            for (int k = 0; k < 4; k++) {
+                putchar(',');
+                show_num(v[k], false);
+            }
+        } else {
+            fputs(json ? "\"time_s\": " : "", stdout);
+            show_num(m[i].time_s, json);
+            printf(json ? ", \"tier\": \"%s\", \"bytes\": " : ",%s,", m[i].tier);
+            show_num(m[i].bytes, json);
+        }
+        fputs(json ? "}" : "\n", stdout);
+    }
+    if (st == LLMSIM_OK && json)
+        puts(n ? "\n]}" : "]}");
+    if (st != LLMSIM_OK)
+        fprintf(stderr, "llmsim show: %s\n", e.msg);
+    free(t);
+    free(m);
+    store_row_clear(&row);
+    store_close(s);
+    return cmd_exit_status(st);
+}
+
 int cmd_show(int argc, char **argv)
 {
     const char *db = cmd_default_db();
     bool json = false;
+    show_what what = SHOW_RUN;
     long long id = 0;
-    int status = show_parse(argc, argv, &db, &json, &id);
-    return status >= 0 ? status : show_run(db, (int64_t)id, json);
+    int status = show_parse(argc, argv, &db, &json, &what, &id);
+    if (status >= 0)
+        return status;
+    return what == SHOW_RUN ? show_run(db, (int64_t)id, json) : show_rows(db, (int64_t)id, what, json);
 }

@@ -33,6 +33,26 @@ run=$(num run_id <<<"$out")
 show=$("$L" show "$run" --db "$db" --format json)
 check "the run is stored with its task count" '[ "$(num tasks <<<"$show")" = "$tasks" ]'
 check "the run is a simulate run" 'grep -q "\"kind\":[[:space:]]*\"simulate\"" <<<"$show"'
+# the packed task timings and memory samples read back, as the trace has them
+csv=$("$L" show "$run" --tasks --db "$db"); rc=$?
+check "show --tasks: a header and one row per task" \
+      '[ $rc -eq 0 ] && [ "$(head -1 <<<"$csv")" = "task_id,resource,start_s,end_s,bytes,flops" ] &&
+       [ $(($(wc -l <<<"$csv") - 1)) -eq "$tasks" ]'
+check "show --tasks: every task id once" '[ $(tail -n +2 <<<"$csv" | cut -d, -f1 | sort -u | wc -l) -eq "$tasks" ]'
+check "show --tasks: each task as long as in the trace (one id checked)" \
+      'id=$(sed -n 2p <<<"$csv" | cut -d, -f1);
+       d=$(grep "^$id," <<<"$csv" | awk -F, "{printf \"%.3f\", (\$4 - \$3) * 1e6}");
+       t=$(grep -o "\"dur\":[0-9.e+-]*,[^}]*\"id\":\"$id\"" "$tmp/trace.json" | head -1 |
+           sed "s/\"dur\":\([0-9.e+-]*\),.*/\1/");
+       awk -v a="$d" -v b="$t" "BEGIN{exit !(b > 0 && (a - b) < 0.01 && (b - a) < 0.01)}"'
+mem=$("$L" show "$run" --memory --db "$db" --format json); rc=$?
+check "show --memory --format json: valid, every tier named" \
+      '[ $rc -eq 0 ] && grep -q "\"tier\": \"gpu\"" <<<"$mem" && grep -q "\"tier\": \"cpu\"" <<<"$mem" &&
+       python3 -c "import json,sys; d=json.load(sys.stdin); sys.exit(not d[\"memory\"])" <<<"$mem"'
+"$L" show 999999 --tasks --db "$db" >/dev/null 2>"$tmp/err"; rc=$?
+check "show --tasks of no such run exits 2" '[ $rc -eq 2 ] && grep -q "no run 999999" "$tmp/err"'
+"$L" show "$run" --tasks --memory --db "$db" >/dev/null 2>&1; rc=$?
+check "show --tasks --memory exits 2" '[ $rc -eq 2 ]'
 
 pred=$("$L" predict "${args[@]}" --format json)
 ps=$(num total_s <<<"$pred"); ss=$(num total_s <<<"$out")
