@@ -3,6 +3,7 @@
  * FlexGen's `--percent a b c d e f` takes six values, so it is lifted out of
  * argv before getopt_long sees the rest.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -18,12 +19,56 @@
 #include "common/units.h"
 #include "exec/offload.h"
 
+/* Append c to out[0..len) at *used, keeping the NUL; false when full. */
+static bool cmd_put(char *out, size_t len, size_t *used, char c)
+{
+    if (*used + 1 >= len)
+        return false;
+    out[(*used)++] = c;
+    out[*used] = '\0';
+    return true;
+}
+
+/* True when a shell reads a as one word as it is. */
+static bool shell_plain(const char *a)
+{
+    if (!*a)
+        return false;
+    for (; *a; a++)
+        if (!(isalnum((unsigned char)*a) || strchr("@%+=:,./_-", *a)))
+            return false;
+    return true;
+}
+
 void cli_command_line(int argc, char **argv, char *out, size_t len)
 {
     size_t used = 0;
-    out[0] = '\0';
-    for (int i = 0; i < argc && used < len; i++)
-        used += (size_t)snprintf(out + used, len - used, "%s%s", i ? " " : "llmsim ", argv[i]);
+    bool ok = len > 0;
+    if (ok)
+        out[0] = '\0';
+    for (const char *p = "llmsim"; ok && *p; p++)
+        ok = cmd_put(out, len, &used, *p);
+    for (int i = 0; i < argc && ok; i++) {
+        const char *a = argv[i];
+        ok = cmd_put(out, len, &used, ' ');
+        if (shell_plain(a)) {
+            for (; ok && *a; a++)
+                ok = cmd_put(out, len, &used, *a);
+            continue;
+        }
+        /* single quotes, each ' as '\'' : the line pastes back into a shell */
+        ok = ok && cmd_put(out, len, &used, '\'');
+        for (; ok && *a; a++) {
+            if (*a == '\'')
+                for (const char *q = "'\\''"; ok && *q; q++)
+                    ok = cmd_put(out, len, &used, *q);
+            else
+                ok = cmd_put(out, len, &used, *a);
+        }
+        ok = ok && cmd_put(out, len, &used, '\'');
+    }
+    if (!ok && len > 4) /* cut: say so rather than record a different command */
+        memcpy(out + len - 4, "...", 4);
 }
 
 const char *const cli_engine_opt_names[CLI_ENGINE_OPTS] = {

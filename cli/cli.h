@@ -31,6 +31,8 @@
 typedef enum cli_format { CLI_FORMAT_TABLE, CLI_FORMAT_JSON } cli_format;
 
 /* A resolved job: everything predict, simulate and run need. */
+#define CLI_COMMAND_MAX 4096 /* a recorded command line, with its NUL */
+
 typedef struct cli_job {
     model model;
     hwprofile hw;
@@ -40,7 +42,7 @@ typedef struct cli_job {
     const char *db_path;     /* --db, $LLMSIM_DB, or ./llmsim.db */
     const char *model_spec;  /* as given */
     const char *hw_spec;
-    char command[1024];      /* the command line, for the store */
+    char command[CLI_COMMAND_MAX]; /* the command line, for the store */
     const char *workload_text; /* recorded instead of `workload` when set (serve-sim's
                                 * requests) */
 } cli_job;
@@ -129,7 +131,9 @@ bool cli_engine_opt(engine_opts *o, int which, const char *v);
 llmsim_status cli_token_line(const char *path, size_t lineno, const char *line, long long vocab,
                              int32_t **toks, size_t *n, size_t *cap, long long *count, diag *e);
 
-/* "llmsim " + argv joined by spaces into out (cut to len), for the record. */
+/* "llmsim " + argv joined by spaces into out, for the record: a word a shell
+ * would split or expand in single quotes, so that the line pastes back; one
+ * that does not fit in len ends in "...". */
 void cli_command_line(int argc, char **argv, char *out, size_t len);
 
 /* ^C or SIGTERM during long work (run, validate, profile, serve, serve-sim):

@@ -140,23 +140,48 @@ static void print_table(const calibration *c, const char *out_path, int64_t run_
            (long long)run_id, c->db_path);
 }
 
-/* Load, hold out, fit, write and record; print. */
+/* Interrupted (^C, SIGTERM) before anything was written: the run recorded
+ * as such with its command line; exit 128 + the signal. */
+static int calibrate_interrupted(const c_opts *o, const char *command, const calibration *c)
+{
+    record_job rj = {.hw = &c->base, .command = command, .db_path = cli_db_path(o->db_opt)};
+    diag e;
+    diag_clear(&e);
+    bool rec = record_unfinished(&rj, "calibrate", "interrupted", NULL, &e) == LLMSIM_OK;
+    fprintf(stderr, "llmsim calibrate: interrupted; nothing written%s\n",
+            rec ? ", the run is recorded as interrupted" : "");
+    return cli_interrupt_status();
+}
+
+/* Load, hold out, fit, write and record (^C stops it before the writing);
+ * print. */
 static int calibrate(const c_opts *o, const char *command, calibration *c)
 {
     diag e;
     diag_clear(&e);
     hwprofile base;
-    if (hwprofile_load(o->hw_spec, &base, &e) || calibration_init(c, cli_db_path(o->db_opt), &base, &e) ||
-        calibration_runs_load(c, o->ids, o->nids, &e) ||
-        calibration_hold_out(c, o->held, o->nheld, o->every, &e))
+    if (hwprofile_load(o->hw_spec, &base, &e) || calibration_init(c, cli_db_path(o->db_opt), &base, &e))
         return cli_fail("calibrate", &e);
-    if (isatty(2))
+    struct sigaction old;
+    cli_sigint_catch(&old);
+    c->interrupt = &cli_interrupted;
+    llmsim_status st = calibration_runs_load(c, o->ids, o->nids, &e);
+    if (!st)
+        st = calibration_hold_out(c, o->held, o->nheld, o->every, &e);
+    if (!st && isatty(2))
         fprintf(stderr, "llmsim calibrate: fitting %s to %d runs (%d held out) ...\n", c->base.name, c->nfit,
                 c->nheld);
+    if (!st)
+        st = calibration_fit(c, o->name, command, &e);
     cJSON *obj = NULL;
     int64_t run_id = 0;
-    if (calibration_fit(c, o->name, command, &e) ||
-        calibration_record(c, o->out_path, command, &obj, &run_id, &e))
+    if (!st && !cli_interrupted) /* what finished is written whole, also if a signal comes now */
+        st = calibration_record(c, o->out_path, command, &obj, &run_id, &e);
+    const bool stopped = cli_interrupted && obj == NULL;
+    cli_sigint_release(&old);
+    if (stopped)
+        return calibrate_interrupted(o, command, c);
+    if (st)
         return cli_fail("calibrate", &e);
     if (o->format == CLI_FORMAT_JSON) {
         cli_print_json(obj);
@@ -176,7 +201,7 @@ int cmd_calibrate(int argc, char **argv)
     if (!o || !c)
         fprintf(stderr, "llmsim calibrate: out of memory\n");
     if (!status && !help) {
-        char command[1024];
+        char command[CLI_COMMAND_MAX];
         cli_command_line(argc, argv, command, sizeof command);
         status = calibrate(o, command, c);
     }

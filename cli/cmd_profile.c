@@ -249,7 +249,10 @@ static int measure(p_opts *o, const char *command, hwprofile *hw)
     char hash[17];
     int64_t run_id = 0;
     if (cli_interrupted) {
-        fprintf(stderr, "llmsim profile: interrupted; the test file is removed\n");
+        record_job rj = {.command = command, .db_path = cli_db_path(o->db)};
+        bool rec = record_unfinished(&rj, "profile", "interrupted", NULL, &e) == LLMSIM_OK;
+        fprintf(stderr, "llmsim profile: interrupted; the test file is removed%s\n",
+                rec ? ", the run is recorded as interrupted" : "");
         status = cli_interrupt_status();
     } else if (st || (o->out_path && hwprofile_write(hw, o->out_path, &e))) {
         status = cli_fail("profile", &e);
@@ -269,7 +272,7 @@ int cmd_profile(int argc, char **argv)
 {
     p_opts o;
     memset(&o, 0, sizeof o);
-    char command[1024];
+    char command[CLI_COMMAND_MAX];
     cli_command_line(argc, argv, command, sizeof command);
     bool help = false;
     int status = parse_opts(argc, argv, &o, &help);

@@ -164,7 +164,7 @@ int cmd_report(int argc, char **argv)
         printf("%s/index.html\n", o.dir);
     else
         fprintf(stderr, "llmsim report: %s\n", e.msg);
-    rc = report_interrupted() ? 130 : report_exit_status(st);
+    rc = report_interrupted() ? 128 + report_interrupted() : report_exit_status(st);
 done:
     report_free(&r);
     store_close(s);

@@ -323,23 +323,10 @@ static llmsim_status execute(const cli_job *job, const run_opts *o, const plan *
 
 /* A run that did not finish: recorded with `status` (interrupted, or failed
  * in the environment: a full disk, an I/O error), what there is of it. */
-static llmsim_status record_unfinished(const cli_job *job, const char *status, diag *e)
+static llmsim_status record_unfinished_run(const cli_job *job, const char *status, diag *e)
 {
-    int64_t run_id = 0;
-    store *db = NULL;
-    llmsim_status rs = store_open(job->db_path, &db, e);
-    record_hashes hh;
     record_job rj = cli_record_job(job);
-    if (!rs && !(rs = record_inputs(db, &rj, &hh, e))) {
-        store_run_info info = {.kind = "measure", .model_hash = hh.model, .hw_hash = hh.hw,
-                               .policy_hash = hh.policy, .workload_hash = hh.workload,
-                               .model_name = job->model.name, .hw_name = job->hw.name,
-                               .command = job->command};
-        if (!(rs = store_run_begin(db, &info, &run_id, e)))
-            store_run_abort(db, run_id, status);
-    }
-    store_close(db);
-    return rs;
+    return record_unfinished(&rj, "measure", status, NULL, e);
 }
 
 /* An interrupted run: recorded as such; exit status 130 (143 for SIGTERM). */
@@ -347,7 +334,7 @@ static int record_interrupted(const cli_job *job)
 {
     diag e;
     diag_clear(&e);
-    llmsim_status rs = record_unfinished(job, "interrupted", &e);
+    llmsim_status rs = record_unfinished_run(job, "interrupted", &e);
     fprintf(stderr, "llmsim run: interrupted; offload files removed%s\n",
             rs ? "" : ", the run is recorded as interrupted");
     return cli_interrupt_status();
@@ -360,7 +347,7 @@ static int record_failed(const cli_job *job, const diag *e)
     int status = cli_fail("run", e);
     diag e2;
     diag_clear(&e2);
-    if (!record_unfinished(job, "failed", &e2))
+    if (!record_unfinished_run(job, "failed", &e2))
         fprintf(stderr, "llmsim run: the run is recorded as failed; offload files removed\n");
     return status;
 }
@@ -462,6 +449,8 @@ int cmd_run(int argc, char **argv)
                              "recorded, with the same keys as simulate.",
                              usage_engine, &job);
     free(args);
+    if (job) /* the whole line, with the engine's options lifted above */
+        cli_command_line(argc, argv, job->command, sizeof job->command);
     if (job && o.prompt_file)
         status = load_prompt_file(job, &o);
     if (job && !status && o.ppl_file)

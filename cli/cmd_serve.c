@@ -317,7 +317,7 @@ typedef struct serve_run_ctx {
 
 /* A run that did not finish: recorded with `status` (interrupted, or failed
  * with the engine's error) and the rows it has. */
-static llmsim_status record_unfinished(serve_run_ctx *x, const char *status, diag *e)
+static llmsim_status record_unfinished_serve(serve_run_ctx *x, const char *status, diag *e)
 {
     record_job rj = cli_record_job(x->job);
     return record_serve_unfinished(&rj, "serve-measure", &x->s, &x->q, &x->er.r, status, e);
@@ -328,7 +328,7 @@ static int record_interrupted(serve_run_ctx *x)
 {
     diag e;
     diag_clear(&e);
-    llmsim_status rs = record_unfinished(x, "interrupted", &e);
+    llmsim_status rs = record_unfinished_serve(x, "interrupted", &e);
     fprintf(stderr, "llmsim serve: interrupted after %lld iterations; swap and offload files "
             "removed%s\n", x->er.r.iterations,
             rs ? "" : ", the run and its rows so far recorded as interrupted");
@@ -342,7 +342,7 @@ static int record_failed(serve_run_ctx *x, diag *e)
     int status = cli_fail("serve", e);
     diag e2;
     diag_clear(&e2);
-    if (e->status != LLMSIM_EINPUT && !record_unfinished(x, "failed", &e2))
+    if (e->status != LLMSIM_EINPUT && !record_unfinished_serve(x, "failed", &e2))
         fprintf(stderr, "llmsim serve: the run is recorded as failed; its swap and offload files "
                         "are removed\n");
     return status;

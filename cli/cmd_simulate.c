@@ -113,6 +113,8 @@ int cmd_simulate(int argc, char **argv)
                              "  --trace FILE           write the timeline as Chrome Trace Event JSON\n",
                              &job);
     free(args);
+    if (job) /* the whole line, --trace too */
+        cli_command_line(argc, argv, job->command, sizeof job->command);
     if (job)
         status = simulate(job, trace);
     free(job);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/fault.h"
 #include "cli/commands.h"
 #include "validate/validate.h"
 
@@ -343,6 +344,7 @@ static int run_policies(const record_job *rj, validate_policy *ps, int nps, cons
     diag_clear(&e);
     int status = CLI_EXIT_OK;
     for (int i = 0; i < nps && !status; i++) {
+        fault_signal_point(); /* tests interrupt here (common/fault.h) */
         if (cli_interrupted)
             break;
         llmsim_status st = validate_policy_run(rj, &ps[i], o, i, nps, &e);
@@ -353,8 +355,12 @@ static int run_policies(const record_job *rj, validate_policy *ps, int nps, cons
     }
     cli_sigint_release(&old);
     if (cli_interrupted) {
+        record_job vj = *rj; /* as a finished validate is recorded: no one policy */
+        vj.policy = NULL;
+        diag_clear(&e);
+        bool rec = record_unfinished(&vj, "validate", "interrupted", NULL, &e) == LLMSIM_OK;
         fprintf(stderr, "llmsim validate: interrupted; the runs finished so far are in the store and "
-                "will be reused\n");
+                "will be reused%s\n", rec ? "; this one is recorded as interrupted" : "");
         return cli_interrupt_status();
     }
     return status;

@@ -2,12 +2,13 @@
 #include "common/fault.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const site_names[FAULT_NSITES] = {"offload_read", "offload_write",
-                                                     "store_write", "file_write"};
+static const char *const site_names[FAULT_NSITES] = {
+    "offload_read", "offload_write", "store_write", "file_write", "interrupt", "terminate"};
 static long long fail_at[FAULT_NSITES]; /* 0: never */
 static atomic_llong calls[FAULT_NSITES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -39,4 +40,12 @@ bool fault_now(fault_site s)
     if (!fault_armed(s))
         return false;
     return atomic_fetch_add(&calls[s], 1) + 1 == fail_at[s];
+}
+
+void fault_signal_point(void)
+{
+    if (fault_now(FAULT_INTERRUPT))
+        raise(SIGINT);
+    if (fault_now(FAULT_TERMINATE))
+        raise(SIGTERM);
 }

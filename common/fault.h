@@ -6,6 +6,10 @@
  *   offload_read, offload_write   exec/offload.c's transfers
  *   store_write                   every write SQLite makes to a store file
  *   file_write                    atomicfile_commit (every -o, --trace, ... file)
+ * and two that raise a signal instead, at the points where a long command
+ * looks whether it was interrupted (fault_signal_point), so that a test can
+ * interrupt it at a known step, however fast the machine:
+ *   interrupt, terminate          raise SIGINT, SIGTERM
  * Unset (the normal case) it costs one load per call. Thread-safe.
  */
 #ifndef LLMSIM_COMMON_FAULT_H
@@ -18,6 +22,8 @@ typedef enum fault_site {
     FAULT_OFFLOAD_WRITE,
     FAULT_STORE_WRITE,
     FAULT_FILE_WRITE,
+    FAULT_INTERRUPT,
+    FAULT_TERMINATE,
     FAULT_NSITES
 } fault_site;
 
@@ -25,5 +31,8 @@ typedef enum fault_site {
 bool fault_now(fault_site s);
 /* Whether LLMSIM_FAULT names site s at all. */
 bool fault_armed(fault_site s);
+/* A point where a command looks for an interruption: counts a call at
+ * interrupt and terminate, and raises the signal on the one named. */
+void fault_signal_point(void);
 
 #endif

@@ -7,29 +7,58 @@
 
 llmsim_status record_inputs(store *db, const record_job *job, record_hashes *h, diag *e)
 {
+    memset(h, 0, sizeof *h);
     strbuf b = {0};
-    llmsim_status st;
-    model_canonical(job->model, &b);
-    st = store_put_input(db, "model", job->model->name, strbuf_str(&b), h->model, e);
-    strbuf_free(&b);
-    if (st)
-        return st;
-    hwprofile_save(job->hw, &b);
-    st = store_put_input(db, "hwprofile", job->hw->name, strbuf_str(&b), h->hw, e);
-    strbuf_free(&b);
-    if (st)
-        return st;
-    policy_save(job->policy, &b);
-    st = store_put_input(db, "policy", NULL, strbuf_str(&b), h->policy, e);
-    strbuf_free(&b);
-    if (st)
-        return st;
-    if (job->workload_text)
-        strbuf_puts(&b, job->workload_text);
-    else
-        workload_save(job->workload, &b);
-    st = store_put_input(db, "workload", NULL, strbuf_str(&b), h->workload, e);
-    strbuf_free(&b);
+    llmsim_status st = LLMSIM_OK;
+    if (job->model) {
+        model_canonical(job->model, &b);
+        st = store_put_input(db, "model", job->model->name, strbuf_str(&b), h->model, e);
+        strbuf_free(&b);
+    }
+    if (!st && job->hw) {
+        hwprofile_save(job->hw, &b);
+        st = store_put_input(db, "hwprofile", job->hw->name, strbuf_str(&b), h->hw, e);
+        strbuf_free(&b);
+    }
+    if (!st && job->policy) {
+        policy_save(job->policy, &b);
+        st = store_put_input(db, "policy", NULL, strbuf_str(&b), h->policy, e);
+        strbuf_free(&b);
+    }
+    if (!st && (job->workload_text || job->workload)) {
+        if (job->workload_text)
+            strbuf_puts(&b, job->workload_text);
+        else
+            workload_save(job->workload, &b);
+        st = store_put_input(db, "workload", NULL, strbuf_str(&b), h->workload, e);
+        strbuf_free(&b);
+    }
+    return st;
+}
+
+/* A hash, or NULL for an input the job does not have. */
+static const char *hash_or_null(const char *h) { return h[0] ? h : NULL; }
+
+llmsim_status record_unfinished(const record_job *job, const char *kind, const char *status,
+                                int64_t *run_id, diag *e)
+{
+    int64_t id = 0;
+    store *db = NULL;
+    record_hashes h;
+    llmsim_status st = store_open(job->db_path, &db, e);
+    if (!st && !(st = record_inputs(db, job, &h, e))) {
+        store_run_info info = {
+            .kind = kind, .model_hash = hash_or_null(h.model), .hw_hash = hash_or_null(h.hw),
+            .policy_hash = hash_or_null(h.policy), .workload_hash = hash_or_null(h.workload),
+            .model_name = job->model ? job->model->name : NULL,
+            .hw_name = job->hw ? job->hw->name : NULL, .command = job->command,
+        };
+        if (!(st = store_run_begin(db, &info, &id, e)))
+            store_run_abort(db, id, status);
+    }
+    store_close(db);
+    if (run_id)
+        *run_id = st ? 0 : id;
     return st;
 }
 

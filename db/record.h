@@ -32,8 +32,15 @@ typedef struct record_hashes {
     char model[17], hw[17], policy[17], workload[17];
 } record_hashes;
 
-/* Store the job's four inputs (once each, by hash) and give their hashes. */
+/* Store the job's inputs (once each, by hash) and give their hashes; an
+ * input the job has not (NULL) gets an empty hash. */
 llmsim_status record_inputs(store *db, const record_job *job, record_hashes *h, diag *e);
+
+/* A run of `kind` that did not finish, recorded with `status` ("interrupted",
+ * or "failed" in the environment: a full disk, an I/O error): its inputs
+ * and its command line, nothing computed. */
+llmsim_status record_unfinished(const record_job *job, const char *kind, const char *status,
+                                int64_t *run_id, diag *e);
 
 typedef struct record_metric {
     const char *key;

@@ -1,6 +1,8 @@
 /* calibrate — see calibrate.h. */
 #include "profiler/calibrate.h"
 
+#include "common/fault.h"
+
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -141,6 +143,7 @@ typedef struct problem {
     double *price;      /* [max ntasks] scratch */
     size_t max_tasks;
     double prior;       /* weight of sum x_j^2 over the log parameters */
+    const volatile sig_atomic_t *stop; /* the caller's interrupt flag, or NULL */
 } problem;
 
 /* Priced durations of every measured task at x, into d[rows]. */
@@ -414,6 +417,11 @@ static llmsim_status lm_solve(problem *P, lm_work *W, double f, int *iterations,
     double mu = LM_MU_START;
     int it = 0;
     for (; !st && it < LM_MAX_ITERATIONS; it++) {
+        fault_signal_point(); /* tests interrupt here (common/fault.h) */
+        if (P->stop && *P->stop) {
+            st = diag_set(e, LLMSIM_EFAIL, "interrupted");
+            break;
+        }
         if ((st = lm_jacobian(P, W, e)))
             break;
         if (lm_normal_equations(P, W) == 0)
@@ -461,13 +469,15 @@ static llmsim_status fit_result(const problem *P, const lm_work *W, int iteratio
     return LLMSIM_OK;
 }
 
-llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns, calib_result *out, diag *e)
+llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns,
+                        const volatile sig_atomic_t *stop, calib_result *out, diag *e)
 {
     memset(out, 0, sizeof *out);
     problem *P = calloc(1, sizeof *P);
     if (!P)
         return diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");
     llmsim_status st = setup(P, base, runs, nruns, e);
+    P->stop = stop;
     lm_work W;
     if (!lm_work_alloc(&W, P->np, P->rows) && !st)
         st = diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");

@@ -20,6 +20,7 @@
 #ifndef LLMSIM_PROFILER_CALIBRATE_H
 #define LLMSIM_PROFILER_CALIBRATE_H
 
+#include <signal.h>
 #include <stddef.h>
 
 #include "hwprofiles/hwprofile.h"
@@ -55,9 +56,11 @@ typedef struct calib_result {
 } calib_result;
 
 /* Fit base to the runs. LLMSIM_EINPUT when a run's plan has another number
- * of tasks than its measurement (another plan) or no task is measured. */
-llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns, calib_result *out,
-                        diag *e);
+ * of tasks than its measurement (another plan) or no task is measured. When
+ * *stop becomes nonzero (a signal handler's flag; NULL: never) the fit stops
+ * within one iteration: LLMSIM_EFAIL "interrupted". */
+llmsim_status calib_fit(const hwprofile *base, const calib_run *runs, int nruns,
+                        const volatile sig_atomic_t *stop, calib_result *out, diag *e);
 void calib_result_free(calib_result *r);
 
 /* The priced durations of a run's plan under hw, by task index ([ntasks]). */

@@ -204,7 +204,8 @@ bool report_gnuplot_found(void);
 /* Build the whole report in DIR.tmpXXXXXX and rename it to DIR. ^C or
  * SIGTERM meanwhile stops it (EFAIL) with nothing written. */
 llmsim_status report_write(const report *r, const char *dir, bool force, diag *e);
-/* Whether report_write stopped on a signal (the command exits 130). */
-bool report_interrupted(void);
+/* The signal report_write stopped on (SIGINT, SIGTERM), 0 if none: the
+ * command exits 128 + it, as a shell reports a process the signal killed. */
+int report_interrupted(void);
 
 #endif

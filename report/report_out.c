@@ -34,13 +34,9 @@ extern char **environ;
  * interrupts it too), then remove the temporary directory and stop. */
 static volatile sig_atomic_t out_interrupted;
 
-static void out_on_signal(int sig)
-{
-    (void)sig;
-    out_interrupted = 1;
-}
+static void out_on_signal(int sig) { out_interrupted = sig; }
 
-bool report_interrupted(void) { return out_interrupted != 0; }
+int report_interrupted(void) { return out_interrupted; }
 
 #define OUT_GNUPLOT        "gnuplot"
 #define OUT_GNUPLOT_ADVICE "install it (Debian/Ubuntu: apt-get install gnuplot-nox)"

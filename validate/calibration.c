@@ -1,6 +1,8 @@
 /* calibration — see calibration.h. */
 #include "validate/calibration.h"
 
+#include "common/fault.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -174,6 +176,16 @@ static llmsim_status load_run(calibration *S, store *db, calibration_run *r, dia
     return st;
 }
 
+/* True, with "interrupted" in e, when the caller's flag is up. */
+static bool calibration_stopped(const calibration *c, diag *e)
+{
+    fault_signal_point();
+    if (!c->interrupt || !*c->interrupt)
+        return false;
+    diag_set(e, LLMSIM_EFAIL, "interrupted");
+    return true;
+}
+
 llmsim_status calibration_runs_load(calibration *c, const int64_t *ids, int nids, diag *e)
 {
     store *db = NULL;
@@ -183,7 +195,7 @@ llmsim_status calibration_runs_load(calibration *c, const int64_t *ids, int nids
     if (!st && nids == 0)
         st = default_runs(c, db, e);
     for (int i = 0; i < c->nruns && !st; i++)
-        st = load_run(c, db, &c->runs[i], e);
+        st = calibration_stopped(c, e) ? LLMSIM_EFAIL : load_run(c, db, &c->runs[i], e);
     store_close(db);
     return st;
 }
@@ -271,7 +283,7 @@ llmsim_status calibration_fit(calibration *c, const char *name, const char *comm
             const calibration_run *r = &c->runs[i];
             fit[nfit++] = (calib_run){&r->m, &r->p, &r->w, r->measured, r->ntasks};
         }
-    llmsim_status st = calib_fit(&c->base, fit, nfit, &c->fit, e);
+    llmsim_status st = calib_fit(&c->base, fit, nfit, c->interrupt, &c->fit, e);
     free(fit);
     if (st)
         return st;
@@ -282,6 +294,8 @@ llmsim_status calibration_fit(calibration *c, const char *name, const char *comm
     memset(c->mape, 0, sizeof c->mape);
     for (int i = 0; i < c->nruns && !st; i++) {
         calibration_run *r = &c->runs[i];
+        if (calibration_stopped(c, e))
+            return LLMSIM_EFAIL;
         if (!(st = simulated_total(&c->base, r, &r->before_s, e)))
             st = simulated_total(hw, r, &r->after_s, e);
         mape[r->held_out][0] += fabs(validate_pct(r->before_s, r->measured_s));

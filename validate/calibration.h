@@ -39,6 +39,8 @@ typedef struct calibration {
     int nruns, nfit, nheld;
     calib_result fit;         /* fit.hw: the calibrated profile */
     double mape[2][2];        /* [fit | held out][before | after], percent; NaN without held-out runs */
+    const volatile sig_atomic_t *interrupt; /* set by the caller: loading and fitting stop when
+                                             * it becomes nonzero (LLMSIM_EFAIL "interrupted") */
 } calibration;
 
 /* Start from profile `base` over the store at db_path. */

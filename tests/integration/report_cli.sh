@@ -130,6 +130,14 @@ kill -INT $pid
 wait $pid; rc=$?
 check "^C while drawing: exit 130" '[ $rc -eq 130 ]'
 check "^C while drawing: no directory, no temporary one" '[ ! -e "$tmp/intr" ] && no_leftovers "$tmp/intr"'
+rm -f "$tmp/started"
+PATH=$tmp/slowbin:$PATH "$L" report "$sim" -o "$tmp/intr" --db "$db" >/dev/null 2>"$tmp/err" &
+pid=$!
+for i in $(seq 100); do [ -e "$tmp/started" ] && break; sleep 0.1; done
+kill -TERM $pid
+wait $pid; rc=$?
+check "SIGTERM while drawing: exit 143" '[ $rc -eq 143 ]'
+check "SIGTERM while drawing: no directory, no temporary one" '[ ! -e "$tmp/intr" ] && no_leftovers "$tmp/intr"'
 
 # A real validate run, where llmsim has the command: every policy of the grid
 # has its totals, and its simulate and measure runs their stage figure.

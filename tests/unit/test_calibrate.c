@@ -82,7 +82,7 @@ int main(void)
     meas[0][0] = NAN; /* a task without a measurement is left out */
 
     calib_result r;
-    CHECK(calib_fit(&base, runs, NFIT, &r, &e) == LLMSIM_OK, "fit: %s", e.msg);
+    CHECK(calib_fit(&base, runs, NFIT, NULL, &r, &e) == LLMSIM_OK, "fit: %s", e.msg);
     CHECK(r.sse_after < 0.02 * r.sse_before, "task errors shrink: %g -> %g s^2", r.sse_before, r.sse_after);
     CHECK(r.tasks > 100, "tasks fitted: %ld", r.tasks);
     for (int j = 0; j < r.nparams; j++)
@@ -110,7 +110,7 @@ int main(void)
     /* a measurement of another plan is refused */
     calib_run bad = runs[0];
     bad.ntasks = ntasks[0] - 1;
-    CHECK(calib_fit(&base, &bad, 1, &r, &e) == LLMSIM_EINPUT, "another plan refused");
+    CHECK(calib_fit(&base, &bad, 1, NULL, &r, &e) == LLMSIM_EINPUT, "another plan refused");
     CHECK(strstr(e.msg, "not the same plan") != NULL, "message: %s", e.msg);
     for (int k = 0; k < NRUNS; k++)
         free(meas[k]);
