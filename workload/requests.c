@@ -291,6 +291,10 @@ static llmsim_status trace_request(trace_reader *T, const field f[TRACE_COLS], s
                        SHOWN(f[3]));
     if (T->ncols == TRACE_COLS && (st = trace_prefix(T, f, v, e)))
         return st;
+    if (T->n >= (size_t)GEN_MAX_REQUESTS) /* before memory runs out, not after */
+        return diag_at(e, LLMSIM_EINPUT, T->name, T->lineno, 1,
+                       "more than %lld requests; split the trace (serve-sim simulates at most "
+                       "that many in one run, as --num-requests)", GEN_MAX_REQUESTS);
     serve_request *p = llmsim_grow(T->r, T->n, &T->cap, sizeof *p, 1024);
     if (!p)
         return diag_at(e, LLMSIM_EFAIL, T->name, T->lineno, 0, "out of memory after %zu requests",
