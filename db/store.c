@@ -1608,18 +1608,19 @@ static bool take_task_chunk(pack_reader *r, size_t rows, void *ctx)
     return ok;
 }
 
-llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
+/* A run's legacy rows (schema < 7: `sql`, read by fill), then its packed
+ * chunks of `what` (read by take), into one malloc'd array; nothing on
+ * failure. */
+static llmsim_status store_rows_and_chunks(store *s, int64_t id, const char *sql, size_t size,
+                                           store_row_fill fill, const char *doing,
+                                           const char *what, store_chunk_take take, void **rows,
+                                           size_t *n, diag *e)
 {
-    /* runs recorded before schema 7 have rows; later ones chunks */
-    llmsim_status st = store_collect(s, id,
-                                     "SELECT task_id, resource, start_s, end_s, bytes, flops FROM "
-                                     "run_tasks WHERE run_id = ?1",
-                                     sizeof **rows, fill_task, "reading task timings",
-                                     (void **)rows, n, e);
+    llmsim_status st = store_collect(s, id, sql, size, fill, doing, rows, n, e);
     if (st != LLMSIM_OK)
         return st;
-    store_chunk_rows l = {*rows, *n, sizeof **rows};
-    st = store_chunks_each(s, id, "tasks", take_task_chunk, &l, e);
+    store_chunk_rows l = {*rows, *n, size};
+    st = store_chunks_each(s, id, what, take, &l, e);
     *rows = l.rows;
     *n = l.n;
     if (st != LLMSIM_OK) {
@@ -1628,6 +1629,15 @@ llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, s
         *n = 0;
     }
     return st;
+}
+
+llmsim_status store_run_tasks_get(store *s, int64_t id, store_task_row **rows, size_t *n, diag *e)
+{
+    return store_rows_and_chunks(s, id,
+                                 "SELECT task_id, resource, start_s, end_s, bytes, flops FROM "
+                                 "run_tasks WHERE run_id = ?1",
+                                 sizeof **rows, fill_task, "reading task timings", "tasks",
+                                 take_task_chunk, (void **)rows, n, e);
 }
 
 static void fill_stage(sqlite3_stmt *q, void *elem)
@@ -1750,23 +1760,11 @@ static bool take_memory_chunk(pack_reader *r, size_t rows, void *ctx)
 
 llmsim_status store_run_memory_get(store *s, int64_t id, store_mem_sample **rows, size_t *n, diag *e)
 {
-    llmsim_status st = store_collect(s, id,
-                                     "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 "
-                                     "ORDER BY seq",
-                                     sizeof **rows, fill_memory, "reading memory samples",
-                                     (void **)rows, n, e);
-    if (st != LLMSIM_OK)
-        return st;
-    store_chunk_rows l = {*rows, *n, sizeof **rows};
-    st = store_chunks_each(s, id, "memory", take_memory_chunk, &l, e);
-    *rows = l.rows;
-    *n = l.n;
-    if (st != LLMSIM_OK) {
-        free(*rows);
-        *rows = NULL;
-        *n = 0;
-    }
-    return st;
+    return store_rows_and_chunks(s, id,
+                                 "SELECT time_s, tier, bytes FROM run_memory WHERE run_id = ?1 "
+                                 "ORDER BY seq",
+                                 sizeof **rows, fill_memory, "reading memory samples", "memory",
+                                 take_memory_chunk, (void **)rows, n, e);
 }
 
 void store_metrics_free(char **keys, double *values, int n)
