@@ -123,21 +123,17 @@ mkdir "$tmp/slowbin"
 printf '#!/bin/sh\ntouch "%s/started"\nsleep 1\nexec "%s" "$@"\n' "$tmp" "$(command -v gnuplot)" \
   > "$tmp/slowbin/gnuplot"
 chmod +x "$tmp/slowbin/gnuplot"
-PATH=$tmp/slowbin:$PATH "$L" report "$sim" -o "$tmp/intr" --db "$db" >/dev/null 2>"$tmp/err" &
-pid=$!
-for i in $(seq 100); do [ -e "$tmp/started" ] && break; sleep 0.1; done
-kill -INT $pid
-wait $pid; rc=$?
-check "^C while drawing: exit 130" '[ $rc -eq 130 ]'
-check "^C while drawing: no directory, no temporary one" '[ ! -e "$tmp/intr" ] && no_leftovers "$tmp/intr"'
-rm -f "$tmp/started"
-PATH=$tmp/slowbin:$PATH "$L" report "$sim" -o "$tmp/intr" --db "$db" >/dev/null 2>"$tmp/err" &
-pid=$!
-for i in $(seq 100); do [ -e "$tmp/started" ] && break; sleep 0.1; done
-kill -TERM $pid
-wait $pid; rc=$?
-check "SIGTERM while drawing: exit 143" '[ $rc -eq 143 ]'
-check "SIGTERM while drawing: no directory, no temporary one" '[ ! -e "$tmp/intr" ] && no_leftovers "$tmp/intr"'
+for sig in INT TERM; do
+  want=$([ $sig = INT ] && echo 130 || echo 143)
+  rm -f "$tmp/started"
+  PATH=$tmp/slowbin:$PATH "$L" report "$sim" -o "$tmp/intr" --db "$db" >/dev/null 2>"$tmp/err" &
+  pid=$!
+  for i in $(seq 100); do [ -e "$tmp/started" ] && break; sleep 0.1; done
+  kill -$sig $pid
+  wait $pid; rc=$?
+  check "SIG$sig while drawing: exit $want" '[ $rc -eq $want ]'
+  check "SIG$sig while drawing: no directory, no temporary one" '[ ! -e "$tmp/intr" ] && no_leftovers "$tmp/intr"'
+done
 
 # A real validate run, where llmsim has the command: every policy of the grid
 # has its totals, and its simulate and measure runs their stage figure.
