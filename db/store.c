@@ -751,6 +751,17 @@ fail:
     return st;
 }
 
+/* Remove path and its -wal and -shm files. */
+static void store_remove_files(const char *path)
+{
+    char side[PATH_MAX];
+    unlink(path);
+    const char *const ext[] = {"-wal", "-shm"};
+    for (int k = 0; k < 2; k++)
+        if (snprintf(side, sizeof side, "%s%s", path, ext[k]) < (int)sizeof side)
+            unlink(side);
+}
+
 static llmsim_status store_open_flags(const char *path, int flags, store **out, diag *e)
 {
     store *s = NULL;
@@ -758,6 +769,8 @@ static llmsim_status store_open_flags(const char *path, int flags, store **out, 
     *out = NULL;
     if (st != LLMSIM_OK)
         return st;
+    struct stat sb;
+    const bool existed = stat(path, &sb) == 0;
     STORE_TRY(store_connect(s, path, flags, e));
     /* Refuse a newer store before writing anything to it (this is also the
      * first read, where a file that is not a database shows). */
@@ -777,6 +790,10 @@ static llmsim_status store_open_flags(const char *path, int flags, store **out, 
     return LLMSIM_OK;
 fail:
     store_close(s);
+    /* a store this call created and could not even start (a full disk) is
+     * not left behind as an empty file */
+    if (!existed && (flags & SQLITE_OPEN_CREATE) && stat(path, &sb) == 0 && sb.st_size == 0)
+        store_remove_files(path);
     return st;
 }
 

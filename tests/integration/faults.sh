@@ -36,6 +36,9 @@ done
 st=$(statuses "$db")
 check "no run left running, the one cut mid-write marked failed ($st)" \
     '[[ $st != *running* ]] && [[ $st == *failed* ]]'
+LLMSIM_FAULT=store_write:1 "$L" predict "${P[@]}" --db "$tmp/new.db" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "a new store whose first write fails: exit 1, the result printed, no empty store file left" \
+    '[ $rc -eq 1 ] && grep -q "throughput" "$tmp/out" && [ -z "$(ls "$tmp" | grep new.db)" ]'
 
 # ---- the offload tier: weights on disk, a write and a read fail
 for f in offload_write:1 offload_read:3; do
