@@ -123,8 +123,9 @@ int main(int argc, char **argv)
     model m;
     hwprofile *hw = malloc(sizeof *hw);
     diag e = {0};
-    if (model_load(mname, &m, &e) || hwprofile_load("cpu-only", hw, &e)) {
+    if (!hw || model_load(mname, &m, &e) || hwprofile_load("cpu-only", hw, &e)) {
         fprintf(stderr, "bench_engine: %s\n", e.msg);
+        free(hw);
         return 2;
     }
     double wbytes = (double)model_param_count(&m) * model_dtype_bytes(m.dtype);
@@ -134,13 +135,17 @@ int main(int argc, char **argv)
     const char *ram[6] = {"0", "100", "0", "100", "0", "100"};
     const char *disk[6] = {"0", "0", "0", "100", "0", "100"};
     double step, comp, dstep, dcomp;
-    if (run(&m, hw, ram, gen, &step, &comp))
+    if (run(&m, hw, ram, gen, &step, &comp)) {
+        free(hw);
         return 1;
+    }
     double bound = wbytes / mbw;
     printf("all in RAM:      decode step %.4f s; bound (weights / memcpy) %.4f s: %.0f%% of the bound\n",
            step, bound, 100 * bound / step);
-    if (run(&m, hw, disk, gen, &dstep, &dcomp))
+    if (run(&m, hw, disk, gen, &dstep, &dcomp)) {
+        free(hw);
         return 1;
+    }
     double dbound = wbytes / dbw > comp ? wbytes / dbw : comp;
     printf("weights on disk: decode step %.4f s; max(weights / disk read %.4f s, compute %.4f s) = "
            "%.4f s: %+.1f%%\n", dstep, wbytes / dbw, comp, dbound, 100 * (dstep / dbound - 1));

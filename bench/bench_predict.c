@@ -37,6 +37,7 @@ int main(int argc, char **argv)
     diag_clear(&e);
     if (!hw || model_load(mname, &m, &e) || hwprofile_load(hname, hw, &e)) {
         fprintf(stderr, "bench_predict: %s\n", e.msg);
+        free(hw);
         return 2;
     }
     policy p;
@@ -46,12 +47,19 @@ int main(int argc, char **argv)
     p.gpu_batch_size = 64;
     p.num_gpu_batches = 4;
     double *t = malloc(sizeof(double) * (size_t)repeats);
+    if (!t) {
+        fprintf(stderr, "bench_predict: out of memory\n");
+        free(hw);
+        return 1;
+    }
     cm_result r;
     double tput = 0;
     for (int i = 0; i < repeats; i++) {
         double t0 = llmsim_now_s();
         if (cm_predict(&m, hw, &p, &w, &r, &e)) {
             fprintf(stderr, "bench_predict: %s\n", e.msg);
+            free(t);
+            free(hw);
             return 1;
         }
         t[i] = llmsim_now_s() - t0;

@@ -36,6 +36,7 @@ int main(int argc, char **argv)
     diag_clear(&e);
     if (!hw || model_load(mname, &m, &e) || hwprofile_load(hname, hw, &e)) {
         fprintf(stderr, "bench_search: %s\n", e.msg);
+        free(hw);
         return 2;
     }
     search_options o;
@@ -50,6 +51,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < repeats; i++) {
         if (search_run(&m, hw, &w, &o, &r, &e)) {
             fprintf(stderr, "bench_search: %s\n", e.msg);
+            free(hw);
             return 1;
         }
         t[i] = r.search_s;

@@ -32,6 +32,7 @@ int main(int argc, char **argv)
     diag e = {0};
     if (!hw || model_load("llama-2-7b", &m, &e) || hwprofile_load("a100-80gb-sxm", hw, &e)) {
         fprintf(stderr, "bench_serve: %s\n", e.msg);
+        free(hw);
         return 1;
     }
     serve_gen g = {.arrival = SERVE_ARRIVAL_POISSON, .rate = 50, .cv = 1, .num_requests = n,
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
         serve_dist_parse("uniform:16,512", "output", true, &g.output_len, &e) ||
         serve_dist_parse("1", "weight", false, &g.weight, &e) || serve_generate(&g, &q, &e)) {
         fprintf(stderr, "bench_serve: %s\n", e.msg);
+        free(hw);
         return 1;
     }
     policy p;
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
             serve_setup *s = calloc(1, sizeof *s);
             if (!s || serve_setup_init(s, &m, hw, &p, &c, &e)) {
                 fprintf(stderr, "bench_serve: %s\n", e.msg);
+                free(s);
+                free(hw);
                 return 1;
             }
             double best = 1e30;
@@ -66,6 +70,8 @@ int main(int argc, char **argv)
                 double t0 = llmsim_now_s();
                 if (serve_run(s, &q, &r, NULL, NULL, &e)) {
                     fprintf(stderr, "bench_serve: %s\n", e.msg);
+                    free(s);
+                    free(hw);
                     return 1;
                 }
                 double dt = llmsim_now_s() - t0;

@@ -24,6 +24,7 @@ static int run(const char *mname, int gbs, int ngb, long long gen, int repeats)
     diag e = {0};
     if (!hw || model_load(mname, &m, &e) || hwprofile_load("t4-flexgen", hw, &e)) {
         fprintf(stderr, "bench_sim: %s\n", e.msg);
+        free(hw);
         return 1;
     }
     policy p;
@@ -43,12 +44,15 @@ static int run(const char *mname, int gbs, int ngb, long long gen, int repeats)
         double t0 = llmsim_now_s();
         if (plan_build(&m, hw, &p, &w, &pl, &e)) {
             fprintf(stderr, "bench_sim: %s\n", e.msg);
+            free(hw);
             return 1;
         }
         double t1 = llmsim_now_s();
         double cap[TIER_COUNT] = {hw->gpu.memory_bytes, hw->cpu.memory_bytes, hw->disk.capacity_bytes};
         if (sim_run(&pl, cap, false, &r, &e)) {
             fprintf(stderr, "bench_sim: %s\n", e.msg);
+            plan_free(&pl);
+            free(hw);
             return 1;
         }
         double t2 = llmsim_now_s();

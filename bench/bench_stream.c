@@ -67,6 +67,8 @@ int main(int argc, char **argv)
         double *a = malloc(n * sizeof *a), *c = malloc(n * sizeof *c);
         if (!a || !c) {
             fprintf(stderr, "bench_stream: out of memory\n");
+            free(a);
+            free(c);
             return 1;
         }
         pthread_barrier_t go, done;
