@@ -29,15 +29,19 @@ llmsim_status atomicfile_open(atomicfile *a, const char *path, const char *what,
     if (lstat(path, &sb) == 0) {
         if (S_ISLNK(sb.st_mode)) {
             a->resolved = realpath(path, NULL);
-            if (!a->resolved || stat(a->resolved, &sb) != 0)
+            if (!a->resolved || stat(a->resolved, &sb) != 0) {
+                atomicfile_release(a);
                 return diag_set(e, LLMSIM_EINPUT, "%s %s: a symbolic link to nothing; give a file path",
                                 what, path);
+            }
             path = a->resolved;
         }
         if (!S_ISREG(sb.st_mode)) {
+            /* the message first: path may be a->resolved, which the release frees */
+            llmsim_status st = diag_set(e, LLMSIM_EINPUT, "%s %s: not a regular file (a directory or "
+                                        "a device); give a file path", what, path);
             atomicfile_release(a);
-            return diag_set(e, LLMSIM_EINPUT, "%s %s: not a regular file (a directory or a device); "
-                            "give a file path", what, path);
+            return st;
         }
     }
     a->path = path;

@@ -392,6 +392,15 @@ static void test_trace_load_errors(void)
     CHECK(strncmp(e.msg, prefix, strlen(prefix)) == 0, "'%s' starts with '%s'", e.msg, prefix);
     CHECK(q.r == NULL && q.n == 0, "output emptied");
     remove(path);
+
+    /* writing through a symbolic link to a directory is refused, and the
+     * message names the link's target (freed too early once: scan-build) */
+    snprintf(path, sizeof path, "%s/link-to-dir", tmpdir);
+    CHECK(symlink(tmpdir, path) == 0, "symlink %s", path);
+    diag_clear(&e);
+    CHECK(strbuf_write_file(&s, path, &e) == LLMSIM_EINPUT, "a link to a directory");
+    CHECK(strstr(e.msg, "not a regular file") != NULL, "says why: %s", e.msg);
+    remove(path);
     strbuf_free(&s);
 }
 
