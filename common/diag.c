@@ -28,7 +28,7 @@ static llmsim_status diag_vset(diag *d, llmsim_status status, const char *prefix
     return status;
 }
 
-llmsim_status diag_set(diag *d, llmsim_status status, const char *fmt, ...)
+llmsim_status (diag_set)(diag *d, llmsim_status status, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -37,8 +37,8 @@ llmsim_status diag_set(diag *d, llmsim_status status, const char *fmt, ...)
     return status;
 }
 
-llmsim_status diag_at(diag *d, llmsim_status status, const char *file, size_t line, size_t col,
-                      const char *fmt, ...)
+llmsim_status (diag_at)(diag *d, llmsim_status status, const char *file, size_t line, size_t col,
+                        const char *fmt, ...)
 {
     char prefix[512];
     if (col)

@@ -42,4 +42,14 @@ llmsim_status diag_at(diag *d, llmsim_status status, const char *file, size_t li
 /* Prefix the stored message with "context: " (for example the file name). */
 void diag_prefix(diag *d, const char *context);
 
+/* For clang's static analyzer only (scripts/scan-build.sh): it analyses one
+ * file at a time and cannot see that diag_set and diag_at return their status
+ * argument, so it would follow `st = diag_set(e, LLMSIM_EFAIL, ...)` on as if
+ * st could be LLMSIM_OK. These say so; common/diag.c defines the functions
+ * with their names in parentheses, which these macros leave alone. */
+#if defined(__clang_analyzer__)
+#define diag_set(d, status, ...) (diag_set((d), (status), __VA_ARGS__), (status))
+#define diag_at(d, status, ...) (diag_at((d), (status), __VA_ARGS__), (status))
+#endif
+
 #endif
