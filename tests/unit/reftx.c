@@ -3,6 +3,7 @@
  */
 #include "reftx.h"
 
+#include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +91,7 @@ static void mv(const double *w, const double *b, const double *x0, int n, int k,
 static void norm(const model *m, const double *x, const double *g, const double *b, int h, double *y)
 {
     if (m->norm == MODEL_NORM_LAYERNORM) {
+        assert(b); /* every LayerNorm here is OPT's, which has a bias */
         double mu = 0, var = 0;
         for (int i = 0; i < h; i++)
             mu += x[i];
@@ -151,10 +153,15 @@ void ref_sequence(ref *r, const int32_t *tokens, int npos, int first, double *ou
     const int f = (int)m->ffn_size, V = (int)m->vocab_size, T = npos + 1;
     const bool opt = m->family == MODEL_FAMILY_OPT;
     double *K = calloc((size_t)L * T * kvd, sizeof(double)), *Vc = calloc((size_t)L * T * kvd, sizeof(double));
-    double *x = malloc(sizeof(double) * h), *hn = malloc(sizeof(double) * h), *q = malloc(sizeof(double) * qd);
-    double *k = malloc(sizeof(double) * kvd), *v = malloc(sizeof(double) * kvd), *att = malloc(sizeof(double) * qd);
-    double *o = malloc(sizeof(double) * h), *g1 = malloc(sizeof(double) * f), *g2 = malloc(sizeof(double) * f);
-    double *sc = malloc(sizeof(double) * T), *lg = malloc(sizeof(double) * V);
+    assert(kvh > 0 && heads % kvh == 0); /* grouped-query attention: whole groups */
+    /* zeroed, though each is written before it is read: the static analyzer
+     * cannot tie one loop's bound (qd, kvd, h) to the next one's */
+    double *x = calloc((size_t)h, sizeof(double)), *hn = calloc((size_t)h, sizeof(double));
+    double *q = calloc((size_t)qd, sizeof(double)), *k = calloc((size_t)kvd, sizeof(double));
+    double *v = calloc((size_t)kvd, sizeof(double)), *att = calloc((size_t)qd, sizeof(double));
+    double *o = calloc((size_t)h, sizeof(double)), *g1 = calloc((size_t)f, sizeof(double));
+    double *g2 = calloc((size_t)f, sizeof(double)), *sc = calloc((size_t)T, sizeof(double));
+    double *lg = calloc((size_t)V, sizeof(double));
     for (int pos = 0; pos < T - 1; pos++) {
         int tok = tokens[pos];
         const double *E = W(r, L, opt ? "model.decoder.embed_tokens.weight" : "model.embed_tokens.weight");
@@ -242,7 +249,7 @@ void ref_sequence(ref *r, const int32_t *tokens, int npos, int first, double *ou
 int32_t ref_prompt_token(uint64_t prompt_seed, long long seq, long long a, uint64_t vocab)
 {
     uint64_t x = prompt_seed ^ ((uint64_t)seq << 32) ^ (uint64_t)a;
-    uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+    uint64_t z = x + 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return (int32_t)((z ^ (z >> 31)) % vocab);

@@ -932,8 +932,8 @@ static void test_describe(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-requests-XXXXXX",
-             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-requests-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;

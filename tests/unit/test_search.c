@@ -11,6 +11,7 @@
  *    FlexGen's published policies under llmsim's model.
  * 4. Impossible setups and broken inputs are reported, not skipped.
  */
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,7 +89,9 @@ static double grid_best(const forms *F, bool no_disk)
 {
     double best = INFINITY;
     int ng = F->n / CM_NTERMS;
-    double partw[64], partc[64], memw[TIER_COUNT], memc[TIER_COUNT];
+    assert(F->n <= 64);
+    /* zeroed for the static analyzer, which cannot tie ng to F->n */
+    double partw[64] = {0}, partc[64] = {0}, memw[TIER_COUNT], memc[TIER_COUNT];
     for (int wg = 0; wg <= GRID_STEPS; wg++)
     for (int wc = 0; wc <= GRID_STEPS - wg; wc++) {
         int wd = GRID_STEPS - wg - wc;

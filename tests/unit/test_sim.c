@@ -292,6 +292,8 @@ static void both(const model *m, const hwprofile *hw, const policy *p, const wor
     sim_result r;
     cm_result cr;
     *sim_s = *pred_s = NAN;
+    if (keep) /* empty if the plan fails: the caller reads and frees it */
+        *keep = (sim_result){0};
     if (plan_build(m, hw, p, w, &pl, &e) != LLMSIM_OK) {
         CHECK(false, "plan_build: %s", e.msg);
         return;

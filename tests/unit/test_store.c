@@ -810,8 +810,8 @@ static void test_concurrent_and_killed(void)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-store-XXXXXX",
-             getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/llmsim-test-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
