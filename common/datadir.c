@@ -53,7 +53,7 @@ const char *datadir_resolve(const char *subdir, const char *spec, const char *ex
     return datadir_find(subdir, spec, ext, out, len) ? out : NULL;
 }
 
-llmsim_status datadir_unknown(diag *e, const char *const *shipped, const char *fmt, ...)
+llmsim_status (datadir_unknown)(diag *e, const char *const *shipped, const char *fmt, ...)
 {
     char lead[sizeof e->msg]; /* the message's own size: cut where it would be cut */
     va_list ap;

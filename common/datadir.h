@@ -30,4 +30,10 @@ const char *datadir_resolve(const char *subdir, const char *spec, const char *ex
 llmsim_status datadir_unknown(diag *e, const char *const *shipped, const char *fmt, ...)
     LLMSIM_PRINTF(3, 4);
 
+/* For clang's static analyzer only, as diag_set in common/diag.h: it does not
+ * follow calls into variadic functions (common/datadir.c names it in parentheses). */
+#if defined(__clang_analyzer__)
+#define datadir_unknown(e, shipped, ...) (datadir_unknown((e), (shipped), __VA_ARGS__), LLMSIM_EINPUT)
+#endif
+
 #endif

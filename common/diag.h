@@ -43,9 +43,10 @@ llmsim_status diag_at(diag *d, llmsim_status status, const char *file, size_t li
 void diag_prefix(diag *d, const char *context);
 
 /* For clang's static analyzer only (scripts/scan-build.sh): it analyses one
- * file at a time and cannot see that diag_set and diag_at return their status
- * argument, so it would follow `st = diag_set(e, LLMSIM_EFAIL, ...)` on as if
- * st could be LLMSIM_OK. These say so; common/diag.c defines the functions
+ * file at a time and does not follow calls into variadic functions, so it
+ * cannot see that diag_set and diag_at return their status argument and
+ * would follow `st = diag_set(e, LLMSIM_EFAIL, ...)` on as if st could be
+ * LLMSIM_OK. These say so; common/diag.c defines the functions
  * with their names in parentheses, which these macros leave alone. */
 #if defined(__clang_analyzer__)
 #define diag_set(d, status, ...) (diag_set((d), (status), __VA_ARGS__), (status))

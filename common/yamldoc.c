@@ -151,7 +151,7 @@ static llmsim_status verror(yd_doc *d, const yaml_node_t *n, diag *e, const char
     return diag_at(e, LLMSIM_EINPUT, d->path, yd_line(n), yd_col(n), "%s", msg);
 }
 
-llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, ...)
+llmsim_status (yd_error)(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -160,7 +160,7 @@ llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt
     return st;
 }
 
-llmsim_status yd_key_error(yd_map *m, const char *key, diag *e, const char *fmt, ...)
+llmsim_status (yd_key_error)(yd_map *m, const char *key, diag *e, const char *fmt, ...)
 {
     yaml_node_t *n = yd_map_get(m, key);
     va_list ap;

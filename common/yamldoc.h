@@ -122,6 +122,14 @@ llmsim_status yd_error(yd_doc *d, const yaml_node_t *n, diag *e, const char *fmt
 llmsim_status yd_key_error(yd_map *m, const char *key, diag *e, const char *fmt, ...)
     LLMSIM_PRINTF(4, 5);
 
+/* For clang's static analyzer only, as diag_set in common/diag.h: it does not
+ * follow calls into variadic functions, so it is told that these two return
+ * LLMSIM_EINPUT (common/yamldoc.c names them in parentheses). */
+#if defined(__clang_analyzer__)
+#define yd_error(d, n, e, ...) (yd_error((d), (n), (e), __VA_ARGS__), LLMSIM_EINPUT)
+#define yd_key_error(m, key, e, ...) (yd_key_error((m), (key), (e), __VA_ARGS__), LLMSIM_EINPUT)
+#endif
+
 #endif
 
 #ifndef LLMSIM_COMMON_YAMLDOC_FORMAT
