@@ -395,6 +395,7 @@ QUANT_INLINE void quant_portable_deq_row(const uint8_t *in, size_t n, int bits, 
                                          uint16_t *out16)
 {
     assert(quant_args_ok(n, bits, group));
+    assert((out32 == NULL) != (out16 == NULL)); /* one output, the other NULL */
     size_t g = (size_t)group, bb = quant_block_bytes(bits, group), g16 = g / 16 * 16;
     for (size_t b = 0; b < n / g; b++) {
         const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
@@ -613,6 +614,7 @@ QUANT_TARGET_AVX2 static inline __attribute__((always_inline)) void
 quant_avx2_deq_row(const uint8_t *in, size_t n, int bits, int group, float *out32, uint16_t *out16)
 {
     assert(quant_args_ok(n, bits, group));
+    assert((out32 == NULL) != (out16 == NULL)); /* one output, the other NULL */
     size_t g = (size_t)group, bb = quant_block_bytes(bits, group);
     for (size_t b = 0; b < n / g; b++) {
         const uint8_t *blk = in + b * bb, *c = blk + QUANT_BLOCK_META_BYTES;
