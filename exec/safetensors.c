@@ -777,17 +777,18 @@ static llmsim_status parse_file(int fd, uint64_t bytes, const char *path, st_ten
     return st;
 }
 
-/* Room for nfiles files in c, every descriptor -1. */
+/* Room for nfiles files in c, every descriptor -1. On failure st_close
+ * frees what there is (it takes a NULL array). */
 static llmsim_status files_alloc(st_checkpoint *c, int nfiles, diag *e)
 {
     c->paths = calloc((size_t)nfiles, sizeof *c->paths);
     c->fds = malloc((size_t)nfiles * sizeof *c->fds);
     c->file_bytes = calloc((size_t)nfiles, sizeof *c->file_bytes);
-    if (!c->paths || !c->fds || !c->file_bytes)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory");
-    for (int i = 0; i < nfiles; i++)
+    for (int i = 0; c->fds && i < nfiles; i++)
         c->fds[i] = -1;
     c->nfiles = nfiles;
+    if (!c->paths || !c->fds || !c->file_bytes)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
     return LLMSIM_OK;
 }
 
