@@ -327,7 +327,9 @@ static llmsim_status import_opt(hf_ctx *c, model *m)
         (st = get_int(c, "vocab_size", false, 50272, &m->vocab_size)) ||
         (st = get_int(c, "max_position_embeddings", false, 2048, &m->max_context)))
         return st;
-    int64_t proj;
+    /* initialized for the static analyzer: it does not follow get_int into
+     * key_error here, so it misses that get_int fails whenever it skips *out */
+    int64_t proj = m->hidden_size;
     if ((st = get_int(c, "word_embed_proj_dim", false, m->hidden_size, &proj)))
         return st;
     if (proj != m->hidden_size)

@@ -244,7 +244,9 @@ static llmsim_status setup(problem *P, const hwprofile *base, const calib_run *r
     }
     if (P->rows == 0)
         return diag_set(e, LLMSIM_EINPUT, "no measured task to fit the profile to");
-    P->y = malloc(P->rows * sizeof *P->y);
+    /* zeroed, though the loop below fills every row: the static analyzer
+     * cannot tie its count to the one above */
+    P->y = calloc(P->rows, sizeof *P->y);
     P->price = malloc((P->max_tasks + 1) * sizeof *P->price);
     if (!P->y || !P->price)
         return diag_set(e, LLMSIM_EFAIL, "out of memory (calibration)");

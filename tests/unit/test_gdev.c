@@ -46,6 +46,7 @@
  *    deletion), and back to zero at the end;
  *  - gdev_open(GDEV_CUDA) fails with LLMSIM_EINPUT where CUDA is unavailable.
  */
+#include <assert.h>
 #include <float.h>
 #include <math.h>
 #include <pthread.h>
@@ -922,8 +923,10 @@ static paged paged_up(const uint8_t *slots, size_t npos, size_t stride, const gd
     P.kv.block_stride = bstride;
     uint8_t *blocks = xmalloc(bytes);
     rand_bytes(blocks, bytes);
-    for (size_t p = 0; p < npos; p++)
+    for (size_t p = 0; p < npos; p++) {
+        assert(p / PAGED_BS < P.nb); /* the table has a block for every position */
         memcpy(blocks + gdev_kv_slot_off(&P.kv, p), slots + p * stride, stride);
+    }
     P.kv.base = up(blocks, bytes);
     P.kv.table = up(P.table, P.nb * sizeof *P.table);
     free(blocks);
