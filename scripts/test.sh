@@ -27,7 +27,7 @@ if [ "${1:-}" != "--quick" ]; then
     CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLLMSIM_FUZZ=ON \
       -DLLMSIM_CUDA=OFF >/dev/null
     cmake --build build-fuzz -j "$jobs" --target fuzz_model fuzz_hwprofile fuzz_policy \
-      fuzz_workload fuzz_trace fuzz_config fuzz_tokens fuzz_safetensors
+      fuzz_workload fuzz_trace fuzz_config fuzz_tokens fuzz_safetensors fuzz_pack
     ctest --test-dir build-fuzz -L fuzz --output-on-failure -j "$jobs"
   else
     echo "== no clang: the libFuzzer runs are skipped (the corpus replays ran above)"
