@@ -263,6 +263,28 @@ int cli_load_inputs(const char *cmd, cli_job *job)
     return CLI_EXIT_OK;
 }
 
+int cli_flagged_check(const char *cmd, const char *spec, const hwprofile *hw, unsigned uses,
+                      bool refuse)
+{
+    strbuf lines = {0};
+    int n = hwprofile_flagged(hw, uses, &lines);
+    if (n) {
+        fprintf(stderr, "llmsim %s: %s: %d figure%s of the profile used here spread over %.0f%% between "
+                "the profiler's runs (FLAGGED: the machine was busy or drifting while it was measured):\n",
+                cmd, refuse ? "error" : "warning", n, n > 1 ? "s" : "", 100 * HW_SPREAD_LIMIT);
+        const char *s = strbuf_str(&lines);
+        while (*s) {
+            const char *nl = strchr(s, '\n');
+            fprintf(stderr, "  %s: %.*s\n", spec, (int)(nl - s), s);
+            s = nl + 1;
+        }
+        fprintf(stderr, "  measure the profile again on a quiet machine (llmsim profile -o FILE)%s\n",
+                refuse ? ", or give --allow-noisy to use it as it is" : "");
+    }
+    strbuf_free(&lines);
+    return n && refuse ? CLI_EXIT_INPUT : CLI_EXIT_OK;
+}
+
 int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long prompt,
                       long long gen, long long nprompts)
 {

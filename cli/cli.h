@@ -60,6 +60,11 @@ int cli_job_new(int argc, char **argv, const char *cmd, const char *summary, con
 
 /* Load job->model and job->hw from job->model_spec and job->hw_spec. */
 int cli_load_inputs(const char *cmd, cli_job *job);
+/* The FLAGGED figures of profile hw (named `spec`) among the parts `uses`
+ * (hw_uses): a warning on stderr naming each, or with `refuse` an error
+ * that says how to go on (CLI_EXIT_INPUT); CLI_EXIT_OK when none. */
+int cli_flagged_check(const char *cmd, const char *spec, const hwprofile *hw, unsigned uses,
+                      bool refuse);
 /* The workload from a file and/or the flags (negative: not given). */
 int cli_load_workload(const char *cmd, cli_job *job, const char *file, long long prompt,
                       long long gen, long long nprompts);

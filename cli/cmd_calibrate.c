@@ -162,6 +162,8 @@ static int calibrate(const c_opts *o, const char *command, calibration *c)
     hwprofile base;
     if (hwprofile_load(o->hw_spec, &base, &e) || calibration_init(c, cli_db_path(o->db_opt), &base, &e))
         return cli_fail("calibrate", &e);
+    cli_flagged_check("calibrate", o->hw_spec, &base, HW_USES_CPU | HW_USES_DISK_READ | HW_USES_DISK_WRITE |
+                      HW_USES_GPU, false);
     struct sigaction old;
     cli_sigint_catch(&old);
     c->interrupt = &cli_interrupted;

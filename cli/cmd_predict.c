@@ -48,6 +48,9 @@ int cmd_predict(int argc, char **argv)
                              "with the analytic cost model; the prediction is recorded in the store.",
                              NULL, &job);
     if (job)
+        cli_flagged_check("predict", job->hw_spec, &job->hw,
+                          placement_hw_uses(&job->model, &job->hw, &job->policy), false);
+    if (job)
         status = predict(job);
     free(job);
     return status;

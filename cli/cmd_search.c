@@ -196,6 +196,8 @@ static int load_job(cli_job *job, const s_opts *o)
         (status = cli_load_workload("search", job, o->in.workload_file, o->in.prompt_len,
                                     o->in.gen_len, o->in.num_prompts)))
         return status;
+    cli_flagged_check("search", job->hw_spec, &job->hw,
+                      HW_USES_CPU | HW_USES_DISK_READ | HW_USES_DISK_WRITE | HW_USES_GPU, false);
     if (o->so.max_latency_s > 0 && job->workload.gen_len < 2) {
         fprintf(stderr, "llmsim search: --max-latency bounds each decode step, and --gen-len 1 has "
                 "none; generate at least 2 tokens\n");

@@ -115,8 +115,11 @@ int cmd_simulate(int argc, char **argv)
     free(args);
     if (job) /* the whole line, --trace too */
         cli_command_line(argc, argv, job->command, sizeof job->command);
-    if (job)
+    if (job) {
+        cli_flagged_check("simulate", job->hw_spec, &job->hw,
+                          placement_hw_uses(&job->model, &job->hw, &job->policy), false);
         status = simulate(job, trace);
+    }
     free(job);
     return status;
 }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static const char *const site_names[FAULT_NSITES] = {
-    "offload_read", "offload_write", "store_write", "file_write", "interrupt", "terminate"};
+    "offload_read", "offload_write", "store_write", "file_write", "interrupt", "terminate", "noise"};
 static long long fail_at[FAULT_NSITES]; /* 0: never */
 static atomic_llong calls[FAULT_NSITES];
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -48,4 +48,11 @@ void fault_signal_point(void)
         raise(SIGINT);
     if (fault_now(FAULT_TERMINATE))
         raise(SIGTERM);
+}
+
+double fault_stretch(double secs)
+{
+    if (!fault_armed(FAULT_NOISE))
+        return secs;
+    return (atomic_fetch_add(&calls[FAULT_NOISE], 1) + 1) % fail_at[FAULT_NOISE] == 0 ? 2 * secs : secs;
 }

@@ -6,6 +6,10 @@
  *   offload_read, offload_write   exec/offload.c's transfers
  *   store_write                   every write SQLite makes to a store file
  *   file_write                    atomicfile_commit (every -o, --trace, ... file)
+ * one that disturbs measurements instead, so that a test can make a noisy
+ * profile on a quiet machine:
+ *   noise                         every Nth sample the profiler times takes
+ *                                 twice as long (fault_stretch)
  * and two that raise a signal instead, at the points where a long command
  * looks whether it was interrupted (fault_signal_point), so that a test can
  * interrupt it at a known step, however fast the machine:
@@ -24,6 +28,7 @@ typedef enum fault_site {
     FAULT_FILE_WRITE,
     FAULT_INTERRUPT,
     FAULT_TERMINATE,
+    FAULT_NOISE,
     FAULT_NSITES
 } fault_site;
 
@@ -34,5 +39,8 @@ bool fault_armed(fault_site s);
 /* A point where a command looks for an interruption: counts a call at
  * interrupt and terminate, and raises the signal on the one named. */
 void fault_signal_point(void);
+/* A measured duration: secs, or with noise:N armed, twice secs on every Nth
+ * call. */
+double fault_stretch(double secs);
 
 #endif

@@ -101,3 +101,21 @@ void placement_realize(const model *m, const policy *p, placement_realized *out)
     equal_parts(p->num_gpu_batches, &p->kv_cache, &out->kv_cache);
     equal_parts(p->num_gpu_batches, &p->activations, &out->activations);
 }
+
+unsigned placement_hw_uses(const model *m, const hwprofile *hw, const policy *p)
+{
+    placement_realized r;
+    placement_realize(m, p, &r);
+    unsigned uses = 0;
+    if (!hw->gpu.present || p->cpu_attention)
+        uses |= HW_USES_CPU;
+    if (hw->gpu.present)
+        uses |= HW_USES_GPU;
+    const bool w = r.weights.f[TIER_DISK] > 0 || r.head.f[TIER_DISK] > 0;
+    const bool kv = r.kv_cache.f[TIER_DISK] > 0 || r.activations.f[TIER_DISK] > 0;
+    if (w || kv)
+        uses |= HW_USES_DISK_READ;
+    if (kv)
+        uses |= HW_USES_DISK_WRITE;
+    return uses;
+}

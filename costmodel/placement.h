@@ -20,6 +20,7 @@
 #ifndef LLMSIM_COSTMODEL_PLACEMENT_H
 #define LLMSIM_COSTMODEL_PLACEMENT_H
 
+#include "hwprofiles/hwprofile.h"
 #include "models/model.h"
 #include "policies/policy.h"
 
@@ -39,5 +40,12 @@ typedef struct placement_realized {
 /* Realize a policy's fractions for a model (weights in their stored form,
  * quantized or not). */
 void placement_realize(const model *m, const policy *p, placement_realized *out);
+
+/* The parts of a profile (hw_uses) whose figures price policy p for model
+ * m on hw, by the tiers its realized placement uses: the CPU's figures
+ * without a GPU or with attention delegated to it, the disk's reads when
+ * anything lives on disk, its writes when the KV cache or the hidden states
+ * do, the GPU's when there is one. */
+unsigned placement_hw_uses(const model *m, const hwprofile *hw, const policy *p);
 
 #endif

@@ -230,11 +230,14 @@ static llmsim_status read_cpu(yd_map *m, void *out, diag *e)
                             e)) &&
         !(st = yd_field_qty_in(m, "memory_bandwidth", YD_REQUIRED, UNITS_BANDWIDTH,
                                HW_MIN_BANDWIDTH, HW_MAX_BANDWIDTH, &c->memory_bandwidth_Bps, e)) &&
+        !(st = yd_field_double(m, "memory_bandwidth_spread", YD_OPTIONAL, 0, 1e6,
+                               &c->memory_bandwidth_spread, e)) &&
         !(st = load_table(m, "read_bandwidth", YD_OPTIONAL, "a read_bandwidth point",
                           read_read_point, &c->read, &c->read.npoints, e)) &&
         !(st = load_gemm(m, "gemm", YD_REQUIRED, &c->gemm, e)) &&
         !(st = yd_field_qty_in(m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                                HW_MAX_BANDWIDTH, &c->attn_Bps, e)) &&
+        !(st = yd_field_double(m, "attention_spread", YD_OPTIONAL, 0, 1e6, &c->attn_spread, e)) &&
         !(st = yd_field_qty_in(m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                                &c->task_overhead_s, e)))
         c->cores = (int)cores;
@@ -288,6 +291,46 @@ static llmsim_status read_links(yd_map *m, void *out, diag *e)
     return st;
 }
 
+/* calibration.fit_inputs: "M:P:W" strings. */
+static llmsim_status read_fit_inputs(yd_map *m, hw_calibration *c, diag *e)
+{
+    yaml_node_t *seq = NULL;
+    llmsim_status st = yd_field_seq(m, "fit_inputs", YD_REQUIRED, &seq, e);
+    size_t n = st ? 0 : yd_seq_len(seq);
+    if (!st && n > HW_MAX_FIT_INPUTS)
+        return yd_error(m->doc, seq, e, "'fit_inputs' has more than %d entries", HW_MAX_FIT_INPUTS);
+    for (size_t i = 0; i < n && !st; i++) {
+        yaml_node_t *it = yd_seq_at(m->doc, seq, i);
+        const char *s = yd_scalar(it);
+        if (!s || strlen(s) >= HW_FIT_INPUT_LEN || strspn(s, "0123456789abcdef:") != strlen(s))
+            return yd_error(m->doc, it, e, "a fit input is \"MODEL:POLICY:WORKLOAD\", three "
+                            "hexadecimal content hashes");
+        snprintf(c->fit_inputs[i], HW_FIT_INPUT_LEN, "%s", s);
+    }
+    c->nfit = (int)n;
+    return st;
+}
+
+/* calibration (of a hwprofile): what the fit saw and its held-out error. */
+static llmsim_status read_calibration(yd_map *m, void *out, diag *e)
+{
+    hw_calibration *c = out;
+    long long held = 0;
+    c->present = true;
+    llmsim_status st;
+    if ((st = read_fit_inputs(m, c, e)) ||
+        (st = yd_field_int(m, "held_out_runs", YD_REQUIRED, 0, 1 << 20, &held, e)) ||
+        (st = yd_field_double(m, "held_out_error_p10", held ? YD_REQUIRED : YD_OPTIONAL, -1e6, 1e6,
+                              &c->held_err_p10, e)) ||
+        (st = yd_field_double(m, "held_out_error_p90", held ? YD_REQUIRED : YD_OPTIONAL, -1e6, 1e6,
+                              &c->held_err_p90, e)))
+        return st;
+    c->nheld = (int)held;
+    if (c->held_err_p10 > c->held_err_p90)
+        return yd_key_error(m, "held_out_error_p90", e, "held_out_error_p90 is below held_out_error_p10");
+    return LLMSIM_OK;
+}
+
 static llmsim_status hwprofile_read(yd_map *root, void *out, diag *e)
 {
     hwprofile *hw = out;
@@ -296,7 +339,8 @@ static llmsim_status hwprofile_read(yd_map *root, void *out, diag *e)
         (st = yd_field_read(root, "provenance", YD_REQUIRED, read_provenance, &hw->prov, e)) ||
         (st = yd_field_read(root, "gpu", YD_OPTIONAL, read_gpu, &hw->gpu, e)) ||
         (st = yd_field_read(root, "cpu", YD_REQUIRED, read_cpu, &hw->cpu, e)) ||
-        (st = yd_field_read(root, "disk", YD_OPTIONAL, read_disk, &hw->disk, e)))
+        (st = yd_field_read(root, "disk", YD_OPTIONAL, read_disk, &hw->disk, e)) ||
+        (st = yd_field_read(root, "calibration", YD_OPTIONAL, read_calibration, &hw->calib, e)))
         return st;
     return yd_field_read(root, "links", hw->gpu.present ? YD_REQUIRED : YD_OPTIONAL, read_links, hw,
                          e);
@@ -435,6 +479,8 @@ static void save_cpu(strbuf *b, const hw_cpu *c)
     strbuf_printf(b, "\n  cores: %d\n", c->cores);
     save_qty_line(b, "  ", "memory", UNITS_BYTES, c->memory_bytes);
     save_qty_line(b, "  ", "memory_bandwidth", UNITS_BANDWIDTH, c->memory_bandwidth_Bps);
+    if (c->memory_bandwidth_spread > 0)
+        strbuf_printf(b, "  memory_bandwidth_spread: %.17g\n", c->memory_bandwidth_spread);
     if (c->read.npoints > 0) { /* optional: absent unless measured */
         strbuf_puts(b, "  read_bandwidth:\n");
         for (int i = 0; i < c->read.npoints; i++) {
@@ -447,8 +493,24 @@ static void save_cpu(strbuf *b, const hw_cpu *c)
     }
     save_gemm(b, "  ", "gemm", &c->gemm);
     save_qty_line(b, "  ", "attention", UNITS_BANDWIDTH, c->attn_Bps);
+    if (c->attn_spread > 0)
+        strbuf_printf(b, "  attention_spread: %.17g\n", c->attn_spread);
     if (c->task_overhead_s > 0)
         save_qty_line(b, "  ", "task_overhead", UNITS_TIME, c->task_overhead_s);
+}
+
+static void save_calibration(strbuf *b, const hw_calibration *c)
+{
+    strbuf_puts(b, "calibration:\n  fit_inputs:");
+    if (c->nfit == 0)
+        strbuf_puts(b, " []");
+    strbuf_puts(b, "\n");
+    for (int i = 0; i < c->nfit; i++)
+        strbuf_printf(b, "    - \"%s\"\n", c->fit_inputs[i]);
+    strbuf_printf(b, "  held_out_runs: %d\n", c->nheld);
+    if (c->nheld)
+        strbuf_printf(b, "  held_out_error_p10: %.17g\n  held_out_error_p90: %.17g\n", c->held_err_p10,
+                      c->held_err_p90);
 }
 
 static void save_disk(strbuf *b, const hw_disk *d)
@@ -474,6 +536,8 @@ void hwprofile_save(const hwprofile *hw, strbuf *b)
     save_cpu(b, &hw->cpu);
     if (hw->disk.present)
         save_disk(b, &hw->disk);
+    if (hw->calib.present)
+        save_calibration(b, &hw->calib);
     if (hw->gpu.present) {
         strbuf_puts(b, "links:\n");
         for (int i = 0; i < HW_NLINKS; i++)

@@ -24,6 +24,13 @@
 #define HW_MIN_FLOPS 1e6      /* 1 MFLOP/s */
 #define HW_MAX_FLOPS 1e18     /* 1 EFLOP/s */
 
+/* A measured figure whose spread, (max - min) / median over its runs,
+ * exceeds this is FLAGGED: `llmsim profile` measures it again once, and
+ * what still spreads is kept but marked (hwprofile_flagged lists it);
+ * `validate` refuses a profile whose predictions depend on one unless
+ * --allow-noisy, and predict, simulate and calibrate warn. */
+#define HW_SPREAD_LIMIT 0.10
+
 /* One measured point: x = size in bytes, y = seconds; spread = (max-min)/median. */
 typedef struct hw_point {
     double bytes;
@@ -88,11 +95,13 @@ typedef struct hw_cpu {
     int cores;
     double memory_bytes;
     double memory_bandwidth_Bps;
+    double memory_bandwidth_spread; /* of the measured figure; 0 when not measured */
     /* weight reads by working set, measured by `llmsim profile`; optional
      * (spec-sheet profiles leave it empty, and it is saved only when set) */
     hw_read_table read;
     hw_gemm_table gemm;
     double attn_Bps; /* CPU attention kernel: bytes of K and V read per second */
+    double attn_spread;
     /* fixed cost of each compute task the CPU runs (dispatch to the threads,
      * the small kernels around the GEMMs); 0 unless calibrated */
     double task_overhead_s;
@@ -136,9 +145,24 @@ typedef struct hw_provenance {
     char notes[4096];      /* why each figure is what it is */
 } hw_provenance;
 
+/* What `llmsim calibrate` fitted a profile on, so that no figure is judged
+ * on its own training data: the inputs (model, policy, workload by content
+ * hash, "M:P:W") of every run of the fit, and the simulation's error on
+ * total time, after the fit, over the runs held out from it. */
+#define HW_MAX_FIT_INPUTS 128
+#define HW_FIT_INPUT_LEN 52 /* three 16-hex hashes, two colons, NUL */
+typedef struct hw_calibration {
+    bool present;
+    int nfit;
+    char fit_inputs[HW_MAX_FIT_INPUTS][HW_FIT_INPUT_LEN];
+    int nheld;                       /* held-out runs the error was measured on; 0: none */
+    double held_err_p10, held_err_p90; /* (simulated - measured) / measured, fractions */
+} hw_calibration;
+
 typedef struct hwprofile {
     char name[64];
     hw_provenance prov;
+    hw_calibration calib; /* absent unless calibrated */
     hw_gpu gpu;
     hw_cpu cpu;
     hw_disk disk;
@@ -157,6 +181,19 @@ void hwprofile_stamp(hw_provenance *prov, const char *command);
 /* Canonical YAML: loads back to an identical struct (hwprofile_load_yaml). */
 void hwprofile_save(const hwprofile *hw, strbuf *out);
 llmsim_status hwprofile_write(const hwprofile *hw, const char *path, diag *e);
+
+/* Which parts of a profile a prediction reads, for hwprofile_flagged. */
+typedef enum hw_uses {
+    HW_USES_CPU = 1,        /* memory, GEMM table, weight reads, attention */
+    HW_USES_DISK_READ = 2,
+    HW_USES_DISK_WRITE = 4,
+    HW_USES_GPU = 8,        /* the GPU's tables and its host links */
+} hw_uses;
+
+/* The FLAGGED figures (spread over HW_SPREAD_LIMIT) among the parts `uses`
+ * of hw, one line each ("CPU GEMM m=16 n=2048 k=2048: spread 14%") into out
+ * when given; their number. */
+int hwprofile_flagged(const hwprofile *hw, unsigned uses, strbuf *out);
 
 /* Names of the shipped profiles, NULL-terminated. */
 extern const char *const hwprofile_shipped_names[];

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fault.h"
 #include "common/units.h"
 #include "exec/cpu/kernels.h"
 #include "profiler/fit.h"
@@ -102,7 +103,7 @@ static llmsim_status copy_timed(void *ctx, double *secs, diag *e)
     copy_run *r = ctx;
     double t0 = llmsim_now_s();
     pool_for(r->pl, r->bytes, copy_chunk, &r->c);
-    *secs = llmsim_now_s() - t0;
+    *secs = fault_stretch(llmsim_now_s() - t0);
     return LLMSIM_OK;
 }
 
@@ -119,7 +120,7 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
     memset(a, 1, bytes);
     memset(b, 2, bytes);
     int cores = hw->cpu.cores;
-    double best = 0;
+    double best = 0, best_spread = 0;
     strbuf_puts(&P->notes, " Memory copy (STREAM convention, read + write):");
     for (int t = 1; t <= cores && !stopped(P); t++) {
         pool *pl = pool_create(t);
@@ -138,11 +139,15 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
                       100 * spread);
         strbuf_printf(P->summary, "memory copy, %2d thread%s  %8.2f GB/s   spread %4.1f%%%s\n", t,
                       t > 1 ? "s" : " ", bw / 1e9, 100 * spread, spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
-        best = bw > best ? bw : best;
+        if (bw > best) {
+            best = bw;
+            best_spread = spread;
+        }
     }
     free(a);
     free(b);
     hw->cpu.memory_bandwidth_Bps = best;
+    hw->cpu.memory_bandwidth_spread = best_spread;
     return LLMSIM_OK;
 }
 
@@ -168,7 +173,7 @@ static double sample(probe_fn fn, void *ctx, double min_s)
         calls++;
         t = llmsim_now_s() - t0;
     } while (t < min_s);
-    return t / calls;
+    return fault_stretch(t / calls);
 }
 
 /* The mean of v[0..n) without its fastest and slowest value when n >= 5
@@ -438,6 +443,7 @@ static llmsim_status probe_attention(prof *P, hwprofile *hw, pool *pl, diag *e)
         time_rounds(P, attn_call, &a, sizeof a, &what, 1, P->o->quick ? 3 : 5, 0.02, &mean,
                     &spread);
         hw->cpu.attn_Bps = 2.0 * (double)n * 2 / mean; /* fp16 K and V */
+        hw->cpu.attn_spread = spread;
         flag(P, "CPU decode attention", spread);
         strbuf_printf(P->summary, "CPU attention (decode)     %8.2f GB/s of K+V spread %4.1f%%%s\n",
                       hw->cpu.attn_Bps / 1e9, 100 * spread, spread > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
@@ -509,7 +515,7 @@ static llmsim_status disk_pass(offload_file *f, uint64_t bytes, size_t block, in
     }
     for (int q = 0; q < started; q++)
         pthread_join(th[q], NULL);
-    *secs = llmsim_now_s() - t0;
+    *secs = fault_stretch(llmsim_now_s() - t0);
     if (started < qd)
         return diag_set(e, LLMSIM_EFAIL, "cannot start the disk probe's threads");
     for (int q = 0; q < qd; q++)

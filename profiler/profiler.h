@@ -42,7 +42,7 @@
 #include "common/strbuf.h"
 #include "hwprofiles/hwprofile.h"
 
-#define PROFILE_SPREAD_FLAG 0.10
+#define PROFILE_SPREAD_FLAG HW_SPREAD_LIMIT
 
 typedef struct profile_opts {
     const char *disk_dir;  /* NULL: $TMPDIR or /tmp */

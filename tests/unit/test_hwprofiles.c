@@ -518,6 +518,62 @@ static void check_gemm_bf16(void)
     free(hw);
 }
 
+/* Spreads of single figures and the calibration section round-trip, and
+ * hwprofile_flagged names exactly the figures over HW_SPREAD_LIMIT among
+ * the parts asked for. */
+static void check_flagged_and_calibration(void)
+{
+    hwprofile *hw = calloc(1, sizeof *hw);
+    diag e = {0};
+    if (!hw || hwprofile_load("cpu-only", hw, &e) != LLMSIM_OK) {
+        CHECK(false, "flagged: loading cpu-only: %s", e.msg);
+        free(hw);
+        return;
+    }
+    CHECK(hwprofile_flagged(hw, ~0u, NULL) == 0, "flagged: the shipped cpu-only has flagged figures");
+    hw->cpu.memory_bandwidth_spread = 0.25;
+    hw->cpu.attn_spread = HW_SPREAD_LIMIT; /* at the limit: not flagged */
+    if (hw->cpu.gemm.npoints > 0)
+        hw->cpu.gemm.points[0].spread = 0.5;
+    hw->calib.present = true;
+    hw->calib.nfit = 2;
+    snprintf(hw->calib.fit_inputs[0], HW_FIT_INPUT_LEN, "%s", "0123456789abcdef:0123456789abcdef:00");
+    snprintf(hw->calib.fit_inputs[1], HW_FIT_INPUT_LEN, "%s", "aa:bb:cc");
+    hw->calib.nheld = 3;
+    hw->calib.held_err_p10 = -0.0625;
+    hw->calib.held_err_p90 = 1.0 / 7.0;
+    check_roundtrip("cpu-only + spreads + calibration", hw);
+    strbuf s = {0};
+    int n = hwprofile_flagged(hw, HW_USES_CPU, &s);
+    int want = 1 + (hw->cpu.gemm.npoints > 0);
+    CHECK(n == want, "flagged: %d figures, want %d:\n%s", n, want, strbuf_str(&s));
+    CHECK(strstr(strbuf_str(&s), "CPU memory bandwidth: spread 25%") != NULL, "flagged: %s", strbuf_str(&s));
+    CHECK(hwprofile_flagged(hw, HW_USES_DISK_READ, NULL) == 0, "flagged: CPU figures counted for the disk");
+    strbuf_free(&s);
+    /* a broken calibration section is the file's error */
+    static const char *const bad[] = {
+        "calibration:\n  fit_inputs: [\"xyz\"]\n  held_out_runs: 0\n",
+        "calibration:\n  fit_inputs: []\n  held_out_runs: 2\n",
+        "calibration:\n  fit_inputs: []\n  held_out_runs: 1\n  held_out_error_p10: 0.2\n"
+        "  held_out_error_p90: 0.1\n",
+    };
+    hw->calib.present = false;
+    hwprofile_save(hw, &s);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strbuf t = {0};
+        strbuf_puts(&t, strbuf_str(&s));
+        strbuf_puts(&t, bad[i]);
+        hwprofile *back = calloc(1, sizeof *back);
+        diag_clear(&e);
+        CHECK(back && hwprofile_load_yaml_text("bad.yaml", strbuf_str(&t), back, &e) == LLMSIM_EINPUT,
+              "calibration: bad section %zu accepted", i);
+        free(back);
+        strbuf_free(&t);
+    }
+    strbuf_free(&s);
+    free(hw);
+}
+
 int main(void)
 {
     int n = 0;
@@ -548,6 +604,7 @@ int main(void)
 
     check_synthetic();
     check_gemm_bf16();
+    check_flagged_and_calibration();
 
     /* by path, as a file under hwprofiles/ */
     hwprofile *hw = calloc(1, sizeof *hw);
