@@ -139,6 +139,9 @@ static llmsim_status load_run(calibration *S, store *db, calibration_run *r, dia
     free(mb);
     free(pb);
     free(wb);
+    if (!st)
+        snprintf(r->inputs, sizeof r->inputs, "%.16s:%.16s:%.16s", row.model_hash, row.policy_hash,
+                 row.workload_hash);
     if (!r->name[0]) /* a name for the table: the command's policy is not kept, the id is */
         snprintf(r->name, sizeof r->name, "run %lld", (long long)r->id);
     store_row_clear(&row);
@@ -251,6 +254,48 @@ static llmsim_status simulated_total(const hwprofile *hw, const calibration_run 
     return st;
 }
 
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The quantile q of v[0..n) sorted (linear between order statistics). */
+static double quantile(const double *v, int n, double q)
+{
+    double pos = q * (n - 1);
+    int lo = (int)pos;
+    return lo + 1 < n ? v[lo] + (pos - lo) * (v[lo + 1] - v[lo]) : v[n - 1];
+}
+
+/* What the fitted profile keeps of its fit (hw_calibration): the inputs of
+ * every run it was fitted on, and the p10 and p90 of the simulation's
+ * signed error after the fit on the held-out runs. */
+static void fit_record(hwprofile *hw, const calibration *S)
+{
+    hw_calibration *k = &hw->calib;
+    memset(k, 0, sizeof *k);
+    k->present = true;
+    double err[CALIBRATION_MAX_RUNS];
+    for (int i = 0; i < S->nruns; i++) {
+        const calibration_run *r = &S->runs[i];
+        if (r->held_out) {
+            err[k->nheld++] = (r->after_s - r->measured_s) / r->measured_s;
+            continue;
+        }
+        bool seen = false;
+        for (int j = 0; j < k->nfit && !seen; j++)
+            seen = strcmp(k->fit_inputs[j], r->inputs) == 0;
+        if (!seen && k->nfit < HW_MAX_FIT_INPUTS)
+            snprintf(k->fit_inputs[k->nfit++], HW_FIT_INPUT_LEN, "%s", r->inputs);
+    }
+    if (k->nheld) {
+        qsort(err, (size_t)k->nheld, sizeof *err, dbl_cmp);
+        k->held_err_p10 = quantile(err, k->nheld, 0.1);
+        k->held_err_p90 = quantile(err, k->nheld, 0.9);
+    }
+}
+
 /* Provenance: where the numbers came from, and every change. */
 static void provenance(hwprofile *hw, const calibration *S, const calib_result *cr, const char *command,
                        int nfit, int nheld)
@@ -305,6 +350,8 @@ llmsim_status calibration_fit(calibration *c, const char *name, const char *comm
         mape[0][k] /= c->nfit;
         mape[1][k] = c->nheld ? mape[1][k] / c->nheld : NAN;
     }
+    if (!st)
+        fit_record(hw, c);
     return st;
 }
 

@@ -30,6 +30,7 @@ typedef struct calibration_run {
     double measured_s;        /* the run's measured total */
     double before_s, after_s; /* simulated totals with the base and the fitted profile */
     bool held_out;
+    char inputs[HW_FIT_INPUT_LEN]; /* "MODEL:POLICY:WORKLOAD" content hashes */
 } calibration_run;
 
 typedef struct calibration {
