@@ -16,6 +16,7 @@
 
 #include "common/diag.h"
 #include "costmodel/analytic.h"
+#include "costmodel/interval.h"
 #include "db/record.h"
 #include "exec/engine.h"
 #include "hwprofiles/hwprofile.h"
@@ -171,6 +172,13 @@ record_job cli_record_job(const cli_job *job);
 /* The JSON of a prediction and of a simulated timeline (db/result_json.h)
  * for the job. Caller owns the object. */
 cJSON *cli_prediction_json(const cli_job *job, const cm_result *r);
+/* The interval of the job's total time (costmodel/interval.h) around total_s,
+ * for `tokens` generated: into obj as `interval` {source, total_s_p10,
+ * total_s_p90, throughput_tok_s_p10, throughput_tok_s_p90} (the keys null
+ * without an interval), and as one line on out when out is given. A
+ * failure to compute it leaves it out, with a warning. */
+void cli_interval_report(const char *cmd, const cli_job *job, double total_s, double tokens, cJSON *obj,
+                         FILE *out);
 cJSON *cli_simulation_json(const cli_job *job, const plan *pl, const sim_result *r,
                            const sim_totals *t);
 void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r);

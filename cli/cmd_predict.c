@@ -19,6 +19,8 @@ static int predict(const cli_job *job)
         return status;
     }
     cJSON *obj = cli_prediction_json(job, &r);
+    if (r.feasible)
+        cli_interval_report("predict", job, r.total_s, r.throughput_tok_s * r.total_s, obj, NULL);
     char *text = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
     record_job rj = cli_record_job(job);

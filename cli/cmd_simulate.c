@@ -50,6 +50,8 @@ static int record_and_print(const cli_job *job, const plan *pl, const sim_result
     llmsim_status st = record_simulation(&rj, pl, r, &t, &obj, &run_id, &e);
     if (!obj)
         return cli_fail("simulate", &e);
+    if (r->fits)
+        cli_interval_report("simulate", job, t.total_s, t.throughput_tok_s * t.total_s, obj, NULL);
     if (!cli_print_json_if_asked(job->format, obj)) {
         cli_simulation_table(job, pl, r, &t);
         if (trace)

@@ -95,6 +95,8 @@ void cli_prediction_table(FILE *out, const cli_job *job, const cm_result *r)
         fprintf(out, "throughput  none: the policy does not fit (its timeline, were the %s tier "
                 "large enough, is below)\n", tier_names[r->overflow_tier]);
     fprintf(out, "total       %s\n", a);
+    if (r->feasible)
+        cli_interval_report("predict", job, r->total_s, r->throughput_tok_s * r->total_s, NULL, out);
     fmt_time(r->prefill_s, a, sizeof a);
     fmt_time(r->decode_s, b, sizeof b);
     fprintf(out, "prefill     %s\ndecode      %s\n\n", a, b);
@@ -144,8 +146,10 @@ void cli_simulation_table(const cli_job *job, const plan *pl, const sim_result *
     }
     units_format(UNITS_TIME, t->total_s, a, sizeof a);
     if (r->fits)
+    {
         printf("throughput  %.4g tok/s\ntotal       %s\n", t->throughput_tok_s, a);
-    else /* not a throughput it would run at: it does not run */
+        cli_interval_report("simulate", job, t->total_s, t->throughput_tok_s * t->total_s, NULL, stdout);
+    } else /* not a throughput it would run at: it does not run */
         printf("throughput  none: the plan does not fit (its timeline, were the %s tier large "
                "enough, is below)\ntotal       %s\n", tier_names[r->overflow_tier], a);
     units_format(UNITS_TIME, t->prefill_s, a, sizeof a);
@@ -174,3 +178,37 @@ void cli_simulation_table(const cli_job *job, const plan *pl, const sim_result *
     printf("\n");
 }
 
+
+void cli_interval_report(const char *cmd, const cli_job *job, double total_s, double tokens, cJSON *obj,
+                         FILE *out)
+{
+    diag e;
+    diag_clear(&e);
+    cm_interval iv;
+    if (cm_predict_interval(&job->model, &job->hw, &job->policy, &job->workload, &iv, &e)) {
+        fprintf(stderr, "llmsim %s: warning: no interval: %s\n", cmd, e.msg);
+        return;
+    }
+    const bool has = iv.source != CM_INTERVAL_NONE && total_s > 0;
+    const double lo = iv.lo * total_s, hi = iv.hi * total_s;
+    if (obj) {
+        cJSON *o = cJSON_AddObjectToObject(obj, "interval");
+        cJSON_AddStringToObject(o, "source", cm_interval_source_names[iv.source]);
+        cJSON_AddItemToObject(o, "total_s_p10", has ? cJSON_CreateNumber(lo) : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "total_s_p90", has ? cJSON_CreateNumber(hi) : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "throughput_tok_s_p10", has ? cJSON_CreateNumber(tokens / hi) : cJSON_CreateNull());
+        cJSON_AddItemToObject(o, "throughput_tok_s_p90", has ? cJSON_CreateNumber(tokens / lo) : cJSON_CreateNull());
+    }
+    if (!out)
+        return;
+    char a[32], b[32];
+    if (!has) {
+        fprintf(out, "p10-p90     none: the profile has no measured spreads and no calibration\n");
+        return;
+    }
+    units_format(UNITS_TIME, lo, a, sizeof a);
+    units_format(UNITS_TIME, hi, b, sizeof b);
+    fprintf(out, "p10-p90     %s - %s, %.4g - %.4g tok/s (%s)\n", a, b, tokens / hi, tokens / lo,
+            iv.source == CM_INTERVAL_CALIBRATION ? "from the calibration's held-out errors"
+                                                 : "from the profile's spreads");
+}
