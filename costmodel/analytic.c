@@ -219,6 +219,8 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
 
     cm_dense_rows_s(s, rows, &b->dense_pre_s, &b->dense_post_s);
     b->act_bytes = size_hidden_bytes(m, rows);
+    b->act_disk_bytes = size_disk_round(b->act_bytes);
+    b->kv_new_disk_bytes = size_kv_disk_bytes(m, &p->kv_quant, gbs, t);
     if (prefill) {
         b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd);
         b->kv_new_bytes = kv_bytes(s, gbs, ctx);
@@ -229,6 +231,7 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const double old = ctx - 1; /* tokens in the cache before this step */
     b->kv_old_bytes = kv_bytes(s, gbs, old);
     b->kv_new_bytes = kv_bytes(s, gbs, 1);
+    b->kv_old_disk_bytes = size_kv_disk_bytes(m, &p->kv_quant, gbs, old);
     b->attn_dev_s = cm_attention_decode_time(hw, dev, gbs, ctx, heads, kvh, hd);
     if (p->kv_quant.bits) {
         b->kv_deq_dev_s = cm_memory_pass_time(hw, dev, b->kv_old_bytes, kv_fp16_bytes(s, gbs, old));
@@ -313,8 +316,8 @@ static void layer_cache_prefill(const cm_setup *s, cm_res comp, const cm_batch_c
             ngb * cm_copies_time(&hw->links[HW_LINK_D2H_PINNED], b->kv_new_bytes, 2));
     if (hw->disk.present)
         put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-            ngb * cm_copies_time(&hw->disk.write, b->kv_new_bytes, 2));
-    put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1, ngb * cm_io_loss_s(s, 0, b->kv_new_bytes));
+            ngb * cm_copies_time(&hw->disk.write, b->kv_new_disk_bytes, 1));
+    put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1, ngb * cm_io_loss_s(s, 0, b->kv_new_disk_bytes));
 }
 
 /* A decode step: the cache read from its tier and the new entries written,
@@ -329,12 +332,12 @@ static void layer_cache_decode(const cm_setup *s, cm_res comp, const cm_batch_co
     double on_dev = ngb * (b->attn_dev_s + b->kv_deq_dev_s + b->kv_quant_dev_s);
     if (hw->disk.present) {
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_CACHE, CM_CD, -1,
-            ngb * cm_copies_time(&hw->disk.read, b->kv_old_bytes, 2));
+            ngb * cm_copies_time(&hw->disk.read, b->kv_old_disk_bytes, 1));
         put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_CACHE, CM_CD, -1,
-            ngb * cm_copies_time(&hw->disk.write, b->kv_new_bytes, 2));
+            ngb * cm_copies_time(&hw->disk.write, b->kv_new_disk_bytes, 1));
     }
     put(c, comp, CM_STAGE_COMPUTE, CM_CD, -1,
-        ngb * cm_io_loss_s(s, b->kv_old_bytes, b->kv_new_bytes));
+        ngb * cm_io_loss_s(s, b->kv_old_disk_bytes, b->kv_new_disk_bytes));
     if (!s->has_gpu) {
         put(c, comp, CM_STAGE_COMPUTE, -1, -1, on_dev);
     } else if (!s->p->cpu_attention) {
@@ -375,12 +378,12 @@ static void layer_hidden(const cm_setup *s, cm_res comp, const cm_batch_cost *b,
     }
     if (hw->disk.present) {
         put(c, CM_RES_DISK_READ, CM_STAGE_LOAD_ACT, CM_HD, -1,
-            share * ngb * cm_copies_time(&hw->disk.read, b->act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->disk.read, b->act_disk_bytes, 1));
         put(c, CM_RES_DISK_WRITE, CM_STAGE_STORE_ACT, CM_HD, -1,
-            share * ngb * cm_copies_time(&hw->disk.write, b->act_bytes, 1));
+            share * ngb * cm_copies_time(&hw->disk.write, b->act_disk_bytes, 1));
     }
     put(c, comp, CM_STAGE_COMPUTE, CM_HD, -1,
-        share * ngb * cm_io_loss_s(s, b->act_bytes, b->act_bytes));
+        share * ngb * cm_io_loss_s(s, b->act_disk_bytes, b->act_disk_bytes));
 }
 
 void cm_layer_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_layer_cost *c)

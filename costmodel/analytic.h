@@ -117,6 +117,9 @@ typedef struct cm_batch_cost {
     double qkv_bytes;      /* delegated: q, k, v to the CPU */
     double out_bytes;      /* delegated: the attention output back */
     double act_bytes;      /* its hidden state (in, or out) */
+    /* the same as a disk transfer moves them: in whole aligned blocks, one
+     * padded slot per token for the cache (costmodel/sizes.h) */
+    double kv_old_disk_bytes, kv_new_disk_bytes, act_disk_bytes;
 } cm_batch_cost;
 void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_cost *b);
 /* The dense work of one layer over `rows` token rows on the compute device,

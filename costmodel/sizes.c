@@ -69,6 +69,16 @@ double size_kv_block_bytes(const model *m, const quant *kq, double block_tokens)
     return (double)m->num_layers * size_kv_bytes(m, kq, 1, block_tokens);
 }
 
+double size_disk_round(double bytes)
+{
+    return ceil(bytes / SIZE_DISK_ALIGN) * SIZE_DISK_ALIGN;
+}
+
+double size_kv_disk_bytes(const model *m, const quant *kq, double seqs, double tokens)
+{
+    return tokens * size_disk_round(seqs * 2.0 * (double)size_kv_row_bytes(m, kq));
+}
+
 double size_hidden_bytes(const model *m, double rows)
 {
     return rows * (double)m->hidden_size * SIZE_F16;

@@ -59,6 +59,18 @@ size_t size_kv_row_bytes(const model *m, const quant *kq);
  * layer, K and V, as stored. */
 double size_kv_block_bytes(const model *m, const quant *kq, double block_tokens);
 
+/* The disk tier moves whole aligned blocks (O_DIRECT): every transfer to or
+ * from it is a multiple of SIZE_DISK_ALIGN bytes at an aligned offset, so
+ * the engine pads each token's slot of a batch's KV cache, and each
+ * transfer of hidden states, to a multiple of it. */
+#define SIZE_DISK_ALIGN 4096u
+/* bytes rounded up to whole SIZE_DISK_ALIGN blocks. */
+double size_disk_round(double bytes);
+/* K and V of `tokens` tokens of `seqs` sequences in one layer as a disk
+ * transfer moves them: one padded slot per token, holding the K and V rows
+ * of that token of every sequence (the engine's token-major layout). */
+double size_kv_disk_bytes(const model *m, const quant *kq, double seqs, double tokens);
+
 /* Hidden states of `rows` token rows (fp16). */
 double size_hidden_bytes(const model *m, double rows);
 /* Delegated attention: q, k and v of `rows` rows to the CPU, and the

@@ -29,7 +29,7 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
     s->ffn_w = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * s->f;
     s->kv_row = size_kv_row_bytes(m, &p->kv_quant);
     s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
-    s->kv_dslot = (size_t)offload_round(s->kv_slot);
+    s->kv_dslot = (size_t)size_kv_disk_bytes(m, &p->kv_quant, (double)s->gbs, 1); /* offload_round(kv_slot) */
     s->act_bytes = (size_t)size_hidden_bytes(m, (double)s->gbs * (double)s->prompt);
     s->kv_tier = pl->kv_tier;
     s->act_tier = pl->act_tier;
@@ -139,5 +139,5 @@ size_t exec_act_step_bytes(const exec_layout *lay, long long t)
 
 size_t exec_act_disk_bytes(const exec_layout *lay, long long t)
 {
-    return (size_t)offload_round(exec_act_step_bytes(lay, t));
+    return (size_t)size_disk_round((double)exec_act_step_bytes(lay, t));
 }

@@ -17,8 +17,9 @@
 #include <stdint.h>
 
 #include "common/diag.h"
+#include "costmodel/sizes.h"
 
-#define OFFLOAD_ALIGN 4096u
+#define OFFLOAD_ALIGN SIZE_DISK_ALIGN
 #define OFFLOAD_MAX_FILES 16
 
 typedef struct offload_file {

@@ -515,11 +515,11 @@ static void batch_begin(builder *b, int k, batch_lowering *c)
 static void load_hidden(builder *b, batch_lowering *c)
 {
     if (!b->head && b->j > 0 && c->at == TIER_DISK) {
-        c->a_disk = add_copy(b, c->k, PLAN_A_DISK, PLAN_RES_DISK, CM_STAGE_LOAD_ACT, b->rd, c->act,
-                             1, c->stored);
+        c->a_disk = add_copy(b, c->k, PLAN_A_DISK, PLAN_RES_DISK, CM_STAGE_LOAD_ACT, b->rd,
+                             b->bc.act_disk_bytes, 1, c->stored);
         slot_fill(b, c->a_disk, &b->act_staging, false);
         c->input = c->a_disk;
-        c->io_r += c->act;
+        c->io_r += b->bc.act_disk_bytes;
     }
     if (b->gpu && !b->head && b->j > 0 && c->at != TIER_GPU) {
         c->a_h2d = add_copy(b, c->k, PLAN_A_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_ACT, b->h2d, c->act, 1,
@@ -534,14 +534,14 @@ static void load_hidden(builder *b, batch_lowering *c)
 /* Input (decode): the KV cache, from disk to CPU staging, and to a GPU slot. */
 static void load_kv(builder *b, batch_lowering *c)
 {
-    const double kv_old = b->bc.kv_old_bytes;
+    const double kv_old = b->bc.kv_old_bytes, kv_old_disk = b->bc.kv_old_disk_bytes;
     if (b->head || b->phase != CM_PHASE_DECODE)
         return;
-    if (c->kt == TIER_DISK) {
+    if (c->kt == TIER_DISK) { /* one read of the batch's padded token slots */
         c->c_disk = add_copy(b, c->k, PLAN_C_DISK, PLAN_RES_DISK, CM_STAGE_LOAD_CACHE, b->rd,
-                             kv_old, 2, c->pbt->c_store);
+                             kv_old_disk, 1, c->pbt->c_store);
         slot_fill(b, c->c_disk, &b->staging, false);
-        c->io_r += kv_old;
+        c->io_r += kv_old_disk;
     }
     if (b->gpu && !c->delegated && c->kt != TIER_GPU) {
         c->c_h2d = add_copy(b, c->k, PLAN_C_H2D, PLAN_RES_H2D, CM_STAGE_LOAD_CACHE, b->h2d,
@@ -645,6 +645,7 @@ typedef struct output_route {
     plan_kind d2h_kind, write_kind;
     cm_stage stage;
     double bytes, copies;
+    double disk_bytes;         /* the write to a disk home: one transfer of whole blocks */
     tier home;
     slots *out;                /* its out slots */
 } output_route;
@@ -663,13 +664,13 @@ static uint32_t store_output(builder *b, batch_lowering *c, const output_route *
         last = d2h;
     }
     if (r->home == TIER_DISK) {
-        uint32_t write = add_copy(b, c->k, r->write_kind, PLAN_RES_DISK, r->stage, b->wr, r->bytes,
-                                  r->copies, last);
+        uint32_t write = add_copy(b, c->k, r->write_kind, PLAN_RES_DISK, r->stage, b->wr, r->disk_bytes,
+                                  1, last);
         buffer(b, TIER_CPU, r->bytes, last, write);
         if (!b->gpu)
             slot_use(r->out, write);
         last = write;
-        c->io_w += r->bytes;
+        c->io_w += r->disk_bytes;
     }
     return last;
 }
@@ -683,16 +684,18 @@ static void store_outputs(builder *b, batch_lowering *c)
     if (!b->head && !c->delegated) {
         const output_route kv = {.d2h_kind = PLAN_C_D2H, .write_kind = PLAN_C_WRITE,
                                  .stage = CM_STAGE_STORE_CACHE, .bytes = kv_new, .copies = 2,
-                                 .home = c->kt, .out = &b->kv_out};
+                                 .disk_bytes = b->bc.kv_new_disk_bytes, .home = c->kt,
+                                 .out = &b->kv_out};
         c->bt->c_store = store_output(b, c, &kv);
     } else if (c->delegated && c->kt == TIER_DISK) {
         c->bt->c_store = add_copy(b, c->k, PLAN_C_WRITE, PLAN_RES_DISK, CM_STAGE_STORE_CACHE, b->wr,
-                                  kv_new, 2, c->bt->c_store);
+                                  b->bc.kv_new_disk_bytes, 1, c->bt->c_store);
     }
     if (!b->head && b->j < b->L - 1) {
         const output_route hidden = {.d2h_kind = PLAN_A_D2H, .write_kind = PLAN_A_WRITE,
                                      .stage = CM_STAGE_STORE_ACT, .bytes = c->act, .copies = 1,
-                                     .home = c->at, .out = &b->act_out};
+                                     .disk_bytes = b->bc.act_disk_bytes, .home = c->at,
+                                     .out = &b->act_out};
         c->bt->a_store = store_output(b, c, &hidden);
     }
 }
