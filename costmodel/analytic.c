@@ -260,8 +260,8 @@ double cm_weight_dequant_s(const cm_setup *s)
 {
     if (!s->p->weight_quant.bits)
         return 0.0;
-    return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_layer_bytes,
-                               s->w_layer_fp16_bytes) +
+    return cm_dequant_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->p->weight_quant.bits,
+                           s->w_layer_bytes, s->w_layer_fp16_bytes) +
            (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 
@@ -414,8 +414,8 @@ double cm_head_dequant_s(const cm_setup *s)
 {
     if (!s->p->weight_quant.bits)
         return 0.0;
-    return cm_memory_pass_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->w_head_bytes,
-                               s->w_head_fp16_bytes) +
+    return cm_dequant_time(s->hw, s->has_gpu ? CM_DEV_GPU : CM_DEV_CPU, s->p->weight_quant.bits,
+                           s->w_head_bytes, s->w_head_fp16_bytes) +
            (s->has_gpu ? 0.0 : s->hw->cpu.task_overhead_s);
 }
 

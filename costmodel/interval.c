@@ -8,7 +8,7 @@
 const char *const cm_interval_source_names[3] = {"none", "spreads", "calibration"};
 
 /* The classes of figures that drift together. */
-enum { C_CPU_GEMM, C_CPU_READ, C_CPU_MEM, C_CPU_ATTN, C_DISK_R, C_DISK_W, C_GPU, C_LINKS, NCLASS };
+enum { C_CPU_GEMM, C_CPU_READ, C_CPU_MEM, C_CPU_ATTN, C_CPU_DEQ, C_DISK_R, C_DISK_W, C_GPU, C_LINKS, NCLASS };
 
 #define STEP 1.05 /* the change of a class's rates for its elasticity */
 
@@ -53,6 +53,10 @@ static double class_sigma(const hwprofile *hw, int c)
         break;
     case C_CPU_MEM: v[n++] = hw->cpu.memory_bandwidth_spread; break;
     case C_CPU_ATTN: v[n++] = hw->cpu.attn_spread; break;
+    case C_CPU_DEQ:
+        for (int i = 0; i < hw->cpu.ndequant; i++)
+            v[n++] = hw->cpu.dequant[i].spread;
+        break;
     case C_DISK_R: n = hw->disk.present ? link_spreads(&hw->disk.read, v, 0) : 0; break;
     case C_DISK_W: n = hw->disk.present ? link_spreads(&hw->disk.write, v, 0) : 0; break;
     case C_GPU:
@@ -92,6 +96,10 @@ static void scale_class(hwprofile *hw, int c, double f)
         break;
     case C_CPU_MEM: hw->cpu.memory_bandwidth_Bps *= f; break;
     case C_CPU_ATTN: hw->cpu.attn_Bps *= f; break;
+    case C_CPU_DEQ:
+        for (int i = 0; i < hw->cpu.ndequant; i++)
+            hw->cpu.dequant[i].Bps *= f;
+        break;
     case C_DISK_R: scale_link(&hw->disk.read, f); break;
     case C_DISK_W: scale_link(&hw->disk.write, f); break;
     case C_GPU:

@@ -9,8 +9,9 @@
  *    predicted / (1 + err), so the interval is [T / (1 + p90), T / (1 + p10)].
  *  - otherwise the spreads of the measured figures. The figures are grouped
  *    into classes that move together when a machine drifts (the CPU's GEMM
- *    table, its weight-read table, its memory bandwidth, its attention, the
- *    disk's reads, its writes, the GPU's tables, its host links). Each class
+ *    table, its weight-read table, its memory bandwidth, its attention, its
+ *    dequantization, the disk's reads, its writes, the GPU's tables, its host
+ *    links). Each class
  *    gets a relative standard deviation of half the median spread of its
  *    points (a spread is (max - min) / median of about five runs, and the
  *    expected range of five normal samples is 2.3 standard deviations: half

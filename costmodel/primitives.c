@@ -136,3 +136,12 @@ double cm_memory_pass_time(const hwprofile *hw, cm_device dev, double read_bytes
     double b = read_bytes + write_bytes;
     return b > 0 ? b / dev_bandwidth(hw, dev) : 0.0;
 }
+
+double cm_dequant_time(const hwprofile *hw, cm_device dev, int bits, double read_bytes, double fp16_bytes)
+{
+    if (dev == CM_DEV_CPU)
+        for (int i = 0; i < hw->cpu.ndequant; i++)
+            if (hw->cpu.dequant[i].bits == bits && hw->cpu.dequant[i].Bps > 0)
+                return fp16_bytes > 0 ? fp16_bytes / hw->cpu.dequant[i].Bps : 0.0;
+    return cm_memory_pass_time(hw, dev, read_bytes, fp16_bytes);
+}

@@ -62,4 +62,10 @@ double cm_attention_decode_time(const hwprofile *hw, cm_device dev, double batch
 double cm_memory_pass_time(const hwprofile *hw, cm_device dev, double read_bytes,
                            double write_bytes);
 
+/* Dequantizing group-quantized weights of `bits` (read_bytes as stored)
+ * into fp16_bytes on the device: on a CPU whose profile measured its
+ * dequantization at those bits (cpu.dequant), fp16_bytes at that rate;
+ * else a memory pass. */
+double cm_dequant_time(const hwprofile *hw, cm_device dev, int bits, double read_bytes, double fp16_bytes);
+
 #endif

@@ -50,6 +50,11 @@ int hwprofile_flagged(const hwprofile *hw, unsigned uses, strbuf *out)
             n += flag_one(out, c->read.points[i].spread, what);
         }
         n += flag_one(out, c->attn_spread, "CPU decode attention");
+        for (int i = 0; i < c->ndequant; i++) {
+            char what[64];
+            snprintf(what, sizeof what, "CPU dequantization, %d-bit", c->dequant[i].bits);
+            n += flag_one(out, c->dequant[i].spread, what);
+        }
     }
     if ((uses & HW_USES_DISK_READ) && hw->disk.present)
         n += flag_link(&hw->disk.read, "disk read", out);

@@ -218,6 +218,28 @@ static llmsim_status read_gpu(yd_map *m, void *out, diag *e)
     return st;
 }
 
+/* A point of cpu.dequant; bits 4 or 8, each once. */
+static llmsim_status read_dequant_point(yd_map *pm, yaml_node_t *item, size_t i, void *cpu, diag *e)
+{
+    hw_cpu *c = cpu;
+    hw_dequant_point *p = &c->dequant[i];
+    long long bits = 0;
+    p->spread = 0;
+    llmsim_status st;
+    if ((st = yd_field_int(pm, "bits", YD_REQUIRED, 4, 8, &bits, e)) ||
+        (st = yd_field_qty_in(pm, "bandwidth", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
+                              HW_MAX_BANDWIDTH, &p->Bps, e)) ||
+        (st = yd_field_double(pm, "spread", YD_OPTIONAL, 0, 1e6, &p->spread, e)))
+        return st;
+    if (bits != 4 && bits != 8)
+        return yd_error(pm->doc, item, e, "a dequant point's bits are 4 or 8");
+    for (size_t j = 0; j < i; j++)
+        if (c->dequant[j].bits == bits)
+            return yd_error(pm->doc, item, e, "dequant has two points of %lld bits", bits);
+    p->bits = (int)bits;
+    return LLMSIM_OK;
+}
+
 /* cpu (an hw_cpu). */
 static llmsim_status read_cpu(yd_map *m, void *out, diag *e)
 {
@@ -238,6 +260,8 @@ static llmsim_status read_cpu(yd_map *m, void *out, diag *e)
         !(st = yd_field_qty_in(m, "attention", YD_REQUIRED, UNITS_BANDWIDTH, HW_MIN_BANDWIDTH,
                                HW_MAX_BANDWIDTH, &c->attn_Bps, e)) &&
         !(st = yd_field_double(m, "attention_spread", YD_OPTIONAL, 0, 1e6, &c->attn_spread, e)) &&
+        !(st = load_table(m, "dequant", YD_OPTIONAL, "a dequant point", read_dequant_point, c,
+                          &c->ndequant, e)) &&
         !(st = yd_field_qty_in(m, "task_overhead", YD_OPTIONAL, UNITS_TIME, 0, HW_MAX_LATENCY,
                                &c->task_overhead_s, e)))
         c->cores = (int)cores;
@@ -495,6 +519,14 @@ static void save_cpu(strbuf *b, const hw_cpu *c)
     save_qty_line(b, "  ", "attention", UNITS_BANDWIDTH, c->attn_Bps);
     if (c->attn_spread > 0)
         strbuf_printf(b, "  attention_spread: %.17g\n", c->attn_spread);
+    if (c->ndequant > 0) { /* optional: absent unless measured */
+        strbuf_puts(b, "  dequant:\n");
+        for (int i = 0; i < c->ndequant; i++) {
+            strbuf_printf(b, "    - {bits: %d, bandwidth: ", c->dequant[i].bits);
+            put_qty(b, UNITS_BANDWIDTH, c->dequant[i].Bps);
+            strbuf_printf(b, ", spread: %.17g}\n", c->dequant[i].spread);
+        }
+    }
     if (c->task_overhead_s > 0)
         save_qty_line(b, "  ", "task_overhead", UNITS_TIME, c->task_overhead_s);
 }

@@ -75,6 +75,15 @@ typedef struct hw_read_table {
     hw_read_point points[HW_MAX_POINTS];
 } hw_read_table;
 
+/* How fast the engine's CPU kernel dequantizes group-quantized weights
+ * (group 64) into fp16: bytes of fp16 written per second, by bits. */
+typedef struct hw_dequant_point {
+    int bits;   /* 4 or 8 */
+    double Bps; /* fp16 output bytes per second */
+    double spread;
+} hw_dequant_point;
+#define HW_MAX_DEQUANT 4
+
 typedef struct hw_gpu {
     bool present;
     char name[64];
@@ -102,6 +111,10 @@ typedef struct hw_cpu {
     hw_gemm_table gemm;
     double attn_Bps; /* CPU attention kernel: bytes of K and V read per second */
     double attn_spread;
+    /* weight dequantization by bits, measured by `llmsim profile`; optional
+     * (without it, a dequantization is priced as a memory pass) */
+    int ndequant;
+    hw_dequant_point dequant[HW_MAX_DEQUANT];
     /* fixed cost of each compute task the CPU runs (dispatch to the threads,
      * the small kernels around the GEMMs); 0 unless calibrated */
     double task_overhead_s;

@@ -91,6 +91,14 @@ static int describe(const hwprofile *hw, pdesc *ps)
             PM_LOG);
     }
     add(ps, &n, hw, "CPU attention throughput", "B/s", offsetof(hwprofile, cpu.attn_Bps), PM_LOG);
+    for (int j = 0; j < hw->cpu.ndequant; j++) {
+        char name[80];
+        snprintf(name, sizeof name, "CPU dequantization, %d-bit", hw->cpu.dequant[j].bits);
+        add(ps, &n, hw, name, "B/s",
+            offsetof(hwprofile, cpu.dequant) + (size_t)j * sizeof(hw_dequant_point) +
+                offsetof(hw_dequant_point, Bps),
+            PM_LOG);
+    }
     add(ps, &n, hw, "CPU overhead per compute task", "s", offsetof(hwprofile, cpu.task_overhead_s), PM_ABS);
     add_gemm(ps, &n, hw, "CPU", offsetof(hwprofile, cpu.gemm), &hw->cpu.gemm);
     if (hw->gpu.present) {

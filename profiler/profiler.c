@@ -21,6 +21,7 @@
 #include "profiler/fit.h"
 #include "profiler/profile_gpu.h"
 #include "exec/half.h"
+#include "exec/quant.h"
 #include "exec/offload.h"
 #include "common/clock.h"
 
@@ -396,6 +397,61 @@ static llmsim_status probe_read(prof *P, hwprofile *hw, pool *pl, diag *e)
     free(w);
     free(x);
     free(y);
+    return st;
+}
+
+typedef struct deq_ctx {
+    pool *pl;
+    const uint8_t *q;
+    size_t rows, cols;
+    int bits;
+    uint16_t *out;
+} deq_ctx;
+
+static void deq_call(void *ctx)
+{
+    deq_ctx *d = ctx;
+    k_dequantize_f16(d->pl, d->q, d->rows, d->cols, d->bits, PROFILE_DEQUANT_GROUP, d->out);
+}
+
+/* The engine's weight dequantization (k_dequantize_f16, group 64) at 4 and 8
+ * bits, over a matrix whose fp16 copy (64 MiB) is well beyond the caches, as
+ * a layer's is: fp16 bytes written per second. */
+static llmsim_status probe_dequant(prof *P, hwprofile *hw, pool *pl, diag *e)
+{
+    const size_t rows = 8192, cols = 4096, n = rows * cols;
+    static const int bits[2] = {4, 8};
+    uint8_t *q[2] = {malloc(rows * quant_row_bytes(cols, 4, PROFILE_DEQUANT_GROUP)),
+                     malloc(rows * quant_row_bytes(cols, 8, PROFILE_DEQUANT_GROUP))};
+    float *x = malloc(cols * 64 * sizeof(float));
+    uint16_t *out = malloc(n * sizeof(uint16_t));
+    llmsim_status st = q[0] && q[1] && x && out ? LLMSIM_OK
+                                                 : diag_set(e, LLMSIM_EFAIL, "out of memory (dequantization probe)");
+    deq_ctx c[2];
+    probe_label what[2];
+    for (int b = 0; b < 2 && !st; b++) {
+        size_t rb = quant_row_bytes(cols, bits[b], PROFILE_DEQUANT_GROUP);
+        fill_random(x, cols * 64, (uint64_t)(5 + b));
+        for (size_t r = 0; r < rows; r += 64) /* 64 distinct rows, repeated */
+            k_quantize(pl, x, 64, cols, bits[b], PROFILE_DEQUANT_GROUP, q[b] + r * rb);
+        c[b] = (deq_ctx){pl, q[b], rows, cols, bits[b], out};
+        snprintf(what[b], sizeof what[b], "CPU dequantization, %d-bit", bits[b]);
+    }
+    double mean[2], spread[2];
+    if (!st)
+        time_rounds(P, deq_call, c, sizeof c[0], what, 2, P->o->quick ? 3 : 5, 0.02, mean, spread);
+    for (int b = 0; b < 2 && !st; b++) {
+        hw->cpu.dequant[b] = (hw_dequant_point){bits[b], (double)n * 2 / mean[b], spread[b]};
+        flag(P, what[b], spread[b]);
+        strbuf_printf(P->summary, "CPU dequantization %d-bit  %8.2f GB/s of fp16 spread %4.1f%%%s\n", bits[b],
+                      hw->cpu.dequant[b].Bps / 1e9, 100 * spread[b], spread[b] > PROFILE_SPREAD_FLAG ? "  FLAGGED" : "");
+    }
+    if (!st)
+        hw->cpu.ndequant = 2;
+    free(q[0]);
+    free(q[1]);
+    free(x);
+    free(out);
     return st;
 }
 
@@ -936,6 +992,7 @@ llmsim_status profile_run(const profile_opts *o, hwprofile *hw, strbuf *summary,
     progress(&P, "memory copy bandwidth");
     if ((st = probe_memory(&P, hw, e)) || (st = probe_gemm(&P, hw, pl, e)) ||
         (st = probe_read(&P, hw, pl, e)) || (st = probe_attention(&P, hw, pl, e)) ||
+        (st = probe_dequant(&P, hw, pl, e)) ||
         (st = probe_disk(&P, hw, pl, e)))
         goto out;
     char note[256] = "";

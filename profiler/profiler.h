@@ -43,6 +43,8 @@
 #include "hwprofiles/hwprofile.h"
 
 #define PROFILE_SPREAD_FLAG HW_SPREAD_LIMIT
+/* The group size the dequantization probe measures at (FlexGen's). */
+#define PROFILE_DEQUANT_GROUP 64
 
 typedef struct profile_opts {
     const char *disk_dir;  /* NULL: $TMPDIR or /tmp */

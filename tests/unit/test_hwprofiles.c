@@ -535,6 +535,9 @@ static void check_flagged_and_calibration(void)
     hw->cpu.attn_spread = HW_SPREAD_LIMIT; /* at the limit: not flagged */
     if (hw->cpu.gemm.npoints > 0)
         hw->cpu.gemm.points[0].spread = 0.5;
+    hw->cpu.ndequant = 2;
+    hw->cpu.dequant[0] = (hw_dequant_point){4, 1e10 / 3, 0.3};
+    hw->cpu.dequant[1] = (hw_dequant_point){8, 2e10 / 3, 0.01};
     hw->calib.present = true;
     hw->calib.nfit = 2;
     snprintf(hw->calib.fit_inputs[0], HW_FIT_INPUT_LEN, "%s", "0123456789abcdef:0123456789abcdef:00");
@@ -545,7 +548,7 @@ static void check_flagged_and_calibration(void)
     check_roundtrip("cpu-only + spreads + calibration", hw);
     strbuf s = {0};
     int n = hwprofile_flagged(hw, HW_USES_CPU, &s);
-    int want = 1 + (hw->cpu.gemm.npoints > 0);
+    int want = 2 + (hw->cpu.gemm.npoints > 0); /* memory bandwidth, 4-bit dequantization, GEMM */
     CHECK(n == want, "flagged: %d figures, want %d:\n%s", n, want, strbuf_str(&s));
     CHECK(strstr(strbuf_str(&s), "CPU memory bandwidth: spread 25%") != NULL, "flagged: %s", strbuf_str(&s));
     CHECK(hwprofile_flagged(hw, HW_USES_DISK_READ, NULL) == 0, "flagged: CPU figures counted for the disk");
@@ -554,6 +557,7 @@ static void check_flagged_and_calibration(void)
     static const char *const bad[] = {
         "calibration:\n  fit_inputs: [\"xyz\"]\n  held_out_runs: 0\n",
         "calibration:\n  fit_inputs: []\n  held_out_runs: 2\n",
+        "calibration:\n  fit_inputs: []\n  held_out_runs: 0\n  held_out_error_p10: x\n",
         "calibration:\n  fit_inputs: []\n  held_out_runs: 1\n  held_out_error_p10: 0.2\n"
         "  held_out_error_p90: 0.1\n",
     };
