@@ -87,6 +87,24 @@ double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes)
     return t->points[t->npoints - 1].Bps;
 }
 
+/* The working set of weights the table measured a GEMM of n x k at: its
+ * own weights (elem_bytes each) at the shape class the rate comes from, the
+ * table's largest or smallest class beyond them. */
+static double table_ws_bytes(const hw_gemm_table *t, double nk, double elem_bytes)
+{
+    double lo = -1, hi = -1;
+    for (int i = 0; i < t->npoints; i++) {
+        double c = t->points[i].n * t->points[i].k;
+        if (c > 0 && (lo < 0 || c < lo))
+            lo = c;
+        if (c > hi)
+            hi = c;
+    }
+    if (lo < 0) /* a table of "any shape" figures: the weights' own */
+        return nk * elem_bytes;
+    return (nk < lo ? lo : nk > hi ? hi : nk) * elem_bytes;
+}
+
 double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, double k,
                     double elem_bytes, double ws_bytes)
 {
@@ -99,7 +117,7 @@ double cm_gemm_time(const hwprofile *hw, cm_device dev, double m, double n, doub
     double weights_bw = dev == CM_DEV_CPU ? cm_cpu_read_Bps(hw, ws_bytes) : bw;
     const double w_bytes = k * n * elem_bytes;
     if (dev == CM_DEV_CPU && hw->cpu.read.npoints > 0) {
-        double extra = w_bytes / weights_bw - w_bytes / cm_cpu_read_Bps(hw, w_bytes);
+        double extra = w_bytes / weights_bw - w_bytes / cm_cpu_read_Bps(hw, table_ws_bytes(t, n * k, elem_bytes));
         return compute + fmax(extra, 0.0);
     }
     double memory = w_bytes / weights_bw + (m * k + m * n) * elem_bytes / bw;

@@ -36,8 +36,10 @@ double cm_cpu_read_Bps(const hwprofile *hw, double ws_bytes);
  * time at the table's rate and the memory time of reading both operands and
  * writing the result at the memory bandwidth.
  * CPU with read_bandwidth: the table's time plus the extra time of reading
- * W from ws_bytes rather than from cache. The table was measured with W in
- * cache (a working set of its own n k elem_bytes), and the engine's kernels
+ * W from ws_bytes rather than from the working set the table measured it
+ * in (the weights of the table's shape class the rate comes from: a GEMM
+ * larger than the table's largest shape was measured in that shape's
+ * working set, closer to the caches than its own), and the engine's kernels
  * do not hide the slower reads under the arithmetic: the fused kernel with
  * a few rows is as much compute as memory (this VM, OPT-1.3B from a 2.6 GB
  * working set: the max of the two was 10% low at m = 2 and 33% low at
