@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* ---- the registry of live directories, for cleanup on a signal */
@@ -123,8 +124,13 @@ void *offload_alloc(size_t bytes)
 {
     size_t n = (size_t)offload_round(bytes ? bytes : 1);
     void *p = NULL;
-    if (posix_memalign(&p, OFFLOAD_ALIGN, n) != 0)
+    const bool huge = n >= OFFLOAD_HUGE;
+    if (posix_memalign(&p, huge ? OFFLOAD_HUGE : OFFLOAD_ALIGN, n) != 0)
         return NULL;
+#ifdef MADV_HUGEPAGE
+    if (huge) /* advice: where transparent huge pages are off it changes nothing */
+        (void)madvise(p, n, MADV_HUGEPAGE);
+#endif
     memset(p, 0, n);
     return p;
 }

@@ -112,7 +112,7 @@ static llmsim_status probe_memory(prof *P, hwprofile *hw, diag *e)
 {
     const size_t bytes = (P->o->quick ? (size_t)128 : (size_t)512) << 20;
     const int reps = P->o->quick ? 3 : 5;
-    char *a = malloc(bytes), *b = malloc(bytes);
+    char *a = offload_alloc(bytes), *b = offload_alloc(bytes);
     if (!a || !b) {
         free(a);
         free(b);
@@ -262,9 +262,9 @@ static llmsim_status probe_gemm(prof *P, hwprofile *hw, pool *pl, diag *e)
     const size_t *ms = P->o->quick ? ms_quick : ms_full, *hs = P->o->quick ? hs_quick : hs_full;
     size_t nm = P->o->quick ? 4 : 8, nh = P->o->quick ? 2 : 3;
     size_t hmax = hs[nh - 1], mmax = ms[nm - 1];
-    float *x = malloc(sizeof(float) * mmax * hmax), *y = malloc(sizeof(float) * mmax * hmax);
-    uint16_t *w = malloc(sizeof(uint16_t) * hmax * hmax);
-    float *tmp = malloc(sizeof(float) * hmax * hmax);
+    float *x = offload_alloc(sizeof(float) * mmax * hmax), *y = offload_alloc(sizeof(float) * mmax * hmax);
+    uint16_t *w = offload_alloc(sizeof(uint16_t) * hmax * hmax);
+    float *tmp = offload_alloc(sizeof(float) * hmax * hmax);
     llmsim_status st = x && y && w && tmp ? LLMSIM_OK
                                                       : diag_set(e, LLMSIM_EFAIL, "out of memory (GEMM probe)");
     if (!st) {
@@ -342,8 +342,8 @@ static size_t read_ws_max(const hwprofile *hw, bool quick)
 static uint16_t *weight_set(size_t h, size_t count)
 {
     const size_t mat = h * h;
-    uint16_t *w = malloc(count * mat * sizeof(uint16_t));
-    float *tmp = malloc(mat * sizeof(float));
+    uint16_t *w = offload_alloc(count * mat * sizeof(uint16_t));
+    float *tmp = offload_alloc(mat * sizeof(float));
     if (w && tmp) {
         fill_random(tmp, mat, 4);
         for (size_t i = 0; i < mat; i++)
@@ -421,10 +421,10 @@ static llmsim_status probe_dequant(prof *P, hwprofile *hw, pool *pl, diag *e)
 {
     const size_t rows = 8192, cols = 4096, n = rows * cols;
     static const int bits[2] = {4, 8};
-    uint8_t *q[2] = {malloc(rows * quant_row_bytes(cols, 4, PROFILE_DEQUANT_GROUP)),
-                     malloc(rows * quant_row_bytes(cols, 8, PROFILE_DEQUANT_GROUP))};
-    float *x = malloc(cols * 64 * sizeof(float));
-    uint16_t *out = malloc(n * sizeof(uint16_t));
+    uint8_t *q[2] = {offload_alloc(rows * quant_row_bytes(cols, 4, PROFILE_DEQUANT_GROUP)),
+                     offload_alloc(rows * quant_row_bytes(cols, 8, PROFILE_DEQUANT_GROUP))};
+    float *x = offload_alloc(cols * 64 * sizeof(float));
+    uint16_t *out = offload_alloc(n * sizeof(uint16_t));
     llmsim_status st = q[0] && q[1] && x && out ? LLMSIM_OK
                                                  : diag_set(e, LLMSIM_EFAIL, "out of memory (dequantization probe)");
     deq_ctx c[2];
@@ -476,12 +476,12 @@ static llmsim_status probe_attention(prof *P, hwprofile *hw, pool *pl, diag *e)
 {
     const size_t heads = 32, hd = 128, ctx = P->o->quick ? 2048 : 4096, n = ctx * heads * hd;
     attn_ctx a = {pl, NULL, NULL, NULL, NULL, NULL, NULL, NULL, ctx, heads, hd};
-    uint16_t *k16 = malloc(n * 2), *v16 = malloc(n * 2);
-    a.k = malloc(n * 4);
-    a.v = malloc(n * 4);
-    a.q = malloc(heads * hd * 4);
-    a.out = malloc(heads * hd * 4);
-    a.scratch = malloc(k_attention_scratch_floats(1, ctx - 1, heads) * 4 + 4);
+    uint16_t *k16 = offload_alloc(n * 2), *v16 = offload_alloc(n * 2);
+    a.k = offload_alloc(n * 4);
+    a.v = offload_alloc(n * 4);
+    a.q = offload_alloc(heads * hd * 4);
+    a.out = offload_alloc(heads * hd * 4);
+    a.scratch = offload_alloc(k_attention_scratch_floats(1, ctx - 1, heads) * 4 + 4);
     llmsim_status st = LLMSIM_OK;
     if (!k16 || !v16 || !a.k || !a.v || !a.q || !a.out || !a.scratch) {
         st = diag_set(e, LLMSIM_EFAIL, "out of memory (attention probe)");
