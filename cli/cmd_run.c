@@ -17,6 +17,7 @@
 #include "db/timeline.h"
 #include "common/atomicfile.h"
 #include "common/units.h"
+#include "exec/conditions.h"
 #include "exec/engine.h"
 #include "exec/offload.h"
 #include "sim/sim.h"
@@ -173,7 +174,15 @@ static const char usage_engine[] =
     "  --eval-ppl FILE        perplexity over the token ids of FILE with a sliding window\n"
     "                         of --prompt-len tokens moving by half a window (each token\n"
     "                         after the first window is scored once, with at least half a\n"
-    "                         window of context); the prompts are the windows\n";
+    "                         window of context); the prompts are the windows\n\n"
+    "Every run records what it ran under (a line of the table, \"conditions\" in the\n"
+    "JSON, metrics of the run): the load average and runnable tasks before and after,\n"
+    "this process's CPU time per wall second and involuntary context switches, the CPU\n"
+    "time other processes took over the run (/proc/stat less our own, the hypervisor's\n"
+    "steal included), the CPU clock where readable, and a CPU and memory probe (0.05 s\n"
+    "on one thread and on the run's threads) before and after. It warns when the run\n"
+    "was disturbed: others took over 10% of the machine's CPU time (wall x cores), or\n"
+    "the probe moved by over 10% on one thread or 20% on every thread.\n";
 
 /* The options of a run: the engine's, the files, and the buffers the engine's
  * prompts point into (owned; freed by run_opts_free). */
@@ -315,8 +324,12 @@ static llmsim_status execute(const cli_job *job, const run_opts *o, const plan *
                                                       : (long long)job->policy.gpu_batch_size *
                                                             job->policy.num_gpu_batches,
                 job->workload.gen_len);
+    exec_conditions cond; /* what the run ran under, from just before to just after */
+    cond_begin(&cond, o->eng.threads);
     llmsim_status st = engine_run(&job->model, &job->hw, &job->policy, &job->workload, pl, &o->eng,
                                   er, e);
+    cond_end(&cond, st != LLMSIM_OK || er->interrupted);
+    er->cond = cond;
     cli_sigint_release(&old);
     return st;
 }
@@ -372,6 +385,9 @@ static void print_table(const cli_job *job, const run_opts *o, const plan *pl,
                er->direct_io ? "O_DIRECT" : "buffered",
                o->eng.weights_path ? o->eng.weights_path : "synthetic");
     }
+    char cond[512];
+    cond_summary(&er->cond, cond, sizeof cond);
+    printf("conditions  %s%s\n", cond, er->cond.disturbed == 1 ? " (disturbed)" : "");
     if (o->tokens_out)
         printf("tokens      %s\n", o->tokens_out);
     if (o->ppl_file)
@@ -393,6 +409,10 @@ static int record_and_print(const cli_job *job, const run_opts *o, const plan *p
     int64_t run_id = 0;
     record_job rj = cli_record_job(job);
     int status = CLI_EXIT_OK;
+    char why[512];
+    if (cond_judge(&er->cond, why, sizeof why))
+        fprintf(stderr, "llmsim run: warning: measured under contention: %s; its times are not "
+                "this machine's alone (the run is recorded with its conditions)\n", why);
     if (record_measurement(&rj, pl, er, &o->eng, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("run", &e);
     } else if (o->tokens_out && write_tokens(o->tokens_out, er, job->workload.gen_len, &e)) {

@@ -18,7 +18,9 @@
 #include "cli/serve_args.h"
 #include "common/atomicfile.h"
 #include "common/clock.h"
+#include "db/result_json.h"
 #include "db/serving.h"
+#include "exec/conditions.h"
 #include "exec/serve.h"
 #include "sim/serve.h"
 #include "validate/serving.h"
@@ -312,6 +314,7 @@ typedef struct serve_run_ctx {
     serve_requests q;
     engine_serve_result er;
     double wall_s;
+    exec_conditions cond; /* what the run ran under (in its JSON, not its metrics) */
     strbuf wtext;        /* the requests' text for the record */
 } serve_run_ctx;
 
@@ -359,6 +362,11 @@ static int record_and_print(serve_run_ctx *x)
     cJSON_DeleteItemFromObject(obj, "sim_wall_s");
     cJSON_DeleteItemFromObject(obj, "events_per_s");
     measured_json(obj, &x->c, &x->er, x->wall_s);
+    cJSON_AddItemToObject(obj, "conditions", result_conditions_json(&x->cond));
+    char why[512];
+    if (cond_judge(&x->cond, why, sizeof why))
+        fprintf(stderr, "llmsim serve: warning: measured under contention: %s; its times are not "
+                "this machine's alone (the run is recorded with its conditions)\n", why);
     char *json = cJSON_PrintUnformatted(obj);
     int64_t run_id = 0;
     if (!json || record_serve(&rj, "serve-measure", &x->s, &x->q, r, json, x->wall_s, &run_id, &e)) {
@@ -378,6 +386,9 @@ static int record_and_print(serve_run_ctx *x)
                "set-up) on the CPU engine (%s I/O), scheduler %.2f%% of the busy time\n",
                r->iterations, busy, x->wall_s, x->er.direct_io ? "O_DIRECT" : "buffered",
                100 * sched);
+        char cond[512];
+        cond_summary(&x->cond, cond, sizeof cond);
+        printf("conditions             %s%s\n", cond, x->cond.disturbed == 1 ? " (disturbed)" : "");
         if (x->o.trace_out)
             printf("trace                  %s (open in Perfetto or chrome://tracing)\n",
                    x->o.trace_out);
@@ -415,9 +426,11 @@ static int serve(serve_run_ctx *x)
     if (isatty(2))
         fprintf(stderr, "llmsim serve: %s, %zu requests, %lld KV blocks ...\n", job->model.name,
                 x->q.n, (long long)x->s.total_blocks);
+    cond_begin(&x->cond, x->c.eng.threads);
     double t0 = llmsim_now_s();
     llmsim_status st = engine_serve(&x->s, &x->q, &so, &x->er, &e);
     x->wall_s = llmsim_now_s() - t0;
+    cond_end(&x->cond, st != LLMSIM_OK || x->er.interrupted);
     cli_sigint_release(&old);
     if (st)
         return record_failed(x, &e);

@@ -1,7 +1,9 @@
 /* result_json — see result_json.h. */
 #include "db/result_json.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 // ---- pieces
 
@@ -56,6 +58,23 @@ static cJSON *seconds_json(const char *const *names, int n, const double *s)
 cJSON *result_stages_json(const double s[CM_NSTAGES])
 {
     return seconds_json(cm_stage_names, CM_NSTAGES, s);
+}
+
+cJSON *result_conditions_json(const exec_conditions *c)
+{
+    cJSON *o = cJSON_CreateObject();
+    char why[512];
+    bool disturbed = cond_judge(c, why, sizeof why);
+    cJSON_AddBoolToObject(o, "disturbed", disturbed);
+    if (disturbed)
+        cJSON_AddStringToObject(o, "reason", why);
+    for (int i = 0; i < cond_field_count(); i++) {
+        double v;
+        const char *key = cond_field_get(c, i, &v);
+        if (isfinite(v) && strcmp(key, "disturbed") != 0)
+            cJSON_AddNumberToObject(o, key, v);
+    }
+    return o;
 }
 
 static const char *term_name(cm_term t)

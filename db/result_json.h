@@ -11,6 +11,7 @@
 #include <cJSON.h>
 
 #include "db/record.h"
+#include "exec/conditions.h"
 #include "sim/sim.h"
 
 cJSON *result_policy_json(const policy *p);
@@ -20,6 +21,9 @@ cJSON *result_tiers_json(const double v[TIER_COUNT]);
 cJSON *result_placement_json(const placement *pl);
 /* {"load_weight_s": .., "load_cache_s": .., ...}: one number per stage. */
 cJSON *result_stages_json(const double s[CM_NSTAGES]);
+/* What a measured run ran under: {"disturbed": bool, "reason": why (when
+ * disturbed), and every figure read, by its metric name (exec/conditions.h)}. */
+cJSON *result_conditions_json(const exec_conditions *c);
 /* The §11 keys of a prediction, plus details. */
 cJSON *result_prediction_json(const record_job *job, const cm_result *r);
 /* The §11 keys of a simulation (or, with its "simulation" object replaced, a

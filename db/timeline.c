@@ -192,6 +192,35 @@ llmsim_status record_simulation(const record_job *job, const plan *pl, const sim
     return record_timeline(job, "simulate", pl, r, metrics, nm, *obj, run_id, e);
 }
 
+/* The metrics of a measurement: the totals, what else decides it (validate
+ * reuses only a match), and where measured the disk's rates around it and
+ * the conditions it ran under. m has room for 16 + COND_MAX_FIELDS. */
+static int measure_metrics(const plan *pl, const engine_result *er, const engine_opts *o,
+                           const sim_totals *t, record_metric *m)
+{
+    int n = 0;
+    m[n++] = (record_metric){"throughput_tok_s", t->throughput_tok_s};
+    m[n++] = (record_metric){"total_s", t->total_s};
+    m[n++] = (record_metric){"prefill_s", t->prefill_s};
+    m[n++] = (record_metric){"decode_s", t->decode_s};
+    m[n++] = (record_metric){"peak_cpu_bytes", er->ram_bytes};
+    m[n++] = (record_metric){"peak_gpu_bytes", er->gpu_bytes};
+    m[n++] = (record_metric){"tasks", (double)pl->ntasks};
+    m[n++] = (record_metric){"engine_threads", (double)o->threads};
+    m[n++] = (record_metric){"synthetic_seed", (double)o->synthetic_seed};
+    if (er->disk_now_Bps[0] > 0) {
+        m[n++] = (record_metric){"disk_read_now_Bps", er->disk_now_Bps[0]};
+        m[n++] = (record_metric){"disk_write_now_Bps", er->disk_now_Bps[1]};
+    }
+    for (int i = 0; er->cond.measured && i < cond_field_count(); i++) {
+        double v;
+        const char *key = cond_field_get(&er->cond, i, &v);
+        if (isfinite(v)) /* a figure not read is not recorded */
+            m[n++] = (record_metric){key, v};
+    }
+    return n;
+}
+
 llmsim_status record_measurement(const record_job *job, const plan *pl, const engine_result *er,
                                  const engine_opts *o, sim_result *r, sim_totals *t, cJSON **obj,
                                  int64_t *run_id, diag *e)
@@ -224,17 +253,10 @@ llmsim_status record_measurement(const record_job *job, const plan *pl, const en
         cJSON_AddNumberToObject(*obj, "perplexity", ppl);
         cJSON_AddNumberToObject(*obj, "tokens_scored", (double)er->nll_count);
     }
-    const record_metric metrics[] = {
-        {"throughput_tok_s", t->throughput_tok_s}, {"total_s", t->total_s},
-        {"prefill_s", t->prefill_s},               {"decode_s", t->decode_s},
-        {"peak_cpu_bytes", er->ram_bytes},         {"peak_gpu_bytes", er->gpu_bytes},
-        {"tasks", (double)pl->ntasks},
-        /* what else decides a measurement: validate reuses only a match */
-        {"engine_threads", (double)o->threads},    {"synthetic_seed", (double)o->synthetic_seed},
-        /* last: only where measured */
-        {"disk_read_now_Bps", er->disk_now_Bps[0]}, {"disk_write_now_Bps", er->disk_now_Bps[1]},
-    };
-    int nmetrics = (int)(sizeof metrics / sizeof metrics[0]) - (er->disk_now_Bps[0] > 0 ? 0 : 2);
+    record_metric metrics[16 + COND_MAX_FIELDS];
+    int nmetrics = measure_metrics(pl, er, o, t, metrics);
+    if (er->cond.measured)
+        cJSON_AddItemToObject(*obj, "conditions", result_conditions_json(&er->cond));
     st = record_timeline(job, "measure", pl, r, metrics, nmetrics, *obj, run_id, e);
     if (st) {
         cJSON_Delete(*obj);

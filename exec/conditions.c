@@ -427,6 +427,8 @@ void cond_summary(const exec_conditions *c, char *out, size_t len)
     if (isfinite(c->probe_all_ratio))
         PUT(", %+.0f%% on %.0f", 100 * (c->probe_all_ratio - 1), fmin(c->threads, c->cores));
 #undef PUT
+    if (n == 0)
+        snprintf(out, len, "unknown (neither /proc nor getrusage could be read)");
 }
 
 int cond_field_count(void)

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "exec/conditions.h"
 #include "plan/plan.h"
 
 typedef struct engine_opts {
@@ -70,6 +71,10 @@ typedef struct engine_result {
      * by profile_disk_now: filled by the caller (llmsim validate
      * --check-disk), 0 when not measured */
     double disk_now_Bps[2];
+    /* what the run ran under (exec/conditions.h): filled by the caller,
+     * which brackets engine_run with cond_begin and cond_end (llmsim run,
+     * validate); cond.measured false when not taken */
+    exec_conditions cond;
 } engine_result;
 
 llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, const workload *w,
