@@ -123,6 +123,48 @@ static int grid(const record_job *rj, validate_policy **ps, int *n)
 
 /* ---- the comparison as a table */
 
+/* What the row's measurement ran under, after its errors. */
+static const char *row_note(const validate_policy *vp, const validate_row *w)
+{
+    static char note[96];
+    snprintf(note, sizeof note, "%s%s%s",
+             w->excluded    ? "  disturbed: left out"
+             : w->disturbed ? "  disturbed: counted"
+                            : "",
+             !w->cond.measured ? "  (conditions unknown)" : "",
+             vp->reused[2] ? "  (from the store)" : "");
+    return note;
+}
+
+/* The MAPE line: its two figures, or that they are over none. */
+static void print_mape(const char *label, double pred, double sim, int width, const char *after)
+{
+    if (isnan(sim))
+        printf("%-26s over none: every run was measured under contention (--keep-disturbed counts "
+               "them)\n\n", label);
+    else
+        printf("%-26s %*s %9.1f%% %9.1f%%%s\n\n", label, width, "", pred, sim, after);
+}
+
+/* The runs measured under contention, and why; those of unknown conditions. */
+static void print_disturbed(const validate_policy *ps, const validate_report *r)
+{
+    if (r->disturbed)
+        printf("%d of %d runs were measured under contention and %s\n", r->disturbed, r->n,
+               r->keep_disturbed ? "are counted in the MAPE (--keep-disturbed):"
+                                 : "are left out of the MAPE; --keep-disturbed counts them:");
+    for (int i = 0; i < r->n; i++) {
+        char why[512];
+        if (r->rows[i].disturbed && cond_judge(&r->rows[i].cond, why, sizeof why))
+            printf("  %s (run %lld): %s\n", ps[i].name, (long long)ps[i].id_meas, why);
+    }
+    if (r->unknown)
+        printf("%d of %d runs were recorded before llmsim kept the conditions of a run: unknown, "
+               "counted\n", r->unknown, r->n);
+    if (r->disturbed || r->unknown)
+        printf("\n");
+}
+
 /* Totals and their errors, and again with the disk as --check-disk measured it. */
 static void print_totals(const validate_policy *ps, const validate_report *r)
 {
@@ -132,9 +174,9 @@ static void print_totals(const validate_policy *ps, const validate_report *r)
     for (int i = 0; i < r->n; i++)
         printf("%-26s %9.3f s %9.3f s %9.3f s %+9.1f%% %+9.1f%%%s\n", ps[i].name, rows[i].total[0],
                rows[i].total[1], rows[i].total[2], validate_pct(rows[i].total[0], rows[i].total[2]),
-               validate_pct(rows[i].total[1], rows[i].total[2]),
-               ps[i].reused[2] ? "  (from the store)" : "");
-    printf("%-26s %35s %9.1f%% %9.1f%%\n\n", "MAPE", "", r->mape_pred, r->mape_sim);
+               validate_pct(rows[i].total[1], rows[i].total[2]), row_note(&ps[i], &rows[i]));
+    print_mape("MAPE", r->mape_pred, r->mape_sim, 35, "");
+    print_disturbed(ps, r);
     if (isnan(r->mape_now[1]))
         return;
     printf("with the disk as measured around each run that uses it (--check-disk): its rate\n"
@@ -143,12 +185,14 @@ static void print_totals(const validate_policy *ps, const validate_report *r)
            "err sim");
     for (int i = 0; i < r->n; i++)
         if (!isnan(rows[i].now[1]))
-            printf("%-26s %6.2fx %6.2fx %9.3f s %9.3f s %+9.1f%% %+9.1f%%\n", ps[i].name, rows[i].disk_now[0],
+            printf("%-26s %6.2fx %6.2fx %9.3f s %9.3f s %+9.1f%% %+9.1f%%%s\n", ps[i].name, rows[i].disk_now[0],
                    rows[i].disk_now[1], rows[i].now[0], rows[i].now[1],
                    validate_pct(rows[i].now[0], rows[i].total[2]),
-                   validate_pct(rows[i].now[1], rows[i].total[2]));
-    printf("%-26s %39s %9.1f%% %9.1f%%  (every policy; the others as above)\n\n", "MAPE", "",
-           r->mape_now[0], r->mape_now[1]);
+                   validate_pct(rows[i].now[1], rows[i].total[2]),
+                   rows[i].excluded ? "  disturbed: left out" : "");
+    print_mape("MAPE", r->mape_now[0], r->mape_now[1], 39,
+               r->excluded ? "  (every policy not left out; the others as above)"
+                           : "  (every policy; the others as above)");
 }
 
 /* The four stages of each policy, simulated / measured. */
@@ -187,7 +231,8 @@ static void print_table(const cli_job *job, const validate_policy *ps, const val
            job->hw.name, job->workload.prompt_len, job->workload.gen_len);
     print_totals(ps, r);
     print_stages(job, ps, r);
-    printf("\nprimitives whose simulated time is furthest from the measured (over every policy):\n");
+    printf("\nprimitives whose simulated time is furthest from the measured (over every policy%s):\n",
+           r->excluded ? " not left out" : "");
     printf("%-50s %7s %11s %11s %8s\n", "primitive", "tasks", "simulated", "measured", "error");
     for (size_t g = 0; g < r->ngroups && (int)g < top; g++) {
         const validate_group *gp = &r->groups[g];
@@ -229,6 +274,12 @@ static void usage(void)
            "                         runs again with the profile's disk links moved to that\n"
            "                         rate, to tell the model's error from the disk's drift (a\n"
            "                         short check: a disk with bursts shows its burst rate)\n"
+           "  --remeasure N          a run measured under contention is measured again, at\n"
+           "                         most N more times, keeping the first quiet one, else the\n"
+           "                         least disturbed (default 2; 0: never)\n"
+           "  --keep-disturbed       count runs measured under contention in the MAPEs and the\n"
+           "                         primitives (by default they are left out, and the report\n"
+           "                         says how many and why)\n"
            "  --top N                primitives with the largest errors to list (default 8)\n"
            "  --synthetic SEED       seed of the engine's synthetic weights (default 1)\n"
            "  --offload-dir DIR      where the engine's disk tensors go (default $TMPDIR or /tmp)\n"
@@ -238,6 +289,15 @@ static void usage(void)
            "  --help                 this text\n\n"
            "Errors are signed percentages of the measured time: (predicted - measured) /\n"
            "measured x 100. MAPE: the mean of their absolute values over the policies.\n\n"
+           "Every measurement records what it ran under (llmsim run --help): other processes'\n"
+           "CPU time (the hypervisor's steal included) over the run, from /proc/stat less this\n"
+           "process's own, and a short CPU and memory probe before and after. A run is\n"
+           "disturbed when others took over 10%% of the machine's CPU time (wall x cores) or\n"
+           "the probe moved by over 10%% on one thread (20%% on every thread); such runs are\n"
+           "measured again (--remeasure) and left out of the MAPEs (--keep-disturbed); a\n"
+           "second validate reuses the newest run that was not disturbed. JSON: per run\n"
+           "disturbed (null: recorded before conditions were kept), excluded, conditions,\n"
+           "measurements; disturbed_excluded; mape null when over none.\n\n"
            "llmsim validate --serving [the options of llmsim serve] [--preemption all]:\n"
            "serve-sim against serve on the same requests and settings (see llmsim validate\n"
            "--serving --help).\n");
@@ -247,6 +307,7 @@ static void usage(void)
 typedef struct v_args {
     const char *policies_dir;
     bool use_grid;
+    bool keep_disturbed;
     long long top;
     /* which of the job's options were given (else validate's defaults) */
     bool have_prompt, have_gen, have_workload, have_gbs, have_ngb;
@@ -264,6 +325,7 @@ static bool take_valued(validate_opts *o, v_args *va, int which, const char *v)
     case 2: ok = cli_parse_ll(v, 0, LLONG_MAX, &n); o->engine.synthetic_seed = (uint64_t)n; break;
     case 3: o->engine.offload_parent = v; break;
     case 4: ok = cli_parse_ll(v, 1, 4096, &n); o->engine.threads = (int)n; break;
+    case 5: ok = cli_parse_ll(v, 0, 10, &n); o->remeasure = (int)n; break;
     }
     return ok;
 }
@@ -274,7 +336,7 @@ static int lift_opts(int argc, char **argv, validate_opts *o, v_args *va, char *
                      bool *help)
 {
     static const char *const valued[] = {"--policies", "--top", "--synthetic", "--offload-dir",
-                                         "--threads"};
+                                         "--threads", "--remeasure"};
     *nargs = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -286,6 +348,7 @@ static int lift_opts(int argc, char **argv, validate_opts *o, v_args *va, char *
         bool *flag = strcmp(a, "--grid") == 0         ? &va->use_grid
                      : strcmp(a, "--rerun") == 0      ? &o->rerun
                      : strcmp(a, "--check-disk") == 0 ? &o->check_disk
+                     : strcmp(a, "--keep-disturbed") == 0 ? &va->keep_disturbed
                                                       : NULL;
         if (flag) {
             *flag = true;
@@ -369,12 +432,12 @@ static int run_policies(const record_job *rj, validate_policy *ps, int nps, cons
 /* The comparison of the policies' runs (the top primitives by error), as
  * JSON or tables. */
 static int compare_and_print(const cli_job *job, const record_job *rj, const validate_policy *ps,
-                             int nps, int top)
+                             int nps, int top, bool keep_disturbed)
 {
     diag e;
     diag_clear(&e);
     validate_report rep;
-    if (validate_compare(rj, ps, nps, top, &rep, &e))
+    if (validate_compare(rj, ps, nps, top, keep_disturbed, &rep, &e))
         return cli_fail("validate", &e);
     if (job->format == CLI_FORMAT_JSON) {
         cli_print_json(rep.json);
@@ -397,7 +460,7 @@ static int validate(const cli_job *job, const v_args *va, const validate_opts *o
     if (!status)
         status = run_policies(&rj, ps, nps, o);
     if (!status)
-        status = compare_and_print(job, &rj, ps, nps, (int)va->top);
+        status = compare_and_print(job, &rj, ps, nps, (int)va->top, va->keep_disturbed);
     free(ps);
     return status;
 }
@@ -411,6 +474,7 @@ int cmd_validate(int argc, char **argv)
     memset(&o, 0, sizeof o);
     cli_engine_opts_init(&o.engine);
     o.progress = isatty(2);
+    o.remeasure = 2;
     v_args va = {.top = 8};
     char **args = malloc(sizeof(char *) * ((size_t)argc + 9));
     cli_job *job = calloc(1, sizeof *job);

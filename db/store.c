@@ -1463,27 +1463,40 @@ llmsim_status store_run_metrics(store *s, int64_t id, char ***keys, double **val
     return LLMSIM_OK;
 }
 
-llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
-                             const char *policy_hash, const char *workload_hash, int64_t *id,
-                             diag *e)
+llmsim_status store_find_runs(store *s, const char *kind, const char *model_hash,
+                              const char *hw_hash, const char *policy_hash,
+                              const char *workload_hash, int64_t *ids, int max, int *n, diag *e)
 {
     llmsim_status st = LLMSIM_OK;
     sqlite3_stmt *q = NULL;
-    *id = 0;
+    *n = 0;
     const char *const values[] = {kind,        model_hash,    hw_hash,
                                   policy_hash, workload_hash, s->host};
     STORE_PREPARE(s, e, q,
                   "SELECT id FROM runs WHERE kind = ?1 AND status = 'ok' AND host IS ?6 "
                   "AND model_hash IS ?2 AND hw_hash IS ?3 AND policy_hash IS ?4 "
-                  "AND workload_hash IS ?5 ORDER BY id DESC LIMIT 1");
+                  "AND workload_hash IS ?5 ORDER BY id DESC LIMIT ?7");
     STORE_TRY(store_bind_texts(s, q, 1, values, 6, e));
-    bool row = false;
-    STORE_STEP_ROW(s, e, q, row);
-    if (row)
-        *id = sqlite3_column_int64(q, 0);
+    STORE_CHECK(s, e, sqlite3_bind_int(q, 7, max));
+    bool row = true;
+    while (*n < max) {
+        STORE_STEP_ROW(s, e, q, row);
+        if (!row)
+            break;
+        ids[(*n)++] = sqlite3_column_int64(q, 0);
+    }
 fail:
     sqlite3_finalize(q);
     return st;
+}
+
+llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
+                             const char *policy_hash, const char *workload_hash, int64_t *id,
+                             diag *e)
+{
+    int n = 0;
+    *id = 0;
+    return store_find_runs(s, kind, model_hash, hw_hash, policy_hash, workload_hash, id, 1, &n, e);
 }
 
 static void store_col_copy(sqlite3_stmt *q, int i, char *out, size_t len)

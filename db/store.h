@@ -133,6 +133,10 @@ void store_metrics_free(char **keys, double *values, int n);
 llmsim_status store_find_run(store *s, const char *kind, const char *model_hash, const char *hw_hash,
                              const char *policy_hash, const char *workload_hash, int64_t *id,
                              diag *e);
+/* The same, the newest `max` of them, newest first: ids[0..*n). */
+llmsim_status store_find_runs(store *s, const char *kind, const char *model_hash,
+                              const char *hw_hash, const char *policy_hash,
+                              const char *workload_hash, int64_t *ids, int max, int *n, diag *e);
 
 /* Task timings of a run, in task_id order (not plan order: callers match
  * by id). Free with free(). */

@@ -49,7 +49,9 @@ static llmsim_status add_run(calibration *S, int64_t id, const char *name, diag 
 }
 
 
-/* A validate run stands for the measure runs of its policies. */
+/* A validate run stands for the measure runs of its policies: those it
+ * counted (a run it left out as measured under contention is left out here
+ * too). */
 static llmsim_status validate_run_add(calibration *S, const store_run_row *row, int64_t id, diag *e)
 {
     cJSON *obj = row->result_json ? cJSON_Parse(row->result_json) : NULL;
@@ -61,6 +63,8 @@ static llmsim_status validate_run_add(calibration *S, const store_run_row *row, 
         cJSON *ids = cJSON_GetObjectItemCaseSensitive(it, "run_ids");
         cJSON *meas = cJSON_GetObjectItemCaseSensitive(ids, "measure");
         cJSON *name = cJSON_GetObjectItemCaseSensitive(it, "name");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "excluded")))
+            continue;
         if (cJSON_IsNumber(meas) && !st)
             st = add_run(S, (int64_t)meas->valuedouble, cJSON_IsString(name) ? name->valuestring : NULL, e);
     }
@@ -197,6 +201,10 @@ llmsim_status calibration_runs_load(calibration *c, const int64_t *ids, int nids
         st = expand_run(c, db, ids[i], e);
     if (!st && nids == 0)
         st = default_runs(c, db, e);
+    if (!st && c->nruns == 0)
+        st = diag_set(e, LLMSIM_EINPUT, "no measure run to fit: the validate run left out every one "
+                      "as measured under contention; measure again on a quieter machine (llmsim "
+                      "validate --rerun)");
     for (int i = 0; i < c->nruns && !st; i++)
         st = calibration_stopped(c, e) ? LLMSIM_EFAIL : load_run(c, db, &c->runs[i], e);
     store_close(db);

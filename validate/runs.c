@@ -162,27 +162,56 @@ llmsim_status validate_grid(const record_job *job, validate_policy **out, int *n
 
 /* ---- one policy: predict, simulate, run (or find them in the store) */
 
+/* Of the measure runs ids[0..n) (newest first), the newest with the same
+ * engine settings (threads, synthetic seed) that is not known to be
+ * disturbed, else the newest with those settings; *id = 0 when none. */
+static llmsim_status pick_measure(store *db, const int64_t *ids, int n, const validate_opts *o,
+                                  int64_t *id, diag *e)
+{
+    llmsim_status st = LLMSIM_OK;
+    for (int i = 0; i < n && !st; i++) {
+        double threads = validate_run_metric(db, ids[i], "engine_threads", e, &st);
+        double seed = st ? NAN : validate_run_metric(db, ids[i], "synthetic_seed", e, &st);
+        if (st || !(threads == (double)o->engine.threads && seed == (double)o->engine.synthetic_seed))
+            continue;
+        exec_conditions c;
+        if ((st = validate_run_conditions(db, ids[i], &c, e)))
+            break;
+        if (!*id)
+            *id = ids[i];
+        if (!c.measured || !cond_judge(&c, NULL, 0)) {
+            *id = ids[i];
+            break;
+        }
+    }
+    return st;
+}
+
 /* The newest run of kind with the job's inputs; a measurement also with the
- * same engine settings (threads, synthetic seed, real weights: never reused). */
+ * same engine settings (threads, synthetic seed, real weights: never reused),
+ * one not disturbed preferred (pick_measure). */
 static llmsim_status find(const record_job *job, const char *kind, const validate_opts *o, int64_t *id,
                           diag *e)
 {
     *id = 0;
     if (o->rerun)
         return LLMSIM_OK;
+    enum { CANDIDATES = 16 }; /* a measurement and its repeats, a few times over */
+    const bool measure = strcmp(kind, "measure") == 0;
+    int64_t ids[CANDIDATES];
+    int n = 0;
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
     record_hashes h;
     if (!st)
         st = record_inputs(db, job, &h, e);
     if (!st)
-        st = store_find_run(db, kind, h.model, h.hw, h.policy, h.workload, id, e);
-    if (!st && *id && strcmp(kind, "measure") == 0) {
-        double threads = validate_run_metric(db, *id, "engine_threads", e, &st);
-        double seed = st ? NAN : validate_run_metric(db, *id, "synthetic_seed", e, &st);
-        if (!st && !(threads == (double)o->engine.threads && seed == (double)o->engine.synthetic_seed))
-            *id = 0;
-    }
+        st = store_find_runs(db, kind, h.model, h.hw, h.policy, h.workload, ids,
+                             measure ? CANDIDATES : 1, &n, e);
+    if (!st && measure)
+        st = pick_measure(db, ids, n, o, id, e);
+    else if (!st && n)
+        *id = ids[0];
     store_close(db);
     return st;
 }
@@ -243,8 +272,10 @@ static llmsim_status disk_check(const validate_opts *o, const char *when, double
     return LLMSIM_OK;
 }
 
-static llmsim_status do_measure(const record_job *job, const plan *pl, const validate_opts *o, int64_t *id,
-                                diag *e)
+/* One run on the engine, bracketed by its conditions (and with --check-disk
+ * by the disk's rates), recorded as *id; c gets its conditions. */
+static llmsim_status measure_once(const record_job *job, const plan *pl, const validate_opts *o,
+                                  int64_t *id, exec_conditions *c, diag *e)
 {
     engine_result er;
     double before[2] = {0, 0}, now[2] = {0, 0};
@@ -252,7 +283,10 @@ static llmsim_status do_measure(const record_job *job, const plan *pl, const val
     llmsim_status st = check ? disk_check(o, "before", before, NULL, e) : LLMSIM_OK;
     if (st)
         return st;
+    cond_begin(c, o->engine.threads);
     st = engine_run(job->model, job->hw, job->policy, job->workload, pl, &o->engine, &er, e);
+    cond_end(c, st != LLMSIM_OK || er.interrupted);
+    er.cond = *c;
     if (!st && check && !er.interrupted) { /* a failed check loses the check, not the run */
         diag ce;
         diag_clear(&ce);
@@ -274,6 +308,46 @@ static llmsim_status do_measure(const record_job *job, const plan *pl, const val
     }
     engine_result_free(&er);
     return st;
+}
+
+/* Measure vp; while the run is disturbed, say so and measure again, at most
+ * o->remeasure more times: the first quiet run is kept, else the least
+ * disturbed (cond_severity). */
+static llmsim_status do_measure(const record_job *job, const plan *pl, const validate_opts *o,
+                                validate_policy *vp, diag *e)
+{
+    double best = INFINITY;
+    vp->measurements = 0;
+    for (int k = 0; k <= o->remeasure; k++) {
+        exec_conditions c;
+        int64_t id = 0;
+        llmsim_status st = measure_once(job, pl, o, &id, &c, e);
+        if (st)
+            return st;
+        vp->measurements++;
+        char why[512];
+        if (!cond_judge(&c, why, sizeof why)) {
+            vp->id_meas = id;
+            return LLMSIM_OK;
+        }
+        double sev = cond_severity(&c);
+        if (sev < best || !vp->id_meas) {
+            best = sev;
+            vp->id_meas = id;
+        }
+        if (k < o->remeasure)
+            fprintf(stderr, "llmsim validate: %s: run %lld was measured under contention (%s); "
+                    "measuring again (%d of at most %d more)\n", vp->name, (long long)id, why, k + 1,
+                    o->remeasure);
+        else if (vp->measurements > 1)
+            fprintf(stderr, "llmsim validate: %s: run %lld was measured under contention (%s); "
+                    "keeping run %lld, the least disturbed of the %d\n", vp->name, (long long)id,
+                    why, (long long)vp->id_meas, vp->measurements);
+        else
+            fprintf(stderr, "llmsim validate: %s: run %lld was measured under contention (%s); "
+                    "kept, not measured again (--remeasure 0)\n", vp->name, (long long)id, why);
+    }
+    return LLMSIM_OK;
 }
 
 /* Predict, simulate and measure one policy (each unless the store has it). */
@@ -299,7 +373,7 @@ llmsim_status validate_policy_run(const record_job *base, validate_policy *vp, c
             fprintf(stderr, "llmsim validate: [%d/%d] %s: %s ...\n", index + 1, count, vp->name,
                     k == 0 ? "predicting" : k == 1 ? "simulating" : "running on the engine");
         st = k == 0 ? do_predict(job, ids[k], e) : k == 1 ? do_simulate(job, &pl, ids[k], e)
-                                                          : do_measure(job, &pl, o, ids[k], e);
+                                                          : do_measure(job, &pl, o, vp, e);
     }
     if (!st && o->progress && vp->reused[0] && vp->reused[1] && vp->reused[2])
         fprintf(stderr, "llmsim validate: [%d/%d] %s: in the store (runs %lld, %lld, %lld)\n", index + 1,

@@ -27,6 +27,20 @@ double validate_run_metric(store *db, int64_t id, const char *key, diag *e, llms
     return v;
 }
 
+llmsim_status validate_run_conditions(store *db, int64_t id, exec_conditions *c, diag *e)
+{
+    char **keys = NULL;
+    double *values = NULL;
+    int n = 0;
+    cond_clear(c);
+    llmsim_status st = store_run_metrics(db, id, &keys, &values, &n, e);
+    for (int i = 0; i < n && !st; i++)
+        if (cond_field_set(c, keys[i], values[i]) && strcmp(keys[i], "disturbed") == 0)
+            c->measured = true; /* recorded with its conditions */
+    store_metrics_free(keys, values, n);
+    return st;
+}
+
 static int task_row_cmp(const void *a, const void *b)
 {
     return strcmp(((const store_task_row *)a)->task_id, ((const store_task_row *)b)->task_id);
@@ -188,11 +202,18 @@ static cJSON *stage_errors_json(const double sim[CM_NSTAGES], const double meas[
     return o;
 }
 
-static llmsim_status record_validate(const record_job *job, const char *json, double mape_sim, double mape_pred,
-                                     int n, int64_t *run_id, diag *e)
+static llmsim_status record_validate(const record_job *job, const char *json, const validate_report *r,
+                                     int64_t *run_id, diag *e)
 {
-    const record_metric metrics[] = {{"mape", mape_sim}, {"mape_predicted", mape_pred}, {"policies", n}};
-    record_data rec = {.kind = "validate", .metrics = metrics, .nmetrics = 3, .result_json = json};
+    record_metric metrics[4];
+    int nm = 0;
+    if (!isnan(r->mape_sim)) { /* over none when every run was disturbed: not recorded */
+        metrics[nm++] = (record_metric){"mape", r->mape_sim};
+        metrics[nm++] = (record_metric){"mape_predicted", r->mape_pred};
+    }
+    metrics[nm++] = (record_metric){"policies", r->n};
+    metrics[nm++] = (record_metric){"disturbed_excluded", r->excluded};
+    record_data rec = {.kind = "validate", .metrics = metrics, .nmetrics = nm, .result_json = json};
     /* the record names the model and the hardware; policies are per row */
     policy none;
     policy_init(&none);
@@ -260,6 +281,13 @@ static llmsim_status compare_one(store *db, const record_job *job, const validat
         st = diag_set(e, LLMSIM_EFAIL, "run %lld (policy %s) has no measured total", (long long)ids[2],
                       vp->name);
     if (!st)
+        st = validate_run_conditions(db, ids[2], &row->cond, e);
+    row->disturbed = row->cond.measured && cond_judge(&row->cond, NULL, 0);
+    row->excluded = row->disturbed && !out->keep_disturbed;
+    out->disturbed += row->disturbed;
+    out->excluded += row->excluded;
+    out->unknown += !row->cond.measured;
+    if (!st && !row->excluded)
         st = group_tasks(db, job, vp, &out->groups, &out->ngroups, gcap, e);
     double rate[2] = {NAN, NAN};
     for (int k = 0; k < 2 && !st; k++)
@@ -270,24 +298,28 @@ static llmsim_status compare_one(store *db, const record_job *job, const validat
     return st;
 }
 
-/* The MAPEs over the policies; with the disk as measured, over the same set
- * with the runs that had no check as they are. */
+/* The MAPEs over the policies not left out (NaN over none); with the disk
+ * as measured, over the same set with the runs that had no check as they
+ * are. */
 static void compare_mapes(validate_report *r)
 {
     double sum_sim = 0, sum_pred = 0, sum_sim_now = 0, sum_pred_now = 0;
-    int nnow = 0; /* policies with a --check-disk */
+    int nnow = 0, n = 0; /* policies with a --check-disk; policies counted */
     for (int i = 0; i < r->n; i++) {
         const validate_row *w = &r->rows[i];
+        if (w->excluded)
+            continue;
+        n++;
         sum_sim += fabs(validate_pct(w->total[1], w->total[2]));
         sum_pred += fabs(validate_pct(w->total[0], w->total[2]));
         nnow += !isnan(w->now[1]);
         sum_sim_now += fabs(validate_pct(isnan(w->now[1]) ? w->total[1] : w->now[1], w->total[2]));
         sum_pred_now += fabs(validate_pct(isnan(w->now[0]) ? w->total[0] : w->now[0], w->total[2]));
     }
-    r->mape_sim = sum_sim / r->n;
-    r->mape_pred = sum_pred / r->n;
-    r->mape_now[0] = nnow ? sum_pred_now / r->n : NAN;
-    r->mape_now[1] = nnow ? sum_sim_now / r->n : NAN;
+    r->mape_sim = n ? sum_sim / n : NAN;
+    r->mape_pred = n ? sum_pred / n : NAN;
+    r->mape_now[0] = nnow ? sum_pred_now / n : NAN;
+    r->mape_now[1] = nnow ? sum_sim_now / n : NAN;
 }
 
 static cJSON *row_json(const validate_policy *vp, const validate_row *w)
@@ -311,6 +343,13 @@ static cJSON *row_json(const validate_policy *vp, const validate_row *w)
     cJSON_AddNumberToObject(ids, "simulate", (double)vp->id_sim);
     cJSON_AddNumberToObject(ids, "measure", (double)vp->id_meas);
     cJSON_AddBoolToObject(r, "reused", vp->reused[2]);
+    cJSON_AddNumberToObject(r, "measurements", vp->measurements);
+    /* null: recorded before llmsim kept a run's conditions */
+    cJSON_AddItemToObject(r, "disturbed", w->cond.measured ? cJSON_CreateBool(w->disturbed)
+                                                           : cJSON_CreateNull());
+    cJSON_AddBoolToObject(r, "excluded", w->excluded);
+    cJSON_AddItemToObject(r, "conditions", w->cond.measured ? result_conditions_json(&w->cond)
+                                                            : cJSON_CreateNull());
     if (!isnan(w->now[1])) {
         cJSON *dn = cJSON_AddObjectToObject(r, "disk_now");
         cJSON_AddNumberToObject(dn, "read_ratio", w->disk_now[0]);
@@ -336,12 +375,16 @@ static cJSON *report_json(const record_job *job, const validate_policy *ps, cons
     cJSON *arr = cJSON_AddArrayToObject(obj, "runs");
     for (int i = 0; i < r->n; i++)
         cJSON_AddItemToArray(arr, row_json(&ps[i], &r->rows[i]));
-    cJSON_AddNumberToObject(obj, "mape", r->mape_sim);
-    cJSON_AddNumberToObject(obj, "mape_predicted", r->mape_pred);
+    cJSON_AddItemToObject(obj, "mape", num_or_null(r->mape_sim)); /* null: over none */
+    cJSON_AddItemToObject(obj, "mape_predicted", num_or_null(r->mape_pred));
     if (!isnan(r->mape_now[1])) {
         cJSON_AddNumberToObject(obj, "mape_disk_now", r->mape_now[1]);
         cJSON_AddNumberToObject(obj, "mape_predicted_disk_now", r->mape_now[0]);
     }
+    cJSON_AddNumberToObject(obj, "disturbed_runs", r->disturbed);
+    cJSON_AddNumberToObject(obj, "disturbed_excluded", r->excluded);
+    cJSON_AddBoolToObject(obj, "keep_disturbed", r->keep_disturbed);
+    cJSON_AddNumberToObject(obj, "conditions_unknown", r->unknown);
     cJSON *prims = cJSON_AddArrayToObject(obj, "primitives");
     for (size_t g = 0; g < r->ngroups && (int)g < top; g++) {
         const validate_group *gp = &r->groups[g];
@@ -358,10 +401,11 @@ static cJSON *report_json(const record_job *job, const validate_policy *ps, cons
 }
 
 llmsim_status validate_compare(const record_job *job, const validate_policy *ps, int n, int top,
-                               validate_report *out, diag *e)
+                               bool keep_disturbed, validate_report *out, diag *e)
 {
     memset(out, 0, sizeof *out);
     out->n = n;
+    out->keep_disturbed = keep_disturbed;
     store *db = NULL;
     llmsim_status st = store_open(job->db_path, &db, e);
     size_t gcap = 0;
@@ -379,7 +423,7 @@ llmsim_status validate_compare(const record_job *job, const validate_policy *ps,
         qsort(out->groups, out->ngroups, sizeof *out->groups, group_cmp);
     out->json = report_json(job, ps, out, top);
     char *text = cJSON_PrintUnformatted(out->json);
-    st = text ? record_validate(job, text, out->mape_sim, out->mape_pred, n, &out->run_id, e)
+    st = text ? record_validate(job, text, out, &out->run_id, e)
               : diag_set(e, LLMSIM_EFAIL, "out of memory");
     free(text);
     if (st)

@@ -26,7 +26,8 @@ typedef struct validate_policy {
     char name[96];
     policy p;
     int64_t id_pred, id_sim, id_meas;
-    bool reused[3]; /* found in the store rather than computed now */
+    bool reused[3];   /* found in the store rather than computed now */
+    int measurements; /* engine runs made now (0: reused); more than 1 when disturbed */
 } validate_policy;
 
 /* ---- the policies */
@@ -47,11 +48,17 @@ typedef struct validate_opts {
     bool rerun;      /* compute again what the store holds */
     bool progress;   /* a line on stderr per step */
     bool check_disk; /* measure the disk around each run that uses it */
+    int remeasure;   /* a run measured under contention is measured again, at most this
+                        many more times (exec/conditions.h) */
 } validate_opts;
 
 /* Predict, simulate and measure policy vp (number index of count) for the
  * job (its policy is ignored), each unless the store has it; vp's run ids
- * and reuse flags are set. */
+ * and reuse flags are set. Every measurement is bracketed by its conditions
+ * (exec/conditions.h); one disturbed is said so on stderr and measured
+ * again, at most o->remeasure more times, and the first quiet one is kept,
+ * else the least disturbed (all of them are recorded). From the store, the
+ * newest measurement not known to be disturbed is reused. */
 llmsim_status validate_policy_run(const record_job *job, validate_policy *vp, const validate_opts *o,
                                   int index, int count, diag *e);
 
@@ -62,6 +69,9 @@ typedef struct validate_row {
     double stage[3][CM_NSTAGES]; /* per block, summed over the steps */
     double disk_now[2];          /* --check-disk: read, write rate around the run / the profile's */
     double now[2];               /* predicted, simulated with the disk at that rate; NaN without */
+    exec_conditions cond;        /* the measurement's, as recorded; cond.measured false: unknown */
+    bool disturbed;              /* cond_judge of cond */
+    bool excluded;               /* disturbed, and so left out of the MAPEs and the primitives */
 } validate_row;
 
 /* The tasks of one primitive (validate_primitive_key) over every policy. */
@@ -78,15 +88,21 @@ typedef struct validate_report {
     size_t ngroups;
     double mape_sim, mape_pred;
     double mape_now[2];     /* predicted, simulated with the disk as measured; NaN without */
+    bool keep_disturbed;    /* disturbed runs are counted like the others */
+    int disturbed;          /* runs measured under contention */
+    int excluded;           /* of them, left out (all of them unless keep_disturbed) */
+    int unknown;            /* runs recorded without their conditions (before llmsim kept them) */
     cJSON *json;            /* the comparison as recorded, with its run_id; owned */
     int64_t run_id;
 } validate_report;
 
 /* Compare the three runs of each of the n policies of the job (model,
  * hardware, workload), and record the comparison as a 'validate' run (its
- * JSON lists the `top` primitives with the largest errors). */
+ * JSON lists the `top` primitives with the largest errors). A run measured
+ * under contention is left out of the MAPEs (NaN when that leaves none) and
+ * the primitives unless keep_disturbed. */
 llmsim_status validate_compare(const record_job *job, const validate_policy *ps, int n, int top,
-                               validate_report *out, diag *e);
+                               bool keep_disturbed, validate_report *out, diag *e);
 void validate_report_free(validate_report *r);
 /* The four stages the tables show, summed. */
 double validate_stage_total(const double s[CM_NSTAGES]);
@@ -96,6 +112,9 @@ double validate_pct(double x, double ref);
 
 /* A run's metric by key (NaN when absent). */
 double validate_run_metric(store *db, int64_t id, const char *key, diag *e, llmsim_status *st);
+/* The conditions a measure run recorded, read back from its metrics;
+ * c->measured false for a run recorded before llmsim kept them (unknown). */
+llmsim_status validate_run_conditions(store *db, int64_t id, exec_conditions *c, diag *e);
 
 /* The tasks of a run sorted by id, for validate_task_find. Free with free(). */
 llmsim_status validate_tasks_sorted(store *db, int64_t id, store_task_row **rows, size_t *n,

@@ -90,9 +90,10 @@ for sig in INT TERM; do
   check "validate, SIG$sig before its second policy: exit $want, said so" \
     '[ $rc -eq $want ] && grep -q "interrupted" "$tmp/err" && recorded "$db" validate "--rerun"'
 
-  # ---- calibrate, from that store's measure runs, at a known step of each phase
+  # ---- calibrate, from that store's measure runs, at a known step of each phase (every
+  # run counted: a loaded machine's runs are not left out of what calibrate fits)
   "$L" validate --model "$M" --hardware cpu-only --grid --prompt-len 8 --gen-len 2 --threads 1 \
-    --db "$db" --offload-dir "$off" >/dev/null 2>&1
+    --db "$db" --offload-dir "$off" --remeasure 0 --keep-disturbed >/dev/null 2>&1
   for step in 1 20; do
     LLMSIM_FAULT=$([ $sig = INT ] && echo interrupt || echo terminate):$step "$L" calibrate \
       --hardware cpu-only --db "$db" -o "$tmp/cal-$sig.yaml" >/dev/null 2>"$tmp/err"; rc=$?
