@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "common/fault.h"
 #include "cli/commands.h"
+#include "validate/search_check.h"
 #include "validate/validate.h"
 
 /* ---- the policies of a directory */
@@ -127,7 +128,7 @@ static int grid(const record_job *rj, validate_policy **ps, int *n)
 static const char *row_note(const validate_policy *vp, const validate_row *w)
 {
     static char note[96];
-    snprintf(note, sizeof note, "%s%s%s",
+    snprintf(note, sizeof note, "%s%s%s%s", w->fit_seen ? "  fit" : "",
              w->excluded    ? "  disturbed: left out"
              : w->disturbed ? "  disturbed: counted"
                             : "",
@@ -165,6 +166,32 @@ static void print_disturbed(const validate_policy *ps, const validate_report *r)
         printf("\n");
 }
 
+/* Runs a calibrated profile was fitted on, intervals, tasks, ranking. */
+static void print_summary(const validate_policy *ps, const validate_report *r)
+{
+    if (r->fit_seen)
+        printf("%d of %d runs have the inputs the calibrated profile was fitted on: marked 'fit', left out\n"
+               "of the MAPE, the coverage and the primitives (no error is judged on the fit's own data)\n",
+               r->fit_seen, r->n);
+    if (r->with_interval)
+        printf("intervals (from the %s): %d of %d counted runs measured inside their simulated p10-p90\n",
+               strcmp(r->interval_source, "calibration") == 0 ? "calibration's held-out errors"
+                                                              : "profile's spreads",
+               r->covered, r->with_interval);
+    else
+        printf("intervals: none (the profile has no measured spreads and no calibration)\n");
+    if (!isnan(r->task_median))
+        printf("tasks: median error %.1f%% over %zu tasks\n", r->task_median, r->ntask_err);
+    if (!isnan(r->rank_rho[1]) && r->best[2] >= 0)
+        printf("ranking by throughput: Spearman rho %.3f (simulated), %.3f (cost model) against the\n"
+               "measured; the measured best %s; the cost model's best %s, %.1f%% slower%s; the\n"
+               "simulation's best %s, %.1f%% slower\n",
+               r->rank_rho[1], r->rank_rho[0], ps[r->best[2]].name, ps[r->best[0]].name, r->shortfall[0],
+               r->shortfall[0] <= 100 * VALIDATE_BEST_WITHIN ? " (within 5%: the same within noise)" : "",
+               ps[r->best[1]].name, r->shortfall[1]);
+    printf("\n");
+}
+
 /* Totals and their errors, and again with the disk as --check-disk measured it. */
 static void print_totals(const validate_policy *ps, const validate_report *r)
 {
@@ -177,6 +204,7 @@ static void print_totals(const validate_policy *ps, const validate_report *r)
                validate_pct(rows[i].total[1], rows[i].total[2]), row_note(&ps[i], &rows[i]));
     print_mape("MAPE", r->mape_pred, r->mape_sim, 35, "");
     print_disturbed(ps, r);
+    print_summary(ps, r);
     if (isnan(r->mape_now[1]))
         return;
     printf("with the disk as measured around each run that uses it (--check-disk): its rate\n"
@@ -280,6 +308,11 @@ static void usage(void)
            "  --keep-disturbed       count runs measured under contention in the MAPEs and the\n"
            "                         primitives (by default they are left out, and the report\n"
            "                         says how many and why)\n"
+           "  --search K             also the search's best K candidates (llmsim search, GPU\n"
+           "                         batches and their number up to 8), named search-1 ..;\n"
+           "                         the ranking line says whether its best is the measured best\n"
+           "  --allow-noisy          use a profile whose figures these policies read spread over\n"
+           "                         10%% when measured (FLAGGED; refused by default)\n"
            "  --top N                primitives with the largest errors to list (default 8)\n"
            "  --synthetic SEED       seed of the engine's synthetic weights (default 1)\n"
            "  --offload-dir DIR      where the engine's disk tensors go (default $TMPDIR or /tmp)\n"
@@ -298,6 +331,13 @@ static void usage(void)
            "second validate reuses the newest run that was not disturbed. JSON: per run\n"
            "disturbed (null: recorded before conditions were kept), excluded, conditions,\n"
            "measurements; disturbed_excluded; mape null when over none.\n\n"
+           "Each run is also judged against its interval (the simulated total's p10-p90, from\n"
+           "a calibration's held-out errors or the profile's spreads: llmsim predict --help),\n"
+           "the tasks' median error is given, and the runs are ranked by throughput (Spearman's\n"
+           "rho of predicted and simulated against measured; whether the predicted best is the\n"
+           "measured best within 5%%). With a calibrated profile, the runs whose inputs it was\n"
+           "fitted on are marked fit and left out. JSON: per run fit_seen, throughput_tok_s,\n"
+           "interval; counted, fit_seen, task_median_error, coverage, ranking.\n\n"
            "llmsim validate --serving [the options of llmsim serve] [--preemption all]:\n"
            "serve-sim against serve on the same requests and settings (see llmsim validate\n"
            "--serving --help).\n");
@@ -308,7 +348,9 @@ typedef struct v_args {
     const char *policies_dir;
     bool use_grid;
     bool keep_disturbed;
+    bool allow_noisy;
     long long top;
+    long long search;       /* --search K: the search's best K candidates beside the policies */
     /* which of the job's options were given (else validate's defaults) */
     bool have_prompt, have_gen, have_workload, have_gbs, have_ngb;
 } v_args;
@@ -326,6 +368,7 @@ static bool take_valued(validate_opts *o, v_args *va, int which, const char *v)
     case 3: o->engine.offload_parent = v; break;
     case 4: ok = cli_parse_ll(v, 1, 4096, &n); o->engine.threads = (int)n; break;
     case 5: ok = cli_parse_ll(v, 0, 10, &n); o->remeasure = (int)n; break;
+    case 6: ok = cli_parse_ll(v, 1, VALIDATE_SEARCH_MAX, &va->search); break;
     }
     return ok;
 }
@@ -336,7 +379,7 @@ static int lift_opts(int argc, char **argv, validate_opts *o, v_args *va, char *
                      bool *help)
 {
     static const char *const valued[] = {"--policies", "--top", "--synthetic", "--offload-dir",
-                                         "--threads", "--remeasure"};
+                                         "--threads", "--remeasure", "--search"};
     *nargs = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -349,6 +392,7 @@ static int lift_opts(int argc, char **argv, validate_opts *o, v_args *va, char *
                      : strcmp(a, "--rerun") == 0      ? &o->rerun
                      : strcmp(a, "--check-disk") == 0 ? &o->check_disk
                      : strcmp(a, "--keep-disturbed") == 0 ? &va->keep_disturbed
+                     : strcmp(a, "--allow-noisy") == 0 ? &va->allow_noisy
                                                       : NULL;
         if (flag) {
             *flag = true;
@@ -449,7 +493,48 @@ static int compare_and_print(const cli_job *job, const record_job *rj, const val
     return CLI_EXIT_OK;
 }
 
-/* The policies, from the directory or the grid; run, compare and print. */
+/* The search's best k candidates after the nps policies of *ps (grown). */
+static int add_search(const record_job *rj, int k, validate_policy **ps, int *nps)
+{
+    strbuf skipped = {0};
+    diag e;
+    diag_clear(&e);
+    validate_policy *found = NULL;
+    int nfound = 0;
+    llmsim_status st = validate_search_policies(rj, k, VALIDATE_SEARCH_BATCH, &found, &nfound, &skipped, &e);
+    for (const char *line = strbuf_str(&skipped); *line;) {
+        const char *nl = strchr(line, '\n');
+        fprintf(stderr, "llmsim validate: %.*s\n", (int)(nl - line), line);
+        line = nl + 1;
+    }
+    strbuf_free(&skipped);
+    if (st)
+        return cli_fail("validate", &e);
+    validate_policy *all = realloc(*ps, (size_t)(*nps + nfound) * sizeof *all);
+    if (!all) {
+        free(found);
+        fprintf(stderr, "llmsim validate: out of memory\n");
+        return CLI_EXIT_FAIL;
+    }
+    memcpy(all + *nps, found, (size_t)nfound * sizeof *found);
+    free(found);
+    *ps = all;
+    *nps += nfound;
+    return CLI_EXIT_OK;
+}
+
+/* A profile whose figures these policies read spread over the limit is
+ * refused unless --allow-noisy (then a warning). */
+static int noisy_check(const cli_job *job, const validate_policy *ps, int nps, bool allow)
+{
+    unsigned uses = 0;
+    for (int i = 0; i < nps; i++)
+        uses |= placement_hw_uses(&job->model, &job->hw, &ps[i].p);
+    return cli_flagged_check("validate", job->hw_spec, &job->hw, uses, !allow);
+}
+
+/* The policies, from the directory or the grid (and the search's); run,
+ * compare and print. */
 static int validate(const cli_job *job, const v_args *va, const validate_opts *o)
 {
     record_job rj = cli_record_job(job);
@@ -457,6 +542,10 @@ static int validate(const cli_job *job, const v_args *va, const validate_opts *o
     int nps = 0;
     int status = va->policies_dir ? load_policy_dir(va->policies_dir, &ps, &nps)
                                   : grid(&rj, &ps, &nps);
+    if (!status && va->search)
+        status = add_search(&rj, (int)va->search, &ps, &nps);
+    if (!status)
+        status = noisy_check(job, ps, nps, va->allow_noisy);
     if (!status)
         status = run_policies(&rj, ps, nps, o);
     if (!status)

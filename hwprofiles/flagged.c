@@ -9,7 +9,7 @@ static int flag_one(strbuf *out, double spread, const char *what)
     if (!(spread > HW_SPREAD_LIMIT))
         return 0;
     if (out)
-        strbuf_printf(out, "%s: spread %.0f%%\n", what, 100 * spread);
+        strbuf_printf(out, "%s: spread %.1f%%\n", what, 100 * spread);
     return 1;
 }
 

@@ -9,6 +9,11 @@
 
 #include "validate/validate.h"
 
+/* validate --search K: at most this many candidates, and GPU batches (and
+ * numbers of them) up to VALIDATE_SEARCH_BATCH, which a CPU runs in seconds. */
+#define VALIDATE_SEARCH_MAX 20
+#define VALIDATE_SEARCH_BATCH 8
+
 /* Whether the engine can run policy p for the job here: the plan's RAM
  * within the profile's memory and what is free on this machine. */
 bool validate_fits_engine(const record_job *job, const policy *p);
@@ -23,6 +28,11 @@ llmsim_status validate_search_policies(const record_job *job, int k, int max_bat
 /* Spearman's rank correlation of x and y (ties at their mean rank); NaN
  * with fewer than 3 points or a constant side. */
 double validate_spearman(const double *x, const double *y, int n);
+
+/* The predicted best is "the measured best within noise" when the measured
+ * best is at most this much faster (a fraction): two runs of one policy on
+ * the development VM differ by up to 5%. */
+#define VALIDATE_BEST_WITHIN 0.05
 
 typedef struct validate_rank {
     int n;

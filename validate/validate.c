@@ -1,5 +1,6 @@
 /* validate — see validate.h. */
 #include "validate/validate.h"
+#include "validate/search_check.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 #include "db/record.h"
 #include "db/result_json.h"
 #include "common/units.h"
+#include "costmodel/interval.h"
 #include "costmodel/primitives.h"
 #include "profiler/profiler.h"
 #include "sim/sim.h"
@@ -131,10 +133,30 @@ static llmsim_status stage_sums(store *db, int64_t id, double out[CM_NSTAGES], d
     return st;
 }
 
-/* Group the simulated and measured task times of one policy by primitive. */
-static llmsim_status group_tasks(store *db, const record_job *job, const validate_policy *vp, validate_group **groups,
-                                 size_t *ngroups, size_t *cap, diag *e)
+/* The relative error of one task into the report's list of them. */
+static llmsim_status task_error_add(validate_report *r, double sim_s, double meas_s, diag *e)
 {
+    if (!(meas_s > 0))
+        return LLMSIM_OK;
+    if (r->ntask_err == r->task_err_cap) {
+        size_t ncap = r->task_err_cap ? 2 * r->task_err_cap : 1024;
+        double *v = realloc(r->task_err, ncap * sizeof *v);
+        if (!v)
+            return diag_set(e, LLMSIM_EFAIL, "out of memory");
+        r->task_err = v;
+        r->task_err_cap = ncap;
+    }
+    r->task_err[r->ntask_err++] = fabs(sim_s - meas_s) / meas_s;
+    return LLMSIM_OK;
+}
+
+/* Group the simulated and measured task times of one policy by primitive
+ * (and each task's error into the report's list). */
+static llmsim_status group_tasks(store *db, const record_job *job, const validate_policy *vp, validate_report *out,
+                                 size_t *cap, diag *e)
+{
+    validate_group **groups = &out->groups;
+    size_t *ngroups = &out->ngroups;
     plan pl;
     llmsim_status st = plan_build(job->model, job->hw, &vp->p, job->workload, &pl, e);
     if (st)
@@ -174,6 +196,7 @@ static llmsim_status group_tasks(store *db, const record_job *job, const validat
         gp->sim_s += ds;
         gp->meas_s += dm;
         gp->abs_err_s += fabs(ds - dm);
+        st = task_error_add(out, ds, dm, e);
     }
     free(sim);
     free(meas);
@@ -265,6 +288,46 @@ static llmsim_status predict_disk_now(const record_job *job, const policy *p, co
     return st;
 }
 
+/* Whether the job's calibrated profile was fitted on policy p's inputs. */
+static llmsim_status seen_by_fit(store *db, const record_job *job, const policy *p, bool *seen, diag *e)
+{
+    const hw_calibration *k = &job->hw->calib;
+    *seen = false;
+    if (!k->present)
+        return LLMSIM_OK;
+    record_job one = *job;
+    one.policy = p;
+    record_hashes h;
+    llmsim_status st = record_inputs(db, &one, &h, e);
+    char key[HW_FIT_INPUT_LEN];
+    snprintf(key, sizeof key, "%.16s:%.16s:%.16s", h.model, h.policy, h.workload);
+    for (int i = 0; !st && i < k->nfit && !*seen; i++)
+        *seen = strcmp(k->fit_inputs[i], key) == 0;
+    return st;
+}
+
+/* A row's throughputs, its interval, whether the fit saw it. */
+static llmsim_status row_extras(store *db, const record_job *job, const validate_policy *vp, validate_row *row,
+                                validate_report *out, diag *e)
+{
+    const int64_t ids[3] = {vp->id_pred, vp->id_sim, vp->id_meas};
+    llmsim_status st = LLMSIM_OK;
+    for (int k = 0; k < 3 && !st; k++)
+        row->tput[k] = validate_run_metric(db, ids[k], "throughput_tok_s", e, &st);
+    cm_interval iv;
+    if (!st)
+        st = cm_predict_interval(job->model, job->hw, &vp->p, job->workload, &iv, e);
+    if (st)
+        return st;
+    out->interval_source = cm_interval_source_names[iv.source];
+    row->interval[0] = iv.source != CM_INTERVAL_NONE ? iv.lo * row->total[1] : NAN;
+    row->interval[1] = iv.source != CM_INTERVAL_NONE ? iv.hi * row->total[1] : NAN;
+    if ((st = seen_by_fit(db, job, &vp->p, &row->fit_seen, e)))
+        return st;
+    out->fit_seen += row->fit_seen;
+    return LLMSIM_OK;
+}
+
 /* One policy's row: its three totals and stage sums, its tasks into the
  * groups, and with a --check-disk the totals again at the disk's rate. */
 static llmsim_status compare_one(store *db, const record_job *job, const validate_policy *vp,
@@ -287,8 +350,10 @@ static llmsim_status compare_one(store *db, const record_job *job, const validat
     out->disturbed += row->disturbed;
     out->excluded += row->excluded;
     out->unknown += !row->cond.measured;
-    if (!st && !row->excluded)
-        st = group_tasks(db, job, vp, &out->groups, &out->ngroups, gcap, e);
+    if (!st)
+        st = row_extras(db, job, vp, row, out, e);
+    if (!st && !row->excluded && !row->fit_seen)
+        st = group_tasks(db, job, vp, out, gcap, e);
     double rate[2] = {NAN, NAN};
     for (int k = 0; k < 2 && !st; k++)
         rate[k] = validate_run_metric(db, ids[2], k ? "disk_write_now_Bps" : "disk_read_now_Bps", e, &st);
@@ -307,7 +372,7 @@ static void compare_mapes(validate_report *r)
     int nnow = 0, n = 0; /* policies with a --check-disk; policies counted */
     for (int i = 0; i < r->n; i++) {
         const validate_row *w = &r->rows[i];
-        if (w->excluded)
+        if (w->excluded || w->fit_seen)
             continue;
         n++;
         sum_sim += fabs(validate_pct(w->total[1], w->total[2]));
@@ -320,6 +385,50 @@ static void compare_mapes(validate_report *r)
     r->mape_pred = n ? sum_pred / n : NAN;
     r->mape_now[0] = nnow ? sum_pred_now / n : NAN;
     r->mape_now[1] = nnow ? sum_sim_now / n : NAN;
+    r->counted = n;
+}
+
+static int dbl_cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Coverage of the intervals and the tasks' median error over the counted
+ * runs; the ranking over every run not left out as disturbed. */
+static void compare_summary(validate_report *r)
+{
+    double pred[VALIDATE_MAX_RANKED] = {0}, sim[VALIDATE_MAX_RANKED] = {0}, meas[VALIDATE_MAX_RANKED] = {0};
+    int n = 0, idx[VALIDATE_MAX_RANKED] = {0};
+    for (int i = 0; i < r->n; i++) {
+        const validate_row *w = &r->rows[i];
+        if (!w->excluded && !w->fit_seen && !isnan(w->interval[0])) {
+            r->with_interval++;
+            r->covered += w->total[2] >= w->interval[0] && w->total[2] <= w->interval[1];
+        }
+        if (!w->excluded && n < VALIDATE_MAX_RANKED && w->tput[2] > 0) {
+            pred[n] = w->tput[0];
+            sim[n] = w->tput[1];
+            meas[n] = w->tput[2];
+            idx[n++] = i;
+        }
+    }
+    r->task_median = NAN;
+    if (r->ntask_err) {
+        qsort(r->task_err, r->ntask_err, sizeof *r->task_err, dbl_cmp);
+        size_t h = r->ntask_err / 2;
+        r->task_median = 100 * (r->ntask_err % 2 ? r->task_err[h] : 0.5 * (r->task_err[h - 1] + r->task_err[h]));
+    }
+    validate_rank rk;
+    validate_rank_get(pred, meas, n, VALIDATE_BEST_WITHIN, &rk);
+    r->rank_rho[0] = rk.rho;
+    r->best[0] = n ? idx[rk.best_predicted] : -1;
+    r->shortfall[0] = n ? 100 * rk.shortfall : NAN;
+    validate_rank_get(sim, meas, n, VALIDATE_BEST_WITHIN, &rk);
+    r->rank_rho[1] = rk.rho;
+    r->best[1] = n ? idx[rk.best_predicted] : -1;
+    r->best[2] = n ? idx[rk.best_measured] : -1;
+    r->shortfall[1] = n ? 100 * rk.shortfall : NAN;
 }
 
 static cJSON *row_json(const validate_policy *vp, const validate_row *w)
@@ -348,6 +457,16 @@ static cJSON *row_json(const validate_policy *vp, const validate_row *w)
     cJSON_AddItemToObject(r, "disturbed", w->cond.measured ? cJSON_CreateBool(w->disturbed)
                                                            : cJSON_CreateNull());
     cJSON_AddBoolToObject(r, "excluded", w->excluded);
+    cJSON_AddBoolToObject(r, "fit_seen", w->fit_seen);
+    cJSON *tp = cJSON_AddObjectToObject(r, "throughput_tok_s");
+    cJSON_AddItemToObject(tp, "predicted", num_or_null(w->tput[0]));
+    cJSON_AddItemToObject(tp, "simulated", num_or_null(w->tput[1]));
+    cJSON_AddItemToObject(tp, "measured", num_or_null(w->tput[2]));
+    cJSON *iv = cJSON_AddObjectToObject(r, "interval");
+    cJSON_AddItemToObject(iv, "simulated_s_p10", num_or_null(w->interval[0]));
+    cJSON_AddItemToObject(iv, "simulated_s_p90", num_or_null(w->interval[1]));
+    cJSON_AddItemToObject(iv, "inside", isnan(w->interval[0]) ? cJSON_CreateNull()
+                          : cJSON_CreateBool(w->total[2] >= w->interval[0] && w->total[2] <= w->interval[1]));
     cJSON_AddItemToObject(r, "conditions", w->cond.measured ? result_conditions_json(&w->cond)
                                                             : cJSON_CreateNull());
     if (!isnan(w->now[1])) {
@@ -360,6 +479,31 @@ static cJSON *row_json(const validate_policy *vp, const validate_row *w)
         cJSON_AddNumberToObject(dn, "predicted_error", validate_pct(w->now[0], w->total[2]));
     }
     return r;
+}
+
+/* Coverage, the tasks' median error, the fit's runs, the ranking. */
+static void summary_json(cJSON *obj, const validate_policy *ps, const validate_report *r)
+{
+    cJSON_AddNumberToObject(obj, "counted", r->counted);
+    cJSON_AddNumberToObject(obj, "fit_seen", r->fit_seen);
+    cJSON_AddItemToObject(obj, "task_median_error", num_or_null(r->task_median));
+    cJSON *cov = cJSON_AddObjectToObject(obj, "coverage");
+    cJSON_AddStringToObject(cov, "source", r->interval_source ? r->interval_source : "none");
+    cJSON_AddNumberToObject(cov, "runs", r->with_interval);
+    cJSON_AddNumberToObject(cov, "inside", r->covered);
+    cJSON_AddItemToObject(cov, "fraction", r->with_interval ? cJSON_CreateNumber((double)r->covered / r->with_interval)
+                                                            : cJSON_CreateNull());
+    cJSON *rk = cJSON_AddObjectToObject(obj, "ranking");
+    cJSON_AddItemToObject(rk, "rho_predicted", num_or_null(r->rank_rho[0]));
+    cJSON_AddItemToObject(rk, "rho", num_or_null(r->rank_rho[1]));
+    static const char *const keys[3] = {"best_predicted", "best_simulated", "best_measured"};
+    for (int k = 0; k < 3; k++)
+        cJSON_AddItemToObject(rk, keys[k], r->best[k] >= 0 ? cJSON_CreateString(ps[r->best[k]].name)
+                                                           : cJSON_CreateNull());
+    cJSON_AddItemToObject(rk, "shortfall_predicted_pct", num_or_null(r->shortfall[0]));
+    cJSON_AddItemToObject(rk, "shortfall_pct", num_or_null(r->shortfall[1]));
+    cJSON_AddItemToObject(rk, "best_within", isnan(r->shortfall[0]) ? cJSON_CreateNull()
+                                                                    : cJSON_CreateBool(r->shortfall[0] <= 100 * VALIDATE_BEST_WITHIN));
 }
 
 static cJSON *report_json(const record_job *job, const validate_policy *ps, const validate_report *r,
@@ -385,6 +529,7 @@ static cJSON *report_json(const record_job *job, const validate_policy *ps, cons
     cJSON_AddNumberToObject(obj, "disturbed_excluded", r->excluded);
     cJSON_AddBoolToObject(obj, "keep_disturbed", r->keep_disturbed);
     cJSON_AddNumberToObject(obj, "conditions_unknown", r->unknown);
+    summary_json(obj, ps, r);
     cJSON *prims = cJSON_AddArrayToObject(obj, "primitives");
     for (size_t g = 0; g < r->ngroups && (int)g < top; g++) {
         const validate_group *gp = &r->groups[g];
@@ -419,6 +564,7 @@ llmsim_status validate_compare(const record_job *job, const validate_policy *ps,
         return st;
     }
     compare_mapes(out);
+    compare_summary(out);
     if (out->ngroups)
         qsort(out->groups, out->ngroups, sizeof *out->groups, group_cmp);
     out->json = report_json(job, ps, out, top);
@@ -437,6 +583,7 @@ void validate_report_free(validate_report *r)
 {
     free(r->rows);
     free(r->groups);
+    free(r->task_err);
     cJSON_Delete(r->json);
     memset(r, 0, sizeof *r);
 }

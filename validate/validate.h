@@ -72,7 +72,13 @@ typedef struct validate_row {
     exec_conditions cond;        /* the measurement's, as recorded; cond.measured false: unknown */
     bool disturbed;              /* cond_judge of cond */
     bool excluded;               /* disturbed, and so left out of the MAPEs and the primitives */
+    bool fit_seen;               /* a calibrated profile was fitted on these inputs: left out too */
+    double tput[3];              /* throughput (tok/s): predicted, simulated, measured */
+    double interval[2];          /* p10, p90 of the simulated total (costmodel/interval.h); NaN: none */
 } validate_row;
+
+/* The most policies validate ranks by throughput. */
+#define VALIDATE_MAX_RANKED 256
 
 /* The tasks of one primitive (validate_primitive_key) over every policy. */
 typedef struct validate_group {
@@ -92,6 +98,18 @@ typedef struct validate_report {
     int disturbed;          /* runs measured under contention */
     int excluded;           /* of them, left out (all of them unless keep_disturbed) */
     int unknown;            /* runs recorded without their conditions (before llmsim kept them) */
+    int fit_seen;           /* runs whose inputs the calibrated profile was fitted on */
+    int counted;            /* runs in the MAPEs: not excluded, not seen by the fit */
+    int covered;            /* of the counted runs with an interval, those measured inside it */
+    int with_interval;
+    const char *interval_source; /* cm_interval_source_names */
+    double *task_err;       /* |simulated - measured| / measured of every task compared */
+    size_t ntask_err, task_err_cap;
+    double task_median;     /* their median, percent; NaN without */
+    double rank_rho[2];     /* Spearman of predicted, simulated against measured throughput */
+    int best[3];            /* index of the best by prediction, simulation, measurement */
+    double shortfall[2];    /* (measured best - measured of the predicted, simulated best) /
+                             * measured best, percent */
     cJSON *json;            /* the comparison as recorded, with its run_id; owned */
     int64_t run_id;
 } validate_report;
