@@ -432,8 +432,9 @@ static llmsim_status probe_dequant(prof *P, hwprofile *hw, pool *pl, diag *e)
     for (int b = 0; b < 2 && !st; b++) {
         size_t rb = quant_row_bytes(cols, bits[b], PROFILE_DEQUANT_GROUP);
         fill_random(x, cols * 64, (uint64_t)(5 + b));
-        for (size_t r = 0; r < rows; r += 64) /* 64 distinct rows, repeated */
-            k_quantize(pl, x, 64, cols, bits[b], PROFILE_DEQUANT_GROUP, q[b] + r * rb);
+        k_quantize(pl, x, 64, cols, bits[b], PROFILE_DEQUANT_GROUP, q[b]); /* 64 distinct rows, repeated */
+        for (size_t r = 64; r < rows; r += 64)
+            memcpy(q[b] + r * rb, q[b], 64 * rb);
         c[b] = (deq_ctx){pl, q[b], rows, cols, bits[b], out};
         snprintf(what[b], sizeof what[b], "CPU dequantization, %d-bit", bits[b]);
     }
