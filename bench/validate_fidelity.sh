@@ -15,12 +15,17 @@ B=${1:?usage: validate_fidelity.sh BUILD_DIR OUT_DIR [DISK_DIR] [validate flags.
 OUT=${2:?usage: validate_fidelity.sh BUILD_DIR OUT_DIR [DISK_DIR] [validate flags...]}
 DISK=${3:-${TMPDIR:-/tmp}}
 shift $(($# >= 3 ? 3 : $#))
+flags=("$@")
 L=$B/llmsim
 mkdir -p "$OUT"
 export LLMSIM_DB=$OUT/store.db
 echo "== machine: $(uname -n), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ), llmsim $(git -C "$(dirname "$0")/.." rev-parse --short HEAD 2>/dev/null || echo '?')" | tee "$OUT/summary.txt"
 start=$(date +%s)
 "$L" profile -o "$OUT/profile.yaml" --disk-dir "$DISK" >"$OUT/profile.txt"
+if grep -q FLAGGED "$OUT/profile.txt"; then # once more, as a user would, before --allow-noisy
+  echo "profile: $(grep -c FLAGGED "$OUT/profile.txt") lines FLAGGED; measuring again" | tee -a "$OUT/summary.txt"
+  "$L" profile -o "$OUT/profile.yaml" --disk-dir "$DISK" >"$OUT/profile.txt"
+fi
 echo "profile: $(( $(date +%s) - start )) s, $(grep -c FLAGGED "$OUT/profile.txt" || true) lines FLAGGED" | tee -a "$OUT/summary.txt"
 summarize() { # JSON file -> one line
   python3 - "$1" <<'PY'
@@ -45,9 +50,9 @@ for m in opt-1.3b tinyllama-1.1b; do
     extra=()
     [ "$1" = 128 ] && extra=(--search 5)
     "$L" validate --model "$m" --hardware "$OUT/profile.yaml" --grid "${extra[@]}" --prompt-len "$1" --gen-len "$2" \
-      --gpu-batch-size "$3" --num-gpu-batches "$4" --offload-dir "$DISK" >"$OUT/validate-$name.txt"
+      --gpu-batch-size "$3" --num-gpu-batches "$4" --offload-dir "$DISK" "${flags[@]}" >"$OUT/validate-$name.txt"
     "$L" validate --model "$m" --hardware "$OUT/profile.yaml" --grid "${extra[@]}" --prompt-len "$1" --gen-len "$2" \
-      --gpu-batch-size "$3" --num-gpu-batches "$4" --offload-dir "$DISK" --format json >"$OUT/validate-$name.json"
+      --gpu-batch-size "$3" --num-gpu-batches "$4" --offload-dir "$DISK" "${flags[@]}" --format json >"$OUT/validate-$name.json"
     ids+=("$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$OUT/validate-$name.json")")
     echo "validate $name: $(( $(date +%s) - t0 )) s; $(summarize "$OUT/validate-$name.json")" | tee -a "$OUT/summary.txt"
   done
