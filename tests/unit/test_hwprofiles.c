@@ -550,7 +550,7 @@ static void check_flagged_and_calibration(void)
     int n = hwprofile_flagged(hw, HW_USES_CPU, &s);
     int want = 2 + (hw->cpu.gemm.npoints > 0); /* memory bandwidth, 4-bit dequantization, GEMM */
     CHECK(n == want, "flagged: %d figures, want %d:\n%s", n, want, strbuf_str(&s));
-    CHECK(strstr(strbuf_str(&s), "CPU memory bandwidth: spread 25%") != NULL, "flagged: %s", strbuf_str(&s));
+    CHECK(strstr(strbuf_str(&s), "CPU memory bandwidth: spread 25.0%") != NULL, "flagged: %s", strbuf_str(&s));
     CHECK(hwprofile_flagged(hw, HW_USES_DISK_READ, NULL) == 0, "flagged: CPU figures counted for the disk");
     strbuf_free(&s);
     /* a broken calibration section is the file's error */
