@@ -309,7 +309,7 @@ static void usage(void)
            "                         primitives (by default they are left out, and the report\n"
            "                         says how many and why)\n"
            "  --search K             also the search's best K candidates (llmsim search, GPU\n"
-           "                         batches and their number up to 8), named search-1 ..;\n"
+           "                         batches up to 8, two of them at most), named search-1 ..;\n"
            "                         the ranking line says whether its best is the measured best\n"
            "  --allow-noisy          use a profile whose figures these policies read spread over\n"
            "                         10%% when measured (FLAGGED; refused by default)\n"
@@ -501,7 +501,7 @@ static int add_search(const record_job *rj, int k, validate_policy **ps, int *np
     diag_clear(&e);
     validate_policy *found = NULL;
     int nfound = 0;
-    llmsim_status st = validate_search_policies(rj, k, VALIDATE_SEARCH_BATCH, &found, &nfound, &skipped, &e);
+    llmsim_status st = validate_search_policies(rj, k, VALIDATE_SEARCH_BATCH, VALIDATE_SEARCH_BATCHES, &found, &nfound, &skipped, &e);
     for (const char *line = strbuf_str(&skipped); *line;) {
         const char *nl = strchr(line, '\n');
         fprintf(stderr, "llmsim validate: %.*s\n", (int)(nl - line), line);

@@ -37,14 +37,14 @@ static bool same_policy(const policy *a, const policy *b)
            a->cpu_attention == b->cpu_attention;
 }
 
-llmsim_status validate_search_policies(const record_job *job, int k, int max_batch, validate_policy **out,
-                                       int *n, strbuf *skipped, diag *e)
+llmsim_status validate_search_policies(const record_job *job, int k, int max_batch, int max_batches,
+                                       validate_policy **out, int *n, strbuf *skipped, diag *e)
 {
     search_options so;
     search_options_init(&so);
     so.top_k = 4 * k; /* spares for the ones that repeat or do not fit the engine */
     so.max_gpu_batch = max_batch;
-    so.max_gpu_batches = max_batch;
+    so.max_gpu_batches = max_batches;
     search_result sr;
     llmsim_status st = search_run(job->model, job->hw, job->workload, &so, &sr, e);
     if (st)
