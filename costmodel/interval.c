@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/stats.h"
+
 const char *const cm_interval_source_names[3] = {"none", "spreads", "calibration"};
 
 /* The classes of figures that drift together. */
@@ -12,18 +14,10 @@ enum { C_CPU_GEMM, C_CPU_READ, C_CPU_MEM, C_CPU_ATTN, C_CPU_DEQ, C_DISK_R, C_DIS
 
 #define STEP 1.05 /* the change of a class's rates for its elasticity */
 
-static int dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static double median(double *v, int n)
 {
-    if (n == 0)
-        return 0;
-    qsort(v, (size_t)n, sizeof *v, dbl_cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    stats_sort(v, (size_t)n);
+    return stats_median_sorted(v, (size_t)n);
 }
 
 static int gemm_spreads(const hw_gemm_table *t, double *v, int n)

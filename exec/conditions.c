@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/stats.h"
 
 // ---- reading /proc and /sys
 
@@ -155,12 +156,6 @@ static float probe_unit(float *restrict dst, const float *restrict src)
     return acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
 }
 
-static int double_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* A pass: a warm-up (an idle core, a VM's idle vCPU above all, takes a while
  * to come to speed), then PROBE_WINDOWS windows of units; the median
  * window's rate, so that a blip of a millisecond does not count and a load
@@ -186,7 +181,7 @@ static void *probe_main(void *arg)
         } while (t1 - t0 < COND_PROBE_PASS_S / PROBE_WINDOWS);
         rate[k] = bytes / (t1 - t0);
     }
-    qsort(rate, PROBE_WINDOWS, sizeof rate[0], double_cmp);
+    stats_sort(rate, PROBE_WINDOWS);
     w->rate_Bps = rate[PROBE_WINDOWS / 2];
     return NULL;
 }

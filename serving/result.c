@@ -7,20 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const serve_state_names[3] = {"waiting", "running", "swapped"};
+#include "common/stats.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+const char *const serve_state_names[3] = {"waiting", "running", "swapped"};
 
 serve_stat serve_stat_of(double *v, size_t n)
 {
     serve_stat st = {0};
     if (!n)
         return st;
-    qsort(v, n, sizeof *v, cmp_double);
+    stats_sort(v, n);
     double sum = 0;
     for (size_t i = 0; i < n; i++)
         sum += v[i];

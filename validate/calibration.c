@@ -2,6 +2,7 @@
 #include "validate/calibration.h"
 
 #include "common/fault.h"
+#include "common/stats.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -262,20 +263,6 @@ static llmsim_status simulated_total(const hwprofile *hw, const calibration_run 
     return st;
 }
 
-static int dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The quantile q of v[0..n) sorted (linear between order statistics). */
-static double quantile(const double *v, int n, double q)
-{
-    double pos = q * (n - 1);
-    int lo = (int)pos;
-    return lo + 1 < n ? v[lo] + (pos - lo) * (v[lo + 1] - v[lo]) : v[n - 1];
-}
-
 /* What the fitted profile keeps of its fit (hw_calibration): the inputs of
  * every run it was fitted on, and the p10 and p90 of the simulation's
  * signed error after the fit on the held-out runs. */
@@ -298,9 +285,9 @@ static void fit_record(hwprofile *hw, const calibration *S)
             snprintf(k->fit_inputs[k->nfit++], HW_FIT_INPUT_LEN, "%s", r->inputs);
     }
     if (k->nheld) {
-        qsort(err, (size_t)k->nheld, sizeof *err, dbl_cmp);
-        k->held_err_p10 = quantile(err, k->nheld, 0.1);
-        k->held_err_p90 = quantile(err, k->nheld, 0.9);
+        stats_sort(err, (size_t)k->nheld);
+        k->held_err_p10 = stats_quantile_sorted(err, (size_t)k->nheld, 0.1);
+        k->held_err_p90 = stats_quantile_sorted(err, (size_t)k->nheld, 0.9);
     }
 }
 

@@ -9,6 +9,7 @@
 
 #include "db/record.h"
 #include "db/result_json.h"
+#include "common/stats.h"
 #include "common/units.h"
 #include "costmodel/interval.h"
 #include "costmodel/primitives.h"
@@ -388,12 +389,6 @@ static void compare_mapes(validate_report *r)
     r->counted = n;
 }
 
-static int dbl_cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* Coverage of the intervals and the tasks' median error over the counted
  * runs; the ranking over every run not left out as disturbed. */
 static void compare_summary(validate_report *r)
@@ -415,9 +410,8 @@ static void compare_summary(validate_report *r)
     }
     r->task_median = NAN;
     if (r->ntask_err) {
-        qsort(r->task_err, r->ntask_err, sizeof *r->task_err, dbl_cmp);
-        size_t h = r->ntask_err / 2;
-        r->task_median = 100 * (r->ntask_err % 2 ? r->task_err[h] : 0.5 * (r->task_err[h - 1] + r->task_err[h]));
+        stats_sort(r->task_err, r->ntask_err);
+        r->task_median = 100 * stats_median_sorted(r->task_err, r->ntask_err);
     }
     validate_rank rk;
     validate_rank_get(pred, meas, n, VALIDATE_BEST_WITHIN, &rk);
