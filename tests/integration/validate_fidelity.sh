@@ -53,6 +53,8 @@ check "the tasks' median error is a percentage" \
 check "the ranking names the measured best and a rho in [-1, 1]" \
   '[ "$(echo "$out" | json "-1 <= d[\"ranking\"][\"rho\"] <= 1 and d[\"ranking\"][\"best_measured\"] in [r[\"name\"] for r in d[\"runs\"]]")" = True ]'
 vid=$(echo "$out" | json 'd["run_id"]')
+"$L" validate "${common[@]}" --hardware "$tmp/noisy.yaml" --grid --allow-noisy --search 0 >/dev/null 2>"$tmp/err"; rc=$?
+check "--search 0: exit 2, naming the option" '[ $rc -eq 2 ] && grep -q -- "--search" "$tmp/err"'
 
 "$L" calibrate --hardware "$tmp/noisy.yaml" --runs "$vid" --holdout-every 2 -o "$tmp/cal.yaml" --db "$db" \
   >/dev/null 2>&1; rc=$?

@@ -561,6 +561,25 @@ static void check_flagged_and_calibration(void)
         "calibration:\n  fit_inputs: []\n  held_out_runs: 1\n  held_out_error_p10: 0.2\n"
         "  held_out_error_p90: 0.1\n",
     };
+    /* a dequant point of 6 bits, or two of 4 bits, is the file's error */
+    hwprofile_save(hw, &s);
+    static const char *const deq_bad[] = {"{bits: 6,", "{bits: 4,"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *at = strstr(strbuf_str(&s), "{bits: 8,");
+        CHECK(at != NULL, "dequant: no 8-bit point saved");
+        if (!at)
+            break;
+        strbuf t = {0};
+        strbuf_printf(&t, "%.*s%s%s", (int)(at - strbuf_str(&s)), strbuf_str(&s), deq_bad[i], at + 9);
+        hwprofile *back = calloc(1, sizeof *back);
+        diag_clear(&e);
+        CHECK(back && hwprofile_load_yaml_text("bad.yaml", strbuf_str(&t), back, &e) == LLMSIM_EINPUT &&
+                  strstr(e.msg, "bad.yaml") != NULL,
+              "dequant: %s accepted (%s)", deq_bad[i], e.msg);
+        free(back);
+        strbuf_free(&t);
+    }
+    strbuf_free(&s);
     hw->calib.present = false;
     hwprofile_save(hw, &s);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
