@@ -161,6 +161,9 @@ static const char usage_engine[] =
     "                         length and the number of prompts)\n"
     "  --prompt-seed N        seed of random prompts (default 1)\n"
     "  --tokens-out FILE      write the generated tokens, one line a prompt\n"
+    "  --logits-out FILE      write the logits of the first block's steps: float32,\n"
+    "                         little-endian, [gen-len][sequences][vocab] (for checking\n"
+    "                         the engine against another implementation)\n"
     "  --temperature T        sampling temperature (default 0: greedy)\n"
     "  --top-p P              nucleus sampling (default 1)\n"
     "  --seed N               sampling seed (default 1)\n"
@@ -188,8 +191,9 @@ static const char usage_engine[] =
  * prompts point into (owned; freed by run_opts_free). */
 typedef struct run_opts {
     engine_opts eng;
-    const char *prompt_file, *tokens_out, *ppl_file;
+    const char *prompt_file, *tokens_out, *ppl_file, *logits_file;
     int32_t *prompts, *ppl_tokens;
+    float *logits; /* --logits-out: [gen][bls][vocab], the engine's logits_out */
     long long *score_from;
 } run_opts;
 
@@ -198,6 +202,7 @@ static void run_opts_free(run_opts *o)
     free(o->ppl_tokens);
     free(o->score_from);
     free(o->prompts);
+    free(o->logits);
 }
 
 /* The value v of option `which` (an index into lift_engine_opts's names:
@@ -216,6 +221,7 @@ static bool take_engine_opt(run_opts *o, int which, const char *v)
         o->eng.sample_seed = (uint64_t)n;
         return true;
     case 3: o->ppl_file = v; return true;
+    case 4: o->logits_file = v; return true;
     }
     return false;
 }
@@ -225,9 +231,10 @@ static bool take_engine_opt(run_opts *o, int which, const char *v)
  * exit status. */
 static int lift_engine_opts(int argc, char **argv, run_opts *o, char **args, int *nargs)
 {
-    const char *valued[CLI_ENGINE_OPTS + 4];
+    const char *valued[CLI_ENGINE_OPTS + 5];
     memcpy(valued, cli_engine_opt_names, sizeof cli_engine_opt_names);
-    const char *const own[] = {"--prompt-tokens", "--tokens-out", "--seed", "--eval-ppl"};
+    const char *const own[] = {"--prompt-tokens", "--tokens-out", "--seed", "--eval-ppl",
+                               "--logits-out"};
     memcpy(valued + CLI_ENGINE_OPTS, own, sizeof own);
     *nargs = 0;
     for (int i = 0; i < argc; i++) {
@@ -390,12 +397,66 @@ static void print_table(const cli_job *job, const run_opts *o, const plan *pl,
     printf("conditions  %s%s\n", cond, er->cond.disturbed == 1 ? " (disturbed)" : "");
     if (o->tokens_out)
         printf("tokens      %s\n", o->tokens_out);
+    if (o->logits_file)
+        printf("logits      %s\n", o->logits_file);
     if (o->ppl_file)
         printf("perplexity  %.6g over %lld tokens of %s\n",
                er->nll_count ? exp(er->nll_sum / (double)er->nll_count) : NAN, er->nll_count,
                o->ppl_file);
     printf("recorded as run %lld in %s\n", (long long)run_id, job->db_path);
 }
+/* The sequences of a block, whose logits --logits-out writes. */
+static long long block_seqs(const cli_job *job)
+{
+    return (long long)job->policy.gpu_batch_size * job->policy.num_gpu_batches;
+}
+
+/* --logits-out: the buffer the engine fills, after checking the file can be
+ * written (before the run, so that nothing is run for nothing). */
+static int logits_prepare(const cli_job *job, run_opts *o)
+{
+    diag e;
+    diag_clear(&e);
+    const double n = (double)job->workload.gen_len * (double)block_seqs(job) *
+                     (double)job->model.vocab_size;
+    if (n * sizeof(float) > 4.0 * (1ull << 30)) {
+        diag_set(&e, LLMSIM_EINPUT, "--logits-out %s: %.3g GiB of logits (gen-len x sequences x "
+                 "vocabulary); at most 4 GiB: shorten --gen-len or the batch", o->logits_file,
+                 n * sizeof(float) / (1ull << 30));
+        return cli_fail("run", &e);
+    }
+    if (atomicfile_check(o->logits_file, "--logits-out", &e))
+        return cli_fail("run", &e);
+    if (!(o->logits = calloc((size_t)n, sizeof(float)))) {
+        diag_set(&e, LLMSIM_EFAIL, "--logits-out: out of memory for %.0f logits", n);
+        return cli_fail("run", &e);
+    }
+    o->eng.logits_out = o->logits;
+    return CLI_EXIT_OK;
+}
+
+/* The logits as float32, little-endian (the host's order on every machine
+ * llmsim builds for: checked), [gen][bls][vocab]. */
+static llmsim_status write_logits(const cli_job *job, const run_opts *o, diag *e)
+{
+    const uint32_t one = 1;
+    if (*(const uint8_t *)&one != 1)
+        return diag_set(e, LLMSIM_EFAIL, "--logits-out: this host is big-endian; the file is "
+                        "little-endian float32");
+    const size_t n = (size_t)job->workload.gen_len * (size_t)block_seqs(job) *
+                     (size_t)job->model.vocab_size;
+    atomicfile a;
+    llmsim_status st = atomicfile_open(&a, o->logits_file, "--logits-out", e);
+    if (st)
+        return st;
+    if (fwrite(o->logits, sizeof(float), n, a.f) != n) {
+        atomicfile_abort(&a);
+        return diag_set(e, LLMSIM_EFAIL, "--logits-out %s: cannot write: %s", o->logits_file,
+                        strerror(errno));
+    }
+    return atomicfile_commit(&a, "--logits-out", e);
+}
+
 /* Record the measured timeline, write the tokens; print. */
 static int record_and_print(const cli_job *job, const run_opts *o, const plan *pl,
                             engine_result *er)
@@ -415,7 +476,8 @@ static int record_and_print(const cli_job *job, const run_opts *o, const plan *p
                 "this machine's alone (the run is recorded with its conditions)\n", why);
     if (record_measurement(&rj, pl, er, &o->eng, &r, &t, &obj, &run_id, &e)) {
         status = cli_fail("run", &e);
-    } else if (o->tokens_out && write_tokens(o->tokens_out, er, job->workload.gen_len, &e)) {
+    } else if ((o->tokens_out && write_tokens(o->tokens_out, er, job->workload.gen_len, &e)) ||
+               (o->logits_file && write_logits(job, o, &e))) {
         cJSON_Delete(obj);
         status = cli_fail("run", &e);
     } else if (!cli_print_json_if_asked(job->format, obj)) {
@@ -475,6 +537,8 @@ int cmd_run(int argc, char **argv)
         status = load_prompt_file(job, &o);
     if (job && !status && o.ppl_file)
         status = load_ppl_windows(job, &o);
+    if (job && !status && o.logits_file)
+        status = logits_prepare(job, &o);
     if (job && !status)
         status = run(job, &o);
     run_opts_free(&o);

@@ -48,7 +48,7 @@ typedef struct engine_opts {
     /* a plan for a GPU runs on the host emulation of a device
      * (exec/cuda/dev.h GDEV_HOST) instead of CUDA: tests and CI */
     bool gpu_emulated;
-    /* test hook: when non-NULL, the logits of every step of the first block,
+    /* when non-NULL (llmsim run --logits-out, tests), the logits of every step of the first block,
      * [gen_len][bls][vocab] */
     float *logits_out;
 } engine_opts;
