@@ -4,24 +4,110 @@
  */
 #include "models/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/yamldoc.h"
 
-const char *const model_family_names[3] = {"opt", "llama", "mistral"};
-const char *const model_ffn_names[3] = {"relu", "gelu", "swiglu"};
+const char *const model_family_names[MODEL_FAMILIES] = {"opt",   "llama", "mistral", "qwen2",
+                                                         "qwen3", "gemma", "phi3"};
+const char *const model_ffn_names[MODEL_FFNS] = {"relu", "gelu", "swiglu", "geglu_tanh"};
+const char *const model_rope_names[3] = {"none", "linear", "llama3"};
 const char *const model_norm_names[2] = {"layernorm", "rmsnorm"};
 const char *const model_pos_names[2] = {"learned", "rotary"};
 const char *const model_dtype_names[3] = {"fp16", "bf16", "fp32"};
 
 const char *const model_shipped_names[] = {
-    "opt-125m",    "opt-1.3b",     "opt-6.7b",     "opt-13b",      "opt-30b",
-    "opt-66b",     "opt-175b",     "llama-2-7b",   "llama-2-13b",  "llama-2-70b",
-    "llama-3.1-8b", "llama-3.1-70b", "mistral-7b", "tinyllama-1.1b", NULL,
+    /* opt */
+    "opt-125m", "opt-1.3b", "opt-6.7b", "opt-13b", "opt-30b", "opt-66b", "opt-175b",
+    /* llama */
+    "llama-2-7b", "llama-2-13b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.2-1b",
+    "llama-3.2-3b", "tinyllama-1.1b",
+    /* mistral */
+    "mistral-7b",
+    /* qwen2 */
+    "qwen2.5-0.5b", "qwen2.5-1.5b", "qwen2.5-7b",
+    /* qwen3 */
+    "qwen3-0.6b", "qwen3-1.7b", "qwen3-8b",
+    /* gemma */
+    "gemma-2b", "gemma-7b",
+    /* phi3 */
+    "phi-3-mini-4k",
+    NULL,
 };
 
 int model_dtype_bytes(model_dtype dt) { return dt == MODEL_DTYPE_FP32 ? 4 : 2; }
+
+bool model_ffn_gated(const model *m)
+{
+    return m->ffn_kind == MODEL_FFN_SWIGLU || m->ffn_kind == MODEL_FFN_GEGLU_TANH;
+}
+
+int64_t model_kv_positions(const model *m, int64_t prompt, int64_t ctx)
+{
+    if (m->sliding_window <= 0)
+        return ctx;
+    int64_t cap = m->sliding_window > prompt ? m->sliding_window : prompt;
+    return ctx < cap ? ctx : cap;
+}
+
+int64_t model_attn_first(const model *m, int64_t pos)
+{
+    return m->sliding_window > 0 && pos >= m->sliding_window ? pos - m->sliding_window + 1 : 0;
+}
+
+double model_attn_pairs(const model *m, int64_t start, int64_t t)
+{
+    /* causal: positions start+1 .. start+t keys; under a window W a query at
+     * pos >= W sees W of them */
+    const double end = (double)(start + t), st = (double)start;
+    const int64_t w = m->sliding_window;
+    if (w <= 0 || start + t <= w)
+        return (end * (end + 1) - st * (st + 1)) / 2;
+    const int64_t full_end = start > w ? start : w; /* queries before here see pos + 1 keys */
+    const double fe = (double)full_end;
+    return (fe * (fe + 1) - st * (st + 1)) / 2 + (end - fe) * (double)w;
+}
+
+/* x rounded to `bits` significant bits, to nearest even (a normal fp16,
+ * bf16 or fp32 value of the magnitudes an embedding scale has). */
+static double round_significand(double x, int bits)
+{
+    int ex;
+    double fr = frexp(x, &ex); /* x = fr 2^ex, fr in [0.5, 1) */
+    return ldexp(nearbyint(ldexp(fr, bits)), ex - bits);
+}
+
+double model_embed_scale(const model *m)
+{
+    if (!m->scale_embeddings)
+        return 1.0;
+    const int bits = m->dtype == MODEL_DTYPE_FP32 ? 24 : m->dtype == MODEL_DTYPE_BF16 ? 8 : 11;
+    return round_significand(sqrt((double)m->hidden_size), bits);
+}
+
+void model_rope_inv_freq(const model *m, double *out)
+{
+    const int64_t half = m->head_dim / 2;
+    const model_rope_scaling *r = &m->rope_scaling;
+    for (int64_t i = 0; i < half; i++) {
+        double f = pow(m->rope_theta, -2.0 * (double)i / (double)m->head_dim);
+        if (r->kind == MODEL_ROPE_LINEAR) {
+            f /= r->factor;
+        } else if (r->kind == MODEL_ROPE_LLAMA3) {
+            const double old = (double)r->original_max_context, wavelen = 2 * 3.14159265358979323846 / f;
+            if (wavelen > old / r->low_freq_factor) { /* low frequencies: scaled */
+                f /= r->factor;
+            } else if (wavelen >= old / r->high_freq_factor) { /* between: a blend */
+                double s = (old / wavelen - r->low_freq_factor) /
+                           (r->high_freq_factor - r->low_freq_factor);
+                f = (1 - s) * f / r->factor + s * f;
+            } /* high frequencies: kept */
+        }
+        out[i] = f;
+    }
+}
 
 /* ---- counts */
 
@@ -33,13 +119,15 @@ void model_layer_params_get(const model *m, model_layer_params *p)
     int64_t h = m->hidden_size, q = model_q_dim(m), kv = model_kv_dim(m), f = m->ffn_size;
     memset(p, 0, sizeof *p);
     p->attn_weights = h * q + 2 * h * kv + q * h;
-    bool swiglu = m->ffn_kind == MODEL_FFN_SWIGLU;
-    p->mlp_weights = (swiglu ? 3 : 2) * h * f;
+    bool gated = model_ffn_gated(m);
+    p->mlp_weights = (gated ? 3 : 2) * h * f;
     if (m->linear_bias) {
         p->attn_bias = q + 2 * kv + h;
-        p->mlp_bias = (swiglu ? 2 * f : f) + h;
+        p->mlp_bias = (gated ? 2 * f : f) + h;
+    } else if (m->qkv_bias) {
+        p->attn_bias = q + 2 * kv;
     }
-    p->norm = (m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * 2 * h;
+    p->norm = (m->norm == MODEL_NORM_LAYERNORM ? 2 : 1) * 2 * h + (m->qk_norm ? 2 * m->head_dim : 0);
 }
 
 int64_t model_layer_param_count(const model *m)
@@ -89,7 +177,7 @@ int model_layer_tensors(const model *m, model_tensor *out)
     tensor(&out[n++], "self_attn.k_proj.weight", kv, h, true);
     tensor(&out[n++], "self_attn.v_proj.weight", kv, h, true);
     tensor(&out[n++], opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight", h, q, true);
-    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+    if (model_ffn_gated(m)) {
         tensor(&out[n++], "mlp.gate_proj.weight", f, h, true);
         tensor(&out[n++], "mlp.up_proj.weight", f, h, true);
         tensor(&out[n++], "mlp.down_proj.weight", h, f, true);
@@ -102,7 +190,7 @@ int model_layer_tensors(const model *m, model_tensor *out)
         tensor(&out[n++], "self_attn.k_proj.bias", 1, kv, false);
         tensor(&out[n++], "self_attn.v_proj.bias", 1, kv, false);
         tensor(&out[n++], opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias", 1, h, false);
-        if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+        if (model_ffn_gated(m)) {
             tensor(&out[n++], "mlp.gate_proj.bias", 1, f, false);
             tensor(&out[n++], "mlp.up_proj.bias", 1, f, false);
             tensor(&out[n++], "mlp.down_proj.bias", 1, h, false);
@@ -110,6 +198,14 @@ int model_layer_tensors(const model *m, model_tensor *out)
             tensor(&out[n++], opt ? "fc1.bias" : "mlp.fc1.bias", 1, f, false);
             tensor(&out[n++], opt ? "fc2.bias" : "mlp.fc2.bias", 1, h, false);
         }
+    } else if (m->qkv_bias) {
+        tensor(&out[n++], "self_attn.q_proj.bias", 1, q, false);
+        tensor(&out[n++], "self_attn.k_proj.bias", 1, kv, false);
+        tensor(&out[n++], "self_attn.v_proj.bias", 1, kv, false);
+    }
+    if (m->qk_norm) {
+        tensor(&out[n++], "self_attn.q_norm.weight", 1, m->head_dim, false);
+        tensor(&out[n++], "self_attn.k_norm.weight", 1, m->head_dim, false);
     }
     if (m->norm == MODEL_NORM_LAYERNORM) {
         tensor(&out[n++], "self_attn_layer_norm.weight", 1, h, false);
@@ -147,6 +243,9 @@ int model_head_tensors(const model *m, model_tensor *out)
 
 /* ---- validation */
 
+static bool model_feature_rule_broken(const model *m, const char **key, char *msg, size_t len);
+static bool model_size_rule_broken(const model *m, const char **key, char *msg, size_t len);
+
 /* The first broken cross-field rule: a message without location, and the
  * key it concerns (so a YAML loader can point at that line). */
 static bool model_rule_broken(const void *value, const char **key, char *msg, size_t len)
@@ -174,6 +273,12 @@ static bool model_rule_broken(const void *value, const char **key, char *msg, si
         snprintf(msg, len, "rotary positions need an even head_dim, got %lld", (long long)m->head_dim);
         return true;
     }
+    return model_size_rule_broken(m, key, msg, len) || model_feature_rule_broken(m, key, msg, len);
+}
+
+/* Every size well inside what the products llmsim forms can hold. */
+static bool model_size_rule_broken(const model *m, const char **key, char *msg, size_t len)
+{
     /* Keep every product we form well inside int64. */
     const int64_t lim = (int64_t)1 << 24;
     struct {
@@ -183,7 +288,7 @@ static bool model_rule_broken(const void *value, const char **key, char *msg, si
         {"layers", m->num_layers, 4096},        {"hidden_size", m->hidden_size, lim},
         {"ffn_size", m->ffn_size, lim * 4},     {"vocab_size", m->vocab_size, lim * 4},
         {"max_context", m->max_context, lim * 4}, {"heads", m->num_heads, 4096},
-        {"head_dim", m->head_dim, 4096},
+        {"head_dim", m->head_dim, MODEL_MAX_HEAD_DIM},
     };
     for (size_t i = 0; i < sizeof limits / sizeof limits[0]; i++) {
         if (limits[i].v > limits[i].max) {
@@ -200,6 +305,33 @@ static bool model_rule_broken(const void *value, const char **key, char *msg, si
         return true;
     }
     return false;
+}
+
+/* The rules of the features beyond the sizes. */
+static bool model_feature_rule_broken(const model *m, const char **key, char *msg, size_t len)
+{
+    const model_rope_scaling *r = &m->rope_scaling;
+    const char *why = NULL;
+    if (m->qkv_bias && m->linear_bias)
+        *key = "qkv_bias", why = "linear_bias already puts biases on q, k and v; give one of them";
+    else if ((m->norm_plus_one || m->qk_norm) && m->norm != MODEL_NORM_RMSNORM)
+        *key = m->qk_norm ? "qk_norm" : "norm_plus_one", why = "needs norm: rmsnorm";
+    else if (m->family == MODEL_FAMILY_PHI3 && m->ffn_kind != MODEL_FFN_SWIGLU)
+        *key = "ffn_kind", why = "phi3 checkpoints fuse gate and up (gate_up_proj): ffn_kind swiglu";
+    else if (r->kind != MODEL_ROPE_NONE && m->position != MODEL_POS_ROTARY)
+        *key = "rope_scaling", why = "scales rotary frequencies: needs position: rotary";
+    else if (r->kind != MODEL_ROPE_NONE && !(r->factor > 0))
+        *key = "rope_scaling", why = "needs factor > 0";
+    else if (r->kind == MODEL_ROPE_LLAMA3 &&
+             !(r->low_freq_factor > 0 && r->high_freq_factor > r->low_freq_factor &&
+               r->original_max_context > 0))
+        *key = "rope_scaling", why = "llama3 needs 0 < low_freq_factor < high_freq_factor and "
+                                     "original_max_context > 0";
+    else if (m->sliding_window < 0)
+        *key = "sliding_window", why = "must be a positive number of positions";
+    if (why)
+        snprintf(msg, len, "%s", why);
+    return why != NULL;
 }
 
 llmsim_status model_validate(const model *m, const char *where, diag *e)
@@ -229,7 +361,7 @@ static llmsim_status read_sizes(yd_map *root, model *m, bool *have_kv, bool *hav
     bool have;
     llmsim_status st;
     if ((st = yd_field_str(root, "name", YD_REQUIRED, m->name, sizeof m->name, e)) ||
-        (st = yd_field_enum(root, "family", YD_REQUIRED, model_family_names, 3, &iv, e)))
+        (st = yd_field_enum(root, "family", YD_REQUIRED, model_family_names, MODEL_FAMILIES, &iv, e)))
         return st;
     m->family = (model_family)iv;
     if ((st = read_size(root, "layers", YD_REQUIRED, &m->num_layers, &have, e)) ||
@@ -249,7 +381,7 @@ static llmsim_status read_layer_kinds(yd_map *root, model *m, diag *e)
 {
     int iv;
     llmsim_status st;
-    if ((st = yd_field_enum(root, "ffn_kind", YD_REQUIRED, model_ffn_names, 3, &iv, e)))
+    if ((st = yd_field_enum(root, "ffn_kind", YD_REQUIRED, model_ffn_names, MODEL_FFNS, &iv, e)))
         return st;
     m->ffn_kind = (model_ffn)iv;
     if ((st = yd_field_enum(root, "norm", YD_REQUIRED, model_norm_names, 2, &iv, e)))
@@ -268,6 +400,8 @@ static llmsim_status read_options(yd_map *root, model *m, diag *e)
     m->linear_bias = m->family == MODEL_FAMILY_OPT; /* OPT has biases, LLaMA has none */
     if ((st = yd_field_bool(root, "linear_bias", YD_OPTIONAL, &m->linear_bias, e)))
         return st;
+    if ((st = yd_field_str(root, "source", YD_OPTIONAL, m->source, sizeof m->source, e)))
+        return st;
     int iv = MODEL_DTYPE_FP16;
     if ((st = yd_field_enum(root, "dtype", YD_OPTIONAL, model_dtype_names, 3, &iv, e)))
         return st;
@@ -275,6 +409,46 @@ static llmsim_status read_options(yd_map *root, model *m, diag *e)
     if ((st = yd_field_double(root, "norm_eps", YD_OPTIONAL, 1e-12, 1.0, &m->norm_eps, e)))
         return st;
     return yd_field_double(root, "rope_theta", YD_OPTIONAL, 1.0, 1e12, &m->rope_theta, e);
+}
+
+/* rope_scaling: {type: linear, factor} or {type: llama3, factor,
+ * low_freq_factor, high_freq_factor, original_max_context}. */
+static llmsim_status read_rope_scaling(yd_map *map, void *out, diag *e)
+{
+    model_rope_scaling *r = out;
+    int iv;
+    llmsim_status st;
+    if ((st = yd_field_enum(map, "type", YD_REQUIRED, model_rope_names, 3, &iv, e)))
+        return st;
+    r->kind = (model_rope_kind)iv;
+    if (r->kind == MODEL_ROPE_NONE)
+        return LLMSIM_OK;
+    if ((st = yd_field_double(map, "factor", YD_REQUIRED, 1e-6, 1e6, &r->factor, e)) ||
+        r->kind != MODEL_ROPE_LLAMA3)
+        return st;
+    long long orig = 0;
+    if ((st = yd_field_double(map, "low_freq_factor", YD_REQUIRED, 1e-6, 1e6, &r->low_freq_factor, e)) ||
+        (st = yd_field_double(map, "high_freq_factor", YD_REQUIRED, 1e-6, 1e6, &r->high_freq_factor, e)) ||
+        (st = yd_field_int(map, "original_max_context", YD_REQUIRED, 1, (int64_t)1 << 40, &orig, e)))
+        return st;
+    r->original_max_context = orig;
+    return LLMSIM_OK;
+}
+
+/* The features of the families after LLaMA: q/k/v biases, q/k norms,
+ * Gemma's norms and embeddings, the sliding window, RoPE scaling. */
+static llmsim_status read_features(yd_map *root, model *m, diag *e)
+{
+    llmsim_status st;
+    long long w = 0;
+    if ((st = yd_field_bool(root, "qkv_bias", YD_OPTIONAL, &m->qkv_bias, e)) ||
+        (st = yd_field_bool(root, "qk_norm", YD_OPTIONAL, &m->qk_norm, e)) ||
+        (st = yd_field_bool(root, "norm_plus_one", YD_OPTIONAL, &m->norm_plus_one, e)) ||
+        (st = yd_field_bool(root, "scale_embeddings", YD_OPTIONAL, &m->scale_embeddings, e)) ||
+        (st = yd_field_int(root, "sliding_window", YD_OPTIONAL, 1, (int64_t)1 << 40, &w, e)))
+        return st;
+    m->sliding_window = w;
+    return yd_field_read(root, "rope_scaling", YD_OPTIONAL, read_rope_scaling, &m->rope_scaling, e);
 }
 
 /* kv_heads and head_dim when not given, then the cross-field rules, each
@@ -302,7 +476,7 @@ static llmsim_status model_read(yd_map *root, void *out, diag *e)
     m->tied_embeddings = false;
     llmsim_status st;
     if ((st = read_sizes(root, m, &have_kv, &have_hd, e)) || (st = read_layer_kinds(root, m, e)) ||
-        (st = read_options(root, m, e)))
+        (st = read_options(root, m, e)) || (st = read_features(root, m, e)))
         return st;
     return derive_and_check(root, m, have_kv, have_hd, e);
 }
@@ -329,6 +503,28 @@ void model_canonical(const model *m, strbuf *out)
                   model_pos_names[m->position], m->tied_embeddings ? "true" : "false",
                   m->linear_bias ? "true" : "false", model_dtype_names[m->dtype], m->norm_eps,
                   m->rope_theta);
+    /* the later families' features only where set: the text (and the hash)
+     * of a model without them is what it was before they existed */
+    const struct {
+        const char *key;
+        bool on;
+    } flags[] = {{"qkv_bias", m->qkv_bias},
+                 {"qk_norm", m->qk_norm},
+                 {"norm_plus_one", m->norm_plus_one},
+                 {"scale_embeddings", m->scale_embeddings}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++)
+        if (flags[i].on)
+            strbuf_printf(out, "%s: true\n", flags[i].key);
+    if (m->sliding_window > 0)
+        strbuf_printf(out, "sliding_window: %lld\n", (long long)m->sliding_window);
+    const model_rope_scaling *r = &m->rope_scaling;
+    if (r->kind == MODEL_ROPE_LINEAR)
+        strbuf_printf(out, "rope_scaling: {type: linear, factor: %.17g}\n", r->factor);
+    else if (r->kind == MODEL_ROPE_LLAMA3)
+        strbuf_printf(out, "rope_scaling: {type: llama3, factor: %.17g, low_freq_factor: %.17g, "
+                           "high_freq_factor: %.17g, original_max_context: %lld}\n",
+                      r->factor, r->low_freq_factor, r->high_freq_factor,
+                      (long long)r->original_max_context);
 }
 
 llmsim_status model_load_yaml(const char *path, model *m, diag *e)

@@ -1,16 +1,18 @@
 /*
- * model_hf — import a Hugging Face config.json (OPT, LLaMA and Mistral
- * families) into a model. Keys are those of transformers' OPTConfig,
- * LlamaConfig and MistralConfig; missing optional keys take those classes'
- * defaults. JSON parsing is cJSON's.
+ * model_hf — import a Hugging Face config.json (OPT, LLaMA 2 and 3,
+ * Mistral, Qwen2/2.5, Qwen3, Gemma and Phi-3 families) into a model. Keys
+ * are those of transformers' OPTConfig, LlamaConfig, MistralConfig,
+ * Qwen2Config, Qwen3Config, GemmaConfig and Phi3Config; missing optional
+ * keys take those classes' defaults. JSON parsing is cJSON's.
  *
  * Nothing is taken on trust: a key llmsim reads must have its type and a
  * sensible value (a string where a number belongs is an error, not the
  * default), and a key that changes the math and that llmsim does not
- * implement (rope_scaling, a sliding window shorter than the context, logit
- * soft-capping, q/k norms, biases, partial rotary, tanh GELU, ...) is refused
- * naming the key, unless its value is the neutral one. Keys llmsim does not
- * know at all are metadata to it (architectures, token ids, dropout, ...).
+ * implement (RoPE scaling other than linear and llama3, a per-layer sliding
+ * window, logit soft-capping, biases on o or the MLP, partial rotary, ...)
+ * is refused naming the key, unless its value is the neutral one. Keys
+ * llmsim does not know at all are metadata to it (architectures, token ids,
+ * dropout, ...).
  */
 #include <cJSON.h>
 #include <errno.h>
@@ -184,12 +186,10 @@ static bool covers_context(const cJSON *v, const model *m)
     return cJSON_IsNull(v) || (cJSON_IsNumber(v) && v->valuedouble >= (double)m->max_context);
 }
 
-static const hf_feature llama_features[] = {
-    {"rope_scaling", is_null, "scales the rotary frequencies (Llama 3's llama3, linear, dynamic, "
-     "yarn, longrope)"},
-    {"sliding_window", covers_context, "limits attention to a window shorter than the context"},
-    {"use_sliding_window", is_false, "limits attention to a sliding window"},
-    {"attention_bias", is_false, "adds biases to the q, k, v and o projections"},
+/* Keys of the rotary families that llmsim implements nowhere. Each family
+ * reads what it implements (rope_scaling, sliding_window, its biases and
+ * norms) before these are checked. */
+static const hf_feature rotary_features[] = {
     {"mlp_bias", is_false, "adds biases to the MLP"},
     {"partial_rotary_factor", is_one, "applies rotary embeddings to part of each head"},
     {"attn_logit_softcapping", is_null, "soft-caps the attention scores"},
@@ -198,9 +198,24 @@ static const hf_feature llama_features[] = {
     {"use_qk_norm", is_false, "normalizes q and k per head"},
     {"query_pre_attn_scalar", is_null, "scales the queries by another factor than 1/sqrt(head_dim)"},
     {"rope_local_base_freq", is_null, "uses another rotary base on local layers"},
+    {"layer_types", is_null, "mixes layers of different attention (sliding and full)"},
     {"residual_multiplier", is_one, "scales the residual branches"},
     {"embedding_multiplier", is_one, "scales the embeddings"},
     {"logits_scaling", is_one, "scales the logits"},
+    {NULL, NULL, NULL},
+};
+
+/* attention_bias: q, k, v and o biases (LLaMA, Mistral, Qwen3, Gemma,
+ * Phi-3 configs may have the key; all of those checkpoints set it false). */
+static const hf_feature attention_bias_feature[] = {
+    {"attention_bias", is_false, "adds biases to the q, k, v and o projections"},
+    {NULL, NULL, NULL},
+};
+
+/* use_sliding_window (Qwen2, Qwen3): a window on the layers from
+ * max_window_layers on, a different attention per layer. */
+static const hf_feature qwen_window_feature[] = {
+    {"use_sliding_window", is_false, "limits attention to a sliding window on some layers only"},
     {NULL, NULL, NULL},
 };
 
@@ -361,50 +376,223 @@ static llmsim_status import_opt(hf_ctx *c, model *m)
     return LLMSIM_OK;
 }
 
-/* LlamaConfig's and MistralConfig's keys (the same set); `type` is which. */
-static llmsim_status import_llama(hf_ctx *c, const char *type, model *m)
+/* The defaults of a rotary family's config class (transformers'
+ * LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config, GemmaConfig,
+ * Phi3Config) for the keys a config.json may leave out. */
+typedef struct hf_family {
+    const char *type;
+    model_family family;
+    int64_t vocab, max_pos;
+    int64_t head_dim;  /* 0: hidden_size / num_attention_heads */
+    double norm_eps;
+    bool tied;
+} hf_family;
+
+static const hf_family rotary_families[] = {
+    {"llama", MODEL_FAMILY_LLAMA, 32000, 2048, 0, 1e-6, false},
+    {"mistral", MODEL_FAMILY_MISTRAL, 32000, 131072, 0, 1e-6, false},
+    {"qwen2", MODEL_FAMILY_QWEN2, 151936, 32768, 0, 1e-6, false},
+    {"qwen3", MODEL_FAMILY_QWEN3, 151936, 32768, 128, 1e-6, false},
+    {"gemma", MODEL_FAMILY_GEMMA, 256000, 8192, 256, 1e-6, true},
+    {"phi3", MODEL_FAMILY_PHI3, 32064, 4096, 0, 1e-5, false},
+    {NULL, MODEL_FAMILY_LLAMA, 0, 0, 0, 0, false},
+};
+
+/* A number of an object (rope_scaling's), > 0; `key` names it in messages. */
+static llmsim_status sub_num(hf_ctx *c, const cJSON *obj, const char *outer, const char *key,
+                             bool required, double dflt, double *out)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
+    *out = dflt;
+    if (!it || cJSON_IsNull(it)) {
+        if (!required)
+            return LLMSIM_OK;
+        char what[160];
+        snprintf(what, sizeof what, "needs \"%s\"", key);
+        return key_error(c, outer, what);
+    }
+    if (!cJSON_IsNumber(it) || !isfinite(it->valuedouble) || !(it->valuedouble > 0)) {
+        char what[160];
+        snprintf(what, sizeof what, "\"%s\" must be a number > 0", key);
+        return key_error(c, outer, what);
+    }
+    *out = it->valuedouble;
+    return LLMSIM_OK;
+}
+
+/* rope_scaling (or transformers 5's rope_parameters, which also carries
+ * rope_theta): none, linear or llama3; any other rope_type is refused. */
+static llmsim_status read_rope(hf_ctx *c, model *m)
+{
+    const char *key = "rope_parameters";
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(c->root, key);
+    if (!r || cJSON_IsNull(r))
+        r = cJSON_GetObjectItemCaseSensitive(c->root, key = "rope_scaling");
+    if (!r || cJSON_IsNull(r))
+        return LLMSIM_OK;
+    if (!cJSON_IsObject(r))
+        return key_error(c, key, "must be an object (rope_type and its parameters) or null");
+    llmsim_status st;
+    if (strcmp(key, "rope_parameters") == 0 &&
+        (st = sub_num(c, r, key, "rope_theta", false, m->rope_theta, &m->rope_theta)))
+        return st;
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(r, "rope_type");
+    if (!t)
+        t = cJSON_GetObjectItemCaseSensitive(r, "type"); /* the older spelling */
+    if (!t || !cJSON_IsString(t))
+        return key_error(c, key, "needs \"rope_type\" (a string)");
+    const char *type = t->valuestring;
+    model_rope_scaling *rs = &m->rope_scaling;
+    if (strcmp(type, "default") == 0)
+        return LLMSIM_OK;
+    if (strcmp(type, "linear") == 0) {
+        rs->kind = MODEL_ROPE_LINEAR;
+        return sub_num(c, r, key, "factor", true, 1, &rs->factor);
+    }
+    if (strcmp(type, "llama3") == 0) {
+        double orig;
+        rs->kind = MODEL_ROPE_LLAMA3;
+        if ((st = sub_num(c, r, key, "factor", true, 1, &rs->factor)) ||
+            (st = sub_num(c, r, key, "low_freq_factor", true, 1, &rs->low_freq_factor)) ||
+            (st = sub_num(c, r, key, "high_freq_factor", true, 4, &rs->high_freq_factor)) ||
+            (st = sub_num(c, r, key, "original_max_position_embeddings", true, 8192, &orig)))
+            return st;
+        if (orig != floor(orig) || orig > 1e12)
+            return key_error(c, key, "\"original_max_position_embeddings\" must be a whole number");
+        rs->original_max_context = (int64_t)orig;
+        if (!(rs->high_freq_factor > rs->low_freq_factor))
+            return key_error(c, key, "\"high_freq_factor\" must exceed \"low_freq_factor\"");
+        return LLMSIM_OK;
+    }
+    char what[320];
+    snprintf(what, sizeof what, "has rope_type \"%.40s\": llmsim implements \"default\", \"linear\" "
+             "and \"llama3\" (not dynamic, yarn, longrope or su); it would compute other "
+             "positions than the model, so the config is refused", type);
+    return key_error(c, key, what);
+}
+
+/* The sliding window: a key that is a whole number (or null: none); a
+ * window at least as long as the context is none. dflt when absent. */
+static llmsim_status read_window(hf_ctx *c, int64_t dflt, model *m)
+{
+    int64_t w = 0;
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(c->root, "sliding_window");
+    if (it && cJSON_IsNull(it))
+        w = 0;
+    else if (!it)
+        w = dflt;
+    else if (get_int(c, "sliding_window", false, 0, &w))
+        return c->e->status;
+    m->sliding_window = w > 0 && w < m->max_context ? w : 0;
+    return LLMSIM_OK;
+}
+
+/* Gemma's MLP activation: hidden_activation when given, else hidden_act,
+ * where "gelu" means the tanh approximation: Gemma was trained with it, and
+ * transformers' GemmaMLP takes gelu_pytorch_tanh for a config that names
+ * hidden_act "gelu" without hidden_activation. */
+static llmsim_status gemma_activation(hf_ctx *c, model *m)
+{
+    const char *act, *key = "hidden_activation";
+    llmsim_status st = get_str(c, key, &act);
+    if (!st && !act)
+        st = get_str(c, key = "hidden_act", &act);
+    if (st)
+        return st;
+    if (act && strcmp(act, "gelu_pytorch_tanh") != 0 && strcmp(act, "gelu_new") != 0 &&
+        !(strcmp(act, "gelu") == 0 && strcmp(key, "hidden_act") == 0))
+        return key_error(c, key, "is not \"gelu_pytorch_tanh\": llmsim implements Gemma's GeGLU "
+                         "with the tanh approximation of GELU only");
+    m->ffn_kind = MODEL_FFN_GEGLU_TANH;
+    return LLMSIM_OK;
+}
+
+/* What a family adds to the LLaMA layer (the keys of its own). */
+static llmsim_status family_features(hf_ctx *c, model *m)
+{
+    llmsim_status st = LLMSIM_OK;
+    switch (m->family) {
+    case MODEL_FAMILY_QWEN2: /* q, k, v biases in every Qwen2 checkpoint; no key says so */
+        m->qkv_bias = true;
+        return check_features(c, qwen_window_feature, m);
+    case MODEL_FAMILY_QWEN3:
+        m->qk_norm = true;
+        if ((st = check_features(c, qwen_window_feature, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    case MODEL_FAMILY_GEMMA:
+        m->norm_plus_one = true;
+        m->scale_embeddings = true;
+        if ((st = gemma_activation(c, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    case MODEL_FAMILY_MISTRAL: /* MistralConfig's window is 4096 tokens when the key is absent */
+        if ((st = read_window(c, 4096, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    case MODEL_FAMILY_PHI3:
+        if ((st = read_window(c, 0, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    default: {
+        /* LLaMA: a window in a llama config is not LlamaConfig's; refused */
+        static const hf_feature window[] = {
+            {"sliding_window", covers_context, "limits attention to a window shorter than the "
+             "context, which a llama config does not have (use model_type mistral)"},
+            {"use_sliding_window", is_false, "limits attention to a sliding window"},
+            {NULL, NULL, NULL}};
+        if ((st = check_features(c, window, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    }
+    }
+}
+
+/* The keys of the rotary families (LlamaConfig's set, and what each of the
+ * others adds); f is the family's defaults. */
+static llmsim_status import_rotary(hf_ctx *c, const hf_family *f, model *m)
 {
     llmsim_status st;
-    m->family = strcmp(type, "llama") == 0 ? MODEL_FAMILY_LLAMA : MODEL_FAMILY_MISTRAL;
+    m->family = f->family;
     if ((st = get_int(c, "hidden_size", true, 0, &m->hidden_size)) ||
         (st = get_int(c, "num_attention_heads", true, 0, &m->num_heads)) ||
         (st = get_int(c, "num_hidden_layers", true, 0, &m->num_layers)) ||
         (st = get_int(c, "intermediate_size", true, 0, &m->ffn_size)) ||
-        (st = get_int(c, "vocab_size", false, 32000, &m->vocab_size)) ||
-        (st = get_int(c, "max_position_embeddings", false, 2048, &m->max_context)) ||
+        (st = get_int(c, "vocab_size", false, f->vocab, &m->vocab_size)) ||
+        (st = get_int(c, "max_position_embeddings", false, f->max_pos, &m->max_context)) ||
         (st = get_int(c, "num_key_value_heads", false, m->num_heads, &m->num_kv_heads)))
         return st;
-    if (m->hidden_size % m->num_heads != 0 && !cJSON_GetObjectItemCaseSensitive(c->root, "head_dim"))
+    bool have_hd = cJSON_GetObjectItemCaseSensitive(c->root, "head_dim") != NULL;
+    if (!f->head_dim && m->hidden_size % m->num_heads != 0 && !have_hd)
         return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_size is not a multiple of "
                         "num_attention_heads and no head_dim is given", c->path);
-    if ((st = get_int(c, "head_dim", false, m->hidden_size / m->num_heads, &m->head_dim)))
+    if ((st = get_int(c, "head_dim", false, f->head_dim ? f->head_dim : m->hidden_size / m->num_heads,
+                      &m->head_dim)))
         return st;
-    const char *act;
-    if ((st = get_str(c, "hidden_act", &act)))
-        return st;
-    if (act && strcmp(act, "silu") != 0)
-        return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (LLaMA-family "
-                        "models use silu)", c->path, act);
     m->ffn_kind = MODEL_FFN_SWIGLU;
+    if (m->family != MODEL_FAMILY_GEMMA) {
+        const char *act;
+        if ((st = get_str(c, "hidden_act", &act)))
+            return st;
+        if (act && strcmp(act, "silu") != 0)
+            return diag_set(c->e, LLMSIM_EINPUT, "%s: hidden_act \"%s\" is not supported (%s "
+                            "models use silu)", c->path, act, f->type);
+    }
     m->norm = MODEL_NORM_RMSNORM;
     m->position = MODEL_POS_ROTARY;
     m->linear_bias = false;
     bool tied;
-    if ((st = get_bool(c, "tie_word_embeddings", false, &tied)) ||
-        (st = get_num(c, "rms_norm_eps", 1e-6, &m->norm_eps)) ||
-        (st = get_num(c, "rope_theta", 10000.0, &m->rope_theta)) ||
-        (st = check_features(c, llama_features, m)))
+    if ((st = get_bool(c, "tie_word_embeddings", f->tied, &tied)) ||
+        (st = get_num(c, "rms_norm_eps", f->norm_eps, &m->norm_eps)) ||
+        (st = get_num(c, "rope_theta", 10000.0, &m->rope_theta)) || (st = read_rope(c, m)) ||
+        (st = family_features(c, m)) || (st = check_features(c, rotary_features, m)))
         return st;
     m->tied_embeddings = tied;
-    /* MistralConfig's window is 4096 tokens when the key is absent */
-    if (m->family == MODEL_FAMILY_MISTRAL &&
-        !cJSON_GetObjectItemCaseSensitive(c->root, "sliding_window") && m->max_context > 4096)
-        return diag_set(c->e, LLMSIM_EINPUT, "%s: a mistral config without \"sliding_window\" "
-                        "attends over a window of 4096 tokens (MistralConfig's default), shorter "
-                        "than its context of %lld, which llmsim does not implement", c->path,
-                        (long long)m->max_context);
     return LLMSIM_OK;
 }
+
+/* The model types llmsim imports, for messages. */
+#define HF_TYPES "opt, llama, mistral, qwen2, qwen3, gemma and phi3"
 
 /* The model of a checked root: its family's keys, then model_validate. */
 static llmsim_status import_model(hf_ctx *c, model *m)
@@ -414,17 +602,20 @@ static llmsim_status import_model(hf_ctx *c, model *m)
     if (st)
         return st;
     if (!type)
-        return diag_set(c->e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports opt, llama "
-                        "and mistral configs", c->path);
+        return diag_set(c->e, LLMSIM_EINPUT, "%s: missing \"model_type\"; llmsim imports %s configs",
+                        c->path, HF_TYPES);
     if ((st = read_common(c, m)))
         return st;
+    const hf_family *f = rotary_families;
+    while (f->type && strcmp(f->type, type) != 0)
+        f++;
     if (strcmp(type, "opt") == 0)
         st = import_opt(c, m);
-    else if (strcmp(type, "llama") == 0 || strcmp(type, "mistral") == 0)
-        st = import_llama(c, type, m);
+    else if (f->type)
+        st = import_rotary(c, f, m);
     else
         return diag_set(c->e, LLMSIM_EINPUT, "%s: model_type \"%s\" is not supported; llmsim "
-                        "imports opt, llama and mistral", c->path, type);
+                        "imports %s", c->path, type, HF_TYPES);
     return st ? st : model_validate(m, c->path, c->e);
 }
 

@@ -7,8 +7,11 @@
 #define _GNU_SOURCE /* memmem */
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
+#include <stdbool.h>
 
 #include "models/model.h"
 #include "tap.h"
@@ -47,6 +50,17 @@ static const published_count published[] = {
     {"llama-3.1-70b", 70553706496LL, true},
     {"mistral-7b", 7241732096LL, true},
     {"tinyllama-1.1b", 1100048384LL, true},
+    {"llama-3.2-1b", 1235814400LL, true},
+    {"llama-3.2-3b", 3212749824LL, true},
+    {"qwen2.5-0.5b", 494032768LL, true},
+    {"qwen2.5-1.5b", 1543714304LL, true},
+    {"qwen2.5-7b", 7615616512LL, true},
+    {"qwen3-0.6b", 596049920LL, true},  /* the safetensors' 751632384 also store the tied lm_head */
+    {"qwen3-1.7b", 1720574976LL, true}, /* 2031739904 likewise */
+    {"qwen3-8b", 8190735360LL, true},
+    {"gemma-2b", 2506172416LL, true},
+    {"gemma-7b", 8537680896LL, true},
+    {"phi-3-mini-4k", 3821079552LL, true},
 };
 #define N_PUBLISHED (sizeof published / sizeof published[0])
 
@@ -132,8 +146,8 @@ static void test_gqa_dims(void)
 /* ---- the Hugging Face importer */
 
 /* Each sample is the published config.json of the release the shipped YAML
- * names; the import must give the same model, field by field. (Llama-3.1's
- * rope_scaling and Mistral's sliding window are refused: test_hf_refused.) */
+ * names; the import must give the same model, field by field (every other
+ * directory of tests/data/hf with a shipped YAML: test_hf_dirs_match_shipped). */
 static void test_hf_matches_shipped(void)
 {
     static const char *const names[] = {"opt-125m", "llama-2-7b"};
@@ -247,13 +261,23 @@ static void test_hf_refused(void)
     static const struct {
         const char *base, *drop, *put, *expect; /* expect NULL: accepted */
     } cases[] = {
-        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}",
-         "\"rope_scaling\" is {\"type\":\"linear\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", NULL},
         {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4}",
-         "scales the rotary frequencies"},
-        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": \"fast\"", "\"rope_scaling\" is \"fast\""},
+         "\"rope_scaling\" has rope_type \"yarn\": llmsim implements"},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}",
+         "rope_type \"dynamic\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"longrope\"}",
+         "rope_type \"longrope\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"linear\"}",
+         "\"rope_scaling\" needs \"factor\""},
+        {"llama-2-7b", "rope_scaling",
+         "\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8, \"low_freq_factor\": 4, "
+         "\"high_freq_factor\": 1, \"original_max_position_embeddings\": 8192}",
+         "\"high_freq_factor\" must exceed"},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": {\"factor\": 2}", "needs \"rope_type\""},
+        {"llama-2-7b", "rope_scaling", "\"rope_scaling\": \"fast\"", "\"rope_scaling\" must be an object"},
         {"llama-2-7b", "rope_scaling", "\"rope_scaling\": null", NULL},
-        {"llama-2-7b", NULL, "\"sliding_window\": 1024", "window shorter than the context"},
+        {"llama-2-7b", NULL, "\"sliding_window\": 1024", "a llama config does not have"},
         {"llama-2-7b", NULL, "\"sliding_window\": 4096", NULL},
         {"llama-2-7b", NULL, "\"use_sliding_window\": true", "\"use_sliding_window\" is true"},
         {"llama-2-7b", NULL, "\"attention_bias\": true", "biases to the q, k, v and o"},
@@ -264,6 +288,7 @@ static void test_hf_refused(void)
         {"llama-2-7b", NULL, "\"final_logit_softcapping\": 30.0", "soft-caps the logits"},
         {"llama-2-7b", NULL, "\"attn_logit_softcapping\": 50.0", "soft-caps the attention"},
         {"llama-2-7b", NULL, "\"qk_norm\": true", "normalizes q and k"},
+        {"llama-2-7b", NULL, "\"layer_types\": [\"sliding_attention\"]", "mixes layers"},
         {"llama-2-7b", NULL, "\"query_pre_attn_scalar\": 256", "scales the queries"},
         {"llama-2-7b", "rms_norm_eps", "\"rms_norm_eps\": -1", "\"rms_norm_eps\" must be a number > 0"},
         {"llama-2-7b", NULL, "\"rope_theta\": \"big\"", "\"rope_theta\" must be a number > 0"},
@@ -273,8 +298,8 @@ static void test_hf_refused(void)
         {"llama-2-7b", "torch_dtype", "\"torch_dtype\": \"int8\"", "\"torch_dtype\" must be"},
         {"mistral-7b", "sliding_window", "\"sliding_window\": null", NULL},
         {"mistral-7b", "sliding_window", "\"sliding_window\": 32768", NULL},
-        {"mistral-7b", "sliding_window", "\"max_window_layers\": 28",
-         "without \"sliding_window\" attends over a window of 4096"},
+        {"mistral-7b", "sliding_window", "\"max_window_layers\": 28", NULL}, /* 4096: MistralConfig's */
+        {"mistral-7b", "sliding_window", "\"sliding_window\": 0.5", "\"sliding_window\" must be a positive whole"},
         {"opt-125m", "activation_function", "\"activation_function\": \"gelu_new\"",
          "is not \"relu\" or \"gelu\""},
         {"opt-125m", NULL, "\"layer_norm_elementwise_affine\": false", "drops the LayerNorms"},
@@ -297,18 +322,73 @@ static void test_hf_refused(void)
               "%s with %s: refused naming the file and saying '%s': %d %s", cases[i].base,
               cases[i].put, cases[i].expect, (int)st, e.msg);
     }
-    /* the published Llama-3.1 and Mistral-7B configs, at the key's line */
-    static const struct {
-        const char *rel, *where;
-    } real[] = {{"hf/llama-3.1-8b/config.json", ":21:3: \"rope_scaling\""},
-                {"hf/mistral-7b/config.json", ":18:3: \"sliding_window\" is 4096"}};
-    for (size_t i = 0; i < sizeof real / sizeof real[0]; i++) {
-        model m;
-        diag e = {0};
-        const char *path = tap_data(real[i].rel);
-        CHECK(model_load(path, &m, &e) == LLMSIM_EINPUT && strstr(e.msg, real[i].where),
-              "%s refused at '%s': %s", real[i].rel, real[i].where, e.msg);
+}
+
+/* The published configs of the later families read as their math says:
+ * Llama 3.1's llama3 RoPE scaling, Mistral's window. */
+static void test_hf_features(void)
+{
+    model m;
+    diag e = {0};
+    CHECK(model_load(tap_data("hf/llama-3.1-8b/config.json"), &m, &e) == LLMSIM_OK, "%s", e.msg);
+    const model_rope_scaling *r = &m.rope_scaling;
+    CHECK(r->kind == MODEL_ROPE_LLAMA3 && r->factor == 8 && r->low_freq_factor == 1 &&
+              r->high_freq_factor == 4 && r->original_max_context == 8192 && m.rope_theta == 500000,
+          "llama-3.1-8b: llama3 scaling %d %g %g %g %lld", (int)r->kind, r->factor, r->low_freq_factor,
+          r->high_freq_factor, (long long)r->original_max_context);
+    CHECK(model_load(tap_data("hf/mistral-7b/config.json"), &m, &e) == LLMSIM_OK, "%s", e.msg);
+    CHECK(m.sliding_window == 4096 && m.max_context == 32768, "mistral-7b: window %lld",
+          (long long)m.sliding_window);
+}
+
+/* The llama3 frequencies: high ones kept, low ones divided by the factor,
+ * the band between blended (transformers' _compute_llama3_parameters). */
+static void test_rope_inv_freq(void)
+{
+    model m = {.head_dim = 128, .rope_theta = 500000, .position = MODEL_POS_ROTARY};
+    double plain[64], scaled[64];
+    model_rope_inv_freq(&m, plain);
+    m.rope_scaling = (model_rope_scaling){MODEL_ROPE_LLAMA3, 8, 1, 4, 8192};
+    model_rope_inv_freq(&m, scaled);
+    const double two_pi = 6.283185307179586;
+    int kept = 0, divided = 0, blended = 0;
+    for (int i = 0; i < 64; i++) {
+        double wl = two_pi / plain[i];
+        if (wl < 8192 / 4.0)
+            kept += scaled[i] == plain[i];
+        else if (wl > 8192 / 1.0)
+            divided += fabs(scaled[i] - plain[i] / 8) < 1e-15 * plain[i];
+        else
+            blended += scaled[i] < plain[i] && scaled[i] > plain[i] / 8;
     }
+    CHECK(kept + divided + blended == 64 && kept > 0 && divided > 0 && blended > 0,
+          "llama3 inv_freq: %d kept, %d divided, %d blended of 64", kept, divided, blended);
+    m.rope_scaling = (model_rope_scaling){MODEL_ROPE_LINEAR, 2, 0, 0, 0};
+    model_rope_inv_freq(&m, scaled);
+    CHECK(scaled[5] == plain[5] / 2 && scaled[63] == plain[63] / 2, "linear: every frequency / 2");
+}
+
+/* The sliding window's bound on the KV cache and on what a query sees. */
+static void test_window(void)
+{
+    model m = {.sliding_window = 8};
+    CHECK(model_kv_positions(&m, 4, 6) == 6 && model_kv_positions(&m, 4, 100) == 8 &&
+              model_kv_positions(&m, 20, 100) == 20,
+          "KV positions under a window of 8");
+    CHECK(model_attn_first(&m, 7) == 0 && model_attn_first(&m, 8) == 1 && model_attn_first(&m, 20) == 13,
+          "a query at 8 sees 1..8 (HF: key j iff pos - window < j <= pos)");
+    /* pairs: counted one query at a time */
+    for (int64_t st = 0; st < 20; st += 3)
+        for (int64_t t = 1; t < 20; t += 4) {
+            double want = 0;
+            for (int64_t p = st; p < st + t; p++)
+                want += (double)(p + 1 - model_attn_first(&m, p));
+            CHECK(model_attn_pairs(&m, st, t) == want, "window pairs from %lld, %lld queries: %g, want %g",
+                  (long long)st, (long long)t, model_attn_pairs(&m, st, t), want);
+        }
+    m.sliding_window = 0;
+    CHECK(model_kv_positions(&m, 4, 100) == 100 && model_attn_first(&m, 100) == 0, "no window");
+    CHECK(model_attn_pairs(&m, 0, 10) == 55 && model_attn_pairs(&m, 10, 1) == 11, "causal pairs");
 }
 
 static void test_unknown_name(void)
@@ -321,6 +401,52 @@ static void test_unknown_name(void)
           "unknown name: message should name it and list the shipped models: %s", e.msg);
 }
 
+/* Every sample config.json (tests/data/hf/NAME/config.json) whose NAME is
+ * a shipped model imports to exactly the model of the shipped YAML: the
+ * canonical texts are equal, the name line aside (set equal first). */
+static void test_hf_dirs_match_shipped(void)
+{
+    char dir_path[1024];
+    snprintf(dir_path, sizeof dir_path, "%s", tap_data("hf"));
+    DIR *dir = opendir(dir_path);
+    CHECK(dir != NULL, "%s: cannot open", dir_path);
+    if (!dir)
+        return;
+    int compared = 0;
+    for (struct dirent *d; (d = readdir(dir));) {
+        bool shipped = false;
+        for (size_t i = 0; model_shipped_names[i] && !shipped; i++)
+            shipped = strcmp(model_shipped_names[i], d->d_name) == 0;
+        char path[1300];
+        snprintf(path, sizeof path, "%s/%s/config.json", dir_path, d->d_name);
+        if (!shipped || access(path, R_OK) != 0)
+            continue;
+        model hf, yaml;
+        diag e = {0};
+        llmsim_status st = model_load(path, &hf, &e);
+        CHECK(st == LLMSIM_OK, "%s: %s", path, e.msg);
+        diag_clear(&e);
+        llmsim_status st2 = model_load(d->d_name, &yaml, &e);
+        CHECK(st2 == LLMSIM_OK, "%s: %s", d->d_name, e.msg);
+        if (st || st2)
+            continue;
+        snprintf(hf.name, sizeof hf.name, "%s", yaml.name);
+        strbuf a = {0}, b = {0};
+        model_canonical(&hf, &a);
+        model_canonical(&yaml, &b);
+        CHECK(strcmp(strbuf_str(&a), strbuf_str(&b)) == 0,
+              "%s: config.json and shipped YAML differ:\n--- config.json\n%s--- yaml\n%s", d->d_name,
+              strbuf_str(&a), strbuf_str(&b));
+        strbuf_free(&a);
+        strbuf_free(&b);
+        compared++;
+    }
+    closedir(dir);
+    /* opt-125m, llama-2-7b, llama-3.1-8b, mistral-7b and the 11 of the later families */
+    CHECK(compared >= 15, "%d config.json samples compared with their shipped YAML, want 15 or more",
+          compared);
+}
+
 int main(void)
 {
     test_shipped_counts();
@@ -328,7 +454,11 @@ int main(void)
     test_gqa_dims();
     test_hf_matches_shipped();
     test_hf_refused();
+    test_hf_features();
+    test_rope_inv_freq();
+    test_window();
     test_bad_inputs();
     test_unknown_name();
+    test_hf_dirs_match_shipped();
     return tap_done();
 }
