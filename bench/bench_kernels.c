@@ -199,7 +199,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < BENCH_REPEATS; r++) {
             double t0 = llmsim_now_s();
             for (size_t c = 0; c < ncache; c++)
-                k_attention(p, x, 1, ctx - 1, kc + c * cache, vc + c * cache, heads, heads, hd, y,
+                k_attention(p, x, 1, ctx - 1, kc + c * cache, vc + c * cache, heads, heads, hd, 0, y,
                             as);
             double dt = (llmsim_now_s() - t0) / (double)ncache;
             best = dt < best ? dt : best;
@@ -212,7 +212,7 @@ int main(int argc, char **argv)
         best = 1e30;
         for (int r = 0; r < BENCH_REPEATS; r++) {
             double t0 = llmsim_now_s();
-            k_attention(p, x, tp, 0, kc, vc, heads, heads, hd, y, as);
+            k_attention(p, x, tp, 0, kc, vc, heads, heads, hd, 0, y, as);
             double dt = llmsim_now_s() - t0;
             best = dt < best ? dt : best;
         }

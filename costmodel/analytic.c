@@ -155,14 +155,27 @@ llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, co
     return LLMSIM_OK;
 }
 
+/* The KV positions a sequence holds at a context of `tokens`: all of them,
+ * or the sliding window's ring (model_kv_positions, as the engine keeps it). */
+static double kv_held(const cm_setup *s, double tokens)
+{
+    return (double)model_kv_positions(s->m, s->w.prompt_len, (int64_t)ceil(tokens));
+}
+
 static double kv_bytes(const cm_setup *s, double seqs, double tokens)
 {
-    return size_kv_bytes(s->m, &s->p->kv_quant, seqs, tokens);
+    return size_kv_bytes(s->m, &s->p->kv_quant, seqs, fmin(tokens, kv_held(s, tokens)));
 }
 
 static double kv_fp16_bytes(const cm_setup *s, double seqs, double tokens)
 {
-    return size_kv_fp16_bytes(s->m, seqs, tokens);
+    return size_kv_fp16_bytes(s->m, seqs, fmin(tokens, kv_held(s, tokens)));
+}
+
+/* The keys a decode query at context ctx attends to: ctx, or the window. */
+static double attended(const cm_setup *s, double ctx)
+{
+    return ctx - (double)model_attn_first(s->m, (int64_t)ceil(ctx) - 1);
 }
 
 static const hw_link *weight_link(const cm_setup *s)
@@ -190,7 +203,7 @@ void cm_dense_rows_s(const cm_setup *s, double rows, double *pre_s, double *post
              CM_KERNELS_PRE_ATTENTION * launch + task;
     /* after: output projection, MLP, the second norm, residual adds */
     double post = cm_gemm_time(hw, dev, rows, h, qd, SIZE_F16, ws);
-    if (m->ffn_kind == MODEL_FFN_SWIGLU)
+    if (model_ffn_gated(m))
         post += 2 * cm_gemm_time(hw, dev, rows, f, h, SIZE_F16, ws) +
                 cm_gemm_time(hw, dev, rows, h, f, SIZE_F16, ws);
     else
@@ -222,7 +235,10 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     b->act_disk_bytes = size_disk_round(b->act_bytes);
     b->kv_new_disk_bytes = size_kv_disk_bytes(m, &p->kv_quant, gbs, t);
     if (prefill) {
-        b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd);
+        /* the causal square's time, times the share of its pairs a window keeps */
+        b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd) *
+                        model_attn_pairs(m, 0, (int64_t)ctx) /
+                        (ctx * (ctx + 1) / 2);
         b->kv_new_bytes = kv_bytes(s, gbs, ctx);
         if (p->kv_quant.bits)
             b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, ctx), b->kv_new_bytes);
@@ -231,14 +247,14 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     const double old = ctx - 1; /* tokens in the cache before this step */
     b->kv_old_bytes = kv_bytes(s, gbs, old);
     b->kv_new_bytes = kv_bytes(s, gbs, 1);
-    b->kv_old_disk_bytes = size_kv_disk_bytes(m, &p->kv_quant, gbs, old);
-    b->attn_dev_s = cm_attention_decode_time(hw, dev, gbs, ctx, heads, kvh, hd);
+    b->kv_old_disk_bytes = size_kv_disk_bytes(m, &p->kv_quant, gbs, fmin(old, kv_held(s, old)));
+    b->attn_dev_s = cm_attention_decode_time(hw, dev, gbs, attended(s, ctx), heads, kvh, hd);
     if (p->kv_quant.bits) {
         b->kv_deq_dev_s = cm_memory_pass_time(hw, dev, b->kv_old_bytes, kv_fp16_bytes(s, gbs, old));
         b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, 1), b->kv_new_bytes);
     }
     if (s->has_gpu && p->cpu_attention) {
-        b->attn_cpu_s = cm_attention_decode_time(hw, CM_DEV_CPU, gbs, ctx, heads, kvh, hd) +
+        b->attn_cpu_s = cm_attention_decode_time(hw, CM_DEV_CPU, gbs, attended(s, ctx), heads, kvh, hd) +
                         hw->cpu.task_overhead_s;
         if (p->kv_quant.bits) {
             b->kv_deq_cpu_s = cm_memory_pass_time(hw, CM_DEV_CPU, b->kv_old_bytes,

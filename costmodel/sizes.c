@@ -108,7 +108,7 @@ double size_work_bytes(const model *m, double seqs, double new_tokens, double ct
 {
     const double h = (double)m->hidden_size, f = (double)m->ffn_size;
     const double qd = (double)model_q_dim(m), kvd = (double)model_kv_dim(m);
-    const double ffn_inter = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * f;
+    const double ffn_inter = (model_ffn_gated(m) ? 2 : 1) * f;
     const double rows = seqs * new_tokens;
     const double tile = new_tokens < SIZE_ATTN_QUERY_TILE ? new_tokens : SIZE_ATTN_QUERY_TILE;
     double scores = size_scores_bytes(m, seqs, tile, ctx);

@@ -18,6 +18,7 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
     s->prompt = w->prompt_len;
     s->gen = w->gen_len;
     s->ctx_max = w->prompt_len + w->gen_len;
+    s->kv_cap = model_kv_positions(m, w->prompt_len, s->ctx_max);
     s->num_prompts = w->num_prompts ? w->num_prompts : s->bls;
     s->h = (size_t)m->hidden_size;
     s->qd = (size_t)model_q_dim(m);
@@ -26,7 +27,7 @@ void exec_layout_init(exec_layout *s, const model *m, const policy *p, const wor
     s->vocab = (size_t)m->vocab_size;
     s->wmax = s->h > s->f ? s->h : s->f;
     s->wmax = s->qd > s->wmax ? s->qd : s->wmax;
-    s->ffn_w = (m->ffn_kind == MODEL_FFN_SWIGLU ? 2 : 1) * s->f;
+    s->ffn_w = (model_ffn_gated(m) ? 2 : 1) * s->f;
     s->kv_row = size_kv_row_bytes(m, &p->kv_quant);
     s->kv_slot = (size_t)s->gbs * 2 * s->kv_row;
     s->kv_dslot = (size_t)size_kv_disk_bytes(m, &p->kv_quant, (double)s->gbs, 1); /* offload_round(kv_slot) */
@@ -111,10 +112,11 @@ static int disk_index(const tier *tiers, int k)
     return n;
 }
 
-uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long slot)
+uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long pos)
 {
     uint64_t kd = (uint64_t)disk_index(lay->kv_tier, k), nd = (uint64_t)lay->kv_disk;
-    return (((uint64_t)layer * nd + kd) * (uint64_t)lay->ctx_max + (uint64_t)slot) * lay->kv_dslot;
+    return (((uint64_t)layer * nd + kd) * (uint64_t)lay->kv_cap + (uint64_t)exec_kv_slot(lay, pos)) *
+           lay->kv_dslot;
 }
 
 uint64_t exec_act_disk_off(const exec_layout *lay, int k)
@@ -124,7 +126,7 @@ uint64_t exec_act_disk_off(const exec_layout *lay, int k)
 
 uint64_t exec_kv_file_bytes(const exec_layout *lay)
 {
-    return (uint64_t)lay->L * (uint64_t)lay->kv_disk * (uint64_t)lay->ctx_max * lay->kv_dslot;
+    return (uint64_t)lay->L * (uint64_t)lay->kv_disk * (uint64_t)lay->kv_cap * lay->kv_dslot;
 }
 
 uint64_t exec_act_file_bytes(const exec_layout *lay)

@@ -21,6 +21,8 @@ typedef struct exec_layout {
     int L;             /* decoder layers */
     int ngb, gbs, bls; /* GPU batches, their size, the sequences of a block */
     long long prompt, gen, ctx_max, num_prompts;
+    long long kv_cap;      /* KV positions a sequence keeps: ctx_max, or the sliding window's
+                            * ring (model_kv_positions); position p lives in slot p % kv_cap */
     size_t h, qd, kvd, f, vocab;
     size_t wmax;           /* the widest activation row: max(h, f, qd) */
     size_t ffn_w;          /* the MLP's activations per row: f, or 2 f (SwiGLU's gate and up) */
@@ -86,12 +88,19 @@ void exec_kv_get(const quant *kq, size_t kvd, size_t kv_row, const uint8_t *slot
 
 /* ---- the offload files */
 
-/* Offset in the KV file of position `slot` of (layer, batch k): the file
- * holds, per layer, each disk batch's ctx_max padded slots of kv_dslot bytes. */
-uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long slot);
+/* The slot of position pos in a sequence's KV ring of kv_cap slots. */
+static inline long long exec_kv_slot(const exec_layout *lay, long long pos)
+{
+    return pos % lay->kv_cap;
+}
+
+/* Offset in the KV file of position pos of (layer, batch k) (its slot:
+ * exec_kv_slot): the file holds, per layer, each disk batch's kv_cap padded
+ * slots of kv_dslot bytes. */
+uint64_t exec_kv_disk_off(const exec_layout *lay, int layer, int k, long long pos);
 /* Offset in the hidden-state file of batch k's hidden states. */
 uint64_t exec_act_disk_off(const exec_layout *lay, int k);
-/* Bytes of the KV file (every layer's disk batches, ctx_max padded slots
+/* Bytes of the KV file (every layer's disk batches, kv_cap padded slots
  * each) and of the hidden-state file (each disk batch's, aligned). */
 uint64_t exec_kv_file_bytes(const exec_layout *lay);
 uint64_t exec_act_file_bytes(const exec_layout *lay);

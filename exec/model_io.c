@@ -87,6 +87,54 @@ static void hf_name(const model *m, int unit, const model_tensor *t, char *buf, 
     snprintf(buf, len, "%s.%d.%s", pre, unit, t->name);
 }
 
+/* Phi-3's checkpoints fuse q, k and v into self_attn.qkv_proj (rows q, then
+ * k, then v) and gate and up into mlp.gate_up_proj (gate, then up:
+ * transformers' chunk(2)); the rows of t in that fused tensor, or false. */
+static bool phi3_fused(const model *m, const model_tensor *t, const char **fused, int64_t *row0,
+                       int64_t *rows)
+{
+    const int64_t q = model_q_dim(m), kv = model_kv_dim(m), f = m->ffn_size;
+    const struct {
+        const char *name, *fused;
+        int64_t row0, rows;
+    } parts[] = {
+        {"self_attn.q_proj.weight", "self_attn.qkv_proj.weight", 0, q + 2 * kv},
+        {"self_attn.k_proj.weight", "self_attn.qkv_proj.weight", q, q + 2 * kv},
+        {"self_attn.v_proj.weight", "self_attn.qkv_proj.weight", q + kv, q + 2 * kv},
+        {"mlp.gate_proj.weight", "mlp.gate_up_proj.weight", 0, 2 * f},
+        {"mlp.up_proj.weight", "mlp.gate_up_proj.weight", f, 2 * f},
+    };
+    if (m->family != MODEL_FAMILY_PHI3)
+        return false;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        if (strcmp(t->name, parts[i].name) == 0) {
+            *fused = parts[i].fused;
+            *row0 = parts[i].row0;
+            *rows = parts[i].rows;
+            return true;
+        }
+    return false;
+}
+
+/* Tensor t's rows [row0, row0 + t->rows) of the fused tensor `fused` of
+ * `rows` rows (Phi-3), split at load. */
+static llmsim_status load_fused(const model *m, const engine_opts *o, st_checkpoint *ck, int unit,
+                                const model_tensor *t, const char *fused, int64_t row0, int64_t rows,
+                                float *out, diag *e)
+{
+    model_tensor whole = *t;
+    snprintf(whole.name, sizeof whole.name, "%s", fused);
+    whole.rows = rows;
+    float *all = malloc((size_t)(rows * t->cols) * sizeof *all);
+    if (!all)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory loading %s", fused);
+    llmsim_status st = mio_load_values(m, o, ck, NULL, unit, &whole, all, e);
+    if (!st)
+        memcpy(out, all + (size_t)(row0 * t->cols), (size_t)(t->rows * t->cols) * sizeof *out);
+    free(all);
+    return st;
+}
+
 llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoint *ck, pool *p, int unit,
                               const model_tensor *t, float *out, diag *e)
 {
@@ -94,6 +142,10 @@ llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoin
         synth_fill(p, o->synthetic_seed, unit, t, out);
         return LLMSIM_OK;
     }
+    const char *fused;
+    int64_t row0, rows;
+    if (unit < (int)m->num_layers && phi3_fused(m, t, &fused, &row0, &rows))
+        return load_fused(m, o, ck, unit, t, fused, row0, rows, out, e);
     char name[256];
     hf_name(m, unit, t, name, sizeof name, false);
     const st_tensor *st = st_find(ck, name);

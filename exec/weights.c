@@ -80,6 +80,8 @@ void exec_layer_names_get(const model *m, exec_layer_names *n)
         .v_b = "self_attn.v_proj.bias",
         .o = opt ? "self_attn.out_proj.weight" : "self_attn.o_proj.weight",
         .o_b = opt ? "self_attn.out_proj.bias" : "self_attn.o_proj.bias",
+        .q_norm = "self_attn.q_norm.weight",
+        .k_norm = "self_attn.k_norm.weight",
         .mlp_norm_w = opt ? "final_layer_norm.weight" : "post_attention_layernorm.weight",
         .mlp_norm_b = opt ? "final_layer_norm.bias" : NULL,
         .fc1 = opt ? "fc1.weight" : "mlp.fc1.weight",

@@ -69,9 +69,10 @@ int exec_wunit_find(const exec_wunit *un, const char *name);
 typedef struct exec_layer_names {
     const char *attn_norm_w, *attn_norm_b;
     const char *q, *q_b, *k, *k_b, *v, *v_b, *o, *o_b;
+    const char *q_norm, *k_norm;           /* Qwen3's per-head norms (model.qk_norm) */
     const char *mlp_norm_w, *mlp_norm_b;
     const char *fc1, *fc1_b, *fc2, *fc2_b; /* a GELU or ReLU MLP */
-    const char *gate, *up, *down;          /* SwiGLU, no biases */
+    const char *gate, *up, *down;          /* a gated MLP (SwiGLU, GeGLU), no biases */
 } exec_layer_names;
 
 /* The head's: the token and (learned) position embeddings, the final norm

@@ -470,7 +470,7 @@ static void attn_call(void *ctx)
     size_t n = a->ctx * a->heads * a->hd;
     k_convert_to_f32(a->pl, a->k16, K_WTYPE_F16, n, a->k);
     k_convert_to_f32(a->pl, a->v16, K_WTYPE_F16, n, a->v);
-    k_attention(a->pl, a->q, 1, a->ctx - 1, a->k, a->v, a->heads, a->heads, a->hd, a->out, a->scratch);
+    k_attention(a->pl, a->q, 1, a->ctx - 1, a->k, a->v, a->heads, a->heads, a->hd, 0, a->out, a->scratch);
 }
 
 static llmsim_status probe_attention(prof *P, hwprofile *hw, pool *pl, diag *e)

@@ -48,8 +48,8 @@ typedef struct eng {
     uint8_t *wstage[2];    /* a unit's disk weights */
     uint16_t *deq;         /* dequantized matrices of the unit computing (fp16) */
     /* KV cache */
-    uint8_t **kv_ram;      /* [L * ngb]: home cpu, ctx_max slots */
-    uint8_t *kv_stage[2];  /* disk homes: ctx_max padded slots */
+    uint8_t **kv_ram;      /* [L * ngb]: home cpu, kv_cap slots (a ring under a sliding window) */
+    uint8_t *kv_stage[2];  /* disk homes: kv_cap padded slots */
     uint8_t *kv_out[2];    /* disk homes: the new entries of a step (prompt_len slots) */
     /* hidden states */
     uint16_t **act_ram;    /* [ngb] home cpu */
@@ -116,14 +116,14 @@ static llmsim_status state_init(eng *g, diag *e)
                                                  &g->kvfile, e)))
             return st;
         for (int s = 0; s < 2; s++)
-            if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->sh.ctx_max * g->sh.kv_dslot)) ||
+            if (!(g->kv_stage[s] = eng_alloc(g, (size_t)g->sh.kv_cap * g->sh.kv_dslot)) ||
                 !(g->kv_out[s] = eng_alloc(g, (size_t)g->sh.prompt * g->sh.kv_dslot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV staging)");
     }
     for (int j = 0; j < L; j++)
         for (int k = 0; k < ngb; k++)
             if (g->sh.kv_tier[k] == TIER_CPU &&
-                !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->sh.ctx_max * g->sh.kv_slot)))
+                !(g->kv_ram[j * ngb + k] = eng_alloc(g, (size_t)g->sh.kv_cap * g->sh.kv_slot)))
                 return diag_set(e, LLMSIM_EFAIL, "out of memory (KV cache)");
     if (act_disk) {
         if (!g->ram.dry && (st = offload_file_create(&g->dir, "act.bin", exec_act_file_bytes(&g->sh),
@@ -197,11 +197,13 @@ static size_t kv_stride(const eng *g, int k)
     return g->sh.kv_tier[k] == TIER_DISK ? g->sh.kv_dslot : g->sh.kv_slot;
 }
 
-/* Write the new K and V of sequence s, token position pos, into slot array. */
+/* Write the new K and V of sequence s, token position pos, into slot array
+ * (slot exec_kv_slot: the position's place in the ring). */
 static void kv_put(const eng *g, uint8_t *slots, size_t stride, int s, long long pos, const float *kx,
                    const float *vx)
 {
-    exec_kv_put(&g->c.p->kv_quant, g->sh.kvd, g->sh.kv_row, slots, stride, s, pos, kx, vx);
+    exec_kv_put(&g->c.p->kv_quant, g->sh.kvd, g->sh.kv_row, slots, stride, s,
+                exec_kv_slot(&g->sh, pos), kx, vx);
 }
 
 /* Loops over fewer values than this (KV rows, hidden states) run on the
@@ -259,16 +261,19 @@ static void kv_gather_chunk(void *ctx, size_t b, size_t e)
 {
     const kv_job *J = ctx;
     const eng *g = J->g;
-    for (size_t c = b; c < e; c++)
-        exec_kv_get(&g->c.p->kv_quant, g->sh.kvd, g->sh.kv_row, J->src, J->stride, J->s, (long long)c,
-                   g->kf + c * g->sh.kvd, g->vf + c * g->sh.kvd);
+    for (size_t u = b; u < e; u++) {
+        const size_t c = (size_t)J->start + u; /* the position */
+        exec_kv_get(&g->c.p->kv_quant, g->sh.kvd, g->sh.kv_row, J->src, J->stride, J->s,
+                    exec_kv_slot(&g->sh, (long long)c), g->kf + c * g->sh.kvd, g->vf + c * g->sh.kvd);
+    }
 }
 
-/* fp32 K and V of sequence s for positions [0, ctx), positions over the pool. */
-static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long ctx)
+/* fp32 K and V of sequence s for positions [first, ctx) into kf and vf at
+ * their positions, positions over the pool. */
+static void kv_gather(eng *g, const uint8_t *slots, size_t stride, int s, long long first, long long ctx)
 {
-    kv_job J = {.g = g, .src = slots, .stride = stride, .s = s};
-    eng_par(g, (size_t)ctx, (size_t)ctx * 2 * g->sh.kvd, kv_gather_chunk, &J);
+    kv_job J = {.g = g, .src = slots, .stride = stride, .s = s, .start = first};
+    eng_par(g, (size_t)(ctx - first), (size_t)(ctx - first) * 2 * g->sh.kvd, kv_gather_chunk, &J);
 }
 
 /* Rotary embeddings of q and k of every sequence of a batch, in place: t
@@ -301,11 +306,11 @@ static void attn_block(eng *g, int i, int j, int wslot, uint8_t *kv_slots, size_
     /* the new entries: in place for a RAM home (and the staged copy of a
      * disk home), and into the out slot that C_WRITE sends to disk */
     kv_put_batch(g, kv_slots, stride, kv_out, start, t, kk, vv);
-    for (int s = 0; s < gbs; s++) {
-        kv_gather(g, kv_slots, stride, s, start + t);
+    for (int s = 0; s < gbs; s++) { /* the keys the step's first query sees, on */
+        kv_gather(g, kv_slots, stride, s, model_attn_first(m, start), start + t);
         k_attention(g->pool, q + (size_t)s * (size_t)t * qd, (size_t)t, (size_t)start, g->kf, g->vf,
                     (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim,
-                    g->a.att + (size_t)s * (size_t)t * qd, g->ascratch);
+                    (size_t)m->sliding_window, g->a.att + (size_t)s * (size_t)t * qd, g->ascratch);
     }
     xl_attn_out(&g->xl, j, wstage(g, wslot), rows);
 }
@@ -428,7 +433,8 @@ static llmsim_status disk_task(eng *g, uint32_t ti, diag *e)
         return offload_read(g->wfile, g->wstage[t->slot], un->disk_bytes, un->disk_base, e);
     }
     case PLAN_C_DISK: {
-        size_t n = (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot;
+        /* the slots in use: the context before this step, at most the ring */
+        size_t n = (size_t)model_kv_positions(g->c.m, g->sh.prompt, g->sh.prompt + i - 1) * g->sh.kv_dslot;
         return offload_read(g->kvfile, g->kv_stage[t->slot], n, exec_kv_disk_off(&g->sh, j, k, 0), e);
     }
     case PLAN_A_DISK:

@@ -490,6 +490,7 @@ typedef struct k_rotary_job {
     const int64_t *pos;
     size_t heads, hd;
     double theta;
+    const double *inv_freq; /* NULL: theta^(-2i/hd) */
 } k_rotary_job;
 
 static void k_rotary_tokens(void *ctx, size_t b, size_t e)
@@ -499,7 +500,8 @@ static void k_rotary_tokens(void *ctx, size_t b, size_t e)
     for (size_t t = b; t < e; t++) {
         float *xt = J->x + t * J->heads * J->hd;
         for (size_t i = 0; i < half; i++) {
-            const double a = (double)J->pos[t] / pow(J->theta, (double)(2 * i) / (double)J->hd);
+            const double a = J->inv_freq ? (double)J->pos[t] * J->inv_freq[i]
+                                         : (double)J->pos[t] / pow(J->theta, (double)(2 * i) / (double)J->hd);
             const float c = (float)cos(a), s = (float)sin(a);
             for (size_t hh = 0; hh < J->heads; hh++) {
                 float *v = xt + hh * J->hd;
@@ -512,10 +514,10 @@ static void k_rotary_tokens(void *ctx, size_t b, size_t e)
 }
 
 void k_rotary(pool *p, float *x, const int64_t *positions, size_t tokens, size_t heads,
-              size_t head_dim, double theta)
+              size_t head_dim, double theta, const double *inv_freq)
 {
     assert(head_dim % 2 == 0);
-    k_rotary_job J = {x, positions, heads, head_dim, theta};
+    k_rotary_job J = {x, positions, heads, head_dim, theta, inv_freq};
     k_par(p, tokens, heads * head_dim * 4, k_rotary_tokens, &J);
 }
 
@@ -529,7 +531,14 @@ typedef struct k_attn_job {
     float *out; /* [t][heads][hd] */
     float *scratch;
     float scale;
+    size_t window; /* a query at p sees keys (p - window, p]; 0: all of [0, p] */
 } k_attn_job;
+
+/* The first key a query at position pos sees. */
+static inline size_t k_attn_lo(const k_attn_job *J, size_t pos)
+{
+    return J->window && pos >= J->window ? pos - J->window + 1 : 0;
+}
 
 /* Dot product in 8 lanes (vectorizes without reassociation). */
 static inline float k_dot(const float *a, const float *b, size_t n)
@@ -731,38 +740,43 @@ __attribute__((always_inline)) static inline void k_attn_stream_body(void *ctx, 
     const size_t g = J->heads / J->kv_heads, ctxn = J->start + J->t, hd = J->hd;
     const size_t rows = J->t * g, kv_stride = J->kv_heads * hd;
     const bool pf = (e - b) * hd * sizeof(float) < K_ATTN_PREFETCH_BYTES;
-    for (size_t j = 0; j < ctxn; j++) {
+    const size_t j0 = k_attn_lo(J, J->start); /* the tile's first row sees the earliest key */
+    for (size_t j = j0; j < ctxn; j++) {
         const float *kj = J->kc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
             k_prefetch(kj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             float *S = J->scratch + kvh * rows * ctxn; /* [rows][ctxn] */
-            for (size_t rr = 0; rr < rows; rr++)
-                if (j <= J->start + rr / g) /* causal */
+            for (size_t rr = 0; rr < rows; rr++) {
+                const size_t pos = J->start + rr / g;
+                if (j <= pos && j >= k_attn_lo(J, pos)) /* causal, in the window */
                     S[rr * ctxn + j] =
                         k_dot(J->q + k_attn_row(J, g, kvh, rr), kj + kvh * hd, hd) * J->scale;
+            }
         }
     }
     for (size_t kvh = b; kvh < e; kvh++) {
         float *S = J->scratch + kvh * rows * ctxn;
         for (size_t rr = 0; rr < rows; rr++) { /* normalize P in place */
-            const size_t valid = J->start + rr / g + 1;
+            const size_t pos = J->start + rr / g, lo = k_attn_lo(J, pos), valid = pos + 1;
             float *s = S + rr * ctxn;
-            const float inv = 1.0f / k_softmax_row(s, valid);
-            for (size_t j = 0; j < valid; j++)
+            const float inv = 1.0f / k_softmax_row(s + lo, valid - lo);
+            for (size_t j = lo; j < valid; j++)
                 s[j] *= inv;
             memset(J->out + k_attn_row(J, g, kvh, rr), 0, hd * sizeof(float));
         }
     }
-    for (size_t j = 0; j < ctxn; j++) {
+    for (size_t j = j0; j < ctxn; j++) {
         const float *vj = J->vc + j * kv_stride;
         if (pf && j + K_ATTN_PREFETCH_ROWS < ctxn)
             k_prefetch(vj + K_ATTN_PREFETCH_ROWS * kv_stride + b * hd, (e - b) * hd);
         for (size_t kvh = b; kvh < e; kvh++) {
             const float *S = J->scratch + kvh * rows * ctxn;
-            for (size_t rr = 0; rr < rows; rr++)
-                if (j <= J->start + rr / g)
+            for (size_t rr = 0; rr < rows; rr++) {
+                const size_t pos = J->start + rr / g;
+                if (j <= pos && j >= k_attn_lo(J, pos))
                     k_axpy(J->out + k_attn_row(J, g, kvh, rr), S[rr * ctxn + j], vj + kvh * hd, hd);
+            }
         }
     }
 }
@@ -803,22 +817,22 @@ static void k_attn_tiles(pool *p, const k_attn_job *whole)
 }
 
 void k_attention(pool *p, const float *q, size_t t, size_t start, const float *k_cache,
-                 const float *v_cache, size_t heads, size_t kv_heads, size_t hd, float *out,
-                 float *scratch)
+                 const float *v_cache, size_t heads, size_t kv_heads, size_t hd, size_t window,
+                 float *out, float *scratch)
 {
     if (t == 0)
         return;
     assert(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && hd > 0 && scratch);
     k_attn_job J = {.q = q, .t = t, .start = start, .kc = k_cache, .vc = v_cache,
                     .heads = heads, .kv_heads = kv_heads, .hd = hd, .out = out,
-                    .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd))};
+                    .scratch = scratch, .scale = (float)(1.0 / sqrt((double)hd)), .window = window};
     k_attn_tiles(p, &J);
 }
 
 // ---- element-wise
 
 /* The element-wise operations, one loop each (the switch is outside it). */
-typedef enum k_elem_op { K_OP_RELU, K_OP_GELU, K_OP_SILU_MUL, K_OP_ADD } k_elem_op;
+typedef enum k_elem_op { K_OP_RELU, K_OP_GELU, K_OP_SILU_MUL, K_OP_GELU_TANH_MUL, K_OP_ADD } k_elem_op;
 
 typedef struct k_elem_job {
     k_elem_op op;
@@ -847,6 +861,13 @@ static void k_elem_range(void *ctx, size_t b, size_t e)
             J->out[i] = g / (1.0f + expf(-g)) * J->b[i];
         }
         break;
+    case K_OP_GELU_TANH_MUL: /* transformers' gelu_pytorch_tanh */
+        for (size_t i = b; i < e; i++) {
+            const float g = J->a[i];
+            const float inner = 0.79788456080286536f * (g + 0.044715f * g * g * g);
+            J->out[i] = 0.5f * g * (1.0f + tanhf(inner)) * J->b[i];
+        }
+        break;
     case K_OP_ADD:
         for (size_t i = b; i < e; i++)
             J->out[i] = J->a[i] + J->b[i];
@@ -859,12 +880,17 @@ static void k_elem_range(void *ctx, size_t b, size_t e)
 static void k_elem(pool *p, k_elem_op op, const float *a, const float *b, size_t n, float *out)
 {
     k_elem_job J = {.op = op, .a = a, .b = b, .out = out};
-    k_par(p, n, op == K_OP_GELU || op == K_OP_SILU_MUL ? 16 : 1, k_elem_range, &J);
+    k_par(p, n, op == K_OP_RELU || op == K_OP_ADD ? 1 : 16, k_elem_range, &J);
 }
 
 void k_relu(pool *p, const float *x, size_t n, float *out) { k_elem(p, K_OP_RELU, x, NULL, n, out); }
 
 void k_gelu(pool *p, const float *x, size_t n, float *out) { k_elem(p, K_OP_GELU, x, NULL, n, out); }
+
+void k_gelu_tanh_mul(pool *p, const float *gate, const float *up, size_t n, float *out)
+{
+    k_elem(p, K_OP_GELU_TANH_MUL, gate, up, n, out);
+}
 
 void k_silu_mul(pool *p, const float *gate, const float *up, size_t n, float *out)
 {

@@ -107,10 +107,12 @@ void k_rmsnorm(pool *p, const float *x /* [m][h] */, size_t m, size_t h,
  * for i < head_dim/2, with a = pos * theta^(-2i/head_dim),
  *   x'[i]       = x[i] cos a - x[i + head_dim/2] sin a
  *   x'[i + d/2] = x[i + head_dim/2] cos a + x[i] sin a.
- * Angles are computed in double (HF computes them in fp32). head_dim even. */
+ * Angles are computed in double (HF computes them in fp32). head_dim even.
+ * inv_freq [head_dim / 2] (a scaled RoPE: models/model.h
+ * model_rope_inv_freq) replaces theta^(-2i/head_dim) when not NULL. */
 void k_rotary(pool *p, float *x /* [tokens][heads][head_dim] */,
               const int64_t *positions /* [tokens] */, size_t tokens, size_t heads, size_t head_dim,
-              double theta);
+              double theta, const double *inv_freq);
 
 /* ---- attention */
 
@@ -128,11 +130,13 @@ size_t k_attention_scratch_floats(size_t t, size_t start, size_t heads);
  * attention; kv_heads divides heads). Scores scaled by 1/sqrt(hd), softmax
  * in fp32 after subtracting the row maximum. out must not alias q. A
  * row's bits depend on its position, its query and the cache only (tiles of
- * the streaming path), whatever t. */
+ * the streaming path), whatever t. With a sliding window (window > 0), the
+ * query at position p sees keys p - window < j <= p only (transformers'
+ * mask); the cache rows before the tile's first window are not read. */
 void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t start,
                  const float *k_cache /* [start + t][kv_heads][hd] */,
                  const float *v_cache /* [start + t][kv_heads][hd] */, size_t heads,
-                 size_t kv_heads, size_t hd, float *out /* [t][heads][hd] */,
+                 size_t kv_heads, size_t hd, size_t window, float *out /* [t][heads][hd] */,
                  float *scratch /* [k_attention_scratch_floats(t, start, heads)] */);
 
 /* ---- element-wise (in place allowed: out may equal an input) */
@@ -140,6 +144,10 @@ void k_attention(pool *p, const float *q /* [t][heads][hd] */, size_t t, size_t 
 void k_relu(pool *p, const float *x /* [n] */, size_t n, float *out /* [n] */);
 /* Exact GELU: x/2 (1 + erf(x / sqrt 2)). */
 void k_gelu(pool *p, const float *x /* [n] */, size_t n, float *out /* [n] */);
+/* GeGLU with the tanh GELU (transformers' gelu_pytorch_tanh):
+ * 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) * up. */
+void k_gelu_tanh_mul(pool *p, const float *gate /* [n] */, const float *up /* [n] */, size_t n,
+                     float *out /* [n] */);
 /* SwiGLU: silu(gate) * up, silu(g) = g / (1 + exp(-g)). */
 void k_silu_mul(pool *p, const float *gate /* [n] */, const float *up /* [n] */, size_t n,
                 float *out /* [n] */);

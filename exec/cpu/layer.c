@@ -52,7 +52,7 @@ void xl_linear(const xl_ctx *c, int u, const char *name, const char *bias, const
     k_wtype wt;
     const void *w = xl_matrix(c, u, i, stage, &wt);
     const float *b = NULL;
-    if (bias && c->m->linear_bias)
+    if (bias && exec_wunit_find(&c->units[u], bias) >= 0) /* the model has it (model_layer_tensors) */
         b = xl_vec(c, u, bias, stage, c->a->vec + 2 * c->wmax);
     k_linear(c->pool, x, m, (size_t)t->desc.cols, w, wt, b, (size_t)t->desc.rows, y);
 }
@@ -62,11 +62,14 @@ void xl_norm(const xl_ctx *c, int u, const char *wn, const char *bn, const uint8
 {
     float *v1 = c->a->vec, *v2 = c->a->vec + c->wmax;
     const float eps = (float)c->m->norm_eps;
+    xl_vec(c, u, wn, stage, v1);
+    if (c->m->norm_plus_one) /* Gemma: (1 + weight) in fp32, as transformers' GemmaRMSNorm */
+        for (size_t i = 0; i < c->h; i++)
+            v1[i] += 1.0f;
     if (bn)
-        k_layernorm(c->pool, x, rows, c->h, xl_vec(c, u, wn, stage, v1), xl_vec(c, u, bn, stage, v2),
-                    eps, out);
+        k_layernorm(c->pool, x, rows, c->h, v1, xl_vec(c, u, bn, stage, v2), eps, out);
     else
-        k_rmsnorm(c->pool, x, rows, c->h, xl_vec(c, u, wn, stage, v1), eps, out);
+        k_rmsnorm(c->pool, x, rows, c->h, v1, eps, out);
 }
 
 void xl_qkv(const xl_ctx *c, int j, const uint8_t *stage, size_t rows)
@@ -78,13 +81,25 @@ void xl_qkv(const xl_ctx *c, int j, const uint8_t *stage, size_t rows)
     xl_linear(c, j, nm->q, nm->q_b, stage, a->hn, rows, q);
     xl_linear(c, j, nm->k, nm->k_b, stage, a->hn, rows, kk);
     xl_linear(c, j, nm->v, nm->v_b, stage, a->hn, rows, vv);
+    if (c->m->qk_norm) { /* Qwen3: RMSNorm over each head of q and k, before RoPE */
+        const model *m = c->m;
+        const size_t hd = (size_t)m->head_dim;
+        const float eps = (float)m->norm_eps;
+        float *w = a->vec;
+        k_rmsnorm(c->pool, q, rows * (size_t)m->num_heads, hd, xl_vec(c, j, nm->q_norm, stage, w), eps, q);
+        k_rmsnorm(c->pool, kk, rows * (size_t)m->num_kv_heads, hd, xl_vec(c, j, nm->k_norm, stage, w),
+                  eps, kk);
+    }
 }
 
 void xl_rotary(const xl_ctx *c, float *q, float *k, const int64_t *pos, size_t rows)
 {
     const model *m = c->m;
-    k_rotary(c->pool, q, pos, rows, (size_t)m->num_heads, (size_t)m->head_dim, m->rope_theta);
-    k_rotary(c->pool, k, pos, rows, (size_t)m->num_kv_heads, (size_t)m->head_dim, m->rope_theta);
+    double inv_freq[MODEL_MAX_HEAD_DIM / 2], *f = NULL;
+    if (m->rope_scaling.kind != MODEL_ROPE_NONE) /* else theta^(-2i/hd), the unscaled bits */
+        model_rope_inv_freq(m, f = inv_freq);
+    k_rotary(c->pool, q, pos, rows, (size_t)m->num_heads, (size_t)m->head_dim, m->rope_theta, f);
+    k_rotary(c->pool, k, pos, rows, (size_t)m->num_kv_heads, (size_t)m->head_dim, m->rope_theta, f);
 }
 
 void xl_attn_out(const xl_ctx *c, int j, const uint8_t *stage, size_t rows)
@@ -100,11 +115,14 @@ void xl_mlp(const xl_ctx *c, int j, const uint8_t *stage, size_t rows)
     exec_acts *a = c->a;
     const size_t n = rows * c->f;
     xl_norm(c, j, nm->mlp_norm_w, nm->mlp_norm_b, stage, a->x, rows, a->hn);
-    if (c->m->ffn_kind == MODEL_FFN_SWIGLU) {
+    if (model_ffn_gated(c->m)) {
         float *gate = a->ffn, *up = a->ffn + n;
         xl_linear(c, j, nm->gate, NULL, stage, a->hn, rows, gate);
         xl_linear(c, j, nm->up, NULL, stage, a->hn, rows, up);
-        k_silu_mul(c->pool, gate, up, n, gate);
+        if (c->m->ffn_kind == MODEL_FFN_GEGLU_TANH)
+            k_gelu_tanh_mul(c->pool, gate, up, n, gate);
+        else
+            k_silu_mul(c->pool, gate, up, n, gate);
         xl_linear(c, j, nm->down, NULL, stage, gate, rows, a->tmp);
     } else {
         xl_linear(c, j, nm->fc1, nm->fc1_b, stage, a->hn, rows, a->ffn);
@@ -126,6 +144,11 @@ void xl_embed(const xl_ctx *c, const int32_t *ids, const int32_t *pos, size_t t,
     k_wtype wt;
     const void *table = xl_matrix(c, L, ti, stage, &wt);
     k_embed(c->pool, ids, t, table, wt, (size_t)c->m->vocab_size, c->h, out);
+    if (c->m->scale_embeddings) { /* Gemma: times sqrt(hidden), rounded to the dtype */
+        const float sc = (float)model_embed_scale(c->m);
+        for (size_t i = 0; i < t * c->h; i++)
+            out[i] *= sc;
+    }
     if (c->m->position != MODEL_POS_LEARNED)
         return;
     int pi = exec_wunit_find(head, c->hn->embed_positions);

@@ -440,7 +440,8 @@ static void layer_forward(srv *g, const serve_fwd *f, int j, const uint8_t *stag
         J.table = f->b->tab[it->req[c]].ids;
         srv_par(g, ctx + t, (ctx + t) * 2 * kvd, kv_gather_rows, &J);
         k_attention(g->pool, q + off * qd, t, ctx, g->kf, g->vf, (size_t)m->num_heads,
-                    (size_t)m->num_kv_heads, (size_t)m->head_dim, g->a.att + off * qd, g->ascratch);
+                    (size_t)m->num_kv_heads, (size_t)m->head_dim, (size_t)m->sliding_window,
+                    g->a.att + off * qd, g->ascratch);
         off += t;
     }
     xl_attn_out(&g->xl, j, stage, rows);

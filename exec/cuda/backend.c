@@ -681,7 +681,7 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
                        g->cvf + (size_t)c * kvd);
         k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf,
                     (size_t)g->c.m->num_heads, (size_t)g->c.m->num_kv_heads, (size_t)g->c.m->head_dim,
-                    g->catt + (size_t)s * qd, g->cscr);
+                    0, g->catt + (size_t)s * qd, g->cscr); /* no window: engine.c refuses one */
     }
     k_convert_f32_to_f16(g->pool, g->catt, (size_t)gbs * qd, g->hatt[k]);
     return LLMSIM_OK;

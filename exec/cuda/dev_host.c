@@ -357,7 +357,7 @@ static llmsim_status host_rotary(gdev *d, float *x, size_t seqs, size_t t, long 
     for (size_t a = 0; a < t; a++)
         pos[a] = (int64_t)start + (int64_t)a;
     for (size_t s = 0; s < seqs; s++) /* the same positions in every sequence */
-        k_rotary(st->pool, x + s * t * heads * hd, pos, t, heads, hd, theta);
+        k_rotary(st->pool, x + s * t * heads * hd, pos, t, heads, hd, theta, NULL);
     return LLMSIM_OK;
 }
 
@@ -534,8 +534,8 @@ static llmsim_status host_attention(gdev *d, const float *q, size_t seqs, size_t
     for (size_t s = 0; s < seqs; s++) {
         gather_kv(st->pool, kv, s, 0, ctx, stage, kf);
         gather_kv(st->pool, kv, s, 1, ctx, stage, vf);
-        k_attention(st->pool, q + s * qs, t, (size_t)start, kf, vf, heads, kv_heads, hd,
-                    out + s * qs, scores);
+        k_attention(st->pool, q + s * qs, t, (size_t)start, kf, vf, heads, kv_heads, hd, 0,
+                    out + s * qs, scores); /* no window: the GPU engine refuses one (engine.c) */
     }
     return LLMSIM_OK;
 }

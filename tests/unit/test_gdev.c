@@ -871,7 +871,7 @@ static void test_rotary(void)
                     for (size_t i = 0; i < t; i++)
                         pos[i] = start + (int64_t)i;
                     for (size_t s = 0; s < seqs; s++)
-                        k_rotary(NULL, want + s * t * heads * hd, pos, t, heads, hd, thetas[d]);
+                        k_rotary(NULL, want + s * t * heads * hd, pos, t, heads, hd, thetas[d], NULL);
                     float *dx = up(x, n * 4);
                     OK(gdev_rotary(D, dx, seqs, t, start, heads, hd, thetas[d], &E));
                     float *got = fetch(dx, n * 4);
@@ -995,7 +995,7 @@ static void test_attention(void)
                                 vf[p * kvd + i] =
                                     get_f16(slots + p * stride + (2 * s + 1) * row + 2 * i);
                             }
-                        k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd,
+                        k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd, 0,
                                     want + s * t * heads * hd, sc);
                     }
                     uint8_t *dslots = up(slots, npos * stride);

@@ -482,8 +482,8 @@ static void test_rotary(pool *p3)
      * at angle 1 and (1, 3) at angle 1/100 */
     float v[4] = {1, 0, 0, 0}, u[4] = {0, 1, 0, 0};
     const int64_t one = 1;
-    k_rotary(NULL, v, &one, 1, 1, 4, 10000.0);
-    k_rotary(NULL, u, &one, 1, 1, 4, 10000.0);
+    k_rotary(NULL, v, &one, 1, 1, 4, 10000.0, NULL);
+    k_rotary(NULL, u, &one, 1, 1, 4, 10000.0, NULL);
     CHECK(fabs(v[0] - cos(1.0)) < 1e-7 && v[1] == 0 && fabs(v[2] - sin(1.0)) < 1e-7 && v[3] == 0,
           "rotate_half pairs (0, 2): got %g %g %g %g", v[0], v[1], v[2], v[3]);
     CHECK(u[0] == 0 && fabs(u[1] - cos(0.01)) < 1e-7 && u[2] == 0 && fabs(u[3] - sin(0.01)) < 1e-7,
@@ -500,8 +500,8 @@ static void test_rotary(pool *p3)
           *b = malloc(tokens * heads * hd * sizeof *b);
     memcpy(a, x, tokens * heads * hd * sizeof *x);
     memcpy(b, x, tokens * heads * hd * sizeof *x);
-    k_rotary(NULL, a, pos, tokens, heads, hd, theta);
-    k_rotary(p3, b, pos, tokens, heads, hd, theta);
+    k_rotary(NULL, a, pos, tokens, heads, hd, theta, NULL);
+    k_rotary(p3, b, pos, tokens, heads, hd, theta, NULL);
     size_t bad = 0;
     for (size_t t = 0; t < tokens; t++)
         for (size_t h = 0; h < heads; h++)
@@ -535,7 +535,7 @@ static float *run_attn(pool *p, const float *q, size_t t, size_t start, const fl
     for (size_t i = 0; i < t * heads * hd; i++)
         out[i] = NAN;
     float *scratch = malloc(k_attention_scratch_floats(t, start, heads) * sizeof *scratch);
-    k_attention(p, q, t, start, kc, vc, heads, kv_heads, hd, out, scratch);
+    k_attention(p, q, t, start, kc, vc, heads, kv_heads, hd, 0, out, scratch);
     free(scratch);
     return out;
 }
