@@ -68,7 +68,11 @@ double cm_iter_chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens)
     double lo = ctx > 0 ? cm_attention_prefill_time(s->hw, dev_of(s), 1, (double)ctx,
                                                     (double)m->num_heads, (double)m->head_dim)
                         : 0.0;
-    return hi > lo ? hi - lo : 0.0;
+    if (hi <= lo)
+        return 0.0;
+    /* the causal square's part, times the share of its pairs a window keeps */
+    const double c = (double)ctx, e = (double)(ctx + tokens);
+    return (hi - lo) * model_attn_pairs(m, ctx, tokens) / ((e * (e + 1) - c * (c + 1)) / 2);
 }
 
 void cm_iter_stream_s(const cm_setup *s, double stream_s[2])

@@ -22,8 +22,8 @@ typedef struct cm_iter {
     int64_t tokens;        /* new tokens (GEMM rows) */
     int64_t emits;         /* sequences that emit a token (logit rows) */
     int64_t decodes;       /* single-token chunks */
-    int64_t decode_ctx;    /* their contexts after the step, summed */
-    int64_t cached;        /* tokens already cached that the chunks attend to */
+    int64_t decode_ctx;    /* the keys they attend to (their contexts, or windows), summed */
+    int64_t cached;        /* tokens already cached that the chunks read */
     double prefill_attn_s; /* multi-token chunks' causal attention, one layer */
 } cm_iter;
 
@@ -52,12 +52,15 @@ double cm_iter_chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens);
 static inline void cm_iter_add(const cm_setup *s, cm_iter *w, int64_t ctx, int64_t tokens,
                                bool emits)
 {
+    /* under a sliding window the chunk reads the cache from its first
+     * query's window on (model_attn_first), as the engine does */
+    const int64_t lo = model_attn_first(s->m, ctx);
     w->tokens += tokens;
     w->emits += emits;
-    w->cached += ctx;
+    w->cached += ctx - lo;
     if (tokens == 1) {
         w->decodes++;
-        w->decode_ctx += ctx + 1;
+        w->decode_ctx += ctx + 1 - lo;
     } else {
         w->prefill_attn_s += cm_iter_chunk_attn_s(s, ctx, tokens);
     }

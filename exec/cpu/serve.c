@@ -380,6 +380,7 @@ typedef struct kv_job {
     const int *chunk_of;  /* put: [rows] */
     const float *kk, *vv; /* put: the new K and V rows */
     const int32_t *table; /* gather */
+    size_t first;         /* gather: the first position (the window's) */
 } kv_job;
 
 static void kv_put_rows(void *ctx, size_t b, size_t e)
@@ -401,9 +402,11 @@ static void kv_gather_rows(void *ctx, size_t b, size_t e)
     const kv_job *J = ctx;
     const srv *g = J->g;
     const size_t bs = (size_t)g->c.s->cfg.block_size, kvd = g->lay.kvd;
-    for (size_t p = b; p < e; p++)
+    for (size_t u = b; u < e; u++) {
+        const size_t p = J->first + u;
         exec_kv_get(g->kq, kvd, g->lay.kv_row, kv_block(g, J->table[p / bs], J->layer),
                     2 * g->lay.kv_row, 0, (long long)(p % bs), g->kf + p * kvd, g->vf + p * kvd);
+    }
 }
 
 /* Loops over fewer values than this run on the compute thread alone. */
@@ -438,7 +441,8 @@ static void layer_forward(srv *g, const serve_fwd *f, int j, const uint8_t *stag
     for (int c = 0; c < it->nch; c++) {
         const size_t ctx = (size_t)it->ch[c].ctx, t = (size_t)it->ch[c].tokens;
         J.table = f->b->tab[it->req[c]].ids;
-        srv_par(g, ctx + t, (ctx + t) * 2 * kvd, kv_gather_rows, &J);
+        J.first = (size_t)model_attn_first(m, (int64_t)ctx); /* the chunk's first query's window */
+        srv_par(g, ctx + t - J.first, (ctx + t - J.first) * 2 * kvd, kv_gather_rows, &J);
         k_attention(g->pool, q + off * qd, t, ctx, g->kf, g->vf, (size_t)m->num_heads,
                     (size_t)m->num_kv_heads, (size_t)m->head_dim, (size_t)m->sliding_window,
                     g->a.att + off * qd, g->ascratch);
