@@ -300,6 +300,24 @@ static void test_hf_refused(void)
         {"mistral-7b", "sliding_window", "\"sliding_window\": 32768", NULL},
         {"mistral-7b", "sliding_window", "\"max_window_layers\": 28", NULL}, /* 4096: MistralConfig's */
         {"mistral-7b", "sliding_window", "\"sliding_window\": 0.5", "\"sliding_window\" must be a positive whole"},
+        /* the later families: each refuses what it does not implement */
+        {"qwen2.5-0.5b", "use_sliding_window", "\"use_sliding_window\": true", "on some layers only"},
+        {"qwen2.5-0.5b", "sliding_window", "\"sliding_window\": 8", NULL}, /* ignored: use_sliding_window false */
+        {"qwen2.5-0.5b", "hidden_act", "\"hidden_act\": \"gelu\"", "hidden_act \"gelu\" is not supported"},
+        {"qwen3-0.6b", "attention_bias", "\"attention_bias\": true", "biases to the q, k, v and o"},
+        {"qwen3-0.6b", "use_sliding_window", "\"use_sliding_window\": true", "on some layers only"},
+        {"qwen3-0.6b", "rope_scaling", "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, "
+         "\"original_max_position_embeddings\": 32768}", "rope_type \"yarn\""},
+        {"gemma-2b", "hidden_activation", "\"hidden_activation\": \"gelu\"",
+         "\"hidden_activation\" is not \"gelu_pytorch_tanh\""},
+        {"gemma-2b", "hidden_activation", "\"hidden_activation\": null", NULL}, /* hidden_act gelu: tanh */
+        {"gemma-2b", NULL, "\"attn_logit_softcapping\": 50.0", "soft-caps the attention"}, /* Gemma 2's */
+        {"gemma-2b", NULL, "\"query_pre_attn_scalar\": 224", "scales the queries"},
+        {"phi-3-mini-4k", "rope_scaling", "\"rope_scaling\": {\"type\": \"longrope\", \"long_factor\": [1.0], "
+         "\"short_factor\": [1.0]}", "rope_type \"longrope\""},
+        {"phi-3-mini-4k", "rope_scaling", "\"rope_scaling\": {\"type\": \"su\"}", "rope_type \"su\""},
+        {"phi-3-mini-4k", NULL, "\"partial_rotary_factor\": 0.75", "part of each head"},
+        {"phi-3-mini-4k", "sliding_window", "\"sliding_window\": null", NULL},
         {"opt-125m", "activation_function", "\"activation_function\": \"gelu_new\"",
          "is not \"relu\" or \"gelu\""},
         {"opt-125m", NULL, "\"layer_norm_elementwise_affine\": false", "drops the LayerNorms"},
