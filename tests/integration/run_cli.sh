@@ -27,6 +27,18 @@ for key in feasible throughput_tok_s total_s prefill_s decode_s peak_bytes stage
 done
 check "tokens written, one line per prompt" '[ $(wc -l < "$tmp/ram.txt") -eq 4 ]'
 check "6 tokens per line" '[ $(head -1 "$tmp/ram.txt" | wc -w) -eq 6 ]'
+# --logits-out: float32 [gen][sequences][vocab] of the first block, whose argmax is each token
+"$L" run "${common[@]}" --logits-out "$tmp/lg.bin" --tokens-out "$tmp/lt.txt" >/dev/null; rc=$?
+check "--logits-out writes 6 x 4 x 288 float32" '[ $rc -eq 0 ] && [ $(stat -c %s "$tmp/lg.bin") -eq $((6 * 4 * 288 * 4)) ]'
+check "the argmax of each step's logits is the token generated" '[ "$(python3 -c "
+import struct, sys
+b = open(sys.argv[1], \"rb\").read(); v = struct.unpack(\"<%df\" % (len(b) // 4), b)
+toks = [list(map(int, l.split())) for l in open(sys.argv[2])]
+print(all(max(range(288), key=lambda i: v[(g * 4 + s) * 288 + i]) == toks[s][g] for g in range(6) for s in range(4)))
+" "$tmp/lg.bin" "$tmp/lt.txt")" = True ]'
+"$L" run "${common[@]}" --logits-out "$tmp/no/such/dir/lg.bin" >"$tmp/out" 2>"$tmp/err"; rc=$?
+check "--logits-out into a missing directory: exit 2 before the run, nothing on stdout" \
+  '[ $rc -eq 2 ] && grep -q -- "--logits-out" "$tmp/err" && [ ! -s "$tmp/out" ]'
 "$L" run "${common[@]}" --percent 0 0 0 0 0 0 --tokens-out "$tmp/disk.txt" >/dev/null; rc=$?
 check "everything on disk runs" '[ $rc -eq 0 ]'
 check "the same tokens with everything on disk" 'cmp -s "$tmp/ram.txt" "$tmp/disk.txt"'
