@@ -159,38 +159,12 @@ double engine_free_ram_bytes(void)
     return kb * 1024;
 }
 
-llmsim_status engine_gpu_model_check(const model *m, diag *e)
-{
-    const struct {
-        bool on;
-        const char *what;
-    } f[] = {
-        {m->rope_scaling.kind != MODEL_ROPE_NONE, "RoPE scaling (rope_scaling)"},
-        {m->sliding_window > 0, "a sliding window (sliding_window)"},
-        {m->qkv_bias, "q, k and v biases (qkv_bias)"},
-        {m->qk_norm, "per-head q and k norms (qk_norm)"},
-        {m->norm_plus_one, "Gemma's (1 + weight) RMSNorm (norm_plus_one)"},
-        {m->scale_embeddings, "scaled embeddings (scale_embeddings)"},
-        {m->ffn_kind == MODEL_FFN_GEGLU_TANH, "the GeGLU MLP (ffn_kind geglu_tanh)"},
-    };
-    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
-        if (f[i].on)
-            return diag_set(e, LLMSIM_EINPUT, "model %s has %s, which the GPU engine does not "
-                            "implement yet (the CPU engine does: run it with a profile without a "
-                            "GPU, e.g. --hardware cpu-only; predict, simulate and search model it "
-                            "on any hardware)", m->name, f[i].what);
-    return LLMSIM_OK;
-}
-
 llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, const workload *w,
                          const plan *pl, const engine_opts *o, engine_result *r, diag *e)
 {
     memset(r, 0, sizeof *r);
     /* the backend: the GPU engine for a machine with a GPU, else the CPU engine */
     const exec_backend_ops *ops = hw->gpu.present ? &exec_gpu_backend : &exec_cpu_backend;
-    llmsim_status gst;
-    if (hw->gpu.present && (gst = engine_gpu_model_check(m, e)))
-        return gst;
     if (!ops->accepts(hw))
         return diag_set(e, LLMSIM_EFAIL, "the %s engine does not run plans for profile '%s'", ops->name, hw->name);
     const long long bls = (long long)p->gpu_batch_size * p->num_gpu_batches;

@@ -77,11 +77,6 @@ typedef struct engine_result {
     exec_conditions cond;
 } engine_result;
 
-/* The GPU engine (plans and serving) runs the OPT and LLaMA math; a model
- * with a later family's feature it does not implement is refused, naming the
- * feature (LLMSIM_EINPUT). */
-llmsim_status engine_gpu_model_check(const model *m, diag *e);
-
 llmsim_status engine_run(const model *m, const hwprofile *hw, const policy *p, const workload *w,
                          const plan *pl, const engine_opts *o, engine_result *r, diag *e);
 void engine_result_free(engine_result *r);

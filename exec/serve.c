@@ -275,9 +275,6 @@ llmsim_status engine_serve(const serve_setup *s, const serve_requests *q,
     if (!L.ops->accepts(s->cm.hw))
         return diag_set(e, LLMSIM_EFAIL, "internal error: no serving backend for '%s'",
                         s->cm.hw->name);
-    llmsim_status gst;
-    if (s->cm.hw->gpu.present && (gst = engine_gpu_model_check(s->cm.m, e)))
-        return gst;
     r->engine = L.ops->name;
     /* the scheduler's checks first: a request that can never fit is refused */
     llmsim_status st = serve_sched_check(s, q, e);

@@ -30,11 +30,15 @@
  *    buffers by W_DISK. Quantized matrices are dequantized into one fp16
  *    working copy by W_DEQUANT.
  *  - KV cache of (layer, batch): slots of one position for the batch's
- *    sequences, [ctx][seq][K row, V row], a row kvd fp16 values or one
+ *    sequences, [kv_cap][seq][K row, V row], a row kvd fp16 values or one
  *    quantized row; on disk each slot padded to OFFLOAD_ALIGN (2-D copies
- *    pad and unpad). Off the GPU, a decode step copies the cache into one of
- *    two GPU cache slots (C_H2D), the compute appends the new entries there
- *    and into one of two GPU out slots, and C_D2H sends those home.
+ *    pad and unpad). Under a sliding window the kv_cap slots are a ring
+ *    (exec/layout.h: position p in slot p % kv_cap) in every tier, so the
+ *    bytes still move as they are (the slots in use, in the ring's order);
+ *    without one kv_cap is ctx_max. Off the GPU, a decode step copies the
+ *    cache into one of two GPU cache slots (C_H2D), the compute appends the
+ *    new entries there and into one of two GPU out slots, and C_D2H sends
+ *    those home.
  *  - hidden states of a batch: [seq][token][h] fp16, in and out slots the
  *    same way.
  *  - with CPU attention (delegated decode over a cache off the GPU): PRE
@@ -96,13 +100,16 @@ typedef struct geng {
     exec_layer_names lnames;
     exec_head_names hnames;
     /* KV cache */
-    uint8_t **kv_dev;      /* [L * ngb] home gpu: ctx_max slots */
-    uint8_t **kv_host;     /* [L * ngb] home cpu: ctx_max slots, pinned */
-    uint8_t *kv_in[2];     /* device: a batch's cache copied in, ctx_max slots */
+    uint8_t **kv_dev;      /* [L * ngb] home gpu: kv_cap slots */
+    uint8_t **kv_host;     /* [L * ngb] home cpu: kv_cap slots, pinned */
+    uint8_t *kv_in[2];     /* device: a batch's cache copied in, kv_cap slots */
     uint8_t *kv_out[2];    /* device: new entries of a step, prompt slots */
-    uint8_t *kv_stage[2];  /* pinned: disk homes, ctx_max padded slots */
+    uint8_t *kv_stage[2];  /* pinned: disk homes, kv_cap padded slots */
     g_ring kv_ring;        /* pinned: new entries going to disk, prompt padded slots */
-    uint16_t *kv_f16;      /* device: quantized KV dequantized for attention, ctx_max slots */
+    uint16_t *kv_f16;      /* device: quantized KV dequantized for attention, kv_cap slots */
+    size_t kv_ring_slots;  /* the cache's slots as a ring (gdev_kv.ring): kv_cap under a
+                            * sliding window, else 0 (position p in slot p) */
+    double *inv_freq;      /* device: the scaled rotary frequencies, or NULL */
     /* hidden states */
     uint16_t **act_dev;    /* [ngb] home gpu */
     uint16_t **act_host;   /* [ngb] home cpu, pinned */
@@ -324,7 +331,7 @@ static llmsim_status disk_file_init(geng *g, const char *name, uint64_t bytes, o
 static llmsim_status kv_init(geng *g, diag *e)
 {
     const int L = g->sh.L, ngb = g->sh.ngb, kv_off = g->sh.kv_off;
-    const size_t ctx = (size_t)g->sh.ctx_max, pr = (size_t)g->sh.prompt;
+    const size_t ctx = (size_t)g->sh.kv_cap, pr = (size_t)g->sh.prompt; /* the slots a sequence keeps */
     for (int j = 0; j < L; j++)
         for (int k = 0; k < ngb; k++) {
             size_t n = ctx * g->sh.kv_slot;
@@ -437,11 +444,13 @@ static llmsim_status scratch_init(geng *g, diag *e)
 
 // ---- the layer math (on the compute stream)
 
-/* KV rows of a slot array as the kernels take them. */
-static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
+/* KV rows of a slot array as the kernels take them: a cache's kv_cap slots
+ * (a ring under a sliding window; ring true), or a step's new entries. */
+static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride, bool ring)
 {
     gdev_kv d = {.base = base, .slot_stride = stride, .row_bytes = g->sh.kv_row, .kvd = g->sh.kvd,
-                 .bits = g->c.p->kv_quant.bits, .group = g->c.p->kv_quant.group_size};
+                 .bits = g->c.p->kv_quant.bits, .group = g->c.p->kv_quant.group_size,
+                 .ring = ring ? g->kv_ring_slots : 0};
     return d;
 }
 
@@ -449,17 +458,10 @@ static gdev_kv kv_desc(const geng *g, uint8_t *base, size_t stride)
 static llmsim_status attn_pre(geng *g, int i, int j, int ws, const float *x, long long t, float *q, float *kk,
                               float *vv, diag *e)
 {
-    const model *m = g->c.m;
     const size_t rows = (size_t)g->sh.gbs * (size_t)t;
     const long long start = exec_step_start(&g->sh, i);
     TRY(gl_qkv(&g->gl, j, ws, x, rows, q, kk, vv, e));
-    if (m->position == MODEL_POS_ROTARY) {
-        TRY(gdev_rotary(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_heads,
-                        (size_t)m->head_dim, m->rope_theta, e));
-        TRY(gdev_rotary(g->dev, kk, (size_t)g->sh.gbs, (size_t)t, start, (size_t)m->num_kv_heads,
-                        (size_t)m->head_dim, m->rope_theta, e));
-    }
-    return LLMSIM_OK;
+    return gl_rotary(&g->gl, q, kk, (size_t)g->sh.gbs, (size_t)t, start, e);
 }
 
 /* One batch through decoder layer j at step i on the GPU: g->a.x holds the
@@ -477,15 +479,16 @@ static llmsim_status layer_forward(geng *g, int i, int j, int ws, gdev_kv kv, co
     if (out)
         TRY(gdev_kv_put(g->dev, out, kk, vv, (size_t)g->sh.gbs, (size_t)t, 0, e));
     gdev_kv att_kv = kv;
-    if (kv.bits) { /* attention reads fp16: the cache so far, dequantized */
+    if (kv.bits) { /* attention reads fp16: the cache so far (a ring: its slots), dequantized */
         att_kv =
             (gdev_kv){.base = (uint8_t *)g->kv_f16, .slot_stride = (size_t)g->sh.gbs * 2 * kvd * 2,
-                      .row_bytes = kvd * 2, .kvd = kvd};
-        TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->sh.gbs, start + t, e));
+                      .row_bytes = kvd * 2, .kvd = kvd, .ring = kv.ring};
+        const long long npos = kv.ring && start + t > (long long)kv.ring ? (long long)kv.ring : start + t;
+        TRY(gdev_kv_dequant(g->dev, &kv, &att_kv, (size_t)g->sh.gbs, npos, e));
     }
     TRY(gdev_attention(g->dev, q, (size_t)g->sh.gbs, (size_t)t, start, &att_kv,
-                       (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim, g->a.att,
-                       e));
+                       (size_t)m->num_heads, (size_t)m->num_kv_heads, (size_t)m->head_dim,
+                       (size_t)m->sliding_window, g->a.att, e));
     return gl_post(&g->gl, j, ws, g->a.x, g->a.att, rows, e);
 }
 
@@ -515,6 +518,7 @@ static llmsim_status embed(geng *g, int k, long long start, long long t, int ws,
     gdev_dtype dt;
     const void *table = gl_matrix(&g->gl, L, ti, ws, &dt);
     TRY(gdev_embed(g->dev, g->ids_dev, n, table, dt, g->sh.vocab, g->sh.h, out, e));
+    TRY(gl_embed_scale(&g->gl, out, n * g->sh.h, e));
     if (g->c.m->position == MODEL_POS_LEARNED) {
         int pi = exec_wunit_find(&g->w.units[L], g->hnames.embed_positions);
         const void *pt = gl_matrix(&g->gl, L, pi, ws, &dt);
@@ -605,14 +609,14 @@ static llmsim_status task_compute(geng *g, uint32_t ti, int ws, diag *e)
     TRY(load_input(g, ti, g->a.x, rows, e));
     gdev_kv kv, out, *outp = NULL;
     if (g->sh.kv_tier[k] == TIER_GPU) {
-        kv = kv_desc(g, g->kv_dev[j * g->sh.ngb + k], g->sh.kv_slot);
+        kv = kv_desc(g, g->kv_dev[j * g->sh.ngb + k], g->sh.kv_slot, true);
     } else if (i == 0) { /* the prompt's entries: only in the out slot */
-        kv = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot);
+        kv = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot, false);
     } else {
         uint32_t c = find(g, ti, PLAN_C_H2D);
         TRY(need(c, "c_h2d", e));
-        kv = kv_desc(g, g->kv_in[g->c.pl->tasks[c].slot], g->sh.kv_slot);
-        out = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot);
+        kv = kv_desc(g, g->kv_in[g->c.pl->tasks[c].slot], g->sh.kv_slot, true);
+        out = kv_desc(g, g->kv_out[t->slot], g->sh.kv_slot, false);
         outp = &out;
     }
     TRY(layer_forward(g, i, j, ws, kv, outp, tnew, e));
@@ -669,19 +673,21 @@ static llmsim_status task_cpu_attn(geng *g, uint32_t ti, diag *e)
         stride = g->sh.kv_slot;
     }
     const quant *kq = &g->c.p->kv_quant;
-    const long long ctx = start + 1;
+    const model *m = g->c.m;
+    const long long ctx = start + 1, first = model_attn_first(m, start); /* the keys the query sees */
     k_convert_to_f32(g->pool, g->hqkv[k], K_WTYPE_F16, (size_t)gbs * (qd + 2 * kvd), g->cqkv);
     for (int s = 0; s < gbs; s++) {
         const float *kx = kk + (size_t)s * kvd, *vx = vv + (size_t)s * kvd;
-        exec_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, start, kx, vx);
+        /* the cache's slots are a ring of kv_cap (exec_kv_slot: p itself without a window) */
+        exec_kv_put(kq, kvd, g->sh.kv_row, slots, stride, s, exec_kv_slot(&g->sh, start), kx, vx);
         if (out)
             exec_kv_put(kq, kvd, g->sh.kv_row, out, g->sh.kv_dslot, s, 0, kx, vx);
-        for (long long c = 0; c < ctx; c++)
-            exec_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, c, g->ckf + (size_t)c * kvd,
-                       g->cvf + (size_t)c * kvd);
-        k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf,
-                    (size_t)g->c.m->num_heads, (size_t)g->c.m->num_kv_heads, (size_t)g->c.m->head_dim,
-                    0, g->catt + (size_t)s * qd, g->cscr); /* no window: engine.c refuses one */
+        for (long long c = first; c < ctx; c++)
+            exec_kv_get(kq, kvd, g->sh.kv_row, slots, stride, s, exec_kv_slot(&g->sh, c),
+                        g->ckf + (size_t)c * kvd, g->cvf + (size_t)c * kvd);
+        k_attention(g->pool, q + (size_t)s * qd, 1, (size_t)start, g->ckf, g->cvf, (size_t)m->num_heads,
+                    (size_t)m->num_kv_heads, (size_t)m->head_dim, (size_t)m->sliding_window,
+                    g->catt + (size_t)s * qd, g->cscr);
     }
     k_convert_f32_to_f16(g->pool, g->catt, (size_t)gbs * qd, g->hatt[k]);
     return LLMSIM_OK;
@@ -703,7 +709,8 @@ static llmsim_status kv_copy_in(geng *g, uint32_t ti, gdev_stream s, diag *e)
 {
     const plan_task *t = &g->c.pl->tasks[ti];
     const int j = t->layer, k = t->batch;
-    const size_t n = (size_t)(g->sh.prompt + t->step - 1); /* the positions so far */
+    /* the slots in use: the positions so far, at most the ring (in its order) */
+    const size_t n = (size_t)model_kv_positions(g->c.m, g->sh.prompt, g->sh.prompt + t->step - 1);
     uint8_t *dst = g->kv_in[t->slot];
     if (g->sh.kv_tier[k] == TIER_CPU)
         return gdev_copy(g->dev, s, GDEV_H2D, dst, g->kv_host[j * g->sh.ngb + k], n * g->sh.kv_slot, e);
@@ -740,8 +747,9 @@ static llmsim_status kv_copy_out(geng *g, uint32_t ti, gdev_stream s, diag *e)
     const uint8_t *src = g->kv_out[g->c.pl->tasks[c].slot];
     if (g->sh.kv_tier[k] == TIER_CPU) {
         uint8_t *home = g->kv_host[j * g->sh.ngb + k];
-        return gdev_copy(g->dev, s, GDEV_D2H, home + (size_t)exec_step_start(&g->sh, t->step) * g->sh.kv_slot,
-                         src, tnew * g->sh.kv_slot, e);
+        /* the step's slots in the ring: a prompt (kv_cap >= prompt) or one position, never wrapping */
+        const size_t at = (size_t)exec_kv_slot(&g->sh, exec_step_start(&g->sh, t->step));
+        return gdev_copy(g->dev, s, GDEV_D2H, home + at * g->sh.kv_slot, src, tnew * g->sh.kv_slot, e);
     }
     return gdev_copy2d(g->dev, s, GDEV_D2H, g->kv_ring.buf[g->ring_of[ti]], g->sh.kv_dslot, src,
                        g->sh.kv_slot, g->sh.kv_slot, tnew, e);
@@ -814,9 +822,12 @@ static llmsim_status run_host(geng *g, uint32_t ti, diag *e)
         const exec_wunit *un = &g->w.units[j];
         return offload_read(g->w.wfile, g->w.wstage[t->slot], un->disk_bytes, un->disk_base, e);
     }
-    case PLAN_C_DISK:
-        return offload_read(g->kvfile, g->kv_stage[t->slot], (size_t)(g->sh.prompt + i - 1) * g->sh.kv_dslot,
+    case PLAN_C_DISK: {
+        /* the slots in use: the context before this step, at most the ring */
+        const size_t n = (size_t)model_kv_positions(g->c.m, g->sh.prompt, g->sh.prompt + i - 1);
+        return offload_read(g->kvfile, g->kv_stage[t->slot], n * g->sh.kv_dslot,
                             exec_kv_disk_off(&g->sh, j, k, 0), e);
+    }
     case PLAN_A_DISK:
         return offload_read(g->actfile, g->act_stage[t->slot], exec_act_disk_bytes(&g->sh, tnew),
                             exec_act_disk_off(&g->sh, k), e);
@@ -929,7 +940,7 @@ static void free_state(geng *g)
     free_ptrs(g, (void **)g->hqkv, nk, false);
     free_ptrs(g, (void **)g->hatt, nk, false);
     exec_acts_free(&g->a, dfree_cb, g);
-    void *d[] = {g->kv_f16, g->lin, g->ids_dev};
+    void *d[] = {g->kv_f16, g->lin, g->ids_dev, g->inv_freq};
     void *h[] = {g->cqkv, g->catt, g->ckf, g->cvf, g->cscr, g->ids_host, g->logits_host};
     free_list(g, d, sizeof d / sizeof d[0], true);
     free_list(g, h, sizeof h / sizeof h[0], false);
@@ -1013,6 +1024,7 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
     if (!c->pl->has_gpu)
         return diag_set(e, LLMSIM_EINPUT, "the GPU engine runs plans for a machine with a GPU");
     exec_layout_init(&g->sh, c->m, c->p, c->w, c->pl);
+    g->kv_ring_slots = c->m->sliding_window > 0 ? (size_t)g->sh.kv_cap : 0;
     exec_layer_names_get(c->m, &g->lnames);
     exec_head_names_get(c->m, &g->hnames);
     llmsim_status st;
@@ -1037,11 +1049,12 @@ static llmsim_status g_setup(void **state, const exec_ctx *c, bool dry, diag *e)
             return st;
     }
     g->mem.dev = g->dev;
-    if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)))
+    if ((st = weights_layout(g, e)) || (st = state_init(g, e)) || (st = scratch_init(g, e)) ||
+        (st = gl_rope_table(&g->mem, c->m, &g->inv_freq, e)))
         return st;
     g->gl = (gl_ctx){.dev = g->dev, .m = c->m, .w = &g->w, .wt = g->wt, .wq = &c->p->weight_quant,
                      .deq = g->w.deq, .ln = &g->lnames, .hn = &g->hnames, .a = &g->a,
-                     .lin = g->lin, .h = g->sh.h, .qd = g->sh.qd, .kvd = g->sh.kvd,
+                     .lin = g->lin, .inv_freq = g->inv_freq, .h = g->sh.h, .qd = g->sh.qd, .kvd = g->sh.kvd,
                      .f = g->sh.f, .wmax = g->sh.wmax, .vocab = g->sh.vocab};
     g->tk.tokens = calloc((size_t)g->sh.bls * (size_t)(g->sh.prompt + g->sh.gen), sizeof *g->tk.tokens);
     g->tk.probs = malloc(g->sh.vocab * sizeof *g->tk.probs);

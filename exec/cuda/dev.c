@@ -268,11 +268,12 @@ llmsim_status gdev_rmsnorm(gdev *d, const float *x, size_t m, size_t h, const fl
 }
 
 llmsim_status gdev_rotary(gdev *d, float *x, size_t seqs, size_t t, long long start, size_t heads,
-                          size_t hd, double theta, diag *e)
+                          size_t hd, double theta, const double *inv_freq, diag *e)
 {
     if (hd % 2)
         return diag_set(e, LLMSIM_EFAIL, "gdev_rotary: odd head_dim %zu", hd);
-    return seqs && t && heads && hd ? d->ops->rotary(d, x, seqs, t, start, heads, hd, theta, e) : LLMSIM_OK;
+    return seqs && t && heads && hd ? d->ops->rotary(d, x, seqs, t, start, heads, hd, theta, inv_freq, e)
+                                    : LLMSIM_OK;
 }
 
 llmsim_status gdev_relu(gdev *d, const float *x, size_t n, float *out, diag *e)
@@ -288,6 +289,21 @@ llmsim_status gdev_gelu(gdev *d, const float *x, size_t n, float *out, diag *e)
 llmsim_status gdev_silu_mul(gdev *d, const float *gate, const float *up, size_t n, float *out, diag *e)
 {
     return n ? d->ops->silu_mul(d, gate, up, n, out, e) : LLMSIM_OK;
+}
+
+llmsim_status gdev_gelu_tanh_mul(gdev *d, const float *gate, const float *up, size_t n, float *out, diag *e)
+{
+    return n ? d->ops->gelu_tanh_mul(d, gate, up, n, out, e) : LLMSIM_OK;
+}
+
+llmsim_status gdev_scale(gdev *d, const float *x, size_t n, float s, float *out, diag *e)
+{
+    return n ? d->ops->scale(d, x, n, s, out, e) : LLMSIM_OK;
+}
+
+llmsim_status gdev_add_scalar(gdev *d, const float *x, size_t n, float c, float *out, diag *e)
+{
+    return n ? d->ops->add_scalar(d, x, n, c, out, e) : LLMSIM_OK;
 }
 
 llmsim_status gdev_add(gdev *d, const float *a, const float *b, size_t n, float *out, diag *e)
@@ -328,6 +344,8 @@ static llmsim_status kv_check(const gdev_kv *kv, const char *fn, diag *e)
     if (kv->table && (kv->block_size == 0 || kv->block_stride < kv->block_size * kv->slot_stride))
         return diag_set(e, LLMSIM_EFAIL, "%s: blocks of %zu slots of %zu bytes in %zu bytes", fn,
                         kv->block_size, kv->slot_stride, kv->block_stride);
+    if (kv->table && kv->ring)
+        return diag_set(e, LLMSIM_EFAIL, "%s: a ring is a contiguous slot array (no block table)", fn);
     return LLMSIM_OK;
 }
 
@@ -342,6 +360,8 @@ llmsim_status gdev_kv_put(gdev *d, const gdev_kv *kv, const float *k, const floa
     if (kv->slot_stride < seqs * 2 * kv->row_bytes)
         return diag_set(e, LLMSIM_EFAIL, "gdev_kv_put: slot stride %zu below %zu sequences' rows",
                         kv->slot_stride, seqs);
+    if (kv->ring && t > kv->ring)
+        return diag_set(e, LLMSIM_EFAIL, "gdev_kv_put: %zu positions into a ring of %zu", t, kv->ring);
     return d->ops->kv_put(d, kv, k, v, seqs, t, pos0, e);
 }
 
@@ -353,11 +373,14 @@ llmsim_status gdev_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv *dst, s
         return st;
     if (src->bits == 0 || dst->bits != 0 || src->kvd != dst->kvd)
         return diag_set(e, LLMSIM_EFAIL, "gdev_kv_dequant: from a quantized to an fp16 array of the same rows");
+    if ((src->ring && npos > (long long)src->ring) || (dst->ring && npos > (long long)dst->ring))
+        return diag_set(e, LLMSIM_EFAIL, "gdev_kv_dequant: %lld positions of a ring of %zu", npos,
+                        src->ring && npos > (long long)src->ring ? src->ring : dst->ring);
     return seqs && npos > 0 ? d->ops->kv_dequant(d, src, dst, seqs, npos, e) : LLMSIM_OK;
 }
 
 llmsim_status gdev_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start, const gdev_kv *kv,
-                             size_t heads, size_t kv_heads, size_t hd, float *out, diag *e)
+                             size_t heads, size_t kv_heads, size_t hd, size_t window, float *out, diag *e)
 {
     llmsim_status st = kv_check(kv, "gdev_attention", e);
     if (st)
@@ -367,5 +390,12 @@ llmsim_status gdev_attention(gdev *d, const float *q, size_t seqs, size_t t, lon
     if (kv->bits || !kv_heads || heads % kv_heads || kv->kvd != kv_heads * hd)
         return diag_set(e, LLMSIM_EFAIL, "gdev_attention: fp16 rows of kv_heads x head_dim values, and "
                         "kv_heads dividing heads");
-    return seqs && t ? d->ops->attention(d, q, seqs, t, start, kv, heads, kv_heads, hd, out, e) : LLMSIM_OK;
+    if (kv->ring) { /* the keys read, from the first query's first on, fit the ring */
+        const size_t first = window && (size_t)start >= window ? (size_t)start - window + 1 : 0;
+        if ((size_t)start + t - first > kv->ring)
+            return diag_set(e, LLMSIM_EFAIL, "gdev_attention: positions %zu .. %lld in a ring of %zu", first,
+                            start + (long long)t - 1, kv->ring);
+    }
+    return seqs && t ? d->ops->attention(d, q, seqs, t, start, kv, heads, kv_heads, hd, window, out, e)
+                     : LLMSIM_OK;
 }

@@ -36,7 +36,11 @@
  *    weights) and accumulates in fp32 (cuBLAS CUBLAS_COMPUTE_32F); the host
  *    version rounds x the same way and calls k_linear.
  *  - Norms, softmax and attention accumulate in fp32; rotary angles are
- *    computed in double, as k_rotary does.
+ *    computed in double, as k_rotary does (pos * inv_freq[i] with a
+ *    table of scaled frequencies, pos / theta^(2i/hd) without).
+ *  - Element-wise operations are the fp32 operations of their k_*
+ *    counterparts in the same order, unfused (scale, add_scalar: one
+ *    rounding, bit-exact; gelu_tanh_mul: tanhf's ulps apart).
  *  - Quantization and dequantization are bit-exact with exec/quant.c (the
  *    functions of common/quant_layout.h, nvcc without --use_fast_math).
  */
@@ -161,14 +165,24 @@ llmsim_status gdev_rmsnorm(gdev *d, const float *x, size_t m, size_t h, const fl
                            float *out, diag *e);
 
 /* Rotary embedding in place (k_rotary's convention, rotate_half) of
- * x [seqs][t][heads][hd]; token a of every sequence is at position start + a. */
+ * x [seqs][t][heads][hd]; token a of every sequence is at position start + a.
+ * inv_freq: NULL (the angle of pair i is pos / theta^(2i/hd)), or a device
+ * array of hd/2 doubles, the scaled frequencies (models/model.h
+ * model_rope_inv_freq; the angle is pos * inv_freq[i], theta unused). */
 llmsim_status gdev_rotary(gdev *d, float *x, size_t seqs, size_t t, long long start, size_t heads,
-                          size_t hd, double theta, diag *e);
+                          size_t hd, double theta, const double *inv_freq, diag *e);
 
 /* Element-wise; out may equal an input. */
 llmsim_status gdev_relu(gdev *d, const float *x, size_t n, float *out, diag *e);
 llmsim_status gdev_gelu(gdev *d, const float *x, size_t n, float *out, diag *e); /* exact, erf */
 llmsim_status gdev_silu_mul(gdev *d, const float *gate, const float *up, size_t n, float *out, diag *e);
+/* 0.5 g (1 + tanh(0.79788456 (g + 0.044715 g^3))) * up (k_gelu_tanh_mul:
+ * transformers' gelu_pytorch_tanh, Gemma's GeGLU). */
+llmsim_status gdev_gelu_tanh_mul(gdev *d, const float *gate, const float *up, size_t n, float *out,
+                                 diag *e);
+/* out[i] = x[i] * s and out[i] = x[i] + c, in fp32 (bit-exact). */
+llmsim_status gdev_scale(gdev *d, const float *x, size_t n, float s, float *out, diag *e);
+llmsim_status gdev_add_scalar(gdev *d, const float *x, size_t n, float c, float *out, diag *e);
 llmsim_status gdev_add(gdev *d, const float *a, const float *b, size_t n, float *out, diag *e);
 /* out[r][c] = a[r][c] + b[r % brows][c]: a [rows][cols], b [brows][cols]
  * (OPT's learned positions added to every sequence). out may equal a. */
@@ -204,13 +218,17 @@ typedef struct gdev_kv {
      * in device memory. NULL: contiguous (position p at p * slot_stride). */
     const int32_t *table;
     size_t block_size, block_stride;
+    /* contiguous only: a ring of this many slots, position p in slot
+     * p % ring (a sliding window's bounded cache, exec/layout.h kv_cap);
+     * 0: position p in slot p */
+    size_t ring;
 } gdev_kv;
 
 /* Byte offset from kv->base of position p's slot. */
 static inline size_t gdev_kv_slot_off(const gdev_kv *kv, size_t p)
 {
     if (!kv->table)
-        return p * kv->slot_stride;
+        return (kv->ring ? p % kv->ring : p) * kv->slot_stride;
     return (size_t)kv->table[p / kv->block_size] * kv->block_stride +
            p % kv->block_size * kv->slot_stride;
 }
@@ -223,7 +241,9 @@ llmsim_status gdev_kv_put(gdev *d, const gdev_kv *kv, const float *k, const floa
 
 /* Dequantize positions [0, npos) of a quantized slot array into an fp16 one
  * (dst->bits == 0, the same seqs; dst->slot_stride may differ from src's).
- * Bit-exact with quant_dequantize_row_f16. */
+ * Bit-exact with quant_dequantize_row_f16. A ring holds npos <= ring
+ * positions: [0, npos) are then its first npos slots, every one in use
+ * when npos == ring (give dst the same ring). */
 llmsim_status gdev_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv *dst, size_t seqs, long long npos,
                               diag *e);
 
@@ -232,9 +252,13 @@ llmsim_status gdev_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv *dst, s
  * start + t - 1, whose K and V are already in the array (ctx = start + t).
  * Query head h reads KV head h / (heads / kv_heads); scores scaled by
  * 1/sqrt(hd), softmax in fp32 after subtracting the row maximum
- * (k_attention). out [seqs][t][heads][hd] fp32, must not alias q. */
+ * (k_attention). window: a query at position p sees keys p - window < j
+ * <= p (a sliding window, models/model.h model_attn_first); 0: all j <= p.
+ * Positions below the first query's first key are not read; a ring must
+ * hold the rest (ctx - that first key <= ring). out [seqs][t][heads][hd]
+ * fp32, must not alias q. */
 llmsim_status gdev_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start, const gdev_kv *kv,
-                             size_t heads, size_t kv_heads, size_t hd, float *out, diag *e);
+                             size_t heads, size_t kv_heads, size_t hd, size_t window, float *out, diag *e);
 
 #ifdef __cplusplus
 }

@@ -25,8 +25,9 @@
  *  - the norms accumulate their row statistics in double, as k_layernorm and
  *    k_rmsnorm do (a different summation order, so the float results agree
  *    with the CPU's all but always to the bit);
- *  - rotary angles are pos / pow(theta, 2i/hd) in double, then cos and sin in
- *    double rounded to float, as k_rotary;
+ *  - rotary angles are pos / pow(theta, 2i/hd) in double (pos * inv_freq[i]
+ *    with a table of scaled frequencies), then cos and sin in double rounded
+ *    to float, as k_rotary;
  *  - linear rounds x to the weight's type and runs cublasGemmEx with fp32
  *    compute (fp32 weights: cublasSgemm on x itself);
  *  - attention accumulates in fp32 with an online softmax (a running maximum
@@ -48,6 +49,10 @@
  * context is split over several blocks, each writing an unnormalized partial
  * state (acc[hd], max, sum) to the workspace, and gk_attn_combine merges them
  * (flash-decoding). No shared memory grows with the context: any ctx works.
+ * Under a sliding window the splits cover the keys from the first query's
+ * first one on, and each row starts at its own first key (positions before
+ * it are neither read nor counted); in a ring (a bounded cache) position p
+ * is slot p % ring.
  *
  * Indices are size_t and loops grid-stride, so element counts above 2^31 are
  * safe; grids are capped (GRID_MAX blocks, 65535 in y).
@@ -286,6 +291,34 @@ __global__ void gk_silu_mul(const float *gate, const float *up, size_t n, float 
     }
 }
 
+/* k_gelu_tanh_mul's operations in its order, unfused. */
+__global__ void gk_gelu_tanh_mul(const float *gate, const float *up, size_t n, float *out)
+{
+    GRID_STRIDE(i, n)
+    {
+        const float g = gate[i];
+        const float cube = __fmul_rn(__fmul_rn(__fmul_rn(0.044715f, g), g), g);
+        const float inner = __fmul_rn(0.79788456080286536f, __fadd_rn(g, cube));
+        out[i] = __fmul_rn(__fmul_rn(__fmul_rn(0.5f, g), __fadd_rn(1.0f, tanhf(inner))), up[i]);
+    }
+}
+
+/* x * a (add 0) or x + a (add 1): one rounding, as the host's loop. */
+__global__ void gk_scalar(const float *x, size_t n, float a, int add, float *out)
+{
+    if (add) {
+        GRID_STRIDE(i, n)
+        {
+            out[i] = __fadd_rn(x[i], a);
+        }
+    } else {
+        GRID_STRIDE(i, n)
+        {
+            out[i] = __fmul_rn(x[i], a);
+        }
+    }
+}
+
 __global__ void gk_add(const float *a, const float *b, size_t n, float *out)
 {
     GRID_STRIDE(i, n)
@@ -402,15 +435,17 @@ __global__ void gk_rmsnorm(const float *x, size_t m, size_t h, const float *gamm
 
 // ---- rotary: a thread per (token, i < hd/2), looping over the heads
 
+/* inv_freq: NULL, or the scaled frequencies [hd / 2] (k_rotary's table). */
 __global__ void gk_rotary(float *x, size_t ntok, size_t t, long long start, size_t heads, size_t hd,
-                          double theta)
+                          double theta, const double *inv_freq)
 {
     const size_t hh = hd / 2;
     GRID_STRIDE(idx, ntok * hh)
     {
         const size_t tok = idx / hh, i = idx % hh;
         const long long pos = start + (long long)(tok % t);
-        const double ang = (double)pos / pow(theta, (double)(2 * i) / (double)hd);
+        const double ang = inv_freq ? (double)pos * inv_freq[i]
+                                    : (double)pos / pow(theta, (double)(2 * i) / (double)hd);
         const float c = (float)cos(ang), s = (float)sin(ang);
         float *xt = x + tok * heads * hd;
         for (size_t h = 0; h < heads; h++) {
@@ -501,11 +536,11 @@ __global__ void gk_dequant_f16(const uint8_t *q, size_t rows, size_t cols, int b
     }
 }
 
-/* Where position p's slot is in a slot array: contiguous (table NULL) or
- * paged (gdev_kv_slot_off, on the device). */
+/* Where position p's slot is in a slot array: contiguous (table NULL; a
+ * ring when ring > 0) or paged (gdev_kv_slot_off, on the device). */
 struct kv_where {
     const int32_t *table;
-    size_t block_size, block_stride, slot_stride;
+    size_t block_size, block_stride, slot_stride, ring;
 };
 
 static kv_where kv_where_of(const gdev_kv *kv)
@@ -515,13 +550,14 @@ static kv_where kv_where_of(const gdev_kv *kv)
     w.block_size = kv->block_size;
     w.block_stride = kv->block_stride;
     w.slot_stride = kv->slot_stride;
+    w.ring = kv->ring;
     return w;
 }
 
 static __device__ __forceinline__ size_t kv_slot(const kv_where &w, size_t p)
 {
     if (!w.table)
-        return p * w.slot_stride;
+        return (w.ring ? p % w.ring : p) * w.slot_stride;
     return (size_t)__ldg(w.table + p / w.block_size) * w.block_stride + p % w.block_size * w.slot_stride;
 }
 
@@ -588,7 +624,9 @@ struct attn_params {
     size_t row_bytes;
     long long start;
     unsigned t, heads, group, hd, lp_log2, splits;
-    size_t chunk; /* positions per split */
+    size_t window; /* a query at p sees keys (p - window, p]; 0: [0, p] */
+    size_t first;  /* the first query's first key: the splits cover [first, ctx) */
+    size_t chunk;  /* positions per split */
     float scale;
 };
 
@@ -634,7 +672,7 @@ struct attn_thread {
     unsigned pw, ng, gid;  /* groups per warp, groups in the block, the thread's group */
     size_t row;            /* (s * t + a) * heads + hq */
     unsigned split;        /* the context split of the row */
-    size_t p0, p1;         /* the split's positions: [p0, p1) */
+    size_t p0, p1;         /* the split's positions the row sees: [p0, p1) */
     const uint8_t *kb;     /* K of position j: kb + kv_slot(j); V: row_bytes further */
 };
 
@@ -657,9 +695,11 @@ template <int VW> static __device__ __forceinline__ attn_thread attn_thread_of(c
     const unsigned hq = (unsigned)(T.row % P.heads);
     const size_t tok = T.row / P.heads, s = tok / P.t, a = tok % P.t;
     const unsigned kvh = hq / P.group;
-    const size_t valid = (size_t)P.start + a + 1; /* positions 0 .. start + a */
-    T.p0 = (size_t)T.split * P.chunk;
-    T.p1 = T.p0 + P.chunk < valid ? T.p0 + P.chunk : valid;
+    const size_t pos = (size_t)P.start + a, valid = pos + 1; /* positions lo .. start + a */
+    const size_t lo = P.window && pos >= P.window ? pos - P.window + 1 : 0;
+    const size_t s0 = P.first + (size_t)T.split * P.chunk; /* the split's positions, all rows */
+    T.p0 = s0 > lo ? s0 : lo;
+    T.p1 = s0 + P.chunk < valid ? s0 + P.chunk : valid;
     T.kb = P.base + 2 * s * P.row_bytes + (size_t)kvh * hd * 2;
     return T;
 }
@@ -1168,12 +1208,13 @@ static llmsim_status cu_rmsnorm(gdev *d, const float *x, size_t m, size_t h, con
 }
 
 static llmsim_status cu_rotary(gdev *d, float *x, size_t seqs, size_t t, long long start,
-                               size_t heads, size_t hd, double theta, diag *e)
+                               size_t heads, size_t hd, double theta, const double *inv_freq,
+                               diag *e)
 {
     cuda_dev *c = cdev(d);
     const size_t ntok = seqs * t;
     gk_rotary<<<grid_1d(ntok * (hd / 2), EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(
-        x, ntok, t, start, heads, hd, theta);
+        x, ntok, t, start, heads, hd, theta, inv_freq);
     return launched(e, "gdev_rotary", "gk_rotary");
 }
 
@@ -1197,6 +1238,28 @@ static llmsim_status cu_silu_mul(gdev *d, const float *gate, const float *up, si
     cuda_dev *c = cdev(d);
     gk_silu_mul<<<grid_1d(n, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(gate, up, n, out);
     return launched(e, "gdev_silu_mul", "gk_silu_mul");
+}
+
+static llmsim_status cu_gelu_tanh_mul(gdev *d, const float *gate, const float *up, size_t n,
+                                      float *out, diag *e)
+{
+    cuda_dev *c = cdev(d);
+    gk_gelu_tanh_mul<<<grid_1d(n, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(gate, up, n, out);
+    return launched(e, "gdev_gelu_tanh_mul", "gk_gelu_tanh_mul");
+}
+
+static llmsim_status cu_scale(gdev *d, const float *x, size_t n, float s, float *out, diag *e)
+{
+    cuda_dev *c = cdev(d);
+    gk_scalar<<<grid_1d(n, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(x, n, s, 0, out);
+    return launched(e, "gdev_scale", "gk_scalar");
+}
+
+static llmsim_status cu_add_scalar(gdev *d, const float *x, size_t n, float a, float *out, diag *e)
+{
+    cuda_dev *c = cdev(d);
+    gk_scalar<<<grid_1d(n, EW_THREADS), EW_THREADS, 0, COMPUTE(c)>>>(x, n, a, 1, out);
+    return launched(e, "gdev_add_scalar", "gk_scalar");
 }
 
 static llmsim_status cu_add(gdev *d, const float *a, const float *b, size_t n, float *out, diag *e)
@@ -1394,7 +1457,7 @@ static llmsim_status att_launch(cuda_dev *c, const attn_params &P, int vw, size_
 
 static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start,
                                   const gdev_kv *kv, size_t heads, size_t kv_heads, size_t hd,
-                                  float *out, diag *e)
+                                  size_t window, float *out, diag *e)
 {
     cuda_dev *c = cdev(d);
     llmsim_status st;
@@ -1405,8 +1468,10 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
     if ((st = att_check(seqs, t, heads, hd, kv, e)))
         return st;
     const size_t rows = seqs * t * heads, ctx = (size_t)start + t;
+    /* the first query's first key: no row reads an earlier one */
+    const size_t first = window && (size_t)start >= window ? (size_t)start - window + 1 : 0;
     const int vw = att_vector_width(kv, hd);
-    unsigned splits = att_splits(c, rows, ctx);
+    unsigned splits = att_splits(c, rows, ctx - first);
     float *part = NULL;
     if (splits > 1) {
         if ((st = att_workspace(c, rows * splits * (hd + 2) * sizeof(float), &part, e)))
@@ -1429,7 +1494,9 @@ static llmsim_status cu_attention(gdev *d, const float *q, size_t seqs, size_t t
     P.hd = (unsigned)hd;
     P.lp_log2 = att_lanes_log2(hd / (size_t)vw);
     P.splits = splits;
-    P.chunk = (ctx + splits - 1) / splits;
+    P.window = window;
+    P.first = first;
+    P.chunk = (ctx - first + splits - 1) / splits;
     P.scale = (float)(1.0 / sqrt((double)hd)); /* as k_attention */
     return att_launch(c, P, vw, rows, e);
 }
@@ -1463,6 +1530,9 @@ static const gdev_ops cuda_ops = {
     cu_relu,            /* relu */
     cu_gelu,            /* gelu */
     cu_silu_mul,        /* silu_mul */
+    cu_gelu_tanh_mul,   /* gelu_tanh_mul */
+    cu_scale,           /* scale */
+    cu_add_scalar,      /* add_scalar */
     cu_add,             /* add */
     cu_add_rows,        /* add_rows */
     cu_embed,           /* embed */

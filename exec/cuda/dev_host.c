@@ -348,7 +348,8 @@ static llmsim_status host_rmsnorm(gdev *d, const float *x, size_t m, size_t h, c
 }
 
 static llmsim_status host_rotary(gdev *d, float *x, size_t seqs, size_t t, long long start,
-                                 size_t heads, size_t hd, double theta, diag *e)
+                                 size_t heads, size_t hd, double theta, const double *inv_freq,
+                                 diag *e)
 {
     host_dev *st = host_of(d);
     int64_t *pos = work_get(st, t * sizeof *pos, "gdev_rotary", e);
@@ -357,7 +358,7 @@ static llmsim_status host_rotary(gdev *d, float *x, size_t seqs, size_t t, long 
     for (size_t a = 0; a < t; a++)
         pos[a] = (int64_t)start + (int64_t)a;
     for (size_t s = 0; s < seqs; s++) /* the same positions in every sequence */
-        k_rotary(st->pool, x + s * t * heads * hd, pos, t, heads, hd, theta, NULL);
+        k_rotary(st->pool, x + s * t * heads * hd, pos, t, heads, hd, theta, inv_freq);
     return LLMSIM_OK;
 }
 
@@ -380,6 +381,60 @@ static llmsim_status host_silu_mul(gdev *d, const float *gate, const float *up, 
 {
     (void)e;
     k_silu_mul(host_of(d)->pool, gate, up, n, out);
+    return LLMSIM_OK;
+}
+
+static llmsim_status host_gelu_tanh_mul(gdev *d, const float *gate, const float *up, size_t n,
+                                        float *out, diag *e)
+{
+    (void)e;
+    k_gelu_tanh_mul(host_of(d)->pool, gate, up, n, out);
+    return LLMSIM_OK;
+}
+
+/* x * a (add 0) or x + a (add 1), one fp32 rounding each. */
+typedef struct scalar_job {
+    const float *x;
+    float a;
+    bool add;
+    float *out;
+} scalar_job;
+
+static void scalar_range(void *ctx, size_t b, size_t e)
+{
+    const scalar_job *J = ctx;
+    if (J->add)
+        for (size_t i = b; i < e; i++)
+            J->out[i] = J->x[i] + J->a;
+    else
+        for (size_t i = b; i < e; i++)
+            J->out[i] = J->x[i] * J->a;
+}
+
+/* Fewer values than this go on the calling thread (norm weights, a row). */
+#define HOST_SCALAR_PAR_MIN 65536
+
+static void host_scalar(host_dev *st, const float *x, size_t n, float a, bool add, float *out)
+{
+    scalar_job J = {x, a, add, out};
+    if (n < HOST_SCALAR_PAR_MIN)
+        scalar_range(&J, 0, n);
+    else
+        pool_for(st->pool, n, scalar_range, &J);
+}
+
+static llmsim_status host_scale(gdev *d, const float *x, size_t n, float s, float *out, diag *e)
+{
+    (void)e;
+    host_scalar(host_of(d), x, n, s, false, out);
+    return LLMSIM_OK;
+}
+
+static llmsim_status host_add_scalar(gdev *d, const float *x, size_t n, float c, float *out,
+                                     diag *e)
+{
+    (void)e;
+    host_scalar(host_of(d), x, n, c, true, out);
     return LLMSIM_OK;
 }
 
@@ -502,19 +557,20 @@ static llmsim_status host_kv_dequant(gdev *d, const gdev_kv *src, const gdev_kv 
     return LLMSIM_OK;
 }
 
-/* K (which 0) or V (1) of sequence s, positions [0, ctx), to fp32 [ctx][kvd]
- * through stage (fp16 [ctx][kvd]). */
-static void gather_kv(pool *p, const gdev_kv *kv, size_t s, int which, size_t ctx, uint16_t *stage,
-                      float *out)
+/* K (which 0) or V (1) of sequence s, positions [first, ctx), to fp32 at
+ * their positions in out [ctx][kvd] through stage (fp16 [ctx][kvd]). */
+static void gather_kv(pool *p, const gdev_kv *kv, size_t s, int which, size_t first, size_t ctx,
+                      uint16_t *stage, float *out)
 {
-    for (size_t q = 0; q < ctx; q++)
+    for (size_t q = first; q < ctx; q++)
         memcpy(stage + q * kv->kvd, kv_row(kv, q, s, which), kv->row_bytes);
-    k_convert_to_f32(p, stage, K_WTYPE_F16, ctx * kv->kvd, out);
+    k_convert_to_f32(p, stage + first * kv->kvd, K_WTYPE_F16, (ctx - first) * kv->kvd,
+                     out + first * kv->kvd);
 }
 
 static llmsim_status host_attention(gdev *d, const float *q, size_t seqs, size_t t, long long start,
                                     const gdev_kv *kv, size_t heads, size_t kv_heads, size_t hd,
-                                    float *out, diag *e)
+                                    size_t window, float *out, diag *e)
 {
     host_dev *st = host_of(d);
     if (start < 0)
@@ -531,11 +587,13 @@ static llmsim_status host_attention(gdev *d, const float *q, size_t seqs, size_t
           *scores = (float *)(buf + 2 * kv_bytes);
     uint16_t *stage = (uint16_t *)(buf + 2 * kv_bytes + sc_bytes);
     const size_t qs = t * heads * hd; /* one sequence of q and out */
+    /* the keys the first query sees, on (k_attention reads no earlier one) */
+    const size_t first = window && (size_t)start >= window ? (size_t)start - window + 1 : 0;
     for (size_t s = 0; s < seqs; s++) {
-        gather_kv(st->pool, kv, s, 0, ctx, stage, kf);
-        gather_kv(st->pool, kv, s, 1, ctx, stage, vf);
-        k_attention(st->pool, q + s * qs, t, (size_t)start, kf, vf, heads, kv_heads, hd, 0,
-                    out + s * qs, scores); /* no window: the GPU engine refuses one (engine.c) */
+        gather_kv(st->pool, kv, s, 0, first, ctx, stage, kf);
+        gather_kv(st->pool, kv, s, 1, first, ctx, stage, vf);
+        k_attention(st->pool, q + s * qs, t, (size_t)start, kf, vf, heads, kv_heads, hd, window,
+                    out + s * qs, scores);
     }
     return LLMSIM_OK;
 }
@@ -569,6 +627,9 @@ static const gdev_ops host_ops = {
     .relu = host_relu,
     .gelu = host_gelu,
     .silu_mul = host_silu_mul,
+    .gelu_tanh_mul = host_gelu_tanh_mul,
+    .scale = host_scale,
+    .add_scalar = host_add_scalar,
     .add = host_add,
     .add_rows = host_add_rows,
     .embed = host_embed,

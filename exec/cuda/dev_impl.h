@@ -53,10 +53,13 @@ typedef struct gdev_ops {
     llmsim_status (*rmsnorm)(gdev *d, const float *x, size_t m, size_t h, const float *gamma, float eps,
                              float *out, diag *e);
     llmsim_status (*rotary)(gdev *d, float *x, size_t seqs, size_t t, long long start, size_t heads, size_t hd,
-                            double theta, diag *e);
+                            double theta, const double *inv_freq, diag *e);
     llmsim_status (*relu)(gdev *d, const float *x, size_t n, float *out, diag *e);
     llmsim_status (*gelu)(gdev *d, const float *x, size_t n, float *out, diag *e);
     llmsim_status (*silu_mul)(gdev *d, const float *gate, const float *up, size_t n, float *out, diag *e);
+    llmsim_status (*gelu_tanh_mul)(gdev *d, const float *gate, const float *up, size_t n, float *out, diag *e);
+    llmsim_status (*scale)(gdev *d, const float *x, size_t n, float s, float *out, diag *e);
+    llmsim_status (*add_scalar)(gdev *d, const float *x, size_t n, float c, float *out, diag *e);
     llmsim_status (*add)(gdev *d, const float *a, const float *b, size_t n, float *out, diag *e);
     llmsim_status (*add_rows)(gdev *d, const float *a, size_t rows, size_t cols, const float *b, size_t brows,
                               float *out, diag *e);
@@ -69,7 +72,8 @@ typedef struct gdev_ops {
     llmsim_status (*kv_dequant)(gdev *d, const gdev_kv *src, const gdev_kv *dst, size_t seqs, long long npos,
                                 diag *e);
     llmsim_status (*attention)(gdev *d, const float *q, size_t seqs, size_t t, long long start, const gdev_kv *kv,
-                               size_t heads, size_t kv_heads, size_t hd, float *out, diag *e);
+                               size_t heads, size_t kv_heads, size_t hd, size_t window, float *out,
+                               diag *e);
 } gdev_ops;
 
 /* The allocation table of dev.c: device pointer -> size. */

@@ -253,7 +253,7 @@ llmsim_status gl_linear(const gl_ctx *c, int u, const char *name, const char *bi
     gdev_dtype dt;
     const void *w = gl_matrix(c, u, i, ws, &dt);
     const float *b = NULL;
-    if (bias && c->m->linear_bias)
+    if (bias && exec_wunit_find(&c->w->units[u], bias) >= 0) /* the model has it (model_layer_tensors) */
         TRY(vec_f32(c, u, bias, ws, c->a->vec + 2 * c->wmax, &b, e));
     return gdev_linear(c->dev, x, m, (size_t)t->desc.cols, w, dt, b, (size_t)t->desc.rows, y,
                        c->lin, e);
@@ -265,6 +265,8 @@ llmsim_status gl_norm(const gl_ctx *c, int u, const char *wn, const char *bn, in
     const float eps = (float)c->m->norm_eps;
     const float *v1 = NULL, *v2 = NULL;
     TRY(vec_f32(c, u, wn, ws, c->a->vec, &v1, e));
+    if (c->m->norm_plus_one) /* Gemma: (1 + weight) in fp32, as xl_norm */
+        TRY(gdev_add_scalar(c->dev, v1, c->h, 1.0f, c->a->vec, e));
     if (!bn)
         return gdev_rmsnorm(c->dev, x, rows, c->h, v1, eps, out, e);
     TRY(vec_f32(c, u, bn, ws, c->a->vec + c->wmax, &v2, e));
@@ -278,7 +280,58 @@ llmsim_status gl_qkv(const gl_ctx *c, int j, int ws, const float *x, size_t rows
     TRY(gl_norm(c, j, nm->attn_norm_w, nm->attn_norm_b, ws, x, rows, c->a->hn, e));
     TRY(gl_linear(c, j, nm->q, nm->q_b, ws, c->a->hn, rows, q, e));
     TRY(gl_linear(c, j, nm->k, nm->k_b, ws, c->a->hn, rows, k, e));
-    return gl_linear(c, j, nm->v, nm->v_b, ws, c->a->hn, rows, v, e);
+    TRY(gl_linear(c, j, nm->v, nm->v_b, ws, c->a->hn, rows, v, e));
+    if (c->m->qk_norm) { /* Qwen3: RMSNorm over each head of q and k, before RoPE (xl_qkv) */
+        const model *m = c->m;
+        const size_t hd = (size_t)m->head_dim;
+        const float eps = (float)m->norm_eps;
+        const float *w = NULL;
+        TRY(vec_f32(c, j, nm->q_norm, ws, c->a->vec, &w, e));
+        TRY(gdev_rmsnorm(c->dev, q, rows * (size_t)m->num_heads, hd, w, eps, q, e));
+        TRY(vec_f32(c, j, nm->k_norm, ws, c->a->vec, &w, e));
+        TRY(gdev_rmsnorm(c->dev, k, rows * (size_t)m->num_kv_heads, hd, w, eps, k, e));
+    }
+    return LLMSIM_OK;
+}
+
+llmsim_status gl_rotary(const gl_ctx *c, float *q, float *k, size_t seqs, size_t t, long long start,
+                        diag *e)
+{
+    const model *m = c->m;
+    if (m->position != MODEL_POS_ROTARY)
+        return LLMSIM_OK;
+    const size_t hd = (size_t)m->head_dim;
+    TRY(gdev_rotary(c->dev, q, seqs, t, start, (size_t)m->num_heads, hd, m->rope_theta, c->inv_freq, e));
+    return gdev_rotary(c->dev, k, seqs, t, start, (size_t)m->num_kv_heads, hd, m->rope_theta, c->inv_freq,
+                       e);
+}
+
+llmsim_status gl_embed_scale(const gl_ctx *c, float *x, size_t n, diag *e)
+{
+    if (!c->m->scale_embeddings) /* Gemma: times sqrt(hidden), rounded to the dtype (xl_embed) */
+        return LLMSIM_OK;
+    return gdev_scale(c->dev, x, n, (float)model_embed_scale(c->m), x, e);
+}
+
+llmsim_status gl_rope_table(gmem *g, const model *m, double **out, diag *e)
+{
+    *out = NULL;
+    if (m->position != MODEL_POS_ROTARY || m->rope_scaling.kind == MODEL_ROPE_NONE)
+        return LLMSIM_OK; /* theta^(-2i/hd): the kernels' own, the unscaled bits */
+    const size_t half = (size_t)m->head_dim / 2;
+    if (!(*out = gmem_dalloc(g, half * sizeof **out, "the rotary frequencies", e)))
+        return e->status;
+    if (g->dry)
+        return LLMSIM_OK;
+    double *f = malloc(half * sizeof *f);
+    if (!f)
+        return diag_set(e, LLMSIM_EFAIL, "out of memory");
+    model_rope_inv_freq(m, f);
+    llmsim_status st = gdev_copy(g->dev, GDEV_S_COMPUTE, GDEV_H2D, *out, f, half * sizeof *f, e);
+    if (!st) /* f is freed below */
+        st = gdev_stream_sync(g->dev, GDEV_S_COMPUTE, e);
+    free(f);
+    return st;
 }
 
 llmsim_status gl_post(const gl_ctx *c, int j, int ws, float *x, const float *att, size_t rows,
@@ -291,11 +344,14 @@ llmsim_status gl_post(const gl_ctx *c, int j, int ws, float *x, const float *att
     TRY(gl_linear(c, j, nm->o, nm->o_b, ws, att, rows, a->tmp, e));
     TRY(gdev_add(c->dev, x, a->tmp, rows * h, x, e));
     TRY(gl_norm(c, j, nm->mlp_norm_w, nm->mlp_norm_b, ws, x, rows, a->hn, e));
-    if (m->ffn_kind == MODEL_FFN_SWIGLU) {
+    if (model_ffn_gated(m)) {
         float *gate = a->ffn, *up = a->ffn + n;
         TRY(gl_linear(c, j, nm->gate, NULL, ws, a->hn, rows, gate, e));
         TRY(gl_linear(c, j, nm->up, NULL, ws, a->hn, rows, up, e));
-        TRY(gdev_silu_mul(c->dev, gate, up, n, gate, e));
+        if (m->ffn_kind == MODEL_FFN_GEGLU_TANH)
+            TRY(gdev_gelu_tanh_mul(c->dev, gate, up, n, gate, e));
+        else
+            TRY(gdev_silu_mul(c->dev, gate, up, n, gate, e));
         TRY(gl_linear(c, j, nm->down, NULL, ws, gate, rows, a->tmp, e));
     } else {
         TRY(gl_linear(c, j, nm->fc1, nm->fc1_b, ws, a->hn, rows, a->ffn, e));

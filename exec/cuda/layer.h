@@ -104,6 +104,7 @@ typedef struct gl_ctx {
     const exec_head_names *hn;
     exec_acts *a;                  /* device activations: hn, qkv, att, ffn, tmp, vec, logits */
     void *lin;                     /* gdev_linear's scratch */
+    const double *inv_freq;        /* device: scaled rotary frequencies (gl_rope_table), or NULL */
     size_t h, qd, kvd, f, wmax, vocab;
 } gl_ctx;
 
@@ -121,9 +122,22 @@ llmsim_status gl_linear(const gl_ctx *c, int u, const char *name, const char *bi
 llmsim_status gl_norm(const gl_ctx *c, int u, const char *wn, const char *bn, int ws,
                       const float *x, size_t rows, float *out, diag *e);
 /* Layer j's attention input: a->hn = norm(x), then q [rows][qd], k and v
- * [rows][kvd] (rotary not applied). */
+ * [rows][kvd] (with their biases, and per-head q and k norms, where the
+ * model has them; rotary not applied). */
 llmsim_status gl_qkv(const gl_ctx *c, int j, int ws, const float *x, size_t rows, float *q,
                      float *k, float *v, diag *e);
+/* Rotary embeddings (a rotary model; else nothing) of q [seqs][t][heads][hd]
+ * and k [seqs][t][kv_heads][hd] in place, token a at position start + a,
+ * with the model's scaled frequencies where it has them (c->inv_freq). */
+llmsim_status gl_rotary(const gl_ctx *c, float *q, float *k, size_t seqs, size_t t, long long start,
+                        diag *e);
+/* The embeddings x [n values] times the model's scale (scale_embeddings;
+ * else nothing), after the lookup, as xl_embed. */
+llmsim_status gl_embed_scale(const gl_ctx *c, float *x, size_t n, diag *e);
+/* A rotary model with scaled frequencies: their table (model_rope_inv_freq,
+ * hd/2 doubles) in device memory, counted, and uploaded unless dry (free it
+ * with gmem_release(g, *out, true)); else *out = NULL. */
+llmsim_status gl_rope_table(gmem *g, const model *m, double **out, diag *e);
 /* The output projection, the residual and the MLP: x += o(att); x += mlp(x). */
 llmsim_status gl_post(const gl_ctx *c, int j, int ws, float *x, const float *att, size_t rows,
                       diag *e);

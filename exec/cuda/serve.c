@@ -60,6 +60,7 @@ typedef struct gsrv {
     int64_t blocks_per_seq;
     uint8_t *swap;         /* pinned [swap slot][block_bytes] */
     uint16_t *kv_f16;      /* device: a chunk's quantized KV dequantized, [ctx][K, V] */
+    double *inv_freq;      /* device: the scaled rotary frequencies, or NULL */
     /* scratch */
     exec_acts a;
     void *lin;
@@ -168,7 +169,8 @@ static void gs_free(gsrv *g)
     }
     gl_weights_free(mm, &g->w);
     exec_acts_free(&g->a, gmem_scratch_free_cb, mm);
-    void *d[] = {g->hdeq, g->kv, g->kv_f16, g->lin, g->ids_dev, g->tab_dev, g->round, g->hx};
+    void *d[] = {g->hdeq, g->kv, g->kv_f16, g->lin, g->ids_dev, g->tab_dev, g->round, g->hx,
+                 g->inv_freq};
     void *h[] = {g->swap, g->ids_host, g->tab_host, g->logits_host};
     for (size_t i = 0; i < sizeof d / sizeof d[0]; i++)
         gmem_release(mm, d[i], true);
@@ -236,11 +238,12 @@ static llmsim_status gs_setup(void **state, const serve_ctx *c, bool dry, diag *
         if ((st = offload_dir_create(o->offload_parent, &g->dir, e)))
             return st;
     }
-    if ((st = weights_init(g, e)) || (st = kv_init(g, e)) || (st = scratch_init(g, e)))
+    if ((st = weights_init(g, e)) || (st = kv_init(g, e)) || (st = scratch_init(g, e)) ||
+        (st = gl_rope_table(&g->mem, g->m, &g->inv_freq, e)))
         return st;
     g->gl = (gl_ctx){.dev = g->dev, .m = g->m, .w = &g->w, .wt = (gdev_dtype)g->m->dtype,
                      .wq = &s->pol.weight_quant, .deq = g->w.deq, .ln = &g->ln, .hn = &g->hn,
-                     .a = &g->a, .lin = g->lin, .h = g->lay.h, .qd = g->lay.qd,
+                     .a = &g->a, .lin = g->lin, .inv_freq = g->inv_freq, .h = g->lay.h, .qd = g->lay.qd,
                      .kvd = g->lay.kvd, .f = g->lay.f, .wmax = g->lay.wmax, .vocab = g->lay.vocab};
     g->glh = g->gl;
     g->glh.deq = g->hdeq;
@@ -365,11 +368,7 @@ static llmsim_status layer_forward(gsrv *g, const serve_iter *it, const int64_t 
     for (int c = 0; c < it->nch; c++) {
         const size_t t = (size_t)it->ch[c].tokens;
         const long long ctx = it->ch[c].ctx;
-        if (m->position == MODEL_POS_ROTARY) {
-            TRY(gdev_rotary(g->dev, q + off * qd, 1, t, ctx, (size_t)m->num_heads, hd, m->rope_theta, e));
-            TRY(gdev_rotary(g->dev, kk + off * kvd, 1, t, ctx, (size_t)m->num_kv_heads, hd,
-                            m->rope_theta, e));
-        }
+        TRY(gl_rotary(&g->gl, q + off * qd, kk + off * kvd, 1, t, ctx, e));
         const gdev_kv kv = kv_of(g, j, g->tab_dev + tab_off[c]);
         TRY(gdev_kv_put(g->dev, &kv, kk + off * kvd, vv + off * kvd, 1, t, ctx, e));
         gdev_kv att = kv;
@@ -378,8 +377,10 @@ static llmsim_status layer_forward(gsrv *g, const serve_iter *it, const int64_t 
                             .row_bytes = kvd * 2, .kvd = kvd};
             TRY(gdev_kv_dequant(g->dev, &kv, &att, 1, ctx + (long long)t, e));
         }
+        /* under a sliding window each query reads from its window's first key on */
         TRY(gdev_attention(g->dev, q + off * qd, 1, t, ctx, &att, (size_t)m->num_heads,
-                           (size_t)m->num_kv_heads, hd, g->a.att + off * qd, e));
+                           (size_t)m->num_kv_heads, hd, (size_t)m->sliding_window,
+                           g->a.att + off * qd, e));
         off += t;
     }
     TRY(gl_post(&g->gl, j, ws, g->a.x, g->a.att, rows, e));
@@ -428,6 +429,7 @@ static llmsim_status embed(gsrv *g, size_t rows, diag *e)
     int ti = exec_wunit_find(&g->w.units[L], g->hn.embed_tokens);
     const void *table = gl_matrix(&g->glh, L, ti, 0, &dt);
     TRY(gdev_embed(g->dev, g->ids_dev, rows, table, dt, g->lay.vocab, g->lay.h, g->a.x, e));
+    TRY(gl_embed_scale(&g->glh, g->a.x, rows * g->lay.h, e));
     if (g->m->position != MODEL_POS_LEARNED)
         return LLMSIM_OK;
     int pi = exec_wunit_find(&g->w.units[L], g->hn.embed_positions);

@@ -22,21 +22,27 @@
  *    (F16, BF16, F32 tables), dequant_f16 (4/8 bits, groups 32/64/128),
  *    kv_put (fp16, 4-bit g32 and 8-bit g64 rows; the whole slot array,
  *    padding and other positions included; contiguous and paged: blocks of
- *    3 positions through a block table, as serving keeps the cache),
- *    attention over a paged cache against the contiguous one, kv_dequant,
- *    relu, add, add_rows,
+ *    3 positions through a block table, as serving keeps the cache; a ring
+ *    of 6 slots, positions wrapping), attention over a paged cache and over
+ *    a ring against the contiguous one, kv_dequant, relu, add, add_rows,
+ *    scale, add_scalar,
  *    copy and copy2d (with pitches; the bytes between rows untouched);
  *  - linear (fp16, bf16, fp32 weights; with and without bias; m = 1, 3, 37;
  *    odd n and k) against the double-precision product of the rounded x and
  *    W, and against k_linear on the same rounded x;
  *  - layernorm, rmsnorm (h = 64, 1000; in place too), rotary (hd 16/128,
- *    t 1/7, start 0/50, theta 1e4/5e5), gelu and silu_mul against the k_*
+ *    t 1/7, start 0/50, theta 1e4/5e5; and with a table of scaled
+ *    frequencies), gelu, silu_mul and gelu_tanh_mul against the k_*
  *    kernels within tolerance; attention (seqs 1/3, decode t = 1 at start 0,
  *    1, 300 and prefill t = 9 at start 0, 5; heads 4 over kv_heads 4, 2, 1;
  *    hd 16, 64, 128; padded slots, and positions past the context filled with
  *    values that would show if read) against k_attention on the gathered
- *    fp32 K and V. The host kind, which runs those very kernels, must also
- *    match them bit for bit (the kernels' results do not depend on threads);
+ *    fp32 K and V; under sliding windows of 1 to 600 positions (decode and
+ *    prefill, the window shorter and longer than the context, split
+ *    contexts on CUDA), the positions before the first query's first key
+ *    holding values that would show if read. The host kind, which runs
+ *    those very kernels, must also match them bit for bit (the kernels'
+ *    results do not depend on threads);
  *  - events: records on two streams, stream_wait, event_wait, elapsed >= 0,
  *    elapsed with a never-recorded event fails; copies and events from two
  *    threads at once, each on its own stream;
@@ -88,8 +94,9 @@
  * and a softmax over <= 301 positions in fp32, in other orders and with
  * another exp (k_attention's polynomial is about 1 ulp): errors ~1e-6. */
 #define TOL_ATTN 2e-5
-/* gelu, silu_mul: |y - ref| <= TOL_ELEM (1 + |ref|): one erff / expf (a few
- * ulps apart between libm and CUDA's) and 2-3 fp32 operations, |ref| <= 8. */
+/* gelu, silu_mul, gelu_tanh_mul: |y - ref| <= TOL_ELEM (1 + |ref|): one
+ * erff / expf / tanhf (a few ulps apart between libm and CUDA's) and 2-7
+ * fp32 operations, |ref| <= 8. */
 #define TOL_ELEM 1e-6
 
 #define POISON 0xA5 /* bytes of a fresh output buffer */
@@ -873,12 +880,32 @@ static void test_rotary(void)
                     for (size_t s = 0; s < seqs; s++)
                         k_rotary(NULL, want + s * t * heads * hd, pos, t, heads, hd, thetas[d], NULL);
                     float *dx = up(x, n * 4);
-                    OK(gdev_rotary(D, dx, seqs, t, start, heads, hd, thetas[d], &E));
+                    OK(gdev_rotary(D, dx, seqs, t, start, heads, hd, thetas[d], NULL, &E));
                     float *got = fetch(dx, n * 4);
                     snprintf(what, sizeof what, "rotary hd=%zu t=%zu start=%lld theta=%g", hd, t,
                              start, thetas[d]);
                     cmp_close(got, want, n, TOL_ROTARY, what);
                     gdev_free(D, dx);
+                    free(got);
+                    /* a table of scaled frequencies (llama3's kind: the
+                     * low ones / 8, the high ones kept, a blend between) */
+                    double freq[64];
+                    for (size_t i = 0; i < hd / 2; i++) {
+                        const double f = pow(thetas[d], -2.0 * (double)i / (double)hd);
+                        freq[i] = i < hd / 8 ? f : i < hd / 4 ? f * (0.5 + 1.0 / (double)(i + 2)) : f / 8;
+                    }
+                    memcpy(want, x, n * 4);
+                    for (size_t s = 0; s < seqs; s++)
+                        k_rotary(NULL, want + s * t * heads * hd, pos, t, heads, hd, thetas[d], freq);
+                    dx = up(x, n * 4);
+                    double *dfreq = up(freq, hd / 2 * sizeof *freq);
+                    OK(gdev_rotary(D, dx, seqs, t, start, heads, hd, thetas[d], dfreq, &E));
+                    got = fetch(dx, n * 4);
+                    snprintf(what, sizeof what, "rotary hd=%zu t=%zu start=%lld, scaled frequencies", hd,
+                             t, start);
+                    cmp_close(got, want, n, TOL_ROTARY, what);
+                    gdev_free(D, dx);
+                    gdev_free(D, dfreq);
                     free(x);
                     free(want);
                     free(got);
@@ -943,13 +970,13 @@ static void paged_free(paged *P)
 /* Attention over the paged copy gives the contiguous result's bits. */
 static void check_paged_attention(const uint8_t *slots, size_t npos, size_t stride,
                                   const gdev_kv *flat, const float *dq, size_t seqs, size_t t,
-                                  size_t start, size_t heads, size_t kvh, size_t hd,
+                                  size_t start, size_t heads, size_t kvh, size_t hd, size_t window,
                                   const float *flat_out, const char *what)
 {
     paged P = paged_up(slots, npos, stride, flat);
     const size_t nq = seqs * t * heads * hd;
     float *dout_ = dout(nq * 4);
-    OK(gdev_attention(D, dq, seqs, t, (long long)start, &P.kv, heads, kvh, hd, dout_, &E));
+    OK(gdev_attention(D, dq, seqs, t, (long long)start, &P.kv, heads, kvh, hd, window, dout_, &E));
     float *got = fetch(dout_, nq * 4);
     CHECK(memcmp(got, flat_out, nq * 4) == 0, "%s: paged (blocks of %d) differs from contiguous",
           what, PAGED_BS);
@@ -1000,16 +1027,16 @@ static void test_attention(void)
                     }
                     uint8_t *dslots = up(slots, npos * stride);
                     float *dq = up(q, nq * 4), *dout_ = dout(nq * 4);
-                    gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0};
-                    OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, dout_,
-                                      &E));
+                    gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0, 0};
+                    OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, 0,
+                                      dout_, &E));
                     float *got = fetch(dout_, nq * 4);
                     snprintf(what, sizeof what,
                              "attention seqs=%zu t=%zu start=%zu kv_heads=%zu hd=%zu", seqs, t,
                              start, kvh, hd);
                     cmp_close(got, want, nq, TOL_ATTN, what);
                     check_paged_attention(slots, npos, stride, &kv, dq, seqs, t, start, heads, kvh,
-                                          hd, got, what);
+                                          hd, 0, got, what);
                     gdev_free(D, dslots);
                     gdev_free(D, dq);
                     gdev_free(D, dout_);
@@ -1021,6 +1048,90 @@ static void test_attention(void)
                     free(sc);
                     free(got);
                 }
+}
+
+/* Attention under a sliding window against k_attention with the window;
+ * the positions before the first query's first key (which no query may
+ * read) and past the context hold values that would show if read; the
+ * same bits from a ring holding the positions read (and 3 slots more,
+ * noise) at p % ring, and from the paged copy. */
+static void test_attention_window(void)
+{
+    const size_t heads = 4, kvh = 2, hd = 64, kvd = kvh * hd, row = 2 * kvd;
+    const struct {
+        size_t seqs, t, start, window;
+    } cases[] = {
+        {2, 1, 0, 4},   {2, 1, 3, 4},  {2, 1, 20, 4},  {2, 9, 0, 4},       {2, 9, 5, 3},
+        {1, 9, 12, 1},  {2, 1, 300, 7}, {2, 9, 0, 20}, {1, 1, 1000, 600}, {3, 9, 700, 650},
+    };
+    char what[160];
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const size_t seqs = cases[ci].seqs, t = cases[ci].t, start = cases[ci].start, w = cases[ci].window;
+        const size_t ctx = start + t, npos = ctx + 2, first = start >= w ? start - w + 1 : 0;
+        const size_t stride = seqs * 2 * row + 48;
+        test_rng(2500 + ci); /* seed */
+        uint8_t *slots = xmalloc(npos * stride);
+        rand_bytes(slots, npos * stride);
+        for (size_t p = 0; p < npos; p++)
+            for (size_t r = 0; r < 2 * seqs; r++)
+                for (size_t i = 0; i < kvd; i++)
+                    put_f16(slots + p * stride + r * row + 2 * i, p >= first && p < ctx ? rng_unit() : 1000.0f);
+        const size_t nq = seqs * t * heads * hd;
+        float *q = rand_floats(nq, 4, 0), *want = xmalloc(nq * 4);
+        float *kf = xmalloc(ctx * kvd * 4), *vf = xmalloc(ctx * kvd * 4);
+        float *sc = xmalloc(k_attention_scratch_floats(t, start, heads) * 4);
+        for (size_t s = 0; s < seqs; s++) {
+            for (size_t p = 0; p < ctx; p++)
+                for (size_t i = 0; i < kvd; i++) {
+                    kf[p * kvd + i] = get_f16(slots + p * stride + (2 * s) * row + 2 * i);
+                    vf[p * kvd + i] = get_f16(slots + p * stride + (2 * s + 1) * row + 2 * i);
+                }
+            k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd, w,
+                        want + s * t * heads * hd, sc);
+        }
+        uint8_t *dslots = up(slots, npos * stride);
+        float *dq = up(q, nq * 4), *dout_ = dout(nq * 4);
+        gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0, 0};
+        OK(gdev_attention(D, dq, seqs, t, (long long)start, &kv, heads, kvh, hd, w, dout_, &E));
+        float *got = fetch(dout_, nq * 4);
+        snprintf(what, sizeof what, "attention seqs=%zu t=%zu start=%zu window=%zu", seqs, t, start, w);
+        cmp_close(got, want, nq, TOL_ATTN, what);
+        check_paged_attention(slots, npos, stride, &kv, dq, seqs, t, start, heads, kvh, hd, w, got, what);
+        /* the ring */
+        const size_t ring = ctx - first + 3;
+        uint8_t *rs = xmalloc(ring * stride);
+        rand_bytes(rs, ring * stride);
+        for (size_t p = first; p < ctx; p++)
+            memcpy(rs + p % ring * stride, slots + p * stride, stride);
+        uint8_t *drs = up(rs, ring * stride);
+        gdev_kv rkv = {drs, stride, row, kvd, 0, 0, NULL, 0, 0, ring};
+        float *dout2 = dout(nq * 4);
+        OK(gdev_attention(D, dq, seqs, t, (long long)start, &rkv, heads, kvh, hd, w, dout2, &E));
+        float *got2 = fetch(dout2, nq * 4);
+        CHECK(memcmp(got2, got, nq * 4) == 0, "%s: a ring of %zu slots differs from contiguous", what, ring);
+        /* a ring too small for the keys read is refused */
+        rkv.ring = ctx - first - 1;
+        if (rkv.ring) {
+            CHECK(gdev_attention(D, dq, seqs, t, (long long)start, &rkv, heads, kvh, hd, w, dout2, &E) ==
+                      LLMSIM_EFAIL, "%s: a ring of %zu slots for %zu keys is refused", what, rkv.ring,
+                  ctx - first);
+            diag_clear(&E);
+        }
+        gdev_free(D, dslots);
+        gdev_free(D, drs);
+        gdev_free(D, dq);
+        gdev_free(D, dout_);
+        gdev_free(D, dout2);
+        free(slots);
+        free(rs);
+        free(q);
+        free(want);
+        free(kf);
+        free(vf);
+        free(sc);
+        free(got);
+        free(got2);
+    }
 }
 
 // ---- the KV cache: put and dequantize
@@ -1054,6 +1165,32 @@ static void check_paged_put(const uint8_t *slots, const uint8_t *want, size_t np
     free(got);
     free(flat_got);
     paged_free(&P);
+}
+
+/* The put into a ring of 6 slots (noise, positions wrapping): the rows
+ * of each position in its slot p % 6, the rest untouched. */
+#define RING_SLOTS 6
+static void check_ring_put(const uint8_t *want, size_t stride, size_t row, const gdev_kv *flat,
+                           const float *dk, const float *dv, size_t seqs, size_t t, size_t pos0,
+                           const char *what)
+{
+    uint8_t *rs = xmalloc(RING_SLOTS * stride);
+    rand_bytes(rs, RING_SLOTS * stride);
+    uint8_t *rwant = dup_bytes(rs, RING_SLOTS * stride);
+    for (size_t a = 0; a < t; a++) /* the rows written; the padding stays */
+        memcpy(rwant + (pos0 + a) % RING_SLOTS * stride, want + (pos0 + a) * stride, 2 * seqs * row);
+    gdev_kv kv = *flat;
+    kv.base = up(rs, RING_SLOTS * stride);
+    kv.ring = RING_SLOTS;
+    OK(gdev_kv_put(D, &kv, dk, dv, seqs, t, (long long)pos0, &E));
+    uint8_t *got = fetch(kv.base, RING_SLOTS * stride);
+    char w2[160];
+    snprintf(w2, sizeof w2, "%s, a ring of %d", what, RING_SLOTS);
+    cmp_exact(got, rwant, RING_SLOTS * stride, w2);
+    gdev_free(D, kv.base);
+    free(rs);
+    free(rwant);
+    free(got);
 }
 
 static void test_kv_put(void)
@@ -1093,13 +1230,14 @@ static void test_kv_put(void)
                         }
                 uint8_t *dslots = up(slots, npos * stride);
                 float *dk = up(k, seqs * t * kvd * 4), *dv = up(v, seqs * t * kvd * 4);
-                gdev_kv kv = {dslots, stride, row, kvd, bits, group, NULL, 0, 0};
+                gdev_kv kv = {dslots, stride, row, kvd, bits, group, NULL, 0, 0, 0};
                 OK(gdev_kv_put(D, &kv, dk, dv, seqs, t, (long long)pos0, &E));
                 uint8_t *got = fetch(dslots, npos * stride);
                 snprintf(what, sizeof what, "kv_put bits=%d group=%d t=%zu pos0=%zu", bits, group,
                          t, pos0);
                 cmp_exact(got, want, npos * stride, what);
                 check_paged_put(slots, want, npos, stride, &kv, dk, dv, seqs, t, pos0, what);
+                check_ring_put(want, stride, row, &kv, dk, dv, seqs, t, pos0, what);
                 gdev_free(D, dslots);
                 gdev_free(D, dk);
                 gdev_free(D, dv);
@@ -1144,8 +1282,8 @@ static void test_kv_dequant(void)
                     memcpy(want + p * dstride + r * drow, tmp, drow);
                 }
             uint8_t *dsrc = up(src, ntot * sstride), *ddst = up(dst, ntot * dstride);
-            gdev_kv ks = {dsrc, sstride, srow, kvd, bits, group, NULL, 0, 0},
-                    kd = {ddst, dstride, drow, kvd, 0, 0, NULL, 0, 0};
+            gdev_kv ks = {dsrc, sstride, srow, kvd, bits, group, NULL, 0, 0, 0},
+                    kd = {ddst, dstride, drow, kvd, 0, 0, NULL, 0, 0, 0};
             OK(gdev_kv_dequant(D, &ks, &kd, seqs, (long long)npos, &E));
             uint8_t *got = fetch(ddst, ntot * dstride);
             snprintf(what, sizeof what, "kv_dequant bits=%d group=%d%s", bits, group,
@@ -1237,8 +1375,12 @@ static void test_embed(void)
 
 // ---- element-wise
 
-enum { OP_RELU, OP_GELU, OP_SILU, OP_ADD };
-static const char *const op_names[] = {"relu", "gelu", "silu_mul", "add"};
+enum { OP_RELU, OP_GELU, OP_SILU, OP_ADD, OP_GELU_TANH, OP_SCALE, OP_ADD_SCALAR };
+static const char *const op_names[] = {"relu", "gelu", "silu_mul", "add", "gelu_tanh_mul", "scale",
+                                       "add_scalar"};
+/* scale's and add_scalar's constants (Gemma's sqrt(2048) in bf16, its 1) */
+#define SCALE_BY 45.25f
+#define ADD_C 1.0f
 
 /* out: 0 a fresh buffer, 1 the first input, 2 the second. */
 static void run_elem(int op, size_t n, int out)
@@ -1252,6 +1394,15 @@ static void run_elem(int op, size_t n, int out)
     case OP_RELU: k_relu(NULL, a, n, want); break;
     case OP_GELU: k_gelu(NULL, a, n, want); break;
     case OP_SILU: k_silu_mul(NULL, a, b, n, want); break;
+    case OP_GELU_TANH: k_gelu_tanh_mul(NULL, a, b, n, want); break;
+    case OP_SCALE: /* as xl_embed scales the embeddings */
+        for (size_t i = 0; i < n; i++)
+            want[i] = a[i] * SCALE_BY;
+        break;
+    case OP_ADD_SCALAR: /* as xl_norm adds 1 to Gemma's weights */
+        for (size_t i = 0; i < n; i++)
+            want[i] = a[i] + ADD_C;
+        break;
     default: k_add(NULL, a, b, n, want); break;
     }
     float *da = up(a, n * 4), *db = up(b, n * 4);
@@ -1260,6 +1411,9 @@ static void run_elem(int op, size_t n, int out)
     case OP_RELU: OK(gdev_relu(D, da, n, dd, &E)); break;
     case OP_GELU: OK(gdev_gelu(D, da, n, dd, &E)); break;
     case OP_SILU: OK(gdev_silu_mul(D, da, db, n, dd, &E)); break;
+    case OP_GELU_TANH: OK(gdev_gelu_tanh_mul(D, da, db, n, dd, &E)); break;
+    case OP_SCALE: OK(gdev_scale(D, da, n, SCALE_BY, dd, &E)); break;
+    case OP_ADD_SCALAR: OK(gdev_add_scalar(D, da, n, ADD_C, dd, &E)); break;
     default: OK(gdev_add(D, da, db, n, dd, &E)); break;
     }
     float *got = fetch(dd, n * 4);
@@ -1267,7 +1421,7 @@ static void run_elem(int op, size_t n, int out)
              out == 1   ? " in place (first input)"
              : out == 2 ? " in place (second input)"
                         : "");
-    if (op == OP_GELU || op == OP_SILU)
+    if (op == OP_GELU || op == OP_SILU || op == OP_GELU_TANH)
         cmp_close(got, want, n, TOL_ELEM, what);
     else
         cmp_exact(got, want, n * 4, what);
@@ -1284,9 +1438,9 @@ static void run_elem(int op, size_t n, int out)
 static void test_elementwise(void)
 {
     const size_t ns[] = {1, 1000, 100003};
-    for (int op = OP_RELU; op <= OP_ADD; op++)
+    for (int op = OP_RELU; op <= OP_ADD_SCALAR; op++)
         for (size_t ni = 0; ni < 3; ni++) {
-            const int binary = op == OP_SILU || op == OP_ADD;
+            const int binary = op == OP_SILU || op == OP_ADD || op == OP_GELU_TANH;
             for (int out = 0; out <= (binary ? 2 : 1); out++)
                 run_elem(op, ns[ni], out);
         }
@@ -1351,6 +1505,7 @@ int main(int argc, char **argv)
     test_norms();
     test_rotary();
     test_attention();
+    test_attention_window();
     test_kv_put();
     test_kv_dequant();
     test_dequant_f16();

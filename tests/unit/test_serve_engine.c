@@ -37,11 +37,19 @@
  *                             held to a tolerance, and where a served token
  *                             differs from the solo run's, the solo run's
  *                             logits must nearly tie between the two there
+ *
+ * On the GPU backend (emulated and CUDA) the cases also run a tiny model
+ * with every later family's feature (written under /tmp: q/k/v biases,
+ * per-head q/k norms, Gemma's (1 + weight) norms, scaled embeddings and
+ * tanh GeGLU, llama3 RoPE scaling, and a sliding window of 6 positions that
+ * five of the seven prompts pass, and every generation) against its solo runs,
+ * which tests/unit/test_engine_gpu.c holds against the CPU engine.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "exec/cuda/dev.h"
 #include "exec/engine.h"
@@ -434,6 +442,35 @@ static void test_refused(const char *path)
     free(hw);
 }
 
+/* The later families' features on the GPU backend: a tiny model with all
+ * of them, written to a YAML file in a new directory under /tmp (removed
+ * after). */
+static void test_features(void)
+{
+    char dir[] = "/tmp/test_serve_engine.XXXXXX", path[sizeof dir + 32];
+    if (!mkdtemp(dir)) {
+        CHECK(false, "cannot create a directory under /tmp for the model");
+        return;
+    }
+    snprintf(path, sizeof path, "%s/tiny-features.yaml", dir);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL, "cannot write %s", path);
+    if (f) {
+        fputs("llmsim: model/1\nname: tiny-features\nfamily: llama\nlayers: 2\nhidden_size: 64\n"
+              "heads: 4\nkv_heads: 2\nffn_size: 128\nffn_kind: geglu_tanh\nvocab_size: 160\n"
+              "max_context: 256\nnorm: rmsnorm\nposition: rotary\ntied_embeddings: false\n"
+              "dtype: fp16\nnorm_eps: 1.0e-5\nrope_theta: 10000\nqkv_bias: true\nqk_norm: true\n"
+              "norm_plus_one: true\nscale_embeddings: true\nsliding_window: 6\n"
+              "rope_scaling: {type: llama3, factor: 8, low_freq_factor: 1, high_freq_factor: 4, "
+              "original_max_context: 16}\n",
+              f);
+        fclose(f);
+        test_model(path);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(int argc, char **argv)
 {
     char opt[1024], llama[1024];
@@ -448,6 +485,7 @@ int main(int argc, char **argv)
         MODE = M_CUDA;
         test_model(opt);
         test_model(llama);
+        test_features();
         return tap_done();
     }
     test_model(opt);
@@ -456,5 +494,6 @@ int main(int argc, char **argv)
     MODE = M_GPU_EMULATED;
     test_model(opt);
     test_model(llama);
+    test_features();
     return tap_done();
 }
