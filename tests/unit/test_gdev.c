@@ -968,6 +968,28 @@ static void paged_free(paged *P)
 }
 
 /* Attention over the paged copy gives the contiguous result's bits. */
+/* What k_attention gives over the fp16 slot arrays (K row 2s, V row 2s + 1
+ * of each position) of seqs sequences, positions [0, ctx): want. */
+static void want_attention(const uint8_t *slots, size_t stride, size_t row, size_t kvd, size_t ctx,
+                           const float *q, size_t seqs, size_t t, size_t start, size_t heads,
+                           size_t kvh, size_t hd, size_t window, float *want)
+{
+    float *kf = xmalloc(ctx * kvd * 4), *vf = xmalloc(ctx * kvd * 4);
+    float *sc = xmalloc(k_attention_scratch_floats(t, start, heads) * 4);
+    for (size_t s = 0; s < seqs; s++) {
+        for (size_t p = 0; p < ctx; p++)
+            for (size_t i = 0; i < kvd; i++) {
+                kf[p * kvd + i] = get_f16(slots + p * stride + (2 * s) * row + 2 * i);
+                vf[p * kvd + i] = get_f16(slots + p * stride + (2 * s + 1) * row + 2 * i);
+            }
+        k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd, window,
+                    want + s * t * heads * hd, sc);
+    }
+    free(kf);
+    free(vf);
+    free(sc);
+}
+
 static void check_paged_attention(const uint8_t *slots, size_t npos, size_t stride,
                                   const gdev_kv *flat, const float *dq, size_t seqs, size_t t,
                                   size_t start, size_t heads, size_t kvh, size_t hd, size_t window,
@@ -1012,19 +1034,8 @@ static void test_attention(void)
                                         p < ctx ? rng_unit() : 1000.0f);
                     const size_t nq = seqs * t * heads * hd;
                     float *q = rand_floats(nq, 4, 0), *want = xmalloc(nq * 4);
-                    float *kf = xmalloc(ctx * kvd * 4), *vf = xmalloc(ctx * kvd * 4);
-                    float *sc = xmalloc(k_attention_scratch_floats(t, start, heads) * 4);
-                    for (size_t s = 0; s < seqs; s++) {
-                        for (size_t p = 0; p < ctx; p++)
-                            for (size_t i = 0; i < kvd; i++) {
-                                kf[p * kvd + i] =
-                                    get_f16(slots + p * stride + (2 * s) * row + 2 * i);
-                                vf[p * kvd + i] =
-                                    get_f16(slots + p * stride + (2 * s + 1) * row + 2 * i);
-                            }
-                        k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd, 0,
-                                    want + s * t * heads * hd, sc);
-                    }
+                    want_attention(slots, stride, row, kvd, ctx, q, seqs, t, start, heads, kvh, hd, 0,
+                                   want);
                     uint8_t *dslots = up(slots, npos * stride);
                     float *dq = up(q, nq * 4), *dout_ = dout(nq * 4);
                     gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0, 0};
@@ -1043,9 +1054,6 @@ static void test_attention(void)
                     free(slots);
                     free(q);
                     free(want);
-                    free(kf);
-                    free(vf);
-                    free(sc);
                     free(got);
                 }
 }
@@ -1078,17 +1086,7 @@ static void test_attention_window(void)
                     put_f16(slots + p * stride + r * row + 2 * i, p >= first && p < ctx ? rng_unit() : 1000.0f);
         const size_t nq = seqs * t * heads * hd;
         float *q = rand_floats(nq, 4, 0), *want = xmalloc(nq * 4);
-        float *kf = xmalloc(ctx * kvd * 4), *vf = xmalloc(ctx * kvd * 4);
-        float *sc = xmalloc(k_attention_scratch_floats(t, start, heads) * 4);
-        for (size_t s = 0; s < seqs; s++) {
-            for (size_t p = 0; p < ctx; p++)
-                for (size_t i = 0; i < kvd; i++) {
-                    kf[p * kvd + i] = get_f16(slots + p * stride + (2 * s) * row + 2 * i);
-                    vf[p * kvd + i] = get_f16(slots + p * stride + (2 * s + 1) * row + 2 * i);
-                }
-            k_attention(NULL, q + s * t * heads * hd, t, start, kf, vf, heads, kvh, hd, w,
-                        want + s * t * heads * hd, sc);
-        }
+        want_attention(slots, stride, row, kvd, ctx, q, seqs, t, start, heads, kvh, hd, w, want);
         uint8_t *dslots = up(slots, npos * stride);
         float *dq = up(q, nq * 4), *dout_ = dout(nq * 4);
         gdev_kv kv = {dslots, stride, row, kvd, 0, 0, NULL, 0, 0, 0};
@@ -1126,9 +1124,6 @@ static void test_attention_window(void)
         free(rs);
         free(q);
         free(want);
-        free(kf);
-        free(vf);
-        free(sc);
         free(got);
         free(got2);
     }
