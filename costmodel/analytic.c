@@ -108,6 +108,11 @@ llmsim_status cm_setup_init(cm_setup *s, const model *m, const hwprofile *hw, co
                             const workload *w, diag *e)
 {
     memset(s, 0, sizeof *s);
+    if (m->moe.experts > 0) /* every command that prices or runs a model comes through here */
+        return diag_set(e, LLMSIM_EINPUT, "model %s is a mixture of experts (%lld experts, top %lld): "
+                        "llmsim reads it and counts its parameters (llmsim models), but does not "
+                        "yet predict, plan, simulate, search, serve or run an MoE model",
+                        m->name, (long long)m->moe.experts, (long long)m->moe.top_k);
     s->m = m;
     s->hw = hw;
     s->p = p;

@@ -10,8 +10,8 @@
 
 #include "common/yamldoc.h"
 
-const char *const model_family_names[MODEL_FAMILIES] = {"opt",   "llama", "mistral", "qwen2",
-                                                         "qwen3", "gemma", "phi3"};
+const char *const model_family_names[MODEL_FAMILIES] = {
+    "opt", "llama", "mistral", "qwen2", "qwen3", "gemma", "phi3", "mixtral", "qwen2_moe", "qwen3_moe"};
 const char *const model_ffn_names[MODEL_FFNS] = {"relu", "gelu", "swiglu", "geglu_tanh"};
 const char *const model_rope_names[3] = {"none", "linear", "llama3"};
 const char *const model_norm_names[2] = {"layernorm", "rmsnorm"};
@@ -34,6 +34,8 @@ const char *const model_shipped_names[] = {
     "gemma-2b", "gemma-7b",
     /* phi3 */
     "phi-3-mini-4k",
+    /* mixtures of experts: listed and counted, not yet priced or run */
+    "mixtral-8x7b", "qwen1.5-moe-a2.7b", "qwen3-30b-a3b",
     NULL,
 };
 
@@ -152,10 +154,33 @@ int64_t model_lm_head_param_count(const model *m)
     return m->tied_embeddings ? 0 : m->vocab_size * m->hidden_size;
 }
 
+bool model_layer_sparse(const model *m, int64_t layer)
+{
+    const model_moe *x = &m->moe;
+    return x->experts > 0 && layer >= 0 && layer < MODEL_MAX_LAYERS &&
+           (layer + 1) % x->sparse_step == 0 && !(x->dense_layers[layer / 64] >> (layer % 64) & 1);
+}
+
+int64_t model_layer_param_count_at(const model *m, int64_t layer)
+{
+    if (!model_layer_sparse(m, layer))
+        return model_layer_param_count(m);
+    model_layer_params p;
+    model_layer_params_get(m, &p);
+    const model_moe *x = &m->moe;
+    const int64_t h = m->hidden_size;
+    int64_t moe = x->experts * h                   /* the router */
+                  + x->experts * 3 * h * x->expert_ffn + 3 * h * x->shared_ffn +
+                  (x->shared_ffn && x->shared_gate ? h : 0);
+    return p.attn_weights + p.attn_bias + moe + p.norm;
+}
+
 int64_t model_param_count(const model *m)
 {
-    return model_embed_param_count(m) + m->num_layers * model_layer_param_count(m) +
-           model_lm_head_param_count(m);
+    int64_t n = model_embed_param_count(m) + model_lm_head_param_count(m);
+    for (int64_t i = 0; i < m->num_layers; i++)
+        n += model_layer_param_count_at(m, i);
+    return n;
 }
 
 /* ---- tensors */
@@ -307,6 +332,15 @@ static bool model_size_rule_broken(const model *m, const char **key, char *msg, 
     return false;
 }
 
+/* Whether moe.dense_layers names a layer past the last. */
+static bool moe_dense_beyond(const model *m)
+{
+    for (int64_t i = m->num_layers; i < MODEL_MAX_LAYERS; i++)
+        if (m->moe.dense_layers[i / 64] >> (i % 64) & 1)
+            return true;
+    return false;
+}
+
 /* The rules of the features beyond the sizes. */
 static bool model_feature_rule_broken(const model *m, const char **key, char *msg, size_t len)
 {
@@ -329,6 +363,12 @@ static bool model_feature_rule_broken(const model *m, const char **key, char *ms
                                      "original_max_context > 0";
     else if (m->sliding_window < 0)
         *key = "sliding_window", why = "must be a positive number of positions";
+    else if (m->moe.experts > 0 && m->moe.top_k > m->moe.experts)
+        *key = "moe", why = "top_k must be at most experts";
+    else if (m->moe.experts > 0 && moe_dense_beyond(m))
+        *key = "moe", why = "dense_layers names a layer the model does not have";
+    else if (m->moe.experts > 0 && !model_ffn_gated(m))
+        *key = "moe", why = "experts are gated MLPs (gate, up, down): ffn_kind swiglu";
     if (why)
         snprintf(msg, len, "%s", why);
     return why != NULL;
@@ -435,6 +475,47 @@ static llmsim_status read_rope_scaling(yd_map *map, void *out, diag *e)
     return LLMSIM_OK;
 }
 
+/* moe: {experts, top_k, expert_ffn_size, shared_ffn_size, shared_gate,
+ * norm_topk, sparse_step, dense_layers: [i, ...]}. */
+static llmsim_status read_moe(yd_map *map, void *out, diag *e)
+{
+    model_moe *x = out;
+    long long v;
+    llmsim_status st;
+    const struct {
+        const char *key;
+        yd_need need;
+        long long min;
+        int64_t *dst;
+    } ints[] = {
+        {"experts", YD_REQUIRED, 1, &x->experts},          {"top_k", YD_REQUIRED, 1, &x->top_k},
+        {"expert_ffn_size", YD_REQUIRED, 1, &x->expert_ffn}, {"shared_ffn_size", YD_OPTIONAL, 0, &x->shared_ffn},
+        {"sparse_step", YD_OPTIONAL, 1, &x->sparse_step},
+    };
+    x->sparse_step = 1;
+    x->norm_topk = true;
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        v = -1;
+        if ((st = yd_field_int(map, ints[i].key, ints[i].need, ints[i].min, (int64_t)1 << 40, &v, e)))
+            return st;
+        if (v >= 0)
+            *ints[i].dst = v;
+    }
+    if ((st = yd_field_bool(map, "shared_gate", YD_OPTIONAL, &x->shared_gate, e)) ||
+        (st = yd_field_bool(map, "norm_topk", YD_OPTIONAL, &x->norm_topk, e)))
+        return st;
+    yaml_node_t *seq;
+    if ((st = yd_field_seq(map, "dense_layers", YD_OPTIONAL, &seq, e)) || !seq)
+        return st;
+    for (size_t i = 0; i < yd_seq_len(seq); i++) {
+        if ((st = yd_node_int(map->doc, yd_seq_at(map->doc, seq, i), "moe.dense_layers", 0,
+                              MODEL_MAX_LAYERS - 1, &v, e)))
+            return st;
+        x->dense_layers[v / 64] |= (uint64_t)1 << (v % 64);
+    }
+    return LLMSIM_OK;
+}
+
 /* The features of the families after LLaMA: q/k/v biases, q/k norms,
  * Gemma's norms and embeddings, the sliding window, RoPE scaling. */
 static llmsim_status read_features(yd_map *root, model *m, diag *e)
@@ -448,6 +529,8 @@ static llmsim_status read_features(yd_map *root, model *m, diag *e)
         (st = yd_field_int(root, "sliding_window", YD_OPTIONAL, 1, (int64_t)1 << 40, &w, e)))
         return st;
     m->sliding_window = w;
+    if ((st = yd_field_read(root, "moe", YD_OPTIONAL, read_moe, &m->moe, e)))
+        return st;
     return yd_field_read(root, "rope_scaling", YD_OPTIONAL, read_rope_scaling, &m->rope_scaling, e);
 }
 
@@ -525,6 +608,19 @@ void model_canonical(const model *m, strbuf *out)
                            "high_freq_factor: %.17g, original_max_context: %lld}\n",
                       r->factor, r->low_freq_factor, r->high_freq_factor,
                       (long long)r->original_max_context);
+    const model_moe *x = &m->moe;
+    if (x->experts > 0) {
+        strbuf_printf(out, "moe: {experts: %lld, top_k: %lld, expert_ffn_size: %lld, "
+                           "shared_ffn_size: %lld, shared_gate: %s, norm_topk: %s, sparse_step: %lld, "
+                           "dense_layers: [",
+                      (long long)x->experts, (long long)x->top_k, (long long)x->expert_ffn,
+                      (long long)x->shared_ffn, x->shared_gate ? "true" : "false",
+                      x->norm_topk ? "true" : "false", (long long)x->sparse_step);
+        for (int64_t i = 0, n = 0; i < MODEL_MAX_LAYERS; i++)
+            if (x->dense_layers[i / 64] >> (i % 64) & 1)
+                strbuf_printf(out, "%s%lld", n++ ? ", " : "", (long long)i);
+        strbuf_printf(out, "]}\n");
+    }
 }
 
 llmsim_status model_load_yaml(const char *path, model *m, diag *e)

@@ -27,8 +27,11 @@ typedef enum model_family {
     MODEL_FAMILY_QWEN3,
     MODEL_FAMILY_GEMMA,
     MODEL_FAMILY_PHI3,
+    MODEL_FAMILY_MIXTRAL,   /* block_sparse_moe.gate, .experts.M.w1/w2/w3 */
+    MODEL_FAMILY_QWEN2_MOE, /* mlp.gate, mlp.experts.M.*, mlp.shared_expert(_gate) */
+    MODEL_FAMILY_QWEN3_MOE, /* mlp.gate, mlp.experts.M.* */
 } model_family;
-#define MODEL_FAMILIES 7
+#define MODEL_FAMILIES 10
 /* RELU/GELU: 2 matrices (fc1, fc2); SWIGLU and GEGLU_TANH: 3 (gate, up,
  * down), silu(gate) * up or gelu_tanh(gate) * up (Gemma's GeGLU, the tanh
  * approximation of GELU). */
@@ -56,6 +59,21 @@ extern const char *const model_norm_names[2];
 extern const char *const model_pos_names[2];
 extern const char *const model_dtype_names[3];
 
+/* A mixture-of-experts MLP (Mixtral, Qwen2-MoE, Qwen3-MoE): a router picks
+ * top_k of `experts` gated experts (gate, up, down of expert_ffn) per token,
+ * weighted by the softmax of its logits (renormalized over the k when
+ * norm_topk), plus a shared expert of shared_ffn (0: none), sigmoid-gated
+ * when shared_gate. A layer is sparse iff (layer + 1) % sparse_step == 0 and
+ * it is not in dense_layers (Qwen2-MoE's mlp_only_layers); the others have
+ * the dense MLP of ffn_size. experts == 0: a dense model. */
+#define MODEL_MAX_LAYERS 4096
+typedef struct model_moe {
+    int64_t experts, top_k, expert_ffn, shared_ffn;
+    bool shared_gate, norm_topk;
+    int64_t sparse_step;
+    uint64_t dense_layers[MODEL_MAX_LAYERS / 64]; /* a bit per layer */
+} model_moe;
+
 /* The widest head model_validate accepts. */
 #define MODEL_MAX_HEAD_DIM 4096
 
@@ -82,6 +100,7 @@ typedef struct model {
     bool scale_embeddings;    /* embeddings times sqrt(hidden_size), rounded to the dtype (Gemma) */
     int64_t sliding_window;   /* attention over the last this many positions; 0: all (Mistral) */
     model_rope_scaling rope_scaling;
+    model_moe moe;            /* moe.experts > 0: a mixture of experts */
     model_dtype dtype;        /* dtype of the published weights */
     double norm_eps;          /* 1e-5 LayerNorm / RMSNorm epsilon */
     double rope_theta;        /* rotary base (rotary models only) */
@@ -89,6 +108,8 @@ typedef struct model {
 
 /* Bytes per element of a dtype. */
 int model_dtype_bytes(model_dtype dt);
+/* Whether layer i's MLP is a mixture of experts. */
+bool model_layer_sparse(const model *m, int64_t layer);
 /* A gated MLP: gate, up and down matrices (SwiGLU, GeGLU). */
 bool model_ffn_gated(const model *m);
 /* The positions a sequence's KV cache holds when its context is ctx and its
@@ -139,6 +160,9 @@ typedef struct model_layer_params {
 
 void model_layer_params_get(const model *m, model_layer_params *p);
 int64_t model_layer_param_count(const model *m);
+/* Of layer i: model_layer_param_count for a dense one; a sparse one's
+ * router, experts and shared expert in place of the dense MLP. */
+int64_t model_layer_param_count_at(const model *m, int64_t layer);
 /* Embedding (tokens + learned positions), final norm, untied LM head. */
 int64_t model_embed_param_count(const model *m);
 int64_t model_lm_head_param_count(const model *m); /* 0 when tied */

@@ -395,6 +395,9 @@ static const hf_family rotary_families[] = {
     {"qwen3", MODEL_FAMILY_QWEN3, 151936, 32768, 128, 1e-6, false},
     {"gemma", MODEL_FAMILY_GEMMA, 256000, 8192, 256, 1e-6, true},
     {"phi3", MODEL_FAMILY_PHI3, 32064, 4096, 0, 1e-5, false},
+    {"mixtral", MODEL_FAMILY_MIXTRAL, 32000, 131072, 0, 1e-5, false},
+    {"qwen2_moe", MODEL_FAMILY_QWEN2_MOE, 151936, 32768, 0, 1e-6, false},
+    {"qwen3_moe", MODEL_FAMILY_QWEN3_MOE, 151936, 32768, 0, 1e-6, false},
     {NULL, MODEL_FAMILY_LLAMA, 0, 0, 0, 0, false},
 };
 
@@ -507,14 +510,68 @@ static llmsim_status gemma_activation(hf_ctx *c, model *m)
     return LLMSIM_OK;
 }
 
+/* mlp_only_layers: a list of layer indices, the dense layers of a Qwen MoE. */
+static llmsim_status read_dense_layers(hf_ctx *c, model *m)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c->root, "mlp_only_layers");
+    if (!v || cJSON_IsNull(v))
+        return LLMSIM_OK;
+    if (!cJSON_IsArray(v))
+        return key_error(c, "mlp_only_layers", "must be a list of layer indices");
+    for (const cJSON *it = v->child; it; it = it->next) {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) || it->valuedouble < 0 ||
+            it->valuedouble >= (double)m->num_layers)
+            return key_error(c, "mlp_only_layers", "must hold layer indices, 0 to num_hidden_layers - 1");
+        int64_t i = (int64_t)it->valuedouble;
+        m->moe.dense_layers[i / 64] |= (uint64_t)1 << (i % 64);
+    }
+    return LLMSIM_OK;
+}
+
+/* The experts of an MoE family (MixtralConfig's, Qwen2MoeConfig's and
+ * Qwen3MoeConfig's keys and defaults). */
+static llmsim_status read_moe(hf_ctx *c, model *m)
+{
+    model_moe *x = &m->moe;
+    llmsim_status st;
+    x->sparse_step = 1;
+    if (m->family == MODEL_FAMILY_MIXTRAL) { /* every layer; the top 2 renormalized */
+        x->norm_topk = true;
+        x->expert_ffn = m->ffn_size;
+        if ((st = get_int(c, "num_local_experts", false, 8, &x->experts)) ||
+            (st = get_int(c, "num_experts_per_tok", false, 2, &x->top_k)))
+            return st;
+        return LLMSIM_OK;
+    }
+    const bool q2 = m->family == MODEL_FAMILY_QWEN2_MOE;
+    if ((st = get_int(c, "num_experts", false, q2 ? 60 : 128, &x->experts)) ||
+        (st = get_int(c, "num_experts_per_tok", false, q2 ? 4 : 8, &x->top_k)) ||
+        (st = get_int(c, "moe_intermediate_size", false, q2 ? 1408 : 768, &x->expert_ffn)) ||
+        (st = get_int(c, "decoder_sparse_step", false, 1, &x->sparse_step)) ||
+        (st = get_bool(c, "norm_topk_prob", false, &x->norm_topk)) || (st = read_dense_layers(c, m)))
+        return st;
+    if (q2) { /* Qwen2-MoE's shared expert, sigmoid-gated */
+        x->shared_gate = true;
+        if ((st = get_int(c, "shared_expert_intermediate_size", false, 5632, &x->shared_ffn)))
+            return st;
+    }
+    return LLMSIM_OK;
+}
+
 /* What a family adds to the LLaMA layer (the keys of its own). */
 static llmsim_status family_features(hf_ctx *c, model *m)
 {
     llmsim_status st = LLMSIM_OK;
+    const bool moe = m->family == MODEL_FAMILY_MIXTRAL || m->family == MODEL_FAMILY_QWEN2_MOE ||
+                     m->family == MODEL_FAMILY_QWEN3_MOE;
+    if (moe && (st = read_moe(c, m)))
+        return st;
     switch (m->family) {
+    case MODEL_FAMILY_QWEN2_MOE: /* the attention of Qwen2 and Qwen3 */
     case MODEL_FAMILY_QWEN2: /* q, k, v biases in every Qwen2 checkpoint; no key says so */
         m->qkv_bias = true;
         return check_features(c, qwen_window_feature, m);
+    case MODEL_FAMILY_QWEN3_MOE:
     case MODEL_FAMILY_QWEN3:
         m->qk_norm = true;
         if ((st = check_features(c, qwen_window_feature, m)))
@@ -531,6 +588,10 @@ static llmsim_status family_features(hf_ctx *c, model *m)
             return st;
         return check_features(c, attention_bias_feature, m);
     case MODEL_FAMILY_PHI3:
+        if ((st = read_window(c, 0, m)))
+            return st;
+        return check_features(c, attention_bias_feature, m);
+    case MODEL_FAMILY_MIXTRAL: /* MixtralConfig: no window unless the key gives one */
         if ((st = read_window(c, 0, m)))
             return st;
         return check_features(c, attention_bias_feature, m);
@@ -592,7 +653,7 @@ static llmsim_status import_rotary(hf_ctx *c, const hf_family *f, model *m)
 }
 
 /* The model types llmsim imports, for messages. */
-#define HF_TYPES "opt, llama, mistral, qwen2, qwen3, gemma and phi3"
+#define HF_TYPES "opt, llama, mistral, qwen2, qwen3, gemma, phi3, mixtral, qwen2_moe and qwen3_moe"
 
 /* The model of a checked root: its family's keys, then model_validate. */
 static llmsim_status import_model(hf_ctx *c, model *m)

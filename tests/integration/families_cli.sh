@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every shipped model through predict, simulate, search and serve-sim (exit 0,
-# one JSON object, a positive throughput); a sliding window bounds the KV
+# one JSON object, a positive throughput; a mixture of experts: exit 2, not
+# yet priced, named as such); a sliding window bounds the KV
 # cache: predict's peak_bytes stops growing with the generation once the
 # context passes the window, and is what it was without the window before;
 # the GPU engine (on the emulated device) runs a later family's model.
@@ -20,6 +21,14 @@ names=$(cd "$D/models/configs" && ls *.yaml | sed 's/\.yaml$//')
 n=0
 for m in $names; do
   n=$((n + 1))
+  if grep -q '^moe:' "$D/models/configs/$m.yaml"; then # listed and counted, refused by name
+    "$L" predict --model "$m" --hardware t4-flexgen --prompt-len 8 --gen-len 2 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    check "predict $m: exit 2, a mixture of experts not yet priced, nothing on stdout" \
+      '[ $rc -eq 2 ] && grep -q "is a mixture of experts" "$tmp/err" && [ ! -s "$tmp/out" ]'
+    "$L" run --model "$m" --hardware cpu-only --prompt-len 8 --gen-len 2 >"$tmp/out" 2>"$tmp/err"; rc=$?
+    check "run $m: exit 2 before anything runs" '[ $rc -eq 2 ] && grep -q "is a mixture of experts" "$tmp/err"'
+    continue
+  fi
   out=$("$L" predict --model "$m" --hardware t4-flexgen --prompt-len 512 --gen-len 32 --format json 2>"$tmp/err")
   check "predict $m" '[ $? -eq 0 ] && [ "$(json "d[\"throughput_tok_s\"] > 0" <<<"$out")" = True ]' "$(head -c 300 "$tmp/err")"
   out=$("$L" simulate --model "$m" --hardware t4-flexgen --prompt-len 64 --gen-len 4 --format json 2>"$tmp/err")
@@ -30,7 +39,7 @@ for m in $names; do
         --prompt-len uniform:32,256 --output-len uniform:8,64 --format json 2>"$tmp/err")
   check "serve-sim $m" '[ $? -eq 0 ] && json "1" <<<"$out" >/dev/null' "$(head -c 300 "$tmp/err")"
 done
-check "every shipped model was tried ($n)" '[ $n -ge 25 ]'
+check "every shipped model was tried ($n)" '[ $n -ge 28 ]'
 
 # ---- the sliding window bounds the KV cache (Mistral-7B: 4096 positions)
 peak() { "$L" predict --model "$1" --hardware cpu-only --prompt-len 512 --gen-len "$2" --format json |

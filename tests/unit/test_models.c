@@ -61,6 +61,9 @@ static const published_count published[] = {
     {"gemma-2b", 2506172416LL, true},
     {"gemma-7b", 8537680896LL, true},
     {"phi-3-mini-4k", 3821079552LL, true},
+    {"mixtral-8x7b", 46702792704LL, true},
+    {"qwen1.5-moe-a2.7b", 14315784192LL, true},
+    {"qwen3-30b-a3b", 30532122624LL, true},
 };
 #define N_PUBLISHED (sizeof published / sizeof published[0])
 
@@ -95,8 +98,9 @@ static void test_shipped_counts(void)
             CHECK_REL((double)got, (double)pc->params, NOMINAL_REL_TOL, what);
         }
         /* The pieces add up, and the head is counted only when untied. */
-        int64_t sum = model_embed_param_count(&m) + m.num_layers * model_layer_param_count(&m) +
-                      model_lm_head_param_count(&m);
+        int64_t sum = model_embed_param_count(&m) + model_lm_head_param_count(&m);
+        for (int64_t l = 0; l < m.num_layers; l++) /* a sparse layer has its experts instead */
+            sum += m.moe.experts ? model_layer_param_count_at(&m, l) : model_layer_param_count(&m);
         CHECK(sum == got, "%s: pieces %lld != total %lld", name, (long long)sum, (long long)got);
         CHECK((model_lm_head_param_count(&m) == 0) == m.tied_embeddings, "%s: LM head vs tied", name);
     }
