@@ -62,6 +62,17 @@ Steps
              --disable FEATURE differs from the engine by more than
              FEATURE_FACTOR x TOL: the feature matters, so the logits check
              cannot pass with the feature missing or wrong.
+    MoE families (mixtral, qwen2_moe, qwen2_moe-norm): the reference also
+    writes its routing (hf_reference.py --routing-out, WORK/routing.json) and
+    an info line gives the number of routing choices and the smallest top-k
+    margin of the router logits over every position of the teacher-forced
+    sequences (make_tiny.py makes the token choose the experts, so that the
+    margin is ~2, and above 0.85 at every position selftest.py tests over
+    seeds 0-9: an engine that routes differently has a bug, not a near tie). The features: topk_renorm (mixtral,
+    qwen2_moe-norm; and qwen2_moe edited with --set norm_topk_prob=true,
+    then informative), shared_expert and qkv_bias (qwen2_moe, qwen2_moe-norm).
+    llmsim has no MoE engine yet: it refuses these configs (exit 2), which is
+    a FAIL ("llmsim run refused the config"), never a pass or a skip.
 
 The tolerance, TOL = 2e-2 (absolute; the tiny models' logits stay below ~15):
   * the engine computes in fp32 and the reference in fp64: ~1e-6 relative,
@@ -110,7 +121,12 @@ FAMILY_FEATURES = {
     "mistral": ["sliding_window"],
     "gemma": ["embed_scale", "norm_plus_one", "gelu_tanh"],
     "phi3": ["fused_split", "sliding_window"],
+    "mixtral": ["topk_renorm"],
+    "qwen2_moe": ["qkv_bias", "shared_expert"],
+    "qwen2_moe-norm": ["qkv_bias", "topk_renorm", "shared_expert"],
 }
+# the mixture-of-experts families: the reference also writes its routing
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen2_moe-norm")
 
 
 class Report:
@@ -306,7 +322,25 @@ def run_checks(a, work, rep):
     with open(tf, "w") as f:
         for pr, g in zip(prompts, gen):
             f.write(" ".join(map(str, pr + g[:-1])) + "\n")
-    ref = run_reference(ckpt, tf, os.path.join(work, "ref.json"), "--engine-rounding")
+    moe = a.family in MOE_FAMILIES
+    rpath = os.path.join(work, "routing.json")
+    ref = run_reference(ckpt, tf, os.path.join(work, "ref.json"), "--engine-rounding",
+                        *(["--routing-out", rpath] if moe else []))
+    if moe:
+        with open(rpath) as f:
+            rt = json.load(f)
+        best, at = None, None
+        for s, seq in enumerate(rt["margin"]):
+            for p, pos in enumerate(seq):
+                for i, mg in enumerate(pos):
+                    if mg is not None and (best is None or mg < best):
+                        best, at = mg, (s, p, rt["sparse_layers"][i])
+        n = sum(len(pos) for seq in rt["experts"] for pos in seq)
+        rep.info("routing (reference): %d choices of top-%d of %d experts (sparse layers %s)%s; not compared: "
+                 "llmsim writes no routing" % (n, rt["top_k"], rt["num_experts"], rt["sparse_layers"],
+                                               "" if best is None else
+                                               ", smallest top-k router-logit margin %.3g (sequence %d, position %d, "
+                                               "layer %d)" % ((best,) + at)))
 
     # 4. the checks
     d, (g, s, v) = max_diff(engine, ref, G)
@@ -330,7 +364,9 @@ def run_checks(a, work, rep):
     plain = run_reference(ckpt, tf, os.path.join(work, "ref_plain.json"))
     rep.info("the reference without --engine-rounding (pure fp64) differs from the engine by %.3e"
              % max_diff(engine, plain, G)[0])
-    feats = FAMILY_FEATURES[a.family]
+    feats = list(FAMILY_FEATURES[a.family])
+    if cfg.get("model_type") == "qwen2_moe" and cfg.get("norm_topk_prob") and "topk_renorm" not in feats:
+        feats.append("topk_renorm")  # qwen2_moe edited with --set norm_topk_prob=true
     if not feats:
         rep.info("plain %s has no family feature to switch off" % a.family)
     for ft in feats:

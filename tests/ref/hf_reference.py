@@ -3,7 +3,7 @@
 plain Python floats (fp64), for checking llmsim's engine on tiny checkpoints.
 
     hf_reference.py DIR --tokens FILE [--engine-rounding] [--disable FEATURE]
-                    [--out FILE]
+                    [--out FILE] [--routing-out FILE]
 
 DIR     a checkpoint: config.json and model.safetensors, or the shards named by
         model.safetensors.index.json's weight_map (F32, F16 and BF16 tensors,
@@ -19,6 +19,20 @@ Output (to --out, else stdout), JSON:
      "logits": [ [ [V floats] per position ] per line ]}
 logits[s][p] are the logits after token p of line s (they predict token p+1).
 Floats are written with repr, so they read back exactly.
+
+--routing-out FILE (MoE models only), JSON:
+    {"model_type", "num_experts": E, "top_k": k, "renormalized": bool (the
+     top-k weights divided by their sum), "shared_expert": bool,
+     "engine_rounding", "disabled", "sparse_layers": [layer ids],
+     "experts":       [s][p][i] -> k expert ids, in torch.topk's order (by
+                      routing weight, largest first; equal weights: lowest id
+                      first),
+     "weights":       [s][p][i] -> the k weights applied to those experts,
+     "router_logits": [s][p][i] -> the E router logits,
+     "margin":        [s][p][i] -> the k-th largest router logit minus the
+                      (k+1)-th (null when k = E): how far the choice is from
+                      flipping}
+where i indexes sparse_layers.
 
 Supported (transformers class: what is followed)
   llama   LlamaForCausalLM: RMSNorm, RoPE (rope_scaling null, "linear",
@@ -41,6 +55,23 @@ Supported (transformers class: what is followed)
           slices) and gate_up_proj (gate rows first: Phi3MLP's
           chunk(2, dim=-1)); sliding window as mistral; non-null rope_scaling
           (longrope, su, yarn) is refused.
+  mixtral MixtralForCausalLM: attention as llama (sliding_window as mistral
+          when not null; MixtralConfig's default is null); every layer's MLP
+          is MixtralSparseMoeBlock (block_sparse_moe): see MoE below, with
+          num_local_experts experts (MixtralBlockSparseTop2MLP: w2(silu(w1 x)
+          * w3 x), width intermediate_size), top num_experts_per_tok,
+          always renormalized. router_jitter_noise acts in training only.
+  qwen2_moe Qwen2MoeForCausalLM: attention as qwen2 (q/k/v biases when
+          qkv_bias, Qwen2MoeConfig's default true; use_sliding_window true is
+          refused). Qwen2MoeDecoderLayer: layer i has a Qwen2MoeSparseMoeBlock
+          iff i not in mlp_only_layers and num_experts > 0 and
+          (i + 1) % decoder_sparse_step == 0, else a dense Qwen2MoeMLP of
+          intermediate_size. The sparse block: MoE below with num_experts
+          experts (Qwen2MoeMLP of moe_intermediate_size), top
+          num_experts_per_tok, renormalized iff norm_topk_prob (default
+          false), plus sigmoid(shared_expert_gate(x)) * shared_expert(x)
+          (shared_expert_gate: [1][hidden]; shared_expert: a Qwen2MoeMLP of
+          shared_expert_intermediate_size).
 
 Shared math (LlamaModel and its relatives):
   RMSNorm (LlamaRMSNorm): x * rsqrt(mean(x^2) + eps) * w, in float.
@@ -56,6 +87,17 @@ Shared math (LlamaModel and its relatives):
     query head h reads kv head h // (heads / kv_heads) (repeat_kv).
   MLP (LlamaMLP): down(silu(gate(x)) * up(x)).
   Head: final norm, then lm_head (or embed_tokens when tied).
+  MoE (MixtralSparseMoeBlock / Qwen2MoeSparseMoeBlock.forward), per token x
+    (the post-attention norm's output): router_logits = gate(x) (no bias);
+    routing_weights = softmax(router_logits) over all E experts (HF: in
+    float32, dtype=torch.float); routing_weights, selected_experts =
+    torch.topk(routing_weights, k) (chosen on the probabilities, so on the
+    logits' order; torch does not document the order of equal values: here
+    equal probabilities go lowest expert id first, which is what torch.topk
+    on CPU gives in practice; the tiny models never tie); renormalized:
+    w /= sum(w); out = sum over the chosen experts, in increasing expert id
+    (HF's loop over expert_hit and index_add_), of w * expert(x). Only the
+    chosen experts are evaluated.
   Everything in fp64, inv_freq and the angles included (transformers takes
   those in float32, ~1e-7 relative away); the model's own rounding (bf16 or
   fp16 activations in transformers) is not modelled, apart from Gemma's
@@ -65,14 +107,20 @@ Shared math (LlamaModel and its relatives):
 so that a comparison can be tight: the K and V rows are rounded to IEEE fp16
 (round to nearest even) as they enter the KV cache (K after RoPE), and the
 residual stream is rounded to fp16 after every decoder layer but the last.
-Everything else stays fp64 (the weights are as stored in the file already).
+Everything else stays fp64 (the weights are as stored in the file already;
+the MoE's router logits and weights included: HF's cast of the routing
+weights back to the activations' dtype is part of the bf16 / fp16 model's
+rounding, not modelled).
 
 --disable FEATURE switches one feature of the model's family off, so that a
 test can show the feature matters: rope_scaling (unscaled inv_freq),
 sliding_window (attend over the whole prefix), qkv_bias, qk_norm, embed_scale,
 norm_plus_one (Gemma norm with w instead of 1 + w), gelu_tanh (exact erf GELU),
-fused_split (phi3: gate and up halves swapped, a wrong split). Disabling a
-feature the model does not have is an error.
+fused_split (phi3: gate and up halves swapped, a wrong split), topk_renorm
+(mixtral, and qwen2_moe with norm_topk_prob true: the top-k softmax weights
+used without dividing by their sum), shared_expert (qwen2_moe: the shared
+expert and its gate dropped from every sparse layer). Disabling a feature the
+model does not have is an error.
 
 Exit status: 0 done, 2 bad input or an unsupported config.
 """
@@ -85,7 +133,7 @@ import sys
 from operator import mul
 
 FEATURES = ["rope_scaling", "sliding_window", "qkv_bias", "qk_norm", "embed_scale",
-            "norm_plus_one", "gelu_tanh", "fused_split"]
+            "norm_plus_one", "gelu_tanh", "fused_split", "topk_renorm", "shared_expert"]
 
 
 class RefError(Exception):
@@ -209,6 +257,23 @@ def gelu_tanh(x):
     return 0.5 * x * (1.0 + math.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)))
 
 
+def sigmoid(x):
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+def softmax(v):
+    m = max(v)
+    e = [math.exp(a - m) for a in v]
+    z = sum(e)
+    return [a / z for a in e]
+
+
+def topk(probs, k):
+    """torch.topk(probs, k) indices: largest first; equal values lowest index
+    first (what torch.topk on CPU returns in practice; undocumented)."""
+    return sorted(range(len(probs)), key=lambda i: (-probs[i], i))[:k]
+
+
 def gelu_erf(x):
     # ACT2FN["gelu"]: 0.5 x (1 + erf(x / sqrt(2)))
     return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
@@ -225,6 +290,8 @@ _DEFAULTS = {
     "qwen3": dict(eps=1e-6, theta=10000.0, tied=False, head_dim=128),
     "gemma": dict(eps=1e-6, theta=10000.0, tied=True, head_dim=256),
     "phi3": dict(eps=1e-5, theta=10000.0, tied=False, head_dim=None),
+    "mixtral": dict(eps=1e-5, theta=1e6, tied=False, head_dim=None),
+    "qwen2_moe": dict(eps=1e-6, theta=10000.0, tied=False, head_dim=None),
 }
 
 
@@ -248,7 +315,8 @@ class Model:
         self.hd = cfg.get("head_dim") or dflt["head_dim"] or self.h // self.nh
         self.L = need("num_hidden_layers")
         self.V = need("vocab_size")
-        self.f = need("intermediate_size")
+        # Qwen2MoeConfig's default dense width (read only by dense layers)
+        self.f = cfg.get("intermediate_size", 5632) if mt == "qwen2_moe" else need("intermediate_size")
         self.eps = cfg.get("rms_norm_eps", dflt["eps"])
         self.theta = cfg.get("rope_theta", dflt["theta"])
         self.tied = cfg.get("tie_word_embeddings", dflt["tied"])
@@ -259,7 +327,7 @@ class Model:
         self.dtype = cfg.get("torch_dtype") or cfg.get("dtype")
 
         # ---- refuse what is not implemented (it would compute something else)
-        if cfg.get("attention_bias") and mt != "qwen2":
+        if cfg.get("attention_bias") and mt not in ("qwen2", "qwen2_moe"):
             raise RefError("attention_bias true is not implemented")
         if cfg.get("mlp_bias"):
             raise RefError("mlp_bias true is not implemented")
@@ -279,10 +347,16 @@ class Model:
             self.window = cfg["sliding_window"] if "sliding_window" in cfg else 4096
         elif mt == "phi3":
             self.window = cfg.get("sliding_window")
-        elif mt in ("qwen2", "qwen3"):
+        elif mt == "mixtral":
+            self.window = cfg.get("sliding_window")
+        elif mt in ("qwen2", "qwen3", "qwen2_moe"):
             if cfg.get("use_sliding_window"):
                 raise RefError("use_sliding_window true (%s) is not implemented" % mt)
-        self.qkv_bias = mt == "qwen2"
+        # Qwen2MoeAttention: bias=config.qkv_bias (True by default; older
+        # transformers: always True)
+        self.has_bias = mt == "qwen2" or (mt == "qwen2_moe" and bool(cfg.get("qkv_bias", True)))
+        self.qkv_bias = self.has_bias
+        self._moe_config(cfg)
         self.qk_norm = mt == "qwen3"
         self.gemma = mt == "gemma"
         self.act = silu
@@ -305,6 +379,37 @@ class Model:
         if self.gemma and self.embed_scale is None:  # (--disable embed_scale set it to 1)
             # GemmaModel: normalizer = torch.tensor(hidden_size**0.5, dtype=hidden_states.dtype)
             self.embed_scale = round_dtype(math.sqrt(self.h), self.dtype or self.embed_dtype)
+
+    def _moe_config(self, cfg):
+        """The MoE settings: self.sparse (the layers with a sparse block),
+        self.E, self.k, self.renorm, self.shared, self.fe (expert width),
+        self.fs (shared expert width)."""
+        mt = self.type
+        self.sparse, self.E, self.k, self.renorm, self.shared = [], 0, 0, False, False
+        if mt == "mixtral":
+            self.E = cfg.get("num_local_experts", 8)
+            self.k = cfg.get("num_experts_per_tok", 2)
+            self.fe = self.f
+            self.renorm = True  # MixtralSparseMoeBlock always renormalizes
+            self.sparse = list(range(self.L))
+        elif mt == "qwen2_moe":
+            self.E = cfg.get("num_experts", 60)
+            self.k = cfg.get("num_experts_per_tok", 4)
+            self.fe = cfg.get("moe_intermediate_size", 1408)
+            self.fs = cfg.get("shared_expert_intermediate_size", 5632)
+            self.renorm = bool(cfg.get("norm_topk_prob", False))
+            step = cfg.get("decoder_sparse_step", 1)
+            only = cfg.get("mlp_only_layers") or []  # Qwen2MoeConfig: null -> []
+            if not isinstance(step, int) or step < 1:
+                raise RefError("decoder_sparse_step %r: want an integer >= 1" % (step,))
+            # Qwen2MoeDecoderLayer.__init__
+            self.sparse = [i for i in range(self.L)
+                           if i not in only and self.E > 0 and (i + 1) % step == 0]
+            self.shared = bool(self.sparse)
+        if self.sparse:
+            if not (isinstance(self.k, int) and isinstance(self.E, int) and 1 <= self.k <= self.E):
+                raise RefError("num_experts_per_tok %r with %r experts: want 1 <= k <= experts" % (self.k, self.E))
+        # (router_jitter_noise: MixtralSparseMoeBlock applies it only when training)
 
     def _rope_scaling(self, rs):
         """inv_freq after rope_scaling (transformers' ROPE_INIT_FUNCTIONS)."""
@@ -349,6 +454,8 @@ class Model:
             "norm_plus_one": self.gemma,
             "gelu_tanh": self.act is gelu_tanh,
             "fused_split": self.fused,
+            "topk_renorm": bool(self.sparse) and self.renorm,
+            "shared_expert": self.shared,
         }
         if feat not in has:
             raise RefError("--disable %s: unknown feature (%s)" % (feat, ", ".join(FEATURES)))
@@ -370,6 +477,10 @@ class Model:
             self.act = gelu_erf
         elif feat == "fused_split":
             self.swap_fused = True
+        elif feat == "topk_renorm":
+            self.renorm = False
+        elif feat == "shared_expert":
+            self.shared = False  # the shared expert's tensors are read, then ignored
 
     def _load(self, tensors):
         used = set()
@@ -394,6 +505,8 @@ class Model:
             p = "model.layers.%d." % j
             ly = {"in_norm": get(p + "input_layernorm.weight", (h,)),
                   "post_norm": get(p + "post_attention_layernorm.weight", (h,))}
+            if j in self.sparse:
+                ly.update(self._load_moe(p, get))
             if self.fused:
                 # Phi3Attention: q = qkv[..., :qd], k = [qd:qd+kvd], v = [qd+kvd:]
                 qkv = get(p + "self_attn.qkv_proj.weight", (qd + 2 * kvd, h))
@@ -407,9 +520,10 @@ class Model:
                 ly["q"] = get(p + "self_attn.q_proj.weight", (qd, h))
                 ly["k"] = get(p + "self_attn.k_proj.weight", (kvd, h))
                 ly["v"] = get(p + "self_attn.v_proj.weight", (kvd, h))
-                ly["gate"] = get(p + "mlp.gate_proj.weight", (f, h))
-                ly["up"] = get(p + "mlp.up_proj.weight", (f, h))
-            if self.type == "qwen2":
+                if j not in self.sparse:
+                    ly["gate"] = get(p + "mlp.gate_proj.weight", (f, h))
+                    ly["up"] = get(p + "mlp.up_proj.weight", (f, h))
+            if self.has_bias:
                 # Qwen2Attention: q_proj, k_proj, v_proj with bias=True, o_proj bias=False
                 ly["qb"] = get(p + "self_attn.q_proj.bias", (qd,))
                 ly["kb"] = get(p + "self_attn.k_proj.bias", (kvd,))
@@ -418,7 +532,8 @@ class Model:
                 ly["q_norm"] = get(p + "self_attn.q_norm.weight", (hd,))
                 ly["k_norm"] = get(p + "self_attn.k_norm.weight", (hd,))
             ly["o"] = get(p + "self_attn.o_proj.weight", (h, qd))
-            ly["down"] = get(p + "mlp.down_proj.weight", (h, f))
+            if j not in self.sparse:
+                ly["down"] = get(p + "mlp.down_proj.weight", (h, f))
             self.layers.append(ly)
         self.norm = get("model.norm.weight", (h,))
         # tied: lm_head shares embed_tokens (PreTrainedModel.tie_weights)
@@ -427,7 +542,60 @@ class Model:
         if extra:
             raise RefError("checkpoint: tensors this %s model does not use: %s" % (self.type, ", ".join(extra[:5])))
 
+    def _load_moe(self, p, get):
+        """One sparse layer's router, experts [(gate, up, down)] and (Qwen2-MoE)
+        shared expert and its gate."""
+        h, E, fe = self.h, self.E, self.fe
+        if self.type == "mixtral":
+            # MixtralSparseMoeBlock.gate, .experts[m].w1 (gate), .w3 (up), .w2 (down)
+            q = p + "block_sparse_moe."
+            return {"router": get(q + "gate.weight", (E, h)),
+                    "experts": [(get(q + "experts.%d.w1.weight" % m, (fe, h)),
+                                 get(q + "experts.%d.w3.weight" % m, (fe, h)),
+                                 get(q + "experts.%d.w2.weight" % m, (h, fe))) for m in range(E)]}
+        # Qwen2MoeSparseMoeBlock.gate, .experts[m], .shared_expert, .shared_expert_gate
+        q, fs = p + "mlp.", self.fs
+        return {"router": get(q + "gate.weight", (E, h)),
+                "experts": [(get(q + "experts.%d.gate_proj.weight" % m, (fe, h)),
+                             get(q + "experts.%d.up_proj.weight" % m, (fe, h)),
+                             get(q + "experts.%d.down_proj.weight" % m, (h, fe))) for m in range(E)],
+                "shared_mlp": (get(q + "shared_expert.gate_proj.weight", (fs, h)),
+                               get(q + "shared_expert.up_proj.weight", (fs, h)),
+                               get(q + "shared_expert.down_proj.weight", (h, fs))),
+                "shared_gate": get(q + "shared_expert_gate.weight", (1, h))[0]}
+
     # ---- the forward pass
+
+    def _mlp(self, w, x):
+        """LlamaMLP / MixtralBlockSparseTop2MLP / Qwen2MoeMLP: down(act(gate(x)) * up(x))."""
+        gate, up, down = w
+        return matvec(down, [self.act(a) * b for a, b in zip(matvec(gate, x), matvec(up, x))])
+
+    def moe(self, ly, x, record=None):
+        """The sparse MoE block of layer ly on one token's normed hidden state
+        x; appends {"experts", "weights", "router_logits", "margin"} to
+        record when given."""
+        logits = matvec(ly["router"], x)
+        probs = softmax(logits)  # F.softmax(router_logits, dim=1, dtype=torch.float)
+        chosen = topk(probs, self.k)  # torch.topk(routing_weights, top_k)
+        w = [probs[i] for i in chosen]
+        if self.renorm:  # routing_weights /= routing_weights.sum(dim=-1, keepdim=True)
+            s = sum(w)
+            w = [a / s for a in w]
+        if record is not None:
+            srt = sorted(logits, reverse=True)
+            record.append({"experts": chosen, "weights": w, "router_logits": logits,
+                           "margin": srt[self.k - 1] - srt[self.k] if self.k < self.E else None})
+        out = [0.0] * self.h
+        for i, wi in sorted(zip(chosen, w)):  # HF adds the experts' outputs in expert order
+            y = self._mlp(ly["experts"][i], x)
+            out = [a + wi * b for a, b in zip(out, y)]
+        if self.shared:
+            # shared_expert_output = F.sigmoid(shared_expert_gate(x)) * shared_expert(x)
+            g = sigmoid(sum(map(mul, ly["shared_gate"], x)))
+            y = self._mlp(ly["shared_mlp"], x)
+            out = [a + g * b for a, b in zip(out, y)]
+        return out
 
     def _rope(self, vec, heads, cos, sin):
         """apply_rotary_pos_emb on every head of vec (rotate_half convention)."""
@@ -448,8 +616,11 @@ class Model:
             out += rms_norm(vec[hh * hd:(hh + 1) * hd], w, self.eps)
         return out
 
-    def forward(self, toks, engine_rounding=False, jitter=None):
+    def forward(self, toks, engine_rounding=False, jitter=None, routing=None):
         """Logits after every position of toks (teacher-forced), [n][V].
+
+        routing (MoE models): a list that receives, per position, the list of
+        the sparse layers' records (see moe).
 
         jitter (for self-tests): (random.Random, rel) multiplies every value
         that --engine-rounding rounds by (1 + rel * N(0, 1)) first, to mimic
@@ -463,6 +634,8 @@ class Model:
                 v = [a * (1.0 + rel * rng.gauss(0.0, 1.0)) for a in v]
             return round_f16(v) if engine_rounding else v
 
+        if routing is not None:
+            routing.extend([] for _ in range(n))
         for t in toks:
             if not 0 <= t < self.V:
                 raise RefError("token id %d outside the vocabulary [0, %d)" % (t, self.V))
@@ -515,9 +688,11 @@ class Model:
                 x[p] = [a + b for a, b in zip(x[p], matvec(ly["o"], att))]
                 # ---- MLP block: x + down(act(gate(norm(x))) * up(norm(x)))
                 hn = rms_norm(x[p], ly["post_norm"], self.eps, self.norm_plus_one)
-                gate, up = matvec(ly["gate"], hn), matvec(ly["up"], hn)
-                mid = [self.act(a) * b for a, b in zip(gate, up)]
-                x[p] = [a + b for a, b in zip(x[p], matvec(ly["down"], mid))]
+                if "router" in ly:  # a sparse MoE block
+                    mlp = self.moe(ly, hn, None if routing is None else routing[p])
+                else:
+                    mlp = self._mlp((ly["gate"], ly["up"], ly["down"]), hn)
+                x[p] = [a + b for a, b in zip(x[p], mlp)]
                 if engine_rounding and j < self.L - 1:  # llmsim's hidden states are fp16
                     x[p] = store(x[p])
         # final norm and lm_head
@@ -539,13 +714,32 @@ def read_tokens(path):
     return seqs
 
 
-def run(ckpt, tokens_path, engine_rounding=False, disable=None):
-    """The output document for checkpoint ckpt and the sequences of tokens_path."""
+def routing_doc(model, records, engine_rounding=False, disable=None):
+    """The --routing-out document from forward's routing records, one list per
+    sequence."""
+    def field(key):
+        return [[[r[key] for r in pos] for pos in seq] for seq in records]
+    return {"model_type": model.type, "num_experts": model.E, "top_k": model.k, "renormalized": model.renorm,
+            "shared_expert": model.shared, "engine_rounding": bool(engine_rounding), "disabled": disable,
+            "sparse_layers": list(model.sparse), "experts": field("experts"), "weights": field("weights"),
+            "router_logits": field("router_logits"), "margin": field("margin")}
+
+
+def run(ckpt, tokens_path, engine_rounding=False, disable=None, routing=False):
+    """The output document for checkpoint ckpt and the sequences of tokens_path;
+    with routing, (document, routing document)."""
     cfg, tensors = read_checkpoint(ckpt)
     model = Model(cfg, tensors, disable)
+    if routing and not model.sparse:
+        raise RefError("--routing-out: this %s model has no sparse MoE layer" % model.type)
     seqs = read_tokens(tokens_path)
-    return {"model_type": model.type, "vocab_size": model.V, "engine_rounding": bool(engine_rounding),
-            "disabled": disable, "logits": [model.forward(s, engine_rounding) for s in seqs]}
+    records = [[] for _ in seqs]
+    logits = [model.forward(s, engine_rounding, routing=r if routing else None) for s, r in zip(seqs, records)]
+    doc = {"model_type": model.type, "vocab_size": model.V, "engine_rounding": bool(engine_rounding),
+           "disabled": disable, "logits": logits}
+    if routing:
+        return doc, routing_doc(model, records, engine_rounding, disable)
+    return doc
 
 
 def main(argv=None):
@@ -555,9 +749,15 @@ def main(argv=None):
     ap.add_argument("--engine-rounding", action="store_true")
     ap.add_argument("--disable", choices=FEATURES)
     ap.add_argument("--out", metavar="FILE")
+    ap.add_argument("--routing-out", metavar="FILE",
+                    help="write the MoE routing (expert ids per sequence, position, sparse layer) as JSON")
     a = ap.parse_args(argv)
     try:
-        doc = run(a.ckpt, a.tokens, a.engine_rounding, a.disable)
+        doc = run(a.ckpt, a.tokens, a.engine_rounding, a.disable, bool(a.routing_out))
+        if a.routing_out:
+            doc, rdoc = doc
+            with open(a.routing_out, "w") as f:
+                f.write(json.dumps(rdoc, separators=(",", ":")))
     except (RefError, OSError, ValueError, KeyError) as ex:
         print("hf_reference: %s" % (ex if not isinstance(ex, KeyError) else "config.json: missing key %s" % ex),
               file=sys.stderr)

@@ -8,7 +8,8 @@
 DIR receives
   config.json          the keys of the family's transformers config class
                        (LlamaConfig, MistralConfig, Qwen2Config, Qwen3Config,
-                       GemmaConfig, Phi3Config), with torch_dtype = --dtype;
+                       GemmaConfig, Phi3Config, MixtralConfig,
+                       Qwen2MoeConfig), with torch_dtype = --dtype;
   model.safetensors    (K = 1), or model-0000i-of-0000K.safetensors and
                        model.safetensors.index.json {"metadata": {"total_size"},
                        "weight_map": {tensor: file}} (K > 1), as
@@ -38,6 +39,29 @@ weights N(1, 0.1) (Gemma: N(0, 0.1)); SCALES and FAMILY_SCALES say more:
                 (and a constant channel that makes the GELU variant matter:
                 see make_gemma)
   phi3          fused qkv_proj and gate_up_proj, sliding_window 7
+  mixtral       MixtralForCausalLM: 2 layers, each a sparse MoE block
+                (block_sparse_moe) of 8 experts of width 64 (w1 gate, w3 up,
+                w2 down), top-2, renormalized; sliding_window null, theta 1e6
+  qwen2_moe     Qwen2MoeForCausalLM (Qwen1.5-MoE-A2.7B's layout): 3 layers,
+                q/k/v biases; layers 0 and 2 sparse (8 experts of width 48,
+                top-2, norm_topk_prob false: the top-2 softmax weights are
+                used as they are; a shared expert of width 96 behind a sigmoid
+                gate), layer 1 dense (mlp_only_layers [1], intermediate_size
+                160)
+  qwen2_moe-norm  the same model type with norm_topk_prob true and the dense
+                layers chosen by decoder_sparse_step 2 (of 3 layers, layer 1
+                sparse, layers 0 and 2 dense); 8 experts of width 64, top-2
+
+In the MoE families the token chooses its experts (see route_by_token): the
+last E channels of the residual carry a per-token code that no layer writes
+and each router reads, so that the gap between the k-th and the (k+1)-th
+router logit is ~2 (> 0.85 at every position selftest.py tests, seeds 0-9),
+far from what fp16 storage or fp32 arithmetic can flip; the softmax weights
+still move with the context (the residual's rms, a small random part of the
+router), the second expert has a weight of 0.1 to 1 times the first's, and
+renormalizing the top-2 multiplies the weights by 1.0 to 1.6. The experts'
+down projections are scaled up (expert_down 2) so that what the routing picks
+moves the logits by several units.
 
 Weights are deterministic in --seed (Python's random). The safetensors file
 is written here: 8-byte little-endian header length, the JSON header (a
@@ -55,7 +79,9 @@ import random
 import struct
 import sys
 
-FAMILIES = ["llama", "llama3", "llama-linear", "qwen2", "qwen3", "mistral", "gemma", "phi3"]
+FAMILIES = ["llama", "llama3", "llama-linear", "qwen2", "qwen3", "mistral", "gemma", "phi3", "mixtral", "qwen2_moe",
+            "qwen2_moe-norm"]
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen2_moe-norm")
 
 DTYPES = {  # --dtype -> (safetensors dtype, bytes per value)
     "float32": ("F32", 4),
@@ -74,6 +100,12 @@ def base_sizes(family):
     if family == "gemma":
         s["hidden"] = 48
         s["head_dim"] = 32  # gemma's head_dim is given, not hidden / heads = 12
+    if family == "mixtral":
+        s.update(experts=8, topk=2, expert_inter=64)
+    if family == "qwen2_moe":
+        s.update(layers=3, experts=8, topk=2, expert_inter=48, shared_inter=96)
+    if family == "qwen2_moe-norm":
+        s.update(layers=3, experts=8, topk=2, expert_inter=64, shared_inter=96)
     return s
 
 
@@ -212,9 +244,62 @@ def make_config(family, dtype):
             "tie_word_embeddings": False,
             "use_cache": True,
         }
+    elif family == "mixtral":
+        # mistralai/Mixtral-8x7B-v0.1's keys; intermediate_size is the width
+        # of every expert (MixtralBlockSparseTop2MLP's ffn_dim)
+        cfg = {
+            "architectures": ["MixtralForCausalLM"],
+            "attention_dropout": 0.0,
+            "bos_token_id": 1,
+            "eos_token_id": 2,
+            "hidden_act": "silu",
+            "initializer_range": 0.02,
+            "model_type": "mixtral",
+            "num_experts_per_tok": s["topk"],
+            "num_local_experts": s["experts"],
+            "output_router_logits": False,
+            "rms_norm_eps": 1e-05,
+            "rope_theta": 1000000.0,
+            "router_aux_loss_coef": 0.02,
+            "sliding_window": None,
+            "tie_word_embeddings": False,
+            "use_cache": True,
+        }
+    elif family in ("qwen2_moe", "qwen2_moe-norm"):
+        # Qwen/Qwen1.5-MoE-A2.7B's keys, plus mlp_only_layers (Qwen2MoeConfig:
+        # [] when null); intermediate_size is the dense layers' MLP width
+        cfg = {
+            "architectures": ["Qwen2MoeForCausalLM"],
+            "attention_dropout": 0.0,
+            "bos_token_id": 1,
+            "decoder_sparse_step": 1,
+            "eos_token_id": 2,
+            "hidden_act": "silu",
+            "initializer_range": 0.02,
+            "max_window_layers": s["layers"],
+            "mlp_only_layers": [1],
+            "model_type": "qwen2_moe",
+            "moe_intermediate_size": s["expert_inter"],
+            "norm_topk_prob": False,
+            "num_experts": s["experts"],
+            "num_experts_per_tok": s["topk"],
+            "output_router_logits": False,
+            "rms_norm_eps": 1e-06,
+            "rope_theta": 1000000.0,
+            "router_aux_loss_coef": 0.001,
+            "shared_expert_intermediate_size": s["shared_inter"],
+            "sliding_window": s["max_pos"],
+            "tie_word_embeddings": False,
+            "use_cache": True,
+            "use_sliding_window": False,
+        }
+        if family == "qwen2_moe-norm":
+            cfg.update(norm_topk_prob=True, decoder_sparse_step=2, mlp_only_layers=[])
     else:
         raise SystemExit("make_tiny: unknown family %r (one of: %s)" % (family, ", ".join(FAMILIES)))
     cfg.update(common)
+    if family == "mixtral":
+        cfg["intermediate_size"] = s["expert_inter"]
     cfg["torch_dtype"] = dtype
     cfg["transformers_version"] = "4.44.0"
     return dict(sorted(cfg.items()))
@@ -246,6 +331,33 @@ FAMILY_SCALES = {
     # norm scales the attention scores by ~16
     "qwen3": {"qk": 0.3, "o": 2.5, "down": 2.5},
 }
+# The MoE families' extra scales (units of 1/sqrt(fan_in)): the router's, each
+# expert's gate / up / down (w1 / w3 / w2 in Mixtral), the shared expert's
+# and its gate's (Qwen2-MoE; the gate's logit has std ~1, so sigmoid ~0.3-0.7).
+MOE_SCALES = {
+    "router": 0.15,      # the router's random part (see route_by_token)
+    "expert_gate": 1.0,
+    "expert_up": 1.0,
+    "expert_down": 2.0,
+    "shared_gate": 1.0,
+    "shared_up": 1.0,
+    "shared_down": 1.5,
+    "shared_expert_gate": 1.0,
+}
+
+
+def sparse_layers(cfg):
+    """The layers with a sparse MoE block. Mixtral: all of them.
+    Qwen2MoeDecoderLayer: layer i is sparse iff i not in mlp_only_layers and
+    num_experts > 0 and (i + 1) % decoder_sparse_step == 0."""
+    L = cfg["num_hidden_layers"]
+    if cfg["model_type"] == "mixtral":
+        return list(range(L))
+    if cfg["model_type"] == "qwen2_moe":
+        only = cfg.get("mlp_only_layers") or []
+        step = cfg.get("decoder_sparse_step", 1)
+        return [i for i in range(L) if i not in only and cfg.get("num_experts", 60) > 0 and (i + 1) % step == 0]
+    return []
 
 
 def make_tensors(family, cfg, seed):
@@ -259,6 +371,7 @@ def make_tensors(family, cfg, seed):
     tied = cfg.get("tie_word_embeddings", family == "gemma")
     sc = dict(SCALES, **FAMILY_SCALES.get(family, {}))
     gemma = family == "gemma"
+    sparse = sparse_layers(cfg)
     out = []
 
     def normal(rows, cols, std, mean=0.0):
@@ -278,6 +391,7 @@ def make_tensors(family, cfg, seed):
     for j in range(cfg["num_hidden_layers"]):
         p = "model.layers.%d." % j
         add(p + "input_layernorm.weight", (h,), normal(1, h, 0.1, 1.0))
+        bias = family in ("qwen2", "qwen2_moe", "qwen2_moe-norm")
         if family == "phi3":
             # rows: q (qd), then k (kvd), then v (kvd): Phi3Attention slices
             # qkv[..., :qd], [qd:qd+kvd], [qd+kvd:]
@@ -285,13 +399,13 @@ def make_tensors(family, cfg, seed):
             add(p + "self_attn.qkv_proj.weight", (qd + 2 * kvd, h), qkv)
         else:
             add(p + "self_attn.q_proj.weight", (qd, h), matrix(qd, h, sc["qk"]))
-            if family == "qwen2":
+            if bias:
                 add(p + "self_attn.q_proj.bias", (qd,), normal(1, qd, 0.5))
             add(p + "self_attn.k_proj.weight", (kvd, h), matrix(kvd, h, sc["qk"]))
-            if family == "qwen2":
+            if bias:
                 add(p + "self_attn.k_proj.bias", (kvd,), normal(1, kvd, 0.5))
             add(p + "self_attn.v_proj.weight", (kvd, h), matrix(kvd, h, sc["v"]))
-            if family == "qwen2":  # small: a large one is an output common to every token
+            if bias:  # small: a large one is an output common to every token
                 add(p + "self_attn.v_proj.bias", (kvd,), normal(1, kvd, 0.1))
         add(p + "self_attn.o_proj.weight", (h, qd), matrix(h, qd, sc["o"]))
         if family == "qwen3":
@@ -299,6 +413,9 @@ def make_tensors(family, cfg, seed):
             add(p + "self_attn.q_norm.weight", (hd,), normal(1, hd, 0.2, 1.2))
             add(p + "self_attn.k_norm.weight", (hd,), normal(1, hd, 0.2, 1.2))
         add(p + "post_attention_layernorm.weight", (h,), normal(1, h, 0.1, 1.0))
+        if j in sparse:
+            make_moe(family, cfg, p, add, matrix)
+            continue
         if family == "phi3":
             # rows: gate (f), then up (f): Phi3MLP does gate, up = x.chunk(2, dim=-1)
             add(p + "mlp.gate_up_proj.weight", (2 * f, h), matrix(f, h, sc["gate"]) + matrix(f, h, sc["up"]))
@@ -309,7 +426,94 @@ def make_tensors(family, cfg, seed):
     add("model.norm.weight", (h,), normal(1, h, 0.1, 1.0))
     if not tied:
         add("lm_head.weight", (V, h), matrix(V, h, sc["lm_head"]))
+    if sparse:
+        route_by_token(cfg, rng, out, sparse)
     return out
+
+
+def make_moe(family, cfg, p, add, matrix):
+    """One layer's sparse MoE block, in module order: the router, then every
+    expert, then (Qwen2-MoE) the shared expert and its gate."""
+    h, E = cfg["hidden_size"], cfg.get("num_local_experts") or cfg.get("num_experts")
+    g = MOE_SCALES
+    if family == "mixtral":
+        # MixtralSparseMoeBlock: gate [E][h]; MixtralBlockSparseTop2MLP w1, w2, w3
+        f = cfg["intermediate_size"]
+        add(p + "block_sparse_moe.gate.weight", (E, h), matrix(E, h, g["router"]))
+        for m in range(E):
+            q = p + "block_sparse_moe.experts.%d." % m
+            add(q + "w1.weight", (f, h), matrix(f, h, g["expert_gate"]))
+            add(q + "w2.weight", (h, f), matrix(h, f, g["expert_down"]))
+            add(q + "w3.weight", (f, h), matrix(f, h, g["expert_up"]))
+        return
+    # Qwen2MoeSparseMoeBlock: gate [E][h], experts (Qwen2MoeMLP of
+    # moe_intermediate_size), shared_expert (shared_expert_intermediate_size),
+    # shared_expert_gate [1][h]
+    f, fs = cfg["moe_intermediate_size"], cfg["shared_expert_intermediate_size"]
+    add(p + "mlp.gate.weight", (E, h), matrix(E, h, g["router"]))
+    for m in range(E):
+        q = p + "mlp.experts.%d." % m
+        add(q + "gate_proj.weight", (f, h), matrix(f, h, g["expert_gate"]))
+        add(q + "up_proj.weight", (f, h), matrix(f, h, g["expert_up"]))
+        add(q + "down_proj.weight", (h, f), matrix(h, f, g["expert_down"]))
+    q = p + "mlp.shared_expert."
+    add(q + "gate_proj.weight", (fs, h), matrix(fs, h, g["shared_gate"]))
+    add(q + "up_proj.weight", (fs, h), matrix(fs, h, g["shared_up"]))
+    add(q + "down_proj.weight", (h, fs), matrix(h, fs, g["shared_down"]))
+    add(p + "mlp.shared_expert_gate.weight", (1, h), matrix(1, h, g["shared_expert_gate"]))
+
+
+# The routing of the MoE families. With a router of random rows, the gap
+# between the k-th and the (k+1)-th router logit has a density of ~2.3 / std
+# at 0 (8 experts, top-2): over the ~100 choices a comparison makes, one
+# within 0.05 of flipping is likely whatever the scale, and two correct
+# implementations (fp32 and fp64, fp16 rounding now and then landing on the
+# other neighbour) can then pick different experts. So the choice is made by
+# the token, through ROUTE channels that no layer writes: the last E channels
+# of every embedding row hold a code (ROUTE_CODE[0] on the token's first
+# expert channel, ROUTE_CODE[1] on its second, ROUTE_CODE[2] on the others:
+# a random ordered pair per token), the rows of every o_proj, down_proj, w2
+# (and shared_expert.down_proj) that write those channels are zero, and
+# layer j's router reads channel CODE + pi_j(e) for expert e (pi_j a random
+# permutation per layer) with the weight ROUTE_GAIN * MOE_REST[j], MOE_REST[j]
+# being the rms of the residual assumed at layer j's post-attention norm, on
+# top of its random part (MOE_SCALES["router"], router logits of std ~0.15
+# from the other channels). The router logits of the two chosen experts are
+# then ~1 apart and the others ~2 below the second (renormalizing the top-2
+# multiplies their weights by ~1.2), times the ratio of MOE_REST to the
+# residual's actual rms (~0.8 to 1.3), plus the random part: the top-k margin
+# is ~2 (0.89 the smallest over the positions selftest.py tests, seeds 0-9),
+# while the weights still move with the context.
+ROUTE_CODE = [0.5, 0.25, -0.25]
+ROUTE_GAIN = 4.0
+MOE_REST = [1.2, 1.75, 2.0]
+
+
+def route_by_token(cfg, rng, out, sparse):
+    """Impose the token-chosen routing (above) on the drawn state dict. The
+    code has two chosen experts: it is meant for top-2 (every tiny MoE
+    family's k)."""
+    h, V = cfg["hidden_size"], cfg["vocab_size"]
+    E = cfg.get("num_local_experts") or cfg.get("num_experts")
+    code = h - E  # the first routing channel
+    t = {name: (shape, vals) for name, shape, vals in out}
+    emb = t["model.embed_tokens.weight"][1]
+    for v in range(V):
+        first, second = rng.sample(range(E), 2)
+        for e in range(E):
+            emb[v * h + code + e] = ROUTE_CODE[0 if e == first else 1 if e == second else 2]
+    for name, (shape, vals) in t.items():
+        if name.endswith(("o_proj.weight", "down_proj.weight", ".w2.weight")):
+            cols = shape[1]  # [h][cols]: zero the rows that write the routing channels
+            vals[code * cols:] = [0.0] * ((h - code) * cols)
+    for j in sparse:
+        name = "model.layers.%d.%s.gate.weight" % (j, "block_sparse_moe" if cfg["model_type"] == "mixtral" else "mlp")
+        vals = t[name][1]
+        perm = list(range(E))
+        rng.shuffle(perm)
+        gain = ROUTE_GAIN * MOE_REST[min(j, len(MOE_REST) - 1)]
+        for e in range(E):
+            vals[e * h + code:(e + 1) * h] = [gain if c == perm[e] else 0.0 for c in range(E)]
 
 
 # Gemma's tanh GELU differs from the exact one by at most ~4.4e-4 (at
