@@ -583,6 +583,7 @@ int cmd_validate(int argc, char **argv)
             status = CLI_EXIT_INPUT;
         } else if (!(status = cli_job_parse(nargs, args, "validate", job, &help))) {
             cli_command_line(argc, argv, job->command, sizeof job->command);
+            o.keep_disturbed = va.keep_disturbed;
             status = validate(job, &va, &o);
         }
     }

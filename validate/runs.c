@@ -164,7 +164,8 @@ llmsim_status validate_grid(const record_job *job, validate_policy **out, int *n
 
 /* Of the measure runs ids[0..n) (newest first), the newest with the same
  * engine settings (threads, synthetic seed) that is not known to be
- * disturbed, else the newest with those settings; *id = 0 when none. */
+ * disturbed (any, with keep_disturbed), else the newest with those
+ * settings; *id = 0 when none. */
 static llmsim_status pick_measure(store *db, const int64_t *ids, int n, const validate_opts *o,
                                   int64_t *id, diag *e)
 {
@@ -179,7 +180,7 @@ static llmsim_status pick_measure(store *db, const int64_t *ids, int n, const va
             break;
         if (!*id)
             *id = ids[i];
-        if (!c.measured || !cond_judge(&c, NULL, 0)) {
+        if (o->keep_disturbed || !c.measured || !cond_judge(&c, NULL, 0)) {
             *id = ids[i];
             break;
         }

@@ -50,6 +50,7 @@ typedef struct validate_opts {
     bool check_disk; /* measure the disk around each run that uses it */
     int remeasure;   /* a run measured under contention is measured again, at most this
                         many more times (exec/conditions.h) */
+    bool keep_disturbed; /* disturbed runs count like the others: the newest is reused */
 } validate_opts;
 
 /* Predict, simulate and measure policy vp (number index of count) for the
@@ -58,7 +59,8 @@ typedef struct validate_opts {
  * (exec/conditions.h); one disturbed is said so on stderr and measured
  * again, at most o->remeasure more times, and the first quiet one is kept,
  * else the least disturbed (all of them are recorded). From the store, the
- * newest measurement not known to be disturbed is reused. */
+ * newest measurement not known to be disturbed is reused (the newest, with
+ * o->keep_disturbed). */
 llmsim_status validate_policy_run(const record_job *job, validate_policy *vp, const validate_opts *o,
                                   int index, int count, diag *e);
 
