@@ -116,36 +116,11 @@ static bool phi3_fused(const model *m, const model_tensor *t, const char **fused
     return false;
 }
 
-/* Tensor t's rows [row0, row0 + t->rows) of the fused tensor `fused` of
- * `rows` rows (Phi-3), split at load. */
-static llmsim_status load_fused(const model *m, const engine_opts *o, st_checkpoint *ck, int unit,
-                                const model_tensor *t, const char *fused, int64_t row0, int64_t rows,
-                                float *out, diag *e)
+/* The checkpoint's tensor for t of unit `unit` (its Hugging Face name, with
+ * or without the "model." prefix), which must hold t's rows x cols values. */
+static llmsim_status find_tensor(const model *m, const engine_opts *o, const st_checkpoint *ck,
+                                 int unit, const model_tensor *t, const st_tensor **out, diag *e)
 {
-    model_tensor whole = *t;
-    snprintf(whole.name, sizeof whole.name, "%s", fused);
-    whole.rows = rows;
-    float *all = malloc((size_t)(rows * t->cols) * sizeof *all);
-    if (!all)
-        return diag_set(e, LLMSIM_EFAIL, "out of memory loading %s", fused);
-    llmsim_status st = mio_load_values(m, o, ck, NULL, unit, &whole, all, e);
-    if (!st)
-        memcpy(out, all + (size_t)(row0 * t->cols), (size_t)(t->rows * t->cols) * sizeof *out);
-    free(all);
-    return st;
-}
-
-llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoint *ck, pool *p, int unit,
-                              const model_tensor *t, float *out, diag *e)
-{
-    if (!ck) {
-        synth_fill(p, o->synthetic_seed, unit, t, out);
-        return LLMSIM_OK;
-    }
-    const char *fused;
-    int64_t row0, rows;
-    if (unit < (int)m->num_layers && phi3_fused(m, t, &fused, &row0, &rows))
-        return load_fused(m, o, ck, unit, t, fused, row0, rows, out, e);
     char name[256];
     hf_name(m, unit, t, name, sizeof name, false);
     const st_tensor *st = st_find(ck, name);
@@ -163,7 +138,38 @@ llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoin
         return diag_set(e, LLMSIM_EINPUT, "%s: tensor %s has %llu values, the model needs %lld x %lld",
                         o->weights_path, name, (unsigned long long)st_tensor_numel(st),
                         (long long)t->rows, (long long)t->cols);
-    return st_read_f32(ck, st, out, e);
+    *out = st;
+    return LLMSIM_OK;
+}
+
+llmsim_status mio_load_values(const model *m, const engine_opts *o, st_checkpoint *ck, pool *p, int unit,
+                              const model_tensor *t, float *out, diag *e)
+{
+    if (!ck) {
+        synth_fill(p, o->synthetic_seed, unit, t, out);
+        return LLMSIM_OK;
+    }
+    const char *fused = NULL;
+    int64_t row0 = 0, rows = 0;
+    const bool part = unit < (int)m->num_layers && phi3_fused(m, t, &fused, &row0, &rows);
+    model_tensor whole = *t;
+    if (part) { /* found and checked as the whole fused tensor */
+        snprintf(whole.name, sizeof whole.name, "%s", fused);
+        whole.rows = rows;
+    }
+    const st_tensor *st = NULL;
+    llmsim_status rs = find_tensor(m, o, ck, unit, &whole, &st, e);
+    if (rs || !part)
+        return rs ? rs : st_read_f32(ck, st, out, e);
+    /* t's rows of it: the row-major data's bytes from row row0 on, read alone */
+    st_tensor rows_of = *st;
+    const uint64_t row_bytes = (uint64_t)t->cols * (uint64_t)st_dtype_size(st->dtype);
+    rows_of.ndim = 2;
+    rows_of.shape[0] = t->rows;
+    rows_of.shape[1] = t->cols;
+    rows_of.offset += (uint64_t)row0 * row_bytes;
+    rows_of.nbytes = (uint64_t)t->rows * row_bytes;
+    return st_read_f32(ck, &rows_of, out, e);
 }
 
 void mio_store_values(pool *p, const float *v, size_t rows, size_t cols, k_wtype wt, const quant *wq,
