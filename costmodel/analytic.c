@@ -242,8 +242,7 @@ void cm_batch_cost_get(const cm_setup *s, cm_phase phase, double ctx, cm_batch_c
     if (prefill) {
         /* the causal square's time, times the share of its pairs a window keeps */
         b->attn_dev_s = cm_attention_prefill_time(hw, dev, gbs, ctx, heads, hd) *
-                        model_attn_pairs(m, 0, (int64_t)ctx) /
-                        (ctx * (ctx + 1) / 2);
+                        model_attn_share(m, 0, (int64_t)ctx);
         b->kv_new_bytes = kv_bytes(s, gbs, ctx);
         if (p->kv_quant.bits)
             b->kv_quant_dev_s = cm_memory_pass_time(hw, dev, kv_fp16_bytes(s, gbs, ctx), b->kv_new_bytes);

@@ -71,8 +71,7 @@ double cm_iter_chunk_attn_s(const cm_setup *s, int64_t ctx, int64_t tokens)
     if (hi <= lo)
         return 0.0;
     /* the causal square's part, times the share of its pairs a window keeps */
-    const double c = (double)ctx, e = (double)(ctx + tokens);
-    return (hi - lo) * model_attn_pairs(m, ctx, tokens) / ((e * (e + 1) - c * (c + 1)) / 2);
+    return (hi - lo) * model_attn_share(m, ctx, tokens);
 }
 
 void cm_iter_stream_s(const cm_setup *s, double stream_s[2])

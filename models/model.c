@@ -72,6 +72,13 @@ double model_attn_pairs(const model *m, int64_t start, int64_t t)
     return (fe * (fe + 1) - st * (st + 1)) / 2 + (end - fe) * (double)w;
 }
 
+double model_attn_share(const model *m, int64_t start, int64_t t)
+{
+    const double end = (double)(start + t), st = (double)start;
+    const double causal = (end * (end + 1) - st * (st + 1)) / 2;
+    return causal > 0 ? model_attn_pairs(m, start, t) / causal : 1.0;
+}
+
 /* x rounded to `bits` significant bits, to nearest even (a normal fp16,
  * bf16 or fp32 value of the magnitudes an embedding scale has). */
 static double round_significand(double x, int bits)

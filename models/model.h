@@ -129,6 +129,9 @@ double model_embed_scale(const model *m);
 /* The (query, key) pairs attention scores for t queries at positions
  * start .. start + t - 1: sum of pos + 1 - model_attn_first(pos). */
 double model_attn_pairs(const model *m, int64_t start, int64_t t);
+/* The share of a causal step's pairs (model_attn_pairs without a window)
+ * that the model's window keeps: 1 without one. */
+double model_attn_share(const model *m, int64_t start, int64_t t);
 /* The rotary inverse frequencies of the model, scaled as rope_scaling says
  * (transformers' _compute_default/linear/llama3_parameters), in double:
  * out [head_dim / 2]. */

@@ -100,7 +100,7 @@ static void test_shipped_counts(void)
         /* The pieces add up, and the head is counted only when untied. */
         int64_t sum = model_embed_param_count(&m) + model_lm_head_param_count(&m);
         for (int64_t l = 0; l < m.num_layers; l++) /* a sparse layer has its experts instead */
-            sum += m.moe.experts ? model_layer_param_count_at(&m, l) : model_layer_param_count(&m);
+            sum += model_layer_param_count_at(&m, l);
         CHECK(sum == got, "%s: pieces %lld != total %lld", name, (long long)sum, (long long)got);
         CHECK((model_lm_head_param_count(&m) == 0) == m.tied_embeddings, "%s: LM head vs tied", name);
     }
@@ -411,6 +411,10 @@ static void test_window(void)
     m.sliding_window = 0;
     CHECK(model_kv_positions(&m, 4, 100) == 100 && model_attn_first(&m, 100) == 0, "no window");
     CHECK(model_attn_pairs(&m, 0, 10) == 55 && model_attn_pairs(&m, 10, 1) == 11, "causal pairs");
+    CHECK(model_attn_share(&m, 0, 10) == 1, "no window: the whole causal step");
+    m.sliding_window = 8;
+    CHECK(model_attn_share(&m, 0, 10) == model_attn_pairs(&m, 0, 10) / 55 && model_attn_share(&m, 0, 10) < 1,
+          "a window of 8 keeps %g of 10 queries' pairs", model_attn_share(&m, 0, 10));
 }
 
 static void test_unknown_name(void)
